@@ -1,0 +1,481 @@
+//! The capture metadata, stored as Parquet key-value metadata (all values strings).
+
+use std::fmt;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use crate::{FORMAT_MAJOR, FORMAT_MINOR, FormatError};
+
+/// The metadata keys.
+pub mod keys {
+    /// Integer, "1".
+    pub const FORMAT_MAJOR: &str = "mmap_capture.format_major";
+    /// Integer, "0".
+    pub const FORMAT_MINOR: &str = "mmap_capture.format_minor";
+    pub const RECORDER_VERSION: &str = "mmap_capture.recorder_version";
+    pub const HOSTNAME: &str = "mmap_capture.hostname";
+    /// `uname -r`.
+    pub const KERNEL_RELEASE: &str = "mmap_capture.kernel_release";
+    /// `/proc/sys/kernel/random/boot_id`.
+    pub const BOOT_ID: &str = "mmap_capture.boot_id";
+    /// JSON array of `{"boot_ns", "realtime_ns", "uncertainty_ns"}`.
+    pub const CLOCK_ANCHORS: &str = "mmap_capture.clock_anchors";
+    /// RFC 3339 UTC with nanoseconds.
+    pub const CAPTURE_START: &str = "mmap_capture.capture_start";
+    /// RFC 3339 UTC with nanoseconds.
+    pub const CAPTURE_END: &str = "mmap_capture.capture_end";
+    /// JSON object `{"system_wide", "pids", "command"}`.
+    pub const TARGETS: &str = "mmap_capture.targets";
+    /// JSON array of strings.
+    pub const COMMAND_LINE: &str = "mmap_capture.command_line";
+    pub const ATTACH_MODE: &str = "mmap_capture.attach_mode";
+    /// JSON object of counters.
+    pub const COUNTERS: &str = "mmap_capture.counters";
+
+    /// Every key of format 1.0, in the order the writer stores them.
+    pub const ALL: [&str; 13] = [
+        FORMAT_MAJOR,
+        FORMAT_MINOR,
+        RECORDER_VERSION,
+        HOSTNAME,
+        KERNEL_RELEASE,
+        BOOT_ID,
+        CLOCK_ANCHORS,
+        CAPTURE_START,
+        CAPTURE_END,
+        TARGETS,
+        COMMAND_LINE,
+        ATTACH_MODE,
+        COUNTERS,
+    ];
+}
+
+/// A format version: the major refuses, the minors are additive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FormatVersion {
+    pub major: u32,
+    pub minor: u32,
+}
+
+impl FormatVersion {
+    /// The version this crate writes.
+    pub const CURRENT: Self = Self {
+        major: FORMAT_MAJOR,
+        minor: FORMAT_MINOR,
+    };
+
+    /// Whether this crate reads files of this version (any minor of its major).
+    pub const fn is_supported(&self) -> bool {
+        self.major == FORMAT_MAJOR
+    }
+}
+
+impl Default for FormatVersion {
+    fn default() -> Self {
+        Self::CURRENT
+    }
+}
+
+impl fmt::Display for FormatVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
+/// A pair of readings of CLOCK_BOOTTIME and CLOCK_REALTIME taken together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClockAnchor {
+    /// CLOCK_BOOTTIME, ns (what `bpf_ktime_get_boot_ns()` returns).
+    pub boot_ns: u64,
+    /// CLOCK_REALTIME, ns since the Unix epoch.
+    pub realtime_ns: i64,
+    /// How far apart the two readings may be, ns.
+    pub uncertainty_ns: u64,
+}
+
+impl ClockAnchor {
+    /// Converts a CLOCK_BOOTTIME reading to wall-clock ns since the Unix epoch:
+    /// `boot_ns + (realtime_ns - self.boot_ns)`, saturating at the ends of `i64`.
+    pub fn boot_to_wall_ns(&self, boot_ns: u64) -> i64 {
+        let wall = i128::from(boot_ns) + i128::from(self.realtime_ns) - i128::from(self.boot_ns);
+        i64::try_from(wall).unwrap_or(if wall < 0 { i64::MIN } else { i64::MAX })
+    }
+}
+
+/// What the recorder was asked to record.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Targets {
+    pub system_wide: bool,
+    pub pids: Vec<u32>,
+    /// The command the recorder started and recorded, if any.
+    pub command: Option<Vec<String>>,
+}
+
+/// Event counts of the recorder, kernel and user side.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    /// Rows written.
+    pub emitted: u64,
+    /// Events dropped in the kernel because the ring buffer was full.
+    pub lost_ringbuf_full: u64,
+    /// Syscall exits seen without their entry (e.g. calls in progress when recording started).
+    pub orphan_exits: u64,
+    /// Syscall entries dropped because the in-flight map was full.
+    pub entry_map_full: u64,
+    /// Ring buffer records that user space could not decode.
+    pub decode_errors: u64,
+}
+
+impl Counters {
+    /// Events lost: `lost_ringbuf_full + entry_map_full + decode_errors`.
+    pub fn lost(&self) -> u64 {
+        self.lost_ringbuf_full
+            .saturating_add(self.entry_map_full)
+            .saturating_add(self.decode_errors)
+    }
+}
+
+/// Everything a capture says about itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CaptureMetadata {
+    /// The writer stores [`FormatVersion::CURRENT`] whatever this says; a reader reports the
+    /// file's version.
+    pub format_version: FormatVersion,
+    pub recorder_version: String,
+    pub hostname: String,
+    pub kernel_release: String,
+    pub boot_id: String,
+    /// The first converts boot time to wall time; later ones (e.g. one taken at the end) let a
+    /// reader check the drift.
+    pub clock_anchors: Vec<ClockAnchor>,
+    /// Wall-clock ns since the Unix epoch.
+    pub capture_start_ns: i64,
+    /// Wall-clock ns since the Unix epoch.
+    pub capture_end_ns: i64,
+    pub targets: Targets,
+    /// The recorder's argv.
+    pub command_line: Vec<String>,
+    /// How the recorder attached, e.g. "tracepoint".
+    pub attach_mode: String,
+    pub counters: Counters,
+}
+
+impl Default for CaptureMetadata {
+    /// The current format version, everything else empty or zero.
+    fn default() -> Self {
+        Self {
+            format_version: FormatVersion::CURRENT,
+            recorder_version: String::new(),
+            hostname: String::new(),
+            kernel_release: String::new(),
+            boot_id: String::new(),
+            clock_anchors: Vec::new(),
+            capture_start_ns: 0,
+            capture_end_ns: 0,
+            targets: Targets::default(),
+            command_line: Vec::new(),
+            attach_mode: String::new(),
+            counters: Counters::default(),
+        }
+    }
+}
+
+impl CaptureMetadata {
+    /// The first clock anchor, the one that converts boot time to wall time.
+    pub fn clock_anchor(&self) -> Option<&ClockAnchor> {
+        self.clock_anchors.first()
+    }
+
+    /// The key-value pairs, in the order of [`keys::ALL`].
+    pub fn to_key_values(&self) -> Vec<(String, String)> {
+        let values = [
+            self.format_version.major.to_string(),
+            self.format_version.minor.to_string(),
+            self.recorder_version.clone(),
+            self.hostname.clone(),
+            self.kernel_release.clone(),
+            self.boot_id.clone(),
+            to_json(&self.clock_anchors),
+            format_rfc3339_ns(self.capture_start_ns),
+            format_rfc3339_ns(self.capture_end_ns),
+            to_json(&self.targets),
+            to_json(&self.command_line),
+            self.attach_mode.clone(),
+            to_json(&self.counters),
+        ];
+        keys::ALL
+            .iter()
+            .zip(values)
+            .map(|(key, value)| ((*key).to_owned(), value))
+            .collect()
+    }
+
+    /// Parses the key-value pairs. Requires every key of format 1.0 (all 1.x files have them) and
+    /// refuses a major version other than [`FORMAT_MAJOR`]; ignores unknown keys. When a key
+    /// appears twice, the first wins.
+    pub fn from_key_values(kv: &[(String, String)]) -> Result<Self, FormatError> {
+        let get = |key: &str| -> Result<&str, FormatError> {
+            kv.iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+                .ok_or_else(|| FormatError::bad_metadata(key, "missing"))
+        };
+        let format_version = FormatVersion {
+            major: parse_u32(keys::FORMAT_MAJOR, get(keys::FORMAT_MAJOR)?)?,
+            minor: parse_u32(keys::FORMAT_MINOR, get(keys::FORMAT_MINOR)?)?,
+        };
+        if !format_version.is_supported() {
+            return Err(FormatError::UnsupportedVersion {
+                path: None,
+                major: format_version.major,
+                minor: format_version.minor,
+            });
+        }
+        Ok(Self {
+            format_version,
+            recorder_version: get(keys::RECORDER_VERSION)?.to_owned(),
+            hostname: get(keys::HOSTNAME)?.to_owned(),
+            kernel_release: get(keys::KERNEL_RELEASE)?.to_owned(),
+            boot_id: get(keys::BOOT_ID)?.to_owned(),
+            clock_anchors: from_json(keys::CLOCK_ANCHORS, get(keys::CLOCK_ANCHORS)?)?,
+            capture_start_ns: parse_rfc3339_ns(keys::CAPTURE_START, get(keys::CAPTURE_START)?)?,
+            capture_end_ns: parse_rfc3339_ns(keys::CAPTURE_END, get(keys::CAPTURE_END)?)?,
+            targets: from_json(keys::TARGETS, get(keys::TARGETS)?)?,
+            command_line: from_json(keys::COMMAND_LINE, get(keys::COMMAND_LINE)?)?,
+            attach_mode: get(keys::ATTACH_MODE)?.to_owned(),
+            counters: from_json(keys::COUNTERS, get(keys::COUNTERS)?)?,
+        })
+    }
+}
+
+/// Formats ns since the Unix epoch as RFC 3339 UTC with 9 fraction digits,
+/// e.g. `2026-11-27T06:01:13.123456789Z`.
+pub fn format_rfc3339_ns(ns: i64) -> String {
+    DateTime::<Utc>::from_timestamp_nanos(ns).to_rfc3339_opts(SecondsFormat::Nanos, true)
+}
+
+/// Parses an RFC 3339 time (any offset, any number of fraction digits) into ns since the Unix
+/// epoch.
+pub fn parse_rfc3339_ns(key: &str, value: &str) -> Result<i64, FormatError> {
+    let time = DateTime::parse_from_rfc3339(value)
+        .map_err(|e| FormatError::bad_metadata(key, format_args!("{value:?}: {e}")))?;
+    time.timestamp_nanos_opt().ok_or_else(|| {
+        FormatError::bad_metadata(key, format_args!("{value:?}: out of the range of i64 ns"))
+    })
+}
+
+fn parse_u32(key: &str, value: &str) -> Result<u32, FormatError> {
+    value
+        .trim()
+        .parse()
+        .map_err(|e| FormatError::bad_metadata(key, format_args!("{value:?}: {e}")))
+}
+
+fn to_json<T: Serialize>(value: &T) -> String {
+    // The metadata types are plain structs of integers, strings and vectors: serializing them to
+    // a string cannot fail, but there is no need to panic should it ever do.
+    serde_json::to_string(value).unwrap_or_else(|e| format!("\"unserializable: {e}\""))
+}
+
+fn from_json<T: DeserializeOwned>(key: &str, value: &str) -> Result<T, FormatError> {
+    serde_json::from_str(value).map_err(|e| FormatError::bad_metadata(key, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> CaptureMetadata {
+        CaptureMetadata {
+            format_version: FormatVersion::CURRENT,
+            recorder_version: "0.1.0".into(),
+            hostname: "host-a".into(),
+            kernel_release: "6.12.0-test".into(),
+            boot_id: "c0ffee00-0000-4000-8000-000000000001".into(),
+            clock_anchors: vec![
+                ClockAnchor {
+                    boot_ns: 1_000,
+                    realtime_ns: 1_700_000_000_000_000_000,
+                    uncertainty_ns: 250,
+                },
+                ClockAnchor {
+                    boot_ns: u64::MAX,
+                    realtime_ns: i64::MIN,
+                    uncertainty_ns: 0,
+                },
+            ],
+            capture_start_ns: 1_700_000_000_123_456_789,
+            capture_end_ns: 1_700_000_060_000_000_001,
+            targets: Targets {
+                system_wide: false,
+                pids: vec![1, 4_294_967_295],
+                command: Some(vec!["sh".into(), "-c".into(), "echo \"hi\"\n".into()]),
+            },
+            command_line: vec!["mmap-recorder".into(), "--".into(), "ünïcode".into()],
+            attach_mode: "tracepoint".into(),
+            counters: Counters {
+                emitted: 12,
+                lost_ringbuf_full: 1,
+                orphan_exits: 2,
+                entry_map_full: 3,
+                decode_errors: u64::MAX,
+            },
+        }
+    }
+
+    #[test]
+    fn key_values_round_trip() {
+        let metadata = sample();
+        let kv = metadata.to_key_values();
+        assert_eq!(kv.len(), keys::ALL.len());
+        let back = CaptureMetadata::from_key_values(&kv).expect("parse what we wrote");
+        assert_eq!(back, metadata);
+    }
+
+    #[test]
+    fn encodings_are_the_documented_ones() {
+        let kv = sample().to_key_values();
+        let get = |key: &str| {
+            kv.iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+                .expect("key present")
+        };
+        assert_eq!(get(keys::FORMAT_MAJOR), "1");
+        assert_eq!(get(keys::FORMAT_MINOR), "0");
+        assert_eq!(get(keys::CAPTURE_START), "2023-11-14T22:13:20.123456789Z");
+        assert_eq!(get(keys::CAPTURE_END), "2023-11-14T22:14:20.000000001Z");
+        assert_eq!(
+            get(keys::CLOCK_ANCHORS),
+            r#"[{"boot_ns":1000,"realtime_ns":1700000000000000000,"uncertainty_ns":250},{"boot_ns":18446744073709551615,"realtime_ns":-9223372036854775808,"uncertainty_ns":0}]"#
+        );
+        assert_eq!(
+            get(keys::TARGETS),
+            r#"{"system_wide":false,"pids":[1,4294967295],"command":["sh","-c","echo \"hi\"\n"]}"#
+        );
+        assert_eq!(
+            get(keys::COUNTERS),
+            r#"{"emitted":12,"lost_ringbuf_full":1,"orphan_exits":2,"entry_map_full":3,"decode_errors":18446744073709551615}"#
+        );
+        let no_command = Targets {
+            system_wide: true,
+            pids: vec![],
+            command: None,
+        };
+        assert_eq!(
+            to_json(&no_command),
+            r#"{"system_wide":true,"pids":[],"command":null}"#
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_ignored_and_first_duplicate_wins() {
+        let mut kv = vec![("x.other".to_owned(), "whatever".to_owned())];
+        kv.extend(sample().to_key_values());
+        kv.push((keys::HOSTNAME.to_owned(), "second".to_owned()));
+        let back = CaptureMetadata::from_key_values(&kv).expect("parse");
+        assert_eq!(back.hostname, "host-a");
+    }
+
+    #[test]
+    fn newer_minor_parses_and_other_major_refuses() {
+        let mut kv = sample().to_key_values();
+        kv[1].1 = "7".into();
+        let back = CaptureMetadata::from_key_values(&kv).expect("minor 7 reads");
+        assert_eq!(back.format_version, FormatVersion { major: 1, minor: 7 });
+
+        kv[0].1 = "2".into();
+        let err = CaptureMetadata::from_key_values(&kv).expect_err("major 2 refused");
+        assert!(matches!(
+            err,
+            FormatError::UnsupportedVersion {
+                major: 2,
+                minor: 7,
+                ..
+            }
+        ));
+        assert_eq!(
+            err.to_string(),
+            "capture format 2.7 is not supported by this reader (supports 1.x)"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let mut kv = sample().to_key_values();
+        kv[7].1 = "yesterday".into();
+        let err = CaptureMetadata::from_key_values(&kv).expect_err("bad time");
+        let message = err.to_string();
+        assert!(
+            message.starts_with("bad metadata value for mmap_capture.capture_start: \"yesterday\""),
+            "{message}"
+        );
+
+        let mut kv = sample().to_key_values();
+        kv[12].1 = "{\"emitted\": 1}".into();
+        let err = CaptureMetadata::from_key_values(&kv).expect_err("counters incomplete");
+        assert!(matches!(&err, FormatError::BadMetadata { key, .. } if key == keys::COUNTERS));
+        assert!(!err.to_string().contains('\n'));
+
+        let kv: Vec<_> = sample()
+            .to_key_values()
+            .into_iter()
+            .filter(|(k, _)| k != keys::BOOT_ID)
+            .collect();
+        let err = CaptureMetadata::from_key_values(&kv).expect_err("boot id missing");
+        assert_eq!(
+            err.to_string(),
+            "bad metadata value for mmap_capture.boot_id: missing"
+        );
+    }
+
+    #[test]
+    fn rfc3339_accepts_offsets_and_short_fractions() {
+        assert_eq!(
+            parse_rfc3339_ns("k", "1970-01-01T01:00:00.5+01:00").expect("parse"),
+            500_000_000
+        );
+        assert_eq!(format_rfc3339_ns(0), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(format_rfc3339_ns(-1), "1969-12-31T23:59:59.999999999Z");
+    }
+
+    #[test]
+    fn clock_anchor_converts_boot_time() {
+        let anchor = ClockAnchor {
+            boot_ns: 5_000_000_000,
+            realtime_ns: 1_700_000_000_000_000_000,
+            uncertainty_ns: 100,
+        };
+        assert_eq!(
+            anchor.boot_to_wall_ns(5_000_000_000),
+            1_700_000_000_000_000_000
+        );
+        assert_eq!(
+            anchor.boot_to_wall_ns(6_500_000_001),
+            1_700_000_001_500_000_001
+        );
+        assert_eq!(
+            anchor.boot_to_wall_ns(4_000_000_000),
+            1_699_999_999_000_000_000
+        );
+        let far = ClockAnchor {
+            boot_ns: 0,
+            realtime_ns: i64::MAX,
+            uncertainty_ns: 0,
+        };
+        assert_eq!(far.boot_to_wall_ns(u64::MAX), i64::MAX);
+    }
+
+    #[test]
+    fn counters_lost() {
+        let counters = Counters {
+            emitted: 100,
+            lost_ringbuf_full: 1,
+            orphan_exits: 50,
+            entry_map_full: 2,
+            decode_errors: 3,
+        };
+        assert_eq!(counters.lost(), 6);
+    }
+}

@@ -1,0 +1,858 @@
+//! Reads captures: validation, version fix-up, record batches and events.
+
+use std::{
+    borrow::Cow,
+    fs::File,
+    io::{ErrorKind, Read, Seek, SeekFrom},
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use arrow::{
+    array::{
+        Array, ArrayRef, AsArray, DictionaryArray, Int32Array, Int64Array, PrimitiveArray,
+        RecordBatch, RecordBatchOptions, StringArray, TimestampNanosecondArray, UInt32Array,
+        UInt64Array, new_null_array,
+    },
+    compute::{can_cast_types, cast},
+    datatypes::{ArrowPrimitiveType, Int32Type},
+};
+use arrow_schema::{Schema, SchemaRef};
+use bytes::Bytes;
+use parquet::{
+    arrow::{
+        ProjectionMask,
+        arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder},
+    },
+    errors::ParquetError,
+    file::reader::ChunkReader,
+};
+
+use crate::{
+    FormatError,
+    event::{Event, RowKind, Syscall},
+    metadata::{CaptureMetadata, keys},
+    schema::{COLUMNS_ADDED_BY_MINOR, col, schema},
+};
+
+/// The Parquet magic at the start and at the end of every Parquet file.
+pub const PARQUET_MAGIC: &[u8; 4] = b"PAR1";
+
+/// Rows per record batch returned by [`CaptureReader::batches`].
+pub const BATCH_ROWS: usize = 8192;
+
+/// The path reported for captures read from memory.
+pub const MEMORY_PATH: &str = "<memory>";
+
+type BatchIter = Box<dyn Iterator<Item = Result<RecordBatch, FormatError>> + Send>;
+type EventIter = Box<dyn Iterator<Item = Result<Event<'static>, FormatError>> + Send>;
+
+#[derive(Clone, Debug)]
+enum Source {
+    File,
+    Memory(Bytes),
+}
+
+/// An open, validated capture.
+#[derive(Debug)]
+pub struct CaptureReader {
+    path: PathBuf,
+    source: Source,
+    parquet: ArrowReaderMetadata,
+    metadata: CaptureMetadata,
+    fixup: Arc<FixUp>,
+}
+
+impl CaptureReader {
+    /// Opens and validates: exists, not empty, Parquet magic + footer readable, capture keys
+    /// present, supported major version. Every failure is a FormatError naming the path.
+    pub fn open(path: &Path) -> Result<Self, FormatError> {
+        Self::open_file(path, &schema(), COLUMNS_ADDED_BY_MINOR)
+    }
+
+    /// Reads a capture held in memory (e.g. written into a `Vec<u8>`), with the same checks as
+    /// [`CaptureReader::open`]; errors name the path `<memory>`.
+    pub fn from_bytes(data: impl Into<Bytes>) -> Result<Self, FormatError> {
+        Self::open_bytes(data.into(), &schema(), COLUMNS_ADDED_BY_MINOR)
+    }
+
+    fn open_file(
+        path: &Path,
+        target: &SchemaRef,
+        added: &[(u32, &[&str])],
+    ) -> Result<Self, FormatError> {
+        let mut file = open_existing(path)?;
+        let io = |source| FormatError::FileIo {
+            path: path.to_path_buf(),
+            source,
+        };
+        let len = file.metadata().map_err(io)?.len();
+        let mut head = [0; 4];
+        let mut tail = [0; 4];
+        if len >= 4 {
+            file.read_exact(&mut head).map_err(io)?;
+            file.seek(SeekFrom::Start(len - 4)).map_err(io)?;
+            file.read_exact(&mut tail).map_err(io)?;
+        }
+        check_magic(path, len, &head, &tail)?;
+        let parquet = load_footer(path, &file)?;
+        Self::validate(path.to_path_buf(), Source::File, parquet, target, added)
+    }
+
+    fn open_bytes(
+        data: Bytes,
+        target: &SchemaRef,
+        added: &[(u32, &[&str])],
+    ) -> Result<Self, FormatError> {
+        let path = Path::new(MEMORY_PATH);
+        let len = data.len() as u64;
+        let mut head = [0; 4];
+        let mut tail = [0; 4];
+        if data.len() >= 4 {
+            head.copy_from_slice(&data[..4]);
+            tail.copy_from_slice(&data[data.len() - 4..]);
+        }
+        check_magic(path, len, &head, &tail)?;
+        let parquet = load_footer(path, &data)?;
+        Self::validate(
+            path.to_path_buf(),
+            Source::Memory(data),
+            parquet,
+            target,
+            added,
+        )
+    }
+
+    fn validate(
+        path: PathBuf,
+        source: Source,
+        parquet: ArrowReaderMetadata,
+        target: &SchemaRef,
+        added: &[(u32, &[&str])],
+    ) -> Result<Self, FormatError> {
+        let kv: Vec<(String, String)> = parquet
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .map(|kv| {
+                kv.iter()
+                    .filter_map(|kv| Some((kv.key.clone(), kv.value.clone()?)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !kv.iter().any(|(key, _)| key == keys::FORMAT_MAJOR) {
+            return Err(FormatError::NotACapture { path });
+        }
+        let metadata = CaptureMetadata::from_key_values(&kv).map_err(|e| e.with_path(&path))?;
+        let fixup = FixUp::plan(
+            parquet.schema(),
+            parquet.parquet_schema(),
+            metadata.format_version.minor,
+            target,
+            added,
+        )
+        .map_err(|detail| FormatError::BadSchema {
+            path: path.clone(),
+            detail,
+        })?;
+        Ok(Self {
+            path,
+            source,
+            parquet,
+            metadata,
+            fixup: Arc::new(fixup),
+        })
+    }
+
+    /// The path the capture was opened from (`<memory>` for [`CaptureReader::from_bytes`]).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The capture's metadata; `format_version` is the file's.
+    pub fn metadata(&self) -> &CaptureMetadata {
+        &self.metadata
+    }
+
+    /// Rows in the file, from the footer.
+    pub fn num_rows(&self) -> u64 {
+        u64::try_from(self.parquet.metadata().file_metadata().num_rows()).unwrap_or(0)
+    }
+
+    /// Row groups in the file.
+    pub fn num_row_groups(&self) -> usize {
+        self.parquet.metadata().num_row_groups()
+    }
+
+    /// The Parquet `created_by` string of the file, if any.
+    pub fn created_by(&self) -> Option<&str> {
+        self.parquet.metadata().file_metadata().created_by()
+    }
+
+    /// Record batches in the current schema (older minors fixed up).
+    pub fn batches(&self) -> Result<BatchIter, FormatError> {
+        match &self.source {
+            Source::File => self.batches_from(open_existing(&self.path)?),
+            Source::Memory(data) => self.batches_from(data.clone()),
+        }
+    }
+
+    fn batches_from<T: ChunkReader + 'static>(&self, input: T) -> Result<BatchIter, FormatError> {
+        let reader =
+            ParquetRecordBatchReaderBuilder::new_with_metadata(input, self.parquet.clone())
+                .with_projection(self.fixup.projection.clone())
+                .with_batch_size(BATCH_ROWS)
+                .build()
+                .map_err(|e| damaged(&self.path, e))?;
+        let path = self.path.clone();
+        let fixup = Arc::clone(&self.fixup);
+        Ok(Box::new(reader.map(move |batch| {
+            let batch = batch.map_err(|e| damaged(&path, e))?;
+            fixup
+                .apply(&batch)
+                .map_err(|detail| FormatError::BadSchema {
+                    path: path.clone(),
+                    detail,
+                })
+        })))
+    }
+
+    /// Rows as owned events, in file order.
+    pub fn events(&self) -> Result<EventIter, FormatError> {
+        Ok(Box::new(Events {
+            path: self.path.clone(),
+            batches: self.batches()?,
+            current: Vec::new().into_iter(),
+            done: false,
+        }))
+    }
+}
+
+fn open_existing(path: &Path) -> Result<File, FormatError> {
+    File::open(path).map_err(|source| match source.kind() {
+        ErrorKind::NotFound => FormatError::NotFound {
+            path: path.to_path_buf(),
+        },
+        _ => FormatError::FileIo {
+            path: path.to_path_buf(),
+            source,
+        },
+    })
+}
+
+fn check_magic(path: &Path, len: u64, head: &[u8; 4], tail: &[u8; 4]) -> Result<(), FormatError> {
+    if len == 0 {
+        return Err(FormatError::Empty {
+            path: path.to_path_buf(),
+        });
+    }
+    if len < 4 || head != PARQUET_MAGIC {
+        return Err(FormatError::NotParquet {
+            path: path.to_path_buf(),
+        });
+    }
+    // Starts as Parquet: what is missing is the end.
+    if len < 12 || tail != PARQUET_MAGIC {
+        return Err(FormatError::Truncated {
+            path: path.to_path_buf(),
+            detail: format!(
+                "no PAR1 magic at the end of its {len} bytes: the file was cut short or its \
+                 writer never finished"
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn load_footer<T: ChunkReader>(path: &Path, input: &T) -> Result<ArrowReaderMetadata, FormatError> {
+    ArrowReaderMetadata::load(input, ArrowReaderOptions::new()).map_err(|e| damaged(path, e))
+}
+
+fn damaged(path: &Path, error: impl Into<ReadError>) -> FormatError {
+    FormatError::Truncated {
+        path: path.to_path_buf(),
+        detail: crate::error::one_line(&error.into().0),
+    }
+}
+
+struct ReadError(String);
+
+impl From<ParquetError> for ReadError {
+    fn from(e: ParquetError) -> Self {
+        Self(e.to_string())
+    }
+}
+
+impl From<arrow_schema::ArrowError> for ReadError {
+    fn from(e: arrow_schema::ArrowError) -> Self {
+        Self(e.to_string())
+    }
+}
+
+/// Where each column of the current schema comes from in a file of some version.
+#[derive(Debug)]
+struct FixUp {
+    target: SchemaRef,
+    /// The file's columns to read (all columns this reader knows, unknown ones left out).
+    projection: ProjectionMask,
+    /// One per target column, in target order.
+    columns: Vec<ColumnSource>,
+}
+
+#[derive(Debug)]
+enum ColumnSource {
+    /// Column `index` of the projected batch, cast to the target type when `cast`.
+    File { index: usize, cast: bool },
+    /// Added by a later minor than the file's: all nulls.
+    Null,
+}
+
+impl FixUp {
+    /// Matches the file's columns to `target` by name. A target column the file lacks is filled
+    /// with nulls when `added` says a minor newer than `file_minor` added it, and is an error
+    /// otherwise. Columns the file has and `target` lacks (from newer minors) are not read.
+    fn plan(
+        file_schema: &Schema,
+        parquet_schema: &parquet::schema::types::SchemaDescriptor,
+        file_minor: u32,
+        target: &SchemaRef,
+        added: &[(u32, &[&str])],
+    ) -> Result<Self, String> {
+        let file_indices: Vec<Option<usize>> = target
+            .fields()
+            .iter()
+            .map(|field| file_schema.index_of(field.name()).ok())
+            .collect();
+        let mut wanted: Vec<usize> = file_indices.iter().flatten().copied().collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+
+        let mut columns = Vec::with_capacity(target.fields().len());
+        for (field, file_index) in target.fields().iter().zip(&file_indices) {
+            let source = match file_index {
+                Some(file_index) => {
+                    let file_type = file_schema.field(*file_index).data_type();
+                    let cast = file_type != field.data_type();
+                    if cast && !can_cast_types(file_type, field.data_type()) {
+                        return Err(format!(
+                            "column {} has type {file_type}, expected {}",
+                            field.name(),
+                            field.data_type()
+                        ));
+                    }
+                    // The projected batch holds the wanted columns in file order.
+                    let index = wanted.partition_point(|i| i < file_index);
+                    ColumnSource::File { index, cast }
+                }
+                None => {
+                    let added_later = added.iter().any(|(minor, names)| {
+                        *minor > file_minor && names.contains(&field.name().as_str())
+                    });
+                    if !added_later || !field.is_nullable() {
+                        return Err(format!(
+                            "no column {} (a column of format 1.{file_minor})",
+                            field.name()
+                        ));
+                    }
+                    ColumnSource::Null
+                }
+            };
+            columns.push(source);
+        }
+        Ok(Self {
+            target: Arc::clone(target),
+            projection: ProjectionMask::roots(parquet_schema, wanted),
+            columns,
+        })
+    }
+
+    fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch, String> {
+        let rows = batch.num_rows();
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.columns.len());
+        for (field, source) in self.target.fields().iter().zip(&self.columns) {
+            let column = match source {
+                ColumnSource::File { index, cast: false } => Arc::clone(batch.column(*index)),
+                ColumnSource::File { index, cast: true } => {
+                    cast(batch.column(*index), field.data_type())
+                        .map_err(|e| format!("column {}: {e}", field.name()))?
+                }
+                ColumnSource::Null => new_null_array(field.data_type(), rows),
+            };
+            columns.push(column);
+        }
+        RecordBatch::try_new_with_options(
+            Arc::clone(&self.target),
+            columns,
+            &RecordBatchOptions::new().with_row_count(Some(rows)),
+        )
+        .map_err(|e| e.to_string())
+    }
+}
+
+struct Events {
+    path: PathBuf,
+    batches: BatchIter,
+    current: std::vec::IntoIter<Event<'static>>,
+    done: bool,
+}
+
+impl Iterator for Events {
+    type Item = Result<Event<'static>, FormatError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(event) = self.current.next() {
+                return Some(Ok(event));
+            }
+            if self.done {
+                return None;
+            }
+            let decoded = match self.batches.next() {
+                None => {
+                    self.done = true;
+                    return None;
+                }
+                Some(batch) => batch.and_then(|batch| {
+                    events_from_batch(&batch).map_err(|e| e.with_path(&self.path))
+                }),
+            };
+            match decoded {
+                Ok(events) => self.current = events.into_iter(),
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+}
+
+/// Decodes one batch (current schema) into events.
+pub fn events_from_batch(batch: &RecordBatch) -> Result<Vec<Event<'static>>, FormatError> {
+    let kind = DictColumn::new(batch, col::KIND, false)?;
+    let syscall = DictColumn::new(batch, col::SYSCALL, true)?;
+    let ts = primitive::<TimestampNanosecondArray>(batch, col::TS, false)?;
+    let ts_exit = primitive::<TimestampNanosecondArray>(batch, col::TS_EXIT, true)?;
+    let cpu = primitive::<UInt32Array>(batch, col::CPU, false)?;
+    let pid = primitive::<UInt32Array>(batch, col::PID, false)?;
+    let tid = primitive::<UInt32Array>(batch, col::TID, false)?;
+    let ppid = primitive::<UInt32Array>(batch, col::PPID, false)?;
+    let uid = primitive::<UInt32Array>(batch, col::UID, false)?;
+    let gid = primitive::<UInt32Array>(batch, col::GID, false)?;
+    let comm = DictColumn::new(batch, col::COMM, false)?;
+    let cgroup_id = primitive::<UInt64Array>(batch, col::CGROUP_ID, false)?;
+    let addr = primitive::<UInt64Array>(batch, col::ADDR, true)?;
+    let len = primitive::<UInt64Array>(batch, col::LEN, true)?;
+    let prot = primitive::<UInt64Array>(batch, col::PROT, true)?;
+    let flags = primitive::<UInt64Array>(batch, col::FLAGS, true)?;
+    let fd = primitive::<Int32Array>(batch, col::FD, true)?;
+    let off = primitive::<UInt64Array>(batch, col::OFF, true)?;
+    let ret = primitive::<Int64Array>(batch, col::RET, true)?;
+    let file_dev = primitive::<UInt64Array>(batch, col::FILE_DEV, true)?;
+    let file_ino = primitive::<UInt64Array>(batch, col::FILE_INO, true)?;
+    let file_name = DictColumn::new(batch, col::FILE_NAME, true)?;
+
+    // Parse each distinct kind and syscall string once per batch.
+    let kinds = kind.parse_values::<RowKind>()?;
+    let syscalls = syscall.parse_values::<Syscall>()?;
+
+    let mut events = Vec::with_capacity(batch.num_rows());
+    for row in 0..batch.num_rows() {
+        let kind = kind
+            .key(row)
+            .and_then(|k| kinds.get(k).copied().flatten())
+            .ok_or_else(|| FormatError::decode(col::KIND, format_args!("row {row}: no value")))?;
+        events.push(Event {
+            kind,
+            syscall: syscall
+                .key(row)
+                .and_then(|k| syscalls.get(k).copied().flatten()),
+            ts_ns: ts.value(row),
+            ts_exit_ns: opt(ts_exit, row),
+            cpu: cpu.value(row),
+            pid: pid.value(row),
+            tid: tid.value(row),
+            ppid: ppid.value(row),
+            uid: uid.value(row),
+            gid: gid.value(row),
+            comm: Cow::Owned(comm.str(row).unwrap_or_default().to_owned()),
+            cgroup_id: cgroup_id.value(row),
+            addr: opt(addr, row),
+            len: opt(len, row),
+            prot: opt(prot, row),
+            flags: opt(flags, row),
+            fd: opt(fd, row),
+            off: opt(off, row),
+            ret: opt(ret, row),
+            file_dev: opt(file_dev, row),
+            file_ino: opt(file_ino, row),
+            file_name: file_name.str(row).map(|name| Cow::Owned(name.to_owned())),
+        });
+    }
+    Ok(events)
+}
+
+fn opt<T: ArrowPrimitiveType>(array: &PrimitiveArray<T>, row: usize) -> Option<T::Native> {
+    array.is_valid(row).then(|| array.value(row))
+}
+
+fn find_column<'a>(
+    batch: &'a RecordBatch,
+    name: &str,
+    nullable: bool,
+) -> Result<&'a ArrayRef, FormatError> {
+    let column = batch
+        .column_by_name(name)
+        .ok_or_else(|| FormatError::decode(name, "missing from the batch"))?;
+    if !nullable && column.null_count() > 0 {
+        return Err(FormatError::decode(
+            name,
+            format_args!("{} nulls in a non-null column", column.null_count()),
+        ));
+    }
+    Ok(column)
+}
+
+fn primitive<'a, A: Array + 'static>(
+    batch: &'a RecordBatch,
+    name: &str,
+    nullable: bool,
+) -> Result<&'a A, FormatError> {
+    let column = find_column(batch, name, nullable)?;
+    column.as_any().downcast_ref::<A>().ok_or_else(|| {
+        FormatError::decode(name, format_args!("unexpected type {}", column.data_type()))
+    })
+}
+
+/// A `Dictionary(Int32, Utf8)` column.
+struct DictColumn<'a> {
+    name: &'static str,
+    array: &'a DictionaryArray<Int32Type>,
+    values: &'a StringArray,
+}
+
+impl<'a> DictColumn<'a> {
+    fn new(
+        batch: &'a RecordBatch,
+        name: &'static str,
+        nullable: bool,
+    ) -> Result<Self, FormatError> {
+        let column = find_column(batch, name, nullable)?;
+        let unexpected =
+            || FormatError::decode(name, format_args!("unexpected type {}", column.data_type()));
+        let array = column
+            .as_dictionary_opt::<Int32Type>()
+            .ok_or_else(unexpected)?;
+        let values = array
+            .values()
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .ok_or_else(unexpected)?;
+        Ok(Self {
+            name,
+            array,
+            values,
+        })
+    }
+
+    /// The dictionary index of a row, `None` when the row is null.
+    fn key(&self, row: usize) -> Option<usize> {
+        if self.array.is_null(row) {
+            return None;
+        }
+        usize::try_from(self.array.keys().value(row)).ok()
+    }
+
+    fn str(&self, row: usize) -> Option<&'a str> {
+        let key = self.key(row)?;
+        (key < self.values.len() && self.values.is_valid(key)).then(|| self.values.value(key))
+    }
+
+    /// Parses every dictionary value; `None` for null values.
+    fn parse_values<T: std::str::FromStr>(&self) -> Result<Vec<Option<T>>, FormatError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        (0..self.values.len())
+            .map(|i| {
+                if self.values.is_null(i) {
+                    return Ok(None);
+                }
+                self.values
+                    .value(i)
+                    .parse()
+                    .map(Some)
+                    .map_err(|e| FormatError::decode(self.name, e))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use arrow::array::UInt64Array;
+    use arrow_schema::{DataType, Field};
+    use parquet::{arrow::ArrowWriter, file::metadata::KeyValue};
+
+    use super::*;
+    use crate::{
+        metadata::FormatVersion,
+        writer::{CaptureWriter, WriterConfig},
+    };
+
+    fn event(i: u32, file_name: Option<&'static str>) -> Event<'static> {
+        Event {
+            kind: RowKind::Syscall,
+            syscall: Some(Syscall::Mmap),
+            ts_ns: 1_000 + i64::from(i),
+            ts_exit_ns: Some(2_000 + i64::from(i)),
+            cpu: 1,
+            pid: 10,
+            tid: 10 + i,
+            ppid: 1,
+            uid: 0,
+            gid: 0,
+            comm: Cow::Borrowed("t"),
+            cgroup_id: 5,
+            addr: Some(0),
+            len: Some(4096),
+            prot: Some(3),
+            flags: Some(0x22),
+            fd: Some(-1),
+            off: Some(0),
+            ret: Some(-22),
+            file_dev: Some(1),
+            file_ino: Some(2),
+            file_name: file_name.map(Cow::Borrowed),
+        }
+    }
+
+    fn metadata_kv(minor: u32) -> Vec<(String, String)> {
+        let mut kv = CaptureMetadata::default().to_key_values();
+        for (key, value) in &mut kv {
+            if key == keys::FORMAT_MINOR {
+                *value = minor.to_string();
+            }
+        }
+        kv
+    }
+
+    /// The rows of a capture written by this crate, as one batch of the current schema.
+    fn current_batch(events: &[Event<'_>]) -> RecordBatch {
+        let mut writer = CaptureWriter::new(Vec::new(), WriterConfig::default()).expect("writer");
+        for event in events {
+            writer.push(event).expect("push");
+        }
+        let bytes = writer.finish(&CaptureMetadata::default()).expect("finish");
+        let reader = CaptureReader::from_bytes(bytes).expect("open");
+        let mut batches: Vec<_> = reader
+            .batches()
+            .expect("batches")
+            .collect::<Result<_, _>>()
+            .expect("read");
+        assert_eq!(batches.len(), 1);
+        batches.remove(0)
+    }
+
+    /// Writes `batch` as a capture claiming format 1.`minor`.
+    fn write_as_minor(batch: &RecordBatch, minor: u32) -> Bytes {
+        let mut writer =
+            ArrowWriter::try_new(Vec::new(), batch.schema(), None).expect("raw writer");
+        writer.write(batch).expect("write");
+        for (key, value) in metadata_kv(minor) {
+            writer.append_key_value_metadata(KeyValue::new(key, value));
+        }
+        Bytes::from(writer.into_inner().expect("close"))
+    }
+
+    fn without_column(batch: &RecordBatch, name: &str) -> RecordBatch {
+        let index = batch.schema().index_of(name).expect("column");
+        let mut batch = batch.clone();
+        batch.remove_column(index);
+        batch
+    }
+
+    /// A hypothetical format 1.1 that added `file_name`, read by a 1.1 reader: a 1.0 file
+    /// lacks the column and reads with nulls there.
+    #[test]
+    fn older_minor_missing_a_later_column_reads_with_nulls() {
+        let events = [event(0, Some("a.so")), event(1, Some("b.so"))];
+        let old = without_column(&current_batch(&events), col::FILE_NAME);
+        let bytes = write_as_minor(&old, 0);
+        let added: &[(u32, &[&str])] = &[(1, &[col::FILE_NAME])];
+
+        let reader = CaptureReader::open_bytes(bytes.clone(), &schema(), added).expect("open");
+        assert_eq!(
+            reader.metadata().format_version,
+            FormatVersion { major: 1, minor: 0 }
+        );
+        let batches: Vec<_> = reader
+            .batches()
+            .expect("batches")
+            .collect::<Result<_, _>>()
+            .expect("read");
+        assert_eq!(batches[0].schema(), schema());
+        let file_name = batches[0].column_by_name(col::FILE_NAME).expect("filled");
+        assert_eq!(file_name.null_count(), 2);
+        let read: Vec<_> = reader
+            .events()
+            .expect("events")
+            .collect::<Result<_, _>>()
+            .expect("decode");
+        let expected: Vec<_> = events
+            .iter()
+            .map(|e| Event {
+                file_name: None,
+                ..e.clone()
+            })
+            .collect();
+        assert_eq!(read, expected);
+
+        // The same file claiming minor 1 (which would have the column) is refused, and so is
+        // a 1.0 file lacking a 1.0 column under the real, empty, table.
+        let err = CaptureReader::open_bytes(write_as_minor(&old, 1), &schema(), added)
+            .expect_err("1.1 must have file_name");
+        assert_eq!(
+            err.to_string(),
+            "<memory>: bad capture schema: no column file_name (a column of format 1.1)"
+        );
+        let err = CaptureReader::from_bytes(bytes).expect_err("1.0 must have file_name");
+        assert!(matches!(err, FormatError::BadSchema { .. }), "{err:?}");
+    }
+
+    /// A hypothetical 1.1 reader whose schema has one more column: a 1.0 file reads with
+    /// that column all null.
+    #[test]
+    fn newer_reader_schema_fills_its_new_column() {
+        let mut fields: Vec<Field> = schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.push(Field::new("pgoff_pages", DataType::UInt64, true));
+        let target = Arc::new(Schema::new(fields));
+        let added: &[(u32, &[&str])] = &[(1, &["pgoff_pages"])];
+
+        let bytes = write_as_minor(&current_batch(&[event(0, None)]), 0);
+        let reader = CaptureReader::open_bytes(bytes, &target, added).expect("open");
+        let batch = reader
+            .batches()
+            .expect("batches")
+            .next()
+            .expect("one batch")
+            .expect("read");
+        assert_eq!(batch.schema(), target);
+        let pgoff = batch
+            .column_by_name("pgoff_pages")
+            .expect("column")
+            .as_any()
+            .downcast_ref::<UInt64Array>()
+            .expect("UInt64");
+        assert_eq!(pgoff.len(), 1);
+        assert_eq!(pgoff.null_count(), 1);
+    }
+
+    /// A file of a later minor: unknown columns are not read, known ones of another Arrow type
+    /// (here plain Utf8 instead of a dictionary) are cast to the current type.
+    #[test]
+    fn newer_minor_extra_columns_ignored_and_types_cast() {
+        let events = [event(0, Some("x.so")), event(1, None)];
+        let batch = current_batch(&events);
+        let mut fields: Vec<Field> = Vec::new();
+        let mut columns: Vec<ArrayRef> = Vec::new();
+        for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+            if field.name() == col::COMM {
+                fields.push(Field::new(col::COMM, DataType::Utf8, false));
+                columns.push(cast(column, &DataType::Utf8).expect("cast to Utf8"));
+            } else {
+                fields.push(field.as_ref().clone());
+                columns.push(Arc::clone(column));
+            }
+            if field.name() == col::TS {
+                // A column this reader does not know, in the middle.
+                fields.push(Field::new("future", DataType::Int64, true));
+                columns.push(Arc::new(Int64Array::from(vec![Some(7), None])));
+            }
+        }
+        let future = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).expect("batch");
+        let reader = CaptureReader::from_bytes(write_as_minor(&future, 4)).expect("open");
+        assert_eq!(reader.metadata().format_version.minor, 4);
+        let read: Vec<_> = reader
+            .events()
+            .expect("events")
+            .collect::<Result<_, _>>()
+            .expect("decode");
+        assert_eq!(read, events);
+        let batch = reader
+            .batches()
+            .expect("batches")
+            .next()
+            .expect("batch")
+            .expect("read");
+        assert_eq!(batch.schema(), schema());
+    }
+
+    #[test]
+    fn uncastable_type_is_a_bad_schema() {
+        let batch = current_batch(&[event(0, None)]);
+        let index = batch.schema().index_of(col::TS).expect("ts");
+        let mut fields: Vec<Field> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        let mut columns = batch.columns().to_vec();
+        fields[index] = Field::new(col::TS, DataType::Boolean, false);
+        columns[index] = Arc::new(arrow::array::BooleanArray::from(vec![true]));
+        let odd = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).expect("batch");
+        let err = CaptureReader::from_bytes(write_as_minor(&odd, 0)).expect_err("bool ts");
+        assert!(
+            err.to_string().contains("column ts has type Boolean"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_kind_is_a_decode_error() {
+        let batch = current_batch(&[event(0, None)]);
+        let index = batch.schema().index_of(col::KIND).expect("kind");
+        let mut columns = batch.columns().to_vec();
+        let kinds: DictionaryArray<Int32Type> = vec!["fork"].into_iter().collect();
+        columns[index] = Arc::new(kinds);
+        let odd = RecordBatch::try_new(batch.schema(), columns).expect("batch");
+        let err = events_from_batch(&odd).expect_err("fork is unknown to 1.0");
+        assert_eq!(
+            err.to_string(),
+            "cannot decode column kind: unknown row kind \"fork\""
+        );
+
+        // In a file (a later minor's new kind): batches read, events name the file and value.
+        let reader = CaptureReader::from_bytes(write_as_minor(&odd, 1)).expect("open");
+        let batch = reader
+            .batches()
+            .expect("batches")
+            .next()
+            .expect("batch")
+            .expect("read");
+        assert_eq!(batch.num_rows(), 1);
+        let err = reader
+            .events()
+            .expect("events")
+            .next()
+            .expect("one item")
+            .expect_err("fork");
+        assert_eq!(
+            err.to_string(),
+            "<memory>: cannot decode column kind: unknown row kind \"fork\""
+        );
+
+        let err = events_from_batch(&without_column(&batch, col::COMM)).expect_err("no comm");
+        assert_eq!(
+            err.to_string(),
+            "cannot decode column comm: missing from the batch"
+        );
+    }
+}

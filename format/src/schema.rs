@@ -1,0 +1,121 @@
+//! The Arrow schema of format v1.0 (see docs/FORMAT.md).
+
+use std::sync::{Arc, LazyLock};
+
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+/// Column names, in schema order.
+pub mod col {
+    pub const KIND: &str = "kind";
+    pub const SYSCALL: &str = "syscall";
+    pub const TS: &str = "ts";
+    pub const TS_EXIT: &str = "ts_exit";
+    pub const CPU: &str = "cpu";
+    pub const PID: &str = "pid";
+    pub const TID: &str = "tid";
+    pub const PPID: &str = "ppid";
+    pub const UID: &str = "uid";
+    pub const GID: &str = "gid";
+    pub const COMM: &str = "comm";
+    pub const CGROUP_ID: &str = "cgroup_id";
+    pub const ADDR: &str = "addr";
+    pub const LEN: &str = "len";
+    pub const PROT: &str = "prot";
+    pub const FLAGS: &str = "flags";
+    pub const FD: &str = "fd";
+    pub const OFF: &str = "off";
+    pub const RET: &str = "ret";
+    pub const ERRNO: &str = "errno";
+    pub const FILE_DEV: &str = "file_dev";
+    pub const FILE_INO: &str = "file_ino";
+    pub const FILE_NAME: &str = "file_name";
+
+    /// Every column of the current format version, in schema order.
+    pub const ALL: [&str; 23] = [
+        KIND, SYSCALL, TS, TS_EXIT, CPU, PID, TID, PPID, UID, GID, COMM, CGROUP_ID, ADDR, LEN,
+        PROT, FLAGS, FD, OFF, RET, ERRNO, FILE_DEV, FILE_INO, FILE_NAME,
+    ];
+}
+
+/// The time zone of the `ts` and `ts_exit` columns.
+pub const TIMEZONE: &str = "UTC";
+
+/// `Dictionary(Int32, Utf8)`, the type of the string columns.
+pub fn dictionary_utf8() -> DataType {
+    DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
+}
+
+/// `Timestamp(Nanosecond, "UTC")`, the type of the time columns.
+pub fn timestamp_utc() -> DataType {
+    DataType::Timestamp(TimeUnit::Nanosecond, Some(TIMEZONE.into()))
+}
+
+static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    use col::*;
+    let dict = dictionary_utf8;
+    let ts = timestamp_utc;
+    Arc::new(Schema::new(vec![
+        Field::new(KIND, dict(), false),
+        Field::new(SYSCALL, dict(), true),
+        Field::new(TS, ts(), false),
+        Field::new(TS_EXIT, ts(), true),
+        Field::new(CPU, DataType::UInt32, false),
+        Field::new(PID, DataType::UInt32, false),
+        Field::new(TID, DataType::UInt32, false),
+        Field::new(PPID, DataType::UInt32, false),
+        Field::new(UID, DataType::UInt32, false),
+        Field::new(GID, DataType::UInt32, false),
+        Field::new(COMM, dict(), false),
+        Field::new(CGROUP_ID, DataType::UInt64, false),
+        Field::new(ADDR, DataType::UInt64, true),
+        Field::new(LEN, DataType::UInt64, true),
+        Field::new(PROT, DataType::UInt64, true),
+        Field::new(FLAGS, DataType::UInt64, true),
+        Field::new(FD, DataType::Int32, true),
+        Field::new(OFF, DataType::UInt64, true),
+        Field::new(RET, DataType::Int64, true),
+        Field::new(ERRNO, DataType::Int32, true),
+        Field::new(FILE_DEV, DataType::UInt64, true),
+        Field::new(FILE_INO, DataType::UInt64, true),
+        Field::new(FILE_NAME, dict(), true),
+    ]))
+});
+
+/// The schema of the current format version (v1.0), without metadata attached.
+pub fn schema() -> SchemaRef {
+    Arc::clone(&SCHEMA)
+}
+
+/// Columns added by each minor version of format major 1, oldest first: a file of minor `m`
+/// lacks the columns listed for every minor greater than `m`, and the reader fills them with
+/// nulls. Every column listed here must be nullable.
+///
+/// Format 1.0 is the first version, so today the table is empty. A future 1.1 that adds, say, a
+/// `pgoff_pages` column adds `(1, &["pgoff_pages"])` here.
+pub const COLUMNS_ADDED_BY_MINOR: &[(u32, &[&str])] = &[];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_has_the_contract_columns_in_order() {
+        let schema = schema();
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names, col::ALL);
+        assert!(schema.metadata().is_empty());
+    }
+
+    #[test]
+    fn columns_added_by_minors_are_nullable_and_known() {
+        let schema = schema();
+        for (_, columns) in COLUMNS_ADDED_BY_MINOR {
+            for column in *columns {
+                let field = schema
+                    .field_with_name(column)
+                    .expect("fix-up column in the schema");
+                assert!(field.is_nullable(), "{column} must be nullable");
+            }
+        }
+    }
+}

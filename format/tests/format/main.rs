@@ -1,0 +1,6 @@
+//! Integration tests of the capture format, in one test binary.
+
+mod common;
+mod errors;
+mod fixture;
+mod roundtrip;

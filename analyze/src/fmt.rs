@@ -1,0 +1,163 @@
+//! How values of a capture are shown: times, results, devices, sizes.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use mmap_format::{
+    event::{Event, Syscall},
+    names,
+};
+
+/// RFC 3339 in UTC with nanoseconds: `2026-11-27T06:01:13.123456789Z`.
+pub fn rfc3339_ns(ts_ns: i64) -> String {
+    DateTime::<Utc>::from_timestamp_nanos(ts_ns).to_rfc3339_opts(SecondsFormat::Nanos, true)
+}
+
+/// Time of day in UTC with nanoseconds: `06:01:13.123456789`.
+pub fn time_of_day_ns(ts_ns: i64) -> String {
+    DateTime::<Utc>::from_timestamp_nanos(ts_ns)
+        .format("%H:%M:%S%.9f")
+        .to_string()
+}
+
+/// `0x7f0000001000`.
+pub fn hex(value: u64) -> String {
+    format!("{value:#x}")
+}
+
+/// The errno's name (`EBADF`), or `errno 4000` for a number without a known name.
+pub fn errno_label(errno: i32) -> String {
+    match names::errno_name(errno) {
+        Some(name) => name.to_owned(),
+        None => format!("errno {errno}"),
+    }
+}
+
+/// The syscall's name, or the row kind for rows that are not system calls.
+pub fn syscall_label(event: &Event<'_>) -> &'static str {
+    match event.syscall {
+        Some(syscall) => syscall.as_str(),
+        None => event.kind.as_str(),
+    }
+}
+
+/// What the call returned: `-EBADF` for a failure, a hex address for calls returning addresses
+/// (mmap, mremap, brk), the plain number otherwise; `None` when the exit was not seen.
+pub fn result_label(event: &Event<'_>) -> Option<String> {
+    let ret = event.ret?;
+    if let Some(errno) = event.errno() {
+        return Some(match names::errno_name(errno) {
+            Some(name) => format!("-{name}"),
+            None => format!("-{errno}"),
+        });
+    }
+    let returns_address = matches!(
+        event.syscall,
+        Some(Syscall::Mmap | Syscall::Mremap | Syscall::Brk)
+    );
+    Some(if returns_address {
+        // An address is never negative once errors are set apart; show the bits as they are.
+        hex(ret as u64)
+    } else {
+        ret.to_string()
+    })
+}
+
+/// Time from entry to exit in nanoseconds, when the exit was seen.
+pub fn duration_ns(event: &Event<'_>) -> Option<i64> {
+    event
+        .ts_exit_ns
+        .map(|exit| exit.saturating_sub(event.ts_ns))
+}
+
+/// A device number as `major:minor`.
+pub fn dev_label(dev: u64) -> String {
+    format!("{}:{}", names::dev_major(dev), names::dev_minor(dev))
+}
+
+/// The mapped file in one field: `libc.so.6 (8:1 ino 1234)`; `None` for anonymous mappings.
+pub fn file_label(event: &Event<'_>) -> Option<String> {
+    if event.file_name.is_none() && event.file_dev.is_none() && event.file_ino.is_none() {
+        return None;
+    }
+    let name = event.file_name.as_deref().unwrap_or("?");
+    let mut details = Vec::new();
+    if let Some(dev) = event.file_dev {
+        details.push(dev_label(dev));
+    }
+    if let Some(ino) = event.file_ino {
+        details.push(format!("ino {ino}"));
+    }
+    Some(if details.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{name} ({})", details.join(" "))
+    })
+}
+
+/// Whether the call failed (returned -errno).
+pub fn failed(event: &Event<'_>) -> bool {
+    event.errno().is_some()
+}
+
+/// Bytes a call added to the address space: the length of a successful mmap, else 0.
+pub fn bytes_mapped(event: &Event<'_>) -> u64 {
+    let succeeded = event.ret.is_some() && !failed(event);
+    if event.syscall == Some(Syscall::Mmap) && succeeded {
+        event.len.unwrap_or(0)
+    } else {
+        0
+    }
+}
+
+/// `1234567` as `1.2 MiB`.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    // One decimal is shown: the precision lost above 2^53 bytes does not show.
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// `1234567` as `1,234,567`.
+pub fn thousands(value: u64) -> String {
+    let digits = value.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_utc_with_nanoseconds() {
+        let ts = 1_795_759_273_123_456_789; // 2026-11-27T06:01:13.123456789Z
+        assert_eq!(rfc3339_ns(ts), "2026-11-27T06:01:13.123456789Z");
+        assert_eq!(time_of_day_ns(ts), "06:01:13.123456789");
+        assert_eq!(rfc3339_ns(0), "1970-01-01T00:00:00.000000000Z");
+    }
+
+    #[test]
+    fn numbers_read_well() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(3 * 1024 * 1024), "3.0 MiB");
+        assert_eq!(hex(0x7f00_0000_1000), "0x7f0000001000");
+    }
+}

@@ -1,0 +1,306 @@
+//! Helpers shared by the integration tests: small captures written with the format library's
+//! `CaptureWriter`, and running the real `mmap-analyze` binary.
+
+#![allow(dead_code, reason = "each test crate uses a part of these helpers")]
+
+use std::{
+    borrow::Cow,
+    fs::File,
+    io::BufWriter,
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+use mmap_format::{
+    FORMAT_MAJOR, FORMAT_MINOR,
+    event::{Event, RowKind, Syscall},
+    metadata::{CaptureMetadata, ClockAnchor, Counters, FormatVersion, Targets},
+    names,
+    writer::{CaptureWriter, WriterConfig},
+};
+
+/// 2026-11-27T06:01:13Z, the time every test capture starts from.
+pub const BASE_NS: i64 = 1_795_759_273_000_000_000;
+
+pub const PROT_READ: u64 = 0x1;
+pub const PROT_WRITE: u64 = 0x2;
+pub const MAP_SHARED: u64 = 0x01;
+pub const MAP_PRIVATE: u64 = 0x02;
+pub const MAP_ANONYMOUS: u64 = 0x20;
+
+/// The path of the binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_mmap-analyze")
+}
+
+/// Runs `mmap-analyze` with `args` and no standard input.
+pub fn run<I, S>(args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    run_in(Path::new("."), args)
+}
+
+/// Runs `mmap-analyze` in directory `dir` with `args` and no standard input.
+pub fn run_in<I, S>(dir: &Path, args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    Command::new(bin())
+        .current_dir(dir)
+        .args(args)
+        .env("COLUMNS", "100")
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LIB_BACKTRACE")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run mmap-analyze")
+}
+
+/// Runs `mmap-analyze`, expects success and empty stderr, returns stdout.
+pub fn run_ok<I, S>(args: I) -> String
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    run_ok_in(Path::new("."), args)
+}
+
+/// Runs `mmap-analyze` in directory `dir`, expects success and empty stderr, returns stdout.
+pub fn run_ok_in<I, S>(dir: &Path, args: I) -> String
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let output = run_in(dir, args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "mmap-analyze failed with {}: {stderr}",
+        output.status
+    );
+    assert!(stderr.is_empty(), "unexpected stderr: {stderr}");
+    String::from_utf8(output.stdout).expect("stdout is UTF-8")
+}
+
+/// A successful anonymous private read-write mmap at `BASE_NS + offset_ns` taking 500 ns.
+pub fn mmap(offset_ns: i64, pid: u32, tid: u32, comm: &str) -> Event<'static> {
+    Event {
+        kind: RowKind::Syscall,
+        syscall: Some(Syscall::Mmap),
+        ts_ns: BASE_NS + offset_ns,
+        ts_exit_ns: Some(BASE_NS + offset_ns + 500),
+        cpu: 1,
+        pid,
+        tid,
+        ppid: 1,
+        uid: 1000,
+        gid: 1000,
+        comm: Cow::Owned(comm.to_owned()),
+        cgroup_id: 4242,
+        addr: Some(0),
+        len: Some(4096),
+        prot: Some(PROT_READ | PROT_WRITE),
+        flags: Some(MAP_PRIVATE | MAP_ANONYMOUS),
+        fd: Some(-1),
+        off: Some(0),
+        ret: Some(0x7f00_0000_0000),
+        file_dev: None,
+        file_ino: None,
+        file_name: None,
+    }
+}
+
+/// Metadata of a capture from `host` spanning `BASE_NS .. BASE_NS + 10 ms`.
+pub fn metadata(host: &str, counters: Counters) -> CaptureMetadata {
+    CaptureMetadata {
+        format_version: FormatVersion {
+            major: FORMAT_MAJOR,
+            minor: FORMAT_MINOR,
+        },
+        recorder_version: "0.1.0".to_owned(),
+        hostname: host.to_owned(),
+        kernel_release: "6.8.0-test".to_owned(),
+        boot_id: "00000000-0000-4000-8000-000000000000".to_owned(),
+        clock_anchors: vec![ClockAnchor {
+            boot_ns: 1_000_000_000,
+            realtime_ns: BASE_NS,
+            uncertainty_ns: 1_000,
+        }],
+        capture_start_ns: BASE_NS,
+        capture_end_ns: BASE_NS + 10_000_000,
+        targets: Targets {
+            system_wide: true,
+            pids: Vec::new(),
+            command: None,
+        },
+        command_line: vec!["mmap-recorder".to_owned(), "record".to_owned()],
+        attach_mode: "tracepoint".to_owned(),
+        counters,
+    }
+}
+
+/// Writes `events` with `metadata` to `path` (row groups of `row_group_rows`).
+pub fn write_capture_with(
+    path: &Path,
+    metadata: &CaptureMetadata,
+    events: &[Event<'_>],
+    row_group_rows: usize,
+) {
+    let file = File::create(path).expect("create capture file");
+    let config = WriterConfig {
+        row_group_rows,
+        ..WriterConfig::default()
+    };
+    let mut writer = CaptureWriter::new(BufWriter::new(file), config).expect("new CaptureWriter");
+    for event in events {
+        writer.push(event).expect("push event");
+    }
+    let sink = writer.finish(metadata).expect("finish capture");
+    sink.into_inner()
+        .expect("flush capture file")
+        .sync_all()
+        .expect("sync capture file");
+}
+
+pub fn write_capture(path: &Path, metadata: &CaptureMetadata, events: &[Event<'_>]) {
+    write_capture_with(path, metadata, events, 3);
+}
+
+/// The counters of capture A: 2 + 1 + 0 = 3 lost records, 1 orphan exit.
+pub fn counters_a() -> Counters {
+    Counters {
+        emitted: 9,
+        lost_ringbuf_full: 2,
+        orphan_exits: 1,
+        entry_map_full: 1,
+        decode_errors: 0,
+    }
+}
+
+/// The counters of capture B: 1 lost record (a decode error).
+pub fn counters_b() -> Counters {
+    Counters {
+        emitted: 3,
+        lost_ringbuf_full: 0,
+        orphan_exits: 0,
+        entry_map_full: 0,
+        decode_errors: 1,
+    }
+}
+
+/// Capture A (host-a), 8 calls of 3 processes:
+///
+/// | # | +ns  | pid | tid | comm       | call     | outcome                                 |
+/// |---|------|-----|-----|------------|----------|-----------------------------------------|
+/// | 1 | 1000 | 100 | 100 | cat        | mmap     | 8192 bytes anonymous                    |
+/// | 2 | 2000 | 100 | 101 | cat-worker | mmap     | 4096 bytes of libc.so.6 (8:1, ino 1234) |
+/// | 3 | 3000 | 100 | 100 | cat        | mmap     | -EBADF                                  |
+/// | 4 | 4000 | 200 | 200 | java       | mmap     | 1 MiB anonymous                         |
+/// | 5 | 5000 | 200 | 201 | java       | munmap   | 0                                       |
+/// | 6 | 6000 | 200 | 200 | java       | mmap     | -ENOMEM                                 |
+/// | 7 | 7000 | 300 | 300 | sh         | mprotect | 0                                       |
+/// | 8 | 8000 | 200 | 202 | java       | mmap     | exit not seen                           |
+pub fn events_a() -> Vec<Event<'static>> {
+    let mut e1 = mmap(1000, 100, 100, "cat");
+    e1.len = Some(8192);
+
+    let mut e2 = mmap(2000, 100, 101, "cat-worker");
+    e2.prot = Some(PROT_READ);
+    e2.flags = Some(MAP_PRIVATE);
+    e2.fd = Some(3);
+    e2.ret = Some(0x7f00_0001_0000);
+    e2.file_dev = Some(names::makedev(8, 1));
+    e2.file_ino = Some(1234);
+    e2.file_name = Some(Cow::Borrowed("libc.so.6"));
+
+    let mut e3 = mmap(3000, 100, 100, "cat");
+    e3.prot = Some(PROT_READ);
+    e3.flags = Some(MAP_SHARED);
+    e3.fd = Some(99);
+    e3.ret = Some(-9);
+
+    let mut e4 = mmap(4000, 200, 200, "java");
+    e4.len = Some(1 << 20);
+    e4.ret = Some(0x7f00_0010_0000);
+
+    let mut e5 = mmap(5000, 200, 201, "java");
+    e5.syscall = Some(Syscall::Munmap);
+    e5.addr = Some(0x7f00_0010_0000);
+    e5.prot = None;
+    e5.flags = None;
+    e5.fd = None;
+    e5.off = None;
+    e5.ret = Some(0);
+
+    let mut e6 = mmap(6000, 200, 200, "java");
+    e6.len = Some(1 << 40);
+    e6.ret = Some(-12);
+
+    let mut e7 = mmap(7000, 300, 300, "sh");
+    e7.syscall = Some(Syscall::Mprotect);
+    e7.addr = Some(0x5555_0000_0000);
+    e7.prot = Some(PROT_READ);
+    e7.flags = None;
+    e7.fd = None;
+    e7.off = None;
+    e7.ret = Some(0);
+
+    let mut e8 = mmap(8000, 200, 202, "java");
+    e8.ts_exit_ns = None;
+    e8.ret = None;
+
+    vec![e1, e2, e3, e4, e5, e6, e7, e8]
+}
+
+/// Capture B (host-b), 3 calls of python3 (pid 400) interleaved in time with A.
+pub fn events_b() -> Vec<Event<'static>> {
+    let mut e1 = mmap(1500, 400, 400, "python3");
+    e1.len = Some(65536);
+    let e2 = mmap(4500, 400, 401, "python3");
+    let mut e3 = mmap(9000, 400, 400, "python3");
+    e3.ret = Some(-22);
+    vec![e1, e2, e3]
+}
+
+/// A temporary directory with captures A and B written in it.
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub a: PathBuf,
+    pub b: PathBuf,
+}
+
+impl Fixture {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("create temp dir");
+        let a = dir.path().join("a.parquet");
+        let b = dir.path().join("b.parquet");
+        write_capture(&a, &metadata("host-a", counters_a()), &events_a());
+        let mut meta_b = metadata("host-b", counters_b());
+        meta_b.capture_start_ns = BASE_NS + 1000;
+        meta_b.capture_end_ns = BASE_NS + 20_000_000;
+        write_capture(&b, &meta_b, &events_b());
+        Self { dir, a, b }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+/// Parses JSON Lines output.
+pub fn json_lines(stdout: &str) -> Vec<serde_json::Value> {
+    stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("each line is a JSON object"))
+        .collect()
+}
+
+/// The `ts_ns` of each JSON Lines row, as offsets from `BASE_NS`.
+pub fn offsets(rows: &[serde_json::Value]) -> Vec<i64> {
+    rows.iter()
+        .map(|row| row["ts_ns"].as_i64().expect("ts_ns is an integer") - BASE_NS)
+        .collect()
+}

@@ -1,0 +1,233 @@
+//! `mmap-analyze events`: filters, formats and the merge of several files.
+
+mod common;
+
+use std::{ffi::OsString, path::Path};
+
+use common::{Fixture, json_lines, metadata, mmap, offsets, run_ok, write_capture};
+use mmap_format::metadata::Counters;
+use serde_json::json;
+
+fn events_json(inputs: &[&Path], extra: &[&str]) -> Vec<serde_json::Value> {
+    let mut args: Vec<OsString> = vec!["events".into()];
+    args.extend(inputs.iter().map(|p| p.as_os_str().to_owned()));
+    args.extend(["--format".into(), "json".into()]);
+    args.extend(extra.iter().map(Into::into));
+    json_lines(&run_ok(args))
+}
+
+/// Offsets (ns after `BASE_NS`) of the rows that `extra` selects from capture A.
+fn selected(fx: &Fixture, extra: &[&str]) -> Vec<i64> {
+    offsets(&events_json(&[&fx.a], extra))
+}
+
+#[test]
+fn without_filters_every_row_in_recording_order() {
+    let fx = Fixture::new();
+    assert_eq!(
+        selected(&fx, &[]),
+        [1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000]
+    );
+}
+
+#[test]
+fn filters_select_exactly_the_expected_rows() {
+    let fx = Fixture::new();
+    assert_eq!(selected(&fx, &["--pid", "100"]), [1000, 2000, 3000]);
+    assert_eq!(
+        selected(&fx, &["--pid", "100", "--pid", "300"]),
+        [1000, 2000, 3000, 7000]
+    );
+    assert_eq!(selected(&fx, &["--tid", "100"]), [1000, 3000]);
+    assert_eq!(
+        selected(&fx, &["--tid", "101", "--tid", "202"]),
+        [2000, 8000]
+    );
+    assert_eq!(selected(&fx, &["--comm", "java"]), [4000, 5000, 6000, 8000]);
+    assert_eq!(
+        selected(&fx, &["--comm", "cat", "--comm", "sh"]),
+        [1000, 3000, 7000]
+    );
+    assert_eq!(
+        selected(&fx, &["--comm", "ca"]),
+        [] as [i64; 0],
+        "exact match"
+    );
+    assert_eq!(selected(&fx, &["--failed"]), [3000, 6000]);
+    assert_eq!(selected(&fx, &["--pid", "200", "--failed"]), [6000]);
+    assert_eq!(selected(&fx, &["--syscall", "munmap"]), [5000]);
+    assert_eq!(
+        selected(&fx, &["--syscall", "munmap", "--syscall", "mprotect"]),
+        [5000, 7000]
+    );
+    assert_eq!(selected(&fx, &["--limit", "2"]), [1000, 2000]);
+    assert_eq!(selected(&fx, &["--limit", "0"]), [] as [i64; 0]);
+    assert_eq!(
+        selected(&fx, &["--comm", "java", "--limit", "3"]),
+        [4000, 5000, 6000]
+    );
+}
+
+#[test]
+fn json_lines_carry_raw_numbers_and_names() {
+    let fx = Fixture::new();
+    let rows = events_json(&[&fx.a], &[]);
+    assert_eq!(rows.len(), 8);
+
+    let file_row = &rows[1];
+    assert_eq!(file_row["time"], "2026-11-27T06:01:13.000002000Z");
+    assert_eq!(file_row["pid"], 100);
+    assert_eq!(file_row["tid"], 101);
+    assert_eq!(file_row["comm"], "cat-worker");
+    assert_eq!(file_row["syscall"], "mmap");
+    assert_eq!(file_row["prot"], 1);
+    assert_eq!(file_row["prot_names"], "PROT_READ");
+    assert_eq!(file_row["flags"], 2);
+    assert_eq!(file_row["flags_names"], "MAP_PRIVATE");
+    assert_eq!(file_row["fd"], 3);
+    assert_eq!(file_row["ret"], 0x7f00_0001_0000_u64);
+    assert_eq!(file_row["result"], "0x7f0000010000");
+    assert_eq!(file_row["errno"], json!(null));
+    assert_eq!(file_row["duration_ns"], 500);
+    assert_eq!(file_row["file_name"], "libc.so.6");
+    assert_eq!(file_row["file_dev_major_minor"], "8:1");
+    assert_eq!(file_row["file_ino"], 1234);
+
+    let anon = &rows[0];
+    assert_eq!(anon["prot_names"], "PROT_READ|PROT_WRITE");
+    assert_eq!(anon["flags_names"], "MAP_PRIVATE|MAP_ANONYMOUS");
+    assert_eq!(anon["fd"], -1);
+    assert_eq!(anon["file_name"], json!(null));
+
+    let failed = &rows[2];
+    assert_eq!(failed["ret"], -9);
+    assert_eq!(failed["errno"], 9);
+    assert_eq!(failed["errno_name"], "EBADF");
+    assert_eq!(failed["result"], "-EBADF");
+
+    let munmap = &rows[4];
+    assert_eq!(munmap["syscall"], "munmap");
+    assert_eq!(munmap["result"], "0");
+    assert_eq!(munmap["prot"], json!(null));
+
+    let no_exit = &rows[7];
+    assert_eq!(no_exit["ret"], json!(null));
+    assert_eq!(no_exit["result"], json!(null));
+    assert_eq!(no_exit["duration_ns"], json!(null));
+}
+
+#[test]
+fn csv_has_a_header_and_one_record_per_row() {
+    let fx = Fixture::new();
+    let stdout = run_ok([
+        "events".as_ref(),
+        fx.a.as_os_str(),
+        "--format".as_ref(),
+        "csv".as_ref(),
+        "--pid".as_ref(),
+        "100".as_ref(),
+    ]);
+    let mut lines = stdout.lines();
+    assert_eq!(
+        lines.next(),
+        Some(
+            "time,pid,tid,ppid,uid,comm,syscall,addr,len,prot,flags,fd,off,ret,result,\
+             duration_ns,file_name,file_dev,file_ino,cpu"
+        )
+    );
+    let mut reader = csv::Reader::from_reader(stdout.as_bytes());
+    let headers = reader.headers().expect("CSV headers").clone();
+    let records: Vec<csv::StringRecord> =
+        reader.records().map(|r| r.expect("a CSV record")).collect();
+    assert_eq!(records.len(), 3);
+    let get = |row: usize, col: &str| -> String {
+        let index = headers
+            .iter()
+            .position(|h| h == col)
+            .expect("column in header");
+        records[row][index].to_owned()
+    };
+    assert_eq!(get(0, "time"), "2026-11-27T06:01:13.000001000Z");
+    assert_eq!(get(0, "prot"), "PROT_READ|PROT_WRITE");
+    assert_eq!(get(0, "flags"), "MAP_PRIVATE|MAP_ANONYMOUS");
+    assert_eq!(get(0, "len"), "8192");
+    assert_eq!(get(0, "result"), "0x7f0000000000");
+    assert_eq!(get(0, "file_name"), "");
+    assert_eq!(get(1, "comm"), "cat-worker");
+    assert_eq!(get(1, "file_name"), "libc.so.6");
+    assert_eq!(get(1, "file_dev"), "8:1");
+    assert_eq!(get(1, "file_ino"), "1234");
+    assert_eq!(get(2, "result"), "-EBADF");
+    assert_eq!(get(2, "ret"), "-9");
+    assert_eq!(get(2, "duration_ns"), "500");
+}
+
+#[test]
+fn csv_without_rows_still_has_its_header() {
+    let fx = Fixture::new();
+    let stdout = run_ok([
+        "events".as_ref(),
+        fx.a.as_os_str(),
+        "--format".as_ref(),
+        "csv".as_ref(),
+        "--pid".as_ref(),
+        "999".as_ref(),
+    ]);
+    assert_eq!(stdout.lines().count(), 1);
+    assert!(stdout.starts_with("time,pid,tid,"));
+}
+
+#[test]
+fn two_files_merge_in_time_order() {
+    let fx = Fixture::new();
+    let expected = [
+        1000, 1500, 2000, 3000, 4000, 4500, 5000, 6000, 7000, 8000, 9000,
+    ];
+    assert_eq!(offsets(&events_json(&[&fx.a, &fx.b], &[])), expected);
+    assert_eq!(offsets(&events_json(&[&fx.b, &fx.a], &[])), expected);
+    assert_eq!(
+        offsets(&events_json(&[&fx.a, &fx.b], &["--limit", "3"])),
+        [1000, 1500, 2000]
+    );
+    assert_eq!(
+        offsets(&events_json(&[&fx.a, &fx.b], &["--failed"])),
+        [3000, 6000, 9000]
+    );
+    let rows = events_json(&[&fx.a, &fx.b], &["--comm", "python3"]);
+    assert_eq!(offsets(&rows), [1500, 4500, 9000]);
+    assert_eq!(rows[2]["result"], "-EINVAL");
+}
+
+#[test]
+fn a_single_file_keeps_its_recording_order() {
+    let fx = Fixture::new();
+    let path = fx.path("unordered.parquet");
+    // Events are emitted at syscall exit: a long call can come after a later, shorter one.
+    let events = [
+        mmap(3000, 1, 1, "a"),
+        mmap(1000, 1, 2, "b"),
+        mmap(2000, 1, 3, "c"),
+    ];
+    write_capture(&path, &metadata("host-a", Counters::default()), &events);
+    assert_eq!(offsets(&events_json(&[&path], &[])), [3000, 1000, 2000]);
+}
+
+#[test]
+fn table_output_snapshot() {
+    let fx = Fixture::new();
+    let stdout = run_ok(["events".as_ref(), fx.a.as_os_str()]);
+    insta::assert_snapshot!("events_table_a", stdout);
+}
+
+#[test]
+fn table_output_of_nothing_is_the_header() {
+    let fx = Fixture::new();
+    let stdout = run_ok([
+        "events".as_ref(),
+        fx.a.as_os_str(),
+        "--pid".as_ref(),
+        "999".as_ref(),
+    ]);
+    assert_eq!(stdout.lines().count(), 1);
+    assert!(stdout.starts_with("TIME"));
+}

@@ -1,0 +1,156 @@
+//! `mmap-analyze summary` over captures written with the format library.
+
+mod common;
+
+use common::{Fixture, counters_a, metadata, run_ok, run_ok_in, write_capture};
+use serde_json::{Value, json};
+
+fn summary_json(args: &[&std::path::Path], extra: &[&str]) -> Value {
+    let mut cmd: Vec<std::ffi::OsString> = vec!["summary".into()];
+    cmd.extend(args.iter().map(|p| p.as_os_str().to_owned()));
+    cmd.extend(["--format".into(), "json".into()]);
+    cmd.extend(extra.iter().map(Into::into));
+    let stdout = run_ok(cmd);
+    serde_json::from_str(&stdout).expect("summary --format json prints one JSON object")
+}
+
+#[test]
+fn json_counts_equal_what_was_written() {
+    let fx = Fixture::new();
+    let s = summary_json(&[&fx.a], &[]);
+
+    assert_eq!(s["events"], 8);
+    assert_eq!(s["failed"], 2);
+    assert_eq!(
+        s["by_syscall"],
+        json!({"mmap": 6, "munmap": 1, "mprotect": 1})
+    );
+    assert_eq!(s["errors"], json!({"EBADF": 1, "ENOMEM": 1}));
+    // Successful mmap calls only: 8192 + 4096 + 1 MiB (the failed 1 TiB call and the call whose
+    // exit was not seen do not count).
+    assert_eq!(s["bytes_mapped"], 8192 + 4096 + (1 << 20));
+    assert_eq!(
+        s["by_process"],
+        json!([
+            {"pid": 200, "comm": "java", "events": 4, "bytes_mapped": 1 << 20},
+            {"pid": 100, "comm": "cat", "events": 3, "bytes_mapped": 8192 + 4096},
+            {"pid": 300, "comm": "sh", "events": 1, "bytes_mapped": 0},
+        ])
+    );
+    assert_eq!(s["processes"], 3);
+    // lost = ring buffer full 2 + entry map full 1 + decode errors 0; orphan exits apart.
+    assert_eq!(s["lost"], 3);
+    assert_eq!(s["orphan_exits"], 1);
+    assert_eq!(
+        s["counters"],
+        json!({"emitted": 9, "lost_ringbuf_full": 2, "orphan_exits": 1,
+               "entry_map_full": 1, "decode_errors": 0})
+    );
+    assert_eq!(s["first_ts"], "2026-11-27T06:01:13.000001000Z");
+    assert_eq!(s["last_ts"], "2026-11-27T06:01:13.000008000Z");
+    assert_eq!(s["capture_start"], "2026-11-27T06:01:13.000000000Z");
+    assert_eq!(s["capture_end"], "2026-11-27T06:01:13.010000000Z");
+    assert_eq!(s["hosts"], json!(["host-a"]));
+    assert_eq!(s["kernels"], json!(["6.8.0-test"]));
+
+    let files = s["files"].as_array().expect("files is an array");
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0]["path"], fx.a.display().to_string());
+    assert_eq!(files[0]["rows"], 8);
+    assert_eq!(files[0]["format_version"], "1.0");
+    assert_eq!(files[0]["hostname"], "host-a");
+    assert_eq!(files[0]["lost"], 3);
+}
+
+#[test]
+fn json_merges_several_files() {
+    let fx = Fixture::new();
+    let s = summary_json(&[&fx.a, &fx.b], &[]);
+
+    assert_eq!(s["events"], 11);
+    assert_eq!(
+        s["by_syscall"],
+        json!({"mmap": 9, "munmap": 1, "mprotect": 1})
+    );
+    assert_eq!(s["errors"], json!({"EBADF": 1, "EINVAL": 1, "ENOMEM": 1}));
+    assert_eq!(s["bytes_mapped"], 8192 + 4096 + (1 << 20) + 65536 + 4096);
+    assert_eq!(s["lost"], 3 + 1);
+    assert_eq!(s["orphan_exits"], 1);
+    assert_eq!(s["counters"]["decode_errors"], 1);
+    assert_eq!(s["counters"]["emitted"], 12);
+    assert_eq!(s["hosts"], json!(["host-a", "host-b"]));
+    assert_eq!(s["first_ts"], "2026-11-27T06:01:13.000001000Z");
+    assert_eq!(s["last_ts"], "2026-11-27T06:01:13.000009000Z");
+    assert_eq!(s["capture_start"], "2026-11-27T06:01:13.000000000Z");
+    assert_eq!(s["capture_end"], "2026-11-27T06:01:13.020000000Z");
+    // Ties (pid 100 and pid 400 both have 3 calls) are listed by pid.
+    let pids: Vec<u64> = s["by_process"]
+        .as_array()
+        .expect("by_process is an array")
+        .iter()
+        .map(|p| p["pid"].as_u64().expect("pid"))
+        .collect();
+    assert_eq!(pids, [200, 100, 400, 300]);
+    assert_eq!(s["files"].as_array().map(Vec::len), Some(2));
+}
+
+#[test]
+fn top_limits_the_process_list() {
+    let fx = Fixture::new();
+    let s = summary_json(&[&fx.a, &fx.b], &["--top", "2"]);
+    let procs = s["by_process"].as_array().expect("by_process is an array");
+    assert_eq!(procs.len(), 2);
+    assert_eq!(procs[0]["pid"], 200);
+    assert_eq!(procs[1]["pid"], 100);
+    assert_eq!(s["processes"], 4, "the total still counts every process");
+
+    let all = summary_json(&[&fx.a, &fx.b], &["--top", "0"]);
+    assert_eq!(all["by_process"].as_array().map(Vec::len), Some(4));
+}
+
+#[test]
+fn empty_capture_has_no_time_span() {
+    let fx = Fixture::new();
+    let path = fx.path("empty-capture.parquet");
+    write_capture(&path, &metadata("host-a", counters_a()), &[]);
+    let s = summary_json(&[&path], &[]);
+    assert_eq!(s["events"], 0);
+    assert_eq!(s["first_ts"], Value::Null);
+    assert_eq!(s["last_ts"], Value::Null);
+    assert_eq!(s["by_process"], json!([]));
+    assert_eq!(s["lost"], 3);
+
+    let table = run_ok(["summary".as_ref(), path.as_os_str()]);
+    assert!(table.contains("Events        0"), "{table}");
+}
+
+#[test]
+fn table_output_snapshot() {
+    let fx = Fixture::new();
+    // Relative paths (run inside the temp dir) keep the file list the same on every run; every
+    // other value shown comes from the test data, so no filter is needed.
+    let stdout = run_ok_in(
+        fx.dir.path(),
+        ["summary", "a.parquet", "b.parquet", "--top", "3"],
+    );
+    insta::assert_snapshot!("summary_table_two_files", stdout);
+}
+
+/// The committed v1.0 fixture (written by the format crate) stays readable: the summary counts
+/// what `events` lists.
+#[test]
+fn committed_fixture_is_readable() {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures/v1/synthetic-v1.0.parquet");
+    let s = summary_json(&[&fixture], &[]);
+    let events = s["events"].as_u64().expect("events is a number");
+    assert!(events > 0, "the fixture has rows");
+    let listed = run_ok([
+        "events".as_ref(),
+        fixture.as_os_str(),
+        "--format".as_ref(),
+        "json".as_ref(),
+    ]);
+    assert_eq!(common::json_lines(&listed).len() as u64, events);
+    assert_eq!(s["files"][0]["format_version"], "1.0");
+}

@@ -1,0 +1,73 @@
+# mmap-capture: `make demo` and `make test` set up everything they need on a fresh machine
+# (nightly rust-src, bpf-linker built against nightly's LLVM, a Python venv for the
+# interoperability tests) and cache it under $(CACHE), so a second run costs nothing.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+CACHE ?= $(HOME)/.cache/mmap-capture
+VENV := $(CACHE)/venv
+BPF_LINKER_VERSION := 0.13.0
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+export MMAP_CAPTURE_PYTHON := $(VENV)/bin/python
+# Root for the recorder: nothing when already root, sudo otherwise.
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+DEMO_OUT ?= target/demo/demo.parquet
+
+.PHONY: all bootstrap venv build release demo test bench fmt lint clean
+
+all: build
+
+## bootstrap: nightly rust-src and bpf-linker (idempotent; ~1 minute the first time).
+bootstrap:
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	@sysroot=$$(rustc +nightly --print sysroot); \
+	if [ ! -d "$$sysroot/lib/rustlib/src/rust/library" ]; then \
+	  echo "bootstrap: adding rust-src to nightly"; rustup component add rust-src --toolchain nightly; \
+	fi
+	@sysroot=$$(rustc +nightly --print sysroot); \
+	llvm=$$(cd "$$sysroot/lib" && ls libLLVM.so.* 2>/dev/null | head -n1); \
+	if [ -z "$$llvm" ]; then echo "bootstrap: nightly has no libLLVM.so in $$sysroot/lib" >&2; exit 1; fi; \
+	stamp="$(CACHE)/bpf-linker.stamp"; want="bpf-linker $(BPF_LINKER_VERSION) $$llvm"; \
+	if [ -f "$$stamp" ] && [ "$$(cat $$stamp)" = "$$want" ] && bpf-linker --version >/dev/null 2>&1; then \
+	  exit 0; \
+	fi; \
+	echo "bootstrap: building bpf-linker $(BPF_LINKER_VERSION) against $$llvm (about a minute)"; \
+	prefix="$(CACHE)/llvm"; mkdir -p "$$prefix/lib"; \
+	ln -sf "$$sysroot/lib/$$llvm" "$$prefix/lib/libLLVM.so"; ln -sf "$$sysroot/lib/$$llvm" "$$prefix/lib/"; \
+	LLVM_PREFIX="$$prefix" cargo install bpf-linker@$(BPF_LINKER_VERSION) --locked --force \
+	  --no-default-features --features llvm-22; \
+	mkdir -p "$(CACHE)"; echo "$$want" > "$$stamp"
+
+## venv: pyarrow and duckdb for the interoperability tests.
+venv: $(VENV)/.ok
+$(VENV)/.ok:
+	python3 -m venv "$(VENV)"
+	"$(VENV)/bin/pip" install --quiet --disable-pip-version-check pyarrow duckdb polars
+	touch "$@"
+
+build: bootstrap
+	cargo build
+
+release: bootstrap
+	cargo build --release
+
+## demo: record a few seconds of the bundled workload, then summarise the capture.
+demo: release
+	@mkdir -p "$(dir $(DEMO_OUT))"
+	$(SUDO) target/release/mmap-recorder record --force -o "$(DEMO_OUT)" -- \
+	  target/release/mmap-workload --duration 3s
+	target/release/mmap-analyze summary "$(DEMO_OUT)"
+
+## test: the whole suite (eBPF tests load real programs: run as root, as CI does).
+test: bootstrap venv
+	cargo test --workspace --exclude recorder-ebpf
+
+fmt:
+	cargo +nightly fmt --all
+
+lint: bootstrap
+	cargo +nightly fmt --all -- --check
+	cargo clippy --workspace --exclude recorder-ebpf --all-targets -- -D warnings
+
+clean:
+	cargo clean

@@ -1,0 +1,149 @@
+//! Kernel struct offsets for the eBPF programs, read from the running kernel's BTF.
+//!
+//! aya 0.14 has no CO-RE relocations for Rust programs, so the programs take the offsets of the
+//! few members they walk as a global (`recorder_common::KernelOffsets`) filled in here.
+use std::path::Path;
+
+use btf_rs::{Btf, Type};
+use recorder_common::KernelOffsets;
+
+/// Where the kernel publishes its own BTF.
+pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BtfError {
+    #[error(
+        "cannot read kernel BTF at {path}: {source} (the kernel needs CONFIG_DEBUG_INFO_BTF=y)"
+    )]
+    Read {
+        path: String,
+        #[source]
+        source: btf_rs::Error,
+    },
+    #[error("kernel BTF has no struct {0}")]
+    NoStruct(String),
+    #[error("kernel BTF: struct {strukt} has no member {member}")]
+    NoMember { strukt: String, member: String },
+    #[error("kernel BTF: {0}")]
+    Btf(#[from] btf_rs::Error),
+}
+
+/// Reads the offsets from `path` (normally [`VMLINUX_BTF`]).
+pub fn kernel_offsets(path: &Path) -> Result<KernelOffsets, BtfError> {
+    let btf = Btf::from_file(path).map_err(|source| BtfError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let off = |strukt: &str, member: &str| member_offset(&btf, strukt, member);
+    Ok(KernelOffsets {
+        task_files: off("task_struct", "files")?,
+        task_real_parent: off("task_struct", "real_parent")?,
+        task_tgid: off("task_struct", "tgid")?,
+        files_fdt: off("files_struct", "fdt")?,
+        fdt_max_fds: off("fdtable", "max_fds")?,
+        fdt_fd: off("fdtable", "fd")?,
+        file_dentry: off("file", "f_path")? + off("path", "dentry")?,
+        file_inode: off("file", "f_inode")?,
+        inode_ino: off("inode", "i_ino")?,
+        inode_sb: off("inode", "i_sb")?,
+        sb_dev: off("super_block", "s_dev")?,
+        dentry_name: off("dentry", "d_name")? + off("qstr", "name")?,
+    })
+}
+
+/// Byte offset of `member` in `struct strukt`, looking through anonymous structs and unions.
+pub fn member_offset(btf: &Btf, strukt: &str, member: &str) -> Result<u32, BtfError> {
+    let types = btf.resolve_types_by_name(strukt).unwrap_or_default();
+    for ty in types {
+        if let Type::Struct(s) = ty
+            && let Some(bits) = find_member(btf, &s, member)?
+        {
+            return Ok(bits / 8);
+        }
+    }
+    if btf
+        .resolve_types_by_name(strukt)
+        .unwrap_or_default()
+        .iter()
+        .any(|t| matches!(t, Type::Struct(_)))
+    {
+        Err(BtfError::NoMember {
+            strukt: strukt.to_owned(),
+            member: member.to_owned(),
+        })
+    } else {
+        Err(BtfError::NoStruct(strukt.to_owned()))
+    }
+}
+
+/// Bit offset of `member` inside `s`, searching anonymous members recursively.
+fn find_member(btf: &Btf, s: &btf_rs::Struct, member: &str) -> Result<Option<u32>, BtfError> {
+    for m in &s.members {
+        let name = btf.resolve_name(m).unwrap_or_default();
+        if name == member {
+            return Ok(Some(m.bit_offset()));
+        }
+        if name.is_empty() {
+            let inner = strip_modifiers(btf, btf.resolve_chained_type(m)?)?;
+            if let Type::Struct(inner) | Type::Union(inner) = inner
+                && let Some(bits) = find_member(btf, &inner, member)?
+            {
+                return Ok(Some(m.bit_offset() + bits));
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn strip_modifiers(btf: &Btf, mut ty: Type) -> Result<Type, BtfError> {
+    loop {
+        ty = match &ty {
+            Type::Typedef(t) => btf.resolve_chained_type(t)?,
+            Type::Const(t) => btf.resolve_chained_type(t)?,
+            Type::Volatile(t) => btf.resolve_chained_type(t)?,
+            Type::Restrict(t) => btf.resolve_chained_type(t)?,
+            Type::TypeTag(t) => btf.resolve_chained_type(t)?,
+            _ => return Ok(ty),
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reads the running kernel's BTF (present on every machine this project supports).
+    #[test]
+    fn offsets_of_running_kernel_are_plausible() {
+        let path = Path::new(VMLINUX_BTF);
+        if !path.exists() {
+            eprintln!("skipping: {VMLINUX_BTF} missing");
+            return;
+        }
+        let o = kernel_offsets(path).expect("offsets");
+        // Members that sit well inside their structs on every kernel of the last decade.
+        assert!(o.task_files > 1000, "task_struct.files at {}", o.task_files);
+        assert!(o.task_real_parent > 1000);
+        assert_eq!(o.fdt_max_fds, 0, "fdtable.max_fds is the first member");
+        assert_eq!(o.fdt_fd, 8);
+        assert!(o.file_dentry > 0 && o.file_inode > 0);
+        assert_eq!(o.dentry_name % 8, 0);
+    }
+
+    #[test]
+    fn unknown_struct_and_member_are_named() {
+        let path = Path::new(VMLINUX_BTF);
+        if !path.exists() {
+            eprintln!("skipping: {VMLINUX_BTF} missing");
+            return;
+        }
+        let btf = Btf::from_file(path).expect("btf");
+        let err = member_offset(&btf, "no_such_struct_x", "a").expect_err("no struct");
+        assert_eq!(err.to_string(), "kernel BTF has no struct no_such_struct_x");
+        let err = member_offset(&btf, "task_struct", "no_such_member").expect_err("no member");
+        assert_eq!(
+            err.to_string(),
+            "kernel BTF: struct task_struct has no member no_such_member"
+        );
+    }
+}

@@ -1,0 +1,131 @@
+//! Starting `-- COMMAND` so that its very first mmap call is recorded.
+//!
+//! The child reports its pid through a pipe and then waits on a second pipe until the recorder has
+//! put that pid in the kernel's target map; only then does it exec the command. Through sudo the
+//! command runs as the invoking user (SUDO_UID / SUDO_GID), not as root.
+use std::{
+    ffi::OsString,
+    fs::File,
+    io::{Read as _, Write as _},
+    os::{fd::AsRawFd as _, unix::process::CommandExt as _},
+    process::{Child, Command},
+};
+
+use anyhow::Context as _;
+use nix::unistd::{Gid, Uid, User, pipe2};
+
+/// The user a command runs as when the recorder was started through sudo.
+#[derive(Clone, Debug)]
+pub struct InvokingUser {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl InvokingUser {
+    /// SUDO_UID / SUDO_GID when running as root through sudo.
+    pub fn from_sudo_env() -> Option<Self> {
+        if !Uid::effective().is_root() {
+            return None;
+        }
+        let uid = std::env::var("SUDO_UID").ok()?.parse().ok()?;
+        let gid = std::env::var("SUDO_GID").ok()?.parse().ok()?;
+        (uid != 0).then_some(Self { uid, gid })
+    }
+}
+
+/// A started child, held at the pipe until [`Pending::release`].
+pub struct Pending {
+    pub pid: u32,
+    go: File,
+    spawner: std::thread::JoinHandle<std::io::Result<Child>>,
+}
+
+/// Forks `argv`; the child waits before exec until [`Pending::release`].
+pub fn spawn_held(argv: &[OsString], user: Option<&InvokingUser>) -> anyhow::Result<Pending> {
+    let (program, args) = argv.split_first().context("no command given after --")?;
+    let (pid_r, pid_w) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe")?;
+    let (go_r, go_w) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe")?;
+
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    // Credentials to drop to in the child: (uid, gid, supplementary groups).
+    let mut creds: Option<(libc::uid_t, libc::gid_t, Vec<libc::gid_t>)> = None;
+    if let Some(user) = user {
+        let mut groups = vec![user.gid];
+        if let Ok(Some(pw)) = User::from_uid(Uid::from_raw(user.uid)) {
+            if let Ok(name) = std::ffi::CString::new(pw.name.clone())
+                && let Ok(list) = nix::unistd::getgrouplist(&name, Gid::from_raw(user.gid))
+            {
+                groups = list.into_iter().map(Gid::as_raw).collect();
+            }
+            cmd.env("HOME", &pw.dir)
+                .env("USER", &pw.name)
+                .env("LOGNAME", &pw.name);
+        }
+        creds = Some((user.uid, user.gid, groups));
+    }
+    let pid_w_fd = pid_w.as_raw_fd();
+    let go_r_fd = go_r.as_raw_fd();
+    // SAFETY: the closure runs in the forked child before exec and only makes async-signal-safe
+    // calls (getpid, write, read, setgroups, setgid, setuid) on memory prepared before the fork
+    // and on descriptors that stay open until exec (they are CLOEXEC).
+    unsafe {
+        cmd.pre_exec(move || {
+            let pid = libc::getpid().to_ne_bytes();
+            if libc::write(pid_w_fd, pid.as_ptr().cast(), pid.len()) != pid.len() as isize {
+                return Err(std::io::Error::last_os_error());
+            }
+            let mut byte = 0u8;
+            if libc::read(go_r_fd, (&raw mut byte).cast(), 1) != 1 {
+                return Err(std::io::Error::other("recorder went away before the start"));
+            }
+            if let Some((uid, gid, groups)) = &creds
+                && (libc::setgroups(groups.len(), groups.as_ptr()) != 0
+                    || libc::setgid(*gid) != 0
+                    || libc::setuid(*uid) != 0)
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    // Command::spawn returns only once the child has exec'd, so it runs on its own thread while
+    // this one answers the handshake.
+    // The child's ends of the pipes stay open until spawn returns (the fork happens inside it);
+    // closing them then lets the read below see EOF when the child died before writing.
+    let spawner = std::thread::spawn(move || {
+        let child = cmd.spawn();
+        drop((pid_w, go_r));
+        child
+    });
+    let mut pid_bytes = [0u8; 4];
+    let mut pid_r = File::from(pid_r);
+    if let Err(e) = pid_r.read_exact(&mut pid_bytes) {
+        let spawn_err = spawner
+            .join()
+            .map_err(|_| anyhow::anyhow!("spawner thread panicked"))?
+            .err();
+        return Err(match spawn_err {
+            Some(err) => anyhow::Error::new(err),
+            None => anyhow::Error::new(e),
+        })
+        .with_context(|| format!("cannot start {}", program.to_string_lossy()));
+    }
+    Ok(Pending {
+        pid: u32::from_ne_bytes(pid_bytes),
+        go: File::from(go_w),
+        spawner,
+    })
+}
+
+impl Pending {
+    /// Lets the child exec; returns it once exec succeeded.
+    pub fn release(mut self, program: &str) -> anyhow::Result<Child> {
+        self.go.write_all(&[1]).context("releasing the command")?;
+        drop(self.go);
+        self.spawner
+            .join()
+            .map_err(|_| anyhow::anyhow!("spawner thread panicked"))?
+            .with_context(|| format!("cannot start {program}"))
+    }
+}

@@ -1,0 +1,238 @@
+//! End to end with the real binaries and the real kernel: `mmap-recorder record -- mmap-workload`
+//! captures the workload's known mmap calls, and the capture is checked call by call against the
+//! workload's own report.
+//!
+//! These tests load eBPF programs. Without root they skip with a message; as root (CI) any
+//! failure to load or attach fails them.
+use std::{path::Path, process::Command};
+
+use mmap_capture_tests::{Report, check_workload_capture, workspace_bin};
+use mmap_format::{event::Event, reader::CaptureReader};
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+macro_rules! require_root {
+    () => {
+        if !is_root() {
+            eprintln!(
+                "skipping {}: loading eBPF needs root (CI runs as root)",
+                module_path!()
+            );
+            return;
+        }
+    };
+}
+
+/// Runs `mmap-recorder record -q -o OUT -- mmap-workload --report REPORT` in `dir`.
+fn record_workload(dir: &Path) -> (std::process::Output, Report, CaptureReader) {
+    let capture = dir.join("capture.parquet");
+    let report_path = dir.join("report.json");
+    let out = Command::new(workspace_bin("mmap-recorder"))
+        .args(["record", "-q", "-o"])
+        .arg(&capture)
+        .arg("--")
+        .arg(workspace_bin("mmap-workload"))
+        .arg("--report")
+        .arg(&report_path)
+        .arg("--dir")
+        .arg(dir)
+        .output()
+        .expect("run mmap-recorder");
+    assert!(
+        out.status.success(),
+        "mmap-recorder failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Report =
+        serde_json::from_slice(&std::fs::read(&report_path).expect("workload report"))
+            .expect("parse report");
+    let reader = CaptureReader::open(&capture).expect("open capture");
+    (out, report, reader)
+}
+
+#[test]
+fn every_workload_call_is_recorded_once_with_the_right_fields() {
+    require_root!();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (out, report, reader) = record_workload(dir.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("records written to"),
+        "final report missing: {stderr}"
+    );
+
+    let meta = reader.metadata().clone();
+    let events: Vec<Event<'static>> = reader
+        .events()
+        .expect("events")
+        .collect::<Result<_, _>>()
+        .expect("decode rows");
+
+    assert_eq!(meta.attach_mode, "tracepoint");
+    assert!(!meta.targets.system_wide);
+    let command = meta.targets.command.as_ref().expect("command in targets");
+    assert!(command[0].ends_with("mmap-workload"), "{command:?}");
+    assert_eq!(report.calls.len(), 8);
+    check_workload_capture(&meta, &events, &report);
+    let errnos: Vec<_> = report.calls.iter().filter_map(|c| c.errno).collect();
+    assert_eq!(errnos, vec![libc::EBADF, libc::EINVAL]);
+}
+
+#[test]
+fn capture_opens_in_pyarrow_duckdb_and_polars() {
+    require_root!();
+    let python = std::env::var_os("MMAP_CAPTURE_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").expect("HOME");
+            Path::new(&home).join(".cache/mmap-capture/venv/bin/python")
+        });
+    assert!(
+        python.exists(),
+        "{} missing: run `make venv` (make test does) to install pyarrow, duckdb and polars",
+        python.display()
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, _, reader) = record_workload(dir.path());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("interop/check_capture.py");
+    let out = Command::new(&python)
+        .arg(&script)
+        .arg(reader.path())
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "check_capture.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let rows = reader.num_rows();
+    assert!(rows >= 8);
+    for tool in ["pyarrow", "duckdb", "polars"] {
+        assert_eq!(seen[tool]["rows"], rows, "{tool} row count");
+    }
+    let pa = &seen["pyarrow"]["types"];
+    let expect_pa = [
+        (
+            "kind",
+            "dictionary<values=string, indices=int32, ordered=0>",
+        ),
+        (
+            "syscall",
+            "dictionary<values=string, indices=int32, ordered=0>",
+        ),
+        ("ts", "timestamp[ns, tz=UTC]"),
+        ("ts_exit", "timestamp[ns, tz=UTC]"),
+        ("cpu", "uint32"),
+        ("pid", "uint32"),
+        ("tid", "uint32"),
+        ("ppid", "uint32"),
+        ("uid", "uint32"),
+        ("gid", "uint32"),
+        (
+            "comm",
+            "dictionary<values=string, indices=int32, ordered=0>",
+        ),
+        ("cgroup_id", "uint64"),
+        ("addr", "uint64"),
+        ("len", "uint64"),
+        ("prot", "uint64"),
+        ("flags", "uint64"),
+        ("fd", "int32"),
+        ("off", "uint64"),
+        ("ret", "int64"),
+        ("errno", "int32"),
+        ("file_dev", "uint64"),
+        ("file_ino", "uint64"),
+        (
+            "file_name",
+            "dictionary<values=string, indices=int32, ordered=0>",
+        ),
+    ];
+    assert_eq!(
+        pa.as_object().expect("types").len(),
+        expect_pa.len(),
+        "pyarrow columns: {pa}"
+    );
+    for (col, ty) in expect_pa {
+        assert_eq!(pa[col], ty, "pyarrow type of {col}");
+    }
+    let duck = &seen["duckdb"]["types"];
+    for (col, ty) in [
+        ("ts", "TIMESTAMPTZ_NS"),
+        ("pid", "UINTEGER"),
+        ("addr", "UBIGINT"),
+        ("ret", "BIGINT"),
+        ("fd", "INTEGER"),
+        ("comm", "VARCHAR"),
+        ("file_name", "VARCHAR"),
+    ] {
+        assert_eq!(duck[col], ty, "duckdb type of {col}: {duck}");
+    }
+    let polars = &seen["polars"]["types"];
+    assert_eq!(
+        polars["ts"], "Datetime(time_unit='ns', time_zone='UTC')",
+        "{polars}"
+    );
+    assert_eq!(polars["comm"], "Categorical", "{polars}");
+    assert_eq!(polars["addr"], "UInt64", "{polars}");
+    let meta = &seen["pyarrow"]["metadata"];
+    assert_eq!(meta["mmap_capture.format_major"], "1");
+    assert_eq!(meta["mmap_capture.attach_mode"], "tracepoint");
+}
+
+#[test]
+fn command_exit_status_is_passed_through() {
+    require_root!();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(workspace_bin("mmap-recorder"))
+        .args(["record", "-q", "-o"])
+        .arg(dir.path().join("c.parquet"))
+        .args(["--", "sh", "-c", "exit 7"])
+        .output()
+        .expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn refuses_to_overwrite_without_force() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("exists.parquet");
+    std::fs::write(&path, b"keep me").expect("write");
+    if !is_root() {
+        // Without root the privilege check comes first; still a clean exit 2.
+        let out = Command::new(workspace_bin("mmap-recorder"))
+            .args(["record", "-o"])
+            .arg(&path)
+            .output()
+            .expect("run");
+        assert_eq!(out.status.code(), Some(2));
+        return;
+    }
+    let out = Command::new(workspace_bin("mmap-recorder"))
+        .args(["record", "-q", "--duration", "1s", "-o"])
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("already exists") && stderr.contains("--force"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert_eq!(
+        std::fs::read(&path).expect("read"),
+        b"keep me",
+        "existing file untouched"
+    );
+}

@@ -62,6 +62,10 @@ demo: release
 test: bootstrap venv
 	cargo test --workspace --exclude recorder-ebpf
 
+## bench: tracing overhead per mmap+munmap pair (see docs/PERFORMANCE.md).
+bench: release
+	$(SUDO) target/release/mmap-bench --recorder target/release/mmap-recorder --rounds 9 --calls 300000
+
 fmt:
 	cargo +nightly fmt --all
 

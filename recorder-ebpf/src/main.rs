@@ -263,11 +263,13 @@ pub fn sys_exit_mmap(ctx: TracePointContext) -> u32 {
 #[inline(always)]
 fn try_exit(ctx: &TracePointContext) {
     let pid_tgid = bpf_get_current_pid_tgid();
+    // Filter first: most exits on a host belong to processes that are not recorded.
+    if !wanted((pid_tgid >> 32) as u32) {
+        return;
+    }
     let tid = pid_tgid as u32;
     let Some(rec) = ENTRIES.get_ptr_mut(&tid) else {
-        if wanted((pid_tgid >> 32) as u32) {
-            count(counters::ORPHAN_EXIT);
-        }
+        count(counters::ORPHAN_EXIT);
         return;
     };
     // SAFETY: the map value stays valid until we remove it below; only this thread uses its key.

@@ -74,14 +74,27 @@ fn matches_call(ev: &Event<'_>, call: &Call) -> bool {
 pub fn check_workload_capture(meta: &CaptureMetadata, events: &[Event<'_>], report: &Report) {
     assert_eq!(meta.counters.lost(), 0, "records lost: {:?}", meta.counters);
     assert_eq!(meta.counters.orphan_exits, 0, "{:?}", meta.counters);
-    assert_eq!(meta.counters.emitted, events.len() as u64, "emitted vs written");
-    assert!(events.iter().all(|e| e.pid == report.pid), "only the workload is recorded");
+    assert_eq!(
+        meta.counters.emitted,
+        events.len() as u64,
+        "emitted vs written"
+    );
+    assert!(
+        events.iter().all(|e| e.pid == report.pid),
+        "only the workload is recorded"
+    );
 
     let slack = meta.clock_anchors[0].uncertainty_ns as i64 + 1_000;
     let main_tid = report.pid;
     for call in &report.calls {
         let found: Vec<&Event<'_>> = events.iter().filter(|e| matches_call(e, call)).collect();
-        assert_eq!(found.len(), 1, "{}: {} matching rows", call.label, found.len());
+        assert_eq!(
+            found.len(),
+            1,
+            "{}: {} matching rows",
+            call.label,
+            found.len()
+        );
         let ev = found[0];
         assert_eq!(ev.ret, Some(call.ret), "{}: ret", call.label);
         assert_eq!(ev.errno(), call.errno, "{}: errno", call.label);
@@ -102,7 +115,12 @@ pub fn check_workload_capture(meta: &CaptureMetadata, events: &[Event<'_>], repo
             Some(file) => {
                 assert_eq!(ev.file_dev, Some(file.dev), "{}: dev", call.label);
                 assert_eq!(ev.file_ino, Some(file.ino), "{}: ino", call.label);
-                assert_eq!(ev.file_name.as_deref(), Some(file.name.as_str()), "{}", call.label);
+                assert_eq!(
+                    ev.file_name.as_deref(),
+                    Some(file.name.as_str()),
+                    "{}",
+                    call.label
+                );
             }
             None => {
                 assert_eq!(ev.file_ino, None, "{}: no file expected", call.label);

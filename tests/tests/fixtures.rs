@@ -7,7 +7,9 @@ use mmap_capture_tests::{Report, check_workload_capture};
 use mmap_format::{FORMAT_MAJOR, reader::CaptureReader};
 
 fn fixture(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures")
+        .join(name)
 }
 
 #[test]

@@ -236,3 +236,113 @@ fn refuses_to_overwrite_without_force() {
         "existing file untouched"
     );
 }
+
+/// Starts the recorder with `args` and waits for its start line on stderr.
+fn start_recorder(
+    args: &[&str],
+    out: &Path,
+) -> (std::process::Child, std::thread::JoinHandle<String>) {
+    use std::io::{BufRead as _, BufReader};
+    let mut child = Command::new(workspace_bin("mmap-recorder"))
+        .arg("record")
+        .args(args)
+        .arg("-o")
+        .arg(out)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start recorder");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let first = lines.next().expect("a start line").expect("read");
+    assert!(first.contains("recording mmap calls"), "{first}");
+    let rest =
+        std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>().join("\n"));
+    (child, rest)
+}
+
+fn run_workload(dir: &Path, duration: &str) -> Report {
+    let report_path = dir.join(format!("report-{duration}.json"));
+    let status = Command::new(workspace_bin("mmap-workload"))
+        .args(["--duration", duration, "--report"])
+        .arg(&report_path)
+        .arg("--dir")
+        .arg(dir)
+        .status()
+        .expect("workload");
+    assert!(status.success());
+    serde_json::from_slice(&std::fs::read(&report_path).expect("report")).expect("parse")
+}
+
+#[test]
+fn system_wide_recording_stops_cleanly_on_sigterm() {
+    require_root!();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let capture = dir.path().join("system.parquet");
+    let (child, stderr) = start_recorder(&["-q"], &capture);
+    let report = run_workload(dir.path(), "200ms");
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let out = child.wait_with_output().expect("wait");
+    let stderr = stderr.join().expect("stderr");
+    assert!(out.status.success(), "{}: {stderr}", out.status);
+    assert!(stderr.contains("stopped by SIGTERM"), "{stderr}");
+
+    let reader = CaptureReader::open(&capture).expect("open");
+    let meta = reader.metadata().clone();
+    assert!(meta.targets.system_wide);
+    let events: Vec<Event<'static>> = reader
+        .events()
+        .expect("events")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    let from_workload = events.iter().filter(|e| e.pid == report.pid).count();
+    assert!(
+        from_workload >= report.calls.len(),
+        "{from_workload} rows of the workload for {} calls",
+        report.calls.len()
+    );
+    // The recorder never records itself.
+    assert!(events.iter().all(|e| e.comm != "mmap-recorder"));
+    assert!(meta.capture_start_ns < meta.capture_end_ns);
+}
+
+#[test]
+fn pid_target_stops_when_the_process_exits_and_duration_stops_alone() {
+    require_root!();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let report_path = dir.path().join("report.json");
+    let mut workload = Command::new(workspace_bin("mmap-workload"))
+        .args(["--duration", "1500ms", "--report"])
+        .arg(&report_path)
+        .arg("--dir")
+        .arg(dir.path())
+        .spawn()
+        .expect("workload");
+    let pid = workload.id();
+    let capture = dir.path().join("pid.parquet");
+    let (recorder, stderr) = start_recorder(&["-q", "--pid", &pid.to_string()], &capture);
+    assert!(workload.wait().expect("wait").success());
+    let out = recorder.wait_with_output().expect("recorder");
+    let stderr = stderr.join().expect("stderr");
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("all targets exited"), "{stderr}");
+    let reader = CaptureReader::open(&capture).expect("open");
+    assert_eq!(reader.metadata().targets.pids, vec![pid]);
+    let events: Vec<Event<'static>> = reader
+        .events()
+        .expect("events")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert!(events.len() > 100, "{} rows", events.len());
+    assert!(events.iter().all(|e| e.pid == pid));
+
+    // --duration ends a recording by itself.
+    let capture = dir.path().join("duration.parquet");
+    let (recorder, stderr) = start_recorder(&["-q", "--duration", "300ms", "--pid", "1"], &capture);
+    let out = recorder.wait_with_output().expect("recorder");
+    let stderr = stderr.join().expect("stderr");
+    assert!(
+        out.status.success() && stderr.contains("duration reached"),
+        "{stderr}"
+    );
+    CaptureReader::open(&capture).expect("a valid capture");
+}

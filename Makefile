@@ -13,7 +13,7 @@ export MMAP_CAPTURE_PYTHON := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 DEMO_OUT ?= target/demo/demo.parquet
 
-.PHONY: all bootstrap venv build release demo test bench fmt lint clean
+.PHONY: all bootstrap venv tools build release demo test bench fmt lint clean
 
 all: build
 
@@ -58,8 +58,17 @@ demo: release
 	  target/release/mmap-workload --duration 3s
 	target/release/mmap-analyze summary "$(DEMO_OUT)"
 
+## tools: perf, for the test that other tracers keep working while we record.
+tools:
+	@command -v perf >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then \
+	    echo "tools: installing perf (Debian package linux-perf)"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q linux-perf >/dev/null || \
+	      { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q linux-perf >/dev/null; }; \
+	  else echo "tools: perf is missing (install linux-perf); the perf coexistence test will fail" >&2; fi; }
+
 ## test: the whole suite (eBPF tests load real programs: run as root, as CI does).
-test: bootstrap venv
+test: bootstrap venv tools
 	cargo test --workspace --exclude recorder-ebpf
 
 ## bench: tracing overhead per mmap+munmap pair (see docs/PERFORMANCE.md).

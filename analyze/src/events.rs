@@ -9,7 +9,7 @@ use std::{
 use anyhow::Context as _;
 use clap::ValueEnum;
 use mmap_format::{
-    event::{Event, Syscall},
+    event::{Event, RowKind, Syscall},
     names,
 };
 use serde::Serialize;
@@ -17,15 +17,24 @@ use serde::Serialize;
 use crate::{
     fmt, input,
     output::{self, csv_to_io},
+    replay::MREMAP_FIXED,
     table::{Column, StreamingTable},
 };
 
-/// List the recorded calls, one per line, in time order.
+/// List the recorded calls and process events, one per line, in time order.
 ///
 /// Each line shows when the call entered the kernel, who made it (pid, tid, comm), its arguments
-/// (addr, len, prot, flags, fd, off) with prot and flags decoded into their PROT_* and MAP_*
-/// names, its result (an address, or the error name such as -ENOMEM), how long it took, and the
-/// mapped file (name, device major:minor, inode).
+/// (addr, len, prot, flags, fd, off) with prot and flags decoded into their PROT_* and MAP_* (for
+/// mremap MREMAP_*) names, its result (an address, or the error name such as -ENOMEM), how long
+/// it took, and the mapped file (full path when recorded, else the name; marked (deleted) or
+/// (memfd); device major:minor, inode). mremap shows its old and new address and length as
+/// OLD->NEW; brk shows the requested break as ADDR and the new break as RESULT.
+///
+/// Format 1.1 captures also hold process events, shown with their kind in the SYSCALL column:
+/// fork (RESULT: the child's pid), exec (FILE: the program), exit (RESULT: the exit status, e.g.
+/// `exit status 1` or `killed by SIGSEGV`), lost (RESULT: how many records the kernel could not
+/// deliver on which CPU between TIME and TIME + DUR_NS), and snapshot (one /proc/PID/maps line per
+/// row). Snapshot rows are hidden unless `--kind snapshot` is given.
 ///
 /// A single file is printed in its recording order as it is read, without loading it whole.
 /// Several files (for example the segments of one recording, or recordings from several
@@ -33,7 +42,7 @@ use crate::{
 ///
 /// Filters combine: a row is printed when it matches every option given, and for an option given
 /// several times, any of its values (`--pid 1 --pid 2 --failed` shows the failed calls of pid 1
-/// and of pid 2).
+/// and of pid 2). A fork row matches --pid of the parent and of the child.
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = EXAMPLES)]
 pub struct Args {
@@ -62,6 +71,10 @@ pub struct Args {
     #[arg(long)]
     failed: bool,
 
+    /// Only rows of this kind (repeat for several). Without it every kind but snapshot is shown.
+    #[arg(long, value_name = "KIND", value_enum)]
+    kind: Vec<KindArg>,
+
     /// Stop after printing this many lines.
     #[arg(long, value_name = "N")]
     limit: Option<u64>,
@@ -81,6 +94,12 @@ Examples:
 
   # All segments of a recording as CSV for a spreadsheet
   mmap-analyze events capture-*.parquet --format csv > calls.csv
+
+  # Process lifecycle: forks, execs and exits
+  mmap-analyze events capture-000.parquet --kind fork --kind exec --kind exit
+
+  # The /proc/PID/maps snapshots taken at capture start
+  mmap-analyze events capture-000.parquet --kind snapshot --pid 1234
 
   # JSON Lines for jq: the 20 largest mappings of `java`
   mmap-analyze events capture-000.parquet --comm java --format json \\
@@ -119,6 +138,36 @@ impl From<SyscallArg> for Syscall {
     }
 }
 
+/// A row kind on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum KindArg {
+    /// A system call.
+    Syscall,
+    /// One /proc/PID/maps line (hidden unless asked for).
+    Snapshot,
+    /// A new process.
+    Fork,
+    /// A new program.
+    Exec,
+    /// The end of a process.
+    Exit,
+    /// Records the kernel could not deliver.
+    Lost,
+}
+
+impl From<KindArg> for RowKind {
+    fn from(arg: KindArg) -> Self {
+        match arg {
+            KindArg::Syscall => Self::Syscall,
+            KindArg::Snapshot => Self::Snapshot,
+            KindArg::Fork => Self::Fork,
+            KindArg::Exec => Self::Exec,
+            KindArg::Exit => Self::Exit,
+            KindArg::Lost => Self::Lost,
+        }
+    }
+}
+
 /// Which rows are printed.
 #[derive(Debug, Default)]
 struct Filter {
@@ -127,11 +176,24 @@ struct Filter {
     comms: Vec<String>,
     syscalls: Vec<Syscall>,
     failed: bool,
+    /// Empty: every kind but snapshot.
+    kinds: Vec<RowKind>,
 }
 
 impl Filter {
     fn matches(&self, event: &Event<'_>) -> bool {
-        (self.pids.is_empty() || self.pids.contains(&event.pid))
+        let kind_matches = if self.kinds.is_empty() {
+            event.kind != RowKind::Snapshot
+        } else {
+            self.kinds.contains(&event.kind)
+        };
+        let pid_matches = self.pids.contains(&event.pid)
+            || (event.kind == RowKind::Fork
+                && event
+                    .child_pid
+                    .is_some_and(|child| self.pids.contains(&child)));
+        kind_matches
+            && (self.pids.is_empty() || pid_matches)
             && (self.tids.is_empty() || self.tids.contains(&event.tid))
             && (self.comms.is_empty() || self.comms.iter().any(|c| *c == event.comm))
             && (self.syscalls.is_empty()
@@ -148,6 +210,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         comms: args.comm,
         syscalls: args.syscall.into_iter().map(Syscall::from).collect(),
         failed: args.failed,
+        kinds: args.kind.into_iter().map(RowKind::from).collect(),
     };
     let limit = args.limit.unwrap_or(u64::MAX);
 
@@ -192,7 +255,7 @@ const TABLE_COLUMNS: [Column; 14] = [
 /// Rows held back to size the table's columns before the first line is written.
 const TABLE_BLOCK: usize = 1024;
 
-const CSV_HEADER: [&str; 20] = [
+const CSV_HEADER: [&str; 33] = [
     "time",
     "pid",
     "tid",
@@ -213,6 +276,19 @@ const CSV_HEADER: [&str; 20] = [
     "file_dev",
     "file_ino",
     "cpu",
+    "kind",
+    "source",
+    "file_path",
+    "file_deleted",
+    "file_memfd",
+    "new_addr",
+    "new_len",
+    "child_pid",
+    "exit_code",
+    "lost_count",
+    "cgroup_path",
+    "ns_pid",
+    "ns_tid",
 ];
 
 enum Sink<'w, W: Write> {
@@ -277,26 +353,52 @@ fn opt_string<T: ToString>(value: Option<T>) -> Option<String> {
     value.map(|v| v.to_string())
 }
 
+/// The ADDR cell: for mremap `OLD->NEW` when a new address was given (MREMAP_FIXED).
+fn addr_cell(event: &Event<'_>) -> Option<String> {
+    let addr = event.addr.map(fmt::hex)?;
+    Some(match (event.syscall, event.new_addr) {
+        (Some(Syscall::Mremap), Some(new)) if event.flags.unwrap_or(0) & MREMAP_FIXED != 0 => {
+            format!("{addr}->{}", fmt::hex(new))
+        }
+        _ => addr,
+    })
+}
+
+/// The LEN cell: for mremap `OLD->NEW`.
+fn len_cell(event: &Event<'_>) -> Option<String> {
+    let len = event.len?;
+    Some(match (event.syscall, event.new_len) {
+        (Some(Syscall::Mremap), Some(new)) => format!("{len}->{new}"),
+        _ => len.to_string(),
+    })
+}
+
 fn table_row(event: &Event<'_>) -> Vec<String> {
+    let file = if event.kind == RowKind::Syscall {
+        fmt::file_label(event)
+    } else {
+        // Snapshot lines, exec'd programs: the path says it.
+        fmt::file_path_label(event).or_else(|| fmt::file_label(event))
+    };
     vec![
         fmt::time_of_day_ns(event.ts_ns),
         event.pid.to_string(),
         event.tid.to_string(),
         event.comm.to_string(),
         fmt::syscall_label(event).to_owned(),
-        or_dash(event.addr.map(fmt::hex)),
-        or_dash(opt_string(event.len)),
+        or_dash(addr_cell(event)),
+        or_dash(len_cell(event)),
         or_dash(event.prot.map(names::prot_names)),
-        or_dash(event.flags.map(names::map_flags_names)),
+        or_dash(fmt::flags_label(event)),
         or_dash(opt_string(event.fd)),
         or_dash(opt_string(event.off)),
         or_dash(fmt::result_label(event)),
         or_dash(opt_string(fmt::duration_ns(event))),
-        fmt::file_label(event).unwrap_or_default(),
+        file.unwrap_or_default(),
     ]
 }
 
-fn csv_row(event: &Event<'_>) -> [String; 20] {
+fn csv_row(event: &Event<'_>) -> [String; 33] {
     let empty = Option::unwrap_or_default;
     [
         fmt::rfc3339_ns(event.ts_ns),
@@ -309,7 +411,7 @@ fn csv_row(event: &Event<'_>) -> [String; 20] {
         empty(event.addr.map(fmt::hex)),
         empty(opt_string(event.len)),
         empty(event.prot.map(names::prot_names)),
-        empty(event.flags.map(names::map_flags_names)),
+        empty(fmt::flags_label(event)),
         empty(opt_string(event.fd)),
         empty(opt_string(event.off)),
         empty(opt_string(event.ret)),
@@ -319,6 +421,19 @@ fn csv_row(event: &Event<'_>) -> [String; 20] {
         empty(event.file_dev.map(fmt::dev_label)),
         empty(opt_string(event.file_ino)),
         event.cpu.to_string(),
+        event.kind.as_str().to_owned(),
+        empty(event.source.as_deref().map(str::to_owned)),
+        empty(event.file_path.as_deref().map(str::to_owned)),
+        empty(opt_string(event.file_deleted)),
+        empty(opt_string(event.file_memfd)),
+        empty(event.new_addr.map(fmt::hex)),
+        empty(opt_string(event.new_len)),
+        empty(opt_string(event.child_pid)),
+        empty(opt_string(event.exit_code)),
+        empty(opt_string(event.lost_count)),
+        empty(event.cgroup_path.as_deref().map(str::to_owned)),
+        empty(opt_string(event.ns_pid)),
+        empty(opt_string(event.ns_tid)),
     ]
 }
 
@@ -356,6 +471,22 @@ struct JsonRow<'a> {
     file_dev: Option<u64>,
     file_dev_major_minor: Option<String>,
     file_ino: Option<u64>,
+    file_path: Option<&'a str>,
+    path_source: Option<&'a str>,
+    path_truncated: Option<bool>,
+    file_deleted: Option<bool>,
+    file_memfd: Option<bool>,
+    source: Option<&'a str>,
+    new_addr: Option<u64>,
+    new_len: Option<u64>,
+    child_pid: Option<u32>,
+    exit_code: Option<i32>,
+    exit_status: Option<String>,
+    lost_count: Option<u64>,
+    cgroup_path: Option<&'a str>,
+    pidns_ino: Option<u32>,
+    ns_pid: Option<u32>,
+    ns_tid: Option<u32>,
 }
 
 impl<'a> JsonRow<'a> {
@@ -382,7 +513,7 @@ impl<'a> JsonRow<'a> {
             prot: event.prot,
             prot_names: event.prot.map(names::prot_names),
             flags: event.flags,
-            flags_names: event.flags.map(names::map_flags_names),
+            flags_names: fmt::flags_label(event),
             fd: event.fd,
             off: event.off,
             ret: event.ret,
@@ -393,6 +524,22 @@ impl<'a> JsonRow<'a> {
             file_dev: event.file_dev,
             file_dev_major_minor: event.file_dev.map(fmt::dev_label),
             file_ino: event.file_ino,
+            file_path: event.file_path.as_deref(),
+            path_source: event.path_source.as_deref(),
+            path_truncated: event.path_truncated,
+            file_deleted: event.file_deleted,
+            file_memfd: event.file_memfd,
+            source: event.source.as_deref(),
+            new_addr: event.new_addr,
+            new_len: event.new_len,
+            child_pid: event.child_pid,
+            exit_code: event.exit_code,
+            exit_status: event.exit_code.map(fmt::exit_status_label),
+            lost_count: event.lost_count,
+            cgroup_path: event.cgroup_path.as_deref(),
+            pidns_ino: event.pidns_ino,
+            ns_pid: event.ns_pid,
+            ns_tid: event.ns_tid,
         }
     }
 }

@@ -2,9 +2,11 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use mmap_format::{
-    event::{Event, Syscall},
+    event::{Event, RowKind, Syscall},
     names,
 };
+
+use crate::replay::{MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE};
 
 /// RFC 3339 in UTC with nanoseconds: `2026-11-27T06:01:13.123456789Z`.
 pub fn rfc3339_ns(ts_ns: i64) -> String {
@@ -39,9 +41,22 @@ pub fn syscall_label(event: &Event<'_>) -> &'static str {
     }
 }
 
-/// What the call returned: `-EBADF` for a failure, a hex address for calls returning addresses
-/// (mmap, mremap, brk), the plain number otherwise; `None` when the exit was not seen.
+/// What the row resulted in: for a call, `-EBADF` for a failure, a hex address for calls
+/// returning addresses (mmap, mremap, brk), the plain number otherwise (`None` when the exit was
+/// not seen); `child 1234` for a fork, the exit status for an exit, `lost 17 on cpu 2` for lost
+/// records.
 pub fn result_label(event: &Event<'_>) -> Option<String> {
+    match event.kind {
+        RowKind::Fork => return event.child_pid.map(|child| format!("child {child}")),
+        RowKind::Exit => return event.exit_code.map(exit_status_label),
+        RowKind::Lost => {
+            return event
+                .lost_count
+                .map(|count| format!("lost {count} on cpu {}", event.cpu));
+        }
+        RowKind::Syscall => {}
+        RowKind::Snapshot | RowKind::Exec | RowKind::Other => return None,
+    }
     let ret = event.ret?;
     if let Some(errno) = event.errno() {
         return Some(match names::errno_name(errno) {
@@ -61,6 +76,90 @@ pub fn result_label(event: &Event<'_>) -> Option<String> {
     })
 }
 
+/// The flags argument decoded: MREMAP_* names for mremap, MAP_* names otherwise.
+pub fn flags_label(event: &Event<'_>) -> Option<String> {
+    let flags = event.flags?;
+    Some(if event.syscall == Some(Syscall::Mremap) {
+        mremap_flags_names(flags)
+    } else {
+        names::map_flags_names(flags)
+    })
+}
+
+/// `MREMAP_MAYMOVE|MREMAP_FIXED|MREMAP_DONTUNMAP`; unknown bits as hex; `0` for none.
+pub fn mremap_flags_names(flags: u64) -> String {
+    const BITS: [(u64, &str); 3] = [
+        (MREMAP_MAYMOVE, "MREMAP_MAYMOVE"),
+        (MREMAP_FIXED, "MREMAP_FIXED"),
+        (MREMAP_DONTUNMAP, "MREMAP_DONTUNMAP"),
+    ];
+    if flags == 0 {
+        return "0".to_owned();
+    }
+    let mut parts: Vec<String> = BITS
+        .iter()
+        .filter(|(bit, _)| flags & bit != 0)
+        .map(|(_, name)| (*name).to_owned())
+        .collect();
+    let unknown = flags & !(MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP);
+    if unknown != 0 {
+        parts.push(format!("{unknown:#x}"));
+    }
+    parts.join("|")
+}
+
+/// Linux x86_64 signal names, by number.
+const SIGNALS: [&str; 31] = [
+    "SIGHUP",
+    "SIGINT",
+    "SIGQUIT",
+    "SIGILL",
+    "SIGTRAP",
+    "SIGABRT",
+    "SIGBUS",
+    "SIGFPE",
+    "SIGKILL",
+    "SIGUSR1",
+    "SIGSEGV",
+    "SIGUSR2",
+    "SIGPIPE",
+    "SIGALRM",
+    "SIGTERM",
+    "SIGSTKFLT",
+    "SIGCHLD",
+    "SIGCONT",
+    "SIGSTOP",
+    "SIGTSTP",
+    "SIGTTIN",
+    "SIGTTOU",
+    "SIGURG",
+    "SIGXCPU",
+    "SIGXFSZ",
+    "SIGVTALRM",
+    "SIGPROF",
+    "SIGWINCH",
+    "SIGIO",
+    "SIGPWR",
+    "SIGSYS",
+];
+
+/// A wait(2) status in words: `exit status 1`, `killed by SIGSEGV (core dumped)`.
+pub fn exit_status_label(status: i32) -> String {
+    let signal = status & 0x7f;
+    if signal == 0 {
+        return format!("exit status {}", (status >> 8) & 0xff);
+    }
+    let name = usize::try_from(signal - 1)
+        .ok()
+        .and_then(|i| SIGNALS.get(i))
+        .map_or_else(|| format!("signal {signal}"), |name| (*name).to_owned());
+    if status & 0x80 != 0 {
+        format!("killed by {name} (core dumped)")
+    } else {
+        format!("killed by {name}")
+    }
+}
+
 /// Time from entry to exit in nanoseconds, when the exit was seen.
 pub fn duration_ns(event: &Event<'_>) -> Option<i64> {
     event
@@ -73,12 +172,31 @@ pub fn dev_label(dev: u64) -> String {
     format!("{}:{}", names::dev_major(dev), names::dev_minor(dev))
 }
 
-/// The mapped file in one field: `libc.so.6 (8:1 ino 1234)`; `None` for anonymous mappings.
+/// The file's path as recorded (`file_path`, else `file_name`), marked ` (deleted)` and
+/// ` (memfd)` when it is one; `None` when the row names no file.
+pub fn file_path_label(event: &Event<'_>) -> Option<String> {
+    let mut path = event
+        .file_path
+        .as_deref()
+        .or(event.file_name.as_deref())?
+        .to_owned();
+    if event.file_deleted == Some(true) {
+        path.push_str(" (deleted)");
+    }
+    if event.file_memfd == Some(true) {
+        path.push_str(" (memfd)");
+    }
+    Some(path)
+}
+
+/// The mapped file in one field: `/usr/lib/libc.so.6 (8:1 ino 1234)`, preferring the full path
+/// to the name; `None` for anonymous mappings.
 pub fn file_label(event: &Event<'_>) -> Option<String> {
-    if event.file_name.is_none() && event.file_dev.is_none() && event.file_ino.is_none() {
+    let path = file_path_label(event);
+    if path.is_none() && event.file_dev.is_none() && event.file_ino.is_none() {
         return None;
     }
-    let name = event.file_name.as_deref().unwrap_or("?");
+    let name = path.unwrap_or_else(|| "?".to_owned());
     let mut details = Vec::new();
     if let Some(dev) = event.file_dev {
         details.push(dev_label(dev));
@@ -87,7 +205,7 @@ pub fn file_label(event: &Event<'_>) -> Option<String> {
         details.push(format!("ino {ino}"));
     }
     Some(if details.is_empty() {
-        name.to_owned()
+        name
     } else {
         format!("{name} ({})", details.join(" "))
     })
@@ -147,6 +265,25 @@ mod tests {
         assert_eq!(rfc3339_ns(ts), "2026-11-27T06:01:13.123456789Z");
         assert_eq!(time_of_day_ns(ts), "06:01:13.123456789");
         assert_eq!(rfc3339_ns(0), "1970-01-01T00:00:00.000000000Z");
+    }
+
+    #[test]
+    fn exit_status_and_mremap_flags_read_well() {
+        assert_eq!(exit_status_label(0), "exit status 0");
+        assert_eq!(exit_status_label(3 << 8), "exit status 3");
+        assert_eq!(exit_status_label(9), "killed by SIGKILL");
+        assert_eq!(
+            exit_status_label(0x80 | 11),
+            "killed by SIGSEGV (core dumped)"
+        );
+        assert_eq!(exit_status_label(40), "killed by signal 40");
+        assert_eq!(mremap_flags_names(0), "0");
+        assert_eq!(mremap_flags_names(1), "MREMAP_MAYMOVE");
+        assert_eq!(
+            mremap_flags_names(7),
+            "MREMAP_MAYMOVE|MREMAP_FIXED|MREMAP_DONTUNMAP"
+        );
+        assert_eq!(mremap_flags_names(0x11), "MREMAP_MAYMOVE|0x10");
     }
 
     #[test]

@@ -10,7 +10,11 @@ use clap::{Parser, Subcommand};
 mod events;
 mod fmt;
 mod input;
+mod loss;
+mod maps;
 mod output;
+mod recover;
+mod replay;
 mod summary;
 mod table;
 
@@ -33,12 +37,16 @@ Examples:
   mmap-analyze summary capture-000.parquet
   mmap-analyze summary capture-*.parquet --format json --top 5
   mmap-analyze events capture-000.parquet --pid 1234 --failed
-  mmap-analyze events capture-*.parquet --format csv > calls.csv";
+  mmap-analyze events capture-*.parquet --format csv > calls.csv
+  mmap-analyze maps capture-*.parquet --pid 1234 --at +1.5s
+  mmap-analyze recover capture-000.parquet";
 
 #[derive(Debug, Subcommand)]
 enum Command {
     Summary(summary::Args),
     Events(events::Args),
+    Maps(maps::Args),
+    Recover(recover::Args),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +54,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Summary(args) => summary::run(args),
         Command::Events(args) => events::run(args),
+        Command::Maps(args) => maps::run(args),
+        Command::Recover(args) => recover::run(args),
     };
     match result {
         Ok(code) => code,

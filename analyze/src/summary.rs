@@ -10,26 +10,32 @@ use std::{
 use anyhow::Context as _;
 use clap::ValueEnum;
 use mmap_format::{
-    event::Event,
+    event::{Event, RowKind},
     metadata::{Counters, Targets},
     reader::CaptureReader,
 };
 use serde::Serialize;
 
 use crate::{
-    fmt, input, output,
+    fmt, input,
+    loss::{self, LossWindow},
+    output,
     table::{Column, Table},
 };
 
-/// Summarize captures: hosts, time span, counts by system call, process and error, bytes mapped,
-/// records lost.
+/// Summarize captures: hosts, time span, completeness, counts by row kind, system call, process
+/// and error, bytes mapped, records lost.
 ///
 /// Several INPUT files (for example the segments of one recording) are merged into one summary;
-/// each file is listed too. Counts are over the rows in the files. "Lost" adds up what the
-/// recorder counted as dropped (ring buffer full, entry map full, decode errors): calls that
-/// happened but are not in the files. "Orphan exits" are syscall exits whose entry was not seen
-/// (typically calls already in progress when recording started); they are not lost calls and are
-/// shown apart.
+/// each file is listed too. "Events" counts every row in the files; "By kind" splits them into
+/// syscall, snapshot, fork, exec, exit and lost rows (format 1.1). "By system call", "By process",
+/// "Failed" and "Bytes mapped" count system call rows only.
+///
+/// "Lost" adds up what the recorder counted as dropped (ring buffer full, entry map full, decode
+/// errors): calls that happened but are not in the files. "Orphan exits" are syscall exits whose
+/// entry was not seen (typically calls already in progress when recording started); they are not
+/// lost calls and are shown apart. "Completeness" lists the loss windows (format 1.1 `lost`
+/// rows: on which CPU, from when to when, how many records), or says "complete: no records lost".
 ///
 /// "Bytes mapped" is the sum of the length argument of successful mmap calls (what was asked
 /// for, before rounding up to pages; unmapping is not subtracted).
@@ -58,7 +64,10 @@ Examples:
   mmap-analyze summary capture-*.parquet --top 3
 
   # For scripts: total failures by errno
-  mmap-analyze summary capture-000.parquet --format json | jq .errors";
+  mmap-analyze summary capture-000.parquet --format json | jq .errors
+
+  # Was anything lost, and when?
+  mmap-analyze summary capture-000.parquet --format json | jq .loss_windows";
 
 /// How the summary is printed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -103,6 +112,13 @@ struct Summary {
     counters: Counters,
     lost: u64,
     orphan_exits: u64,
+    /// No loss window and no lost record counted.
+    complete: bool,
+    /// `lost` rows, by start time.
+    loss_windows: Vec<LossWindow>,
+    /// Rows by kind (syscall, snapshot, fork, exec, exit, lost).
+    by_kind: BTreeMap<String, u64>,
+    /// System call rows by system call.
     by_syscall: BTreeMap<String, u64>,
     processes: usize,
     top: usize,
@@ -125,6 +141,11 @@ struct FileSummary {
     rows: u64,
     counters: Counters,
     lost: u64,
+    /// Completed by `mmap-analyze recover` (or the recorder's own recovery).
+    recovered: bool,
+    capture_id: Option<String>,
+    segment_index: Option<u32>,
+    page_size: Option<u32>,
 }
 
 #[derive(Debug, Serialize)]
@@ -162,9 +183,11 @@ struct Totals {
     bytes_mapped: u64,
     first_ts: Option<i64>,
     last_ts: Option<i64>,
+    by_kind: BTreeMap<String, u64>,
     by_syscall: BTreeMap<String, u64>,
     errors: BTreeMap<String, u64>,
     processes: HashMap<u32, ProcessTotals>,
+    loss_windows: Vec<LossWindow>,
 }
 
 impl Totals {
@@ -172,6 +195,16 @@ impl Totals {
         self.events += 1;
         self.first_ts = Some(self.first_ts.map_or(event.ts_ns, |t| t.min(event.ts_ns)));
         self.last_ts = Some(self.last_ts.map_or(event.ts_ns, |t| t.max(event.ts_ns)));
+        *self
+            .by_kind
+            .entry(event.kind.as_str().to_owned())
+            .or_default() += 1;
+        if event.kind == RowKind::Lost {
+            self.loss_windows.push(LossWindow::from_event(event));
+        }
+        if event.kind != RowKind::Syscall {
+            return;
+        }
         *self
             .by_syscall
             .entry(fmt::syscall_label(event).to_owned())
@@ -246,6 +279,10 @@ impl Summary {
                 rows,
                 counters: meta.counters,
                 lost: meta.counters.lost(),
+                recovered: meta.recovered,
+                capture_id: meta.capture_id.clone(),
+                segment_index: meta.segment_index,
+                page_size: meta.page_size,
             });
         }
 
@@ -265,7 +302,12 @@ impl Summary {
             by_process.truncate(top);
         }
 
+        let mut loss_windows = totals.loss_windows;
+        loss::sort(&mut loss_windows);
         Ok(Self {
+            complete: loss_windows.is_empty() && lost == 0,
+            loss_windows,
+            by_kind: totals.by_kind,
             files,
             hosts: hosts.into_iter().collect(),
             kernels: kernels.into_iter().collect(),
@@ -357,7 +399,11 @@ impl Summary {
             files.push(vec![
                 f.path.clone(),
                 f.hostname.clone(),
-                f.format_version.clone(),
+                if f.recovered {
+                    format!("{} (recovered)", f.format_version)
+                } else {
+                    f.format_version.clone()
+                },
                 f.recorder_version.clone(),
                 f.capture_start.clone(),
                 f.capture_end.clone(),
@@ -366,6 +412,44 @@ impl Summary {
             ]);
         }
         files.write(out, "  ")?;
+
+        writeln!(out)?;
+        writeln!(out, "Completeness")?;
+        if self.complete {
+            writeln!(out, "  complete: no records lost")?;
+        } else if self.loss_windows.is_empty() {
+            writeln!(
+                out,
+                "  {} record{} lost (counted by the recorder; the capture does not say when)",
+                fmt::thousands(self.lost),
+                if self.lost == 1 { "" } else { "s" }
+            )?;
+        } else {
+            let lost = loss::total(&self.loss_windows);
+            writeln!(
+                out,
+                "  {} record{} lost in {} loss window{} (changes in them are missing):",
+                fmt::thousands(lost),
+                if lost == 1 { "" } else { "s" },
+                self.loss_windows.len(),
+                if self.loss_windows.len() == 1 {
+                    ""
+                } else {
+                    "s"
+                },
+            )?;
+            loss::write_loss_windows(out, &self.loss_windows)?;
+        }
+
+        writeln!(out)?;
+        writeln!(out, "By kind")?;
+        let mut kinds: Vec<(&String, &u64)> = self.by_kind.iter().collect();
+        kinds.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        let mut table = Table::new(&[Column::left("KIND"), Column::right("ROWS")]);
+        for (name, count) in kinds {
+            table.push(vec![name.clone(), fmt::thousands(*count)]);
+        }
+        table.write(out, "  ")?;
 
         writeln!(out)?;
         writeln!(out, "By system call")?;

@@ -44,7 +44,7 @@ fn expect_one_line_error(args: &[&std::ffi::OsStr]) -> String {
 fn check_bad_input(fx: &Fixture, bad: &Path, expected_message: &str) {
     let bad = bad.as_os_str();
     let good = fx.a.as_os_str();
-    let cases: [Vec<&std::ffi::OsStr>; 5] = [
+    let cases: [Vec<&std::ffi::OsStr>; 7] = [
         vec!["summary".as_ref(), bad],
         vec![
             "summary".as_ref(),
@@ -62,6 +62,16 @@ fn check_bad_input(fx: &Fixture, bad: &Path, expected_message: &str) {
             "csv".as_ref(),
         ],
         vec!["events".as_ref(), bad, "--format".as_ref(), "json".as_ref()],
+        vec!["maps".as_ref(), bad, "--pid".as_ref(), "1".as_ref()],
+        vec![
+            "maps".as_ref(),
+            good,
+            bad,
+            "--pid".as_ref(),
+            "100".as_ref(),
+            "--format".as_ref(),
+            "json".as_ref(),
+        ],
     ];
     for args in cases {
         let line = expect_one_line_error(&args);
@@ -149,7 +159,14 @@ fn write_plain_parquet(path: &Path) {
 fn usage_errors_exit_2() {
     let fx = Fixture::new();
     let a = fx.a.as_os_str();
-    for args in [vec![], vec!["summary"], vec!["events"], vec!["frobnicate"]] {
+    for args in [
+        vec![],
+        vec!["summary"],
+        vec!["events"],
+        vec!["maps"],
+        vec!["recover"],
+        vec!["frobnicate"],
+    ] {
         let output = run(&args);
         assert_eq!(output.status.code(), Some(2), "exit status of {args:?}");
         assert!(output.stdout.is_empty());
@@ -160,6 +177,26 @@ fn usage_errors_exit_2() {
         vec!["events".as_ref(), a, "--pid".as_ref(), "abc".as_ref()],
         vec!["events".as_ref(), a, "--syscall".as_ref(), "read".as_ref()],
         vec!["events".as_ref(), a, "--format".as_ref(), "xml".as_ref()],
+        vec!["events".as_ref(), a, "--kind".as_ref(), "fnord".as_ref()],
+        vec!["maps".as_ref(), a],
+        vec!["maps".as_ref(), a, "--pid".as_ref(), "x".as_ref()],
+        vec![
+            "maps".as_ref(),
+            a,
+            "--pid".as_ref(),
+            "100".as_ref(),
+            "--at".as_ref(),
+            "soon".as_ref(),
+        ],
+        vec![
+            "maps".as_ref(),
+            a,
+            "--pid".as_ref(),
+            "100".as_ref(),
+            "--format".as_ref(),
+            "csv".as_ref(),
+        ],
+        vec!["recover".as_ref(), a, "--format".as_ref(), "csv".as_ref()],
     ] {
         let output = run(&args);
         assert_eq!(output.status.code(), Some(2), "exit status of {args:?}");
@@ -234,5 +271,7 @@ fn help_and_version_snapshots() {
         insta::assert_snapshot!("help", text(&["--help"]));
         insta::assert_snapshot!("summary_help", text(&["summary", "--help"]));
         insta::assert_snapshot!("events_help", text(&["events", "--help"]));
+        insta::assert_snapshot!("maps_help", text(&["maps", "--help"]));
+        insta::assert_snapshot!("recover_help", text(&["recover", "--help"]));
     });
 }

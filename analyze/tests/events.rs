@@ -132,7 +132,8 @@ fn csv_has_a_header_and_one_record_per_row() {
         lines.next(),
         Some(
             "time,pid,tid,ppid,uid,comm,syscall,addr,len,prot,flags,fd,off,ret,result,\
-             duration_ns,file_name,file_dev,file_ino,cpu"
+             duration_ns,file_name,file_dev,file_ino,cpu,kind,source,file_path,file_deleted,\
+             file_memfd,new_addr,new_len,child_pid,exit_code,lost_count,cgroup_path,ns_pid,ns_tid"
         )
     );
     let mut reader = csv::Reader::from_reader(stdout.as_bytes());
@@ -230,4 +231,148 @@ fn table_output_of_nothing_is_the_header() {
     ]);
     assert_eq!(stdout.lines().count(), 1);
     assert!(stdout.starts_with("TIME"));
+}
+
+// Format 1.1: row kinds, new columns.
+
+fn kinds(rows: &[serde_json::Value]) -> Vec<String> {
+    rows.iter()
+        .map(|row| {
+            row["syscall"]
+                .as_str()
+                .or(row["kind"].as_str())
+                .expect("kind")
+                .to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn snapshot_rows_are_hidden_unless_asked_for() {
+    let fx = common::v11::FixtureC::new();
+    let all = events_json(&[&fx.c], &[]);
+    assert_eq!(all.len(), 22 - 7, "every row but the 7 snapshot rows");
+    assert!(all.iter().all(|row| row["kind"] != "snapshot"));
+    assert_eq!(
+        kinds(&all),
+        [
+            "mmap", "mmap", "mmap", "mprotect", "mmap", "mremap", "brk", "brk", "lost", "fork",
+            "exec", "mmap", "exit", "munmap", "mprotect"
+        ]
+    );
+
+    let snapshots = events_json(&[&fx.c], &["--kind", "snapshot"]);
+    assert_eq!(snapshots.len(), 7);
+    assert_eq!(snapshots[2]["file_path"], "[heap]");
+    assert_eq!(snapshots[0]["source"], "proc_maps:start");
+    assert_eq!(
+        events_json(&[&fx.c], &["--kind", "snapshot", "--pid", "600"]).len(),
+        2
+    );
+    let both = events_json(&[&fx.c], &["--kind", "snapshot", "--kind", "syscall"]);
+    assert_eq!(both.len(), 7 + 11);
+}
+
+#[test]
+fn kind_and_pid_filters_on_lifecycle_rows() {
+    let fx = common::v11::FixtureC::new();
+    let lifecycle = events_json(
+        &[&fx.c],
+        &["--kind", "fork", "--kind", "exec", "--kind", "exit"],
+    );
+    assert_eq!(kinds(&lifecycle), ["fork", "exec", "exit"]);
+    // A fork row belongs to the parent and to the child.
+    let child = events_json(&[&fx.c], &["--pid", "600"]);
+    assert_eq!(kinds(&child), ["fork", "exec", "mmap", "exit"]);
+    let lost = events_json(&[&fx.c], &["--kind", "lost"]);
+    assert_eq!(lost.len(), 1);
+    assert_eq!(lost[0]["cpu"], 2);
+    assert_eq!(lost[0]["lost_count"], 17);
+    assert_eq!(lost[0]["result"], "lost 17 on cpu 2");
+    assert_eq!(lost[0]["duration_ns"], 1000);
+    assert_eq!(
+        offsets(&events_json(
+            &[&fx.c],
+            &["--kind", "syscall", "--syscall", "brk"]
+        )),
+        [5000, 5500]
+    );
+}
+
+#[test]
+fn json_lines_decode_the_1_1_columns() {
+    let fx = common::v11::FixtureC::new();
+    let rows = events_json(&[&fx.c], &[]);
+    let find = |name: &str| -> &serde_json::Value {
+        rows.iter()
+            .find(|row| row["syscall"] == name || row["kind"] == name)
+            .expect("a row of that kind")
+    };
+    let fork = find("fork");
+    assert_eq!(fork["child_pid"], 600);
+    assert_eq!(fork["result"], "child 600");
+    let exec = find("exec");
+    assert_eq!(exec["file_path"], "/usr/bin/child");
+    assert_eq!(exec["path_source"], "exec_filename");
+    let exit = find("exit");
+    assert_eq!(exit["exit_code"], 256);
+    assert_eq!(exit["exit_status"], "exit status 1");
+    assert_eq!(exit["result"], "exit status 1");
+    let mremap = find("mremap");
+    assert_eq!(mremap["flags_names"], "MREMAP_MAYMOVE");
+    assert_eq!(mremap["new_len"], 32768);
+    assert_eq!(mremap["result"], "0x7f0000100000");
+    let brk = &rows[7];
+    assert_eq!(brk["syscall"], "brk");
+    assert_eq!(brk["addr_hex"], "0x55555559a000");
+    assert_eq!(brk["result"], "0x55555559a000");
+    let blob = &rows[2];
+    assert_eq!(blob["file_path"], "/data/blob.bin");
+    assert_eq!(blob["file_name"], "blob.bin");
+    assert_eq!(blob["path_source"], "kernel_dentry_walk");
+    assert_eq!(blob["source"], "tracepoint");
+    let memfd = &rows[11];
+    assert_eq!(memfd["file_memfd"], true);
+    assert_eq!(memfd["file_deleted"], true);
+}
+
+#[test]
+fn csv_carries_the_1_1_columns_at_the_end() {
+    let fx = common::v11::FixtureC::new();
+    let stdout = run_ok([
+        "events".as_ref(),
+        fx.c.as_os_str(),
+        "--format".as_ref(),
+        "csv".as_ref(),
+        "--pid".as_ref(),
+        "600".as_ref(),
+    ]);
+    let mut reader = csv::Reader::from_reader(stdout.as_bytes());
+    let headers = reader.headers().expect("headers").clone();
+    let records: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("record")).collect();
+    let get = |row: usize, col: &str| -> String {
+        let index = headers.iter().position(|h| h == col).expect("column");
+        records[row][index].to_owned()
+    };
+    assert_eq!(records.len(), 4);
+    assert_eq!(get(0, "kind"), "fork");
+    assert_eq!(get(0, "child_pid"), "600");
+    assert_eq!(get(1, "file_path"), "/usr/bin/child");
+    assert_eq!(get(2, "file_memfd"), "true");
+    assert_eq!(get(3, "exit_code"), "256");
+    assert_eq!(get(3, "result"), "exit status 1");
+}
+
+#[test]
+fn table_output_snapshot_1_1() {
+    let fx = common::v11::FixtureC::new();
+    let stdout = run_ok(["events".as_ref(), fx.c.as_os_str()]);
+    insta::assert_snapshot!("events_table_c", stdout);
+    let stdout = run_ok([
+        "events".as_ref(),
+        fx.c.as_os_str(),
+        "--kind".as_ref(),
+        "snapshot".as_ref(),
+    ]);
+    insta::assert_snapshot!("events_table_c_snapshots", stdout);
 }

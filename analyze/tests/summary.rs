@@ -57,7 +57,15 @@ fn json_counts_equal_what_was_written() {
     assert_eq!(files.len(), 1);
     assert_eq!(files[0]["path"], fx.a.display().to_string());
     assert_eq!(files[0]["rows"], 8);
-    assert_eq!(files[0]["format_version"], "1.0");
+    // Test captures are written by the current writer.
+    assert_eq!(
+        files[0]["format_version"],
+        format!(
+            "{}.{}",
+            mmap_format::FORMAT_MAJOR,
+            mmap_format::FORMAT_MINOR
+        )
+    );
     assert_eq!(files[0]["hostname"], "host-a");
     assert_eq!(files[0]["lost"], 3);
 }
@@ -153,4 +161,84 @@ fn committed_fixture_is_readable() {
     ]);
     assert_eq!(common::json_lines(&listed).len() as u64, events);
     assert_eq!(s["files"][0]["format_version"], "1.0");
+}
+
+// Format 1.1: counts by kind, completeness.
+
+#[test]
+fn json_counts_by_kind_and_loss_windows() {
+    let fx = common::v11::FixtureC::new();
+    let s = summary_json(&[&fx.c], &[]);
+    assert_eq!(s["events"], 22, "every row");
+    assert_eq!(
+        s["by_kind"],
+        json!({"syscall": 11, "snapshot": 7, "fork": 1, "exec": 1, "exit": 1, "lost": 1})
+    );
+    assert_eq!(
+        s["by_syscall"],
+        json!({"mmap": 5, "munmap": 1, "mprotect": 2, "mremap": 1, "brk": 2}),
+        "system call rows only"
+    );
+    // Processes and bytes count system call rows only: no pid 0 for the lost row, no rows of
+    // snapshots or lifecycle events.
+    assert_eq!(
+        s["by_process"],
+        json!([
+            {"pid": 500, "comm": "app", "events": 9, "bytes_mapped": 8192 + 16384},
+            {"pid": 600, "comm": "child", "events": 1, "bytes_mapped": 65536},
+            {"pid": 700, "comm": "loner", "events": 1, "bytes_mapped": 4096},
+        ])
+    );
+    assert_eq!(s["failed"], 1);
+    assert_eq!(s["errors"], json!({"ENOMEM": 1}));
+    assert_eq!(s["complete"], false);
+    assert_eq!(
+        s["loss_windows"],
+        json!([{
+            "cpu": 2,
+            "from": "2026-11-27T06:01:13.000006500Z",
+            "to": "2026-11-27T06:01:13.000007500Z",
+            "count": 17
+        }])
+    );
+    let file = &s["files"][0];
+    assert_eq!(file["format_version"], "1.1");
+    assert_eq!(file["page_size"], 4096);
+    assert_eq!(file["segment_index"], 0);
+    assert_eq!(file["capture_id"], "c0ffee00-0000-4000-8000-000000000001");
+    assert_eq!(file["recovered"], false);
+}
+
+#[test]
+fn complete_when_nothing_was_lost() {
+    let fx = Fixture::new();
+    let path = fx.path("clean.parquet");
+    write_capture(
+        &path,
+        &metadata("host-a", mmap_format::metadata::Counters::default()),
+        &[common::mmap(1000, 1, 1, "a")],
+    );
+    let s = summary_json(&[&path], &[]);
+    assert_eq!(s["complete"], true);
+    assert_eq!(s["loss_windows"], json!([]));
+    let table = run_ok(["summary".as_ref(), path.as_os_str()]);
+    assert!(table.contains("complete: no records lost"), "{table}");
+}
+
+#[test]
+fn table_output_snapshot_1_1() {
+    let fx = common::v11::FixtureC::new();
+    let stdout = run_ok_in(fx.dir.path(), ["summary", "c.parquet"]);
+    insta::assert_snapshot!("summary_table_c", stdout);
+}
+
+/// The committed v1.1 fixture stays readable, with its loss window.
+#[test]
+fn committed_v1_1_fixture_is_readable() {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures/v1/synthetic-v1.1.parquet");
+    let s = summary_json(&[&fixture], &[]);
+    assert_eq!(s["files"][0]["format_version"], "1.1");
+    assert!(s["by_kind"]["snapshot"].as_u64().is_some_and(|n| n > 0));
+    assert_eq!(s["loss_windows"].as_array().map(Vec::len), Some(1));
 }

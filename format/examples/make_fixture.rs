@@ -1,12 +1,28 @@
-//! Writes the committed synthetic fixture `fixtures/v1/synthetic-v1.0.parquet`.
+//! Writes the committed synthetic fixtures of `fixtures/v1/`.
 //!
 //! ```text
-//! cargo run -p mmap-format --example make_fixture [OUTPUT]
+//! cargo run -p mmap-format --example make_fixture [OUTPUT]                # synthetic-v1.0.parquet
+//! cargo run -p mmap-format --example make_fixture -- --v1.1 [OUTPUT]      # synthetic-v1.1.parquet
+//! cargo run -p mmap-format --example make_fixture -- --recovered [OUTPUT] # recovered-v1.1.parquet
 //! ```
 //!
+//! Without a flag (or with `--v1.0`) it writes the 1.0 fixture, as it did when that was
+//! committed, to this folder or to OUTPUT.
+//!
 //! Everything is fixed (no clock, no host, no randomness): the same code writes the same rows
-//! and metadata. The committed file is never regenerated once released; `format/tests` asserts
-//! its contents so that every future reader still reads it.
+//! and metadata; the one exception is the `capture_end` of the recovered fixture, which crash
+//! recovery takes from the wall clock of the writer's last journal frame. The committed files
+//! are never regenerated once released; `format/tests` asserts their contents so that every
+//! future reader still reads them.
+//!
+//! The 1.0 fixture is reproduced byte for byte (with the crate versions of the time): the rows go
+//! through the current writer and reader and are then written with the 1.0 columns, Parquet
+//! settings and metadata of the 1.0 writer.
+//!
+//! `--recovered` writes the rows of the 1.1 fixture with a journaled writer, flushing after
+//! rows 16 and 24, then "crashes" (the writer is leaked without `finish`, with 7 rows still
+//! buffered, garbage after the data as from a half-written row group and a torn frame after the
+//! journal) and completes the file with `recover`.
 
 use std::{
     borrow::Cow,
@@ -14,13 +30,28 @@ use std::{
     fs::File,
     io::{BufWriter, Write},
     path::PathBuf,
+    sync::Arc,
 };
 
+use arrow_array::RecordBatch;
 use mmap_format::{
-    event::{Event, RowKind, Syscall},
-    metadata::{CaptureMetadata, ClockAnchor, Counters, FormatVersion, Targets},
+    event::{Event, RowKind, Syscall, path_sources, sources},
+    journal::{self, journal_path},
+    metadata::{CaptureMetadata, ClockAnchor, Counters, FormatVersion, Targets, keys},
     names::makedev,
-    writer::{CaptureWriter, WriterConfig},
+    reader::CaptureReader,
+    recover::recover,
+    schema::col,
+    writer::{CaptureWriter, NO_DICTIONARY_COLUMNS, WriterConfig, created_by},
+};
+use parquet::{
+    arrow::ArrowWriter,
+    basic::{Compression, ZstdLevel},
+    file::{
+        metadata::KeyValue,
+        properties::{EnabledStatistics, WriterProperties},
+    },
+    schema::types::ColumnPath,
 };
 
 /// 2026-01-01T00:00:00Z in ns since the Unix epoch.
@@ -173,6 +204,7 @@ fn metadata(rows: u64) -> CaptureMetadata {
             system_wide: false,
             pids: vec![],
             command: Some(vec!["/usr/bin/fixture-app".into(), "--demo".into()]),
+            ..Targets::default()
         },
         command_line: vec![
             "mmap-recorder".into(),
@@ -191,57 +223,714 @@ fn metadata(rows: u64) -> CaptureMetadata {
             entry_map_full: 0,
             decode_errors: 0,
         },
+        ..CaptureMetadata::default()
     }
 }
 
-fn main() -> Result<(), Box<dyn Error>> {
-    let output = std::env::args_os().nth(1).map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/v1/synthetic-v1.0.parquet"),
-        PathBuf::from,
-    );
-    let file = File::create(&output).map_err(|e| format!("{}: {e}", output.display()))?;
-    let config = WriterConfig {
-        // Two row groups (8 + 4 rows), so that readers of the fixture meet more than one.
-        row_group_rows: 8,
-        zstd_level: 3,
-    };
-    let mut writer = CaptureWriter::new(BufWriter::new(file), config)?;
-    for (i, row) in (0_i64..).zip(rows()) {
-        // One call per millisecond; each takes 2 µs plus 100 ns per row before it.
-        let ts_ns = START_NS + i * 1_000_000;
-        let (comm, tid) = if row.tid == PID {
-            ("fixture-app", PID)
-        } else {
-            ("worker-1", WORKER_TID)
-        };
-        writer.push(&Event {
-            kind: RowKind::Syscall,
-            syscall: Some(Syscall::Mmap),
-            ts_ns,
-            ts_exit_ns: row.ret.map(|_| ts_ns + 2_000 + i * 100),
-            cpu: row.cpu,
-            pid: PID,
-            tid,
-            ppid: 4000,
-            uid: 1000,
-            gid: 1000,
-            comm: Cow::Borrowed(comm),
-            cgroup_id: 0x1234,
-            addr: Some(row.addr),
-            len: Some(row.len),
-            prot: Some(row.prot),
-            flags: Some(row.flags),
-            fd: Some(row.fd),
-            off: Some(row.off),
-            ret: row.ret,
-            file_dev: row.file.map(|(dev, _, _)| dev),
-            file_ino: row.file.map(|(_, ino, _)| ino),
-            file_name: row.file.map(|(_, _, name)| Cow::Borrowed(name)),
-        })?;
+/// The rows of the 1.0 fixture.
+fn events_v1_0() -> Vec<Event<'static>> {
+    (0_i64..)
+        .zip(rows())
+        .map(|(i, row)| {
+            // One call per millisecond; each takes 2 µs plus 100 ns per row before it.
+            let ts_ns = START_NS + i * 1_000_000;
+            let (comm, tid) = if row.tid == PID {
+                ("fixture-app", PID)
+            } else {
+                ("worker-1", WORKER_TID)
+            };
+            Event {
+                kind: RowKind::Syscall,
+                syscall: Some(Syscall::Mmap),
+                ts_ns,
+                ts_exit_ns: row.ret.map(|_| ts_ns + 2_000 + i * 100),
+                cpu: row.cpu,
+                pid: PID,
+                tid,
+                ppid: 4000,
+                uid: 1000,
+                gid: 1000,
+                comm: Cow::Borrowed(comm),
+                cgroup_id: 0x1234,
+                addr: Some(row.addr),
+                len: Some(row.len),
+                prot: Some(row.prot),
+                flags: Some(row.flags),
+                fd: Some(row.fd),
+                off: Some(row.off),
+                ret: row.ret,
+                file_dev: row.file.map(|(dev, _, _)| dev),
+                file_ino: row.file.map(|(_, ino, _)| ino),
+                file_name: row.file.map(|(_, _, name)| Cow::Borrowed(name)),
+                ..Default::default()
+            }
+        })
+        .collect()
+}
+
+/// Writes the 1.0 fixture as the 1.0 writer did: the 23 columns of 1.0, the same Parquet
+/// settings, format_minor 0 and the 13 keys of 1.0.
+fn write_v1_0(output: File) -> Result<u64, Box<dyn Error>> {
+    let events = events_v1_0();
+    let row_group_rows = 8;
+    // Through the current writer and reader, into record batches...
+    let mut writer = CaptureWriter::new(Vec::new(), WriterConfig::default())?;
+    for event in &events {
+        writer.push(event)?;
     }
     let rows = writer.rows_written();
-    let mut sink = writer.finish(&metadata(rows))?;
+    let bytes = writer.finish(&CaptureMetadata::default())?;
+    let reader = CaptureReader::from_bytes(bytes)?;
+    let batches = reader.batches()?.collect::<Result<Vec<_>, _>>()?;
+
+    // ...then out with the 1.0 columns and the 1.0 writer's settings (format/src/writer.rs of
+    // format 1.0): one row group per 8 rows.
+    let v1_0 = Arc::new(reader_schema_v1_0(&batches[0])?);
+    let mut props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
+        .set_dictionary_enabled(true)
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_max_row_group_row_count(Some(row_group_rows))
+        .set_max_row_group_bytes(None)
+        .set_created_by(created_by());
+    for column in NO_DICTIONARY_COLUMNS {
+        props = props.set_column_dictionary_enabled(ColumnPath::from(column), false);
+    }
+    let mut out = ArrowWriter::try_new(
+        BufWriter::new(output),
+        Arc::clone(&v1_0),
+        Some(props.build()),
+    )?;
+    for batch in &batches {
+        let columns = col::V1_0
+            .iter()
+            .map(|name| {
+                batch
+                    .column_by_name(name)
+                    .cloned()
+                    .ok_or_else(|| format!("no column {name}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let batch = RecordBatch::try_new(Arc::clone(&v1_0), columns)?;
+        let mut start = 0;
+        while start < batch.num_rows() {
+            let len = row_group_rows.min(batch.num_rows() - start);
+            out.write(&batch.slice(start, len))?;
+            out.flush()?;
+            start += len;
+        }
+    }
+    let metadata = CaptureMetadata {
+        format_version: FormatVersion { major: 1, minor: 0 },
+        ..metadata(rows)
+    };
+    for (key, mut value) in metadata.to_key_values() {
+        if key == keys::TARGETS {
+            // The targets object of 1.0, without the fields 1.1 added.
+            let targets = &metadata.targets;
+            value = serde_json::to_string(&TargetsV1_0 {
+                system_wide: targets.system_wide,
+                pids: &targets.pids,
+                command: targets.command.as_deref(),
+            })?;
+        }
+        out.append_key_value_metadata(KeyValue::new(key, value));
+    }
+    out.into_inner()?.flush()?;
+    Ok(rows)
+}
+
+/// `mmap_capture.targets` as format 1.0 wrote it.
+#[derive(serde::Serialize)]
+struct TargetsV1_0<'a> {
+    system_wide: bool,
+    pids: &'a [u32],
+    command: Option<&'a [String]>,
+}
+
+fn reader_schema_v1_0(batch: &RecordBatch) -> Result<arrow_schema::Schema, Box<dyn Error>> {
+    let schema = batch.schema();
+    let fields = col::V1_0
+        .iter()
+        .map(|name| Ok(schema.field_with_name(name)?.clone()))
+        .collect::<Result<Vec<_>, Box<dyn Error>>>()?;
+    Ok(arrow_schema::Schema::new(fields))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Format 1.1
+
+/// The child process: pid 4250 in the initial pid namespace, 1 inside its own.
+const CHILD_PID: u32 = 4250;
+/// Inode of the initial pid namespace (`readlink /proc/1/ns/pid`).
+const INIT_PIDNS: u32 = 4_026_531_836;
+/// Inode of the child's pid namespace.
+const CHILD_PIDNS: u32 = 4_026_532_512;
+const CGROUP_PATH: &str = "/user.slice/user-1000.slice/session-1.scope";
+const CHILD_CGROUP_ID: u64 = 0x2345;
+const CHILD_CGROUP_PATH: &str = "/system.slice/fixture-helper.service";
+
+const LIBM_PATH: &str = "/usr/lib/x86_64-linux-gnu/libm.so.6";
+const MEMFD_PATH: &str = "/memfd:fixture-shm";
+const SCRATCH_PATH: &str = "/tmp/fixture-scratch.bin";
+const HELPER_PATH: &str = "/usr/libexec/fixture-helper";
+
+/// /proc/4242/maps at capture start.
+const START_MAPS: &str = "\
+55d4a0000000-55d4a0002000 r--p 00000000 103:02 1048600  /usr/bin/fixture-app
+55d4a0002000-55d4a0005000 r-xp 00002000 103:02 1048600  /usr/bin/fixture-app
+55d4a1a00000-55d4a1a21000 rw-p 00000000 00:00 0        [heap]
+7f3a1b028000-7f3a1b1bd000 r-xp 00028000 103:02 1048577  /usr/lib/x86_64-linux-gnu/libc.so.6
+7f3a1c800000-7f3a1c810000 rw-s 00000000 00:01 2050     /memfd:fixture-shm (deleted)
+7f3a1c900000-7f3a1c910000 rw-s 00000000 08:01 99       /tmp/fixture-scratch.bin (deleted)
+7f3a1d000000-7f3a1d100000 rw-p 00000000 00:00 0        [anon:fixture-arena]
+7f3a1d200000-7f3a1d201000 ---p 00000000 00:00 0
+7ffc80000000-7ffc80021000 rw-p 00000000 00:00 0        [stack]
+7ffc80100000-7ffc80104000 r--p 00000000 00:00 0        [vvar]
+7ffc80104000-7ffc80106000 r-xp 00000000 00:00 0        [vdso]
+ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0 [vsyscall]
+";
+
+/// /proc/4250/maps after the helper's exec.
+const EXEC_MAPS: &str = "\
+560000000000-560000003000 r-xp 00000000 103:02 1049000  /usr/libexec/fixture-helper
+7ffd10000000-7ffd10021000 rw-p 00000000 00:00 0        [stack]
+";
+
+/// The next whitespace-separated field of a maps line, and the rest.
+fn field(line: &str) -> (&str, &str) {
+    let line = line.trim_start();
+    let end = line.find(' ').unwrap_or(line.len());
+    (&line[..end], &line[end..])
+}
+
+fn hex(value: &str) -> Result<u64, Box<dyn Error>> {
+    Ok(u64::from_str_radix(value, 16)?)
+}
+
+/// The snapshot rows of a maps text, as the recorder's parser makes them.
+fn snapshot(
+    base: &Event<'static>,
+    maps: &'static str,
+    source: &'static str,
+) -> Result<Vec<Event<'static>>, Box<dyn Error>> {
+    let mut rows = Vec::new();
+    for line in maps.lines() {
+        let (range, rest) = field(line);
+        let (perms, rest) = field(rest);
+        let (off, rest) = field(rest);
+        let (dev, rest) = field(rest);
+        let (ino, rest) = field(rest);
+        let (start, end) = range.split_once('-').ok_or("no range")?;
+        let (start, end) = (hex(start)?, hex(end)?);
+        let (major, minor) = dev.split_once(':').ok_or("no device")?;
+        let dev = makedev(
+            u32::from_str_radix(major, 16)?,
+            u32::from_str_radix(minor, 16)?,
+        );
+        let ino: u64 = ino.parse()?;
+        let perms = perms.as_bytes();
+        let prot = u64::from(perms[0] == b'r')
+            | u64::from(perms[1] == b'w') << 1
+            | u64::from(perms[2] == b'x') << 2;
+        let pathname = rest.trim();
+        let (path, deleted) = match pathname.strip_suffix(" (deleted)") {
+            Some(path) => (path, true),
+            None => (pathname, false),
+        };
+        let real_file = ino != 0;
+        // The path columns are set when the line has a pathname (pseudo paths included).
+        let has_path = !path.is_empty();
+        rows.push(Event {
+            kind: RowKind::Snapshot,
+            syscall: None,
+            ts_exit_ns: None,
+            tid: base.pid,
+            addr: Some(start),
+            len: Some(end - start),
+            prot: Some(prot),
+            flags: Some(if perms[3] == b's' { 0x01 } else { 0x02 }),
+            off: Some(hex(off)?),
+            file_dev: real_file.then_some(dev),
+            file_ino: real_file.then_some(ino),
+            file_path: has_path.then_some(Cow::Borrowed(path)),
+            file_name: real_file
+                .then(|| path.rsplit('/').next())
+                .flatten()
+                .map(Cow::Borrowed),
+            file_deleted: has_path.then_some(deleted),
+            file_memfd: has_path.then(|| path.starts_with("/memfd:")),
+            path_source: has_path.then_some(Cow::Borrowed(path_sources::PROC_MAPS)),
+            source: Some(Cow::Borrowed(source)),
+            ..base.clone()
+        });
+    }
+    Ok(rows)
+}
+
+/// The rows of the 1.1 fixture: every row kind and syscall, snapshots with pseudo paths,
+/// deleted and memfd files, a truncated path, a second pid namespace, a lost row.
+fn events_v1_1() -> Result<Vec<Event<'static>>, Box<dyn Error>> {
+    let memfd = (makedev(0, 1), 2050);
+    let scratch = (makedev(8, 1), 99);
+
+    let app_thread = Event {
+        ts_ns: START_NS,
+        cpu: 0,
+        pid: PID,
+        tid: PID,
+        ppid: 4000,
+        uid: 1000,
+        gid: 1000,
+        comm: Cow::Borrowed("fixture-app"),
+        cgroup_id: 0x1234,
+        source: Some(Cow::Borrowed(sources::TRACEPOINT)),
+        cgroup_path: Some(Cow::Borrowed(CGROUP_PATH)),
+        pidns_ino: Some(INIT_PIDNS),
+        ns_pid: Some(PID),
+        ns_tid: Some(PID),
+        ..Default::default()
+    };
+    let helper_thread = Event {
+        pid: CHILD_PID,
+        tid: CHILD_PID,
+        ppid: PID,
+        comm: Cow::Borrowed("fixture-helper"),
+        cgroup_id: CHILD_CGROUP_ID,
+        cgroup_path: Some(Cow::Borrowed(CHILD_CGROUP_PATH)),
+        pidns_ino: Some(CHILD_PIDNS),
+        ns_pid: Some(1),
+        ns_tid: Some(1),
+        ..app_thread.clone()
+    };
+    let mut events = Vec::new();
+
+    // The snapshot at capture start: /proc/4242/maps, read at START_NS.
+    events.extend(snapshot(&app_thread, START_MAPS, sources::PROC_MAPS_START)?);
+
+    // System calls, one per millisecond after the snapshot, each taking 2 µs.
+    let mut ms = 0;
+    let call = |ms: &mut i64, thread: &Event<'static>, syscall, event: Event<'static>| {
+        *ms += 1;
+        let ts_ns = START_NS + *ms * 1_000_000;
+        Event {
+            kind: RowKind::Syscall,
+            syscall: Some(syscall),
+            ts_ns,
+            ts_exit_ns: Some(ts_ns + 2_000),
+            ..event.with_thread(thread)
+        }
+    };
+    let path = |path: &'static str, source: &'static str| Event {
+        file_path: Some(Cow::Borrowed(path)),
+        file_name: path.rsplit('/').next().map(Cow::Borrowed),
+        path_source: Some(Cow::Borrowed(source)),
+        path_truncated: Some(false),
+        file_deleted: Some(false),
+        file_memfd: Some(false),
+        ..Default::default()
+    };
+    let t = &app_thread;
+    // An anonymous mapping: no file columns.
+    events.push(call(
+        &mut ms,
+        t,
+        Syscall::Mmap,
+        Event {
+            addr: Some(0),
+            len: Some(0x10_0000),
+            prot: Some(0x3),
+            flags: Some(0x22),
+            fd: Some(-1),
+            off: Some(0),
+            ret: Some(0x7f3a_1e00_0000),
+            ..Default::default()
+        },
+    ));
+    // libm, its path walked in the kernel.
+    events.push(call(
+        &mut ms,
+        t,
+        Syscall::Mmap,
+        Event {
+            addr: Some(0),
+            len: Some(0x10_a000),
+            prot: Some(0x1),
+            flags: Some(0x802),
+            fd: Some(3),
+            off: Some(0),
+            ret: Some(0x7f3a_1a00_0000),
+            file_dev: Some(makedev(259, 2)),
+            file_ino: Some(1_048_590),
+            ..path(LIBM_PATH, path_sources::KERNEL_DENTRY_WALK)
+        },
+    ));
+    // A file too deep for the walk: the path is truncated.
+    events.push(call(
+        &mut ms,
+        t,
+        Syscall::Mmap,
+        Event {
+            addr: Some(0),
+            len: Some(0x1000),
+            prot: Some(0x1),
+            flags: Some(0x01),
+            fd: Some(4),
+            off: Some(0),
+            ret: Some(0x7f3a_19f0_0000),
+            file_dev: Some(makedev(8, 1)),
+            file_ino: Some(4242),
+            path_truncated: Some(true),
+            ..path(
+                "…/very/deep/tree/data.bin",
+                path_sources::KERNEL_DENTRY_WALK,
+            )
+        },
+    ));
+    // A memfd, resolved from /proc/PID/map_files after the call.
+    events.push(call(
+        &mut ms,
+        t,
+        Syscall::Mmap,
+        Event {
+            addr: Some(0),
+            len: Some(0x1_0000),
+            prot: Some(0x3),
+            flags: Some(0x01),
+            fd: Some(5),
+            off: Some(0),
+            ret: Some(0x7f3a_1c80_0000),
+            file_dev: Some(memfd.0),
+            file_ino: Some(memfd.1),
+            file_deleted: Some(true),
+            file_memfd: Some(true),
+            file_name: Some(Cow::Borrowed("memfd:fixture-shm")),
+            ..path(MEMFD_PATH, path_sources::PROC_MAP_FILES)
+        },
+    ));
+    // A file unlinked while open, resolved from /proc/PID/fd/6.
+    events.push(call(
+        &mut ms,
+        t,
+        Syscall::Mmap,
+        Event {
+            addr: Some(0),
+            len: Some(0x1_0000),
+            prot: Some(0x3),
+            flags: Some(0x01),
+            fd: Some(6),
+            off: Some(0),
+            ret: Some(0x7f3a_1c90_0000),
+            file_dev: Some(scratch.0),
+            file_ino: Some(scratch.1),
+            file_deleted: Some(true),
+            ..path(SCRATCH_PATH, path_sources::PROC_FD)
+        },
+    ));
+    // mprotect(addr, len, PROT_READ).
+    events.push(call(
+        &mut ms,
+        t,
+        Syscall::Mprotect,
+        Event {
+            addr: Some(0x7f3a_1e00_0000),
+            len: Some(0x1000),
+            prot: Some(0x1),
+            ret: Some(0),
+            ..Default::default()
+        },
+    ));
+    // mremap(old, old_size, new_size, MREMAP_MAYMOVE, 0): moved.
+    events.push(call(
+        &mut ms,
+        t,
+        Syscall::Mremap,
+        Event {
+            addr: Some(0x7f3a_1e00_0000),
+            len: Some(0x10_0000),
+            new_len: Some(0x20_0000),
+            flags: Some(0x1),
+            new_addr: Some(0),
+            ret: Some(0x7f3a_1800_0000),
+            ..Default::default()
+        },
+    ));
+    // mremap(old, old_size, new_size, MREMAP_MAYMOVE|MREMAP_FIXED, new): EINVAL (overlap).
+    events.push(call(
+        &mut ms,
+        t,
+        Syscall::Mremap,
+        Event {
+            addr: Some(0x7f3a_1800_0000),
+            len: Some(0x20_0000),
+            new_len: Some(0x20_0000),
+            flags: Some(0x3),
+            new_addr: Some(0x7f3a_1810_0000),
+            ret: Some(-22),
+            ..Default::default()
+        },
+    ));
+    // munmap(addr, len).
+    events.push(call(
+        &mut ms,
+        t,
+        Syscall::Munmap,
+        Event {
+            addr: Some(0x7f3a_1800_0000),
+            len: Some(0x20_0000),
+            ret: Some(0),
+            ..Default::default()
+        },
+    ));
+    // brk(0) asks for the break; brk(new) moves it.
+    events.push(call(
+        &mut ms,
+        t,
+        Syscall::Brk,
+        Event {
+            addr: Some(0),
+            ret: Some(0x55d4_a1a2_1000),
+            ..Default::default()
+        },
+    ));
+    events.push(call(
+        &mut ms,
+        t,
+        Syscall::Brk,
+        Event {
+            addr: Some(0x55d4_a1a4_2000),
+            ret: Some(0x55d4_a1a4_2000),
+            ..Default::default()
+        },
+    ));
+
+    // The app forks the helper, which execs in its own pid namespace and cgroup.
+    ms += 1;
+    events.push(Event {
+        kind: RowKind::Fork,
+        ts_ns: START_NS + ms * 1_000_000,
+        child_pid: Some(CHILD_PID),
+        ..app_thread.clone()
+    });
+    ms += 1;
+    let exec_ts = START_NS + ms * 1_000_000;
+    events.push(Event {
+        kind: RowKind::Exec,
+        ts_ns: exec_ts,
+        cpu: 1,
+        file_path: Some(Cow::Borrowed(HELPER_PATH)),
+        file_name: Some(Cow::Borrowed("fixture-helper")),
+        path_source: Some(Cow::Borrowed(path_sources::EXEC_FILENAME)),
+        ..helper_thread.clone()
+    });
+    // The snapshot after the exec.
+    let after_exec = Event {
+        ts_ns: exec_ts + 50_000,
+        cpu: 1,
+        ..helper_thread.clone()
+    };
+    events.extend(snapshot(&after_exec, EXEC_MAPS, sources::PROC_MAPS_EXEC)?);
+    let h = &Event {
+        cpu: 1,
+        ..helper_thread.clone()
+    };
+    // The helper fails to map 1 TiB: ENOMEM.
+    events.push(call(
+        &mut ms,
+        h,
+        Syscall::Mmap,
+        Event {
+            addr: Some(0),
+            len: Some(1 << 40),
+            prot: Some(0x3),
+            flags: Some(0x22),
+            fd: Some(-1),
+            off: Some(0),
+            ret: Some(-12),
+            ..Default::default()
+        },
+    ));
+    // CPU 2's ring buffer overflowed: 5 records lost over 3 ms.
+    ms += 1;
+    events.push(Event {
+        kind: RowKind::Lost,
+        ts_ns: START_NS + ms * 1_000_000,
+        ts_exit_ns: Some(START_NS + ms * 1_000_000 + 3_000_000),
+        cpu: 2,
+        comm: Cow::Borrowed(""),
+        lost_count: Some(5),
+        source: Some(Cow::Borrowed(sources::KERNEL)),
+        ..Default::default()
+    });
+    // The helper exits with status 3, then the app with 0.
+    ms += 4;
+    events.push(Event {
+        kind: RowKind::Exit,
+        ts_ns: START_NS + ms * 1_000_000,
+        exit_code: Some(3 << 8),
+        ..h.clone()
+    });
+    ms += 1;
+    events.push(Event {
+        kind: RowKind::Exit,
+        ts_ns: START_NS + ms * 1_000_000,
+        exit_code: Some(0),
+        ..app_thread.clone()
+    });
+    Ok(events)
+}
+
+/// The thread columns of `thread` under this row's own columns.
+trait WithThread {
+    fn with_thread(self, thread: &Event<'static>) -> Event<'static>;
+}
+
+impl WithThread for Event<'static> {
+    fn with_thread(self, thread: &Event<'static>) -> Event<'static> {
+        Event {
+            cpu: thread.cpu,
+            pid: thread.pid,
+            tid: thread.tid,
+            ppid: thread.ppid,
+            uid: thread.uid,
+            gid: thread.gid,
+            comm: thread.comm.clone(),
+            cgroup_id: thread.cgroup_id,
+            source: thread.source.clone(),
+            cgroup_path: thread.cgroup_path.clone(),
+            pidns_ino: thread.pidns_ino,
+            ns_pid: thread.ns_pid,
+            ns_tid: thread.ns_tid,
+            ..self
+        }
+    }
+}
+
+fn metadata_v1_1(rows: u64) -> CaptureMetadata {
+    let v1_0 = metadata(rows);
+    CaptureMetadata {
+        format_version: FormatVersion::CURRENT,
+        targets: Targets {
+            comms: vec!["fixture-app".into()],
+            cgroups: vec![CGROUP_PATH.into()],
+            follow_forks: true,
+            ..v1_0.targets.clone()
+        },
+        command_line: vec![
+            "mmap-recorder".into(),
+            "record".into(),
+            "--follow-forks".into(),
+            "-o".into(),
+            "synthetic.parquet".into(),
+            "--".into(),
+            "/usr/bin/fixture-app".into(),
+            "--demo".into(),
+        ],
+        counters: Counters {
+            emitted: rows,
+            lost_ringbuf_full: 5,
+            orphan_exits: 1,
+            entry_map_full: 0,
+            decode_errors: 0,
+        },
+        capture_id: Some("6d1f3c2a-8b7e-4c1d-9e2f-0a1b2c3d4e5f".into()),
+        segment_index: Some(0),
+        page_size: Some(4096),
+        recovered: true,
+        ..v1_0
+    }
+}
+
+fn write_v1_1(output: File) -> Result<u64, Box<dyn Error>> {
+    let config = WriterConfig {
+        // Three row groups (16 + 8 + 7 rows), cut by size, by a flush and by finish.
+        row_group_rows: 16,
+        zstd_level: 3,
+    };
+    let mut writer = CaptureWriter::new(BufWriter::new(output), config)?;
+    for (i, event) in events_v1_1()?.iter().enumerate() {
+        writer.push(event)?;
+        if i == 23 {
+            writer.flush()?;
+        }
+    }
+    let rows = writer.rows_written();
+    let mut sink = writer.finish(&metadata_v1_1(rows))?;
     sink.flush()?;
+    Ok(rows)
+}
+
+/// Writes the 1.1 rows with a journaled writer, crashes, recovers.
+fn write_recovered(output: &std::path::Path) -> Result<u64, Box<dyn Error>> {
+    let config = WriterConfig {
+        row_group_rows: 16,
+        zstd_level: 3,
+    };
+    let (file, journal) = journal::create(output)?;
+    let mut writer = CaptureWriter::with_journal(file, journal, config, &metadata_v1_1(0))?;
+    for (i, event) in events_v1_1()?.iter().enumerate() {
+        writer.push(event)?;
+        if i == 15 || i == 23 {
+            let rows = writer.rows_written();
+            writer.set_metadata(&CaptureMetadata {
+                recovered: false,
+                capture_end_ns: 0,
+                ..metadata_v1_1(rows)
+            });
+            writer.flush()?;
+        }
+    }
+    // The crash: no finish, the last 7 rows only in memory.
+    std::mem::forget(writer);
+    let append = |path: &std::path::Path, bytes: &[u8]| -> std::io::Result<()> {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)?
+            .write_all(bytes)
+    };
+    append(output, &[0x5a; 1000])?;
+    append(&journal_path(output), b"JFRM\x00\x10")?;
+    let recovered = recover(output)?;
+    println!(
+        "recovered {} rows in {} row groups, dropped {} bytes",
+        recovered.rows, recovered.row_groups, recovered.bytes_dropped
+    );
+    Ok(recovered.rows)
+}
+
+fn main() -> Result<(), Box<dyn Error>> {
+    let mut args: Vec<_> = std::env::args_os().skip(1).collect();
+    let mode = match args.first().and_then(|a| a.to_str()) {
+        Some(flag @ ("--v1.0" | "--v1.1" | "--recovered")) => {
+            let flag = flag.to_owned();
+            args.remove(0);
+            flag
+        }
+        _ => "--v1.0".to_owned(),
+    };
+    let default = match mode.as_str() {
+        "--v1.1" => "synthetic-v1.1.parquet",
+        "--recovered" => "recovered-v1.1.parquet",
+        _ => "synthetic-v1.0.parquet",
+    };
+    let output = args.into_iter().next().map_or_else(
+        || {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../fixtures/v1")
+                .join(default)
+        },
+        PathBuf::from,
+    );
+    let rows = if mode == "--recovered" {
+        write_recovered(&output)?
+    } else {
+        let file = File::create(&output).map_err(|e| format!("{}: {e}", output.display()))?;
+        if mode == "--v1.1" {
+            write_v1_1(file)?
+        } else {
+            write_v1_0(file)?
+        }
+    };
     let output = output.canonicalize().unwrap_or(output);
     println!("wrote {rows} rows to {}", output.display());
     Ok(())

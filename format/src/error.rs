@@ -63,7 +63,8 @@ pub enum FormatError {
     BadSchema { path: PathBuf, detail: String },
 
     /// A record batch handed to [`crate::reader::events_from_batch`] does not have the current
-    /// schema (missing column, wrong type, null in a non-null column, unknown enum value).
+    /// schema (missing column, wrong type, null in a non-null column). Unknown `kind` and
+    /// `syscall` names are not errors: they decode as `Other`.
     #[error(
         "{}cannot decode column {column}: {detail}",
         path_prefix(.path.as_deref())
@@ -86,6 +87,30 @@ pub enum FormatError {
     /// The writer configuration is unusable (e.g. 0 rows per row group, a bad zstd level).
     #[error("invalid writer configuration: {0}")]
     InvalidConfig(String),
+
+    /// An event the writer cannot store (e.g. [`crate::event::RowKind::Other`]). Nothing of
+    /// it was written.
+    #[error("cannot write event: {0}")]
+    InvalidEvent(String),
+
+    /// [`crate::recover::recover`] on a capture that has a valid footer: there is nothing to
+    /// recover. A stale journal next to it has been removed.
+    #[error("{}: capture is complete (it has a valid footer); nothing to recover", .path.display())]
+    AlreadyComplete { path: PathBuf },
+
+    /// [`crate::recover::recover`] on a capture without a footer and without a journal.
+    #[error(
+        "{}: no footer, and no journal next to it ({}); nothing to recover from",
+        .path.display(),
+        .journal.display()
+    )]
+    NoJournal { path: PathBuf, journal: PathBuf },
+
+    /// A journal that recovery cannot use at all (bad header, no complete first frame, a
+    /// capture file that does not match it). A torn or corrupt frame after a good one is not
+    /// an error: recovery uses the frames before it.
+    #[error("{}: unusable journal: {detail}", .path.display())]
+    BadJournal { path: PathBuf, detail: String },
 
     /// An I/O error of the writer's sink.
     #[error("I/O error: {0}")]

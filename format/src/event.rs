@@ -7,30 +7,71 @@ use std::{borrow::Cow, fmt, str::FromStr};
 pub const MAX_ERRNO: i64 = 4095;
 
 /// What a row describes (`kind` column).
+///
+/// A name this crate does not know (a kind added by a later minor version) decodes as
+/// [`RowKind::Other`] instead of failing, so that older readers keep reading newer minors.
+/// `Other` is never written: [`crate::writer::CaptureWriter::push`] refuses it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RowKind {
     /// One system call, entry and exit.
     Syscall,
+    /// One line of `/proc/PID/maps`, read at capture start or after an exec.
+    Snapshot,
+    /// A new process (not a thread).
+    Fork,
+    /// A successful exec.
+    Exec,
+    /// A whole process ended.
+    Exit,
+    /// Records the kernel could not deliver.
+    Lost,
+    /// A kind this version does not know (read only).
+    Other,
 }
 
 impl RowKind {
-    /// Every kind this version knows.
-    pub const ALL: [Self; 1] = [Self::Syscall];
+    /// Every kind this version knows and writes, in dictionary order (`Other` excluded).
+    pub const ALL: [Self; 6] = [
+        Self::Syscall,
+        Self::Snapshot,
+        Self::Fork,
+        Self::Exec,
+        Self::Exit,
+        Self::Lost,
+    ];
 
-    /// The value stored in the `kind` column.
+    /// The value stored in the `kind` column; `"other"` for [`RowKind::Other`], which is only
+    /// ever read, never stored.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Syscall => "syscall",
+            Self::Snapshot => "snapshot",
+            Self::Fork => "fork",
+            Self::Exec => "exec",
+            Self::Exit => "exit",
+            Self::Lost => "lost",
+            Self::Other => "other",
         }
     }
 
-    /// The position in [`RowKind::ALL`].
-    pub(crate) const fn index(self) -> usize {
-        self as usize
+    /// The position in [`RowKind::ALL`]; `None` for [`RowKind::Other`].
+    pub(crate) const fn index(self) -> Option<usize> {
+        match self {
+            Self::Other => None,
+            known => Some(known as usize),
+        }
+    }
+
+    /// Parses a stored name: a known kind, or [`RowKind::Other`] for any other string.
+    pub fn from_name(name: &str) -> Self {
+        name.parse().unwrap_or(Self::Other)
     }
 }
 
 /// The system call of a `syscall` row (`syscall` column).
+///
+/// Like [`RowKind`], a name this crate does not know decodes as [`Syscall::Other`], which is
+/// never written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Syscall {
     Mmap,
@@ -38,10 +79,12 @@ pub enum Syscall {
     Mremap,
     Mprotect,
     Brk,
+    /// A system call this version does not know (read only).
+    Other,
 }
 
 impl Syscall {
-    /// Every system call this version knows.
+    /// Every system call this version knows and writes, in dictionary order (`Other` excluded).
     pub const ALL: [Self; 5] = [
         Self::Mmap,
         Self::Munmap,
@@ -50,7 +93,8 @@ impl Syscall {
         Self::Brk,
     ];
 
-    /// The value stored in the `syscall` column.
+    /// The value stored in the `syscall` column; `"other"` for [`Syscall::Other`], which is only
+    /// ever read, never stored.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Mmap => "mmap",
@@ -58,13 +102,54 @@ impl Syscall {
             Self::Mremap => "mremap",
             Self::Mprotect => "mprotect",
             Self::Brk => "brk",
+            Self::Other => "other",
         }
     }
 
-    /// The position in [`Syscall::ALL`].
-    pub(crate) const fn index(self) -> usize {
-        self as usize
+    /// The position in [`Syscall::ALL`]; `None` for [`Syscall::Other`].
+    pub(crate) const fn index(self) -> Option<usize> {
+        match self {
+            Self::Other => None,
+            known => Some(known as usize),
+        }
     }
+
+    /// Parses a stored name: a known system call, or [`Syscall::Other`] for any other string.
+    pub fn from_name(name: &str) -> Self {
+        name.parse().unwrap_or(Self::Other)
+    }
+}
+
+/// Values of the `source` column: how a row was obtained.
+pub mod sources {
+    /// Rows from eBPF programs attached to tracepoints.
+    pub const TRACEPOINT: &str = "tracepoint";
+    /// Rows from eBPF programs attached to raw tracepoints.
+    pub const RAW_TRACEPOINT: &str = "raw_tracepoint";
+    /// Rows from eBPF programs attached to kprobes.
+    pub const KPROBE: &str = "kprobe";
+    /// Rows from eBPF programs attached with fentry/fexit.
+    pub const FENTRY: &str = "fentry";
+    /// Snapshot rows read from `/proc/PID/maps` at capture start.
+    pub const PROC_MAPS_START: &str = "proc_maps:start";
+    /// Snapshot rows read from `/proc/PID/maps` after an exec.
+    pub const PROC_MAPS_EXEC: &str = "proc_maps:exec";
+    /// Lost rows, counted by the kernel side.
+    pub const KERNEL: &str = "kernel";
+}
+
+/// Values of the `path_source` column: where `file_path` came from.
+pub mod path_sources {
+    /// A bounded walk of the dentry chain in the kernel at syscall entry.
+    pub const KERNEL_DENTRY_WALK: &str = "kernel_dentry_walk";
+    /// readlink of `/proc/PID/map_files/...` in user space after the call (may be stale).
+    pub const PROC_MAP_FILES: &str = "proc_map_files";
+    /// readlink of `/proc/PID/fd/N` in user space after the call (may be stale).
+    pub const PROC_FD: &str = "proc_fd";
+    /// The pathname column of `/proc/PID/maps` (snapshot rows).
+    pub const PROC_MAPS: &str = "proc_maps";
+    /// The file name passed to exec.
+    pub const EXEC_FILENAME: &str = "exec_filename";
 }
 
 /// A string that is not a known [`RowKind`] or [`Syscall`].
@@ -119,11 +204,15 @@ impl fmt::Display for Syscall {
 
 /// One row of a capture. The strings borrow when writing (no allocation per row) and are owned
 /// when reading.
+///
+/// Which columns each [`RowKind`] fills is described in docs/FORMAT.md; the others are `None`.
+/// Build rows with struct update syntax, `Event { kind, ts_ns, ..Default::default() }`: fields
+/// added by later minor versions then need no change at the call site.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Event<'a> {
     pub kind: RowKind,
     pub syscall: Option<Syscall>,
-    /// Wall-clock time of syscall entry, ns since the Unix epoch (UTC).
+    /// Wall-clock time of syscall entry (or of the event), ns since the Unix epoch (UTC).
     pub ts_ns: i64,
     /// Wall-clock time of syscall exit, ns since the Unix epoch (UTC).
     pub ts_exit_ns: Option<i64>,
@@ -151,8 +240,87 @@ pub struct Event<'a> {
     /// Device of the mapped file, user-space `st_dev` encoding (see [`crate::names::makedev`]).
     pub file_dev: Option<u64>,
     pub file_ino: Option<u64>,
-    /// The mapped file's name (v1.0: last path component only).
+    /// The mapped file's name (last path component only).
     pub file_name: Option<Cow<'a, str>>,
+    /// How the row was obtained (1.1), one of [`sources`].
+    pub source: Option<Cow<'a, str>>,
+    /// mremap: the `new_address` argument (1.1).
+    pub new_addr: Option<u64>,
+    /// mremap: the `new_len` argument (1.1).
+    pub new_len: Option<u64>,
+    /// fork: process id of the new process (1.1).
+    pub child_pid: Option<u32>,
+    /// exit: the exit status as wait(2) encodes it, `task->exit_code` (1.1).
+    pub exit_code: Option<i32>,
+    /// Full path of the mapped or exec'd file, or a pseudo path such as `[heap]` (1.1).
+    pub file_path: Option<Cow<'a, str>>,
+    /// Where `file_path` came from (1.1), one of [`path_sources`].
+    pub path_source: Option<Cow<'a, str>>,
+    /// `file_path` is incomplete and starts with `…/` (1.1).
+    pub path_truncated: Option<bool>,
+    /// The file had been unlinked (1.1).
+    pub file_deleted: Option<bool>,
+    /// The file is a memfd; `file_path` is `/memfd:NAME` (1.1).
+    pub file_memfd: Option<bool>,
+    /// cgroup v2 path of `cgroup_id`, relative to the cgroup2 mount (1.1).
+    pub cgroup_path: Option<Cow<'a, str>>,
+    /// Inode number of the thread's pid namespace (1.1).
+    pub pidns_ino: Option<u32>,
+    /// Process id inside that pid namespace (1.1).
+    pub ns_pid: Option<u32>,
+    /// Thread id inside that pid namespace (1.1).
+    pub ns_tid: Option<u32>,
+    /// lost rows: records the kernel could not deliver on `cpu` between `ts` and `ts_exit` (1.1).
+    pub lost_count: Option<u64>,
+}
+
+impl Default for Event<'_> {
+    /// A `syscall` row with no syscall, every number 0, every string empty, every option `None`.
+    fn default() -> Self {
+        Self {
+            kind: RowKind::Syscall,
+            syscall: None,
+            ts_ns: 0,
+            ts_exit_ns: None,
+            cpu: 0,
+            pid: 0,
+            tid: 0,
+            ppid: 0,
+            uid: 0,
+            gid: 0,
+            comm: Cow::Borrowed(""),
+            cgroup_id: 0,
+            addr: None,
+            len: None,
+            prot: None,
+            flags: None,
+            fd: None,
+            off: None,
+            ret: None,
+            file_dev: None,
+            file_ino: None,
+            file_name: None,
+            source: None,
+            new_addr: None,
+            new_len: None,
+            child_pid: None,
+            exit_code: None,
+            file_path: None,
+            path_source: None,
+            path_truncated: None,
+            file_deleted: None,
+            file_memfd: None,
+            cgroup_path: None,
+            pidns_ino: None,
+            ns_pid: None,
+            ns_tid: None,
+            lost_count: None,
+        }
+    }
+}
+
+fn owned(s: Option<Cow<'_, str>>) -> Option<Cow<'static, str>> {
+    s.map(|s| Cow::Owned(s.into_owned()))
 }
 
 impl Event<'_> {
@@ -185,7 +353,22 @@ impl Event<'_> {
             ret: self.ret,
             file_dev: self.file_dev,
             file_ino: self.file_ino,
-            file_name: self.file_name.map(|name| Cow::Owned(name.into_owned())),
+            file_name: owned(self.file_name),
+            source: owned(self.source),
+            new_addr: self.new_addr,
+            new_len: self.new_len,
+            child_pid: self.child_pid,
+            exit_code: self.exit_code,
+            file_path: owned(self.file_path),
+            path_source: owned(self.path_source),
+            path_truncated: self.path_truncated,
+            file_deleted: self.file_deleted,
+            file_memfd: self.file_memfd,
+            cgroup_path: owned(self.cgroup_path),
+            pidns_ino: self.pidns_ino,
+            ns_pid: self.ns_pid,
+            ns_tid: self.ns_tid,
+            lost_count: self.lost_count,
         }
     }
 }
@@ -208,23 +391,48 @@ mod tests {
     fn names_round_trip() {
         for kind in RowKind::ALL {
             assert_eq!(kind.as_str().parse::<RowKind>(), Ok(kind));
+            assert_eq!(RowKind::from_name(kind.as_str()), kind);
         }
         for syscall in Syscall::ALL {
             assert_eq!(syscall.as_str().parse::<Syscall>(), Ok(syscall));
+            assert_eq!(Syscall::from_name(syscall.as_str()), syscall);
         }
         assert_eq!(Syscall::Mprotect.as_str(), "mprotect");
         assert_eq!(RowKind::Syscall.to_string(), "syscall");
-        let err = "fork"
+        assert_eq!(RowKind::Lost.to_string(), "lost");
+        let err = "teleport"
             .parse::<RowKind>()
-            .expect_err("fork is not a 1.0 kind");
-        assert_eq!(err.to_string(), "unknown row kind \"fork\"");
+            .expect_err("teleport is not a 1.1 kind");
+        assert_eq!(err.to_string(), "unknown row kind \"teleport\"");
         assert!("MMAP".parse::<Syscall>().is_err());
+        // Other is what unknown names decode to; its display name is not itself a known name.
+        assert_eq!(RowKind::from_name("teleport"), RowKind::Other);
+        assert_eq!(RowKind::from_name("other"), RowKind::Other);
+        assert!("other".parse::<RowKind>().is_err());
+        assert_eq!(Syscall::from_name("mseal"), Syscall::Other);
+        assert_eq!(RowKind::Other.index(), None);
+        assert_eq!(Syscall::Other.index(), None);
         for (i, kind) in RowKind::ALL.into_iter().enumerate() {
-            assert_eq!(kind.index(), i);
+            assert_eq!(kind.index(), Some(i));
         }
         for (i, syscall) in Syscall::ALL.into_iter().enumerate() {
-            assert_eq!(syscall.index(), i);
+            assert_eq!(syscall.index(), Some(i));
         }
+    }
+
+    #[test]
+    fn default_is_an_empty_syscall_row() {
+        let event = Event::default();
+        assert_eq!(event.kind, RowKind::Syscall);
+        assert_eq!((event.syscall, event.ts_ns, event.pid), (None, 0, 0));
+        assert_eq!(event.comm, "");
+        assert_eq!((event.file_path, event.lost_count), (None, None));
+        let exit = Event {
+            kind: RowKind::Exit,
+            exit_code: Some(256),
+            ..Default::default()
+        };
+        assert_eq!(exit.clone().into_owned(), exit);
     }
 
     #[test]

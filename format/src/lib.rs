@@ -4,6 +4,11 @@
 //! the on-disk description). [`writer::CaptureWriter`] writes one, [`reader::CaptureReader`]
 //! opens and validates one and yields Arrow record batches or [`event::Event`]s.
 //!
+//! Crash safety: a writer made by [`writer::CaptureWriter::with_journal`] keeps a journal next
+//! to the capture ([`journal`]); if the writer dies before
+//! [`finish`](writer::CaptureWriter::finish), [`recover::recover`] completes the file with every
+//! row group the journal describes.
+//!
 //! ```
 //! use std::borrow::Cow;
 //!
@@ -25,7 +30,8 @@
 //!     cgroup_id: 1,
 //!     addr: Some(0), len: Some(4096), prot: Some(3), flags: Some(0x22),
 //!     fd: Some(-1), off: Some(0), ret: Some(-12),
-//!     file_dev: None, file_ino: None, file_name: None,
+//!     source: Some(Cow::Borrowed("tracepoint")),
+//!     ..Default::default()
 //! })?;
 //! let bytes = writer.finish(&CaptureMetadata::default())?;
 //!
@@ -37,9 +43,11 @@
 
 pub mod error;
 pub mod event;
+pub mod journal;
 pub mod metadata;
 pub mod names;
 pub mod reader;
+pub mod recover;
 pub mod schema;
 pub mod writer;
 
@@ -48,4 +56,4 @@ pub use error::FormatError;
 /// The format major version this crate writes and reads. A reader refuses other majors.
 pub const FORMAT_MAJOR: u32 = 1;
 /// The format minor version this crate writes. A reader reads every minor of its major.
-pub const FORMAT_MINOR: u32 = 0;
+pub const FORMAT_MINOR: u32 = 1;

@@ -32,9 +32,17 @@ pub mod keys {
     pub const ATTACH_MODE: &str = "mmap_capture.attach_mode";
     /// JSON object of counters.
     pub const COUNTERS: &str = "mmap_capture.counters";
+    /// UUID-like string shared by every segment of one capture (1.1, optional).
+    pub const CAPTURE_ID: &str = "mmap_capture.capture_id";
+    /// Integer, position of the file among the segments of its capture (1.1, optional).
+    pub const SEGMENT_INDEX: &str = "mmap_capture.segment_index";
+    /// Integer, bytes (1.1, optional).
+    pub const PAGE_SIZE: &str = "mmap_capture.page_size";
+    /// "true" when the file was completed by crash recovery (1.1, optional).
+    pub const RECOVERED: &str = "mmap_capture.recovered";
 
-    /// Every key of format 1.0, in the order the writer stores them.
-    pub const ALL: [&str; 13] = [
+    /// The keys of format 1.0, in the order the writer stores them. Every 1.x file has them.
+    pub const REQUIRED: [&str; 13] = [
         FORMAT_MAJOR,
         FORMAT_MINOR,
         RECORDER_VERSION,
@@ -48,6 +56,31 @@ pub mod keys {
         COMMAND_LINE,
         ATTACH_MODE,
         COUNTERS,
+    ];
+
+    /// The keys added by format 1.1, in the order the writer stores them (after
+    /// [`REQUIRED`]). Optional: the writer stores each only when it is set.
+    pub const OPTIONAL: [&str; 4] = [CAPTURE_ID, SEGMENT_INDEX, PAGE_SIZE, RECOVERED];
+
+    /// Every key of the current format version, in the order the writer stores them.
+    pub const ALL: [&str; 17] = [
+        FORMAT_MAJOR,
+        FORMAT_MINOR,
+        RECORDER_VERSION,
+        HOSTNAME,
+        KERNEL_RELEASE,
+        BOOT_ID,
+        CLOCK_ANCHORS,
+        CAPTURE_START,
+        CAPTURE_END,
+        TARGETS,
+        COMMAND_LINE,
+        ATTACH_MODE,
+        COUNTERS,
+        CAPTURE_ID,
+        SEGMENT_INDEX,
+        PAGE_SIZE,
+        RECOVERED,
     ];
 }
 
@@ -110,6 +143,15 @@ pub struct Targets {
     pub pids: Vec<u32>,
     /// The command the recorder started and recorded, if any.
     pub command: Option<Vec<String>>,
+    /// Thread names (`comm`) recorded (1.1; `[]` when absent).
+    #[serde(default)]
+    pub comms: Vec<String>,
+    /// cgroup v2 paths recorded (1.1; `[]` when absent).
+    #[serde(default)]
+    pub cgroups: Vec<String>,
+    /// Whether children of the target processes were recorded too (1.1; `false` when absent).
+    #[serde(default)]
+    pub follow_forks: bool,
 }
 
 /// Event counts of the recorder, kernel and user side.
@@ -156,9 +198,20 @@ pub struct CaptureMetadata {
     pub targets: Targets,
     /// The recorder's argv.
     pub command_line: Vec<String>,
-    /// How the recorder attached, e.g. "tracepoint".
+    /// How the recorder attached: "tracepoint", "raw_tracepoint", "kprobe" or "fentry".
     pub attach_mode: String,
+    /// For a segment, the kernel counter deltas from the segment's opening to its closing.
     pub counters: Counters,
+    /// Shared by every segment of one capture (1.1; `None` in 1.0 files).
+    pub capture_id: Option<String>,
+    /// The file's position among the segments of its capture, 0 for the first or only one
+    /// (1.1; `None` in 1.0 files).
+    pub segment_index: Option<u32>,
+    /// Page size of the recording machine, bytes (1.1; `None` in 1.0 files).
+    pub page_size: Option<u32>,
+    /// The file was completed by crash recovery ([`crate::recover::recover`]) rather than by
+    /// its writer (1.1; `false` in 1.0 files).
+    pub recovered: bool,
 }
 
 impl Default for CaptureMetadata {
@@ -177,6 +230,10 @@ impl Default for CaptureMetadata {
             command_line: Vec::new(),
             attach_mode: String::new(),
             counters: Counters::default(),
+            capture_id: None,
+            segment_index: None,
+            page_size: None,
+            recovered: false,
         }
     }
 }
@@ -187,7 +244,8 @@ impl CaptureMetadata {
         self.clock_anchors.first()
     }
 
-    /// The key-value pairs, in the order of [`keys::ALL`].
+    /// The key-value pairs, in the order of [`keys::ALL`]: every key of [`keys::REQUIRED`], then
+    /// those of [`keys::OPTIONAL`] that are set (`recovered` only when true).
     pub fn to_key_values(&self) -> Vec<(String, String)> {
         let values = [
             self.format_version.major.to_string(),
@@ -204,22 +262,28 @@ impl CaptureMetadata {
             self.attach_mode.clone(),
             to_json(&self.counters),
         ];
-        keys::ALL
-            .iter()
-            .zip(values)
-            .map(|(key, value)| ((*key).to_owned(), value))
+        let optional = [
+            self.capture_id.clone(),
+            self.segment_index.map(|i| i.to_string()),
+            self.page_size.map(|size| size.to_string()),
+            self.recovered.then(|| "true".to_owned()),
+        ];
+        let required = keys::REQUIRED.iter().zip(values.map(Some));
+        required
+            .chain(keys::OPTIONAL.iter().zip(optional))
+            .filter_map(|(key, value)| Some(((*key).to_owned(), value?)))
             .collect()
     }
 
-    /// Parses the key-value pairs. Requires every key of format 1.0 (all 1.x files have them) and
-    /// refuses a major version other than [`FORMAT_MAJOR`]; ignores unknown keys. When a key
-    /// appears twice, the first wins.
+    /// Parses the key-value pairs. Requires every key of format 1.0 (all 1.x files have them),
+    /// takes the keys of 1.1 when present, and refuses a major version other than
+    /// [`FORMAT_MAJOR`]; ignores unknown keys. When a key appears twice, the first wins.
     pub fn from_key_values(kv: &[(String, String)]) -> Result<Self, FormatError> {
+        let find = |key: &str| -> Option<&str> {
+            kv.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        };
         let get = |key: &str| -> Result<&str, FormatError> {
-            kv.iter()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v.as_str())
-                .ok_or_else(|| FormatError::bad_metadata(key, "missing"))
+            find(key).ok_or_else(|| FormatError::bad_metadata(key, "missing"))
         };
         let format_version = FormatVersion {
             major: parse_u32(keys::FORMAT_MAJOR, get(keys::FORMAT_MAJOR)?)?,
@@ -245,6 +309,17 @@ impl CaptureMetadata {
             command_line: from_json(keys::COMMAND_LINE, get(keys::COMMAND_LINE)?)?,
             attach_mode: get(keys::ATTACH_MODE)?.to_owned(),
             counters: from_json(keys::COUNTERS, get(keys::COUNTERS)?)?,
+            capture_id: find(keys::CAPTURE_ID).map(str::to_owned),
+            segment_index: find(keys::SEGMENT_INDEX)
+                .map(|v| parse_u32(keys::SEGMENT_INDEX, v))
+                .transpose()?,
+            page_size: find(keys::PAGE_SIZE)
+                .map(|v| parse_u32(keys::PAGE_SIZE, v))
+                .transpose()?,
+            recovered: find(keys::RECOVERED)
+                .map(|v| parse_bool(keys::RECOVERED, v))
+                .transpose()?
+                .unwrap_or(false),
         })
     }
 }
@@ -270,6 +345,17 @@ fn parse_u32(key: &str, value: &str) -> Result<u32, FormatError> {
         .trim()
         .parse()
         .map_err(|e| FormatError::bad_metadata(key, format_args!("{value:?}: {e}")))
+}
+
+fn parse_bool(key: &str, value: &str) -> Result<bool, FormatError> {
+    match value.trim() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(FormatError::bad_metadata(
+            key,
+            format_args!("{value:?}: expected \"true\" or \"false\""),
+        )),
+    }
 }
 
 fn to_json<T: Serialize>(value: &T) -> String {
@@ -311,6 +397,9 @@ mod tests {
                 system_wide: false,
                 pids: vec![1, 4_294_967_295],
                 command: Some(vec!["sh".into(), "-c".into(), "echo \"hi\"\n".into()]),
+                comms: vec!["nginx".into()],
+                cgroups: vec!["/system.slice/a.service".into()],
+                follow_forks: true,
             },
             command_line: vec!["mmap-recorder".into(), "--".into(), "ünïcode".into()],
             attach_mode: "tracepoint".into(),
@@ -321,6 +410,10 @@ mod tests {
                 entry_map_full: 3,
                 decode_errors: u64::MAX,
             },
+            capture_id: Some("0b0e5a1c-7d8e-4f00-9a6b-1c2d3e4f5a6b".into()),
+            segment_index: Some(u32::MAX),
+            page_size: Some(4096),
+            recovered: true,
         }
     }
 
@@ -329,8 +422,109 @@ mod tests {
         let metadata = sample();
         let kv = metadata.to_key_values();
         assert_eq!(kv.len(), keys::ALL.len());
+        let kv_keys: Vec<&str> = kv.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(kv_keys, keys::ALL);
         let back = CaptureMetadata::from_key_values(&kv).expect("parse what we wrote");
         assert_eq!(back, metadata);
+    }
+
+    #[test]
+    fn optional_keys_are_written_only_when_set() {
+        let metadata = CaptureMetadata {
+            recovered: false,
+            capture_id: None,
+            segment_index: None,
+            page_size: None,
+            ..sample()
+        };
+        let kv = metadata.to_key_values();
+        let kv_keys: Vec<&str> = kv.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(kv_keys, keys::REQUIRED);
+        assert_eq!(
+            CaptureMetadata::from_key_values(&kv).expect("parse"),
+            metadata
+        );
+
+        let metadata = CaptureMetadata {
+            segment_index: Some(0),
+            ..metadata
+        };
+        let kv = metadata.to_key_values();
+        assert_eq!(kv.len(), keys::REQUIRED.len() + 1);
+        assert_eq!(kv[13], (keys::SEGMENT_INDEX.to_owned(), "0".to_owned()));
+        assert_eq!(
+            CaptureMetadata::from_key_values(&kv).expect("parse"),
+            metadata
+        );
+    }
+
+    /// A 1.0 file's metadata: no 1.1 keys, targets without the 1.1 fields.
+    #[test]
+    fn keys_of_1_0_read_with_1_1_fields_absent() {
+        let mut kv: Vec<(String, String)> = sample()
+            .to_key_values()
+            .into_iter()
+            .filter(|(k, _)| keys::REQUIRED.contains(&k.as_str()))
+            .collect();
+        for (key, value) in &mut kv {
+            if key == keys::TARGETS {
+                *value = r#"{"system_wide":true,"pids":[7],"command":null}"#.into();
+            }
+            if key == keys::FORMAT_MINOR {
+                *value = "0".into();
+            }
+        }
+        let back = CaptureMetadata::from_key_values(&kv).expect("1.0 keys parse");
+        assert_eq!(back.format_version, FormatVersion { major: 1, minor: 0 });
+        assert_eq!(
+            back.targets,
+            Targets {
+                system_wide: true,
+                pids: vec![7],
+                command: None,
+                comms: vec![],
+                cgroups: vec![],
+                follow_forks: false,
+            }
+        );
+        assert_eq!(
+            (
+                back.capture_id,
+                back.segment_index,
+                back.page_size,
+                back.recovered
+            ),
+            (None, None, None, false)
+        );
+    }
+
+    #[test]
+    fn bad_optional_values_name_the_key() {
+        for (key, value) in [
+            (keys::SEGMENT_INDEX, "-1"),
+            (keys::PAGE_SIZE, "4k"),
+            (keys::RECOVERED, "yes"),
+        ] {
+            let mut kv = sample().to_key_values();
+            for (k, v) in &mut kv {
+                if k == key {
+                    *v = value.into();
+                }
+            }
+            let err = CaptureMetadata::from_key_values(&kv).expect_err("bad value");
+            assert!(
+                matches!(&err, FormatError::BadMetadata { key: k, .. } if k == key),
+                "{err:?}"
+            );
+        }
+        let mut kv = sample().to_key_values();
+        kv.retain(|(k, _)| k != keys::RECOVERED);
+        kv.push((keys::RECOVERED.to_owned(), "false".to_owned()));
+        assert!(
+            !CaptureMetadata::from_key_values(&kv)
+                .expect("parse")
+                .recovered
+        );
     }
 
     #[test]
@@ -343,7 +537,7 @@ mod tests {
                 .expect("key present")
         };
         assert_eq!(get(keys::FORMAT_MAJOR), "1");
-        assert_eq!(get(keys::FORMAT_MINOR), "0");
+        assert_eq!(get(keys::FORMAT_MINOR), "1");
         assert_eq!(get(keys::CAPTURE_START), "2023-11-14T22:13:20.123456789Z");
         assert_eq!(get(keys::CAPTURE_END), "2023-11-14T22:14:20.000000001Z");
         assert_eq!(
@@ -352,20 +546,26 @@ mod tests {
         );
         assert_eq!(
             get(keys::TARGETS),
-            r#"{"system_wide":false,"pids":[1,4294967295],"command":["sh","-c","echo \"hi\"\n"]}"#
+            r#"{"system_wide":false,"pids":[1,4294967295],"command":["sh","-c","echo \"hi\"\n"],"comms":["nginx"],"cgroups":["/system.slice/a.service"],"follow_forks":true}"#
         );
+        assert_eq!(
+            get(keys::CAPTURE_ID),
+            "0b0e5a1c-7d8e-4f00-9a6b-1c2d3e4f5a6b"
+        );
+        assert_eq!(get(keys::SEGMENT_INDEX), "4294967295");
+        assert_eq!(get(keys::PAGE_SIZE), "4096");
+        assert_eq!(get(keys::RECOVERED), "true");
         assert_eq!(
             get(keys::COUNTERS),
             r#"{"emitted":12,"lost_ringbuf_full":1,"orphan_exits":2,"entry_map_full":3,"decode_errors":18446744073709551615}"#
         );
         let no_command = Targets {
             system_wide: true,
-            pids: vec![],
-            command: None,
+            ..Targets::default()
         };
         assert_eq!(
             to_json(&no_command),
-            r#"{"system_wide":true,"pids":[],"command":null}"#
+            r#"{"system_wide":true,"pids":[],"command":null,"comms":[],"cgroups":[],"follow_forks":false}"#
         );
     }
 

@@ -10,9 +10,9 @@ use std::{
 
 use arrow::{
     array::{
-        Array, ArrayRef, AsArray, DictionaryArray, Int32Array, Int64Array, PrimitiveArray,
-        RecordBatch, RecordBatchOptions, StringArray, TimestampNanosecondArray, UInt32Array,
-        UInt64Array, new_null_array,
+        Array, ArrayRef, AsArray, BooleanArray, DictionaryArray, Int32Array, Int64Array,
+        PrimitiveArray, RecordBatch, RecordBatchOptions, StringArray, TimestampNanosecondArray,
+        UInt32Array, UInt64Array, new_null_array,
     },
     compute::{can_cast_types, cast},
     datatypes::{ArrowPrimitiveType, Int32Type},
@@ -451,10 +451,26 @@ pub fn events_from_batch(batch: &RecordBatch) -> Result<Vec<Event<'static>>, For
     let file_dev = primitive::<UInt64Array>(batch, col::FILE_DEV, true)?;
     let file_ino = primitive::<UInt64Array>(batch, col::FILE_INO, true)?;
     let file_name = DictColumn::new(batch, col::FILE_NAME, true)?;
+    let source = DictColumn::new(batch, col::SOURCE, true)?;
+    let new_addr = primitive::<UInt64Array>(batch, col::NEW_ADDR, true)?;
+    let new_len = primitive::<UInt64Array>(batch, col::NEW_LEN, true)?;
+    let child_pid = primitive::<UInt32Array>(batch, col::CHILD_PID, true)?;
+    let exit_code = primitive::<Int32Array>(batch, col::EXIT_CODE, true)?;
+    let file_path = DictColumn::new(batch, col::FILE_PATH, true)?;
+    let path_source = DictColumn::new(batch, col::PATH_SOURCE, true)?;
+    let path_truncated = primitive::<BooleanArray>(batch, col::PATH_TRUNCATED, true)?;
+    let file_deleted = primitive::<BooleanArray>(batch, col::FILE_DELETED, true)?;
+    let file_memfd = primitive::<BooleanArray>(batch, col::FILE_MEMFD, true)?;
+    let cgroup_path = DictColumn::new(batch, col::CGROUP_PATH, true)?;
+    let pidns_ino = primitive::<UInt32Array>(batch, col::PIDNS_INO, true)?;
+    let ns_pid = primitive::<UInt32Array>(batch, col::NS_PID, true)?;
+    let ns_tid = primitive::<UInt32Array>(batch, col::NS_TID, true)?;
+    let lost_count = primitive::<UInt64Array>(batch, col::LOST_COUNT, true)?;
 
-    // Parse each distinct kind and syscall string once per batch.
-    let kinds = kind.parse_values::<RowKind>()?;
-    let syscalls = syscall.parse_values::<Syscall>()?;
+    // Name each distinct kind and syscall string once per batch; names this version does not
+    // know (from a newer minor) become Other.
+    let kinds = kind.map_values(RowKind::from_name);
+    let syscalls = syscall.map_values(Syscall::from_name);
 
     let mut events = Vec::with_capacity(batch.num_rows());
     for row in 0..batch.num_rows() {
@@ -486,7 +502,24 @@ pub fn events_from_batch(batch: &RecordBatch) -> Result<Vec<Event<'static>>, For
             ret: opt(ret, row),
             file_dev: opt(file_dev, row),
             file_ino: opt(file_ino, row),
-            file_name: file_name.str(row).map(|name| Cow::Owned(name.to_owned())),
+            file_name: file_name.owned(row),
+            source: source.owned(row),
+            new_addr: opt(new_addr, row),
+            new_len: opt(new_len, row),
+            child_pid: opt(child_pid, row),
+            exit_code: opt(exit_code, row),
+            file_path: file_path.owned(row),
+            path_source: path_source.owned(row),
+            path_truncated: path_truncated
+                .is_valid(row)
+                .then(|| path_truncated.value(row)),
+            file_deleted: file_deleted.is_valid(row).then(|| file_deleted.value(row)),
+            file_memfd: file_memfd.is_valid(row).then(|| file_memfd.value(row)),
+            cgroup_path: cgroup_path.owned(row),
+            pidns_ino: opt(pidns_ino, row),
+            ns_pid: opt(ns_pid, row),
+            ns_tid: opt(ns_tid, row),
+            lost_count: opt(lost_count, row),
         });
     }
     Ok(events)
@@ -526,7 +559,6 @@ fn primitive<'a, A: Array + 'static>(
 
 /// A `Dictionary(Int32, Utf8)` column.
 struct DictColumn<'a> {
-    name: &'static str,
     array: &'a DictionaryArray<Int32Type>,
     values: &'a StringArray,
 }
@@ -548,11 +580,7 @@ impl<'a> DictColumn<'a> {
             .as_any()
             .downcast_ref::<StringArray>()
             .ok_or_else(unexpected)?;
-        Ok(Self {
-            name,
-            array,
-            values,
-        })
+        Ok(Self { array, values })
     }
 
     /// The dictionary index of a row, `None` when the row is null.
@@ -568,22 +596,14 @@ impl<'a> DictColumn<'a> {
         (key < self.values.len() && self.values.is_valid(key)).then(|| self.values.value(key))
     }
 
-    /// Parses every dictionary value; `None` for null values.
-    fn parse_values<T: std::str::FromStr>(&self) -> Result<Vec<Option<T>>, FormatError>
-    where
-        T::Err: std::fmt::Display,
-    {
+    fn owned(&self, row: usize) -> Option<Cow<'static, str>> {
+        self.str(row).map(|s| Cow::Owned(s.to_owned()))
+    }
+
+    /// Maps every dictionary value; `None` for null values.
+    fn map_values<T>(&self, f: impl Fn(&str) -> T) -> Vec<Option<T>> {
         (0..self.values.len())
-            .map(|i| {
-                if self.values.is_null(i) {
-                    return Ok(None);
-                }
-                self.values
-                    .value(i)
-                    .parse()
-                    .map(Some)
-                    .map_err(|e| FormatError::decode(self.name, e))
-            })
+            .map(|i| self.values.is_valid(i).then(|| f(self.values.value(i))))
             .collect()
     }
 }
@@ -626,6 +646,8 @@ mod tests {
             file_dev: Some(1),
             file_ino: Some(2),
             file_name: file_name.map(Cow::Borrowed),
+            source: Some(Cow::Borrowed("tracepoint")),
+            ..Default::default()
         }
     }
 
@@ -806,7 +828,7 @@ mod tests {
             .collect();
         let mut columns = batch.columns().to_vec();
         fields[index] = Field::new(col::TS, DataType::Boolean, false);
-        columns[index] = Arc::new(arrow::array::BooleanArray::from(vec![true]));
+        columns[index] = Arc::new(BooleanArray::from(vec![true]));
         let odd = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).expect("batch");
         let err = CaptureReader::from_bytes(write_as_minor(&odd, 0)).expect_err("bool ts");
         assert!(
@@ -815,44 +837,97 @@ mod tests {
         );
     }
 
-    #[test]
-    fn unknown_kind_is_a_decode_error() {
-        let batch = current_batch(&[event(0, None)]);
-        let index = batch.schema().index_of(col::KIND).expect("kind");
+    /// Replaces the dictionary column `name` of `batch` by one holding `values`.
+    fn with_names(batch: &RecordBatch, name: &str, values: Vec<&str>) -> RecordBatch {
+        let index = batch.schema().index_of(name).expect("column");
         let mut columns = batch.columns().to_vec();
-        let kinds: DictionaryArray<Int32Type> = vec!["fork"].into_iter().collect();
-        columns[index] = Arc::new(kinds);
-        let odd = RecordBatch::try_new(batch.schema(), columns).expect("batch");
-        let err = events_from_batch(&odd).expect_err("fork is unknown to 1.0");
+        let names: DictionaryArray<Int32Type> = values.into_iter().collect();
+        columns[index] = Arc::new(names);
+        RecordBatch::try_new(batch.schema(), columns).expect("batch")
+    }
+
+    /// A kind or syscall of a later minor decodes as Other, in a batch and in a file.
+    #[test]
+    fn unknown_kind_and_syscall_decode_as_other() {
+        let batch = current_batch(&[event(0, None), event(1, None)]);
+        let odd = with_names(&batch, col::KIND, vec!["teleport", "syscall"]);
+        let odd = with_names(&odd, col::SYSCALL, vec!["mmap", "mseal"]);
+        let events = events_from_batch(&odd).expect("unknown names are not errors");
         assert_eq!(
-            err.to_string(),
-            "cannot decode column kind: unknown row kind \"fork\""
+            events
+                .iter()
+                .map(|e| (e.kind, e.syscall))
+                .collect::<Vec<_>>(),
+            [
+                (RowKind::Other, Some(Syscall::Mmap)),
+                (RowKind::Syscall, Some(Syscall::Other))
+            ]
+        );
+        // Everything else of the row is read as usual.
+        assert_eq!(
+            Event {
+                kind: RowKind::Syscall,
+                ..events[0].clone()
+            },
+            event(0, None)
         );
 
-        // In a file (a later minor's new kind): batches read, events name the file and value.
-        let reader = CaptureReader::from_bytes(write_as_minor(&odd, 1)).expect("open");
+        // In a file: batches carry the name unchanged, events say Other.
+        let reader = CaptureReader::from_bytes(write_as_minor(&odd, 2)).expect("open");
         let batch = reader
             .batches()
             .expect("batches")
             .next()
             .expect("batch")
             .expect("read");
-        assert_eq!(batch.num_rows(), 1);
-        let err = reader
+        let kinds = batch
+            .column_by_name(col::KIND)
+            .expect("kind")
+            .as_dictionary::<Int32Type>()
+            .downcast_dict::<StringArray>()
+            .expect("strings")
+            .into_iter()
+            .collect::<Vec<_>>();
+        assert_eq!(kinds, [Some("teleport"), Some("syscall")]);
+        let read: Vec<_> = reader
             .events()
             .expect("events")
-            .next()
-            .expect("one item")
-            .expect_err("fork");
+            .collect::<Result<_, _>>()
+            .expect("decode");
+        assert_eq!(read, events);
+
+        // Other is never written back.
+        let mut writer = CaptureWriter::new(Vec::new(), WriterConfig::default()).expect("writer");
+        let err = writer.push(&read[0]).expect_err("Other kind");
         assert_eq!(
             err.to_string(),
-            "<memory>: cannot decode column kind: unknown row kind \"fork\""
+            "cannot write event: row kind Other (a kind read from a newer file) cannot be written"
         );
+        let err = writer.push(&read[1]).expect_err("Other syscall");
+        assert!(matches!(err, FormatError::InvalidEvent(_)), "{err:?}");
+        // Nothing of the refused rows was buffered.
+        assert_eq!(writer.rows_buffered(), 0);
+        writer
+            .push(&event(2, None))
+            .expect("a known row still writes");
+        let bytes = writer.finish(&CaptureMetadata::default()).expect("finish");
+        let reader = CaptureReader::from_bytes(bytes).expect("open");
+        assert_eq!(reader.num_rows(), 1);
+    }
 
+    #[test]
+    fn null_kind_and_missing_columns_are_decode_errors() {
+        let batch = current_batch(&[event(0, None)]);
         let err = events_from_batch(&without_column(&batch, col::COMM)).expect_err("no comm");
         assert_eq!(
             err.to_string(),
             "cannot decode column comm: missing from the batch"
+        );
+        let err =
+            events_from_batch(&without_column(&batch, col::LOST_COUNT)).expect_err("no 1.1 col");
+        assert_eq!(
+            err.to_string(),
+            "cannot decode column lost_count: missing from the batch"
         );
     }
 }

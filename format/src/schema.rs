@@ -1,4 +1,4 @@
-//! The Arrow schema of format v1.0 (see docs/FORMAT.md).
+//! The Arrow schema of format v1.1 (see docs/FORMAT.md).
 
 use std::sync::{Arc, LazyLock};
 
@@ -29,11 +29,88 @@ pub mod col {
     pub const FILE_DEV: &str = "file_dev";
     pub const FILE_INO: &str = "file_ino";
     pub const FILE_NAME: &str = "file_name";
+    // Added by format 1.1.
+    pub const SOURCE: &str = "source";
+    pub const NEW_ADDR: &str = "new_addr";
+    pub const NEW_LEN: &str = "new_len";
+    pub const CHILD_PID: &str = "child_pid";
+    pub const EXIT_CODE: &str = "exit_code";
+    pub const FILE_PATH: &str = "file_path";
+    pub const PATH_SOURCE: &str = "path_source";
+    pub const PATH_TRUNCATED: &str = "path_truncated";
+    pub const FILE_DELETED: &str = "file_deleted";
+    pub const FILE_MEMFD: &str = "file_memfd";
+    pub const CGROUP_PATH: &str = "cgroup_path";
+    pub const PIDNS_INO: &str = "pidns_ino";
+    pub const NS_PID: &str = "ns_pid";
+    pub const NS_TID: &str = "ns_tid";
+    pub const LOST_COUNT: &str = "lost_count";
 
-    /// Every column of the current format version, in schema order.
-    pub const ALL: [&str; 23] = [
+    /// The columns of format 1.0, in schema order.
+    pub const V1_0: [&str; 23] = [
         KIND, SYSCALL, TS, TS_EXIT, CPU, PID, TID, PPID, UID, GID, COMM, CGROUP_ID, ADDR, LEN,
         PROT, FLAGS, FD, OFF, RET, ERRNO, FILE_DEV, FILE_INO, FILE_NAME,
+    ];
+
+    /// The columns added by format 1.1, in schema order (after [`V1_0`]).
+    pub const ADDED_IN_1_1: [&str; 15] = [
+        SOURCE,
+        NEW_ADDR,
+        NEW_LEN,
+        CHILD_PID,
+        EXIT_CODE,
+        FILE_PATH,
+        PATH_SOURCE,
+        PATH_TRUNCATED,
+        FILE_DELETED,
+        FILE_MEMFD,
+        CGROUP_PATH,
+        PIDNS_INO,
+        NS_PID,
+        NS_TID,
+        LOST_COUNT,
+    ];
+
+    /// Every column of the current format version, in schema order.
+    pub const ALL: [&str; 38] = [
+        KIND,
+        SYSCALL,
+        TS,
+        TS_EXIT,
+        CPU,
+        PID,
+        TID,
+        PPID,
+        UID,
+        GID,
+        COMM,
+        CGROUP_ID,
+        ADDR,
+        LEN,
+        PROT,
+        FLAGS,
+        FD,
+        OFF,
+        RET,
+        ERRNO,
+        FILE_DEV,
+        FILE_INO,
+        FILE_NAME,
+        SOURCE,
+        NEW_ADDR,
+        NEW_LEN,
+        CHILD_PID,
+        EXIT_CODE,
+        FILE_PATH,
+        PATH_SOURCE,
+        PATH_TRUNCATED,
+        FILE_DELETED,
+        FILE_MEMFD,
+        CGROUP_PATH,
+        PIDNS_INO,
+        NS_PID,
+        NS_TID,
+        LOST_COUNT,
     ];
 }
 
@@ -78,10 +155,26 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new(FILE_DEV, DataType::UInt64, true),
         Field::new(FILE_INO, DataType::UInt64, true),
         Field::new(FILE_NAME, dict(), true),
+        // Format 1.1.
+        Field::new(SOURCE, dict(), true),
+        Field::new(NEW_ADDR, DataType::UInt64, true),
+        Field::new(NEW_LEN, DataType::UInt64, true),
+        Field::new(CHILD_PID, DataType::UInt32, true),
+        Field::new(EXIT_CODE, DataType::Int32, true),
+        Field::new(FILE_PATH, dict(), true),
+        Field::new(PATH_SOURCE, dict(), true),
+        Field::new(PATH_TRUNCATED, DataType::Boolean, true),
+        Field::new(FILE_DELETED, DataType::Boolean, true),
+        Field::new(FILE_MEMFD, DataType::Boolean, true),
+        Field::new(CGROUP_PATH, dict(), true),
+        Field::new(PIDNS_INO, DataType::UInt32, true),
+        Field::new(NS_PID, DataType::UInt32, true),
+        Field::new(NS_TID, DataType::UInt32, true),
+        Field::new(LOST_COUNT, DataType::UInt64, true),
     ]))
 });
 
-/// The schema of the current format version (v1.0), without metadata attached.
+/// The schema of the current format version (v1.1), without metadata attached.
 pub fn schema() -> SchemaRef {
     Arc::clone(&SCHEMA)
 }
@@ -90,9 +183,8 @@ pub fn schema() -> SchemaRef {
 /// lacks the columns listed for every minor greater than `m`, and the reader fills them with
 /// nulls. Every column listed here must be nullable.
 ///
-/// Format 1.0 is the first version, so today the table is empty. A future 1.1 that adds, say, a
-/// `pgoff_pages` column adds `(1, &["pgoff_pages"])` here.
-pub const COLUMNS_ADDED_BY_MINOR: &[(u32, &[&str])] = &[];
+/// A future 1.2 that adds, say, a `pgoff_pages` column adds `(2, &["pgoff_pages"])` here.
+pub const COLUMNS_ADDED_BY_MINOR: &[(u32, &[&str])] = &[(1, &col::ADDED_IN_1_1)];
 
 #[cfg(test)]
 mod tests {
@@ -104,6 +196,23 @@ mod tests {
         let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
         assert_eq!(names, col::ALL);
         assert!(schema.metadata().is_empty());
+        let mut split = col::V1_0.to_vec();
+        split.extend(col::ADDED_IN_1_1);
+        assert_eq!(split, col::ALL);
+    }
+
+    #[test]
+    fn every_column_after_1_0_is_listed_by_its_minor() {
+        let listed: Vec<&str> = COLUMNS_ADDED_BY_MINOR
+            .iter()
+            .flat_map(|(_, columns)| columns.iter().copied())
+            .collect();
+        assert_eq!(listed, col::ALL[col::V1_0.len()..]);
+        assert!(
+            COLUMNS_ADDED_BY_MINOR
+                .iter()
+                .all(|(minor, _)| *minor <= crate::FORMAT_MINOR)
+        );
     }
 
     #[test]

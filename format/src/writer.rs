@@ -1,18 +1,21 @@
 //! Writes captures: rows are buffered in Arrow builders and written as Parquet row groups.
 
-use std::{io::Write, sync::Arc};
+use std::{fs::File, io::Write, sync::Arc};
 
+use arrow::buffer::{BooleanBuffer, Buffer, NullBuffer, ScalarBuffer};
 use arrow_array::{
-    ArrayRef, DictionaryArray, RecordBatch, StringArray,
+    ArrayRef, ArrowPrimitiveType, BooleanArray, DictionaryArray, Int32Array, PrimitiveArray,
+    RecordBatch, StringArray,
     builder::{
-        Int32Builder, Int64Builder, StringDictionaryBuilder, TimestampNanosecondBuilder,
-        UInt32Builder, UInt64Builder,
+        ArrayBuilder, BooleanBuilder, Int32Builder, Int64Builder, PrimitiveBuilder,
+        StringDictionaryBuilder, TimestampNanosecondBuilder, UInt32Builder, UInt64Builder,
     },
-    types::Int32Type,
+    new_empty_array, new_null_array,
+    types::{Int32Type, UInt32Type, UInt64Type},
 };
-use arrow_schema::SchemaRef;
+use arrow_schema::{DataType, SchemaRef};
 use parquet::{
-    arrow::ArrowWriter,
+    arrow::{ARROW_SCHEMA_META_KEY, ArrowSchemaConverter, ArrowWriter, encode_arrow_schema},
     basic::{Compression, ZstdLevel},
     file::{
         metadata::KeyValue,
@@ -24,8 +27,9 @@ use parquet::{
 use crate::{
     FormatError,
     event::{Event, RowKind, Syscall},
+    journal::{FileTemplate, JournalWriter},
     metadata::{CaptureMetadata, FormatVersion},
-    schema::{TIMEZONE, col, schema},
+    schema::{TIMEZONE, col, dictionary_utf8, schema},
 };
 
 /// The Parquet `created_by` string of capture files, e.g.
@@ -64,7 +68,8 @@ pub const MAX_ROW_GROUP_ROWS: usize = i32::MAX as usize;
 /// Writes one capture file into a sink.
 ///
 /// Dropping the writer without [`CaptureWriter::finish`] leaves a file without footer, which no
-/// reader opens.
+/// reader opens; a writer made by [`CaptureWriter::with_journal`] leaves a journal next to it
+/// from which [`crate::recover::recover`] completes the file.
 pub struct CaptureWriter<W: Write + Send> {
     writer: ArrowWriter<CountingWriter<W>>,
     schema: SchemaRef,
@@ -72,6 +77,7 @@ pub struct CaptureWriter<W: Write + Send> {
     row_group_rows: usize,
     buffered: usize,
     rows_written: u64,
+    journal: Option<JournalWriter>,
 }
 
 impl<W: Write + Send> std::fmt::Debug for CaptureWriter<W> {
@@ -81,6 +87,7 @@ impl<W: Write + Send> std::fmt::Debug for CaptureWriter<W> {
             .field("buffered", &self.buffered)
             .field("rows_written", &self.rows_written)
             .field("bytes_written", &self.bytes_written())
+            .field("journaled", &self.journal.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -89,6 +96,11 @@ impl<W: Write + Send> CaptureWriter<W> {
     /// Starts a capture in `sink`. Nothing reaches the sink before the first row group (the
     /// Parquet magic goes with it).
     pub fn new(sink: W, config: WriterConfig) -> Result<Self, FormatError> {
+        Ok(Self::start(sink, &config)?.0)
+    }
+
+    /// The writer, and the Parquet facts a journal needs.
+    fn start(sink: W, config: &WriterConfig) -> Result<(Self, FileTemplate), FormatError> {
         if config.row_group_rows == 0 || config.row_group_rows > MAX_ROW_GROUP_ROWS {
             return Err(FormatError::InvalidConfig(format!(
                 "row_group_rows must be in 1..={MAX_ROW_GROUP_ROWS}, not {}",
@@ -112,6 +124,20 @@ impl<W: Write + Send> CaptureWriter<W> {
         }
         let props = props.build();
         let schema = schema();
+        // What ArrowWriter derives from `props` and `schema`, for journal frames.
+        let template = FileTemplate {
+            schema_descr: Arc::new(
+                ArrowSchemaConverter::new()
+                    .with_coerce_types(props.coerce_types())
+                    .convert(&schema)?,
+            ),
+            created_by: props.created_by().to_owned(),
+            writer_version: props.writer_version().as_num(),
+            arrow_schema: KeyValue::new(
+                ARROW_SCHEMA_META_KEY.to_owned(),
+                encode_arrow_schema(&schema),
+            ),
+        };
         let writer = ArrowWriter::try_new(
             CountingWriter {
                 inner: sink,
@@ -120,14 +146,35 @@ impl<W: Write + Send> CaptureWriter<W> {
             Arc::clone(&schema),
             Some(props),
         )?;
-        Ok(Self {
+        let writer = Self {
             writer,
             schema,
             builders: Builders::new(config.row_group_rows.min(8192)),
             row_group_rows: config.row_group_rows,
             buffered: 0,
             rows_written: 0,
-        })
+            journal: None,
+        };
+        Ok((writer, template))
+    }
+
+    /// The capture metadata that later journal frames carry (see
+    /// [`CaptureWriter::with_journal`]): what [`crate::recover::recover`] stores if the writer
+    /// dies before [`CaptureWriter::finish`]. Typically called before each flush with the
+    /// counters so far. Without a journal it has no effect; `finish` stores the metadata given
+    /// to it.
+    ///
+    /// A journaled writer's next [`CaptureWriter::flush`] appends a frame even when it has no
+    /// rows to write, so that the journal holds this metadata.
+    pub fn set_metadata(&mut self, metadata: &CaptureMetadata) {
+        if let Some(journal) = &mut self.journal {
+            journal.set_metadata(metadata);
+        }
+    }
+
+    /// Whether this writer keeps a journal ([`CaptureWriter::with_journal`]).
+    pub fn is_journaled(&self) -> bool {
+        self.journal.is_some()
     }
 
     /// Buffers one row; writes a row group when row_group_rows are buffered.
@@ -142,9 +189,16 @@ impl<W: Write + Send> CaptureWriter<W> {
     }
 
     /// Writes buffered rows (if any) as a row group and flushes it to the sink.
+    ///
+    /// A journaled writer then makes the row group durable (see
+    /// [`CaptureWriter::with_journal`]); with no rows buffered it still appends a frame when
+    /// [`CaptureWriter::set_metadata`] was called since the last one, and otherwise does
+    /// nothing.
     pub fn flush(&mut self) -> Result<(), FormatError> {
         if self.buffered > 0 {
             self.write_row_group()?;
+        } else {
+            self.commit()?;
         }
         Ok(())
     }
@@ -159,6 +213,11 @@ impl<W: Write + Send> CaptureWriter<W> {
         self.buffered
     }
 
+    /// Row groups written so far. Parquet allows at most 32,767 in a file (i16 ordinals).
+    pub fn row_groups(&self) -> usize {
+        self.writer.flushed_row_groups().len()
+    }
+
     /// Bytes handed to the sink so far.
     pub fn bytes_written(&self) -> u64 {
         self.writer.inner().count
@@ -168,6 +227,9 @@ impl<W: Write + Send> CaptureWriter<W> {
     ///
     /// The stored format version is always [`FormatVersion::CURRENT`], the version of the rows
     /// this writer wrote, whatever `metadata.format_version` says.
+    ///
+    /// A journaled writer also fdatasyncs the file after the footer, so that the caller may
+    /// remove the journal as soon as `finish` returns.
     pub fn finish(mut self, metadata: &CaptureMetadata) -> Result<W, FormatError> {
         self.flush()?;
         let metadata = CaptureMetadata {
@@ -180,6 +242,9 @@ impl<W: Write + Send> CaptureWriter<W> {
         }
         let mut sink = self.writer.into_inner()?;
         sink.flush()?;
+        if let Some(journal) = &self.journal {
+            journal.sync_data_file()?;
+        }
         Ok(sink.inner)
     }
 
@@ -189,7 +254,49 @@ impl<W: Write + Send> CaptureWriter<W> {
         self.writer.write(&batch)?;
         self.writer.flush()?;
         self.writer.sync()?;
+        self.commit()
+    }
+
+    /// Journals the row groups written since the last frame, if this writer has a journal.
+    fn commit(&mut self) -> Result<(), FormatError> {
+        if let Some(journal) = &mut self.journal {
+            let data_len = self.writer.inner().count;
+            journal.commit(self.writer.flushed_row_groups(), data_len)?;
+        }
         Ok(())
+    }
+}
+
+impl CaptureWriter<File> {
+    /// Starts a crash-safe capture in `file` (which must be empty) with the journal `journal`
+    /// (truncated here), normally the two files [`crate::journal::create`] makes:
+    /// `capture` and [`crate::journal::journal_path`]`(capture)`.
+    ///
+    /// Writes the journal header and a first frame holding `metadata`. Then, after every row
+    /// group written (by [`CaptureWriter::flush`], or when `row_group_rows` rows are buffered),
+    /// fdatasyncs `file`, appends one frame to the journal describing the new row groups and
+    /// the metadata last given to [`CaptureWriter::set_metadata`] (or `metadata`), and
+    /// fdatasyncs the journal. If the process dies, [`crate::recover::recover`] completes the
+    /// file with every row group a frame describes; rows not yet in such a row group are lost.
+    ///
+    /// Each frame costs the metadata of its new row groups, not of the whole file. After
+    /// [`CaptureWriter::finish`] (which syncs `file`) the caller removes the journal.
+    pub fn with_journal(
+        file: File,
+        journal: File,
+        config: WriterConfig,
+        metadata: &CaptureMetadata,
+    ) -> Result<Self, FormatError> {
+        let len = file.metadata()?.len();
+        if len != 0 {
+            return Err(FormatError::InvalidConfig(format!(
+                "a journaled capture starts in an empty file, not in one of {len} bytes"
+            )));
+        }
+        let data = file.try_clone()?;
+        let (mut writer, template) = Self::start(file, &config)?;
+        writer.journal = Some(JournalWriter::start(journal, data, template, metadata)?);
+        Ok(writer)
     }
 }
 
@@ -275,6 +382,194 @@ struct Builders {
     file_dev: UInt64Builder,
     file_ino: UInt64Builder,
     file_name: StringDictionaryBuilder<Int32Type>,
+    v1_1: AddedIn1_1,
+}
+
+/// The builders of the columns added by format 1.1, which are null in most rows: a row with
+/// none of them set costs one counter increment.
+struct AddedIn1_1 {
+    /// Rows with every 1.1 column null, not yet counted by the columns.
+    null_rows: usize,
+    nulls: NullArrays,
+    source: Sparse<StringDictionaryBuilder<Int32Type>>,
+    new_addr: Sparse<UInt64Builder>,
+    new_len: Sparse<UInt64Builder>,
+    child_pid: Sparse<UInt32Builder>,
+    exit_code: Sparse<Int32Builder>,
+    file_path: Sparse<StringDictionaryBuilder<Int32Type>>,
+    path_source: Sparse<StringDictionaryBuilder<Int32Type>>,
+    path_truncated: Sparse<BooleanBuilder>,
+    file_deleted: Sparse<BooleanBuilder>,
+    file_memfd: Sparse<BooleanBuilder>,
+    cgroup_path: Sparse<StringDictionaryBuilder<Int32Type>>,
+    pidns_ino: Sparse<UInt32Builder>,
+    ns_pid: Sparse<UInt32Builder>,
+    ns_tid: Sparse<UInt32Builder>,
+    lost_count: Sparse<UInt64Builder>,
+}
+
+impl AddedIn1_1 {
+    fn new(rows: usize) -> Self {
+        Self {
+            null_rows: 0,
+            nulls: NullArrays::default(),
+            source: Sparse::new(rows),
+            new_addr: Sparse::new(rows),
+            new_len: Sparse::new(rows),
+            child_pid: Sparse::new(rows),
+            exit_code: Sparse::new(rows),
+            file_path: Sparse::new(rows),
+            path_source: Sparse::new(rows),
+            path_truncated: Sparse::new(rows),
+            file_deleted: Sparse::new(rows),
+            file_memfd: Sparse::new(rows),
+            cgroup_path: Sparse::new(rows),
+            pidns_ino: Sparse::new(rows),
+            ns_pid: Sparse::new(rows),
+            ns_tid: Sparse::new(rows),
+            lost_count: Sparse::new(rows),
+        }
+    }
+
+    /// Appends the 1.1 columns of one row. Fallible only in the string columns, which come
+    /// first.
+    #[inline]
+    fn append(&mut self, e: &Event<'_>) -> Result<(), FormatError> {
+        let none = e.source.is_none()
+            & e.new_addr.is_none()
+            & e.new_len.is_none()
+            & e.child_pid.is_none()
+            & e.exit_code.is_none()
+            & e.file_path.is_none()
+            & e.path_source.is_none()
+            & e.path_truncated.is_none()
+            & e.file_deleted.is_none()
+            & e.file_memfd.is_none()
+            & e.cgroup_path.is_none()
+            & e.pidns_ino.is_none()
+            & e.ns_pid.is_none()
+            & e.ns_tid.is_none()
+            & e.lost_count.is_none();
+        if none {
+            self.null_rows += 1;
+            return Ok(());
+        }
+        self.settle();
+        self.source.append_str(e.source.as_deref())?;
+        self.file_path.append_str(e.file_path.as_deref())?;
+        self.path_source.append_str(e.path_source.as_deref())?;
+        self.cgroup_path.append_str(e.cgroup_path.as_deref())?;
+        self.new_addr.append_primitive(e.new_addr);
+        self.new_len.append_primitive(e.new_len);
+        self.child_pid.append_primitive(e.child_pid);
+        self.exit_code.append_primitive(e.exit_code);
+        self.path_truncated.append_bool(e.path_truncated);
+        self.file_deleted.append_bool(e.file_deleted);
+        self.file_memfd.append_bool(e.file_memfd);
+        self.pidns_ino.append_primitive(e.pidns_ino);
+        self.ns_pid.append_primitive(e.ns_pid);
+        self.ns_tid.append_primitive(e.ns_tid);
+        self.lost_count.append_primitive(e.lost_count);
+        Ok(())
+    }
+
+    /// Hands the all-null rows to every column.
+    fn settle(&mut self) {
+        let n = std::mem::take(&mut self.null_rows);
+        if n == 0 {
+            return;
+        }
+        self.source.append_nulls(n);
+        self.new_addr.append_nulls(n);
+        self.new_len.append_nulls(n);
+        self.child_pid.append_nulls(n);
+        self.exit_code.append_nulls(n);
+        self.file_path.append_nulls(n);
+        self.path_source.append_nulls(n);
+        self.path_truncated.append_nulls(n);
+        self.file_deleted.append_nulls(n);
+        self.file_memfd.append_nulls(n);
+        self.cgroup_path.append_nulls(n);
+        self.pidns_ino.append_nulls(n);
+        self.ns_pid.append_nulls(n);
+        self.ns_tid.append_nulls(n);
+        self.lost_count.append_nulls(n);
+    }
+
+    /// The columns, in schema order; the builders are left empty.
+    fn finish(&mut self, columns: &mut Vec<ArrayRef>) -> Result<(), FormatError> {
+        self.settle();
+        let nulls = &mut self.nulls;
+        let dict = dictionary_utf8();
+        columns.extend([
+            self.source.finish(&dict, nulls)?,
+            self.new_addr.finish(&DataType::UInt64, nulls)?,
+            self.new_len.finish(&DataType::UInt64, nulls)?,
+            self.child_pid.finish(&DataType::UInt32, nulls)?,
+            self.exit_code.finish(&DataType::Int32, nulls)?,
+            self.file_path.finish(&dict, nulls)?,
+            self.path_source.finish(&dict, nulls)?,
+            self.path_truncated.finish(&DataType::Boolean, nulls)?,
+            self.file_deleted.finish(&DataType::Boolean, nulls)?,
+            self.file_memfd.finish(&DataType::Boolean, nulls)?,
+            self.cgroup_path.finish(&dict, nulls)?,
+            self.pidns_ino.finish(&DataType::UInt32, nulls)?,
+            self.ns_pid.finish(&DataType::UInt32, nulls)?,
+            self.ns_tid.finish(&DataType::UInt32, nulls)?,
+            self.lost_count.finish(&DataType::UInt64, nulls)?,
+        ]);
+        Ok(())
+    }
+}
+
+/// All-null arrays of the 1.1 column types, built over one shared zeroed buffer and one shared
+/// null bitmap: a row group in which a column has no value allocates nothing for it.
+#[derive(Default)]
+struct NullArrays {
+    /// 8 zero bytes per row: the values of any 1.1 column type (at most 64 bits wide).
+    zeros: Buffer,
+    /// All null, as long as `zeros` has rows.
+    nulls: Option<NullBuffer>,
+}
+
+impl NullArrays {
+    fn array(&mut self, data_type: &DataType, rows: usize) -> Result<ArrayRef, FormatError> {
+        let nulls = match &self.nulls {
+            Some(nulls) if nulls.len() >= rows => nulls.slice(0, rows),
+            _ => {
+                let capacity = rows.next_power_of_two();
+                self.zeros = Buffer::from_vec(vec![0_u64; capacity]);
+                let nulls = NullBuffer::new_null(capacity);
+                self.nulls = Some(nulls.clone());
+                nulls.slice(0, rows)
+            }
+        };
+        let zeros = &self.zeros;
+        // `zeros` holds 8 bytes per row, 8-aligned: every slice below is in bounds and aligned.
+        Ok(match data_type {
+            DataType::UInt64 => Arc::new(PrimitiveArray::<UInt64Type>::new(
+                ScalarBuffer::new(zeros.clone(), 0, rows),
+                Some(nulls),
+            )),
+            DataType::UInt32 => Arc::new(PrimitiveArray::<UInt32Type>::new(
+                ScalarBuffer::new(zeros.clone(), 0, rows),
+                Some(nulls),
+            )),
+            DataType::Int32 => Arc::new(Int32Array::new(
+                ScalarBuffer::new(zeros.clone(), 0, rows),
+                Some(nulls),
+            )),
+            DataType::Boolean => Arc::new(BooleanArray::new(
+                BooleanBuffer::new(zeros.clone(), 0, rows),
+                Some(nulls),
+            )),
+            DataType::Dictionary(_, values) => Arc::new(DictionaryArray::<Int32Type>::try_new(
+                Int32Array::new(ScalarBuffer::new(zeros.clone(), 0, rows), Some(nulls)),
+                new_empty_array(values),
+            )?),
+            other => new_null_array(other, rows),
+        })
+    }
 }
 
 impl Builders {
@@ -307,22 +602,37 @@ impl Builders {
             file_dev: UInt64Builder::with_capacity(rows),
             file_ino: UInt64Builder::with_capacity(rows),
             file_name: dict(1024, 32768),
+            v1_1: AddedIn1_1::new(rows),
         }
     }
 
-    /// Appends one row. The string columns come first: they are the only fallible appends
-    /// (key overflow, which `MAX_ROW_GROUP_ROWS` rules out), so a failure leaves no partial row
-    /// in the other columns.
+    /// Appends one row. The checks and the string columns come first: they are the only
+    /// fallible steps (an `Other` kind or syscall; key overflow, which `MAX_ROW_GROUP_ROWS`
+    /// rules out), so a failure leaves no partial row in the other columns.
     #[inline]
     fn append(&mut self, e: &Event<'_>) -> Result<(), FormatError> {
+        let kind = e.kind.index().ok_or_else(|| {
+            FormatError::InvalidEvent(
+                "row kind Other (a kind read from a newer file) cannot be written".to_owned(),
+            )
+        })?;
+        let syscall = match e.syscall {
+            Some(syscall) => Some(syscall.index().ok_or_else(|| {
+                FormatError::InvalidEvent(
+                    "syscall Other (a syscall read from a newer file) cannot be written".to_owned(),
+                )
+            })?),
+            None => None,
+        };
         self.comm.append(&*e.comm)?;
         match &e.file_name {
             Some(name) => self.file_name.append(&**name).map(drop)?,
             None => self.file_name.append_null(),
         }
-        self.kind.append(e.kind.index());
-        match e.syscall {
-            Some(syscall) => self.syscall.append(syscall.index()),
+        self.v1_1.append(e)?;
+        self.kind.append(kind);
+        match syscall {
+            Some(syscall) => self.syscall.append(syscall),
             None => self.syscall.append_null(),
         }
         self.ts.append_value(e.ts_ns);
@@ -349,7 +659,7 @@ impl Builders {
 
     /// The buffered columns, in schema order; the builders are left empty.
     fn finish(&mut self) -> Result<Vec<ArrayRef>, FormatError> {
-        Ok(vec![
+        let mut columns: Vec<ArrayRef> = vec![
             Arc::new(self.kind.finish()?),
             Arc::new(self.syscall.finish()?),
             Arc::new(self.ts.finish()),
@@ -373,6 +683,135 @@ impl Builders {
             Arc::new(self.file_dev.finish()),
             Arc::new(self.file_ino.finish()),
             Arc::new(self.file_name.finish()),
-        ])
+        ];
+        self.v1_1.finish(&mut columns)?;
+        Ok(columns)
+    }
+}
+
+/// A builder that can start with a run of nulls.
+trait NullableBuilder: ArrayBuilder {
+    fn with_rows(rows: usize) -> Self;
+    fn append_nulls(&mut self, n: usize);
+}
+
+impl<T: ArrowPrimitiveType> NullableBuilder for PrimitiveBuilder<T> {
+    fn with_rows(rows: usize) -> Self {
+        Self::with_capacity(rows)
+    }
+
+    fn append_nulls(&mut self, n: usize) {
+        PrimitiveBuilder::append_nulls(self, n);
+    }
+}
+
+impl NullableBuilder for BooleanBuilder {
+    fn with_rows(rows: usize) -> Self {
+        Self::with_capacity(rows)
+    }
+
+    fn append_nulls(&mut self, n: usize) {
+        BooleanBuilder::append_nulls(self, n);
+    }
+}
+
+impl NullableBuilder for StringDictionaryBuilder<Int32Type> {
+    fn with_rows(rows: usize) -> Self {
+        Self::with_capacity(rows, 64, 4096)
+    }
+
+    fn append_nulls(&mut self, n: usize) {
+        StringDictionaryBuilder::append_nulls(self, n);
+    }
+}
+
+/// A column that is null in most rows: while it has only nulls, appending a row is counting
+/// it, and the row group's array is a shared all-null one ([`NullArrays`]). The first value of
+/// a row group starts a builder (with the nulls so far), which is dropped when the row group is
+/// finished.
+struct Sparse<B> {
+    builder: Option<B>,
+    /// Rows appended while `builder` is `None`.
+    nulls: usize,
+    /// Capacity of a new builder.
+    rows: usize,
+}
+
+impl<B: NullableBuilder> Sparse<B> {
+    fn new(rows: usize) -> Self {
+        Self {
+            builder: None,
+            nulls: 0,
+            rows,
+        }
+    }
+
+    #[inline]
+    fn append_nulls(&mut self, n: usize) {
+        match &mut self.builder {
+            None => self.nulls += n,
+            Some(builder) => builder.append_nulls(n),
+        }
+    }
+
+    #[inline]
+    fn append_null(&mut self) {
+        self.append_nulls(1);
+    }
+
+    /// The builder for a value: started, with the nulls so far, on the first one.
+    #[inline]
+    fn builder(&mut self) -> &mut B {
+        let (nulls, rows) = (self.nulls, self.rows);
+        self.builder.get_or_insert_with(|| {
+            let mut builder = B::with_rows(rows);
+            builder.append_nulls(nulls);
+            builder
+        })
+    }
+
+    fn finish(
+        &mut self,
+        data_type: &DataType,
+        null_arrays: &mut NullArrays,
+    ) -> Result<ArrayRef, FormatError> {
+        let nulls = std::mem::take(&mut self.nulls);
+        match self.builder.take() {
+            Some(mut builder) => Ok(builder.finish()),
+            None => null_arrays.array(data_type, nulls),
+        }
+    }
+}
+
+impl<T: ArrowPrimitiveType> Sparse<PrimitiveBuilder<T>> {
+    #[inline]
+    fn append_primitive(&mut self, value: Option<T::Native>) {
+        match value {
+            Some(value) => self.builder().append_value(value),
+            None => self.append_null(),
+        }
+    }
+}
+
+impl Sparse<BooleanBuilder> {
+    #[inline]
+    fn append_bool(&mut self, value: Option<bool>) {
+        match value {
+            Some(value) => self.builder().append_value(value),
+            None => self.append_null(),
+        }
+    }
+}
+
+impl Sparse<StringDictionaryBuilder<Int32Type>> {
+    #[inline]
+    fn append_str(&mut self, value: Option<&str>) -> Result<(), FormatError> {
+        match value {
+            Some(value) => {
+                self.builder().append(value)?;
+            }
+            None => self.append_null(),
+        }
+        Ok(())
     }
 }

@@ -9,48 +9,99 @@ use core::mem::size_of;
 
 /// Length of `task_struct::comm`.
 pub const COMM_LEN: usize = 16;
-/// Bytes reserved in a record for the mapped file's name or path (NUL terminated when shorter).
-pub const PATH_LEN: usize = 256;
+/// Longest name one path component can have (NAME_MAX) plus its NUL.
+pub const COMPONENT_LEN: usize = 256;
+/// Path bytes the kernel fills before it stops walking (a power of two: offsets are masked).
+pub const PATH_CAP: usize = 512;
+/// Size of the path area: a component that starts just below `PATH_CAP` still fits.
+pub const PATH_BUF: usize = PATH_CAP + COMPONENT_LEN;
+/// Most path components the kernel walks.
+pub const MAX_COMPONENTS: usize = 32;
 
-/// `SyscallRecord::event` values. Raw integers cross the boundary; user space converts them with
+/// `Record::event` values. Raw integers cross the boundary; user space converts them with
 /// [`EventKind::try_from`].
 #[repr(u16)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EventKind {
     Mmap = 1,
+    Munmap = 2,
+    Mprotect = 3,
+    Mremap = 4,
+    Brk = 5,
+    /// A new process: `args[0]` = its tgid.
+    Fork = 16,
+    /// An exec: `path` = the filename passed to exec.
+    Exec = 17,
+    /// A whole process exited: `args[0]` = task->exit_code.
+    Exit = 18,
+    /// Records lost on `cpu`: `args[0]` = how many, between `ts_enter_ns` and `ts_exit_ns`.
+    Lost = 32,
 }
 
 impl TryFrom<u16> for EventKind {
     type Error = u16;
     fn try_from(raw: u16) -> Result<Self, u16> {
-        match raw {
-            1 => Ok(Self::Mmap),
-            other => Err(other),
+        Ok(match raw {
+            1 => Self::Mmap,
+            2 => Self::Munmap,
+            3 => Self::Mprotect,
+            4 => Self::Mremap,
+            5 => Self::Brk,
+            16 => Self::Fork,
+            17 => Self::Exec,
+            18 => Self::Exit,
+            32 => Self::Lost,
+            other => return Err(other),
+        })
+    }
+}
+
+impl EventKind {
+    /// How many syscall arguments the kernel side stores for this kind.
+    pub const fn syscall_args(self) -> usize {
+        match self {
+            Self::Mmap => 6,
+            Self::Mremap => 5,
+            Self::Mprotect => 3,
+            Self::Munmap => 2,
+            Self::Brk => 1,
+            Self::Fork | Self::Exec | Self::Exit | Self::Lost => 0,
         }
     }
 }
 
-/// Bits of [`SyscallRecord::file_flags`].
-pub mod file_flags {
+/// Bits of [`Record::flags`].
+pub mod record_flags {
     /// The kernel found a `struct file` for the call's fd; `file_dev`, `file_ino` and `path` are set.
     pub const HAS_FILE: u16 = 1 << 0;
-    /// `path` holds only the last path component (the dentry name), not a full path.
-    pub const BASENAME_ONLY: u16 = 1 << 1;
-    /// The name did not fit in `path` and was cut.
-    pub const TRUNCATED: u16 = 1 << 2;
+    /// `path` holds the components of the file's path, last component first, each NUL
+    /// terminated; the walk reached the root of the mount tree.
+    pub const PATH_COMPLETE: u16 = 1 << 1;
+    /// The walk stopped early (buffer or component limit): the path lacks its first components.
+    pub const PATH_TRUNCATED: u16 = 1 << 2;
+    /// The dentry was unhashed (the file was deleted).
+    pub const FILE_DELETED: u16 = 1 << 3;
+    /// The dentry has no parent on a mounted tree (memfd, anonymous files): `path` is its name.
+    pub const PATH_PSEUDO: u16 = 1 << 4;
+    /// `path` is a plain NUL-terminated string (exec filename), not components.
+    pub const PATH_STRING: u16 = 1 << 5;
 }
 
-/// One completed system call, emitted by the exit program into the ring buffer.
+/// The fixed part of every record.
 ///
-/// `args` holds the raw system-call arguments in order. For mmap they are
-/// `addr, len, prot, flags, fd, off`; `fd` arrives as an unsigned long, so -1 is 0xffffffff
-/// after the tracepoint's truncation and must be read as `args[4] as u32 as i32`.
+/// `args` holds the raw system-call arguments in order (mmap: `addr, len, prot, flags, fd, off`;
+/// the tracepoint's `unsigned long fd` holds a truncated int, read it as `args[4] as u32 as i32`).
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct SyscallRecord {
-    /// `bpf_ktime_get_boot_ns()` at syscall entry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecordHeader {
+    /// An [`EventKind`] as a raw integer.
+    pub event: u16,
+    /// [`record_flags`] bits.
+    pub flags: u16,
+    pub cpu: u32,
+    /// `bpf_ktime_get_boot_ns()` at syscall entry (or at the event).
     pub ts_enter_ns: u64,
-    /// `bpf_ktime_get_boot_ns()` at syscall exit.
+    /// `bpf_ktime_get_boot_ns()` at syscall exit (0 for events that are not syscalls).
     pub ts_exit_ns: u64,
     pub args: [u64; 6],
     /// Return value: an address, 0, or -errno.
@@ -63,74 +114,117 @@ pub struct SyscallRecord {
     pub ppid: u32,
     pub uid: u32,
     pub gid: u32,
-    pub cpu: u32,
     /// `inode->i_sb->s_dev` in the kernel's encoding (major << 20 | minor).
     pub file_dev: u32,
-    /// An [`EventKind`] as a raw integer.
-    pub event: u16,
-    /// [`file_flags`] bits.
-    pub file_flags: u16,
+    /// Inode number of the task's pid namespace.
+    pub pidns_ino: u32,
+    /// tgid and tid as seen in that namespace.
+    pub ns_pid: u32,
+    pub ns_tid: u32,
+    /// Bytes of `Record::path` in use.
+    pub path_len: u16,
+    pub _pad: u16,
     pub comm: [u8; COMM_LEN],
-    /// File name (for now the dentry's basename), NUL terminated when shorter than the buffer.
-    pub path: [u8; PATH_LEN],
 }
 
-const _: () = assert!(size_of::<SyscallRecord>() == 392);
+/// Bytes of [`RecordHeader`].
+pub const RECORD_HEADER: usize = 152;
+const _: () = assert!(size_of::<RecordHeader>() == RECORD_HEADER);
 
-impl SyscallRecord {
-    /// An all-zero record.
-    pub const ZERO: Self = Self {
-        ts_enter_ns: 0,
-        ts_exit_ns: 0,
-        args: [0; 6],
-        ret: 0,
-        cgroup_id: 0,
-        file_ino: 0,
-        tgid: 0,
-        tid: 0,
-        ppid: 0,
-        uid: 0,
-        gid: 0,
-        cpu: 0,
-        file_dev: 0,
-        event: 0,
-        file_flags: 0,
-        comm: [0; COMM_LEN],
-        path: [0; PATH_LEN],
-    };
+/// One event as the kernel builds it. Only the header and the used part of `path` (rounded up
+/// to 8 bytes) go into the ring buffer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Record {
+    pub head: RecordHeader,
+    pub path: [u8; PATH_BUF],
+}
 
-    /// Decodes a record from ring-buffer bytes: checks the length, then reads unaligned.
-    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
-        if bytes.len() < size_of::<Self>() {
+const _: () = assert!(size_of::<Record>() == RECORD_HEADER + PATH_BUF);
+const _: () = assert!(size_of::<Record>().is_multiple_of(8));
+
+/// A record read from the ring buffer: its header and the used part of its path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordRef<'a> {
+    pub head: RecordHeader,
+    pub path: &'a [u8],
+}
+
+impl<'a> RecordRef<'a> {
+    /// Decodes ring-buffer bytes: checks the lengths, then reads the header unaligned.
+    pub fn decode(bytes: &'a [u8]) -> Option<Self> {
+        if bytes.len() < RECORD_HEADER {
             return None;
         }
-        // SAFETY: the slice holds at least size_of::<Self>() bytes, every bit pattern is a valid
-        // SyscallRecord (integers and byte arrays only), and read_unaligned has no alignment need.
-        Some(unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<Self>()) })
+        // SAFETY: the slice holds at least RECORD_HEADER = size_of::<RecordHeader>() bytes, every
+        // bit pattern is a valid RecordHeader (integers and byte arrays), and read_unaligned has
+        // no alignment requirement.
+        let head = unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<RecordHeader>()) };
+        let path = bytes[RECORD_HEADER..].get(..head.path_len as usize)?;
+        Some(Self { head, path })
     }
 }
 
 /// Indices into the kernel side's per-CPU `COUNTERS` array.
 pub mod counters {
-    /// Records the exit program could not reserve in the ring buffer (it was full).
+    /// Records the kernel could not put in the ring buffer (it was full).
     pub const LOST_RINGBUF_FULL: u32 = 0;
-    /// Exits of a targeted thread without a stored entry (the call began before attach, or its
+    /// Exits of a recorded thread without a stored entry (the call began before attach, or its
     /// entry could not be stored).
     pub const ORPHAN_EXIT: u32 = 1;
     /// Entries that could not be stored because the per-thread entry map was full.
     pub const ENTRY_MAP_FULL: u32 = 2;
-    /// Records submitted to the ring buffer.
+    /// Records submitted to the ring buffer (loss records not included).
     pub const EMITTED: u32 = 3;
     /// Number of counters.
     pub const COUNT: u32 = 4;
 }
 
-/// Values of the `FILTER_MODE` global.
-pub mod filter_mode {
-    /// Record every process but the recorder itself.
-    pub const ALL: u32 = 0;
-    /// Record only the tgids present in the `TARGET_TGIDS` map.
-    pub const TARGETS: u32 = 1;
+/// Loss not yet reported in-band, per CPU (the `LOSS` map).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LossWindow {
+    pub count: u64,
+    pub first_ns: u64,
+    pub last_ns: u64,
+}
+
+/// Bits of the `FILTER` global.
+pub mod filter {
+    /// Record only tgids in `TARGET_TGIDS`, names in `TARGET_COMMS` or cgroups in `CGROUPS`; with
+    /// no bit set, every process but the recorder is recorded.
+    pub const BY_TGID: u32 = 1 << 0;
+    pub const BY_COMM: u32 = 1 << 1;
+    pub const BY_CGROUP: u32 = 1 << 2;
+    /// New processes forked by a target become targets.
+    pub const FOLLOW_FORKS: u32 = 1 << 3;
+}
+
+/// Most `--cgroup` targets.
+pub const MAX_CGROUPS: usize = 8;
+
+/// A cgroup target: match when the task's ancestor cgroup at `level` has id `id`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CgroupTarget {
+    pub id: u64,
+    pub level: u32,
+    pub _pad: u32,
+}
+
+/// Configuration the programs read (the `CONFIG` global, set at load time).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Config {
+    /// The recorder's own tgid: never recorded.
+    pub own_tgid: u32,
+    /// [`filter`] bits.
+    pub filter: u32,
+    /// Force a ring-buffer wakeup once this many bytes wait to be read.
+    pub wakeup_bytes: u64,
+    pub cgroup_count: u32,
+    pub _pad: u32,
+    pub cgroups: [CgroupTarget; MAX_CGROUPS],
 }
 
 /// Byte offsets of the kernel struct members the programs walk, read by user space from
@@ -145,12 +239,32 @@ pub struct KernelOffsets {
     pub task_real_parent: u32,
     /// `task_struct.tgid`
     pub task_tgid: u32,
+    /// `task_struct.pid`
+    pub task_pid: u32,
+    /// `task_struct.exit_code`
+    pub task_exit_code: u32,
+    /// `task_struct.group_leader`
+    pub task_group_leader: u32,
+    /// `task_struct.thread_pid`
+    pub task_thread_pid: u32,
+    /// `pid.level`
+    pub pid_level: u32,
+    /// `pid.numbers` (array of `struct upid { int nr; struct pid_namespace *ns; }`)
+    pub pid_numbers: u32,
+    /// `sizeof(struct upid)`
+    pub upid_size: u32,
+    /// `upid.ns`
+    pub upid_ns: u32,
+    /// `pid_namespace.ns` + `ns_common.inum`
+    pub pidns_inum: u32,
     /// `files_struct.fdt`
     pub files_fdt: u32,
     /// `fdtable.max_fds`
     pub fdt_max_fds: u32,
     /// `fdtable.fd`
     pub fdt_fd: u32,
+    /// `file.f_path` + `path.mnt`
+    pub file_vfsmount: u32,
     /// `file.f_path` + `path.dentry`
     pub file_dentry: u32,
     /// `file.f_inode`
@@ -163,11 +277,35 @@ pub struct KernelOffsets {
     pub sb_dev: u32,
     /// `dentry.d_name` + `qstr.name`
     pub dentry_name: u32,
+    /// `dentry.d_parent`
+    pub dentry_parent: u32,
+    /// `dentry.d_hash` + `hlist_bl_node.pprev` (NULL when unhashed)
+    pub dentry_hash_pprev: u32,
+    /// `vfsmount.mnt_root`
+    pub vfsmount_root: u32,
+    /// `mount.mnt` (the vfsmount embedded in struct mount)
+    pub mount_mnt: u32,
+    /// `mount.mnt_parent`
+    pub mount_parent: u32,
+    /// `mount.mnt_mountpoint`
+    pub mount_mountpoint: u32,
+    /// `linux_binprm.filename`
+    pub binprm_filename: u32,
+    pub _pad: u32,
 }
 
-const _: () = assert!(size_of::<KernelOffsets>() == 48);
+const _: () = assert!(size_of::<KernelOffsets>() == 30 * 4);
 
 #[cfg(feature = "user")]
-// SAFETY: KernelOffsets is #[repr(C)], made only of u32 fields with no padding, so every bit
+// SAFETY: KernelOffsets is #[repr(C)] and made only of u32 fields with no padding, so every bit
 // pattern is valid and it may be copied into the eBPF object's .rodata.
 unsafe impl aya::Pod for KernelOffsets {}
+
+#[cfg(feature = "user")]
+// SAFETY: Config and CgroupTarget are #[repr(C)] with explicit padding fields and integer
+// members only: no implicit padding, every bit pattern valid.
+unsafe impl aya::Pod for Config {}
+
+#[cfg(feature = "user")]
+// SAFETY: as above: #[repr(C)], integers only, explicit padding.
+unsafe impl aya::Pod for LossWindow {}

@@ -1,14 +1,23 @@
 //! Kernel side of mmap-recorder.
 //!
-//! One record per completed system call: the entry program stores arguments, identity and (for a
-//! file-backed mapping) the file's device, inode and name in a per-thread map; the exit program
-//! adds the return value and exit time and submits the whole record to the ring buffer without a
-//! wakeup. User space drains the ring on a short timer; once more than `WAKEUP_BYTES` are waiting,
-//! the exit program forces a wakeup. Everything that cannot be recorded is counted in `COUNTERS`.
+//! One record per completed system call of the mmap family (mmap, munmap, mprotect, mremap,
+//! brk): the entry program stores arguments, identity and (for a file-backed mmap) the file's
+//! device, inode and path in a per-thread map; the exit program adds the return value and exit
+//! time and submits the record to the ring buffer without a wakeup. User space drains the ring on
+//! a short timer; once more than `wakeup_bytes` are waiting (or after an exec, so user space can
+//! snapshot the new address space at once) the program forces a wakeup.
 //!
-//! Every program returns 1: for tracepoint programs a return of 0 tells the kernel to drop the
-//! event for every perf user of the tracepoint (`perf record -e syscalls:sys_enter_mmap` would see
-//! nothing while we record).
+//! Process lifecycle (fork of a new process, exec, exit of a whole process) comes from the sched
+//! raw tracepoints. Records that do not fit in the ring are counted per CPU with the time window
+//! they fell in, and that window is reported in-band, before the next record of that CPU.
+//!
+//! Four attach modes share the entry/exit logic: syscall tracepoints, raw `sys_enter`/`sys_exit`
+//! tracepoints, and a kprobe or fentry pair on `do_mmap` (the last two see mappings the kernel
+//! makes itself too, such as the ELF segments at exec; they need kernel features some kernels
+//! lack, and user space says which).
+//!
+//! Every tracepoint program returns 1: a tracepoint program that returns 0 tells the kernel to drop
+//! the event for every perf user of the tracepoint.
 #![no_std]
 #![no_main]
 
@@ -19,74 +28,111 @@ use aya_ebpf::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
         bpf_probe_read_kernel,
         generated::{
-            bpf_get_current_cgroup_id, bpf_get_current_task, bpf_get_smp_processor_id,
-            bpf_ktime_get_boot_ns, bpf_probe_read_kernel_str,
+            bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_current_task,
+            bpf_get_smp_processor_id, bpf_ktime_get_boot_ns, bpf_probe_read_kernel_str,
         },
     },
-    macros::{map, tracepoint},
+    macros::{fentry, fexit, kprobe, kretprobe, map, raw_tracepoint},
     maps::{HashMap, PerCpuArray, RingBuf},
-    programs::TracePointContext,
+    programs::{
+        FEntryContext, FExitContext, ProbeContext, RawTracePointContext, RetProbeContext,
+        TracePointContext,
+    },
 };
 use recorder_common::{
-    EventKind, KernelOffsets, PATH_LEN, SyscallRecord, counters, file_flags, filter_mode,
+    COMM_LEN, COMPONENT_LEN, Config, EventKind, KernelOffsets, LossWindow, MAX_CGROUPS,
+    MAX_COMPONENTS, PATH_BUF, PATH_CAP, RECORD_HEADER, Record, counters, filter, record_flags,
 };
 
 // ---- configuration, set by user space with EbpfLoader::override_global -------------------------
 
-/// The recorder's own tgid: never recorded.
 #[unsafe(no_mangle)]
-static OWN_TGID: u32 = 0;
-/// One of `recorder_common::filter_mode`.
-#[unsafe(no_mangle)]
-static FILTER_MODE: u32 = filter_mode::ALL;
-/// Force a ring-buffer wakeup once this many bytes wait to be read.
-#[unsafe(no_mangle)]
-static WAKEUP_BYTES: u64 = 1 << 20;
+static CONFIG: Config = Config {
+    own_tgid: 0,
+    filter: 0,
+    wakeup_bytes: 1 << 20,
+    cgroup_count: 0,
+    _pad: 0,
+    cgroups: [recorder_common::CgroupTarget {
+        id: 0,
+        level: 0,
+        _pad: 0,
+    }; MAX_CGROUPS],
+};
+
 /// Kernel struct offsets read from BTF by user space.
 #[unsafe(no_mangle)]
 static OFFSETS: KernelOffsets = KernelOffsets {
     task_files: 0,
     task_real_parent: 0,
     task_tgid: 0,
+    task_pid: 0,
+    task_exit_code: 0,
+    task_group_leader: 0,
+    task_thread_pid: 0,
+    pid_level: 0,
+    pid_numbers: 0,
+    upid_size: 0,
+    upid_ns: 0,
+    pidns_inum: 0,
     files_fdt: 0,
     fdt_max_fds: 0,
     fdt_fd: 0,
+    file_vfsmount: 0,
     file_dentry: 0,
     file_inode: 0,
     inode_ino: 0,
     inode_sb: 0,
     sb_dev: 0,
     dentry_name: 0,
+    dentry_parent: 0,
+    dentry_hash_pprev: 0,
+    vfsmount_root: 0,
+    mount_mnt: 0,
+    mount_parent: 0,
+    mount_mountpoint: 0,
+    binprm_filename: 0,
+    _pad: 0,
 };
 
-#[inline(always)]
-fn global<T: Copy>(value: &'static T) -> T {
-    // SAFETY: the reference points at a static in .rodata; the volatile read keeps the compiler
-    // from folding the compile-time value, so the value user space wrote at load time is seen.
-    unsafe { core::ptr::read_volatile(value) }
+/// Reads a field of a configuration global. The volatile read keeps the compiler from folding
+/// the compile-time value, so the value user space wrote at load time is seen.
+macro_rules! cfg {
+    ($global:ident . $($field:tt)+) => {
+        // SAFETY: the address of a field of a static in .rodata.
+        unsafe { core::ptr::read_volatile(&raw const $global.$($field)+) }
+    };
 }
 
 // ---- maps ----------------------------------------------------------------------------------
 
-/// Completed records. Its size is set by user space (`--ring-size`).
+/// Records for user space. Its size is set by user space (`--ring-size`).
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(8 << 20, 0);
 
 /// Calls in flight, by thread id.
 #[map]
-static ENTRIES: HashMap<u32, SyscallRecord> = HashMap::with_max_entries(16384, 0);
+static ENTRIES: HashMap<u32, Record> = HashMap::with_max_entries(10240, 0);
 
 /// Per-CPU scratch space to build a record in (too large for the 512-byte stack).
 #[map]
-static SCRATCH: PerCpuArray<SyscallRecord> = PerCpuArray::with_max_entries(1, 0);
+static SCRATCH: PerCpuArray<Record> = PerCpuArray::with_max_entries(1, 0);
 
 /// Loss and health counters, indexed by `recorder_common::counters`.
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counters::COUNT, 0);
 
-/// Target processes when FILTER_MODE is TARGETS.
+/// Records lost on this CPU and not yet reported in-band.
 #[map]
-static TARGET_TGIDS: HashMap<u32, u8> = HashMap::with_max_entries(8192, 0);
+static LOSS: PerCpuArray<LossWindow> = PerCpuArray::with_max_entries(1, 0);
+
+/// Target processes (filter::BY_TGID).
+#[map]
+static TARGET_TGIDS: HashMap<u32, u8> = HashMap::with_max_entries(16384, 0);
+
+/// Target command names (filter::BY_COMM), NUL padded to 16 bytes.
+#[map]
+static TARGET_COMMS: HashMap<[u8; COMM_LEN], u8> = HashMap::with_max_entries(64, 0);
 
 #[inline(always)]
 fn count(index: u32) {
@@ -97,23 +143,47 @@ fn count(index: u32) {
 }
 
 #[inline(always)]
-fn wanted(tgid: u32) -> bool {
-    if tgid == global(&OWN_TGID) {
-        return false;
-    }
-    if global(&FILTER_MODE) == filter_mode::TARGETS {
-        // SAFETY: the value is only tested for presence.
-        return unsafe { TARGET_TGIDS.get(&tgid) }.is_some();
-    }
-    true
+fn now() -> u64 {
+    // SAFETY: helper without preconditions.
+    unsafe { bpf_ktime_get_boot_ns() }
 }
 
-/// Direct load of a u64 field of the tracepoint record (cheaper than bpf_probe_read).
+/// Is this process recorded?
 #[inline(always)]
-fn ctx_u64(ctx: &TracePointContext, offset: usize) -> u64 {
-    // SAFETY: offsets come from the tracepoint's format file (below) and lie inside the record;
-    // the verifier checks context accesses against the record size.
-    unsafe { core::ptr::read(ctx.as_ptr().cast::<u8>().add(offset).cast::<u64>()) }
+fn wanted(tgid: u32) -> bool {
+    if tgid == cfg!(CONFIG.own_tgid) {
+        return false;
+    }
+    let mode = cfg!(CONFIG.filter);
+    if mode & (filter::BY_TGID | filter::BY_COMM | filter::BY_CGROUP) == 0 {
+        return true;
+    }
+    // SAFETY: map values are only tested for presence.
+    if mode & filter::BY_TGID != 0 && unsafe { TARGET_TGIDS.get(&tgid) }.is_some() {
+        return true;
+    }
+    if mode & filter::BY_COMM != 0
+        && let Ok(comm) = bpf_get_current_comm()
+        // SAFETY: as above.
+        && unsafe { TARGET_COMMS.get(&comm) }.is_some()
+    {
+        return true;
+    }
+    if mode & filter::BY_CGROUP != 0 {
+        let n = cfg!(CONFIG.cgroup_count) as usize;
+        for i in 0..MAX_CGROUPS {
+            if i >= n {
+                break;
+            }
+            let level = cfg!(CONFIG.cgroups[i].level);
+            // SAFETY: helper without memory preconditions.
+            let id = unsafe { bpf_get_current_ancestor_cgroup_id(level as i32) };
+            if id != 0 && id == cfg!(CONFIG.cgroups[i].id) {
+                return true;
+            }
+        }
+    }
+    false
 }
 
 /// Reads a `T` at `base + offset` in kernel memory.
@@ -124,144 +194,214 @@ fn kread<T>(base: *const u8, offset: u32) -> Result<T, i64> {
         .map_err(i64::from)
 }
 
-const MAP_ANONYMOUS: u64 = 0x20;
-
-// name: sys_enter_mmap
-// format:
-// 	field:unsigned short common_type;	offset:0;	size:2;	signed:0;
-// 	field:unsigned char common_flags;	offset:2;	size:1;	signed:0;
-// 	field:unsigned char common_preempt_count;	offset:3;	size:1;	signed:0;
-// 	field:int common_pid;	offset:4;	size:4;	signed:1;
-//
-// 	field:int __syscall_nr;	offset:8;	size:4;	signed:1;
-// 	field:unsigned long addr;	offset:16;	size:8;	signed:0;
-// 	field:unsigned long len;	offset:24;	size:8;	signed:0;
-// 	field:unsigned long prot;	offset:32;	size:8;	signed:0;
-// 	field:unsigned long flags;	offset:40;	size:8;	signed:0;
-// 	field:unsigned long fd;	offset:48;	size:8;	signed:0;
-// 	field:unsigned long off;	offset:56;	size:8;	signed:0;
-const ENTER_ARGS_OFFSET: usize = 16;
-
-#[tracepoint(category = "syscalls", name = "sys_enter_mmap")]
-pub fn sys_enter_mmap(ctx: TracePointContext) -> u32 {
-    let _ = try_enter(&ctx, EventKind::Mmap);
-    1
+#[inline(always)]
+fn current_task() -> *const u8 {
+    // SAFETY: helper without preconditions; the pointer is only dereferenced via probe reads.
+    unsafe { bpf_get_current_task() as *const u8 }
 }
 
+/// The per-CPU scratch record.
 #[inline(always)]
-fn try_enter(ctx: &TracePointContext, kind: EventKind) -> Result<(), i64> {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let tgid = (pid_tgid >> 32) as u32;
-    let tid = pid_tgid as u32;
-    if !wanted(tgid) {
-        return Ok(());
-    }
-    let rec = SCRATCH.get_ptr_mut(0).ok_or(0i64)?;
-    // SAFETY: this CPU's scratch slot; nothing else uses it while this program runs.
-    let rec = unsafe { &mut *rec };
-    // SAFETY: helpers without preconditions.
-    rec.ts_enter_ns = unsafe { bpf_ktime_get_boot_ns() };
-    rec.ts_exit_ns = 0;
-    rec.args[0] = ctx_u64(ctx, ENTER_ARGS_OFFSET);
-    rec.args[1] = ctx_u64(ctx, ENTER_ARGS_OFFSET + 8);
-    rec.args[2] = ctx_u64(ctx, ENTER_ARGS_OFFSET + 16);
-    rec.args[3] = ctx_u64(ctx, ENTER_ARGS_OFFSET + 24);
-    rec.args[4] = ctx_u64(ctx, ENTER_ARGS_OFFSET + 32);
-    rec.args[5] = ctx_u64(ctx, ENTER_ARGS_OFFSET + 40);
-    rec.ret = 0;
-    rec.tgid = tgid;
-    rec.tid = tid;
+fn scratch() -> Option<&'static mut Record> {
+    // SAFETY: this CPU's slot; nothing else uses it while this program runs.
+    SCRATCH.get_ptr_mut(0).map(|p| unsafe { &mut *p })
+}
+
+/// Fills identity fields of `rec` from the current task.
+#[inline(always)]
+fn fill_identity(rec: &mut Record, kind: EventKind, pid_tgid: u64) {
+    rec.head.event = kind as u16;
+    rec.head.flags = 0;
+    rec.head.ts_enter_ns = now();
+    rec.head.ts_exit_ns = 0;
+    rec.head.ret = 0;
+    rec.head.tgid = (pid_tgid >> 32) as u32;
+    rec.head.tid = pid_tgid as u32;
     let uid_gid = bpf_get_current_uid_gid();
-    rec.uid = uid_gid as u32;
-    rec.gid = (uid_gid >> 32) as u32;
+    rec.head.uid = uid_gid as u32;
+    rec.head.gid = (uid_gid >> 32) as u32;
     // SAFETY: helpers without preconditions.
     unsafe {
-        rec.cgroup_id = bpf_get_current_cgroup_id();
-        rec.cpu = bpf_get_smp_processor_id();
+        rec.head.cgroup_id = bpf_get_current_cgroup_id();
+        rec.head.cpu = bpf_get_smp_processor_id();
     }
-    rec.comm = bpf_get_current_comm().unwrap_or([0; 16]);
-    rec.event = kind as u16;
-    rec.file_flags = 0;
-    rec.file_dev = 0;
-    rec.file_ino = 0;
-    rec.path[0] = 0;
+    rec.head.comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
+    rec.head.file_dev = 0;
+    rec.head.file_ino = 0;
+    rec.head.path_len = 0;
 
-    // SAFETY: helper without preconditions; the pointer is only dereferenced via probe reads.
-    let task = unsafe { bpf_get_current_task() } as *const u8;
-    let offsets = global(&OFFSETS);
-    rec.ppid = kread::<*const u8>(task, offsets.task_real_parent)
-        .and_then(|parent| kread::<u32>(parent, offsets.task_tgid))
+    let task = current_task();
+    rec.head.ppid = kread::<*const u8>(task, cfg!(OFFSETS.task_real_parent))
+        .and_then(|parent| kread::<u32>(parent, cfg!(OFFSETS.task_tgid)))
         .unwrap_or(0);
+    let (ns, ns_tid) = ns_ids(task);
+    rec.head.pidns_ino = ns;
+    rec.head.ns_tid = ns_tid;
+    rec.head.ns_pid = kread::<*const u8>(task, cfg!(OFFSETS.task_group_leader))
+        .map(|leader| ns_ids(leader).1)
+        .unwrap_or(0);
+}
 
-    if matches!(kind, EventKind::Mmap) && rec.args[3] & MAP_ANONYMOUS == 0 {
-        let fd = rec.args[4] as u32 as i32;
-        if fd >= 0 {
-            let _ = resolve_file(task, fd as u32, &offsets, rec);
+/// (pid namespace inode, id in that namespace) of a task.
+#[inline(always)]
+fn ns_ids(task: *const u8) -> (u32, u32) {
+    let inner = || -> Result<(u32, u32), i64> {
+        let pid: *const u8 = kread(task, cfg!(OFFSETS.task_thread_pid))?;
+        if pid.is_null() {
+            return Ok((0, 0));
         }
-    }
+        let level: u32 = kread(pid, cfg!(OFFSETS.pid_level))?;
+        let upid = cfg!(OFFSETS.pid_numbers) + (level & 31) * cfg!(OFFSETS.upid_size);
+        let nr: u32 = kread(pid, upid)?;
+        let ns: *const u8 = kread(pid, upid + cfg!(OFFSETS.upid_ns))?;
+        let inum: u32 = kread(ns, cfg!(OFFSETS.pidns_inum))?;
+        Ok((inum, nr))
+    };
+    inner().unwrap_or((0, 0))
+}
 
+// ---- files and paths ---------------------------------------------------------------------
+
+/// task->files->fdt->fd[fd], or null.
+#[inline(always)]
+fn file_of_fd(task: *const u8, fd: u32) -> Result<*const u8, i64> {
+    let files: *const u8 = kread(task, cfg!(OFFSETS.task_files))?;
+    let fdt: *const u8 = kread(files, cfg!(OFFSETS.files_fdt))?;
+    let max_fds: u32 = kread(fdt, cfg!(OFFSETS.fdt_max_fds))?;
+    if fd >= max_fds {
+        return Ok(core::ptr::null());
+    }
+    let fd_array: *const u8 = kread(fdt, cfg!(OFFSETS.fdt_fd))?;
+    kread(fd_array, fd.wrapping_mul(8))
+}
+
+/// Appends one NUL-terminated dentry name at `*off` of `rec.path`; false when full.
+#[inline(always)]
+fn push_component(rec: &mut Record, off: &mut usize, dentry: *const u8) -> bool {
+    if *off >= PATH_CAP {
+        return false;
+    }
+    let Ok(name) = kread::<*const u8>(dentry, cfg!(OFFSETS.dentry_name)) else {
+        return false;
+    };
+    let at = *off & (PATH_CAP - 1);
+    // SAFETY: at < PATH_CAP and at most COMPONENT_LEN bytes are written, so the write stays
+    // inside `path` (PATH_CAP + COMPONENT_LEN bytes); the helper NUL-terminates.
+    let n = unsafe {
+        bpf_probe_read_kernel_str(
+            rec.path.as_mut_ptr().add(at).cast(),
+            COMPONENT_LEN as u32,
+            name.cast(),
+        )
+    };
+    if n <= 0 {
+        return false;
+    }
+    *off = at + n as usize;
+    true
+}
+
+/// Device, inode and path of `file` into `rec`: the path as its components, last first, each NUL
+/// terminated, walking dentries and crossing mounts up to the root of the mount tree.
+#[inline(always)]
+fn describe_file(rec: &mut Record, file: *const u8) -> Result<(), i64> {
+    let inode: *const u8 = kread(file, cfg!(OFFSETS.file_inode))?;
+    rec.head.file_ino = kread(inode, cfg!(OFFSETS.inode_ino))?;
+    let sb: *const u8 = kread(inode, cfg!(OFFSETS.inode_sb))?;
+    rec.head.file_dev = kread(sb, cfg!(OFFSETS.sb_dev))?;
+    rec.head.flags |= record_flags::HAS_FILE;
+
+    let mut dentry: *const u8 = kread(file, cfg!(OFFSETS.file_dentry))?;
+    let mut vfsmnt: *const u8 = kread(file, cfg!(OFFSETS.file_vfsmount))?;
+    let mount_mnt = cfg!(OFFSETS.mount_mnt) as usize;
+    let mut mnt = vfsmnt.wrapping_sub(mount_mnt);
+    let pprev: u64 = kread(dentry, cfg!(OFFSETS.dentry_hash_pprev))?;
+    let parent: *const u8 = kread(dentry, cfg!(OFFSETS.dentry_parent))?;
+    if pprev == 0 && parent != dentry {
+        rec.head.flags |= record_flags::FILE_DELETED;
+    }
+    let mut off = 0usize;
+    let mut done = 0u16;
+    for _ in 0..MAX_COMPONENTS {
+        let root: *const u8 = kread(vfsmnt, cfg!(OFFSETS.vfsmount_root))?;
+        if dentry == root {
+            let mnt_parent: *const u8 = kread(mnt, cfg!(OFFSETS.mount_parent))?;
+            if mnt_parent == mnt {
+                done = record_flags::PATH_COMPLETE;
+                break;
+            }
+            dentry = kread(mnt, cfg!(OFFSETS.mount_mountpoint))?;
+            mnt = mnt_parent;
+            vfsmnt = mnt.wrapping_add(mount_mnt);
+            continue;
+        }
+        let parent: *const u8 = kread(dentry, cfg!(OFFSETS.dentry_parent))?;
+        if !push_component(rec, &mut off, dentry) {
+            break;
+        }
+        if parent == dentry {
+            // Not under a mounted tree: memfd and other pseudo files.
+            done = record_flags::PATH_PSEUDO;
+            break;
+        }
+        dentry = parent;
+    }
+    rec.head.flags |= if done == 0 {
+        record_flags::PATH_TRUNCATED
+    } else {
+        done
+    };
+    rec.head.path_len = (off & (PATH_BUF - 1)) as u16;
+    Ok(())
+}
+
+// ---- entry and exit ------------------------------------------------------------------------
+
+/// Stores a call in flight: `args` of `kind`, and the file of `fd` when given.
+#[inline(always)]
+fn enter(kind: EventKind, args: [u64; 6], file: FileArg) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !wanted((pid_tgid >> 32) as u32) {
+        return;
+    }
+    let Some(rec) = scratch() else { return };
+    fill_identity(rec, kind, pid_tgid);
+    rec.head.args = args;
+    let file = match file {
+        FileArg::None => core::ptr::null(),
+        FileArg::Fd(fd) => file_of_fd(current_task(), fd).unwrap_or(core::ptr::null()),
+        FileArg::Ptr(file) => file,
+    };
+    if !file.is_null() {
+        let _ = describe_file(rec, file);
+    }
+    let tid = pid_tgid as u32;
     if ENTRIES.insert(&tid, rec, BPF_ANY as u64).is_err() {
         count(counters::ENTRY_MAP_FULL);
     }
-    Ok(())
 }
 
-/// task->files->fdt->fd[fd]: the file's device, inode number and dentry name.
+enum FileArg {
+    None,
+    Fd(u32),
+    Ptr(*const u8),
+}
+
+/// The file argument of an mmap call: its fd unless the mapping is anonymous.
 #[inline(always)]
-fn resolve_file(
-    task: *const u8,
-    fd: u32,
-    o: &KernelOffsets,
-    rec: &mut SyscallRecord,
-) -> Result<(), i64> {
-    let files: *const u8 = kread(task, o.task_files)?;
-    let fdt: *const u8 = kread(files, o.files_fdt)?;
-    let max_fds: u32 = kread(fdt, o.fdt_max_fds)?;
-    if fd >= max_fds {
-        return Ok(());
+fn mmap_file(flags: u64, fd: u64) -> FileArg {
+    const MAP_ANONYMOUS: u64 = 0x20;
+    let fd = fd as u32 as i32;
+    if flags & MAP_ANONYMOUS == 0 && fd >= 0 {
+        FileArg::Fd(fd as u32)
+    } else {
+        FileArg::None
     }
-    let fd_array: *const u8 = kread(fdt, o.fdt_fd)?;
-    let file: *const u8 = kread(fd_array, fd.wrapping_mul(8))?;
-    if file.is_null() {
-        return Ok(());
-    }
-    let inode: *const u8 = kread(file, o.file_inode)?;
-    rec.file_ino = kread(inode, o.inode_ino)?;
-    let sb: *const u8 = kread(inode, o.inode_sb)?;
-    rec.file_dev = kread(sb, o.sb_dev)?;
-    rec.file_flags = file_flags::HAS_FILE | file_flags::BASENAME_ONLY;
-    let dentry: *const u8 = kread(file, o.file_dentry)?;
-    let name: *const u8 = kread(dentry, o.dentry_name)?;
-    // SAFETY: the destination is the record's path buffer of PATH_LEN bytes; the helper stops at
-    // the buffer's end and always NUL-terminates.
-    let len = unsafe {
-        bpf_probe_read_kernel_str(rec.path.as_mut_ptr().cast(), PATH_LEN as u32, name.cast())
-    };
-    if len < 0 {
-        rec.path[0] = 0;
-    }
-    Ok(())
 }
 
-// name: sys_exit_mmap
-// format:
-// 	field:unsigned short common_type;	offset:0;	size:2;	signed:0;
-// 	field:unsigned char common_flags;	offset:2;	size:1;	signed:0;
-// 	field:unsigned char common_preempt_count;	offset:3;	size:1;	signed:0;
-// 	field:int common_pid;	offset:4;	size:4;	signed:1;
-//
-// 	field:int __syscall_nr;	offset:8;	size:4;	signed:1;
-// 	field:long ret;	offset:16;	size:8;	signed:1;
-const EXIT_RET_OFFSET: usize = 16;
-
-#[tracepoint(category = "syscalls", name = "sys_exit_mmap")]
-pub fn sys_exit_mmap(ctx: TracePointContext) -> u32 {
-    try_exit(&ctx);
-    1
-}
-
+/// Completes the current thread's call in flight with `ret` and submits it.
 #[inline(always)]
-fn try_exit(ctx: &TracePointContext) {
+fn exit(ret: i64) {
     let pid_tgid = bpf_get_current_pid_tgid();
     // Filter first: most exits on a host belong to processes that are not recorded.
     if !wanted((pid_tgid >> 32) as u32) {
@@ -272,21 +412,355 @@ fn try_exit(ctx: &TracePointContext) {
         count(counters::ORPHAN_EXIT);
         return;
     };
-    // SAFETY: the map value stays valid until we remove it below; only this thread uses its key.
+    // SAFETY: the map value stays valid until removed below; only this thread uses its key.
     let rec = unsafe { &mut *rec };
-    rec.ret = ctx_u64(ctx, EXIT_RET_OFFSET) as i64;
-    // SAFETY: helper without preconditions.
-    rec.ts_exit_ns = unsafe { bpf_ktime_get_boot_ns() };
-    let wakeup = if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= global(&WAKEUP_BYTES) {
+    rec.head.ret = ret;
+    rec.head.ts_exit_ns = now();
+    submit(rec, false);
+    let _ = ENTRIES.remove(&tid);
+}
+
+/// Sends `rec` (its header and the used part of its path) to user space, after reporting any
+/// loss of this CPU not yet reported.
+#[inline(always)]
+fn submit(rec: &Record, urgent: bool) {
+    report_loss(rec.head.cpu);
+    let len = RECORD_HEADER + ((rec.head.path_len as usize + 7) & !7);
+    let len = if len > core::mem::size_of::<Record>() {
+        core::mem::size_of::<Record>()
+    } else {
+        len
+    };
+    let wakeup = if urgent || EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= cfg!(CONFIG.wakeup_bytes) {
         BPF_RB_FORCE_WAKEUP
     } else {
         BPF_RB_NO_WAKEUP
     };
-    match EVENTS.output::<SyscallRecord>(&*rec, wakeup as u64) {
+    // SAFETY: `rec` points at a whole Record and len <= size_of::<Record>().
+    let bytes = unsafe { core::slice::from_raw_parts((rec as *const Record).cast::<u8>(), len) };
+    match EVENTS.output::<[u8]>(bytes, wakeup as u64) {
         Ok(()) => count(counters::EMITTED),
-        Err(_) => count(counters::LOST_RINGBUF_FULL),
+        Err(_) => lost(),
     }
-    let _ = ENTRIES.remove(&tid);
+}
+
+/// Counts a record that did not fit, in this CPU's loss window.
+#[inline(always)]
+fn lost() {
+    count(counters::LOST_RINGBUF_FULL);
+    if let Some(w) = LOSS.get_ptr_mut(0) {
+        // SAFETY: this CPU's slot.
+        let w = unsafe { &mut *w };
+        let t = now();
+        if w.count == 0 {
+            w.first_ns = t;
+        }
+        w.count += 1;
+        w.last_ns = t;
+    }
+}
+
+/// Emits this CPU's pending loss window as a `Lost` record, if there is one and it fits.
+#[inline(always)]
+fn report_loss(cpu: u32) {
+    let Some(w) = LOSS.get_ptr_mut(0) else { return };
+    // SAFETY: this CPU's slot.
+    let w = unsafe { &mut *w };
+    if w.count == 0 {
+        return;
+    }
+    let Some(mut entry) = EVENTS.reserve_bytes(RECORD_HEADER, 0) else {
+        return;
+    };
+    let p = entry.as_mut_ptr().cast::<Record>();
+    // SAFETY: the reservation holds RECORD_HEADER bytes; only header fields (all below
+    // RECORD_HEADER) are written, through raw pointers, before the whole header is initialised.
+    unsafe {
+        core::ptr::write_bytes(p.cast::<u8>(), 0, RECORD_HEADER);
+        (&raw mut (*p).head.event).write(EventKind::Lost as u16);
+        (&raw mut (*p).head.cpu).write(cpu);
+        (&raw mut (*p).head.ts_enter_ns).write(w.first_ns);
+        (&raw mut (*p).head.ts_exit_ns).write(w.last_ns);
+        (&raw mut (*p).head.args[0]).write(w.count);
+    }
+    entry.submit(0);
+    w.count = 0;
+}
+
+// ---- syscall tracepoints -----------------------------------------------------------------
+//
+// These programs are written without aya's #[tracepoint] macro: in aya-ebpf 0.2 it discards the
+// function's result and returns 0, and a tracepoint program returning 0 makes the kernel drop the
+// event for every perf user of that tracepoint. Returning 1 leaves the event to them. The section
+// name ("tracepoint/<category>/<name>") is what marks a tracepoint program for the loader.
+
+/// Direct load of a u64 field of the tracepoint record (cheaper than bpf_probe_read).
+#[inline(always)]
+fn tp_u64(ctx: &TracePointContext, offset: usize) -> u64 {
+    // SAFETY: offsets come from the tracepoint's format file (below) and lie inside the record;
+    // the verifier checks context accesses against the record size.
+    unsafe { core::ptr::read(ctx.as_ptr().cast::<u8>().add(offset).cast::<u64>()) }
+}
+
+/// The first N arguments of a syscall tracepoint record: each `unsigned long` from offset 16.
+#[inline(always)]
+fn tp_args<const N: usize>(ctx: &TracePointContext) -> [u64; 6] {
+    let mut args = [0u64; 6];
+    let mut i = 0;
+    while i < N {
+        args[i] = tp_u64(ctx, 16 + 8 * i);
+        i += 1;
+    }
+    args
+}
+
+// The syscall tracepoints' records (from /sys/kernel/tracing/events/syscalls/*/format) all start
+// with the common header and `int __syscall_nr` at offset 8, then the arguments from offset 16:
+//   sys_enter_mmap:     addr, len, prot, flags, fd, off     (unsigned long each)
+//   sys_enter_munmap:   addr, len
+//   sys_enter_mprotect: start, len, prot
+//   sys_enter_mremap:   addr, old_len, new_len, flags, new_addr
+//   sys_enter_brk:      brk
+//   sys_exit_*:         long ret at offset 16
+
+#[unsafe(no_mangle)]
+#[unsafe(link_section = "tracepoint/syscalls/sys_enter_mmap")]
+pub fn sys_enter_mmap(ctx: *mut core::ffi::c_void) -> u32 {
+    let ctx = TracePointContext::new(ctx);
+    let args = tp_args::<6>(&ctx);
+    enter(EventKind::Mmap, args, mmap_file(args[3], args[4]));
+    1
+}
+
+#[unsafe(no_mangle)]
+#[unsafe(link_section = "tracepoint/syscalls/sys_enter_munmap")]
+pub fn sys_enter_munmap(ctx: *mut core::ffi::c_void) -> u32 {
+    let ctx = TracePointContext::new(ctx);
+    enter(EventKind::Munmap, tp_args::<2>(&ctx), FileArg::None);
+    1
+}
+
+#[unsafe(no_mangle)]
+#[unsafe(link_section = "tracepoint/syscalls/sys_enter_mprotect")]
+pub fn sys_enter_mprotect(ctx: *mut core::ffi::c_void) -> u32 {
+    let ctx = TracePointContext::new(ctx);
+    enter(EventKind::Mprotect, tp_args::<3>(&ctx), FileArg::None);
+    1
+}
+
+#[unsafe(no_mangle)]
+#[unsafe(link_section = "tracepoint/syscalls/sys_enter_mremap")]
+pub fn sys_enter_mremap(ctx: *mut core::ffi::c_void) -> u32 {
+    let ctx = TracePointContext::new(ctx);
+    enter(EventKind::Mremap, tp_args::<5>(&ctx), FileArg::None);
+    1
+}
+
+#[unsafe(no_mangle)]
+#[unsafe(link_section = "tracepoint/syscalls/sys_enter_brk")]
+pub fn sys_enter_brk(ctx: *mut core::ffi::c_void) -> u32 {
+    let ctx = TracePointContext::new(ctx);
+    enter(EventKind::Brk, tp_args::<1>(&ctx), FileArg::None);
+    1
+}
+
+/// One exit program, attached to every sys_exit_* tracepoint of the family: the entry map says
+/// which call is completing.
+#[unsafe(no_mangle)]
+#[unsafe(link_section = "tracepoint/syscalls/sys_exit_mmap")]
+pub fn sys_exit_mm(ctx: *mut core::ffi::c_void) -> u32 {
+    let ctx = TracePointContext::new(ctx);
+    exit(tp_u64(&ctx, 16) as i64);
+    1
+}
+
+// ---- raw sys_enter / sys_exit ------------------------------------------------------------
+
+/// x86_64 syscall numbers of the family.
+const NR_MMAP: u64 = 9;
+const NR_MPROTECT: u64 = 10;
+const NR_MUNMAP: u64 = 11;
+const NR_BRK: u64 = 12;
+const NR_MREMAP: u64 = 25;
+
+/// struct pt_regs (x86_64): argument registers di, si, dx, r10, r8, r9 and orig_ax.
+const PT_REGS_ARGS: [u32; 6] = [112, 104, 96, 56, 72, 64];
+const PT_REGS_ORIG_AX: u32 = 120;
+
+#[raw_tracepoint(tracepoint = "sys_enter")]
+pub fn raw_sys_enter(ctx: RawTracePointContext) -> i32 {
+    let id: u64 = ctx.arg(1);
+    let kind = match id {
+        NR_MMAP => EventKind::Mmap,
+        NR_MUNMAP => EventKind::Munmap,
+        NR_MPROTECT => EventKind::Mprotect,
+        NR_MREMAP => EventKind::Mremap,
+        NR_BRK => EventKind::Brk,
+        _ => return 0,
+    };
+    let regs: *const u8 = ctx.arg(0);
+    let mut args = [0u64; 6];
+    for (i, off) in PT_REGS_ARGS.iter().enumerate() {
+        args[i] = kread(regs, *off).unwrap_or(0);
+    }
+    let file = if matches!(kind, EventKind::Mmap) {
+        mmap_file(args[3], args[4])
+    } else {
+        FileArg::None
+    };
+    enter(kind, args, file);
+    0
+}
+
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn raw_sys_exit(ctx: RawTracePointContext) -> i32 {
+    let regs: *const u8 = ctx.arg(0);
+    let id: u64 = kread(regs, PT_REGS_ORIG_AX).unwrap_or(u64::MAX);
+    if matches!(id, NR_MMAP | NR_MUNMAP | NR_MPROTECT | NR_MREMAP | NR_BRK) {
+        exit(ctx.arg::<i64>(1));
+    }
+    0
+}
+
+// ---- do_mmap: kprobe and fentry ------------------------------------------------------------
+
+// unsigned long do_mmap(struct file *file, unsigned long addr, unsigned long len,
+//     unsigned long prot, unsigned long flags, vm_flags_t vm_flags, unsigned long pgoff,
+//     unsigned long *populate, struct list_head *uf);
+// Recorded as mmap(addr, len, prot, flags, fd = -1, off = pgoff << 12): do_mmap has no fd, it
+// has the file itself.
+
+#[inline(always)]
+fn do_mmap_args(addr: u64, len: u64, prot: u64, flags: u64, pgoff: u64) -> [u64; 6] {
+    [addr, len, prot, flags, u32::MAX as u64, pgoff << 12]
+}
+
+#[kprobe(function = "do_mmap")]
+pub fn kprobe_do_mmap(ctx: ProbeContext) -> u32 {
+    let arg = |n| ctx.arg::<u64>(n).unwrap_or(0);
+    let file: *const u8 = ctx.arg(0).unwrap_or(core::ptr::null());
+    // The 7th argument (pgoff) is on the stack, out of reach of ProbeContext::arg.
+    enter(
+        EventKind::Mmap,
+        do_mmap_args(arg(1), arg(2), arg(3), arg(4), 0),
+        FileArg::Ptr(file),
+    );
+    0
+}
+
+#[kretprobe(function = "do_mmap")]
+pub fn kretprobe_do_mmap(ctx: RetProbeContext) -> u32 {
+    exit(ctx.ret::<i64>());
+    0
+}
+
+#[fentry(function = "do_mmap")]
+pub fn fentry_do_mmap(ctx: FEntryContext) -> i32 {
+    let file: *const u8 = ctx.arg(0);
+    enter(
+        EventKind::Mmap,
+        do_mmap_args(ctx.arg(1), ctx.arg(2), ctx.arg(3), ctx.arg(4), ctx.arg(6)),
+        FileArg::Ptr(file),
+    );
+    0
+}
+
+#[fexit(function = "do_mmap")]
+pub fn fexit_do_mmap(ctx: FExitContext) -> i32 {
+    exit(ctx.arg::<i64>(9));
+    0
+}
+
+// ---- process lifecycle (sched raw tracepoints) ------------------------------------------
+
+/// Emits a lifecycle record built in the scratch record.
+#[inline(always)]
+fn lifecycle(kind: EventKind, arg0: u64) -> Option<&'static mut Record> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let rec = scratch()?;
+    fill_identity(rec, kind, pid_tgid);
+    rec.head.args = [arg0, 0, 0, 0, 0, 0];
+    Some(rec)
+}
+
+/// sched_process_fork(struct task_struct *parent, struct task_struct *child): current is the
+/// parent. Only new processes are recorded (a new thread shares its parent's address space).
+#[raw_tracepoint(tracepoint = "sched_process_fork")]
+pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
+    let child: *const u8 = ctx.arg(1);
+    let (Ok(child_tgid), Ok(child_pid)) = (
+        kread::<u32>(child, cfg!(OFFSETS.task_tgid)),
+        kread::<u32>(child, cfg!(OFFSETS.task_pid)),
+    ) else {
+        return 0;
+    };
+    if child_tgid != child_pid {
+        return 0;
+    }
+    let parent_tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if !wanted(parent_tgid) {
+        return 0;
+    }
+    let mode = cfg!(CONFIG.filter);
+    if mode & filter::FOLLOW_FORKS != 0 && mode & filter::BY_TGID != 0 {
+        let _ = TARGET_TGIDS.insert(&child_tgid, &1, BPF_ANY as u64);
+    }
+    if let Some(rec) = lifecycle(EventKind::Fork, child_tgid as u64) {
+        submit(rec, false);
+    }
+    0
+}
+
+/// sched_process_exec(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm): the new
+/// image is in place; the wakeup is forced so user space snapshots the new mappings at once.
+#[raw_tracepoint(tracepoint = "sched_process_exec")]
+pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if !wanted(tgid) {
+        return 0;
+    }
+    let bprm: *const u8 = ctx.arg(2);
+    let Some(rec) = lifecycle(EventKind::Exec, 0) else {
+        return 0;
+    };
+    if let Ok(name) = kread::<*const u8>(bprm, cfg!(OFFSETS.binprm_filename)) {
+        // SAFETY: at most PATH_CAP bytes into the path buffer; the helper NUL-terminates.
+        let n = unsafe {
+            bpf_probe_read_kernel_str(rec.path.as_mut_ptr().cast(), PATH_CAP as u32, name.cast())
+        };
+        if n > 0 {
+            rec.head.path_len = (n as usize & (PATH_CAP - 1)) as u16;
+            rec.head.flags |= record_flags::PATH_STRING;
+            if n as usize >= PATH_CAP {
+                rec.head.flags |= record_flags::PATH_TRUNCATED;
+            }
+        }
+    }
+    submit(rec, true);
+    0
+}
+
+/// sched_process_exit(struct task_struct *p, bool group_dead): recorded when the whole process
+/// is gone (group_dead); the process leaves the target set.
+#[raw_tracepoint(tracepoint = "sched_process_exit")]
+pub fn sched_process_exit(ctx: RawTracePointContext) -> i32 {
+    let group_dead: u64 = ctx.arg(1);
+    if group_dead & 0xff == 0 {
+        return 0;
+    }
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if !wanted(tgid) {
+        return 0;
+    }
+    let code = kread::<i32>(current_task(), cfg!(OFFSETS.task_exit_code)).unwrap_or(0);
+    if let Some(rec) = lifecycle(EventKind::Exit, code as u32 as u64) {
+        submit(rec, false);
+    }
+    if cfg!(CONFIG.filter) & filter::BY_TGID != 0 {
+        // The pid may be reused by an unrelated process.
+        let _ = TARGET_TGIDS.remove(&tgid);
+    }
+    0
 }
 
 #[cfg(not(test))]

@@ -39,16 +39,46 @@ pub fn kernel_offsets(path: &Path) -> Result<KernelOffsets, BtfError> {
         task_files: off("task_struct", "files")?,
         task_real_parent: off("task_struct", "real_parent")?,
         task_tgid: off("task_struct", "tgid")?,
+        task_pid: off("task_struct", "pid")?,
+        task_exit_code: off("task_struct", "exit_code")?,
+        task_group_leader: off("task_struct", "group_leader")?,
+        task_thread_pid: off("task_struct", "thread_pid")?,
+        pid_level: off("pid", "level")?,
+        pid_numbers: off("pid", "numbers")?,
+        upid_size: struct_size(&btf, "upid")?,
+        upid_ns: off("upid", "ns")?,
+        pidns_inum: off("pid_namespace", "ns")? + off("ns_common", "inum")?,
         files_fdt: off("files_struct", "fdt")?,
         fdt_max_fds: off("fdtable", "max_fds")?,
         fdt_fd: off("fdtable", "fd")?,
+        file_vfsmount: off("file", "f_path")? + off("path", "mnt")?,
         file_dentry: off("file", "f_path")? + off("path", "dentry")?,
         file_inode: off("file", "f_inode")?,
         inode_ino: off("inode", "i_ino")?,
         inode_sb: off("inode", "i_sb")?,
         sb_dev: off("super_block", "s_dev")?,
         dentry_name: off("dentry", "d_name")? + off("qstr", "name")?,
+        dentry_parent: off("dentry", "d_parent")?,
+        dentry_hash_pprev: off("dentry", "d_hash")? + off("hlist_bl_node", "pprev")?,
+        vfsmount_root: off("vfsmount", "mnt_root")?,
+        mount_mnt: off("mount", "mnt")?,
+        mount_parent: off("mount", "mnt_parent")?,
+        mount_mountpoint: off("mount", "mnt_mountpoint")?,
+        binprm_filename: off("linux_binprm", "filename")?,
+        _pad: 0,
     })
+}
+
+/// Size in bytes of `struct strukt`.
+pub fn struct_size(btf: &Btf, strukt: &str) -> Result<u32, BtfError> {
+    btf.resolve_types_by_name(strukt)
+        .unwrap_or_default()
+        .into_iter()
+        .find_map(|t| match t {
+            Type::Struct(s) => Some(s.size() as u32),
+            _ => None,
+        })
+        .ok_or_else(|| BtfError::NoStruct(strukt.to_owned()))
 }
 
 /// Byte offset of `member` in `struct strukt`, looking through anonymous structs and unions.
@@ -127,7 +157,18 @@ mod tests {
         assert_eq!(o.fdt_max_fds, 0, "fdtable.max_fds is the first member");
         assert_eq!(o.fdt_fd, 8);
         assert!(o.file_dentry > 0 && o.file_inode > 0);
+        assert_eq!(
+            o.file_dentry,
+            o.file_vfsmount + 8,
+            "struct path is {{ mnt, dentry }}"
+        );
         assert_eq!(o.dentry_name % 8, 0);
+        assert_eq!(
+            o.upid_size, 16,
+            "struct upid is {{ int nr; struct pid_namespace *ns; }}"
+        );
+        assert_eq!(o.upid_ns, 8);
+        assert_eq!(o.dentry_hash_pprev % 8, 0);
     }
 
     #[test]

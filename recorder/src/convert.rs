@@ -7,7 +7,7 @@ use mmap_format::{
     metadata::ClockAnchor,
     names::kernel_dev_to_user,
 };
-use recorder_common::{EventKind, SyscallRecord, file_flags};
+use recorder_common::{EventKind, RecordRef, record_flags};
 
 /// Bytes up to the first NUL, as lossy UTF-8 (borrowed when already valid).
 fn c_str(bytes: &[u8]) -> Cow<'_, str> {
@@ -15,15 +15,64 @@ fn c_str(bytes: &[u8]) -> Cow<'_, str> {
     String::from_utf8_lossy(&bytes[..end])
 }
 
-/// Converts one kernel record; `Err` carries an unknown raw event kind.
-pub fn to_event<'a>(rec: &'a SyscallRecord, anchor: &ClockAnchor) -> Result<Event<'a>, u16> {
+/// A file's path as the kernel walked it: components last first, each NUL terminated.
+#[derive(Debug, PartialEq, Eq)]
+pub struct WalkedPath {
+    pub path: String,
+    pub name: String,
+    pub truncated: bool,
+    pub memfd: bool,
+}
+
+/// Rebuilds the path from the components the kernel sent.
+pub fn walked_path(bytes: &[u8], flags: u16) -> Option<WalkedPath> {
+    if flags & record_flags::HAS_FILE == 0 {
+        return None;
+    }
+    let components: Vec<Cow<'_, str>> = bytes
+        .split(|&b| b == 0)
+        .filter(|c| !c.is_empty())
+        .map(String::from_utf8_lossy)
+        .collect();
+    let name = components
+        .first()
+        .map(|c| c.to_string())
+        .unwrap_or_default();
+    let truncated = flags & record_flags::PATH_TRUNCATED != 0;
+    let mut path = String::with_capacity(bytes.len() + 4);
+    if truncated {
+        path.push('…');
+    }
+    for component in components.iter().rev() {
+        path.push('/');
+        path.push_str(component);
+    }
+    if path.is_empty() {
+        path.push('/');
+    }
+    let memfd = flags & record_flags::PATH_PSEUDO != 0 && name.starts_with("memfd:");
+    Some(WalkedPath {
+        path,
+        name,
+        truncated,
+        memfd,
+    })
+}
+
+/// Converts one kernel record. `source` names the attach mode; `Err` carries an unknown raw
+/// event kind.
+pub fn to_event<'a>(
+    rec: &'a RecordRef<'a>,
+    anchor: &ClockAnchor,
+    source: &'static str,
+) -> Result<Event<'a>, u16> {
+    let path = rec.path;
+    let rec = &rec.head;
     let kind = EventKind::try_from(rec.event)?;
-    let has_file = rec.file_flags & file_flags::HAS_FILE != 0;
+    let wall = |ns: u64| anchor.boot_to_wall_ns(ns);
     let mut event = Event {
         kind: RowKind::Syscall,
-        syscall: None,
-        ts_ns: anchor.boot_to_wall_ns(rec.ts_enter_ns),
-        ts_exit_ns: Some(anchor.boot_to_wall_ns(rec.ts_exit_ns)),
+        ts_ns: wall(rec.ts_enter_ns),
         cpu: rec.cpu,
         pid: rec.tgid,
         tid: rec.tid,
@@ -32,28 +81,90 @@ pub fn to_event<'a>(rec: &'a SyscallRecord, anchor: &ClockAnchor) -> Result<Even
         gid: rec.gid,
         comm: c_str(&rec.comm),
         cgroup_id: rec.cgroup_id,
-        addr: None,
-        len: None,
-        prot: None,
-        flags: None,
-        fd: None,
-        off: None,
-        ret: Some(rec.ret),
-        file_dev: has_file.then(|| kernel_dev_to_user(rec.file_dev)),
-        file_ino: has_file.then_some(rec.file_ino),
-        file_name: has_file.then(|| c_str(&rec.path)),
+        source: Some(Cow::Borrowed(source)),
+        pidns_ino: (rec.pidns_ino != 0).then_some(rec.pidns_ino),
+        ns_pid: (rec.pidns_ino != 0).then_some(rec.ns_pid),
+        ns_tid: (rec.pidns_ino != 0).then_some(rec.ns_tid),
+        ..Default::default()
+    };
+    let [a0, a1, a2, a3, a4, a5] = rec.args;
+    let syscall = |event: &mut Event<'a>, syscall: Syscall| {
+        event.kind = RowKind::Syscall;
+        event.syscall = Some(syscall);
+        event.ts_exit_ns = Some(wall(rec.ts_exit_ns));
+        event.ret = Some(rec.ret);
     };
     match kind {
         EventKind::Mmap => {
-            let [addr, len, prot, flags, fd, off] = rec.args;
-            event.syscall = Some(Syscall::Mmap);
-            event.addr = Some(addr);
-            event.len = Some(len);
-            event.prot = Some(prot);
-            event.flags = Some(flags);
+            syscall(&mut event, Syscall::Mmap);
+            event.addr = Some(a0);
+            event.len = Some(a1);
+            event.prot = Some(a2);
+            event.flags = Some(a3);
             // The tracepoint's `unsigned long fd` holds a truncated int: -1 is 0xffffffff.
-            event.fd = Some(fd as u32 as i32);
-            event.off = Some(off);
+            event.fd = Some(a4 as u32 as i32);
+            event.off = Some(a5);
+            if let Some(path) = walked_path(path, rec.flags) {
+                event.file_dev = Some(kernel_dev_to_user(rec.file_dev));
+                event.file_ino = Some(rec.file_ino);
+                event.file_name = Some(Cow::Owned(path.name));
+                event.file_path = Some(Cow::Owned(path.path));
+                event.path_source = Some(Cow::Borrowed("kernel_dentry_walk"));
+                event.path_truncated = Some(path.truncated);
+                event.file_deleted = Some(rec.flags & record_flags::FILE_DELETED != 0);
+                event.file_memfd = Some(path.memfd);
+            }
+        }
+        EventKind::Munmap => {
+            syscall(&mut event, Syscall::Munmap);
+            event.addr = Some(a0);
+            event.len = Some(a1);
+        }
+        EventKind::Mprotect => {
+            syscall(&mut event, Syscall::Mprotect);
+            event.addr = Some(a0);
+            event.len = Some(a1);
+            event.prot = Some(a2);
+        }
+        EventKind::Mremap => {
+            syscall(&mut event, Syscall::Mremap);
+            event.addr = Some(a0);
+            event.len = Some(a1);
+            event.new_len = Some(a2);
+            event.flags = Some(a3);
+            event.new_addr = Some(a4);
+        }
+        EventKind::Brk => {
+            syscall(&mut event, Syscall::Brk);
+            event.addr = Some(a0);
+        }
+        EventKind::Fork => {
+            event.kind = RowKind::Fork;
+            event.child_pid = Some(a0 as u32);
+        }
+        EventKind::Exec => {
+            event.kind = RowKind::Exec;
+            let filename = c_str(path);
+            event.file_name = Some(Cow::Owned(
+                filename.rsplit('/').next().unwrap_or_default().to_owned(),
+            ));
+            event.file_path = Some(filename);
+            event.path_source = Some(Cow::Borrowed("exec_filename"));
+            event.path_truncated = Some(rec.flags & record_flags::PATH_TRUNCATED != 0);
+        }
+        EventKind::Exit => {
+            event.kind = RowKind::Exit;
+            event.exit_code = Some(a0 as u32 as i32);
+        }
+        EventKind::Lost => {
+            event.kind = RowKind::Lost;
+            event.ts_exit_ns = Some(wall(rec.ts_exit_ns));
+            event.lost_count = Some(a0);
+            event.source = Some(Cow::Borrowed("kernel"));
+            event.comm = Cow::Borrowed("");
+            event.pidns_ino = None;
+            event.ns_pid = None;
+            event.ns_tid = None;
         }
     }
     Ok(event)
@@ -61,6 +172,8 @@ pub fn to_event<'a>(rec: &'a SyscallRecord, anchor: &ClockAnchor) -> Result<Even
 
 #[cfg(test)]
 mod tests {
+    use recorder_common::RecordHeader;
+
     use super::*;
 
     const ANCHOR: ClockAnchor = ClockAnchor {
@@ -69,28 +182,63 @@ mod tests {
         uncertainty_ns: 10,
     };
 
-    fn record() -> SyscallRecord {
-        let mut rec = SyscallRecord::ZERO;
-        rec.event = EventKind::Mmap as u16;
-        rec.ts_enter_ns = 5_000;
-        rec.ts_exit_ns = 7_500;
-        rec.args = [0x7f00_0000_0000, 8192, 3, 0x22, 0xffff_ffff, 0];
-        rec.ret = 0x7f12_3456_7000;
-        rec.tgid = 42;
-        rec.tid = 43;
-        rec.ppid = 1;
-        rec.uid = 1000;
-        rec.gid = 100;
-        rec.cpu = 1;
-        rec.cgroup_id = 77;
-        rec.comm[..4].copy_from_slice(b"work");
-        rec
+    /// A header and its path bytes.
+    struct Rec {
+        head: RecordHeader,
+        path: Vec<u8>,
+    }
+
+    impl Rec {
+        fn as_ref(&self) -> RecordRef<'_> {
+            RecordRef {
+                head: self.head,
+                path: &self.path,
+            }
+        }
+    }
+
+    fn event(rec: &Rec, source: &'static str) -> Result<Event<'static>, u16> {
+        to_event(&rec.as_ref(), &ANCHOR, source).map(Event::into_owned)
+    }
+
+    fn record(kind: EventKind) -> Rec {
+        let mut comm = [0u8; 16];
+        comm[..4].copy_from_slice(b"work");
+        Rec {
+            head: RecordHeader {
+                event: kind as u16,
+                ts_enter_ns: 5_000,
+                ts_exit_ns: 7_500,
+                tgid: 42,
+                tid: 43,
+                ppid: 1,
+                uid: 1000,
+                gid: 100,
+                cpu: 1,
+                cgroup_id: 77,
+                pidns_ino: 4026531836,
+                ns_pid: 42,
+                ns_tid: 43,
+                comm,
+                ..Default::default()
+            },
+            path: Vec::new(),
+        }
+    }
+
+    fn set_path(rec: &mut Rec, bytes: &[u8], flags: u16) {
+        rec.path = bytes.to_vec();
+        rec.head.path_len = bytes.len() as u16;
+        rec.head.flags = flags;
     }
 
     #[test]
     fn anonymous_mmap() {
-        let rec = record();
-        let ev = to_event(&rec, &ANCHOR).expect("known kind");
+        let mut rec = record(EventKind::Mmap);
+        rec.head.args = [0x7f00_0000_0000, 8192, 3, 0x22, 0xffff_ffff, 0];
+        rec.head.ret = 0x7f12_3456_7000;
+        let ev = event(&rec, "tracepoint").expect("known kind");
+        assert_eq!(ev.kind, RowKind::Syscall);
         assert_eq!(ev.syscall, Some(Syscall::Mmap));
         assert_eq!(ev.ts_ns, 1_700_000_000_000_004_000);
         assert_eq!(ev.ts_exit_ns, Some(1_700_000_000_000_006_500));
@@ -100,40 +248,138 @@ mod tests {
         );
         assert_eq!(ev.comm, "work");
         assert_eq!(ev.addr, Some(0x7f00_0000_0000));
-        assert_eq!(ev.len, Some(8192));
-        assert_eq!(ev.prot, Some(3));
-        assert_eq!(ev.flags, Some(0x22));
+        assert_eq!(
+            (ev.len, ev.prot, ev.flags),
+            (Some(8192), Some(3), Some(0x22))
+        );
         assert_eq!(ev.fd, Some(-1), "0xffffffff is fd -1");
         assert_eq!(ev.ret, Some(0x7f12_3456_7000));
         assert_eq!(ev.file_name, None);
-        assert_eq!(ev.file_dev, None);
-        assert_eq!(ev.errno(), None);
+        assert_eq!(ev.file_path, None);
+        assert_eq!(ev.source.as_deref(), Some("tracepoint"));
+        assert_eq!(
+            (ev.pidns_ino, ev.ns_pid, ev.ns_tid),
+            (Some(4026531836), Some(42), Some(43))
+        );
     }
 
     #[test]
-    fn file_backed_mmap_and_errno() {
-        let mut rec = record();
-        rec.args[3] = 0x01;
-        rec.args[4] = 3;
-        rec.args[5] = 4096;
-        rec.ret = -9;
-        rec.file_flags = file_flags::HAS_FILE | file_flags::BASENAME_ONLY;
-        rec.file_dev = (8 << 20) | 1;
-        rec.file_ino = 1234;
-        rec.path[..8].copy_from_slice(b"data.bin");
-        let ev = to_event(&rec, &ANCHOR).expect("known kind");
-        assert_eq!(ev.fd, Some(3));
-        assert_eq!(ev.off, Some(4096));
+    fn file_backed_mmap_with_a_walked_path() {
+        let mut rec = record(EventKind::Mmap);
+        rec.head.args = [0, 4096, 1, 0x01, 3, 4096];
+        rec.head.ret = -9;
+        rec.head.file_dev = (8 << 20) | 1;
+        rec.head.file_ino = 1234;
+        set_path(
+            &mut rec,
+            b"libc.so.6\0x86_64-linux-gnu\0lib\0usr\0",
+            record_flags::HAS_FILE | record_flags::PATH_COMPLETE,
+        );
+        let ev = event(&rec, "tracepoint").expect("known kind");
+        assert_eq!((ev.fd, ev.off), (Some(3), Some(4096)));
         assert_eq!(ev.file_dev, Some(mmap_format::names::makedev(8, 1)));
         assert_eq!(ev.file_ino, Some(1234));
-        assert_eq!(ev.file_name.as_deref(), Some("data.bin"));
+        assert_eq!(ev.file_name.as_deref(), Some("libc.so.6"));
+        assert_eq!(
+            ev.file_path.as_deref(),
+            Some("/usr/lib/x86_64-linux-gnu/libc.so.6")
+        );
+        assert_eq!(ev.path_source.as_deref(), Some("kernel_dentry_walk"));
+        assert_eq!(
+            (ev.path_truncated, ev.file_deleted, ev.file_memfd),
+            (Some(false), Some(false), Some(false))
+        );
         assert_eq!(ev.errno(), Some(9));
     }
 
     #[test]
+    fn truncated_deleted_and_memfd_paths() {
+        let p = walked_path(
+            b"c\0b\0",
+            record_flags::HAS_FILE | record_flags::PATH_TRUNCATED,
+        )
+        .expect("path");
+        assert_eq!(p.path, "…/b/c");
+        assert!(p.truncated);
+        let p = walked_path(
+            b"memfd:jit\0",
+            record_flags::HAS_FILE | record_flags::PATH_PSEUDO | record_flags::FILE_DELETED,
+        )
+        .expect("path");
+        assert_eq!((p.path.as_str(), p.memfd), ("/memfd:jit", true));
+        assert_eq!(walked_path(b"x\0", 0), None, "no file");
+    }
+
+    #[test]
+    fn other_syscalls() {
+        let mut rec = record(EventKind::Mremap);
+        rec.head.args = [0x1000, 0x2000, 0x4000, 1, 0, 0];
+        rec.head.ret = 0x9000;
+        let ev = event(&rec, "raw_tracepoint").expect("kind");
+        assert_eq!(ev.syscall, Some(Syscall::Mremap));
+        assert_eq!(
+            (ev.addr, ev.len, ev.new_len, ev.flags, ev.new_addr),
+            (Some(0x1000), Some(0x2000), Some(0x4000), Some(1), Some(0))
+        );
+        assert_eq!(ev.prot, None);
+
+        let mut rec = record(EventKind::Mprotect);
+        rec.head.args = [0x1000, 0x2000, 1, 0, 0, 0];
+        let ev = event(&rec, "tracepoint").expect("kind");
+        assert_eq!(
+            (ev.syscall, ev.addr, ev.len, ev.prot),
+            (Some(Syscall::Mprotect), Some(0x1000), Some(0x2000), Some(1))
+        );
+        assert_eq!(ev.fd, None);
+
+        let mut rec = record(EventKind::Brk);
+        rec.head.args = [0x5000, 0, 0, 0, 0, 0];
+        rec.head.ret = 0x5000;
+        let ev = event(&rec, "tracepoint").expect("kind");
+        assert_eq!(
+            (ev.syscall, ev.addr, ev.len, ev.ret),
+            (Some(Syscall::Brk), Some(0x5000), None, Some(0x5000))
+        );
+    }
+
+    #[test]
+    fn lifecycle_and_loss() {
+        let mut rec = record(EventKind::Fork);
+        rec.head.args[0] = 99;
+        let ev = event(&rec, "tracepoint").expect("kind");
+        assert_eq!(
+            (ev.kind, ev.child_pid, ev.syscall, ev.ret),
+            (RowKind::Fork, Some(99), None, None)
+        );
+
+        let mut rec = record(EventKind::Exec);
+        set_path(&mut rec, b"/usr/bin/true\0", record_flags::PATH_STRING);
+        let ev = event(&rec, "tracepoint").expect("kind");
+        assert_eq!(ev.kind, RowKind::Exec);
+        assert_eq!(ev.file_path.as_deref(), Some("/usr/bin/true"));
+        assert_eq!(ev.file_name.as_deref(), Some("true"));
+        assert_eq!(ev.path_source.as_deref(), Some("exec_filename"));
+
+        let mut rec = record(EventKind::Exit);
+        rec.head.args[0] = 256;
+        let ev = event(&rec, "tracepoint").expect("kind");
+        assert_eq!((ev.kind, ev.exit_code), (RowKind::Exit, Some(256)));
+
+        let mut rec = record(EventKind::Lost);
+        rec.head.args[0] = 17;
+        let ev = event(&rec, "tracepoint").expect("kind");
+        assert_eq!(
+            (ev.kind, ev.lost_count, ev.cpu),
+            (RowKind::Lost, Some(17), 1)
+        );
+        assert_eq!(ev.ts_exit_ns, Some(1_700_000_000_000_006_500));
+        assert_eq!(ev.source.as_deref(), Some("kernel"));
+    }
+
+    #[test]
     fn unknown_kind_is_an_error() {
-        let mut rec = record();
-        rec.event = 999;
-        assert_eq!(to_event(&rec, &ANCHOR), Err(999));
+        let mut rec = record(EventKind::Mmap);
+        rec.head.event = 999;
+        assert_eq!(event(&rec, "tracepoint"), Err(999));
     }
 }

@@ -66,11 +66,16 @@ pub fn spawn_held(argv: &[OsString], user: Option<&InvokingUser>) -> anyhow::Res
     }
     let pid_w_fd = pid_w.as_raw_fd();
     let go_r_fd = go_r.as_raw_fd();
+    // The recorder's ends, closed in the child so that it sees EOF when the recorder goes away.
+    let pid_r_fd = pid_r.as_raw_fd();
+    let go_w_fd = go_w.as_raw_fd();
     // SAFETY: the closure runs in the forked child before exec and only makes async-signal-safe
-    // calls (getpid, write, read, setgroups, setgid, setuid) on memory prepared before the fork
+    // calls (close, getpid, write, read, setgroups, setgid, setuid) on memory prepared before the fork
     // and on descriptors that stay open until exec (they are CLOEXEC).
     unsafe {
         cmd.pre_exec(move || {
+            libc::close(pid_r_fd);
+            libc::close(go_w_fd);
             let pid = libc::getpid().to_ne_bytes();
             if libc::write(pid_w_fd, pid.as_ptr().cast(), pid.len()) != pid.len() as isize {
                 return Err(std::io::Error::last_os_error());

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod btf;
+mod cgroups;
 mod clock;
 mod convert;
 mod host;
@@ -13,12 +14,16 @@ mod preflight;
 mod probes;
 mod record;
 mod sink;
+mod snapshot;
 
-/// Record Linux memory-mapping system calls (mmap) with eBPF into a Parquet capture file.
+/// Record Linux memory mapping (mmap, munmap, mprotect, mremap, brk) with eBPF into Parquet
+/// captures.
 ///
 /// One row per call: arguments at entry, result at exit, who made it (pid, tid, comm, uid,
-/// cgroup) and, for file mappings, the file's device, inode and name. Loss is counted in the
-/// capture. Read captures with `mmap-analyze` (no root needed), DuckDB, pyarrow or Polars.
+/// cgroup, pid namespace) and, for file mappings, the file's device, inode and full path; plus
+/// process lifecycle and address-space snapshots, so any target's mappings can be rebuilt at any
+/// moment. Loss is recorded in the capture. Read captures with `mmap-analyze` (no root needed),
+/// DuckDB, pyarrow or Polars.
 #[derive(Debug, Parser)]
 #[command(name = "mmap-recorder", version, propagate_version = true)]
 struct Cli {
@@ -28,8 +33,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Record mmap calls of a command, of given processes, or of the whole system (needs root
-    /// or CAP_BPF + CAP_PERFMON).
+    /// Record a command, given processes, names or cgroups, or the whole system (needs root or
+    /// CAP_BPF + CAP_PERFMON).
     Record(record::RecordArgs),
 }
 

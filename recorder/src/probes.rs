@@ -1,19 +1,69 @@
-//! Loading the eBPF object, attaching its programs and reading its maps.
+//! Loading the eBPF object, attaching its programs in one of the attach modes, and reading and
+//! writing its maps.
+use std::path::Path;
+
 use aya::{
-    Ebpf, EbpfLoader,
+    Btf, Ebpf, EbpfLoader,
     maps::{HashMap, MapData, PerCpuArray, RingBuf},
-    programs::TracePoint,
+    programs::{FEntry, FExit, KProbe, ProgramError, RawTracePoint, TracePoint},
 };
-use recorder_common::{KernelOffsets, counters, filter_mode};
+use recorder_common::{COMM_LEN, Config, KernelOffsets, LossWindow, counters};
 
 /// The eBPF object built by build.rs.
 static EBPF_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/mmap-recorder-ebpf"));
 
-/// Tracepoint programs: (program name, category, tracepoint).
-const TRACEPOINTS: &[(&str, &str, &str)] = &[
-    ("sys_enter_mmap", "syscalls", "sys_enter_mmap"),
-    ("sys_exit_mmap", "syscalls", "sys_exit_mmap"),
+/// How the syscall programs are attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachMode {
+    /// syscalls/sys_{enter,exit}_{mmap,munmap,mprotect,mremap,brk}: only the family's calls run
+    /// the programs.
+    Tracepoint,
+    /// raw sys_enter/sys_exit: every system call runs the programs, which filter by number.
+    RawTracepoint,
+    /// kprobe + kretprobe on do_mmap: also mappings the kernel makes itself (exec).
+    Kprobe,
+    /// fentry + fexit on do_mmap (BPF trampolines): the cheapest hook, also kernel mappings.
+    Fentry,
+}
+
+impl AttachMode {
+    /// The name used in captures (`mmap_capture.attach_mode`, the `source` column).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Tracepoint => "tracepoint",
+            Self::RawTracepoint => "raw_tracepoint",
+            Self::Kprobe => "kprobe",
+            Self::Fentry => "fentry",
+        }
+    }
+
+    /// What `--attach auto` tries, best first: the syscall tracepoints fire only for the family's
+    /// calls; the raw sys_enter/sys_exit tracepoints need no tracefs but run for every system
+    /// call. kprobe and fentry are not candidates: they hook do_mmap, a different set of events
+    /// (mmap only, including mappings the kernel makes itself), so they are chosen explicitly.
+    pub const AUTO_ORDER: [Self; 2] = [Self::Tracepoint, Self::RawTracepoint];
+}
+
+/// Syscall tracepoints (program, tracepoint) of the tracepoint mode.
+const SYSCALL_TRACEPOINTS: &[(&str, &str)] = &[
+    ("sys_enter_mmap", "sys_enter_mmap"),
+    ("sys_enter_munmap", "sys_enter_munmap"),
+    ("sys_enter_mprotect", "sys_enter_mprotect"),
+    ("sys_enter_mremap", "sys_enter_mremap"),
+    ("sys_enter_brk", "sys_enter_brk"),
+    ("sys_exit_mm", "sys_exit_mmap"),
+    ("sys_exit_mm", "sys_exit_munmap"),
+    ("sys_exit_mm", "sys_exit_mprotect"),
+    ("sys_exit_mm", "sys_exit_mremap"),
+    ("sys_exit_mm", "sys_exit_brk"),
+];
+
+/// Process lifecycle raw tracepoints, attached in every mode.
+const LIFECYCLE: &[(&str, &str)] = &[
+    ("sched_process_fork", "sched_process_fork"),
+    ("sched_process_exec", "sched_process_exec"),
+    ("sched_process_exit", "sched_process_exit"),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -28,16 +78,18 @@ pub enum ProbeError {
     ProgramLoad {
         program: &'static str,
         #[source]
-        source: Box<aya::programs::ProgramError>,
+        source: Box<ProgramError>,
     },
-    #[error("attaching program {program} to tracepoint {category}/{name} failed: {source}")]
+    #[error("attaching program {program} to {point} failed: {source}")]
     Attach {
         program: &'static str,
-        category: &'static str,
-        name: &'static str,
+        point: String,
         #[source]
-        source: Box<aya::programs::ProgramError>,
+        source: Box<ProgramError>,
     },
+    /// A mode this kernel cannot do, with the missing feature named.
+    #[error("--attach {mode}: {reason}")]
+    Unsupported { mode: &'static str, reason: String },
     #[error("eBPF map {map}: {source}")]
     Map {
         map: &'static str,
@@ -46,22 +98,23 @@ pub enum ProbeError {
     },
 }
 
-/// What the kernel side needs to know before loading.
-pub struct ProbeConfig {
-    pub own_tgid: u32,
-    pub targets_only: bool,
-    pub ring_bytes: u32,
-    pub wakeup_bytes: u64,
-    pub offsets: KernelOffsets,
+impl ProbeError {
+    fn map(map: &'static str) -> impl FnOnce(aya::maps::MapError) -> Self {
+        move |source| Self::Map {
+            map,
+            source: Box::new(source),
+        }
+    }
 }
 
-/// Loaded and attached programs with their maps.
+/// Loaded programs with their maps.
 pub struct Probes {
     ebpf: Ebpf,
+    attached: Vec<&'static str>,
 }
 
 /// Sums of the kernel's per-CPU counters.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct KernelCounters {
     pub emitted: u64,
     pub lost_ringbuf_full: u64,
@@ -70,87 +123,149 @@ pub struct KernelCounters {
 }
 
 impl Probes {
-    /// Loads the object with `config` baked into its globals and map sizes.
-    pub fn load(config: &ProbeConfig) -> Result<Self, ProbeError> {
-        let mode = if config.targets_only {
-            filter_mode::TARGETS
-        } else {
-            filter_mode::ALL
-        };
+    /// Loads the object with `config` baked into its globals and the ring of `ring_bytes`.
+    pub fn load(
+        config: &Config,
+        offsets: &KernelOffsets,
+        ring_bytes: u32,
+    ) -> Result<Self, ProbeError> {
         let ebpf = EbpfLoader::new()
-            .override_global("OWN_TGID", &config.own_tgid, true)
-            .override_global("FILTER_MODE", &mode, true)
-            .override_global("WAKEUP_BYTES", &config.wakeup_bytes, true)
-            .override_global("OFFSETS", &config.offsets, true)
-            .map_max_entries("EVENTS", config.ring_bytes)
+            .override_global("CONFIG", config, true)
+            .override_global("OFFSETS", offsets, true)
+            .map_max_entries("EVENTS", ring_bytes)
             .load(EBPF_OBJECT)
             .map_err(|e| ProbeError::Load(Box::new(e)))?;
-        Ok(Self { ebpf })
+        Ok(Self {
+            ebpf,
+            attached: Vec::new(),
+        })
     }
 
-    /// Adds a process to the target set (only consulted when loaded with `targets_only`).
+    /// Adds a process to the target set.
     pub fn add_target(&mut self, tgid: u32) -> Result<(), ProbeError> {
         const MAP: &str = "TARGET_TGIDS";
         let map = self.ebpf.map_mut(MAP).ok_or(ProbeError::MissingMap(MAP))?;
         let mut targets: HashMap<_, u32, u8> =
-            HashMap::try_from(map).map_err(|source| ProbeError::Map {
-                map: MAP,
-                source: Box::new(source),
-            })?;
-        targets
-            .insert(tgid, 1, 0)
-            .map_err(|source| ProbeError::Map {
-                map: MAP,
-                source: Box::new(source),
-            })
+            HashMap::try_from(map).map_err(ProbeError::map(MAP))?;
+        targets.insert(tgid, 1, 0).map_err(ProbeError::map(MAP))
+    }
+
+    /// Adds a command name (as in /proc/PID/comm, at most 15 bytes) to the target set.
+    pub fn add_comm(&mut self, comm: &str) -> Result<(), ProbeError> {
+        const MAP: &str = "TARGET_COMMS";
+        let map = self.ebpf.map_mut(MAP).ok_or(ProbeError::MissingMap(MAP))?;
+        let mut comms: HashMap<_, [u8; COMM_LEN], u8> =
+            HashMap::try_from(map).map_err(ProbeError::map(MAP))?;
+        comms
+            .insert(comm_key(comm), 1, 0)
+            .map_err(ProbeError::map(MAP))
     }
 
     /// Takes the ring buffer out of the object (once).
     pub fn take_ring(&mut self) -> Result<RingBuf<MapData>, ProbeError> {
         const MAP: &str = "EVENTS";
         let map = self.ebpf.take_map(MAP).ok_or(ProbeError::MissingMap(MAP))?;
-        RingBuf::try_from(map).map_err(|source| ProbeError::Map {
-            map: MAP,
-            source: Box::new(source),
-        })
+        RingBuf::try_from(map).map_err(ProbeError::map(MAP))
     }
 
-    /// Loads and attaches every tracepoint program.
-    pub fn attach(&mut self) -> Result<(), ProbeError> {
-        for &(program, category, name) in TRACEPOINTS {
-            let prog: &mut TracePoint = self
-                .ebpf
-                .program_mut(program)
-                .ok_or(ProbeError::MissingProgram(program))?
-                .try_into()
-                .map_err(|source| ProbeError::ProgramLoad {
-                    program,
-                    source: Box::new(source),
+    /// Loads and attaches the programs of `mode` and the lifecycle programs.
+    pub fn attach(&mut self, mode: AttachMode) -> Result<(), ProbeError> {
+        match mode {
+            AttachMode::Tracepoint => {
+                for &(program, name) in SYSCALL_TRACEPOINTS {
+                    let prog: &mut TracePoint = self.program(program)?;
+                    if prog.fd().is_err() {
+                        prog.load().map_err(load_error(program))?;
+                    }
+                    prog.attach("syscalls", name)
+                        .map_err(attach_error(program, format!("tracepoint syscalls/{name}")))?;
+                    self.attached.push(program);
+                }
+            }
+            AttachMode::RawTracepoint => {
+                for (program, point) in
+                    [("raw_sys_enter", "sys_enter"), ("raw_sys_exit", "sys_exit")]
+                {
+                    let prog: &mut RawTracePoint = self.program(program)?;
+                    prog.load().map_err(load_error(program))?;
+                    prog.attach(point)
+                        .map_err(attach_error(program, format!("raw tracepoint {point}")))?;
+                    self.attached.push(program);
+                }
+            }
+            AttachMode::Kprobe => {
+                if !kprobes_available() {
+                    return Err(ProbeError::Unsupported {
+                        mode: "kprobe",
+                        reason: "this kernel has no kprobes (CONFIG_KPROBES is not set: \
+                                 /sys/kernel/tracing/kprobe_events is missing); use \
+                                 --attach tracepoint"
+                            .to_owned(),
+                    });
+                }
+                for program in ["kprobe_do_mmap", "kretprobe_do_mmap"] {
+                    let prog: &mut KProbe = self.program(program)?;
+                    prog.load().map_err(load_error(program))?;
+                    prog.attach("do_mmap", 0)
+                        .map_err(|source| kprobe_error(program, source))?;
+                    self.attached.push(program);
+                }
+            }
+            AttachMode::Fentry => {
+                let btf = Btf::from_sys_fs().map_err(|e| ProbeError::Unsupported {
+                    mode: "fentry",
+                    reason: format!("needs the kernel's BTF: {e}"),
                 })?;
-            prog.load().map_err(|source| ProbeError::ProgramLoad {
-                program,
-                source: Box::new(source),
-            })?;
-            prog.attach(category, name)
-                .map_err(|source| ProbeError::Attach {
-                    program,
-                    category,
-                    name,
-                    source: Box::new(source),
-                })?;
+                let entry: &mut FEntry = self.program("fentry_do_mmap")?;
+                entry
+                    .load("do_mmap", &btf)
+                    .map_err(|source| fentry_error("fentry_do_mmap", source))?;
+                entry
+                    .attach()
+                    .map_err(|source| fentry_error("fentry_do_mmap", source))?;
+                self.attached.push("fentry_do_mmap");
+                let exit: &mut FExit = self.program("fexit_do_mmap")?;
+                exit.load("do_mmap", &btf)
+                    .map_err(|source| fentry_error("fexit_do_mmap", source))?;
+                exit.attach()
+                    .map_err(|source| fentry_error("fexit_do_mmap", source))?;
+                self.attached.push("fexit_do_mmap");
+            }
+        }
+        for &(program, point) in LIFECYCLE {
+            let prog: &mut RawTracePoint = self.program(program)?;
+            prog.load().map_err(load_error(program))?;
+            prog.attach(point)
+                .map_err(attach_error(program, format!("raw tracepoint {point}")))?;
+            self.attached.push(program);
         }
         Ok(())
     }
 
-    /// Detaches every program: no new records are produced after this returns.
+    fn program<'a, P>(&'a mut self, name: &'static str) -> Result<&'a mut P, ProbeError>
+    where
+        &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
+    {
+        self.ebpf
+            .program_mut(name)
+            .ok_or(ProbeError::MissingProgram(name))?
+            .try_into()
+            .map_err(load_error(name))
+    }
+
+    /// Unloads every attached program (dropping their links): no new records are produced
+    /// after this returns.
     pub fn detach(&mut self) {
-        for &(program, _, _) in TRACEPOINTS {
-            if let Some(prog) = self.ebpf.program_mut(program)
-                && let Ok(prog) = <&mut TracePoint>::try_from(prog)
-            {
-                // Unloading drops every link of the program.
-                let _ = prog.unload();
-            }
+        for name in std::mem::take(&mut self.attached) {
+            use aya::programs::Program;
+            let _ = match self.ebpf.program_mut(name) {
+                Some(Program::TracePoint(p)) => p.unload(),
+                Some(Program::RawTracePoint(p)) => p.unload(),
+                Some(Program::KProbe(p)) => p.unload(),
+                Some(Program::FEntry(p)) => p.unload(),
+                Some(Program::FExit(p)) => p.unload(),
+                _ => Ok(()),
+            };
         }
     }
 
@@ -159,16 +274,13 @@ impl Probes {
         const MAP: &str = "COUNTERS";
         let map = self.ebpf.map(MAP).ok_or(ProbeError::MissingMap(MAP))?;
         let array: PerCpuArray<_, u64> =
-            PerCpuArray::try_from(map).map_err(|source| ProbeError::Map {
-                map: MAP,
-                source: Box::new(source),
-            })?;
+            PerCpuArray::try_from(map).map_err(ProbeError::map(MAP))?;
         let sum = |index: u32| -> Result<u64, ProbeError> {
-            let values = array.get(&index, 0).map_err(|source| ProbeError::Map {
-                map: MAP,
-                source: Box::new(source),
-            })?;
-            Ok(values.iter().sum())
+            Ok(array
+                .get(&index, 0)
+                .map_err(ProbeError::map(MAP))?
+                .iter()
+                .sum())
         };
         Ok(KernelCounters {
             emitted: sum(counters::EMITTED)?,
@@ -176,5 +288,148 @@ impl Probes {
             orphan_exits: sum(counters::ORPHAN_EXIT)?,
             entry_map_full: sum(counters::ENTRY_MAP_FULL)?,
         })
+    }
+
+    /// Loss windows not yet reported in-band, by CPU (read after the programs are detached).
+    pub fn pending_loss(&self) -> Result<Vec<(u32, LossWindow)>, ProbeError> {
+        const MAP: &str = "LOSS";
+        let map = self.ebpf.map(MAP).ok_or(ProbeError::MissingMap(MAP))?;
+        let array: PerCpuArray<_, LossWindow> =
+            PerCpuArray::try_from(map).map_err(ProbeError::map(MAP))?;
+        let values = array.get(&0, 0).map_err(ProbeError::map(MAP))?;
+        Ok(values
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| w.count > 0)
+            .map(|(cpu, w)| (cpu as u32, *w))
+            .collect())
+    }
+}
+
+/// A command name as the kernel stores it: at most 15 bytes, NUL padded.
+pub fn comm_key(comm: &str) -> [u8; COMM_LEN] {
+    let mut key = [0u8; COMM_LEN];
+    let bytes = comm.as_bytes();
+    let n = bytes.len().min(COMM_LEN - 1);
+    key[..n].copy_from_slice(&bytes[..n]);
+    key
+}
+
+fn load_error(program: &'static str) -> impl FnOnce(ProgramError) -> ProbeError {
+    move |source| ProbeError::ProgramLoad {
+        program,
+        source: Box::new(source),
+    }
+}
+
+fn attach_error(program: &'static str, point: String) -> impl FnOnce(ProgramError) -> ProbeError {
+    move |source| ProbeError::Attach {
+        program,
+        point,
+        source: Box::new(source),
+    }
+}
+
+/// Kprobes exist when tracefs (or debugfs) offers kprobe_events.
+pub fn kprobes_available() -> bool {
+    [
+        "/sys/kernel/tracing/kprobe_events",
+        "/sys/kernel/debug/tracing/kprobe_events",
+    ]
+    .iter()
+    .any(|p| Path::new(p).exists())
+}
+
+fn kprobe_error(program: &'static str, source: ProgramError) -> ProbeError {
+    ProbeError::Unsupported {
+        mode: "kprobe",
+        reason: format!(
+            "attaching {program} to do_mmap failed ({source}); the kernel needs CONFIG_KPROBES=y \
+             and do_mmap must not be inlined or blacklisted"
+        ),
+    }
+}
+
+/// The errno at the bottom of an error's source chain, if any.
+fn os_error(err: &(dyn std::error::Error + 'static)) -> Option<i32> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && let Some(code) = io.raw_os_error()
+        {
+            return Some(code);
+        }
+        cur = e.source();
+    }
+    None
+}
+
+/// The clear message for fentry/fexit failures: on locked-down kernels BPF trampolines are
+/// refused with EPERM even to root.
+fn fentry_error(program: &'static str, source: ProgramError) -> ProbeError {
+    let text = source.to_string();
+    let eperm = os_error(&source) == Some(libc::EPERM);
+    let lockdown = std::fs::read_to_string("/sys/kernel/security/lockdown")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .find(|w| w.starts_with('['))
+                .map(|w| w.trim_matches(['[', ']']).to_owned())
+        });
+    let reason = if eperm {
+        format!(
+            "the kernel refused {program} (EPERM): fentry/fexit need BPF trampolines \
+             (BPF_PROG_TYPE_TRACING), which kernel lockdown forbids{}; use --attach tracepoint",
+            match lockdown {
+                Some(mode) => format!(" (lockdown mode: {mode})"),
+                None => " (lockdown state: see /sys/kernel/security/lockdown)".to_owned(),
+            }
+        )
+    } else {
+        format!(
+            "{program} failed ({text}); fentry/fexit need CONFIG_DEBUG_INFO_BTF, \
+             CONFIG_BPF_JIT and BPF trampolines (CONFIG_FUNCTION_TRACER) on x86_64"
+        )
+    };
+    ProbeError::Unsupported {
+        mode: "fentry",
+        reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn comm_keys_are_nul_padded_and_cut_at_15_bytes() {
+        assert_eq!(&comm_key("bash")[..5], b"bash\0");
+        let long = comm_key("a-very-long-command-name");
+        assert_eq!(&long[..15], b"a-very-long-com");
+        assert_eq!(long[15], 0);
+    }
+
+    #[test]
+    fn auto_order_prefers_syscall_tracepoints_and_never_picks_do_mmap_hooks() {
+        assert_eq!(AttachMode::AUTO_ORDER[0], AttachMode::Tracepoint);
+        assert!(!AttachMode::AUTO_ORDER.contains(&AttachMode::Kprobe));
+        assert!(!AttachMode::AUTO_ORDER.contains(&AttachMode::Fentry));
+    }
+
+    #[test]
+    fn fentry_eperm_names_lockdown() {
+        let err = fentry_error(
+            "fentry_do_mmap",
+            ProgramError::SyscallError(aya::sys::SyscallError {
+                call: "bpf_prog_load",
+                io_error: std::io::Error::from_raw_os_error(libc::EPERM),
+            }),
+        );
+        let text = err.to_string();
+        assert!(text.starts_with("--attach fentry: "), "{text}");
+        assert!(
+            text.contains("lockdown") && text.contains("BPF_PROG_TYPE_TRACING"),
+            "{text}"
+        );
     }
 }

@@ -1,7 +1,9 @@
-//! The writer thread: converts kernel records into rows, compresses and writes them, so that the
-//! ring-buffer drain never waits for zstd or the disk.
+//! The writer thread: converts kernel records into rows, compresses and writes them, rotates
+//! segments and keeps the crash journal, so that the ring-buffer drain never waits for zstd or
+//! the disk.
 use std::{
     fs::File,
+    path::{Path, PathBuf},
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -13,18 +15,55 @@ use std::{
 
 use anyhow::Context as _;
 use mmap_format::{
-    metadata::{CaptureMetadata, ClockAnchor},
+    event::Event,
+    journal::journal_path,
+    metadata::{CaptureMetadata, ClockAnchor, Counters},
     writer::{CaptureWriter, WriterConfig},
 };
-use recorder_common::SyscallRecord;
+use recorder_common::RecordRef;
 
-use crate::convert::to_event;
+use crate::{cgroups::CgroupNames, clock, convert::to_event, launch::InvokingUser, output};
+
+/// Where rows go.
+#[derive(Clone, Debug)]
+pub enum Output {
+    /// One capture file.
+    File(PathBuf),
+    /// A directory of segments, rotated by size and/or age, the newest `keep` kept.
+    Dir {
+        dir: PathBuf,
+        rotate_size: Option<u64>,
+        rotate_time: Option<Duration>,
+        keep: Option<usize>,
+    },
+}
+
+/// Everything the writer thread needs.
+pub struct SinkSetup {
+    pub output: Output,
+    pub writer: WriterConfig,
+    pub flush_interval: Duration,
+    pub anchor: ClockAnchor,
+    /// The `source` column of rows from the kernel: the attach mode.
+    pub source: &'static str,
+    /// Metadata common to every segment (capture id, host, targets, ...); the sink fills in
+    /// segment index, times and counters.
+    pub template: CaptureMetadata,
+    pub owner: Option<InvokingUser>,
+    /// The first file, created before recording starts so that errors come early.
+    pub first: Option<(PathBuf, File)>,
+}
 
 /// Messages to the writer thread.
 pub enum SinkMsg {
-    Records(Vec<SyscallRecord>),
-    /// Close the file with this metadata (the sink adds its own decode-error count).
-    Finish(Box<CaptureMetadata>),
+    /// Ring-buffer items, each framed as a native-endian u32 length and the bytes.
+    Records(Vec<u8>),
+    /// Rows made in user space (snapshots).
+    Rows(Vec<Event<'static>>),
+    /// Counters so far (cumulative), for segment metadata and the journal.
+    Counters(Counters),
+    /// Close the last segment with the final counters.
+    Finish(Counters),
 }
 
 /// Live numbers, read by the progress display.
@@ -37,9 +76,11 @@ pub struct SinkStats {
 /// What the writer thread did.
 #[derive(Debug)]
 pub struct SinkReport {
+    pub files: Vec<PathBuf>,
     pub rows: u64,
     pub bytes: u64,
     pub decode_errors: u64,
+    pub removed_segments: usize,
 }
 
 /// Sending side of the writer thread.
@@ -49,48 +90,65 @@ pub struct Sink {
     pub stats: Arc<SinkStats>,
 }
 
-/// Batches of records that may wait for the writer before the drain stops reading (and lets the
-/// kernel count further records as lost instead of growing memory without bound).
-const QUEUE_BATCHES: usize = 4096;
+/// Row groups after which a segment stops being cut by the flush timer (Parquet's limit is
+/// 32,767): a directory capture starts a new segment, a single file is flushed only when
+/// `row_group_rows` rows are buffered, with a warning.
+const ROW_GROUP_SOFT_LIMIT: usize = 30_000;
+
+/// Messages that may wait for the writer before the drain stops reading (and lets the kernel
+/// count further records as lost instead of growing memory without bound).
+const QUEUE_MESSAGES: usize = 1024;
+
+/// Appends one ring-buffer item to a batch of frames.
+pub fn push_frame(batch: &mut Vec<u8>, item: &[u8]) {
+    batch.extend_from_slice(&(item.len() as u32).to_ne_bytes());
+    batch.extend_from_slice(item);
+}
+
+/// The items of a batch of frames.
+fn frames(batch: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = batch;
+    std::iter::from_fn(move || {
+        let (len, tail) = rest.split_first_chunk::<4>()?;
+        let len = u32::from_ne_bytes(*len) as usize;
+        let (item, tail) = tail.split_at_checked(len)?;
+        rest = tail;
+        Some(item)
+    })
+}
 
 impl Sink {
-    pub fn spawn(
-        file: File,
-        config: WriterConfig,
-        anchor: ClockAnchor,
-        flush_interval: Duration,
-    ) -> anyhow::Result<Self> {
-        let (tx, rx) = sync_channel(QUEUE_BATCHES);
+    pub fn spawn(setup: SinkSetup) -> anyhow::Result<Self> {
+        let (tx, rx) = sync_channel(QUEUE_MESSAGES);
         let stats = Arc::new(SinkStats::default());
-        let writer = CaptureWriter::new(file, config).context("starting the capture writer")?;
         let thread_stats = Arc::clone(&stats);
+        let mut state = Writer::new(setup)?;
         let handle = std::thread::Builder::new()
             .name("capture-writer".into())
-            .spawn(move || write_loop(writer, rx, anchor, flush_interval, &thread_stats))
+            .spawn(move || state.run(rx, &thread_stats))
             .context("spawning the writer thread")?;
         Ok(Self { tx, handle, stats })
     }
 
-    /// Queues records without blocking; gives them back when the queue is full.
-    pub fn try_send(&self, records: Vec<SyscallRecord>) -> Result<(), Vec<SyscallRecord>> {
-        match self.tx.try_send(SinkMsg::Records(records)) {
+    /// Queues a message without blocking; gives it back when the queue is full.
+    pub fn try_send(&self, msg: SinkMsg) -> Result<(), SinkMsg> {
+        match self.tx.try_send(msg) {
             Ok(()) => Ok(()),
-            Err(TrySendError::Full(SinkMsg::Records(r))) => Err(r),
-            Err(TrySendError::Disconnected(SinkMsg::Records(r))) => Err(r),
-            Err(_) => Err(Vec::new()),
+            Err(TrySendError::Full(msg) | TrySendError::Disconnected(msg)) => Err(msg),
         }
     }
 
-    /// Queues records, waiting for room (used only once recording has stopped).
-    pub fn send(&self, records: Vec<SyscallRecord>) -> anyhow::Result<()> {
+    /// Queues a message, waiting for room (used once recording has stopped, and for rare
+    /// messages).
+    pub fn send(&self, msg: SinkMsg) -> anyhow::Result<()> {
         self.tx
-            .send(SinkMsg::Records(records))
+            .send(msg)
             .map_err(|_| anyhow::anyhow!("the writer thread stopped early"))
     }
 
-    /// Closes the file with `metadata` and waits for the writer thread.
-    pub fn finish(self, metadata: CaptureMetadata) -> anyhow::Result<SinkReport> {
-        let sent = self.tx.send(SinkMsg::Finish(Box::new(metadata)));
+    /// Closes the last segment and waits for the writer thread.
+    pub fn finish(self, counters: Counters) -> anyhow::Result<SinkReport> {
+        let sent = self.tx.send(SinkMsg::Finish(counters));
         drop(self.tx);
         let report = self
             .handle
@@ -101,58 +159,348 @@ impl Sink {
     }
 }
 
-fn write_loop(
-    mut writer: CaptureWriter<File>,
-    rx: Receiver<SinkMsg>,
-    anchor: ClockAnchor,
-    flush_interval: Duration,
-    stats: &SinkStats,
-) -> anyhow::Result<SinkReport> {
-    let mut decode_errors = 0u64;
-    let mut unflushed = false;
-    let mut last_flush = Instant::now();
-    loop {
-        let timeout = flush_interval.saturating_sub(last_flush.elapsed());
-        match rx.recv_timeout(timeout) {
-            Ok(SinkMsg::Records(records)) => {
-                for rec in &records {
-                    match to_event(rec, &anchor) {
-                        Ok(event) => writer.push(&event).context("writing a row")?,
-                        Err(_) => decode_errors += 1,
+/// The segment being written.
+struct Segment {
+    path: PathBuf,
+    index: u32,
+    writer: CaptureWriter<File>,
+    start_ns: i64,
+    opened: Instant,
+    counters_at_open: Counters,
+    decode_errors_at_open: u64,
+    unflushed: bool,
+    warned_row_groups: bool,
+}
+
+struct Writer {
+    setup: SinkSetup,
+    current: Option<Segment>,
+    next_first: Option<(PathBuf, File)>,
+    next_index: u32,
+    /// Latest cumulative counters (kernel + drain), and the sink's own decode errors so far.
+    counters: Counters,
+    decode_errors: u64,
+    cgroups: CgroupNames,
+    files: Vec<PathBuf>,
+    rows: u64,
+    bytes: u64,
+    removed: usize,
+}
+
+fn sub(a: Counters, b: Counters) -> Counters {
+    Counters {
+        emitted: a.emitted.saturating_sub(b.emitted),
+        lost_ringbuf_full: a.lost_ringbuf_full.saturating_sub(b.lost_ringbuf_full),
+        orphan_exits: a.orphan_exits.saturating_sub(b.orphan_exits),
+        entry_map_full: a.entry_map_full.saturating_sub(b.entry_map_full),
+        decode_errors: a.decode_errors.saturating_sub(b.decode_errors),
+    }
+}
+
+impl Writer {
+    fn new(mut setup: SinkSetup) -> anyhow::Result<Self> {
+        let first = setup.first.take();
+        let mut writer = Self {
+            setup,
+            current: None,
+            next_first: first,
+            next_index: 0,
+            counters: Counters::default(),
+            decode_errors: 0,
+            cgroups: CgroupNames::new(),
+            files: Vec::new(),
+            rows: 0,
+            bytes: 0,
+            removed: 0,
+        };
+        // The first segment exists from the start, so a capture always has a file.
+        writer.open_segment()?;
+        Ok(writer)
+    }
+
+    fn run(&mut self, rx: Receiver<SinkMsg>, stats: &SinkStats) -> anyhow::Result<SinkReport> {
+        let flush_interval = self.setup.flush_interval;
+        let mut last_flush = Instant::now();
+        loop {
+            let timeout = flush_interval.saturating_sub(last_flush.elapsed());
+            match rx.recv_timeout(timeout) {
+                Ok(SinkMsg::Records(batch)) => self.write_records(&batch)?,
+                Ok(SinkMsg::Rows(rows)) => {
+                    for row in &rows {
+                        self.push(row)?;
                     }
                 }
-                unflushed |= !records.is_empty();
-                stats.rows.store(writer.rows_written(), Ordering::Relaxed);
+                Ok(SinkMsg::Counters(counters)) => {
+                    self.counters = counters;
+                    if let Some(meta) = self.segment_metadata()
+                        && let Some(seg) = self.current.as_mut()
+                    {
+                        seg.writer.set_metadata(&meta);
+                    }
+                }
+                Ok(SinkMsg::Finish(counters)) => {
+                    self.counters = counters;
+                    self.close_segment()?;
+                    stats.bytes.store(self.bytes, Ordering::Relaxed);
+                    return Ok(SinkReport {
+                        files: std::mem::take(&mut self.files),
+                        rows: self.rows,
+                        bytes: self.bytes,
+                        decode_errors: self.decode_errors,
+                        removed_segments: self.removed,
+                    });
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    anyhow::bail!("recording stopped without closing the capture file")
+                }
             }
-            Ok(SinkMsg::Finish(mut metadata)) => {
-                metadata.counters.decode_errors += decode_errors;
-                let rows = writer.rows_written();
-                let file = writer
-                    .finish(&metadata)
-                    .context("closing the capture file")?;
-                file.sync_all().context("syncing the capture file")?;
-                let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
-                stats.bytes.store(bytes, Ordering::Relaxed);
-                return Ok(SinkReport {
-                    rows,
-                    bytes,
-                    decode_errors,
-                });
+            stats.rows.store(self.rows, Ordering::Relaxed);
+            if last_flush.elapsed() >= flush_interval {
+                if let Some(seg) = self.current.as_mut()
+                    && seg.unflushed
+                    && seg.writer.row_groups() < ROW_GROUP_SOFT_LIMIT
+                {
+                    seg.writer
+                        .flush()
+                        .context("flushing rows to the capture file")?;
+                    seg.unflushed = false;
+                }
+                last_flush = Instant::now();
+                stats.bytes.store(
+                    self.bytes
+                        + self
+                            .current
+                            .as_ref()
+                            .map_or(0, |s| s.writer.bytes_written()),
+                    Ordering::Relaxed,
+                );
             }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => {
-                anyhow::bail!("recording stopped without closing the capture file")
+            self.maybe_rotate()?;
+        }
+    }
+
+    fn write_records(&mut self, batch: &[u8]) -> anyhow::Result<()> {
+        let anchor = self.setup.anchor;
+        let source = self.setup.source;
+        for item in frames(batch) {
+            let Some(rec) = RecordRef::decode(item) else {
+                self.decode_errors += 1;
+                continue;
+            };
+            match to_event(&rec, &anchor, source) {
+                Ok(mut event) => {
+                    if event.cgroup_id != 0 {
+                        event.cgroup_path = self
+                            .cgroups
+                            .name(event.cgroup_id)
+                            .map(|p| std::borrow::Cow::Owned(p.to_string()));
+                    }
+                    self.push(&event)?;
+                }
+                Err(_) => self.decode_errors += 1,
             }
         }
-        if last_flush.elapsed() >= flush_interval {
-            if unflushed {
-                writer
-                    .flush()
-                    .context("flushing rows to the capture file")?;
-                unflushed = false;
-            }
-            last_flush = Instant::now();
-            stats.bytes.store(writer.bytes_written(), Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn push(&mut self, event: &Event<'_>) -> anyhow::Result<()> {
+        if self.current.is_none() {
+            self.open_segment()?;
         }
+        let seg = self.current.as_mut().context("no open segment")?;
+        seg.writer.push(event).context("writing a row")?;
+        seg.unflushed = true;
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// Metadata of the current segment as of now.
+    fn segment_metadata(&self) -> Option<CaptureMetadata> {
+        let seg = self.current.as_ref()?;
+        let mut meta = self.setup.template.clone();
+        meta.segment_index = Some(seg.index);
+        meta.capture_start_ns = seg.start_ns;
+        meta.capture_end_ns = clock::realtime_ns();
+        let mut counters = sub(self.counters, seg.counters_at_open);
+        counters.decode_errors += self.decode_errors - seg.decode_errors_at_open;
+        meta.counters = counters;
+        Some(meta)
+    }
+
+    fn segment_path(&self, index: u32) -> PathBuf {
+        match &self.setup.output {
+            Output::File(path) => path.clone(),
+            Output::Dir { dir, .. } => dir.join(segment_name(&self.setup.template, index)),
+        }
+    }
+
+    fn open_segment(&mut self) -> anyhow::Result<()> {
+        let index = self.next_index;
+        let (path, file) = match self.next_first.take() {
+            Some(first) => first,
+            None => {
+                let path = self.segment_path(index);
+                let file = output::create_capture(&path, false, self.setup.owner.as_ref())?;
+                (path, file)
+            }
+        };
+        let journal = output::create_capture(&journal_path(&path), true, self.setup.owner.as_ref())
+            .context("creating the crash journal")?;
+        // The journal's directory entry must survive a crash too.
+        if let Some(dir) = path.parent() {
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .with_context(|| format!("syncing {}", dir.display()))?;
+        }
+        let start_ns = if index == 0 {
+            self.setup.template.capture_start_ns
+        } else {
+            clock::realtime_ns()
+        };
+        let mut meta = self.setup.template.clone();
+        meta.segment_index = Some(index);
+        meta.capture_start_ns = start_ns;
+        meta.capture_end_ns = start_ns;
+        let writer = CaptureWriter::with_journal(file, journal, self.setup.writer.clone(), &meta)
+            .with_context(|| format!("starting {}", path.display()))?;
+        self.current = Some(Segment {
+            path,
+            index,
+            writer,
+            start_ns,
+            opened: Instant::now(),
+            counters_at_open: self.counters,
+            decode_errors_at_open: self.decode_errors,
+            unflushed: false,
+            warned_row_groups: false,
+        });
+        self.next_index = index + 1;
+        Ok(())
+    }
+
+    fn close_segment(&mut self) -> anyhow::Result<()> {
+        let Some(meta) = self.segment_metadata() else {
+            return Ok(());
+        };
+        let Some(seg) = self.current.take() else {
+            return Ok(());
+        };
+        let file = seg
+            .writer
+            .finish(&meta)
+            .with_context(|| format!("closing {}", seg.path.display()))?;
+        file.sync_all()
+            .with_context(|| format!("syncing {}", seg.path.display()))?;
+        self.bytes += file.metadata().map(|m| m.len()).unwrap_or(0);
+        let _ = std::fs::remove_file(journal_path(&seg.path));
+        self.files.push(seg.path);
+        self.enforce_keep();
+        Ok(())
+    }
+
+    fn maybe_rotate(&mut self) -> anyhow::Result<()> {
+        if let (Output::File(path), Some(seg)) = (&self.setup.output, self.current.as_mut())
+            && seg.writer.row_groups() >= ROW_GROUP_SOFT_LIMIT
+            && !seg.warned_row_groups
+        {
+            seg.warned_row_groups = true;
+            eprintln!(
+                "\nmmap-recorder: {} holds {ROW_GROUP_SOFT_LIMIT} row groups; from now on rows are \
+                 written every {} rows, not every --flush-interval (use -o DIR/ with \
+                 --rotate-time for long captures)",
+                path.display(),
+                self.setup.writer.row_group_rows
+            );
+        }
+        let Output::Dir {
+            rotate_size,
+            rotate_time,
+            ..
+        } = &self.setup.output
+        else {
+            return Ok(());
+        };
+        let Some(seg) = self.current.as_ref() else {
+            return Ok(());
+        };
+        if seg.writer.rows_written() == 0 {
+            return Ok(());
+        }
+        // Bytes written so far plus an estimate of the rows still buffered in the writer.
+        let size = seg.writer.bytes_written() + seg.writer.rows_buffered() as u64 * 24;
+        let by_size = rotate_size.is_some_and(|max| size >= max);
+        let by_time = rotate_time.is_some_and(|max| seg.opened.elapsed() >= max);
+        let by_row_groups = seg.writer.row_groups() >= ROW_GROUP_SOFT_LIMIT;
+        if by_size || by_time || by_row_groups {
+            self.close_segment()?;
+        }
+        Ok(())
+    }
+
+    /// With `--keep N`, removes the oldest closed segments beyond N.
+    fn enforce_keep(&mut self) {
+        let Output::Dir {
+            keep: Some(keep), ..
+        } = &self.setup.output
+        else {
+            return;
+        };
+        while self.files.len() > *keep {
+            let oldest = self.files.remove(0);
+            if std::fs::remove_file(&oldest).is_ok() {
+                self.removed += 1;
+            }
+        }
+    }
+}
+
+/// `mmap-<start>-<capture id prefix>-<index>.parquet`: sorts by time, then index.
+pub fn segment_name(template: &CaptureMetadata, index: u32) -> String {
+    let start =
+        chrono::DateTime::from_timestamp_nanos(template.capture_start_ns).format("%Y%m%dT%H%M%SZ");
+    let id: String = template
+        .capture_id
+        .as_deref()
+        .unwrap_or("capture")
+        .chars()
+        .take(8)
+        .collect();
+    format!("mmap-{start}-{id}-{index:05}.parquet")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_and_stop_at_a_torn_frame() {
+        let mut batch = Vec::new();
+        push_frame(&mut batch, b"abc");
+        push_frame(&mut batch, b"");
+        push_frame(&mut batch, b"defgh");
+        let items: Vec<&[u8]> = frames(&batch).collect();
+        assert_eq!(items, vec![&b"abc"[..], b"", b"defgh"]);
+        batch.truncate(batch.len() - 2);
+        assert_eq!(frames(&batch).count(), 2);
+    }
+
+    #[test]
+    fn segment_names_sort_by_start_then_index() {
+        let template = CaptureMetadata {
+            capture_start_ns: 1_764_226_381_000_000_000,
+            capture_id: Some("1a2b3c4d-5e6f".to_owned()),
+            ..Default::default()
+        };
+        assert_eq!(
+            segment_name(&template, 7),
+            "mmap-20251127T065301Z-1a2b3c4d-00007.parquet"
+        );
+        assert!(segment_name(&template, 9) < segment_name(&template, 10));
     }
 }

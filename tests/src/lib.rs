@@ -33,11 +33,129 @@ pub struct Call {
     pub after_ns: i64,
 }
 
+/// One munmap, mprotect, mremap or brk call (or an mmap of the family scenario).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct FamilyCall {
+    pub label: String,
+    /// "mmap", "munmap", "mprotect", "mremap" or "brk".
+    pub syscall: String,
+    pub tid: u32,
+    pub addr: u64,
+    pub len: Option<u64>,
+    pub prot: Option<u64>,
+    pub flags: Option<u64>,
+    pub new_len: Option<u64>,
+    pub new_addr: Option<u64>,
+    pub ret: i64,
+    pub before_ns: i64,
+    pub after_ns: i64,
+}
+
+/// The fork of the exec child.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ForkInfo {
+    pub child_pid: u32,
+    pub before_ns: i64,
+    pub after_ns: i64,
+    /// The child's wait status.
+    pub status: i32,
+}
+
+/// What the exec'd child did, and its own reading of /proc/self/maps.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ExecChild {
+    pub pid: u32,
+    /// The path passed to execv.
+    pub exe: String,
+    pub calls: Vec<FamilyCall>,
+    /// /proc/self/maps as the child read it, and the clock around the read.
+    pub maps: String,
+    pub maps_before_ns: i64,
+    pub maps_after_ns: i64,
+}
+
 /// Everything the workload did.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Report {
     pub pid: u32,
     pub calls: Vec<Call>,
+    /// With --family: munmap/mprotect/mremap/brk calls of the main thread.
+    #[serde(default)]
+    pub family: Vec<FamilyCall>,
+    #[serde(default)]
+    pub fork: Option<ForkInfo>,
+    #[serde(default)]
+    pub exec_child: Option<ExecChild>,
+}
+
+/// Whether the tests run as root (CI does; loading eBPF needs it).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Returns from the test with a message when not root: eBPF tests skip there, and run (and fail
+/// on any load or attach error) as root, which CI is.
+#[macro_export]
+macro_rules! require_root {
+    () => {
+        if !$crate::is_root() {
+            eprintln!(
+                "skipping {}: loading eBPF needs root (CI runs as root)",
+                module_path!()
+            );
+            return;
+        }
+    };
+}
+
+/// Starts `mmap-recorder record ARGS -o OUT` and waits for its start line on stderr; the handle
+/// yields the rest of its stderr.
+pub fn start_recorder(
+    args: &[&str],
+    out: &std::path::Path,
+) -> (std::process::Child, std::thread::JoinHandle<String>) {
+    use std::io::{BufRead as _, BufReader};
+    let mut child = std::process::Command::new(workspace_bin("mmap-recorder"))
+        .arg("record")
+        .args(args)
+        .arg("-o")
+        .arg(out)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start recorder");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    // Lines before the start line (recovery notes, attach notes) are kept for the caller.
+    let mut before = Vec::new();
+    loop {
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("no start line; stderr: {before:?}"))
+            .expect("read");
+        if line.starts_with("mmap-recorder: recording ") {
+            break;
+        }
+        before.push(line);
+    }
+    let rest = std::thread::spawn(move || {
+        before
+            .into_iter()
+            .chain(lines.map_while(Result::ok))
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    (child, rest)
+}
+
+/// Metadata and rows of a capture file.
+pub fn read_capture(path: &std::path::Path) -> (CaptureMetadata, Vec<Event<'static>>) {
+    let reader = mmap_format::reader::CaptureReader::open(path).expect("open capture");
+    let events = reader
+        .events()
+        .expect("events")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("decode rows");
+    (reader.metadata().clone(), events)
 }
 
 /// Path of a binary built from this workspace, next to the running test executable
@@ -68,22 +186,36 @@ fn matches_call(ev: &Event<'_>, call: &Call) -> bool {
 }
 
 /// Checks a capture of `mmap-workload` against its report: every reported call is in `events`
-/// exactly once, with the right thread, arguments, result, errno, file identity, and times inside
-/// the workload's own clock readings (allowing only the clock anchor's uncertainty); only the
-/// workload is in the capture; nothing was lost.
+/// exactly once (see [`check_calls`]), only the workload is in the capture, every record the
+/// kernel emitted is a row, and nothing was lost.
 pub fn check_workload_capture(meta: &CaptureMetadata, events: &[Event<'_>], report: &Report) {
+    use mmap_format::event::RowKind;
     assert_eq!(meta.counters.lost(), 0, "records lost: {:?}", meta.counters);
     assert_eq!(meta.counters.orphan_exits, 0, "{:?}", meta.counters);
+    assert!(
+        !events.iter().any(|e| e.kind == RowKind::Lost),
+        "no loss windows"
+    );
+    // Snapshot rows come from user space; every other row is a kernel record.
+    let kernel_rows = events
+        .iter()
+        .filter(|e| e.kind != RowKind::Snapshot)
+        .count();
     assert_eq!(
-        meta.counters.emitted,
-        events.len() as u64,
+        meta.counters.emitted, kernel_rows as u64,
         "emitted vs written"
     );
     assert!(
         events.iter().all(|e| e.pid == report.pid),
         "only the workload is recorded"
     );
+    check_calls(meta, events, report);
+}
 
+/// Every mmap call of the report is in `events` exactly once, with the right thread, arguments,
+/// result, errno, file identity, and times inside the workload's own clock readings (allowing
+/// only the clock anchor's uncertainty).
+pub fn check_calls(meta: &CaptureMetadata, events: &[Event<'_>], report: &Report) {
     let slack = meta.clock_anchors[0].uncertainty_ns as i64 + 1_000;
     let main_tid = report.pid;
     for call in &report.calls {

@@ -6,25 +6,10 @@
 //! failure to load or attach fails them.
 use std::{path::Path, process::Command};
 
-use mmap_capture_tests::{Report, check_workload_capture, workspace_bin};
+use mmap_capture_tests::{
+    Report, check_workload_capture, is_root, require_root, start_recorder, workspace_bin,
+};
 use mmap_format::{event::Event, reader::CaptureReader};
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-macro_rules! require_root {
-    () => {
-        if !is_root() {
-            eprintln!(
-                "skipping {}: loading eBPF needs root (CI runs as root)",
-                module_path!()
-            );
-            return;
-        }
-    };
-}
 
 /// Runs `mmap-recorder record -q -o OUT -- mmap-workload --report REPORT` in `dir`.
 fn record_workload(dir: &Path) -> (std::process::Output, Report, CaptureReader) {
@@ -116,27 +101,20 @@ fn capture_opens_in_pyarrow_duckdb_and_polars() {
         assert_eq!(seen[tool]["rows"], rows, "{tool} row count");
     }
     let pa = &seen["pyarrow"]["types"];
+    const DICT: &str = "dictionary<values=string, indices=int32, ordered=0>";
+    const TS: &str = "timestamp[ns, tz=UTC]";
     let expect_pa = [
-        (
-            "kind",
-            "dictionary<values=string, indices=int32, ordered=0>",
-        ),
-        (
-            "syscall",
-            "dictionary<values=string, indices=int32, ordered=0>",
-        ),
-        ("ts", "timestamp[ns, tz=UTC]"),
-        ("ts_exit", "timestamp[ns, tz=UTC]"),
+        ("kind", DICT),
+        ("syscall", DICT),
+        ("ts", TS),
+        ("ts_exit", TS),
         ("cpu", "uint32"),
         ("pid", "uint32"),
         ("tid", "uint32"),
         ("ppid", "uint32"),
         ("uid", "uint32"),
         ("gid", "uint32"),
-        (
-            "comm",
-            "dictionary<values=string, indices=int32, ordered=0>",
-        ),
+        ("comm", DICT),
         ("cgroup_id", "uint64"),
         ("addr", "uint64"),
         ("len", "uint64"),
@@ -148,10 +126,23 @@ fn capture_opens_in_pyarrow_duckdb_and_polars() {
         ("errno", "int32"),
         ("file_dev", "uint64"),
         ("file_ino", "uint64"),
-        (
-            "file_name",
-            "dictionary<values=string, indices=int32, ordered=0>",
-        ),
+        ("file_name", DICT),
+        // Added by format 1.1.
+        ("source", DICT),
+        ("new_addr", "uint64"),
+        ("new_len", "uint64"),
+        ("child_pid", "uint32"),
+        ("exit_code", "int32"),
+        ("file_path", DICT),
+        ("path_source", DICT),
+        ("path_truncated", "bool"),
+        ("file_deleted", "bool"),
+        ("file_memfd", "bool"),
+        ("cgroup_path", DICT),
+        ("pidns_ino", "uint32"),
+        ("ns_pid", "uint32"),
+        ("ns_tid", "uint32"),
+        ("lost_count", "uint64"),
     ];
     assert_eq!(
         pa.as_object().expect("types").len(),
@@ -237,28 +228,6 @@ fn refuses_to_overwrite_without_force() {
     );
 }
 
-/// Starts the recorder with `args` and waits for its start line on stderr.
-fn start_recorder(
-    args: &[&str],
-    out: &Path,
-) -> (std::process::Child, std::thread::JoinHandle<String>) {
-    use std::io::{BufRead as _, BufReader};
-    let mut child = Command::new(workspace_bin("mmap-recorder"))
-        .arg("record")
-        .args(args)
-        .arg("-o")
-        .arg(out)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start recorder");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let first = lines.next().expect("a start line").expect("read");
-    assert!(first.contains("recording mmap calls"), "{first}");
-    let rest =
-        std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>().join("\n"));
-    (child, rest)
-}
-
 fn run_workload(dir: &Path, duration: &str) -> Report {
     let report_path = dir.join(format!("report-{duration}.json"));
     let status = Command::new(workspace_bin("mmap-workload"))
@@ -278,6 +247,7 @@ fn system_wide_recording_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().expect("tempdir");
     let capture = dir.path().join("system.parquet");
     let (child, stderr) = start_recorder(&["-q"], &capture);
+    let recorder_pid = child.id();
     let report = run_workload(dir.path(), "200ms");
     // SAFETY: kill has no memory-safety preconditions.
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
@@ -300,8 +270,8 @@ fn system_wide_recording_stops_cleanly_on_sigterm() {
         "{from_workload} rows of the workload for {} calls",
         report.calls.len()
     );
-    // The recorder never records itself.
-    assert!(events.iter().all(|e| e.comm != "mmap-recorder"));
+    // The recorder never records itself (other recorders, of concurrent tests, it may).
+    assert!(events.iter().all(|e| e.pid != recorder_pid));
     assert!(meta.capture_start_ns < meta.capture_end_ns);
 }
 

@@ -3,6 +3,8 @@
 
 #![allow(dead_code, reason = "each test crate uses a part of these helpers")]
 
+pub mod v11;
+
 use std::{
     borrow::Cow,
     fs::File,
@@ -110,6 +112,7 @@ pub fn mmap(offset_ns: i64, pid: u32, tid: u32, comm: &str) -> Event<'static> {
         file_dev: None,
         file_ino: None,
         file_name: None,
+        ..Default::default()
     }
 }
 
@@ -135,10 +138,12 @@ pub fn metadata(host: &str, counters: Counters) -> CaptureMetadata {
             system_wide: true,
             pids: Vec::new(),
             command: None,
+            ..Targets::default()
         },
         command_line: vec!["mmap-recorder".to_owned(), "record".to_owned()],
         attach_mode: "tracepoint".to_owned(),
         counters,
+        ..CaptureMetadata::default()
     }
 }
 

@@ -5,7 +5,7 @@ use std::{borrow::Cow, sync::Arc};
 
 use arrow_array::RecordBatch;
 use mmap_format::{
-    event::{Event, RowKind, Syscall},
+    event::{Event, RowKind, Syscall, path_sources, sources},
     metadata::{CaptureMetadata, ClockAnchor, Counters, FormatVersion, Targets},
     reader::CaptureReader,
     writer::{CaptureWriter, WriterConfig},
@@ -38,6 +38,21 @@ pub fn full_event(i: u32) -> Event<'static> {
         file_dev: Some(0x10302),
         file_ino: Some(u64::from(i) + 7),
         file_name: Some(Cow::Owned(format!("file-{}.so", i % 7))),
+        source: Some(Cow::Borrowed(sources::TRACEPOINT)),
+        new_addr: Some(0x7e00_0000_0000 + u64::from(i)),
+        new_len: Some(8192 * u64::from(i + 1)),
+        child_pid: Some(5000 + i),
+        exit_code: Some(i32::try_from(i).expect("small") << 8),
+        file_path: Some(Cow::Owned(format!("/usr/lib/file-{}.so", i % 7))),
+        path_source: Some(Cow::Borrowed(path_sources::KERNEL_DENTRY_WALK)),
+        path_truncated: Some(i.is_multiple_of(2)),
+        file_deleted: Some(i.is_multiple_of(3)),
+        file_memfd: Some(false),
+        cgroup_path: Some(Cow::Borrowed("/system.slice/test.service")),
+        pidns_ino: Some(4_026_531_836),
+        ns_pid: Some(1 + i % 3),
+        ns_tid: Some(1 + i),
+        lost_count: Some(u64::from(i) * 3),
     }
 }
 
@@ -68,6 +83,21 @@ pub fn sample_events() -> Vec<Event<'static>> {
         file_dev: Some(u64::MAX),
         file_ino: Some(u64::MAX),
         file_name: Some(Cow::Borrowed("")),
+        source: Some(Cow::Borrowed("")),
+        new_addr: Some(u64::MAX),
+        new_len: Some(u64::MAX),
+        child_pid: Some(u32::MAX),
+        exit_code: Some(i32::MIN),
+        file_path: Some(Cow::Borrowed("")),
+        path_source: Some(Cow::Borrowed("")),
+        path_truncated: Some(true),
+        file_deleted: Some(true),
+        file_memfd: Some(true),
+        cgroup_path: Some(Cow::Borrowed("")),
+        pidns_ino: Some(u32::MAX),
+        ns_pid: Some(u32::MAX),
+        ns_tid: Some(u32::MAX),
+        lost_count: Some(u64::MAX),
     });
     // Every nullable column null; the other syscalls.
     for syscall in [Syscall::Munmap, Syscall::Mremap, Syscall::Mprotect] {
@@ -94,12 +124,15 @@ pub fn sample_events() -> Vec<Event<'static>> {
             file_dev: None,
             file_ino: None,
             file_name: None,
+            ..Default::default()
         });
     }
     // A row without a syscall.
     let mut no_syscall = full_event(9);
     no_syscall.syscall = None;
     events.push(no_syscall);
+    // The row kinds of 1.1, as the recorder fills them.
+    events.extend(v1_1_kind_events());
     // Errors, and the edges of the errno range.
     for ret in [-1, -9, -22, -4095, -4096, i64::MIN, 0] {
         let mut event = full_event(20);
@@ -109,6 +142,101 @@ pub fn sample_events() -> Vec<Event<'static>> {
         events.push(event);
     }
     events
+}
+
+/// One row of every 1.1 row kind and syscall, with the columns docs/FORMAT.md says each fills.
+pub fn v1_1_kind_events() -> Vec<Event<'static>> {
+    let base = Event {
+        ts_ns: 1_767_225_700_000_000_000,
+        cpu: 1,
+        pid: 300,
+        tid: 301,
+        ppid: 1,
+        uid: 1000,
+        gid: 1000,
+        comm: Cow::Borrowed("app"),
+        cgroup_id: 77,
+        source: Some(Cow::Borrowed(sources::FENTRY)),
+        cgroup_path: Some(Cow::Borrowed("/user.slice")),
+        pidns_ino: Some(4_026_531_836),
+        ns_pid: Some(300),
+        ns_tid: Some(301),
+        ..Default::default()
+    };
+    let syscall = |syscall| Event {
+        kind: RowKind::Syscall,
+        syscall: Some(syscall),
+        ts_exit_ns: Some(base.ts_ns + 900),
+        ..base.clone()
+    };
+    vec![
+        Event {
+            addr: Some(0x7f00_0000_0000),
+            len: Some(4096),
+            ret: Some(0),
+            ..syscall(Syscall::Munmap)
+        },
+        Event {
+            addr: Some(0x7f00_0000_0000),
+            len: Some(4096),
+            prot: Some(1),
+            ret: Some(-12),
+            ..syscall(Syscall::Mprotect)
+        },
+        Event {
+            addr: Some(0x7f00_0000_0000),
+            len: Some(4096),
+            new_len: Some(8192),
+            flags: Some(1),
+            new_addr: Some(0),
+            ret: Some(0x7f00_0001_0000),
+            ..syscall(Syscall::Mremap)
+        },
+        Event {
+            addr: Some(0x5555_5560_0000),
+            ret: Some(0x5555_5560_0000),
+            ..syscall(Syscall::Brk)
+        },
+        Event {
+            kind: RowKind::Snapshot,
+            source: Some(Cow::Borrowed(sources::PROC_MAPS_START)),
+            tid: base.pid,
+            addr: Some(0x7ffd_0000_0000),
+            len: Some(0x2_1000),
+            prot: Some(3),
+            flags: Some(2),
+            off: Some(0),
+            file_path: Some(Cow::Borrowed("[stack]")),
+            path_source: Some(Cow::Borrowed(path_sources::PROC_MAPS)),
+            file_deleted: Some(false),
+            ..base.clone()
+        },
+        Event {
+            kind: RowKind::Fork,
+            child_pid: Some(302),
+            ..base.clone()
+        },
+        Event {
+            kind: RowKind::Exec,
+            file_path: Some(Cow::Borrowed("/usr/bin/true")),
+            file_name: Some(Cow::Borrowed("true")),
+            path_source: Some(Cow::Borrowed(path_sources::EXEC_FILENAME)),
+            ..base.clone()
+        },
+        Event {
+            kind: RowKind::Exit,
+            exit_code: Some(256),
+            ..base.clone()
+        },
+        Event {
+            kind: RowKind::Lost,
+            ts_exit_ns: Some(base.ts_ns + 5_000),
+            cpu: 1,
+            lost_count: Some(17),
+            source: Some(Cow::Borrowed(sources::KERNEL)),
+            ..Default::default()
+        },
+    ]
 }
 
 pub fn sample_metadata() -> CaptureMetadata {
@@ -129,6 +257,9 @@ pub fn sample_metadata() -> CaptureMetadata {
             system_wide: true,
             pids: vec![1, 2, 3],
             command: None,
+            comms: vec!["nginx".into(), "postgres".into()],
+            cgroups: vec!["/system.slice/nginx.service".into()],
+            follow_forks: true,
         },
         command_line: vec!["mmap-recorder".into(), "record".into(), "--all".into()],
         attach_mode: "tracepoint".into(),
@@ -139,6 +270,10 @@ pub fn sample_metadata() -> CaptureMetadata {
             entry_map_full: 6,
             decode_errors: 7,
         },
+        capture_id: Some("5f0c2a9e-3b1d-4e8f-a7c6-0d9e8f7a6b5c".into()),
+        segment_index: Some(2),
+        page_size: Some(4096),
+        recovered: false,
     }
 }
 

@@ -3,4 +3,5 @@
 mod common;
 mod errors;
 mod fixture;
+mod recover;
 mod roundtrip;

@@ -94,9 +94,15 @@ fn start_recorder(args: &Args, target: u32, out: &std::path::Path) -> anyhow::Re
         .with_context(|| format!("starting {}", args.recorder.display()))?;
     let stderr = child.stderr.take().context("stderr")?;
     let mut lines = BufReader::new(stderr).lines();
-    match lines.next() {
-        Some(Ok(line)) if line.contains("recording mmap calls") => {}
-        other => bail!("recorder did not start: {other:?}"),
+    loop {
+        match lines.next() {
+            Some(Ok(line)) if line.starts_with("mmap-recorder: recording ") => break,
+            Some(Ok(_)) => {}
+            other => {
+                let _ = child.kill();
+                bail!("recorder did not start: {other:?}");
+            }
+        }
     }
     // Keep reading its stderr in the background so it never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines.by_ref() {});

@@ -11,7 +11,7 @@ use std::{
 
 use anyhow::Context as _;
 use clap::Parser;
-use mmap_capture_tests::{Call, FileId, Report};
+use mmap_capture_tests::{Call, ExecChild, FamilyCall, FileId, ForkInfo, Report};
 
 /// Make a known set of mmap calls: anonymous, with an address hint, file-backed MAP_SHARED at an
 /// offset, MAP_PRIVATE of a file, a failing EBADF and EINVAL call, and two calls from a second
@@ -27,6 +27,214 @@ struct Args {
     /// Directory for the temporary data file.
     #[arg(long, default_value_os_t = std::env::temp_dir())]
     dir: PathBuf,
+    /// Also make munmap, mprotect, mremap and brk calls, then fork a child that execs this
+    /// program with --exec-child, which makes its own calls and reads its /proc/self/maps.
+    #[arg(long)]
+    family: bool,
+    /// Run as the exec'd child: make the child's calls and write its report (JSON) here.
+    #[arg(long, value_name = "REPORT")]
+    exec_child: Option<PathBuf>,
+}
+
+/// A system call of the family, recorded with the clock around it.
+fn family_call(
+    label: &str,
+    syscall: &str,
+    f: impl FnOnce() -> i64,
+    fill: impl FnOnce(&mut FamilyCall),
+) -> FamilyCall {
+    let before_ns = realtime_ns();
+    let ret = f();
+    let after_ns = realtime_ns();
+    let mut call = FamilyCall {
+        label: label.to_owned(),
+        syscall: syscall.to_owned(),
+        tid: gettid(),
+        ret,
+        before_ns,
+        after_ns,
+        ..Default::default()
+    };
+    fill(&mut call);
+    call
+}
+
+/// The raw syscall's result: the value, or -errno.
+fn raw(ret: libc::c_long) -> i64 {
+    if ret == -1 {
+        -i64::from(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    } else {
+        ret
+    }
+}
+
+/// mmap, mprotect part of it, grow it with mremap (it may move), unmap it; move the break up
+/// and back. `base` makes the lengths of this process's calls unique.
+fn family_calls(label: &str, base: u64) -> Vec<FamilyCall> {
+    let mut calls = Vec::new();
+    let len = base;
+    let prot = (libc::PROT_READ | libc::PROT_WRITE) as u64;
+    let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
+    // SAFETY (every call below): raw system calls on mappings this function creates and owns;
+    // every variadic argument is passed as a 64-bit integer, as syscall(2) reads them.
+    let m = family_call(
+        &format!("{label}mmap"),
+        "mmap",
+        || raw(unsafe { libc::syscall(libc::SYS_mmap, 0u64, len, prot, flags, -1i64, 0u64) }),
+        |c| {
+            c.len = Some(len);
+            c.prot = Some(prot);
+            c.flags = Some(flags);
+        },
+    );
+    let p = m.ret as u64;
+    calls.push(m);
+    calls.push(family_call(
+        &format!("{label}mprotect"),
+        "mprotect",
+        || raw(unsafe { libc::syscall(libc::SYS_mprotect, p, 0x2000u64, libc::PROT_READ as u64) }),
+        |c| {
+            c.addr = p;
+            c.len = Some(0x2000);
+            c.prot = Some(libc::PROT_READ as u64);
+        },
+    ));
+    // Grow the part mprotect left writable (one VMA), letting it move.
+    let (tail, tail_len, new_len) = (p + 0x2000, len - 0x2000, len * 2);
+    let r = family_call(
+        &format!("{label}mremap"),
+        "mremap",
+        || {
+            raw(unsafe {
+                libc::syscall(
+                    libc::SYS_mremap,
+                    tail,
+                    tail_len,
+                    new_len,
+                    libc::MREMAP_MAYMOVE as u64,
+                    0u64,
+                )
+            })
+        },
+        |c| {
+            c.addr = tail;
+            c.len = Some(tail_len);
+            c.new_len = Some(new_len);
+            c.flags = Some(libc::MREMAP_MAYMOVE as u64);
+            c.new_addr = Some(0);
+        },
+    );
+    let q = r.ret as u64;
+    calls.push(r);
+    calls.push(family_call(
+        &format!("{label}munmap"),
+        "munmap",
+        || raw(unsafe { libc::syscall(libc::SYS_munmap, q, new_len) }),
+        |c| {
+            c.addr = q;
+            c.len = Some(new_len);
+        },
+    ));
+    // The read-only head stays mapped: the child's maps show it.
+    let cur = family_call(
+        &format!("{label}brk-query"),
+        "brk",
+        || raw(unsafe { libc::syscall(libc::SYS_brk, 0u64) }),
+        |_| {},
+    );
+    let start = cur.ret as u64;
+    calls.push(cur);
+    let up = start + base * 4;
+    calls.push(family_call(
+        &format!("{label}brk-up"),
+        "brk",
+        || raw(unsafe { libc::syscall(libc::SYS_brk, up) }),
+        |c| c.addr = up,
+    ));
+    calls.push(family_call(
+        &format!("{label}brk-down"),
+        "brk",
+        || raw(unsafe { libc::syscall(libc::SYS_brk, start) }),
+        |c| c.addr = start,
+    ));
+    calls
+}
+
+/// The exec'd child: its own calls, then /proc/self/maps read without allocating.
+fn exec_child(report: &std::path::Path) -> anyhow::Result<()> {
+    let calls = family_calls("child-", 0xb000);
+    // Room for the maps text reserved before the read, so that reading maps changes none.
+    let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
+    let path = c"/proc/self/maps";
+    let before = realtime_ns();
+    // SAFETY: open/read/close into the spare capacity of `buf`; set_len only covers bytes read.
+    unsafe {
+        let fd = libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            anyhow::bail!("open /proc/self/maps: {}", std::io::Error::last_os_error());
+        }
+        loop {
+            let spare = buf.capacity() - buf.len();
+            let n = libc::read(fd, buf.as_mut_ptr().add(buf.len()).cast(), spare);
+            if n <= 0 {
+                break;
+            }
+            buf.set_len(buf.len() + n as usize);
+        }
+        libc::close(fd);
+    }
+    let after = realtime_ns();
+    let child = ExecChild {
+        pid: std::process::id(),
+        exe: std::env::args().next().unwrap_or_default(),
+        calls,
+        maps: String::from_utf8_lossy(&buf).into_owned(),
+        maps_before_ns: before,
+        maps_after_ns: after,
+    };
+    std::fs::write(report, serde_json::to_vec_pretty(&child)?)
+        .with_context(|| format!("writing {}", report.display()))
+}
+
+/// Forks a child that execs this program with --exec-child; waits for it.
+fn fork_exec_child(child_report: &std::path::Path) -> anyhow::Result<ForkInfo> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let exe = std::env::current_exe()?;
+    // Everything the child needs is made before fork: after fork only execv and _exit run.
+    let exe_c = std::ffi::CString::new(exe.as_os_str().as_bytes())?;
+    let args = [
+        exe_c.clone(),
+        std::ffi::CString::new("--exec-child")?,
+        std::ffi::CString::new(child_report.as_os_str().as_bytes())?,
+    ];
+    let argv: Vec<*const libc::c_char> = args
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    let before_ns = realtime_ns();
+    // SAFETY: the child only calls execv (with memory prepared above) and _exit.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: as above.
+        unsafe {
+            libc::execv(exe_c.as_ptr(), argv.as_ptr());
+            libc::_exit(127);
+        }
+    }
+    let after_ns = realtime_ns();
+    if pid < 0 {
+        anyhow::bail!("fork: {}", std::io::Error::last_os_error());
+    }
+    let mut status = 0;
+    // SAFETY: waiting for our own child into a local.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    Ok(ForkInfo {
+        child_pid: pid as u32,
+        before_ns,
+        after_ns,
+        status,
+    })
 }
 
 fn realtime_ns() -> i64 {
@@ -188,6 +396,9 @@ impl Mapper {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(report) = &args.exec_child {
+        return exec_child(report);
+    }
     let path = args
         .dir
         .join(format!("mmap-workload-{}.dat", std::process::id()));
@@ -236,10 +447,26 @@ fn main() -> anyhow::Result<()> {
                 start.elapsed().as_secs_f64()
             );
         }
-        Ok(Report {
+        let mut report = Report {
             pid: std::process::id(),
             calls,
-        })
+            family: Vec::new(),
+            fork: None,
+            exec_child: None,
+        };
+        if args.family {
+            report.family = family_calls("", 0x7000);
+            let child_report = args
+                .dir
+                .join(format!("mmap-workload-{}-child.json", report.pid));
+            let fork = fork_exec_child(&child_report)?;
+            let text = std::fs::read(&child_report)
+                .with_context(|| format!("the exec child wrote no report ({fork:?})"))?;
+            let _ = std::fs::remove_file(&child_report);
+            report.exec_child = Some(serde_json::from_slice(&text)?);
+            report.fork = Some(fork);
+        }
+        Ok(report)
     })();
     let _ = std::fs::remove_file(&path);
     let report = result?;

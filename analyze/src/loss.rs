@@ -1,0 +1,63 @@
+//! Loss windows: the `lost` rows of a capture, records the kernel could not deliver.
+
+use std::io::{self, Write};
+
+use mmap_format::event::Event;
+use serde::Serialize;
+
+use crate::{
+    fmt,
+    table::{Column, Table},
+};
+
+/// Records that the kernel could not deliver on one CPU between two times.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LossWindow {
+    pub cpu: u32,
+    pub from: String,
+    pub to: String,
+    pub count: u64,
+    #[serde(skip)]
+    pub from_ns: i64,
+}
+
+impl LossWindow {
+    pub fn from_event(event: &Event<'_>) -> Self {
+        Self {
+            cpu: event.cpu,
+            from: fmt::rfc3339_ns(event.ts_ns),
+            to: fmt::rfc3339_ns(event.ts_exit_ns.unwrap_or(event.ts_ns)),
+            count: event.lost_count.unwrap_or(0),
+            from_ns: event.ts_ns,
+        }
+    }
+}
+
+/// Sorts windows by start time, then CPU.
+pub fn sort(windows: &mut [LossWindow]) {
+    windows.sort_by_key(|w| (w.from_ns, w.cpu));
+}
+
+/// The total of the windows' counts.
+pub fn total(windows: &[LossWindow]) -> u64 {
+    windows.iter().map(|w| w.count).fold(0, u64::saturating_add)
+}
+
+/// The loss windows as a table, indented.
+pub fn write_loss_windows(out: &mut impl Write, windows: &[LossWindow]) -> io::Result<()> {
+    let mut table = Table::new(&[
+        Column::right("CPU"),
+        Column::left("FROM"),
+        Column::left("TO"),
+        Column::right("LOST"),
+    ]);
+    for w in windows {
+        table.push(vec![
+            w.cpu.to_string(),
+            w.from.clone(),
+            w.to.clone(),
+            fmt::thousands(w.count),
+        ]);
+    }
+    table.write(out, "  ")
+}

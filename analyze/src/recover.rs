@@ -1,0 +1,150 @@
+//! `mmap-analyze recover`: complete the captures a killed recorder left without a footer.
+
+use std::{
+    io::{self, Write},
+    path::PathBuf,
+    process::ExitCode,
+};
+
+use anyhow::Context as _;
+use clap::ValueEnum;
+use mmap_format::{FormatError, recover::Recovered};
+use serde::Serialize;
+
+use crate::{fmt, output};
+
+/// Complete captures left by a recorder that was killed (or crashed, or lost power) before it
+/// closed them.
+///
+/// A capture being written has a journal next to it (`<capture>.journal`) that says, after every
+/// row group made durable, how to finish the file. `recover` reads the journal's intact frames,
+/// cuts the capture after the last journaled row group (the rows after it, never made durable,
+/// are dropped), writes the footer with the last metadata the recorder gave (marked
+/// `recovered`, capture end = the time of the last frame) and removes the journal. The file is
+/// then an ordinary capture for every other command.
+///
+/// A capture that is already complete is left as it is (a stale journal next to it is removed).
+/// A file with neither a footer nor a journal cannot be recovered.
+///
+/// Files are handled one by one; each result is printed as it is known. Each error is one line on
+/// stderr; the exit status is 2 when any file failed.
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = EXAMPLES)]
+pub struct Args {
+    /// Capture files to complete (the journal is found next to each, PATH.journal).
+    #[arg(value_name = "PATH", required = true)]
+    paths: Vec<PathBuf>,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = RecoverFormat::Table)]
+    format: RecoverFormat,
+}
+
+const EXAMPLES: &str = "\
+Examples:
+  # After `kill -9` of the recorder
+  mmap-analyze recover capture-000.parquet
+  mmap-analyze summary capture-000.parquet
+
+  # Every segment of a recording; complete ones are left alone
+  mmap-analyze recover capture-*.parquet --format json";
+
+/// How the results are printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RecoverFormat {
+    /// One sentence per file.
+    Table,
+    /// JSON Lines: one object per file.
+    Json,
+}
+
+/// The outcome of one file, as printed in JSON.
+#[derive(Debug, Serialize)]
+struct Outcome {
+    path: String,
+    /// `recovered` or `already_complete`.
+    status: &'static str,
+    rows: Option<u64>,
+    row_groups: Option<usize>,
+    bytes_dropped: Option<u64>,
+    capture_start: Option<String>,
+    capture_end: Option<String>,
+}
+
+impl Outcome {
+    fn recovered(path: String, recovered: &Recovered) -> Self {
+        Self {
+            path,
+            status: "recovered",
+            rows: Some(recovered.rows),
+            row_groups: Some(recovered.row_groups),
+            bytes_dropped: Some(recovered.bytes_dropped),
+            capture_start: Some(fmt::rfc3339_ns(recovered.metadata.capture_start_ns)),
+            capture_end: Some(fmt::rfc3339_ns(recovered.metadata.capture_end_ns)),
+        }
+    }
+
+    fn already_complete(path: String) -> Self {
+        Self {
+            path,
+            status: "already_complete",
+            rows: None,
+            row_groups: None,
+            bytes_dropped: None,
+            capture_start: None,
+            capture_end: None,
+        }
+    }
+
+    fn sentence(&self) -> String {
+        match self.status {
+            "recovered" => format!(
+                "recovered {}: {} row{} in {} row group{}, {} byte{} dropped",
+                self.path,
+                fmt::thousands(self.rows.unwrap_or(0)),
+                plural(self.rows.unwrap_or(0)),
+                self.row_groups.unwrap_or(0),
+                plural(self.row_groups.unwrap_or(0) as u64),
+                fmt::thousands(self.bytes_dropped.unwrap_or(0)),
+                plural(self.bytes_dropped.unwrap_or(0)),
+            ),
+            _ => format!("{}: already complete, nothing to recover", self.path),
+        }
+    }
+}
+
+fn plural(n: u64) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let mut out = output::stdout();
+    let mut failed = false;
+    for path in &args.paths {
+        let shown = path.display().to_string();
+        let outcome = match mmap_format::recover::recover(path) {
+            Ok(recovered) => Outcome::recovered(shown, &recovered),
+            Err(FormatError::AlreadyComplete { .. }) => Outcome::already_complete(shown),
+            Err(err) => {
+                // Results so far go out before the error line.
+                out.flush().context("writing to stdout")?;
+                failed = true;
+                output::report_error(&anyhow::Error::new(err));
+                continue;
+            }
+        };
+        match args.format {
+            RecoverFormat::Table => writeln!(out, "{}", outcome.sentence())?,
+            RecoverFormat::Json => {
+                serde_json::to_writer(&mut out, &outcome).map_err(io::Error::from)?;
+                out.write_all(b"\n")?;
+            }
+        }
+    }
+    out.flush().context("writing to stdout")?;
+    Ok(if failed {
+        ExitCode::from(output::EXIT_ERROR)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,412 @@
+//! `mmap-analyze maps` over a format 1.1 capture written with the format library.
+
+mod common;
+
+use std::{ffi::OsString, path::Path};
+
+use common::{
+    BASE_NS, run, run_ok, run_ok_in,
+    v11::{
+        ANON, BIN_APP, BLOB_MOVED, CHILD_BIN, CHILD_STACK, FixtureC, HEAP, LD_SO, LONER, MEMFD,
+        STACK,
+    },
+};
+use serde_json::{Value, json};
+
+fn maps_json(input: &Path, extra: &[&str]) -> Value {
+    let mut args: Vec<OsString> = vec!["maps".into(), input.as_os_str().to_owned()];
+    args.extend(["--format".into(), "json".into()]);
+    args.extend(extra.iter().map(Into::into));
+    serde_json::from_str(&run_ok(args)).expect("maps --format json prints one JSON object")
+}
+
+/// `(start, end, perms, path, set_by)` of each region.
+fn regions(report: &Value) -> Vec<(u64, u64, String, Option<String>, String)> {
+    report["regions"]
+        .as_array()
+        .expect("regions is an array")
+        .iter()
+        .map(|r| {
+            (
+                r["start"].as_u64().expect("start"),
+                r["end"].as_u64().expect("end"),
+                r["perms"].as_str().expect("perms").to_owned(),
+                r["path"].as_str().map(str::to_owned),
+                r["set_by"].as_str().expect("set_by").to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn region(
+    start: u64,
+    end: u64,
+    perms: &str,
+    path: Option<&str>,
+    set_by: &str,
+) -> (u64, u64, String, Option<String>, String) {
+    (
+        start,
+        end,
+        perms.to_owned(),
+        path.map(str::to_owned),
+        set_by.to_owned(),
+    )
+}
+
+fn time(offset_ns: i64) -> String {
+    chrono::DateTime::from_timestamp_nanos(BASE_NS + offset_ns)
+        .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+#[test]
+fn at_the_end_every_rule_has_been_applied() {
+    let fx = FixtureC::new();
+    let report = maps_json(&fx.c, &["--pid", "500"]);
+    assert_eq!(report["state"], "live");
+    assert_eq!(report["comm"], "app");
+    // The default time is the end of the capture (capture_end, 10 ms).
+    assert_eq!(report["at"], time(10_000_000));
+    assert_eq!(
+        regions(&report),
+        [
+            region(
+                BIN_APP,
+                BIN_APP + 0x2000,
+                "r--p",
+                Some("/usr/bin/app"),
+                "snapshot"
+            ),
+            region(
+                BIN_APP + 0x2000,
+                HEAP,
+                "r-xp",
+                Some("/usr/bin/app"),
+                "snapshot"
+            ),
+            // brk grew the snapshot's heap.
+            region(HEAP, HEAP + 0x42000, "rw-p", Some("[heap]"), "brk"),
+            // mprotect split the anonymous mapping, and a second one made it whole again.
+            region(ANON, ANON + 0x2000, "rw-p", None, "mprotect"),
+            // mremap moved and grew the file mapping.
+            region(
+                BLOB_MOVED,
+                BLOB_MOVED + 0x8000,
+                "rw-s",
+                Some("/data/blob.bin"),
+                "mremap"
+            ),
+            // munmap took the first page of ld.so.
+            region(
+                LD_SO + 0x1000,
+                LD_SO + 0x2000,
+                "r--p",
+                Some("/usr/lib/ld.so"),
+                "snapshot"
+            ),
+            region(STACK, 0x7fff_ffff_f000, "rw-p", Some("[stack]"), "snapshot"),
+        ]
+    );
+    let regs = report["regions"].as_array().expect("regions");
+    let ld_so = &regs[5];
+    assert_eq!(ld_so["off"], 0x1000, "the offset follows the cut");
+    assert_eq!(ld_so["ino"], 200);
+    assert_eq!(ld_so["dev_major_minor"], "8:1");
+    let blob = &regs[4];
+    assert_eq!(blob["shared"], true);
+    assert_eq!(blob["ino"], 300);
+    assert_eq!(blob["since"], time(4500), "a call takes effect at its exit");
+    let anon = &regs[3];
+    assert_eq!(anon["start_hex"], "0x7f0000000000");
+    assert_eq!(
+        anon["since"],
+        time(13_000),
+        "a merged region shows its latest change"
+    );
+
+    assert_eq!(report["baseline"]["kind"], "snapshot");
+    assert_eq!(report["baseline"]["source"], "proc_maps:start");
+    assert_eq!(report["baseline"]["time"], time(100));
+    // The loss window before the time makes the map possibly incomplete.
+    assert_eq!(report["complete"], false);
+    assert_eq!(
+        report["loss_windows"],
+        json!([{"cpu": 2, "from": time(6500), "to": time(7500), "count": 17}])
+    );
+    let notes = report["notes"].as_array().expect("notes");
+    assert_eq!(notes.len(), 1);
+    assert!(
+        notes[0]
+            .as_str()
+            .is_some_and(|n| n.contains("17 records in 1 loss window")),
+        "{notes:?}"
+    );
+}
+
+#[test]
+fn at_an_earlier_time_only_earlier_effects_count() {
+    let fx = FixtureC::new();
+    // The first row is the snapshot at +100 ns: +2100ns is +2200 ns. The file mmap entered at
+    // +2000 but returned at +2500: not yet.
+    let expected = [
+        region(
+            BIN_APP,
+            BIN_APP + 0x2000,
+            "r--p",
+            Some("/usr/bin/app"),
+            "snapshot",
+        ),
+        region(
+            BIN_APP + 0x2000,
+            HEAP,
+            "r-xp",
+            Some("/usr/bin/app"),
+            "snapshot",
+        ),
+        region(HEAP, HEAP + 0x21000, "rw-p", Some("[heap]"), "snapshot"),
+        region(ANON, ANON + 0x2000, "rw-p", None, "mmap"),
+        region(
+            LD_SO,
+            LD_SO + 0x2000,
+            "r--p",
+            Some("/usr/lib/ld.so"),
+            "snapshot",
+        ),
+        region(STACK, 0x7fff_ffff_f000, "rw-p", Some("[stack]"), "snapshot"),
+    ];
+    let by_offset = maps_json(&fx.c, &["--pid", "500", "--at", "+2100ns"]);
+    assert_eq!(by_offset["at"], time(2200));
+    assert_eq!(regions(&by_offset), expected);
+    let by_time = maps_json(&fx.c, &["--pid", "500", "--at", &time(2200)]);
+    assert_eq!(regions(&by_time), expected);
+    // Nothing lost before that time, a snapshot as baseline: complete.
+    assert_eq!(by_time["complete"], true);
+    assert_eq!(by_time["loss_windows"], json!([]));
+    assert_eq!(by_time["notes"], json!([]));
+}
+
+#[test]
+fn no_merge_shows_the_raw_pieces() {
+    let fx = FixtureC::new();
+    // The two mprotect calls on the first page of ANON leave two pieces that merge again.
+    let merged = maps_json(&fx.c, &["--pid", "500"]);
+    let raw = maps_json(&fx.c, &["--pid", "500", "--no-merge"]);
+    assert_eq!(merged["merged"], true);
+    assert_eq!(raw["merged"], false);
+    let anon = |report: &Value| -> Vec<(u64, u64, String, Option<String>, String)> {
+        regions(report)
+            .into_iter()
+            .filter(|r| r.0 >= ANON && r.1 <= ANON + 0x2000)
+            .collect()
+    };
+    assert_eq!(
+        anon(&merged),
+        [region(ANON, ANON + 0x2000, "rw-p", None, "mprotect")]
+    );
+    assert_eq!(
+        anon(&raw),
+        [
+            region(ANON, ANON + 0x1000, "rw-p", None, "mprotect"),
+            region(ANON + 0x1000, ANON + 0x2000, "rw-p", None, "mmap"),
+        ]
+    );
+    assert_eq!(raw["regions"][4]["tid"], 501, "the thread that mapped it");
+    assert_eq!(merged["pieces"], 8);
+    assert_eq!(merged["regions"].as_array().map(Vec::len), Some(7));
+    assert_eq!(merged["bytes"], raw["bytes"]);
+}
+
+#[test]
+fn a_forked_child_starts_as_a_copy_then_execs() {
+    let fx = FixtureC::new();
+    // Between the fork (+8000) and the exec (+9000): the parent's map, set by the fork.
+    let forked = maps_json(&fx.c, &["--pid", "600", "--at", &time(8500)]);
+    assert_eq!(forked["state"], "live");
+    assert_eq!(forked["forked_from"]["parent"], 500);
+    assert_eq!(forked["forked_from"]["time"], time(8000));
+    let parent = maps_json(&fx.c, &["--pid", "500", "--at", &time(8500)]);
+    let copied: Vec<_> = regions(&forked)
+        .into_iter()
+        .map(|r| (r.0, r.1, r.2, r.3))
+        .collect();
+    let original: Vec<_> = regions(&parent)
+        .into_iter()
+        .map(|r| (r.0, r.1, r.2, r.3))
+        .collect();
+    assert_eq!(copied, original);
+    assert!(regions(&forked).iter().all(|r| r.4 == "fork"));
+    assert_eq!(
+        forked["baseline"]["snapshot_pid"], 500,
+        "known from the parent's snapshot"
+    );
+
+    // After the exec and its snapshot, plus the memfd mapping (exit at +10000).
+    let execd = maps_json(&fx.c, &["--pid", "600", "--at", &time(10_000)]);
+    assert_eq!(execd["comm"], "child");
+    assert_eq!(execd["exec"]["path"], "/usr/bin/child");
+    assert_eq!(execd["baseline"]["source"], "proc_maps:exec");
+    assert_eq!(
+        regions(&execd),
+        [
+            region(
+                CHILD_BIN,
+                CHILD_BIN + 0x3000,
+                "r-xp",
+                Some("/usr/bin/child"),
+                "snapshot"
+            ),
+            region(MEMFD, MEMFD + 0x10000, "rw-s", Some("/memfd:jit"), "mmap"),
+            region(
+                CHILD_STACK,
+                CHILD_STACK + 0x21000,
+                "rw-p",
+                Some("[stack]"),
+                "snapshot"
+            ),
+        ]
+    );
+    let memfd = &execd["regions"][1];
+    assert_eq!(memfd["memfd"], true);
+    assert_eq!(memfd["deleted"], true);
+
+    // Between the exec and its snapshot: empty, and said to be unknown.
+    let emptied = maps_json(&fx.c, &["--pid", "600", "--at", &time(9050)]);
+    assert_eq!(emptied["regions"], json!([]));
+    assert_eq!(emptied["baseline"]["kind"], "exec");
+    assert_eq!(emptied["complete"], false);
+}
+
+#[test]
+fn after_its_exit_a_process_has_no_map() {
+    let fx = FixtureC::new();
+    let report = maps_json(&fx.c, &["--pid", "600"]);
+    assert_eq!(report["state"], "exited");
+    assert_eq!(report["exited_at"], time(11_000));
+    assert_eq!(report["exit_code"], 256);
+    assert_eq!(report["exit_status"], "exit status 1");
+    assert_eq!(report["regions"], json!([]));
+
+    let table = run_ok([
+        "maps".as_ref(),
+        fx.c.as_os_str(),
+        "--pid".as_ref(),
+        "600".as_ref(),
+    ]);
+    assert!(
+        table.contains(&format!("exited at {} (exit status 1)", time(11_000))),
+        "{table}"
+    );
+    assert!(!table.contains("ADDRESS"), "no map table: {table}");
+}
+
+#[test]
+fn before_its_first_row_a_process_is_not_started() {
+    let fx = FixtureC::new();
+    let report = maps_json(&fx.c, &["--pid", "600", "--at", "+0"]);
+    assert_eq!(report["state"], "not_started");
+    assert_eq!(report["first_seen"], time(8000), "the fork that created it");
+    assert_eq!(report["regions"], json!([]));
+}
+
+#[test]
+fn without_a_snapshot_the_output_says_so() {
+    let fx = FixtureC::new();
+    let report = maps_json(&fx.c, &["--pid", "700", "--at", &time(1000)]);
+    assert_eq!(report["baseline"]["kind"], "none");
+    assert_eq!(report["complete"], false);
+    assert_eq!(
+        regions(&report),
+        [region(LONER, LONER + 0x1000, "rw-p", None, "mmap")]
+    );
+    let note = report["notes"][0].as_str().expect("a note");
+    assert!(
+        note.contains("mappings made before the capture started are not known"),
+        "{note}"
+    );
+    let table = run_ok([
+        "maps".as_ref(),
+        fx.c.as_os_str(),
+        "--pid".as_ref(),
+        "700".as_ref(),
+    ]);
+    assert!(
+        table.contains("mappings made before the capture started are not known"),
+        "{table}"
+    );
+}
+
+#[test]
+fn unknown_pid_is_a_one_line_error() {
+    let fx = FixtureC::new();
+    let output = run([
+        "maps".as_ref(),
+        fx.c.as_os_str(),
+        "--pid".as_ref(),
+        "999".as_ref(),
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(output.stdout.is_empty());
+    let stderr = String::from_utf8(output.stderr).expect("UTF-8");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "mmap-analyze: pid 999 does not appear in {}",
+            fx.c.display()
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bad_times_are_usage_errors() {
+    let fx = FixtureC::new();
+    for at in ["yesterday", "1.5s", "+1.5 parsecs", "2026-11-27"] {
+        let output = run([
+            "maps".as_ref(),
+            fx.c.as_os_str(),
+            "--pid".as_ref(),
+            "500".as_ref(),
+            "--at".as_ref(),
+            at.as_ref(),
+        ]);
+        assert_eq!(output.status.code(), Some(2), "--at {at}");
+        assert!(output.stdout.is_empty());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("RFC 3339"), "--at {at}: {stderr}");
+    }
+}
+
+#[test]
+fn format_1_0_captures_are_replayed_with_a_warning() {
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/v1/synthetic-v1.0.parquet");
+    let report = maps_json(&fixture, &["--pid", "4242"]);
+    assert_eq!(report["state"], "live");
+    assert_eq!(report["complete"], false);
+    assert!(
+        report["regions"].as_array().is_some_and(|r| !r.is_empty()),
+        "the fixture's successful mmap calls"
+    );
+    let notes = report["notes"].to_string();
+    assert!(notes.contains("format 1.0"), "{notes}");
+}
+
+#[test]
+fn table_output_snapshot() {
+    let fx = FixtureC::new();
+    let stdout = run_ok_in(fx.dir.path(), ["maps", "c.parquet", "--pid", "500"]);
+    insta::assert_snapshot!("maps_table_c_500", stdout);
+    let stdout = run_ok_in(
+        fx.dir.path(),
+        [
+            "maps",
+            "c.parquet",
+            "--pid",
+            "600",
+            "--at",
+            "+9900ns",
+            "--no-merge",
+        ],
+    );
+    insta::assert_snapshot!("maps_table_c_600_after_exec", stdout);
+}

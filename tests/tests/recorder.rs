@@ -1,0 +1,854 @@
+//! The recorder beyond single mmap calls, with the real binaries and kernel: the whole mmap
+//! family, process lifecycle and exec snapshots, targets, attach modes, rotation, in-band loss,
+//! crash recovery, file safety, and coexistence with other tracers.
+//!
+//! Tests that load eBPF skip without root; CI runs as root, where any load or attach failure
+//! fails them.
+use std::{
+    os::unix::{fs::MetadataExt as _, process::CommandExt as _},
+    path::Path,
+    process::Command,
+    time::Duration,
+};
+
+use mmap_capture_tests::{
+    FamilyCall, Report, read_capture, require_root, start_recorder, workspace_bin,
+};
+use mmap_format::event::{Event, RowKind, Syscall};
+
+/// Records `mmap-workload ARGS --report R --dir DIR` as a command with `extra` recorder args.
+fn record_command(dir: &Path, name: &str, extra: &[&str], workload: &[&str]) -> (String, Report) {
+    let capture = dir.join(name);
+    let report_path = dir.join(format!("{name}.report.json"));
+    let out = Command::new(workspace_bin("mmap-recorder"))
+        .args(["record", "-q"])
+        .args(extra)
+        .arg("-o")
+        .arg(&capture)
+        .arg("--")
+        .arg(workspace_bin("mmap-workload"))
+        .args(workload)
+        .arg("--report")
+        .arg(&report_path)
+        .arg("--dir")
+        .arg(dir)
+        .output()
+        .expect("run mmap-recorder");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "mmap-recorder: {}\n{stderr}",
+        out.status
+    );
+    let report = serde_json::from_slice(&std::fs::read(&report_path).expect("report"))
+        .expect("parse report");
+    (stderr, report)
+}
+
+fn syscall_name(s: Syscall) -> &'static str {
+    match s {
+        Syscall::Mmap => "mmap",
+        Syscall::Munmap => "munmap",
+        Syscall::Mprotect => "mprotect",
+        Syscall::Mremap => "mremap",
+        Syscall::Brk => "brk",
+        _ => "other",
+    }
+}
+
+/// The one row of `call`, checked field by field.
+fn check_family_call<'a>(
+    events: &'a [Event<'static>],
+    call: &FamilyCall,
+    slack: i64,
+) -> &'a Event<'static> {
+    let found: Vec<&Event<'_>> = events
+        .iter()
+        .filter(|e| {
+            e.kind == RowKind::Syscall
+                && e.syscall.map(syscall_name) == Some(call.syscall.as_str())
+                && e.tid == call.tid
+                && (call.syscall == "mmap" || e.addr == Some(call.addr))
+                && e.len == call.len
+                && e.new_len == call.new_len
+                && (call.syscall != "brk" || e.ret == Some(call.ret))
+                && e.ts_ns >= call.before_ns - slack
+                && e.ts_ns <= call.after_ns + slack
+        })
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "{} ({}): {} rows",
+        call.label,
+        call.syscall,
+        found.len()
+    );
+    let ev = found[0];
+    assert_eq!(ev.ret, Some(call.ret), "{}: ret", call.label);
+    if call.prot.is_some() {
+        assert_eq!(ev.prot, call.prot, "{}: prot", call.label);
+    }
+    if call.flags.is_some() {
+        assert_eq!(ev.flags, call.flags, "{}: flags", call.label);
+    }
+    if call.new_addr.is_some() {
+        assert_eq!(ev.new_addr, call.new_addr, "{}: new_addr", call.label);
+    }
+    let exit = ev.ts_exit_ns.expect("ts_exit");
+    assert!(
+        call.before_ns - slack <= ev.ts_ns && ev.ts_ns <= exit && exit <= call.after_ns + slack,
+        "{}: {}..{} outside {}..{}",
+        call.label,
+        ev.ts_ns,
+        exit,
+        call.before_ns,
+        call.after_ns
+    );
+    ev
+}
+
+#[test]
+fn family_lifecycle_and_exec_snapshot_of_a_forked_child() {
+    require_root!();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, report) = record_command(dir.path(), "family.parquet", &[], &["--family"]);
+    let (meta, events) = read_capture(&dir.path().join("family.parquet"));
+    assert_eq!(meta.counters.lost(), 0, "{:?}", meta.counters);
+    assert!(meta.targets.follow_forks);
+    let slack = meta.clock_anchors[0].uncertainty_ns as i64 + 1_000;
+    let fork = report.fork.as_ref().expect("fork info");
+    let child = report.exec_child.as_ref().expect("exec child report");
+    assert_eq!(child.pid, fork.child_pid);
+    assert_eq!(fork.status, 0, "the exec child succeeded");
+
+    // Every call of the parent and of the exec'd child, exactly once.
+    assert_eq!(report.family.len(), 7);
+    assert_eq!(child.calls.len(), 7);
+    for call in &report.family {
+        let ev = check_family_call(&events, call, slack);
+        assert_eq!(ev.pid, report.pid);
+    }
+    for call in &child.calls {
+        let ev = check_family_call(&events, call, slack);
+        assert_eq!(ev.pid, child.pid, "{}: recorded as the child", call.label);
+    }
+
+    // Lifecycle rows.
+    let forks: Vec<_> = events.iter().filter(|e| e.kind == RowKind::Fork).collect();
+    assert_eq!(forks.len(), 1, "one new process: {forks:?}");
+    assert_eq!(
+        (forks[0].pid, forks[0].child_pid),
+        (report.pid, Some(child.pid))
+    );
+    assert!(fork.before_ns - slack <= forks[0].ts_ns && forks[0].ts_ns <= fork.after_ns + slack);
+    let execs: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == RowKind::Exec && e.pid == child.pid)
+        .collect();
+    assert_eq!(execs.len(), 1);
+    assert_eq!(execs[0].file_path.as_deref(), Some(child.exe.as_str()));
+    assert_eq!(execs[0].comm, "mmap-workload");
+    let first_child_call = child.calls[0].before_ns;
+    assert!(fork.before_ns <= execs[0].ts_ns && execs[0].ts_ns <= first_child_call);
+    let exits: Vec<_> = events.iter().filter(|e| e.kind == RowKind::Exit).collect();
+    let child_exit = exits
+        .iter()
+        .find(|e| e.pid == child.pid)
+        .expect("child exit row");
+    assert_eq!(child_exit.exit_code, Some(0));
+    assert!(exits.iter().any(|e| e.pid == report.pid), "parent exit row");
+
+    // The child's syscall rows carry its pid namespace identity.
+    let row = events
+        .iter()
+        .find(|e| e.pid == child.pid && e.kind == RowKind::Syscall)
+        .expect("row");
+    assert!(
+        row.pidns_ino.is_some() && row.ns_pid == Some(child.pid),
+        "{row:?}"
+    );
+
+    // A snapshot of the child's mappings right after its exec.
+    let snap: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == RowKind::Snapshot && e.pid == child.pid)
+        .collect();
+    assert!(!snap.is_empty(), "no exec snapshot of the child");
+    assert!(
+        snap.iter()
+            .all(|e| e.source.as_deref() == Some("proc_maps:exec"))
+    );
+    assert!(snap.iter().all(|e| e.ts_ns >= execs[0].ts_ns));
+    assert!(
+        snap.iter()
+            .any(|e| e.file_path.as_deref() == Some(child.exe.as_str())),
+        "the snapshot maps the exec'd program"
+    );
+
+    // Replaying snapshot + rows up to the child's own /proc/self/maps reading gives that reading.
+    check_replay_matches_maps(
+        dir.path(),
+        "family.parquet",
+        child.pid,
+        child.maps_after_ns,
+        &child.maps,
+    );
+}
+
+/// A mapped range: start, end, perms, file offset, inode, path.
+type Region = (u64, u64, String, u64, u64, String);
+
+/// Joins neighbours that map the same thing the same way (same perms, same file at contiguous
+/// offsets, or the same kind of anonymous memory), so that two maps can be compared for what is
+/// mapped where, independently of where the kernel happened to split or merge its VMAs. The
+/// [stack] start is dropped: the stack grows without a system call.
+fn canonical(mut regions: Vec<Region>) -> Vec<Region> {
+    regions.sort();
+    let mut out: Vec<Region> = Vec::new();
+    for r in regions {
+        if let Some(last) = out.last_mut() {
+            let contiguous_offset = r.4 == 0 || last.3 + (last.1 - last.0) == r.3;
+            if last.1 == r.0 && last.2 == r.2 && last.4 == r.4 && last.5 == r.5 && contiguous_offset
+            {
+                last.1 = r.1;
+                continue;
+            }
+        }
+        out.push(r);
+    }
+    for r in &mut out {
+        if r.5 == "[stack]" {
+            r.0 = 0;
+        }
+    }
+    out
+}
+
+/// `mmap-analyze maps` at `at_ns` must show what `maps` (a /proc/PID/maps text) shows: the same
+/// bytes mapped with the same permissions from the same file offsets.
+fn check_replay_matches_maps(dir: &Path, capture: &str, pid: u32, at_ns: i64, maps: &str) {
+    let at = chrono::DateTime::from_timestamp_nanos(at_ns)
+        .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    let out = Command::new(workspace_bin("mmap-analyze"))
+        .current_dir(dir)
+        .args([
+            "maps",
+            capture,
+            "--pid",
+            &pid.to_string(),
+            "--at",
+            &at,
+            "--format",
+            "json",
+        ])
+        .output()
+        .expect("mmap-analyze maps");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let replay: serde_json::Value = serde_json::from_slice(&out.stdout).expect("maps json");
+    assert_eq!(
+        replay["complete"], true,
+        "replay says it is incomplete: {}",
+        replay["notes"]
+    );
+    let got: Vec<Region> = replay["regions"]
+        .as_array()
+        .expect("regions array")
+        .iter()
+        .map(|r| {
+            (
+                r["start"].as_u64().expect("start"),
+                r["end"].as_u64().expect("end"),
+                r["perms"].as_str().expect("perms").to_owned(),
+                r["off"].as_u64().unwrap_or(0),
+                r["ino"].as_u64().unwrap_or(0),
+                r["path"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let want: Vec<Region> = maps
+        .lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (start, end) = f.first()?.split_once('-')?;
+            Some((
+                u64::from_str_radix(start, 16).ok()?,
+                u64::from_str_radix(end, 16).ok()?,
+                f.get(1)?.to_string(),
+                u64::from_str_radix(f.get(2)?, 16).ok()?,
+                f.get(4)?.parse().ok()?,
+                f.get(5..).map(|p| p.join(" ")).unwrap_or_default(),
+            ))
+        })
+        .collect();
+    assert_eq!(
+        canonical(got),
+        canonical(want),
+        "replayed map differs from the child's /proc/self/maps\nreplay: {}\nmaps:\n{maps}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn raw_tracepoint_mode_records_the_same_calls() {
+    require_root!();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (stderr, report) = record_command(
+        dir.path(),
+        "raw.parquet",
+        &["--attach", "raw-tracepoint"],
+        &["--family"],
+    );
+    assert!(stderr.contains("attach: raw_tracepoint"), "{stderr}");
+    let (meta, events) = read_capture(&dir.path().join("raw.parquet"));
+    assert_eq!(meta.attach_mode, "raw_tracepoint");
+    assert!(
+        events
+            .iter()
+            .filter(|e| e.kind == RowKind::Syscall)
+            .all(|e| e.source.as_deref() == Some("raw_tracepoint"))
+    );
+    let slack = meta.clock_anchors[0].uncertainty_ns as i64 + 1_000;
+    for call in &report.family {
+        check_family_call(&events, call, slack);
+    }
+    mmap_capture_tests::check_calls(&meta, &events, &report);
+}
+
+#[test]
+fn kprobe_and_fentry_modes_name_the_missing_kernel_feature() {
+    require_root!();
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (mode, needle) in [("kprobe", "CONFIG_KPROBES"), ("fentry", "lockdown")] {
+        let out_path = dir.path().join(format!("{mode}.parquet"));
+        let out = Command::new(workspace_bin("mmap-recorder"))
+            .args(["record", "-q", "--attach", mode, "-o"])
+            .arg(&out_path)
+            .args(["--", "true"])
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.success() {
+            // A kernel that has the feature: then the mode must have recorded something.
+            eprintln!("{mode} works on this kernel: {stderr}");
+            continue;
+        }
+        assert_eq!(out.status.code(), Some(2), "{mode}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{mode}: one line: {stderr}");
+        assert!(
+            stderr.contains(&format!("--attach {mode}")) && stderr.contains(needle),
+            "{stderr}"
+        );
+        assert!(!out_path.exists(), "{mode}: no file left behind");
+    }
+}
+
+#[test]
+fn comm_and_cgroup_targets_select_only_their_processes() {
+    require_root!();
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    // --comm: an unrelated process with another name is not recorded.
+    let capture = dir.path().join("comm.parquet");
+    let (rec, stderr) = start_recorder(&["-q", "--comm", "mmap-workload"], &capture);
+    let report = run_workload(dir.path(), "comm");
+    let other = Command::new("sh")
+        .args(["-c", "head -c 1 /dev/zero >/dev/null"])
+        .status();
+    assert!(other.expect("sh").success());
+    stop(rec, stderr);
+    let (meta, events) = read_capture(&capture);
+    assert_eq!(meta.targets.comms, vec!["mmap-workload".to_owned()]);
+    assert!(events.iter().any(|e| e.pid == report.pid));
+    assert!(
+        events
+            .iter()
+            .filter(|e| e.kind != RowKind::Lost)
+            .all(|e| e.comm == "mmap-workload"),
+        "only mmap-workload rows"
+    );
+
+    // --cgroup: a workload moved into a new cgroup before it starts is recorded, no one else.
+    let Some(mount) = cgroup2_mount() else {
+        panic!("no cgroup2 mount: the --cgroup test needs cgroup v2");
+    };
+    let cg = mount.join(format!("mmap-capture-test-{}", std::process::id()));
+    std::fs::create_dir(&cg).expect("create cgroup");
+    let capture = dir.path().join("cgroup.parquet");
+    let name = cg.file_name().expect("name").to_string_lossy().into_owned();
+    let (rec, stderr) = start_recorder(&["-q", "--cgroup", &name], &capture);
+    let procs = cg.join("cgroup.procs");
+    let report_path = dir.path().join("cg-report.json");
+    let mut cmd = Command::new(workspace_bin("mmap-workload"));
+    cmd.arg("--report")
+        .arg(&report_path)
+        .arg("--dir")
+        .arg(dir.path());
+    // SAFETY: the child only writes its own pid into cgroup.procs (open/write/close).
+    unsafe {
+        cmd.pre_exec(move || std::fs::write(&procs, std::process::id().to_string()));
+    }
+    assert!(cmd.status().expect("workload").success());
+    let report: Report =
+        serde_json::from_slice(&std::fs::read(&report_path).expect("report")).expect("json");
+    let _ = run_workload(dir.path(), "outside");
+    stop(rec, stderr);
+    let _ = std::fs::remove_dir(&cg);
+    let (meta, events) = read_capture(&capture);
+    assert_eq!(meta.targets.cgroups, vec![format!("/{name}")]);
+    let rows: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == RowKind::Syscall)
+        .collect();
+    assert!(rows.len() >= report.calls.len(), "{} rows", rows.len());
+    assert!(
+        rows.iter().all(|e| e.pid == report.pid),
+        "only the workload in the cgroup"
+    );
+    assert!(
+        rows.iter()
+            .all(|e| e.cgroup_path.as_deref() == Some(&*format!("/{name}")))
+    );
+}
+
+fn cgroup2_mount() -> Option<std::path::PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().find_map(|l| {
+        let (left, right) = l.split_once(" - ")?;
+        (right.split_whitespace().next()? == "cgroup2")
+            .then(|| left.split_whitespace().nth(4).map(std::path::PathBuf::from))?
+    })
+}
+
+fn run_workload(dir: &Path, tag: &str) -> Report {
+    let report_path = dir.join(format!("report-{tag}.json"));
+    let status = Command::new(workspace_bin("mmap-workload"))
+        .arg("--report")
+        .arg(&report_path)
+        .arg("--dir")
+        .arg(dir)
+        .status()
+        .expect("workload");
+    assert!(status.success());
+    serde_json::from_slice(&std::fs::read(&report_path).expect("report")).expect("parse")
+}
+
+/// SIGINT, wait, check a clean exit; returns the recorder's stderr.
+fn stop(rec: std::process::Child, stderr: std::thread::JoinHandle<String>) -> String {
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(rec.id() as libc::pid_t, libc::SIGINT) };
+    let out = rec.wait_with_output().expect("wait");
+    let stderr = stderr.join().expect("stderr");
+    assert!(out.status.success(), "{}: {stderr}", out.status);
+    stderr
+}
+
+#[test]
+fn rotation_by_size_and_time_gives_readable_non_empty_segments() {
+    require_root!();
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (tag, args) in [
+        (
+            "size",
+            vec!["--rotate-size", "16KiB", "--flush-interval", "100ms"],
+        ),
+        ("time", vec!["--rotate-time", "300ms"]),
+    ] {
+        let seg_dir = dir.path().join(tag);
+        let out = Command::new(workspace_bin("mmap-recorder"))
+            .args(["record", "-q"])
+            .args(&args)
+            .arg("-o")
+            .arg(format!("{}/", seg_dir.display()))
+            .arg("--")
+            .arg(workspace_bin("mmap-workload"))
+            .args(["--duration", "1500ms", "--dir"])
+            .arg(dir.path())
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{tag}: {stderr}");
+        let mut files: Vec<_> = std::fs::read_dir(&seg_dir)
+            .expect("segments")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        files.sort();
+        assert!(files.len() >= 3, "{tag}: {} segments", files.len());
+        assert!(
+            files
+                .iter()
+                .all(|f| f.extension().is_some_and(|e| e == "parquet")),
+            "{files:?}"
+        );
+        let mut ids = Vec::new();
+        let mut total = 0;
+        for (i, file) in files.iter().enumerate() {
+            let (meta, events) = read_capture(file);
+            assert!(!events.is_empty(), "{tag}: segment {i} is empty");
+            assert_eq!(meta.segment_index, Some(i as u32), "{tag}: segment order");
+            ids.push(meta.capture_id.clone().expect("capture id"));
+            total += events.len();
+            assert_eq!(std::fs::metadata(file).expect("meta").mode() & 0o777, 0o600);
+        }
+        ids.dedup();
+        assert_eq!(ids.len(), 1, "{tag}: one capture id across segments");
+        // Readable together: the analyzer counts the rows of all segments.
+        let out = Command::new(workspace_bin("mmap-analyze"))
+            .args(["summary", "--format", "json"])
+            .args(&files)
+            .output()
+            .expect("summary");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert_eq!(summary["events"], total as u64, "{tag}");
+        assert!(
+            stderr.contains(&format!("{} segments", files.len())),
+            "{stderr}"
+        );
+    }
+
+    // --keep: only the newest segments remain.
+    let keep_dir = dir.path().join("keep");
+    let out = Command::new(workspace_bin("mmap-recorder"))
+        .args([
+            "record",
+            "-q",
+            "--rotate-time",
+            "200ms",
+            "--keep",
+            "2",
+            "-o",
+        ])
+        .arg(format!("{}/", keep_dir.display()))
+        .arg("--")
+        .arg(workspace_bin("mmap-workload"))
+        .args(["--duration", "1500ms", "--dir"])
+        .arg(dir.path())
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let files: Vec<_> = std::fs::read_dir(&keep_dir).expect("dir").collect();
+    assert_eq!(files.len(), 2, "{stderr}");
+    assert!(stderr.contains("older removed by --keep"), "{stderr}");
+}
+
+#[test]
+fn loss_is_counted_in_band_and_adds_up() {
+    require_root!();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A one-page ring and a burst: the drain cannot keep up.
+    let (_, report) = record_command(
+        dir.path(),
+        "loss.parquet",
+        &["--ring-size", "4KiB"],
+        &["--duration", "300ms"],
+    );
+    let (meta, events) = read_capture(&dir.path().join("loss.parquet"));
+    let c = meta.counters;
+    assert!(c.lost_ringbuf_full > 0, "no loss with a 4 KiB ring: {c:?}");
+    let kernel_rows = events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.kind,
+                RowKind::Syscall | RowKind::Fork | RowKind::Exec | RowKind::Exit
+            )
+        })
+        .count() as u64;
+    assert_eq!(
+        kernel_rows, c.emitted,
+        "every record the kernel delivered is in the file"
+    );
+    let lost_rows: Vec<_> = events.iter().filter(|e| e.kind == RowKind::Lost).collect();
+    let lost_in_band: u64 = lost_rows
+        .iter()
+        .map(|e| e.lost_count.expect("lost_count"))
+        .sum();
+    assert_eq!(
+        lost_in_band, c.lost_ringbuf_full,
+        "in-band windows add up to the counter"
+    );
+    for row in &lost_rows {
+        assert!(row.ts_ns <= row.ts_exit_ns.expect("window end"));
+        assert!(row.cpu < 1024);
+    }
+    // Each of the workload's own mmap calls is either a row or inside the counted loss.
+    let recorded = report
+        .calls
+        .iter()
+        .filter(|c| {
+            events.iter().any(|e| {
+                e.syscall == Some(Syscall::Mmap)
+                    && e.tid == c.tid
+                    && e.len == Some(c.len)
+                    && e.ret == Some(c.ret)
+                    && e.ts_ns >= c.before_ns - 1_000_000
+                    && e.ts_ns <= c.after_ns + 1_000_000
+            })
+        })
+        .count() as u64;
+    let calls = report.calls.len() as u64;
+    assert!(recorded < calls, "some calls were lost");
+    assert!(
+        recorded + c.lost_ringbuf_full >= calls,
+        "{recorded} + {} < {calls}",
+        c.lost_ringbuf_full
+    );
+}
+
+#[test]
+fn sigkill_loses_at_most_the_last_flush_interval_and_recovers() {
+    require_root!();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let capture = dir.path().join("killed.parquet");
+    let report_path = dir.path().join("killed.json");
+    let (mut rec, _stderr) = start_recorder(&["-q", "--flush-interval", "1s"], &capture);
+    let mut workload = Command::new(workspace_bin("mmap-workload"))
+        .args(["--duration", "2500ms", "--report"])
+        .arg(&report_path)
+        .arg("--dir")
+        .arg(dir.path())
+        .spawn()
+        .expect("workload");
+    std::thread::sleep(Duration::from_millis(2000));
+    let killed_at = realtime_ns();
+    rec.kill().expect("SIGKILL");
+    let _ = rec.wait();
+    assert!(workload.wait().expect("workload").success());
+    let report: Report =
+        serde_json::from_slice(&std::fs::read(&report_path).expect("report")).expect("json");
+    assert!(
+        mmap_format::journal::journal_path(&capture).exists(),
+        "journal left behind"
+    );
+    assert!(
+        mmap_format::reader::CaptureReader::open(&capture).is_err(),
+        "no footer yet"
+    );
+
+    let out = Command::new(workspace_bin("mmap-analyze"))
+        .arg("recover")
+        .arg(&capture)
+        .output()
+        .expect("recover");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (meta, events) = read_capture(&capture);
+    assert!(meta.recovered);
+    // Everything the workload did more than a flush interval (plus scheduling slack) before the
+    // kill is in the recovered file.
+    let safe_until = killed_at - 1_500_000_000;
+    let early: Vec<_> = report
+        .calls
+        .iter()
+        .filter(|c| c.after_ns < safe_until)
+        .collect();
+    assert!(early.len() > 100, "{} early calls", early.len());
+    for call in early {
+        assert!(
+            events
+                .iter()
+                .any(|e| e.tid == call.tid && e.len == Some(call.len) && e.ret == Some(call.ret)),
+            "{} at {} missing after recovery (killed at {killed_at})",
+            call.label,
+            call.after_ns
+        );
+    }
+}
+
+fn realtime_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as i64
+}
+
+#[test]
+fn next_recorder_start_recovers_an_interrupted_capture() {
+    require_root!();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seg_dir = dir.path().join("segs");
+    let out_arg = format!("{}/", seg_dir.display());
+    let (mut rec, _) = start_recorder(&["-q", "--flush-interval", "200ms"], Path::new(&out_arg));
+    let _ = run_workload(dir.path(), "first");
+    std::thread::sleep(Duration::from_millis(700));
+    rec.kill().expect("SIGKILL");
+    let _ = rec.wait();
+    let (rec, stderr) = start_recorder(&["-q", "--duration", "200ms"], Path::new(&out_arg));
+    let out = rec.wait_with_output().expect("second run");
+    let stderr = stderr.join().expect("stderr");
+    assert!(out.status.success(), "{stderr}");
+    let mut files: Vec<_> = std::fs::read_dir(&seg_dir)
+        .expect("dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    assert!(
+        files
+            .iter()
+            .all(|f| !f.to_string_lossy().ends_with(".journal")),
+        "{files:?}"
+    );
+    assert_eq!(files.len(), 2, "{files:?}");
+    let (meta, events) = read_capture(&files[0]);
+    assert!(
+        meta.recovered,
+        "the first capture was completed by the second start"
+    );
+    assert!(!events.is_empty());
+}
+
+#[test]
+fn files_are_private_never_follow_symlinks_and_belong_to_the_sudo_user() {
+    require_root!();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A symlink at the output path is refused, and its target is left alone even with --force.
+    let target = dir.path().join("precious");
+    std::fs::write(&target, b"keep").expect("write");
+    let link = dir.path().join("link.parquet");
+    std::os::unix::fs::symlink(&target, &link).expect("symlink");
+    let out = Command::new(workspace_bin("mmap-recorder"))
+        .args(["record", "-q", "--duration", "100ms", "-o"])
+        .arg(&link)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+    let out = Command::new(workspace_bin("mmap-recorder"))
+        .args(["record", "-q", "--force", "--duration", "100ms", "-o"])
+        .arg(&link)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read(&target).expect("target"),
+        b"keep",
+        "symlink target untouched"
+    );
+    let meta = std::fs::symlink_metadata(&link).expect("new file");
+    assert!(
+        meta.file_type().is_file(),
+        "the link was replaced by a file, not followed"
+    );
+    assert_eq!(meta.mode() & 0o777, 0o600);
+
+    // Through sudo: the file belongs to the invoking user and the command runs as that user.
+    let capture = dir.path().join("sudo.parquet");
+    let out = Command::new(workspace_bin("mmap-recorder"))
+        .env("SUDO_UID", "65534")
+        .env("SUDO_GID", "65534")
+        .args(["record", "-q", "-o"])
+        .arg(&capture)
+        .args(["--", "sh", "-c", "id -u > /dev/null; exit 0"])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta = std::fs::metadata(&capture).expect("capture");
+    assert_eq!(
+        (meta.uid(), meta.gid(), meta.mode() & 0o777),
+        (65534, 65534, 0o600)
+    );
+    let (_, events) = read_capture(&capture);
+    assert!(
+        events
+            .iter()
+            .filter(|e| e.kind == RowKind::Syscall)
+            .all(|e| e.uid == 65534),
+        "ran as the sudo user"
+    );
+}
+
+#[test]
+fn without_privileges_exits_2_with_one_line() {
+    if !mmap_capture_tests::is_root() {
+        eprintln!("skipping: dropping privileges needs root to start with");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(workspace_bin("mmap-recorder"))
+        .uid(65534)
+        .gid(65534)
+        .args(["record", "-o"])
+        .arg(dir.path().join("x.parquet"))
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("CAP_BPF") && stderr.contains("sudo"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn perf_still_sees_the_tracepoint_and_two_recorders_each_get_everything() {
+    require_root!();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = dir.path().join("a.parquet");
+    let b = dir.path().join("b.parquet");
+    let (rec_a, err_a) = start_recorder(&["-q"], &a);
+    let (rec_b, err_b) = start_recorder(&["-q"], &b);
+    let perf_data = dir.path().join("perf.data");
+    let perf = Command::new("perf")
+        .args(["record", "-q", "-e", "syscalls:sys_enter_mmap", "-a", "-o"])
+        .arg(&perf_data)
+        .arg("--")
+        .arg(workspace_bin("mmap-workload"))
+        .arg("--report")
+        .arg(dir.path().join("perf-report.json"))
+        .arg("--dir")
+        .arg(dir.path())
+        .output()
+        .expect("perf is needed for this test (Debian package linux-perf; make test installs it)");
+    assert!(
+        perf.status.success(),
+        "perf record: {}",
+        String::from_utf8_lossy(&perf.stderr)
+    );
+    stop(rec_a, err_a);
+    stop(rec_b, err_b);
+    let report: Report = serde_json::from_slice(
+        &std::fs::read(dir.path().join("perf-report.json")).expect("report"),
+    )
+    .expect("json");
+    let script = Command::new("perf")
+        .args(["script", "-i"])
+        .arg(&perf_data)
+        .output()
+        .expect("perf script");
+    let text = String::from_utf8_lossy(&script.stdout);
+    let samples = text
+        .lines()
+        .filter(|l| l.contains("sys_enter_mmap"))
+        .count();
+    assert!(
+        samples >= report.calls.len(),
+        "perf saw {samples} mmap events while we recorded"
+    );
+    for capture in [&a, &b] {
+        let (meta, events) = read_capture(capture);
+        assert_eq!(meta.counters.lost(), 0, "{:?}", meta.counters);
+        mmap_capture_tests::check_calls(&meta, &events, &report);
+    }
+}

@@ -33,7 +33,7 @@ use aya_ebpf::{
         },
     },
     macros::{fentry, fexit, kprobe, kretprobe, map, raw_tracepoint},
-    maps::{HashMap, PerCpuArray, RingBuf},
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
     programs::{
         FEntryContext, FExitContext, ProbeContext, RawTracePointContext, RetProbeContext,
         TracePointContext,
@@ -41,7 +41,8 @@ use aya_ebpf::{
 };
 use recorder_common::{
     COMM_LEN, COMPONENT_LEN, Config, EventKind, KernelOffsets, LossWindow, MAX_CGROUPS,
-    MAX_COMPONENTS, PATH_BUF, PATH_CAP, RECORD_HEADER, Record, counters, filter, record_flags,
+    MAX_COMPONENTS, PATH_BUF, PATH_CAP, RECORD_HEADER, Record, RecordHeader, counters, filter,
+    record_flags,
 };
 
 // ---- configuration, set by user space with EbpfLoader::override_global -------------------------
@@ -110,9 +111,33 @@ macro_rules! cfg {
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(8 << 20, 0);
 
-/// Calls in flight, by thread id.
+/// Calls in flight, by thread id: the record's header.
 #[map]
-static ENTRIES: HashMap<u32, Record> = HashMap::with_max_entries(10240, 0);
+static ENTRIES: HashMap<u32, RecordHeader> = HashMap::with_max_entries(16384, 0);
+
+/// The file path of an mmap call in flight, by thread id (only file-backed mmaps have one).
+#[map]
+static PATHS: HashMap<u32, [u8; PATH_BUF]> = HashMap::with_max_entries(4096, 0);
+
+/// Identity facts that cost several kernel reads, by thread id, reused for a second.
+#[map]
+static IDENTITY: LruHashMap<u32, Identity> = LruHashMap::with_max_entries(16384, 0);
+
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct Identity {
+    ppid: u32,
+    pidns_ino: u32,
+    ns_pid: u32,
+    ns_tid: u32,
+    /// When these were read (boot ns).
+    read_ns: u64,
+    comm: [u8; COMM_LEN],
+}
+
+/// How long a cached identity is used: a reparented process shows its old ppid, and a thread
+/// renamed with prctl(PR_SET_NAME) its old comm, at most this long. An exec drops the entry.
+const IDENTITY_TTL_NS: u64 = 1_000_000_000;
 
 /// Per-CPU scratch space to build a record in (too large for the 512-byte stack).
 #[map]
@@ -225,21 +250,47 @@ fn fill_identity(rec: &mut Record, kind: EventKind, pid_tgid: u64) {
         rec.head.cgroup_id = bpf_get_current_cgroup_id();
         rec.head.cpu = bpf_get_smp_processor_id();
     }
-    rec.head.comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
     rec.head.file_dev = 0;
     rec.head.file_ino = 0;
     rec.head.path_len = 0;
 
+    let tid = rec.head.tid;
+    // SAFETY: the value is copied out at once.
+    let cached = unsafe { IDENTITY.get(&tid) }.copied();
+    let id = match cached {
+        Some(id) if rec.head.ts_enter_ns.wrapping_sub(id.read_ns) < IDENTITY_TTL_NS => id,
+        _ => {
+            let id = read_identity(rec.head.ts_enter_ns);
+            let _ = IDENTITY.insert(&tid, &id, BPF_ANY as u64);
+            id
+        }
+    };
+    rec.head.comm = id.comm;
+    rec.head.ppid = id.ppid;
+    rec.head.pidns_ino = id.pidns_ino;
+    rec.head.ns_pid = id.ns_pid;
+    rec.head.ns_tid = id.ns_tid;
+}
+
+/// The parent's tgid and the pid-namespace identity of the current thread.
+#[inline(always)]
+fn read_identity(now: u64) -> Identity {
     let task = current_task();
-    rec.head.ppid = kread::<*const u8>(task, cfg!(OFFSETS.task_real_parent))
+    let ppid = kread::<*const u8>(task, cfg!(OFFSETS.task_real_parent))
         .and_then(|parent| kread::<u32>(parent, cfg!(OFFSETS.task_tgid)))
         .unwrap_or(0);
-    let (ns, ns_tid) = ns_ids(task);
-    rec.head.pidns_ino = ns;
-    rec.head.ns_tid = ns_tid;
-    rec.head.ns_pid = kread::<*const u8>(task, cfg!(OFFSETS.task_group_leader))
+    let (pidns_ino, ns_tid) = ns_ids(task);
+    let ns_pid = kread::<*const u8>(task, cfg!(OFFSETS.task_group_leader))
         .map(|leader| ns_ids(leader).1)
         .unwrap_or(0);
+    Identity {
+        ppid,
+        pidns_ino,
+        ns_pid,
+        ns_tid,
+        read_ns: now,
+        comm: bpf_get_current_comm().unwrap_or([0; COMM_LEN]),
+    }
 }
 
 /// (pid namespace inode, id in that namespace) of a task.
@@ -376,7 +427,12 @@ fn enter(kind: EventKind, args: [u64; 6], file: FileArg) {
         let _ = describe_file(rec, file);
     }
     let tid = pid_tgid as u32;
-    if ENTRIES.insert(&tid, rec, BPF_ANY as u64).is_err() {
+    if rec.head.path_len > 0 && PATHS.insert(&tid, &rec.path, BPF_ANY as u64).is_err() {
+        // No room for the path: keep the call, without its path.
+        rec.head.path_len = 0;
+        rec.head.flags |= record_flags::PATH_TRUNCATED;
+    }
+    if ENTRIES.insert(&tid, &rec.head, BPF_ANY as u64).is_err() {
         count(counters::ENTRY_MAP_FULL);
     }
 }
@@ -408,36 +464,73 @@ fn exit(ret: i64) {
         return;
     }
     let tid = pid_tgid as u32;
-    let Some(rec) = ENTRIES.get_ptr_mut(&tid) else {
+    let Some(head) = ENTRIES.get_ptr_mut(&tid) else {
         count(counters::ORPHAN_EXIT);
         return;
     };
     // SAFETY: the map value stays valid until removed below; only this thread uses its key.
-    let rec = unsafe { &mut *rec };
-    rec.head.ret = ret;
-    rec.head.ts_exit_ns = now();
-    submit(rec, false);
+    let head = unsafe { &mut *head };
+    head.ret = ret;
+    head.ts_exit_ns = now();
+    if head.path_len == 0 {
+        submit_header(head);
+    } else if let (Some(rec), Some(path)) = (scratch(), PATHS.get_ptr(&tid)) {
+        rec.head = *head;
+        let len = (head.path_len as usize).min(PATH_BUF);
+        // SAFETY: copies len <= PATH_BUF bytes between two PATH_BUF-byte map values.
+        let copied = unsafe {
+            aya_ebpf::helpers::generated::bpf_probe_read_kernel(
+                rec.path.as_mut_ptr().cast(),
+                len as u32,
+                path.cast(),
+            )
+        };
+        if copied != 0 {
+            rec.head.path_len = 0;
+        }
+        submit(rec, false);
+        let _ = PATHS.remove(&tid);
+    } else {
+        head.path_len = 0;
+        submit_header(head);
+    }
     let _ = ENTRIES.remove(&tid);
 }
 
-/// Sends `rec` (its header and the used part of its path) to user space, after reporting any
-/// loss of this CPU not yet reported.
+/// Sends `rec` (its header and the used part of its path) to user space.
 #[inline(always)]
 fn submit(rec: &Record, urgent: bool) {
-    report_loss(rec.head.cpu);
     let len = RECORD_HEADER + ((rec.head.path_len as usize + 7) & !7);
     let len = if len > core::mem::size_of::<Record>() {
         core::mem::size_of::<Record>()
     } else {
         len
     };
+    // SAFETY: `rec` points at a whole Record and len <= size_of::<Record>().
+    let bytes = unsafe { core::slice::from_raw_parts((rec as *const Record).cast::<u8>(), len) };
+    output(bytes, rec.head.cpu, urgent);
+}
+
+/// Sends a record without a path: its header only.
+#[inline(always)]
+fn submit_header(head: &RecordHeader) {
+    // SAFETY: `head` points at a whole RecordHeader of RECORD_HEADER bytes.
+    let bytes = unsafe {
+        core::slice::from_raw_parts((head as *const RecordHeader).cast::<u8>(), RECORD_HEADER)
+    };
+    output(bytes, head.cpu, false);
+}
+
+/// Puts `bytes` in the ring, after reporting any loss of this CPU not yet reported; wakes user
+/// space only when `urgent` or when the ring fills.
+#[inline(always)]
+fn output(bytes: &[u8], cpu: u32, urgent: bool) {
+    report_loss(cpu);
     let wakeup = if urgent || EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= cfg!(CONFIG.wakeup_bytes) {
         BPF_RB_FORCE_WAKEUP
     } else {
         BPF_RB_NO_WAKEUP
     };
-    // SAFETY: `rec` points at a whole Record and len <= size_of::<Record>().
-    let bytes = unsafe { core::slice::from_raw_parts((rec as *const Record).cast::<u8>(), len) };
     match EVENTS.output::<[u8]>(bytes, wakeup as u64) {
         Ok(()) => count(counters::EMITTED),
         Err(_) => lost(),
@@ -720,6 +813,8 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
         return 0;
     }
     let bprm: *const u8 = ctx.arg(2);
+    // The new program has a new comm.
+    let _ = IDENTITY.remove(&(bpf_get_current_pid_tgid() as u32));
     let Some(rec) = lifecycle(EventKind::Exec, 0) else {
         return 0;
     };

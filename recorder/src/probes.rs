@@ -269,6 +269,20 @@ impl Probes {
         }
     }
 
+    /// (program, runs, total run time in ns) of every attached program; the kernel counts run
+    /// time only while statistics are enabled (see [`enable_run_time_stats`]).
+    pub fn program_stats(&self) -> Vec<(&'static str, u64, u64)> {
+        let mut names = self.attached.clone();
+        names.dedup();
+        names
+            .into_iter()
+            .filter_map(|name| {
+                let info = self.ebpf.program(name)?.info().ok()?;
+                Some((name, info.run_count(), info.run_time().as_nanos() as u64))
+            })
+            .collect()
+    }
+
     /// Current sums of the per-CPU counters.
     pub fn counters(&self) -> Result<KernelCounters, ProbeError> {
         const MAP: &str = "COUNTERS";
@@ -304,6 +318,12 @@ impl Probes {
             .map(|(cpu, w)| (cpu as u32, *w))
             .collect())
     }
+}
+
+/// Turns on the kernel's run-time accounting of BPF programs while the returned descriptor is
+/// open (BPF_ENABLE_STATS; it costs two clock reads per program run).
+pub fn enable_run_time_stats() -> Result<std::os::fd::OwnedFd, aya::sys::SyscallError> {
+    aya::sys::enable_stats(aya::sys::Stats::RunTime)
 }
 
 /// A command name as the kernel stores it: at most 15 bytes, NUL padded.

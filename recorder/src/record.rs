@@ -165,6 +165,12 @@ pub struct RecordArgs {
     #[arg(long, value_name = "LEVEL", default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=22))]
     pub zstd_level: i32,
 
+    /// Measure the kernel time of each eBPF program (BPF run-time statistics, which cost two
+    /// clock reads per run) and print it with the final report: what recording costs the
+    /// traced processes, per call.
+    #[arg(long)]
+    pub prog_stats: bool,
+
     /// No live progress on stderr (the start line and the final report are always printed).
     #[arg(short, long)]
     pub quiet: bool,
@@ -395,6 +401,11 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     let _runtime_guard = runtime.enter();
     let mut drain = Drain::new(probes.take_ring()?)?;
+    let stats_fd = if args.prog_stats {
+        Some(crate::probes::enable_run_time_stats().context("enabling BPF run-time statistics")?)
+    } else {
+        None
+    };
     let mode = attach(&mut probes, wanted_mode, tracefs)?;
     template.attach_mode = mode.name().to_owned();
 
@@ -463,8 +474,11 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
         progress.then_some(started),
     ))?;
 
+    let recorded_for = started.elapsed();
     // Shutdown order: stop producing, drain what is left, report pending loss, read counters,
     // close, report.
+    let prog_stats = stats_fd.as_ref().map(|_| probes.program_stats());
+    drop(stats_fd);
     probes.detach();
     drain.read_all(&sink, &mut cgroup_names, true)?;
     let mut tail = Vec::new();
@@ -502,7 +516,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
         report.rows,
         bytesize::ByteSize::b(report.bytes).display().iec(),
         kernel.orphan_exits,
-        started.elapsed().as_secs_f64(),
+        recorded_for.as_secs_f64(),
         match &stop {
             Stop::Signal(name) => format!("stopped by {name}"),
             Stop::Duration => "duration reached".to_owned(),
@@ -510,6 +524,12 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
             Stop::CommandExited(status) => format!("command exited: {status}"),
         }
     );
+    for (name, runs, ns) in prog_stats.unwrap_or_default() {
+        eprintln!(
+            "mmap-recorder: program {name}: {runs} runs, {:.0} ns per run",
+            ns as f64 / runs.max(1) as f64
+        );
+    }
     Ok(match stop {
         Stop::CommandExited(status) => exit_code(status),
         _ => ExitCode::SUCCESS,

@@ -41,6 +41,10 @@ struct Args {
     /// Pin the recorder to this CPU; default: CPU 0 (when there are two or more CPUs).
     #[arg(long)]
     recorder_cpu: Option<usize>,
+    /// Also compare with other tracers recording the same calls (strace, perf trace, bpftrace,
+    /// where installed): the ns per pair the traced loop sees under each, best of --rounds.
+    #[arg(long)]
+    compare: bool,
     /// Also print the results as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -68,7 +72,12 @@ fn pairs(calls: u64) -> f64 {
 }
 
 /// Starts the recorder on `target` and waits until it has attached.
-fn start_recorder(args: &Args, target: u32, out: &std::path::Path) -> anyhow::Result<Child> {
+fn start_recorder(
+    args: &Args,
+    target: u32,
+    out: &std::path::Path,
+    extra: &[&str],
+) -> anyhow::Result<(Child, std::thread::JoinHandle<Vec<String>>)> {
     let mut cmd = Command::new(&args.recorder);
     if let Some(cpu) = args.recorder_cpu {
         // SAFETY: sched_setaffinity in the forked child touches only a local cpu_set_t.
@@ -84,10 +93,12 @@ fn start_recorder(args: &Args, target: u32, out: &std::path::Path) -> anyhow::Re
             "record",
             "-q",
             "--force",
+            "--no-follow",
             "--pid",
             &target.to_string(),
-            "-o",
         ])
+        .args(extra)
+        .arg("-o")
         .arg(out)
         .stderr(Stdio::piped())
         .spawn()
@@ -105,8 +116,8 @@ fn start_recorder(args: &Args, target: u32, out: &std::path::Path) -> anyhow::Re
         }
     }
     // Keep reading its stderr in the background so it never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines.by_ref() {});
-    Ok(child)
+    let rest = std::thread::spawn(move || lines.map_while(Result::ok).collect());
+    Ok((child, rest))
 }
 
 /// Stops the recorder with SIGINT; returns the CPU time (user + system) it used, in ns.
@@ -157,19 +168,22 @@ fn main() -> anyhow::Result<()> {
     let out = args.dir.join(format!("mmap-bench-{me}.parquet"));
     // Warm up page tables and caches.
     pairs(args.calls / 10 + 1);
-    let (mut base, mut filtered, mut recorded, mut cpu) = (vec![], vec![], vec![], vec![]);
+    let (mut base, mut filtered, mut recorded) = (vec![], vec![], vec![]);
+    // Recorder CPU time: of a run that records nothing (start-up, attach, detach, idle drain),
+    // and (CPU, rows) of each recording run.
+    let (mut idle_cpu, mut recorded_cpu) = (Vec::new(), Vec::<(f64, u64)>::new());
     for round in 0..args.rounds {
         // Rotate the order of the three modes so no mode always runs first.
         for mode in (0..3).map(|i| (i + round) % 3) {
             match mode {
                 0 => base.push(pairs(args.calls)),
                 1 => {
-                    let rec = start_recorder(&args, 1, &out)?;
+                    let (rec, _) = start_recorder(&args, 1, &out, &[])?;
                     filtered.push(pairs(args.calls));
-                    stop_recorder(rec)?;
+                    idle_cpu.push(stop_recorder(rec)?);
                 }
                 _ => {
-                    let rec = start_recorder(&args, me, &out)?;
+                    let (rec, _) = start_recorder(&args, me, &out, &[])?;
                     recorded.push(pairs(args.calls));
                     let cpu_ns = stop_recorder(rec)?;
                     let rows = count_rows(&out)?;
@@ -179,21 +193,31 @@ fn main() -> anyhow::Result<()> {
                             args.calls
                         );
                     }
-                    cpu.push(cpu_ns / rows as f64);
+                    recorded_cpu.push((cpu_ns, rows));
                 }
             }
         }
         eprintln!(
-            "round {}: baseline {:.0} ns, filtered {:.0} ns, recorded {:.0} ns per pair; \
-             recorder CPU {:.0} ns per record",
+            "round {}: baseline {:.0} ns, filtered {:.0} ns, recorded {:.0} ns per pair",
             round + 1,
             base[round],
             filtered[round],
             recorded[round],
-            cpu[round]
         );
     }
+    // One more recorded run with the kernel's own accounting of each program's run time
+    // (outside the timed rounds: the accounting itself costs two clock reads per run).
+    let (rec, stderr) = start_recorder(&args, me, &out, &["--prog-stats"])?;
+    pairs(args.calls);
+    stop_recorder(rec)?;
+    let prog_lines: Vec<String> = stderr
+        .join()
+        .map_err(|_| anyhow::anyhow!("stderr reader panicked"))?
+        .into_iter()
+        .filter(|l| l.contains(" ns per run"))
+        .collect();
     let _ = std::fs::remove_file(&out);
+    let _ = std::fs::remove_file(format!("{}.journal", out.display()));
     let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
     let (bm, fm, rm) = (min(&base), min(&filtered), min(&recorded));
     let (b, f, r) = (
@@ -201,7 +225,12 @@ fn main() -> anyhow::Result<()> {
         median(&mut filtered),
         median(&mut recorded),
     );
-    let c = median(&mut cpu);
+    let idle = median(&mut idle_cpu);
+    let mut per_record: Vec<f64> = recorded_cpu
+        .iter()
+        .map(|&(cpu, rows)| (cpu - idle).max(0.0) / rows.max(1) as f64)
+        .collect();
+    let c = median(&mut per_record);
     println!("| mode | median ns per mmap+munmap pair | added | ratio | min ns | added (min) |");
     println!("|---|---|---|---|---|---|");
     println!("| baseline | {b:.0} | | 1.00 | {bm:.0} | |");
@@ -219,10 +248,22 @@ fn main() -> anyhow::Result<()> {
     );
     println!();
     println!(
-        "{} rounds of {} pairs. Recorder process CPU (user + system, whole run including start-up) \
-         per record written: {c:.0} ns (median).",
-        args.rounds, args.calls
+        "{} rounds of {} pairs. Recorder process CPU (user + system) per record written, beyond \
+         what a run that records nothing costs ({:.2} s: start-up, attach, detach): {c:.0} ns \
+         (median).",
+        args.rounds,
+        args.calls,
+        idle / 1e9
     );
+    println!();
+    println!("Kernel time per program run (BPF run-time statistics, one recorded run):");
+    println!();
+    for line in &prog_lines {
+        println!("- {}", line.trim_start_matches("mmap-recorder: "));
+    }
+    if args.compare {
+        compare(&args)?;
+    }
     if args.json {
         println!(
             "{}",
@@ -253,4 +294,118 @@ fn count_rows(path: &std::path::Path) -> anyhow::Result<u64> {
     }
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     v["events"].as_u64().context("events in summary json")
+}
+
+/// ns per pair that `mmap-workload --pairs N` reports for itself when run under `wrapper`.
+fn workload_under(wrapper: &[String], calls: u64) -> anyhow::Result<f64> {
+    let workload = std::env::current_exe()?
+        .parent()
+        .context("exe dir")?
+        .join("mmap-workload");
+    let mut argv: Vec<String> = wrapper.to_vec();
+    argv.push(workload.display().to_string());
+    argv.push("--pairs".into());
+    argv.push(calls.to_string());
+    let out = Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdout(Stdio::null())
+        .output()
+        .with_context(|| format!("running {}", argv[0]))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        bail!("{} failed: {stderr}", argv.join(" "));
+    }
+    stderr
+        .lines()
+        .find_map(|l| {
+            let rest = l.strip_prefix("mmap-workload: ")?;
+            let ns = rest.split(", ").nth(1)?.strip_suffix(" ns per pair")?;
+            ns.parse().ok()
+        })
+        .with_context(|| format!("no timing from the workload: {stderr}"))
+}
+
+/// The same loop under each tracer, recording mmap and munmap (and the rest of the family where
+/// the tool takes a list).
+fn compare(args: &Args) -> anyhow::Result<()> {
+    let dir = &args.dir;
+    let capture = dir.join(format!("mmap-bench-compare-{}.parquet", std::process::id()));
+    let perf_out = dir.join(format!("mmap-bench-{}.perf", std::process::id()));
+    let family = "mmap,munmap,mprotect,mremap,brk";
+    let tools: Vec<(&str, Vec<String>)> = vec![
+        ("none", vec![]),
+        (
+            "mmap-recorder (this tool)",
+            vec![
+                args.recorder.display().to_string(),
+                "record".into(),
+                "-q".into(),
+                "--force".into(),
+                "-o".into(),
+                capture.display().to_string(),
+                "--".into(),
+            ],
+        ),
+        (
+            "strace -f",
+            vec![
+                "strace".into(),
+                "-f".into(),
+                "-qq".into(),
+                "-e".into(),
+                format!("trace={family}"),
+                "-o".into(),
+                "/dev/null".into(),
+            ],
+        ),
+        (
+            "perf trace",
+            vec![
+                "perf".into(),
+                "trace".into(),
+                "-e".into(),
+                family.into(),
+                "-o".into(),
+                perf_out.display().to_string(),
+                "--".into(),
+            ],
+        ),
+    ];
+    println!();
+    println!(
+        "Under other tracers (the loop's own ns per mmap+munmap pair, best of {}):",
+        args.rounds
+    );
+    println!();
+    println!("| tracer | ns per pair | added |");
+    println!("|---|---|---|");
+    let mut base = None;
+    for (name, wrapper) in tools {
+        if let Some(tool) = wrapper.first()
+            && Command::new(tool).arg("--version").output().is_err()
+        {
+            println!("| {name} | not installed | |");
+            continue;
+        }
+        let mut best = f64::INFINITY;
+        for _ in 0..args.rounds {
+            match workload_under(&wrapper, args.calls) {
+                Ok(ns) => best = best.min(ns),
+                Err(e) => {
+                    eprintln!("{name}: {e:#}");
+                    break;
+                }
+            }
+        }
+        if !best.is_finite() {
+            println!("| {name} | failed | |");
+            continue;
+        }
+        let b = *base.get_or_insert(best);
+        println!("| {name} | {best:.0} | {:+.0} |", best - b);
+    }
+    let _ = std::fs::remove_file(&capture);
+    let _ = std::fs::remove_file(format!("{}.journal", capture.display()));
+    let _ = std::fs::remove_file(&perf_out);
+    Ok(())
 }

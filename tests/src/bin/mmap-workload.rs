@@ -31,6 +31,10 @@ struct Args {
     /// program with --exec-child, which makes its own calls and reads its /proc/self/maps.
     #[arg(long)]
     family: bool,
+    /// Only make this many pairs of anonymous 4 KiB mmap + munmap calls, as fast as possible, and
+    /// exit (a steady load for measuring overhead).
+    #[arg(long, value_name = "N")]
+    pairs: Option<u64>,
     /// Run as the exec'd child: make the child's calls and write its report (JSON) here.
     #[arg(long, value_name = "REPORT")]
     exec_child: Option<PathBuf>,
@@ -398,6 +402,42 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if let Some(report) = &args.exec_child {
         return exec_child(report);
+    }
+    if let Some(n) = args.pairs {
+        let start = Instant::now();
+        for _ in 0..n {
+            // SAFETY: a fresh anonymous mapping, unmapped at once.
+            unsafe {
+                let p = libc::mmap(
+                    std::ptr::null_mut(),
+                    4096,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                );
+                if p == libc::MAP_FAILED {
+                    anyhow::bail!("mmap: {}", std::io::Error::last_os_error());
+                }
+                libc::munmap(p, 4096);
+            }
+        }
+        let ns = start.elapsed().as_nanos() as f64;
+        eprintln!(
+            "mmap-workload: {n} pairs, {:.0} ns per pair",
+            ns / n.max(1) as f64
+        );
+        if let Some(out) = &args.report {
+            let report = Report {
+                pid: std::process::id(),
+                calls: Vec::new(),
+                family: Vec::new(),
+                fork: None,
+                exec_child: None,
+            };
+            std::fs::write(out, serde_json::to_vec_pretty(&report)?)?;
+        }
+        return Ok(());
     }
     let path = args
         .dir

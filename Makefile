@@ -73,7 +73,7 @@ test: bootstrap venv tools
 
 ## bench: tracing overhead per mmap+munmap pair (see docs/PERFORMANCE.md).
 bench: release
-	$(SUDO) target/release/mmap-bench --recorder target/release/mmap-recorder --rounds 9 --calls 300000
+	$(SUDO) target/release/mmap-bench --recorder target/release/mmap-recorder --rounds 9 --calls 300000 --compare
 
 fmt:
 	cargo +nightly fmt --all

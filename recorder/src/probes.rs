@@ -194,6 +194,11 @@ impl Probes {
                 }
             }
             AttachMode::Kprobe => {
+                // Load first: the verifier checks the programs even where they cannot attach.
+                for program in ["kprobe_do_mmap", "kretprobe_do_mmap"] {
+                    let prog: &mut KProbe = self.program(program)?;
+                    prog.load().map_err(load_error(program))?;
+                }
                 if !kprobes_available() {
                     return Err(ProbeError::Unsupported {
                         mode: "kprobe",
@@ -205,7 +210,6 @@ impl Probes {
                 }
                 for program in ["kprobe_do_mmap", "kretprobe_do_mmap"] {
                     let prog: &mut KProbe = self.program(program)?;
-                    prog.load().map_err(load_error(program))?;
                     prog.attach("do_mmap", 0)
                         .map_err(|source| kprobe_error(program, source))?;
                     self.attached.push(program);

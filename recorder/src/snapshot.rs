@@ -167,7 +167,8 @@ pub fn take(
                     .filter(|_| real_file)
                     .and_then(|p| p.rsplit('/').next())
                     .map(|n| Cow::Owned(n.to_owned())),
-                file_deleted: l.path.map(|_| l.deleted),
+                // A memfd always shows " (deleted)" in /proc: it never had a name to lose.
+                file_deleted: l.path.map(|p| l.deleted && !p.starts_with("/memfd:")),
                 file_memfd: l.path.map(|p| p.starts_with("/memfd:")),
                 path_source: l.path.map(|_| Cow::Borrowed("proc_maps")),
                 source: Some(Cow::Borrowed(reason.source())),

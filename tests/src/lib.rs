@@ -1,8 +1,14 @@
 //! Shared pieces of the end-to-end tests: the report the `mmap-workload` program writes, and
 //! helpers to find and run the workspace's binaries.
-use std::path::PathBuf;
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
 
-use mmap_format::{event::Event, metadata::CaptureMetadata};
+use mmap_format::{
+    event::{Event, RowKind, Syscall},
+    metadata::CaptureMetadata,
+};
 use serde::{Deserialize, Serialize};
 
 /// A file-backed mapping's identity as `fstat` saw it in the workload.
@@ -49,6 +55,14 @@ pub struct FamilyCall {
     pub ret: i64,
     pub before_ns: i64,
     pub after_ns: i64,
+    /// For mmaps of special files: the path the capture must show, and whether the file is a
+    /// memfd or was deleted.
+    #[serde(default)]
+    pub file_path: Option<String>,
+    #[serde(default)]
+    pub memfd: Option<bool>,
+    #[serde(default)]
+    pub deleted: Option<bool>,
 }
 
 /// The fork of the exec child.
@@ -113,10 +127,10 @@ macro_rules! require_root {
 /// yields the rest of its stderr.
 pub fn start_recorder(
     args: &[&str],
-    out: &std::path::Path,
+    out: &Path,
 ) -> (std::process::Child, std::thread::JoinHandle<String>) {
     use std::io::{BufRead as _, BufReader};
-    let mut child = std::process::Command::new(workspace_bin("mmap-recorder"))
+    let mut child = Command::new(workspace_bin("mmap-recorder"))
         .arg("record")
         .args(args)
         .arg("-o")
@@ -148,7 +162,7 @@ pub fn start_recorder(
 }
 
 /// Metadata and rows of a capture file.
-pub fn read_capture(path: &std::path::Path) -> (CaptureMetadata, Vec<Event<'static>>) {
+pub fn read_capture(path: &Path) -> (CaptureMetadata, Vec<Event<'static>>) {
     let reader = mmap_format::reader::CaptureReader::open(path).expect("open capture");
     let events = reader
         .events()
@@ -265,4 +279,181 @@ pub fn check_calls(meta: &CaptureMetadata, events: &[Event<'_>], report: &Report
             assert_eq!(ev.tid, main_tid, "{}: main thread", call.label);
         }
     }
+}
+
+fn syscall_name(s: Syscall) -> &'static str {
+    match s {
+        Syscall::Mmap => "mmap",
+        Syscall::Munmap => "munmap",
+        Syscall::Mprotect => "mprotect",
+        Syscall::Mremap => "mremap",
+        Syscall::Brk => "brk",
+        _ => "other",
+    }
+}
+
+/// The one row of `call`, checked field by field.
+pub fn check_family_call<'a>(
+    events: &'a [Event<'static>],
+    call: &FamilyCall,
+    slack: i64,
+) -> &'a Event<'static> {
+    let found: Vec<&Event<'_>> = events
+        .iter()
+        .filter(|e| {
+            e.kind == RowKind::Syscall
+                && e.syscall.map(syscall_name) == Some(call.syscall.as_str())
+                && e.tid == call.tid
+                && (call.syscall == "mmap" || e.addr == Some(call.addr))
+                && e.len == call.len
+                && e.new_len == call.new_len
+                && (call.syscall != "brk" || e.ret == Some(call.ret))
+                && e.ts_ns >= call.before_ns - slack
+                && e.ts_ns <= call.after_ns + slack
+        })
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "{} ({}): {} rows",
+        call.label,
+        call.syscall,
+        found.len()
+    );
+    let ev = found[0];
+    assert_eq!(ev.ret, Some(call.ret), "{}: ret", call.label);
+    if call.prot.is_some() {
+        assert_eq!(ev.prot, call.prot, "{}: prot", call.label);
+    }
+    if call.flags.is_some() {
+        assert_eq!(ev.flags, call.flags, "{}: flags", call.label);
+    }
+    if call.new_addr.is_some() {
+        assert_eq!(ev.new_addr, call.new_addr, "{}: new_addr", call.label);
+    }
+    if let Some(path) = &call.file_path {
+        assert_eq!(
+            ev.file_path.as_deref(),
+            Some(path.as_str()),
+            "{}: path",
+            call.label
+        );
+        assert_eq!(
+            ev.path_source.as_deref(),
+            Some("kernel_dentry_walk"),
+            "{}",
+            call.label
+        );
+        assert_eq!(ev.path_truncated, Some(false), "{}", call.label);
+        assert_eq!(ev.file_memfd, call.memfd, "{}: memfd", call.label);
+        assert_eq!(ev.file_deleted, call.deleted, "{}: deleted", call.label);
+    }
+    let exit = ev.ts_exit_ns.expect("ts_exit");
+    assert!(
+        call.before_ns - slack <= ev.ts_ns && ev.ts_ns <= exit && exit <= call.after_ns + slack,
+        "{}: {}..{} outside {}..{}",
+        call.label,
+        ev.ts_ns,
+        exit,
+        call.before_ns,
+        call.after_ns
+    );
+    ev
+}
+
+/// A mapped range: start, end, perms, file offset, inode, path.
+type Region = (u64, u64, String, u64, u64, String);
+
+/// Joins neighbours that map the same thing the same way (same perms, same file at contiguous
+/// offsets, or the same kind of anonymous memory), so that two maps can be compared for what is
+/// mapped where, independently of where the kernel happened to split or merge its VMAs. The
+/// [stack] start is dropped: the stack grows without a system call.
+fn canonical(mut regions: Vec<Region>) -> Vec<Region> {
+    regions.sort();
+    let mut out: Vec<Region> = Vec::new();
+    for r in regions {
+        if let Some(last) = out.last_mut() {
+            let contiguous_offset = r.4 == 0 || last.3 + (last.1 - last.0) == r.3;
+            if last.1 == r.0 && last.2 == r.2 && last.4 == r.4 && last.5 == r.5 && contiguous_offset
+            {
+                last.1 = r.1;
+                continue;
+            }
+        }
+        out.push(r);
+    }
+    for r in &mut out {
+        if r.5 == "[stack]" {
+            r.0 = 0;
+        }
+    }
+    out
+}
+
+/// `mmap-analyze maps` at `at_ns` must show what `maps` (a /proc/PID/maps text) shows: the same
+/// bytes mapped with the same permissions from the same file offsets.
+pub fn check_replay_matches_maps(dir: &Path, capture: &str, pid: u32, at_ns: i64, maps: &str) {
+    let at = chrono::DateTime::from_timestamp_nanos(at_ns)
+        .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    let out = Command::new(workspace_bin("mmap-analyze"))
+        .current_dir(dir)
+        .args([
+            "maps",
+            capture,
+            "--pid",
+            &pid.to_string(),
+            "--at",
+            &at,
+            "--format",
+            "json",
+        ])
+        .output()
+        .expect("mmap-analyze maps");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let replay: serde_json::Value = serde_json::from_slice(&out.stdout).expect("maps json");
+    assert_eq!(
+        replay["complete"], true,
+        "replay says it is incomplete: {}",
+        replay["notes"]
+    );
+    let got: Vec<Region> = replay["regions"]
+        .as_array()
+        .expect("regions array")
+        .iter()
+        .map(|r| {
+            (
+                r["start"].as_u64().expect("start"),
+                r["end"].as_u64().expect("end"),
+                r["perms"].as_str().expect("perms").to_owned(),
+                r["off"].as_u64().unwrap_or(0),
+                r["ino"].as_u64().unwrap_or(0),
+                r["path"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let want: Vec<Region> = maps
+        .lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (start, end) = f.first()?.split_once('-')?;
+            Some((
+                u64::from_str_radix(start, 16).ok()?,
+                u64::from_str_radix(end, 16).ok()?,
+                f.get(1)?.to_string(),
+                u64::from_str_radix(f.get(2)?, 16).ok()?,
+                f.get(4)?.parse().ok()?,
+                f.get(5..).map(|p| p.join(" ")).unwrap_or_default(),
+            ))
+        })
+        .collect();
+    assert_eq!(
+        canonical(got),
+        canonical(want),
+        "replayed map differs from the child's /proc/self/maps\nreplay: {}\nmaps:\n{maps}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }

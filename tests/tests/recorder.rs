@@ -12,9 +12,10 @@ use std::{
 };
 
 use mmap_capture_tests::{
-    FamilyCall, Report, read_capture, require_root, start_recorder, workspace_bin,
+    Report, check_family_call, check_replay_matches_maps, read_capture, require_root,
+    start_recorder, workspace_bin,
 };
-use mmap_format::event::{Event, RowKind, Syscall};
+use mmap_format::event::{RowKind, Syscall};
 
 /// Records `mmap-workload ARGS --report R --dir DIR` as a command with `extra` recorder args.
 fn record_command(dir: &Path, name: &str, extra: &[&str], workload: &[&str]) -> (String, Report) {
@@ -45,69 +46,6 @@ fn record_command(dir: &Path, name: &str, extra: &[&str], workload: &[&str]) -> 
     (stderr, report)
 }
 
-fn syscall_name(s: Syscall) -> &'static str {
-    match s {
-        Syscall::Mmap => "mmap",
-        Syscall::Munmap => "munmap",
-        Syscall::Mprotect => "mprotect",
-        Syscall::Mremap => "mremap",
-        Syscall::Brk => "brk",
-        _ => "other",
-    }
-}
-
-/// The one row of `call`, checked field by field.
-fn check_family_call<'a>(
-    events: &'a [Event<'static>],
-    call: &FamilyCall,
-    slack: i64,
-) -> &'a Event<'static> {
-    let found: Vec<&Event<'_>> = events
-        .iter()
-        .filter(|e| {
-            e.kind == RowKind::Syscall
-                && e.syscall.map(syscall_name) == Some(call.syscall.as_str())
-                && e.tid == call.tid
-                && (call.syscall == "mmap" || e.addr == Some(call.addr))
-                && e.len == call.len
-                && e.new_len == call.new_len
-                && (call.syscall != "brk" || e.ret == Some(call.ret))
-                && e.ts_ns >= call.before_ns - slack
-                && e.ts_ns <= call.after_ns + slack
-        })
-        .collect();
-    assert_eq!(
-        found.len(),
-        1,
-        "{} ({}): {} rows",
-        call.label,
-        call.syscall,
-        found.len()
-    );
-    let ev = found[0];
-    assert_eq!(ev.ret, Some(call.ret), "{}: ret", call.label);
-    if call.prot.is_some() {
-        assert_eq!(ev.prot, call.prot, "{}: prot", call.label);
-    }
-    if call.flags.is_some() {
-        assert_eq!(ev.flags, call.flags, "{}: flags", call.label);
-    }
-    if call.new_addr.is_some() {
-        assert_eq!(ev.new_addr, call.new_addr, "{}: new_addr", call.label);
-    }
-    let exit = ev.ts_exit_ns.expect("ts_exit");
-    assert!(
-        call.before_ns - slack <= ev.ts_ns && ev.ts_ns <= exit && exit <= call.after_ns + slack,
-        "{}: {}..{} outside {}..{}",
-        call.label,
-        ev.ts_ns,
-        exit,
-        call.before_ns,
-        call.after_ns
-    );
-    ev
-}
-
 #[test]
 fn family_lifecycle_and_exec_snapshot_of_a_forked_child() {
     require_root!();
@@ -123,7 +61,7 @@ fn family_lifecycle_and_exec_snapshot_of_a_forked_child() {
     assert_eq!(fork.status, 0, "the exec child succeeded");
 
     // Every call of the parent and of the exec'd child, exactly once.
-    assert_eq!(report.family.len(), 7);
+    assert_eq!(report.family.len(), 9);
     assert_eq!(child.calls.len(), 7);
     for call in &report.family {
         let ev = check_family_call(&events, call, slack);
@@ -196,101 +134,53 @@ fn family_lifecycle_and_exec_snapshot_of_a_forked_child() {
     );
 }
 
-/// A mapped range: start, end, perms, file offset, inode, path.
-type Region = (u64, u64, String, u64, u64, String);
-
-/// Joins neighbours that map the same thing the same way (same perms, same file at contiguous
-/// offsets, or the same kind of anonymous memory), so that two maps can be compared for what is
-/// mapped where, independently of where the kernel happened to split or merge its VMAs. The
-/// [stack] start is dropped: the stack grows without a system call.
-fn canonical(mut regions: Vec<Region>) -> Vec<Region> {
-    regions.sort();
-    let mut out: Vec<Region> = Vec::new();
-    for r in regions {
-        if let Some(last) = out.last_mut() {
-            let contiguous_offset = r.4 == 0 || last.3 + (last.1 - last.0) == r.3;
-            if last.1 == r.0 && last.2 == r.2 && last.4 == r.4 && last.5 == r.5 && contiguous_offset
-            {
-                last.1 = r.1;
-                continue;
-            }
-        }
-        out.push(r);
-    }
-    for r in &mut out {
-        if r.5 == "[stack]" {
-            r.0 = 0;
-        }
-    }
-    out
-}
-
-/// `mmap-analyze maps` at `at_ns` must show what `maps` (a /proc/PID/maps text) shows: the same
-/// bytes mapped with the same permissions from the same file offsets.
-fn check_replay_matches_maps(dir: &Path, capture: &str, pid: u32, at_ns: i64, maps: &str) {
-    let at = chrono::DateTime::from_timestamp_nanos(at_ns)
-        .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
-    let out = Command::new(workspace_bin("mmap-analyze"))
-        .current_dir(dir)
-        .args([
-            "maps",
-            capture,
-            "--pid",
-            &pid.to_string(),
-            "--at",
-            &at,
-            "--format",
-            "json",
-        ])
+#[test]
+fn pid_namespace_identity_is_recorded() {
+    require_root!();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let capture = dir.path().join("pidns.parquet");
+    let report_path = dir.path().join("pidns.json");
+    let out = Command::new(workspace_bin("mmap-recorder"))
+        .args(["record", "-q", "-o"])
+        .arg(&capture)
+        .args(["--", "unshare", "--pid", "--fork"])
+        .arg(workspace_bin("mmap-workload"))
+        .arg("--report")
+        .arg(&report_path)
+        .arg("--dir")
+        .arg(dir.path())
         .output()
-        .expect("mmap-analyze maps");
+        .expect("run");
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let replay: serde_json::Value = serde_json::from_slice(&out.stdout).expect("maps json");
-    assert_eq!(
-        replay["complete"], true,
-        "replay says it is incomplete: {}",
-        replay["notes"]
-    );
-    let got: Vec<Region> = replay["regions"]
-        .as_array()
-        .expect("regions array")
+    let report: Report =
+        serde_json::from_slice(&std::fs::read(&report_path).expect("report")).expect("json");
+    assert_eq!(report.pid, 1, "the workload is pid 1 of its new namespace");
+    let own_ns: u32 = std::fs::read_link("/proc/self/ns/pid")
+        .expect("ns link")
+        .to_string_lossy()
+        .trim_start_matches("pid:[")
+        .trim_end_matches(']')
+        .parse()
+        .expect("ns inode");
+    let (_, events) = read_capture(&capture);
+    let rows: Vec<_> = events
         .iter()
-        .map(|r| {
-            (
-                r["start"].as_u64().expect("start"),
-                r["end"].as_u64().expect("end"),
-                r["perms"].as_str().expect("perms").to_owned(),
-                r["off"].as_u64().unwrap_or(0),
-                r["ino"].as_u64().unwrap_or(0),
-                r["path"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
+        .filter(|e| e.kind == RowKind::Syscall && e.comm == "mmap-workload")
         .collect();
-    let want: Vec<Region> = maps
-        .lines()
-        .filter_map(|line| {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            let (start, end) = f.first()?.split_once('-')?;
-            Some((
-                u64::from_str_radix(start, 16).ok()?,
-                u64::from_str_radix(end, 16).ok()?,
-                f.get(1)?.to_string(),
-                u64::from_str_radix(f.get(2)?, 16).ok()?,
-                f.get(4)?.parse().ok()?,
-                f.get(5..).map(|p| p.join(" ")).unwrap_or_default(),
-            ))
-        })
-        .collect();
-    assert_eq!(
-        canonical(got),
-        canonical(want),
-        "replayed map differs from the child's /proc/self/maps\nreplay: {}\nmaps:\n{maps}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert!(rows.len() >= report.calls.len());
+    for row in rows {
+        assert_eq!(
+            (row.ns_pid, row.ns_tid.is_some()),
+            (Some(1), true),
+            "{row:?}"
+        );
+        assert_ne!(row.pid, 1, "the host pid is recorded in `pid`");
+        assert!(row.pidns_ino.is_some_and(|ns| ns != own_ns), "{row:?}");
+    }
 }
 
 #[test]

@@ -164,9 +164,81 @@ fn family_calls(label: &str, base: u64) -> Vec<FamilyCall> {
     calls
 }
 
+/// mmaps of a memfd and of a file that was deleted while open.
+fn special_file_calls(dir: &std::path::Path) -> anyhow::Result<Vec<FamilyCall>> {
+    let mut calls = Vec::new();
+    let name = c"mmap-capture-test";
+    // SAFETY: memfd_create with a valid NUL-terminated name.
+    let memfd = unsafe { libc::memfd_create(name.as_ptr(), 0) };
+    if memfd < 0 {
+        anyhow::bail!("memfd_create: {}", std::io::Error::last_os_error());
+    }
+    // SAFETY: ftruncate on our own memfd.
+    unsafe { libc::ftruncate(memfd, 0x4000) };
+    let deleted_path = dir.join(format!("mmap-workload-{}-deleted.dat", std::process::id()));
+    std::fs::write(&deleted_path, [0u8; 0x4000])?;
+    let deleted = File::open(&deleted_path)?;
+    std::fs::remove_file(&deleted_path)?;
+    let shared = libc::MAP_SHARED as u64;
+    let private = libc::MAP_PRIVATE as u64;
+    for (label, fd, len, prot, flags, path, memfd_flag, deleted_flag) in [
+        (
+            "memfd",
+            memfd,
+            0x4000u64,
+            (libc::PROT_READ | libc::PROT_WRITE) as u64,
+            shared,
+            "/memfd:mmap-capture-test".to_owned(),
+            true,
+            false,
+        ),
+        (
+            "deleted-file",
+            deleted.as_raw_fd(),
+            0x3000u64,
+            libc::PROT_READ as u64,
+            private,
+            deleted_path.display().to_string(),
+            false,
+            true,
+        ),
+    ] {
+        // SAFETY: mapping our own open files; unmapped at once.
+        let call = family_call(
+            label,
+            "mmap",
+            || {
+                let r = raw(unsafe {
+                    libc::syscall(libc::SYS_mmap, 0u64, len, prot, flags, fd as i64, 0u64)
+                });
+                if r > 0 {
+                    // SAFETY: unmapping exactly the mapping created above.
+                    unsafe { libc::munmap(r as *mut libc::c_void, len as usize) };
+                }
+                r
+            },
+            |c| {
+                c.len = Some(len);
+                c.prot = Some(prot);
+                c.flags = Some(flags);
+                c.file_path = Some(path);
+                c.memfd = Some(memfd_flag);
+                c.deleted = Some(deleted_flag);
+            },
+        );
+        calls.push(call);
+    }
+    // SAFETY: closing our own memfd.
+    unsafe { libc::close(memfd) };
+    Ok(calls)
+}
+
 /// The exec'd child: its own calls, then /proc/self/maps read without allocating.
 fn exec_child(report: &std::path::Path) -> anyhow::Result<()> {
     let calls = family_calls("child-", 0xb000);
+    // Live a little, as real programs do, so that the recorder's snapshot after the exec (taken
+    // when it reads the exec record) comes before the read below.
+    std::thread::sleep(Duration::from_millis(300));
     // Room for the maps text reserved before the read, so that reading maps changes none.
     let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
     let path = c"/proc/self/maps";
@@ -496,6 +568,7 @@ fn main() -> anyhow::Result<()> {
         };
         if args.family {
             report.family = family_calls("", 0x7000);
+            report.family.extend(special_file_calls(&args.dir)?);
             let child_report = args
                 .dir
                 .join(format!("mmap-workload-{}-child.json", report.pid));

@@ -69,6 +69,8 @@ tools:
 
 ## test: the whole suite (eBPF tests load real programs: run as root, as CI does).
 test: bootstrap venv tools
+	@# The end-to-end tests run the binaries; cargo test builds only the test harnesses.
+	cargo build --workspace --exclude recorder-ebpf --bins
 	cargo test --workspace --exclude recorder-ebpf
 
 ## bench: tracing overhead per mmap+munmap pair (see docs/PERFORMANCE.md).

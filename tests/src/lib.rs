@@ -183,7 +183,7 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     let path = dir.join(name);
     assert!(
         path.exists(),
-        "{} is not built; run the tests through `make test` or `cargo test --workspace`",
+        "{} is not built; run the tests through `make test` (or `cargo build --bins` first)",
         path.display()
     );
     path

@@ -83,3 +83,16 @@ pub fn ensure_tracefs() -> anyhow::Result<()> {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_btf_names_the_kernel_option() {
+        let err = check_btf(Path::new("/nonexistent/vmlinux")).expect_err("missing");
+        let text = err.to_string();
+        assert!(text.contains("CONFIG_DEBUG_INFO_BTF"), "{text}");
+        assert_eq!(text.lines().count(), 1);
+    }
+}

@@ -436,6 +436,9 @@ impl Replay {
             process.snapshot_ts = Some(e.ts_ns);
             process.map.clear();
             process.heap = None;
+            // The snapshot is the real state: calls that found the old map wanting (typically
+            // the loader's, between an exec and the snapshot taken after it) no longer matter.
+            process.misses.clear();
             process.baseline = Baseline::Snapshot {
                 ts: e.ts_ns,
                 pid: e.pid,
@@ -1177,6 +1180,18 @@ mod tests {
                 r(A + 3 * PAGE, A + 4 * PAGE, "rw-p"),
             ]
         );
+    }
+
+    #[test]
+    fn a_snapshot_after_calls_that_missed_the_map_makes_it_complete_again() {
+        let rp = replay(&[
+            mprotect(1, A, PAGE, 1),
+            snap(10, PID, A, A + PAGE, "r--p", Some("/bin/t"), Some(5)),
+        ]);
+        let process = rp.process(PID).expect("live");
+        assert!(process.misses.is_empty(), "{:?}", process.misses);
+        let rp = replay(&[mprotect(1, A, PAGE, 1)]);
+        assert_eq!(rp.process(PID).expect("live").misses.len(), 1);
     }
 
     #[test]

@@ -746,15 +746,17 @@ impl Drain {
             let ring = self.ring.get_mut();
             while self.batch.len() < MAX_PENDING_BYTES / 16 {
                 let Some(item) = ring.next() else { break };
-                match RecordRef::decode(&item) {
-                    Some(rec) => {
-                        if rec.head.event == EventKind::Exec as u16 {
-                            execs.push(rec.head.tgid);
-                        }
-                        sink::push_frame(&mut self.batch, &item);
-                    }
-                    None => self.decode_errors += 1,
+                // Only an exec needs a look inside here (the writer thread decodes the rest).
+                if item.len() < RECORD_HEADER {
+                    self.decode_errors += 1;
+                    continue;
                 }
+                if u16::from_ne_bytes([item[0], item[1]]) == EventKind::Exec as u16
+                    && let Some(rec) = RecordRef::decode(&item)
+                {
+                    execs.push(rec.head.tgid);
+                }
+                sink::push_frame(&mut self.batch, &item);
             }
             if self.batch.is_empty() {
                 return Ok(());

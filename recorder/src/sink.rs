@@ -290,12 +290,12 @@ impl Writer {
             };
             match to_event(&rec, &anchor, source) {
                 Ok(mut event) => {
-                    if event.cgroup_id != 0 {
-                        event.cgroup_path = self
-                            .cgroups
-                            .name(event.cgroup_id)
-                            .map(|p| std::borrow::Cow::Owned(p.to_string()));
-                    }
+                    // Borrowed from the name cache: no allocation per row.
+                    let cgroup = match event.cgroup_id {
+                        0 => None,
+                        id => self.cgroups.name(id),
+                    };
+                    event.cgroup_path = cgroup.as_deref().map(std::borrow::Cow::Borrowed);
                     self.push(&event)?;
                 }
                 Err(_) => self.decode_errors += 1,

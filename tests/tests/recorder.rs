@@ -337,6 +337,25 @@ fn stop(rec: std::process::Child, stderr: std::thread::JoinHandle<String>) -> St
     stderr
 }
 
+/// Records 1.5 s of the workload into the segment directory `seg_dir` with `args`; returns the
+/// recorder's stderr.
+fn record_into_segments(dir: &Path, seg_dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(workspace_bin("mmap-recorder"))
+        .args(["record", "-q"])
+        .args(args)
+        .arg("-o")
+        .arg(format!("{}/", seg_dir.display()))
+        .arg("--")
+        .arg(workspace_bin("mmap-workload"))
+        .args(["--duration", "1500ms", "--dir"])
+        .arg(dir)
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{args:?}: {stderr}");
+    stderr
+}
+
 #[test]
 fn rotation_by_size_and_time_gives_readable_non_empty_segments() {
     require_root!();
@@ -349,19 +368,7 @@ fn rotation_by_size_and_time_gives_readable_non_empty_segments() {
         ("time", vec!["--rotate-time", "300ms"]),
     ] {
         let seg_dir = dir.path().join(tag);
-        let out = Command::new(workspace_bin("mmap-recorder"))
-            .args(["record", "-q"])
-            .args(&args)
-            .arg("-o")
-            .arg(format!("{}/", seg_dir.display()))
-            .arg("--")
-            .arg(workspace_bin("mmap-workload"))
-            .args(["--duration", "1500ms", "--dir"])
-            .arg(dir.path())
-            .output()
-            .expect("run");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{tag}: {stderr}");
+        let stderr = record_into_segments(dir.path(), &seg_dir, &args);
         let mut files: Vec<_> = std::fs::read_dir(&seg_dir)
             .expect("segments")
             .map(|e| e.expect("entry").path())
@@ -407,25 +414,11 @@ fn rotation_by_size_and_time_gives_readable_non_empty_segments() {
 
     // --keep: only the newest segments remain.
     let keep_dir = dir.path().join("keep");
-    let out = Command::new(workspace_bin("mmap-recorder"))
-        .args([
-            "record",
-            "-q",
-            "--rotate-time",
-            "200ms",
-            "--keep",
-            "2",
-            "-o",
-        ])
-        .arg(format!("{}/", keep_dir.display()))
-        .arg("--")
-        .arg(workspace_bin("mmap-workload"))
-        .args(["--duration", "1500ms", "--dir"])
-        .arg(dir.path())
-        .output()
-        .expect("run");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let stderr = record_into_segments(
+        dir.path(),
+        &keep_dir,
+        &["--rotate-time", "200ms", "--keep", "2"],
+    );
     let files: Vec<_> = std::fs::read_dir(&keep_dir).expect("dir").collect();
     assert_eq!(files.len(), 2, "{stderr}");
     assert!(stderr.contains("older removed by --keep"), "{stderr}");

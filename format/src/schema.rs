@@ -72,46 +72,23 @@ pub mod col {
     ];
 
     /// Every column of the current format version, in schema order.
-    pub const ALL: [&str; 38] = [
-        KIND,
-        SYSCALL,
-        TS,
-        TS_EXIT,
-        CPU,
-        PID,
-        TID,
-        PPID,
-        UID,
-        GID,
-        COMM,
-        CGROUP_ID,
-        ADDR,
-        LEN,
-        PROT,
-        FLAGS,
-        FD,
-        OFF,
-        RET,
-        ERRNO,
-        FILE_DEV,
-        FILE_INO,
-        FILE_NAME,
-        SOURCE,
-        NEW_ADDR,
-        NEW_LEN,
-        CHILD_PID,
-        EXIT_CODE,
-        FILE_PATH,
-        PATH_SOURCE,
-        PATH_TRUNCATED,
-        FILE_DELETED,
-        FILE_MEMFD,
-        CGROUP_PATH,
-        PIDNS_INO,
-        NS_PID,
-        NS_TID,
-        LOST_COUNT,
-    ];
+    pub const ALL: [&str; 38] = concat(V1_0, ADDED_IN_1_1);
+
+    /// `a` then `b` (so the full list is derived from the per-version lists, not kept twice).
+    const fn concat(a: [&'static str; 23], b: [&'static str; 15]) -> [&'static str; 38] {
+        let mut out = [""; 38];
+        let mut i = 0;
+        while i < a.len() {
+            out[i] = a[i];
+            i += 1;
+        }
+        let mut j = 0;
+        while j < b.len() {
+            out[a.len() + j] = b[j];
+            j += 1;
+        }
+        out
+    }
 }
 
 /// The time zone of the `ts` and `ts_exit` columns.

@@ -209,7 +209,7 @@ fn output_spec(args: &RecordArgs) -> anyhow::Result<Output> {
 }
 
 /// Completes captures a killed recorder left at this output (their journals are next to them).
-fn recover_leftovers(output: &Output) -> anyhow::Result<()> {
+fn recover_leftovers(output: &Output) {
     let candidates: Vec<PathBuf> = match output {
         Output::File(path) => vec![path.clone()],
         Output::Dir { dir, .. } => std::fs::read_dir(dir)
@@ -243,7 +243,6 @@ fn recover_leftovers(output: &Output) -> anyhow::Result<()> {
             Err(err) => eprintln!("mmap-recorder: could not recover {}: {err}", path.display()),
         }
     }
-    Ok(())
 }
 
 pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
@@ -273,7 +272,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
     }
     let ring_bytes = ring_size(args.ring_size.as_u64())?;
     let output = output_spec(&args)?;
-    recover_leftovers(&output)?;
+    recover_leftovers(&output);
 
     let cgroup_mount = cgroups::cgroup2_mount();
     let mut cgroup_targets = Vec::new();

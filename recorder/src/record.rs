@@ -386,14 +386,6 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
     for comm in &args.comms {
         probes.add_comm(comm)?;
     }
-    let pending_child = if args.command.is_empty() {
-        None
-    } else {
-        let pending = launch::spawn_held(&args.command, user.as_ref())?;
-        probes.add_target(pending.pid)?;
-        Some(pending)
-    };
-
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -451,9 +443,14 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
             "; Ctrl-C to stop"
         }
     );
-    let child = match pending_child {
-        Some(pending) => Some(pending.release(program.as_deref().unwrap_or_default())?),
-        None => None,
+    // The command starts last, once everything that can fail has been checked: a held child is
+    // never left behind by an early error.
+    let child = if args.command.is_empty() {
+        None
+    } else {
+        let pending = launch::spawn_held(&args.command, user.as_ref())?;
+        probes.add_target(pending.pid)?;
+        Some(pending.release(program.as_deref().unwrap_or_default())?)
     };
     let mut watched: Vec<u32> = args.pids.clone();
     if let Some(child) = &child {

@@ -189,10 +189,11 @@ pub struct LossWindow {
     pub last_ns: u64,
 }
 
-/// Bits of the `FILTER` global.
+/// Bits of [`Config::filter`] (in the `CONFIG` global).
 pub mod filter {
-    /// Record only tgids in `TARGET_TGIDS`, names in `TARGET_COMMS` or cgroups in `CGROUPS`; with
-    /// no bit set, every process but the recorder is recorded.
+    /// Record only tgids in the `TARGET_TGIDS` map, names in the `TARGET_COMMS` map or cgroups in
+    /// [`Config::cgroups`](super::Config::cgroups); with no bit set, every process but the
+    /// recorder is recorded.
     pub const BY_TGID: u32 = 1 << 0;
     pub const BY_COMM: u32 = 1 << 1;
     pub const BY_CGROUP: u32 = 1 << 2;

@@ -98,7 +98,7 @@ static OFFSETS: KernelOffsets = KernelOffsets {
 
 /// Reads a field of a configuration global. The volatile read keeps the compiler from folding
 /// the compile-time value, so the value user space wrote at load time is seen.
-macro_rules! cfg {
+macro_rules! global {
     ($global:ident . $($field:tt)+) => {
         // SAFETY: the address of a field of a static in .rodata.
         unsafe { core::ptr::read_volatile(&raw const $global.$($field)+) }
@@ -176,34 +176,34 @@ fn now() -> u64 {
 /// Is this process recorded?
 #[inline(always)]
 fn wanted(tgid: u32) -> bool {
-    if tgid == cfg!(CONFIG.own_tgid) {
+    if tgid == global!(CONFIG.own_tgid) {
         return false;
     }
-    let mode = cfg!(CONFIG.filter);
+    let mode = global!(CONFIG.filter);
     if mode & (filter::BY_TGID | filter::BY_COMM | filter::BY_CGROUP) == 0 {
         return true;
     }
     // SAFETY: map values are only tested for presence.
-    if mode & filter::BY_TGID != 0 && unsafe { TARGET_TGIDS.get(&tgid) }.is_some() {
+    if mode & filter::BY_TGID != 0 && unsafe { TARGET_TGIDS.get(tgid) }.is_some() {
         return true;
     }
     if mode & filter::BY_COMM != 0
         && let Ok(comm) = bpf_get_current_comm()
         // SAFETY: as above.
-        && unsafe { TARGET_COMMS.get(&comm) }.is_some()
+        && unsafe { TARGET_COMMS.get(comm) }.is_some()
     {
         return true;
     }
     if mode & filter::BY_CGROUP != 0 {
-        let n = cfg!(CONFIG.cgroup_count) as usize;
+        let n = global!(CONFIG.cgroup_count) as usize;
         for i in 0..MAX_CGROUPS {
             if i >= n {
                 break;
             }
-            let level = cfg!(CONFIG.cgroups[i].level);
+            let level = global!(CONFIG.cgroups[i].level);
             // SAFETY: helper without memory preconditions.
             let id = unsafe { bpf_get_current_ancestor_cgroup_id(level as i32) };
-            if id != 0 && id == cfg!(CONFIG.cgroups[i].id) {
+            if id != 0 && id == global!(CONFIG.cgroups[i].id) {
                 return true;
             }
         }
@@ -256,12 +256,12 @@ fn fill_identity(rec: &mut Record, kind: EventKind, pid_tgid: u64) {
 
     let tid = rec.head.tid;
     // SAFETY: the value is copied out at once.
-    let cached = unsafe { IDENTITY.get(&tid) }.copied();
+    let cached = unsafe { IDENTITY.get(tid) }.copied();
     let id = match cached {
         Some(id) if rec.head.ts_enter_ns.wrapping_sub(id.read_ns) < IDENTITY_TTL_NS => id,
         _ => {
             let id = read_identity(rec.head.ts_enter_ns);
-            let _ = IDENTITY.insert(&tid, &id, BPF_ANY as u64);
+            let _ = IDENTITY.insert(tid, id, BPF_ANY as u64);
             id
         }
     };
@@ -276,11 +276,11 @@ fn fill_identity(rec: &mut Record, kind: EventKind, pid_tgid: u64) {
 #[inline(always)]
 fn read_identity(now: u64) -> Identity {
     let task = current_task();
-    let ppid = kread::<*const u8>(task, cfg!(OFFSETS.task_real_parent))
-        .and_then(|parent| kread::<u32>(parent, cfg!(OFFSETS.task_tgid)))
+    let ppid = kread::<*const u8>(task, global!(OFFSETS.task_real_parent))
+        .and_then(|parent| kread::<u32>(parent, global!(OFFSETS.task_tgid)))
         .unwrap_or(0);
     let (pidns_ino, ns_tid) = ns_ids(task);
-    let ns_pid = kread::<*const u8>(task, cfg!(OFFSETS.task_group_leader))
+    let ns_pid = kread::<*const u8>(task, global!(OFFSETS.task_group_leader))
         .map(|leader| ns_ids(leader).1)
         .unwrap_or(0);
     Identity {
@@ -297,15 +297,15 @@ fn read_identity(now: u64) -> Identity {
 #[inline(always)]
 fn ns_ids(task: *const u8) -> (u32, u32) {
     let inner = || -> Result<(u32, u32), i64> {
-        let pid: *const u8 = kread(task, cfg!(OFFSETS.task_thread_pid))?;
+        let pid: *const u8 = kread(task, global!(OFFSETS.task_thread_pid))?;
         if pid.is_null() {
             return Ok((0, 0));
         }
-        let level: u32 = kread(pid, cfg!(OFFSETS.pid_level))?;
-        let upid = cfg!(OFFSETS.pid_numbers) + (level & 31) * cfg!(OFFSETS.upid_size);
+        let level: u32 = kread(pid, global!(OFFSETS.pid_level))?;
+        let upid = global!(OFFSETS.pid_numbers) + (level & 31) * global!(OFFSETS.upid_size);
         let nr: u32 = kread(pid, upid)?;
-        let ns: *const u8 = kread(pid, upid + cfg!(OFFSETS.upid_ns))?;
-        let inum: u32 = kread(ns, cfg!(OFFSETS.pidns_inum))?;
+        let ns: *const u8 = kread(pid, upid + global!(OFFSETS.upid_ns))?;
+        let inum: u32 = kread(ns, global!(OFFSETS.pidns_inum))?;
         Ok((inum, nr))
     };
     inner().unwrap_or((0, 0))
@@ -316,13 +316,13 @@ fn ns_ids(task: *const u8) -> (u32, u32) {
 /// task->files->fdt->fd[fd], or null.
 #[inline(always)]
 fn file_of_fd(task: *const u8, fd: u32) -> Result<*const u8, i64> {
-    let files: *const u8 = kread(task, cfg!(OFFSETS.task_files))?;
-    let fdt: *const u8 = kread(files, cfg!(OFFSETS.files_fdt))?;
-    let max_fds: u32 = kread(fdt, cfg!(OFFSETS.fdt_max_fds))?;
+    let files: *const u8 = kread(task, global!(OFFSETS.task_files))?;
+    let fdt: *const u8 = kread(files, global!(OFFSETS.files_fdt))?;
+    let max_fds: u32 = kread(fdt, global!(OFFSETS.fdt_max_fds))?;
     if fd >= max_fds {
         return Ok(core::ptr::null());
     }
-    let fd_array: *const u8 = kread(fdt, cfg!(OFFSETS.fdt_fd))?;
+    let fd_array: *const u8 = kread(fdt, global!(OFFSETS.fdt_fd))?;
     kread(fd_array, fd.wrapping_mul(8))
 }
 
@@ -332,7 +332,7 @@ fn push_component(rec: &mut Record, off: &mut usize, dentry: *const u8) -> bool 
     if *off >= PATH_CAP {
         return false;
     }
-    let Ok(name) = kread::<*const u8>(dentry, cfg!(OFFSETS.dentry_name)) else {
+    let Ok(name) = kread::<*const u8>(dentry, global!(OFFSETS.dentry_name)) else {
         return false;
     };
     let at = *off & (PATH_CAP - 1);
@@ -356,37 +356,37 @@ fn push_component(rec: &mut Record, off: &mut usize, dentry: *const u8) -> bool 
 /// terminated, walking dentries and crossing mounts up to the root of the mount tree.
 #[inline(always)]
 fn describe_file(rec: &mut Record, file: *const u8) -> Result<(), i64> {
-    let inode: *const u8 = kread(file, cfg!(OFFSETS.file_inode))?;
-    rec.head.file_ino = kread(inode, cfg!(OFFSETS.inode_ino))?;
-    let sb: *const u8 = kread(inode, cfg!(OFFSETS.inode_sb))?;
-    rec.head.file_dev = kread(sb, cfg!(OFFSETS.sb_dev))?;
+    let inode: *const u8 = kread(file, global!(OFFSETS.file_inode))?;
+    rec.head.file_ino = kread(inode, global!(OFFSETS.inode_ino))?;
+    let sb: *const u8 = kread(inode, global!(OFFSETS.inode_sb))?;
+    rec.head.file_dev = kread(sb, global!(OFFSETS.sb_dev))?;
     rec.head.flags |= record_flags::HAS_FILE;
 
-    let mut dentry: *const u8 = kread(file, cfg!(OFFSETS.file_dentry))?;
-    let mut vfsmnt: *const u8 = kread(file, cfg!(OFFSETS.file_vfsmount))?;
-    let mount_mnt = cfg!(OFFSETS.mount_mnt) as usize;
+    let mut dentry: *const u8 = kread(file, global!(OFFSETS.file_dentry))?;
+    let mut vfsmnt: *const u8 = kread(file, global!(OFFSETS.file_vfsmount))?;
+    let mount_mnt = global!(OFFSETS.mount_mnt) as usize;
     let mut mnt = vfsmnt.wrapping_sub(mount_mnt);
-    let pprev: u64 = kread(dentry, cfg!(OFFSETS.dentry_hash_pprev))?;
-    let parent: *const u8 = kread(dentry, cfg!(OFFSETS.dentry_parent))?;
+    let pprev: u64 = kread(dentry, global!(OFFSETS.dentry_hash_pprev))?;
+    let parent: *const u8 = kread(dentry, global!(OFFSETS.dentry_parent))?;
     if pprev == 0 && parent != dentry {
         rec.head.flags |= record_flags::FILE_DELETED;
     }
     let mut off = 0usize;
     let mut done = 0u16;
     for _ in 0..MAX_COMPONENTS {
-        let root: *const u8 = kread(vfsmnt, cfg!(OFFSETS.vfsmount_root))?;
+        let root: *const u8 = kread(vfsmnt, global!(OFFSETS.vfsmount_root))?;
         if dentry == root {
-            let mnt_parent: *const u8 = kread(mnt, cfg!(OFFSETS.mount_parent))?;
+            let mnt_parent: *const u8 = kread(mnt, global!(OFFSETS.mount_parent))?;
             if mnt_parent == mnt {
                 done = record_flags::PATH_COMPLETE;
                 break;
             }
-            dentry = kread(mnt, cfg!(OFFSETS.mount_mountpoint))?;
+            dentry = kread(mnt, global!(OFFSETS.mount_mountpoint))?;
             mnt = mnt_parent;
             vfsmnt = mnt.wrapping_add(mount_mnt);
             continue;
         }
-        let parent: *const u8 = kread(dentry, cfg!(OFFSETS.dentry_parent))?;
+        let parent: *const u8 = kread(dentry, global!(OFFSETS.dentry_parent))?;
         if !push_component(rec, &mut off, dentry) {
             break;
         }
@@ -420,19 +420,32 @@ fn enter(kind: EventKind, args: [u64; 6], file: FileArg) {
     rec.head.args = args;
     let file = match file {
         FileArg::None => core::ptr::null(),
-        FileArg::Fd(fd) => file_of_fd(current_task(), fd).unwrap_or(core::ptr::null()),
+        FileArg::Fd(fd) => file_of_fd(current_task(), fd).unwrap_or_default(),
         FileArg::Ptr(file) => file,
     };
     if !file.is_null() {
         let _ = describe_file(rec, file);
     }
     let tid = pid_tgid as u32;
-    if rec.head.path_len > 0 && PATHS.insert(&tid, &rec.path, BPF_ANY as u64).is_err() {
+    // The values stay borrowed from the per-CPU scratch record: by value, the path buffer and the
+    // header would be copied onto the 512-byte BPF stack.
+    #[expect(
+        clippy::needless_borrows_for_generic_args,
+        reason = "by value, the record would be copied onto the 512-byte BPF stack"
+    )]
+    let path_stored =
+        rec.head.path_len == 0 || PATHS.insert(tid, &rec.path, BPF_ANY as u64).is_ok();
+    if !path_stored {
         // No room for the path: keep the call, without its path.
         rec.head.path_len = 0;
         rec.head.flags |= record_flags::PATH_TRUNCATED;
     }
-    if ENTRIES.insert(&tid, &rec.head, BPF_ANY as u64).is_err() {
+    #[expect(
+        clippy::needless_borrows_for_generic_args,
+        reason = "by value, the record would be copied onto the 512-byte BPF stack"
+    )]
+    let entry_stored = ENTRIES.insert(tid, &rec.head, BPF_ANY as u64).is_ok();
+    if !entry_stored {
         count(counters::ENTRY_MAP_FULL);
     }
 }
@@ -464,7 +477,7 @@ fn exit(ret: i64) {
         return;
     }
     let tid = pid_tgid as u32;
-    let Some(head) = ENTRIES.get_ptr_mut(&tid) else {
+    let Some(head) = ENTRIES.get_ptr_mut(tid) else {
         count(counters::ORPHAN_EXIT);
         return;
     };
@@ -474,7 +487,7 @@ fn exit(ret: i64) {
     head.ts_exit_ns = now();
     if head.path_len == 0 {
         submit_header(head);
-    } else if let (Some(rec), Some(path)) = (scratch(), PATHS.get_ptr(&tid)) {
+    } else if let (Some(rec), Some(path)) = (scratch(), PATHS.get_ptr(tid)) {
         rec.head = *head;
         let len = (head.path_len as usize).min(PATH_BUF);
         // SAFETY: copies len <= PATH_BUF bytes between two PATH_BUF-byte map values.
@@ -489,20 +502,20 @@ fn exit(ret: i64) {
             rec.head.path_len = 0;
         }
         submit(rec, false);
-        let _ = PATHS.remove(&tid);
+        let _ = PATHS.remove(tid);
     } else {
         head.path_len = 0;
         submit_header(head);
     }
-    let _ = ENTRIES.remove(&tid);
+    let _ = ENTRIES.remove(tid);
 }
 
 /// Sends `rec` (its header and the used part of its path) to user space.
 #[inline(always)]
 fn submit(rec: &Record, urgent: bool) {
     let len = RECORD_HEADER + ((rec.head.path_len as usize + 7) & !7);
-    let len = if len > core::mem::size_of::<Record>() {
-        core::mem::size_of::<Record>()
+    let len = if len > size_of::<Record>() {
+        size_of::<Record>()
     } else {
         len
     };
@@ -526,7 +539,8 @@ fn submit_header(head: &RecordHeader) {
 #[inline(always)]
 fn output(bytes: &[u8], cpu: u32, urgent: bool) {
     report_loss(cpu);
-    let wakeup = if urgent || EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= cfg!(CONFIG.wakeup_bytes) {
+    let wakeup = if urgent || EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= global!(CONFIG.wakeup_bytes)
+    {
         BPF_RB_FORCE_WAKEUP
     } else {
         BPF_RB_NO_WAKEUP
@@ -731,7 +745,7 @@ fn do_mmap_args(addr: u64, len: u64, prot: u64, flags: u64, pgoff: u64) -> [u64;
 #[kprobe(function = "do_mmap")]
 pub fn kprobe_do_mmap(ctx: ProbeContext) -> u32 {
     let arg = |n| ctx.arg::<u64>(n).unwrap_or(0);
-    let file: *const u8 = ctx.arg(0).unwrap_or(core::ptr::null());
+    let file: *const u8 = ctx.arg(0).unwrap_or_default();
     // The 7th argument (pgoff) is on the stack, out of reach of ProbeContext::arg.
     enter(
         EventKind::Mmap,
@@ -782,8 +796,8 @@ fn lifecycle(kind: EventKind, arg0: u64) -> Option<&'static mut Record> {
 pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
     let child: *const u8 = ctx.arg(1);
     let (Ok(child_tgid), Ok(child_pid)) = (
-        kread::<u32>(child, cfg!(OFFSETS.task_tgid)),
-        kread::<u32>(child, cfg!(OFFSETS.task_pid)),
+        kread::<u32>(child, global!(OFFSETS.task_tgid)),
+        kread::<u32>(child, global!(OFFSETS.task_pid)),
     ) else {
         return 0;
     };
@@ -794,9 +808,9 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
     if !wanted(parent_tgid) {
         return 0;
     }
-    let mode = cfg!(CONFIG.filter);
+    let mode = global!(CONFIG.filter);
     if mode & filter::FOLLOW_FORKS != 0 && mode & filter::BY_TGID != 0 {
-        let _ = TARGET_TGIDS.insert(&child_tgid, &1, BPF_ANY as u64);
+        let _ = TARGET_TGIDS.insert(child_tgid, 1, BPF_ANY as u64);
     }
     if let Some(rec) = lifecycle(EventKind::Fork, child_tgid as u64) {
         submit(rec, false);
@@ -814,11 +828,11 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
     }
     let bprm: *const u8 = ctx.arg(2);
     // The new program has a new comm.
-    let _ = IDENTITY.remove(&(bpf_get_current_pid_tgid() as u32));
+    let _ = IDENTITY.remove(bpf_get_current_pid_tgid() as u32);
     let Some(rec) = lifecycle(EventKind::Exec, 0) else {
         return 0;
     };
-    if let Ok(name) = kread::<*const u8>(bprm, cfg!(OFFSETS.binprm_filename)) {
+    if let Ok(name) = kread::<*const u8>(bprm, global!(OFFSETS.binprm_filename)) {
         // SAFETY: at most PATH_CAP bytes into the path buffer; the helper NUL-terminates.
         let n = unsafe {
             bpf_probe_read_kernel_str(rec.path.as_mut_ptr().cast(), PATH_CAP as u32, name.cast())
@@ -847,13 +861,13 @@ pub fn sched_process_exit(ctx: RawTracePointContext) -> i32 {
     if !wanted(tgid) {
         return 0;
     }
-    let code = kread::<i32>(current_task(), cfg!(OFFSETS.task_exit_code)).unwrap_or(0);
+    let code = kread::<i32>(current_task(), global!(OFFSETS.task_exit_code)).unwrap_or(0);
     if let Some(rec) = lifecycle(EventKind::Exit, code as u32 as u64) {
         submit(rec, false);
     }
-    if cfg!(CONFIG.filter) & filter::BY_TGID != 0 {
+    if global!(CONFIG.filter) & filter::BY_TGID != 0 {
         // The pid may be reused by an unrelated process.
-        let _ = TARGET_TGIDS.remove(&tgid);
+        let _ = TARGET_TGIDS.remove(tgid);
     }
     0
 }

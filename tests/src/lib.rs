@@ -108,18 +108,17 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// Returns from the test with a message when not root: eBPF tests skip there, and run (and fail
-/// on any load or attach error) as root, which CI is.
+/// Fails the test with a clear message when not root. eBPF tests are marked
+/// `#[ignore = "needs root"]`: a run without root reports them as ignored, and `make test` runs
+/// them with `--include-ignored` as root (CI is root), where any load or attach error fails them.
 #[macro_export]
 macro_rules! require_root {
     () => {
-        if !$crate::is_root() {
-            eprintln!(
-                "skipping {}: loading eBPF needs root (CI runs as root)",
-                module_path!()
-            );
-            return;
-        }
+        assert!(
+            $crate::is_root(),
+            "{} loads eBPF and needs root: run it as root (make test does, with --include-ignored)",
+            module_path!()
+        );
     };
 }
 

@@ -84,6 +84,7 @@ fn family_calls(label: &str, base: u64) -> Vec<FamilyCall> {
     let m = family_call(
         &format!("{label}mmap"),
         "mmap",
+        // SAFETY: as above: a raw call on a mapping this function made and owns.
         || raw(unsafe { libc::syscall(libc::SYS_mmap, 0u64, len, prot, flags, -1i64, 0u64) }),
         |c| {
             c.len = Some(len);
@@ -96,6 +97,7 @@ fn family_calls(label: &str, base: u64) -> Vec<FamilyCall> {
     calls.push(family_call(
         &format!("{label}mprotect"),
         "mprotect",
+        // SAFETY: as above: a raw call on a mapping this function made and owns.
         || raw(unsafe { libc::syscall(libc::SYS_mprotect, p, 0x2000u64, libc::PROT_READ as u64) }),
         |c| {
             c.addr = p;
@@ -109,6 +111,7 @@ fn family_calls(label: &str, base: u64) -> Vec<FamilyCall> {
         &format!("{label}mremap"),
         "mremap",
         || {
+            // SAFETY: as above: a raw call on a mapping this function made and owns.
             raw(unsafe {
                 libc::syscall(
                     libc::SYS_mremap,
@@ -133,6 +136,7 @@ fn family_calls(label: &str, base: u64) -> Vec<FamilyCall> {
     calls.push(family_call(
         &format!("{label}munmap"),
         "munmap",
+        // SAFETY: as above: a raw call on a mapping this function made and owns.
         || raw(unsafe { libc::syscall(libc::SYS_munmap, q, new_len) }),
         |c| {
             c.addr = q;
@@ -143,6 +147,7 @@ fn family_calls(label: &str, base: u64) -> Vec<FamilyCall> {
     let cur = family_call(
         &format!("{label}brk-query"),
         "brk",
+        // SAFETY: brk(0) only reads the current break.
         || raw(unsafe { libc::syscall(libc::SYS_brk, 0u64) }),
         |_| {},
     );
@@ -152,12 +157,14 @@ fn family_calls(label: &str, base: u64) -> Vec<FamilyCall> {
     calls.push(family_call(
         &format!("{label}brk-up"),
         "brk",
+        // SAFETY: the heap above the break read before is unused: nothing points into it.
         || raw(unsafe { libc::syscall(libc::SYS_brk, up) }),
         |c| c.addr = up,
     ));
     calls.push(family_call(
         &format!("{label}brk-down"),
         "brk",
+        // SAFETY: the heap above the break read before is unused: nothing points into it.
         || raw(unsafe { libc::syscall(libc::SYS_brk, start) }),
         |c| c.addr = start,
     ));
@@ -203,11 +210,11 @@ fn special_file_calls(dir: &std::path::Path) -> anyhow::Result<Vec<FamilyCall>> 
             true,
         ),
     ] {
-        // SAFETY: mapping our own open files; unmapped at once.
         let call = family_call(
             label,
             "mmap",
             || {
+                // SAFETY: mapping our own open files; unmapped at once.
                 let r = raw(unsafe {
                     libc::syscall(libc::SYS_mmap, 0u64, len, prot, flags, fd as i64, 0u64)
                 });

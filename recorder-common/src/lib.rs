@@ -18,11 +18,36 @@ pub const PATH_BUF: usize = PATH_CAP + COMPONENT_LEN;
 /// Most path components the kernel walks.
 pub const MAX_COMPONENTS: usize = 32;
 
-/// `Record::event` values. Raw integers cross the boundary; user space converts them with
-/// [`EventKind::try_from`].
-#[repr(u16)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EventKind {
+/// Declares [`EventKind`] once: the enum, its [`EventKind::ALL`] list and the raw-integer
+/// conversion all come from this one list.
+macro_rules! event_kinds {
+    ($($(#[$doc:meta])* $variant:ident = $raw:literal,)*) => {
+        /// `Record::event` values. Raw integers cross the boundary; user space converts them
+        /// with [`EventKind::try_from`].
+        #[repr(u16)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum EventKind {
+            $($(#[$doc])* $variant = $raw,)*
+        }
+
+        impl EventKind {
+            /// Every kind, in declaration order.
+            pub const ALL: &'static [Self] = &[$(Self::$variant),*];
+        }
+
+        impl TryFrom<u16> for EventKind {
+            type Error = u16;
+            fn try_from(raw: u16) -> Result<Self, u16> {
+                match raw {
+                    $($raw => Ok(Self::$variant),)*
+                    other => Err(other),
+                }
+            }
+        }
+    };
+}
+
+event_kinds! {
     Mmap = 1,
     Munmap = 2,
     Mprotect = 3,
@@ -38,24 +63,6 @@ pub enum EventKind {
     Lost = 32,
 }
 
-impl TryFrom<u16> for EventKind {
-    type Error = u16;
-    fn try_from(raw: u16) -> Result<Self, u16> {
-        Ok(match raw {
-            1 => Self::Mmap,
-            2 => Self::Munmap,
-            3 => Self::Mprotect,
-            4 => Self::Mremap,
-            5 => Self::Brk,
-            16 => Self::Fork,
-            17 => Self::Exec,
-            18 => Self::Exit,
-            32 => Self::Lost,
-            other => return Err(other),
-        })
-    }
-}
-
 impl EventKind {
     /// How many syscall arguments the kernel side stores for this kind.
     pub const fn syscall_args(self) -> usize {
@@ -66,6 +73,19 @@ impl EventKind {
             Self::Munmap => 2,
             Self::Brk => 1,
             Self::Fork | Self::Exec | Self::Exit | Self::Lost => 0,
+        }
+    }
+
+    /// The system call this kind records, as the kernel names it (the `syscalls/sys_enter_NAME`
+    /// tracepoint, and the format's `syscall` column value); `None` for process events.
+    pub const fn syscall_name(self) -> Option<&'static str> {
+        match self {
+            Self::Mmap => Some("mmap"),
+            Self::Munmap => Some("munmap"),
+            Self::Mprotect => Some("mprotect"),
+            Self::Mremap => Some("mremap"),
+            Self::Brk => Some("brk"),
+            Self::Fork | Self::Exec | Self::Exit | Self::Lost => None,
         }
     }
 }
@@ -310,3 +330,18 @@ unsafe impl aya::Pod for Config {}
 #[cfg(feature = "user")]
 // SAFETY: as above: #[repr(C)], integers only, explicit padding.
 unsafe impl aya::Pod for LossWindow {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_round_trips_through_its_raw_value() {
+        for &kind in EventKind::ALL {
+            assert_eq!(EventKind::try_from(kind as u16), Ok(kind));
+            // A kind records a system call exactly when it stores arguments.
+            assert_eq!(kind.syscall_name().is_some(), kind.syscall_args() > 0, "{kind:?}");
+        }
+        assert_eq!(EventKind::try_from(0), Err(0));
+    }
+}

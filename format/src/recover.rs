@@ -55,13 +55,6 @@ pub struct Recovered {
 /// [`FormatError::BadJournal`] when the journal has no usable frame or does not match the file.
 pub fn recover(capture: &Path) -> Result<Recovered, FormatError> {
     let journal = journal_path(capture);
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source: std::io::Error| match source.kind() {
-            ErrorKind::NotFound => FormatError::NotFound { path },
-            _ => FormatError::FileIo { path, source },
-        }
-    };
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -80,35 +73,70 @@ pub fn recover(capture: &Path) -> Result<Recovered, FormatError> {
         });
     }
 
-    let bytes = match fs::read(&journal) {
+    let frames = usable_frames(capture, &journal, &file, file_len)?;
+    let (Some(first), Some(last)) = (frames.first(), frames.last()) else {
+        return Err(FormatError::BadJournal {
+            path: journal,
+            detail: format!("no complete frame describing data within the file's {file_len} bytes"),
+        });
+    };
+    let (metadata, kv) = recovered_metadata(capture, first, last)?;
+    let data_len = last.data_len;
+    let tail = footer_bytes(&frames, kv, data_len)?;
+
+    file.set_len(data_len).map_err(io(capture))?;
+    file.write_all_at(&tail, data_len).map_err(io(capture))?;
+    file.sync_all().map_err(io(capture))?;
+    fs::remove_file(&journal).map_err(io(&journal))?;
+    sync_parent_dir(capture)?;
+
+    Ok(Recovered {
+        rows: last.rows,
+        row_groups: last.row_groups,
+        bytes_dropped: file_len - data_len,
+        metadata,
+    })
+}
+
+/// Maps an I/O error on `path` to the crate's error.
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> FormatError + use<> {
+    let path = path.to_path_buf();
+    move |source: std::io::Error| match source.kind() {
+        ErrorKind::NotFound => FormatError::NotFound { path },
+        _ => FormatError::FileIo { path, source },
+    }
+}
+
+/// The journal's valid frames that describe data the file holds (frames describing data the
+/// file does not hold, because it was cut or the data never reached the disk, are unusable, and
+/// so are all after them); checks that the file is the Parquet file the journal describes.
+fn usable_frames(
+    capture: &Path,
+    journal: &Path,
+    file: &File,
+    file_len: u64,
+) -> Result<Vec<journal::Frame>, FormatError> {
+    let bytes = match fs::read(journal) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == ErrorKind::NotFound => {
             return Err(FormatError::NoJournal {
                 path: capture.to_path_buf(),
-                journal,
+                journal: journal.to_path_buf(),
             });
         }
-        Err(e) => return Err(io(&journal)(e)),
+        Err(e) => return Err(io(journal)(e)),
     };
     let bad_journal = |detail: String| FormatError::BadJournal {
-        path: journal.clone(),
+        path: journal.to_path_buf(),
         detail,
     };
     let mut frames = journal::read(&bytes).map_err(bad_journal)?;
-    // Frames describing data the file does not hold (it was cut, or the data never reached
-    // the disk) are unusable, and so are all after them.
     let usable = frames
         .iter()
         .take_while(|frame| frame.data_len <= file_len)
         .count();
     frames.truncate(usable);
-    let (Some(first), Some(last)) = (frames.first(), frames.last()) else {
-        return Err(bad_journal(format!(
-            "no complete frame describing data within the file's {file_len} bytes"
-        )));
-    };
-    let data_len = last.data_len;
-    if data_len >= 4 {
+    if frames.last().is_some_and(|last| last.data_len >= 4) {
         let mut head = [0; 4];
         file.read_exact_at(&mut head, 0).map_err(io(capture))?;
         if head != *PARQUET_MAGIC {
@@ -118,8 +146,16 @@ pub fn recover(capture: &Path) -> Result<Recovered, FormatError> {
             )));
         }
     }
+    Ok(frames)
+}
 
-    // The metadata: the last frame's capture keys, marked recovered, ended at the frame's time.
+/// The metadata of the recovered file: the last frame's capture keys, marked recovered, ended at
+/// the frame's time; and the key-value pairs to store (with the first frame's Arrow schema).
+fn recovered_metadata(
+    capture: &Path,
+    first: &journal::Frame,
+    last: &journal::Frame,
+) -> Result<(CaptureMetadata, Vec<KeyValue>), FormatError> {
     let mut pairs: Vec<(String, String)> = key_values(last.footer.file_metadata())
         .into_iter()
         .filter(|(key, _)| key != ARROW_SCHEMA_META_KEY)
@@ -131,23 +167,34 @@ pub fn recover(capture: &Path) -> Result<Recovered, FormatError> {
     );
     set_value(&mut pairs, keys::RECOVERED, "true".to_owned());
     let metadata = CaptureMetadata::from_key_values(&pairs).map_err(|e| e.with_path(capture))?;
-    let kv: Vec<KeyValue> = key_values(first.footer.file_metadata())
+    let kv = key_values(first.footer.file_metadata())
         .into_iter()
         .filter(|(key, _)| key == ARROW_SCHEMA_META_KEY)
         .chain(pairs)
         .map(|(key, value)| KeyValue::new(key, value))
         .collect();
+    Ok((metadata, kv))
+}
 
+/// The bytes to write at `data_len`: a footer for every journaled row group (and the leading
+/// magic when the writer died before its first row group).
+fn footer_bytes(
+    frames: &[journal::Frame],
+    kv: Vec<KeyValue>,
+    data_len: u64,
+) -> Result<Vec<u8>, FormatError> {
+    let (Some(first), Some(last)) = (frames.first(), frames.last()) else {
+        return Ok(Vec::new());
+    };
     let first_meta = first.footer.file_metadata();
     let row_groups: Vec<_> = frames
         .iter()
         .flat_map(|frame| frame.footer.row_groups().iter().cloned())
         .collect();
-    let rows = last.rows;
     let footer = ParquetMetaData::new(
         FileMetaData::new(
             first_meta.version(),
-            i64::try_from(rows).unwrap_or(i64::MAX),
+            i64::try_from(last.rows).unwrap_or(i64::MAX),
             first_meta.created_by().map(str::to_owned),
             Some(kv),
             first_meta.schema_descr_ptr(),
@@ -157,23 +204,10 @@ pub fn recover(capture: &Path) -> Result<Recovered, FormatError> {
     );
     let mut tail = Vec::new();
     if data_len == 0 {
-        // The writer died before its first row group: the file gets its leading magic here.
         tail.extend_from_slice(PARQUET_MAGIC);
     }
     ParquetMetaDataWriter::new(&mut tail, &footer).finish()?;
-
-    file.set_len(data_len).map_err(io(capture))?;
-    file.write_all_at(&tail, data_len).map_err(io(capture))?;
-    file.sync_all().map_err(io(capture))?;
-    fs::remove_file(&journal).map_err(io(&journal))?;
-    sync_parent_dir(capture)?;
-
-    Ok(Recovered {
-        rows,
-        row_groups: last.row_groups,
-        bytes_dropped: file_len - data_len,
-        metadata,
-    })
+    Ok(tail)
 }
 
 /// The file ends with a Parquet footer that decodes.

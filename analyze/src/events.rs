@@ -14,8 +14,11 @@ use mmap_format::{
 };
 use serde::Serialize;
 
+// `csv_row` and `JsonRow` are being rewritten on another branch (columns from the format's column
+// table); until that merge they keep calling the labels by their old module name.
+use crate::labels as fmt;
 use crate::{
-    fmt, input,
+    input, labels,
     output::{self, csv_to_io},
     replay::MREMAP_FIXED,
     table::{Column, StreamingTable},
@@ -198,7 +201,7 @@ impl Filter {
             && (self.comms.is_empty() || self.comms.iter().any(|c| *c == event.comm))
             && (self.syscalls.is_empty()
                 || event.syscall.is_some_and(|s| self.syscalls.contains(&s)))
-            && (!self.failed || fmt::failed(event))
+            && (!self.failed || labels::failed(event))
     }
 }
 
@@ -355,10 +358,10 @@ fn opt_string<T: ToString>(value: Option<T>) -> Option<String> {
 
 /// The ADDR cell: for mremap `OLD->NEW` when a new address was given (MREMAP_FIXED).
 fn addr_cell(event: &Event<'_>) -> Option<String> {
-    let addr = event.addr.map(fmt::hex)?;
+    let addr = event.addr.map(labels::hex)?;
     Some(match (event.syscall, event.new_addr) {
         (Some(Syscall::Mremap), Some(new)) if event.flags.unwrap_or(0) & MREMAP_FIXED != 0 => {
-            format!("{addr}->{}", fmt::hex(new))
+            format!("{addr}->{}", labels::hex(new))
         }
         _ => addr,
     })
@@ -375,25 +378,25 @@ fn len_cell(event: &Event<'_>) -> Option<String> {
 
 fn table_row(event: &Event<'_>) -> Vec<String> {
     let file = if event.kind == RowKind::Syscall {
-        fmt::file_label(event)
+        labels::file_label(event)
     } else {
         // Snapshot lines, exec'd programs: the path says it.
-        fmt::file_path_label(event).or_else(|| fmt::file_label(event))
+        labels::file_path_label(event).or_else(|| labels::file_label(event))
     };
     vec![
-        fmt::time_of_day_ns(event.ts_ns),
+        labels::time_of_day_ns(event.ts_ns),
         event.pid.to_string(),
         event.tid.to_string(),
         event.comm.to_string(),
-        fmt::syscall_label(event).to_owned(),
+        labels::syscall_label(event).to_owned(),
         or_dash(addr_cell(event)),
         or_dash(len_cell(event)),
         or_dash(event.prot.map(names::prot_names)),
-        or_dash(fmt::flags_label(event)),
+        or_dash(labels::flags_label(event)),
         or_dash(opt_string(event.fd)),
         or_dash(opt_string(event.off)),
-        or_dash(fmt::result_label(event)),
-        or_dash(opt_string(fmt::duration_ns(event))),
+        or_dash(labels::result_label(event)),
+        or_dash(opt_string(labels::duration_ns(event))),
         file.unwrap_or_default(),
     ]
 }

@@ -6,7 +6,7 @@ use mmap_format::event::Event;
 use serde::Serialize;
 
 use crate::{
-    fmt,
+    labels,
     table::{Column, Table},
 };
 
@@ -25,8 +25,8 @@ impl LossWindow {
     pub fn from_event(event: &Event<'_>) -> Self {
         Self {
             cpu: event.cpu,
-            from: fmt::rfc3339_ns(event.ts_ns),
-            to: fmt::rfc3339_ns(event.ts_exit_ns.unwrap_or(event.ts_ns)),
+            from: labels::rfc3339_ns(event.ts_ns),
+            to: labels::rfc3339_ns(event.ts_exit_ns.unwrap_or(event.ts_ns)),
             count: event.lost_count.unwrap_or(0),
             from_ns: event.ts_ns,
         }
@@ -56,7 +56,7 @@ pub fn write_loss_windows(out: &mut impl Write, windows: &[LossWindow]) -> io::R
             w.cpu.to_string(),
             w.from.clone(),
             w.to.clone(),
-            fmt::thousands(w.count),
+            labels::thousands(w.count),
         ]);
     }
     table.write(out, "  ")

@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod events;
-mod fmt;
 mod input;
+mod labels;
 mod loss;
 mod maps;
 mod output;

@@ -18,7 +18,7 @@ use mmap_format::{
 use serde::Serialize;
 
 use crate::{
-    fmt, input,
+    input, labels,
     loss::{self, LossWindow, write_loss_windows},
     output,
     replay::{self, Baseline, Region, Replay},
@@ -304,20 +304,20 @@ impl RegionJson {
         Self {
             start: r.start,
             end: r.end,
-            start_hex: fmt::hex(r.start),
-            end_hex: fmt::hex(r.end),
+            start_hex: labels::hex(r.start),
+            end_hex: labels::hex(r.end),
             size: r.len(),
             perms: r.perms(),
             prot: r.prot,
             shared: r.shared,
             off: r.off,
             dev,
-            dev_major_minor: fmt::dev_label(dev),
+            dev_major_minor: labels::dev_label(dev),
             ino: file.and_then(|f| f.ino).unwrap_or(0),
             path: r.path().map(str::to_owned),
             deleted: file.is_some_and(|f| f.deleted),
             memfd: file.is_some_and(|f| f.memfd),
-            since: fmt::rfc3339_ns(r.since),
+            since: labels::rfc3339_ns(r.since),
             since_ns: r.since,
             set_by: r.set_by.as_str(),
             tid: r.tid,
@@ -434,9 +434,9 @@ impl Report {
         let mut report = Self {
             pid,
             comm,
-            at: fmt::rfc3339_ns(at),
+            at: labels::rfc3339_ns(at),
             at_ns: at,
-            first_row: scan.first_ts.map(fmt::rfc3339_ns),
+            first_row: scan.first_ts.map(labels::rfc3339_ns),
             first_row_ns: scan.first_ts,
             state: "live",
             exited_at: None,
@@ -475,13 +475,13 @@ impl Report {
             report.table_regions = regions;
         } else if let Some(exit) = replay.exit(pid) {
             report.state = "exited";
-            report.exited_at = Some(fmt::rfc3339_ns(exit.ts));
+            report.exited_at = Some(labels::rfc3339_ns(exit.ts));
             report.exit_code = exit.code;
-            report.exit_status = exit.code.map(fmt::exit_status_label);
+            report.exit_status = exit.code.map(labels::exit_status_label);
             report.complete = true;
         } else {
             report.state = "not_started";
-            report.first_seen = scan.first_seen.map(fmt::rfc3339_ns);
+            report.first_seen = scan.first_seen.map(labels::rfc3339_ns);
             report.complete = true;
         }
         report.note_losses();
@@ -503,14 +503,14 @@ impl Report {
     }
 
     fn describe_process(&mut self, process: &replay::Process, pid: u32, at: i64) {
-        let at_label = fmt::rfc3339_ns(at);
+        let at_label = labels::rfc3339_ns(at);
         self.forked_from = process.forked.map(|(parent, ts)| ForkJson {
             parent,
-            time: fmt::rfc3339_ns(ts),
+            time: labels::rfc3339_ns(ts),
         });
         self.exec = process.exec.as_ref().map(|(ts, path)| ExecJson {
             path: path.clone(),
-            time: fmt::rfc3339_ns(*ts),
+            time: labels::rfc3339_ns(*ts),
         });
         match &process.baseline {
             Baseline::Snapshot {
@@ -520,7 +520,7 @@ impl Report {
             } => {
                 self.baseline = BaselineJson {
                     kind: "snapshot",
-                    time: Some(fmt::rfc3339_ns(*ts)),
+                    time: Some(labels::rfc3339_ns(*ts)),
                     snapshot_pid: Some(*of),
                     source: source.clone(),
                 };
@@ -529,14 +529,14 @@ impl Report {
             Baseline::Exec { ts } => {
                 self.baseline = BaselineJson {
                     kind: "exec",
-                    time: Some(fmt::rfc3339_ns(*ts)),
+                    time: Some(labels::rfc3339_ns(*ts)),
                     snapshot_pid: None,
                     source: None,
                 };
                 self.notes.push(format!(
                     "no snapshot of pid {pid} after its exec at {}: the mappings the kernel made \
                      for the new program (program, interpreter, stack, vdso) are not known",
-                    fmt::rfc3339_ns(*ts)
+                    labels::rfc3339_ns(*ts)
                 ));
             }
             Baseline::Unknown => {
@@ -553,7 +553,7 @@ impl Report {
                 "{count} successful call{} changed memory missing from the replayed map (the map \
                  is incomplete there); the first, at {}: {what}",
                 if count == 1 { "" } else { "s" },
-                fmt::rfc3339_ns(*ts)
+                labels::rfc3339_ns(*ts)
             ));
         }
     }
@@ -568,7 +568,7 @@ impl Report {
             self.notes.push(format!(
                 "the capture lost {} record{} in {} loss window{} before {}: changes in them may \
                  be missing",
-                fmt::thousands(lost),
+                labels::thousands(lost),
                 if lost == 1 { "" } else { "s" },
                 self.loss_windows.len(),
                 if self.loss_windows.len() == 1 {
@@ -584,7 +584,7 @@ impl Report {
             self.notes.push(format!(
                 "the recorder counted {} lost record{} (the capture does not say when): changes \
                  may be missing",
-                fmt::thousands(self.lost_without_time),
+                labels::thousands(self.lost_without_time),
                 if self.lost_without_time == 1 { "" } else { "s" },
             ));
         }
@@ -670,10 +670,14 @@ impl Report {
                         "{} (merged from {} pieces), {}",
                         self.regions.len(),
                         self.pieces,
-                        fmt::human_bytes(self.bytes)
+                        labels::human_bytes(self.bytes)
                     )
                 } else {
-                    format!("{}, {}", self.regions.len(), fmt::human_bytes(self.bytes))
+                    format!(
+                        "{}, {}",
+                        self.regions.len(),
+                        labels::human_bytes(self.bytes)
+                    )
                 };
                 lines.push(("Regions", regions));
                 lines.push((
@@ -733,7 +737,7 @@ impl Report {
                     names::dev_minor(dev)
                 ),
                 file.and_then(|f| f.ino).unwrap_or(0).to_string(),
-                fmt::time_of_day_ns(r.since),
+                labels::time_of_day_ns(r.since),
                 r.set_by.as_str().to_owned(),
                 r.tid.to_string(),
                 path,

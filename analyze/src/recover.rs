@@ -11,7 +11,7 @@ use clap::ValueEnum;
 use mmap_format::{FormatError, recover::Recovered};
 use serde::Serialize;
 
-use crate::{fmt, output};
+use crate::{labels, output};
 
 /// Complete captures left by a recorder that was killed (or crashed, or lost power) before it
 /// closed them.
@@ -79,8 +79,8 @@ impl Outcome {
             rows: Some(recovered.rows),
             row_groups: Some(recovered.row_groups),
             bytes_dropped: Some(recovered.bytes_dropped),
-            capture_start: Some(fmt::rfc3339_ns(recovered.metadata.capture_start_ns)),
-            capture_end: Some(fmt::rfc3339_ns(recovered.metadata.capture_end_ns)),
+            capture_start: Some(labels::rfc3339_ns(recovered.metadata.capture_start_ns)),
+            capture_end: Some(labels::rfc3339_ns(recovered.metadata.capture_end_ns)),
         }
     }
 
@@ -101,11 +101,11 @@ impl Outcome {
             "recovered" => format!(
                 "recovered {}: {} row{} in {} row group{}, {} byte{} dropped",
                 self.path,
-                fmt::thousands(self.rows.unwrap_or(0)),
+                labels::thousands(self.rows.unwrap_or(0)),
                 plural(self.rows.unwrap_or(0)),
                 self.row_groups.unwrap_or(0),
                 plural(self.row_groups.unwrap_or(0) as u64),
-                fmt::thousands(self.bytes_dropped.unwrap_or(0)),
+                labels::thousands(self.bytes_dropped.unwrap_or(0)),
                 plural(self.bytes_dropped.unwrap_or(0)),
             ),
             _ => format!("{}: already complete, nothing to recover", self.path),

@@ -17,7 +17,7 @@ use mmap_format::{
 use serde::Serialize;
 
 use crate::{
-    fmt, input,
+    input, labels,
     loss::{self, LossWindow},
     output,
     table::{Column, Table},
@@ -207,13 +207,13 @@ impl Totals {
         }
         *self
             .by_syscall
-            .entry(fmt::syscall_label(event).to_owned())
+            .entry(labels::syscall_label(event).to_owned())
             .or_default() += 1;
         if let Some(errno) = event.errno() {
             self.failed += 1;
-            *self.errors.entry(fmt::errno_label(errno)).or_default() += 1;
+            *self.errors.entry(labels::errno_label(errno)).or_default() += 1;
         }
-        let mapped = fmt::bytes_mapped(event);
+        let mapped = labels::bytes_mapped(event);
         self.bytes_mapped = self.bytes_mapped.saturating_add(mapped);
 
         let process = self.processes.entry(event.pid).or_default();
@@ -274,8 +274,8 @@ impl Summary {
                 boot_id: meta.boot_id.clone(),
                 attach_mode: meta.attach_mode.clone(),
                 targets: meta.targets.clone(),
-                capture_start: fmt::rfc3339_ns(meta.capture_start_ns),
-                capture_end: fmt::rfc3339_ns(meta.capture_end_ns),
+                capture_start: labels::rfc3339_ns(meta.capture_start_ns),
+                capture_end: labels::rfc3339_ns(meta.capture_end_ns),
                 rows,
                 counters: meta.counters,
                 lost: meta.counters.lost(),
@@ -311,10 +311,10 @@ impl Summary {
             files,
             hosts: hosts.into_iter().collect(),
             kernels: kernels.into_iter().collect(),
-            capture_start: capture_start.map(fmt::rfc3339_ns),
-            capture_end: capture_end.map(fmt::rfc3339_ns),
-            first_ts: totals.first_ts.map(fmt::rfc3339_ns),
-            last_ts: totals.last_ts.map(fmt::rfc3339_ns),
+            capture_start: capture_start.map(labels::rfc3339_ns),
+            capture_end: capture_end.map(labels::rfc3339_ns),
+            first_ts: totals.first_ts.map(labels::rfc3339_ns),
+            last_ts: totals.last_ts.map(labels::rfc3339_ns),
             events: totals.events,
             failed: totals.failed,
             bytes_mapped: totals.bytes_mapped,
@@ -355,28 +355,28 @@ impl Summary {
             ),
             ("Capture", span(&self.capture_start, &self.capture_end)),
             ("Row times", span(&self.first_ts, &self.last_ts)),
-            ("Events", fmt::thousands(self.events)),
-            ("Failed", fmt::thousands(self.failed)),
+            ("Events", labels::thousands(self.events)),
+            ("Failed", labels::thousands(self.failed)),
             (
                 "Bytes mapped",
                 format!(
                     "{} ({})",
-                    fmt::thousands(self.bytes_mapped),
-                    fmt::human_bytes(self.bytes_mapped)
+                    labels::thousands(self.bytes_mapped),
+                    labels::human_bytes(self.bytes_mapped)
                 ),
             ),
             (
                 "Lost records",
                 format!(
                     "{} (ring buffer full {}, entry map full {}, decode errors {})",
-                    fmt::thousands(self.lost),
-                    fmt::thousands(c.lost_ringbuf_full),
-                    fmt::thousands(c.entry_map_full),
-                    fmt::thousands(c.decode_errors)
+                    labels::thousands(self.lost),
+                    labels::thousands(c.lost_ringbuf_full),
+                    labels::thousands(c.entry_map_full),
+                    labels::thousands(c.decode_errors)
                 ),
             ),
-            ("Orphan exits", fmt::thousands(self.orphan_exits)),
-            ("Emitted", fmt::thousands(c.emitted)),
+            ("Orphan exits", labels::thousands(self.orphan_exits)),
+            ("Emitted", labels::thousands(c.emitted)),
         ];
         let label_width = overview.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
         for (label, value) in &overview {
@@ -407,8 +407,8 @@ impl Summary {
                 f.recorder_version.clone(),
                 f.capture_start.clone(),
                 f.capture_end.clone(),
-                fmt::thousands(f.rows),
-                fmt::thousands(f.lost),
+                labels::thousands(f.rows),
+                labels::thousands(f.lost),
             ]);
         }
         files.write(out, "  ")?;
@@ -421,7 +421,7 @@ impl Summary {
             writeln!(
                 out,
                 "  {} record{} lost (counted by the recorder; the capture does not say when)",
-                fmt::thousands(self.lost),
+                labels::thousands(self.lost),
                 if self.lost == 1 { "" } else { "s" }
             )?;
         } else {
@@ -429,7 +429,7 @@ impl Summary {
             writeln!(
                 out,
                 "  {} record{} lost in {} loss window{} (changes in them are missing):",
-                fmt::thousands(lost),
+                labels::thousands(lost),
                 if lost == 1 { "" } else { "s" },
                 self.loss_windows.len(),
                 if self.loss_windows.len() == 1 {
@@ -447,7 +447,7 @@ impl Summary {
         kinds.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
         let mut table = Table::new(&[Column::left("KIND"), Column::right("ROWS")]);
         for (name, count) in kinds {
-            table.push(vec![name.clone(), fmt::thousands(*count)]);
+            table.push(vec![name.clone(), labels::thousands(*count)]);
         }
         table.write(out, "  ")?;
 
@@ -457,7 +457,7 @@ impl Summary {
         syscalls.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
         let mut table = Table::new(&[Column::left("SYSCALL"), Column::right("EVENTS")]);
         for (name, count) in syscalls {
-            table.push(vec![name.clone(), fmt::thousands(*count)]);
+            table.push(vec![name.clone(), labels::thousands(*count)]);
         }
         table.write(out, "  ")?;
 
@@ -482,14 +482,18 @@ impl Summary {
             table.push(vec![
                 p.pid.to_string(),
                 p.comm.clone(),
-                fmt::thousands(p.events),
-                fmt::thousands(p.bytes_mapped),
+                labels::thousands(p.events),
+                labels::thousands(p.bytes_mapped),
             ]);
         }
         table.write(out, "  ")?;
 
         writeln!(out)?;
-        writeln!(out, "Failures by errno ({})", fmt::thousands(self.failed))?;
+        writeln!(
+            out,
+            "Failures by errno ({})",
+            labels::thousands(self.failed)
+        )?;
         if self.errors.is_empty() {
             writeln!(out, "  none")?;
         } else {
@@ -497,7 +501,7 @@ impl Summary {
             errors.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
             let mut table = Table::new(&[Column::left("ERRNO"), Column::right("COUNT")]);
             for (name, count) in errors {
-                table.push(vec![name.clone(), fmt::thousands(*count)]);
+                table.push(vec![name.clone(), labels::thousands(*count)]);
             }
             table.write(out, "  ")?;
         }

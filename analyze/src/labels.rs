@@ -1,4 +1,5 @@
-//! How values of a capture are shown: times, results, devices, sizes.
+//! Labels: how the values of a capture are shown to people (times, results, flags, devices,
+//! sizes, counts), shared by every command's table and JSON output.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use mmap_format::{

@@ -3,7 +3,6 @@
 use std::{
     collections::{HashMap, HashSet},
     io::Write,
-    path::PathBuf,
     process::ExitCode,
 };
 
@@ -18,6 +17,7 @@ use mmap_format::{
 use serde::Serialize;
 
 use crate::{
+    cli::Inputs,
     input, labels,
     loss::{self, LossWindow, write_loss_windows},
     output,
@@ -76,9 +76,8 @@ use crate::{
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = EXAMPLES)]
 pub struct Args {
-    /// Capture files written by mmap-recorder (Parquet).
-    #[arg(value_name = "INPUT", required = true)]
-    inputs: Vec<PathBuf>,
+    #[command(flatten)]
+    inputs: Inputs,
 
     /// The process (kernel tgid) whose address space is rebuilt.
     #[arg(long, value_name = "PID")]
@@ -145,7 +144,7 @@ pub fn parse_at(value: &str) -> Result<At, String> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let readers = input::open_all(&args.inputs)?;
+    let readers = input::open_all(&args.inputs.paths)?;
     let scan = Scan::read(&readers, args.pid)?;
     if scan.first_seen.is_none() {
         let inputs = match readers.as_slice() {

@@ -3,7 +3,6 @@
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     io::Write,
-    path::PathBuf,
     process::ExitCode,
 };
 
@@ -17,6 +16,7 @@ use mmap_format::{
 use serde::Serialize;
 
 use crate::{
+    cli::Inputs,
     input, labels,
     loss::{self, LossWindow},
     output,
@@ -42,9 +42,8 @@ use crate::{
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = EXAMPLES)]
 pub struct Args {
-    /// Capture files written by mmap-recorder (Parquet).
-    #[arg(value_name = "INPUT", required = true)]
-    inputs: Vec<PathBuf>,
+    #[command(flatten)]
+    inputs: Inputs,
 
     /// Output format.
     #[arg(long, value_enum, default_value_t = SummaryFormat::Table)]
@@ -79,7 +78,7 @@ pub enum SummaryFormat {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let readers = input::open_all(&args.inputs)?;
+    let readers = input::open_all(&args.inputs.paths)?;
     let summary = Summary::collect(&readers, args.top)?;
     let mut out = output::stdout();
     match args.format {

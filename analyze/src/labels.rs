@@ -243,6 +243,11 @@ pub fn human_bytes(bytes: u64) -> String {
     format!("{value:.1} {}", UNITS[unit])
 }
 
+/// The plural ending of a count: `""` for 1, else `"s"` (`1 record`, `2 records`).
+pub fn plural(n: u64) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
 /// `1234567` as `1,234,567`.
 pub fn thousands(value: u64) -> String {
     let digits = value.to_string();

@@ -43,6 +43,21 @@ pub fn total(windows: &[LossWindow]) -> u64 {
     windows.iter().map(|w| w.count).fold(0, u64::saturating_add)
 }
 
+/// How many records the windows lost, in words: `1 record`, `1,234 records`.
+pub fn records_in_words(windows: &[LossWindow]) -> String {
+    let lost = total(windows);
+    format!("{} record{}", labels::thousands(lost), labels::plural(lost))
+}
+
+/// How many windows there are, in words: `1 loss window`, `3 loss windows`.
+pub fn windows_in_words(windows: &[LossWindow]) -> String {
+    format!(
+        "{} loss window{}",
+        windows.len(),
+        labels::plural(windows.len() as u64)
+    )
+}
+
 /// The loss windows as a table, indented.
 pub fn write_loss_windows(out: &mut impl Write, windows: &[LossWindow]) -> io::Result<()> {
     let mut table = Table::new(&[

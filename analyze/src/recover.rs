@@ -102,19 +102,15 @@ impl Outcome {
                 "recovered {}: {} row{} in {} row group{}, {} byte{} dropped",
                 self.path,
                 labels::thousands(self.rows.unwrap_or(0)),
-                plural(self.rows.unwrap_or(0)),
+                labels::plural(self.rows.unwrap_or(0)),
                 self.row_groups.unwrap_or(0),
-                plural(self.row_groups.unwrap_or(0) as u64),
+                labels::plural(self.row_groups.unwrap_or(0) as u64),
                 labels::thousands(self.bytes_dropped.unwrap_or(0)),
-                plural(self.bytes_dropped.unwrap_or(0)),
+                labels::plural(self.bytes_dropped.unwrap_or(0)),
             ),
             _ => format!("{}: already complete, nothing to recover", self.path),
         }
     }
-}
-
-fn plural(n: u64) -> &'static str {
-    if n == 1 { "" } else { "s" }
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {

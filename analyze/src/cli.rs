@@ -26,6 +26,35 @@ where
     PossibleValuesParser::new(values).try_map(|name| name.parse::<T>())
 }
 
+/// Markdown text as help: each paragraph and each list item joined into one line, which clap
+/// then wraps to the terminal's width (the text's own line breaks would not fit every width).
+pub fn reflow(markdown: &str) -> String {
+    let mut lines: Vec<String> = Vec::new();
+    let mut in_block = false;
+    for line in markdown.lines() {
+        let text = line.trim_start();
+        if text.is_empty() {
+            lines.push(String::new());
+            in_block = false;
+        } else if in_block && !starts_list_item(text) {
+            if let Some(last) = lines.last_mut() {
+                last.push(' ');
+                last.push_str(text);
+            }
+        } else {
+            lines.push(line.trim_end().to_owned());
+            in_block = true;
+        }
+    }
+    lines.join("\n")
+}
+
+/// `- item` or `12. item`.
+fn starts_list_item(text: &str) -> bool {
+    let after_number = text.trim_start_matches(|c: char| c.is_ascii_digit());
+    text.starts_with("- ") || (after_number.len() < text.len() && after_number.starts_with(". "))
+}
+
 #[cfg(test)]
 mod tests {
     use clap::{Arg, Command};
@@ -41,6 +70,16 @@ mod tests {
                     Syscall::ALL.map(|s| PossibleValue::new(s.as_str())),
                 )),
         )
+    }
+
+    #[test]
+    fn reflow_joins_paragraphs_and_list_items() {
+        let markdown = "A paragraph\nthat goes on.\n\n1. One\n   item.\n   - a sub\n     item\n   - b\n\n\
+                        10. Ten\n";
+        assert_eq!(
+            reflow(markdown),
+            "A paragraph that goes on.\n\n1. One item.\n   - a sub item\n   - b\n\n10. Ten"
+        );
     }
 
     #[test]

@@ -102,7 +102,8 @@ pub fn mremap_flags_names(flags: u64) -> String {
         .filter(|(bit, _)| flags & bit != 0)
         .map(|(_, name)| (*name).to_owned())
         .collect();
-    let unknown = flags & !(MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP);
+    let known = BITS.iter().fold(0, |known, (bit, _)| known | bit);
+    let unknown = flags & !known;
     if unknown != 0 {
         parts.push(format!("{unknown:#x}"));
     }

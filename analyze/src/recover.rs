@@ -58,12 +58,19 @@ pub enum RecoverFormat {
     Json,
 }
 
+/// What happened to one file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Status {
+    Recovered,
+    AlreadyComplete,
+}
+
 /// The outcome of one file, as printed in JSON.
 #[derive(Debug, Serialize)]
 struct Outcome {
     path: String,
-    /// `recovered` or `already_complete`.
-    status: &'static str,
+    status: Status,
     rows: Option<u64>,
     row_groups: Option<usize>,
     bytes_dropped: Option<u64>,
@@ -75,7 +82,7 @@ impl Outcome {
     fn recovered(path: String, recovered: &Recovered) -> Self {
         Self {
             path,
-            status: "recovered",
+            status: Status::Recovered,
             rows: Some(recovered.rows),
             row_groups: Some(recovered.row_groups),
             bytes_dropped: Some(recovered.bytes_dropped),
@@ -87,7 +94,7 @@ impl Outcome {
     fn already_complete(path: String) -> Self {
         Self {
             path,
-            status: "already_complete",
+            status: Status::AlreadyComplete,
             rows: None,
             row_groups: None,
             bytes_dropped: None,
@@ -98,7 +105,7 @@ impl Outcome {
 
     fn sentence(&self) -> String {
         match self.status {
-            "recovered" => format!(
+            Status::Recovered => format!(
                 "recovered {}: {} row{} in {} row group{}, {} byte{} dropped",
                 self.path,
                 labels::thousands(self.rows.unwrap_or(0)),
@@ -108,7 +115,9 @@ impl Outcome {
                 labels::thousands(self.bytes_dropped.unwrap_or(0)),
                 labels::plural(self.bytes_dropped.unwrap_or(0)),
             ),
-            _ => format!("{}: already complete, nothing to recover", self.path),
+            Status::AlreadyComplete => {
+                format!("{}: already complete, nothing to recover", self.path)
+            }
         }
     }
 }

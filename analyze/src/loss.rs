@@ -6,7 +6,7 @@ use mmap_format::event::Event;
 use serde::Serialize;
 
 use crate::{
-    fmt,
+    labels,
     table::{Column, Table},
 };
 
@@ -25,8 +25,8 @@ impl LossWindow {
     pub fn from_event(event: &Event<'_>) -> Self {
         Self {
             cpu: event.cpu,
-            from: fmt::rfc3339_ns(event.ts_ns),
-            to: fmt::rfc3339_ns(event.ts_exit_ns.unwrap_or(event.ts_ns)),
+            from: labels::rfc3339_ns(event.ts_ns),
+            to: labels::rfc3339_ns(event.ts_exit_ns.unwrap_or(event.ts_ns)),
             count: event.lost_count.unwrap_or(0),
             from_ns: event.ts_ns,
         }
@@ -43,6 +43,21 @@ pub fn total(windows: &[LossWindow]) -> u64 {
     windows.iter().map(|w| w.count).fold(0, u64::saturating_add)
 }
 
+/// How many records the windows lost, in words: `1 record`, `1,234 records`.
+pub fn records_in_words(windows: &[LossWindow]) -> String {
+    let lost = total(windows);
+    format!("{} record{}", labels::thousands(lost), labels::plural(lost))
+}
+
+/// How many windows there are, in words: `1 loss window`, `3 loss windows`.
+pub fn windows_in_words(windows: &[LossWindow]) -> String {
+    format!(
+        "{} loss window{}",
+        windows.len(),
+        labels::plural(windows.len() as u64)
+    )
+}
+
 /// The loss windows as a table, indented.
 pub fn write_loss_windows(out: &mut impl Write, windows: &[LossWindow]) -> io::Result<()> {
     let mut table = Table::new(&[
@@ -56,7 +71,7 @@ pub fn write_loss_windows(out: &mut impl Write, windows: &[LossWindow]) -> io::R
             w.cpu.to_string(),
             w.from.clone(),
             w.to.clone(),
-            fmt::thousands(w.count),
+            labels::thousands(w.count),
         ]);
     }
     table.write(out, "  ")

@@ -7,9 +7,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod cli;
 mod events;
-mod fmt;
 mod input;
+mod labels;
 mod loss;
 mod maps;
 mod output;

@@ -9,6 +9,7 @@ use std::{
 };
 
 use mmap_format::FormatError;
+use serde::Serialize;
 
 /// Exit status for every error: usage errors (clap uses 2 too), unreadable or invalid inputs.
 pub const EXIT_ERROR: u8 = 2;
@@ -16,6 +17,12 @@ pub const EXIT_ERROR: u8 = 2;
 /// Buffered, locked standard output.
 pub fn stdout() -> BufWriter<StdoutLock<'static>> {
     BufWriter::with_capacity(64 * 1024, io::stdout().lock())
+}
+
+/// Writes `value` as one pretty-printed JSON object and a newline.
+pub fn write_json_pretty(out: &mut impl Write, value: &impl Serialize) -> io::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, value).map_err(io::Error::from)?;
+    out.write_all(b"\n")
 }
 
 /// Prints `mmap-analyze: <message>` as one line on stderr and returns exit status 2, or returns 0

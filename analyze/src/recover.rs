@@ -11,7 +11,7 @@ use clap::ValueEnum;
 use mmap_format::{FormatError, recover::Recovered};
 use serde::Serialize;
 
-use crate::{fmt, output};
+use crate::{labels, output};
 
 /// Complete captures left by a recorder that was killed (or crashed, or lost power) before it
 /// closed them.
@@ -58,12 +58,19 @@ pub enum RecoverFormat {
     Json,
 }
 
+/// What happened to one file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Status {
+    Recovered,
+    AlreadyComplete,
+}
+
 /// The outcome of one file, as printed in JSON.
 #[derive(Debug, Serialize)]
 struct Outcome {
     path: String,
-    /// `recovered` or `already_complete`.
-    status: &'static str,
+    status: Status,
     rows: Option<u64>,
     row_groups: Option<usize>,
     bytes_dropped: Option<u64>,
@@ -75,19 +82,19 @@ impl Outcome {
     fn recovered(path: String, recovered: &Recovered) -> Self {
         Self {
             path,
-            status: "recovered",
+            status: Status::Recovered,
             rows: Some(recovered.rows),
             row_groups: Some(recovered.row_groups),
             bytes_dropped: Some(recovered.bytes_dropped),
-            capture_start: Some(fmt::rfc3339_ns(recovered.metadata.capture_start_ns)),
-            capture_end: Some(fmt::rfc3339_ns(recovered.metadata.capture_end_ns)),
+            capture_start: Some(labels::rfc3339_ns(recovered.metadata.capture_start_ns)),
+            capture_end: Some(labels::rfc3339_ns(recovered.metadata.capture_end_ns)),
         }
     }
 
     fn already_complete(path: String) -> Self {
         Self {
             path,
-            status: "already_complete",
+            status: Status::AlreadyComplete,
             rows: None,
             row_groups: None,
             bytes_dropped: None,
@@ -98,23 +105,21 @@ impl Outcome {
 
     fn sentence(&self) -> String {
         match self.status {
-            "recovered" => format!(
+            Status::Recovered => format!(
                 "recovered {}: {} row{} in {} row group{}, {} byte{} dropped",
                 self.path,
-                fmt::thousands(self.rows.unwrap_or(0)),
-                plural(self.rows.unwrap_or(0)),
+                labels::thousands(self.rows.unwrap_or(0)),
+                labels::plural(self.rows.unwrap_or(0)),
                 self.row_groups.unwrap_or(0),
-                plural(self.row_groups.unwrap_or(0) as u64),
-                fmt::thousands(self.bytes_dropped.unwrap_or(0)),
-                plural(self.bytes_dropped.unwrap_or(0)),
+                labels::plural(self.row_groups.unwrap_or(0) as u64),
+                labels::thousands(self.bytes_dropped.unwrap_or(0)),
+                labels::plural(self.bytes_dropped.unwrap_or(0)),
             ),
-            _ => format!("{}: already complete, nothing to recover", self.path),
+            Status::AlreadyComplete => {
+                format!("{}: already complete, nothing to recover", self.path)
+            }
         }
     }
-}
-
-fn plural(n: u64) -> &'static str {
-    if n == 1 { "" } else { "s" }
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {

@@ -2,8 +2,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
-    io::Write,
-    path::PathBuf,
+    io::{self, Write},
     process::ExitCode,
 };
 
@@ -17,19 +16,20 @@ use mmap_format::{
 use serde::Serialize;
 
 use crate::{
-    fmt, input,
+    cli::Inputs,
+    input, labels,
     loss::{self, LossWindow},
     output,
-    table::{Column, Table},
+    table::{self, Column, Table},
 };
 
 /// Summarize captures: hosts, time span, completeness, counts by row kind, system call, process
 /// and error, bytes mapped, records lost.
 ///
 /// Several INPUT files (for example the segments of one recording) are merged into one summary;
-/// each file is listed too. "Events" counts every row in the files; "By kind" splits them into
-/// syscall, snapshot, fork, exec, exit and lost rows (format 1.1). "By system call", "By process",
-/// "Failed" and "Bytes mapped" count system call rows only.
+/// each file is listed too. "Events" counts every row in the files; "By kind" splits them by row
+/// kind (the kinds `events --kind` takes; format 1.0 captures hold syscall rows only). "By system
+/// call", "By process", "Failed" and "Bytes mapped" count system call rows only.
 ///
 /// "Lost" adds up what the recorder counted as dropped (ring buffer full, entry map full, decode
 /// errors): calls that happened but are not in the files. "Orphan exits" are syscall exits whose
@@ -42,9 +42,8 @@ use crate::{
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = EXAMPLES)]
 pub struct Args {
-    /// Capture files written by mmap-recorder (Parquet).
-    #[arg(value_name = "INPUT", required = true)]
-    inputs: Vec<PathBuf>,
+    #[command(flatten)]
+    inputs: Inputs,
 
     /// Output format.
     #[arg(long, value_enum, default_value_t = SummaryFormat::Table)]
@@ -79,13 +78,12 @@ pub enum SummaryFormat {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let readers = input::open_all(&args.inputs)?;
+    let readers = input::open_all(&args.inputs.paths)?;
     let summary = Summary::collect(&readers, args.top)?;
     let mut out = output::stdout();
     match args.format {
         SummaryFormat::Json => {
-            serde_json::to_writer_pretty(&mut out, &summary).map_err(std::io::Error::from)?;
-            out.write_all(b"\n")?;
+            output::write_json_pretty(&mut out, &summary)?;
         }
         SummaryFormat::Table => summary.write_table(&mut out)?,
     }
@@ -116,7 +114,7 @@ struct Summary {
     complete: bool,
     /// `lost` rows, by start time.
     loss_windows: Vec<LossWindow>,
-    /// Rows by kind (syscall, snapshot, fork, exec, exit, lost).
+    /// Rows by kind (the names of `RowKind`).
     by_kind: BTreeMap<String, u64>,
     /// System call rows by system call.
     by_syscall: BTreeMap<String, u64>,
@@ -193,27 +191,21 @@ struct Totals {
 impl Totals {
     fn add(&mut self, event: &Event<'_>) {
         self.events += 1;
-        self.first_ts = Some(self.first_ts.map_or(event.ts_ns, |t| t.min(event.ts_ns)));
-        self.last_ts = Some(self.last_ts.map_or(event.ts_ns, |t| t.max(event.ts_ns)));
-        *self
-            .by_kind
-            .entry(event.kind.as_str().to_owned())
-            .or_default() += 1;
+        self.first_ts = Some(self.first_ts.unwrap_or(event.ts_ns).min(event.ts_ns));
+        self.last_ts = Some(self.last_ts.unwrap_or(event.ts_ns).max(event.ts_ns));
+        count(&mut self.by_kind, event.kind.as_str());
         if event.kind == RowKind::Lost {
             self.loss_windows.push(LossWindow::from_event(event));
         }
         if event.kind != RowKind::Syscall {
             return;
         }
-        *self
-            .by_syscall
-            .entry(fmt::syscall_label(event).to_owned())
-            .or_default() += 1;
+        count(&mut self.by_syscall, labels::syscall_label(event));
         if let Some(errno) = event.errno() {
             self.failed += 1;
-            *self.errors.entry(fmt::errno_label(errno)).or_default() += 1;
+            count(&mut self.errors, &labels::errno_label(errno));
         }
-        let mapped = fmt::bytes_mapped(event);
+        let mapped = labels::bytes_mapped(event);
         self.bytes_mapped = self.bytes_mapped.saturating_add(mapped);
 
         let process = self.processes.entry(event.pid).or_default();
@@ -226,68 +218,10 @@ impl Totals {
             }
         }
     }
-}
 
-fn add_counters(sum: &mut Counters, c: &Counters) {
-    sum.emitted = sum.emitted.saturating_add(c.emitted);
-    sum.lost_ringbuf_full = sum.lost_ringbuf_full.saturating_add(c.lost_ringbuf_full);
-    sum.orphan_exits = sum.orphan_exits.saturating_add(c.orphan_exits);
-    sum.entry_map_full = sum.entry_map_full.saturating_add(c.entry_map_full);
-    sum.decode_errors = sum.decode_errors.saturating_add(c.decode_errors);
-}
-
-impl Summary {
-    fn collect(readers: &[CaptureReader], top: usize) -> anyhow::Result<Self> {
-        let mut totals = Totals::default();
-        let mut files = Vec::with_capacity(readers.len());
-        let mut counters = Counters::default();
-        let mut lost = 0_u64;
-        let mut hosts = BTreeSet::new();
-        let mut kernels = BTreeSet::new();
-        let mut capture_start: Option<i64> = None;
-        let mut capture_end: Option<i64> = None;
-
-        for reader in readers {
-            let mut rows = 0_u64;
-            for event in reader.events()? {
-                totals.add(&event?);
-                rows += 1;
-            }
-            let meta = reader.metadata();
-            add_counters(&mut counters, &meta.counters);
-            lost = lost.saturating_add(meta.counters.lost());
-            hosts.insert(meta.hostname.clone());
-            kernels.insert(meta.kernel_release.clone());
-            capture_start =
-                Some(capture_start.map_or(meta.capture_start_ns, |t| t.min(meta.capture_start_ns)));
-            capture_end =
-                Some(capture_end.map_or(meta.capture_end_ns, |t| t.max(meta.capture_end_ns)));
-            files.push(FileSummary {
-                path: reader.path().display().to_string(),
-                format_version: format!(
-                    "{}.{}",
-                    meta.format_version.major, meta.format_version.minor
-                ),
-                recorder_version: meta.recorder_version.clone(),
-                hostname: meta.hostname.clone(),
-                kernel_release: meta.kernel_release.clone(),
-                boot_id: meta.boot_id.clone(),
-                attach_mode: meta.attach_mode.clone(),
-                targets: meta.targets.clone(),
-                capture_start: fmt::rfc3339_ns(meta.capture_start_ns),
-                capture_end: fmt::rfc3339_ns(meta.capture_end_ns),
-                rows,
-                counters: meta.counters,
-                lost: meta.counters.lost(),
-                recovered: meta.recovered,
-                capture_id: meta.capture_id.clone(),
-                segment_index: meta.segment_index,
-                page_size: meta.page_size,
-            });
-        }
-
-        let processes = totals.processes.len();
-        let mut by_process: Vec<ProcessSummary> = totals
+    /// The `top` processes with the most rows (ties: the smallest pid); all of them for 0.
+    fn top_processes(&self, top: usize) -> Vec<ProcessSummary> {
+        let mut by_process: Vec<ProcessSummary> = self
             .processes
             .iter()
             .map(|(pid, p)| ProcessSummary {
@@ -301,42 +235,158 @@ impl Summary {
         if top > 0 {
             by_process.truncate(top);
         }
+        by_process
+    }
+}
 
+/// Adds one to the count of `key`.
+fn count(counts: &mut BTreeMap<String, u64>, key: &str) {
+    match counts.get_mut(key) {
+        Some(n) => *n += 1,
+        None => {
+            counts.insert(key.to_owned(), 1);
+        }
+    }
+}
+
+/// What the files' metadata says, over all files.
+#[derive(Debug, Default)]
+struct FileTotals {
+    files: Vec<FileSummary>,
+    /// Counters summed over the files.
+    counters: Counters,
+    lost: u64,
+    hosts: BTreeSet<String>,
+    kernels: BTreeSet<String>,
+    capture_start: Option<i64>,
+    capture_end: Option<i64>,
+}
+
+impl FileTotals {
+    fn add(&mut self, reader: &CaptureReader, rows: u64) {
+        let meta = reader.metadata();
+        add_counters(&mut self.counters, &meta.counters);
+        self.lost = self.lost.saturating_add(meta.counters.lost());
+        self.hosts.insert(meta.hostname.clone());
+        self.kernels.insert(meta.kernel_release.clone());
+        let (start, end) = (meta.capture_start_ns, meta.capture_end_ns);
+        self.capture_start = Some(self.capture_start.unwrap_or(start).min(start));
+        self.capture_end = Some(self.capture_end.unwrap_or(end).max(end));
+        self.files.push(FileSummary::new(reader, rows));
+    }
+}
+
+impl FileSummary {
+    fn new(reader: &CaptureReader, rows: u64) -> Self {
+        let meta = reader.metadata();
+        Self {
+            path: reader.path().display().to_string(),
+            format_version: format!(
+                "{}.{}",
+                meta.format_version.major, meta.format_version.minor
+            ),
+            recorder_version: meta.recorder_version.clone(),
+            hostname: meta.hostname.clone(),
+            kernel_release: meta.kernel_release.clone(),
+            boot_id: meta.boot_id.clone(),
+            attach_mode: meta.attach_mode.clone(),
+            targets: meta.targets.clone(),
+            capture_start: labels::rfc3339_ns(meta.capture_start_ns),
+            capture_end: labels::rfc3339_ns(meta.capture_end_ns),
+            rows,
+            counters: meta.counters,
+            lost: meta.counters.lost(),
+            recovered: meta.recovered,
+            capture_id: meta.capture_id.clone(),
+            segment_index: meta.segment_index,
+            page_size: meta.page_size,
+        }
+    }
+}
+
+fn add_counters(sum: &mut Counters, c: &Counters) {
+    sum.emitted = sum.emitted.saturating_add(c.emitted);
+    sum.lost_ringbuf_full = sum.lost_ringbuf_full.saturating_add(c.lost_ringbuf_full);
+    sum.orphan_exits = sum.orphan_exits.saturating_add(c.orphan_exits);
+    sum.entry_map_full = sum.entry_map_full.saturating_add(c.entry_map_full);
+    sum.decode_errors = sum.decode_errors.saturating_add(c.decode_errors);
+}
+
+impl Summary {
+    /// Reads every row of every file once.
+    fn collect(readers: &[CaptureReader], top: usize) -> anyhow::Result<Self> {
+        let mut totals = Totals::default();
+        let mut files = FileTotals::default();
+        for reader in readers {
+            let mut rows = 0_u64;
+            for event in reader.events()? {
+                totals.add(&event?);
+                rows += 1;
+            }
+            files.add(reader, rows);
+        }
+        Ok(Self::new(totals, files, top))
+    }
+
+    fn new(totals: Totals, files: FileTotals, top: usize) -> Self {
+        let by_process = totals.top_processes(top);
         let mut loss_windows = totals.loss_windows;
         loss::sort(&mut loss_windows);
-        Ok(Self {
-            complete: loss_windows.is_empty() && lost == 0,
+        Self {
+            complete: loss_windows.is_empty() && files.lost == 0,
             loss_windows,
             by_kind: totals.by_kind,
-            files,
-            hosts: hosts.into_iter().collect(),
-            kernels: kernels.into_iter().collect(),
-            capture_start: capture_start.map(fmt::rfc3339_ns),
-            capture_end: capture_end.map(fmt::rfc3339_ns),
-            first_ts: totals.first_ts.map(fmt::rfc3339_ns),
-            last_ts: totals.last_ts.map(fmt::rfc3339_ns),
+            files: files.files,
+            hosts: files.hosts.into_iter().collect(),
+            kernels: files.kernels.into_iter().collect(),
+            capture_start: files.capture_start.map(labels::rfc3339_ns),
+            capture_end: files.capture_end.map(labels::rfc3339_ns),
+            first_ts: totals.first_ts.map(labels::rfc3339_ns),
+            last_ts: totals.last_ts.map(labels::rfc3339_ns),
             events: totals.events,
             failed: totals.failed,
             bytes_mapped: totals.bytes_mapped,
-            counters,
-            lost,
-            orphan_exits: counters.orphan_exits,
+            counters: files.counters,
+            lost: files.lost,
+            orphan_exits: files.counters.orphan_exits,
             by_syscall: totals.by_syscall,
-            processes,
+            processes: totals.processes.len(),
             top,
             by_process,
             errors: totals.errors,
-        })
+        }
     }
 
-    fn write_table(&self, out: &mut impl Write) -> std::io::Result<()> {
-        let dash = || "-".to_owned();
-        let span = |from: &Option<String>, to: &Option<String>| match (from, to) {
-            (Some(from), Some(to)) => format!("{from} .. {to}"),
-            _ => dash(),
-        };
+    /// The table output: an overview, then one section after another.
+    fn write_table(&self, out: &mut impl Write) -> io::Result<()> {
+        table::write_fields(out, &self.overview())?;
+        self.write_files(out)?;
+        self.write_completeness(out)?;
+
+        section(out, "By kind")?;
+        write_counts(out, ["KIND", "ROWS"], &self.by_kind)?;
+
+        section(out, "By system call")?;
+        write_counts(out, ["SYSCALL", "EVENTS"], &self.by_syscall)?;
+
+        self.write_processes(out)?;
+
+        section(
+            out,
+            &format!("Failures by errno ({})", labels::thousands(self.failed)),
+        )?;
+        if self.errors.is_empty() {
+            writeln!(out, "  none")
+        } else {
+            write_counts(out, ["ERRNO", "COUNT"], &self.errors)
+        }
+    }
+
+    /// The lines before the first section: `Label  value`.
+    fn overview(&self) -> [(&'static str, String); 10] {
         let c = &self.counters;
-        let overview: [(&str, String); 10] = [
+        let thousands = labels::thousands;
+        [
             (
                 if self.hosts.len() > 1 {
                     "Hosts"
@@ -355,36 +405,33 @@ impl Summary {
             ),
             ("Capture", span(&self.capture_start, &self.capture_end)),
             ("Row times", span(&self.first_ts, &self.last_ts)),
-            ("Events", fmt::thousands(self.events)),
-            ("Failed", fmt::thousands(self.failed)),
+            ("Events", thousands(self.events)),
+            ("Failed", thousands(self.failed)),
             (
                 "Bytes mapped",
                 format!(
                     "{} ({})",
-                    fmt::thousands(self.bytes_mapped),
-                    fmt::human_bytes(self.bytes_mapped)
+                    thousands(self.bytes_mapped),
+                    labels::human_bytes(self.bytes_mapped)
                 ),
             ),
             (
                 "Lost records",
                 format!(
                     "{} (ring buffer full {}, entry map full {}, decode errors {})",
-                    fmt::thousands(self.lost),
-                    fmt::thousands(c.lost_ringbuf_full),
-                    fmt::thousands(c.entry_map_full),
-                    fmt::thousands(c.decode_errors)
+                    thousands(self.lost),
+                    thousands(c.lost_ringbuf_full),
+                    thousands(c.entry_map_full),
+                    thousands(c.decode_errors)
                 ),
             ),
-            ("Orphan exits", fmt::thousands(self.orphan_exits)),
-            ("Emitted", fmt::thousands(c.emitted)),
-        ];
-        let label_width = overview.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-        for (label, value) in &overview {
-            writeln!(out, "{label:<label_width$}  {value}")?;
-        }
+            ("Orphan exits", thousands(self.orphan_exits)),
+            ("Emitted", thousands(c.emitted)),
+        ]
+    }
 
-        writeln!(out)?;
-        writeln!(out, "Files ({})", self.files.len())?;
+    fn write_files(&self, out: &mut impl Write) -> io::Result<()> {
+        section(out, &format!("Files ({})", self.files.len()))?;
         let mut files = Table::new(&[
             Column::left("PATH"),
             Column::left("HOST"),
@@ -407,71 +454,46 @@ impl Summary {
                 f.recorder_version.clone(),
                 f.capture_start.clone(),
                 f.capture_end.clone(),
-                fmt::thousands(f.rows),
-                fmt::thousands(f.lost),
+                labels::thousands(f.rows),
+                labels::thousands(f.lost),
             ]);
         }
-        files.write(out, "  ")?;
+        files.write(out, "  ")
+    }
 
-        writeln!(out)?;
-        writeln!(out, "Completeness")?;
+    fn write_completeness(&self, out: &mut impl Write) -> io::Result<()> {
+        section(out, "Completeness")?;
         if self.complete {
-            writeln!(out, "  complete: no records lost")?;
+            writeln!(out, "  complete: no records lost")
         } else if self.loss_windows.is_empty() {
             writeln!(
                 out,
                 "  {} record{} lost (counted by the recorder; the capture does not say when)",
-                fmt::thousands(self.lost),
-                if self.lost == 1 { "" } else { "s" }
-            )?;
+                labels::thousands(self.lost),
+                labels::plural(self.lost),
+            )
         } else {
-            let lost = loss::total(&self.loss_windows);
             writeln!(
                 out,
-                "  {} record{} lost in {} loss window{} (changes in them are missing):",
-                fmt::thousands(lost),
-                if lost == 1 { "" } else { "s" },
-                self.loss_windows.len(),
-                if self.loss_windows.len() == 1 {
-                    ""
-                } else {
-                    "s"
-                },
+                "  {} lost in {} (changes in them are missing):",
+                loss::records_in_words(&self.loss_windows),
+                loss::windows_in_words(&self.loss_windows),
             )?;
-            loss::write_loss_windows(out, &self.loss_windows)?;
+            loss::write_loss_windows(out, &self.loss_windows)
         }
+    }
 
-        writeln!(out)?;
-        writeln!(out, "By kind")?;
-        let mut kinds: Vec<(&String, &u64)> = self.by_kind.iter().collect();
-        kinds.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-        let mut table = Table::new(&[Column::left("KIND"), Column::right("ROWS")]);
-        for (name, count) in kinds {
-            table.push(vec![name.clone(), fmt::thousands(*count)]);
-        }
-        table.write(out, "  ")?;
-
-        writeln!(out)?;
-        writeln!(out, "By system call")?;
-        let mut syscalls: Vec<(&String, &u64)> = self.by_syscall.iter().collect();
-        syscalls.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-        let mut table = Table::new(&[Column::left("SYSCALL"), Column::right("EVENTS")]);
-        for (name, count) in syscalls {
-            table.push(vec![name.clone(), fmt::thousands(*count)]);
-        }
-        table.write(out, "  ")?;
-
-        writeln!(out)?;
-        if self.by_process.len() < self.processes {
-            writeln!(
-                out,
+    fn write_processes(&self, out: &mut impl Write) -> io::Result<()> {
+        let title = if self.by_process.len() < self.processes {
+            format!(
                 "By process (top {} of {})",
                 self.by_process.len(),
                 self.processes
-            )?;
+            )
         } else {
-            writeln!(out, "By process ({})", self.processes)?;
-        }
+            format!("By process ({})", self.processes)
+        };
+        section(out, &title)?;
         let mut table = Table::new(&[
             Column::right("PID"),
             Column::left("COMM"),
@@ -482,26 +504,40 @@ impl Summary {
             table.push(vec![
                 p.pid.to_string(),
                 p.comm.clone(),
-                fmt::thousands(p.events),
-                fmt::thousands(p.bytes_mapped),
+                labels::thousands(p.events),
+                labels::thousands(p.bytes_mapped),
             ]);
         }
-        table.write(out, "  ")?;
+        table.write(out, "  ")
+    }
+}
 
-        writeln!(out)?;
-        writeln!(out, "Failures by errno ({})", fmt::thousands(self.failed))?;
-        if self.errors.is_empty() {
-            writeln!(out, "  none")?;
-        } else {
-            let mut errors: Vec<(&String, &u64)> = self.errors.iter().collect();
-            errors.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-            let mut table = Table::new(&[Column::left("ERRNO"), Column::right("COUNT")]);
-            for (name, count) in errors {
-                table.push(vec![name.clone(), fmt::thousands(*count)]);
-            }
-            table.write(out, "  ")?;
-        }
-        Ok(())
+/// A blank line and a section title.
+fn section(out: &mut impl Write, title: &str) -> io::Result<()> {
+    writeln!(out)?;
+    writeln!(out, "{title}")
+}
+
+/// A table of counts by name, largest first (ties: by name), indented.
+fn write_counts(
+    out: &mut impl Write,
+    [name, count]: [&'static str; 2],
+    counts: &BTreeMap<String, u64>,
+) -> io::Result<()> {
+    let mut rows: Vec<(&String, &u64)> = counts.iter().collect();
+    rows.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    let mut table = Table::new(&[Column::left(name), Column::right(count)]);
+    for (name, n) in rows {
+        table.push(vec![name.clone(), labels::thousands(*n)]);
+    }
+    table.write(out, "  ")
+}
+
+/// `FROM .. TO`, or `-` when either is unknown.
+fn span(from: &Option<String>, to: &Option<String>) -> String {
+    match (from, to) {
+        (Some(from), Some(to)) => format!("{from} .. {to}"),
+        _ => "-".to_owned(),
     }
 }
 

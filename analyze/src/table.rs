@@ -79,6 +79,19 @@ fn write_line<S: AsRef<str>>(
     out.write_all(b"\n")
 }
 
+/// Writes `Label  value` lines, the values aligned after the longest label.
+pub fn write_fields(out: &mut impl Write, fields: &[(&str, String)]) -> io::Result<()> {
+    let width = fields
+        .iter()
+        .map(|(label, _)| label.len())
+        .max()
+        .unwrap_or(0);
+    for (label, value) in fields {
+        writeln!(out, "{label:<width$}  {value}")?;
+    }
+    Ok(())
+}
+
 /// A table that holds all its rows.
 #[derive(Debug)]
 pub struct Table {

@@ -1,24 +1,23 @@
 //! `mmap-analyze recover` on captures whose writer was "killed": a journaled writer that is
 //! flushed and then forgotten, as if the process had died.
 
-mod common;
-
 use std::{
     fs::{self, OpenOptions},
     io::Write,
     path::{Path, PathBuf},
 };
 
-use common::{
-    metadata, mmap, run, run_ok,
-    v11::{FixtureC, metadata_c},
-};
 use mmap_format::{
     journal::{self, journal_path},
     metadata::Counters,
     writer::{CaptureWriter, WriterConfig},
 };
 use serde_json::Value;
+
+use crate::common::{
+    self, metadata, mmap, run, run_ok,
+    v11::{FixtureC, metadata_c},
+};
 
 /// Bytes of garbage appended after the last journaled row group (a torn write).
 const TORN: usize = 123;

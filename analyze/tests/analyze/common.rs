@@ -1,8 +1,6 @@
 //! Helpers shared by the integration tests: small captures written with the format library's
 //! `CaptureWriter`, and running the real `mmap-analyze` binary.
 
-#![allow(dead_code, reason = "each test crate uses a part of these helpers")]
-
 pub mod v11;
 
 use std::{

@@ -1,7 +1,5 @@
 //! Command-line behaviour: bad inputs, usage errors, a closed stdout, help text.
 
-mod common;
-
 use std::{
     fs,
     io::{BufRead, BufReader},
@@ -12,9 +10,10 @@ use std::{
 
 use arrow_array::{Int32Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
-use common::{Fixture, bin, metadata, mmap, run, write_capture_with};
 use mmap_format::metadata::Counters;
 use parquet::arrow::ArrowWriter;
+
+use crate::common::{Fixture, bin, metadata, mmap, run, write_capture_with};
 
 /// Asserts a failure with exit status 2, nothing on stdout and exactly one stderr line; returns it.
 fn expect_one_line_error(args: &[&std::ffi::OsStr]) -> String {

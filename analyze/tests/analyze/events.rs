@@ -1,12 +1,11 @@
 //! `mmap-analyze events`: filters, formats and the merge of several files.
 
-mod common;
-
 use std::{ffi::OsString, path::Path};
 
-use common::{Fixture, json_lines, metadata, mmap, offsets, run_ok, write_capture};
 use mmap_format::metadata::Counters;
 use serde_json::json;
+
+use crate::common::{self, Fixture, json_lines, metadata, mmap, offsets, run_ok, write_capture};
 
 fn events_json(inputs: &[&Path], extra: &[&str]) -> Vec<serde_json::Value> {
     let mut args: Vec<OsString> = vec!["events".into()];

@@ -1,9 +1,8 @@
 //! `mmap-analyze summary` over captures written with the format library.
 
-mod common;
-
-use common::{Fixture, counters_a, metadata, run_ok, run_ok_in, write_capture};
 use serde_json::{Value, json};
+
+use crate::common::{self, Fixture, counters_a, metadata, run_ok, run_ok_in, write_capture};
 
 fn summary_json(args: &[&std::path::Path], extra: &[&str]) -> Value {
     let mut cmd: Vec<std::ffi::OsString> = vec!["summary".into()];

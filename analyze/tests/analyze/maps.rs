@@ -1,17 +1,16 @@
 //! `mmap-analyze maps` over a format 1.1 capture written with the format library.
 
-mod common;
-
 use std::{ffi::OsString, path::Path};
 
-use common::{
+use serde_json::{Value, json};
+
+use crate::common::{
     BASE_NS, run, run_ok, run_ok_in,
     v11::{
         ANON, BIN_APP, BLOB_MOVED, CHILD_BIN, CHILD_STACK, FixtureC, HEAP, LD_SO, LONER, MEMFD,
         STACK,
     },
 };
-use serde_json::{Value, json};
 
 fn maps_json(input: &Path, extra: &[&str]) -> Value {
     let mut args: Vec<OsString> = vec!["maps".into(), input.as_os_str().to_owned()];

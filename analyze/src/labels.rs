@@ -1,4 +1,5 @@
-//! How values of a capture are shown: times, results, devices, sizes.
+//! Labels: how the values of a capture are shown to people (times, results, flags, devices,
+//! sizes, counts), shared by every command's table and JSON output.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use mmap_format::{
@@ -101,7 +102,8 @@ pub fn mremap_flags_names(flags: u64) -> String {
         .filter(|(bit, _)| flags & bit != 0)
         .map(|(_, name)| (*name).to_owned())
         .collect();
-    let unknown = flags & !(MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP);
+    let known = BITS.iter().fold(0, |known, (bit, _)| known | bit);
+    let unknown = flags & !known;
     if unknown != 0 {
         parts.push(format!("{unknown:#x}"));
     }
@@ -240,6 +242,11 @@ pub fn human_bytes(bytes: u64) -> String {
         unit += 1;
     }
     format!("{value:.1} {}", UNITS[unit])
+}
+
+/// The plural ending of a count: `""` for 1, else `"s"` (`1 record`, `2 records`).
+pub fn plural(n: u64) -> &'static str {
+    if n == 1 { "" } else { "s" }
 }
 
 /// `1234567` as `1,234,567`.

@@ -1,0 +1,98 @@
+//! Command-line pieces shared by the subcommands: the INPUT files, and value parsers whose
+//! possible values come from the format crate's own lists (so a system call or row kind added
+//! there is offered here, and listed in `--help`, without an edit in the analyzer).
+
+use std::{path::PathBuf, str::FromStr};
+
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+
+/// The capture files a command reads.
+#[derive(Debug, clap::Args)]
+pub struct Inputs {
+    /// Capture files written by mmap-recorder (Parquet).
+    #[arg(value_name = "INPUT", required = true)]
+    pub paths: Vec<PathBuf>,
+}
+
+/// A parser that accepts exactly the names in `values` and turns the one given into a `T` with
+/// `T`'s `FromStr`: give it the names of a format enum's `ALL` list.
+pub fn one_of<T>(
+    values: impl IntoIterator<Item = PossibleValue>,
+) -> impl TypedValueParser<Value = T>
+where
+    T: FromStr + Clone + Send + Sync + 'static,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    PossibleValuesParser::new(values).try_map(|name| name.parse::<T>())
+}
+
+/// Markdown text as help: each paragraph and each list item joined into one line, which clap
+/// then wraps to the terminal's width (the text's own line breaks would not fit every width).
+pub fn reflow(markdown: &str) -> String {
+    let mut lines: Vec<String> = Vec::new();
+    let mut in_block = false;
+    for line in markdown.lines() {
+        let text = line.trim_start();
+        if text.is_empty() {
+            lines.push(String::new());
+            in_block = false;
+        } else if in_block && !starts_list_item(text) {
+            if let Some(last) = lines.last_mut() {
+                last.push(' ');
+                last.push_str(text);
+            }
+        } else {
+            lines.push(line.trim_end().to_owned());
+            in_block = true;
+        }
+    }
+    lines.join("\n")
+}
+
+/// `- item` or `12. item`.
+fn starts_list_item(text: &str) -> bool {
+    let after_number = text.trim_start_matches(|c: char| c.is_ascii_digit());
+    text.starts_with("- ") || (after_number.len() < text.len() && after_number.starts_with(". "))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{Arg, Command};
+    use mmap_format::event::Syscall;
+
+    use super::*;
+
+    fn command() -> Command {
+        Command::new("t").arg(
+            Arg::new("syscall")
+                .long("syscall")
+                .value_parser(one_of::<Syscall>(
+                    Syscall::ALL.map(|s| PossibleValue::new(s.as_str())),
+                )),
+        )
+    }
+
+    #[test]
+    fn reflow_joins_paragraphs_and_list_items() {
+        let markdown = "A paragraph\nthat goes on.\n\n1. One\n   item.\n   - a sub\n     item\n   - b\n\n\
+                        10. Ten\n";
+        assert_eq!(
+            reflow(markdown),
+            "A paragraph that goes on.\n\n1. One item.\n   - a sub item\n   - b\n\n10. Ten"
+        );
+    }
+
+    #[test]
+    fn every_name_of_the_list_parses_into_its_value() {
+        for syscall in Syscall::ALL {
+            let matches = command()
+                .try_get_matches_from(["t", "--syscall", syscall.as_str()])
+                .expect("a known name parses");
+            assert_eq!(matches.get_one::<Syscall>("syscall"), Some(&syscall));
+        }
+        let err = command()
+            .try_get_matches_from(["t", "--syscall", "read"])
+            .expect_err("an unknown name is refused");
+        assert_eq!(err.kind(), clap::error::ErrorKind::InvalidValue);
+    }
+}

@@ -1,0 +1,273 @@
+//! Building the [`Report`]: the rows that matter, replayed up to the time, then what the answer is
+//! known from and why it may not be complete.
+
+use std::collections::HashSet;
+
+use mmap_format::{
+    event::{Event, RowKind},
+    reader::CaptureReader,
+};
+
+use super::{Args, At, BaselineJson, ExecJson, ForkJson, RegionJson, Report, State, scan::Scan};
+use crate::{
+    labels,
+    loss::{self, LossWindow},
+    replay::{self, Baseline, Exit, Process, Region, Replay},
+};
+
+/// What is asked, with the time and page size resolved.
+#[derive(Debug)]
+pub struct Query {
+    pub pid: u32,
+    /// ns since the Unix epoch.
+    pub at: i64,
+    pub page_size: u64,
+    pub merge: bool,
+}
+
+impl Query {
+    pub fn new(readers: &[CaptureReader], scan: &Scan, args: &Args) -> Self {
+        let at = match args.at {
+            None => scan.end,
+            Some(At::Wall(ns)) => ns,
+            Some(At::AfterFirstRow(offset)) => {
+                scan.first_ts.unwrap_or_default().saturating_add(offset)
+            }
+        };
+        let page_size = readers
+            .iter()
+            .find_map(|r| r.metadata().page_size)
+            .map_or(replay::DEFAULT_PAGE_SIZE, u64::from);
+        Self {
+            pid: args.pid,
+            at,
+            page_size,
+            merge: !args.no_merge,
+        }
+    }
+}
+
+impl Report {
+    /// Replays the rows of the pid and its ancestors up to the time and describes the result.
+    pub fn build(readers: &[CaptureReader], scan: &Scan, query: &Query) -> anyhow::Result<Self> {
+        let (rows, loss_windows) = rows_until(readers, &scan.lineage(query.pid), query.at)?;
+        let (replay, comm) = replay_rows(&rows, query);
+        let mut report = Self::new(scan, query, comm, loss_windows);
+        report.lost_without_time = lost_without_time(readers, scan);
+        if let Some(process) = replay.process(query.pid) {
+            report.describe_live(process, query.merge);
+            report.note_losses();
+            report.note_old_formats(readers);
+        } else if let Some(exit) = replay.exit(query.pid) {
+            report.describe_exit(exit);
+        } else {
+            report.state = State::NotStarted;
+            report.first_seen = scan.first_seen.map(labels::rfc3339_ns);
+            report.complete = true;
+        }
+        Ok(report)
+    }
+
+    /// A report of nothing known yet: no map, no baseline, not complete.
+    fn new(
+        scan: &Scan,
+        query: &Query,
+        comm: Option<String>,
+        loss_windows: Vec<LossWindow>,
+    ) -> Self {
+        Self {
+            pid: query.pid,
+            comm,
+            at: labels::rfc3339_ns(query.at),
+            at_ns: query.at,
+            first_row: scan.first_ts.map(labels::rfc3339_ns),
+            first_row_ns: scan.first_ts,
+            state: State::Live,
+            exited_at: None,
+            exit_code: None,
+            exit_status: None,
+            first_seen: None,
+            forked_from: None,
+            exec: None,
+            baseline: BaselineJson::new(&Baseline::Unknown),
+            complete: false,
+            notes: Vec::new(),
+            loss_windows,
+            lost_without_time: 0,
+            merged: query.merge,
+            pieces: 0,
+            bytes: 0,
+            regions: Vec::new(),
+            table_regions: Vec::new(),
+        }
+    }
+
+    fn describe_live(&mut self, process: &Process, merge: bool) {
+        self.forked_from = process.forked.map(|(parent, ts)| ForkJson {
+            parent,
+            time: labels::rfc3339_ns(ts),
+        });
+        self.exec = process.exec.as_ref().map(|(ts, path)| ExecJson {
+            path: path.clone(),
+            time: labels::rfc3339_ns(*ts),
+        });
+        self.describe_baseline(&process.baseline);
+        self.note_misses(process);
+        let regions: Vec<Region> = if merge {
+            process.map.merged()
+        } else {
+            process.map.regions().cloned().collect()
+        };
+        self.pieces = process.map.regions().count();
+        self.bytes = regions.iter().map(Region::len).sum();
+        self.regions = regions.iter().map(RegionJson::new).collect();
+        self.table_regions = regions;
+    }
+
+    /// Only a snapshot makes the map complete; without one, a note says what is not known.
+    fn describe_baseline(&mut self, baseline: &Baseline) {
+        self.baseline = BaselineJson::new(baseline);
+        match baseline {
+            Baseline::Snapshot { .. } => self.complete = true,
+            Baseline::Exec { ts } => self.notes.push(format!(
+                "no snapshot of pid {} after its exec at {}: the mappings the kernel made for the \
+                 new program (program, interpreter, stack, vdso) are not known",
+                self.pid,
+                labels::rfc3339_ns(*ts)
+            )),
+            Baseline::Unknown => self.notes.push(format!(
+                "no snapshot of pid {} before {}: mappings made before the capture started are \
+                 not known",
+                self.pid, self.at
+            )),
+        }
+    }
+
+    fn note_misses(&mut self, process: &Process) {
+        let Some((ts, what)) = process.misses.first() else {
+            return;
+        };
+        self.complete = false;
+        let count = process.misses.len();
+        self.notes.push(format!(
+            "{count} successful call{} changed memory missing from the replayed map (the map is \
+             incomplete there); the first, at {}: {what}",
+            labels::plural(count as u64),
+            labels::rfc3339_ns(*ts)
+        ));
+    }
+
+    fn describe_exit(&mut self, exit: &Exit) {
+        self.state = State::Exited;
+        self.exited_at = Some(labels::rfc3339_ns(exit.ts));
+        self.exit_code = exit.code;
+        self.exit_status = exit.code.map(labels::exit_status_label);
+        self.complete = true;
+    }
+
+    fn note_losses(&mut self) {
+        if !self.loss_windows.is_empty() {
+            self.complete = false;
+            self.notes.push(format!(
+                "the capture lost {} in {} before {}: changes in them may be missing",
+                loss::records_in_words(&self.loss_windows),
+                loss::windows_in_words(&self.loss_windows),
+                self.at
+            ));
+        }
+        if self.lost_without_time > 0 {
+            self.complete = false;
+            self.notes.push(format!(
+                "the recorder counted {} lost record{} (the capture does not say when): changes \
+                 may be missing",
+                labels::thousands(self.lost_without_time),
+                labels::plural(self.lost_without_time),
+            ));
+        }
+    }
+
+    fn note_old_formats(&mut self, readers: &[CaptureReader]) {
+        for reader in readers {
+            let version = reader.metadata().format_version;
+            if (version.major, version.minor) == (1, 0) {
+                self.complete = false;
+                self.notes.push(format!(
+                    "{} is a format 1.0 capture: it has no snapshots and no process events, and \
+                     the recorder that wrote it recorded mmap calls only (no munmap, mprotect, \
+                     mremap or brk): regions may have changed or gone since",
+                    reader.path().display()
+                ));
+            }
+        }
+    }
+}
+
+/// The rows that can change the map of a process in `lineage`, at or before `at`, in the order
+/// they take effect (equal times keep the order they were read in); and the loss windows before
+/// `at`, by start time.
+fn rows_until(
+    readers: &[CaptureReader],
+    lineage: &HashSet<u32>,
+    at: i64,
+) -> anyhow::Result<(Vec<Event<'static>>, Vec<LossWindow>)> {
+    let mut rows: Vec<(i64, usize, Event<'static>)> = Vec::new();
+    let mut loss_windows = Vec::new();
+    for reader in readers {
+        for event in reader.events()? {
+            let event = event?;
+            let Some(time) = replay::effect_time(&event).filter(|time| *time <= at) else {
+                continue;
+            };
+            if event.kind == RowKind::Lost {
+                loss_windows.push(LossWindow::from_event(&event));
+            } else if changes_map_of(&event, lineage) {
+                rows.push((time, rows.len(), event));
+            }
+        }
+    }
+    rows.sort_by_key(|(time, seq, _)| (*time, *seq));
+    loss::sort(&mut loss_windows);
+    Ok((
+        rows.into_iter().map(|(_, _, event)| event).collect(),
+        loss_windows,
+    ))
+}
+
+/// Whether a row can change the map of a process in `lineage`.
+fn changes_map_of(event: &Event<'_>, lineage: &HashSet<u32>) -> bool {
+    match event.kind {
+        RowKind::Lost | RowKind::Other => false,
+        RowKind::Syscall => {
+            lineage.contains(&event.pid) && event.ret.is_some() && event.errno().is_none()
+        }
+        // Forks of other children would only copy maps nobody asked for.
+        RowKind::Fork => event.child_pid.is_some_and(|c| lineage.contains(&c)),
+        RowKind::Snapshot | RowKind::Exec | RowKind::Exit => lineage.contains(&event.pid),
+    }
+}
+
+/// The replay of `rows`, and the thread name of the pid's last row.
+fn replay_rows(rows: &[Event<'static>], query: &Query) -> (Replay, Option<String>) {
+    let mut replay = Replay::new(query.page_size);
+    let mut comm = None;
+    for event in rows {
+        replay.apply(event);
+        let names_pid = event.pid == query.pid
+            || (event.kind == RowKind::Fork && event.child_pid == Some(query.pid));
+        if names_pid {
+            comm = Some(event.comm.to_string());
+        }
+    }
+    (replay, comm)
+}
+
+/// Records the recorder counted as lost, when the capture has no `lost` rows to say when.
+fn lost_without_time(readers: &[CaptureReader], scan: &Scan) -> u64 {
+    if scan.has_lost_rows {
+        return 0;
+    }
+    readers
+        .iter()
+        .map(|r| r.metadata().counters.lost())
+        .fold(0, u64::saturating_add)
+}

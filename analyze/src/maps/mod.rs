@@ -1,0 +1,326 @@
+//! `mmap-analyze maps`: the address space of one process at one time, rebuilt from a capture.
+//!
+//! In phases: [`scan`] reads the rows once (where the capture starts and ends, whether the pid is
+//! there, which processes it was forked from); [`build`] replays the rows that matter up to the
+//! time with [`crate::replay`] and says what the answer is known from; [`render`] prints the
+//! [`Report`] as a table (the JSON output is the report itself).
+
+mod build;
+mod render;
+mod scan;
+
+use std::{io::Write, process::ExitCode};
+
+use anyhow::Context as _;
+use chrono::DateTime;
+use clap::ValueEnum;
+use serde::Serialize;
+
+use self::{build::Query, scan::Scan};
+use crate::{
+    cli::{self, Inputs},
+    input, labels,
+    loss::LossWindow,
+    output,
+    replay::{Baseline, Region},
+};
+
+/// Rebuild the address space of process PID at time TIME: what was mapped where, since when,
+/// set by which row, and from which file.
+///
+/// The rows of the INPUT files (for example the segments of one recording) are replayed in time
+/// order, and the result is printed like /proc/PID/maps (start-end, perms, offset, major:minor,
+/// inode, path) with, for each region, when it got its current state, the kind of row that set it
+/// and the thread of that row. The output says when the result cannot be complete: no snapshot of
+/// the process before TIME (mappings made before the capture started are not known), records
+/// lost before TIME (the loss windows are listed: changes in them may be missing), or a process
+/// that had already exited at TIME. The rules of the replay follow the options.
+
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = after_long_help())]
+pub struct Args {
+    #[command(flatten)]
+    inputs: Inputs,
+
+    /// The process (kernel tgid) whose address space is rebuilt.
+    #[arg(long, value_name = "PID")]
+    pid: u32,
+
+    /// The time to rebuild it at: RFC 3339 (2026-11-27T06:39:28.2383Z) or an offset from the
+    /// capture's first row (+1.5s, +250ms, +2m). Default: the end of the capture.
+    #[arg(long, value_name = "TIME", value_parser = parse_at)]
+    at: Option<At>,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = MapsFormat::Table)]
+    format: MapsFormat,
+
+    /// Show the regions as the rows left them, without merging compatible neighbours.
+    #[arg(long)]
+    no_merge: bool,
+}
+
+const EXAMPLES: &str = "\
+Examples:
+  # The address space of pid 1234 when the recording ended
+  mmap-analyze maps capture-000.parquet --pid 1234
+
+  # 1.5 s after the first row, region by region as the calls left it
+  mmap-analyze maps capture-*.parquet --pid 1234 --at +1.5s --no-merge
+
+  # At a wall-clock time, as JSON: the file-backed regions
+  mmap-analyze maps capture-000.parquet --pid 1234 --at 2026-11-27T06:39:28.2383Z \\
+    --format json | jq '.regions[] | select(.ino != 0)'";
+
+/// The replay rules in Markdown: `maps --help` shows them reflowed to the terminal's width, and
+/// docs/ANALYZE.md holds them verbatim between markers (a test below checks that it does).
+const RULES: &str = include_str!("rules.md");
+
+fn after_long_help() -> String {
+    format!("Replay rules:\n\n{}\n\n{EXAMPLES}", cli::reflow(RULES))
+}
+
+/// How the map is printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum MapsFormat {
+    /// A header, then one line per region like /proc/PID/maps with SINCE, SET BY and TID.
+    Table,
+    /// One JSON object; times are RFC 3339 with nanoseconds, UTC.
+    Json,
+}
+
+/// A point in time given on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum At {
+    /// ns since the Unix epoch.
+    Wall(i64),
+    /// ns after the capture's first row.
+    AfterFirstRow(i64),
+}
+
+pub fn parse_at(value: &str) -> Result<At, String> {
+    let expected = "expected an RFC 3339 time (2026-11-27T06:39:28.2383Z) or +DURATION (+1.5s)";
+    if let Some(offset) = value.strip_prefix('+') {
+        let duration = humantime::parse_duration(offset.trim())
+            .map_err(|e| format!("{value:?}: {e}; {expected}"))?;
+        let ns = i64::try_from(duration.as_nanos())
+            .map_err(|_| format!("{value:?}: too long; {expected}"))?;
+        return Ok(At::AfterFirstRow(ns));
+    }
+    let time =
+        DateTime::parse_from_rfc3339(value).map_err(|e| format!("{value:?}: {e}; {expected}"))?;
+    time.timestamp_nanos_opt()
+        .map(At::Wall)
+        .ok_or_else(|| format!("{value:?}: out of range; {expected}"))
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let readers = input::open_all(&args.inputs.paths)?;
+    let scan = Scan::read(&readers, args.pid)?;
+    let query = Query::new(&readers, &scan, &args);
+    let report = Report::build(&readers, &scan, &query)?;
+
+    let mut out = output::stdout();
+    match args.format {
+        MapsFormat::Json => output::write_json_pretty(&mut out, &report)?,
+        MapsFormat::Table => report.write_table(&mut out)?,
+    }
+    out.flush().context("writing to stdout")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Whether the process exists at the time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum State {
+    Live,
+    /// An exit row at or before the time.
+    Exited,
+    /// The pid's first row comes later.
+    NotStarted,
+}
+
+/// What the map is known from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum BaselineKind {
+    Snapshot,
+    /// Emptied by an exec, no snapshot since.
+    Exec,
+    #[serde(rename = "none")]
+    Unknown,
+}
+
+/// What the map is known from, in JSON.
+#[derive(Debug, Serialize)]
+struct BaselineJson {
+    kind: BaselineKind,
+    time: Option<String>,
+    /// The process the snapshot was taken of (the pid, or an ancestor it was forked from).
+    snapshot_pid: Option<u32>,
+    source: Option<String>,
+}
+
+impl BaselineJson {
+    fn new(baseline: &Baseline) -> Self {
+        let (kind, ts, snapshot_pid, source) = match baseline {
+            Baseline::Snapshot { ts, pid, source } => (
+                BaselineKind::Snapshot,
+                Some(*ts),
+                Some(*pid),
+                source.clone(),
+            ),
+            Baseline::Exec { ts } => (BaselineKind::Exec, Some(*ts), None, None),
+            Baseline::Unknown => (BaselineKind::Unknown, None, None, None),
+        };
+        Self {
+            kind,
+            time: ts.map(labels::rfc3339_ns),
+            snapshot_pid,
+            source,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct ForkJson {
+    parent: u32,
+    time: String,
+}
+
+#[derive(Debug, Serialize)]
+struct ExecJson {
+    path: Option<String>,
+    time: String,
+}
+
+#[derive(Debug, Serialize)]
+struct RegionJson {
+    start: u64,
+    end: u64,
+    start_hex: String,
+    end_hex: String,
+    size: u64,
+    perms: String,
+    prot: u64,
+    shared: bool,
+    off: u64,
+    dev: u64,
+    dev_major_minor: String,
+    ino: u64,
+    path: Option<String>,
+    deleted: bool,
+    memfd: bool,
+    since: String,
+    since_ns: i64,
+    set_by: &'static str,
+    tid: u32,
+}
+
+impl RegionJson {
+    fn new(r: &Region) -> Self {
+        let file = r.file();
+        let dev = file.and_then(|f| f.dev).unwrap_or(0);
+        Self {
+            start: r.start,
+            end: r.end,
+            start_hex: labels::hex(r.start),
+            end_hex: labels::hex(r.end),
+            size: r.len(),
+            perms: r.perms(),
+            prot: r.prot,
+            shared: r.shared,
+            off: r.off,
+            dev,
+            dev_major_minor: labels::dev_label(dev),
+            ino: file.and_then(|f| f.ino).unwrap_or(0),
+            path: r.path().map(str::to_owned),
+            deleted: file.is_some_and(|f| f.deleted),
+            memfd: file.is_some_and(|f| f.memfd),
+            since: labels::rfc3339_ns(r.since),
+            since_ns: r.since,
+            set_by: r.set_by.as_str(),
+            tid: r.tid,
+        }
+    }
+}
+
+/// The answer, as printed in JSON; the table shows the same.
+#[derive(Debug, Serialize)]
+struct Report {
+    pid: u32,
+    /// The thread name of the pid's last row at or before the time.
+    comm: Option<String>,
+    at: String,
+    at_ns: i64,
+    /// The capture's first row (the origin of `--at +DURATION`).
+    first_row: Option<String>,
+    #[serde(skip)]
+    first_row_ns: Option<i64>,
+    state: State,
+    exited_at: Option<String>,
+    exit_code: Option<i32>,
+    exit_status: Option<String>,
+    /// When the pid first appears, for `not_started`.
+    first_seen: Option<String>,
+    forked_from: Option<ForkJson>,
+    exec: Option<ExecJson>,
+    baseline: BaselineJson,
+    /// The map shows everything: a snapshot is its baseline, nothing was lost before the time and
+    /// every change found its memory in the map.
+    complete: bool,
+    /// Why the map may not be complete, in words.
+    notes: Vec<String>,
+    /// `lost` rows before the time (all CPUs: a loss anywhere may hide a change of this pid).
+    loss_windows: Vec<LossWindow>,
+    /// Records the recorder counted as lost without saying when (captures without `lost` rows).
+    lost_without_time: u64,
+    merged: bool,
+    /// How many raw pieces the regions were merged from.
+    pieces: usize,
+    bytes: u64,
+    regions: Vec<RegionJson>,
+    #[serde(skip)]
+    table_regions: Vec<Region>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docs_hold_the_replay_rules_of_the_help_verbatim() {
+        const DOC: &str = include_str!("../../../docs/ANALYZE.md");
+        const BEGIN: &str = "<!-- The replay rules: analyze/src/maps/rules.md, verbatim. -->\n\n";
+        const END: &str = "\n<!-- End of analyze/src/maps/rules.md. -->";
+        let in_doc = DOC
+            .split_once(BEGIN)
+            .and_then(|(_, rest)| rest.split_once(END))
+            .map(|(rules, _)| rules);
+        assert_eq!(
+            in_doc,
+            Some(RULES),
+            "docs/ANALYZE.md must hold analyze/src/maps/rules.md between its markers: copy it there"
+        );
+    }
+
+    #[test]
+    fn times_parse_as_rfc3339_or_offsets() {
+        assert_eq!(
+            parse_at("2026-11-27T06:01:13.5Z"),
+            Ok(At::Wall(1_795_759_273_500_000_000))
+        );
+        assert_eq!(
+            parse_at("2026-11-27T07:01:13.5+01:00"),
+            Ok(At::Wall(1_795_759_273_500_000_000))
+        );
+        assert_eq!(parse_at("+1.5s"), Ok(At::AfterFirstRow(1_500_000_000)));
+        assert_eq!(parse_at("+250ms"), Ok(At::AfterFirstRow(250_000_000)));
+        assert_eq!(parse_at("+0"), Ok(At::AfterFirstRow(0)));
+        assert_eq!(parse_at("+2m 3s"), Ok(At::AfterFirstRow(123_000_000_000)));
+        for bad in ["1.5s", "+", "+1.5 parsecs", "yesterday", "2026-11-27"] {
+            let err = parse_at(bad).expect_err(bad);
+            assert!(err.contains("RFC 3339"), "{bad}: {err}");
+        }
+    }
+}

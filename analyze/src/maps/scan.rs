@@ -1,0 +1,95 @@
+//! The first pass over the rows: where the capture starts and ends, whether the pid is there, and
+//! which processes it was forked from.
+
+use std::collections::{HashMap, HashSet};
+
+use anyhow::bail;
+use mmap_format::{
+    event::{Event, RowKind},
+    reader::CaptureReader,
+};
+
+use crate::replay;
+
+/// What the first pass tells.
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub first_ts: Option<i64>,
+    /// The end of the capture: the later of the last row and the files' capture_end.
+    pub end: i64,
+    /// When the pid first appears (as pid, or as a forked child).
+    pub first_seen: Option<i64>,
+    /// Parents of each forked child.
+    parents: HashMap<u32, Vec<u32>>,
+    /// Whether the capture has `lost` rows at all.
+    pub has_lost_rows: bool,
+}
+
+impl Scan {
+    /// Reads every row once; fails when `pid` is in none of them.
+    pub fn read(readers: &[CaptureReader], pid: u32) -> anyhow::Result<Self> {
+        let mut scan = Self {
+            end: i64::MIN,
+            ..Self::default()
+        };
+        for reader in readers {
+            scan.end = scan.end.max(reader.metadata().capture_end_ns);
+            for event in reader.events()? {
+                scan.add(&event?, pid);
+            }
+        }
+        if scan.first_seen.is_none() {
+            let inputs = match readers {
+                [one] => one.path().display().to_string(),
+                many => format!("the {} captures", many.len()),
+            };
+            bail!(
+                "pid {pid} does not appear in {inputs} (no row has it as process id or as a forked \
+                 child)"
+            );
+        }
+        Ok(scan)
+    }
+
+    fn add(&mut self, event: &Event<'_>, pid: u32) {
+        let time = replay::effect_time(event).unwrap_or(event.ts_ns);
+        self.first_ts = Some(self.first_ts.unwrap_or(event.ts_ns).min(event.ts_ns));
+        self.end = self.end.max(time);
+        match event.kind {
+            RowKind::Lost => {
+                self.has_lost_rows = true;
+                return;
+            }
+            RowKind::Fork => {
+                if let Some(child) = event.child_pid {
+                    self.parents.entry(child).or_default().push(event.pid);
+                    if child == pid {
+                        self.seen(time);
+                    }
+                }
+            }
+            _ => {}
+        }
+        if event.pid == pid {
+            self.seen(time);
+        }
+    }
+
+    fn seen(&mut self, time: i64) {
+        self.first_seen = Some(self.first_seen.unwrap_or(time).min(time));
+    }
+
+    /// `pid` and every process it may have been forked from, transitively.
+    pub fn lineage(&self, pid: u32) -> HashSet<u32> {
+        let mut pids = HashSet::from([pid]);
+        let mut todo = vec![pid];
+        while let Some(next) = todo.pop() {
+            for parent in self.parents.get(&next).into_iter().flatten() {
+                if pids.insert(*parent) {
+                    todo.push(*parent);
+                }
+            }
+        }
+        pids
+    }
+}

@@ -1,0 +1,9 @@
+//! Integration tests of `mmap-analyze`, in one test binary: each module runs the real binary over
+//! captures written with the format library (`common`).
+
+mod cli;
+mod common;
+mod events;
+mod maps;
+mod recover;
+mod summary;

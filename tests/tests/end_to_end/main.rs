@@ -5,3 +5,4 @@
 mod fixtures;
 mod record_mmap;
 mod recorder;
+mod syscalls;

@@ -237,6 +237,14 @@ mod tests {
         }
     }
 
+    /// A syscall record with these arguments and result.
+    fn call(kind: EventKind, args: [u64; 6], ret: i64) -> Rec {
+        let mut rec = record(kind);
+        rec.head.args = args;
+        rec.head.ret = ret;
+        rec
+    }
+
     fn set_path(rec: &mut Rec, bytes: &[u8], flags: u16) {
         rec.path = bytes.to_vec();
         rec.head.path_len = bytes.len() as u16;
@@ -245,9 +253,8 @@ mod tests {
 
     #[test]
     fn anonymous_mmap() {
-        let mut rec = record(EventKind::Mmap);
-        rec.head.args = [0x7f00_0000_0000, 8192, 3, 0x22, 0xffff_ffff, 0];
-        rec.head.ret = 0x7f12_3456_7000;
+        let args = [0x7f00_0000_0000, 8192, 3, 0x22, 0xffff_ffff, 0];
+        let rec = call(EventKind::Mmap, args, 0x7f12_3456_7000);
         let ev = event(&rec, sources::TRACEPOINT).expect("known kind");
         assert_eq!(ev.kind, RowKind::Syscall);
         assert_eq!(ev.syscall, Some(Syscall::Mmap));
@@ -276,9 +283,7 @@ mod tests {
 
     #[test]
     fn file_backed_mmap_with_a_walked_path() {
-        let mut rec = record(EventKind::Mmap);
-        rec.head.args = [0, 4096, 1, 0x01, 3, 4096];
-        rec.head.ret = -9;
+        let mut rec = call(EventKind::Mmap, [0, 4096, 1, 0x01, 3, 4096], -9);
         rec.head.file_dev = (8 << 20) | 1;
         rec.head.file_ino = 1234;
         set_path(
@@ -326,9 +331,7 @@ mod tests {
 
     #[test]
     fn other_syscalls() {
-        let mut rec = record(EventKind::Mremap);
-        rec.head.args = [0x1000, 0x2000, 0x4000, 1, 0, 0];
-        rec.head.ret = 0x9000;
+        let rec = call(EventKind::Mremap, [0x1000, 0x2000, 0x4000, 1, 0, 0], 0x9000);
         let ev = event(&rec, sources::RAW_TRACEPOINT).expect("kind");
         assert_eq!(ev.syscall, Some(Syscall::Mremap));
         assert_eq!(
@@ -337,8 +340,7 @@ mod tests {
         );
         assert_eq!(ev.prot, None);
 
-        let mut rec = record(EventKind::Mprotect);
-        rec.head.args = [0x1000, 0x2000, 1, 0, 0, 0];
+        let rec = call(EventKind::Mprotect, [0x1000, 0x2000, 1, 0, 0, 0], 0);
         let ev = event(&rec, sources::TRACEPOINT).expect("kind");
         assert_eq!(
             (ev.syscall, ev.addr, ev.len, ev.prot),
@@ -346,9 +348,7 @@ mod tests {
         );
         assert_eq!(ev.fd, None);
 
-        let mut rec = record(EventKind::Brk);
-        rec.head.args = [0x5000, 0, 0, 0, 0, 0];
-        rec.head.ret = 0x5000;
+        let rec = call(EventKind::Brk, [0x5000, 0, 0, 0, 0, 0], 0x5000);
         let ev = event(&rec, sources::TRACEPOINT).expect("kind");
         assert_eq!(
             (ev.syscall, ev.addr, ev.len, ev.ret),

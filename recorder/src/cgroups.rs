@@ -60,6 +60,15 @@ pub fn of_pid(pid: u32) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// Whether cgroup `path` is `cgroup` or one of its descendants (both as "/a/b").
+pub fn is_within(path: &str, cgroup: &str) -> bool {
+    cgroup == "/"
+        || path == cgroup
+        || path
+            .strip_prefix(cgroup)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
 /// cgroup id -> path, rescanning the hierarchy (at most once a second) for ids it does not know.
 pub struct CgroupNames {
     mount: Option<PathBuf>,
@@ -143,5 +152,14 @@ mod tests {
         assert_eq!(names.name(id).as_deref(), Some(own.as_str()));
         let err = target("no/such/cgroup", &mount).expect_err("missing");
         assert!(err.to_string().contains("is not a cgroup"), "{err}");
+    }
+
+    #[test]
+    fn descendants_are_within_and_siblings_are_not() {
+        assert!(is_within("/a/b", "/"));
+        assert!(is_within("/a/b", "/a/b"));
+        assert!(is_within("/a/b/c", "/a/b"));
+        assert!(!is_within("/a/bc", "/a/b"));
+        assert!(!is_within("/a", "/a/b"));
     }
 }

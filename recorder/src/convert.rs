@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 
 use mmap_format::{
-    event::{Event, RowKind, Syscall},
+    event::{Event, RowKind, Syscall, path_sources, sources},
     metadata::ClockAnchor,
     names::kernel_dev_to_user,
 };
@@ -66,77 +66,35 @@ pub fn to_event<'a>(
     anchor: &ClockAnchor,
     source: &'static str,
 ) -> Result<Event<'a>, u16> {
-    let path = rec.path;
-    let rec = &rec.head;
-    let kind = EventKind::try_from(rec.event)?;
+    let head = &rec.head;
+    let kind = EventKind::try_from(head.event)?;
     let wall = |ns: u64| anchor.boot_to_wall_ns(ns);
     let mut event = Event {
         kind: RowKind::Syscall,
-        ts_ns: wall(rec.ts_enter_ns),
-        cpu: rec.cpu,
-        pid: rec.tgid,
-        tid: rec.tid,
-        ppid: rec.ppid,
-        uid: rec.uid,
-        gid: rec.gid,
-        comm: c_str(&rec.comm),
-        cgroup_id: rec.cgroup_id,
+        ts_ns: wall(head.ts_enter_ns),
+        cpu: head.cpu,
+        pid: head.tgid,
+        tid: head.tid,
+        ppid: head.ppid,
+        uid: head.uid,
+        gid: head.gid,
+        comm: c_str(&head.comm),
+        cgroup_id: head.cgroup_id,
         source: Some(Cow::Borrowed(source)),
-        pidns_ino: (rec.pidns_ino != 0).then_some(rec.pidns_ino),
-        ns_pid: (rec.pidns_ino != 0).then_some(rec.ns_pid),
-        ns_tid: (rec.pidns_ino != 0).then_some(rec.ns_tid),
+        pidns_ino: (head.pidns_ino != 0).then_some(head.pidns_ino),
+        ns_pid: (head.pidns_ino != 0).then_some(head.ns_pid),
+        ns_tid: (head.pidns_ino != 0).then_some(head.ns_tid),
         ..Default::default()
     };
-    let [a0, a1, a2, a3, a4, a5] = rec.args;
-    let syscall = |event: &mut Event<'a>, syscall: Syscall| {
-        event.kind = RowKind::Syscall;
-        event.syscall = Some(syscall);
-        event.ts_exit_ns = Some(wall(rec.ts_exit_ns));
-        event.ret = Some(rec.ret);
-    };
+    let a0 = head.args[0];
     match kind {
-        EventKind::Mmap => {
-            syscall(&mut event, Syscall::Mmap);
-            event.addr = Some(a0);
-            event.len = Some(a1);
-            event.prot = Some(a2);
-            event.flags = Some(a3);
-            // The tracepoint's `unsigned long fd` holds a truncated int: -1 is 0xffffffff.
-            event.fd = Some(a4 as u32 as i32);
-            event.off = Some(a5);
-            if let Some(path) = walked_path(path, rec.flags) {
-                event.file_dev = Some(kernel_dev_to_user(rec.file_dev));
-                event.file_ino = Some(rec.file_ino);
-                event.file_name = Some(Cow::Owned(path.name));
-                event.file_path = Some(Cow::Owned(path.path));
-                event.path_source = Some(Cow::Borrowed("kernel_dentry_walk"));
-                event.path_truncated = Some(path.truncated);
-                event.file_deleted = Some(rec.flags & record_flags::FILE_DELETED != 0);
-                event.file_memfd = Some(path.memfd);
-            }
-        }
-        EventKind::Munmap => {
-            syscall(&mut event, Syscall::Munmap);
-            event.addr = Some(a0);
-            event.len = Some(a1);
-        }
-        EventKind::Mprotect => {
-            syscall(&mut event, Syscall::Mprotect);
-            event.addr = Some(a0);
-            event.len = Some(a1);
-            event.prot = Some(a2);
-        }
-        EventKind::Mremap => {
-            syscall(&mut event, Syscall::Mremap);
-            event.addr = Some(a0);
-            event.len = Some(a1);
-            event.new_len = Some(a2);
-            event.flags = Some(a3);
-            event.new_addr = Some(a4);
-        }
-        EventKind::Brk => {
-            syscall(&mut event, Syscall::Brk);
-            event.addr = Some(a0);
+        EventKind::Mmap
+        | EventKind::Munmap
+        | EventKind::Mprotect
+        | EventKind::Mremap
+        | EventKind::Brk => {
+            event.ts_exit_ns = Some(wall(head.ts_exit_ns));
+            syscall_columns(&mut event, kind, rec);
         }
         EventKind::Fork => {
             event.kind = RowKind::Fork;
@@ -144,13 +102,13 @@ pub fn to_event<'a>(
         }
         EventKind::Exec => {
             event.kind = RowKind::Exec;
-            let filename = c_str(path);
+            let filename = c_str(rec.path);
             event.file_name = Some(Cow::Owned(
                 filename.rsplit('/').next().unwrap_or_default().to_owned(),
             ));
             event.file_path = Some(filename);
-            event.path_source = Some(Cow::Borrowed("exec_filename"));
-            event.path_truncated = Some(rec.flags & record_flags::PATH_TRUNCATED != 0);
+            event.path_source = Some(Cow::Borrowed(path_sources::EXEC_FILENAME));
+            event.path_truncated = Some(head.flags & record_flags::PATH_TRUNCATED != 0);
         }
         EventKind::Exit => {
             event.kind = RowKind::Exit;
@@ -158,9 +116,9 @@ pub fn to_event<'a>(
         }
         EventKind::Lost => {
             event.kind = RowKind::Lost;
-            event.ts_exit_ns = Some(wall(rec.ts_exit_ns));
+            event.ts_exit_ns = Some(wall(head.ts_exit_ns));
             event.lost_count = Some(a0);
-            event.source = Some(Cow::Borrowed("kernel"));
+            event.source = Some(Cow::Borrowed(sources::KERNEL));
             event.comm = Cow::Borrowed("");
             event.pidns_ino = None;
             event.ns_pid = None;
@@ -168,6 +126,59 @@ pub fn to_event<'a>(
         }
     }
     Ok(event)
+}
+
+/// The system call of a syscall record; `None` for lifecycle and loss records.
+pub fn syscall_of(kind: EventKind) -> Option<Syscall> {
+    match kind {
+        EventKind::Mmap => Some(Syscall::Mmap),
+        EventKind::Munmap => Some(Syscall::Munmap),
+        EventKind::Mprotect => Some(Syscall::Mprotect),
+        EventKind::Mremap => Some(Syscall::Mremap),
+        EventKind::Brk => Some(Syscall::Brk),
+        EventKind::Fork | EventKind::Exec | EventKind::Exit | EventKind::Lost => None,
+    }
+}
+
+/// The columns of a syscall row: the call, its result and its arguments where the format puts
+/// them (every call's first argument is an address, all but brk's second a length).
+fn syscall_columns<'a>(event: &mut Event<'a>, kind: EventKind, rec: &'a RecordRef<'a>) {
+    let head = &rec.head;
+    let [a0, a1, a2, a3, a4, a5] = head.args;
+    let syscall = syscall_of(kind);
+    event.kind = RowKind::Syscall;
+    event.syscall = syscall;
+    event.ret = Some(head.ret);
+    event.addr = Some(a0);
+    if syscall != Some(Syscall::Brk) {
+        event.len = Some(a1);
+    }
+    match syscall {
+        Some(Syscall::Mmap) => {
+            event.prot = Some(a2);
+            event.flags = Some(a3);
+            // The tracepoint's `unsigned long fd` holds a truncated int: -1 is 0xffffffff.
+            event.fd = Some(a4 as u32 as i32);
+            event.off = Some(a5);
+            if let Some(path) = walked_path(rec.path, head.flags) {
+                event.file_dev = Some(kernel_dev_to_user(head.file_dev));
+                event.file_ino = Some(head.file_ino);
+                event.file_name = Some(Cow::Owned(path.name));
+                event.file_path = Some(Cow::Owned(path.path));
+                event.path_source = Some(Cow::Borrowed(path_sources::KERNEL_DENTRY_WALK));
+                event.path_truncated = Some(path.truncated);
+                event.file_deleted = Some(head.flags & record_flags::FILE_DELETED != 0);
+                event.file_memfd = Some(path.memfd);
+            }
+        }
+        Some(Syscall::Mprotect) => event.prot = Some(a2),
+        Some(Syscall::Mremap) => {
+            event.new_len = Some(a2);
+            event.flags = Some(a3);
+            event.new_addr = Some(a4);
+        }
+        Some(Syscall::Munmap | Syscall::Brk | Syscall::Other) | None => {}
+    }
 }
 
 #[cfg(test)]
@@ -226,6 +237,14 @@ mod tests {
         }
     }
 
+    /// A syscall record with these arguments and result.
+    fn call(kind: EventKind, args: [u64; 6], ret: i64) -> Rec {
+        let mut rec = record(kind);
+        rec.head.args = args;
+        rec.head.ret = ret;
+        rec
+    }
+
     fn set_path(rec: &mut Rec, bytes: &[u8], flags: u16) {
         rec.path = bytes.to_vec();
         rec.head.path_len = bytes.len() as u16;
@@ -234,10 +253,9 @@ mod tests {
 
     #[test]
     fn anonymous_mmap() {
-        let mut rec = record(EventKind::Mmap);
-        rec.head.args = [0x7f00_0000_0000, 8192, 3, 0x22, 0xffff_ffff, 0];
-        rec.head.ret = 0x7f12_3456_7000;
-        let ev = event(&rec, "tracepoint").expect("known kind");
+        let args = [0x7f00_0000_0000, 8192, 3, 0x22, 0xffff_ffff, 0];
+        let rec = call(EventKind::Mmap, args, 0x7f12_3456_7000);
+        let ev = event(&rec, sources::TRACEPOINT).expect("known kind");
         assert_eq!(ev.kind, RowKind::Syscall);
         assert_eq!(ev.syscall, Some(Syscall::Mmap));
         assert_eq!(ev.ts_ns, 1_700_000_000_000_004_000);
@@ -256,7 +274,7 @@ mod tests {
         assert_eq!(ev.ret, Some(0x7f12_3456_7000));
         assert_eq!(ev.file_name, None);
         assert_eq!(ev.file_path, None);
-        assert_eq!(ev.source.as_deref(), Some("tracepoint"));
+        assert_eq!(ev.source.as_deref(), Some(sources::TRACEPOINT));
         assert_eq!(
             (ev.pidns_ino, ev.ns_pid, ev.ns_tid),
             (Some(4026531836), Some(42), Some(43))
@@ -265,9 +283,7 @@ mod tests {
 
     #[test]
     fn file_backed_mmap_with_a_walked_path() {
-        let mut rec = record(EventKind::Mmap);
-        rec.head.args = [0, 4096, 1, 0x01, 3, 4096];
-        rec.head.ret = -9;
+        let mut rec = call(EventKind::Mmap, [0, 4096, 1, 0x01, 3, 4096], -9);
         rec.head.file_dev = (8 << 20) | 1;
         rec.head.file_ino = 1234;
         set_path(
@@ -275,7 +291,7 @@ mod tests {
             b"libc.so.6\0x86_64-linux-gnu\0lib\0usr\0",
             record_flags::HAS_FILE | record_flags::PATH_COMPLETE,
         );
-        let ev = event(&rec, "tracepoint").expect("known kind");
+        let ev = event(&rec, sources::TRACEPOINT).expect("known kind");
         assert_eq!((ev.fd, ev.off), (Some(3), Some(4096)));
         assert_eq!(ev.file_dev, Some(mmap_format::names::makedev(8, 1)));
         assert_eq!(ev.file_ino, Some(1234));
@@ -284,7 +300,10 @@ mod tests {
             ev.file_path.as_deref(),
             Some("/usr/lib/x86_64-linux-gnu/libc.so.6")
         );
-        assert_eq!(ev.path_source.as_deref(), Some("kernel_dentry_walk"));
+        assert_eq!(
+            ev.path_source.as_deref(),
+            Some(path_sources::KERNEL_DENTRY_WALK)
+        );
         assert_eq!(
             (ev.path_truncated, ev.file_deleted, ev.file_memfd),
             (Some(false), Some(false), Some(false))
@@ -312,10 +331,8 @@ mod tests {
 
     #[test]
     fn other_syscalls() {
-        let mut rec = record(EventKind::Mremap);
-        rec.head.args = [0x1000, 0x2000, 0x4000, 1, 0, 0];
-        rec.head.ret = 0x9000;
-        let ev = event(&rec, "raw_tracepoint").expect("kind");
+        let rec = call(EventKind::Mremap, [0x1000, 0x2000, 0x4000, 1, 0, 0], 0x9000);
+        let ev = event(&rec, sources::RAW_TRACEPOINT).expect("kind");
         assert_eq!(ev.syscall, Some(Syscall::Mremap));
         assert_eq!(
             (ev.addr, ev.len, ev.new_len, ev.flags, ev.new_addr),
@@ -323,19 +340,16 @@ mod tests {
         );
         assert_eq!(ev.prot, None);
 
-        let mut rec = record(EventKind::Mprotect);
-        rec.head.args = [0x1000, 0x2000, 1, 0, 0, 0];
-        let ev = event(&rec, "tracepoint").expect("kind");
+        let rec = call(EventKind::Mprotect, [0x1000, 0x2000, 1, 0, 0, 0], 0);
+        let ev = event(&rec, sources::TRACEPOINT).expect("kind");
         assert_eq!(
             (ev.syscall, ev.addr, ev.len, ev.prot),
             (Some(Syscall::Mprotect), Some(0x1000), Some(0x2000), Some(1))
         );
         assert_eq!(ev.fd, None);
 
-        let mut rec = record(EventKind::Brk);
-        rec.head.args = [0x5000, 0, 0, 0, 0, 0];
-        rec.head.ret = 0x5000;
-        let ev = event(&rec, "tracepoint").expect("kind");
+        let rec = call(EventKind::Brk, [0x5000, 0, 0, 0, 0, 0], 0x5000);
+        let ev = event(&rec, sources::TRACEPOINT).expect("kind");
         assert_eq!(
             (ev.syscall, ev.addr, ev.len, ev.ret),
             (Some(Syscall::Brk), Some(0x5000), None, Some(0x5000))
@@ -346,7 +360,7 @@ mod tests {
     fn lifecycle_and_loss() {
         let mut rec = record(EventKind::Fork);
         rec.head.args[0] = 99;
-        let ev = event(&rec, "tracepoint").expect("kind");
+        let ev = event(&rec, sources::TRACEPOINT).expect("kind");
         assert_eq!(
             (ev.kind, ev.child_pid, ev.syscall, ev.ret),
             (RowKind::Fork, Some(99), None, None)
@@ -354,32 +368,32 @@ mod tests {
 
         let mut rec = record(EventKind::Exec);
         set_path(&mut rec, b"/usr/bin/true\0", record_flags::PATH_STRING);
-        let ev = event(&rec, "tracepoint").expect("kind");
+        let ev = event(&rec, sources::TRACEPOINT).expect("kind");
         assert_eq!(ev.kind, RowKind::Exec);
         assert_eq!(ev.file_path.as_deref(), Some("/usr/bin/true"));
         assert_eq!(ev.file_name.as_deref(), Some("true"));
-        assert_eq!(ev.path_source.as_deref(), Some("exec_filename"));
+        assert_eq!(ev.path_source.as_deref(), Some(path_sources::EXEC_FILENAME));
 
         let mut rec = record(EventKind::Exit);
         rec.head.args[0] = 256;
-        let ev = event(&rec, "tracepoint").expect("kind");
+        let ev = event(&rec, sources::TRACEPOINT).expect("kind");
         assert_eq!((ev.kind, ev.exit_code), (RowKind::Exit, Some(256)));
 
         let mut rec = record(EventKind::Lost);
         rec.head.args[0] = 17;
-        let ev = event(&rec, "tracepoint").expect("kind");
+        let ev = event(&rec, sources::TRACEPOINT).expect("kind");
         assert_eq!(
             (ev.kind, ev.lost_count, ev.cpu),
             (RowKind::Lost, Some(17), 1)
         );
         assert_eq!(ev.ts_exit_ns, Some(1_700_000_000_000_006_500));
-        assert_eq!(ev.source.as_deref(), Some("kernel"));
+        assert_eq!(ev.source.as_deref(), Some(sources::KERNEL));
     }
 
     #[test]
     fn unknown_kind_is_an_error() {
         let mut rec = record(EventKind::Mmap);
         rec.head.event = 999;
-        assert_eq!(event(&rec, "tracepoint"), Err(999));
+        assert_eq!(event(&rec, sources::TRACEPOINT), Err(999));
     }
 }

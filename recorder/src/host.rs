@@ -5,6 +5,7 @@ pub struct HostInfo {
     pub hostname: String,
     pub kernel_release: String,
     pub boot_id: String,
+    pub page_size: u32,
 }
 
 impl HostInfo {
@@ -21,6 +22,13 @@ impl HostInfo {
             boot_id: fs::read_to_string("/proc/sys/kernel/random/boot_id")
                 .map(|s| s.trim().to_owned())
                 .unwrap_or_default(),
+            page_size: page_size(),
         }
     }
+}
+
+fn page_size() -> u32 {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u32::try_from(size).unwrap_or(4096)
 }

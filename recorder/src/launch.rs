@@ -223,14 +223,17 @@ mod tests {
                     std::thread::sleep(Duration::from_millis(10));
                 }
                 // Reaped by the drop, or by init after the exit: either way no longer there.
-                let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-                    .unwrap_or_default();
+                let status =
+                    std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
                 assert!(
                     status.is_empty() || status.contains("State:\tZ"),
                     "{role}: the held child {pid} is still running"
                 );
                 for text in [&stdout, &stderr] {
-                    assert!(!text.contains("COMMAND-RAN"), "{role}: the command ran: {text}");
+                    assert!(
+                        !text.contains("COMMAND-RAN"),
+                        "{role}: the command ran: {text}"
+                    );
                     assert!(!text.contains("fatal runtime error"), "{role}: {text}");
                 }
                 assert!(!marker.exists(), "{role}: the command ran");

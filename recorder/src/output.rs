@@ -1,14 +1,130 @@
-//! Creating capture files safely from a privileged process.
+//! Where a capture goes: one file or a directory of segments, their names, creating them safely
+//! from a privileged process, and completing what a killed recorder left there.
 use std::{
     fs::{File, OpenOptions},
     io::ErrorKind,
-    os::unix::fs::OpenOptionsExt as _,
-    path::Path,
+    os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _},
+    path::{Path, PathBuf},
+    time::Duration,
 };
 
 use anyhow::{Context as _, bail};
+use mmap_format::{journal::journal_path, metadata::CaptureMetadata, recover};
 
 use crate::launch::InvokingUser;
+
+/// Where rows go.
+#[derive(Clone, Debug)]
+pub enum Output {
+    /// One capture file.
+    File(PathBuf),
+    /// A directory of segments, rotated by size and/or age, the newest `keep` kept.
+    Dir {
+        dir: PathBuf,
+        rotate_size: Option<u64>,
+        rotate_time: Option<Duration>,
+        keep: Option<usize>,
+    },
+}
+
+impl Output {
+    /// The file or directory as given.
+    pub fn path(&self) -> &Path {
+        match self {
+            Self::File(path) => path,
+            Self::Dir { dir, .. } => dir,
+        }
+    }
+
+    /// The file of segment `index` (the file itself for a single-file capture).
+    pub fn segment_path(&self, template: &CaptureMetadata, index: u32) -> PathBuf {
+        match self {
+            Self::File(path) => path.clone(),
+            Self::Dir { dir, .. } => dir.join(segment_name(template, index)),
+        }
+    }
+
+    /// Creates the first file of the capture (and a missing segment directory, mode 0700), so
+    /// that a bad path fails before anything is loaded. `force` replaces an existing single file.
+    pub fn create_first(
+        &self,
+        template: &CaptureMetadata,
+        force: bool,
+        owner: Option<&InvokingUser>,
+    ) -> anyhow::Result<(PathBuf, File)> {
+        if let Self::Dir { dir, .. } = self
+            && !dir.exists()
+        {
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .recursive(true)
+                .create(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            if let Some(user) = owner {
+                std::os::unix::fs::chown(dir, Some(user.uid), Some(user.gid)).with_context(
+                    || format!("cannot give {} to uid {}", dir.display(), user.uid),
+                )?;
+            }
+        }
+        let path = self.segment_path(template, 0);
+        let force = force && matches!(self, Self::File(_));
+        let file = create_capture(&path, force, owner)?;
+        Ok((path, file))
+    }
+
+    /// Completes the captures a killed recorder left here (their journals are next to them).
+    pub fn recover_leftovers(&self) {
+        for path in self.journaled_files() {
+            match recover::recover(&path) {
+                Ok(done) => eprintln!(
+                    "mmap-recorder: completed the interrupted capture {} ({} rows kept, {} bytes \
+                     of an unfinished row group dropped)",
+                    path.display(),
+                    done.rows,
+                    done.bytes_dropped
+                ),
+                Err(err) => eprintln!("mmap-recorder: could not recover {}: {err}", path.display()),
+            }
+        }
+    }
+
+    /// The capture files here that have a crash journal next to them.
+    fn journaled_files(&self) -> Vec<PathBuf> {
+        let candidates: Vec<PathBuf> = match self {
+            Self::File(path) => vec![path.clone()],
+            Self::Dir { dir, .. } => std::fs::read_dir(dir)
+                .map(|entries| {
+                    entries
+                        .filter_map(Result::ok)
+                        .filter_map(|entry| {
+                            let path = entry.path();
+                            let name = path.file_name()?.to_str()?.strip_suffix(".journal")?;
+                            Some(path.with_file_name(name))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
+        candidates
+            .into_iter()
+            .filter(|path| journal_path(path).exists())
+            .collect()
+    }
+}
+
+/// `mmap-<start>-<capture id prefix>-<index>.parquet`: sorts by time, then index.
+pub fn segment_name(template: &CaptureMetadata, index: u32) -> String {
+    let start =
+        chrono::DateTime::from_timestamp_nanos(template.capture_start_ns).format("%Y%m%dT%H%M%SZ");
+    let id: String = template
+        .capture_id
+        .as_deref()
+        .unwrap_or("capture")
+        .chars()
+        .take(8)
+        .collect();
+    format!("mmap-{start}-{id}-{index:05}.parquet")
+}
 
 /// Creates `path` new, mode 0600, never through a symlink; with `force` an existing file (or
 /// symlink, which is removed, not followed) is replaced. Through sudo the file belongs to the
@@ -45,4 +161,46 @@ pub fn create_capture(
             .with_context(|| format!("cannot give {} to uid {}", path.display(), user.uid))?;
     }
     Ok(file)
+}
+
+/// Removes a file when dropped, unless disarmed: the new, still empty first file of a capture
+/// until the writer owns it, so that an early error leaves nothing behind.
+pub struct RemoveOnError(Option<PathBuf>);
+
+impl RemoveOnError {
+    pub fn new(path: PathBuf) -> Self {
+        Self(Some(path))
+    }
+
+    /// The file is in good hands now: keep it.
+    pub fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for RemoveOnError {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_names_sort_by_start_then_index() {
+        let template = CaptureMetadata {
+            capture_start_ns: 1_764_226_381_000_000_000,
+            capture_id: Some("1a2b3c4d-5e6f".to_owned()),
+            ..Default::default()
+        };
+        assert_eq!(
+            segment_name(&template, 7),
+            "mmap-20251127T065301Z-1a2b3c4d-00007.parquet"
+        );
+        assert!(segment_name(&template, 9) < segment_name(&template, 10));
+    }
 }

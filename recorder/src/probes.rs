@@ -7,6 +7,7 @@ use aya::{
     maps::{HashMap, MapData, PerCpuArray, RingBuf},
     programs::{FEntry, FExit, KProbe, ProgramError, RawTracePoint, TracePoint},
 };
+use mmap_format::{event::sources, metadata::Counters};
 use recorder_common::{COMM_LEN, Config, KernelOffsets, LossWindow, counters};
 
 /// The eBPF object built by build.rs.
@@ -28,13 +29,14 @@ pub enum AttachMode {
 }
 
 impl AttachMode {
-    /// The name used in captures (`mmap_capture.attach_mode`, the `source` column).
+    /// The name used in captures (`mmap_capture.attach_mode`), which is also the `source` of the
+    /// rows the mode records.
     pub fn name(self) -> &'static str {
         match self {
-            Self::Tracepoint => "tracepoint",
-            Self::RawTracepoint => "raw_tracepoint",
-            Self::Kprobe => "kprobe",
-            Self::Fentry => "fentry",
+            Self::Tracepoint => sources::TRACEPOINT,
+            Self::RawTracepoint => sources::RAW_TRACEPOINT,
+            Self::Kprobe => sources::KPROBE,
+            Self::Fentry => sources::FENTRY,
         }
     }
 
@@ -87,9 +89,13 @@ pub enum ProbeError {
         #[source]
         source: Box<ProgramError>,
     },
-    /// A mode this kernel cannot do, with the missing feature named.
-    #[error("--attach {mode}: {reason}")]
-    Unsupported { mode: &'static str, reason: String },
+    /// A mode this kernel cannot do, with the missing feature named (only kprobe and fentry,
+    /// whose `--attach` values are their names).
+    #[error("--attach {}: {reason}", mode.name())]
+    Unsupported { mode: AttachMode, reason: String },
+    /// `--attach auto` found no mode that works; each candidate with its failure.
+    #[error("no attach mode works on this kernel: {}", failures.join("; "))]
+    NoAttachMode { failures: Vec<String> },
     #[error("eBPF map {map}: {source}")]
     Map {
         map: &'static str,
@@ -111,15 +117,6 @@ impl ProbeError {
 pub struct Probes {
     ebpf: Ebpf,
     attached: Vec<&'static str>,
-}
-
-/// Sums of the kernel's per-CPU counters.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct KernelCounters {
-    pub emitted: u64,
-    pub lost_ringbuf_full: u64,
-    pub orphan_exits: u64,
-    pub entry_map_full: u64,
 }
 
 impl Probes {
@@ -201,7 +198,7 @@ impl Probes {
                 }
                 if !kprobes_available() {
                     return Err(ProbeError::Unsupported {
-                        mode: "kprobe",
+                        mode: AttachMode::Kprobe,
                         reason: "this kernel has no kprobes (CONFIG_KPROBES is not set: \
                                  /sys/kernel/tracing/kprobe_events is missing); use \
                                  --attach tracepoint"
@@ -217,7 +214,7 @@ impl Probes {
             }
             AttachMode::Fentry => {
                 let btf = Btf::from_sys_fs().map_err(|e| ProbeError::Unsupported {
-                    mode: "fentry",
+                    mode: AttachMode::Fentry,
                     reason: format!("needs the kernel's BTF: {e}"),
                 })?;
                 let entry: &mut FEntry = self.program("fentry_do_mmap")?;
@@ -244,6 +241,39 @@ impl Probes {
             self.attached.push(program);
         }
         Ok(())
+    }
+
+    /// Attaches in the `wanted` mode, or (auto, `None`) in the first mode of
+    /// [`AttachMode::AUTO_ORDER`] that works, saying why better modes did not.
+    pub fn attach_chosen(
+        &mut self,
+        wanted: Option<AttachMode>,
+        tracefs: bool,
+    ) -> Result<AttachMode, ProbeError> {
+        if let Some(mode) = wanted {
+            self.attach(mode)?;
+            return Ok(mode);
+        }
+        let mut failures = Vec::new();
+        for mode in AttachMode::AUTO_ORDER {
+            if mode == AttachMode::Tracepoint && !tracefs {
+                failures.push(format!("{}: tracefs is not available", mode.name()));
+                continue;
+            }
+            match self.attach(mode) {
+                Ok(()) => {
+                    for failure in &failures {
+                        eprintln!("mmap-recorder: --attach auto: not using {failure}");
+                    }
+                    return Ok(mode);
+                }
+                Err(err) => {
+                    self.detach();
+                    failures.push(format!("{}: {err}", mode.name()));
+                }
+            }
+        }
+        Err(ProbeError::NoAttachMode { failures })
     }
 
     fn program<'a, P>(&'a mut self, name: &'static str) -> Result<&'a mut P, ProbeError>
@@ -287,8 +317,9 @@ impl Probes {
             .collect()
     }
 
-    /// Current sums of the per-CPU counters.
-    pub fn counters(&self) -> Result<KernelCounters, ProbeError> {
+    /// Current sums of the kernel's per-CPU counters (`decode_errors` is user space's to count,
+    /// and 0 here).
+    pub fn counters(&self) -> Result<Counters, ProbeError> {
         const MAP: &str = "COUNTERS";
         let map = self.ebpf.map(MAP).ok_or(ProbeError::MissingMap(MAP))?;
         let array: PerCpuArray<_, u64> =
@@ -300,11 +331,12 @@ impl Probes {
                 .iter()
                 .sum())
         };
-        Ok(KernelCounters {
+        Ok(Counters {
             emitted: sum(counters::EMITTED)?,
             lost_ringbuf_full: sum(counters::LOST_RINGBUF_FULL)?,
             orphan_exits: sum(counters::ORPHAN_EXIT)?,
             entry_map_full: sum(counters::ENTRY_MAP_FULL)?,
+            decode_errors: 0,
         })
     }
 
@@ -366,7 +398,7 @@ pub fn kprobes_available() -> bool {
 
 fn kprobe_error(program: &'static str, source: ProgramError) -> ProbeError {
     ProbeError::Unsupported {
-        mode: "kprobe",
+        mode: AttachMode::Kprobe,
         reason: format!(
             "attaching {program} to do_mmap failed ({source}); the kernel needs CONFIG_KPROBES=y \
              and do_mmap must not be inlined or blacklisted"
@@ -416,7 +448,7 @@ fn fentry_error(program: &'static str, source: ProgramError) -> ProbeError {
         )
     };
     ProbeError::Unsupported {
-        mode: "fentry",
+        mode: AttachMode::Fentry,
         reason,
     }
 }

@@ -22,21 +22,13 @@ use mmap_format::{
 };
 use recorder_common::RecordRef;
 
-use crate::{cgroups::CgroupNames, clock, convert::to_event, launch::InvokingUser, output};
-
-/// Where rows go.
-#[derive(Clone, Debug)]
-pub enum Output {
-    /// One capture file.
-    File(PathBuf),
-    /// A directory of segments, rotated by size and/or age, the newest `keep` kept.
-    Dir {
-        dir: PathBuf,
-        rotate_size: Option<u64>,
-        rotate_time: Option<Duration>,
-        keep: Option<usize>,
-    },
-}
+use crate::{
+    cgroups::CgroupNames,
+    clock,
+    convert::to_event,
+    launch::InvokingUser,
+    output::{self, Output},
+};
 
 /// Everything the writer thread needs.
 pub struct SinkSetup {
@@ -328,19 +320,12 @@ impl Writer {
         Some(meta)
     }
 
-    fn segment_path(&self, index: u32) -> PathBuf {
-        match &self.setup.output {
-            Output::File(path) => path.clone(),
-            Output::Dir { dir, .. } => dir.join(segment_name(&self.setup.template, index)),
-        }
-    }
-
     fn open_segment(&mut self) -> anyhow::Result<()> {
         let index = self.next_index;
         let (path, file) = match self.next_first.take() {
             Some(first) => first,
             None => {
-                let path = self.segment_path(index);
+                let path = self.setup.output.segment_path(&self.setup.template, index);
                 let file = output::create_capture(&path, false, self.setup.owner.as_ref())?;
                 (path, file)
             }
@@ -460,20 +445,6 @@ impl Writer {
     }
 }
 
-/// `mmap-<start>-<capture id prefix>-<index>.parquet`: sorts by time, then index.
-pub fn segment_name(template: &CaptureMetadata, index: u32) -> String {
-    let start =
-        chrono::DateTime::from_timestamp_nanos(template.capture_start_ns).format("%Y%m%dT%H%M%SZ");
-    let id: String = template
-        .capture_id
-        .as_deref()
-        .unwrap_or("capture")
-        .chars()
-        .take(8)
-        .collect();
-    format!("mmap-{start}-{id}-{index:05}.parquet")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -488,19 +459,5 @@ mod tests {
         assert_eq!(items, vec![&b"abc"[..], b"", b"defgh"]);
         batch.truncate(batch.len() - 2);
         assert_eq!(frames(&batch).count(), 2);
-    }
-
-    #[test]
-    fn segment_names_sort_by_start_then_index() {
-        let template = CaptureMetadata {
-            capture_start_ns: 1_764_226_381_000_000_000,
-            capture_id: Some("1a2b3c4d-5e6f".to_owned()),
-            ..Default::default()
-        };
-        assert_eq!(
-            segment_name(&template, 7),
-            "mmap-20251127T065301Z-1a2b3c4d-00007.parquet"
-        );
-        assert!(segment_name(&template, 9) < segment_name(&template, 10));
     }
 }

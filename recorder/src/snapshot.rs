@@ -3,7 +3,8 @@
 use std::borrow::Cow;
 
 use mmap_format::{
-    event::{Event, RowKind},
+    event::{Event, RowKind, path_sources, sources},
+    metadata::Targets,
     names::makedev,
 };
 
@@ -19,8 +20,8 @@ pub enum Reason {
 impl Reason {
     pub fn source(self) -> &'static str {
         match self {
-            Self::Start => "proc_maps:start",
-            Self::Exec => "proc_maps:exec",
+            Self::Start => sources::PROC_MAPS_START,
+            Self::Exec => sources::PROC_MAPS_EXEC,
         }
     }
 }
@@ -170,12 +171,38 @@ pub fn take(
                 // A memfd always shows " (deleted)" in /proc: it never had a name to lose.
                 file_deleted: l.path.map(|p| l.deleted && !p.starts_with("/memfd:")),
                 file_memfd: l.path.map(|p| p.starts_with("/memfd:")),
-                path_source: l.path.map(|_| Cow::Borrowed("proc_maps")),
+                path_source: l.path.map(|_| Cow::Borrowed(path_sources::PROC_MAPS)),
                 source: Some(Cow::Borrowed(reason.source())),
                 ..Default::default()
             }
         })
         .collect())
+}
+
+/// The processes to snapshot at the start: every process when recording the whole system, else
+/// the --pid targets and the running processes with a target name or in a target cgroup.
+pub fn start_pids(targets: &Targets) -> Vec<u32> {
+    if targets.system_wide {
+        return all_pids();
+    }
+    let mut pids = targets.pids.clone();
+    if targets.comms.is_empty() && targets.cgroups.is_empty() {
+        return pids;
+    }
+    for pid in all_pids() {
+        let comm_match = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .is_ok_and(|c| targets.comms.iter().any(|n| n == c.trim_end_matches('\n')));
+        let cgroup_match = cgroups::of_pid(pid).is_some_and(|path| {
+            targets
+                .cgroups
+                .iter()
+                .any(|cgroup| cgroups::is_within(&path, cgroup))
+        });
+        if (comm_match || cgroup_match) && !pids.contains(&pid) {
+            pids.push(pid);
+        }
+    }
+    pids
 }
 
 /// Every process id in /proc but our own.
@@ -245,6 +272,6 @@ mod tests {
             .find(|r| r.file_path.as_deref() == Some(&*exe))
             .expect("a mapping of our own executable");
         assert!(row.file_ino.is_some() && row.file_dev.is_some() && row.file_name.is_some());
-        assert_eq!(row.source.as_deref(), Some("proc_maps:start"));
+        assert_eq!(row.source.as_deref(), Some(sources::PROC_MAPS_START));
     }
 }

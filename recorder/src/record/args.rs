@@ -1,0 +1,141 @@
+//! The command line of `record`: the raw options as clap parses them (their doc comments are the
+//! help text). [`super::config`] checks them and turns them into a plan.
+use std::{ffi::OsString, path::PathBuf, time::Duration};
+
+use clap::{Args, ValueEnum};
+
+use crate::probes::AttachMode;
+
+/// `--attach`: how the programs hook the system calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AttachArg {
+    /// The best mode that works on this kernel: tracepoint, else raw-tracepoint.
+    Auto,
+    /// syscalls/sys_{enter,exit}_* tracepoints of the five calls (needs tracefs).
+    Tracepoint,
+    /// Raw sys_enter/sys_exit tracepoints (no tracefs; runs for every system call).
+    RawTracepoint,
+    /// kprobe + kretprobe on do_mmap: mmap only, including mappings the kernel makes itself
+    /// (needs CONFIG_KPROBES).
+    Kprobe,
+    /// fentry + fexit on do_mmap: as kprobe, through BPF trampolines (needs BTF, BPF JIT and a
+    /// kernel without lockdown).
+    Fentry,
+}
+
+impl From<AttachArg> for Option<AttachMode> {
+    fn from(arg: AttachArg) -> Self {
+        match arg {
+            AttachArg::Auto => None,
+            AttachArg::Tracepoint => Some(AttachMode::Tracepoint),
+            AttachArg::RawTracepoint => Some(AttachMode::RawTracepoint),
+            AttachArg::Kprobe => Some(AttachMode::Kprobe),
+            AttachArg::Fentry => Some(AttachMode::Fentry),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+#[command(after_long_help = "\
+What is recorded: one row per mmap, munmap, mprotect, mremap and brk call of the targets
+(arguments, result, thread, file and its full path), the targets' process lifecycle (fork of a
+new process, exec, exit), a snapshot of every target's mappings (/proc/PID/maps) at the start and
+after each exec, and the time windows in which records were lost.
+
+Examples:
+  sudo mmap-recorder record -o build.parquet -- make -j8
+      Start `make -j8` as the invoking user; record it and every process it starts until it exits.
+  sudo mmap-recorder record -o db.parquet --pid 1234 --duration 5m
+      Record process 1234 (and its new children) for five minutes, or until it exits.
+  sudo mmap-recorder record -o web/ --cgroup system.slice/nginx.service --rotate-size 256MiB --keep 8
+      Record a service's cgroup into rotating 256 MiB segments, keeping the newest eight.
+  sudo mmap-recorder record -o host.parquet
+      Record every process on the host until Ctrl-C.
+
+If the recorder is killed, the next start on the same output (or `mmap-analyze recover PATH`)
+completes the interrupted capture; at most the last --flush-interval of records is lost.
+Then, without root: mmap-analyze summary host.parquet")]
+pub struct RecordArgs {
+    /// Capture file to write (Parquet, zstd), or a directory (ending in `/`, or existing) for a
+    /// capture of rotating segments. Files are created mode 0600, never over an existing file
+    /// unless --force.
+    #[arg(short, long, value_name = "PATH")]
+    pub output: PathBuf,
+
+    /// Record this process (repeatable). Recording stops when all of them have exited.
+    #[arg(long = "pid", value_name = "PID")]
+    pub pids: Vec<u32>,
+
+    /// Record processes with this command name (as in /proc/PID/comm, at most 15 bytes;
+    /// repeatable).
+    #[arg(long = "comm", value_name = "NAME")]
+    pub comms: Vec<String>,
+
+    /// Record the processes of this cgroup v2 and its descendants, e.g. a container's or a
+    /// service's: a path under the cgroup2 mount or relative to it (repeatable, up to 8).
+    #[arg(long = "cgroup", value_name = "PATH")]
+    pub cgroups: Vec<String>,
+
+    /// Do not follow targets through fork: new processes started by a --pid target or by the
+    /// command are not recorded.
+    #[arg(long)]
+    pub no_follow: bool,
+
+    /// How to hook the system calls.
+    #[arg(long, value_enum, default_value_t = AttachArg::Auto)]
+    pub attach: AttachArg,
+
+    /// Stop after this long, e.g. 30s, 5m, 1h30m.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// Replace PATH if it exists.
+    #[arg(long)]
+    pub force: bool,
+
+    /// With a directory output: start a new segment once the current one reaches this size,
+    /// e.g. 256MiB.
+    #[arg(long, value_name = "SIZE")]
+    pub rotate_size: Option<bytesize::ByteSize>,
+
+    /// With a directory output: start a new segment after this long, e.g. 10m.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub rotate_time: Option<Duration>,
+
+    /// With a directory output: keep only the newest N segments (older ones are deleted).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub keep: Option<u32>,
+
+    /// Kernel ring buffer size, e.g. 16MiB (rounded up to a power of two). A larger ring absorbs
+    /// longer bursts before records are lost.
+    #[arg(long, value_name = "SIZE", default_value = "16MiB")]
+    pub ring_size: bytesize::ByteSize,
+
+    /// Longest time records wait in memory before they are written and journaled: the most a
+    /// crash of the recorder can lose.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub flush_interval: Duration,
+
+    /// Rows per Parquet row group (also cut at every flush).
+    #[arg(long, value_name = "ROWS", default_value_t = 65536)]
+    pub row_group_rows: usize,
+
+    /// zstd compression level (1-22).
+    #[arg(long, value_name = "LEVEL", default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=22))]
+    pub zstd_level: i32,
+
+    /// Measure the kernel time of each eBPF program (BPF run-time statistics, which cost two
+    /// clock reads per run) and print it with the final report: what recording costs the
+    /// traced processes, per call.
+    #[arg(long)]
+    pub prog_stats: bool,
+
+    /// No live progress on stderr (the start line and the final report are always printed).
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// Command to start and record until it exits (after `--`); runs as the invoking user under
+    /// sudo. Its exit status becomes the recorder's.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<OsString>,
+}

@@ -1,0 +1,230 @@
+//! The checked plan of a recording, built from the command line before any work (as ripgrep turns
+//! its flags into a high-level config): every option is validated here, and nothing after this
+//! reads the raw arguments.
+use std::{ffi::OsString, io::IsTerminal as _, path::Path, time::Duration};
+
+use anyhow::{Context as _, bail};
+use mmap_format::{
+    FORMAT_MAJOR, FORMAT_MINOR,
+    metadata::{CaptureMetadata, FormatVersion, Targets},
+    writer::WriterConfig,
+};
+use recorder_common::{CgroupTarget, Config as KernelConfig, MAX_CGROUPS, filter};
+
+use super::args::RecordArgs;
+use crate::{
+    btf, cgroups, clock, host::HostInfo, launch::InvokingUser, output::Output, preflight,
+    probes::AttachMode,
+};
+
+/// What a recording will do, checked.
+pub struct RecordConfig {
+    /// Where the capture goes.
+    pub output: Output,
+    /// Replace an existing single-file output.
+    pub force: bool,
+    /// `-- COMMAND`: the program and its arguments (empty: none).
+    pub command: Vec<OsString>,
+    /// The kernel's side of the --cgroup targets, in the order of `template.targets.cgroups`.
+    pub cgroups: Vec<CgroupTarget>,
+    /// The attach mode asked for (`None`: auto).
+    pub attach: Option<AttachMode>,
+    /// Whether tracefs is there for the tracepoint mode.
+    pub tracefs: bool,
+    /// Kernel ring buffer size in bytes: a power of two, at least a page.
+    pub ring_bytes: u32,
+    pub writer: WriterConfig,
+    pub flush_interval: Duration,
+    pub duration: Option<Duration>,
+    /// Measure and report the programs' kernel run time.
+    pub prog_stats: bool,
+    /// Live progress on stderr (not --quiet, and stderr is a terminal).
+    pub progress: bool,
+    /// The sudo user, who owns the files and runs the command.
+    pub user: Option<InvokingUser>,
+    /// The metadata every segment starts from (host, targets, command line, ...); the attach
+    /// mode and the clock anchor are filled in once known.
+    pub template: CaptureMetadata,
+}
+
+impl RecordConfig {
+    /// Checks the options and the machine, in the order a user fixes them: privileges, kernel
+    /// features, targets, sizes, output.
+    pub fn check(args: RecordArgs) -> anyhow::Result<Self> {
+        preflight::check_privileges()?;
+        preflight::check_btf(Path::new(btf::VMLINUX_BTF))?;
+        let attach: Option<AttachMode> = args.attach.into();
+        let tracefs = tracefs_for(attach)?;
+        check_pids_and_comms(&args)?;
+        let ring_bytes = ring_size(args.ring_size.as_u64())?;
+        let output = output(&args)?;
+        let (cgroups, cgroup_names) = cgroup_targets(&args.cgroups)?;
+        let template = template(&args, cgroup_names);
+        Ok(Self {
+            output,
+            force: args.force,
+            command: args.command,
+            cgroups,
+            attach,
+            tracefs,
+            ring_bytes,
+            writer: WriterConfig {
+                row_group_rows: args.row_group_rows,
+                zstd_level: args.zstd_level,
+            },
+            flush_interval: args.flush_interval,
+            duration: args.duration,
+            prog_stats: args.prog_stats,
+            progress: !args.quiet && std::io::stderr().is_terminal(),
+            user: InvokingUser::from_sudo_env(),
+            template,
+        })
+    }
+
+    pub fn targets(&self) -> &Targets {
+        &self.template.targets
+    }
+
+    /// The program of `-- COMMAND`, as messages name it.
+    pub fn program(&self) -> Option<String> {
+        self.command
+            .first()
+            .map(|p| p.to_string_lossy().into_owned())
+    }
+
+    /// What the eBPF programs are told: our own tgid (never recorded), which filters apply, when
+    /// to wake the drain, and the cgroup targets.
+    pub fn kernel_config(&self) -> KernelConfig {
+        let targets = self.targets();
+        let mut bits = 0;
+        if !targets.pids.is_empty() || !self.command.is_empty() {
+            bits |= filter::BY_TGID;
+        }
+        if !targets.comms.is_empty() {
+            bits |= filter::BY_COMM;
+        }
+        if !self.cgroups.is_empty() {
+            bits |= filter::BY_CGROUP;
+        }
+        if targets.follow_forks {
+            bits |= filter::FOLLOW_FORKS;
+        }
+        let mut config = KernelConfig {
+            own_tgid: std::process::id(),
+            filter: bits,
+            wakeup_bytes: u64::from(self.ring_bytes / 8),
+            cgroup_count: self.cgroups.len() as u32,
+            ..Default::default()
+        };
+        for (slot, target) in config.cgroups.iter_mut().zip(&self.cgroups) {
+            *slot = CgroupTarget { ..*target };
+        }
+        config
+    }
+}
+
+/// Whether tracefs can be used: the tracepoint and kprobe modes need it (mounted if it is not),
+/// auto uses it when it can.
+fn tracefs_for(attach: Option<AttachMode>) -> anyhow::Result<bool> {
+    Ok(match attach {
+        Some(AttachMode::Tracepoint | AttachMode::Kprobe) => {
+            preflight::ensure_tracefs()?;
+            true
+        }
+        None => preflight::ensure_tracefs().is_ok(),
+        Some(AttachMode::RawTracepoint | AttachMode::Fentry) => false,
+    })
+}
+
+fn check_pids_and_comms(args: &RecordArgs) -> anyhow::Result<()> {
+    for &pid in &args.pids {
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            bail!("--pid {pid}: no such process");
+        }
+    }
+    if args.cgroups.len() > MAX_CGROUPS {
+        bail!("at most {MAX_CGROUPS} --cgroup targets");
+    }
+    for comm in &args.comms {
+        if comm.is_empty() || comm.len() > 15 {
+            bail!("--comm {comm:?}: a command name has 1 to 15 bytes (see /proc/PID/comm)");
+        }
+    }
+    Ok(())
+}
+
+/// The kernel needs a power of two that is a multiple of the page size.
+fn ring_size(requested: u64) -> anyhow::Result<u32> {
+    let size = requested.max(4096).next_power_of_two();
+    u32::try_from(size)
+        .ok()
+        .filter(|&s| s <= 1 << 30)
+        .with_context(|| format!("--ring-size {requested} is too large (at most 1GiB)"))
+}
+
+/// A directory output (ending in `/`, or existing) rotates; a file output does not.
+fn output(args: &RecordArgs) -> anyhow::Result<Output> {
+    let is_dir = args.output.as_os_str().to_string_lossy().ends_with('/') || args.output.is_dir();
+    if !is_dir {
+        if args.rotate_size.is_some() || args.rotate_time.is_some() || args.keep.is_some() {
+            bail!(
+                "--rotate-size, --rotate-time and --keep need a directory output: -o {}/",
+                args.output.display()
+            );
+        }
+        return Ok(Output::File(args.output.clone()));
+    }
+    Ok(Output::Dir {
+        dir: args.output.clone(),
+        rotate_size: args.rotate_size.map(|s| s.as_u64()),
+        rotate_time: args.rotate_time,
+        keep: args.keep.map(|k| k as usize),
+    })
+}
+
+/// The --cgroup targets: the kernel's (id, level) and the path recorded in the metadata.
+fn cgroup_targets(args: &[String]) -> anyhow::Result<(Vec<CgroupTarget>, Vec<String>)> {
+    if args.is_empty() {
+        return Ok(Default::default());
+    }
+    let mount = cgroups::cgroup2_mount()
+        .context("--cgroup needs cgroup v2, and no cgroup2 file system is mounted")?;
+    args.iter()
+        .map(|arg| cgroups::target(arg, &mount))
+        .collect()
+}
+
+/// The metadata common to every segment of the capture.
+fn template(args: &RecordArgs, cgroups: Vec<String>) -> CaptureMetadata {
+    let host = HostInfo::read();
+    let capture_start_ns = clock::realtime_ns();
+    let lossy = |a: &OsString| a.to_string_lossy().into_owned();
+    CaptureMetadata {
+        format_version: FormatVersion {
+            major: FORMAT_MAJOR,
+            minor: FORMAT_MINOR,
+        },
+        recorder_version: env!("CARGO_PKG_VERSION").to_owned(),
+        hostname: host.hostname,
+        kernel_release: host.kernel_release,
+        boot_id: host.boot_id,
+        capture_start_ns,
+        capture_end_ns: capture_start_ns,
+        targets: Targets {
+            system_wide: args.pids.is_empty()
+                && args.comms.is_empty()
+                && args.cgroups.is_empty()
+                && args.command.is_empty(),
+            pids: args.pids.clone(),
+            command: (!args.command.is_empty()).then(|| args.command.iter().map(lossy).collect()),
+            comms: args.comms.clone(),
+            cgroups,
+            follow_forks: !args.no_follow,
+        },
+        command_line: std::env::args_os().map(|a| lossy(&a)).collect(),
+        capture_id: Some(uuid::Uuid::new_v4().to_string()),
+        segment_index: Some(0),
+        page_size: Some(host.page_size),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,369 @@
+//! The running part of a recording: the ring-buffer drain, which moves kernel records to the
+//! writer thread (and snapshots a process as soon as its exec is read), and the loop that drives
+//! it until something stops the recording.
+use std::{
+    collections::VecDeque,
+    os::fd::{FromRawFd as _, OwnedFd},
+    process::ExitStatus,
+    sync::atomic::Ordering,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use aya::maps::{MapData, RingBuf};
+use mmap_format::metadata::Counters;
+use recorder_common::{EventKind, LossWindow, RECORD_HEADER, RecordHeader, RecordRef};
+use tokio::{
+    io::{Interest, unix::AsyncFd},
+    signal::unix::{SignalKind, signal},
+};
+
+use crate::{
+    cgroups::CgroupNames,
+    clock,
+    probes::Probes,
+    sink::{self, Sink, SinkMsg},
+    snapshot,
+};
+
+/// How often the drain reads the ring buffer when the kernel has not forced a wakeup.
+const DRAIN_INTERVAL: Duration = Duration::from_millis(50);
+/// How often the counters go to the writer (and the progress line is redrawn).
+const STATUS_INTERVAL: Duration = Duration::from_millis(500);
+/// Bytes of records held in user space while the writer is behind before the drain stops
+/// reading and lets the kernel count further records as lost.
+const MAX_PENDING_BYTES: usize = 64 << 20;
+/// Bytes of records read into one batch for the writer.
+const BATCH_BYTES: usize = MAX_PENDING_BYTES / 16;
+
+/// Why recording stopped.
+pub enum Stop {
+    Signal(&'static str),
+    Duration,
+    TargetsExited,
+    CommandExited(ExitStatus),
+}
+
+/// Reads the ring buffer into batches for the writer thread, and snapshots a process as soon as
+/// its exec is read.
+pub struct Drain {
+    ring: AsyncFd<RingBuf<MapData>>,
+    batch: Vec<u8>,
+    /// Messages the writer could not take yet, oldest first.
+    waiting: VecDeque<SinkMsg>,
+    waiting_bytes: usize,
+    decode_errors: u64,
+    /// The kernel's counters as last read.
+    kernel: Counters,
+    cgroups: CgroupNames,
+}
+
+impl Drain {
+    /// Watches the ring (inside a tokio runtime).
+    pub fn new(ring: RingBuf<MapData>) -> anyhow::Result<Self> {
+        Ok(Self {
+            // SAFETY: the ring buffer owns its descriptor, which stays open as long as the
+            // AsyncFd (its owner) lives.
+            ring: unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+                .context("watching the ring buffer")?,
+            batch: Vec::with_capacity(1 << 20),
+            waiting: VecDeque::new(),
+            waiting_bytes: 0,
+            decode_errors: 0,
+            kernel: Counters::default(),
+            cgroups: CgroupNames::new(),
+        })
+    }
+
+    /// The capture's counters: the kernel's as last read, and the records the drain could not
+    /// decode.
+    pub fn counters(&self) -> Counters {
+        Counters {
+            decode_errors: self.decode_errors,
+            ..self.kernel
+        }
+    }
+
+    /// Snapshots each process now and queues its rows (a process that exited already has
+    /// nothing left to snapshot).
+    pub fn snapshot(
+        &mut self,
+        pids: impl IntoIterator<Item = u32>,
+        reason: snapshot::Reason,
+        sink: &Sink,
+        wait: bool,
+    ) -> anyhow::Result<()> {
+        let now = clock::realtime_ns();
+        for pid in pids {
+            if let Ok(rows) = snapshot::take(pid, reason, now, &mut self.cgroups) {
+                self.queue(SinkMsg::Rows(rows));
+                self.send_waiting(sink, wait)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves everything readable now to the writer. While the writer is behind by more than
+    /// MAX_PENDING_BYTES, records stay in the ring (where the kernel counts what no longer fits)
+    /// unless `wait` is set.
+    fn read_all(&mut self, sink: &Sink, wait: bool) -> anyhow::Result<()> {
+        loop {
+            self.send_waiting(sink, wait)?;
+            if self.waiting_bytes >= MAX_PENDING_BYTES {
+                return Ok(());
+            }
+            let execs = self.read_batch();
+            if self.batch.is_empty() {
+                return Ok(());
+            }
+            let full = self.batch.len() >= BATCH_BYTES;
+            let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(1 << 20));
+            self.queue(SinkMsg::Records(batch));
+            self.snapshot(execs, snapshot::Reason::Exec, sink, wait)?;
+            self.send_waiting(sink, wait)?;
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Frames ring items into the batch until it is full or the ring is empty; returns the
+    /// processes whose exec was read.
+    fn read_batch(&mut self) -> Vec<u32> {
+        let mut execs = Vec::new();
+        let ring = self.ring.get_mut();
+        while self.batch.len() < BATCH_BYTES {
+            let Some(item) = ring.next() else { break };
+            // Only an exec needs a look inside here (the writer thread decodes the rest).
+            if item.len() < RECORD_HEADER {
+                self.decode_errors += 1;
+                continue;
+            }
+            if u16::from_ne_bytes([item[0], item[1]]) == EventKind::Exec as u16
+                && let Some(rec) = RecordRef::decode(&item)
+            {
+                execs.push(rec.head.tgid);
+            }
+            sink::push_frame(&mut self.batch, &item);
+        }
+        execs
+    }
+
+    /// After the programs are detached: moves everything left in the ring to the writer, then
+    /// the loss windows the kernel had not reported in-band yet, and reads the final counters.
+    pub fn read_rest(&mut self, sink: &Sink, probes: &Probes) -> anyhow::Result<()> {
+        self.read_all(sink, true)?;
+        let mut tail = Vec::new();
+        for (cpu, window) in probes.pending_loss()? {
+            sink::push_frame(&mut tail, &loss_record(cpu, window));
+        }
+        if !tail.is_empty() {
+            sink.send(SinkMsg::Records(tail))?;
+        }
+        self.kernel = probes.counters()?;
+        Ok(())
+    }
+
+    fn queue(&mut self, msg: SinkMsg) {
+        self.waiting_bytes += msg_bytes(&msg);
+        self.waiting.push_back(msg);
+    }
+
+    fn send_waiting(&mut self, sink: &Sink, wait: bool) -> anyhow::Result<()> {
+        while let Some(msg) = self.waiting.pop_front() {
+            let bytes = msg_bytes(&msg);
+            if wait {
+                sink.send(msg)?;
+            } else if let Err(msg) = sink.try_send(msg) {
+                self.waiting.push_front(msg);
+                return Ok(());
+            }
+            self.waiting_bytes -= bytes;
+        }
+        Ok(())
+    }
+
+    /// Drains until a signal, the duration or the targets' exit stops the recording; sends the
+    /// counters to the writer (and redraws the progress line since `progress`) twice a second.
+    pub async fn drive(
+        &mut self,
+        sink: &Sink,
+        probes: &Probes,
+        watch: &Watch,
+        progress: Option<Instant>,
+    ) -> anyhow::Result<Stop> {
+        let mut sigint = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+        let mut sigterm = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+        let mut tick = tokio::time::interval(DRAIN_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut status_tick = tokio::time::interval(STATUS_INTERVAL);
+        let deadline = watch.duration.map(|d| tokio::time::Instant::now() + d);
+        let mut signals_seen = 0u32;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => self.read_all(sink, false)?,
+                guard = self.ring.readable() => {
+                    let mut guard = guard.context("ring buffer readiness")?;
+                    guard.clear_ready();
+                    drop(guard);
+                    self.read_all(sink, false)?;
+                }
+                _ = sigint.recv() => {
+                    signals_seen += 1;
+                    // With a command, the terminal's Ctrl-C reached it too: keep recording until
+                    // it exits; a second signal stops at once.
+                    if watch.command.is_none() || signals_seen > 1 {
+                        return Ok(Stop::Signal("SIGINT"));
+                    }
+                }
+                _ = sigterm.recv() => {
+                    signals_seen += 1;
+                    match watch.command {
+                        Some(pid) if signals_seen == 1 => {
+                            // SAFETY: kill has no memory-safety preconditions.
+                            unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+                        }
+                        _ => return Ok(Stop::Signal("SIGTERM")),
+                    }
+                }
+                _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)).await }, if deadline.is_some() => {
+                    return Ok(Stop::Duration);
+                }
+                _ = watch.all_exited() => return watch.exited(),
+                _ = status_tick.tick() => {
+                    self.kernel = probes.counters()?;
+                    let _ = sink.try_send(SinkMsg::Counters(self.counters()));
+                    if let Some(since) = progress {
+                        show_progress(since, sink, &self.kernel);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn msg_bytes(msg: &SinkMsg) -> usize {
+    match msg {
+        SinkMsg::Records(batch) => batch.len(),
+        SinkMsg::Rows(rows) => rows.len() * 256,
+        _ => 0,
+    }
+}
+
+/// A `Lost` record for a loss window still pending in the kernel at the end.
+fn loss_record(cpu: u32, window: LossWindow) -> [u8; RECORD_HEADER] {
+    let head = RecordHeader {
+        event: EventKind::Lost as u16,
+        cpu,
+        ts_enter_ns: window.first_ns,
+        ts_exit_ns: window.last_ns,
+        args: [window.count, 0, 0, 0, 0, 0],
+        ..Default::default()
+    };
+    let mut bytes = [0u8; RECORD_HEADER];
+    // SAFETY: RecordHeader is #[repr(C)] plain integers of exactly RECORD_HEADER bytes; the
+    // destination has that many bytes.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            (&raw const head).cast::<u8>(),
+            bytes.as_mut_ptr(),
+            RECORD_HEADER,
+        );
+    }
+    bytes
+}
+
+/// The processes whose exit ends the recording (the --pid targets and the command), and its
+/// duration.
+pub struct Watch {
+    pidfds: Vec<AsyncFd<OwnedFd>>,
+    /// The command's pid, once started: reaped at the end, its status the recorder's.
+    command: Option<u32>,
+    duration: Option<Duration>,
+}
+
+impl Watch {
+    /// Watches the --pid targets (inside a tokio runtime); a target that is gone already is an
+    /// error.
+    pub fn new(pids: &[u32], duration: Option<Duration>) -> anyhow::Result<Self> {
+        Ok(Self {
+            pidfds: pids
+                .iter()
+                .map(|&pid| pidfd(pid))
+                .collect::<Result<_, _>>()?,
+            command: None,
+            duration,
+        })
+    }
+
+    /// Watches the started command too.
+    pub fn add_command(&mut self, pid: u32) -> anyhow::Result<()> {
+        self.pidfds.push(pidfd(pid)?);
+        self.command = Some(pid);
+        Ok(())
+    }
+
+    /// Resolves when every watched process has exited (never when there are none).
+    async fn all_exited(&self) {
+        if self.pidfds.is_empty() {
+            std::future::pending::<()>().await;
+        }
+        for fd in &self.pidfds {
+            let _ = fd.readable().await;
+        }
+    }
+
+    /// The stop once all have exited: the command's status if there is one.
+    fn exited(&self) -> anyhow::Result<Stop> {
+        Ok(match self.command {
+            Some(pid) => Stop::CommandExited(reap(pid)?),
+            None => Stop::TargetsExited,
+        })
+    }
+}
+
+/// A pidfd that becomes readable when the process exits.
+fn pidfd(pid: u32) -> anyhow::Result<AsyncFd<OwnedFd>> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error()).with_context(|| format!("pidfd_open({pid})"));
+    }
+    // SAFETY: fd is a new descriptor owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    // SAFETY: the OwnedFd is moved into the AsyncFd and stays open as long as it lives.
+    unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
+        .context("watching a target process")
+}
+
+/// Waits for an exited child and returns its status.
+fn reap(pid: u32) -> anyhow::Result<ExitStatus> {
+    use std::os::unix::process::ExitStatusExt as _;
+    let mut status = 0;
+    // SAFETY: waitpid writes the status into a valid local.
+    let rc = unsafe { libc::waitpid(pid as libc::pid_t, &mut status, 0) };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error()).context("waiting for the command");
+    }
+    Ok(ExitStatus::from_raw(status))
+}
+
+/// The live progress line on stderr.
+fn show_progress(since: Instant, sink: &Sink, kernel: &Counters) {
+    let secs = since.elapsed().as_secs_f64();
+    let rows = sink.stats.rows.load(Ordering::Relaxed);
+    let bytes = sink.stats.bytes.load(Ordering::Relaxed);
+    eprint!(
+        "\r\x1b[2Krecording {:>6.1}s  {:>10} records  {:>9.0}/s  {} lost  {} written",
+        secs,
+        rows,
+        rows as f64 / secs.max(0.001),
+        kernel.lost(),
+        bytesize::ByteSize::b(bytes).display().iec(),
+    );
+}
+
+/// Clears the progress line before the final report.
+pub fn clear_progress() {
+    eprint!("\r\x1b[2K");
+}

@@ -1,0 +1,205 @@
+//! A recording in its phases, as retis runs a collection (init, register probes, start, stop):
+//! [`Recording::set_up`] loads and attaches, [`Recording::start`] starts the writer, snapshots
+//! and the command, [`Recording::run`] drains until something stops it, and
+//! [`Recording::finish`] shuts down in order and reports.
+use std::{
+    fs::File,
+    os::fd::OwnedFd,
+    path::{Path, PathBuf},
+    time::Instant,
+};
+
+use anyhow::Context as _;
+use tokio::runtime::Runtime;
+
+use super::{
+    config::RecordConfig,
+    drain::{self, Drain, Stop, Watch},
+    report::{self, Report},
+};
+use crate::{
+    btf, clock, launch,
+    output::RemoveOnError,
+    probes::{self, AttachMode, Probes},
+    sink::{Sink, SinkReport, SinkSetup},
+    snapshot,
+};
+
+/// One recording, from the loaded programs to the closed capture.
+pub struct Recording {
+    config: RecordConfig,
+    probes: Probes,
+    mode: AttachMode,
+    drain: Drain,
+    watch: Watch,
+    /// The kernel measures the programs' run time while this is open (--prog-stats).
+    run_time_stats: Option<OwnedFd>,
+    /// The first capture file, from set-up until the writer takes it at the start.
+    first: Option<(PathBuf, File)>,
+    /// Removes that file if the writer never takes it.
+    remove_first: RemoveOnError,
+    /// The writer thread, from the start until finish closes it.
+    sink: Option<Sink>,
+    started: Instant,
+    /// Dropped last: the drain's and the watch's descriptors are registered with it.
+    runtime: Runtime,
+}
+
+impl Recording {
+    /// Set-up: completes what a killed recorder left at the output, creates the first file (so
+    /// that a bad path fails before anything is loaded), loads the programs with the targets and
+    /// attaches them. An error here leaves nothing behind.
+    pub fn set_up(mut config: RecordConfig) -> anyhow::Result<Self> {
+        config.output.recover_leftovers();
+        let owner = config.user.as_ref();
+        let first = config
+            .output
+            .create_first(&config.template, config.force, owner)?;
+        let remove_first = RemoveOnError::new(first.0.clone());
+        let offsets = btf::kernel_offsets(Path::new(btf::VMLINUX_BTF))?;
+        let mut probes = Probes::load(&config.kernel_config(), &offsets, config.ring_bytes)?;
+        for &pid in &config.targets().pids {
+            probes.add_target(pid)?;
+        }
+        for comm in &config.targets().comms {
+            probes.add_comm(comm)?;
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        let in_runtime = runtime.enter();
+        let drain = Drain::new(probes.take_ring()?)?;
+        let watch = Watch::new(&config.targets().pids, config.duration)?;
+        drop(in_runtime);
+        let run_time_stats = if config.prog_stats {
+            let enabled = probes::enable_run_time_stats();
+            Some(enabled.context("enabling BPF run-time statistics")?)
+        } else {
+            None
+        };
+        let mode = probes.attach_chosen(config.attach, config.tracefs)?;
+        config.template.attach_mode = mode.name().to_owned();
+        Ok(Self {
+            config,
+            probes,
+            mode,
+            drain,
+            watch,
+            run_time_stats,
+            first: Some(first),
+            remove_first,
+            sink: None,
+            started: Instant::now(),
+            runtime,
+        })
+    }
+
+    /// Start: the writer thread takes the first file, the targets that already run are
+    /// snapshotted, and the command starts last, once everything that can fail has been done
+    /// (a held child is never left behind by an early error). From here on, [`Self::finish`]
+    /// closes the capture whatever happens.
+    pub fn start(&mut self) -> anyhow::Result<()> {
+        let anchor = clock::anchor();
+        self.config.template.clock_anchors = vec![anchor];
+        let sink = Sink::spawn(SinkSetup {
+            output: self.config.output.clone(),
+            writer: self.config.writer.clone(),
+            flush_interval: self.config.flush_interval,
+            anchor,
+            source: self.mode.name(),
+            template: self.config.template.clone(),
+            owner: self.config.user.clone(),
+            first: self.first.take(),
+        })?;
+        self.remove_first.disarm();
+        let sink = self.sink.insert(sink);
+        // Snapshots after attaching: a change made between the two is both in the snapshot and a
+        // row after it, which replay handles.
+        let pids = snapshot::start_pids(self.config.targets());
+        self.drain
+            .snapshot(pids, snapshot::Reason::Start, sink, true)?;
+        report::print_start(&self.config, self.mode);
+        self.start_command()?;
+        self.started = Instant::now();
+        Ok(())
+    }
+
+    /// Starts `-- COMMAND` held, makes it a target and watches it, then lets it exec.
+    fn start_command(&mut self) -> anyhow::Result<()> {
+        let Some(program) = self.config.program() else {
+            return Ok(());
+        };
+        let pending = launch::spawn_held(&self.config.command, self.config.user.as_ref())?;
+        self.probes.add_target(pending.pid)?;
+        let in_runtime = self.runtime.enter();
+        self.watch.add_command(pending.pid)?;
+        drop(in_runtime);
+        pending.release(&program)?;
+        Ok(())
+    }
+
+    /// Run: drains the ring buffer until a signal, the duration or the targets' exit stops the
+    /// recording.
+    pub fn run(&mut self) -> anyhow::Result<Stop> {
+        let sink = self
+            .sink
+            .as_ref()
+            .context("the recording has not started")?;
+        let progress = self.config.progress.then_some(self.started);
+        self.runtime
+            .block_on(self.drain.drive(sink, &self.probes, &self.watch, progress))
+    }
+
+    /// Finish, in the explicit shutdown order: stop producing (detach the programs), drain what
+    /// is left and the pending loss, read the counters, close the writer, report. It runs after
+    /// an error of start or run too, so that what was recorded is kept, and then returns that
+    /// error.
+    pub fn finish(mut self, stopped: anyhow::Result<Stop>) -> anyhow::Result<Report> {
+        let Some(sink) = self.sink.take() else {
+            // Not started: nothing was written, and set-up's file is removed on drop.
+            return Err(stopped
+                .err()
+                .unwrap_or_else(|| anyhow::anyhow!("never started")));
+        };
+        let recorded_for = self.started.elapsed();
+        let prog_stats = self.run_time_stats.take().map(|enabled| {
+            let stats = self.probes.program_stats();
+            drop(enabled);
+            stats
+        });
+        self.probes.detach();
+        let drained = self.drain.read_rest(&sink, &self.probes);
+        let written = sink.finish(self.drain.counters());
+        if self.config.progress {
+            drain::clear_progress();
+        }
+        let stop = match stopped.and_then(|stop| drained.map(|()| stop)) {
+            Ok(stop) => stop,
+            Err(err) => {
+                self.say_what_was_kept(&written);
+                return Err(err);
+            }
+        };
+        Ok(Report {
+            stop,
+            written: written?,
+            counters: self.drain.counters(),
+            output: self.config.output,
+            recorded_for,
+            prog_stats,
+        })
+    }
+
+    /// After an error: what the closed capture holds, or why closing failed too.
+    fn say_what_was_kept(&self, written: &anyhow::Result<SinkReport>) {
+        match written {
+            Ok(written) => eprintln!(
+                "mmap-recorder: stopped by an error; {} records written to {}",
+                written.rows,
+                report::files_written(&self.config.output, written)
+            ),
+            Err(err) => eprintln!("mmap-recorder: closing the capture failed too: {err:#}"),
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! What the user reads: the line that says what is being recorded, and the final report.
+use std::{process::ExitCode, time::Duration};
+
+use mmap_format::metadata::{Counters, Targets};
+
+use super::{config::RecordConfig, drain::Stop};
+use crate::{output::Output, probes::AttachMode, sink::SinkReport};
+
+/// Says what is recorded, where, and how it stops.
+pub fn print_start(config: &RecordConfig, mode: AttachMode) {
+    let program = config.program();
+    eprintln!(
+        "mmap-recorder: recording {} into {} (attach: {}){}",
+        describe_targets(program.as_deref(), config.targets()),
+        config.output.path().display(),
+        mode.name(),
+        if program.is_some() {
+            ""
+        } else {
+            "; Ctrl-C to stop"
+        }
+    );
+}
+
+fn describe_targets(program: Option<&str>, targets: &Targets) -> String {
+    if targets.system_wide {
+        return "every process".to_owned();
+    }
+    let mut parts = Vec::new();
+    if let Some(program) = program {
+        parts.push(program.to_owned());
+    }
+    if !targets.pids.is_empty() {
+        let pids: Vec<String> = targets.pids.iter().map(u32::to_string).collect();
+        parts.push(format!("pid {}", pids.join(", ")));
+    }
+    if !targets.comms.is_empty() {
+        parts.push(format!("comm {}", targets.comms.join(", ")));
+    }
+    if !targets.cgroups.is_empty() {
+        parts.push(format!("cgroup {}", targets.cgroups.join(", ")));
+    }
+    let follow = match (
+        targets.follow_forks,
+        program.is_some() as usize + targets.pids.len(),
+    ) {
+        (true, 1) => " and its new child processes",
+        (true, 2..) => " and their new child processes",
+        _ => "",
+    };
+    format!("{}{follow}", parts.join(" and "))
+}
+
+/// How a finished recording went.
+pub struct Report {
+    pub stop: Stop,
+    /// What the writer thread wrote.
+    pub written: SinkReport,
+    /// The kernel's final counters and the drain's decode errors.
+    pub counters: Counters,
+    pub output: Output,
+    pub recorded_for: Duration,
+    /// (program, runs, total ns) with --prog-stats.
+    pub prog_stats: Option<Vec<(&'static str, u64, u64)>>,
+}
+
+impl Report {
+    pub fn print(&self) {
+        let lost = Counters {
+            decode_errors: self.counters.decode_errors + self.written.decode_errors,
+            ..self.counters
+        }
+        .lost();
+        eprintln!(
+            "mmap-recorder: {} records written to {} ({}), {lost} lost, {} orphan exits, {:.1}s ({})",
+            self.written.rows,
+            files_written(&self.output, &self.written),
+            bytesize::ByteSize::b(self.written.bytes).display().iec(),
+            self.counters.orphan_exits,
+            self.recorded_for.as_secs_f64(),
+            match &self.stop {
+                Stop::Signal(name) => format!("stopped by {name}"),
+                Stop::Duration => "duration reached".to_owned(),
+                Stop::TargetsExited => "all targets exited".to_owned(),
+                Stop::CommandExited(status) => format!("command exited: {status}"),
+            }
+        );
+        for (name, runs, ns) in self.prog_stats.iter().flatten() {
+            eprintln!(
+                "mmap-recorder: program {name}: {runs} runs, {:.0} ns per run",
+                *ns as f64 / (*runs).max(1) as f64
+            );
+        }
+    }
+
+    /// The command's status in the shell's convention (its code, or 128 + signal); success
+    /// when there is no command.
+    pub fn exit_code(&self) -> ExitCode {
+        use std::os::unix::process::ExitStatusExt as _;
+        let Stop::CommandExited(status) = self.stop else {
+            return ExitCode::SUCCESS;
+        };
+        match (status.code(), status.signal()) {
+            (Some(code), _) => ExitCode::from(code as u8),
+            (None, Some(sig)) => ExitCode::from(128u8.wrapping_add(sig as u8)),
+            _ => ExitCode::FAILURE,
+        }
+    }
+}
+
+/// The file, or how many segments in which directory (and how many --keep removed).
+pub fn files_written(output: &Output, written: &SinkReport) -> String {
+    match output {
+        Output::File(path) => path.display().to_string(),
+        Output::Dir { dir, .. } => format!(
+            "{} segment{} in {}{}",
+            written.files.len(),
+            if written.files.len() == 1 { "" } else { "s" },
+            dir.display(),
+            if written.removed_segments > 0 {
+                format!(" ({} older removed by --keep)", written.removed_segments)
+            } else {
+                String::new()
+            }
+        ),
+    }
+}

@@ -340,7 +340,11 @@ mod tests {
         for &kind in EventKind::ALL {
             assert_eq!(EventKind::try_from(kind as u16), Ok(kind));
             // A kind records a system call exactly when it stores arguments.
-            assert_eq!(kind.syscall_name().is_some(), kind.syscall_args() > 0, "{kind:?}");
+            assert_eq!(
+                kind.syscall_name().is_some(),
+                kind.syscall_args() > 0,
+                "{kind:?}"
+            );
         }
         assert_eq!(EventKind::try_from(0), Err(0));
     }

@@ -187,6 +187,17 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn each_kind_becomes_the_format_syscall_of_the_same_name() {
+        for &kind in EventKind::ALL {
+            assert_eq!(
+                syscall_of(kind).map(Syscall::as_str),
+                kind.syscall_name(),
+                "{kind:?}"
+            );
+        }
+    }
+
     const ANCHOR: ClockAnchor = ClockAnchor {
         boot_ns: 1_000,
         realtime_ns: 1_700_000_000_000_000_000,

@@ -455,7 +455,25 @@ fn fentry_error(program: &'static str, source: ProgramError) -> ProbeError {
 
 #[cfg(test)]
 mod tests {
+    use recorder_common::EventKind;
+
     use super::*;
+
+    #[test]
+    fn the_tracepoint_mode_hooks_entry_and_exit_of_every_recorded_system_call() {
+        let mut want: Vec<String> = EventKind::ALL
+            .iter()
+            .filter_map(|kind| kind.syscall_name())
+            .flat_map(|name| [format!("sys_enter_{name}"), format!("sys_exit_{name}")])
+            .collect();
+        let mut have: Vec<String> = SYSCALL_TRACEPOINTS
+            .iter()
+            .map(|&(_, tracepoint)| tracepoint.to_owned())
+            .collect();
+        want.sort();
+        have.sort();
+        assert_eq!(have, want);
+    }
 
     #[test]
     fn comm_keys_are_nul_padded_and_cut_at_15_bytes() {

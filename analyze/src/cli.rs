@@ -6,10 +6,11 @@ use std::{path::PathBuf, str::FromStr};
 
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 
-/// The capture files a command reads.
+/// The captures a command reads.
 #[derive(Debug, clap::Args)]
 pub struct Inputs {
-    /// Capture files written by mmap-recorder (Parquet).
+    /// Captures written by mmap-recorder: files, directories of segments (their regular *.parquet
+    /// files in name order) or glob patterns (expanded here when the shell left them quoted).
     #[arg(value_name = "INPUT", required = true)]
     pub paths: Vec<PathBuf>,
 }

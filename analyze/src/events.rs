@@ -176,7 +176,7 @@ impl Filter {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let readers = input::open_all(&args.inputs.paths)?;
+    let readers = input::open(&args.inputs)?;
     let filter = Filter {
         pids: args.pid,
         tids: args.tid,

@@ -16,6 +16,7 @@ mod maps;
 mod output;
 mod recover;
 mod replay;
+mod segments;
 mod summary;
 mod table;
 

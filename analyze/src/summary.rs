@@ -78,7 +78,7 @@ pub enum SummaryFormat {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let readers = input::open_all(&args.inputs.paths)?;
+    let readers = input::open(&args.inputs)?;
     let summary = Summary::collect(&readers, args.top)?;
     let mut out = output::stdout();
     match args.format {

@@ -23,6 +23,7 @@ use crate::{
     loss::LossWindow,
     output,
     replay::{Baseline, Region},
+    segments::MissingSegments,
 };
 
 /// Rebuild the address space of process PID at time TIME: what was mapped where, since when,
@@ -115,7 +116,7 @@ pub fn parse_at(value: &str) -> Result<At, String> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let readers = input::open_all(&args.inputs.paths)?;
+    let readers = input::open(&args.inputs)?;
     let scan = Scan::read(&readers, args.pid)?;
     let query = Query::new(&readers, &scan, &args);
     let report = Report::build(&readers, &scan, &query)?;
@@ -136,8 +137,10 @@ enum State {
     Live,
     /// An exit row at or before the time.
     Exited,
-    /// The pid's first row comes later.
+    /// The pid's first row comes later, and it is the fork that created the process.
     NotStarted,
+    /// The pid's first row comes later and is not its creation: it may have existed already.
+    NotSeen,
 }
 
 /// What the map is known from.
@@ -261,7 +264,7 @@ struct Report {
     exited_at: Option<String>,
     exit_code: Option<i32>,
     exit_status: Option<String>,
-    /// When the pid first appears, for `not_started`.
+    /// When the pid first appears, for `not_started` and `not_seen`.
     first_seen: Option<String>,
     forked_from: Option<ForkJson>,
     exec: Option<ExecJson>,
@@ -275,6 +278,8 @@ struct Report {
     loss_windows: Vec<LossWindow>,
     /// Records the recorder counted as lost without saying when (captures without `lost` rows).
     lost_without_time: u64,
+    /// Segments of the capture missing from the inputs whose time starts before the time.
+    missing_segments: Vec<MissingSegments>,
     merged: bool,
     /// How many raw pieces the regions were merged from.
     pieces: usize,

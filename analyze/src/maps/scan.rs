@@ -11,14 +11,23 @@ use mmap_format::{
 
 use crate::replay;
 
+/// The first row of the pid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FirstSeen {
+    /// When it takes effect.
+    pub ts: i64,
+    /// The parent, when the row is the fork that created the process: it did not exist before.
+    pub forked_from: Option<u32>,
+}
+
 /// What the first pass tells.
 #[derive(Debug, Default)]
 pub struct Scan {
     pub first_ts: Option<i64>,
     /// The end of the capture: the later of the last row and the files' capture_end.
     pub end: i64,
-    /// When the pid first appears (as pid, or as a forked child).
-    pub first_seen: Option<i64>,
+    /// When the pid first appears (as pid, or as a forked child), and how.
+    pub first_seen: Option<FirstSeen>,
     /// Parents of each forked child.
     parents: HashMap<u32, Vec<u32>>,
     /// Whether the capture has `lost` rows at all.
@@ -52,6 +61,7 @@ impl Scan {
     }
 
     fn add(&mut self, event: &Event<'_>, pid: u32) {
+        let is_pid = event.pid == pid;
         let time = replay::effect_time(event).unwrap_or(event.ts_ns);
         self.first_ts = Some(self.first_ts.unwrap_or(event.ts_ns).min(event.ts_ns));
         self.end = self.end.max(time);
@@ -64,19 +74,31 @@ impl Scan {
                 if let Some(child) = event.child_pid {
                     self.parents.entry(child).or_default().push(event.pid);
                     if child == pid {
-                        self.seen(time);
+                        self.seen(FirstSeen {
+                            ts: time,
+                            forked_from: Some(event.pid),
+                        });
                     }
                 }
             }
             _ => {}
         }
-        if event.pid == pid {
-            self.seen(time);
+        if is_pid {
+            self.seen(FirstSeen {
+                ts: time,
+                forked_from: None,
+            });
         }
     }
 
-    fn seen(&mut self, time: i64) {
-        self.first_seen = Some(self.first_seen.unwrap_or(time).min(time));
+    /// Keeps the earliest appearance; at equal times the fork that created the process.
+    fn seen(&mut self, seen: FirstSeen) {
+        let earlier = self.first_seen.is_none_or(|first| {
+            seen.ts < first.ts || (seen.ts == first.ts && seen.forked_from.is_some())
+        });
+        if earlier {
+            self.first_seen = Some(seen);
+        }
     }
 
     /// `pid` and every process it may have been forked from, transitively.

@@ -5,12 +5,12 @@
 mod discover;
 mod merge;
 
-use std::{io::Write as _, path::Path};
+use std::path::Path;
 
 use mmap_format::{FormatError, journal::journal_path, reader::CaptureReader};
 
 pub use self::{discover::Discovered, merge::merged_events};
-use crate::cli::Inputs;
+use crate::{cli::Inputs, output};
 
 /// Opens every capture the arguments name, before anything is read or printed, so that a bad
 /// input fails the command with nothing but its error. What discovery left out is noted on
@@ -45,25 +45,21 @@ pub fn with_recover_hint(err: FormatError, path: &Path) -> anyhow::Error {
 
 /// One stderr line for each crash journal that discovery did not take.
 fn note_journals(found: &Discovered) {
-    let mut stderr = std::io::stderr().lock();
     for journal in &found.journals {
         let capture = journal.with_extension("");
-        // Nothing sensible is left to do if stderr itself is gone.
-        let _ = writeln!(
-            stderr,
-            "mmap-analyze: note: {}: a crash journal, not a capture; skipped (when {} cannot be \
-             read, `mmap-analyze recover {}` completes it)",
+        output::note(&format!(
+            "{}: a crash journal, not a capture; skipped (when {} cannot be read, \
+             `mmap-analyze recover {}` completes it)",
             journal.display(),
             capture.display(),
             capture.display()
-        );
+        ));
     }
 }
 
 /// One stderr line for each symbolic link or special file that discovery skipped.
 pub fn note_skipped(found: &Discovered) {
-    let mut stderr = std::io::stderr().lock();
     for skipped in &found.skipped {
-        let _ = writeln!(stderr, "mmap-analyze: note: {skipped}");
+        output::note(skipped);
     }
 }

@@ -3,17 +3,20 @@
 
 use std::collections::HashSet;
 
+use anyhow::{Context as _, anyhow};
 use mmap_format::{
     event::{Event, RowKind},
     reader::CaptureReader,
 };
 
-use super::{Args, At, BaselineJson, ExecJson, ForkJson, RegionJson, Report, State, scan::Scan};
+use super::{Args, BaselineJson, ExecJson, ForkJson, RegionJson, Report, State, scan::Scan};
 use crate::{
     labels,
     loss::{self, LossWindow},
+    output,
     replay::{self, Baseline, Exit, Process, Region, Replay},
     segments,
+    timespec::TimeSpec,
 };
 
 /// What is asked, with the time and page size resolved.
@@ -27,24 +30,36 @@ pub struct Query {
 }
 
 impl Query {
-    pub fn new(readers: &[CaptureReader], scan: &Scan, args: &Args) -> Self {
-        let at = match args.at {
-            None => scan.end,
-            Some(At::Wall(ns)) => ns,
-            Some(At::AfterFirstRow(offset)) => {
-                scan.first_ts.unwrap_or_default().saturating_add(offset)
+    pub fn new(readers: &[CaptureReader], scan: &Scan, args: &Args) -> anyhow::Result<Self> {
+        let at = if args.before_exit {
+            let exit = scan.exit_ts.with_context(|| {
+                format!(
+                    "--before-exit: pid {} has no exit row in the capture (it had not exited \
+                     when the capture ended)",
+                    args.pid
+                )
+            })?;
+            exit.saturating_sub(1)
+        } else {
+            let spec = args.at.unwrap_or(TimeSpec::BeforeEnd(0));
+            let resolved = spec
+                .resolve(&scan.span)
+                .map_err(|err| anyhow!("--at {err}"))?;
+            if let Some(warning) = resolved.warning {
+                output::warn(&format!("--at {warning}"));
             }
+            resolved.ns
         };
         let page_size = readers
             .iter()
             .find_map(|r| r.metadata().page_size)
             .map_or(replay::DEFAULT_PAGE_SIZE, u64::from);
-        Self {
+        Ok(Self {
             pid: args.pid,
             at,
             page_size,
             merge: !args.no_merge,
-        }
+        })
     }
 }
 
@@ -100,8 +115,8 @@ impl Report {
             comm,
             at: labels::rfc3339_ns(query.at),
             at_ns: query.at,
-            first_row: scan.first_ts.map(labels::rfc3339_ns),
-            first_row_ns: scan.first_ts,
+            first_row: scan.span.first_row.map(labels::rfc3339_ns),
+            first_row_ns: scan.span.first_row,
             state: State::Live,
             exited_at: None,
             exit_code: None,

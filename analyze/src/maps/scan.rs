@@ -9,7 +9,7 @@ use mmap_format::{
     reader::CaptureReader,
 };
 
-use crate::replay;
+use crate::{replay, timespec::Span};
 
 /// The first row of the pid.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,13 +21,14 @@ pub struct FirstSeen {
 }
 
 /// What the first pass tells.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Scan {
-    pub first_ts: Option<i64>,
-    /// The end of the capture: the later of the last row and the files' capture_end.
-    pub end: i64,
+    /// When the capture starts and ends.
+    pub span: Span,
     /// When the pid first appears (as pid, or as a forked child), and how.
     pub first_seen: Option<FirstSeen>,
+    /// The pid's first exit row.
+    pub exit_ts: Option<i64>,
     /// Parents of each forked child.
     parents: HashMap<u32, Vec<u32>>,
     /// Whether the capture has `lost` rows at all.
@@ -38,11 +39,13 @@ impl Scan {
     /// Reads every row once; fails when `pid` is in none of them.
     pub fn read(readers: &[CaptureReader], pid: u32) -> anyhow::Result<Self> {
         let mut scan = Self {
-            end: i64::MIN,
-            ..Self::default()
+            span: Span::of_files(readers),
+            first_seen: None,
+            exit_ts: None,
+            parents: HashMap::new(),
+            has_lost_rows: false,
         };
         for reader in readers {
-            scan.end = scan.end.max(reader.metadata().capture_end_ns);
             for event in reader.events()? {
                 scan.add(&event?, pid);
             }
@@ -63,8 +66,7 @@ impl Scan {
     fn add(&mut self, event: &Event<'_>, pid: u32) {
         let is_pid = event.pid == pid;
         let time = replay::effect_time(event).unwrap_or(event.ts_ns);
-        self.first_ts = Some(self.first_ts.unwrap_or(event.ts_ns).min(event.ts_ns));
-        self.end = self.end.max(time);
+        self.span.add_row(event);
         match event.kind {
             RowKind::Lost => {
                 self.has_lost_rows = true;
@@ -80,6 +82,9 @@ impl Scan {
                         });
                     }
                 }
+            }
+            RowKind::Exit if is_pid => {
+                self.exit_ts = Some(self.exit_ts.map_or(time, |first| first.min(time)));
             }
             _ => {}
         }

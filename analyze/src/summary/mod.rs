@@ -30,7 +30,7 @@ use crate::{cli::Inputs, input, loss::LossWindow, output, segments::MissingSegme
 /// "Completeness" names the segments of a recording that are not among the inputs (deleted by
 /// `--keep`, or left out: what happened in them is unknown), lists the loss windows (format 1.1
 /// `lost` rows: on which CPU, from when to when, how many records), or says "complete: no records
-/// lost".
+/// lost, no segment missing".
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = after_long_help())]
 pub struct Args {
@@ -144,9 +144,9 @@ const COUNTS: [Count; 9] = [
         label: "Orphan exits",
         json: "orphan_exits",
         unit: "calls in progress at the start, not lost",
-        help: "system calls that were already in progress when recording started (or a \
-               segment began): their exit was seen, their entry was not, so they have no row. \
-               They are not lost calls.",
+        help: "system calls that were already in progress when recording started: their exit \
+               was seen, their entry was not, so they have no row. They are not lost calls. Each \
+               segment of a recording to a directory counts its own.",
         value: |s| s.orphan_exits,
         bytes: false,
     },

@@ -570,3 +570,70 @@ mod predating {
         );
     }
 }
+
+#[test]
+fn at_takes_the_times_the_tables_print_and_every_other_form() {
+    let fx = FixtureC::new();
+    let expected = regions(&maps_json(&fx.c, &["--pid", "500", "--at", &time(2200)]));
+    for at in [
+        "06:01:13.000002200",
+        "1795759273000002200",
+        "1795759273.0000022",
+        "+2100ns",
+    ] {
+        let report = maps_json(&fx.c, &["--pid", "500", "--at", at]);
+        assert_eq!(report["at"], time(2200), "--at {at}");
+        assert_eq!(regions(&report), expected, "--at {at}");
+    }
+    // From the end (capture_end, +10 ms), and the end itself.
+    let report = maps_json(&fx.c, &["--pid", "500", "--at", "-9990us"]);
+    assert_eq!(report["at"], time(10_000));
+    let report = maps_json(&fx.c, &["--pid", "500", "--at", "end"]);
+    assert_eq!(report["at"], time(10_000_000));
+}
+
+#[test]
+fn before_exit_is_the_last_moment_of_the_process() {
+    let fx = FixtureC::new();
+    // pid 600 exits at +11000.
+    let report = maps_json(&fx.c, &["--pid", "600", "--before-exit"]);
+    assert_eq!(report["at"], time(10_999));
+    assert_eq!(report["state"], "live");
+    assert_eq!(
+        regions(&report),
+        regions(&maps_json(&fx.c, &["--pid", "600", "--at", &time(10_000)]))
+    );
+    let output = run([
+        "maps".as_ref(),
+        fx.c.as_os_str(),
+        "--pid".as_ref(),
+        "500".as_ref(),
+        "--before-exit".as_ref(),
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("pid 500 has no exit row"), "{stderr}");
+}
+
+#[test]
+fn a_time_outside_the_capture_is_used_with_a_warning() {
+    let fx = FixtureC::new();
+    let output = run([
+        "maps".as_ref(),
+        fx.c.as_os_str(),
+        "--pid".as_ref(),
+        "500".as_ref(),
+        "--at".as_ref(),
+        "+1h".as_ref(),
+    ]);
+    assert!(output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.starts_with(
+            "mmap-analyze: warning: --at +1h: 2026-11-27T07:01:13.000000100Z is outside the capture"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1);
+}

@@ -56,6 +56,19 @@ fn starts_list_item(text: &str) -> bool {
     text.starts_with("- ") || (after_number.len() < text.len() && after_number.starts_with(". "))
 }
 
+/// The copy that docs/ANALYZE.md holds of the Markdown file `file` (a path from the repository's
+/// root): the text between a marker ending `FILE, verbatim. -->` and a blank line, and
+/// `<!-- End of FILE. -->`.
+#[cfg(test)]
+pub fn copy_in_docs(file: &str) -> Option<&'static str> {
+    const DOC: &str = include_str!("../../docs/ANALYZE.md");
+    let begin = format!("{file}, verbatim. -->\n\n");
+    let end = format!("\n<!-- End of {file}. -->");
+    DOC.split_once(&begin)
+        .and_then(|(_, rest)| rest.split_once(&end))
+        .map(|(copy, _)| copy)
+}
+
 #[cfg(test)]
 mod tests {
     use clap::{Arg, Command};

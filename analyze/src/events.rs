@@ -201,6 +201,12 @@ impl Filter {
             && self.until.is_none_or(|until| event.ts_ns <= until)
     }
 
+    /// Whether the filters are why nothing was printed (not `--limit 0`, not an empty capture
+    /// read without filters).
+    fn matched_nothing(&self, printed: u64, limit: u64) -> bool {
+        printed == 0 && limit > 0 && self.is_set()
+    }
+
     /// Whether any option narrows the rows (snapshots, hidden by default, do not count).
     fn is_set(&self) -> bool {
         !(self.pids.is_empty()
@@ -298,7 +304,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     sink.finish()?;
     out.flush().context("writing to stdout")?;
-    if printed == 0 && limit > 0 && filter.is_set() && io::stderr().is_terminal() {
+    if filter.matched_nothing(printed, limit) && io::stderr().is_terminal() {
         output::note("no row matches the filters");
     }
     Ok(ExitCode::SUCCESS)
@@ -616,6 +622,38 @@ impl<'a> JsonRow<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_filters_that_matched_nothing_get_a_note() {
+        let pid = Filter {
+            pids: vec![99_999],
+            ..Filter::default()
+        };
+        assert!(pid.matched_nothing(0, u64::MAX));
+        assert!(!pid.matched_nothing(1, u64::MAX));
+        assert!(!pid.matched_nothing(0, 0), "--limit 0 asked for nothing");
+        assert!(
+            !Filter::default().matched_nothing(0, u64::MAX),
+            "an empty capture"
+        );
+        let since = Filter {
+            since: Some(0),
+            ..Filter::default()
+        };
+        assert!(since.matched_nothing(0, 10));
+    }
+
+    #[test]
+    fn a_comm_is_cut_where_the_kernel_cuts_it() {
+        assert_eq!(kernel_comm("java".to_owned()), "java");
+        assert_eq!(kernel_comm("a-fifteen-bytes".to_owned()), "a-fifteen-bytes");
+        assert_eq!(
+            kernel_comm("a-fifteen-bytes-and-more".to_owned()),
+            "a-fifteen-bytes"
+        );
+        // Never inside a character: 14 bytes of ASCII and a 2-byte é.
+        assert_eq!(kernel_comm("fourteen-bytesé!".to_owned()), "fourteen-bytes");
+    }
 
     #[test]
     fn syscall_and_kind_values_are_the_formats_lists() {

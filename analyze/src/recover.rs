@@ -158,9 +158,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    // Results go out before the notes.
     out.flush().context("writing to stdout")?;
     input::note_skipped(&found);
-    out.flush().context("writing to stdout")?;
     Ok(if failed {
         ExitCode::from(output::EXIT_ERROR)
     } else {

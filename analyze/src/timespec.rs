@@ -260,15 +260,8 @@ mod tests {
 
     #[test]
     fn docs_hold_the_forms_of_time_verbatim() {
-        const DOC: &str = include_str!("../../docs/ANALYZE.md");
-        const BEGIN: &str = "<!-- The forms of TIME: analyze/src/times.md, verbatim. -->\n\n";
-        const END: &str = "\n<!-- End of analyze/src/times.md. -->";
-        let in_doc = DOC
-            .split_once(BEGIN)
-            .and_then(|(_, rest)| rest.split_once(END))
-            .map(|(forms, _)| forms);
         assert_eq!(
-            in_doc,
+            crate::cli::copy_in_docs("analyze/src/times.md"),
             Some(HELP),
             "docs/ANALYZE.md must hold analyze/src/times.md between its markers: copy it there"
         );

@@ -285,15 +285,8 @@ mod tests {
 
     #[test]
     fn docs_hold_the_replay_rules_of_the_help_verbatim() {
-        const DOC: &str = include_str!("../../../docs/ANALYZE.md");
-        const BEGIN: &str = "<!-- The replay rules: analyze/src/maps/rules.md, verbatim. -->\n\n";
-        const END: &str = "\n<!-- End of analyze/src/maps/rules.md. -->";
-        let in_doc = DOC
-            .split_once(BEGIN)
-            .and_then(|(_, rest)| rest.split_once(END))
-            .map(|(rules, _)| rules);
         assert_eq!(
-            in_doc,
+            cli::copy_in_docs("analyze/src/maps/rules.md"),
             Some(RULES),
             "docs/ANALYZE.md must hold analyze/src/maps/rules.md between its markers: copy it there"
         );

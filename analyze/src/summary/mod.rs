@@ -108,7 +108,7 @@ const COUNTS: [Count; 9] = [
     Count {
         label: "Lost records",
         json: "lost",
-        unit: "happened but are not in the files",
+        unit: "not in the files, though they happened",
         help: "records of calls and process events that the recorder counted as dropped: the sum \
                of the next three. A capture with lost records is incomplete.",
         value: |s| s.lost,

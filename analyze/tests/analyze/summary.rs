@@ -289,7 +289,7 @@ fn every_count_says_what_it_counts() {
     for line in [
         "Orphan exits        1 calls in progress at the start, not lost",
         "Kernel records      9 delivered by the eBPF programs",
-        "Lost records        3 happened but are not in the files",
+        "Lost records        3 not in the files, though they happened",
         "  entry map full    1 calls whose entry could not be kept",
     ] {
         assert!(table.contains(line), "{line:?} in:\n{table}");

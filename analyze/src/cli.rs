@@ -6,10 +6,11 @@ use std::{path::PathBuf, str::FromStr};
 
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 
-/// The capture files a command reads.
+/// The captures a command reads.
 #[derive(Debug, clap::Args)]
 pub struct Inputs {
-    /// Capture files written by mmap-recorder (Parquet).
+    /// Captures written by mmap-recorder: files, directories of segments (their regular *.parquet
+    /// files in name order) or glob patterns (expanded here when the shell left them quoted).
     #[arg(value_name = "INPUT", required = true)]
     pub paths: Vec<PathBuf>,
 }
@@ -53,6 +54,19 @@ pub fn reflow(markdown: &str) -> String {
 fn starts_list_item(text: &str) -> bool {
     let after_number = text.trim_start_matches(|c: char| c.is_ascii_digit());
     text.starts_with("- ") || (after_number.len() < text.len() && after_number.starts_with(". "))
+}
+
+/// The copy that docs/ANALYZE.md holds of the Markdown file `file` (a path from the repository's
+/// root): the text between a marker ending `FILE, verbatim. -->` and a blank line, and
+/// `<!-- End of FILE. -->`.
+#[cfg(test)]
+pub fn copy_in_docs(file: &str) -> Option<&'static str> {
+    const DOC: &str = include_str!("../../docs/ANALYZE.md");
+    let begin = format!("{file}, verbatim. -->\n\n");
+    let end = format!("\n<!-- End of {file}. -->");
+    DOC.split_once(&begin)
+        .and_then(|(_, rest)| rest.split_once(&end))
+        .map(|(copy, _)| copy)
 }
 
 #[cfg(test)]

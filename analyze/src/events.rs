@@ -1,15 +1,16 @@
 //! `mmap-analyze events`: one line per recorded call.
 
 use std::{
-    io::{self, Write},
+    io::{self, IsTerminal as _, Write},
     process::ExitCode,
 };
 
-use anyhow::Context as _;
+use anyhow::{Context as _, anyhow};
 use clap::{ValueEnum, builder::PossibleValue};
 use mmap_format::{
     event::{Event, RowKind, Syscall},
     names,
+    reader::CaptureReader,
 };
 use serde::Serialize;
 
@@ -22,6 +23,7 @@ use crate::{
     output::{self, csv_to_io},
     replay::MREMAP_FIXED,
     table::{Column, StreamingTable},
+    timespec::{self, Span, TimeSpec},
 };
 
 /// List the recorded calls and process events, one per line, in time order.
@@ -45,9 +47,11 @@ use crate::{
 ///
 /// Filters combine: a row is printed when it matches every option given, and for an option given
 /// several times, any of its values (`--pid 1 --pid 2 --failed` shows the failed calls of pid 1
-/// and of pid 2). A fork row matches --pid of the parent and of the child.
+/// and of pid 2). A fork row matches --pid of the parent and of the child. Filters that match
+/// nothing are not an error: the output is empty (CSV keeps its header line), the exit status 0,
+/// and on a terminal a note on stderr says so.
 #[derive(Debug, clap::Args)]
-#[command(after_long_help = EXAMPLES)]
+#[command(after_long_help = after_long_help())]
 pub struct Args {
     #[command(flatten)]
     inputs: Inputs,
@@ -60,8 +64,8 @@ pub struct Args {
     #[arg(long, value_name = "TID")]
     tid: Vec<u32>,
 
-    /// Only calls made by threads with exactly this name (comm, at most 15 bytes; repeat for
-    /// several).
+    /// Only calls made by threads with exactly this name (repeat for several). The kernel keeps
+    /// 15 bytes of a thread name: a longer NAME is cut to 15 bytes (a note says so).
     #[arg(long, value_name = "NAME")]
     comm: Vec<String>,
 
@@ -77,6 +81,15 @@ pub struct Args {
     #[arg(long, value_name = "KIND", value_parser = cli::one_of::<RowKind>(kind_values()))]
     kind: Vec<RowKind>,
 
+    /// Only rows at or after this time (TIME: see below; a row's time is when it entered the
+    /// kernel).
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    since: Option<TimeSpec>,
+
+    /// Only rows at or before this time (TIME: see below).
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    until: Option<TimeSpec>,
+
     /// Stop after printing this many lines.
     #[arg(long, value_name = "N")]
     limit: Option<u64>,
@@ -89,23 +102,32 @@ pub struct Args {
 const EXAMPLES: &str = "\
 Examples:
   # The first calls of a recording
-  mmap-analyze events capture-000.parquet | head
+  mmap-analyze events build.parquet | head
 
   # The failed calls of two processes
-  mmap-analyze events capture-000.parquet --pid 1234 --pid 1240 --failed
+  mmap-analyze events build.parquet --pid 1234 --pid 1240 --failed
 
-  # All segments of a recording as CSV for a spreadsheet
-  mmap-analyze events capture-*.parquet --format csv > calls.csv
+  # All segments of a recording to rec/ as CSV for a spreadsheet
+  mmap-analyze events rec/ --format csv > calls.csv
 
-  # Process lifecycle: forks, execs and exits
-  mmap-analyze events capture-000.parquet --kind fork --kind exec --kind exit
+  # One segment; the last second of the recording
+  mmap-analyze events rec/mmap-20261127T060113Z-1a2b3c4d-00002.parquet
+  mmap-analyze events rec/ --since -1s
+
+  # Process lifecycle: forks, execs and exits, between two times the table printed
+  mmap-analyze events rec/ --kind fork --kind exec --kind exit \\
+    --since 06:01:13.000000000 --until 06:01:14.500000000
 
   # The /proc/PID/maps snapshots taken at capture start
-  mmap-analyze events capture-000.parquet --kind snapshot --pid 1234
+  mmap-analyze events build.parquet --kind snapshot --pid 1234
 
   # JSON Lines for jq: the 20 largest mappings of `java`
-  mmap-analyze events capture-000.parquet --comm java --format json \\
+  mmap-analyze events build.parquet --comm java --format json \\
     | jq -s 'sort_by(-.len) | .[:20]'";
+
+fn after_long_help() -> String {
+    format!("{}\n\n{EXAMPLES}", cli::reflow(timespec::HELP))
+}
 
 /// How the rows are printed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -151,6 +173,9 @@ struct Filter {
     failed: bool,
     /// Empty: every kind but snapshot.
     kinds: Vec<RowKind>,
+    /// Entry times, ns since the epoch, inclusive.
+    since: Option<i64>,
+    until: Option<i64>,
 }
 
 impl Filter {
@@ -172,18 +197,92 @@ impl Filter {
             && (self.syscalls.is_empty()
                 || event.syscall.is_some_and(|s| self.syscalls.contains(&s)))
             && (!self.failed || labels::failed(event))
+            && self.since.is_none_or(|since| event.ts_ns >= since)
+            && self.until.is_none_or(|until| event.ts_ns <= until)
+    }
+
+    /// Whether the filters are why nothing was printed (not `--limit 0`, not an empty capture
+    /// read without filters).
+    fn matched_nothing(&self, printed: u64, limit: u64) -> bool {
+        printed == 0 && limit > 0 && self.is_set()
+    }
+
+    /// Whether any option narrows the rows (snapshots, hidden by default, do not count).
+    fn is_set(&self) -> bool {
+        !(self.pids.is_empty()
+            && self.tids.is_empty()
+            && self.comms.is_empty()
+            && self.syscalls.is_empty()
+            && !self.failed
+            && self.kinds.is_empty()
+            && self.since.is_none()
+            && self.until.is_none())
     }
 }
 
+/// The bytes of a thread name the kernel keeps (TASK_COMM_LEN less its NUL).
+const COMM_MAX_BYTES: usize = 15;
+
+/// `name` as the kernel would have cut it, with a note when it was longer.
+fn kernel_comm(name: String) -> String {
+    if name.len() <= COMM_MAX_BYTES {
+        return name;
+    }
+    let mut end = COMM_MAX_BYTES;
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut = name[..end].to_owned();
+    output::note(&format!(
+        "--comm {name:?} is {} bytes; the kernel keeps {COMM_MAX_BYTES} bytes of a thread name: \
+         matching {cut:?}",
+        name.len()
+    ));
+    cut
+}
+
+/// `--since` and `--until` in ns, resolved against the capture (read once more first when a
+/// time counts from its first row or end, or is a time of day).
+fn resolve_times(
+    readers: &[CaptureReader],
+    times: [(&str, Option<TimeSpec>); 2],
+) -> anyhow::Result<[Option<i64>; 2]> {
+    let needs_rows = times
+        .iter()
+        .any(|(_, spec)| spec.is_some_and(|spec| !matches!(spec, TimeSpec::Absolute(_))));
+    let span = if needs_rows {
+        Span::read(readers)?
+    } else {
+        Span::of_files(readers)
+    };
+    let mut resolved = [None, None];
+    for (slot, (option, spec)) in resolved.iter_mut().zip(times) {
+        if let Some(spec) = spec {
+            let time = spec
+                .resolve(&span)
+                .map_err(|err| anyhow!("{option} {err}"))?;
+            if let Some(warning) = time.warning {
+                output::warn(&format!("{option} {warning}"));
+            }
+            *slot = Some(time.ns);
+        }
+    }
+    Ok(resolved)
+}
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let readers = input::open_all(&args.inputs.paths)?;
+    let readers = input::open(&args.inputs)?;
+    let [since, until] =
+        resolve_times(&readers, [("--since", args.since), ("--until", args.until)])?;
     let filter = Filter {
         pids: args.pid,
         tids: args.tid,
-        comms: args.comm,
+        comms: args.comm.into_iter().map(kernel_comm).collect(),
         syscalls: args.syscall,
         failed: args.failed,
         kinds: args.kind,
+        since,
+        until,
     };
     let limit = args.limit.unwrap_or(u64::MAX);
 
@@ -205,6 +304,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     sink.finish()?;
     out.flush().context("writing to stdout")?;
+    if filter.matched_nothing(printed, limit) && io::stderr().is_terminal() {
+        output::note("no row matches the filters");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -520,6 +622,38 @@ impl<'a> JsonRow<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_filters_that_matched_nothing_get_a_note() {
+        let pid = Filter {
+            pids: vec![99_999],
+            ..Filter::default()
+        };
+        assert!(pid.matched_nothing(0, u64::MAX));
+        assert!(!pid.matched_nothing(1, u64::MAX));
+        assert!(!pid.matched_nothing(0, 0), "--limit 0 asked for nothing");
+        assert!(
+            !Filter::default().matched_nothing(0, u64::MAX),
+            "an empty capture"
+        );
+        let since = Filter {
+            since: Some(0),
+            ..Filter::default()
+        };
+        assert!(since.matched_nothing(0, 10));
+    }
+
+    #[test]
+    fn a_comm_is_cut_where_the_kernel_cuts_it() {
+        assert_eq!(kernel_comm("java".to_owned()), "java");
+        assert_eq!(kernel_comm("a-fifteen-bytes".to_owned()), "a-fifteen-bytes");
+        assert_eq!(
+            kernel_comm("a-fifteen-bytes-and-more".to_owned()),
+            "a-fifteen-bytes"
+        );
+        // Never inside a character: 14 bytes of ASCII and a 2-byte é.
+        assert_eq!(kernel_comm("fourteen-bytesé!".to_owned()), "fourteen-bytes");
+    }
 
     #[test]
     fn syscall_and_kind_values_are_the_formats_lists() {

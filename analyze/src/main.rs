@@ -16,16 +16,22 @@ mod maps;
 mod output;
 mod recover;
 mod replay;
+mod segments;
 mod summary;
 mod table;
+mod timespec;
 
 /// Replay and query mmap-capture files offline.
 ///
 /// mmap-capture records Linux mmap-family system calls with eBPF (`mmap-recorder`) into
 /// zstd-compressed Parquet capture files. `mmap-analyze` reads those files; it never needs root.
 ///
-/// Exit status: 0 on success (also when the reader of stdout goes away, as in `| head`), 2 on a
-/// usage error or an input that is missing or not a readable capture file.
+/// Every command reads INPUTs: capture files, directories of segments (a recording to `-o DIR/`)
+/// or quoted glob patterns.
+///
+/// Exit status: 0 on success (also when the reader of stdout goes away, as in `| head`, and when
+/// a filter matches nothing), 2 on a usage error, an input that is missing or not a readable
+/// capture file, or a process that a command must name (`maps --pid`) and that is not there.
 #[derive(Debug, Parser)]
 #[command(name = "mmap-analyze", version, propagate_version = true, after_long_help = EXAMPLES)]
 struct Cli {
@@ -35,12 +41,12 @@ struct Cli {
 
 const EXAMPLES: &str = "\
 Examples:
-  mmap-analyze summary capture-000.parquet
-  mmap-analyze summary capture-*.parquet --format json --top 5
-  mmap-analyze events capture-000.parquet --pid 1234 --failed
-  mmap-analyze events capture-*.parquet --format csv > calls.csv
-  mmap-analyze maps capture-*.parquet --pid 1234 --at +1.5s
-  mmap-analyze recover capture-000.parquet";
+  mmap-analyze summary build.parquet
+  mmap-analyze summary rec/ --format json --top 5
+  mmap-analyze events rec/mmap-20261127T060113Z-1a2b3c4d-00000.parquet --pid 1234 --failed
+  mmap-analyze events 'rec/mmap-*.parquet' --format csv > calls.csv
+  mmap-analyze maps rec/ --pid 1234 --at +1.5s
+  mmap-analyze recover rec/";
 
 #[derive(Debug, Subcommand)]
 enum Command {

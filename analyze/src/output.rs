@@ -44,6 +44,18 @@ pub fn report_error(err: &anyhow::Error) -> ExitCode {
     ExitCode::from(EXIT_ERROR)
 }
 
+/// Prints `mmap-analyze: note: <message>` as one line on stderr.
+pub fn note(message: &str) {
+    // Nothing sensible is left to do if stderr itself is gone.
+    let _ = writeln!(io::stderr().lock(), "mmap-analyze: note: {message}");
+}
+
+/// Prints `mmap-analyze: warning: <message>` as one line on stderr.
+pub fn warn(message: &str) {
+    // Nothing sensible is left to do if stderr itself is gone.
+    let _ = writeln!(io::stderr().lock(), "mmap-analyze: warning: {message}");
+}
+
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|cause| {
         cause

@@ -11,7 +11,10 @@ use clap::ValueEnum;
 use mmap_format::{FormatError, recover::Recovered};
 use serde::Serialize;
 
-use crate::{labels, output};
+use crate::{
+    input::{self, Discovered},
+    labels, output,
+};
 
 /// Complete captures left by a recorder that was killed (or crashed, or lost power) before it
 /// closed them.
@@ -26,12 +29,14 @@ use crate::{labels, output};
 /// A capture that is already complete is left as it is (a stale journal next to it is removed).
 /// A file with neither a footer nor a journal cannot be recovered.
 ///
+/// A directory stands for its regular *.parquet files, a quoted glob pattern for what it matches.
 /// Files are handled one by one; each result is printed as it is known. Each error is one line on
 /// stderr; the exit status is 2 when any file failed.
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = EXAMPLES)]
 pub struct Args {
-    /// Capture files to complete (the journal is found next to each, PATH.journal).
+    /// Capture files to complete (the journal is found next to each, PATH.journal), or
+    /// directories of segments, or glob patterns.
     #[arg(value_name = "PATH", required = true)]
     paths: Vec<PathBuf>,
 
@@ -43,11 +48,11 @@ pub struct Args {
 const EXAMPLES: &str = "\
 Examples:
   # After `kill -9` of the recorder
-  mmap-analyze recover capture-000.parquet
-  mmap-analyze summary capture-000.parquet
+  mmap-analyze recover build.parquet
+  mmap-analyze summary build.parquet
 
   # Every segment of a recording; complete ones are left alone
-  mmap-analyze recover capture-*.parquet --format json";
+  mmap-analyze recover rec/ --format json";
 
 /// How the results are printed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -125,31 +130,47 @@ impl Outcome {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut out = output::stdout();
     let mut failed = false;
-    for path in &args.paths {
-        let shown = path.display().to_string();
-        let outcome = match mmap_format::recover::recover(path) {
-            Ok(recovered) => Outcome::recovered(shown, &recovered),
-            Err(FormatError::AlreadyComplete { .. }) => Outcome::already_complete(shown),
-            Err(err) => {
-                // Results so far go out before the error line.
-                out.flush().context("writing to stdout")?;
-                failed = true;
-                output::report_error(&anyhow::Error::new(err));
-                continue;
-            }
-        };
-        match args.format {
-            RecoverFormat::Table => writeln!(out, "{}", outcome.sentence())?,
-            RecoverFormat::Json => {
-                serde_json::to_writer(&mut out, &outcome).map_err(io::Error::from)?;
-                out.write_all(b"\n")?;
+    let mut found = Discovered::default();
+    for arg in &args.paths {
+        let before = found.files.len();
+        if let Err(err) = found.add_arg(arg) {
+            failed = true;
+            report_in_order(&mut out, &err)?;
+            continue;
+        }
+        for path in found.files.get(before..).unwrap_or_default() {
+            let shown = path.display().to_string();
+            let outcome = match mmap_format::recover::recover(path) {
+                Ok(recovered) => Outcome::recovered(shown, &recovered),
+                Err(FormatError::AlreadyComplete { .. }) => Outcome::already_complete(shown),
+                Err(err) => {
+                    failed = true;
+                    report_in_order(&mut out, &anyhow::Error::new(err))?;
+                    continue;
+                }
+            };
+            match args.format {
+                RecoverFormat::Table => writeln!(out, "{}", outcome.sentence())?,
+                RecoverFormat::Json => {
+                    serde_json::to_writer(&mut out, &outcome).map_err(io::Error::from)?;
+                    out.write_all(b"\n")?;
+                }
             }
         }
     }
+    // Results go out before the notes.
     out.flush().context("writing to stdout")?;
+    input::note_skipped(&found);
     Ok(if failed {
         ExitCode::from(output::EXIT_ERROR)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Reports one error, after the results so far.
+fn report_in_order(out: &mut impl Write, err: &anyhow::Error) -> anyhow::Result<()> {
+    out.flush().context("writing to stdout")?;
+    output::report_error(err);
+    Ok(())
 }

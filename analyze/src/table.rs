@@ -155,9 +155,10 @@ impl StreamingTable {
         }
     }
 
-    /// Writes what is still held back (all of it, for output shorter than one block).
+    /// Writes what is still held back (all of it, for output shorter than one block); a table
+    /// without rows writes nothing, not even its header.
     pub fn finish(&mut self, out: &mut impl Write) -> io::Result<()> {
-        if self.widths.is_none() {
+        if self.widths.is_none() && !self.pending.is_empty() {
             self.start(out)?;
         }
         Ok(())

@@ -3,16 +3,20 @@
 
 use std::collections::HashSet;
 
+use anyhow::{Context as _, anyhow};
 use mmap_format::{
     event::{Event, RowKind},
     reader::CaptureReader,
 };
 
-use super::{Args, At, BaselineJson, ExecJson, ForkJson, RegionJson, Report, State, scan::Scan};
+use super::{Args, BaselineJson, ExecJson, ForkJson, RegionJson, Report, State, scan::Scan};
 use crate::{
     labels,
     loss::{self, LossWindow},
+    output,
     replay::{self, Baseline, Exit, Process, Region, Replay},
+    segments,
+    timespec::TimeSpec,
 };
 
 /// What is asked, with the time and page size resolved.
@@ -26,24 +30,36 @@ pub struct Query {
 }
 
 impl Query {
-    pub fn new(readers: &[CaptureReader], scan: &Scan, args: &Args) -> Self {
-        let at = match args.at {
-            None => scan.end,
-            Some(At::Wall(ns)) => ns,
-            Some(At::AfterFirstRow(offset)) => {
-                scan.first_ts.unwrap_or_default().saturating_add(offset)
+    pub fn new(readers: &[CaptureReader], scan: &Scan, args: &Args) -> anyhow::Result<Self> {
+        let at = if args.before_exit {
+            let exit = scan.exit_ts.with_context(|| {
+                format!(
+                    "--before-exit: pid {} has no exit row in the capture (it had not exited \
+                     when the capture ended)",
+                    args.pid
+                )
+            })?;
+            exit.saturating_sub(1)
+        } else {
+            let spec = args.at.unwrap_or(TimeSpec::BeforeEnd(0));
+            let resolved = spec
+                .resolve(&scan.span)
+                .map_err(|err| anyhow!("--at {err}"))?;
+            if let Some(warning) = resolved.warning {
+                output::warn(&format!("--at {warning}"));
             }
+            resolved.ns
         };
         let page_size = readers
             .iter()
             .find_map(|r| r.metadata().page_size)
             .map_or(replay::DEFAULT_PAGE_SIZE, u64::from);
-        Self {
+        Ok(Self {
             pid: args.pid,
             at,
             page_size,
             merge: !args.no_merge,
-        }
+        })
     }
 }
 
@@ -54,16 +70,35 @@ impl Report {
         let (replay, comm) = replay_rows(&rows, query);
         let mut report = Self::new(scan, query, comm, loss_windows);
         report.lost_without_time = lost_without_time(readers, scan);
-        if let Some(process) = replay.process(query.pid) {
+        report.missing_segments = segments::missing(readers)
+            .into_iter()
+            .filter(|gap| gap.before(query.at))
+            .collect();
+        // A process seen at or before the time exists then, even when none of its rows changed
+        // a map (a shell that predates the capture and only forked): nothing of its map is known.
+        let unknown = Process::new(Baseline::Unknown);
+        let live = match (replay.process(query.pid), replay.exit(query.pid)) {
+            (Some(process), _) => Some(process),
+            (None, Some(exit)) => {
+                report.describe_exit(exit);
+                None
+            }
+            (None, None) if scan.first_seen.is_some_and(|first| first.ts <= query.at) => {
+                Some(&unknown)
+            }
+            (None, None) => {
+                report.describe_not_seen(scan);
+                None
+            }
+        };
+        if let Some(process) = live {
             report.describe_live(process, query.merge);
-            report.note_losses();
+        }
+        if matches!(report.state, State::Live | State::NotSeen) {
+            report.note_gaps();
+        }
+        if report.state == State::Live {
             report.note_old_formats(readers);
-        } else if let Some(exit) = replay.exit(query.pid) {
-            report.describe_exit(exit);
-        } else {
-            report.state = State::NotStarted;
-            report.first_seen = scan.first_seen.map(labels::rfc3339_ns);
-            report.complete = true;
         }
         Ok(report)
     }
@@ -80,8 +115,8 @@ impl Report {
             comm,
             at: labels::rfc3339_ns(query.at),
             at_ns: query.at,
-            first_row: scan.first_ts.map(labels::rfc3339_ns),
-            first_row_ns: scan.first_ts,
+            first_row: scan.span.first_row.map(labels::rfc3339_ns),
+            first_row_ns: scan.span.first_row,
             state: State::Live,
             exited_at: None,
             exit_code: None,
@@ -94,6 +129,7 @@ impl Report {
             notes: Vec::new(),
             loss_windows,
             lost_without_time: 0,
+            missing_segments: Vec::new(),
             merged: query.merge,
             pieces: 0,
             bytes: 0,
@@ -157,6 +193,35 @@ impl Report {
         ));
     }
 
+    /// A process whose first row comes after the time: not started yet when that row is the fork
+    /// that created it; otherwise it may have existed already, with a map nobody saw.
+    fn describe_not_seen(&mut self, scan: &Scan) {
+        let Some(first) = scan.first_seen else {
+            return;
+        };
+        let first_seen = labels::rfc3339_ns(first.ts);
+        match first.forked_from {
+            Some(parent) => {
+                self.state = State::NotStarted;
+                self.forked_from = Some(ForkJson {
+                    parent,
+                    time: first_seen.clone(),
+                });
+                self.complete = true;
+            }
+            None => {
+                self.state = State::NotSeen;
+                self.notes.push(format!(
+                    "pid {} has no row at or before {}; its first row, at {first_seen}, is not \
+                     its creation (no fork of it is in the capture): it may already have existed, \
+                     with mappings that are not known",
+                    self.pid, self.at
+                ));
+            }
+        }
+        self.first_seen = Some(first_seen);
+    }
+
     fn describe_exit(&mut self, exit: &Exit) {
         self.state = State::Exited;
         self.exited_at = Some(labels::rfc3339_ns(exit.ts));
@@ -165,7 +230,16 @@ impl Report {
         self.complete = true;
     }
 
-    fn note_losses(&mut self) {
+    /// Notes what the capture does not hold before the time: loss windows, lost records without
+    /// a time, missing segments.
+    fn note_gaps(&mut self) {
+        for gap in &self.missing_segments {
+            self.complete = false;
+            self.notes.push(format!(
+                "{}: changes in that time may be missing",
+                gap.sentence()
+            ));
+        }
         if !self.loss_windows.is_empty() {
             self.complete = false;
             self.notes.push(format!(

@@ -12,7 +12,6 @@ mod scan;
 use std::{io::Write, process::ExitCode};
 
 use anyhow::Context as _;
-use chrono::DateTime;
 use clap::ValueEnum;
 use serde::Serialize;
 
@@ -23,6 +22,8 @@ use crate::{
     loss::LossWindow,
     output,
     replay::{Baseline, Region},
+    segments::MissingSegments,
+    timespec::{self, TimeSpec},
 };
 
 /// Rebuild the address space of process PID at time TIME: what was mapped where, since when,
@@ -33,8 +34,11 @@ use crate::{
 /// inode, path) with, for each region, when it got its current state, the kind of row that set it
 /// and the thread of that row. The output says when the result cannot be complete: no snapshot of
 /// the process before TIME (mappings made before the capture started are not known), records
-/// lost before TIME (the loss windows are listed: changes in them may be missing), or a process
-/// that had already exited at TIME. The rules of the replay follow the options.
+/// lost before TIME (the loss windows are listed: changes in them may be missing), segments of
+/// the recording missing before TIME, or a process that had already exited at TIME. A process
+/// that has a row at or before TIME exists then; one whose first row comes later is "not
+/// started" when that row is the fork that creates it, else "not seen" (it may have existed).
+/// The forms of TIME and the rules of the replay follow the options.
 
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = after_long_help())]
@@ -46,10 +50,14 @@ pub struct Args {
     #[arg(long, value_name = "PID")]
     pid: u32,
 
-    /// The time to rebuild it at: RFC 3339 (2026-11-27T06:39:28.2383Z) or an offset from the
-    /// capture's first row (+1.5s, +250ms, +2m). Default: the end of the capture.
-    #[arg(long, value_name = "TIME", value_parser = parse_at)]
-    at: Option<At>,
+    /// The time to rebuild it at (TIME: see below; e.g. 06:01:13.5, +1.5s, -1s,
+    /// 2026-11-27T06:01:13.5Z). Default: the end of the capture.
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    at: Option<TimeSpec>,
+
+    /// Rebuild it just before the process's exit row (1 ns before it): its last address space.
+    #[arg(long, conflicts_with = "at")]
+    before_exit: bool,
 
     /// Output format.
     #[arg(long, value_enum, default_value_t = MapsFormat::Table)]
@@ -63,21 +71,29 @@ pub struct Args {
 const EXAMPLES: &str = "\
 Examples:
   # The address space of pid 1234 when the recording ended
-  mmap-analyze maps capture-000.parquet --pid 1234
+  mmap-analyze maps build.parquet --pid 1234
 
-  # 1.5 s after the first row, region by region as the calls left it
-  mmap-analyze maps capture-*.parquet --pid 1234 --at +1.5s --no-merge
+  # All segments of a recording to rec/, 1.5 s after the first row, region by region
+  mmap-analyze maps rec/ --pid 1234 --at +1.5s --no-merge
+
+  # At a time that `events` printed, and just before the process exited
+  mmap-analyze maps rec/ --pid 1234 --at 06:39:28.238300000
+  mmap-analyze maps rec/ --pid 1234 --before-exit
 
   # At a wall-clock time, as JSON: the file-backed regions
-  mmap-analyze maps capture-000.parquet --pid 1234 --at 2026-11-27T06:39:28.2383Z \\
-    --format json | jq '.regions[] | select(.ino != 0)'";
+  mmap-analyze maps rec/mmap-20261127T063900Z-1a2b3c4d-00003.parquet --pid 1234 \\
+    --at 2026-11-27T06:39:28.2383Z --format json | jq '.regions[] | select(.ino != 0)'";
 
 /// The replay rules in Markdown: `maps --help` shows them reflowed to the terminal's width, and
 /// docs/ANALYZE.md holds them verbatim between markers (a test below checks that it does).
 const RULES: &str = include_str!("rules.md");
 
 fn after_long_help() -> String {
-    format!("Replay rules:\n\n{}\n\n{EXAMPLES}", cli::reflow(RULES))
+    format!(
+        "{}\n\nReplay rules:\n\n{}\n\n{EXAMPLES}",
+        cli::reflow(timespec::HELP),
+        cli::reflow(RULES)
+    )
 }
 
 /// How the map is printed.
@@ -89,35 +105,10 @@ pub enum MapsFormat {
     Json,
 }
 
-/// A point in time given on the command line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum At {
-    /// ns since the Unix epoch.
-    Wall(i64),
-    /// ns after the capture's first row.
-    AfterFirstRow(i64),
-}
-
-pub fn parse_at(value: &str) -> Result<At, String> {
-    let expected = "expected an RFC 3339 time (2026-11-27T06:39:28.2383Z) or +DURATION (+1.5s)";
-    if let Some(offset) = value.strip_prefix('+') {
-        let duration = humantime::parse_duration(offset.trim())
-            .map_err(|e| format!("{value:?}: {e}; {expected}"))?;
-        let ns = i64::try_from(duration.as_nanos())
-            .map_err(|_| format!("{value:?}: too long; {expected}"))?;
-        return Ok(At::AfterFirstRow(ns));
-    }
-    let time =
-        DateTime::parse_from_rfc3339(value).map_err(|e| format!("{value:?}: {e}; {expected}"))?;
-    time.timestamp_nanos_opt()
-        .map(At::Wall)
-        .ok_or_else(|| format!("{value:?}: out of range; {expected}"))
-}
-
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let readers = input::open_all(&args.inputs.paths)?;
+    let readers = input::open(&args.inputs)?;
     let scan = Scan::read(&readers, args.pid)?;
-    let query = Query::new(&readers, &scan, &args);
+    let query = Query::new(&readers, &scan, &args)?;
     let report = Report::build(&readers, &scan, &query)?;
 
     let mut out = output::stdout();
@@ -136,8 +127,10 @@ enum State {
     Live,
     /// An exit row at or before the time.
     Exited,
-    /// The pid's first row comes later.
+    /// The pid's first row comes later, and it is the fork that created the process.
     NotStarted,
+    /// The pid's first row comes later and is not its creation: it may have existed already.
+    NotSeen,
 }
 
 /// What the map is known from.
@@ -261,7 +254,7 @@ struct Report {
     exited_at: Option<String>,
     exit_code: Option<i32>,
     exit_status: Option<String>,
-    /// When the pid first appears, for `not_started`.
+    /// When the pid first appears, for `not_started` and `not_seen`.
     first_seen: Option<String>,
     forked_from: Option<ForkJson>,
     exec: Option<ExecJson>,
@@ -275,6 +268,8 @@ struct Report {
     loss_windows: Vec<LossWindow>,
     /// Records the recorder counted as lost without saying when (captures without `lost` rows).
     lost_without_time: u64,
+    /// Segments of the capture missing from the inputs whose time starts before the time.
+    missing_segments: Vec<MissingSegments>,
     merged: bool,
     /// How many raw pieces the regions were merged from.
     pieces: usize,
@@ -290,37 +285,10 @@ mod tests {
 
     #[test]
     fn docs_hold_the_replay_rules_of_the_help_verbatim() {
-        const DOC: &str = include_str!("../../../docs/ANALYZE.md");
-        const BEGIN: &str = "<!-- The replay rules: analyze/src/maps/rules.md, verbatim. -->\n\n";
-        const END: &str = "\n<!-- End of analyze/src/maps/rules.md. -->";
-        let in_doc = DOC
-            .split_once(BEGIN)
-            .and_then(|(_, rest)| rest.split_once(END))
-            .map(|(rules, _)| rules);
         assert_eq!(
-            in_doc,
+            cli::copy_in_docs("analyze/src/maps/rules.md"),
             Some(RULES),
             "docs/ANALYZE.md must hold analyze/src/maps/rules.md between its markers: copy it there"
         );
-    }
-
-    #[test]
-    fn times_parse_as_rfc3339_or_offsets() {
-        assert_eq!(
-            parse_at("2026-11-27T06:01:13.5Z"),
-            Ok(At::Wall(1_795_759_273_500_000_000))
-        );
-        assert_eq!(
-            parse_at("2026-11-27T07:01:13.5+01:00"),
-            Ok(At::Wall(1_795_759_273_500_000_000))
-        );
-        assert_eq!(parse_at("+1.5s"), Ok(At::AfterFirstRow(1_500_000_000)));
-        assert_eq!(parse_at("+250ms"), Ok(At::AfterFirstRow(250_000_000)));
-        assert_eq!(parse_at("+0"), Ok(At::AfterFirstRow(0)));
-        assert_eq!(parse_at("+2m 3s"), Ok(At::AfterFirstRow(123_000_000_000)));
-        for bad in ["1.5s", "+", "+1.5 parsecs", "yesterday", "2026-11-27"] {
-            let err = parse_at(bad).expect_err(bad);
-            assert!(err.contains("RFC 3339"), "{bad}: {err}");
-        }
     }
 }

@@ -54,7 +54,14 @@ impl Report {
             State::NotStarted => fields.push((
                 "State",
                 format!(
-                    "not seen yet: the first row of pid {} is at {}",
+                    "not started yet: the fork that creates it is at {}",
+                    self.first_seen.clone().unwrap_or_else(unknown)
+                ),
+            )),
+            State::NotSeen => fields.push((
+                "State",
+                format!(
+                    "not seen yet: the first row of pid {} is at {} (see the notes)",
                     self.pid,
                     self.first_seen.clone().unwrap_or_else(unknown)
                 ),
@@ -62,13 +69,15 @@ impl Report {
             State::Live => {
                 fields.push(("Baseline", self.baseline_label()));
                 fields.push(("Regions", self.regions_label()));
-                let complete = if self.complete {
-                    "yes"
-                } else {
-                    "no (see the notes)"
-                };
-                fields.push(("Complete", complete.to_owned()));
             }
+        }
+        if matches!(self.state, State::Live | State::NotSeen) {
+            let complete = if self.complete {
+                "yes"
+            } else {
+                "no (see the notes)"
+            };
+            fields.push(("Complete", complete.to_owned()));
         }
         fields.extend(self.notes.iter().map(|note| ("Note", note.clone())));
         fields

@@ -9,16 +9,26 @@ use mmap_format::{
     reader::CaptureReader,
 };
 
-use crate::replay;
+use crate::{replay, timespec::Span};
+
+/// The first row of the pid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FirstSeen {
+    /// When it takes effect.
+    pub ts: i64,
+    /// The parent, when the row is the fork that created the process: it did not exist before.
+    pub forked_from: Option<u32>,
+}
 
 /// What the first pass tells.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Scan {
-    pub first_ts: Option<i64>,
-    /// The end of the capture: the later of the last row and the files' capture_end.
-    pub end: i64,
-    /// When the pid first appears (as pid, or as a forked child).
-    pub first_seen: Option<i64>,
+    /// When the capture starts and ends.
+    pub span: Span,
+    /// When the pid first appears (as pid, or as a forked child), and how.
+    pub first_seen: Option<FirstSeen>,
+    /// The pid's first exit row.
+    pub exit_ts: Option<i64>,
     /// Parents of each forked child.
     parents: HashMap<u32, Vec<u32>>,
     /// Whether the capture has `lost` rows at all.
@@ -29,11 +39,13 @@ impl Scan {
     /// Reads every row once; fails when `pid` is in none of them.
     pub fn read(readers: &[CaptureReader], pid: u32) -> anyhow::Result<Self> {
         let mut scan = Self {
-            end: i64::MIN,
-            ..Self::default()
+            span: Span::of_files(readers),
+            first_seen: None,
+            exit_ts: None,
+            parents: HashMap::new(),
+            has_lost_rows: false,
         };
         for reader in readers {
-            scan.end = scan.end.max(reader.metadata().capture_end_ns);
             for event in reader.events()? {
                 scan.add(&event?, pid);
             }
@@ -52,9 +64,9 @@ impl Scan {
     }
 
     fn add(&mut self, event: &Event<'_>, pid: u32) {
+        let is_pid = event.pid == pid;
         let time = replay::effect_time(event).unwrap_or(event.ts_ns);
-        self.first_ts = Some(self.first_ts.unwrap_or(event.ts_ns).min(event.ts_ns));
-        self.end = self.end.max(time);
+        self.span.add_row(event);
         match event.kind {
             RowKind::Lost => {
                 self.has_lost_rows = true;
@@ -64,19 +76,34 @@ impl Scan {
                 if let Some(child) = event.child_pid {
                     self.parents.entry(child).or_default().push(event.pid);
                     if child == pid {
-                        self.seen(time);
+                        self.seen(FirstSeen {
+                            ts: time,
+                            forked_from: Some(event.pid),
+                        });
                     }
                 }
             }
+            RowKind::Exit if is_pid => {
+                self.exit_ts = Some(self.exit_ts.map_or(time, |first| first.min(time)));
+            }
             _ => {}
         }
-        if event.pid == pid {
-            self.seen(time);
+        if is_pid {
+            self.seen(FirstSeen {
+                ts: time,
+                forked_from: None,
+            });
         }
     }
 
-    fn seen(&mut self, time: i64) {
-        self.first_seen = Some(self.first_seen.unwrap_or(time).min(time));
+    /// Keeps the earliest appearance; at equal times the fork that created the process.
+    fn seen(&mut self, seen: FirstSeen) {
+        let earlier = self.first_seen.is_none_or(|first| {
+            seen.ts < first.ts || (seen.ts == first.ts && seen.forked_from.is_some())
+        });
+        if earlier {
+            self.first_seen = Some(seen);
+        }
     }
 
     /// `pid` and every process it may have been forked from, transitively.

@@ -108,7 +108,8 @@ pub struct Process {
 }
 
 impl Process {
-    fn new(baseline: Baseline) -> Self {
+    /// A process with an empty map known from `baseline`.
+    pub fn new(baseline: Baseline) -> Self {
         Self {
             map: AddressSpace::default(),
             heap: None,

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: small captures written with the format library's
 //! `CaptureWriter`, and running the real `mmap-analyze` binary.
 
+pub mod segmented;
 pub mod v11;
 
 use std::{

@@ -219,17 +219,98 @@ fn table_output_snapshot() {
     insta::assert_snapshot!("events_table_a", stdout);
 }
 
+/// A filter that matches nothing is not an error: empty output and exit 0 (the note on a
+/// terminal is not seen here, stderr being a pipe).
 #[test]
-fn table_output_of_nothing_is_the_header() {
+fn table_and_json_output_of_nothing_is_empty() {
     let fx = Fixture::new();
-    let stdout = run_ok([
+    for format in ["table", "json"] {
+        let stdout = run_ok([
+            "events".as_ref(),
+            fx.a.as_os_str(),
+            "--pid".as_ref(),
+            "99999".as_ref(),
+            "--format".as_ref(),
+            format.as_ref(),
+        ]);
+        assert_eq!(stdout, "", "{format}");
+    }
+}
+
+#[test]
+fn a_comm_longer_than_the_kernel_keeps_is_cut_with_a_note() {
+    let fx = Fixture::new();
+    let path = fx.path("long-comm.parquet");
+    // The kernel keeps 15 bytes of `a-fifteen-bytes-and-more`.
+    write_capture(
+        &path,
+        &metadata("host-a", Counters::default()),
+        &[
+            mmap(1000, 1, 1, "a-fifteen-bytes"),
+            mmap(2000, 2, 2, "other"),
+        ],
+    );
+    let output = common::run([
+        "events".as_ref(),
+        path.as_os_str(),
+        "--comm".as_ref(),
+        "a-fifteen-bytes-and-more".as_ref(),
+        "--format".as_ref(),
+        "json".as_ref(),
+    ]);
+    assert!(output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        stderr,
+        "mmap-analyze: note: --comm \"a-fifteen-bytes-and-more\" is 24 bytes; the kernel keeps \
+         15 bytes of a thread name: matching \"a-fifteen-bytes\"\n"
+    );
+    let rows = json_lines(&String::from_utf8_lossy(&output.stdout));
+    assert_eq!(offsets(&rows), [1000]);
+}
+
+#[test]
+fn since_and_until_take_every_form_of_time() {
+    let fx = Fixture::new();
+    // The first row is at +1000, the capture ends at +10 ms.
+    assert_eq!(
+        selected(&fx, &["--since", "+2000ns", "--until", "+4000ns"]),
+        [3000, 4000, 5000]
+    );
+    assert_eq!(
+        selected(&fx, &["--since", "06:01:13.000007000"]),
+        [7000, 8000]
+    );
+    assert_eq!(
+        selected(&fx, &["--until", "2026-11-27T06:01:13.000002Z"]),
+        [1000, 2000]
+    );
+    assert_eq!(
+        selected(&fx, &["--until", "1795759273000002000"]),
+        [1000, 2000],
+        "epoch nanoseconds"
+    );
+    assert_eq!(
+        selected(&fx, &["--since", "-9999000ns"]),
+        [1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000],
+        "from the end (+10 ms)"
+    );
+    let output = common::run([
         "events".as_ref(),
         fx.a.as_os_str(),
-        "--pid".as_ref(),
-        "999".as_ref(),
+        "--since".as_ref(),
+        "2026-11-28T00:00:00Z".as_ref(),
     ]);
-    assert_eq!(stdout.lines().count(), 1);
-    assert!(stdout.starts_with("TIME"));
+    assert!(output.status.success());
+    assert!(output.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.starts_with(
+            "mmap-analyze: warning: --since 2026-11-28T00:00:00.000000000Z: \
+             2026-11-28T00:00:00.000000000Z is outside the capture"
+        ),
+        "{stderr}"
+    );
 }
 
 // Format 1.1: row kinds, new columns.

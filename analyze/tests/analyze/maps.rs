@@ -409,3 +409,231 @@ fn table_output_snapshot() {
     );
     insta::assert_snapshot!("maps_table_c_600_after_exec", stdout);
 }
+
+// Processes that predate the capture, and segments missing from the inputs (capture D).
+
+mod predating {
+    use std::ffi::OsString;
+
+    use serde_json::{Value, json};
+
+    use super::{maps_json, region, regions, time};
+    use crate::common::{
+        run_ok,
+        segmented::{BASH, BASH_ANON1, BASH_ANON2, TOOL, TOOL_BIN, write_segments},
+    };
+
+    fn maps_json_of(inputs: &[&std::path::Path], extra: &[&str]) -> Value {
+        let mut args: Vec<OsString> = vec!["maps".into()];
+        args.extend(inputs.iter().map(|p| p.as_os_str().to_owned()));
+        args.extend(["--format".into(), "json".into()]);
+        args.extend(extra.iter().map(Into::into));
+        serde_json::from_str(&run_ok(args)).expect("one JSON object")
+    }
+
+    fn notes(report: &Value) -> String {
+        report["notes"].to_string()
+    }
+
+    #[test]
+    fn a_process_seen_before_the_time_exists_then_without_a_known_map() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let [seg0] = &write_segments(dir.path(), &[0])[..] else {
+            unreachable!("one segment written")
+        };
+        // The shell's first row is its fork at +1000; at +2500 it has mapped nothing yet.
+        let report = maps_json(seg0, &["--pid", "800", "--at", &time(2500)]);
+        assert_eq!(report["state"], "live", "{report:#}");
+        assert_eq!(report["complete"], false);
+        assert_eq!(report["baseline"]["kind"], "none");
+        assert_eq!(report["regions"], json!([]));
+        assert!(
+            notes(&report).contains("no snapshot of pid 800"),
+            "{}",
+            notes(&report)
+        );
+        assert_eq!(report["first_seen"], Value::Null);
+
+        let table = run_ok([
+            "maps".as_ref(),
+            seg0.as_os_str(),
+            "--pid".as_ref(),
+            "800".as_ref(),
+            "--at".as_ref(),
+            time(2500).as_ref(),
+        ]);
+        assert!(!table.contains("not seen yet"), "{table}");
+        assert!(table.contains("Complete  no (see the notes)"), "{table}");
+
+        // At the end of the segment: what its own calls mapped, still not complete.
+        let report = maps_json(seg0, &["--pid", "800"]);
+        assert_eq!(report["state"], "live");
+        assert_eq!(report["complete"], false);
+        assert_eq!(
+            regions(&report),
+            [region(
+                BASH_ANON1,
+                BASH_ANON1 + 0x1000,
+                "rw-p",
+                None,
+                "mmap"
+            )]
+        );
+    }
+
+    #[test]
+    fn across_segments_the_calls_of_every_segment_count() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        write_segments(dir.path(), &[0, 1, 2]);
+        let report = maps_json(dir.path(), &["--pid", &BASH.to_string()]);
+        assert_eq!(report["state"], "live");
+        assert_eq!(report["complete"], false, "no snapshot of the shell");
+        assert_eq!(report["missing_segments"], json!([]));
+        assert_eq!(
+            regions(&report),
+            [region(
+                BASH_ANON2,
+                BASH_ANON2 + 0x2000,
+                "rw-p",
+                None,
+                "mmap"
+            )]
+        );
+        // The tool has an exec snapshot and every segment is there: complete.
+        let tool = maps_json(dir.path(), &["--pid", &TOOL.to_string()]);
+        assert_eq!(tool["complete"], true, "{tool:#}");
+        assert_eq!(
+            regions(&tool),
+            [region(
+                TOOL_BIN,
+                TOOL_BIN + 0x1000,
+                "r-xp",
+                Some("/usr/bin/tool"),
+                "snapshot"
+            )]
+        );
+    }
+
+    #[test]
+    fn a_missing_segment_before_the_time_makes_no_answer_complete() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // `--keep 2` removed segment 0.
+        write_segments(dir.path(), &[1, 2]);
+        let tool = maps_json(dir.path(), &["--pid", &TOOL.to_string()]);
+        assert_eq!(tool["state"], "live");
+        assert_eq!(tool["baseline"]["kind"], "snapshot");
+        assert_eq!(tool["complete"], false, "{tool:#}");
+        assert_eq!(
+            tool["missing_segments"],
+            json!([{
+                "capture_id": "d0d0d0d0-0000-4000-8000-000000000002",
+                "first_index": 0,
+                "last_index": 0,
+                "unknown_from": null,
+                "unknown_to": time(10_000_000),
+            }])
+        );
+        assert!(
+            notes(&tool).contains("segment 0 of capture d0d0d0d0 is missing"),
+            "{}",
+            notes(&tool)
+        );
+
+        // Segment 1 left out on the command line: unknown between segments 0 and 2, so only
+        // times after the end of segment 0 are affected.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let paths = write_segments(dir.path(), &[0, 2]);
+        let inputs: Vec<&std::path::Path> = paths.iter().map(|p| p.as_path()).collect();
+        let early = maps_json_of(&inputs, &["--pid", "801", "--at", &time(3000)]);
+        assert_eq!(early["complete"], true, "{early:#}");
+        let late = maps_json_of(&inputs, &["--pid", &BASH.to_string()]);
+        assert_eq!(late["missing_segments"][0]["first_index"], 1);
+        assert_eq!(
+            late["missing_segments"][0]["unknown_from"],
+            time(10_000_000)
+        );
+        assert_eq!(late["missing_segments"][0]["unknown_to"], time(20_000_000));
+    }
+
+    #[test]
+    fn a_process_first_seen_later_may_have_existed_before() {
+        let fx = crate::common::v11::FixtureC::new();
+        // pid 700 has one mmap (in effect at +1000) and no fork: at +100 it may exist already.
+        let report = maps_json(&fx.c, &["--pid", "700", "--at", &time(100)]);
+        assert_eq!(report["state"], "not_seen");
+        assert_eq!(report["complete"], false);
+        assert_eq!(report["first_seen"], time(1000));
+        assert!(
+            notes(&report).contains("it may already have existed"),
+            "{}",
+            notes(&report)
+        );
+    }
+}
+
+#[test]
+fn at_takes_the_times_the_tables_print_and_every_other_form() {
+    let fx = FixtureC::new();
+    let expected = regions(&maps_json(&fx.c, &["--pid", "500", "--at", &time(2200)]));
+    for at in [
+        "06:01:13.000002200",
+        "1795759273000002200",
+        "1795759273.0000022",
+        "+2100ns",
+    ] {
+        let report = maps_json(&fx.c, &["--pid", "500", "--at", at]);
+        assert_eq!(report["at"], time(2200), "--at {at}");
+        assert_eq!(regions(&report), expected, "--at {at}");
+    }
+    // From the end (capture_end, +10 ms), and the end itself.
+    let report = maps_json(&fx.c, &["--pid", "500", "--at", "-9990us"]);
+    assert_eq!(report["at"], time(10_000));
+    let report = maps_json(&fx.c, &["--pid", "500", "--at", "end"]);
+    assert_eq!(report["at"], time(10_000_000));
+}
+
+#[test]
+fn before_exit_is_the_last_moment_of_the_process() {
+    let fx = FixtureC::new();
+    // pid 600 exits at +11000.
+    let report = maps_json(&fx.c, &["--pid", "600", "--before-exit"]);
+    assert_eq!(report["at"], time(10_999));
+    assert_eq!(report["state"], "live");
+    assert_eq!(
+        regions(&report),
+        regions(&maps_json(&fx.c, &["--pid", "600", "--at", &time(10_000)]))
+    );
+    let output = run([
+        "maps".as_ref(),
+        fx.c.as_os_str(),
+        "--pid".as_ref(),
+        "500".as_ref(),
+        "--before-exit".as_ref(),
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("pid 500 has no exit row"), "{stderr}");
+}
+
+#[test]
+fn a_time_outside_the_capture_is_used_with_a_warning() {
+    let fx = FixtureC::new();
+    let output = run([
+        "maps".as_ref(),
+        fx.c.as_os_str(),
+        "--pid".as_ref(),
+        "500".as_ref(),
+        "--at".as_ref(),
+        "+1h".as_ref(),
+    ]);
+    assert!(output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.starts_with(
+            "mmap-analyze: warning: --at +1h: 2026-11-27T07:01:13.000000100Z is outside the capture"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1);
+}

@@ -20,11 +20,11 @@ use crate::common::{
 };
 
 /// Bytes of garbage appended after the last journaled row group (a torn write).
-const TORN: usize = 123;
+pub const TORN: usize = 123;
 
 /// A capture at `dir/name` with 5 rows in 2 journaled row groups and 1 row never flushed, its
 /// writer forgotten (no footer), and `TORN` bytes of a torn write at its end.
-fn crashed_capture(dir: &Path, name: &str) -> PathBuf {
+pub fn crashed_capture(dir: &Path, name: &str) -> PathBuf {
     let path = dir.join(name);
     let (file, journal) = journal::create(&path).expect("create capture and journal");
     let config = WriterConfig {

@@ -128,7 +128,10 @@ fn empty_capture_has_no_time_span() {
     assert_eq!(s["lost"], 3);
 
     let table = run_ok(["summary".as_ref(), path.as_os_str()]);
-    assert!(table.contains("Events        0"), "{table}");
+    assert!(
+        table.contains("Rows                0 in the files"),
+        "{table}"
+    );
 }
 
 #[test]
@@ -240,4 +243,130 @@ fn committed_v1_1_fixture_is_readable() {
     assert_eq!(s["files"][0]["format_version"], "1.1");
     assert!(s["by_kind"]["snapshot"].as_u64().is_some_and(|n| n > 0));
     assert_eq!(s["loss_windows"].as_array().map(Vec::len), Some(1));
+}
+
+#[test]
+fn the_biggest_consumers_by_bytes_and_the_totals_by_command_name() {
+    let fx = Fixture::new();
+    let s = summary_json(&[&fx.a], &[]);
+    assert_eq!(
+        s["by_process_bytes"],
+        json!([
+            {"pid": 200, "comm": "java", "events": 4, "bytes_mapped": 1 << 20},
+            {"pid": 100, "comm": "cat", "events": 3, "bytes_mapped": 8192 + 4096},
+        ]),
+        "most bytes first; a process that mapped nothing is left out"
+    );
+    assert_eq!(s["comms"], 4);
+    assert_eq!(s["processes_that_mapped"], 2);
+    assert_eq!(
+        s["by_comm"],
+        json!([
+            {"comm": "java", "processes": 1, "events": 4, "bytes_mapped": 1 << 20},
+            {"comm": "cat", "processes": 1, "events": 2, "bytes_mapped": 8192},
+            {"comm": "cat-worker", "processes": 1, "events": 1, "bytes_mapped": 4096},
+            {"comm": "sh", "processes": 1, "events": 1, "bytes_mapped": 0},
+        ])
+    );
+    let top = summary_json(&[&fx.a, &fx.b], &["--top", "1"]);
+    assert_eq!(top["by_process_bytes"].as_array().map(Vec::len), Some(1));
+    assert_eq!(top["by_comm"].as_array().map(Vec::len), Some(1));
+
+    let table = run_ok(["summary".as_ref(), fx.a.as_os_str()]);
+    for title in [
+        "Processes by calls (3)",
+        "Processes by bytes mapped (2)",
+        "By command name (comm) (4)",
+    ] {
+        assert!(table.contains(title), "{title}: {table}");
+    }
+}
+
+#[test]
+fn every_count_says_what_it_counts() {
+    let fx = Fixture::new();
+    let table = run_ok(["summary".as_ref(), fx.a.as_os_str()]);
+    for line in [
+        "Orphan exits        1 calls in progress at the start, not lost",
+        "Kernel records      9 delivered by the eBPF programs",
+        "Lost records        3 not in the files, though they happened",
+        "  entry map full    1 calls whose entry could not be kept",
+    ] {
+        assert!(table.contains(line), "{line:?} in:\n{table}");
+    }
+    assert!(!table.contains("Emitted"), "{table}");
+    let help = run_ok(["summary", "--help"]);
+    assert!(
+        help.contains("Orphan exits (orphan_exits): system calls that were already in progress"),
+        "{help}"
+    );
+}
+
+// Recordings to a directory (capture D).
+
+mod segmented {
+    use serde_json::json;
+
+    use super::summary_json;
+    use crate::common::{
+        run_ok,
+        segmented::{CAPTURE_ID, write_segments},
+    };
+
+    #[test]
+    fn a_directory_is_its_segments() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let paths = write_segments(dir.path(), &[0, 1, 2]);
+        let whole = summary_json(&[dir.path()], &[]);
+        let files: Vec<&std::path::Path> = paths.iter().map(|p| p.as_path()).collect();
+        let listed = summary_json(&files, &[]);
+        assert_eq!(whole["events"], 10);
+        assert_eq!(whole["events"], listed["events"]);
+        assert_eq!(
+            whole["files"], listed["files"],
+            "the same files in the same order"
+        );
+        assert_eq!(whole["complete"], true);
+        assert_eq!(whole["missing_segments"], json!([]));
+    }
+
+    #[test]
+    fn segments_deleted_by_keep_or_left_out_are_named() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        write_segments(dir.path(), &[2]);
+        let s = summary_json(&[dir.path()], &[]);
+        assert_eq!(
+            s["complete"], false,
+            "no record lost, but segments 0-1 are gone"
+        );
+        assert_eq!(
+            s["missing_segments"],
+            json!([{
+                "capture_id": CAPTURE_ID,
+                "first_index": 0,
+                "last_index": 1,
+                "unknown_from": null,
+                "unknown_to": "2026-11-27T06:01:13.020000000Z",
+            }])
+        );
+        let table = run_ok(["summary".as_ref(), dir.path().as_os_str()]);
+        assert!(
+            table.contains(
+                "  segments 0-1 of capture d0d0d0d0 are missing: what happened before \
+                 2026-11-27T06:01:13.020000000Z is unknown"
+            ),
+            "{table}"
+        );
+        assert!(!table.contains("complete: no records lost"), "{table}");
+
+        let dir = tempfile::tempdir().expect("temp dir");
+        let paths = write_segments(dir.path(), &[0, 1, 2]);
+        let s = summary_json(&[&paths[0], &paths[2]], &[]);
+        assert_eq!(s["complete"], false);
+        assert_eq!(s["missing_segments"][0]["first_index"], 1);
+        assert_eq!(
+            s["missing_segments"][0]["unknown_from"],
+            "2026-11-27T06:01:13.010000000Z"
+        );
+    }
 }

@@ -1,16 +1,10 @@
-//! Opening the INPUT files and reading their rows as one stream.
+//! The rows of several captures as one stream, in time order.
 
-use std::{cmp::Reverse, collections::BinaryHeap, path::PathBuf};
+use std::{cmp::Reverse, collections::BinaryHeap};
 
 use mmap_format::{FormatError, event::Event, reader::CaptureReader};
 
 type EventIter = Box<dyn Iterator<Item = Result<Event<'static>, FormatError>> + Send>;
-
-/// Opens every input before anything is read or printed, so that a bad input fails the command
-/// with nothing but its error.
-pub fn open_all(paths: &[PathBuf]) -> Result<Vec<CaptureReader>, FormatError> {
-    paths.iter().map(|path| CaptureReader::open(path)).collect()
-}
 
 /// The rows of all `readers` in time order, streaming.
 ///

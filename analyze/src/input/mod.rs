@@ -1,0 +1,65 @@
+//! The INPUT arguments of a command: which capture files they name ([`discover`]), opening them
+//! all before anything is printed, and reading their rows as one stream in time order
+//! ([`merge`]).
+
+mod discover;
+mod merge;
+
+use std::path::Path;
+
+use mmap_format::{FormatError, journal::journal_path, reader::CaptureReader};
+
+pub use self::{discover::Discovered, merge::merged_events};
+use crate::{cli::Inputs, output};
+
+/// Opens every capture the arguments name, before anything is read or printed, so that a bad
+/// input fails the command with nothing but its error. What discovery left out is noted on
+/// stderr.
+pub fn open(inputs: &Inputs) -> anyhow::Result<Vec<CaptureReader>> {
+    let found = Discovered::from_args(&inputs.paths)?;
+    note_journals(&found);
+    note_skipped(&found);
+    found.files.iter().map(|path| open_one(path)).collect()
+}
+
+/// Opens one capture; a capture that cannot be read and has a crash journal next to it says
+/// how to complete it.
+pub fn open_one(path: &Path) -> anyhow::Result<CaptureReader> {
+    CaptureReader::open(path).map_err(|err| with_recover_hint(err, path))
+}
+
+/// The error as it is, or, when a crash journal lies next to the capture, with the command that
+/// completes it.
+pub fn with_recover_hint(err: FormatError, path: &Path) -> anyhow::Error {
+    let has_journal = journal_path(path).is_file();
+    if has_journal && !matches!(err, FormatError::NotFound { .. }) {
+        anyhow::anyhow!(
+            "{err}; a crash journal is next to it: run `mmap-analyze recover {}` to complete it \
+             (unless a recorder is still writing it)",
+            path.display()
+        )
+    } else {
+        anyhow::Error::new(err)
+    }
+}
+
+/// One stderr line for each crash journal that discovery did not take.
+fn note_journals(found: &Discovered) {
+    for journal in &found.journals {
+        let capture = journal.with_extension("");
+        output::note(&format!(
+            "{}: a crash journal, not a capture; skipped (when {} cannot be read, \
+             `mmap-analyze recover {}` completes it)",
+            journal.display(),
+            capture.display(),
+            capture.display()
+        ));
+    }
+}
+
+/// One stderr line for each symbolic link or special file that discovery skipped.
+pub fn note_skipped(found: &Discovered) {
+    for skipped in &found.skipped {
+        output::note(skipped);
+    }
+}

@@ -41,6 +41,7 @@
 //! # Ok::<(), mmap_format::FormatError>(())
 //! ```
 
+mod columns;
 pub mod error;
 pub mod event;
 pub mod journal;

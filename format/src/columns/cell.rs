@@ -347,40 +347,31 @@ pub(crate) trait Named: Copy + 'static {
     fn from_name(name: &str) -> Self;
 }
 
-impl Named for RowKind {
-    const ALL: &'static [Self] = &RowKind::ALL;
-    const NOT_WRITABLE: &'static str =
-        "row kind Other (a kind read from a newer file) cannot be written";
+/// [`Named`] from the enum's own `ALL`, `as_str`, `index` and `from_name`.
+macro_rules! named {
+    ($($enum:ident: $not_writable:literal;)*) => {$(
+        impl Named for $enum {
+            const ALL: &'static [Self] = &$enum::ALL;
+            const NOT_WRITABLE: &'static str = $not_writable;
 
-    fn as_str(self) -> &'static str {
-        RowKind::as_str(self)
-    }
+            fn as_str(self) -> &'static str {
+                $enum::as_str(self)
+            }
 
-    fn index(self) -> Option<usize> {
-        RowKind::index(self)
-    }
+            fn index(self) -> Option<usize> {
+                $enum::index(self)
+            }
 
-    fn from_name(name: &str) -> Self {
-        RowKind::from_name(name)
-    }
+            fn from_name(name: &str) -> Self {
+                $enum::from_name(name)
+            }
+        }
+    )*};
 }
 
-impl Named for Syscall {
-    const ALL: &'static [Self] = &Syscall::ALL;
-    const NOT_WRITABLE: &'static str =
-        "syscall Other (a syscall read from a newer file) cannot be written";
-
-    fn as_str(self) -> &'static str {
-        Syscall::as_str(self)
-    }
-
-    fn index(self) -> Option<usize> {
-        Syscall::index(self)
-    }
-
-    fn from_name(name: &str) -> Self {
-        Syscall::from_name(name)
-    }
+named! {
+    RowKind: "row kind Other (a kind read from a newer file) cannot be written";
+    Syscall: "syscall Other (a syscall read from a newer file) cannot be written";
 }
 
 /// `Dictionary(Int32, Utf8)` over the fixed list of an enum's names ([`Named::ALL`]): the

@@ -9,120 +9,112 @@ pub use crate::columns::Event;
 /// `1 <= errno <= 4095` (`MAX_ERRNO`).
 pub const MAX_ERRNO: i64 = 4095;
 
-/// What a row describes (`kind` column).
-///
-/// A name this crate does not know (a kind added by a later minor version) decodes as
-/// [`RowKind::Other`] instead of failing, so that older readers keep reading newer minors.
-/// `Other` is never written: [`crate::writer::CaptureWriter::push`] refuses it.
-///
-/// The default is [`RowKind::Syscall`] (as in [`Event::default`]).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum RowKind {
-    /// One system call, entry and exit.
-    #[default]
-    Syscall,
-    /// One line of `/proc/PID/maps`, read at capture start or after an exec.
-    Snapshot,
-    /// A new process (not a thread).
-    Fork,
-    /// A successful exec.
-    Exec,
-    /// A whole process ended.
-    Exit,
-    /// Records the kernel could not deliver.
-    Lost,
-    /// A kind this version does not know (read only).
-    Other,
+/// Declares an enum stored by name (the `kind` and `syscall` columns), each variant with its
+/// stored name, once, and adds the variant `Other`. Yields `ALL` (every variant but `Other`, in dictionary order), `as_str`,
+/// `index`, `from_name`, `FromStr` and `Display`. A name this version does not know reads as
+/// `Other`, which is never written.
+macro_rules! stored_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident ($what:literal) {
+            $( $(#[$variant_meta:meta])* $variant:ident = $stored:literal, )*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $( $(#[$variant_meta])* $variant, )*
+            #[doc = concat!("A ", $what, " this version does not know (read only).")]
+            Other,
+        }
+
+        impl $name {
+            /// Every value this version knows and writes, in dictionary order (`Other`
+            /// excluded).
+            pub const ALL: [Self; [$($stored),*].len()] = [$(Self::$variant),*];
+
+            /// The value stored in the column; `"other"` for `Other`, which is only ever read,
+            /// never stored.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $stored,)*
+                    Self::Other => "other",
+                }
+            }
+
+            /// The position in [`Self::ALL`]; `None` for `Other`.
+            pub(crate) const fn index(self) -> Option<usize> {
+                match self {
+                    Self::Other => None,
+                    known => Some(known as usize),
+                }
+            }
+
+            /// Parses a stored name: a known value, or `Other` for any other string.
+            pub fn from_name(name: &str) -> Self {
+                name.parse().unwrap_or(Self::Other)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = UnknownName;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::ALL
+                    .into_iter()
+                    .find(|value| value.as_str() == s)
+                    .ok_or_else(|| UnknownName {
+                        what: $what,
+                        value: s.to_owned(),
+                    })
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
 }
 
-impl RowKind {
-    /// Every kind this version knows and writes, in dictionary order (`Other` excluded).
-    pub const ALL: [Self; 6] = [
-        Self::Syscall,
-        Self::Snapshot,
-        Self::Fork,
-        Self::Exec,
-        Self::Exit,
-        Self::Lost,
-    ];
-
-    /// The value stored in the `kind` column; `"other"` for [`RowKind::Other`], which is only
-    /// ever read, never stored.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Syscall => "syscall",
-            Self::Snapshot => "snapshot",
-            Self::Fork => "fork",
-            Self::Exec => "exec",
-            Self::Exit => "exit",
-            Self::Lost => "lost",
-            Self::Other => "other",
-        }
-    }
-
-    /// The position in [`RowKind::ALL`]; `None` for [`RowKind::Other`].
-    pub(crate) const fn index(self) -> Option<usize> {
-        match self {
-            Self::Other => None,
-            known => Some(known as usize),
-        }
-    }
-
-    /// Parses a stored name: a known kind, or [`RowKind::Other`] for any other string.
-    pub fn from_name(name: &str) -> Self {
-        name.parse().unwrap_or(Self::Other)
+stored_enum! {
+    /// What a row describes (`kind` column).
+    ///
+    /// A name this crate does not know (a kind added by a later minor version) decodes as
+    /// [`RowKind::Other`] instead of failing, so that older readers keep reading newer minors.
+    /// `Other` is never written: [`crate::writer::CaptureWriter::push`] refuses it.
+    ///
+    /// The default is [`RowKind::Syscall`] (as in [`Event::default`]).
+    #[derive(Default)]
+    pub enum RowKind ("row kind") {
+        /// One system call, entry and exit.
+        #[default]
+        Syscall = "syscall",
+        /// One line of `/proc/PID/maps`, read at capture start or after an exec.
+        Snapshot = "snapshot",
+        /// A new process (not a thread).
+        Fork = "fork",
+        /// A successful exec.
+        Exec = "exec",
+        /// A whole process ended.
+        Exit = "exit",
+        /// Records the kernel could not deliver.
+        Lost = "lost",
     }
 }
 
-/// The system call of a `syscall` row (`syscall` column).
-///
-/// Like [`RowKind`], a name this crate does not know decodes as [`Syscall::Other`], which is
-/// never written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Syscall {
-    Mmap,
-    Munmap,
-    Mremap,
-    Mprotect,
-    Brk,
-    /// A system call this version does not know (read only).
-    Other,
-}
-
-impl Syscall {
-    /// Every system call this version knows and writes, in dictionary order (`Other` excluded).
-    pub const ALL: [Self; 5] = [
-        Self::Mmap,
-        Self::Munmap,
-        Self::Mremap,
-        Self::Mprotect,
-        Self::Brk,
-    ];
-
-    /// The value stored in the `syscall` column; `"other"` for [`Syscall::Other`], which is only
-    /// ever read, never stored.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Mmap => "mmap",
-            Self::Munmap => "munmap",
-            Self::Mremap => "mremap",
-            Self::Mprotect => "mprotect",
-            Self::Brk => "brk",
-            Self::Other => "other",
-        }
-    }
-
-    /// The position in [`Syscall::ALL`]; `None` for [`Syscall::Other`].
-    pub(crate) const fn index(self) -> Option<usize> {
-        match self {
-            Self::Other => None,
-            known => Some(known as usize),
-        }
-    }
-
-    /// Parses a stored name: a known system call, or [`Syscall::Other`] for any other string.
-    pub fn from_name(name: &str) -> Self {
-        name.parse().unwrap_or(Self::Other)
+stored_enum! {
+    /// The system call of a `syscall` row (`syscall` column).
+    ///
+    /// Like [`RowKind`], a name this crate does not know decodes as [`Syscall::Other`], which is
+    /// never written.
+    pub enum Syscall ("syscall") {
+        Mmap = "mmap",
+        Munmap = "munmap",
+        Mremap = "mremap",
+        Mprotect = "mprotect",
+        Brk = "brk",
     }
 }
 
@@ -166,46 +158,6 @@ pub struct UnknownName {
     pub what: &'static str,
     /// The string that did not match.
     pub value: String,
-}
-
-impl FromStr for RowKind {
-    type Err = UnknownName;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|kind| kind.as_str() == s)
-            .ok_or_else(|| UnknownName {
-                what: "row kind",
-                value: s.to_owned(),
-            })
-    }
-}
-
-impl FromStr for Syscall {
-    type Err = UnknownName;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|syscall| syscall.as_str() == s)
-            .ok_or_else(|| UnknownName {
-                what: "syscall",
-                value: s.to_owned(),
-            })
-    }
-}
-
-impl fmt::Display for RowKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl fmt::Display for Syscall {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 impl Event<'_> {

@@ -55,13 +55,6 @@ pub struct Recovered {
 /// [`FormatError::BadJournal`] when the journal has no usable frame or does not match the file.
 pub fn recover(capture: &Path) -> Result<Recovered, FormatError> {
     let journal = journal_path(capture);
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source: std::io::Error| match source.kind() {
-            ErrorKind::NotFound => FormatError::NotFound { path },
-            _ => FormatError::FileIo { path, source },
-        }
-    };
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -80,18 +73,66 @@ pub fn recover(capture: &Path) -> Result<Recovered, FormatError> {
         });
     }
 
-    let bytes = match fs::read(&journal) {
+    let frames = usable_frames(capture, &journal, &file, file_len)?;
+    let (Some(first), Some(last)) = (frames.first(), frames.last()) else {
+        return Err(FormatError::BadJournal {
+            path: journal,
+            detail: format!("no complete frame describing data within the file's {file_len} bytes"),
+        });
+    };
+    let data_len = last.data_len;
+    let (metadata, footer) = recovered_footer(capture, &frames, first, last)?;
+    let mut tail = Vec::new();
+    if data_len == 0 {
+        // The writer died before its first row group: the file gets its leading magic here.
+        tail.extend_from_slice(PARQUET_MAGIC);
+    }
+    ParquetMetaDataWriter::new(&mut tail, &footer).finish()?;
+
+    file.set_len(data_len).map_err(io(capture))?;
+    file.write_all_at(&tail, data_len).map_err(io(capture))?;
+    file.sync_all().map_err(io(capture))?;
+    fs::remove_file(&journal).map_err(io(&journal))?;
+    sync_parent_dir(capture)?;
+
+    Ok(Recovered {
+        rows: last.rows,
+        row_groups: last.row_groups,
+        bytes_dropped: file_len - data_len,
+        metadata,
+    })
+}
+
+/// The error for an I/O failure on `path`.
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> FormatError {
+    let path = path.to_path_buf();
+    move |source| match source.kind() {
+        ErrorKind::NotFound => FormatError::NotFound { path },
+        _ => FormatError::FileIo { path, source },
+    }
+}
+
+/// The frames of `journal` that describe data within the capture's `file_len` bytes (a frame
+/// claiming more, and all after it, are left out), after checking that the journal belongs to
+/// the capture.
+fn usable_frames(
+    capture: &Path,
+    journal: &Path,
+    file: &File,
+    file_len: u64,
+) -> Result<Vec<journal::Frame>, FormatError> {
+    let bytes = match fs::read(journal) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == ErrorKind::NotFound => {
             return Err(FormatError::NoJournal {
                 path: capture.to_path_buf(),
-                journal,
+                journal: journal.to_path_buf(),
             });
         }
-        Err(e) => return Err(io(&journal)(e)),
+        Err(e) => return Err(io(journal)(e)),
     };
     let bad_journal = |detail: String| FormatError::BadJournal {
-        path: journal.clone(),
+        path: journal.to_path_buf(),
         detail,
     };
     let mut frames = journal::read(&bytes).map_err(bad_journal)?;
@@ -102,13 +143,7 @@ pub fn recover(capture: &Path) -> Result<Recovered, FormatError> {
         .take_while(|frame| frame.data_len <= file_len)
         .count();
     frames.truncate(usable);
-    let (Some(first), Some(last)) = (frames.first(), frames.last()) else {
-        return Err(bad_journal(format!(
-            "no complete frame describing data within the file's {file_len} bytes"
-        )));
-    };
-    let data_len = last.data_len;
-    if data_len >= 4 {
+    if frames.last().is_some_and(|last| last.data_len >= 4) {
         let mut head = [0; 4];
         file.read_exact_at(&mut head, 0).map_err(io(capture))?;
         if head != *PARQUET_MAGIC {
@@ -118,8 +153,17 @@ pub fn recover(capture: &Path) -> Result<Recovered, FormatError> {
             )));
         }
     }
+    Ok(frames)
+}
 
-    // The metadata: the last frame's capture keys, marked recovered, ended at the frame's time.
+/// The metadata and the footer of the recovered file: every journaled row group, and the last
+/// frame's capture keys, marked recovered, ended at the frame's time.
+fn recovered_footer(
+    capture: &Path,
+    frames: &[journal::Frame],
+    first: &journal::Frame,
+    last: &journal::Frame,
+) -> Result<(CaptureMetadata, ParquetMetaData), FormatError> {
     let mut pairs: Vec<(String, String)> = key_values(last.footer.file_metadata())
         .into_iter()
         .filter(|(key, _)| key != ARROW_SCHEMA_META_KEY)
@@ -143,11 +187,10 @@ pub fn recover(capture: &Path) -> Result<Recovered, FormatError> {
         .iter()
         .flat_map(|frame| frame.footer.row_groups().iter().cloned())
         .collect();
-    let rows = last.rows;
     let footer = ParquetMetaData::new(
         FileMetaData::new(
             first_meta.version(),
-            i64::try_from(rows).unwrap_or(i64::MAX),
+            i64::try_from(last.rows).unwrap_or(i64::MAX),
             first_meta.created_by().map(str::to_owned),
             Some(kv),
             first_meta.schema_descr_ptr(),
@@ -155,28 +198,9 @@ pub fn recover(capture: &Path) -> Result<Recovered, FormatError> {
         ),
         row_groups,
     );
-    let mut tail = Vec::new();
-    if data_len == 0 {
-        // The writer died before its first row group: the file gets its leading magic here.
-        tail.extend_from_slice(PARQUET_MAGIC);
-    }
-    ParquetMetaDataWriter::new(&mut tail, &footer).finish()?;
-
-    file.set_len(data_len).map_err(io(capture))?;
-    file.write_all_at(&tail, data_len).map_err(io(capture))?;
-    file.sync_all().map_err(io(capture))?;
-    fs::remove_file(&journal).map_err(io(&journal))?;
-    sync_parent_dir(capture)?;
-
-    Ok(Recovered {
-        rows,
-        row_groups: last.row_groups,
-        bytes_dropped: file_len - data_len,
-        metadata,
-    })
+    Ok((metadata, footer))
 }
 
-/// The file ends with a Parquet footer that decodes.
 fn has_valid_footer(file: &File, len: u64) -> bool {
     let mut tail = [0; 4];
     len >= 12

@@ -11,12 +11,10 @@ use mmap_format::{
     event::{Event, RowKind, Syscall},
     names,
     reader::CaptureReader,
+    schema::{self, col},
 };
-use serde::Serialize;
+use serde::{Serialize, ser::SerializeMap as _};
 
-// `csv_row` and `JsonRow` are being rewritten on another branch (columns from the format's column
-// table); until that merge they keep calling the labels by their old module name.
-use crate::labels as fmt;
 use crate::{
     cli::{self, Inputs},
     input, labels,
@@ -330,51 +328,17 @@ const TABLE_COLUMNS: [Column; 14] = [
 /// Rows held back to size the table's columns before the first line is written.
 const TABLE_BLOCK: usize = 1024;
 
-const CSV_HEADER: [&str; 33] = [
-    "time",
-    "pid",
-    "tid",
-    "ppid",
-    "uid",
-    "comm",
-    "syscall",
-    "addr",
-    "len",
-    "prot",
-    "flags",
-    "fd",
-    "off",
-    "ret",
-    "result",
-    "duration_ns",
-    "file_name",
-    "file_dev",
-    "file_ino",
-    "cpu",
-    "kind",
-    "source",
-    "file_path",
-    "file_deleted",
-    "file_memfd",
-    "new_addr",
-    "new_len",
-    "child_pid",
-    "exit_code",
-    "lost_count",
-    "cgroup_path",
-    "ns_pid",
-    "ns_tid",
-];
-
 enum Sink<'w, W: Write> {
     Table {
         table: StreamingTable,
         out: &'w mut W,
     },
     Json {
+        layout: Layout<JsonDecoder>,
         out: &'w mut W,
     },
     Csv {
+        layout: Layout<CsvDecoder>,
         writer: Box<csv::Writer<&'w mut W>>,
     },
 }
@@ -386,13 +350,18 @@ impl<'w, W: Write> Sink<'w, W> {
                 table: StreamingTable::new(&TABLE_COLUMNS, TABLE_BLOCK),
                 out,
             },
-            EventsFormat::Json => Self::Json { out },
+            EventsFormat::Json => Self::Json {
+                layout: Layout::json(),
+                out,
+            },
             EventsFormat::Csv => {
+                let layout = Layout::csv();
                 let mut writer = csv::WriterBuilder::new()
                     .has_headers(false)
                     .from_writer(out);
-                writer.write_record(CSV_HEADER).map_err(csv_to_io)?;
+                writer.write_record(layout.names()).map_err(csv_to_io)?;
                 Self::Csv {
+                    layout,
                     writer: Box::new(writer),
                 }
             }
@@ -402,11 +371,13 @@ impl<'w, W: Write> Sink<'w, W> {
     fn write(&mut self, event: &Event<'_>) -> io::Result<()> {
         match self {
             Self::Table { table, out } => table.push(*out, table_row(event)),
-            Self::Json { out } => {
-                serde_json::to_writer(&mut **out, &JsonRow::new(event))?;
+            Self::Json { layout, out } => {
+                serde_json::to_writer(&mut **out, &JsonRow { layout, event })?;
                 out.write_all(b"\n")
             }
-            Self::Csv { writer } => writer.write_record(csv_row(event)).map_err(csv_to_io),
+            Self::Csv { layout, writer } => writer
+                .write_record(layout.csv_record(event))
+                .map_err(csv_to_io),
         }
     }
 
@@ -415,7 +386,7 @@ impl<'w, W: Write> Sink<'w, W> {
         match self {
             Self::Table { mut table, out } => table.finish(out),
             Self::Json { .. } => Ok(()),
-            Self::Csv { mut writer } => writer.flush(),
+            Self::Csv { mut writer, .. } => writer.flush(),
         }
     }
 }
@@ -473,155 +444,398 @@ fn table_row(event: &Event<'_>) -> Vec<String> {
     ]
 }
 
-fn csv_row(event: &Event<'_>) -> [String; 33] {
-    let empty = Option::unwrap_or_default;
+/// One named part of a CSV record or a JSON object: a column of the capture as stored (named
+/// after it: [`schema::Column::name`] in CSV, [`schema::Column::field`] in JSON), or a value
+/// decoded from the row by `D`.
+enum Part<D> {
+    Column(&'static str),
+    Decoded(&'static str, D),
+}
+
+/// A decoded CSV value (empty when `None`).
+type CsvDecoder = fn(&Event<'_>) -> Option<String>;
+
+/// A decoded JSON value.
+type JsonDecoder = fn(&Event<'_>) -> Decoded;
+
+/// The CSV record: spreadsheet-ready values, a fixed list (a column added to the format is not
+/// added here by itself; JSON Lines carry every column).
+const CSV_PARTS: [Part<CsvDecoder>; 33] = {
+    use Part::{Column as Raw, Decoded as Dec};
     [
-        fmt::rfc3339_ns(event.ts_ns),
-        event.pid.to_string(),
-        event.tid.to_string(),
-        event.ppid.to_string(),
-        event.uid.to_string(),
-        event.comm.to_string(),
-        fmt::syscall_label(event).to_owned(),
-        empty(event.addr.map(fmt::hex)),
-        empty(opt_string(event.len)),
-        empty(event.prot.map(names::prot_names)),
-        empty(fmt::flags_label(event)),
-        empty(opt_string(event.fd)),
-        empty(opt_string(event.off)),
-        empty(opt_string(event.ret)),
-        empty(fmt::result_label(event)),
-        empty(opt_string(fmt::duration_ns(event))),
-        empty(event.file_name.as_deref().map(str::to_owned)),
-        empty(event.file_dev.map(fmt::dev_label)),
-        empty(opt_string(event.file_ino)),
-        event.cpu.to_string(),
-        event.kind.as_str().to_owned(),
-        empty(event.source.as_deref().map(str::to_owned)),
-        empty(event.file_path.as_deref().map(str::to_owned)),
-        empty(opt_string(event.file_deleted)),
-        empty(opt_string(event.file_memfd)),
-        empty(event.new_addr.map(fmt::hex)),
-        empty(opt_string(event.new_len)),
-        empty(opt_string(event.child_pid)),
-        empty(opt_string(event.exit_code)),
-        empty(opt_string(event.lost_count)),
-        empty(event.cgroup_path.as_deref().map(str::to_owned)),
-        empty(opt_string(event.ns_pid)),
-        empty(opt_string(event.ns_tid)),
+        Dec("time", |e| Some(labels::rfc3339_ns(e.ts_ns))),
+        Raw(col::PID),
+        Raw(col::TID),
+        Raw(col::PPID),
+        Raw(col::UID),
+        Raw(col::COMM),
+        Dec(col::SYSCALL, |e| Some(labels::syscall_label(e).to_owned())),
+        Dec(col::ADDR, |e| e.addr.map(labels::hex)),
+        Raw(col::LEN),
+        Dec(col::PROT, |e| e.prot.map(names::prot_names)),
+        Dec(col::FLAGS, labels::flags_label),
+        Raw(col::FD),
+        Raw(col::OFF),
+        Raw(col::RET),
+        Dec("result", labels::result_label),
+        Dec("duration_ns", |e| opt_string(labels::duration_ns(e))),
+        Raw(col::FILE_NAME),
+        Dec(col::FILE_DEV, |e| e.file_dev.map(labels::dev_label)),
+        Raw(col::FILE_INO),
+        Raw(col::CPU),
+        Raw(col::KIND),
+        Raw(col::SOURCE),
+        Raw(col::FILE_PATH),
+        Raw(col::FILE_DELETED),
+        Raw(col::FILE_MEMFD),
+        Dec(col::NEW_ADDR, |e| e.new_addr.map(labels::hex)),
+        Raw(col::NEW_LEN),
+        Raw(col::CHILD_PID),
+        Raw(col::EXIT_CODE),
+        Raw(col::LOST_COUNT),
+        Raw(col::CGROUP_PATH),
+        Raw(col::NS_PID),
+        Raw(col::NS_TID),
     ]
+};
+
+/// The JSON object: every column of the capture as stored, with decoded values beside some.
+/// Columns not listed here (added to the format later) follow at the end.
+const JSON_PARTS: [Part<JsonDecoder>; 47] = {
+    use Decoded::{Int, Name, Text};
+    use Part::{Column as Raw, Decoded as Dec};
+    [
+        Dec("time", |e| Text(Some(labels::rfc3339_ns(e.ts_ns)))),
+        Raw(col::TS),
+        Raw(col::TS_EXIT),
+        Dec("duration_ns", |e| Int(labels::duration_ns(e))),
+        Raw(col::KIND),
+        Raw(col::SYSCALL),
+        Raw(col::CPU),
+        Raw(col::PID),
+        Raw(col::TID),
+        Raw(col::PPID),
+        Raw(col::UID),
+        Raw(col::GID),
+        Raw(col::COMM),
+        Raw(col::CGROUP_ID),
+        Raw(col::ADDR),
+        Dec("addr_hex", |e| Text(e.addr.map(labels::hex))),
+        Raw(col::LEN),
+        Raw(col::PROT),
+        Dec("prot_names", |e| Text(e.prot.map(names::prot_names))),
+        Raw(col::FLAGS),
+        Dec("flags_names", |e| Text(labels::flags_label(e))),
+        Raw(col::FD),
+        Raw(col::OFF),
+        Raw(col::RET),
+        Raw(col::ERRNO),
+        Dec("errno_name", |e| {
+            Name(e.errno().and_then(names::errno_name))
+        }),
+        Dec("result", |e| Text(labels::result_label(e))),
+        Raw(col::FILE_NAME),
+        Raw(col::FILE_DEV),
+        Dec("file_dev_major_minor", |e| {
+            Text(e.file_dev.map(labels::dev_label))
+        }),
+        Raw(col::FILE_INO),
+        Raw(col::FILE_PATH),
+        Raw(col::PATH_SOURCE),
+        Raw(col::PATH_TRUNCATED),
+        Raw(col::FILE_DELETED),
+        Raw(col::FILE_MEMFD),
+        Raw(col::SOURCE),
+        Raw(col::NEW_ADDR),
+        Raw(col::NEW_LEN),
+        Raw(col::CHILD_PID),
+        Raw(col::EXIT_CODE),
+        Dec("exit_status", |e| {
+            Text(e.exit_code.map(labels::exit_status_label))
+        }),
+        Raw(col::LOST_COUNT),
+        Raw(col::CGROUP_PATH),
+        Raw(col::PIDNS_INO),
+        Raw(col::NS_PID),
+        Raw(col::NS_TID),
+    ]
+};
+
+/// A value decoded for JSON output.
+enum Decoded {
+    Text(Option<String>),
+    Name(Option<&'static str>),
+    Int(Option<i64>),
+}
+
+impl Serialize for Decoded {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Text(text) => text.serialize(serializer),
+            Self::Name(name) => name.serialize(serializer),
+            Self::Int(int) => int.serialize(serializer),
+        }
+    }
+}
+
+/// The named parts of a record, ready to write: columns looked up once.
+struct Layout<D> {
+    parts: Vec<(&'static str, Slot<D>)>,
+}
+
+enum Slot<D> {
+    Column(&'static schema::Column),
+    Decoded(D),
+}
+
+impl<D: Copy> Layout<D> {
+    /// `parts`, with the columns named by `name_of`.
+    fn new(parts: &[Part<D>], name_of: fn(&schema::Column) -> &'static str) -> Self {
+        let parts = parts
+            .iter()
+            .filter_map(|part| match part {
+                Part::Column(column) => {
+                    let column = schema::Column::named(column)?;
+                    Some((name_of(column), Slot::Column(column)))
+                }
+                Part::Decoded(name, decode) => Some((*name, Slot::Decoded(*decode))),
+            })
+            .collect();
+        Self { parts }
+    }
+
+    fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.parts.iter().map(|(name, _)| *name)
+    }
+}
+
+impl Layout<CsvDecoder> {
+    fn csv() -> Self {
+        Self::new(&CSV_PARTS, |column| column.name)
+    }
+
+    fn csv_record<'a>(&'a self, event: &'a Event<'_>) -> impl Iterator<Item = String> + 'a {
+        self.parts.iter().map(move |(_, slot)| match slot {
+            Slot::Column(column) => column.value(event).to_string(),
+            Slot::Decoded(decode) => decode(event).unwrap_or_default(),
+        })
+    }
+}
+
+impl Layout<JsonDecoder> {
+    fn json() -> Self {
+        Self::json_from(&JSON_PARTS)
+    }
+
+    /// `parts`, then every column they do not list.
+    fn json_from(parts: &[Part<JsonDecoder>]) -> Self {
+        let mut layout = Self::new(parts, |column| column.field);
+        let listed = |column: &schema::Column| {
+            parts
+                .iter()
+                .any(|part| matches!(part, Part::Column(name) if *name == column.name))
+        };
+        for column in schema::COLUMNS.iter().filter(|column| !listed(column)) {
+            layout.parts.push((column.field, Slot::Column(column)));
+        }
+        layout
+    }
 }
 
 /// One JSON Lines object: raw numbers, and decoded names beside them.
-#[derive(Debug, Serialize)]
 struct JsonRow<'a> {
-    time: String,
-    ts_ns: i64,
-    ts_exit_ns: Option<i64>,
-    duration_ns: Option<i64>,
-    kind: &'static str,
-    syscall: Option<&'static str>,
-    cpu: u32,
-    pid: u32,
-    tid: u32,
-    ppid: u32,
-    uid: u32,
-    gid: u32,
-    comm: &'a str,
-    cgroup_id: u64,
-    addr: Option<u64>,
-    addr_hex: Option<String>,
-    len: Option<u64>,
-    prot: Option<u64>,
-    prot_names: Option<String>,
-    flags: Option<u64>,
-    flags_names: Option<String>,
-    fd: Option<i32>,
-    off: Option<u64>,
-    ret: Option<i64>,
-    errno: Option<i32>,
-    errno_name: Option<&'static str>,
-    result: Option<String>,
-    file_name: Option<&'a str>,
-    file_dev: Option<u64>,
-    file_dev_major_minor: Option<String>,
-    file_ino: Option<u64>,
-    file_path: Option<&'a str>,
-    path_source: Option<&'a str>,
-    path_truncated: Option<bool>,
-    file_deleted: Option<bool>,
-    file_memfd: Option<bool>,
-    source: Option<&'a str>,
-    new_addr: Option<u64>,
-    new_len: Option<u64>,
-    child_pid: Option<u32>,
-    exit_code: Option<i32>,
-    exit_status: Option<String>,
-    lost_count: Option<u64>,
-    cgroup_path: Option<&'a str>,
-    pidns_ino: Option<u32>,
-    ns_pid: Option<u32>,
-    ns_tid: Option<u32>,
+    layout: &'a Layout<JsonDecoder>,
+    event: &'a Event<'a>,
 }
 
-impl<'a> JsonRow<'a> {
-    fn new(event: &'a Event<'_>) -> Self {
-        let errno = event.errno();
-        Self {
-            time: fmt::rfc3339_ns(event.ts_ns),
-            ts_ns: event.ts_ns,
-            ts_exit_ns: event.ts_exit_ns,
-            duration_ns: fmt::duration_ns(event),
-            kind: event.kind.as_str(),
-            syscall: event.syscall.map(Syscall::as_str),
-            cpu: event.cpu,
-            pid: event.pid,
-            tid: event.tid,
-            ppid: event.ppid,
-            uid: event.uid,
-            gid: event.gid,
-            comm: &event.comm,
-            cgroup_id: event.cgroup_id,
-            addr: event.addr,
-            addr_hex: event.addr.map(fmt::hex),
-            len: event.len,
-            prot: event.prot,
-            prot_names: event.prot.map(names::prot_names),
-            flags: event.flags,
-            flags_names: fmt::flags_label(event),
-            fd: event.fd,
-            off: event.off,
-            ret: event.ret,
-            errno,
-            errno_name: errno.and_then(names::errno_name),
-            result: fmt::result_label(event),
-            file_name: event.file_name.as_deref(),
-            file_dev: event.file_dev,
-            file_dev_major_minor: event.file_dev.map(fmt::dev_label),
-            file_ino: event.file_ino,
-            file_path: event.file_path.as_deref(),
-            path_source: event.path_source.as_deref(),
-            path_truncated: event.path_truncated,
-            file_deleted: event.file_deleted,
-            file_memfd: event.file_memfd,
-            source: event.source.as_deref(),
-            new_addr: event.new_addr,
-            new_len: event.new_len,
-            child_pid: event.child_pid,
-            exit_code: event.exit_code,
-            exit_status: event.exit_code.map(fmt::exit_status_label),
-            lost_count: event.lost_count,
-            cgroup_path: event.cgroup_path.as_deref(),
-            pidns_ino: event.pidns_ino,
-            ns_pid: event.ns_pid,
-            ns_tid: event.ns_tid,
+impl Serialize for JsonRow<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.layout.parts.len()))?;
+        for (name, slot) in &self.layout.parts {
+            match slot {
+                Slot::Column(column) => map.serialize_entry(name, &column.value(self.event))?,
+                Slot::Decoded(decode) => map.serialize_entry(name, &decode(self.event))?,
+            }
         }
+        map.end()
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::borrow::Cow;
+
+    use mmap_format::{
+        metadata::CaptureMetadata,
+        reader::CaptureReader,
+        schema::{COLUMNS, Value},
+        writer::{CaptureWriter, WriterConfig},
+    };
+
     use super::*;
+
+    /// A row with every column set, each (but the three booleans) to a value no other column
+    /// has. A new column is a compile error here until it gets its value.
+    fn every_column_set() -> Event<'static> {
+        Event {
+            kind: RowKind::Exec,
+            syscall: Some(Syscall::Mremap),
+            ts_ns: 1_767_225_600_000_000_001,
+            ts_exit_ns: Some(1_767_225_600_000_000_002),
+            cpu: 3,
+            pid: 4,
+            tid: 5,
+            ppid: 6,
+            uid: 7,
+            gid: 8,
+            comm: Cow::Borrowed("comm"),
+            cgroup_id: 9,
+            addr: Some(0x7f00_0000_0010),
+            len: Some(11),
+            prot: Some(12),
+            flags: Some(14),
+            fd: Some(15),
+            off: Some(16),
+            ret: Some(-17),
+            file_dev: Some(18),
+            file_ino: Some(19),
+            file_name: Some(Cow::Borrowed("name.so")),
+            source: Some(Cow::Borrowed("source")),
+            new_addr: Some(0x7f00_0000_0020),
+            new_len: Some(21),
+            child_pid: Some(22),
+            exit_code: Some(23),
+            file_path: Some(Cow::Borrowed("/path/name.so")),
+            path_source: Some(Cow::Borrowed("path_source")),
+            path_truncated: Some(true),
+            file_deleted: Some(false),
+            file_memfd: Some(true),
+            cgroup_path: Some(Cow::Borrowed("/cgroup")),
+            pidns_ino: Some(24),
+            ns_pid: Some(25),
+            ns_tid: Some(26),
+            lost_count: Some(27),
+        }
+    }
+
+    /// What a sink writes for `events`.
+    fn output(format: EventsFormat, events: &[Event<'_>]) -> String {
+        let mut out = Vec::new();
+        let mut sink = Sink::new(format, &mut out).expect("sink");
+        for event in events {
+            sink.write(event).expect("write");
+        }
+        sink.finish().expect("finish");
+        String::from_utf8(out).expect("UTF-8")
+    }
+
+    /// Writer -> reader -> CSV -> JSON for every column of the format: a column that misses a
+    /// step fails here.
+    #[test]
+    fn every_column_goes_through_writer_reader_csv_and_json() {
+        let written = every_column_set();
+        let values: Vec<Value<'_>> = COLUMNS.iter().map(|c| c.value(&written)).collect();
+        for (column, value) in COLUMNS.iter().zip(&values) {
+            assert_ne!(*value, Value::Null, "{} is set", column.name);
+            let twins = values.iter().filter(|other| *other == value).count();
+            assert!(
+                twins == 1 || matches!(value, Value::Bool(_)),
+                "{} has a value of its own",
+                column.name
+            );
+        }
+
+        let mut writer = CaptureWriter::new(Vec::new(), WriterConfig::default()).expect("writer");
+        writer.push(&written).expect("push");
+        let bytes = writer.finish(&CaptureMetadata::default()).expect("finish");
+        let reader = CaptureReader::from_bytes(bytes).expect("open");
+        let read: Vec<_> = reader
+            .events()
+            .expect("events")
+            .collect::<Result<_, _>>()
+            .expect("decode");
+        assert_eq!(read, std::slice::from_ref(&written));
+        for (column, value) in COLUMNS.iter().zip(&values) {
+            assert_eq!(column.value(&read[0]), *value, "{} read back", column.name);
+        }
+
+        let csv = output(EventsFormat::Csv, &read);
+        let mut records = csv::Reader::from_reader(csv.as_bytes());
+        let header = records.headers().expect("header").clone();
+        let names: Vec<&str> = Layout::csv().names().collect();
+        assert_eq!(header.iter().collect::<Vec<_>>(), names);
+        let record = records.records().next().expect("a record").expect("CSV");
+        for part in &CSV_PARTS {
+            if let Part::Column(name) = part {
+                let column = schema::Column::named(name).expect("column");
+                let cell = header
+                    .iter()
+                    .position(|h| h == *name)
+                    .expect("in the header");
+                assert_eq!(
+                    record[cell],
+                    column.value(&read[0]).to_string(),
+                    "CSV {name}"
+                );
+            }
+        }
+
+        let json = output(EventsFormat::Json, &read);
+        let object: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(json.trim_end()).expect("one JSON object");
+        for column in &COLUMNS {
+            let expected = serde_json::to_value(column.value(&written)).expect("value");
+            assert_eq!(
+                object.get(column.field),
+                Some(&expected),
+                "JSON {}",
+                column.field
+            );
+        }
+        assert_eq!(object["errno"], 17);
+        assert_eq!(object["ts_ns"], 1_767_225_600_000_000_001_i64);
+    }
+
+    /// Every column is listed at most once; the columns JSON_PARTS does not list (added to the
+    /// format after it) are appended, so JSON Lines carry every column.
+    #[test]
+    fn json_parts_list_each_column_at_most_once() {
+        let listed: Vec<&str> = JSON_PARTS
+            .iter()
+            .filter_map(|part| match part {
+                Part::Column(name) => Some(*name),
+                Part::Decoded(..) => None,
+            })
+            .collect();
+        let mut distinct = listed.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), listed.len());
+        assert!(listed.iter().all(|name| col::ALL.contains(name)));
+        let unlisted = COLUMNS.len() - listed.len();
+        assert_eq!(Layout::json().parts.len(), JSON_PARTS.len() + unlisted);
+        assert_eq!(Layout::csv().parts.len(), CSV_PARTS.len());
+    }
+
+    /// A column the JSON parts do not list (one added to the format later) comes after them,
+    /// under its field name.
+    #[test]
+    fn an_unlisted_column_is_appended_to_json() {
+        let without_ns_tid: Vec<Part<JsonDecoder>> = JSON_PARTS
+            .into_iter()
+            .filter(|part| !matches!(part, Part::Column(col::NS_TID)))
+            .collect();
+        let layout = Layout::json_from(&without_ns_tid);
+        let names: Vec<&str> = layout.names().collect();
+        assert_eq!(names[without_ns_tid.len()], "ns_tid");
+        let event = every_column_set();
+        let line = serde_json::to_string(&JsonRow {
+            layout: &layout,
+            event: &event,
+        })
+        .expect("JSON");
+        assert!(line.contains(r#","ns_tid":26"#), "{line}");
+    }
 
     #[test]
     fn only_filters_that_matched_nothing_get_a_note() {

@@ -127,37 +127,14 @@ pub enum FormatError {
 
 impl FormatError {
     /// Attaches a path to the errors that can be produced without one.
-    pub(crate) fn with_path(self, file: &Path) -> Self {
-        match self {
-            Self::UnsupportedVersion {
-                path: None,
-                major,
-                minor,
-            } => Self::UnsupportedVersion {
-                path: Some(file.to_path_buf()),
-                major,
-                minor,
-            },
-            Self::BadMetadata {
-                path: None,
-                key,
-                detail,
-            } => Self::BadMetadata {
-                path: Some(file.to_path_buf()),
-                key,
-                detail,
-            },
-            Self::Decode {
-                path: None,
-                column,
-                detail,
-            } => Self::Decode {
-                path: Some(file.to_path_buf()),
-                column,
-                detail,
-            },
-            other => other,
+    pub(crate) fn with_path(mut self, file: &Path) -> Self {
+        if let Self::UnsupportedVersion { path, .. }
+        | Self::BadMetadata { path, .. }
+        | Self::Decode { path, .. } = &mut self
+        {
+            path.get_or_insert_with(|| file.to_path_buf());
         }
+        self
     }
 
     pub(crate) fn bad_metadata(key: &str, detail: impl std::fmt::Display) -> Self {

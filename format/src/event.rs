@@ -1,122 +1,120 @@
-//! One row of a capture, as Rust values.
+//! One row of a capture, as Rust values: [`Event`] (declared by the column table,
+//! format/src/columns.rs), and the values of its enum and string columns.
 
-use std::{borrow::Cow, fmt, str::FromStr};
+use std::{fmt, str::FromStr};
+
+pub use crate::columns::Event;
 
 /// The highest `ret` value that encodes an error: the kernel returns `-errno` with
 /// `1 <= errno <= 4095` (`MAX_ERRNO`).
 pub const MAX_ERRNO: i64 = 4095;
 
-/// What a row describes (`kind` column).
-///
-/// A name this crate does not know (a kind added by a later minor version) decodes as
-/// [`RowKind::Other`] instead of failing, so that older readers keep reading newer minors.
-/// `Other` is never written: [`crate::writer::CaptureWriter::push`] refuses it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum RowKind {
-    /// One system call, entry and exit.
-    Syscall,
-    /// One line of `/proc/PID/maps`, read at capture start or after an exec.
-    Snapshot,
-    /// A new process (not a thread).
-    Fork,
-    /// A successful exec.
-    Exec,
-    /// A whole process ended.
-    Exit,
-    /// Records the kernel could not deliver.
-    Lost,
-    /// A kind this version does not know (read only).
-    Other,
+/// Declares an enum stored by name (the `kind` and `syscall` columns), each variant with its
+/// stored name, once, and adds the variant `Other`. Yields `ALL` (every variant but `Other`, in dictionary order), `as_str`,
+/// `index`, `from_name`, `FromStr` and `Display`. A name this version does not know reads as
+/// `Other`, which is never written.
+macro_rules! stored_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident ($what:literal) {
+            $( $(#[$variant_meta:meta])* $variant:ident = $stored:literal, )*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $( $(#[$variant_meta])* $variant, )*
+            #[doc = concat!("A ", $what, " this version does not know (read only).")]
+            Other,
+        }
+
+        impl $name {
+            /// Every value this version knows and writes, in dictionary order (`Other`
+            /// excluded).
+            pub const ALL: [Self; [$($stored),*].len()] = [$(Self::$variant),*];
+
+            /// The value stored in the column; `"other"` for `Other`, which is only ever read,
+            /// never stored.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $stored,)*
+                    Self::Other => "other",
+                }
+            }
+
+            /// The position in [`Self::ALL`]; `None` for `Other`.
+            pub(crate) const fn index(self) -> Option<usize> {
+                match self {
+                    Self::Other => None,
+                    known => Some(known as usize),
+                }
+            }
+
+            /// Parses a stored name: a known value, or `Other` for any other string.
+            pub fn from_name(name: &str) -> Self {
+                name.parse().unwrap_or(Self::Other)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = UnknownName;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::ALL
+                    .into_iter()
+                    .find(|value| value.as_str() == s)
+                    .ok_or_else(|| UnknownName {
+                        what: $what,
+                        value: s.to_owned(),
+                    })
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
 }
 
-impl RowKind {
-    /// Every kind this version knows and writes, in dictionary order (`Other` excluded).
-    pub const ALL: [Self; 6] = [
-        Self::Syscall,
-        Self::Snapshot,
-        Self::Fork,
-        Self::Exec,
-        Self::Exit,
-        Self::Lost,
-    ];
-
-    /// The value stored in the `kind` column; `"other"` for [`RowKind::Other`], which is only
-    /// ever read, never stored.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Syscall => "syscall",
-            Self::Snapshot => "snapshot",
-            Self::Fork => "fork",
-            Self::Exec => "exec",
-            Self::Exit => "exit",
-            Self::Lost => "lost",
-            Self::Other => "other",
-        }
-    }
-
-    /// The position in [`RowKind::ALL`]; `None` for [`RowKind::Other`].
-    pub(crate) const fn index(self) -> Option<usize> {
-        match self {
-            Self::Other => None,
-            known => Some(known as usize),
-        }
-    }
-
-    /// Parses a stored name: a known kind, or [`RowKind::Other`] for any other string.
-    pub fn from_name(name: &str) -> Self {
-        name.parse().unwrap_or(Self::Other)
+stored_enum! {
+    /// What a row describes (`kind` column).
+    ///
+    /// A name this crate does not know (a kind added by a later minor version) decodes as
+    /// [`RowKind::Other`] instead of failing, so that older readers keep reading newer minors.
+    /// `Other` is never written: [`crate::writer::CaptureWriter::push`] refuses it.
+    ///
+    /// The default is [`RowKind::Syscall`] (as in [`Event::default`]).
+    #[derive(Default)]
+    pub enum RowKind ("row kind") {
+        /// One system call, entry and exit.
+        #[default]
+        Syscall = "syscall",
+        /// One line of `/proc/PID/maps`, read at capture start or after an exec.
+        Snapshot = "snapshot",
+        /// A new process (not a thread).
+        Fork = "fork",
+        /// A successful exec.
+        Exec = "exec",
+        /// A whole process ended.
+        Exit = "exit",
+        /// Records the kernel could not deliver.
+        Lost = "lost",
     }
 }
 
-/// The system call of a `syscall` row (`syscall` column).
-///
-/// Like [`RowKind`], a name this crate does not know decodes as [`Syscall::Other`], which is
-/// never written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Syscall {
-    Mmap,
-    Munmap,
-    Mremap,
-    Mprotect,
-    Brk,
-    /// A system call this version does not know (read only).
-    Other,
-}
-
-impl Syscall {
-    /// Every system call this version knows and writes, in dictionary order (`Other` excluded).
-    pub const ALL: [Self; 5] = [
-        Self::Mmap,
-        Self::Munmap,
-        Self::Mremap,
-        Self::Mprotect,
-        Self::Brk,
-    ];
-
-    /// The value stored in the `syscall` column; `"other"` for [`Syscall::Other`], which is only
-    /// ever read, never stored.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Mmap => "mmap",
-            Self::Munmap => "munmap",
-            Self::Mremap => "mremap",
-            Self::Mprotect => "mprotect",
-            Self::Brk => "brk",
-            Self::Other => "other",
-        }
-    }
-
-    /// The position in [`Syscall::ALL`]; `None` for [`Syscall::Other`].
-    pub(crate) const fn index(self) -> Option<usize> {
-        match self {
-            Self::Other => None,
-            known => Some(known as usize),
-        }
-    }
-
-    /// Parses a stored name: a known system call, or [`Syscall::Other`] for any other string.
-    pub fn from_name(name: &str) -> Self {
-        name.parse().unwrap_or(Self::Other)
+stored_enum! {
+    /// The system call of a `syscall` row (`syscall` column).
+    ///
+    /// Like [`RowKind`], a name this crate does not know decodes as [`Syscall::Other`], which is
+    /// never written.
+    pub enum Syscall ("syscall") {
+        Mmap = "mmap",
+        Munmap = "munmap",
+        Mremap = "mremap",
+        Mprotect = "mprotect",
+        Brk = "brk",
     }
 }
 
@@ -162,218 +160,16 @@ pub struct UnknownName {
     pub value: String,
 }
 
-impl FromStr for RowKind {
-    type Err = UnknownName;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|kind| kind.as_str() == s)
-            .ok_or_else(|| UnknownName {
-                what: "row kind",
-                value: s.to_owned(),
-            })
-    }
-}
-
-impl FromStr for Syscall {
-    type Err = UnknownName;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|syscall| syscall.as_str() == s)
-            .ok_or_else(|| UnknownName {
-                what: "syscall",
-                value: s.to_owned(),
-            })
-    }
-}
-
-impl fmt::Display for RowKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl fmt::Display for Syscall {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// One row of a capture. The strings borrow when writing (no allocation per row) and are owned
-/// when reading.
-///
-/// Which columns each [`RowKind`] fills is described in docs/FORMAT.md; the others are `None`.
-/// Build rows with struct update syntax, `Event { kind, ts_ns, ..Default::default() }`: fields
-/// added by later minor versions then need no change at the call site.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Event<'a> {
-    pub kind: RowKind,
-    pub syscall: Option<Syscall>,
-    /// Wall-clock time of syscall entry (or of the event), ns since the Unix epoch (UTC).
-    pub ts_ns: i64,
-    /// Wall-clock time of syscall exit, ns since the Unix epoch (UTC).
-    pub ts_exit_ns: Option<i64>,
-    pub cpu: u32,
-    /// Process id (kernel tgid).
-    pub pid: u32,
-    /// Thread id (kernel pid).
-    pub tid: u32,
-    /// Parent's process id (`real_parent->tgid`).
-    pub ppid: u32,
-    pub uid: u32,
-    pub gid: u32,
-    /// Thread name (`task->comm`), lossy UTF-8.
-    pub comm: Cow<'a, str>,
-    /// cgroup v2 id.
-    pub cgroup_id: u64,
-    pub addr: Option<u64>,
-    pub len: Option<u64>,
-    pub prot: Option<u64>,
-    pub flags: Option<u64>,
-    pub fd: Option<i32>,
-    pub off: Option<u64>,
-    /// Return value: an address, 0, or `-errno`.
-    pub ret: Option<i64>,
-    /// Device of the mapped file, user-space `st_dev` encoding (see [`crate::names::makedev`]).
-    pub file_dev: Option<u64>,
-    pub file_ino: Option<u64>,
-    /// The mapped file's name (last path component only).
-    pub file_name: Option<Cow<'a, str>>,
-    /// How the row was obtained (1.1), one of [`sources`].
-    pub source: Option<Cow<'a, str>>,
-    /// mremap: the `new_address` argument (1.1).
-    pub new_addr: Option<u64>,
-    /// mremap: the `new_len` argument (1.1).
-    pub new_len: Option<u64>,
-    /// fork: process id of the new process (1.1).
-    pub child_pid: Option<u32>,
-    /// exit: the exit status as wait(2) encodes it, `task->exit_code` (1.1).
-    pub exit_code: Option<i32>,
-    /// Full path of the mapped or exec'd file, or a pseudo path such as `[heap]` (1.1).
-    pub file_path: Option<Cow<'a, str>>,
-    /// Where `file_path` came from (1.1), one of [`path_sources`].
-    pub path_source: Option<Cow<'a, str>>,
-    /// `file_path` is incomplete and starts with `…/` (1.1).
-    pub path_truncated: Option<bool>,
-    /// The file had been unlinked (1.1).
-    pub file_deleted: Option<bool>,
-    /// The file is a memfd; `file_path` is `/memfd:NAME` (1.1).
-    pub file_memfd: Option<bool>,
-    /// cgroup v2 path of `cgroup_id`, relative to the cgroup2 mount (1.1).
-    pub cgroup_path: Option<Cow<'a, str>>,
-    /// Inode number of the thread's pid namespace (1.1).
-    pub pidns_ino: Option<u32>,
-    /// Process id inside that pid namespace (1.1).
-    pub ns_pid: Option<u32>,
-    /// Thread id inside that pid namespace (1.1).
-    pub ns_tid: Option<u32>,
-    /// lost rows: records the kernel could not deliver on `cpu` between `ts` and `ts_exit` (1.1).
-    pub lost_count: Option<u64>,
-}
-
-impl Default for Event<'_> {
-    /// A `syscall` row with no syscall, every number 0, every string empty, every option `None`.
-    fn default() -> Self {
-        Self {
-            kind: RowKind::Syscall,
-            syscall: None,
-            ts_ns: 0,
-            ts_exit_ns: None,
-            cpu: 0,
-            pid: 0,
-            tid: 0,
-            ppid: 0,
-            uid: 0,
-            gid: 0,
-            comm: Cow::Borrowed(""),
-            cgroup_id: 0,
-            addr: None,
-            len: None,
-            prot: None,
-            flags: None,
-            fd: None,
-            off: None,
-            ret: None,
-            file_dev: None,
-            file_ino: None,
-            file_name: None,
-            source: None,
-            new_addr: None,
-            new_len: None,
-            child_pid: None,
-            exit_code: None,
-            file_path: None,
-            path_source: None,
-            path_truncated: None,
-            file_deleted: None,
-            file_memfd: None,
-            cgroup_path: None,
-            pidns_ino: None,
-            ns_pid: None,
-            ns_tid: None,
-            lost_count: None,
-        }
-    }
-}
-
-fn owned(s: Option<Cow<'_, str>>) -> Option<Cow<'static, str>> {
-    s.map(|s| Cow::Owned(s.into_owned()))
-}
-
 impl Event<'_> {
     /// `-ret` when `-4095 <= ret <= -1`, else `None`.
+    #[inline]
     pub fn errno(&self) -> Option<i32> {
         errno_from_ret(self.ret?)
-    }
-
-    /// Copies the borrowed strings, if any.
-    pub fn into_owned(self) -> Event<'static> {
-        Event {
-            kind: self.kind,
-            syscall: self.syscall,
-            ts_ns: self.ts_ns,
-            ts_exit_ns: self.ts_exit_ns,
-            cpu: self.cpu,
-            pid: self.pid,
-            tid: self.tid,
-            ppid: self.ppid,
-            uid: self.uid,
-            gid: self.gid,
-            comm: Cow::Owned(self.comm.into_owned()),
-            cgroup_id: self.cgroup_id,
-            addr: self.addr,
-            len: self.len,
-            prot: self.prot,
-            flags: self.flags,
-            fd: self.fd,
-            off: self.off,
-            ret: self.ret,
-            file_dev: self.file_dev,
-            file_ino: self.file_ino,
-            file_name: owned(self.file_name),
-            source: owned(self.source),
-            new_addr: self.new_addr,
-            new_len: self.new_len,
-            child_pid: self.child_pid,
-            exit_code: self.exit_code,
-            file_path: owned(self.file_path),
-            path_source: owned(self.path_source),
-            path_truncated: self.path_truncated,
-            file_deleted: self.file_deleted,
-            file_memfd: self.file_memfd,
-            cgroup_path: owned(self.cgroup_path),
-            pidns_ino: self.pidns_ino,
-            ns_pid: self.ns_pid,
-            ns_tid: self.ns_tid,
-            lost_count: self.lost_count,
-        }
     }
 }
 
 /// The errno encoded in a syscall return value: `-ret` when `-4095 <= ret <= -1`, else `None`.
+#[inline]
 pub fn errno_from_ret(ret: i64) -> Option<i32> {
     if (-MAX_ERRNO..=-1).contains(&ret) {
         // -4095..=-1 negated fits in i32.

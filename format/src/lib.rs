@@ -13,7 +13,7 @@
 //! use std::borrow::Cow;
 //!
 //! use mmap_format::{
-//!     event::{Event, RowKind, Syscall},
+//!     event::{Event, RowKind, Syscall, sources},
 //!     metadata::CaptureMetadata,
 //!     reader::CaptureReader,
 //!     writer::{CaptureWriter, WriterConfig},
@@ -30,7 +30,7 @@
 //!     cgroup_id: 1,
 //!     addr: Some(0), len: Some(4096), prot: Some(3), flags: Some(0x22),
 //!     fd: Some(-1), off: Some(0), ret: Some(-12),
-//!     source: Some(Cow::Borrowed("tracepoint")),
+//!     source: Some(Cow::Borrowed(sources::TRACEPOINT)),
 //!     ..Default::default()
 //! })?;
 //! let bytes = writer.finish(&CaptureMetadata::default())?;
@@ -41,6 +41,7 @@
 //! # Ok::<(), mmap_format::FormatError>(())
 //! ```
 
+mod columns;
 pub mod error;
 pub mod event;
 pub mod journal;

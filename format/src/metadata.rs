@@ -62,26 +62,28 @@ pub mod keys {
     /// [`REQUIRED`]). Optional: the writer stores each only when it is set.
     pub const OPTIONAL: [&str; 4] = [CAPTURE_ID, SEGMENT_INDEX, PAGE_SIZE, RECOVERED];
 
-    /// Every key of the current format version, in the order the writer stores them.
-    pub const ALL: [&str; 17] = [
-        FORMAT_MAJOR,
-        FORMAT_MINOR,
-        RECORDER_VERSION,
-        HOSTNAME,
-        KERNEL_RELEASE,
-        BOOT_ID,
-        CLOCK_ANCHORS,
-        CAPTURE_START,
-        CAPTURE_END,
-        TARGETS,
-        COMMAND_LINE,
-        ATTACH_MODE,
-        COUNTERS,
-        CAPTURE_ID,
-        SEGMENT_INDEX,
-        PAGE_SIZE,
-        RECOVERED,
-    ];
+    /// Every key of the current format version, in the order the writer stores them:
+    /// [`REQUIRED`], then [`OPTIONAL`].
+    pub const ALL: [&str; REQUIRED.len() + OPTIONAL.len()] = concat(REQUIRED, OPTIONAL);
+
+    /// `a` then `b` (so the full list is derived from the per-version lists, not kept twice).
+    const fn concat<const A: usize, const B: usize, const N: usize>(
+        a: [&'static str; A],
+        b: [&'static str; B],
+    ) -> [&'static str; N] {
+        assert!(A + B == N);
+        let mut out = [""; N];
+        let mut i = 0;
+        while i < A {
+            out[i] = a[i];
+            i += 1;
+        }
+        while i < N {
+            out[i] = b[i - A];
+            i += 1;
+        }
+        out
+    }
 }
 
 /// A format version: the major refuses, the minors are additive.
@@ -247,7 +249,8 @@ impl CaptureMetadata {
     /// The key-value pairs, in the order of [`keys::ALL`]: every key of [`keys::REQUIRED`], then
     /// those of [`keys::OPTIONAL`] that are set (`recovered` only when true).
     pub fn to_key_values(&self) -> Vec<(String, String)> {
-        let values = [
+        // One value per key, in the order of the key lists (a missing one does not compile).
+        let values: [String; keys::REQUIRED.len()] = [
             self.format_version.major.to_string(),
             self.format_version.minor.to_string(),
             self.recorder_version.clone(),
@@ -262,7 +265,7 @@ impl CaptureMetadata {
             self.attach_mode.clone(),
             to_json(&self.counters),
         ];
-        let optional = [
+        let optional: [Option<String>; keys::OPTIONAL.len()] = [
             self.capture_id.clone(),
             self.segment_index.map(|i| i.to_string()),
             self.page_size.map(|size| size.to_string()),

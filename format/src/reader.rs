@@ -1,7 +1,6 @@
 //! Reads captures: validation, version fix-up, record batches and events.
 
 use std::{
-    borrow::Cow,
     fs::File,
     io::{ErrorKind, Read, Seek, SeekFrom},
     path::{Path, PathBuf},
@@ -9,13 +8,8 @@ use std::{
 };
 
 use arrow::{
-    array::{
-        Array, ArrayRef, AsArray, BooleanArray, DictionaryArray, Int32Array, Int64Array,
-        PrimitiveArray, RecordBatch, RecordBatchOptions, StringArray, TimestampNanosecondArray,
-        UInt32Array, UInt64Array, new_null_array,
-    },
+    array::{ArrayRef, RecordBatch, RecordBatchOptions, new_null_array},
     compute::{can_cast_types, cast},
-    datatypes::{ArrowPrimitiveType, Int32Type},
 };
 use arrow_schema::{Schema, SchemaRef};
 use bytes::Bytes;
@@ -30,9 +24,9 @@ use parquet::{
 
 use crate::{
     FormatError,
-    event::{Event, RowKind, Syscall},
+    event::Event,
     metadata::{CaptureMetadata, keys},
-    schema::{COLUMNS_ADDED_BY_MINOR, col, schema},
+    schema::{COLUMNS_ADDED_BY_MINOR, schema},
 };
 
 /// The Parquet magic at the start and at the end of every Parquet file.
@@ -428,197 +422,31 @@ impl Iterator for Events {
 }
 
 /// Decodes one batch (current schema) into events.
+///
+/// A `kind` or `syscall` name this version does not know (from a newer minor) decodes as
+/// `Other`.
 pub fn events_from_batch(batch: &RecordBatch) -> Result<Vec<Event<'static>>, FormatError> {
-    let kind = DictColumn::new(batch, col::KIND, false)?;
-    let syscall = DictColumn::new(batch, col::SYSCALL, true)?;
-    let ts = primitive::<TimestampNanosecondArray>(batch, col::TS, false)?;
-    let ts_exit = primitive::<TimestampNanosecondArray>(batch, col::TS_EXIT, true)?;
-    let cpu = primitive::<UInt32Array>(batch, col::CPU, false)?;
-    let pid = primitive::<UInt32Array>(batch, col::PID, false)?;
-    let tid = primitive::<UInt32Array>(batch, col::TID, false)?;
-    let ppid = primitive::<UInt32Array>(batch, col::PPID, false)?;
-    let uid = primitive::<UInt32Array>(batch, col::UID, false)?;
-    let gid = primitive::<UInt32Array>(batch, col::GID, false)?;
-    let comm = DictColumn::new(batch, col::COMM, false)?;
-    let cgroup_id = primitive::<UInt64Array>(batch, col::CGROUP_ID, false)?;
-    let addr = primitive::<UInt64Array>(batch, col::ADDR, true)?;
-    let len = primitive::<UInt64Array>(batch, col::LEN, true)?;
-    let prot = primitive::<UInt64Array>(batch, col::PROT, true)?;
-    let flags = primitive::<UInt64Array>(batch, col::FLAGS, true)?;
-    let fd = primitive::<Int32Array>(batch, col::FD, true)?;
-    let off = primitive::<UInt64Array>(batch, col::OFF, true)?;
-    let ret = primitive::<Int64Array>(batch, col::RET, true)?;
-    let file_dev = primitive::<UInt64Array>(batch, col::FILE_DEV, true)?;
-    let file_ino = primitive::<UInt64Array>(batch, col::FILE_INO, true)?;
-    let file_name = DictColumn::new(batch, col::FILE_NAME, true)?;
-    let source = DictColumn::new(batch, col::SOURCE, true)?;
-    let new_addr = primitive::<UInt64Array>(batch, col::NEW_ADDR, true)?;
-    let new_len = primitive::<UInt64Array>(batch, col::NEW_LEN, true)?;
-    let child_pid = primitive::<UInt32Array>(batch, col::CHILD_PID, true)?;
-    let exit_code = primitive::<Int32Array>(batch, col::EXIT_CODE, true)?;
-    let file_path = DictColumn::new(batch, col::FILE_PATH, true)?;
-    let path_source = DictColumn::new(batch, col::PATH_SOURCE, true)?;
-    let path_truncated = primitive::<BooleanArray>(batch, col::PATH_TRUNCATED, true)?;
-    let file_deleted = primitive::<BooleanArray>(batch, col::FILE_DELETED, true)?;
-    let file_memfd = primitive::<BooleanArray>(batch, col::FILE_MEMFD, true)?;
-    let cgroup_path = DictColumn::new(batch, col::CGROUP_PATH, true)?;
-    let pidns_ino = primitive::<UInt32Array>(batch, col::PIDNS_INO, true)?;
-    let ns_pid = primitive::<UInt32Array>(batch, col::NS_PID, true)?;
-    let ns_tid = primitive::<UInt32Array>(batch, col::NS_TID, true)?;
-    let lost_count = primitive::<UInt64Array>(batch, col::LOST_COUNT, true)?;
-
-    // Name each distinct kind and syscall string once per batch; names this version does not
-    // know (from a newer minor) become Other.
-    let kinds = kind.map_values(RowKind::from_name);
-    let syscalls = syscall.map_values(Syscall::from_name);
-
-    let mut events = Vec::with_capacity(batch.num_rows());
-    for row in 0..batch.num_rows() {
-        let kind = kind
-            .key(row)
-            .and_then(|k| kinds.get(k).copied().flatten())
-            .ok_or_else(|| FormatError::decode(col::KIND, format_args!("row {row}: no value")))?;
-        events.push(Event {
-            kind,
-            syscall: syscall
-                .key(row)
-                .and_then(|k| syscalls.get(k).copied().flatten()),
-            ts_ns: ts.value(row),
-            ts_exit_ns: opt(ts_exit, row),
-            cpu: cpu.value(row),
-            pid: pid.value(row),
-            tid: tid.value(row),
-            ppid: ppid.value(row),
-            uid: uid.value(row),
-            gid: gid.value(row),
-            comm: Cow::Owned(comm.str(row).unwrap_or_default().to_owned()),
-            cgroup_id: cgroup_id.value(row),
-            addr: opt(addr, row),
-            len: opt(len, row),
-            prot: opt(prot, row),
-            flags: opt(flags, row),
-            fd: opt(fd, row),
-            off: opt(off, row),
-            ret: opt(ret, row),
-            file_dev: opt(file_dev, row),
-            file_ino: opt(file_ino, row),
-            file_name: file_name.owned(row),
-            source: source.owned(row),
-            new_addr: opt(new_addr, row),
-            new_len: opt(new_len, row),
-            child_pid: opt(child_pid, row),
-            exit_code: opt(exit_code, row),
-            file_path: file_path.owned(row),
-            path_source: path_source.owned(row),
-            path_truncated: path_truncated
-                .is_valid(row)
-                .then(|| path_truncated.value(row)),
-            file_deleted: file_deleted.is_valid(row).then(|| file_deleted.value(row)),
-            file_memfd: file_memfd.is_valid(row).then(|| file_memfd.value(row)),
-            cgroup_path: cgroup_path.owned(row),
-            pidns_ino: opt(pidns_ino, row),
-            ns_pid: opt(ns_pid, row),
-            ns_tid: opt(ns_tid, row),
-            lost_count: opt(lost_count, row),
-        });
-    }
-    Ok(events)
-}
-
-fn opt<T: ArrowPrimitiveType>(array: &PrimitiveArray<T>, row: usize) -> Option<T::Native> {
-    array.is_valid(row).then(|| array.value(row))
-}
-
-fn find_column<'a>(
-    batch: &'a RecordBatch,
-    name: &str,
-    nullable: bool,
-) -> Result<&'a ArrayRef, FormatError> {
-    let column = batch
-        .column_by_name(name)
-        .ok_or_else(|| FormatError::decode(name, "missing from the batch"))?;
-    if !nullable && column.null_count() > 0 {
-        return Err(FormatError::decode(
-            name,
-            format_args!("{} nulls in a non-null column", column.null_count()),
-        ));
-    }
-    Ok(column)
-}
-
-fn primitive<'a, A: Array + 'static>(
-    batch: &'a RecordBatch,
-    name: &str,
-    nullable: bool,
-) -> Result<&'a A, FormatError> {
-    let column = find_column(batch, name, nullable)?;
-    column.as_any().downcast_ref::<A>().ok_or_else(|| {
-        FormatError::decode(name, format_args!("unexpected type {}", column.data_type()))
-    })
-}
-
-/// A `Dictionary(Int32, Utf8)` column.
-struct DictColumn<'a> {
-    array: &'a DictionaryArray<Int32Type>,
-    values: &'a StringArray,
-}
-
-impl<'a> DictColumn<'a> {
-    fn new(
-        batch: &'a RecordBatch,
-        name: &'static str,
-        nullable: bool,
-    ) -> Result<Self, FormatError> {
-        let column = find_column(batch, name, nullable)?;
-        let unexpected =
-            || FormatError::decode(name, format_args!("unexpected type {}", column.data_type()));
-        let array = column
-            .as_dictionary_opt::<Int32Type>()
-            .ok_or_else(unexpected)?;
-        let values = array
-            .values()
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .ok_or_else(unexpected)?;
-        Ok(Self { array, values })
-    }
-
-    /// The dictionary index of a row, `None` when the row is null.
-    fn key(&self, row: usize) -> Option<usize> {
-        if self.array.is_null(row) {
-            return None;
-        }
-        usize::try_from(self.array.keys().value(row)).ok()
-    }
-
-    fn str(&self, row: usize) -> Option<&'a str> {
-        let key = self.key(row)?;
-        (key < self.values.len() && self.values.is_valid(key)).then(|| self.values.value(key))
-    }
-
-    fn owned(&self, row: usize) -> Option<Cow<'static, str>> {
-        self.str(row).map(|s| Cow::Owned(s.to_owned()))
-    }
-
-    /// Maps every dictionary value; `None` for null values.
-    fn map_values<T>(&self, f: impl Fn(&str) -> T) -> Vec<Option<T>> {
-        (0..self.values.len())
-            .map(|i| self.values.is_valid(i).then(|| f(self.values.value(i))))
-            .collect()
-    }
+    crate::columns::decode(batch)
 }
 
 #[cfg(test)]
 mod tests {
     use std::borrow::Cow;
 
-    use arrow::array::UInt64Array;
+    use arrow::{
+        array::{
+            Array, AsArray, BooleanArray, DictionaryArray, Int64Array, StringArray, UInt64Array,
+        },
+        datatypes::Int32Type,
+    };
     use arrow_schema::{DataType, Field};
     use parquet::{arrow::ArrowWriter, file::metadata::KeyValue};
 
     use super::*;
     use crate::{
+        event::{RowKind, Syscall},
         metadata::FormatVersion,
+        schema::col,
         writer::{CaptureWriter, WriterConfig},
     };
 

@@ -80,9 +80,14 @@ pub fn recover(capture: &Path) -> Result<Recovered, FormatError> {
             detail: format!("no complete frame describing data within the file's {file_len} bytes"),
         });
     };
-    let (metadata, kv) = recovered_metadata(capture, first, last)?;
     let data_len = last.data_len;
-    let tail = footer_bytes(&frames, kv, data_len)?;
+    let (metadata, footer) = recovered_footer(capture, &frames, first, last)?;
+    let mut tail = Vec::new();
+    if data_len == 0 {
+        // The writer died before its first row group: the file gets its leading magic here.
+        tail.extend_from_slice(PARQUET_MAGIC);
+    }
+    ParquetMetaDataWriter::new(&mut tail, &footer).finish()?;
 
     file.set_len(data_len).map_err(io(capture))?;
     file.write_all_at(&tail, data_len).map_err(io(capture))?;
@@ -98,18 +103,18 @@ pub fn recover(capture: &Path) -> Result<Recovered, FormatError> {
     })
 }
 
-/// Maps an I/O error on `path` to the crate's error.
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> FormatError + use<> {
+/// The error for an I/O failure on `path`.
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> FormatError {
     let path = path.to_path_buf();
-    move |source: std::io::Error| match source.kind() {
+    move |source| match source.kind() {
         ErrorKind::NotFound => FormatError::NotFound { path },
         _ => FormatError::FileIo { path, source },
     }
 }
 
-/// The journal's valid frames that describe data the file holds (frames describing data the
-/// file does not hold, because it was cut or the data never reached the disk, are unusable, and
-/// so are all after them); checks that the file is the Parquet file the journal describes.
+/// The frames of `journal` that describe data within the capture's `file_len` bytes (a frame
+/// claiming more, and all after it, are left out), after checking that the journal belongs to
+/// the capture.
 fn usable_frames(
     capture: &Path,
     journal: &Path,
@@ -131,6 +136,8 @@ fn usable_frames(
         detail,
     };
     let mut frames = journal::read(&bytes).map_err(bad_journal)?;
+    // Frames describing data the file does not hold (it was cut, or the data never reached
+    // the disk) are unusable, and so are all after them.
     let usable = frames
         .iter()
         .take_while(|frame| frame.data_len <= file_len)
@@ -149,13 +156,14 @@ fn usable_frames(
     Ok(frames)
 }
 
-/// The metadata of the recovered file: the last frame's capture keys, marked recovered, ended at
-/// the frame's time; and the key-value pairs to store (with the first frame's Arrow schema).
-fn recovered_metadata(
+/// The metadata and the footer of the recovered file: every journaled row group, and the last
+/// frame's capture keys, marked recovered, ended at the frame's time.
+fn recovered_footer(
     capture: &Path,
+    frames: &[journal::Frame],
     first: &journal::Frame,
     last: &journal::Frame,
-) -> Result<(CaptureMetadata, Vec<KeyValue>), FormatError> {
+) -> Result<(CaptureMetadata, ParquetMetaData), FormatError> {
     let mut pairs: Vec<(String, String)> = key_values(last.footer.file_metadata())
         .into_iter()
         .filter(|(key, _)| key != ARROW_SCHEMA_META_KEY)
@@ -167,25 +175,13 @@ fn recovered_metadata(
     );
     set_value(&mut pairs, keys::RECOVERED, "true".to_owned());
     let metadata = CaptureMetadata::from_key_values(&pairs).map_err(|e| e.with_path(capture))?;
-    let kv = key_values(first.footer.file_metadata())
+    let kv: Vec<KeyValue> = key_values(first.footer.file_metadata())
         .into_iter()
         .filter(|(key, _)| key == ARROW_SCHEMA_META_KEY)
         .chain(pairs)
         .map(|(key, value)| KeyValue::new(key, value))
         .collect();
-    Ok((metadata, kv))
-}
 
-/// The bytes to write at `data_len`: a footer for every journaled row group (and the leading
-/// magic when the writer died before its first row group).
-fn footer_bytes(
-    frames: &[journal::Frame],
-    kv: Vec<KeyValue>,
-    data_len: u64,
-) -> Result<Vec<u8>, FormatError> {
-    let (Some(first), Some(last)) = (frames.first(), frames.last()) else {
-        return Ok(Vec::new());
-    };
     let first_meta = first.footer.file_metadata();
     let row_groups: Vec<_> = frames
         .iter()
@@ -202,15 +198,9 @@ fn footer_bytes(
         ),
         row_groups,
     );
-    let mut tail = Vec::new();
-    if data_len == 0 {
-        tail.extend_from_slice(PARQUET_MAGIC);
-    }
-    ParquetMetaDataWriter::new(&mut tail, &footer).finish()?;
-    Ok(tail)
+    Ok((metadata, footer))
 }
 
-/// The file ends with a Parquet footer that decodes.
 fn has_valid_footer(file: &File, len: u64) -> bool {
     let mut tail = [0; 4];
     len >= 12

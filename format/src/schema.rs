@@ -1,95 +1,19 @@
-//! The Arrow schema of format v1.1 (see docs/FORMAT.md).
+//! The Arrow schema of format v1.1 (see docs/FORMAT.md), and the columns as values for code
+//! that treats every column alike.
+//!
+//! The columns themselves are described once, in the column table (format/src/columns.rs);
+//! [`col`], [`COLUMNS`] and [`COLUMNS_ADDED_BY_MINOR`] come from it.
 
-use std::sync::{Arc, LazyLock};
+use std::{
+    fmt,
+    sync::{Arc, LazyLock},
+};
 
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use serde::{Serialize, Serializer};
 
-/// Column names, in schema order.
-pub mod col {
-    pub const KIND: &str = "kind";
-    pub const SYSCALL: &str = "syscall";
-    pub const TS: &str = "ts";
-    pub const TS_EXIT: &str = "ts_exit";
-    pub const CPU: &str = "cpu";
-    pub const PID: &str = "pid";
-    pub const TID: &str = "tid";
-    pub const PPID: &str = "ppid";
-    pub const UID: &str = "uid";
-    pub const GID: &str = "gid";
-    pub const COMM: &str = "comm";
-    pub const CGROUP_ID: &str = "cgroup_id";
-    pub const ADDR: &str = "addr";
-    pub const LEN: &str = "len";
-    pub const PROT: &str = "prot";
-    pub const FLAGS: &str = "flags";
-    pub const FD: &str = "fd";
-    pub const OFF: &str = "off";
-    pub const RET: &str = "ret";
-    pub const ERRNO: &str = "errno";
-    pub const FILE_DEV: &str = "file_dev";
-    pub const FILE_INO: &str = "file_ino";
-    pub const FILE_NAME: &str = "file_name";
-    // Added by format 1.1.
-    pub const SOURCE: &str = "source";
-    pub const NEW_ADDR: &str = "new_addr";
-    pub const NEW_LEN: &str = "new_len";
-    pub const CHILD_PID: &str = "child_pid";
-    pub const EXIT_CODE: &str = "exit_code";
-    pub const FILE_PATH: &str = "file_path";
-    pub const PATH_SOURCE: &str = "path_source";
-    pub const PATH_TRUNCATED: &str = "path_truncated";
-    pub const FILE_DELETED: &str = "file_deleted";
-    pub const FILE_MEMFD: &str = "file_memfd";
-    pub const CGROUP_PATH: &str = "cgroup_path";
-    pub const PIDNS_INO: &str = "pidns_ino";
-    pub const NS_PID: &str = "ns_pid";
-    pub const NS_TID: &str = "ns_tid";
-    pub const LOST_COUNT: &str = "lost_count";
-
-    /// The columns of format 1.0, in schema order.
-    pub const V1_0: [&str; 23] = [
-        KIND, SYSCALL, TS, TS_EXIT, CPU, PID, TID, PPID, UID, GID, COMM, CGROUP_ID, ADDR, LEN,
-        PROT, FLAGS, FD, OFF, RET, ERRNO, FILE_DEV, FILE_INO, FILE_NAME,
-    ];
-
-    /// The columns added by format 1.1, in schema order (after [`V1_0`]).
-    pub const ADDED_IN_1_1: [&str; 15] = [
-        SOURCE,
-        NEW_ADDR,
-        NEW_LEN,
-        CHILD_PID,
-        EXIT_CODE,
-        FILE_PATH,
-        PATH_SOURCE,
-        PATH_TRUNCATED,
-        FILE_DELETED,
-        FILE_MEMFD,
-        CGROUP_PATH,
-        PIDNS_INO,
-        NS_PID,
-        NS_TID,
-        LOST_COUNT,
-    ];
-
-    /// Every column of the current format version, in schema order.
-    pub const ALL: [&str; 38] = concat(V1_0, ADDED_IN_1_1);
-
-    /// `a` then `b` (so the full list is derived from the per-version lists, not kept twice).
-    const fn concat(a: [&'static str; 23], b: [&'static str; 15]) -> [&'static str; 38] {
-        let mut out = [""; 38];
-        let mut i = 0;
-        while i < a.len() {
-            out[i] = a[i];
-            i += 1;
-        }
-        let mut j = 0;
-        while j < b.len() {
-            out[a.len() + j] = b[j];
-            j += 1;
-        }
-        out
-    }
-}
+pub use crate::columns::{COLUMNS, COLUMNS_BY_MINOR, col};
+use crate::event::Event;
 
 /// The time zone of the `ts` and `ts_exit` columns.
 pub const TIMEZONE: &str = "UTC";
@@ -105,50 +29,9 @@ pub fn timestamp_utc() -> DataType {
 }
 
 static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
-    use col::*;
-    let dict = dictionary_utf8;
-    let ts = timestamp_utc;
-    Arc::new(Schema::new(vec![
-        Field::new(KIND, dict(), false),
-        Field::new(SYSCALL, dict(), true),
-        Field::new(TS, ts(), false),
-        Field::new(TS_EXIT, ts(), true),
-        Field::new(CPU, DataType::UInt32, false),
-        Field::new(PID, DataType::UInt32, false),
-        Field::new(TID, DataType::UInt32, false),
-        Field::new(PPID, DataType::UInt32, false),
-        Field::new(UID, DataType::UInt32, false),
-        Field::new(GID, DataType::UInt32, false),
-        Field::new(COMM, dict(), false),
-        Field::new(CGROUP_ID, DataType::UInt64, false),
-        Field::new(ADDR, DataType::UInt64, true),
-        Field::new(LEN, DataType::UInt64, true),
-        Field::new(PROT, DataType::UInt64, true),
-        Field::new(FLAGS, DataType::UInt64, true),
-        Field::new(FD, DataType::Int32, true),
-        Field::new(OFF, DataType::UInt64, true),
-        Field::new(RET, DataType::Int64, true),
-        Field::new(ERRNO, DataType::Int32, true),
-        Field::new(FILE_DEV, DataType::UInt64, true),
-        Field::new(FILE_INO, DataType::UInt64, true),
-        Field::new(FILE_NAME, dict(), true),
-        // Format 1.1.
-        Field::new(SOURCE, dict(), true),
-        Field::new(NEW_ADDR, DataType::UInt64, true),
-        Field::new(NEW_LEN, DataType::UInt64, true),
-        Field::new(CHILD_PID, DataType::UInt32, true),
-        Field::new(EXIT_CODE, DataType::Int32, true),
-        Field::new(FILE_PATH, dict(), true),
-        Field::new(PATH_SOURCE, dict(), true),
-        Field::new(PATH_TRUNCATED, DataType::Boolean, true),
-        Field::new(FILE_DELETED, DataType::Boolean, true),
-        Field::new(FILE_MEMFD, DataType::Boolean, true),
-        Field::new(CGROUP_PATH, dict(), true),
-        Field::new(PIDNS_INO, DataType::UInt32, true),
-        Field::new(NS_PID, DataType::UInt32, true),
-        Field::new(NS_TID, DataType::UInt32, true),
-        Field::new(LOST_COUNT, DataType::UInt64, true),
-    ]))
+    Arc::new(Schema::new(
+        COLUMNS.iter().map(Column::arrow_field).collect::<Vec<_>>(),
+    ))
 });
 
 /// The schema of the current format version (v1.1), without metadata attached.
@@ -156,12 +39,114 @@ pub fn schema() -> SchemaRef {
     Arc::clone(&SCHEMA)
 }
 
-/// Columns added by each minor version of format major 1, oldest first: a file of minor `m`
-/// lacks the columns listed for every minor greater than `m`, and the reader fills them with
-/// nulls. Every column listed here must be nullable.
+/// Columns added by each minor version of format major 1 after 1.0, oldest first: a file of
+/// minor `m` lacks the columns listed for every minor greater than `m`, and the reader fills
+/// them with nulls. Every column listed here is nullable.
 ///
-/// A future 1.2 that adds, say, a `pgoff_pages` column adds `(2, &["pgoff_pages"])` here.
-pub const COLUMNS_ADDED_BY_MINOR: &[(u32, &[&str])] = &[(1, &col::ADDED_IN_1_1)];
+/// [`COLUMNS_BY_MINOR`] without the columns of 1.0; the column table makes it (a 1.2 that adds
+/// a column adds a group `minor 2` there).
+pub const COLUMNS_ADDED_BY_MINOR: &[(u32, &[&str])] = match COLUMNS_BY_MINOR.split_first() {
+    Some((_v1_0, added)) => added,
+    None => &[],
+};
+
+/// One column of the current format version, as the column table describes it.
+#[derive(Clone, Copy, Debug)]
+pub struct Column {
+    /// The column's name in a capture (one of [`col`]); also its header in CSV output.
+    pub name: &'static str,
+    /// The [`Event`] field that holds it (`ts_ns` for `ts`), or for a derived column the
+    /// `Event` method that computes it (`errno`); also its key in JSON output.
+    pub field: &'static str,
+    /// The minor version of format 1 that added the column (0 for the columns of 1.0).
+    pub minor: u32,
+    pub nullable: bool,
+    pub(crate) data_type: fn() -> DataType,
+    pub(crate) get: for<'e> fn(&'e Event<'_>) -> Value<'e>,
+}
+
+impl Column {
+    /// The Arrow type of the column.
+    pub fn data_type(&self) -> DataType {
+        (self.data_type)()
+    }
+
+    /// The column's field in [`schema()`].
+    pub fn arrow_field(&self) -> Field {
+        Field::new(self.name, self.data_type(), self.nullable)
+    }
+
+    /// The value of this column in `event` (for a derived column, what the writer stores).
+    pub fn value<'e>(&self, event: &'e Event<'_>) -> Value<'e> {
+        (self.get)(event)
+    }
+
+    /// The column named `name`.
+    pub fn named(name: &str) -> Option<&'static Self> {
+        COLUMNS.iter().find(|column| column.name == name)
+    }
+}
+
+/// The value of one column in one row ([`Column::value`]). It displays as CSV writes it (null
+/// as the empty string, numbers in decimal) and serializes as JSON writes it (null as `null`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Value<'e> {
+    Null,
+    Bool(bool),
+    U32(u32),
+    U64(u64),
+    I32(i32),
+    I64(i64),
+    /// A string, or the name of a `kind` or `syscall`.
+    Str(&'e str),
+}
+
+impl fmt::Display for Value<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Null => Ok(()),
+            Self::Bool(value) => value.fmt(f),
+            Self::U32(value) => value.fmt(f),
+            Self::U64(value) => value.fmt(f),
+            Self::I32(value) => value.fmt(f),
+            Self::I64(value) => value.fmt(f),
+            Self::Str(value) => value.fmt(f),
+        }
+    }
+}
+
+impl Serialize for Value<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match *self {
+            Self::Null => serializer.serialize_none(),
+            Self::Bool(value) => serializer.serialize_bool(value),
+            Self::U32(value) => serializer.serialize_u32(value),
+            Self::U64(value) => serializer.serialize_u64(value),
+            Self::I32(value) => serializer.serialize_i32(value),
+            Self::I64(value) => serializer.serialize_i64(value),
+            Self::Str(value) => serializer.serialize_str(value),
+        }
+    }
+}
+
+/// `From` each native column type, and from its `Option` (`None` is [`Value::Null`]).
+macro_rules! value_from {
+    ($($native:ty => $variant:ident),*) => {$(
+        impl From<$native> for Value<'_> {
+            fn from(value: $native) -> Self {
+                Self::$variant(value)
+            }
+        }
+
+        impl From<Option<$native>> for Value<'_> {
+            fn from(value: Option<$native>) -> Self {
+                value.map_or(Self::Null, Self::$variant)
+            }
+        }
+    )*};
+}
+
+value_from!(bool => Bool, u32 => U32, u64 => U64, i32 => I32, i64 => I64);
 
 #[cfg(test)]
 mod tests {
@@ -178,18 +163,71 @@ mod tests {
         assert_eq!(split, col::ALL);
     }
 
+    /// Published versions never change: later minors only add groups after these.
+    #[test]
+    fn the_columns_of_1_0_and_1_1_are_frozen() {
+        assert_eq!(
+            col::V1_0,
+            [
+                "kind",
+                "syscall",
+                "ts",
+                "ts_exit",
+                "cpu",
+                "pid",
+                "tid",
+                "ppid",
+                "uid",
+                "gid",
+                "comm",
+                "cgroup_id",
+                "addr",
+                "len",
+                "prot",
+                "flags",
+                "fd",
+                "off",
+                "ret",
+                "errno",
+                "file_dev",
+                "file_ino",
+                "file_name",
+            ]
+        );
+        assert_eq!(
+            col::ADDED_IN_1_1,
+            [
+                "source",
+                "new_addr",
+                "new_len",
+                "child_pid",
+                "exit_code",
+                "file_path",
+                "path_source",
+                "path_truncated",
+                "file_deleted",
+                "file_memfd",
+                "cgroup_path",
+                "pidns_ino",
+                "ns_pid",
+                "ns_tid",
+                "lost_count",
+            ]
+        );
+    }
+
     #[test]
     fn every_column_after_1_0_is_listed_by_its_minor() {
-        let listed: Vec<&str> = COLUMNS_ADDED_BY_MINOR
+        assert_eq!(COLUMNS_BY_MINOR[0], (0, &col::V1_0[..]));
+        assert_eq!(COLUMNS_ADDED_BY_MINOR, &COLUMNS_BY_MINOR[1..]);
+        let listed: Vec<&str> = COLUMNS_BY_MINOR
             .iter()
             .flat_map(|(_, columns)| columns.iter().copied())
             .collect();
-        assert_eq!(listed, col::ALL[col::V1_0.len()..]);
-        assert!(
-            COLUMNS_ADDED_BY_MINOR
-                .iter()
-                .all(|(minor, _)| *minor <= crate::FORMAT_MINOR)
-        );
+        assert_eq!(listed, col::ALL);
+        let minors: Vec<u32> = COLUMNS_BY_MINOR.iter().map(|(minor, _)| *minor).collect();
+        assert!(minors.is_sorted_by(|a, b| a < b), "{minors:?}");
+        assert!(minors.iter().all(|minor| *minor <= crate::FORMAT_MINOR));
     }
 
     #[test]
@@ -203,5 +241,66 @@ mod tests {
                 assert!(field.is_nullable(), "{column} must be nullable");
             }
         }
+    }
+
+    #[test]
+    fn columns_describe_the_schema() {
+        let names: Vec<&str> = COLUMNS.iter().map(|c| c.name).collect();
+        assert_eq!(names, col::ALL);
+        for (minor, group) in COLUMNS_BY_MINOR {
+            for name in *group {
+                let column = Column::named(name).expect("column");
+                assert_eq!(column.minor, *minor, "{name}");
+                assert_eq!(
+                    *schema().field_with_name(name).expect("field"),
+                    column.arrow_field()
+                );
+            }
+        }
+        let mut fields: Vec<&str> = COLUMNS.iter().map(|c| c.field).collect();
+        fields.sort_unstable();
+        fields.dedup();
+        assert_eq!(
+            fields.len(),
+            COLUMNS.len(),
+            "one Event field or method per column"
+        );
+        let ts = Column::named(col::TS).expect("ts");
+        assert_eq!((ts.field, ts.nullable), ("ts_ns", false));
+        assert_eq!(ts.data_type(), timestamp_utc());
+        assert_eq!(Column::named(col::ERRNO).expect("errno").field, "errno");
+        assert!(Column::named("teleport").is_none());
+    }
+
+    #[test]
+    fn values_display_as_csv_and_serialize_as_json() {
+        let values = [
+            Value::Null,
+            Value::Bool(true),
+            Value::U32(u32::MAX),
+            Value::U64(u64::MAX),
+            Value::I32(i32::MIN),
+            Value::I64(i64::MIN),
+            Value::Str("a \"b\""),
+        ];
+        let shown: Vec<String> = values.iter().map(Value::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "",
+                "true",
+                "4294967295",
+                "18446744073709551615",
+                "-2147483648",
+                "-9223372036854775808",
+                "a \"b\"",
+            ]
+        );
+        assert_eq!(
+            serde_json::to_string(&values).expect("json"),
+            r#"[null,true,4294967295,18446744073709551615,-2147483648,-9223372036854775808,"a \"b\""]"#
+        );
+        assert_eq!(Value::from(Some(7_u64)), Value::U64(7));
+        assert_eq!(Value::from(None::<i32>), Value::Null);
     }
 }

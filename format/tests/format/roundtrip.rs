@@ -1,13 +1,17 @@
 //! Write into a `Vec<u8>`, read back, compare.
 
+use std::sync::Arc;
+
+use arrow::{compute::cast, util::display::array_value_to_string};
 use arrow_array::{Array, Int32Array, cast::AsArray, types::Int32Type};
+use arrow_schema::DataType;
 use bytes::Bytes;
 use mmap_format::{
     FORMAT_MAJOR, FORMAT_MINOR,
     event::Event,
     metadata::{CaptureMetadata, FormatVersion, keys},
     reader::{CaptureReader, events_from_batch},
-    schema::{col, schema},
+    schema::{COLUMNS, Value, col, schema},
     writer::{CaptureWriter, NO_DICTIONARY_COLUMNS, WriterConfig},
 };
 use parquet::{
@@ -83,6 +87,42 @@ fn batches_have_the_current_schema_and_derived_errno() {
     );
 
     assert_eq!(events_from_batch(batch).expect("decode"), events);
+}
+
+/// Every column, read back in a batch, holds what [`Column::value`] says was written (the
+/// derived `errno` included): a new column is checked here without an edit.
+#[test]
+fn every_column_reads_back_as_written() {
+    let events = sample_events();
+    let bytes = write_capture(&events, WriterConfig::default(), &sample_metadata());
+    let reader = CaptureReader::from_bytes(bytes).expect("open");
+    let batches: Vec<_> = reader
+        .batches()
+        .expect("batches")
+        .collect::<Result<_, _>>()
+        .expect("read batches");
+    let batch = &batches[0];
+    assert_eq!(batch.num_columns(), COLUMNS.len());
+    for column in &COLUMNS {
+        let array = batch.column_by_name(column.name).expect("column");
+        assert_eq!(array.data_type(), &column.data_type(), "{}", column.name);
+        // Times as their ns since the epoch; everything else as Arrow shows it.
+        let array = match column.data_type() {
+            DataType::Timestamp(..) => cast(array, &DataType::Int64).expect("ns"),
+            _ => Arc::clone(array),
+        };
+        for (row, event) in events.iter().enumerate() {
+            let value = column.value(event);
+            assert_eq!(
+                array.is_null(row),
+                value == Value::Null,
+                "{} row {row}",
+                column.name
+            );
+            let shown = array_value_to_string(&array, row).expect("display");
+            assert_eq!(shown, value.to_string(), "{} row {row}", column.name);
+        }
+    }
 }
 
 #[test]

@@ -11,7 +11,7 @@ use mmap_format::{
     event::{Event, RowKind, Syscall},
     names,
     reader::CaptureReader,
-    schema::{self, col},
+    schema::{self, Value, col},
 };
 use serde::{Serialize, ser::SerializeMap as _};
 
@@ -134,7 +134,8 @@ pub enum EventsFormat {
     Table,
     /// JSON Lines: one object per call with raw numbers and decoded names side by side.
     Json,
-    /// Comma-separated values with a header line.
+    /// Comma-separated values with a header line: the same columns as JSON, numbers in decimal;
+    /// text that a spreadsheet would run as a formula (=, +, -, @) starts with a quote.
     Csv,
 }
 
@@ -338,7 +339,7 @@ enum Sink<'w, W: Write> {
         out: &'w mut W,
     },
     Csv {
-        layout: Layout<CsvDecoder>,
+        layout: Layout<JsonDecoder>,
         writer: Box<csv::Writer<&'w mut W>>,
     },
 }
@@ -355,7 +356,7 @@ impl<'w, W: Write> Sink<'w, W> {
                 out,
             },
             EventsFormat::Csv => {
-                let layout = Layout::csv();
+                let layout = Layout::json();
                 let mut writer = csv::WriterBuilder::new()
                     .has_headers(false)
                     .from_writer(out);
@@ -452,55 +453,12 @@ enum Part<D> {
     Decoded(&'static str, D),
 }
 
-/// A decoded CSV value (empty when `None`).
-type CsvDecoder = fn(&Event<'_>) -> Option<String>;
-
-/// A decoded JSON value.
+/// A decoded value (JSON Lines and CSV).
 type JsonDecoder = fn(&Event<'_>) -> Decoded;
 
-/// The CSV record: spreadsheet-ready values, a fixed list (a column added to the format is not
-/// added here by itself; JSON Lines carry every column).
-const CSV_PARTS: [Part<CsvDecoder>; 33] = {
-    use Part::{Column as Raw, Decoded as Dec};
-    [
-        Dec("time", |e| Some(labels::rfc3339_ns(e.ts_ns))),
-        Raw(col::PID),
-        Raw(col::TID),
-        Raw(col::PPID),
-        Raw(col::UID),
-        Raw(col::COMM),
-        Dec(col::SYSCALL, |e| Some(labels::syscall_label(e).to_owned())),
-        Dec(col::ADDR, |e| e.addr.map(labels::hex)),
-        Raw(col::LEN),
-        Dec(col::PROT, |e| e.prot.map(names::prot_names)),
-        Dec(col::FLAGS, labels::flags_label),
-        Raw(col::FD),
-        Raw(col::OFF),
-        Raw(col::RET),
-        Dec("result", labels::result_label),
-        Dec("duration_ns", |e| opt_string(labels::duration_ns(e))),
-        Raw(col::FILE_NAME),
-        Dec(col::FILE_DEV, |e| e.file_dev.map(labels::dev_label)),
-        Raw(col::FILE_INO),
-        Raw(col::CPU),
-        Raw(col::KIND),
-        Raw(col::SOURCE),
-        Raw(col::FILE_PATH),
-        Raw(col::FILE_DELETED),
-        Raw(col::FILE_MEMFD),
-        Dec(col::NEW_ADDR, |e| e.new_addr.map(labels::hex)),
-        Raw(col::NEW_LEN),
-        Raw(col::CHILD_PID),
-        Raw(col::EXIT_CODE),
-        Raw(col::LOST_COUNT),
-        Raw(col::CGROUP_PATH),
-        Raw(col::NS_PID),
-        Raw(col::NS_TID),
-    ]
-};
-
-/// The JSON object: every column of the capture as stored, with decoded values beside some.
-/// Columns not listed here (added to the format later) follow at the end.
+/// A JSON object and a CSV record: every column of the capture as stored (numbers as numbers),
+/// with decoded names beside some. Columns not listed here (added to the format later) follow at
+/// the end. CSV has the same columns, under the same names, in the same order.
 const JSON_PARTS: [Part<JsonDecoder>; 47] = {
     use Decoded::{Int, Name, Text};
     use Part::{Column as Raw, Decoded as Dec};
@@ -609,22 +567,25 @@ impl<D: Copy> Layout<D> {
     }
 }
 
-impl Layout<CsvDecoder> {
-    fn csv() -> Self {
-        Self::new(&CSV_PARTS, |column| column.name)
-    }
-
-    fn csv_record<'a>(&'a self, event: &'a Event<'_>) -> impl Iterator<Item = String> + 'a {
-        self.parts.iter().map(move |(_, slot)| match slot {
-            Slot::Column(column) => column.value(event).to_string(),
-            Slot::Decoded(decode) => decode(event).unwrap_or_default(),
-        })
-    }
-}
-
 impl Layout<JsonDecoder> {
     fn json() -> Self {
         Self::json_from(&JSON_PARTS)
+    }
+
+    /// The CSV cells of `event`: numbers in decimal, `None` empty, text made safe to open in a
+    /// spreadsheet ([`spreadsheet_safe`]).
+    fn csv_record<'a>(&'a self, event: &'a Event<'_>) -> impl Iterator<Item = String> + 'a {
+        self.parts.iter().map(move |(_, slot)| match slot {
+            Slot::Column(column) => match column.value(event) {
+                Value::Str(text) => spreadsheet_safe(text),
+                value => value.to_string(),
+            },
+            Slot::Decoded(decode) => match decode(event) {
+                Decoded::Text(text) => text.map(|t| spreadsheet_safe(&t)).unwrap_or_default(),
+                Decoded::Name(name) => name.map(spreadsheet_safe).unwrap_or_default(),
+                Decoded::Int(int) => int.map(|i| i.to_string()).unwrap_or_default(),
+            },
+        })
     }
 
     /// `parts`, then every column they do not list.
@@ -639,6 +600,17 @@ impl Layout<JsonDecoder> {
             layout.parts.push((column.field, Slot::Column(column)));
         }
         layout
+    }
+}
+
+/// A text cell that a spreadsheet would run as a formula (it starts with `=`, `+`, `-`, `@`, a
+/// tab or a carriage return) gets a leading `'`, as OWASP recommends for CSV; other text is as
+/// recorded. Any traced process can name itself or a file so.
+fn spreadsheet_safe(text: &str) -> String {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}")
+    } else {
+        text.to_owned()
     }
 }
 
@@ -668,7 +640,7 @@ mod tests {
     use mmap_format::{
         metadata::CaptureMetadata,
         reader::CaptureReader,
-        schema::{COLUMNS, Value},
+        schema::COLUMNS,
         writer::{CaptureWriter, WriterConfig},
     };
 
@@ -762,22 +734,23 @@ mod tests {
         let csv = output(EventsFormat::Csv, &read);
         let mut records = csv::Reader::from_reader(csv.as_bytes());
         let header = records.headers().expect("header").clone();
-        let names: Vec<&str> = Layout::csv().names().collect();
-        assert_eq!(header.iter().collect::<Vec<_>>(), names);
+        let names: Vec<&str> = Layout::json().names().collect();
+        assert_eq!(
+            header.iter().collect::<Vec<_>>(),
+            names,
+            "CSV and JSON columns"
+        );
         let record = records.records().next().expect("a record").expect("CSV");
-        for part in &CSV_PARTS {
-            if let Part::Column(name) = part {
-                let column = schema::Column::named(name).expect("column");
-                let cell = header
-                    .iter()
-                    .position(|h| h == *name)
-                    .expect("in the header");
-                assert_eq!(
-                    record[cell],
-                    column.value(&read[0]).to_string(),
-                    "CSV {name}"
-                );
-            }
+        for column in &COLUMNS {
+            let cell = header
+                .iter()
+                .position(|h| h == column.field)
+                .unwrap_or_else(|| panic!("{} in the CSV header", column.field));
+            let expected = match column.value(&read[0]) {
+                Value::Str(text) => spreadsheet_safe(text),
+                value => value.to_string(),
+            };
+            assert_eq!(record[cell], expected, "CSV {}", column.field);
         }
 
         let json = output(EventsFormat::Json, &read);
@@ -794,6 +767,15 @@ mod tests {
         }
         assert_eq!(object["errno"], 17);
         assert_eq!(object["ts_ns"], 1_767_225_600_000_000_001_i64);
+    }
+
+    #[test]
+    fn text_that_a_spreadsheet_would_run_gets_a_quote() {
+        for formula in ["=1+1", "+1", "-ENOMEM", "@SUM(A1)", "\tx", "\rx"] {
+            assert_eq!(spreadsheet_safe(formula), format!("'{formula}"));
+        }
+        assert_eq!(spreadsheet_safe("bash"), "bash");
+        assert_eq!(spreadsheet_safe("/usr/lib/libc.so.6"), "/usr/lib/libc.so.6");
     }
 
     /// Every column is listed at most once; the columns JSON_PARTS does not list (added to the
@@ -814,7 +796,6 @@ mod tests {
         assert!(listed.iter().all(|name| col::ALL.contains(name)));
         let unlisted = COLUMNS.len() - listed.len();
         assert_eq!(Layout::json().parts.len(), JSON_PARTS.len() + unlisted);
-        assert_eq!(Layout::csv().parts.len(), CSV_PARTS.len());
     }
 
     /// A column the JSON parts do not list (one added to the format later) comes after them,

@@ -126,13 +126,17 @@ fn csv_has_a_header_and_one_record_per_row() {
         "--pid".as_ref(),
         "100".as_ref(),
     ]);
+    // The same columns as JSON Lines, in the same order: every column as stored (numbers in
+    // decimal), decoded names beside some.
     let mut lines = stdout.lines();
     assert_eq!(
         lines.next(),
         Some(
-            "time,pid,tid,ppid,uid,comm,syscall,addr,len,prot,flags,fd,off,ret,result,\
-             duration_ns,file_name,file_dev,file_ino,cpu,kind,source,file_path,file_deleted,\
-             file_memfd,new_addr,new_len,child_pid,exit_code,lost_count,cgroup_path,ns_pid,ns_tid"
+            "time,ts_ns,ts_exit_ns,duration_ns,kind,syscall,cpu,pid,tid,ppid,uid,gid,comm,\
+             cgroup_id,addr,addr_hex,len,prot,prot_names,flags,flags_names,fd,off,ret,errno,\
+             errno_name,result,file_name,file_dev,file_dev_major_minor,file_ino,file_path,\
+             path_source,path_truncated,file_deleted,file_memfd,source,new_addr,new_len,\
+             child_pid,exit_code,exit_status,lost_count,cgroup_path,pidns_ino,ns_pid,ns_tid"
         )
     );
     let mut reader = csv::Reader::from_reader(stdout.as_bytes());
@@ -148,17 +152,24 @@ fn csv_has_a_header_and_one_record_per_row() {
         records[row][index].to_owned()
     };
     assert_eq!(get(0, "time"), "2026-11-27T06:01:13.000001000Z");
-    assert_eq!(get(0, "prot"), "PROT_READ|PROT_WRITE");
-    assert_eq!(get(0, "flags"), "MAP_PRIVATE|MAP_ANONYMOUS");
+    assert_eq!(get(0, "prot"), "3");
+    assert_eq!(get(0, "prot_names"), "PROT_READ|PROT_WRITE");
+    assert_eq!(get(0, "flags"), "34");
+    assert_eq!(get(0, "flags_names"), "MAP_PRIVATE|MAP_ANONYMOUS");
     assert_eq!(get(0, "len"), "8192");
+    assert_eq!(get(0, "ret"), 0x7f00_0000_0000_u64.to_string());
     assert_eq!(get(0, "result"), "0x7f0000000000");
+    assert_eq!(get(0, "errno"), "");
     assert_eq!(get(0, "file_name"), "");
     assert_eq!(get(1, "comm"), "cat-worker");
     assert_eq!(get(1, "file_name"), "libc.so.6");
-    assert_eq!(get(1, "file_dev"), "8:1");
+    assert_eq!(get(1, "file_dev_major_minor"), "8:1");
     assert_eq!(get(1, "file_ino"), "1234");
-    assert_eq!(get(2, "result"), "-EBADF");
     assert_eq!(get(2, "ret"), "-9");
+    assert_eq!(get(2, "errno"), "9");
+    assert_eq!(get(2, "errno_name"), "EBADF");
+    // Text that a spreadsheet would run as a formula starts with a quote.
+    assert_eq!(get(2, "result"), "'-EBADF");
     assert_eq!(get(2, "duration_ns"), "500");
 }
 
@@ -174,7 +185,7 @@ fn csv_without_rows_still_has_its_header() {
         "999".as_ref(),
     ]);
     assert_eq!(stdout.lines().count(), 1);
-    assert!(stdout.starts_with("time,pid,tid,"));
+    assert!(stdout.starts_with("time,ts_ns,ts_exit_ns,"));
 }
 
 #[test]

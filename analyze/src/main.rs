@@ -57,6 +57,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // A library panic on a hostile file is caught and reported as an error; any other panic
+    // prints one line.
+    mmap_format::guard::install_quiet_hook("mmap-analyze");
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Summary(args) => summary::run(args),

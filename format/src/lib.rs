@@ -44,6 +44,7 @@
 mod columns;
 pub mod error;
 pub mod event;
+pub mod guard;
 pub mod journal;
 pub mod metadata;
 pub mod names;

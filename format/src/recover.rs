@@ -5,8 +5,8 @@
 
 use std::{
     fs::{self, File, OpenOptions},
-    io::ErrorKind,
-    os::unix::fs::FileExt,
+    io::{ErrorKind, Read as _},
+    os::unix::fs::{FileExt, MetadataExt as _, OpenOptionsExt as _},
     path::Path,
 };
 
@@ -18,7 +18,7 @@ use parquet::{
 };
 
 use crate::{
-    FormatError,
+    FormatError, guard,
     journal::{self, journal_path, sync_parent_dir},
     metadata::{CaptureMetadata, format_rfc3339_ns, keys},
     reader::PARQUET_MAGIC,
@@ -55,11 +55,7 @@ pub struct Recovered {
 /// [`FormatError::BadJournal`] when the journal has no usable frame or does not match the file.
 pub fn recover(capture: &Path) -> Result<Recovered, FormatError> {
     let journal = journal_path(capture);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(capture)
-        .map_err(io(capture))?;
+    let file = open_regular(capture, true)?;
     let file_len = file.metadata().map_err(io(capture))?.len();
 
     if has_valid_footer(&file, file_len) {
@@ -87,7 +83,12 @@ pub fn recover(capture: &Path) -> Result<Recovered, FormatError> {
         // The writer died before its first row group: the file gets its leading magic here.
         tail.extend_from_slice(PARQUET_MAGIC);
     }
-    ParquetMetaDataWriter::new(&mut tail, &footer).finish()?;
+    guard::catch(|| ParquetMetaDataWriter::new(&mut tail, &footer).finish()).map_err(
+        |panic| FormatError::BadJournal {
+            path: journal.clone(),
+            detail: format!("its row groups do not make a footer: {panic}"),
+        },
+    )??;
 
     file.set_len(data_len).map_err(io(capture))?;
     file.write_all_at(&tail, data_len).map_err(io(capture))?;
@@ -101,6 +102,34 @@ pub fn recover(capture: &Path) -> Result<Recovered, FormatError> {
         bytes_dropped: file_len - data_len,
         metadata,
     })
+}
+
+/// The largest journal recovery reads: one frame per flushed row group (a few KiB each), so
+/// far more than the 30,000 row groups a capture file holds; a bigger one is not a journal.
+pub const MAX_JOURNAL_BYTES: u64 = 1 << 30;
+
+/// Opens `path` only if it is a regular file: never through a symbolic link, never blocking on
+/// a FIFO or a device (`O_NOFOLLOW | O_NONBLOCK`, then a check of what was opened).
+fn open_regular(path: &Path, write: bool) -> Result<File, FormatError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(write)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => FormatError::FileIo {
+                path: path.to_path_buf(),
+                source: std::io::Error::other("a symbolic link: recovery does not follow links"),
+            },
+            _ => io(path)(e),
+        })?;
+    if !file.metadata().map_err(io(path))?.file_type().is_file() {
+        return Err(FormatError::FileIo {
+            path: path.to_path_buf(),
+            source: std::io::Error::other("not a regular file"),
+        });
+    }
+    Ok(file)
 }
 
 /// The error for an I/O failure on `path`.
@@ -121,21 +150,43 @@ fn usable_frames(
     file: &File,
     file_len: u64,
 ) -> Result<Vec<journal::Frame>, FormatError> {
-    let bytes = match fs::read(journal) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == ErrorKind::NotFound => {
+    let bad_journal = |detail: String| FormatError::BadJournal {
+        path: journal.to_path_buf(),
+        detail,
+    };
+    let journal_file = match open_regular(journal, false) {
+        Ok(journal_file) => journal_file,
+        Err(FormatError::NotFound { .. }) => {
             return Err(FormatError::NoJournal {
                 path: capture.to_path_buf(),
                 journal: journal.to_path_buf(),
             });
         }
-        Err(e) => return Err(io(journal)(e)),
+        Err(e) => return Err(e),
     };
-    let bad_journal = |detail: String| FormatError::BadJournal {
-        path: journal.to_path_buf(),
-        detail,
-    };
-    let mut frames = journal::read(&bytes).map_err(bad_journal)?;
+    let (capture_meta, journal_meta) = (
+        file.metadata().map_err(io(capture))?,
+        journal_file.metadata().map_err(io(journal))?,
+    );
+    if (journal_meta.uid(), journal_meta.dev()) != (capture_meta.uid(), capture_meta.dev()) {
+        return Err(bad_journal(
+            "it belongs to another user or file system than the capture".to_owned(),
+        ));
+    }
+    if journal_meta.len() > MAX_JOURNAL_BYTES {
+        return Err(bad_journal(format!(
+            "{} bytes, more than a journal can hold ({MAX_JOURNAL_BYTES})",
+            journal_meta.len()
+        )));
+    }
+    let mut bytes = Vec::new();
+    journal_file
+        .take(MAX_JOURNAL_BYTES)
+        .read_to_end(&mut bytes)
+        .map_err(io(journal))?;
+    let mut frames = guard::catch(|| journal::read(&bytes))
+        .map_err(|panic| bad_journal(format!("a frame does not decode: {panic}")))?
+        .map_err(bad_journal)?;
     // Frames describing data the file does not hold (it was cut, or the data never reached
     // the disk) are unusable, and so are all after them.
     let usable = frames

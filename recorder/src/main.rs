@@ -39,6 +39,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // A library panic on a hostile file is caught and reported as an error; any other panic
+    // prints one line.
+    mmap_format::guard::install_quiet_hook("mmap-recorder");
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Record(args) => record::run(args),

@@ -532,3 +532,67 @@ print(t.num_rows, pf.metadata.num_row_groups, meta[b"mmap_capture.recovered"].de
         format!("300 3 true {last_tid} dictionary<values=string, indices=int32, ordered=0>")
     );
 }
+
+/// A crashed capture (three flushes) whose journal the test then replaces.
+fn crashed(dir: &Path) -> (PathBuf, PathBuf) {
+    let (path, _, _) = three_flushes(dir);
+    let journal = journal_path(&path);
+    (path, journal)
+}
+
+fn assert_bad_journal(result: Result<Recovered, FormatError>, needle: &str) {
+    match result {
+        Err(FormatError::BadJournal { detail, .. }) => {
+            assert!(detail.contains(needle), "{detail}");
+        }
+        other => panic!("expected a bad-journal error with {needle:?}, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_capture_that_is_a_symbolic_link_is_not_followed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, journal) = crashed(dir.path());
+    // The capture path now points at another file, which must stay untouched.
+    let victim = dir.path().join("victim");
+    fs::write(&victim, b"precious").expect("victim");
+    let real = dir.path().join("real.parquet");
+    fs::rename(&path, &real).expect("move the capture");
+    std::os::unix::fs::symlink(&victim, &path).expect("symlink");
+    let err = recover(&path).expect_err("a symlink is refused");
+    assert!(err.to_string().contains("symbolic link"), "{err}");
+    assert_eq!(fs::read(&victim).expect("victim"), b"precious");
+    assert!(journal.exists(), "the journal is left for a real recovery");
+}
+
+#[test]
+fn a_journal_that_is_a_fifo_or_a_device_is_refused_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, journal) = crashed(dir.path());
+    fs::remove_file(&journal).expect("remove journal");
+    let c_path = std::ffi::CString::new(journal.as_os_str().as_encoded_bytes()).expect("path");
+    // SAFETY: mkfifo reads a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0, "mkfifo");
+    // Would block forever on open or read without O_NONBLOCK and the file-type check.
+    let err = recover(&path).expect_err("a FIFO is refused");
+    assert!(err.to_string().contains("not a regular file"), "{err}");
+
+    fs::remove_file(&journal).expect("remove fifo");
+    std::os::unix::fs::symlink("/dev/zero", &journal).expect("symlink");
+    let err = recover(&path).expect_err("a link to /dev/zero is refused");
+    assert!(err.to_string().contains("symbolic link"), "{err}");
+}
+
+#[test]
+fn a_journal_larger_than_any_journal_is_refused_without_reading_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, journal) = crashed(dir.path());
+    // Sparse: claims 2 GiB, costs nothing on disk.
+    let file = OpenOptions::new()
+        .write(true)
+        .open(&journal)
+        .expect("journal");
+    file.set_len(mmap_format::recover::MAX_JOURNAL_BYTES + 1)
+        .expect("grow");
+    assert_bad_journal(recover(&path), "more than a journal can hold");
+}

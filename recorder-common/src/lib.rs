@@ -189,8 +189,9 @@ impl<'a> RecordRef<'a> {
 pub mod counters {
     /// Records the kernel could not put in the ring buffer (it was full).
     pub const LOST_RINGBUF_FULL: u32 = 0;
-    /// Exits of a recorded thread without a stored entry (the call began before attach, or its
-    /// entry could not be stored).
+    /// Exits of a recorded thread without a stored entry: the call was already in progress when
+    /// recording was turned on (at most one per thread), or its entry could not be stored
+    /// (`ENTRY_MAP_FULL`).
     pub const ORPHAN_EXIT: u32 = 1;
     /// Entries that could not be stored because the per-thread entry map was full.
     pub const ENTRY_MAP_FULL: u32 = 2;
@@ -198,6 +199,14 @@ pub mod counters {
     pub const EMITTED: u32 = 3;
     /// Number of counters.
     pub const COUNT: u32 = 4;
+}
+
+/// Values of element 0 of the kernel side's `RECORDING` array: the programs record only while it
+/// is [`recording::ON`], which user space sets once every program is attached and clears before
+/// detaching them (programs attach and detach one by one, over about a second).
+pub mod recording {
+    pub const OFF: u32 = 0;
+    pub const ON: u32 = 1;
 }
 
 /// Loss not yet reported in-band, per CPU (the `LOSS` map).
@@ -340,7 +349,11 @@ mod tests {
         for &kind in EventKind::ALL {
             assert_eq!(EventKind::try_from(kind as u16), Ok(kind));
             // A kind records a system call exactly when it stores arguments.
-            assert_eq!(kind.syscall_name().is_some(), kind.syscall_args() > 0, "{kind:?}");
+            assert_eq!(
+                kind.syscall_name().is_some(),
+                kind.syscall_args() > 0,
+                "{kind:?}"
+            );
         }
         assert_eq!(EventKind::try_from(0), Err(0));
     }

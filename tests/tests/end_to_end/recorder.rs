@@ -440,6 +440,35 @@ fn rotation_by_size_and_time_gives_readable_non_empty_segments() {
     let files: Vec<_> = std::fs::read_dir(&keep_dir).expect("dir").collect();
     assert_eq!(files.len(), 2, "{stderr}");
     assert!(stderr.contains("older removed by --keep"), "{stderr}");
+    // The report counts the rows of the deleted segments apart: written = kept + deleted, and
+    // kept is what the remaining files hold.
+    let rows_kept: usize = files
+        .iter()
+        .map(|f| read_capture(&f.as_ref().expect("entry").path()).1.len())
+        .sum();
+    let report = stderr
+        .lines()
+        .find(|l| l.contains("records written"))
+        .expect("final report");
+    let number_before = |what: &str| -> usize {
+        let at = report
+            .find(what)
+            .unwrap_or_else(|| panic!("{what:?} in {report}"));
+        report[..at]
+            .trim_end()
+            .rsplit(' ')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("a number before {what:?} in {report}"))
+    };
+    let (written, kept, deleted) = (
+        number_before("records written"),
+        number_before("kept in 2 segments"),
+        number_before("deleted ("),
+    );
+    assert_eq!(kept, rows_kept, "{report}");
+    assert_eq!(written, kept + deleted, "{report}");
+    assert!(deleted > 0, "{report}");
 }
 
 #[test]

@@ -285,8 +285,10 @@ fn pid_target_stops_when_the_process_exits_and_duration_stops_alone() {
     require_root!();
     let dir = tempfile::tempdir().expect("tempdir");
     let report_path = dir.path().join("report.json");
+    // Long enough to outlast the recorder's start (loading and attaching every program before
+    // recording is turned on) when the machine is busy, as under the whole test suite.
     let mut workload = Command::new(workspace_bin("mmap-workload"))
-        .args(["--duration", "1500ms", "--report"])
+        .args(["--duration", "3s", "--report"])
         .arg(&report_path)
         .arg("--dir")
         .arg(dir.path())

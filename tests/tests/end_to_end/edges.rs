@@ -6,23 +6,8 @@ use std::{
     process::{Child, Command, Output, Stdio},
 };
 
-use mmap_capture_tests::{read_capture, require_root, workspace_bin};
+use mmap_capture_tests::{read_capture, reported, require_root, workspace_bin};
 use mmap_format::{event::RowKind, metadata::Counters};
-
-/// The number before `what` in the recorder's final report ("..., 3 lost, 1 orphan exits, ...").
-fn reported(stderr: &str, what: &str) -> u64 {
-    let line = stderr
-        .lines()
-        .find(|l| l.contains(" records written"))
-        .unwrap_or_else(|| panic!("no final report in {stderr}"));
-    let at = line
-        .find(&format!(" {what}"))
-        .unwrap_or_else(|| panic!("no {what:?} in {line}"));
-    let number = line[..at].rsplit([' ', ',', '(']).next().expect("a number");
-    number
-        .parse()
-        .unwrap_or_else(|_| panic!("{number:?} before {what:?} in {line}"))
-}
 
 fn record(args: &[&str]) -> (Output, String) {
     let out = Command::new(workspace_bin("mmap-recorder"))

@@ -12,7 +12,7 @@ use std::{
 };
 
 use mmap_capture_tests::{
-    Report, check_family_call, check_replay_matches_maps, read_capture, require_root,
+    Report, check_family_call, check_replay_matches_maps, read_capture, reported, require_root,
     start_recorder, workspace_bin,
 };
 use mmap_format::event::{RowKind, Syscall};
@@ -442,33 +442,18 @@ fn rotation_by_size_and_time_gives_readable_non_empty_segments() {
     assert!(stderr.contains("older removed by --keep"), "{stderr}");
     // The report counts the rows of the deleted segments apart: written = kept + deleted, and
     // kept is what the remaining files hold.
-    let rows_kept: usize = files
+    let rows_kept: u64 = files
         .iter()
-        .map(|f| read_capture(&f.as_ref().expect("entry").path()).1.len())
+        .map(|f| read_capture(&f.as_ref().expect("entry").path()).1.len() as u64)
         .sum();
-    let report = stderr
-        .lines()
-        .find(|l| l.contains("records written"))
-        .expect("final report");
-    let number_before = |what: &str| -> usize {
-        let at = report
-            .find(what)
-            .unwrap_or_else(|| panic!("{what:?} in {report}"));
-        report[..at]
-            .trim_end()
-            .rsplit(' ')
-            .next()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("a number before {what:?} in {report}"))
-    };
     let (written, kept, deleted) = (
-        number_before("records written"),
-        number_before("kept in 2 segments"),
-        number_before("deleted ("),
+        reported(&stderr, "records written"),
+        reported(&stderr, "kept in 2 segments"),
+        reported(&stderr, "deleted ("),
     );
-    assert_eq!(kept, rows_kept, "{report}");
-    assert_eq!(written, kept + deleted, "{report}");
-    assert!(deleted > 0, "{report}");
+    assert_eq!(kept, rows_kept, "{stderr}");
+    assert_eq!(written, kept + deleted, "{stderr}");
+    assert!(deleted > 0, "{stderr}");
 }
 
 #[test]

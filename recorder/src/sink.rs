@@ -171,25 +171,26 @@ impl Sink {
 
     /// Queues a message without blocking; gives it back when the queue is full.
     pub fn try_send(&self, msg: SinkMsg) -> Result<(), SinkMsg> {
+        // Counted before it is sent: the writer may take it (and subtract) at once.
         let bytes = msg.bytes() as u64;
-        match self.tx.try_send(msg) {
-            Ok(()) => {
-                self.stats.queued.fetch_add(bytes, Ordering::Relaxed);
-                Ok(())
+        self.stats.queued.fetch_add(bytes, Ordering::Relaxed);
+        self.tx.try_send(msg).map_err(|err| {
+            self.stats.queued.fetch_sub(bytes, Ordering::Relaxed);
+            match err {
+                TrySendError::Full(msg) | TrySendError::Disconnected(msg) => msg,
             }
-            Err(TrySendError::Full(msg) | TrySendError::Disconnected(msg)) => Err(msg),
-        }
+        })
     }
 
     /// Queues a message, waiting for room (used once recording has stopped, and for rare
     /// messages).
     pub fn send(&self, msg: SinkMsg) -> anyhow::Result<()> {
         let bytes = msg.bytes() as u64;
-        self.tx
-            .send(msg)
-            .map_err(|_| anyhow::anyhow!("the writer thread stopped early"))?;
         self.stats.queued.fetch_add(bytes, Ordering::Relaxed);
-        Ok(())
+        self.tx.send(msg).map_err(|_| {
+            self.stats.queued.fetch_sub(bytes, Ordering::Relaxed);
+            anyhow::anyhow!("the writer thread stopped early")
+        })
     }
 
     /// Closes the last segment and waits for the writer thread.

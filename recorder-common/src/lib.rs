@@ -151,6 +151,25 @@ pub struct RecordHeader {
 pub const RECORD_HEADER: usize = 152;
 const _: () = assert!(size_of::<RecordHeader>() == RECORD_HEADER);
 
+impl RecordHeader {
+    /// The header as the kernel side puts it in the ring buffer (for records user space makes:
+    /// the loss still pending at the end, and tests).
+    pub fn to_bytes(&self) -> [u8; RECORD_HEADER] {
+        let mut bytes = [0u8; RECORD_HEADER];
+        // SAFETY: RecordHeader is #[repr(C)], made of integers and byte arrays with explicit
+        // padding fields, and exactly RECORD_HEADER bytes long (asserted above); the destination
+        // has that many bytes and does not overlap `self`.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                (self as *const Self).cast::<u8>(),
+                bytes.as_mut_ptr(),
+                RECORD_HEADER,
+            );
+        }
+        bytes
+    }
+}
+
 /// One event as the kernel builds it. Only the header and the used part of `path` (rounded up
 /// to 8 bytes) go into the ring buffer.
 #[repr(C)]
@@ -356,5 +375,22 @@ mod tests {
             );
         }
         assert_eq!(EventKind::try_from(0), Err(0));
+    }
+
+    #[test]
+    fn a_header_round_trips_through_its_bytes() {
+        let head = RecordHeader {
+            event: EventKind::Lost as u16,
+            cpu: 3,
+            ts_enter_ns: 10,
+            ts_exit_ns: 20,
+            args: [7, 0, 0, 0, 0, 0],
+            comm: *b"0123456789abcde\0",
+            ..Default::default()
+        };
+        let bytes = head.to_bytes();
+        let decoded = RecordRef::decode(&bytes).expect("a whole header");
+        assert_eq!(decoded.head, head);
+        assert!(decoded.path.is_empty());
     }
 }

@@ -113,12 +113,12 @@ pub struct Deleted {
 impl SinkReport {
     /// Rows in the files that remain.
     pub fn rows_kept(&self) -> u64 {
-        self.rows - self.deleted.rows
+        self.rows.saturating_sub(self.deleted.rows)
     }
 
     /// Bytes of the files that remain.
     pub fn bytes_kept(&self) -> u64 {
-        self.bytes - self.deleted.bytes
+        self.bytes.saturating_sub(self.deleted.bytes)
     }
 }
 
@@ -580,7 +580,110 @@ impl Writer {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+
+    use mmap_format::{metadata::ClockAnchor, reader::CaptureReader};
+    use recorder_common::RecordHeader;
+
     use super::*;
+
+    fn frame(batch: &mut Vec<u8>, event: EventKind, arg0: u64) {
+        let head = RecordHeader {
+            event: event as u16,
+            args: [arg0, 4096, 3, 0x22, u32::MAX.into(), 0],
+            ..Default::default()
+        };
+        push_frame(batch, &head.to_bytes());
+    }
+
+    /// A writer into a segment directory whose kernel counters the test sets.
+    fn writer(dir: &Path, kernel: &Arc<Mutex<Counters>>) -> Writer {
+        let kernel = Arc::clone(kernel);
+        Writer::new(SinkSetup {
+            output: Output::Dir {
+                dir: dir.to_path_buf(),
+                rotate_size: None,
+                rotate_time: None,
+                keep: None,
+            },
+            writer: WriterConfig::default(),
+            flush_interval: Duration::from_secs(1),
+            anchor: ClockAnchor {
+                boot_ns: 0,
+                realtime_ns: 1_700_000_000_000_000_000,
+                uncertainty_ns: 0,
+            },
+            source: "tracepoint",
+            template: CaptureMetadata {
+                capture_id: Some("0123abcd".to_owned()),
+                ..Default::default()
+            },
+            owner: None,
+            first: None,
+            kernel_counters: Box::new(move || {
+                Ok(*kernel.lock().map_err(|_| anyhow::anyhow!("poisoned"))?)
+            }),
+        })
+        .expect("writer")
+    }
+
+    #[test]
+    fn each_segment_counts_its_own_and_they_add_up() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kernel = Arc::new(Mutex::new(Counters::default()));
+        let mut writer = writer(dir.path(), &kernel);
+        let set_orphans = |n| kernel.lock().expect("lock").orphan_exits = n;
+
+        // Segment 0: two calls, a loss window of 5, an undecodable frame and an unknown kind.
+        let mut batch = Vec::new();
+        frame(&mut batch, EventKind::Mmap, 0x1000);
+        frame(&mut batch, EventKind::Munmap, 0x1000);
+        frame(&mut batch, EventKind::Lost, 5);
+        push_frame(&mut batch, b"short");
+        let mut unknown = RecordHeader::default().to_bytes();
+        unknown[0] = 99;
+        push_frame(&mut batch, &unknown);
+        writer.write_records(&batch).expect("write");
+        set_orphans(3);
+        writer.close_segment().expect("rotate");
+        // Segment 1: one call.
+        let mut batch = Vec::new();
+        frame(&mut batch, EventKind::Brk, 0);
+        writer.write_records(&batch).expect("write");
+        set_orphans(4);
+        writer.close_segment().expect("rotate");
+        // Orphans after the last rotation, and no row to open a segment: one opens for them.
+        set_orphans(6);
+        writer.finish().expect("finish");
+        let report = writer.report();
+
+        let counters: Vec<Counters> = report
+            .files
+            .iter()
+            .map(|f| CaptureReader::open(f).expect("open").metadata().counters)
+            .collect();
+        let expected = [
+            Counters {
+                emitted: 4,
+                lost_ringbuf_full: 5,
+                orphan_exits: 3,
+                entry_map_full: 0,
+                decode_errors: 2,
+            },
+            Counters {
+                emitted: 1,
+                orphan_exits: 1,
+                ..Default::default()
+            },
+            Counters {
+                orphan_exits: 2,
+                ..Default::default()
+            },
+        ];
+        assert_eq!(counters, expected);
+        assert_eq!(report.rows, 4, "mmap, munmap, lost, brk");
+        assert_eq!(report.decode_errors, 2);
+    }
 
     #[test]
     fn frames_round_trip_and_stop_at_a_torn_frame() {

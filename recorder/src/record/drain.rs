@@ -259,25 +259,15 @@ impl Drain {
 
 /// A `Lost` record for a loss window still pending in the kernel at the end.
 fn loss_record(cpu: u32, window: LossWindow) -> [u8; RECORD_HEADER] {
-    let head = RecordHeader {
+    RecordHeader {
         event: EventKind::Lost as u16,
         cpu,
         ts_enter_ns: window.first_ns,
         ts_exit_ns: window.last_ns,
         args: [window.count, 0, 0, 0, 0, 0],
         ..Default::default()
-    };
-    let mut bytes = [0u8; RECORD_HEADER];
-    // SAFETY: RecordHeader is #[repr(C)] plain integers of exactly RECORD_HEADER bytes; the
-    // destination has that many bytes.
-    unsafe {
-        std::ptr::copy_nonoverlapping(
-            (&raw const head).cast::<u8>(),
-            bytes.as_mut_ptr(),
-            RECORD_HEADER,
-        );
     }
-    bytes
+    .to_bytes()
 }
 
 /// The processes whose exit ends the recording (the --pid targets and the command), and its

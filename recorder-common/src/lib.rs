@@ -151,6 +151,25 @@ pub struct RecordHeader {
 pub const RECORD_HEADER: usize = 152;
 const _: () = assert!(size_of::<RecordHeader>() == RECORD_HEADER);
 
+impl RecordHeader {
+    /// The header as the kernel side puts it in the ring buffer (for records user space makes:
+    /// the loss still pending at the end, and tests).
+    pub fn to_bytes(&self) -> [u8; RECORD_HEADER] {
+        let mut bytes = [0u8; RECORD_HEADER];
+        // SAFETY: RecordHeader is #[repr(C)], made of integers and byte arrays with explicit
+        // padding fields, and exactly RECORD_HEADER bytes long (asserted above); the destination
+        // has that many bytes and does not overlap `self`.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                (self as *const Self).cast::<u8>(),
+                bytes.as_mut_ptr(),
+                RECORD_HEADER,
+            );
+        }
+        bytes
+    }
+}
+
 /// One event as the kernel builds it. Only the header and the used part of `path` (rounded up
 /// to 8 bytes) go into the ring buffer.
 #[repr(C)]
@@ -189,8 +208,9 @@ impl<'a> RecordRef<'a> {
 pub mod counters {
     /// Records the kernel could not put in the ring buffer (it was full).
     pub const LOST_RINGBUF_FULL: u32 = 0;
-    /// Exits of a recorded thread without a stored entry (the call began before attach, or its
-    /// entry could not be stored).
+    /// Exits of a recorded thread without a stored entry: the call was already in progress when
+    /// recording was turned on (at most one per thread), or its entry could not be stored
+    /// (`ENTRY_MAP_FULL`).
     pub const ORPHAN_EXIT: u32 = 1;
     /// Entries that could not be stored because the per-thread entry map was full.
     pub const ENTRY_MAP_FULL: u32 = 2;
@@ -198,6 +218,14 @@ pub mod counters {
     pub const EMITTED: u32 = 3;
     /// Number of counters.
     pub const COUNT: u32 = 4;
+}
+
+/// Values of element 0 of the kernel side's `RECORDING` array: the programs record only while it
+/// is [`recording::ON`], which user space sets once every program is attached and clears before
+/// detaching them (programs attach and detach one by one, over about a second).
+pub mod recording {
+    pub const OFF: u32 = 0;
+    pub const ON: u32 = 1;
 }
 
 /// Loss not yet reported in-band, per CPU (the `LOSS` map).
@@ -347,5 +375,22 @@ mod tests {
             );
         }
         assert_eq!(EventKind::try_from(0), Err(0));
+    }
+
+    #[test]
+    fn a_header_round_trips_through_its_bytes() {
+        let head = RecordHeader {
+            event: EventKind::Lost as u16,
+            cpu: 3,
+            ts_enter_ns: 10,
+            ts_exit_ns: 20,
+            args: [7, 0, 0, 0, 0, 0],
+            comm: *b"0123456789abcde\0",
+            ..Default::default()
+        };
+        let bytes = head.to_bytes();
+        let decoded = RecordRef::decode(&bytes).expect("a whole header");
+        assert_eq!(decoded.head, head);
+        assert!(decoded.path.is_empty());
     }
 }

@@ -16,6 +16,10 @@
 //! makes itself too, such as the ELF segments at exec; they need kernel features some kernels
 //! lack, and user space says which).
 //!
+//! Nothing is recorded until user space turns recording on (the `RECORDING` map), once every
+//! program is attached; it turns it off before detaching them. Target-set upkeep (following a
+//! fork, forgetting an exited process) runs from attach to detach regardless.
+//!
 //! Every tracepoint program returns 1: a tracepoint program that returns 0 tells the kernel to drop
 //! the event for every perf user of the tracepoint.
 #![no_std]
@@ -33,7 +37,7 @@ use aya_ebpf::{
         },
     },
     macros::{fentry, fexit, kprobe, kretprobe, map, raw_tracepoint},
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
     programs::{
         FEntryContext, FExitContext, ProbeContext, RawTracePointContext, RetProbeContext,
         TracePointContext,
@@ -42,7 +46,7 @@ use aya_ebpf::{
 use recorder_common::{
     COMM_LEN, COMPONENT_LEN, Config, EventKind, KernelOffsets, LossWindow, MAX_CGROUPS,
     MAX_COMPONENTS, PATH_BUF, PATH_CAP, RECORD_HEADER, Record, RecordHeader, counters, filter,
-    record_flags,
+    record_flags, recording,
 };
 
 // ---- configuration, set by user space with EbpfLoader::override_global -------------------------
@@ -147,6 +151,14 @@ static SCRATCH: PerCpuArray<Record> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counters::COUNT, 0);
 
+/// Whether recording is on (element 0 is `recorder_common::recording::ON`): user space turns it
+/// on once every program is attached and off before it detaches them. Programs attach and detach
+/// one by one, over a second or so; without this switch every call made while the exit programs
+/// were attached and the entry programs were not (at the end, as they are detached in order) was
+/// an orphan exit: hundreds of thousands under a busy mmap loop.
+#[map]
+static RECORDING: Array<u32> = Array::with_max_entries(1, 0);
+
 /// Records lost on this CPU and not yet reported in-band.
 #[map]
 static LOSS: PerCpuArray<LossWindow> = PerCpuArray::with_max_entries(1, 0);
@@ -165,6 +177,12 @@ fn count(index: u32) {
         // SAFETY: per-CPU slot of this CPU; programs do not migrate while they run.
         unsafe { *counter += 1 };
     }
+}
+
+/// Is recording on? An array lookup, inlined by the verifier: a few instructions.
+#[inline(always)]
+fn recording() -> bool {
+    RECORDING.get(0).is_some_and(|on| *on == recording::ON)
 }
 
 #[inline(always)]
@@ -411,6 +429,9 @@ fn describe_file(rec: &mut Record, file: *const u8) -> Result<(), i64> {
 /// Stores a call in flight: `args` of `kind`, and the file of `fd` when given.
 #[inline(always)]
 fn enter(kind: EventKind, args: [u64; 6], file: FileArg) {
+    if !recording() {
+        return;
+    }
     let pid_tgid = bpf_get_current_pid_tgid();
     if !wanted((pid_tgid >> 32) as u32) {
         return;
@@ -471,6 +492,9 @@ fn mmap_file(flags: u64, fd: u64) -> FileArg {
 /// Completes the current thread's call in flight with `ret` and submits it.
 #[inline(always)]
 fn exit(ret: i64) {
+    if !recording() {
+        return;
+    }
     let pid_tgid = bpf_get_current_pid_tgid();
     // Filter first: most exits on a host belong to processes that are not recorded.
     if !wanted((pid_tgid >> 32) as u32) {
@@ -812,7 +836,9 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
     if mode & filter::FOLLOW_FORKS != 0 && mode & filter::BY_TGID != 0 {
         let _ = TARGET_TGIDS.insert(child_tgid, 1, BPF_ANY as u64);
     }
-    if let Some(rec) = lifecycle(EventKind::Fork, child_tgid as u64) {
+    if recording()
+        && let Some(rec) = lifecycle(EventKind::Fork, child_tgid as u64)
+    {
         submit(rec, false);
     }
     0
@@ -829,6 +855,9 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
     let bprm: *const u8 = ctx.arg(2);
     // The new program has a new comm.
     let _ = IDENTITY.remove(bpf_get_current_pid_tgid() as u32);
+    if !recording() {
+        return 0;
+    }
     let Some(rec) = lifecycle(EventKind::Exec, 0) else {
         return 0;
     };
@@ -861,9 +890,11 @@ pub fn sched_process_exit(ctx: RawTracePointContext) -> i32 {
     if !wanted(tgid) {
         return 0;
     }
-    let code = kread::<i32>(current_task(), global!(OFFSETS.task_exit_code)).unwrap_or(0);
-    if let Some(rec) = lifecycle(EventKind::Exit, code as u32 as u64) {
-        submit(rec, false);
+    if recording() {
+        let code = kread::<i32>(current_task(), global!(OFFSETS.task_exit_code)).unwrap_or(0);
+        if let Some(rec) = lifecycle(EventKind::Exit, code as u32 as u64) {
+            submit(rec, false);
+        }
     }
     if global!(CONFIG.filter) & filter::BY_TGID != 0 {
         // The pid may be reused by an unrelated process.

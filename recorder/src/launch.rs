@@ -10,15 +10,22 @@
 //! since the standard library would then report it through a pipe the recorder may have closed,
 //! and abort with "fatal runtime error").
 use std::{
-    ffi::OsString,
+    ffi::{OsStr, OsString},
     fs::File,
     io::{Read as _, Write as _},
-    os::{fd::AsRawFd as _, unix::process::CommandExt as _},
+    os::{
+        fd::AsRawFd as _,
+        unix::{ffi::OsStrExt as _, fs::MetadataExt as _, process::CommandExt as _},
+    },
+    path::{Path, PathBuf},
     process::{Child, Command},
 };
 
-use anyhow::Context as _;
-use nix::unistd::{Gid, Uid, User, pipe2};
+use anyhow::{Context as _, bail};
+use nix::{
+    sys::statvfs::{FsFlags, statvfs},
+    unistd::{Gid, Uid, User, pipe2},
+};
 
 /// The user a command runs as when the recorder was started through sudo.
 #[derive(Clone, Debug)]
@@ -37,6 +44,86 @@ impl InvokingUser {
         let gid = std::env::var("SUDO_GID").ok()?.parse().ok()?;
         (uid != 0).then_some(Self { uid, gid })
     }
+
+    /// Its primary and supplementary groups.
+    fn groups(&self) -> Vec<libc::gid_t> {
+        User::from_uid(Uid::from_raw(self.uid))
+            .ok()
+            .flatten()
+            .and_then(|pw| std::ffi::CString::new(pw.name).ok())
+            .and_then(|name| nix::unistd::getgrouplist(&name, Gid::from_raw(self.gid)).ok())
+            .map_or_else(
+                || vec![self.gid],
+                |list| list.into_iter().map(Gid::as_raw).collect(),
+            )
+    }
+}
+
+/// Checks `-- COMMAND` before anything is created or loaded: its program is found where exec
+/// will look for it (in PATH unless it names a path) and is a file that the user it will run
+/// as may execute. What exec alone can tell (ACLs, a broken binary, ...) still fails at the
+/// start, which then removes what it created.
+pub fn check_command(argv: &[OsString], user: Option<&InvokingUser>) -> anyhow::Result<()> {
+    let Some(program) = argv.first() else {
+        return Ok(());
+    };
+    let name = program.to_string_lossy();
+    let names_a_path = program.as_bytes().contains(&b'/');
+    let path_var = std::env::var_os("PATH").unwrap_or_else(|| "/bin:/usr/bin".into());
+    let candidates = if names_a_path {
+        vec![PathBuf::from(program)]
+    } else {
+        search_path(program, &path_var)
+    };
+    let runner = user.map_or_else(|| "root".to_owned(), |u| format!("uid {}", u.uid));
+    // The first candidate that exists but cannot be run, as exec would report it.
+    let mut refused = None;
+    for path in candidates {
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        let problem = if !meta.is_file() {
+            "is not a regular file".to_owned()
+        } else if may_execute(&path, &meta, user) {
+            return Ok(());
+        } else {
+            format!("is not executable by {runner}")
+        };
+        refused.get_or_insert(format!("{} {problem}", path.display()));
+    }
+    match refused {
+        Some(problem) => bail!("cannot start {name}: {problem}"),
+        None if names_a_path => bail!("cannot start {name}: no such file"),
+        None => bail!(
+            "cannot start {name}: not found in PATH ({})",
+            path_var.to_string_lossy()
+        ),
+    }
+}
+
+/// Where execvp looks for `program`, in order (an empty PATH entry is the current directory).
+fn search_path(program: &OsStr, path_var: &OsStr) -> Vec<PathBuf> {
+    path_var
+        .as_bytes()
+        .split(|&b| b == b':')
+        .map(|dir| match dir {
+            b"" => Path::new(".").join(program),
+            dir => Path::new(OsStr::from_bytes(dir)).join(program),
+        })
+        .collect()
+}
+
+/// Whether `user` (root when `None`) may execute the regular file at `path`: its mode bits for
+/// that user (root: any execute bit), on a file system mounted without noexec.
+fn may_execute(path: &Path, meta: &std::fs::Metadata, user: Option<&InvokingUser>) -> bool {
+    let mode = meta.mode();
+    let allowed = match user {
+        None => mode & 0o111 != 0,
+        Some(user) if meta.uid() == user.uid => mode & 0o100 != 0,
+        Some(user) if user.groups().contains(&meta.gid()) => mode & 0o010 != 0,
+        Some(_) => mode & 0o001 != 0,
+    };
+    allowed && statvfs(path).is_ok_and(|fs| !fs.flags().contains(FsFlags::ST_NOEXEC))
 }
 
 /// The exit status of a held child whose recorder went away before releasing it.
@@ -61,18 +148,12 @@ pub fn spawn_held(argv: &[OsString], user: Option<&InvokingUser>) -> anyhow::Res
     // Credentials to drop to in the child: (uid, gid, supplementary groups).
     let mut creds: Option<(libc::uid_t, libc::gid_t, Vec<libc::gid_t>)> = None;
     if let Some(user) = user {
-        let mut groups = vec![user.gid];
         if let Ok(Some(pw)) = User::from_uid(Uid::from_raw(user.uid)) {
-            if let Ok(name) = std::ffi::CString::new(pw.name.clone())
-                && let Ok(list) = nix::unistd::getgrouplist(&name, Gid::from_raw(user.gid))
-            {
-                groups = list.into_iter().map(Gid::as_raw).collect();
-            }
             cmd.env("HOME", &pw.dir)
                 .env("USER", &pw.name)
                 .env("LOGNAME", &pw.name);
         }
-        creds = Some((user.uid, user.gid, groups));
+        creds = Some((user.uid, user.gid, user.groups()));
     }
     let pid_w_fd = pid_w.as_raw_fd();
     let go_r_fd = go_r.as_raw_fd();
@@ -185,6 +266,62 @@ mod tests {
             std::mem::forget(pending);
         }
         std::process::exit(2)
+    }
+
+    #[test]
+    fn a_command_is_checked_as_exec_would_find_and_run_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let script = dir.path().join("script");
+        std::fs::write(&script, "#!/bin/sh\n").expect("write");
+        let argv = |p: &Path| vec![p.as_os_str().to_owned()];
+        let set_mode = |mode| {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&script, std::fs::Permissions::from_mode(mode))
+                .expect("chmod");
+        };
+        let as_owner = InvokingUser {
+            uid: std::fs::metadata(dir.path()).expect("meta").uid(),
+            gid: 65534,
+        };
+        let stranger = InvokingUser {
+            uid: as_owner.uid.wrapping_add(12345),
+            gid: 65534,
+        };
+        set_mode(0o700);
+        check_command(&argv(&script), None).expect("root may run an owner-only program");
+        check_command(&argv(&script), Some(&as_owner)).expect("its owner may run it");
+        let err = check_command(&argv(&script), Some(&stranger)).expect_err("not for others");
+        assert!(
+            err.to_string().contains("is not executable by uid"),
+            "{err}"
+        );
+        set_mode(0o644);
+        let err = check_command(&argv(&script), None).expect_err("no execute bit");
+        assert!(
+            err.to_string().contains("is not executable by root"),
+            "{err}"
+        );
+        let err = check_command(&argv(dir.path()), None).expect_err("a directory");
+        assert!(err.to_string().contains("is not a regular file"), "{err}");
+        let err = check_command(&argv(&dir.path().join("none")), None).expect_err("missing");
+        assert!(err.to_string().ends_with("none: no such file"), "{err}");
+        check_command(&["sh".into()], None).expect("sh is found in PATH");
+        let err = check_command(&["no-such-program-in-path".into()], None).expect_err("none");
+        assert!(err.to_string().contains("not found in PATH"), "{err}");
+        check_command(&[], None).expect("no command");
+    }
+
+    #[test]
+    fn path_search_follows_execvp() {
+        let found = search_path(OsStr::new("ls"), OsStr::new("/usr/bin::/bin"));
+        assert_eq!(
+            found,
+            [
+                PathBuf::from("/usr/bin/ls"),
+                PathBuf::from("./ls"),
+                PathBuf::from("/bin/ls")
+            ]
+        );
     }
 
     #[test]

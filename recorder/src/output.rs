@@ -46,15 +46,22 @@ impl Output {
 
     /// Creates the first file of the capture (and a missing segment directory, mode 0700), so
     /// that a bad path fails before anything is loaded. `force` replaces an existing single file.
+    /// What it created is [`Provisional`] until the recording keeps it.
     pub fn create_first(
         &self,
         template: &CaptureMetadata,
         force: bool,
         owner: Option<&InvokingUser>,
-    ) -> anyhow::Result<(PathBuf, File)> {
+    ) -> anyhow::Result<((PathBuf, File), Provisional)> {
+        let mut created = Provisional::default();
         if let Self::Dir { dir, .. } = self
             && !dir.exists()
         {
+            created.dirs = dir
+                .ancestors()
+                .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
+                .map(Path::to_path_buf)
+                .collect();
             std::fs::DirBuilder::new()
                 .mode(0o700)
                 .recursive(true)
@@ -69,7 +76,8 @@ impl Output {
         let path = self.segment_path(template, 0);
         let force = force && matches!(self, Self::File(_));
         let file = create_capture(&path, force, owner)?;
-        Ok((path, file))
+        created.file = Some(path.clone());
+        Ok(((path, file), created))
     }
 
     /// Completes the captures a killed recorder left here (their journals are next to them).
@@ -163,25 +171,37 @@ pub fn create_capture(
     Ok(file)
 }
 
-/// Removes a file when dropped, unless disarmed: the new, still empty first file of a capture
-/// until the writer owns it, so that an early error leaves nothing behind.
-pub struct RemoveOnError(Option<PathBuf>);
+/// What a recording created at its output: the first file (and its crash journal, once the
+/// writer made it) and the directories it made. Dropped before [`Provisional::keep`], it removes
+/// them, so that a recording that fails before its first row leaves nothing behind (not even a
+/// journal that the next start would complete).
+#[derive(Debug, Default)]
+pub struct Provisional {
+    file: Option<PathBuf>,
+    /// Directories the recorder created, innermost first.
+    dirs: Vec<PathBuf>,
+}
 
-impl RemoveOnError {
-    pub fn new(path: PathBuf) -> Self {
-        Self(Some(path))
-    }
-
-    /// The file is in good hands now: keep it.
-    pub fn disarm(&mut self) {
-        self.0 = None;
+impl Provisional {
+    /// The capture has rows worth keeping.
+    pub fn keep(&mut self) {
+        self.file = None;
+        self.dirs.clear();
     }
 }
 
-impl Drop for RemoveOnError {
+impl Drop for Provisional {
     fn drop(&mut self) {
-        if let Some(path) = self.0.take() {
-            let _ = std::fs::remove_file(path);
+        if let Some(file) = self.file.take() {
+            let _ = std::fs::remove_file(journal_path(&file));
+            let _ = std::fs::remove_file(file);
+        }
+        for dir in &self.dirs {
+            // Only while empty: whatever else is there is not ours.
+            match std::fs::remove_dir(dir) {
+                Err(e) if e.kind() != ErrorKind::NotFound => break,
+                _ => {}
+            }
         }
     }
 }
@@ -189,6 +209,41 @@ impl Drop for RemoveOnError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn provisional_outputs_are_removed_unless_kept() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let template = CaptureMetadata::default();
+        for keep in [false, true] {
+            let dir = tmp.path().join(format!("keep-{keep}/a/b"));
+            let output = Output::Dir {
+                dir: dir.clone(),
+                rotate_size: None,
+                rotate_time: None,
+                keep: None,
+            };
+            let ((path, _file), mut created) =
+                output.create_first(&template, false, None).expect("create");
+            std::fs::write(journal_path(&path), b"journal").expect("journal");
+            if keep {
+                created.keep();
+            }
+            drop(created);
+            assert_eq!(path.exists(), keep);
+            assert_eq!(journal_path(&path).exists(), keep);
+            // Every directory the recorder made, and only those.
+            assert_eq!(tmp.path().join(format!("keep-{keep}")).exists(), keep);
+            assert!(tmp.path().exists());
+        }
+        // A file in a directory that existed already: the directory stays.
+        let path = tmp.path().join("single.parquet");
+        let (_, created) = Output::File(path.clone())
+            .create_first(&template, false, None)
+            .expect("create");
+        drop(created);
+        assert!(!path.exists());
+        assert!(tmp.path().exists());
+    }
 
     #[test]
     fn segment_names_sort_by_start_then_index() {

@@ -1,14 +1,14 @@
 //! Loading the eBPF object, attaching its programs in one of the attach modes, and reading and
 //! writing its maps.
-use std::path::Path;
+use std::{path::Path, sync::Arc};
 
 use aya::{
     Btf, Ebpf, EbpfLoader,
-    maps::{HashMap, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
     programs::{FEntry, FExit, KProbe, ProgramError, RawTracePoint, TracePoint},
 };
 use mmap_format::{event::sources, metadata::Counters};
-use recorder_common::{COMM_LEN, Config, KernelOffsets, LossWindow, counters};
+use recorder_common::{COMM_LEN, Config, KernelOffsets, LossWindow, counters, recording};
 
 /// The eBPF object built by build.rs.
 static EBPF_OBJECT: &[u8] =
@@ -117,6 +117,35 @@ impl ProbeError {
 pub struct Probes {
     ebpf: Ebpf,
     attached: Vec<&'static str>,
+    /// Taken out of the object so that the writer thread can read it too.
+    counters: Arc<KernelCounters>,
+}
+
+/// The kernel side's per-CPU counters (the `COUNTERS` map), read by the drain and by the writer
+/// thread, which counts each segment's share.
+pub struct KernelCounters(PerCpuArray<MapData, u64>);
+
+impl KernelCounters {
+    const MAP: &str = "COUNTERS";
+
+    /// Current sums over the CPUs (`decode_errors` is user space's to count, and 0 here).
+    pub fn read(&self) -> Result<Counters, ProbeError> {
+        let sum = |index: u32| -> Result<u64, ProbeError> {
+            Ok(self
+                .0
+                .get(&index, 0)
+                .map_err(ProbeError::map(Self::MAP))?
+                .iter()
+                .sum())
+        };
+        Ok(Counters {
+            emitted: sum(counters::EMITTED)?,
+            lost_ringbuf_full: sum(counters::LOST_RINGBUF_FULL)?,
+            orphan_exits: sum(counters::ORPHAN_EXIT)?,
+            entry_map_full: sum(counters::ENTRY_MAP_FULL)?,
+            decode_errors: 0,
+        })
+    }
 }
 
 impl Probes {
@@ -126,16 +155,30 @@ impl Probes {
         offsets: &KernelOffsets,
         ring_bytes: u32,
     ) -> Result<Self, ProbeError> {
-        let ebpf = EbpfLoader::new()
+        let mut ebpf = EbpfLoader::new()
             .override_global("CONFIG", config, true)
             .override_global("OFFSETS", offsets, true)
             .map_max_entries("EVENTS", ring_bytes)
             .load(EBPF_OBJECT)
             .map_err(|e| ProbeError::Load(Box::new(e)))?;
+        const MAP: &str = KernelCounters::MAP;
+        let map = ebpf.take_map(MAP).ok_or(ProbeError::MissingMap(MAP))?;
+        let counters = PerCpuArray::try_from(map).map_err(ProbeError::map(MAP))?;
         Ok(Self {
             ebpf,
             attached: Vec::new(),
+            counters: Arc::new(KernelCounters(counters)),
         })
+    }
+
+    /// Turns recording on (once every program is attached) or off (before they are detached):
+    /// the programs record nothing while it is off.
+    pub fn set_recording(&mut self, on: bool) -> Result<(), ProbeError> {
+        const MAP: &str = "RECORDING";
+        let map = self.ebpf.map_mut(MAP).ok_or(ProbeError::MissingMap(MAP))?;
+        let mut switch: Array<_, u32> = Array::try_from(map).map_err(ProbeError::map(MAP))?;
+        let value = if on { recording::ON } else { recording::OFF };
+        switch.set(0, value, 0).map_err(ProbeError::map(MAP))
     }
 
     /// Adds a process to the target set.
@@ -317,27 +360,14 @@ impl Probes {
             .collect()
     }
 
-    /// Current sums of the kernel's per-CPU counters (`decode_errors` is user space's to count,
-    /// and 0 here).
+    /// Current sums of the kernel's per-CPU counters.
     pub fn counters(&self) -> Result<Counters, ProbeError> {
-        const MAP: &str = "COUNTERS";
-        let map = self.ebpf.map(MAP).ok_or(ProbeError::MissingMap(MAP))?;
-        let array: PerCpuArray<_, u64> =
-            PerCpuArray::try_from(map).map_err(ProbeError::map(MAP))?;
-        let sum = |index: u32| -> Result<u64, ProbeError> {
-            Ok(array
-                .get(&index, 0)
-                .map_err(ProbeError::map(MAP))?
-                .iter()
-                .sum())
-        };
-        Ok(Counters {
-            emitted: sum(counters::EMITTED)?,
-            lost_ringbuf_full: sum(counters::LOST_RINGBUF_FULL)?,
-            orphan_exits: sum(counters::ORPHAN_EXIT)?,
-            entry_map_full: sum(counters::ENTRY_MAP_FULL)?,
-            decode_errors: 0,
-        })
+        self.counters.read()
+    }
+
+    /// The counters, for the writer thread.
+    pub fn shared_counters(&self) -> Arc<KernelCounters> {
+        Arc::clone(&self.counters)
     }
 
     /// Loss windows not yet reported in-band, by CPU (read after the programs are detached).

@@ -6,7 +6,7 @@ use std::{
     path::{Path, PathBuf},
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU32, AtomicU64, Ordering},
         mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel},
     },
     thread::JoinHandle,
@@ -20,7 +20,7 @@ use mmap_format::{
     metadata::{CaptureMetadata, ClockAnchor, Counters},
     writer::{CaptureWriter, WriterConfig},
 };
-use recorder_common::RecordRef;
+use recorder_common::{EventKind, RecordRef};
 
 use crate::{
     cgroups::CgroupNames,
@@ -44,7 +44,13 @@ pub struct SinkSetup {
     pub owner: Option<InvokingUser>,
     /// The first file, created before recording starts so that errors come early.
     pub first: Option<(PathBuf, File)>,
+    /// Reads the kernel's cumulative counters: each segment's orphan exits and full entry map
+    /// are the change from its opening to its closing.
+    pub kernel_counters: ReadCounters,
 }
+
+/// Reads the kernel's cumulative counters (from the writer thread).
+pub type ReadCounters = Box<dyn Fn() -> anyhow::Result<Counters> + Send>;
 
 /// Messages to the writer thread.
 pub enum SinkMsg {
@@ -52,27 +58,68 @@ pub enum SinkMsg {
     Records(Vec<u8>),
     /// Rows made in user space (snapshots).
     Rows(Vec<Event<'static>>),
-    /// Counters so far (cumulative), for segment metadata and the journal.
-    Counters(Counters),
-    /// Close the last segment with the final counters.
-    Finish(Counters),
+    /// Close the last segment (the programs are stopped: the counters are final).
+    Finish,
+    /// Recording failed before anything was worth keeping: stop without closing the file, which
+    /// the sender removes.
+    Discard,
+}
+
+impl SinkMsg {
+    /// The bytes a message holds, about (a snapshot row counts 256).
+    pub fn bytes(&self) -> usize {
+        match self {
+            Self::Records(batch) => batch.len(),
+            Self::Rows(rows) => rows.len() * 256,
+            Self::Finish | Self::Discard => 0,
+        }
+    }
 }
 
 /// Live numbers, read by the progress display.
 #[derive(Default)]
 pub struct SinkStats {
+    /// Rows written so far.
     pub rows: AtomicU64,
+    /// Bytes in the capture files so far (those --keep deleted included).
     pub bytes: AtomicU64,
+    /// Bytes sent to the writer thread that it has not taken yet.
+    pub queued: AtomicU64,
+    /// The segment being written (its `segment_index`).
+    pub segment: AtomicU32,
 }
 
 /// What the writer thread did.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct SinkReport {
+    /// The capture files that remain, oldest first.
     pub files: Vec<PathBuf>,
+    /// Rows and bytes written, in every segment (those --keep deleted included).
     pub rows: u64,
     pub bytes: u64,
+    /// The segments --keep deleted, and their rows and bytes.
+    pub deleted: Deleted,
     pub decode_errors: u64,
-    pub removed_segments: usize,
+}
+
+/// Segments deleted by --keep.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Deleted {
+    pub segments: usize,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+impl SinkReport {
+    /// Rows in the files that remain.
+    pub fn rows_kept(&self) -> u64 {
+        self.rows.saturating_sub(self.deleted.rows)
+    }
+
+    /// Bytes of the files that remain.
+    pub fn bytes_kept(&self) -> u64 {
+        self.bytes.saturating_sub(self.deleted.bytes)
+    }
 }
 
 /// Sending side of the writer thread.
@@ -124,23 +171,40 @@ impl Sink {
 
     /// Queues a message without blocking; gives it back when the queue is full.
     pub fn try_send(&self, msg: SinkMsg) -> Result<(), SinkMsg> {
-        match self.tx.try_send(msg) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(msg) | TrySendError::Disconnected(msg)) => Err(msg),
-        }
+        // Counted before it is sent: the writer may take it (and subtract) at once.
+        let bytes = msg.bytes() as u64;
+        self.stats.queued.fetch_add(bytes, Ordering::Relaxed);
+        self.tx.try_send(msg).map_err(|err| {
+            self.stats.queued.fetch_sub(bytes, Ordering::Relaxed);
+            match err {
+                TrySendError::Full(msg) | TrySendError::Disconnected(msg) => msg,
+            }
+        })
     }
 
     /// Queues a message, waiting for room (used once recording has stopped, and for rare
     /// messages).
     pub fn send(&self, msg: SinkMsg) -> anyhow::Result<()> {
-        self.tx
-            .send(msg)
-            .map_err(|_| anyhow::anyhow!("the writer thread stopped early"))
+        let bytes = msg.bytes() as u64;
+        self.stats.queued.fetch_add(bytes, Ordering::Relaxed);
+        self.tx.send(msg).map_err(|_| {
+            self.stats.queued.fetch_sub(bytes, Ordering::Relaxed);
+            anyhow::anyhow!("the writer thread stopped early")
+        })
     }
 
     /// Closes the last segment and waits for the writer thread.
-    pub fn finish(self, counters: Counters) -> anyhow::Result<SinkReport> {
-        let sent = self.tx.send(SinkMsg::Finish(counters));
+    pub fn finish(self) -> anyhow::Result<SinkReport> {
+        self.stop(SinkMsg::Finish)
+    }
+
+    /// Stops the writer thread without closing the file (the caller removes it).
+    pub fn discard(self) -> anyhow::Result<SinkReport> {
+        self.stop(SinkMsg::Discard)
+    }
+
+    fn stop(self, last: SinkMsg) -> anyhow::Result<SinkReport> {
+        let sent = self.tx.send(last);
         drop(self.tx);
         let report = self
             .handle
@@ -158,10 +222,15 @@ struct Segment {
     writer: CaptureWriter<File>,
     start_ns: i64,
     opened: Instant,
-    counters_at_open: Counters,
-    decode_errors_at_open: u64,
     unflushed: bool,
     warned_row_groups: bool,
+}
+
+/// A closed segment that is still on disk.
+struct Closed {
+    path: PathBuf,
+    rows: u64,
+    bytes: u64,
 }
 
 struct Writer {
@@ -169,16 +238,20 @@ struct Writer {
     current: Option<Segment>,
     next_first: Option<(PathBuf, File)>,
     next_index: u32,
-    /// Latest cumulative counters (kernel + drain), and the sink's own decode errors so far.
-    counters: Counters,
-    decode_errors: u64,
+    /// What the writer counts itself, since the start: the kernel's records it received
+    /// (`emitted`), the loss they report (`lost_ringbuf_full`) and those it could not decode.
+    own: Counters,
+    /// The capture's cumulative counters when the last segment was closed (zero before): a
+    /// segment's counters are the change since, so that they add up to the capture's.
+    at_last_close: Counters,
     cgroups: CgroupNames,
-    files: Vec<PathBuf>,
+    files: Vec<Closed>,
     rows: u64,
     bytes: u64,
-    removed: usize,
+    deleted: Deleted,
 }
 
+/// `a - b`, field by field.
 fn sub(a: Counters, b: Counters) -> Counters {
     Counters {
         emitted: a.emitted.saturating_sub(b.emitted),
@@ -197,13 +270,13 @@ impl Writer {
             current: None,
             next_first: first,
             next_index: 0,
-            counters: Counters::default(),
-            decode_errors: 0,
+            own: Counters::default(),
+            at_last_close: Counters::default(),
             cgroups: CgroupNames::new(),
             files: Vec::new(),
             rows: 0,
             bytes: 0,
-            removed: 0,
+            deleted: Deleted::default(),
         };
         // The first segment exists from the start, so a capture always has a file.
         writer.open_segment()?;
@@ -216,60 +289,91 @@ impl Writer {
         loop {
             let timeout = flush_interval.saturating_sub(last_flush.elapsed());
             match rx.recv_timeout(timeout) {
-                Ok(SinkMsg::Records(batch)) => self.write_records(&batch)?,
-                Ok(SinkMsg::Rows(rows)) => {
-                    for row in &rows {
-                        self.push(row)?;
+                Ok(msg) => {
+                    stats
+                        .queued
+                        .fetch_sub(msg.bytes() as u64, Ordering::Relaxed);
+                    match msg {
+                        SinkMsg::Records(batch) => self.write_records(&batch)?,
+                        SinkMsg::Rows(rows) => {
+                            for row in &rows {
+                                self.push(row)?;
+                            }
+                        }
+                        SinkMsg::Finish => {
+                            self.finish()?;
+                            self.publish(stats);
+                            return Ok(self.report());
+                        }
+                        SinkMsg::Discard => {
+                            self.current = None;
+                            return Ok(self.report());
+                        }
                     }
-                }
-                Ok(SinkMsg::Counters(counters)) => {
-                    self.counters = counters;
-                    if let Some(meta) = self.segment_metadata()
-                        && let Some(seg) = self.current.as_mut()
-                    {
-                        seg.writer.set_metadata(&meta);
-                    }
-                }
-                Ok(SinkMsg::Finish(counters)) => {
-                    self.counters = counters;
-                    self.close_segment()?;
-                    stats.bytes.store(self.bytes, Ordering::Relaxed);
-                    return Ok(SinkReport {
-                        files: std::mem::take(&mut self.files),
-                        rows: self.rows,
-                        bytes: self.bytes,
-                        decode_errors: self.decode_errors,
-                        removed_segments: self.removed,
-                    });
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
                     anyhow::bail!("recording stopped without closing the capture file")
                 }
             }
-            stats.rows.store(self.rows, Ordering::Relaxed);
             if last_flush.elapsed() >= flush_interval {
-                if let Some(seg) = self.current.as_mut()
-                    && seg.unflushed
-                    && seg.writer.row_groups() < ROW_GROUP_SOFT_LIMIT
-                {
-                    seg.writer
-                        .flush()
-                        .context("flushing rows to the capture file")?;
-                    seg.unflushed = false;
-                }
+                self.flush()?;
                 last_flush = Instant::now();
-                stats.bytes.store(
-                    self.bytes
-                        + self
-                            .current
-                            .as_ref()
-                            .map_or(0, |s| s.writer.bytes_written()),
-                    Ordering::Relaxed,
-                );
             }
             self.maybe_rotate()?;
+            self.publish(stats);
         }
+    }
+
+    fn report(&mut self) -> SinkReport {
+        SinkReport {
+            files: self.files.drain(..).map(|closed| closed.path).collect(),
+            rows: self.rows,
+            bytes: self.bytes,
+            deleted: self.deleted,
+            decode_errors: self.own.decode_errors,
+        }
+    }
+
+    /// Live numbers for the progress line.
+    fn publish(&self, stats: &SinkStats) {
+        stats.rows.store(self.rows, Ordering::Relaxed);
+        let current = self.current.as_ref();
+        let bytes = self.bytes + current.map_or(0, |seg| seg.writer.bytes_written());
+        stats.bytes.store(bytes, Ordering::Relaxed);
+        let segment = current.map_or(self.next_index.saturating_sub(1), |seg| seg.index);
+        stats.segment.store(segment, Ordering::Relaxed);
+    }
+
+    /// Every --flush-interval: the current counters go to the journal with the rows buffered
+    /// since the last flush.
+    fn flush(&mut self) -> anyhow::Result<()> {
+        if self.current.is_none() {
+            return Ok(());
+        }
+        let Some(meta) = self.segment_metadata(self.counters()?) else {
+            return Ok(());
+        };
+        let Some(seg) = self.current.as_mut() else {
+            return Ok(());
+        };
+        seg.writer.set_metadata(&meta);
+        if seg.unflushed && seg.writer.row_groups() < ROW_GROUP_SOFT_LIMIT {
+            seg.writer
+                .flush()
+                .context("flushing rows to the capture file")?;
+            seg.unflushed = false;
+        }
+        Ok(())
+    }
+
+    /// Closes the last segment. Counts since the last one closed need a segment to be in: when
+    /// none is open (a rotation just closed one), an empty one is opened for them.
+    fn finish(&mut self) -> anyhow::Result<()> {
+        if self.current.is_none() && self.counters()? != self.at_last_close {
+            self.open_segment()?;
+        }
+        self.close_segment()
     }
 
     fn write_records(&mut self, batch: &[u8]) -> anyhow::Result<()> {
@@ -277,9 +381,17 @@ impl Writer {
         let source = self.setup.source;
         for item in frames(batch) {
             let Some(rec) = RecordRef::decode(item) else {
-                self.decode_errors += 1;
+                self.own.emitted += 1;
+                self.own.decode_errors += 1;
                 continue;
             };
+            // In-band loss reports are not records the kernel counts as emitted; the user-space
+            // ones for loss still pending at the end are not from the ring at all.
+            if rec.head.event == EventKind::Lost as u16 {
+                self.own.lost_ringbuf_full += rec.head.args[0];
+            } else {
+                self.own.emitted += 1;
+            }
             match to_event(&rec, &anchor, source) {
                 Ok(mut event) => {
                     // Borrowed from the name cache: no allocation per row.
@@ -290,7 +402,7 @@ impl Writer {
                     event.cgroup_path = cgroup.as_deref().map(std::borrow::Cow::Borrowed);
                     self.push(&event)?;
                 }
-                Err(_) => self.decode_errors += 1,
+                Err(_) => self.own.decode_errors += 1,
             }
         }
         Ok(())
@@ -307,16 +419,26 @@ impl Writer {
         Ok(())
     }
 
-    /// Metadata of the current segment as of now.
-    fn segment_metadata(&self) -> Option<CaptureMetadata> {
+    /// The capture's cumulative counters now: the kernel's orphan exits and full entry map,
+    /// and the writer's own counts.
+    fn counters(&self) -> anyhow::Result<Counters> {
+        let kernel = (self.setup.kernel_counters)().context("reading the kernel's counters")?;
+        Ok(Counters {
+            orphan_exits: kernel.orphan_exits,
+            entry_map_full: kernel.entry_map_full,
+            ..self.own
+        })
+    }
+
+    /// Metadata of the current segment as of now, given the capture's `counters` now: the
+    /// segment's own counters are the change since the last segment was closed.
+    fn segment_metadata(&self, counters: Counters) -> Option<CaptureMetadata> {
         let seg = self.current.as_ref()?;
         let mut meta = self.setup.template.clone();
         meta.segment_index = Some(seg.index);
         meta.capture_start_ns = seg.start_ns;
         meta.capture_end_ns = clock::realtime_ns();
-        let mut counters = sub(self.counters, seg.counters_at_open);
-        counters.decode_errors += self.decode_errors - seg.decode_errors_at_open;
-        meta.counters = counters;
+        meta.counters = sub(counters, self.at_last_close);
         Some(meta)
     }
 
@@ -360,8 +482,6 @@ impl Writer {
             writer,
             start_ns,
             opened: Instant::now(),
-            counters_at_open: self.counters,
-            decode_errors_at_open: self.decode_errors,
             unflushed: false,
             warned_row_groups: false,
         });
@@ -370,21 +490,32 @@ impl Writer {
     }
 
     fn close_segment(&mut self) -> anyhow::Result<()> {
-        let Some(meta) = self.segment_metadata() else {
+        if self.current.is_none() {
+            return Ok(());
+        }
+        let counters = self.counters()?;
+        let Some(meta) = self.segment_metadata(counters) else {
             return Ok(());
         };
         let Some(seg) = self.current.take() else {
             return Ok(());
         };
+        let rows = seg.writer.rows_written();
         let file = seg
             .writer
             .finish(&meta)
             .with_context(|| format!("closing {}", seg.path.display()))?;
         file.sync_all()
             .with_context(|| format!("syncing {}", seg.path.display()))?;
-        self.bytes += file.metadata().map(|m| m.len()).unwrap_or(0);
+        self.at_last_close = counters;
+        let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
+        self.bytes += bytes;
         let _ = std::fs::remove_file(journal_path(&seg.path));
-        self.files.push(seg.path);
+        self.files.push(Closed {
+            path: seg.path,
+            rows,
+            bytes,
+        });
         self.enforce_keep();
         Ok(())
     }
@@ -438,8 +569,10 @@ impl Writer {
         };
         while self.files.len() > *keep {
             let oldest = self.files.remove(0);
-            if std::fs::remove_file(&oldest).is_ok() {
-                self.removed += 1;
+            if std::fs::remove_file(&oldest.path).is_ok() {
+                self.deleted.segments += 1;
+                self.deleted.rows += oldest.rows;
+                self.deleted.bytes += oldest.bytes;
             }
         }
     }
@@ -447,7 +580,110 @@ impl Writer {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+
+    use mmap_format::{metadata::ClockAnchor, reader::CaptureReader};
+    use recorder_common::RecordHeader;
+
     use super::*;
+
+    fn frame(batch: &mut Vec<u8>, event: EventKind, arg0: u64) {
+        let head = RecordHeader {
+            event: event as u16,
+            args: [arg0, 4096, 3, 0x22, u32::MAX.into(), 0],
+            ..Default::default()
+        };
+        push_frame(batch, &head.to_bytes());
+    }
+
+    /// A writer into a segment directory whose kernel counters the test sets.
+    fn writer(dir: &Path, kernel: &Arc<Mutex<Counters>>) -> Writer {
+        let kernel = Arc::clone(kernel);
+        Writer::new(SinkSetup {
+            output: Output::Dir {
+                dir: dir.to_path_buf(),
+                rotate_size: None,
+                rotate_time: None,
+                keep: None,
+            },
+            writer: WriterConfig::default(),
+            flush_interval: Duration::from_secs(1),
+            anchor: ClockAnchor {
+                boot_ns: 0,
+                realtime_ns: 1_700_000_000_000_000_000,
+                uncertainty_ns: 0,
+            },
+            source: "tracepoint",
+            template: CaptureMetadata {
+                capture_id: Some("0123abcd".to_owned()),
+                ..Default::default()
+            },
+            owner: None,
+            first: None,
+            kernel_counters: Box::new(move || {
+                Ok(*kernel.lock().map_err(|_| anyhow::anyhow!("poisoned"))?)
+            }),
+        })
+        .expect("writer")
+    }
+
+    #[test]
+    fn each_segment_counts_its_own_and_they_add_up() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kernel = Arc::new(Mutex::new(Counters::default()));
+        let mut writer = writer(dir.path(), &kernel);
+        let set_orphans = |n| kernel.lock().expect("lock").orphan_exits = n;
+
+        // Segment 0: two calls, a loss window of 5, an undecodable frame and an unknown kind.
+        let mut batch = Vec::new();
+        frame(&mut batch, EventKind::Mmap, 0x1000);
+        frame(&mut batch, EventKind::Munmap, 0x1000);
+        frame(&mut batch, EventKind::Lost, 5);
+        push_frame(&mut batch, b"short");
+        let mut unknown = RecordHeader::default().to_bytes();
+        unknown[0] = 99;
+        push_frame(&mut batch, &unknown);
+        writer.write_records(&batch).expect("write");
+        set_orphans(3);
+        writer.close_segment().expect("rotate");
+        // Segment 1: one call.
+        let mut batch = Vec::new();
+        frame(&mut batch, EventKind::Brk, 0);
+        writer.write_records(&batch).expect("write");
+        set_orphans(4);
+        writer.close_segment().expect("rotate");
+        // Orphans after the last rotation, and no row to open a segment: one opens for them.
+        set_orphans(6);
+        writer.finish().expect("finish");
+        let report = writer.report();
+
+        let counters: Vec<Counters> = report
+            .files
+            .iter()
+            .map(|f| CaptureReader::open(f).expect("open").metadata().counters)
+            .collect();
+        let expected = [
+            Counters {
+                emitted: 4,
+                lost_ringbuf_full: 5,
+                orphan_exits: 3,
+                entry_map_full: 0,
+                decode_errors: 2,
+            },
+            Counters {
+                emitted: 1,
+                orphan_exits: 1,
+                ..Default::default()
+            },
+            Counters {
+                orphan_exits: 2,
+                ..Default::default()
+            },
+        ];
+        assert_eq!(counters, expected);
+        assert_eq!(report.rows, 4, "mmap, munmap, lost, brk");
+        assert_eq!(report.decode_errors, 2);
+    }
 
     #[test]
     fn frames_round_trip_and_stop_at_a_torn_frame() {

@@ -160,6 +160,21 @@ pub fn start_recorder(
     (child, rest)
 }
 
+/// The number before `what` in the recorder's final report ("..., 3 lost, 1 orphan exits, ...").
+pub fn reported(stderr: &str, what: &str) -> u64 {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains(" records written"))
+        .unwrap_or_else(|| panic!("no final report in {stderr}"));
+    let at = line
+        .find(&format!(" {what}"))
+        .unwrap_or_else(|| panic!("no {what:?} in {line}"));
+    let number = line[..at].rsplit([' ', ',', '(']).next().expect("a number");
+    number
+        .parse()
+        .unwrap_or_else(|_| panic!("{number:?} before {what:?} in {line}"))
+}
+
 /// Metadata and rows of a capture file.
 pub fn read_capture(path: &Path) -> (CaptureMetadata, Vec<Event<'static>>) {
     let reader = mmap_format::reader::CaptureReader::open(path).expect("open capture");

@@ -13,7 +13,11 @@ use recorder_common::{CgroupTarget, Config as KernelConfig, MAX_CGROUPS, filter}
 
 use super::args::RecordArgs;
 use crate::{
-    btf, cgroups, clock, host::HostInfo, launch::InvokingUser, output::Output, preflight,
+    btf, cgroups, clock,
+    host::HostInfo,
+    launch::{self, InvokingUser},
+    output::Output,
+    preflight,
     probes::AttachMode,
 };
 
@@ -49,13 +53,15 @@ pub struct RecordConfig {
 
 impl RecordConfig {
     /// Checks the options and the machine, in the order a user fixes them: privileges, kernel
-    /// features, targets, sizes, output.
+    /// features, targets (the command among them), sizes, output.
     pub fn check(args: RecordArgs) -> anyhow::Result<Self> {
         preflight::check_privileges()?;
         preflight::check_btf(Path::new(btf::VMLINUX_BTF))?;
         let attach: Option<AttachMode> = args.attach.into();
         let tracefs = tracefs_for(attach)?;
         check_pids_and_comms(&args)?;
+        let user = InvokingUser::from_sudo_env();
+        launch::check_command(&args.command, user.as_ref())?;
         let ring_bytes = ring_size(args.ring_size.as_u64())?;
         let output = output(&args)?;
         let (cgroups, cgroup_names) = cgroup_targets(&args.cgroups)?;
@@ -76,7 +82,7 @@ impl RecordConfig {
             duration: args.duration,
             prog_stats: args.prog_stats,
             progress: !args.quiet && std::io::stderr().is_terminal(),
-            user: InvokingUser::from_sudo_env(),
+            user,
             template,
         })
     }

@@ -11,13 +11,13 @@ use std::{
 
 use anyhow::Context as _;
 use aya::maps::{MapData, RingBuf};
-use mmap_format::metadata::Counters;
 use recorder_common::{EventKind, LossWindow, RECORD_HEADER, RecordHeader, RecordRef};
 use tokio::{
     io::{Interest, unix::AsyncFd},
     signal::unix::{SignalKind, signal},
 };
 
+use super::progress::{self, Progress};
 use crate::{
     cgroups::CgroupNames,
     clock,
@@ -28,8 +28,8 @@ use crate::{
 
 /// How often the drain reads the ring buffer when the kernel has not forced a wakeup.
 const DRAIN_INTERVAL: Duration = Duration::from_millis(50);
-/// How often the counters go to the writer (and the progress line is redrawn).
-const STATUS_INTERVAL: Duration = Duration::from_millis(500);
+/// How often the progress line is redrawn.
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(500);
 /// Bytes of records held in user space while the writer is behind before the drain stops
 /// reading and lets the kernel count further records as lost.
 const MAX_PENDING_BYTES: usize = 64 << 20;
@@ -52,9 +52,11 @@ pub struct Drain {
     /// Messages the writer could not take yet, oldest first.
     waiting: VecDeque<SinkMsg>,
     waiting_bytes: usize,
-    decode_errors: u64,
-    /// The kernel's counters as last read.
-    kernel: Counters,
+    /// Whether anything went to the writer yet: a recording that fails before that keeps
+    /// nothing.
+    queued_any: bool,
+    /// Records read from the ring so far (the progress line's rate).
+    records_read: u64,
     cgroups: CgroupNames,
 }
 
@@ -69,19 +71,15 @@ impl Drain {
             batch: Vec::with_capacity(1 << 20),
             waiting: VecDeque::new(),
             waiting_bytes: 0,
-            decode_errors: 0,
-            kernel: Counters::default(),
+            queued_any: false,
+            records_read: 0,
             cgroups: CgroupNames::new(),
         })
     }
 
-    /// The capture's counters: the kernel's as last read, and the records the drain could not
-    /// decode.
-    pub fn counters(&self) -> Counters {
-        Counters {
-            decode_errors: self.decode_errors,
-            ..self.kernel
-        }
+    /// Whether any row or record was handed on to the writer.
+    pub fn queued_any(&self) -> bool {
+        self.queued_any
     }
 
     /// Snapshots each process now and queues its rows (a process that exited already has
@@ -134,23 +132,22 @@ impl Drain {
         let ring = self.ring.get_mut();
         while self.batch.len() < BATCH_BYTES {
             let Some(item) = ring.next() else { break };
-            // Only an exec needs a look inside here (the writer thread decodes the rest).
-            if item.len() < RECORD_HEADER {
-                self.decode_errors += 1;
-                continue;
-            }
-            if u16::from_ne_bytes([item[0], item[1]]) == EventKind::Exec as u16
+            // Only an exec needs a look inside here (the writer thread decodes the rest, and
+            // counts what it cannot).
+            if item.len() >= RECORD_HEADER
+                && u16::from_ne_bytes([item[0], item[1]]) == EventKind::Exec as u16
                 && let Some(rec) = RecordRef::decode(&item)
             {
                 execs.push(rec.head.tgid);
             }
             sink::push_frame(&mut self.batch, &item);
+            self.records_read += 1;
         }
         execs
     }
 
     /// After the programs are detached: moves everything left in the ring to the writer, then
-    /// the loss windows the kernel had not reported in-band yet, and reads the final counters.
+    /// the loss windows the kernel had not reported in-band yet.
     pub fn read_rest(&mut self, sink: &Sink, probes: &Probes) -> anyhow::Result<()> {
         self.read_all(sink, true)?;
         let mut tail = Vec::new();
@@ -160,18 +157,18 @@ impl Drain {
         if !tail.is_empty() {
             sink.send(SinkMsg::Records(tail))?;
         }
-        self.kernel = probes.counters()?;
         Ok(())
     }
 
     fn queue(&mut self, msg: SinkMsg) {
-        self.waiting_bytes += msg_bytes(&msg);
+        self.waiting_bytes += msg.bytes();
         self.waiting.push_back(msg);
+        self.queued_any = true;
     }
 
     fn send_waiting(&mut self, sink: &Sink, wait: bool) -> anyhow::Result<()> {
         while let Some(msg) = self.waiting.pop_front() {
-            let bytes = msg_bytes(&msg);
+            let bytes = msg.bytes();
             if wait {
                 sink.send(msg)?;
             } else if let Err(msg) = sink.try_send(msg) {
@@ -183,20 +180,40 @@ impl Drain {
         Ok(())
     }
 
-    /// Drains until a signal, the duration or the targets' exit stops the recording; sends the
-    /// counters to the writer (and redraws the progress line since `progress`) twice a second.
+    /// Redraws the progress line.
+    fn show_progress(
+        &self,
+        progress: &mut Progress,
+        sink: &Sink,
+        probes: &Probes,
+    ) -> anyhow::Result<()> {
+        let stats = &sink.stats;
+        let numbers = progress::Numbers {
+            records_read: self.records_read,
+            rows: stats.rows.load(Ordering::Relaxed),
+            lost: probes.counters()?.lost(),
+            queued_bytes: self.waiting_bytes as u64 + stats.queued.load(Ordering::Relaxed),
+            written_bytes: stats.bytes.load(Ordering::Relaxed),
+            segment: stats.segment.load(Ordering::Relaxed),
+        };
+        progress::show(&progress.line(Instant::now(), &numbers));
+        Ok(())
+    }
+
+    /// Drains until a signal, the duration or the targets' exit stops the recording; redraws
+    /// the `progress` line twice a second.
     pub async fn drive(
         &mut self,
         sink: &Sink,
         probes: &Probes,
         watch: &Watch,
-        progress: Option<Instant>,
+        mut progress: Option<&mut Progress>,
     ) -> anyhow::Result<Stop> {
         let mut sigint = signal(SignalKind::interrupt()).context("SIGINT handler")?;
         let mut sigterm = signal(SignalKind::terminate()).context("SIGTERM handler")?;
         let mut tick = tokio::time::interval(DRAIN_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut status_tick = tokio::time::interval(STATUS_INTERVAL);
+        let mut progress_tick = tokio::time::interval(PROGRESS_INTERVAL);
         let deadline = watch.duration.map(|d| tokio::time::Instant::now() + d);
         let mut signals_seen = 0u32;
         loop {
@@ -230,11 +247,9 @@ impl Drain {
                     return Ok(Stop::Duration);
                 }
                 _ = watch.all_exited() => return watch.exited(),
-                _ = status_tick.tick() => {
-                    self.kernel = probes.counters()?;
-                    let _ = sink.try_send(SinkMsg::Counters(self.counters()));
-                    if let Some(since) = progress {
-                        show_progress(since, sink, &self.kernel);
+                _ = progress_tick.tick(), if progress.is_some() => {
+                    if let Some(progress) = progress.as_deref_mut() {
+                        self.show_progress(progress, sink, probes)?;
                     }
                 }
             }
@@ -242,35 +257,17 @@ impl Drain {
     }
 }
 
-fn msg_bytes(msg: &SinkMsg) -> usize {
-    match msg {
-        SinkMsg::Records(batch) => batch.len(),
-        SinkMsg::Rows(rows) => rows.len() * 256,
-        _ => 0,
-    }
-}
-
 /// A `Lost` record for a loss window still pending in the kernel at the end.
 fn loss_record(cpu: u32, window: LossWindow) -> [u8; RECORD_HEADER] {
-    let head = RecordHeader {
+    RecordHeader {
         event: EventKind::Lost as u16,
         cpu,
         ts_enter_ns: window.first_ns,
         ts_exit_ns: window.last_ns,
         args: [window.count, 0, 0, 0, 0, 0],
         ..Default::default()
-    };
-    let mut bytes = [0u8; RECORD_HEADER];
-    // SAFETY: RecordHeader is #[repr(C)] plain integers of exactly RECORD_HEADER bytes; the
-    // destination has that many bytes.
-    unsafe {
-        std::ptr::copy_nonoverlapping(
-            (&raw const head).cast::<u8>(),
-            bytes.as_mut_ptr(),
-            RECORD_HEADER,
-        );
     }
-    bytes
+    .to_bytes()
 }
 
 /// The processes whose exit ends the recording (the --pid targets and the command), and its
@@ -346,24 +343,4 @@ fn reap(pid: u32) -> anyhow::Result<ExitStatus> {
         return Err(std::io::Error::last_os_error()).context("waiting for the command");
     }
     Ok(ExitStatus::from_raw(status))
-}
-
-/// The live progress line on stderr.
-fn show_progress(since: Instant, sink: &Sink, kernel: &Counters) {
-    let secs = since.elapsed().as_secs_f64();
-    let rows = sink.stats.rows.load(Ordering::Relaxed);
-    let bytes = sink.stats.bytes.load(Ordering::Relaxed);
-    eprint!(
-        "\r\x1b[2Krecording {:>6.1}s  {:>10} records  {:>9.0}/s  {} lost  {} written",
-        secs,
-        rows,
-        rows as f64 / secs.max(0.001),
-        kernel.lost(),
-        bytesize::ByteSize::b(bytes).display().iec(),
-    );
-}
-
-/// Clears the progress line before the final report.
-pub fn clear_progress() {
-    eprint!("\r\x1b[2K");
 }

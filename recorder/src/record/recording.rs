@@ -1,7 +1,7 @@
 //! A recording in its phases, as retis runs a collection (init, register probes, start, stop):
-//! [`Recording::set_up`] loads and attaches, [`Recording::start`] starts the writer, snapshots
-//! and the command, [`Recording::run`] drains until something stops it, and
-//! [`Recording::finish`] shuts down in order and reports.
+//! [`Recording::set_up`] loads and attaches, [`Recording::start`] starts the writer, turns
+//! recording on and starts snapshots and the command, [`Recording::run`] drains until something
+//! stops it, and [`Recording::finish`] shuts down in order and reports.
 use std::{
     fs::File,
     os::fd::OwnedFd,
@@ -14,12 +14,13 @@ use tokio::runtime::Runtime;
 
 use super::{
     config::RecordConfig,
-    drain::{self, Drain, Stop, Watch},
+    drain::{Drain, Stop, Watch},
+    progress::{self, Progress},
     report::{self, Report},
 };
 use crate::{
     btf, clock, launch,
-    output::RemoveOnError,
+    output::{Output, Provisional},
     probes::{self, AttachMode, Probes},
     sink::{Sink, SinkReport, SinkSetup},
     snapshot,
@@ -36,10 +37,12 @@ pub struct Recording {
     run_time_stats: Option<OwnedFd>,
     /// The first capture file, from set-up until the writer takes it at the start.
     first: Option<(PathBuf, File)>,
-    /// Removes that file if the writer never takes it.
-    remove_first: RemoveOnError,
+    /// What set-up created at the output: removed unless the capture gets a row.
+    created: Provisional,
     /// The writer thread, from the start until finish closes it.
     sink: Option<Sink>,
+    /// The live progress line, from the start (on a terminal, without --quiet).
+    progress: Option<Progress>,
     started: Instant,
     /// Dropped last: the drain's and the watch's descriptors are registered with it.
     runtime: Runtime,
@@ -48,14 +51,13 @@ pub struct Recording {
 impl Recording {
     /// Set-up: completes what a killed recorder left at the output, creates the first file (so
     /// that a bad path fails before anything is loaded), loads the programs with the targets and
-    /// attaches them. An error here leaves nothing behind.
+    /// attaches them, with recording still off. An error here leaves nothing behind.
     pub fn set_up(mut config: RecordConfig) -> anyhow::Result<Self> {
         config.output.recover_leftovers();
         let owner = config.user.as_ref();
-        let first = config
+        let (first, created) = config
             .output
             .create_first(&config.template, config.force, owner)?;
-        let remove_first = RemoveOnError::new(first.0.clone());
         let offsets = btf::kernel_offsets(Path::new(btf::VMLINUX_BTF))?;
         let mut probes = Probes::load(&config.kernel_config(), &offsets, config.ring_bytes)?;
         for &pid in &config.targets().pids {
@@ -88,20 +90,23 @@ impl Recording {
             watch,
             run_time_stats,
             first: Some(first),
-            remove_first,
+            created,
             sink: None,
+            progress: None,
             started: Instant::now(),
             runtime,
         })
     }
 
-    /// Start: the writer thread takes the first file, the targets that already run are
-    /// snapshotted, and the command starts last, once everything that can fail has been done
-    /// (a held child is never left behind by an early error). From here on, [`Self::finish`]
-    /// closes the capture whatever happens.
+    /// Start: the writer thread takes the first file, recording is turned on (every program is
+    /// attached), the targets that already run are snapshotted, and the command starts last,
+    /// once everything that can fail has been done (a held child is never left behind by an
+    /// early error). From here on, [`Self::finish`] closes the capture whatever happens (or
+    /// removes it, when nothing was recorded).
     pub fn start(&mut self) -> anyhow::Result<()> {
         let anchor = clock::anchor();
         self.config.template.clock_anchors = vec![anchor];
+        let kernel_counters = self.probes.shared_counters();
         let sink = Sink::spawn(SinkSetup {
             output: self.config.output.clone(),
             writer: self.config.writer.clone(),
@@ -111,11 +116,18 @@ impl Recording {
             template: self.config.template.clone(),
             owner: self.config.user.clone(),
             first: self.first.take(),
+            kernel_counters: Box::new(move || Ok(kernel_counters.read()?)),
         })?;
-        self.remove_first.disarm();
         let sink = self.sink.insert(sink);
-        // Snapshots after attaching: a change made between the two is both in the snapshot and a
-        // row after it, which replay handles.
+        // From here on a call is recorded whole, or (already in progress) counted as an orphan
+        // exit.
+        self.probes.set_recording(true)?;
+        if self.config.progress {
+            let segmented = matches!(self.config.output, Output::Dir { .. });
+            self.progress = Some(Progress::new(Instant::now(), segmented));
+        }
+        // Snapshots after recording is on: a change made between the two is both in the
+        // snapshot and a row after it, which replay handles.
         let pids = snapshot::start_pids(self.config.targets());
         self.drain
             .snapshot(pids, snapshot::Reason::Start, sink, true)?;
@@ -146,15 +158,15 @@ impl Recording {
             .sink
             .as_ref()
             .context("the recording has not started")?;
-        let progress = self.config.progress.then_some(self.started);
+        let progress = self.progress.as_mut();
         self.runtime
             .block_on(self.drain.drive(sink, &self.probes, &self.watch, progress))
     }
 
-    /// Finish, in the explicit shutdown order: stop producing (detach the programs), drain what
-    /// is left and the pending loss, read the counters, close the writer, report. It runs after
-    /// an error of start or run too, so that what was recorded is kept, and then returns that
-    /// error.
+    /// Finish, in the explicit shutdown order: stop producing (recording off, then detach the
+    /// programs), drain what is left and the pending loss, read the counters, close the writer,
+    /// report. It runs after an error of start or run too, so that what was recorded is kept,
+    /// and then returns that error; when nothing was recorded yet, the capture is removed.
     pub fn finish(mut self, stopped: anyhow::Result<Stop>) -> anyhow::Result<Report> {
         let Some(sink) = self.sink.take() else {
             // Not started: nothing was written, and set-up's file is removed on drop.
@@ -168,14 +180,28 @@ impl Recording {
             drop(enabled);
             stats
         });
+        let switched_off = self.probes.set_recording(false);
         self.probes.detach();
-        let drained = self.drain.read_rest(&sink, &self.probes);
-        let written = sink.finish(self.drain.counters());
-        if self.config.progress {
-            drain::clear_progress();
+        if self.progress.is_some() {
+            progress::clear();
         }
-        let stop = match stopped.and_then(|stop| drained.map(|()| stop)) {
-            Ok(stop) => stop,
+        let stopped = match stopped {
+            Err(err) if !self.drain.queued_any() => {
+                // Failed before the first row: nothing worth keeping. The writer lets go of the
+                // file, and `created` removes it (and its journal and directory) on drop.
+                let _ = sink.discard();
+                return Err(err);
+            }
+            stopped => stopped,
+        };
+        self.created.keep();
+        let drained = switched_off
+            .map_err(anyhow::Error::from)
+            .and_then(|()| self.drain.read_rest(&sink, &self.probes))
+            .and_then(|()| Ok(self.probes.counters()?));
+        let written = sink.finish();
+        let (stop, counters) = match stopped.and_then(|stop| Ok((stop, drained?))) {
+            Ok(done) => done,
             Err(err) => {
                 self.say_what_was_kept(&written);
                 return Err(err);
@@ -184,7 +210,7 @@ impl Recording {
         Ok(Report {
             stop,
             written: written?,
-            counters: self.drain.counters(),
+            counters,
             output: self.config.output,
             recorded_for,
             prog_stats,
@@ -195,9 +221,8 @@ impl Recording {
     fn say_what_was_kept(&self, written: &anyhow::Result<SinkReport>) {
         match written {
             Ok(written) => eprintln!(
-                "mmap-recorder: stopped by an error; {} records written to {}",
-                written.rows,
-                report::files_written(&self.config.output, written)
+                "mmap-recorder: stopped by an error; {}",
+                report::written(&self.config.output, written)
             ),
             Err(err) => eprintln!("mmap-recorder: closing the capture failed too: {err:#}"),
         }

@@ -72,10 +72,8 @@ impl Report {
         }
         .lost();
         eprintln!(
-            "mmap-recorder: {} records written to {} ({}), {lost} lost, {} orphan exits, {:.1}s ({})",
-            self.written.rows,
-            files_written(&self.output, &self.written),
-            bytesize::ByteSize::b(self.written.bytes).display().iec(),
+            "mmap-recorder: {}, {lost} lost, {} orphan exits, {:.1}s ({})",
+            written(&self.output, &self.written),
             self.counters.orphan_exits,
             self.recorded_for.as_secs_f64(),
             match &self.stop {
@@ -108,20 +106,86 @@ impl Report {
     }
 }
 
-/// The file, or how many segments in which directory (and how many --keep removed).
-pub fn files_written(output: &Output, written: &SinkReport) -> String {
-    match output {
-        Output::File(path) => path.display().to_string(),
-        Output::Dir { dir, .. } => format!(
-            "{} segment{} in {}{}",
-            written.files.len(),
-            if written.files.len() == 1 { "" } else { "s" },
-            dir.display(),
-            if written.removed_segments > 0 {
-                format!(" ({} older removed by --keep)", written.removed_segments)
-            } else {
-                String::new()
-            }
-        ),
+/// How many records were written where, and their size; with --keep, how many of them are in
+/// the segments that remain and how many went with the older ones it deleted.
+pub fn written(output: &Output, written: &SinkReport) -> String {
+    let size = |bytes| bytesize::ByteSize::b(bytes).display().iec();
+    let (dir, deleted) = match output {
+        Output::File(path) => {
+            return format!(
+                "{} records written to {} ({})",
+                written.rows,
+                path.display(),
+                size(written.bytes)
+            );
+        }
+        Output::Dir { dir, .. } => (dir.display(), written.deleted),
+    };
+    let segments = match written.files.len() {
+        1 => "1 segment".to_owned(),
+        n => format!("{n} segments"),
+    };
+    if deleted.segments == 0 {
+        return format!(
+            "{} records written to {segments} in {dir} ({})",
+            written.rows,
+            size(written.bytes)
+        );
+    }
+    format!(
+        "{} records written, {} kept in {segments} in {dir} ({}), {} deleted ({} older removed \
+         by --keep)",
+        written.rows,
+        written.rows_kept(),
+        size(written.bytes_kept()),
+        deleted.rows,
+        deleted.segments
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::sink::Deleted;
+
+    fn dir() -> Output {
+        Output::Dir {
+            dir: PathBuf::from("web/"),
+            rotate_size: None,
+            rotate_time: None,
+            keep: Some(2),
+        }
+    }
+
+    #[test]
+    fn the_report_says_how_many_rows_keep_deleted() {
+        let mut sink = SinkReport {
+            files: vec![PathBuf::from("a"), PathBuf::from("b")],
+            rows: 5000,
+            bytes: 4096,
+            ..Default::default()
+        };
+        assert_eq!(
+            written(&dir(), &sink),
+            "5000 records written to 2 segments in web/ (4.0 KiB)"
+        );
+        sink.deleted = Deleted {
+            segments: 3,
+            rows: 3800,
+            bytes: 3072,
+        };
+        assert_eq!(
+            written(&dir(), &sink),
+            "5000 records written, 1200 kept in 2 segments in web/ (1.0 KiB), 3800 deleted (3 \
+             older removed by --keep)"
+        );
+        sink.files.pop();
+        let file = Output::File(PathBuf::from("x.parquet"));
+        assert_eq!(
+            written(&file, &sink),
+            "5000 records written to x.parquet (4.0 KiB)"
+        );
     }
 }

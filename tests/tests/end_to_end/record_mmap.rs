@@ -4,7 +4,11 @@
 //!
 //! These tests load eBPF programs: they are ignored without root, and as root (CI,
 //! `--include-ignored`) any failure to load or attach fails them.
-use std::{path::Path, process::Command};
+use std::{
+    io::Write as _,
+    path::Path,
+    process::{Command, Stdio},
+};
 
 use mmap_capture_tests::{
     Report, check_workload_capture, is_root, require_root, start_recorder, workspace_bin,
@@ -285,16 +289,24 @@ fn pid_target_stops_when_the_process_exits_and_duration_stops_alone() {
     require_root!();
     let dir = tempfile::tempdir().expect("tempdir");
     let report_path = dir.path().join("report.json");
-    let mut workload = Command::new(workspace_bin("mmap-workload"))
+    // The workload waits (as a shell reading a line) until the recorder has started: on a busy
+    // machine, as under the whole test suite, loading and attaching every program before
+    // recording is turned on takes seconds. Then the shell execs it, under the same pid.
+    let mut workload = Command::new("sh")
+        .arg("-c")
+        .arg("read go && exec \"$0\" \"$@\"")
+        .arg(workspace_bin("mmap-workload"))
         .args(["--duration", "1500ms", "--report"])
         .arg(&report_path)
         .arg("--dir")
         .arg(dir.path())
+        .stdin(Stdio::piped())
         .spawn()
         .expect("workload");
     let pid = workload.id();
     let capture = dir.path().join("pid.parquet");
     let (recorder, stderr) = start_recorder(&["-q", "--pid", &pid.to_string()], &capture);
+    writeln!(workload.stdin.take().expect("stdin"), "go").expect("start the workload");
     assert!(workload.wait().expect("wait").success());
     let out = recorder.wait_with_output().expect("recorder");
     let stderr = stderr.join().expect("stderr");

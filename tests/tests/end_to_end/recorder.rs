@@ -12,7 +12,7 @@ use std::{
 };
 
 use mmap_capture_tests::{
-    Report, check_family_call, check_replay_matches_maps, read_capture, require_root,
+    Report, check_family_call, check_replay_matches_maps, read_capture, reported, require_root,
     start_recorder, workspace_bin,
 };
 use mmap_format::event::{RowKind, Syscall};
@@ -440,6 +440,20 @@ fn rotation_by_size_and_time_gives_readable_non_empty_segments() {
     let files: Vec<_> = std::fs::read_dir(&keep_dir).expect("dir").collect();
     assert_eq!(files.len(), 2, "{stderr}");
     assert!(stderr.contains("older removed by --keep"), "{stderr}");
+    // The report counts the rows of the deleted segments apart: written = kept + deleted, and
+    // kept is what the remaining files hold.
+    let rows_kept: u64 = files
+        .iter()
+        .map(|f| read_capture(&f.as_ref().expect("entry").path()).1.len() as u64)
+        .sum();
+    let (written, kept, deleted) = (
+        reported(&stderr, "records written"),
+        reported(&stderr, "kept in 2 segments"),
+        reported(&stderr, "deleted ("),
+    );
+    assert_eq!(kept, rows_kept, "{stderr}");
+    assert_eq!(written, kept + deleted, "{stderr}");
+    assert!(deleted > 0, "{stderr}");
 }
 
 #[test]

@@ -3,6 +3,7 @@
 use std::{
     fs::File,
     io::{ErrorKind, Read, Seek, SeekFrom},
+    os::unix::fs::OpenOptionsExt as _,
     path::{Path, PathBuf},
     sync::Arc,
 };
@@ -192,22 +193,36 @@ impl CaptureReader {
     }
 
     fn batches_from<T: ChunkReader + 'static>(&self, input: T) -> Result<BatchIter, FormatError> {
-        let reader =
+        let mut reader = guarded(&self.path, || {
             ParquetRecordBatchReaderBuilder::new_with_metadata(input, self.parquet.clone())
                 .with_projection(self.fixup.projection.clone())
                 .with_batch_size(BATCH_ROWS)
                 .build()
-                .map_err(|e| damaged(&self.path, e))?;
+                .map_err(|e| damaged(&self.path, e))
+        })?;
         let path = self.path.clone();
         let fixup = Arc::clone(&self.fixup);
-        Ok(Box::new(reader.map(move |batch| {
-            let batch = batch.map_err(|e| damaged(&path, e))?;
-            fixup
-                .apply(&batch)
-                .map_err(|detail| FormatError::BadSchema {
-                    path: path.clone(),
-                    detail,
-                })
+        let mut failed = false;
+        Ok(Box::new(std::iter::from_fn(move || {
+            if failed {
+                return None;
+            }
+            let next = guarded(&path, || {
+                let Some(batch) = reader.next() else {
+                    return Ok(None);
+                };
+                let batch = batch.map_err(|e| damaged(&path, e))?;
+                fixup
+                    .apply(&batch)
+                    .map(Some)
+                    .map_err(|detail| FormatError::BadSchema {
+                        path: path.clone(),
+                        detail,
+                    })
+            });
+            // After a panic the reader's state is unknown: nothing more is read from it.
+            failed = next.is_err();
+            next.transpose()
         })))
     }
 
@@ -222,8 +237,10 @@ impl CaptureReader {
     }
 }
 
+/// Opens a capture for reading: a regular file only, without blocking on a FIFO or a device
+/// (`O_NONBLOCK`, then a check of what was opened).
 fn open_existing(path: &Path) -> Result<File, FormatError> {
-    File::open(path).map_err(|source| match source.kind() {
+    let io = |source: std::io::Error| match source.kind() {
         ErrorKind::NotFound => FormatError::NotFound {
             path: path.to_path_buf(),
         },
@@ -231,7 +248,16 @@ fn open_existing(path: &Path) -> Result<File, FormatError> {
             path: path.to_path_buf(),
             source,
         },
-    })
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(io)?;
+    if !file.metadata().map_err(io)?.file_type().is_file() {
+        return Err(io(std::io::Error::other("not a regular file")));
+    }
+    Ok(file)
 }
 
 fn check_magic(path: &Path, len: u64, head: &[u8; 4], tail: &[u8; 4]) -> Result<(), FormatError> {
@@ -259,7 +285,15 @@ fn check_magic(path: &Path, len: u64, head: &[u8; 4], tail: &[u8; 4]) -> Result<
 }
 
 fn load_footer<T: ChunkReader>(path: &Path, input: &T) -> Result<ArrowReaderMetadata, FormatError> {
-    ArrowReaderMetadata::load(input, ArrowReaderOptions::new()).map_err(|e| damaged(path, e))
+    guarded(path, || {
+        ArrowReaderMetadata::load(input, ArrowReaderOptions::new()).map_err(|e| damaged(path, e))
+    })
+}
+
+/// Runs a library call on the file's bytes; a panic in it (arrow and parquet assert on some
+/// malformed input) is a damaged-file error naming the path.
+fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T, FormatError>) -> Result<T, FormatError> {
+    crate::guard::catch(f).unwrap_or_else(|panic| Err(damaged(path, ReadError(panic))))
 }
 
 fn damaged(path: &Path, error: impl Into<ReadError>) -> FormatError {
@@ -407,7 +441,9 @@ impl Iterator for Events {
                     return None;
                 }
                 Some(batch) => batch.and_then(|batch| {
-                    events_from_batch(&batch).map_err(|e| e.with_path(&self.path))
+                    guarded(&self.path, || {
+                        events_from_batch(&batch).map_err(|e| e.with_path(&self.path))
+                    })
                 }),
             };
             match decoded {

@@ -250,3 +250,59 @@ fn file_replaced_after_open_reports_damage_not_panic() {
         FormatError::NotFound { .. }
     ));
 }
+
+/// The embedded Arrow schema (`ARROW:schema`, base64 of an IPC flatbuffer) overwritten in place
+/// at many offsets: every variant opens and reads to an error or to rows, never to a panic.
+#[test]
+fn a_damaged_embedded_arrow_schema_is_an_error_not_a_panic() {
+    let good = capture_bytes();
+    let key = b"ARROW:schema";
+    let at = good
+        .windows(key.len())
+        .position(|w| w == key)
+        .expect("the key is in the footer")
+        + key.len();
+    // The value is the longest run of base64 characters after the key (behind its length).
+    let is_b64 = |b: &u8| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/' || *b == b'=';
+    let start = at + good[at..].iter().position(is_b64).expect("value");
+    let len = good[start..].iter().take_while(|b| is_b64(b)).count();
+    assert!(len > 64, "a schema of {len} base64 characters");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut outcomes = (0, 0);
+    for (i, offset) in (0..len.saturating_sub(8)).step_by(7).enumerate() {
+        for fill in [b'A', b'/', b'z'] {
+            let mut bad = good.clone();
+            bad[start + offset..start + offset + 8].fill(fill);
+            let path = dir.path().join(format!("bad-{i}-{fill}.parquet"));
+            std::fs::write(&path, &bad).expect("write");
+            let result = CaptureReader::open(&path).and_then(|reader| {
+                reader
+                    .events()?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(|rows| rows.len())
+            });
+            match result {
+                Ok(_) => outcomes.0 += 1,
+                Err(err) => {
+                    let message = err.to_string();
+                    assert!(!message.contains('\n'), "one line: {message:?}");
+                    assert!(message.starts_with(&path.display().to_string()), "{message}");
+                    outcomes.1 += 1;
+                }
+            }
+        }
+    }
+    assert!(outcomes.1 > 0, "some damage is detected: {outcomes:?}");
+}
+
+/// A FIFO given as a capture is refused at once instead of blocking the reader forever.
+#[test]
+fn a_fifo_is_not_a_capture() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("fifo.parquet");
+    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).expect("path");
+    // SAFETY: mkfifo reads a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0, "mkfifo");
+    let err = open_err(&path);
+    assert!(err.to_string().contains("not a regular file"), "{err}");
+}

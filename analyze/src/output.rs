@@ -38,7 +38,8 @@ pub fn report_error(err: &anyhow::Error) -> ExitCode {
         None => format!("{err:#}"),
     };
     // Whatever the message, it stays one line.
-    let message = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    let message = crate::table::visible(&message.split_whitespace().collect::<Vec<_>>().join(" "))
+        .into_owned();
     // Nothing sensible is left to do if stderr itself is gone.
     let _ = writeln!(io::stderr().lock(), "mmap-analyze: {message}");
     ExitCode::from(EXIT_ERROR)
@@ -47,13 +48,21 @@ pub fn report_error(err: &anyhow::Error) -> ExitCode {
 /// Prints `mmap-analyze: note: <message>` as one line on stderr.
 pub fn note(message: &str) {
     // Nothing sensible is left to do if stderr itself is gone.
-    let _ = writeln!(io::stderr().lock(), "mmap-analyze: note: {message}");
+    let _ = writeln!(
+        io::stderr().lock(),
+        "mmap-analyze: note: {}",
+        crate::table::visible(message)
+    );
 }
 
 /// Prints `mmap-analyze: warning: <message>` as one line on stderr.
 pub fn warn(message: &str) {
     // Nothing sensible is left to do if stderr itself is gone.
-    let _ = writeln!(io::stderr().lock(), "mmap-analyze: warning: {message}");
+    let _ = writeln!(
+        io::stderr().lock(),
+        "mmap-analyze: warning: {}",
+        crate::table::visible(message)
+    );
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {

@@ -4,7 +4,10 @@
 //! may be long: it sizes its columns from the first block of rows, then writes every later row as
 //! it comes (a wider cell pushes the rest of its line over rather than holding output back).
 
-use std::io::{self, Write};
+use std::{
+    borrow::Cow,
+    io::{self, Write},
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Align {
@@ -38,7 +41,40 @@ impl Column {
 const GAP: &str = "  ";
 
 fn width(cell: &str) -> usize {
-    cell.chars().count()
+    visible(cell).chars().count()
+}
+
+/// `text` safe to print on a terminal: every control character (a traced process can put escape
+/// sequences in its name or a file's) shown as a visible escape such as `\u{1b}` or `\n`. The
+/// one place where untrusted text is made printable: tables, fields and error lines use it.
+pub fn visible(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return Cow::Borrowed(text);
+    }
+    Cow::Owned(
+        text.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().collect()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
+    )
+}
+
+/// `cell` padded with blanks to `width` characters, on the left or the right (by hand: the
+/// formatter's width is limited to 65,535, and a cell from a file may be wider).
+fn pad(line: &mut String, cell: &str, width: usize, align: Align) {
+    let fill = width.saturating_sub(cell.chars().count());
+    if align == Align::Right {
+        line.extend(std::iter::repeat_n(' ', fill));
+    }
+    line.push_str(cell);
+    if align == Align::Left {
+        line.extend(std::iter::repeat_n(' ', fill));
+    }
 }
 
 fn fit(columns: &[Column], rows: &[Vec<String>]) -> Vec<usize> {
@@ -61,17 +97,16 @@ fn write_line<S: AsRef<str>>(
     let mut line = String::from(indent);
     let last = cells.len().saturating_sub(1);
     for (i, cell) in cells.iter().enumerate() {
-        let cell = cell.as_ref();
+        let cell = visible(cell.as_ref());
         let w = widths.get(i).copied().unwrap_or(0);
         let align = columns.get(i).map_or(Align::Left, |c| c.align);
         if i > 0 {
             line.push_str(GAP);
         }
         match align {
-            Align::Right => line.push_str(&format!("{cell:>w$}")),
             // The last column is not padded: no trailing blanks.
-            Align::Left if i == last => line.push_str(cell),
-            Align::Left => line.push_str(&format!("{cell:<w$}")),
+            Align::Left if i == last => line.push_str(&cell),
+            align => pad(&mut line, &cell, w, align),
         }
     }
     let trimmed = line.trim_end();
@@ -87,7 +122,9 @@ pub fn write_fields(out: &mut impl Write, fields: &[(&str, String)]) -> io::Resu
         .max()
         .unwrap_or(0);
     for (label, value) in fields {
-        writeln!(out, "{label:<width$}  {value}")?;
+        let mut line = String::new();
+        pad(&mut line, label, width, Align::Left);
+        writeln!(out, "{line}  {}", visible(value))?;
     }
     Ok(())
 }
@@ -179,6 +216,32 @@ impl StreamingTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_shown_not_sent_to_the_terminal() {
+        assert_eq!(visible("bash"), "bash");
+        assert_eq!(visible("\u{1b}]0;pwned\u{7}"), "\\u{1b}]0;pwned\\u{7}");
+        assert_eq!(visible("a\nb\u{9b}c"), "a\\nb\\u{9b}c");
+        let mut table = Table::new(&[Column::left("COMM"), Column::right("N")]);
+        table.push(vec!["\u{1b}[2J".into(), "1".into()]);
+        let mut out = Vec::new();
+        table.write(&mut out, "").expect("write");
+        let text = String::from_utf8(out).expect("UTF-8");
+        assert!(!text.contains('\u{1b}'), "{text:?}");
+        assert!(text.contains("\\u{1b}[2J"), "{text:?}");
+    }
+
+    #[test]
+    fn a_cell_wider_than_the_formatter_allows_is_printed_whole() {
+        let wide = "x".repeat(70_000);
+        let mut table = Table::new(&[Column::right("A"), Column::left("B"), Column::left("C")]);
+        table.push(vec![wide.clone(), wide.clone(), "end".into()]);
+        let mut out = Vec::new();
+        table.write(&mut out, "").expect("write");
+        let mut fields = Vec::new();
+        write_fields(&mut fields, &[("Host", wide.clone())]).expect("fields");
+        assert!(out.len() > 140_000 && fields.len() > 70_000);
+    }
 
     #[test]
     fn columns_align_and_lines_have_no_trailing_blanks() {

@@ -65,10 +65,7 @@ pub fn result_label(event: &Event<'_>) -> Option<String> {
             None => format!("-{errno}"),
         });
     }
-    let returns_address = matches!(
-        event.syscall,
-        Some(Syscall::Mmap | Syscall::Mremap | Syscall::Brk)
-    );
+    let returns_address = event.syscall.is_some_and(Syscall::returns_address);
     Some(if returns_address {
         // An address is never negative once errors are set apart; show the bits as they are.
         hex(ret as u64)

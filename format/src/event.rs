@@ -118,6 +118,17 @@ stored_enum! {
     }
 }
 
+impl Syscall {
+    /// Whether a successful call returns an address (mmap, mremap, brk) rather than 0: what a
+    /// reader shows in hex. A new system call must answer here (the match is exhaustive).
+    pub const fn returns_address(self) -> bool {
+        match self {
+            Self::Mmap | Self::Mremap | Self::Brk => true,
+            Self::Munmap | Self::Mprotect | Self::Other => false,
+        }
+    }
+}
+
 /// Values of the `source` column: how a row was obtained.
 pub mod sources {
     /// Rows from eBPF programs attached to tracepoints.

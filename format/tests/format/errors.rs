@@ -286,7 +286,10 @@ fn a_damaged_embedded_arrow_schema_is_an_error_not_a_panic() {
                 Err(err) => {
                     let message = err.to_string();
                     assert!(!message.contains('\n'), "one line: {message:?}");
-                    assert!(message.starts_with(&path.display().to_string()), "{message}");
+                    assert!(
+                        message.starts_with(&path.display().to_string()),
+                        "{message}"
+                    );
                     outcomes.1 += 1;
                 }
             }

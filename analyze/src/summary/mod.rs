@@ -144,9 +144,11 @@ const COUNTS: [Count; 9] = [
         label: "Orphan exits",
         json: "orphan_exits",
         unit: "calls in progress at the start, not lost",
-        help: "system calls that were already in progress when recording started: their exit \
-               was seen, their entry was not, so they have no row. They are not lost calls. Each \
-               segment of a recording to a directory counts its own.",
+        help: "system calls that were already in progress when recording started (at most one \
+               per thread): their exit was seen, their entry was not, so they have no row. They \
+               are not lost calls. An entry dropped because the map of calls in progress was \
+               full also ends as an orphan exit (and is counted there). Each segment of a \
+               recording to a directory counts its own.",
         value: |s| s.orphan_exits,
         bytes: false,
     },
@@ -154,9 +156,9 @@ const COUNTS: [Count; 9] = [
         label: "Kernel records",
         json: "counters.emitted",
         unit: "delivered by the eBPF programs",
-        help: "records the eBPF programs put in the ring buffer: system calls, process events \
-               and loss reports. Snapshot rows are read from /proc by the recorder and are not \
-               among them.",
+        help: "records from the eBPF programs written to the file: system calls and process \
+               events (fork, exec, exit), and any the recorder could not decode. Snapshot rows \
+               (read from /proc by the recorder) and lost rows are not among them.",
         value: |s| s.counters.emitted,
         bytes: false,
     },

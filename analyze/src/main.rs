@@ -7,6 +7,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod commands;
+mod engine;
 mod events;
 mod fmt;
 mod input;
@@ -47,6 +49,7 @@ enum Command {
     Events(events::Args),
     Maps(maps::Args),
     Recover(recover::Args),
+    Sql(commands::sql::Args),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
         Command::Events(args) => events::run(args),
         Command::Maps(args) => maps::run(args),
         Command::Recover(args) => recover::run(args),
+        Command::Sql(args) => commands::sql::run(args),
     };
     match result {
         Ok(code) => code,

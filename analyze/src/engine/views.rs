@@ -1,12 +1,12 @@
 //! Views over `events` for people: one per kind of row, with the columns that kind uses and the
 //! raw numbers decoded beside them.
 //!
-//! | view        | rows                       | added columns                                   |
-//! |-------------|----------------------------|-------------------------------------------------|
-//! | `calls`     | `kind = 'syscall'`         | `dur_ns`, `prot_names`, `flags_names`, `errno_name` |
-//! | `lifecycle` | `kind IN (fork, exec, exit)` |                                               |
-//! | `snapshots` | `kind = 'snapshot'`        | `prot_names`, `flags_names`                     |
-//! | `lost`      | `kind = 'lost'`            |                                                 |
+//! | view        | rows (`kind`)          | decoded columns                                     |
+//! |-------------|------------------------|-----------------------------------------------------|
+//! | `calls`     | `syscall`              | `dur_ns`, `prot_names`, `flags_names`, `errno_name` |
+//! | `lifecycle` | `fork`, `exec`, `exit` |                                                     |
+//! | `snapshots` | `snapshot`             | `prot_names`, `flags_names`                         |
+//! | `lost`      | `lost`                 |                                                     |
 //!
 //! Every view ends with `capture_id`, `host` and `file`. A filter on a view reaches the Parquet
 //! scans below it like a filter on `events`.
@@ -34,12 +34,8 @@ enum Column {
 
 use Column::{Derived, Events};
 
-/// Columns of the system call view, in order.
-const CALLS: &[Column] = &[
-    Events(TS),
-    Events(TS_EXIT),
-    Derived(DUR_NS, duration_ns),
-    Events(SYSCALL),
+/// Who made the row: process, thread, parent, credentials, name, CPU.
+const WHO: &[Column] = &[
     Events(PID),
     Events(TID),
     Events(PPID),
@@ -47,19 +43,10 @@ const CALLS: &[Column] = &[
     Events(GID),
     Events(COMM),
     Events(CPU),
-    Events(ADDR),
-    Events(LEN),
-    Events(NEW_ADDR),
-    Events(NEW_LEN),
-    Events(PROT),
-    Derived(PROT_NAMES, prot_names),
-    Events(FLAGS),
-    Derived(FLAGS_NAMES, flags_names),
-    Events(FD),
-    Events(OFF),
-    Events(RET),
-    Events(ERRNO),
-    Derived(ERRNO_NAME, errno_name),
+];
+
+/// The file behind a mapping.
+const MAPPED_FILE: &[Column] = &[
     Events(FILE_DEV),
     Events(FILE_INO),
     Events(FILE_NAME),
@@ -68,84 +55,95 @@ const CALLS: &[Column] = &[
     Events(PATH_TRUNCATED),
     Events(FILE_DELETED),
     Events(FILE_MEMFD),
-    Events(SOURCE),
+];
+
+/// Where the process runs: cgroup and pid namespace.
+const CONTAINER: &[Column] = &[
     Events(CGROUP_ID),
     Events(CGROUP_PATH),
     Events(PIDNS_INO),
     Events(NS_PID),
     Events(NS_TID),
-    Events(CAPTURE_ID),
-    Events(HOST),
-    Events(FILE),
 ];
 
-/// Columns of the process view (forks, execs, exits), in order.
-const LIFECYCLE: &[Column] = &[
-    Events(TS),
-    Events(KIND),
-    Events(PID),
-    Events(TID),
-    Events(PPID),
-    Events(UID),
-    Events(GID),
-    Events(COMM),
-    Events(CPU),
-    Events(CHILD_PID),
-    Events(EXIT_CODE),
-    Events(FILE_NAME),
-    Events(FILE_PATH),
-    Events(PATH_SOURCE),
-    Events(PATH_TRUNCATED),
-    Events(SOURCE),
-    Events(CGROUP_ID),
-    Events(CGROUP_PATH),
-    Events(PIDNS_INO),
-    Events(NS_PID),
-    Events(NS_TID),
-    Events(CAPTURE_ID),
-    Events(HOST),
-    Events(FILE),
+/// Which input the row is from (the last columns of every view).
+const INPUT: &[Column] = &[Events(CAPTURE_ID), Events(HOST), Events(FILE)];
+
+/// The system call view: the call, its arguments and result, decoded.
+const CALLS: &[&[Column]] = &[
+    &[
+        Events(TS),
+        Events(TS_EXIT),
+        Derived(DUR_NS, duration_ns),
+        Events(SYSCALL),
+    ],
+    WHO,
+    &[
+        Events(ADDR),
+        Events(LEN),
+        Events(NEW_ADDR),
+        Events(NEW_LEN),
+        Events(PROT),
+        Derived(PROT_NAMES, prot_names),
+        Events(FLAGS),
+        Derived(FLAGS_NAMES, flags_names),
+        Events(FD),
+        Events(OFF),
+        Events(RET),
+        Events(ERRNO),
+        Derived(ERRNO_NAME, errno_name),
+    ],
+    MAPPED_FILE,
+    &[Events(SOURCE)],
+    CONTAINER,
+    INPUT,
 ];
 
-/// Columns of the `/proc/PID/maps` snapshot view, in order.
-const SNAPSHOTS: &[Column] = &[
-    Events(TS),
-    Events(PID),
-    Events(TID),
-    Events(COMM),
-    Events(SOURCE),
-    Events(ADDR),
-    Events(LEN),
-    Events(PROT),
-    Derived(PROT_NAMES, prot_names),
-    Events(FLAGS),
-    Derived(FLAGS_NAMES, flags_names),
-    Events(OFF),
-    Events(FILE_DEV),
-    Events(FILE_INO),
-    Events(FILE_NAME),
-    Events(FILE_PATH),
-    Events(PATH_SOURCE),
-    Events(PATH_TRUNCATED),
-    Events(FILE_DELETED),
-    Events(FILE_MEMFD),
-    Events(CGROUP_ID),
-    Events(CGROUP_PATH),
-    Events(CAPTURE_ID),
-    Events(HOST),
-    Events(FILE),
+/// The process view: forks (`child_pid`), execs (the program) and exits (`exit_code`).
+const LIFECYCLE: &[&[Column]] = &[
+    &[Events(TS), Events(KIND)],
+    WHO,
+    &[
+        Events(CHILD_PID),
+        Events(EXIT_CODE),
+        Events(FILE_NAME),
+        Events(FILE_PATH),
+        Events(PATH_SOURCE),
+        Events(PATH_TRUNCATED),
+        Events(SOURCE),
+    ],
+    CONTAINER,
+    INPUT,
 ];
 
-/// Columns of the lost-records view, in order: `ts`..`ts_exit` is the window, `cpu` the CPU.
-const LOST: &[Column] = &[
-    Events(TS),
-    Events(TS_EXIT),
-    Events(CPU),
-    Events(LOST_COUNT),
-    Events(SOURCE),
-    Events(CAPTURE_ID),
-    Events(HOST),
-    Events(FILE),
+/// The `/proc/PID/maps` snapshot view: one mapping per row.
+const SNAPSHOTS: &[&[Column]] = &[
+    &[Events(TS), Events(SOURCE)],
+    WHO,
+    &[
+        Events(ADDR),
+        Events(LEN),
+        Events(PROT),
+        Derived(PROT_NAMES, prot_names),
+        Events(FLAGS),
+        Derived(FLAGS_NAMES, flags_names),
+        Events(OFF),
+    ],
+    MAPPED_FILE,
+    CONTAINER,
+    INPUT,
+];
+
+/// The lost-records view: `ts`..`ts_exit` is the window, `cpu` the CPU.
+const LOST: &[&[Column]] = &[
+    &[
+        Events(TS),
+        Events(TS_EXIT),
+        Events(CPU),
+        Events(LOST_COUNT),
+        Events(SOURCE),
+    ],
+    INPUT,
 ];
 
 /// `ts_exit - ts` in nanoseconds; NULL when the exit was not seen.
@@ -157,11 +155,11 @@ pub const FLAGS_NAMES: &str = "flags_names";
 /// `errno_name(errno)`.
 pub const ERRNO_NAME: &str = "errno_name";
 
-/// A view: its name, the kinds of rows it shows and its columns.
+/// A view: its name, the kinds of rows it shows and its columns, group by group.
 struct View {
     name: &'static str,
     kinds: &'static [RowKind],
-    columns: &'static [Column],
+    columns: &'static [&'static [Column]],
 }
 
 /// Every view.
@@ -192,10 +190,15 @@ const VIEWS: [View; 4] = [
 pub async fn register(ctx: &SessionContext) -> Result<()> {
     for view in &VIEWS {
         let kinds = view.kinds.iter().map(|kind| lit(kind.as_str())).collect();
-        let columns = view.columns.iter().map(|column| match column {
-            Events(name) => col(*name),
-            Derived(name, expr) => expr().alias(*name),
-        });
+        let columns = view
+            .columns
+            .iter()
+            .copied()
+            .flatten()
+            .map(|column| match column {
+                Events(name) => col(*name),
+                Derived(name, expr) => expr().alias(*name),
+            });
         let rows = ctx
             .table(EVENTS)
             .await?

@@ -7,14 +7,14 @@
 //! Each takes any integer type (and strings for the system call) and returns NULL for NULL. The
 //! names come from the format crate's tables ([`mmap_format::names`]); nothing is copied here.
 
-use std::sync::Arc;
+use std::{collections::HashMap, hash::Hash, sync::Arc};
 
 use arrow::{
-    array::{ArrayRef, AsArray, StringArray},
+    array::{Array, ArrayRef, AsArray, StringArray, StringBuilder},
     datatypes::{DataType, Int32Type, UInt64Type},
 };
 use datafusion::{
-    common::{Result, plan_err},
+    common::{Result, exec_err, plan_err},
     logical_expr::{
         ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
     },
@@ -68,20 +68,22 @@ impl Decoder {
         }
     }
 
-    /// Decodes one batch of arguments (already cast to [`Decoder::parameters`]).
+    /// Decodes one batch of arguments (already cast to [`Decoder::parameters`], a dictionary
+    /// of strings left as it is).
     fn decode(self, args: &[ArrayRef]) -> Result<StringArray> {
         Ok(match (self, args) {
-            (Self::Prot, [prot]) => prot
-                .as_primitive::<UInt64Type>()
-                .iter()
-                .map(|prot| prot.map(names::prot_names))
-                .collect(),
-            (Self::Flags, [syscall, flags]) => syscall
-                .as_string::<i32>()
-                .iter()
-                .zip(flags.as_primitive::<UInt64Type>())
-                .map(|(syscall, flags)| Some(flags_names(syscall, flags?)))
-                .collect(),
+            (Self::Prot, [prot]) => name_each(prot.as_primitive::<UInt64Type>().iter(), |prot| {
+                Some(names::prot_names(prot))
+            }),
+            (Self::Flags, [syscall, flags]) => {
+                let rows = mremap_rows(syscall)?.into_iter();
+                let keys = rows
+                    .zip(flags.as_primitive::<UInt64Type>())
+                    .map(|(is_mremap, flags)| Some((is_mremap.unwrap_or(false), flags?)));
+                name_each(keys, |(is_mremap, flags)| {
+                    Some(flags_names(is_mremap, flags))
+                })
+            }
             (Self::Errno, [errno]) => errno
                 .as_primitive::<Int32Type>()
                 .iter()
@@ -90,6 +92,46 @@ impl Decoder {
             _ => return plan_err!("{} takes {} arguments", self.name(), args.len()),
         })
     }
+}
+
+/// Whether the system call of each row is mremap (NULL for NULL). A dictionary (the `syscall`
+/// column) is looked at once per distinct value.
+fn mremap_rows(syscall: &ArrayRef) -> Result<Vec<Option<bool>>> {
+    let mremap = Syscall::Mremap.as_str();
+    let strings = |array: &ArrayRef| match array.as_string_opt::<i32>() {
+        Some(strings) => Ok(strings.iter().map(|s| s.map(|s| s == mremap)).collect()),
+        None => exec_err!("flags_names takes a string, got {}", array.data_type()),
+    };
+    let Some(dictionary) = syscall.as_any_dictionary_opt() else {
+        return strings(syscall);
+    };
+    let values: Vec<Option<bool>> = strings(dictionary.values())?;
+    let keys = dictionary.normalized_keys();
+    Ok((0..syscall.len())
+        .map(|row| {
+            let value = keys.get(row).and_then(|key| values.get(*key)).copied();
+            syscall.is_valid(row).then_some(value.flatten()).flatten()
+        })
+        .collect())
+}
+
+/// The name of each key (NULL for NULL), each distinct key named once: a batch holds few
+/// distinct prot or flags values, and naming one allocates.
+fn name_each<K: Copy + Eq + Hash>(
+    keys: impl Iterator<Item = Option<K>>,
+    name: impl Fn(K) -> Option<String>,
+) -> StringArray {
+    let mut known: HashMap<K, Option<String>> = HashMap::new();
+    let mut names = StringBuilder::new();
+    for key in keys {
+        match key {
+            Some(key) => {
+                names.append_option(known.entry(key).or_insert_with(|| name(key)).as_deref())
+            }
+            None => names.append_null(),
+        }
+    }
+    names.finish()
 }
 
 /// The kind of value an argument takes before it is cast.
@@ -118,10 +160,11 @@ impl Accepts {
 }
 
 /// MREMAP_* names for mremap, MAP_* names for every other row (mmap calls and snapshot lines).
-fn flags_names(syscall: Option<&str>, flags: u64) -> String {
-    match syscall.map(Syscall::from_name) {
-        Some(Syscall::Mremap) => mremap_flags_names(flags),
-        _ => names::map_flags_names(flags),
+fn flags_names(is_mremap: bool, flags: u64) -> String {
+    if is_mremap {
+        mremap_flags_names(flags)
+    } else {
+        names::map_flags_names(flags)
     }
 }
 
@@ -172,7 +215,11 @@ impl ScalarUDFImpl for NameFunction {
                     accepts.describe()
                 );
             }
-            cast_to.push(target.clone());
+            cast_to.push(match given {
+                // Read as it is, each distinct value once, without unpacking every row.
+                DataType::Dictionary(_, value) if **value == DataType::Utf8 => given.clone(),
+                _ => target.clone(),
+            });
         }
         Ok(cast_to)
     }
@@ -186,7 +233,7 @@ impl ScalarUDFImpl for NameFunction {
 
 #[cfg(test)]
 mod tests {
-    use arrow::array::{Int32Array, UInt64Array};
+    use arrow::array::{DictionaryArray, Int32Array, UInt64Array};
 
     use super::*;
 
@@ -229,6 +276,24 @@ mod tests {
     }
 
     #[test]
+    fn flags_names_read_a_dictionary_of_system_calls() {
+        let syscall: ArrayRef = Arc::new(
+            vec![Some("mremap"), Some("mmap"), None]
+                .into_iter()
+                .collect::<DictionaryArray<Int32Type>>(),
+        );
+        let flags: ArrayRef = Arc::new(UInt64Array::from(vec![3, 3, 0x22]));
+        assert_eq!(
+            decode(Decoder::Flags, vec![syscall, flags]),
+            [
+                Some("MREMAP_MAYMOVE|MREMAP_FIXED".to_owned()),
+                Some("MAP_SHARED_VALIDATE".to_owned()),
+                Some("MAP_PRIVATE|MAP_ANONYMOUS".to_owned())
+            ]
+        );
+    }
+
+    #[test]
     fn errno_name_is_null_for_unknown_numbers() {
         let errno: ArrayRef = Arc::new(Int32Array::from(vec![Some(12), Some(4000), None]));
         assert_eq!(
@@ -249,10 +314,11 @@ mod tests {
             [DataType::UInt64]
         );
         let dictionary = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
-        assert!(
+        assert_eq!(
             NameFunction::new(Decoder::Flags)
-                .coerce_types(&[dictionary, DataType::UInt32])
-                .is_ok()
+                .coerce_types(&[dictionary.clone(), DataType::UInt32])
+                .expect("a dictionary of strings is taken"),
+            [dictionary, DataType::UInt64]
         );
     }
 }

@@ -72,17 +72,15 @@ impl Decoder {
     /// of strings left as it is).
     fn decode(self, args: &[ArrayRef]) -> Result<StringArray> {
         Ok(match (self, args) {
-            (Self::Prot, [prot]) => name_each(prot.as_primitive::<UInt64Type>().iter(), |prot| {
-                Some(names::prot_names(prot))
-            }),
+            (Self::Prot, [prot]) => {
+                name_each(prot.as_primitive::<UInt64Type>().iter(), names::prot_names)
+            }
             (Self::Flags, [syscall, flags]) => {
                 let rows = mremap_rows(syscall)?.into_iter();
                 let keys = rows
                     .zip(flags.as_primitive::<UInt64Type>())
                     .map(|(is_mremap, flags)| Some((is_mremap.unwrap_or(false), flags?)));
-                name_each(keys, |(is_mremap, flags)| {
-                    Some(flags_names(is_mremap, flags))
-                })
+                name_each(keys, |(is_mremap, flags)| flags_names(is_mremap, flags))
             }
             (Self::Errno, [errno]) => errno
                 .as_primitive::<Int32Type>()
@@ -119,15 +117,13 @@ fn mremap_rows(syscall: &ArrayRef) -> Result<Vec<Option<bool>>> {
 /// distinct prot or flags values, and naming one allocates.
 fn name_each<K: Copy + Eq + Hash>(
     keys: impl Iterator<Item = Option<K>>,
-    name: impl Fn(K) -> Option<String>,
+    name: impl Fn(K) -> String,
 ) -> StringArray {
-    let mut known: HashMap<K, Option<String>> = HashMap::new();
+    let mut known: HashMap<K, String> = HashMap::new();
     let mut names = StringBuilder::new();
     for key in keys {
         match key {
-            Some(key) => {
-                names.append_option(known.entry(key).or_insert_with(|| name(key)).as_deref())
-            }
+            Some(key) => names.append_value(known.entry(key).or_insert_with(|| name(key))),
             None => names.append_null(),
         }
     }

@@ -10,8 +10,8 @@
 use std::{collections::HashMap, hash::Hash, sync::Arc};
 
 use arrow::{
-    array::{Array, ArrayRef, AsArray, StringArray, StringBuilder},
-    datatypes::{DataType, Int32Type, UInt64Type},
+    array::{Array, ArrayRef, AsArray, PrimitiveArray, StringArray, StringBuilder},
+    datatypes::{ArrowPrimitiveType, DataType, Int32Type, UInt64Type},
 };
 use datafusion::{
     common::{Result, exec_err, plan_err},
@@ -73,22 +73,29 @@ impl Decoder {
     fn decode(self, args: &[ArrayRef]) -> Result<StringArray> {
         Ok(match (self, args) {
             (Self::Prot, [prot]) => {
-                name_each(prot.as_primitive::<UInt64Type>().iter(), names::prot_names)
+                name_each(integers::<UInt64Type>(prot)?.iter(), names::prot_names)
             }
             (Self::Flags, [syscall, flags]) => {
                 let rows = mremap_rows(syscall)?.into_iter();
                 let keys = rows
-                    .zip(flags.as_primitive::<UInt64Type>())
+                    .zip(integers::<UInt64Type>(flags)?)
                     .map(|(is_mremap, flags)| Some((is_mremap.unwrap_or(false), flags?)));
                 name_each(keys, |(is_mremap, flags)| flags_names(is_mremap, flags))
             }
-            (Self::Errno, [errno]) => errno
-                .as_primitive::<Int32Type>()
+            (Self::Errno, [errno]) => integers::<Int32Type>(errno)?
                 .iter()
                 .map(|errno| errno.and_then(names::errno_name))
                 .collect(),
             _ => return plan_err!("{} takes {} arguments", self.name(), args.len()),
         })
+    }
+}
+
+/// `array` as integers of type `T` (what [`ScalarUDFImpl::coerce_types`] cast it to).
+fn integers<T: ArrowPrimitiveType>(array: &ArrayRef) -> Result<&PrimitiveArray<T>> {
+    match array.as_primitive_opt::<T>() {
+        Some(integers) => Ok(integers),
+        None => exec_err!("expected {}, got {}", T::DATA_TYPE, array.data_type()),
     }
 }
 
@@ -100,15 +107,16 @@ fn mremap_rows(syscall: &ArrayRef) -> Result<Vec<Option<bool>>> {
         Some(strings) => Ok(strings.iter().map(|s| s.map(|s| s == mremap)).collect()),
         None => exec_err!("flags_names takes a string, got {}", array.data_type()),
     };
-    let Some(dictionary) = syscall.as_any_dictionary_opt() else {
+    let Some(dictionary) = syscall.as_dictionary_opt::<Int32Type>() else {
         return strings(syscall);
     };
     let values: Vec<Option<bool>> = strings(dictionary.values())?;
-    let keys = dictionary.normalized_keys();
-    Ok((0..syscall.len())
-        .map(|row| {
-            let value = keys.get(row).and_then(|key| values.get(*key)).copied();
-            syscall.is_valid(row).then_some(value.flatten()).flatten()
+    Ok(dictionary
+        .keys()
+        .iter()
+        .map(|key| {
+            let key = usize::try_from(key?).ok()?;
+            values.get(key).copied().flatten()
         })
         .collect())
 }
@@ -213,7 +221,11 @@ impl ScalarUDFImpl for NameFunction {
             }
             cast_to.push(match given {
                 // Read as it is, each distinct value once, without unpacking every row.
-                DataType::Dictionary(_, value) if **value == DataType::Utf8 => given.clone(),
+                DataType::Dictionary(key, value)
+                    if **key == DataType::Int32 && **value == DataType::Utf8 =>
+                {
+                    given.clone()
+                }
                 _ => target.clone(),
             });
         }
@@ -285,6 +297,24 @@ mod tests {
                 Some("MREMAP_MAYMOVE|MREMAP_FIXED".to_owned()),
                 Some("MAP_SHARED_VALIDATE".to_owned()),
                 Some("MAP_PRIVATE|MAP_ANONYMOUS".to_owned())
+            ]
+        );
+    }
+
+    #[test]
+    fn flags_names_of_rows_without_a_system_call() {
+        // A batch of snapshot rows: the dictionary of system calls is empty.
+        let syscall: ArrayRef = Arc::new(
+            vec![None::<&str>, None]
+                .into_iter()
+                .collect::<DictionaryArray<Int32Type>>(),
+        );
+        let flags: ArrayRef = Arc::new(UInt64Array::from(vec![2, 1]));
+        assert_eq!(
+            decode(Decoder::Flags, vec![syscall, flags]),
+            [
+                Some("MAP_PRIVATE".to_owned()),
+                Some("MAP_SHARED".to_owned())
             ]
         );
     }

@@ -8,6 +8,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cli;
+mod commands;
+mod engine;
 mod events;
 mod input;
 mod labels;
@@ -54,6 +56,7 @@ enum Command {
     Events(events::Args),
     Maps(maps::Args),
     Recover(recover::Args),
+    Sql(commands::sql::Args),
 }
 
 fn main() -> ExitCode {
@@ -66,6 +69,7 @@ fn main() -> ExitCode {
         Command::Events(args) => events::run(args),
         Command::Maps(args) => maps::run(args),
         Command::Recover(args) => recover::run(args),
+        Command::Sql(args) => commands::sql::run(args),
     };
     match result {
         Ok(code) => code,

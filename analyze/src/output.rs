@@ -24,10 +24,17 @@ pub fn write_json_pretty(out: &mut impl Write, value: &impl Serialize) -> io::Re
     serde_json::to_writer_pretty(&mut *out, value).map_err(io::Error::from)?;
     out.write_all(b"\n")
 }
+/// Exit status of `sql` when the query is wrong (the inputs were fine).
+pub const EXIT_QUERY: u8 = 1;
 
 /// Prints `mmap-analyze: <message>` as one line on stderr and returns exit status 2, or returns 0
 /// without printing anything when the error is a broken pipe on stdout.
 pub fn report_error(err: &anyhow::Error) -> ExitCode {
+    report_error_as(err, EXIT_ERROR)
+}
+
+/// [`report_error`] with exit status `code`.
+pub fn report_error_as(err: &anyhow::Error, code: u8) -> ExitCode {
     if is_broken_pipe(err) {
         return ExitCode::SUCCESS;
     }
@@ -42,7 +49,7 @@ pub fn report_error(err: &anyhow::Error) -> ExitCode {
         .into_owned();
     // Nothing sensible is left to do if stderr itself is gone.
     let _ = writeln!(io::stderr().lock(), "mmap-analyze: {message}");
-    ExitCode::from(EXIT_ERROR)
+    ExitCode::from(code)
 }
 
 /// Prints `mmap-analyze: note: <message>` as one line on stderr.

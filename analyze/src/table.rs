@@ -16,24 +16,32 @@ pub enum Align {
 }
 
 /// A column: its header and how its cells align.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Column {
-    pub header: &'static str,
+    pub header: Cow<'static, str>,
     pub align: Align,
 }
 
 impl Column {
     pub const fn left(header: &'static str) -> Self {
         Self {
-            header,
+            header: Cow::Borrowed(header),
             align: Align::Left,
         }
     }
 
     pub const fn right(header: &'static str) -> Self {
         Self {
-            header,
+            header: Cow::Borrowed(header),
             align: Align::Right,
+        }
+    }
+
+    /// A column whose header is known only at run time (e.g. from a query).
+    pub fn new(header: String, align: Align) -> Self {
+        Self {
+            header: Cow::Owned(header),
+            align,
         }
     }
 }
@@ -78,7 +86,7 @@ fn pad(line: &mut String, cell: &str, width: usize, align: Align) {
 }
 
 fn fit(columns: &[Column], rows: &[Vec<String>]) -> Vec<usize> {
-    let mut widths: Vec<usize> = columns.iter().map(|c| width(c.header)).collect();
+    let mut widths: Vec<usize> = columns.iter().map(|c| width(&c.header)).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(width(cell));
@@ -151,7 +159,7 @@ impl Table {
     /// Writes the header and the rows, each line starting with `indent`.
     pub fn write(&self, out: &mut impl Write, indent: &str) -> io::Result<()> {
         let widths = fit(&self.columns, &self.rows);
-        let headers: Vec<&str> = self.columns.iter().map(|c| c.header).collect();
+        let headers: Vec<&str> = self.columns.iter().map(|c| c.header.as_ref()).collect();
         write_line(out, indent, &self.columns, &widths, &headers)?;
         for row in &self.rows {
             write_line(out, indent, &self.columns, &widths, row)?;
@@ -203,7 +211,7 @@ impl StreamingTable {
 
     fn start(&mut self, out: &mut impl Write) -> io::Result<()> {
         let widths = fit(&self.columns, &self.pending);
-        let headers: Vec<&str> = self.columns.iter().map(|c| c.header).collect();
+        let headers: Vec<&str> = self.columns.iter().map(|c| c.header.as_ref()).collect();
         write_line(out, "", &self.columns, &widths, &headers)?;
         for row in std::mem::take(&mut self.pending) {
             write_line(out, "", &self.columns, &widths, &row)?;

@@ -7,4 +7,5 @@ mod events;
 mod inputs;
 mod maps;
 mod recover;
+mod sql;
 mod summary;

@@ -1,0 +1,3 @@
+//! Subcommands that are a query over the engine plus a rendering.
+
+pub mod sql;

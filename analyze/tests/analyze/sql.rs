@@ -500,3 +500,24 @@ fn help_snapshot() {
     let help = String::from_utf8(output.stdout).expect("UTF-8 help");
     insta::assert_snapshot!("sql_help", help);
 }
+
+#[test]
+fn a_path_with_glob_characters_names_one_file() {
+    let fx = Fixture::new();
+    let weird = fx.path("seg [1]*?.parquet");
+    std::fs::copy(&fx.a, &weird).expect("copy capture A");
+    // `dir/../dir/b.parquet`: a path with `..` in it.
+    let name = fx.dir.path().file_name().expect("the directory has a name");
+    let dotted = fx.dir.path().join("..").join(name).join("b.parquet");
+    let rows = query(
+        &[&weird, &dotted],
+        "SELECT host, count(*) AS n FROM events GROUP BY host ORDER BY host",
+    );
+    assert_eq!(
+        rows,
+        [
+            json!({"host": "host-a", "n": 8}),
+            json!({"host": "host-b", "n": 3})
+        ]
+    );
+}

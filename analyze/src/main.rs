@@ -32,8 +32,9 @@ mod timespec;
 /// or quoted glob patterns.
 ///
 /// Exit status: 0 on success (also when the reader of stdout goes away, as in `| head`, and when
-/// a filter matches nothing), 2 on a usage error, an input that is missing or not a readable
-/// capture file, or a process that a command must name (`maps --pid`) and that is not there.
+/// a filter matches nothing), 1 when an `sql` query is wrong, 2 on a usage error, an input that
+/// is missing or not a readable capture file, or a process that a command must name (`maps
+/// --pid`) and that is not there.
 #[derive(Debug, Parser)]
 #[command(name = "mmap-analyze", version, propagate_version = true, after_long_help = EXAMPLES)]
 struct Cli {

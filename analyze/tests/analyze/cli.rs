@@ -2,9 +2,7 @@
 
 use std::{
     fs,
-    io::{BufRead, BufReader},
     path::{Path, PathBuf},
-    process::{Command, Stdio},
     sync::Arc,
 };
 
@@ -13,7 +11,9 @@ use arrow_schema::{DataType, Field, Schema};
 use mmap_format::metadata::Counters;
 use parquet::arrow::ArrowWriter;
 
-use crate::common::{Fixture, bin, metadata, mmap, run, write_capture_with};
+use crate::common::{
+    Fixture, assert_quiet_when_the_reader_goes_away, metadata, mmap, run, write_capture_with,
+};
 
 /// Asserts a failure with exit status 2, nothing on stdout and exactly one stderr line; returns it.
 fn expect_one_line_error(args: &[&std::ffi::OsStr]) -> String {
@@ -224,31 +224,14 @@ fn closed_stdout_exits_0_silently() {
     let big = big_capture(&fx);
     for format in ["table", "json", "csv"] {
         // Like `mmap-analyze events big.parquet | head -1`.
-        let mut child = Command::new(bin())
-            .args(["events".as_ref(), big.as_os_str()])
-            .args(["--format", format])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn mmap-analyze");
-        let stdout = child.stdout.take().expect("child stdout");
-        let mut first = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut first)
-            .expect("read the first line");
-        assert!(!first.is_empty(), "a first line in {format}");
-        // The reader is dropped here: the pipe is closed while the child is still writing.
-        let output = child.wait_with_output().expect("wait for mmap-analyze");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(
-            output.status.success(),
-            "{format}: exit status {}, stderr: {stderr}",
-            output.status
-        );
-        assert!(
-            stderr.is_empty(),
-            "{format}: stderr must be empty, got {stderr:?}"
+        assert_quiet_when_the_reader_goes_away(
+            &[
+                "events".as_ref(),
+                big.as_os_str(),
+                "--format".as_ref(),
+                format.as_ref(),
+            ],
+            format,
         );
     }
 }

@@ -308,3 +308,34 @@ pub fn offsets(rows: &[serde_json::Value]) -> Vec<i64> {
         .map(|row| row["ts_ns"].as_i64().expect("ts_ns is an integer") - BASE_NS)
         .collect()
 }
+
+/// Runs mmap-analyze with `args`, reads one line of its output and closes the pipe while it is
+/// still writing, as `| head -1` does: it must exit 0 with nothing on stderr.
+pub fn assert_quiet_when_the_reader_goes_away(args: &[&std::ffi::OsStr], what: &str) {
+    use std::io::{BufRead as _, BufReader};
+    let mut child = Command::new(bin())
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn mmap-analyze");
+    let stdout = child.stdout.take().expect("child stdout");
+    let mut first = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut first)
+        .expect("read the first line");
+    assert!(!first.is_empty(), "a first line in {what}");
+    // The reader is dropped here: the pipe is closed while the child is still writing.
+    let output = child.wait_with_output().expect("wait for mmap-analyze");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "{what}: exit status {}, stderr: {stderr}",
+        output.status
+    );
+    assert!(
+        stderr.is_empty(),
+        "{what}: stderr must be empty, got {stderr:?}"
+    );
+}

@@ -4,9 +4,7 @@
 use std::{
     ffi::OsStr,
     fs::File,
-    io::{BufRead, BufReader},
     path::{Path, PathBuf},
-    process::{Command, Stdio},
 };
 
 use mmap_format::metadata::Counters;
@@ -14,8 +12,8 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{Value, json};
 
 use crate::common::{
-    BASE_NS, Fixture, bin, json_lines, metadata, mmap, run, run_ok, v11::FixtureC,
-    write_capture_with,
+    BASE_NS, Fixture, assert_quiet_when_the_reader_goes_away, json_lines, metadata, mmap, run,
+    run_ok, v11::FixtureC, write_capture_with,
 };
 
 /// The fixtures every reader must read, in the repository.
@@ -459,28 +457,16 @@ fn closed_stdout_exits_0_silently() {
     let path = capture_by_pid(&fx, 300);
     for format in ["table", "json", "csv"] {
         // Like `mmap-analyze sql big.parquet "SELECT * FROM events" | head -1`.
-        let mut child = Command::new(bin())
-            .args(["sql".as_ref(), path.as_os_str()])
-            .args(["SELECT * FROM events", "--format", format])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn mmap-analyze");
-        let stdout = child.stdout.take().expect("child stdout");
-        let mut first = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut first)
-            .expect("read the first line");
-        assert!(!first.is_empty(), "a first line in {format}");
-        let output = child.wait_with_output().expect("wait for mmap-analyze");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(
-            output.status.success(),
-            "{format}: exit status {}, stderr: {stderr}",
-            output.status
+        assert_quiet_when_the_reader_goes_away(
+            &[
+                "sql".as_ref(),
+                path.as_os_str(),
+                "SELECT * FROM events".as_ref(),
+                "--format".as_ref(),
+                format.as_ref(),
+            ],
+            format,
         );
-        assert!(stderr.is_empty(), "{format}: stderr {stderr:?}");
     }
 }
 

@@ -16,6 +16,7 @@ mod labels;
 mod loss;
 mod maps;
 mod output;
+mod progress;
 mod recover;
 mod replay;
 mod segments;

@@ -15,7 +15,10 @@ pub mod tables;
 pub mod udf;
 pub mod views;
 
-use std::io;
+use std::{
+    io::{self, IsTerminal as _},
+    time::Duration,
+};
 
 use arrow::{array::RecordBatch, datatypes::SchemaRef};
 use datafusion::{
@@ -26,6 +29,11 @@ use datafusion::{
 use futures::StreamExt as _;
 use mmap_format::reader::CaptureReader;
 use tokio::runtime::Runtime;
+
+use crate::progress::Progress;
+
+/// How long the results wait for a batch before the progress line is updated.
+const PROGRESS_STEP: Duration = Duration::from_millis(250);
 
 /// The memory a query may hold before its sorts, joins and aggregations spill to disk.
 pub const MEMORY_LIMIT: usize = 1 << 30;
@@ -89,12 +97,15 @@ fn one_line(err: &DataFusionError) -> String {
 pub struct Engine {
     runtime: Runtime,
     ctx: SessionContext,
+    /// What is queried, for the progress line: "1 file", "12 files".
+    what: String,
 }
 
 impl Engine {
     /// A session with `inputs` (already opened and validated) registered.
     pub fn open(inputs: &[CaptureReader]) -> Result<Self, EngineError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_time()
             .build()
             .map_err(EngineError::Start)?;
         let ctx = session().map_err(EngineError::from_datafusion)?;
@@ -105,7 +116,11 @@ impl Engine {
         runtime
             .block_on(views::register(&ctx))
             .map_err(EngineError::from_datafusion)?;
-        Ok(Self { runtime, ctx })
+        let what = match inputs.len() {
+            1 => "1 file".to_owned(),
+            n => format!("{n} files"),
+        };
+        Ok(Self { runtime, ctx, what })
     }
 
     /// Plans `query` and starts running it.
@@ -117,6 +132,8 @@ impl Engine {
         Ok(Batches {
             runtime: &self.runtime,
             stream: stream.map_err(EngineError::from_datafusion)?,
+            progress: Progress::new(format!("querying {}", self.what), None),
+            rows: 0,
         })
     }
 }
@@ -141,6 +158,10 @@ fn session() -> Result<SessionContext, DataFusionError> {
 pub struct Batches<'e> {
     runtime: &'e Runtime,
     stream: SendableRecordBatchStream,
+    /// Shown on a terminal while a query takes more than a second.
+    progress: Progress,
+    /// Rows handed out so far.
+    rows: u64,
 }
 
 impl Batches<'_> {
@@ -154,7 +175,37 @@ impl Iterator for Batches<'_> {
     type Item = Result<RecordBatch, EngineError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let next = self.runtime.block_on(self.stream.next())?;
-        Some(next.map_err(EngineError::from_datafusion))
+        // Waits for the next batch in short steps, so the progress line appears (and moves)
+        // while an aggregation or sort works for seconds before its first batch.
+        let next = loop {
+            // The timer is made inside the runtime, which drives it.
+            let stream = &mut self.stream;
+            let step = async { tokio::time::timeout(PROGRESS_STEP, stream.next()).await };
+            match self.runtime.block_on(step) {
+                Ok(next) => break next,
+                Err(_elapsed) => self.progress.update(self.rows),
+            }
+        };
+        match next {
+            Some(Ok(batch)) => {
+                self.rows += batch.num_rows() as u64;
+                if io::stdout().is_terminal() {
+                    // The results on the same terminal show the progress themselves; a line
+                    // redrawn between them would garble them.
+                    self.progress.stop();
+                } else {
+                    self.progress.update(self.rows);
+                }
+                Some(Ok(batch))
+            }
+            Some(Err(err)) => {
+                self.progress.finish();
+                Some(Err(EngineError::from_datafusion(err)))
+            }
+            None => {
+                self.progress.finish();
+                None
+            }
+        }
     }
 }

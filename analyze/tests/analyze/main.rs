@@ -6,6 +6,7 @@ mod common;
 mod events;
 mod inputs;
 mod maps;
+mod progress;
 mod recover;
 mod sql;
 mod summary;

@@ -3,9 +3,12 @@
 
 mod cli;
 mod common;
+mod errors;
 mod events;
 mod inputs;
+mod latency;
 mod maps;
 mod recover;
 mod sql;
 mod summary;
+mod top;

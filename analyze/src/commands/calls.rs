@@ -1,0 +1,127 @@
+//! What the commands over the `calls` view share: the inputs opened into an engine with the row
+//! filter turned into a predicate, the ways to group calls, and the exit status of a query.
+
+use std::{
+    io::{self, IsTerminal as _},
+    process::ExitCode,
+};
+
+use crate::{
+    cli::Inputs,
+    engine::{Engine, EngineError, filter::RowFilter},
+    input,
+    output::{self, EXIT_QUERY},
+    timespec::Span,
+};
+
+/// An engine over the inputs, and the calls a command reads.
+pub struct Calls {
+    pub engine: Engine,
+    /// ` WHERE ...` for the row filter, or nothing.
+    where_clause: String,
+    /// Whether the row filter narrows the calls.
+    filtered: bool,
+}
+
+impl Calls {
+    /// Opens `inputs` and resolves `filter` (the capture's span is read only when a time needs
+    /// it).
+    pub fn open(inputs: &Inputs, filter: &RowFilter) -> anyhow::Result<Self> {
+        let readers = input::open(inputs)?;
+        let engine = Engine::open(&readers)?;
+        let span = if filter.since.is_some() || filter.until.is_some() {
+            engine.span(&readers)?
+        } else {
+            Span::of_files(&readers)
+        };
+        Ok(Self {
+            engine,
+            where_clause: filter.where_clause(&span)?,
+            filtered: filter.is_set(),
+        })
+    }
+
+    /// ` WHERE ...` for the row filter, or nothing: `FROM calls{where_clause}`.
+    pub fn where_clause(&self) -> &str {
+        &self.where_clause
+    }
+
+    /// The exit status for the outcome of writing a command's `rows` of results: 0 (with a note
+    /// on a terminal when the filter matched nothing), 1 for a wrong query (a bad `--where`),
+    /// else the error.
+    pub fn exit_status(&self, written: Result<usize, EngineError>) -> anyhow::Result<ExitCode> {
+        match written {
+            Ok(rows) => {
+                if rows == 0 && self.filtered && io::stderr().is_terminal() {
+                    output::note("no calls matched the filter");
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(err @ EngineError::Query(_)) => {
+                Ok(output::report_error_as(&err.into(), EXIT_QUERY))
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+}
+
+/// How calls are grouped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum Group {
+    /// By process: pid and thread name (`comm`) together.
+    Process,
+    /// By thread name (`comm`), across processes.
+    Comm,
+    /// By mapped file: `file_path`, else `file_name`, else `[anon]` (anonymous mmaps and the
+    /// calls that name no file: munmap, mprotect, brk, most mremaps).
+    File,
+    /// By system call.
+    Syscall,
+    /// By cgroup: `cgroup_path`, else the cgroup id.
+    Cgroup,
+}
+
+impl Group {
+    /// The `(SQL expression, column name)` of each column of the group's key.
+    pub fn columns(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Self::Process => &[("pid", "pid"), ("comm", "comm")],
+            Self::Comm => &[("comm", "comm")],
+            Self::File => &[("coalesce(file_path, file_name, '[anon]')", "file")],
+            Self::Syscall => &[("syscall", "syscall")],
+            Self::Cgroup => &[(
+                "coalesce(cgroup_path, CAST(cgroup_id AS VARCHAR))",
+                "cgroup",
+            )],
+        }
+    }
+}
+
+/// The key columns of `groups` (each once, in order): `(SQL expression, column name)`.
+pub fn key_columns(groups: &[Group]) -> Vec<(&'static str, &'static str)> {
+    let mut columns: Vec<(&str, &str)> = Vec::new();
+    for column in groups.iter().flat_map(|group| group.columns()) {
+        if !columns.contains(column) {
+            columns.push(*column);
+        }
+    }
+    columns
+}
+
+/// `expr AS name, ...` for a SELECT list.
+pub fn select_list(columns: &[(&str, &str)]) -> String {
+    columns
+        .iter()
+        .map(|(expr, name)| format!("{expr} AS {name}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `expr, ...` for a GROUP BY list.
+pub fn group_list(columns: &[(&str, &str)]) -> String {
+    columns
+        .iter()
+        .map(|(expr, _)| *expr)
+        .collect::<Vec<_>>()
+        .join(", ")
+}

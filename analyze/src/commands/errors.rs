@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use super::calls::Calls;
+use super::calls;
 use crate::{
     cli::Inputs,
     engine::{
@@ -54,9 +54,9 @@ const UNITS: &[(&str, Unit)] = &[
 ];
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let calls = Calls::open(&args.inputs, &args.filter)?;
-    let query = format!(
-        "SELECT coalesce(errno_name, concat('errno ', CAST(errno AS VARCHAR))) AS errno_name, \
+    calls::run(&args.inputs, &args.filter, |calls| {
+        let query = format!(
+            "SELECT coalesce(errno_name, concat('errno ', CAST(errno AS VARCHAR))) AS errno_name, \
          syscall, pid, comm, count(*) AS calls, \
          CAST(min(ts) AS BIGINT) AS first_ns, CAST(max(ts) AS BIGINT) AS last_ns, \
          first_value(len ORDER BY ts) AS len, first_value(prot_names ORDER BY ts) AS prot, \
@@ -64,10 +64,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
          FROM (SELECT * FROM calls WHERE errno IS NOT NULL) AS failed{} \
          GROUP BY errno_name, errno, syscall, pid, comm \
          ORDER BY 5 DESC, 6, 1, 2, 3, 4",
-        calls.where_clause()
-    );
-    let written = calls.engine.sql(&query).and_then(|batches| {
+            calls.where_clause()
+        );
+        let batches = calls.engine.sql(&query)?;
         write_text_with(args.format.into(), batches, &mut output::stdout(), UNITS)
-    });
-    calls.exit_status(written)
+    })
 }

@@ -17,7 +17,7 @@ use datafusion::{error::DataFusionError, scalar::ScalarValue};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use super::calls::{Calls, Group, group_list, key_columns, select_list};
+use super::calls::{self, Calls, Group, group_list, key_columns, select_list};
 use crate::{
     cli::Inputs,
     engine::{
@@ -101,15 +101,13 @@ const UNITS: &[(&str, Unit)] = &[
 const BAR_WIDTH: u64 = 40;
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let calls = Calls::open(&args.inputs, &args.filter)?;
-    let columns = key_columns(&args.per);
-    let written = distributions(&calls, &columns).and_then(|(keys, groups)| {
+    calls::run(&args.inputs, &args.filter, |calls| {
+        let (keys, groups) = distributions(calls, &key_columns(&args.per))?;
         let mut out = output::stdout();
         write(args.format, &keys, &groups, &mut out)?;
         out.flush().map_err(EngineError::Output)?;
         Ok(groups.len())
-    });
-    calls.exit_status(written)
+    })
 }
 
 /// The durations of one group of calls.

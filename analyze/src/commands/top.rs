@@ -11,7 +11,7 @@ use arrow::{
 use datafusion::{error::DataFusionError, scalar::ScalarValue};
 
 use super::{
-    calls::{Calls, Group, group_list, key_columns, select_list},
+    calls::{self, Calls, Group, group_list, key_columns, select_list},
     latency::{arrow_error, distributions},
 };
 use crate::{
@@ -102,8 +102,8 @@ const BYTES_MAPPED: &str = "CASE \
      ELSE arrow_cast(0, 'UInt64') END";
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let calls = Calls::open(&args.inputs, &args.filter)?;
-    let written = top(&calls, &args).and_then(|batch| {
+    calls::run(&args.inputs, &args.filter, |calls| {
+        let batch = top(calls, &args)?;
         let schema = batch.schema();
         write_batches(
             args.format.into(),
@@ -112,8 +112,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             &mut output::stdout(),
             UNITS,
         )
-    });
-    calls.exit_status(written)
+    })
 }
 
 /// The ranked groups, with the 99th percentile of durations for --by latency.

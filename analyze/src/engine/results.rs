@@ -172,15 +172,49 @@ pub fn write_batches(
     out: &mut impl Write,
     units: Units<'_>,
 ) -> Result<usize, EngineError> {
-    let mut sink = TextSink::new(format, schema, units, out).map_err(EngineError::Output)?;
-    let mut rows = 0;
-    for batch in batches {
-        let batch = batch?;
-        rows += batch.num_rows();
-        sink.write(&batch).map_err(EngineError::Output)?;
+    let mut tracked = Tracked {
+        inner: out,
+        failed: None,
+    };
+    let written = (|| {
+        let mut sink =
+            TextSink::new(format, schema, units, &mut tracked).map_err(EngineError::Output)?;
+        let mut rows = 0;
+        for batch in batches {
+            let batch = batch?;
+            rows += batch.num_rows();
+            sink.write(&batch).map_err(EngineError::Output)?;
+        }
+        sink.finish().map_err(EngineError::Output)?;
+        Ok(rows)
+    })();
+    match (written, tracked.failed) {
+        (Err(EngineError::Output(err)), Some(kind)) if err.kind() != kind => {
+            Err(EngineError::Output(io::Error::new(kind, err.to_string())))
+        }
+        (written, _) => written,
     }
-    sink.finish().map_err(EngineError::Output)?;
-    Ok(rows)
+}
+
+/// A writer that remembers the kind of the last error of the writer under it: Arrow's CSV
+/// writer turns an I/O error into text, and a broken pipe must still be seen as one.
+struct Tracked<W> {
+    inner: W,
+    failed: Option<io::ErrorKind>,
+}
+
+impl<W: Write> Write for Tracked<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner
+            .write(buf)
+            .inspect_err(|err| self.failed = Some(err.kind()))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner
+            .flush()
+            .inspect_err(|err| self.failed = Some(err.kind()))
+    }
 }
 
 /// Writes every batch of `batches` to a new Parquet file at `path`. Returns the number of rows.
@@ -477,9 +511,9 @@ mod tests {
         .expect("table");
         assert_eq!(
             String::from_utf8(table).expect("UTF-8"),
-            "  bytes  total               first  n\n\
-             1.5 KiB   2.3 ms  06:01:13.123456789  1\n\
-             3.0 MiB     NULL  00:00:00.000000000  2\n"
+            "  bytes   total               first  n\n\
+             1.5 KiB  2.3 ms  06:01:13.123456789  1\n\
+             3.0 MiB    NULL  00:00:00.000000000  2\n"
         );
         let mut csv = Vec::new();
         write_batches(

@@ -364,8 +364,15 @@ fn table_snapshot() {
 #[test]
 fn a_wrong_where_is_one_line_and_exit_1() {
     let w = Workload::new();
-    let line = w.wrong_query("latency", &["--where", "lenn > 1"]);
-    assert!(line.contains("lenn"), "{line}");
+    let line = w.wrong_query("latency", &["--where", "len > 1 AND lenn > 1"]);
+    assert!(line.contains("--where: column 'lenn' not found"), "{line}");
+    assert!(
+        line.contains("at column 13"),
+        "points into the predicate: {line}"
+    );
+    // A predicate cannot close the parenthesis around it and widen the filter.
+    let line = w.wrong_query("latency", &["--pid", "20", "--where", "1=1) OR (1=1"]);
+    assert!(line.contains("--where: "), "{line}");
 }
 
 #[test]

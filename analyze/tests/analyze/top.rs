@@ -176,3 +176,46 @@ fn a_wrong_where_is_one_line_and_exit_1() {
 fn nothing_matched_is_empty_output() {
     Workload::new().assert_empty_when_nothing_matches("top");
 }
+
+#[test]
+fn help_snapshots() {
+    for command in ["top", "latency", "errors"] {
+        let output = crate::common::run([command, "--help"]);
+        assert!(output.status.success(), "{command} --help");
+        let help = String::from_utf8(output.stdout).expect("UTF-8 help");
+        insta::assert_snapshot!(format!("{command}_help"), help);
+    }
+}
+
+/// Output longer than a pipe holds, from a capture of 3000 processes that each failed once.
+#[test]
+fn closed_stdout_exits_0_silently() {
+    let dir = tempfile::tempdir().expect("create temp dir");
+    let path = dir.path().join("many.parquet");
+    let events: Vec<_> = (0..3000u32)
+        .map(|i| {
+            let mut event = crate::common::mmap(i64::from(i) * 1000, 1000 + i, 1000 + i, "worker");
+            event.ret = Some(-12);
+            event
+        })
+        .collect();
+    crate::common::write_capture_with(
+        &path,
+        &crate::common::metadata("host", mmap_format::metadata::Counters::default()),
+        &events,
+        1000,
+    );
+    let path = path.as_os_str();
+    for args in [
+        &["top".as_ref(), path, "--limit".as_ref(), "0".as_ref()][..],
+        &[
+            "latency".as_ref(),
+            path,
+            "--per".as_ref(),
+            "process".as_ref(),
+        ],
+        &["errors".as_ref(), path, "--format".as_ref(), "csv".as_ref()],
+    ] {
+        crate::common::assert_quiet_when_the_reader_goes_away(args, &format!("{args:?}"));
+    }
+}

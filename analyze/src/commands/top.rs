@@ -30,11 +30,14 @@ use crate::{
 /// largest first, with the figures that answer "who is doing this" at a glance:
 ///
 /// - `calls`: the calls made; `failures`: those that returned an error.
+///
 /// - `bytes`: the bytes the group's calls added to address spaces: the length of every
 ///   successful mmap, plus the growth (new_len - old_len) of every successful mremap that grew a
 ///   mapping. Shrinking, unmapping and brk are not counted.
+///
 /// - `total`: the time spent in the calls, entry to exit, summed (calls whose exit was not seen
 ///   count as 0).
+///
 /// - `p99` (with --by latency only): the exact 99th percentile (nearest rank) of the durations
 ///   of the group's calls, as `latency` computes it.
 ///

@@ -59,6 +59,9 @@ enum Command {
     Maps(maps::Args),
     Recover(recover::Args),
     Sql(commands::sql::Args),
+    Top(commands::top::Args),
+    Latency(commands::latency::Args),
+    Errors(commands::errors::Args),
 }
 
 fn main() -> ExitCode {
@@ -72,6 +75,9 @@ fn main() -> ExitCode {
         Command::Maps(args) => maps::run(args),
         Command::Recover(args) => recover::run(args),
         Command::Sql(args) => commands::sql::run(args),
+        Command::Top(args) => commands::top::run(args),
+        Command::Latency(args) => commands::latency::run(args),
+        Command::Errors(args) => commands::errors::run(args),
     };
     match result {
         Ok(code) => code,

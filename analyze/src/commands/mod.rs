@@ -1,3 +1,7 @@
 //! Subcommands that are a query over the engine plus a rendering.
 
+pub mod calls;
+pub mod errors;
+pub mod latency;
 pub mod sql;
+pub mod top;

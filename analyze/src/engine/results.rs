@@ -1,6 +1,8 @@
 //! Writing the results of a query: an aligned table, JSON Lines, CSV, or a Parquet file.
 //!
-//! Results are written batch by batch as the query produces them. Text in table cells is
+//! Results are written batch by batch as the query produces them. A command can say what the
+//! integers of a column mean ([`Unit`]): a table then shows them for people (`1.5 MiB`,
+//! `2.3 ms`, `06:01:13.123456789`) while JSON and CSV keep the exact numbers. Text in table cells is
 //! untrusted (process names, file paths): control characters are shown escaped (`\n`,
 //! `\u{1b}`), never written raw to a terminal. JSON escapes them by itself; CSV and Parquet keep
 //! the values exactly, for programs to read.
@@ -9,12 +11,14 @@ use std::{
     fs::File,
     io::{self, BufWriter, Write},
     path::Path,
+    sync::Arc,
 };
 
 use arrow::{
-    array::{Array, RecordBatch},
+    array::{Array, AsArray as _, Int64Array, RecordBatch},
+    compute::cast,
     csv,
-    datatypes::{DataType, Schema},
+    datatypes::{DataType, Int64Type, Schema},
     error::ArrowError,
     json::{self, writer::LineDelimited},
     util::display::{ArrayFormatter, FormatOptions},
@@ -27,7 +31,10 @@ use parquet::{
 };
 
 use super::{Batches, EngineError};
-use crate::table::{Align, Column, StreamingTable};
+use crate::{
+    labels::{human_bytes, time_of_day_ns},
+    table::{Align, Column, StreamingTable},
+};
 
 /// How results are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -40,6 +47,91 @@ pub enum ResultFormat {
     Csv,
     /// A zstd-compressed Parquet file (needs -o FILE).
     Parquet,
+}
+
+/// How a command's results are written (the formats that go to standard output).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TextFormat {
+    /// Aligned columns for people: sizes and durations human-readable.
+    Table,
+    /// JSON Lines: one object per row, exact numbers (durations in ns, times in ns since the
+    /// Unix epoch).
+    Json,
+    /// CSV with a header line, exact numbers as in JSON.
+    Csv,
+}
+
+impl From<TextFormat> for ResultFormat {
+    fn from(format: TextFormat) -> Self {
+        match format {
+            TextFormat::Table => Self::Table,
+            TextFormat::Json => Self::Json,
+            TextFormat::Csv => Self::Csv,
+        }
+    }
+}
+
+/// What the integers of a column mean, for a table to show them to people. JSON and CSV write
+/// the numbers as they are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    /// A number of bytes: `1.5 MiB`.
+    Bytes,
+    /// A duration in nanoseconds: `2.3 ms`.
+    Nanoseconds,
+    /// A time in nanoseconds since the Unix epoch (or a timestamp): the UTC time of day,
+    /// `06:01:13.123456789`.
+    Time,
+}
+
+impl Unit {
+    /// The cell text of `value`.
+    fn show(self, value: i64) -> String {
+        match self {
+            Self::Bytes => u64::try_from(value).map_or_else(|_| value.to_string(), human_bytes),
+            Self::Nanoseconds => human_duration(value),
+            Self::Time => time_of_day_ns(value),
+        }
+    }
+
+    /// The table header of column `name`: a duration or time column drops its `_ns` ending
+    /// (its cells say their unit).
+    fn header(self, name: &str) -> &str {
+        match self {
+            Self::Nanoseconds | Self::Time => name.strip_suffix("_ns").unwrap_or(name),
+            Self::Bytes => name,
+        }
+    }
+}
+
+/// The units of some columns of a result, by column name; other columns are shown as they are.
+pub type Units<'a> = &'a [(&'a str, Unit)];
+
+/// `ns` for people, to three significant digits: `500 ns`, `1.5 us`, `16.4 ms`, `2 s`.
+pub fn human_duration(ns: i64) -> String {
+    const UNITS: [(f64, &str); 3] = [(1e3, "us"), (1e6, "ms"), (1e9, "s")];
+    if ns.unsigned_abs() < 1000 {
+        return format!("{ns} ns");
+    }
+    let (scale, unit) = UNITS
+        .iter()
+        .rev()
+        .find(|(scale, _)| ns.unsigned_abs() as f64 >= *scale)
+        .copied()
+        .unwrap_or(UNITS[0]);
+    let value = ns as f64 / scale;
+    let digits = match value.abs() {
+        v if v >= 100.0 => 0,
+        v if v >= 10.0 => 1,
+        _ => 2,
+    };
+    let text = format!("{value:.digits$}");
+    let text = if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        &text
+    };
+    format!("{text} {unit}")
 }
 
 /// How times are written in table, JSON and CSV output: RFC 3339 with nanoseconds.
@@ -58,16 +150,71 @@ pub fn write_text(
     batches: Batches<'_>,
     out: &mut impl Write,
 ) -> Result<usize, EngineError> {
+    write_text_with(format, batches, out, &[])
+}
+
+/// [`write_text`] with the columns named in `units` shown for people in a table.
+pub fn write_text_with(
+    format: ResultFormat,
+    batches: Batches<'_>,
+    out: &mut impl Write,
+    units: Units<'_>,
+) -> Result<usize, EngineError> {
     let schema = batches.schema();
-    let mut sink = TextSink::new(format, &schema, out).map_err(EngineError::Output)?;
-    let mut rows = 0;
-    for batch in batches {
-        let batch = batch?;
-        rows += batch.num_rows();
-        sink.write(&batch).map_err(EngineError::Output)?;
+    write_batches(format, &schema, batches, out, units)
+}
+
+/// [`write_text_with`] for batches from anywhere (e.g. built by a command), all of `schema`.
+pub fn write_batches(
+    format: ResultFormat,
+    schema: &Schema,
+    batches: impl IntoIterator<Item = Result<RecordBatch, EngineError>>,
+    out: &mut impl Write,
+    units: Units<'_>,
+) -> Result<usize, EngineError> {
+    let mut tracked = Tracked {
+        inner: out,
+        failed: None,
+    };
+    let written = (|| {
+        let mut sink =
+            TextSink::new(format, schema, units, &mut tracked).map_err(EngineError::Output)?;
+        let mut rows = 0;
+        for batch in batches {
+            let batch = batch?;
+            rows += batch.num_rows();
+            sink.write(&batch).map_err(EngineError::Output)?;
+        }
+        sink.finish().map_err(EngineError::Output)?;
+        Ok(rows)
+    })();
+    match (written, tracked.failed) {
+        (Err(EngineError::Output(err)), Some(kind)) if err.kind() != kind => {
+            Err(EngineError::Output(io::Error::new(kind, err.to_string())))
+        }
+        (written, _) => written,
     }
-    sink.finish().map_err(EngineError::Output)?;
-    Ok(rows)
+}
+
+/// A writer that remembers the kind of the last error of the writer under it: Arrow's CSV
+/// writer turns an I/O error into text, and a broken pipe must still be seen as one.
+struct Tracked<W> {
+    inner: W,
+    failed: Option<io::ErrorKind>,
+}
+
+impl<W: Write> Write for Tracked<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner
+            .write(buf)
+            .inspect_err(|err| self.failed = Some(err.kind()))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner
+            .flush()
+            .inspect_err(|err| self.failed = Some(err.kind()))
+    }
 }
 
 /// Writes every batch of `batches` to a new Parquet file at `path`. Returns the number of rows.
@@ -98,23 +245,53 @@ pub fn write_parquet(batches: Batches<'_>, path: &Path) -> Result<usize, EngineE
 enum TextSink<'w, W: Write> {
     Table {
         table: StreamingTable,
+        /// The unit of each column, if it has one.
+        units: Vec<Option<Unit>>,
         out: &'w mut W,
     },
     Json(json::Writer<&'w mut W, LineDelimited>),
-    Csv(Box<csv::Writer<&'w mut W>>),
+    Csv {
+        writer: Box<csv::Writer<&'w mut W>>,
+        /// Kept until a first batch is written: without one, `finish` writes the header alone.
+        empty: Option<RecordBatch>,
+    },
 }
 
 impl<'w, W: Write> TextSink<'w, W> {
-    fn new(format: ResultFormat, schema: &Schema, out: &'w mut W) -> io::Result<Self> {
+    fn new(
+        format: ResultFormat,
+        schema: &Schema,
+        units: Units<'_>,
+        out: &'w mut W,
+    ) -> io::Result<Self> {
         Ok(match format {
             ResultFormat::Table => {
+                let units: Vec<Option<Unit>> = schema
+                    .fields()
+                    .iter()
+                    .map(|field| {
+                        units
+                            .iter()
+                            .find(|(name, _)| name == field.name())
+                            .map(|(_, unit)| *unit)
+                    })
+                    .collect();
                 let columns: Vec<Column> = schema
                     .fields()
                     .iter()
-                    .map(|field| Column::new(escape(field.name()), align(field.data_type())))
+                    .zip(&units)
+                    .map(|(field, unit)| {
+                        let name = unit.map_or(field.name().as_str(), |u| u.header(field.name()));
+                        let align = match unit {
+                            Some(_) => Align::Right,
+                            None => align(field.data_type()),
+                        };
+                        Column::new(escape(name), align)
+                    })
                     .collect();
                 Self::Table {
                     table: StreamingTable::new(&columns, TABLE_BLOCK),
+                    units,
                     out,
                 }
             }
@@ -125,13 +302,16 @@ impl<'w, W: Write> TextSink<'w, W> {
                     .with_timestamp_tz_format(TIMESTAMP_TZ_FORMAT.to_owned())
                     .build(out),
             ),
-            ResultFormat::Csv => Self::Csv(Box::new(
-                csv::WriterBuilder::new()
-                    .with_header(true)
-                    .with_timestamp_format(TIMESTAMP_FORMAT.to_owned())
-                    .with_timestamp_tz_format(TIMESTAMP_TZ_FORMAT.to_owned())
-                    .build(out),
-            )),
+            ResultFormat::Csv => Self::Csv {
+                writer: Box::new(
+                    csv::WriterBuilder::new()
+                        .with_header(true)
+                        .with_timestamp_format(TIMESTAMP_FORMAT.to_owned())
+                        .with_timestamp_tz_format(TIMESTAMP_TZ_FORMAT.to_owned())
+                        .build(out),
+                ),
+                empty: Some(RecordBatch::new_empty(Arc::new(schema.clone()))),
+            },
             ResultFormat::Parquet => {
                 return Err(io::Error::other("Parquet results are written to a file"));
             }
@@ -140,20 +320,23 @@ impl<'w, W: Write> TextSink<'w, W> {
 
     fn write(&mut self, batch: &RecordBatch) -> io::Result<()> {
         match self {
-            Self::Table { table, out } => {
-                for row in table_rows(batch)? {
+            Self::Table { table, units, out } => {
+                for row in table_rows(batch, units)? {
                     table.push(*out, row)?;
                 }
                 Ok(())
             }
             Self::Json(writer) => writer.write(batch).map_err(arrow_to_io),
-            Self::Csv(writer) => writer.write(batch).map_err(arrow_to_io),
+            Self::Csv { writer, empty } => {
+                *empty = None;
+                writer.write(batch).map_err(arrow_to_io)
+            }
         }
     }
 
     fn finish(self) -> io::Result<()> {
         match self {
-            Self::Table { mut table, out } => {
+            Self::Table { mut table, out, .. } => {
                 table.finish(out)?;
                 out.flush()
             }
@@ -161,7 +344,13 @@ impl<'w, W: Write> TextSink<'w, W> {
                 writer.finish().map_err(arrow_to_io)?;
                 writer.into_inner().flush()
             }
-            Self::Csv(writer) => writer.into_inner().flush(),
+            Self::Csv { mut writer, empty } => {
+                // No rows: the header line still says what the columns would have been.
+                if let Some(empty) = empty {
+                    writer.write(&empty).map_err(arrow_to_io)?;
+                }
+                writer.into_inner().flush()
+            }
         }
     }
 }
@@ -175,23 +364,50 @@ fn align(data_type: &DataType) -> Align {
     }
 }
 
-/// The cells of every row of `batch`, as text.
-fn table_rows(batch: &RecordBatch) -> io::Result<Vec<Vec<String>>> {
+/// How one column's cells are made: by Arrow's formatter, or from the integers under a unit.
+enum Cells<'a> {
+    Plain(ArrayFormatter<'a>),
+    InUnit(Int64Array, Unit),
+}
+
+/// The cells of every row of `batch`, as text; `units` has the unit of each column, if any.
+fn table_rows(batch: &RecordBatch, units: &[Option<Unit>]) -> io::Result<Vec<Vec<String>>> {
     let options = FormatOptions::new()
         .with_null(TABLE_NULL)
         .with_timestamp_format(Some(TIMESTAMP_FORMAT))
         .with_timestamp_tz_format(Some(TIMESTAMP_TZ_FORMAT));
-    let formatters = batch
+    let columns = batch
         .columns()
         .iter()
-        .map(|column| ArrayFormatter::try_new(column.as_ref() as &dyn Array, &options))
-        .collect::<Result<Vec<_>, _>>()
+        .enumerate()
+        .map(|(i, column)| match units.get(i).copied().flatten() {
+            Some(unit) => {
+                let numbers = cast(column, &DataType::Int64)?;
+                Ok(Cells::InUnit(
+                    numbers.as_primitive::<Int64Type>().clone(),
+                    unit,
+                ))
+            }
+            None => {
+                ArrayFormatter::try_new(column.as_ref() as &dyn Array, &options).map(Cells::Plain)
+            }
+        })
+        .collect::<Result<Vec<_>, ArrowError>>()
         .map_err(arrow_to_io)?;
     Ok((0..batch.num_rows())
         .map(|row| {
-            formatters
+            columns
                 .iter()
-                .map(|formatter| escape(&formatter.value(row).to_string()))
+                .map(|cells| match cells {
+                    Cells::Plain(formatter) => escape(&formatter.value(row).to_string()),
+                    Cells::InUnit(numbers, unit) => {
+                        if numbers.is_valid(row) {
+                            unit.show(numbers.value(row))
+                        } else {
+                            TABLE_NULL.to_owned()
+                        }
+                    }
+                })
                 .collect()
         })
         .collect())
@@ -238,9 +454,7 @@ fn parquet_to_io(err: ParquetError) -> io::Error {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use arrow::array::{StringArray, UInt32Array};
+    use arrow::array::{StringArray, UInt32Array, UInt64Array};
 
     use super::*;
 
@@ -248,6 +462,72 @@ mod tests {
     fn control_characters_are_escaped() {
         assert_eq!(escape("plain ü"), "plain ü");
         assert_eq!(escape("a\nb\u{1b}[31m"), "a\\nb\\u{1b}[31m");
+    }
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(human_duration(0), "0 ns");
+        assert_eq!(human_duration(999), "999 ns");
+        assert_eq!(human_duration(1000), "1 us");
+        assert_eq!(human_duration(1500), "1.5 us");
+        assert_eq!(human_duration(2_300_000), "2.3 ms");
+        assert_eq!(human_duration(16_384_000), "16.4 ms");
+        assert_eq!(human_duration(131_072_000), "131 ms");
+        assert_eq!(human_duration(2_000_000_000), "2 s");
+        assert_eq!(human_duration(-1500), "-1.5 us");
+    }
+
+    #[test]
+    fn columns_with_a_unit_are_shown_for_people() {
+        let batch = RecordBatch::try_from_iter([
+            (
+                "bytes",
+                Arc::new(UInt64Array::from(vec![1536, 3 << 20])) as _,
+            ),
+            (
+                "total_ns",
+                Arc::new(Int64Array::from(vec![Some(2_300_000), None])) as _,
+            ),
+            (
+                "first_ns",
+                Arc::new(Int64Array::from(vec![1_795_759_273_123_456_789, 0])) as _,
+            ),
+            ("n", Arc::new(UInt32Array::from(vec![1, 2])) as _),
+        ])
+        .expect("batch");
+        let units = [
+            ("bytes", Unit::Bytes),
+            ("total_ns", Unit::Nanoseconds),
+            ("first_ns", Unit::Time),
+        ];
+        let mut table = Vec::new();
+        write_batches(
+            ResultFormat::Table,
+            &batch.schema(),
+            [Ok(batch.clone())],
+            &mut table,
+            &units,
+        )
+        .expect("table");
+        assert_eq!(
+            String::from_utf8(table).expect("UTF-8"),
+            "  bytes   total               first  n\n\
+             1.5 KiB  2.3 ms  06:01:13.123456789  1\n\
+             3.0 MiB    NULL  00:00:00.000000000  2\n"
+        );
+        let mut csv = Vec::new();
+        write_batches(
+            ResultFormat::Csv,
+            &batch.schema(),
+            [Ok(batch)],
+            &mut csv,
+            &units,
+        )
+        .expect("CSV");
+        assert_eq!(
+            String::from_utf8(csv).expect("UTF-8"),
+            "bytes,total_ns,first_ns,n\n1536,2300000,1795759273123456789,1\n3145728,,0,2\n"
+        );
     }
 
     #[test]
@@ -260,7 +540,7 @@ mod tests {
             ("pid", Arc::new(UInt32Array::from(vec![1, 22])) as _),
         ])
         .expect("batch");
-        let rows = table_rows(&batch).expect("rows");
+        let rows = table_rows(&batch, &[]).expect("rows");
         assert_eq!(
             rows,
             [

@@ -3,10 +3,13 @@
 
 mod cli;
 mod common;
+mod errors;
 mod events;
 mod inputs;
+mod latency;
 mod maps;
 mod progress;
 mod recover;
 mod sql;
 mod summary;
+mod top;

@@ -59,8 +59,10 @@ impl Progress {
             None => {
                 let bar = bar(&self.what, self.total).with_elapsed(self.started.elapsed());
                 bar.set_position(done);
-                // Drawn at once when it appears, not at the next steady tick.
+                // Drawn at once when it appears (a manual tick does nothing once the steady
+                // tick runs), then redrawn by the steady tick so the time moves on.
                 bar.tick();
+                bar.enable_steady_tick(Duration::from_millis(1000 / u64::from(REFRESH_HZ)));
                 self.bar = Some(bar);
             }
         }
@@ -95,9 +97,7 @@ fn bar(what: &str, total: Option<u64>) -> ProgressBar {
     let style =
         ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_spinner());
     let target = ProgressDrawTarget::stderr_with_hz(REFRESH_HZ);
-    let bar = ProgressBar::with_draw_target(total, target)
+    ProgressBar::with_draw_target(total, target)
         .with_style(style)
-        .with_message(crate::table::visible(what).into_owned());
-    bar.enable_steady_tick(Duration::from_millis(1000 / u64::from(REFRESH_HZ)));
-    bar
+        .with_message(crate::table::visible(what).into_owned())
 }

@@ -17,6 +17,8 @@ fn on_a_terminal(fx: &Fixture, args: &str) -> String {
         .args(["--quiet", "--return", "--command", &command])
         .arg(&shown)
         .env("MMAP_ANALYZE_PROGRESS_DELAY_MS", "0")
+        // indicatif draws nothing on a terminal without TERM (or TERM=dumb).
+        .env("TERM", "xterm")
         .status()
         .expect("run script (util-linux)");
     assert!(status.success(), "{command}: {status}");

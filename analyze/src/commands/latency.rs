@@ -162,8 +162,17 @@ pub fn distributions(
     let mut current: Option<Walk> = None;
     for batch in batches {
         let batch = batch?;
-        let durations = batch.column(columns.len()).as_primitive::<Int64Type>();
-        let counts = batch.column(columns.len() + 1).as_primitive::<Int64Type>();
+        let int64 = |i: usize| {
+            batch
+                .column(i)
+                .as_primitive_opt::<Int64Type>()
+                .ok_or_else(|| {
+                    arrow_error(ArrowError::SchemaError(format!(
+                        "column {i} of the durations is not a BIGINT"
+                    )))
+                })
+        };
+        let (durations, counts) = (int64(columns.len())?, int64(columns.len() + 1)?);
         for row in 0..batch.num_rows() {
             let key = (0..columns.len())
                 .map(|i| ScalarValue::try_from_array(batch.column(i), row))

@@ -15,7 +15,7 @@ use arrow::{
 };
 use datafusion::{error::DataFusionError, scalar::ScalarValue};
 use serde::Serialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::calls::{self, Calls, Group, group_list, key_columns, select_list};
 use crate::{
@@ -162,8 +162,17 @@ pub fn distributions(
     let mut current: Option<Walk> = None;
     for batch in batches {
         let batch = batch?;
-        let durations = batch.column(columns.len()).as_primitive::<Int64Type>();
-        let counts = batch.column(columns.len() + 1).as_primitive::<Int64Type>();
+        let int64 = |i: usize| {
+            batch
+                .column(i)
+                .as_primitive_opt::<Int64Type>()
+                .ok_or_else(|| {
+                    arrow_error(ArrowError::SchemaError(format!(
+                        "column {i} of the durations is not a BIGINT"
+                    )))
+                })
+        };
+        let (durations, counts) = (int64(columns.len())?, int64(columns.len() + 1)?);
         for row in 0..batch.num_rows() {
             let key = (0..columns.len())
                 .map(|i| ScalarValue::try_from_array(batch.column(i), row))
@@ -262,9 +271,8 @@ fn write(
         }
         TextFormat::Json => {
             for group in groups {
-                serde_json::to_writer(&mut *out, &json_object(keys, group))
-                    .map_err(|err| EngineError::Output(err.into()))?;
-                writeln!(out).map_err(EngineError::Output)?;
+                let line = json_line(keys, group).map_err(|err| EngineError::Output(err.into()))?;
+                writeln!(out, "{line}").map_err(EngineError::Output)?;
             }
             Ok(())
         }
@@ -416,11 +424,9 @@ fn write_histograms(
     Ok(())
 }
 
-/// A group as one JSON object: its key, its figures, its histogram.
+/// A group's figures and histogram in JSON (after its key, which [`json_line`] writes).
 #[derive(Serialize)]
 struct JsonGroup {
-    #[serde(flatten)]
-    key: Map<String, Value>,
     calls: u64,
     no_exit: u64,
     p50_ns: Option<i64>,
@@ -439,13 +445,21 @@ struct JsonBucket {
     calls: u64,
 }
 
-fn json_object(keys: &SchemaRef, group: &Distribution) -> JsonGroup {
-    let key = keys
-        .fields()
-        .iter()
-        .zip(&group.key)
-        .map(|(field, value)| (field.name().clone(), scalar_json(value)))
-        .collect();
+/// A group as one line of JSON: the key columns in their order, then the figures.
+fn json_line(keys: &SchemaRef, group: &Distribution) -> serde_json::Result<String> {
+    let mut line = String::from("{");
+    for (field, value) in keys.fields().iter().zip(&group.key) {
+        line.push_str(&Value::from(field.name().as_str()).to_string());
+        line.push(':');
+        line.push_str(&scalar_json(value).to_string());
+        line.push(',');
+    }
+    let figures = serde_json::to_string(&json_figures(group))?;
+    line.push_str(figures.strip_prefix('{').unwrap_or(&figures));
+    Ok(line)
+}
+
+fn json_figures(group: &Distribution) -> JsonGroup {
     let [p50_ns, p90_ns, p99_ns, p99_9_ns] = group.percentiles;
     let histogram = group
         .buckets
@@ -461,7 +475,6 @@ fn json_object(keys: &SchemaRef, group: &Distribution) -> JsonGroup {
         })
         .collect();
     JsonGroup {
-        key,
         calls: group.calls,
         no_exit: group.no_exit,
         p50_ns,

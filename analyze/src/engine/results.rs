@@ -383,10 +383,10 @@ fn table_rows(batch: &RecordBatch, units: &[Option<Unit>]) -> io::Result<Vec<Vec
         .map(|(i, column)| match units.get(i).copied().flatten() {
             Some(unit) => {
                 let numbers = cast(column, &DataType::Int64)?;
-                Ok(Cells::InUnit(
-                    numbers.as_primitive::<Int64Type>().clone(),
-                    unit,
-                ))
+                let numbers = numbers.as_primitive_opt::<Int64Type>().ok_or_else(|| {
+                    ArrowError::CastError(format!("column {i} did not become BIGINT"))
+                })?;
+                Ok(Cells::InUnit(numbers.clone(), unit))
             }
             None => {
                 ArrayFormatter::try_new(column.as_ref() as &dyn Array, &options).map(Cells::Plain)

@@ -306,6 +306,15 @@ fn per_process_with_a_pid_filter_and_a_where_predicate() {
     want["pid"] = json!(20);
     want["comm"] = json!("beta");
     assert_eq!(rows, [want]);
+    // The key columns come first, in their order.
+    let text = w.run_ok(
+        "latency",
+        &["--per", "process", "--pid", "20", "--format", "json"],
+    );
+    assert!(
+        text.starts_with(r#"{"pid":20,"comm":"beta","calls":57,"#),
+        "{text}"
+    );
 
     // Two processes named alpha stay apart per process, together per comm; --where narrows.
     let per_process = w.json("latency", &["--per", "process", "--comm", "alpha"]);

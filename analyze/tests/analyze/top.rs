@@ -81,6 +81,15 @@ fn by_calls_per_process() {
     );
     assert_eq!(want.len(), 4, "two processes are named alpha");
     assert_eq!(rows, want);
+    // Without a cgroup path, the cgroup id names the group.
+    let cgroups = w.json("top", &["--group", "cgroup"]);
+    let want = expected(
+        &w.events,
+        &["cgroup"],
+        |e| vec![json!(e.cgroup_id.to_string())],
+        "calls",
+    );
+    assert_eq!(cgroups, want);
 }
 
 #[test]

@@ -18,6 +18,7 @@ mod maps;
 mod output;
 mod recover;
 mod replay;
+mod report;
 mod segments;
 mod summary;
 mod table;
@@ -58,6 +59,7 @@ enum Command {
     Maps(maps::Args),
     Recover(recover::Args),
     Sql(commands::sql::Args),
+    Report(commands::report::Args),
 }
 
 fn main() -> ExitCode {
@@ -71,6 +73,7 @@ fn main() -> ExitCode {
         Command::Maps(args) => maps::run(args),
         Command::Recover(args) => recover::run(args),
         Command::Sql(args) => commands::sql::run(args),
+        Command::Report(args) => commands::report::run(args),
     };
     match result {
         Ok(code) => code,

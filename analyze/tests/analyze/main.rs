@@ -7,5 +7,6 @@ mod events;
 mod inputs;
 mod maps;
 mod recover;
+mod report;
 mod sql;
 mod summary;

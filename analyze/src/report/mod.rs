@@ -1,0 +1,116 @@
+//! The incident report: one self-contained HTML page (inline CSS, inline SVG, no script, no
+//! network fetch) with a capture's metadata and completeness, summary tables, findings and
+//! charts.
+//!
+//! In phases: [`Report::collect`] asks the engine for aggregates ([`collect`], [`tables`]), the
+//! `summary` command's collection for the metadata and the `maps` command's replay for the
+//! address-space picture; [`Report::write_html`] renders it ([`page`], with [`svg`] charts and
+//! [`html`] escaping).
+
+mod collect;
+mod html;
+mod page;
+mod svg;
+mod tables;
+
+use mmap_format::reader::CaptureReader;
+
+use self::collect::{Buckets, MappedSeries, process_filter};
+use crate::{
+    engine::{Engine, filter::RowFilter},
+    maps, summary,
+    timespec::{Span, TimeSpec},
+};
+
+/// What the report shows, and how much of it.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Which calls the tables and charts count.
+    pub filter: RowFilter,
+    /// Rows per table.
+    pub rows: usize,
+    /// Series per chart.
+    pub series: usize,
+    /// The process of the address-space picture (default: the most mapped bytes at the end).
+    pub pid: Option<u32>,
+    /// When (default: the end of the capture).
+    pub at: Option<TimeSpec>,
+}
+
+/// The most regions drawn in the address-space picture.
+pub const MAX_REGIONS: usize = 400;
+
+/// Everything on the page.
+pub struct Report {
+    options: Options,
+    inputs: Vec<String>,
+    span: Span,
+    /// The `summary` command's JSON: metadata, counters, loss windows, missing segments.
+    summary: serde_json::Value,
+    /// The filter as SQL, when one is set.
+    predicate: Option<String>,
+    tables: Vec<tables::Filled>,
+    buckets: Buckets,
+    /// Every process's mapped bytes, most at their peak first.
+    mapped: Vec<MappedSeries>,
+    rates: Vec<(String, Vec<u64>)>,
+    latency: (i64, Vec<String>, Vec<Vec<u64>>),
+    /// The `maps` command's JSON for the picture, and why that process.
+    space: Option<(serde_json::Value, String)>,
+}
+
+impl Report {
+    /// Runs every query of the page.
+    pub fn collect(readers: &[CaptureReader], options: Options) -> anyhow::Result<Self> {
+        let engine = Engine::open(readers)?;
+        let span = engine.span(readers)?;
+        let predicate = options.filter.sql(&span)?;
+        let process = process_filter(&options.filter).sql(&span)?;
+        let calls = predicate.as_deref();
+
+        let tables = tables::specs()
+            .into_iter()
+            .map(|spec| spec.fill(&engine, calls, options.rows))
+            .collect::<Result<Vec<_>, _>>()?;
+        let buckets = Buckets::over(span.start(), span.end);
+        let mut mapped = collect::mapped_bytes(&engine, &buckets, calls, process.as_deref())?;
+        mapped.sort_by_key(|s| (std::cmp::Reverse(s.peak()), s.pid));
+        let rates = collect::call_rates(&engine, &buckets, calls)?;
+        let latency = collect::latency_histogram(&engine, calls)?;
+
+        let chosen = match options.pid {
+            Some(pid) => Some((pid, "chosen with --pid".to_owned())),
+            None => mapped
+                .iter()
+                .filter(|s| s.last() > 0)
+                .max_by_key(|s| (s.last(), std::cmp::Reverse(s.pid)))
+                .map(|s| (s.pid, "the process with the most mapped bytes at the end".to_owned())),
+        };
+        let space = chosen
+            .map(|(pid, why)| {
+                maps::collect_json(readers, pid, options.at).map(|json| (json, why))
+            })
+            .transpose()?;
+        Ok(Self {
+            inputs: readers
+                .iter()
+                .map(|r| r.path().display().to_string())
+                .collect(),
+            summary: summary::collect_json(readers, options.rows)?,
+            span,
+            predicate,
+            tables,
+            buckets,
+            mapped,
+            rates,
+            latency,
+            space,
+            options,
+        })
+    }
+
+    /// The page.
+    pub fn write_html(&self) -> String {
+        page::write(self)
+    }
+}

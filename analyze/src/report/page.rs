@@ -27,6 +27,7 @@ td.text { word-break: break-all; }
 table.fields th { background: #f6f6f6; font-weight: normal; color: #444; }
 .ok { color: #1a7f37; font-weight: bold; }
 .bad { color: #b42318; font-weight: bold; }
+.warn { color: #8a4b00; }
 .sev-high { color: #b42318; font-weight: bold; }
 .sev-medium { color: #b35c00; font-weight: bold; }
 figure { margin: 1em 0 2em; }
@@ -460,7 +461,7 @@ fn address_space(h: &mut Html, report: &Report) {
             .raw("</p>");
     }
     for note in strings(&map["notes"]) {
-        h.raw(r#"<p class="bad">"#).text(&note).raw("</p>");
+        h.raw(r#"<p class="warn">"#).text(&note).raw("</p>");
     }
     let regions = map["regions"].as_array().cloned().unwrap_or_default();
     let blocks: Vec<Block> = regions
@@ -488,7 +489,7 @@ fn address_space(h: &mut Html, report: &Report) {
             String::new()
         }
     );
-    figure(h, "chart-space", "Address space", &chart, &caption);
+    figure(h, "chart-space", "Regions by address", &chart, &caption);
     h.raw("<p>");
     for (perms, colour, meaning) in svg::PERMS {
         h.raw(&format!(r#"<span class="swatch" style="background:{colour}"></span>"#))

@@ -397,6 +397,8 @@ pub fn address_space(label: &str, blocks: &[Block]) -> String {
     const BAR_TOP: f64 = 110.0;
     const BAR_HEIGHT: f64 = 34.0;
     const GAP: f64 = 16.0;
+    /// The width of `0x7f0000001000` in 11 px type, and some space.
+    const ADDRESS_WIDTH: f64 = 96.0;
     let width_of = |b: &Block| {
         let pages = (b.end.saturating_sub(b.start) / 4096).max(1) as f64;
         12.0 + 6.0 * pages.log2()
@@ -431,6 +433,8 @@ pub fn address_space(label: &str, blocks: &[Block]) -> String {
         let y = l as f64 * LANE_HEIGHT + BAR_TOP + BAR_HEIGHT;
         svg.line((10.0, y), (LANE_WIDTH, y), "axis");
     }
+    // Where the next address label fits: (lane, x).
+    let mut address_room = (0_usize, 0.0);
     for (block, (lane, x, w, labelled, new_run)) in blocks.iter().zip(&placed) {
         let top = *lane as f64 * LANE_HEIGHT + BAR_TOP;
         let tip = format!(
@@ -451,7 +455,9 @@ pub fn address_space(label: &str, blocks: &[Block]) -> String {
             let short: String = block.name.chars().take(22).collect();
             svg.text((*x + 8.0, top - 4.0), "start", "region", -60.0, &short);
         }
-        if *new_run {
+        // An address under the first bar of each run, when the previous one leaves room.
+        if *new_run && (*lane, *x) >= address_room {
+            address_room = (*lane, *x + ADDRESS_WIDTH);
             svg.text(
                 (*x + 2.0, top + BAR_HEIGHT + 14.0),
                 "start",

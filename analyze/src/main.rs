@@ -11,6 +11,7 @@ mod cli;
 mod commands;
 mod engine;
 mod events;
+mod findings;
 mod input;
 mod labels;
 mod loss;
@@ -58,6 +59,7 @@ enum Command {
     Maps(maps::Args),
     Recover(recover::Args),
     Sql(commands::sql::Args),
+    Findings(commands::findings::Args),
 }
 
 fn main() -> ExitCode {
@@ -71,6 +73,7 @@ fn main() -> ExitCode {
         Command::Maps(args) => maps::run(args),
         Command::Recover(args) => recover::run(args),
         Command::Sql(args) => commands::sql::run(args),
+        Command::Findings(args) => commands::findings::run(args),
     };
     match result {
         Ok(code) => code,

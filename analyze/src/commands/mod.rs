@@ -1,3 +1,4 @@
 //! Subcommands that are a query over the engine plus a rendering.
 
+pub mod findings;
 pub mod sql;

@@ -11,6 +11,7 @@ mod cli;
 mod commands;
 mod engine;
 mod events;
+mod findings;
 mod input;
 mod labels;
 mod loss;
@@ -59,6 +60,7 @@ enum Command {
     Maps(maps::Args),
     Recover(recover::Args),
     Sql(commands::sql::Args),
+    Findings(commands::findings::Args),
     Report(commands::report::Args),
 }
 
@@ -73,6 +75,7 @@ fn main() -> ExitCode {
         Command::Maps(args) => maps::run(args),
         Command::Recover(args) => recover::run(args),
         Command::Sql(args) => commands::sql::run(args),
+        Command::Findings(args) => commands::findings::run(args),
         Command::Report(args) => commands::report::run(args),
     };
     match result {

@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use crate::{
     cli::Inputs,
     engine::{EngineError, filter::RowFilter},
+    findings::Thresholds,
     input,
     output::{self, EXIT_QUERY},
     report::{Options, Report},
@@ -18,8 +19,8 @@ use crate::{
 ///
 /// The page holds: the capture's metadata (hosts, capture ids, start, end, duration, files,
 /// segments) and completeness (counters, lost records, loss windows, missing segments), as
-/// `summary` computes them; summary tables (top processes, system calls, mapped files, errors);
-/// the findings; and charts: mapped bytes over time for the top processes, calls per second per
+/// `summary` computes them; the findings (as `findings` answers them, with the same thresholds
+/// options); summary tables (top processes, system calls, mapped files, errors); and charts: mapped bytes over time for the top processes, calls per second per
 /// system call, a histogram of call durations in log2 buckets, and the address space of one
 /// process at one time (by default the process with the most mapped bytes at the end, at the end
 /// of the capture), as `maps` rebuilds it.
@@ -64,6 +65,9 @@ pub struct Args {
     /// The most series (processes, system calls) in each chart.
     #[arg(long, value_name = "N", default_value_t = 8)]
     series: usize,
+
+    #[command(flatten)]
+    thresholds: Thresholds,
 }
 
 const EXAMPLES: &str = "\
@@ -89,10 +93,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }),
         at: args.at,
         filter: args.filter,
+        thresholds: args.thresholds,
     };
     let report = match Report::collect(&readers, options) {
         Ok(report) => report,
-        Err(err) if matches!(err.downcast_ref(), Some(EngineError::Query(_))) => {
+        Err(err)
+            if err
+                .chain()
+                .any(|cause| matches!(cause.downcast_ref(), Some(EngineError::Query(_)))) =>
+        {
             return Ok(output::report_error_as(&err, EXIT_QUERY));
         }
         Err(err) => return Err(err),

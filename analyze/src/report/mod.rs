@@ -18,6 +18,7 @@ use mmap_format::reader::CaptureReader;
 use self::collect::{Buckets, MappedSeries, process_filter};
 use crate::{
     engine::{Engine, filter::RowFilter},
+    findings::{self, Finding, Thresholds},
     maps, summary,
     timespec::{Span, TimeSpec},
 };
@@ -35,6 +36,8 @@ pub struct Options {
     pub pid: Option<u32>,
     /// When (default: the end of the capture).
     pub at: Option<TimeSpec>,
+    /// The thresholds of the findings.
+    pub thresholds: Thresholds,
 }
 
 /// The most regions drawn in the address-space picture.
@@ -50,6 +53,8 @@ pub struct Report {
     /// The filter as SQL, when one is set.
     predicate: Option<String>,
     tables: Vec<tables::Filled>,
+    /// Every saved question's answer, most severe first.
+    findings: Vec<Finding>,
     buckets: Buckets,
     /// Every process's mapped bytes, most at their peak first.
     mapped: Vec<MappedSeries>,
@@ -68,6 +73,7 @@ impl Report {
         let process = process_filter(&options.filter).sql(&span)?;
         let calls = predicate.as_deref();
 
+        let findings = findings::evaluate(&engine, readers, &options.filter, &options.thresholds)?;
         let tables = tables::specs()
             .into_iter()
             .map(|spec| spec.fill(&engine, calls, options.rows))
@@ -100,6 +106,7 @@ impl Report {
             span,
             predicate,
             tables,
+            findings,
             buckets,
             mapped,
             rates,

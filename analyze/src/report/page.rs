@@ -9,7 +9,7 @@ use super::{
     svg::{self, Block, Series, Unit},
     tables::Kind,
 };
-use crate::labels;
+use crate::{findings::Finding, labels};
 
 /// The style sheet, inline (no fetch). Plain CSS without `<` or `&`, so the page stays XML.
 const STYLE: &str = r#"
@@ -274,11 +274,70 @@ fn shown_of(h: &mut Html, shown: usize, total: u64, what: &str) {
     }
 }
 
-fn findings(h: &mut Html, _report: &Report) {
+fn findings(h: &mut Html, report: &Report) {
     section(h, "findings");
-    h.raw(r#"<p class="note">"#)
-        .text("The saved questions are answered by `mmap-analyze findings` on the same inputs.")
-        .raw("</p></section>");
+    let (found, clean): (Vec<&Finding>, Vec<&Finding>) =
+        report.findings.iter().partition(|f| f.found());
+    if found.is_empty() {
+        h.raw(r#"<p class="ok">"#)
+            .text(&format!(
+                "Nothing found ({} questions asked).",
+                report.findings.len()
+            ))
+            .raw("</p>");
+    }
+    for finding in found {
+        let severity = finding.severity.as_str();
+        h.raw(&format!(r#"<h3 class="sev-{severity}">"#))
+            .text(&format!("{}: {}", severity.to_uppercase(), finding.title))
+            .raw("</h3>");
+        h.raw(r#"<p class="note">"#)
+            .text(&format!(
+                "{}: {} {}, {} process{}.",
+                finding.id,
+                labels::thousands(finding.count),
+                finding.unit,
+                labels::thousands(finding.processes),
+                if finding.processes == 1 { "" } else { "es" }
+            ));
+        if let Some(note) = &finding.note {
+            h.text(&format!(" {note}"));
+        }
+        h.raw(" Its rows: <code>mmap-analyze sql INPUT ")
+            .text(&format!("\"{}\"", finding.query()))
+            .raw("</code></p>");
+        let rows: Vec<Vec<(&str, String)>> = finding
+            .examples
+            .iter()
+            .map(|e| {
+                vec![
+                    ("num", e.pid.to_string()),
+                    ("text", e.comm.clone()),
+                    ("num", labels::time_of_day_ns(e.ts_ns)),
+                    ("text", e.what.clone()),
+                    ("num", e.addr.map_or_else(|| "-".to_owned(), labels::hex)),
+                    ("num", e.len.map_or_else(|| "-".to_owned(), labels::human_bytes)),
+                    ("text", e.prot.clone().unwrap_or_default()),
+                    ("text", e.file.clone().unwrap_or_default()),
+                    ("text", e.detail.clone().unwrap_or_default()),
+                ]
+            })
+            .collect();
+        if !rows.is_empty() {
+            h.table(
+                &format!("finding-{}", finding.id),
+                &["pid", "name", "time", "what", "address", "length", "prot", "file", "detail"],
+                &rows,
+            );
+        }
+    }
+    if !clean.is_empty() {
+        let ids: Vec<&str> = clean.iter().map(|f| f.id).collect();
+        h.raw(r#"<p class="note">"#)
+            .text(&format!("Nothing found for: {}.", ids.join(", ")))
+            .raw("</p>");
+    }
+    h.raw("</section>");
 }
 
 fn summary_tables(h: &mut Html, report: &Report) {

@@ -12,7 +12,7 @@ use mmap_format::event::{Event, RowKind, Syscall};
 use quick_xml::events::Event as Xml;
 
 use crate::common::{
-    BASE_NS, MAP_PRIVATE, PROT_READ, run, run_ok,
+    BASE_NS, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE, run, run_ok,
     v11::{PROT_EXEC, call, events_c, metadata_c},
     write_capture,
 };
@@ -24,9 +24,12 @@ const PID: u32 = 900;
 /// Where the 20 mappings of pid 900 are: 1 MiB each, 2 MiB apart.
 const FIRST: u64 = 0x7e10_0000_0000;
 const MIB: u64 = 1 << 20;
+/// Where the writable and executable mapping of pid 900 is.
+const WX: u64 = 0x7e20_0000_0000;
 
 /// Capture C plus pid 900: 20 successful mmaps of 1 MiB of a file over 9 ms (durations of
-/// 2^i ns for i in 8..28), 5 munmaps, 3 mmaps that fail with EAGAIN.
+/// 2^i ns for i in 8..28), 5 munmaps, 3 mmaps that fail with EAGAIN, and a 64 KiB anonymous
+/// mapping that is writable and executable.
 fn events() -> Vec<Event<'static>> {
     let mut rows = events_c();
     for i in 0..20_u64 {
@@ -62,6 +65,15 @@ fn events() -> Vec<Event<'static>> {
         failed.len = Some(64 * MIB);
         rows.push(failed);
     }
+    // A writable and executable anonymous mapping: a finding of high severity.
+    let mut wx = call(Syscall::Mmap, 9_700_000, PID, EVIL_COMM, WX as i64);
+    wx.addr = Some(0);
+    wx.len = Some(64 * 1024);
+    wx.prot = Some(PROT_READ | PROT_WRITE | PROT_EXEC);
+    wx.flags = Some(MAP_PRIVATE | MAP_ANONYMOUS);
+    wx.fd = Some(-1);
+    wx.off = Some(0);
+    rows.push(wx);
     rows.sort_by_key(|row| row.ts_ns);
     rows
 }
@@ -251,7 +263,7 @@ fn page_is_well_formed_self_contained_escaped_and_complete() {
 #[test]
 fn tables_count_what_the_capture_holds() {
     let (dir, path) = capture();
-    let root = parse(&report(dir.path(), &path, &[]));
+    let root = parse(&report(dir.path(), &path, &["--rows", "20"]));
 
     // Expected, from the rows written: calls and failures per system call.
     let mut expected: BTreeMap<String, (u64, u64)> = BTreeMap::new();
@@ -280,13 +292,30 @@ fn tables_count_what_the_capture_holds() {
     assert!(completeness.deep_text().contains("Incomplete"));
     assert_eq!(table(&root, "loss-windows")[0][3], "17");
 
-    // The picture: pid 900, mapped the most at the end: 15 of its 20 regions are left.
+    // The picture: pid 900, mapped the most at the end: 15 of its 20 file regions are left, and
+    // the writable and executable one.
     let space = root.by_id("address-space").expect("section");
     assert!(space.deep_text().contains("Process 900"), "{}", space.deep_text());
     let regions = table(&root, "regions");
-    assert_eq!(regions.len(), 15);
+    assert_eq!(regions.len(), 16);
     assert_eq!(regions[0][0], format!("{:#x}", FIRST + 5 * 2 * MIB));
     assert_eq!(regions[0][2], "r-xp");
+    assert_eq!(regions[15][0], format!("{WX:#x}"));
+    assert_eq!(regions[15][2], "rwxp");
+
+    // The findings: the writable and executable mapping, with pid 900 as its example.
+    let findings = root.by_id("findings").expect("section");
+    let high: Vec<String> = findings
+        .named("h3")
+        .iter()
+        .filter(|h| h.attrs.get("class").map(String::as_str) == Some("sev-high"))
+        .map(|h| h.deep_text())
+        .collect();
+    assert!(!high.is_empty(), "a high finding: {}", findings.deep_text());
+    let examples = table(&root, "finding-wx-mapping");
+    assert_eq!(examples.len(), 1);
+    assert_eq!(examples[0][0], PID.to_string());
+    assert_eq!(examples[0][1], EVIL_COMM);
 }
 
 #[test]

@@ -297,7 +297,9 @@ pub fn collect_json(
     };
     let scan = Scan::read(readers, pid)?;
     let query = Query::new(readers, &scan, &args)?;
-    Ok(serde_json::to_value(Report::build(readers, &scan, &query)?)?)
+    Ok(serde_json::to_value(Report::build(
+        readers, &scan, &query,
+    )?)?)
 }
 
 #[cfg(test)]

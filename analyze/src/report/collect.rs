@@ -144,8 +144,10 @@ impl Buckets {
 pub struct MappedSeries {
     pub pid: u32,
     pub comm: String,
-    /// Mapped bytes at the end of each bucket.
+    /// Mapped bytes at the end of each bucket (in the bucket of an exit: just before it).
     pub values: Vec<i64>,
+    /// When the process exited (its last exit row), if it did.
+    pub exit_ns: Option<i64>,
 }
 
 impl MappedSeries {
@@ -153,14 +155,28 @@ impl MappedSeries {
         self.values.iter().copied().max().unwrap_or(0)
     }
 
+    /// Mapped bytes at the end of the capture: none once exited.
     pub fn last(&self) -> i64 {
-        self.values.last().copied().unwrap_or(0)
+        match self.exit_ns {
+            Some(_) => 0,
+            None => self.values.last().copied().unwrap_or(0),
+        }
+    }
+
+    /// When the most bytes were mapped: the end of the first bucket with the peak, or just
+    /// before the exit when that comes first.
+    pub fn peak_ns(&self, buckets: &Buckets) -> i64 {
+        let peak = self.peak();
+        let b = self.values.iter().position(|v| *v == peak).unwrap_or(0) as i64;
+        let end = buckets.origin + (b + 1) * buckets.width - 1;
+        self.exit_ns.map_or(end, |exit| end.min(exit - 1))
     }
 }
 
 /// Bytes mapped per process over time: the first snapshot of a process (what it had mapped when
 /// the recording found it) plus successful mmap (`len`), minus munmap (`len`), plus mremap
-/// (`new_len - len`); an exec or an exit empties it. Never below zero.
+/// (`new_len - len`); an exec empties it, and so does an exit (after the value of its bucket).
+/// Never below zero.
 pub fn mapped_bytes(
     engine: &Engine,
     buckets: &Buckets,
@@ -188,7 +204,7 @@ pub fn mapped_bytes(
         where_all(&[process])
     );
     let resets = format!(
-        "SELECT pid, {bucket} AS b, kind FROM lifecycle{}",
+        "SELECT pid, {bucket} AS b, kind, CAST(ts AS BIGINT) FROM lifecycle{}",
         where_all(&[Some("kind IN ('exec', 'exit')"), process])
     );
     // Per process: the change in each bucket, and the bucket of each exec and exit.
@@ -205,11 +221,14 @@ pub fn mapped_bytes(
     }
     let mut execs: BTreeMap<u32, Vec<i64>> = BTreeMap::new();
     let mut exits: BTreeMap<u32, Vec<i64>> = BTreeMap::new();
+    let mut exit_ns: BTreeMap<u32, i64> = BTreeMap::new();
     for row in rows(engine, &resets)? {
         let pid = u32::try_from(row[0].int()).unwrap_or(0);
         let into = if row[2].text() == "exec" {
             &mut execs
         } else {
+            let ts = exit_ns.entry(pid).or_insert(i64::MIN);
+            *ts = (*ts).max(row[3].int());
             &mut exits
         };
         into.entry(pid).or_default().push(row[1].int());
@@ -225,12 +244,17 @@ pub fn mapped_bytes(
                     mapped = 0;
                 }
                 mapped = (mapped + deltas.get(&b).copied().unwrap_or(0)).max(0);
+                values.push(mapped);
                 if exits.get(&pid).is_some_and(|e| e.contains(&b)) {
                     mapped = 0;
                 }
-                values.push(mapped);
             }
-            MappedSeries { pid, comm, values }
+            MappedSeries {
+                pid,
+                comm,
+                values,
+                exit_ns: exit_ns.get(&pid).copied(),
+            }
         })
         .collect())
 }
@@ -260,16 +284,24 @@ pub fn call_rates(
         }
     }
     let mut rates: Vec<(String, Vec<u64>)> = by_syscall.into_iter().collect();
-    rates.sort_by_key(|(name, counts)| (std::cmp::Reverse(counts.iter().sum::<u64>()), name.clone()));
+    rates.sort_by_key(|(name, counts)| {
+        (std::cmp::Reverse(counts.iter().sum::<u64>()), name.clone())
+    });
     Ok(rates)
 }
 
-/// Call durations in log2 buckets (bucket `k` holds durations in `2^k .. 2^(k+1)` ns), per
-/// system call: `(first bucket, syscalls, counts[syscall][bucket - first])`.
-pub fn latency_histogram(
-    engine: &Engine,
-    calls: Option<&str>,
-) -> Result<(i64, Vec<String>, Vec<Vec<u64>>), EngineError> {
+/// Call durations in log2 buckets, per system call.
+#[derive(Clone, Debug, Default)]
+pub struct Histogram {
+    /// Bucket `k` holds durations in `2^k .. 2^(k+1)` ns; the first bucket shown.
+    pub first: i64,
+    pub syscalls: Vec<String>,
+    /// `counts[syscall][k - first]`.
+    pub counts: Vec<Vec<u64>>,
+}
+
+/// The [`Histogram`] of the durations of the calls that `calls` selects.
+pub fn latency_histogram(engine: &Engine, calls: Option<&str>) -> Result<Histogram, EngineError> {
     let query = format!(
         "SELECT syscall, CAST(floor(log2(CAST(greatest(dur_ns, 1) AS DOUBLE))) AS BIGINT) AS k, \
            count(*) FROM calls{} GROUP BY syscall, k",
@@ -291,8 +323,12 @@ pub fn latency_histogram(
             *slot += u64::try_from(row[2].int()).unwrap_or(0);
         }
     }
-    let (names, counts) = by_syscall.into_iter().unzip();
-    Ok((first, names, counts))
+    let (syscalls, counts) = by_syscall.into_iter().unzip();
+    Ok(Histogram {
+        first,
+        syscalls,
+        counts,
+    })
 }
 
 #[cfg(test)]

@@ -56,7 +56,10 @@ impl Html {
     pub fn fields(&mut self, fields: &[(&str, String)]) -> &mut Self {
         self.raw(r#"<table class="fields"><tbody>"#);
         for (label, value) in fields {
-            self.raw("<tr>").element("th", label).element("td", value).raw("</tr>");
+            self.raw("<tr>")
+                .element("th", label)
+                .element("td", value)
+                .raw("</tr>");
         }
         self.raw("</tbody></table>")
     }

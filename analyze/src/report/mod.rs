@@ -15,7 +15,7 @@ mod tables;
 
 use mmap_format::reader::CaptureReader;
 
-use self::collect::{Buckets, MappedSeries, process_filter};
+use self::collect::{Buckets, Histogram, MappedSeries, process_filter};
 use crate::{
     engine::{Engine, filter::RowFilter},
     findings::{self, Finding, Thresholds},
@@ -59,7 +59,7 @@ pub struct Report {
     /// Every process's mapped bytes, most at their peak first.
     mapped: Vec<MappedSeries>,
     rates: Vec<(String, Vec<u64>)>,
-    latency: (i64, Vec<String>, Vec<Vec<u64>>),
+    latency: Histogram,
     /// The `maps` command's JSON for the picture, and why that process.
     space: Option<(serde_json::Value, String)>,
 }
@@ -84,18 +84,8 @@ impl Report {
         let rates = collect::call_rates(&engine, &buckets, calls)?;
         let latency = collect::latency_histogram(&engine, calls)?;
 
-        let chosen = match options.pid {
-            Some(pid) => Some((pid, "chosen with --pid".to_owned())),
-            None => mapped
-                .iter()
-                .filter(|s| s.last() > 0)
-                .max_by_key(|s| (s.last(), std::cmp::Reverse(s.pid)))
-                .map(|s| (s.pid, "the process with the most mapped bytes at the end".to_owned())),
-        };
-        let space = chosen
-            .map(|(pid, why)| {
-                maps::collect_json(readers, pid, options.at).map(|json| (json, why))
-            })
+        let space = picture(&options, &mapped, &buckets)
+            .map(|(pid, at, why)| maps::collect_json(readers, pid, at).map(|json| (json, why)))
             .transpose()?;
         Ok(Self {
             inputs: readers
@@ -120,4 +110,35 @@ impl Report {
     pub fn write_html(&self) -> String {
         page::write(self)
     }
+}
+
+/// Which process the address-space picture shows, when, and why that one: the one asked for;
+/// else the one with the most mapped bytes at the end; else (every process exited) the one with
+/// the highest peak, at its peak.
+fn picture(
+    options: &Options,
+    mapped: &[MappedSeries],
+    buckets: &Buckets,
+) -> Option<(u32, Option<TimeSpec>, String)> {
+    if let Some(pid) = options.pid {
+        return Some((pid, options.at, "chosen with --map-pid".to_owned()));
+    }
+    let by = |value: fn(&MappedSeries) -> i64| {
+        mapped
+            .iter()
+            .filter(move |s| value(s) > 0)
+            .max_by_key(move |s| (value(s), std::cmp::Reverse(s.pid)))
+    };
+    if let Some(series) = by(MappedSeries::last) {
+        let why = "the process with the most mapped bytes at the end";
+        return Some((series.pid, options.at, why.to_owned()));
+    }
+    by(MappedSeries::peak).map(|series| {
+        let at = options
+            .at
+            .unwrap_or(TimeSpec::Absolute(series.peak_ns(buckets)));
+        let why = "the process with the highest peak of mapped bytes, at its peak (none had \
+                   mapped bytes at the end)";
+        (series.pid, Some(at), why.to_owned())
+    })
 }

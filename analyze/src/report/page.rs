@@ -4,7 +4,7 @@ use serde_json::Value;
 
 use super::{
     MAX_REGIONS, Report,
-    collect::Cell,
+    collect::{Cell, Histogram},
     html::Html,
     svg::{self, Block, Series, Unit},
     tables::Kind,
@@ -23,7 +23,7 @@ table { border-collapse: collapse; margin: 0.5em 0 1em; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: left; vertical-align: top; }
 thead th { background: #eef2f7; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-td.text { word-break: break-all; }
+td.text { overflow-wrap: break-word; }
 table.fields th { background: #f6f6f6; font-weight: normal; color: #444; }
 .ok { color: #1a7f37; font-weight: bold; }
 .bad { color: #b42318; font-weight: bold; }
@@ -92,7 +92,9 @@ pub fn write(report: &Report) -> String {
         ))
         .raw("</p><nav>");
     for (id, heading) in SECTIONS {
-        h.raw(&format!(r##"<a href="#{id}">"##)).text(heading).raw("</a>");
+        h.raw(&format!(r##"<a href="#{id}">"##))
+            .text(heading)
+            .raw("</a>");
     }
     h.raw("</nav>");
     capture(&mut h, report);
@@ -115,7 +117,8 @@ fn section(h: &mut Html, id: &str) {
         .iter()
         .find(|(i, _)| *i == id)
         .map_or(id, |(_, heading)| heading);
-    h.raw(&format!(r#"<section id="{id}">"#)).element("h2", heading);
+    h.raw(&format!(r#"<section id="{id}">"#))
+        .element("h2", heading);
 }
 
 /// A JSON value as text: strings as they are, `null` as `-`.
@@ -148,7 +151,7 @@ fn capture(h: &mut Html, report: &Report) {
         ("capture start", text(&s["capture_start"])),
         ("capture end", text(&s["capture_end"])),
         (
-            "duration",
+            "duration (to the last row's effect)",
             svg::duration_label((span.end - span.capture_start.min(span.start())) as f64),
         ),
         ("first row", text(&s["first_ts"])),
@@ -215,10 +218,16 @@ fn completeness(h: &mut Html, report: &Report) {
         ("  ring buffer full", count(&c["lost_ringbuf_full"])),
         ("  entry map full", count(&c["entry_map_full"])),
         ("  decode errors", count(&c["decode_errors"])),
-        ("orphan exits (calls in progress at the start)", count(&s["orphan_exits"])),
+        (
+            "orphan exits (calls in progress at the start)",
+            count(&s["orphan_exits"]),
+        ),
         ("kernel records delivered", count(&c["emitted"])),
     ]);
-    let missing = s["missing_segments"].as_array().cloned().unwrap_or_default();
+    let missing = s["missing_segments"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     if !missing.is_empty() {
         h.element("h3", "Missing segments");
         let rows: Vec<Vec<(&str, String)>> = missing
@@ -256,7 +265,11 @@ fn completeness(h: &mut Html, report: &Report) {
                 ]
             })
             .collect();
-        h.table("loss-windows", &["cpu", "from", "to", "records lost"], &rows);
+        h.table(
+            "loss-windows",
+            &["cpu", "from", "to", "records lost"],
+            &rows,
+        );
         shown_of(h, rows.len(), windows.len() as u64, "loss windows");
     }
     h.raw("</section>");
@@ -291,17 +304,15 @@ fn findings(h: &mut Html, report: &Report) {
         h.raw(&format!(r#"<h3 class="sev-{severity}">"#))
             .text(&format!("{}: {}", severity.to_uppercase(), finding.title))
             .raw("</h3>");
-        h.raw(r#"<p class="note">"#)
-            .text(&format!(
-                "{}: {} {}, {} process{}.",
-                finding.id,
-                labels::thousands(finding.count),
-                finding.unit,
-                labels::thousands(finding.processes),
-                if finding.processes == 1 { "" } else { "es" }
-            ));
+        h.raw(r#"<p class="note">"#).text(&format!(
+            "{}: {}, {}.",
+            finding.id,
+            counted(finding.count, finding.unit),
+            counted(finding.processes, "processes"),
+        ));
         if let Some(note) = &finding.note {
-            h.text(&format!(" {note}"));
+            let stop = if note.ends_with('.') { "" } else { "." };
+            h.text(&format!(" {note}{stop}"));
         }
         h.raw(" Its rows: <code>mmap-analyze sql INPUT ")
             .text(&format!("\"{}\"", finding.query()))
@@ -316,7 +327,10 @@ fn findings(h: &mut Html, report: &Report) {
                     ("num", labels::time_of_day_ns(e.ts_ns)),
                     ("text", e.what.clone()),
                     ("num", e.addr.map_or_else(|| "-".to_owned(), labels::hex)),
-                    ("num", e.len.map_or_else(|| "-".to_owned(), labels::human_bytes)),
+                    (
+                        "num",
+                        e.len.map_or_else(|| "-".to_owned(), labels::human_bytes),
+                    ),
                     ("text", e.prot.clone().unwrap_or_default()),
                     ("text", e.file.clone().unwrap_or_default()),
                     ("text", e.detail.clone().unwrap_or_default()),
@@ -326,7 +340,9 @@ fn findings(h: &mut Html, report: &Report) {
         if !rows.is_empty() {
             h.table(
                 &format!("finding-{}", finding.id),
-                &["pid", "name", "time", "what", "address", "length", "prot", "file", "detail"],
+                &[
+                    "pid", "name", "time", "what", "address", "length", "prot", "file", "detail",
+                ],
                 &rows,
             );
         }
@@ -338,6 +354,16 @@ fn findings(h: &mut Html, report: &Report) {
             .raw("</p>");
     }
     h.raw("</section>");
+}
+
+/// `1 process`, `2 processes`, `1 row`.
+fn counted(n: u64, plural: &str) -> String {
+    let unit = match (n, plural) {
+        (1, "processes") => "process",
+        (1, unit) => unit.strip_suffix('s').unwrap_or(unit),
+        (_, unit) => unit,
+    };
+    format!("{} {unit}", labels::thousands(n))
 }
 
 fn summary_tables(h: &mut Html, report: &Report) {
@@ -432,7 +458,13 @@ fn charts(h: &mut Html, report: &Report) {
             Unit::Bytes,
             "mapped bytes",
         );
-        figure(h, "chart-mapped", "Mapped bytes over time", &chart, &caption);
+        figure(
+            h,
+            "chart-mapped",
+            "Mapped bytes over time",
+            &chart,
+            &caption,
+        );
     }
 
     let seconds = b.width as f64 / 1e9;
@@ -469,8 +501,16 @@ fn charts(h: &mut Html, report: &Report) {
         figure(h, "chart-rate", "Call rate over time", &chart, &caption);
     }
 
-    let (first, names, counts) = &report.latency;
-    let names: Vec<String> = names.iter().take(report.options.series).cloned().collect();
+    let Histogram {
+        first,
+        syscalls,
+        counts,
+    } = &report.latency;
+    let names: Vec<String> = syscalls
+        .iter()
+        .take(report.options.series)
+        .cloned()
+        .collect();
     let columns = counts.first().map_or(0, Vec::len);
     if names.is_empty() || columns == 0 {
         h.element("h3", "Latency histogram")
@@ -551,8 +591,10 @@ fn address_space(h: &mut Html, report: &Report) {
     figure(h, "chart-space", "Regions by address", &chart, &caption);
     h.raw("<p>");
     for (perms, colour, meaning) in svg::PERMS {
-        h.raw(&format!(r#"<span class="swatch" style="background:{colour}"></span>"#))
-            .text(&format!("{perms} {meaning}"));
+        h.raw(&format!(
+            r#"<span class="swatch" style="background:{colour}"></span>"#
+        ))
+        .text(&format!("{perms} {meaning}"));
     }
     h.raw("</p>");
     let rows: Vec<Vec<(&str, String)>> = regions

@@ -70,7 +70,13 @@ fn count_label(value: f64) -> String {
 
 /// Nanoseconds as a short duration: `750 ns`, `1.5 µs`, `20 ms`, `3.2 s`.
 pub fn duration_label(ns: f64) -> String {
-    let (value, unit) = if ns.abs() >= 1e9 {
+    let (value, unit) = if ns.abs() >= 86_400e9 {
+        (ns / 86_400e9, "d")
+    } else if ns.abs() >= 3_600e9 {
+        (ns / 3_600e9, "h")
+    } else if ns.abs() >= 60e9 {
+        (ns / 60e9, "min")
+    } else if ns.abs() >= 1e9 {
         (ns / 1e9, "s")
     } else if ns.abs() >= 1e6 {
         (ns / 1e6, "ms")
@@ -196,7 +202,13 @@ impl Frame {
         for tick in ticks {
             let y = self.py(*tick);
             svg.line((self.left, y), (self.left + self.width, y), "grid");
-            svg.text((self.left - 6.0, y + 4.0), "end", "tick", 0.0, &unit.label(*tick));
+            svg.text(
+                (self.left - 6.0, y + 4.0),
+                "end",
+                "tick",
+                0.0,
+                &unit.label(*tick),
+            );
         }
         svg.line(
             (self.left, self.top),
@@ -210,7 +222,11 @@ impl Frame {
     /// The x axis line and its title.
     fn x_axis(&self, svg: &mut Svg, title: &str) {
         let bottom = self.top + self.height;
-        svg.line((self.left, bottom), (self.left + self.width, bottom), "axis");
+        svg.line(
+            (self.left, bottom),
+            (self.left + self.width, bottom),
+            "axis",
+        );
         svg.text(
             (self.left + self.width / 2.0, bottom + 38.0),
             "middle",
@@ -390,15 +406,19 @@ fn perms_colour(perms: &str) -> &'static str {
 
 /// Regions as bars along the address axis, left to right, wrapped into lanes. A bar's width
 /// grows with the logarithm of its size; gaps between regions are compressed to a break mark
-/// with the gap's size. Each bar that starts a new file, and each bar after a gap, is labelled.
+/// with the gap's size (where the label fits). Each bar that starts a new file, and each bar
+/// after a gap, is labelled with its name; the first bar of a run has its address under it (where
+/// it fits).
 pub fn address_space(label: &str, blocks: &[Block]) -> String {
-    const LANE_WIDTH: f64 = 900.0;
+    const LANE_WIDTH: f64 = 830.0;
     const LANE_HEIGHT: f64 = 190.0;
     const BAR_TOP: f64 = 110.0;
     const BAR_HEIGHT: f64 = 34.0;
     const GAP: f64 = 16.0;
     /// The width of `0x7f0000001000` in 11 px type, and some space.
     const ADDRESS_WIDTH: f64 = 96.0;
+    /// The width of `+56.3 MiB` in 10 px type, and some space.
+    const GAP_LABEL_WIDTH: f64 = 62.0;
     let width_of = |b: &Block| {
         let pages = (b.end.saturating_sub(b.start) / 4096).max(1) as f64;
         12.0 + 6.0 * pages.log2()
@@ -419,16 +439,15 @@ pub fn address_space(label: &str, blocks: &[Block]) -> String {
             gaps.push((lane, x, block.start - p.end));
             x += GAP;
         }
-        let labelled = gap.is_some()
-            || previous.is_none_or(|p| p.name != block.name)
-            || x == 10.0;
+        let labelled = gap.is_some() || previous.is_none_or(|p| p.name != block.name) || x == 10.0;
         placed.push((lane, x, w, labelled, gap.is_some() || previous.is_none()));
         x += w;
         previous = Some(block);
     }
     let lanes = lane + 1;
     let height = lanes as f64 * LANE_HEIGHT + 10.0;
-    let mut svg = Svg::new(LANE_WIDTH + 20.0, height, label);
+    // Room on the right for the address under the last bar of a lane.
+    let mut svg = Svg::new(LANE_WIDTH + ADDRESS_WIDTH + 10.0, height, label);
     for l in 0..lanes {
         let y = l as f64 * LANE_HEIGHT + BAR_TOP + BAR_HEIGHT;
         svg.line((10.0, y), (LANE_WIDTH, y), "axis");
@@ -467,22 +486,29 @@ pub fn address_space(label: &str, blocks: &[Block]) -> String {
             );
         }
     }
+    let mut gap_room = (0_usize, 0.0);
     for (lane, x, size) in gaps {
         let top = lane as f64 * LANE_HEIGHT + BAR_TOP;
         let mid = x + GAP / 2.0;
+        let labelled = (lane, mid - GAP_LABEL_WIDTH / 2.0) >= gap_room;
+        if labelled {
+            gap_room = (lane, mid + GAP_LABEL_WIDTH / 2.0);
+        }
         svg.line((mid - 3.0, top + 4.0), (mid + 3.0, top - 4.0), "break");
         svg.line(
             (mid - 3.0, top + BAR_HEIGHT + 4.0),
             (mid + 3.0, top + BAR_HEIGHT - 4.0),
             "break",
         );
-        svg.text(
-            (mid, top + BAR_HEIGHT + 28.0),
-            "middle",
-            "gap",
-            0.0,
-            &format!("+{}", labels::human_bytes(size)),
-        );
+        if labelled {
+            svg.text(
+                (mid, top + BAR_HEIGHT + 28.0),
+                "middle",
+                "gap",
+                0.0,
+                &format!("+{}", labels::human_bytes(size)),
+            );
+        }
     }
     svg.finish()
 }

@@ -122,7 +122,12 @@ pub struct Filled {
 impl Spec {
     /// Runs the table's query over the calls that `calls` (a predicate) selects, keeping the
     /// first `limit` rows.
-    pub fn fill(self, engine: &Engine, calls: Option<&str>, limit: usize) -> Result<Filled, EngineError> {
+    pub fn fill(
+        self,
+        engine: &Engine,
+        calls: Option<&str>,
+        limit: usize,
+    ) -> Result<Filled, EngineError> {
         let query = format!(
             "{}{}{} LIMIT {limit}",
             self.select.replace("{BYTES}", BYTES_MAPPED),

@@ -295,7 +295,11 @@ fn tables_count_what_the_capture_holds() {
     // The picture: pid 900, mapped the most at the end: 15 of its 20 file regions are left, and
     // the writable and executable one.
     let space = root.by_id("address-space").expect("section");
-    assert!(space.deep_text().contains("Process 900"), "{}", space.deep_text());
+    assert!(
+        space.deep_text().contains("Process 900"),
+        "{}",
+        space.deep_text()
+    );
     let regions = table(&root, "regions");
     assert_eq!(regions.len(), 16);
     assert_eq!(regions[0][0], format!("{:#x}", FIRST + 5 * 2 * MIB));
@@ -415,8 +419,11 @@ fn chromium_draws_every_chart() {
     let page = report(dir.path(), &path, &[]);
 
     let measured_page = dir.path().join("measured.html");
-    std::fs::write(&measured_page, page.replace("</body>", &format!("{MEASURE}</body>")))
-        .expect("write measured page");
+    std::fs::write(
+        &measured_page,
+        page.replace("</body>", &format!("{MEASURE}</body>")),
+    )
+    .expect("write measured page");
     let dom = headless(&measured_page, &["--dump-dom".to_owned()]);
     let start = dom.find("<pre id=\"measured\">").expect("the script ran") + 19;
     let end = start + dom[start..].find("</pre>").expect("end of measures");
@@ -463,7 +470,10 @@ fn chromium_draws_every_chart() {
         .map(|p| [p[0], p[1], p[2]])
         .collect();
     assert!(colours.len() > 50, "{} colours", colours.len());
-    for (name, rgb) in [("series 1", [0x4e, 0x79, 0xa7]), ("r-x", [0xf2, 0x8e, 0x2b])] {
+    for (name, rgb) in [
+        ("series 1", [0x4e, 0x79, 0xa7]),
+        ("r-x", [0xf2, 0x8e, 0x2b]),
+    ] {
         assert!(colours.contains(&rgb), "{name} colour drawn");
     }
 }

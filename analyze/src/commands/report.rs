@@ -14,19 +14,20 @@ use crate::{
     timespec::TimeSpec,
 };
 
-/// Write an incident report: one self-contained HTML file (inline CSS and SVG, no script, no
-/// network fetch) that opens in any browser and can be attached to a ticket.
+/// Write an incident report: one self-contained HTML page to attach to a ticket.
 ///
-/// The page holds: the capture's metadata (hosts, capture ids, start, end, duration, files,
+/// The page has inline CSS and SVG, no script and nothing fetched from the network: it opens in
+/// any browser, offline. It holds: the capture's metadata (hosts, capture ids, start, end, duration, files,
 /// segments) and completeness (counters, lost records, loss windows, missing segments), as
 /// `summary` computes them; the findings (as `findings` answers them, with the same thresholds
 /// options); summary tables (top processes, system calls, mapped files, errors); and charts: mapped bytes over time for the top processes, calls per second per
 /// system call, a histogram of call durations in log2 buckets, and the address space of one
-/// process at one time (by default the process with the most mapped bytes at the end, at the end
-/// of the capture), as `maps` rebuilds it.
+/// process at one time, as `maps` rebuilds it (by default the process with the most mapped bytes
+/// at the end, at the end; when every process exited, the one with the highest peak, at its
+/// peak).
 ///
 /// The row options (--pid, --comm, --syscall, --since, --until, --where) choose the calls that
-/// the tables and charts count; the capture and completeness sections always cover every row.
+/// the findings, tables and charts count; the capture and completeness sections always cover every row.
 /// Every number is an aggregate computed by the query engine, so memory is bounded by the size
 /// of the page, not by the capture; tables are cut at --rows rows and charts at --series series,
 /// and the page says where it left rows out. Text from the capture (thread names, paths, host

@@ -351,6 +351,14 @@ fn filters_narrow_the_tables_and_a_bad_where_exits_1() {
     assert!(!out.exists());
 }
 
+#[test]
+fn help_explains_the_page() {
+    let output = run(["report", "--help"]);
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).expect("UTF-8 help");
+    insta::assert_snapshot!("report_help", help);
+}
+
 /// The Chromium binary: `$MMAP_CAPTURE_CHROMIUM`, else `chromium` on the PATH.
 fn chromium() -> PathBuf {
     if let Some(path) = std::env::var_os("MMAP_CAPTURE_CHROMIUM") {

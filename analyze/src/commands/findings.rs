@@ -200,8 +200,9 @@ fn show_command(finding: &Finding) -> String {
     }
 }
 
+/// The examples of a finding as a table, without the columns that are empty in every row.
 fn examples_table(examples: &[Example]) -> Table {
-    let mut table = Table::new(&[
+    let columns = [
         Column::left("TIME"),
         Column::right("PID"),
         Column::left("COMM"),
@@ -211,28 +212,52 @@ fn examples_table(examples: &[Example]) -> Table {
         Column::left("PROT"),
         Column::left("FILE"),
         Column::left("DETAIL"),
-    ]);
-    for example in examples {
-        let pid = if example.pid == 0 && example.comm.is_empty() {
-            String::new()
-        } else {
-            example.pid.to_string()
-        };
-        table.push(vec![
-            labels::time_of_day_ns(example.ts_ns),
-            pid,
-            visible(&example.comm).into_owned(),
-            example.what.clone(),
-            example.addr.map(labels::hex).unwrap_or_default(),
-            example.len.map(labels::human_bytes).unwrap_or_default(),
-            example.prot.clone().unwrap_or_default(),
-            example
-                .file
-                .as_deref()
-                .map(|file| visible(file).into_owned())
-                .unwrap_or_default(),
-            example.detail.clone().unwrap_or_default(),
-        ]);
+    ];
+    let rows: Vec<Vec<String>> = examples
+        .iter()
+        .map(|example| {
+            let pid = if example.pid == 0 && example.comm.is_empty() {
+                String::new()
+            } else {
+                example.pid.to_string()
+            };
+            vec![
+                labels::time_of_day_ns(example.ts_ns),
+                pid,
+                visible(&example.comm).into_owned(),
+                example.what.clone(),
+                example.addr.map(labels::hex).unwrap_or_default(),
+                example.len.map(labels::human_bytes).unwrap_or_default(),
+                example.prot.clone().unwrap_or_default(),
+                example
+                    .file
+                    .as_deref()
+                    .map(|file| visible(file).into_owned())
+                    .unwrap_or_default(),
+                example.detail.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let used: Vec<bool> = (0..columns.len())
+        .map(|i| {
+            rows.iter()
+                .any(|row| row.get(i).is_some_and(|cell| !cell.is_empty()))
+        })
+        .collect();
+    let keep = |i: &usize| used.get(*i).copied().unwrap_or(false);
+    let shown: Vec<Column> = (0..columns.len())
+        .filter(keep)
+        .filter_map(|i| columns.get(i).cloned())
+        .collect();
+    let mut table = Table::new(&shown);
+    for row in rows {
+        table.push(
+            row.into_iter()
+                .enumerate()
+                .filter(|(i, _)| keep(i))
+                .map(|(_, cell)| cell)
+                .collect(),
+        );
     }
     table
 }

@@ -231,8 +231,8 @@ impl fmt::Display for Window {
 }
 
 /// Answers every saved question about the rows of `readers` (already registered in `engine`)
-/// that `filter` selects: one [`Finding`] per question, found or not, most severe first (the
-/// order of the questions within a severity is fixed).
+/// that `filter` selects: one [`Finding`] per question, found or not, most severe first (within a
+/// severity in the order of [`ORDER`]).
 ///
 /// An error of the filter's `--where` is an [`crate::engine::EngineError::Query`] in the chain.
 pub fn evaluate(
@@ -249,9 +249,26 @@ pub fn evaluate(
     };
     let mut findings = checks::evaluate(&scope, options)?;
     findings.extend(history::evaluate(&scope, readers, options)?);
-    findings.sort_by_key(|finding| finding.severity);
+    findings.sort_by_key(|finding| {
+        let rank = ORDER.iter().position(|id| *id == finding.id);
+        (finding.severity, rank)
+    });
     Ok(findings)
 }
+
+/// The questions in the order they are shown within a severity: the clearest signs first.
+pub const ORDER: [&str; 10] = [
+    "wx-mapping",
+    "exec-after-write",
+    "deleted-exec",
+    "deleted-exec-mapping",
+    "deleted-mapping",
+    "big-anon",
+    "fast-anon",
+    "failure-storm",
+    "leak-candidate",
+    "records-lost",
+];
 
 #[cfg(test)]
 mod tests {

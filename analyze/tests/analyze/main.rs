@@ -4,6 +4,7 @@
 mod cli;
 mod common;
 mod events;
+mod findings;
 mod inputs;
 mod maps;
 mod recover;

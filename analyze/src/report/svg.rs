@@ -90,6 +90,36 @@ pub fn duration_label(ns: f64) -> String {
     format!("{text} {unit}")
 }
 
+/// Labels of elapsed-time ticks (ns), all in the largest unit the step between them is a whole
+/// number of: `+20 s, +40 s, +60 s` rather than `+40 s, +1 min, +1.33 min`.
+fn elapsed_labels(ticks: &[f64]) -> Vec<String> {
+    const UNITS: [(f64, &str); 7] = [
+        (86_400e9, "d"),
+        (3_600e9, "h"),
+        (60e9, "min"),
+        (1e9, "s"),
+        (1e6, "ms"),
+        (1e3, "µs"),
+        (1.0, "ns"),
+    ];
+    let step = match ticks {
+        [a, b, ..] => b - a,
+        _ => 1.0,
+    };
+    let (size, unit) = UNITS
+        .into_iter()
+        .find(|(size, _)| step >= *size && ((step / size) - (step / size).round()).abs() < 1e-6)
+        .unwrap_or((1.0, "ns"));
+    ticks
+        .iter()
+        .map(|tick| {
+            let value = format!("{:.3}", tick / size);
+            let value = value.trim_end_matches('0').trim_end_matches('.');
+            format!("+{value} {unit}")
+        })
+        .collect()
+}
+
 /// Ticks at 1, 2 or 5 times a power of ten covering `min..=max`.
 fn nice_ticks(min: f64, max: f64, n: usize) -> Vec<f64> {
     let range = (max - min).max(f64::MIN_POSITIVE);
@@ -288,16 +318,10 @@ pub fn line_chart(
     };
     frame.y_axis(&mut svg, &y_ticks, y_unit, y_title);
     let bottom = TOP + PLOT_HEIGHT;
-    for tick in &x_ticks {
+    for (tick, text) in x_ticks.iter().zip(elapsed_labels(&x_ticks)) {
         let x = frame.px(*tick);
         svg.line((x, bottom), (x, bottom + 5.0), "axis");
-        svg.text(
-            (x, bottom + 18.0),
-            "middle",
-            "tick",
-            0.0,
-            &Unit::Elapsed.label(*tick),
-        );
+        svg.text((x, bottom + 18.0), "middle", "tick", 0.0, &text);
     }
     frame.x_axis(&mut svg, "time since the first row");
     for (i, s) in series.iter().enumerate() {
@@ -526,6 +550,12 @@ mod tests {
         assert_eq!(Unit::Bytes.label(1024.0 * 1024.0), "1.0 MiB");
         assert_eq!(duration_label(1_500_000.0), "1.5 ms");
         assert_eq!(duration_label(2e9), "2 s");
+        let minutes = [0.0, 20e9, 40e9, 60e9, 80e9];
+        assert_eq!(
+            elapsed_labels(&minutes),
+            ["+0 s", "+20 s", "+40 s", "+60 s", "+80 s"]
+        );
+        assert_eq!(elapsed_labels(&[0.0, 5e5]), ["+0 µs", "+500 µs"]);
     }
 
     #[test]

@@ -13,7 +13,7 @@ export MMAP_CAPTURE_PYTHON := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 DEMO_OUT ?= target/demo/demo.parquet
 
-.PHONY: all bootstrap venv tools build release demo test bench fmt lint clean
+.PHONY: all bootstrap venv tools chromium build release demo test bench fmt lint clean
 
 all: build
 
@@ -72,11 +72,21 @@ tools:
 	      { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q linux-perf >/dev/null; }; \
 	  else echo "tools: perf is missing (install linux-perf); the perf coexistence test will fail" >&2; fi; }
 
+## chromium: headless Chromium, for the test that renders `mmap-analyze report` pages and
+## checks every chart is drawn (Debian package chromium). Without it that test fails.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || [ -n "$${MMAP_CAPTURE_CHROMIUM:-}" ] || { \
+	  if [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then \
+	    echo "chromium: installing headless Chromium (Debian package chromium)"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null || \
+	      { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }; \
+	  else echo "chromium: missing (install Debian's chromium, or set MMAP_CAPTURE_CHROMIUM); the report rendering test will fail" >&2; fi; }
+
 ## test: the whole suite. Tests that load eBPF are #[ignore = "needs root"]: as root (CI) they
 ## run with --include-ignored and fail on any load or attach error; without root they are listed
 ## as ignored, never as passed.
 INCLUDE_IGNORED := $(shell [ "$$(id -u)" -eq 0 ] && echo --include-ignored)
-test: bootstrap venv tools
+test: bootstrap venv tools chromium
 	@# The end-to-end tests run the binaries; cargo test builds only the test harnesses.
 	cargo build --workspace --exclude recorder-ebpf --bins
 	@[ -n "$(INCLUDE_IGNORED)" ] || echo "make test: not root: the eBPF tests are ignored (run as root to include them)" >&2

@@ -11,6 +11,7 @@ mod cli;
 mod commands;
 mod engine;
 mod events;
+mod findings;
 mod input;
 mod labels;
 mod loss;
@@ -19,6 +20,7 @@ mod output;
 mod progress;
 mod recover;
 mod replay;
+mod report;
 mod segments;
 mod summary;
 mod table;
@@ -62,6 +64,8 @@ enum Command {
     Top(commands::top::Args),
     Latency(commands::latency::Args),
     Errors(commands::errors::Args),
+    Findings(commands::findings::Args),
+    Report(commands::report::Args),
 }
 
 fn main() -> ExitCode {
@@ -78,6 +82,8 @@ fn main() -> ExitCode {
         Command::Top(args) => commands::top::run(args),
         Command::Latency(args) => commands::latency::run(args),
         Command::Errors(args) => commands::errors::run(args),
+        Command::Findings(args) => commands::findings::run(args),
+        Command::Report(args) => commands::report::run(args),
     };
     match result {
         Ok(code) => code,

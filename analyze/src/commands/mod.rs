@@ -2,6 +2,9 @@
 
 pub mod calls;
 pub mod errors;
+pub mod findings;
 pub mod latency;
+pub mod report;
 pub mod sql;
 pub mod top;
+

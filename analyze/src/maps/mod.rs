@@ -279,6 +279,29 @@ struct Report {
     table_regions: Vec<Region>,
 }
 
+/// The merged address space of `pid` at `at` (default: the end of the capture) as `maps --format
+/// json` prints it (the documented JSON keys), for commands that show it another way (the HTML
+/// report).
+pub fn collect_json(
+    readers: &[mmap_format::reader::CaptureReader],
+    pid: u32,
+    at: Option<TimeSpec>,
+) -> anyhow::Result<serde_json::Value> {
+    let args = Args {
+        inputs: Inputs { paths: Vec::new() },
+        pid,
+        at,
+        before_exit: false,
+        format: MapsFormat::Json,
+        no_merge: false,
+    };
+    let scan = Scan::read(readers, pid)?;
+    let query = Query::new(readers, &scan, &args)?;
+    Ok(serde_json::to_value(Report::build(
+        readers, &scan, &query,
+    )?)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -298,6 +298,12 @@ impl Summary {
     }
 }
 
+/// The summary of `readers` as `summary --format json` prints it (the documented JSON keys), for
+/// commands that show it another way (the HTML report).
+pub fn collect_json(readers: &[CaptureReader], top: usize) -> anyhow::Result<serde_json::Value> {
+    Ok(serde_json::to_value(Summary::collect(readers, top)?)?)
+}
+
 #[cfg(test)]
 mod tests {
     use std::borrow::Cow;

@@ -38,6 +38,201 @@ struct Args {
     /// Run as the exec'd child: make the child's calls and write its report (JSON) here.
     #[arg(long, value_name = "REPORT")]
     exec_child: Option<PathBuf>,
+    /// After the calls, plant what `mmap-analyze findings` looks for (repeat, or separate with
+    /// commas; `all` for every one). See `Plant` for what each does.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "WHAT")]
+    plant: Vec<Plant>,
+}
+
+/// Suspicious behaviour to plant, one per question of `mmap-analyze findings`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Plant {
+    /// Every plant below.
+    All,
+    /// mmap of anonymous memory with PROT_READ|PROT_WRITE|PROT_EXEC (wx-mapping).
+    Wx,
+    /// Anonymous read-write memory written, then made read-execute with mprotect
+    /// (exec-after-write).
+    MprotectExec,
+    /// A read-execute mapping of a memfd (deleted-exec-mapping).
+    MemfdExec,
+    /// Read-only mappings of a memfd and of a deleted file (deleted-mapping).
+    DeletedMap,
+    /// A child that execs a copy of /bin/sleep through /proc/self/fd/N after the copy was
+    /// deleted (deleted-exec).
+    DeletedExec,
+    /// 20 mmaps failing with ENOMEM at once (failure-storm).
+    EnomemStorm,
+    /// A child that maps 300 MiB of anonymous memory (never touched) and is still alive, with
+    /// it mapped, 2 s after this program exits (leak-candidate, fast-anon).
+    Leak,
+    /// 1.1 GiB of anonymous memory mapped (never touched) and unmapped (big-anon, fast-anon).
+    BigAnon,
+}
+
+impl Plant {
+    const EACH: [Self; 8] = [
+        Self::Wx,
+        Self::MprotectExec,
+        Self::MemfdExec,
+        Self::DeletedMap,
+        Self::DeletedExec,
+        Self::EnomemStorm,
+        Self::Leak,
+        Self::BigAnon,
+    ];
+}
+
+/// Plants each of `plants` (`all`: every one).
+fn plant(plants: &[Plant], dir: &std::path::Path) -> anyhow::Result<()> {
+    let all = plants.contains(&Plant::All);
+    for what in Plant::EACH {
+        if all || plants.contains(&what) {
+            plant_one(what, dir).with_context(|| format!("planting {what:?}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// An anonymous private mapping of `len` bytes with `prot` (MAP_NORESERVE: never touched, it
+/// costs no memory).
+fn map_anon(len: usize, prot: i32) -> anyhow::Result<*mut libc::c_void> {
+    let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
+    // SAFETY: a fresh anonymous mapping; the caller owns it.
+    let p = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, flags, -1, 0) };
+    if p == libc::MAP_FAILED {
+        anyhow::bail!("mmap of {len} bytes: {}", std::io::Error::last_os_error());
+    }
+    Ok(p)
+}
+
+fn unmap(p: *mut libc::c_void, len: usize) {
+    // SAFETY: unmapping a mapping the caller made with map_anon and no longer uses.
+    unsafe { libc::munmap(p, len) };
+}
+
+fn plant_one(what: Plant, dir: &std::path::Path) -> anyhow::Result<()> {
+    const PAGE: usize = 4096;
+    let rw = libc::PROT_READ | libc::PROT_WRITE;
+    match what {
+        Plant::All => {}
+        Plant::Wx => unmap(map_anon(PAGE, rw | libc::PROT_EXEC)?, PAGE),
+        Plant::MprotectExec => {
+            let p = map_anon(PAGE, rw)?;
+            // SAFETY: the page was just mapped read-write; `ret` (0xc3) is written to it.
+            unsafe { p.cast::<u8>().write(0xc3) };
+            // SAFETY: changing the protection of our own page.
+            if unsafe { libc::mprotect(p, PAGE, libc::PROT_READ | libc::PROT_EXEC) } != 0 {
+                anyhow::bail!("mprotect: {}", std::io::Error::last_os_error());
+            }
+            unmap(p, PAGE);
+        }
+        Plant::MemfdExec => {
+            // SAFETY: memfd_create with a valid NUL-terminated name.
+            let fd = unsafe { libc::memfd_create(c"planted-code".as_ptr(), 0) };
+            if fd < 0 {
+                anyhow::bail!("memfd_create: {}", std::io::Error::last_os_error());
+            }
+            // SAFETY: sizing, mapping and closing our own memfd; the mapping is unmapped.
+            unsafe {
+                libc::ftruncate(fd, PAGE as libc::off_t);
+                let prot = libc::PROT_READ | libc::PROT_EXEC;
+                let p = libc::mmap(std::ptr::null_mut(), PAGE, prot, libc::MAP_PRIVATE, fd, 0);
+                if p != libc::MAP_FAILED {
+                    libc::munmap(p, PAGE);
+                }
+                libc::close(fd);
+            }
+        }
+        Plant::DeletedMap => {
+            special_file_calls(dir)?;
+        }
+        Plant::DeletedExec => deleted_exec(dir)?,
+        Plant::EnomemStorm => {
+            let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
+            for _ in 0..20 {
+                // SAFETY: a mapping larger than any address space: it fails with ENOMEM.
+                let p = unsafe {
+                    libc::mmap(std::ptr::null_mut(), 1 << 62, libc::PROT_READ, flags, -1, 0)
+                };
+                if p != libc::MAP_FAILED {
+                    unmap(p, 1 << 62);
+                }
+            }
+        }
+        Plant::Leak => {
+            // SAFETY: the child only maps memory and sleeps, then exits with _exit.
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                let code = match map_anon(300 << 20, rw) {
+                    Ok(_) => {
+                        std::thread::sleep(Duration::from_secs(2));
+                        0
+                    }
+                    Err(_) => 1,
+                };
+                // SAFETY: leaving the forked child without running the parent's exit code.
+                unsafe { libc::_exit(code) };
+            }
+            if pid < 0 {
+                anyhow::bail!("fork: {}", std::io::Error::last_os_error());
+            }
+            // Let the child map before this program goes on (and exits).
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Plant::BigAnon => {
+            let len = 1100 << 20;
+            unmap(map_anon(len, rw)?, len);
+        }
+    }
+    Ok(())
+}
+
+/// A child that execs a deleted copy of /bin/sleep through /proc/self/fd/N; waits for it.
+fn deleted_exec(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let copy = dir.join(format!("mmap-workload-{}-sleep", std::process::id()));
+    std::fs::copy("/bin/sleep", &copy).context("copying /bin/sleep")?;
+    let path = std::ffi::CString::new(copy.as_os_str().as_bytes())?;
+    // SAFETY: open with a valid path; without O_CLOEXEC, so that the exec can use it.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY) };
+    if fd < 0 {
+        anyhow::bail!(
+            "open {}: {}",
+            copy.display(),
+            std::io::Error::last_os_error()
+        );
+    }
+    std::fs::remove_file(&copy)?;
+    let program = std::ffi::CString::new(format!("/proc/self/fd/{fd}"))?;
+    // Long enough for the recorder's snapshot after the exec.
+    let args = [c"sleep".to_owned(), c"0.3".to_owned()];
+    let argv: Vec<*const libc::c_char> = args
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    // SAFETY: the child only calls execv (with memory prepared above) and _exit.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: as above.
+        unsafe {
+            libc::execv(program.as_ptr(), argv.as_ptr());
+            libc::_exit(127);
+        }
+    }
+    // SAFETY: closing our own descriptor.
+    unsafe { libc::close(fd) };
+    if pid < 0 {
+        anyhow::bail!("fork: {}", std::io::Error::last_os_error());
+    }
+    let mut status = 0;
+    // SAFETY: waiting for our own child into a local.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    if status != 0 {
+        anyhow::bail!("the deleted copy of /bin/sleep failed: wait status {status}");
+    }
+    Ok(())
 }
 
 /// A system call of the family, recorded with the clock around it.
@@ -586,6 +781,7 @@ fn main() -> anyhow::Result<()> {
             report.exec_child = Some(serde_json::from_slice(&text)?);
             report.fork = Some(fork);
         }
+        plant(&args.plant, &args.dir)?;
         Ok(report)
     })();
     let _ = std::fs::remove_file(&path);

@@ -1,0 +1,307 @@
+//! The questions an SQL predicate answers: over single rows (a writable and executable mapping,
+//! a mapping of a deleted file, an exec of one) or over the rows of each process in a time
+//! window (large or fast-growing anonymous memory, failure storms).
+
+use super::{
+    Example, Finding, Severity, Thresholds,
+    query::{Columns, PROCESSES, RowCheck, Scope},
+};
+use crate::labels;
+
+/// `PROT_WRITE | PROT_EXEC`.
+const PROT_WX: u64 = 0x2 | 0x4;
+/// `PROT_EXEC`.
+const PROT_EXEC: u64 = 0x4;
+/// `MAP_ANONYMOUS`.
+const MAP_ANONYMOUS: u64 = 0x20;
+/// EAGAIN and ENOMEM.
+const STORM_ERRNOS: &str = "11, 12";
+
+/// Processes listed in a per-process predicate before it gives up on listing them.
+const MAX_LISTED_PIDS: usize = 50;
+
+/// Successful anonymous mmaps (the rows the anonymous-memory questions add up).
+pub fn anon_mmap() -> String {
+    format!(
+        "syscall = 'mmap' AND (flags & {MAP_ANONYMOUS}) <> 0 AND errno IS NULL AND ret IS NOT NULL"
+    )
+}
+
+/// Successful mmaps of a deleted file or a memfd, executable (`exec`) or not.
+fn deleted_mmap(exec: bool) -> String {
+    let op = if exec { "<>" } else { "=" };
+    format!(
+        "syscall = 'mmap' AND errno IS NULL AND (file_deleted OR file_memfd) AND \
+         (prot & {PROT_EXEC}) {op} 0"
+    )
+}
+
+/// Every question of this module.
+pub fn evaluate(scope: &Scope<'_>, options: &Thresholds) -> anyhow::Result<Vec<Finding>> {
+    let mut findings = vec![
+        scope.row_finding(RowCheck {
+            id: "wx-mapping",
+            severity: Severity::High,
+            title: "mmap or mprotect asking for writable and executable memory \
+                    (PROT_WRITE|PROT_EXEC)"
+                .to_owned(),
+            view: "calls",
+            predicate: format!(
+                "syscall IN ('mmap', 'mprotect') AND (prot & {PROT_WX}) = {PROT_WX}"
+            ),
+            note: Some(
+                "failed attempts count too: a refused W+X request is a sign as well".to_owned(),
+            ),
+        })?,
+        scope.row_finding(RowCheck {
+            id: "deleted-exec",
+            severity: Severity::High,
+            title: "exec of a deleted file, a memfd or a file descriptor".to_owned(),
+            view: "events",
+            predicate: format!(
+                "(kind = 'exec' AND (file_deleted OR file_memfd OR file_path LIKE '/proc/%/fd/%' \
+                 OR file_path LIKE '/dev/fd/%')) OR (kind = 'snapshot' AND \
+                 source = 'proc_maps:exec' AND (prot & {PROT_EXEC}) <> 0 AND \
+                 (file_deleted OR file_memfd))"
+            ),
+            note: Some(
+                "exec rows name the path given to execve; the /proc/PID/maps snapshot taken \
+                 after the exec shows whether the program's file was deleted or a memfd"
+                    .to_owned(),
+            ),
+        })?,
+        scope.row_finding(RowCheck {
+            id: "deleted-exec-mapping",
+            severity: Severity::High,
+            title: "executable mappings of deleted files or memfds".to_owned(),
+            view: "calls",
+            predicate: deleted_mmap(true),
+            note: None,
+        })?,
+        scope.row_finding(RowCheck {
+            id: "deleted-mapping",
+            severity: Severity::Medium,
+            title: "mappings (not executable) of deleted files or memfds".to_owned(),
+            view: "calls",
+            predicate: deleted_mmap(false),
+            note: None,
+        })?,
+    ];
+    let window = |ns: i64| Frame::Window(ns);
+    findings.extend([
+        per_process(
+            scope,
+            &PerProcess {
+                id: "big-anon",
+                severity: Severity::Medium,
+                title: format!(
+                    "processes that mapped more than {} of anonymous memory in all",
+                    options.big_anon
+                ),
+                predicate: anon_mmap(),
+                value: "len",
+                frame: Frame::Running,
+                at_least: options.big_anon.0.saturating_add(1),
+                note: "anonymous mmaps add up; munmap is not subtracted (see leak-candidate \
+                       for what stayed mapped)",
+            },
+        )?,
+        per_process(
+            scope,
+            &PerProcess {
+                id: "fast-anon",
+                severity: Severity::Medium,
+                title: format!(
+                    "processes that mapped more than {} of anonymous memory within {}",
+                    options.fast_anon, options.fast_anon_window
+                ),
+                predicate: anon_mmap(),
+                value: "len",
+                frame: window(options.fast_anon_window.0),
+                at_least: options.fast_anon.0.saturating_add(1),
+                note: "the example's time is when the window first went over the threshold",
+            },
+        )?,
+        per_process(
+            scope,
+            &PerProcess {
+                id: "failure-storm",
+                severity: Severity::Medium,
+                title: format!(
+                    "processes with at least {} calls failing with ENOMEM or EAGAIN within {}",
+                    options.storm, options.storm_window
+                ),
+                predicate: format!("errno IN ({STORM_ERRNOS})"),
+                value: "1",
+                frame: window(options.storm_window.0),
+                at_least: options.storm.max(1),
+                note: "the example's time is when the burst first reached the threshold",
+            },
+        )?,
+    ]);
+    findings.push(lost(scope)?);
+    Ok(findings)
+}
+
+/// Which rows of a process a total covers.
+enum Frame {
+    /// Every row so far.
+    Running,
+    /// The rows of the last `ns` nanoseconds.
+    Window(i64),
+}
+
+/// A question about processes: the rows matching `predicate` of one process whose `value`s add
+/// up to at least `at_least` within `frame`.
+struct PerProcess {
+    id: &'static str,
+    severity: Severity,
+    title: String,
+    predicate: String,
+    /// An SQL expression: `len` adds up bytes, `1` counts rows.
+    value: &'static str,
+    frame: Frame,
+    at_least: u64,
+    note: &'static str,
+}
+
+/// The processes of `check`, by the time they reached the threshold.
+fn per_process(scope: &Scope<'_>, check: &PerProcess) -> anyhow::Result<Finding> {
+    let frame = match check.frame {
+        Frame::Running => "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW".to_owned(),
+        Frame::Window(ns) => {
+            format!("RANGE BETWEEN INTERVAL '{ns} nanoseconds' PRECEDING AND CURRENT ROW")
+        }
+    };
+    let query = format!(
+        "WITH totals AS (\
+           SELECT pid, CAST(comm AS VARCHAR) AS comm, ts, \
+             sum(CAST({value} AS DECIMAL(38, 0))) OVER (PARTITION BY pid ORDER BY ts {frame}) \
+               AS total \
+           FROM calls{where_clause}) \
+         SELECT pid, first_value(comm ORDER BY ts) AS comm, CAST(min(ts) AS BIGINT) AS ts, \
+           CAST(max(total) AS DOUBLE) AS total \
+         FROM totals WHERE total >= {at_least} GROUP BY pid ORDER BY ts, pid",
+        value = check.value,
+        where_clause = scope.where_clause(&check.predicate),
+        at_least = check.at_least,
+    );
+    let mut pids = Vec::new();
+    let mut examples = Vec::new();
+    for batch in scope.batches(&query)? {
+        let rows = Columns::new(&batch);
+        for row in 0..batch.num_rows() {
+            let Some(pid) = rows.u32("pid", row) else {
+                continue;
+            };
+            pids.push(pid);
+            if examples.len() >= scope.examples {
+                continue;
+            }
+            let total = rows.u64("total", row).unwrap_or(0);
+            let amount = match check.value {
+                "len" => labels::human_bytes(total),
+                _ => format!("{total} call{}", labels::plural(total)),
+            };
+            let detail = match check.frame {
+                Frame::Running => format!("{amount} in all"),
+                Frame::Window(ns) => format!("{amount} within {}", super::Window(ns)),
+            };
+            examples.push(Example {
+                pid,
+                comm: rows.string("comm", row).unwrap_or_default(),
+                ts_ns: rows.i64("ts", row).unwrap_or(0),
+                what: "process".to_owned(),
+                len: (check.value == "len").then_some(total),
+                detail: Some(detail),
+                ..Example::default()
+            });
+        }
+    }
+    let count = pids.len() as u64;
+    let (predicate, exact, note) = pid_predicate(&check.predicate, &pids, check.note);
+    Ok(Finding {
+        id: check.id,
+        severity: check.severity,
+        title: check.title.clone(),
+        count,
+        unit: PROCESSES,
+        processes: count,
+        view: "calls",
+        predicate,
+        exact,
+        note: Some(note),
+        examples,
+    })
+}
+
+/// `predicate` narrowed to the processes `pids` (when there are not too many to list), whether
+/// that is exact, and `note` with what the predicate shows.
+pub fn pid_predicate(predicate: &str, pids: &[u32], note: &str) -> (String, bool, String) {
+    if pids.is_empty() || pids.len() > MAX_LISTED_PIDS {
+        let why = if pids.is_empty() {
+            String::new()
+        } else {
+            format!("; the predicate does not list the {} processes", pids.len())
+        };
+        return (
+            predicate.to_owned(),
+            pids.is_empty(),
+            format!("{note}{why}"),
+        );
+    }
+    let list: Vec<String> = pids.iter().map(u32::to_string).collect();
+    (
+        format!("{predicate} AND pid IN ({})", list.join(", ")),
+        true,
+        note.to_owned(),
+    )
+}
+
+/// Records the recorder lost (the other findings may miss rows there). The row filter does not
+/// apply: lost records belong to no process.
+fn lost(scope: &Scope<'_>) -> anyhow::Result<Finding> {
+    // The window sums every row before LIMIT keeps the first few.
+    let query = format!(
+        "SELECT CAST(ts AS BIGINT) AS ts, cpu, lost_count, \
+         CAST(sum(lost_count) OVER () AS BIGINT) AS total \
+         FROM lost WHERE lost_count > 0 ORDER BY ts LIMIT {}",
+        scope.examples.max(1)
+    );
+    let mut total = 0;
+    let mut examples = Vec::new();
+    for batch in scope.batches(&query)? {
+        let rows = Columns::new(&batch);
+        for row in 0..batch.num_rows() {
+            total = rows.u64("total", row).unwrap_or(total);
+            if examples.len() >= scope.examples {
+                continue;
+            }
+            let count = rows.u64("lost_count", row).unwrap_or(0);
+            let cpu = rows.u32("cpu", row).unwrap_or(0);
+            examples.push(Example {
+                ts_ns: rows.i64("ts", row).unwrap_or(0),
+                what: "lost".to_owned(),
+                detail: Some(format!(
+                    "{} record{} lost on CPU {cpu}",
+                    labels::thousands(count),
+                    labels::plural(count)
+                )),
+                ..Example::default()
+            });
+        }
+    }
+    Ok(Finding {
+        id: "records-lost",
+        severity: Severity::Info,
+        title: "records the recorder lost: every finding may miss rows there".to_owned(),
+        count: total,
+        unit: "records",
+        processes: 0,
+        view: "lost",
+        predicate: "lost_count > 0".to_owned(),
+        exact: true,
+        note: Some("lost records belong to no process: the row filter does not apply".to_owned()),
+        examples,
+    })
+}

@@ -1,0 +1,551 @@
+//! The questions that need the history of each region, answered by replaying the address
+//! spaces ([`crate::replay`]): memory made executable after it was anonymous or writable, and
+//! anonymous mappings still in place at the end (leak candidates).
+//!
+//! SQL picks the candidates first (executable mprotect calls; processes whose anonymous mmaps
+//! add up to more than the leak threshold), with the command line's row filter, so a capture
+//! without candidates is not replayed at all. The replay then reads only the rows of those
+//! processes and of their ancestors (a fork copies the parent's map), from the engine, sorted by
+//! the time they take effect.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use mmap_format::{
+    event::{Event, RowKind, Syscall},
+    reader::{CaptureReader, events_from_batch},
+    schema::col,
+};
+
+use super::{
+    Example, Finding, Severity, Thresholds,
+    checks::{anon_mmap, pid_predicate},
+    query::{Columns, PROCESSES, ROWS, Scope},
+};
+use crate::{
+    labels,
+    replay::{Backing, DEFAULT_PAGE_SIZE, MREMAP_DONTUNMAP, PROT_WRITE, Replay, SetBy},
+};
+
+/// Successful mprotect calls that make memory executable.
+fn exec_mprotect() -> String {
+    "syscall = 'mprotect' AND (prot & 4) <> 0 AND errno IS NULL AND ret IS NOT NULL".to_owned()
+}
+
+/// Rows listed one by one in a predicate before it falls back to listing processes.
+const MAX_LISTED_ROWS: usize = 50;
+
+/// Every question of this module.
+pub fn evaluate(
+    scope: &Scope<'_>,
+    readers: &[CaptureReader],
+    options: &Thresholds,
+) -> anyhow::Result<Vec<Finding>> {
+    let candidates = mprotect_candidates(scope)?;
+    let leak_pids = leak_candidates(scope, options.leak.0)?;
+    let mut pids: HashSet<u32> = candidates.iter().map(|c| c.pid).collect();
+    pids.extend(leak_pids.keys());
+    let mut history = History::new(page_size(readers), candidates);
+    if !pids.is_empty() {
+        let lineage = lineage(scope, &pids)?;
+        history.replay(scope, &lineage)?;
+    }
+    Ok(vec![
+        history.exec_after_write(scope),
+        history.leaks(scope, &leak_pids, options),
+    ])
+}
+
+fn page_size(readers: &[CaptureReader]) -> u64 {
+    readers
+        .iter()
+        .find_map(|r| r.metadata().page_size)
+        .map_or(DEFAULT_PAGE_SIZE, u64::from)
+}
+
+/// An executable mprotect call the filter selects, identified by its row.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct CallKey {
+    pid: u32,
+    tid: u32,
+    ts: i64,
+    addr: u64,
+}
+
+fn mprotect_candidates(scope: &Scope<'_>) -> anyhow::Result<HashSet<CallKey>> {
+    let query = format!(
+        "SELECT pid, tid, CAST(ts AS BIGINT) AS ts, addr FROM calls{}",
+        scope.where_clause(&exec_mprotect())
+    );
+    let mut keys = HashSet::new();
+    for batch in scope.batches(&query)? {
+        let rows = Columns::new(&batch);
+        for row in 0..batch.num_rows() {
+            if let (Some(pid), Some(tid), Some(ts), Some(addr)) = (
+                rows.u32("pid", row),
+                rows.u32("tid", row),
+                rows.i64("ts", row),
+                rows.u64("addr", row),
+            ) {
+                keys.insert(CallKey { pid, tid, ts, addr });
+            }
+        }
+    }
+    Ok(keys)
+}
+
+/// The processes whose anonymous mmaps (that the filter selects) add up to more than `leak`
+/// bytes, with their names: only they can leave that much mapped.
+fn leak_candidates(scope: &Scope<'_>, leak: u64) -> anyhow::Result<HashMap<u32, String>> {
+    let query = format!(
+        "SELECT pid, first_value(CAST(comm AS VARCHAR) ORDER BY ts DESC) AS comm FROM calls{} \
+         GROUP BY pid HAVING sum(CAST(len AS DECIMAL(38, 0))) > {leak}",
+        scope.where_clause(&anon_mmap())
+    );
+    let mut pids = HashMap::new();
+    for batch in scope.batches(&query)? {
+        let rows = Columns::new(&batch);
+        for row in 0..batch.num_rows() {
+            if let Some(pid) = rows.u32("pid", row) {
+                pids.insert(pid, rows.string("comm", row).unwrap_or_default());
+            }
+        }
+    }
+    Ok(pids)
+}
+
+/// `pids` and every ancestor of theirs that a fork row names.
+fn lineage(scope: &Scope<'_>, pids: &HashSet<u32>) -> anyhow::Result<HashSet<u32>> {
+    let query =
+        "SELECT pid, child_pid FROM lifecycle WHERE kind = 'fork' AND child_pid IS NOT NULL";
+    let mut parent = HashMap::new();
+    for batch in scope.batches(query)? {
+        let rows = Columns::new(&batch);
+        for row in 0..batch.num_rows() {
+            if let (Some(pid), Some(child)) = (rows.u32("pid", row), rows.u32("child_pid", row)) {
+                parent.insert(child, pid);
+            }
+        }
+    }
+    let mut lineage = pids.clone();
+    for &pid in pids {
+        let mut pid = pid;
+        while let Some(&up) = parent.get(&pid) {
+            if !lineage.insert(up) {
+                break;
+            }
+            pid = up;
+        }
+    }
+    Ok(lineage)
+}
+
+/// Why an executable mprotect is a finding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reason {
+    Anonymous,
+    Written,
+}
+
+/// A flagged call.
+struct Flagged {
+    key: CallKey,
+    comm: String,
+    len: u64,
+    prot: u64,
+    reason: Reason,
+    file: Option<String>,
+}
+
+/// The replay and what it found.
+struct History {
+    page_size: u64,
+    candidates: HashSet<CallKey>,
+    replay: Replay,
+    /// Per process: the ranges that were writable at some time since they were mapped.
+    written: HashMap<u32, Ranges>,
+    flagged: Vec<Flagged>,
+}
+
+impl History {
+    fn new(page_size: u64, candidates: HashSet<CallKey>) -> Self {
+        Self {
+            page_size,
+            candidates,
+            replay: Replay::new(page_size),
+            written: HashMap::new(),
+            flagged: Vec::new(),
+        }
+    }
+
+    /// Replays every row of the processes of `lineage`, in the order they take effect.
+    fn replay(&mut self, scope: &Scope<'_>, lineage: &HashSet<u32>) -> anyhow::Result<()> {
+        let list: Vec<String> = lineage.iter().map(u32::to_string).collect();
+        let list = list.join(", ");
+        let columns = col::ALL.join(", ");
+        // A system call takes effect when it returns; one whose exit was not seen changes
+        // nothing (the replay skips it).
+        let query = format!(
+            "SELECT {columns} FROM events \
+             WHERE kind IN ('syscall', 'snapshot', 'exec', 'exit') AND pid IN ({list}) \
+                OR kind = 'fork' AND child_pid IN ({list}) \
+             ORDER BY CASE WHEN kind = 'syscall' THEN coalesce(ts_exit, ts) ELSE ts END, ts"
+        );
+        for batch in scope.engine.sql(&query)? {
+            for event in events_from_batch(&batch?)? {
+                self.apply(&event);
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, e: &Event<'_>) {
+        let succeeded = e.ret.is_some() && e.errno().is_none();
+        match e.kind {
+            RowKind::Syscall if succeeded => self.call(e),
+            RowKind::Snapshot => {
+                if let (Some(addr), Some(len), Some(prot)) = (e.addr, e.len, e.prot)
+                    && prot & PROT_WRITE != 0
+                {
+                    self.written
+                        .entry(e.pid)
+                        .or_default()
+                        .insert(addr, addr.saturating_add(len));
+                }
+            }
+            RowKind::Fork => {
+                if let Some(child) = e.child_pid {
+                    let copy = self.written.get(&e.pid).cloned().unwrap_or_default();
+                    self.written.insert(child, copy);
+                }
+            }
+            RowKind::Exec | RowKind::Exit => {
+                self.written.remove(&e.pid);
+            }
+            _ => {}
+        }
+        self.replay.apply(e);
+    }
+
+    /// Updates what was written by a successful call (before the replay applies it), and
+    /// judges an executable mprotect that is a candidate.
+    fn call(&mut self, e: &Event<'_>) {
+        let (Some(addr), Some(ret)) = (e.addr, e.ret) else {
+            return;
+        };
+        let range = |start: u64, len: u64| {
+            let len = len
+                .checked_next_multiple_of(self.page_size)
+                .unwrap_or(u64::MAX);
+            (start, start.saturating_add(len))
+        };
+        let prot = e.prot.unwrap_or(0);
+        let written = self.written.entry(e.pid).or_default();
+        match e.syscall {
+            Some(Syscall::Mmap) => {
+                let (start, end) = range(ret as u64, e.len.unwrap_or(0));
+                written.remove(start, end);
+                if prot & PROT_WRITE != 0 {
+                    written.insert(start, end);
+                }
+            }
+            Some(Syscall::Munmap) => {
+                let (start, end) = range(addr, e.len.unwrap_or(0));
+                written.remove(start, end);
+            }
+            Some(Syscall::Mremap) => {
+                let (old, old_end) = range(addr, e.len.unwrap_or(0));
+                let (new, new_end) = range(ret as u64, e.new_len.unwrap_or(0));
+                let was_written = written.intersects(old, old_end);
+                if e.flags.unwrap_or(0) & MREMAP_DONTUNMAP == 0 {
+                    written.remove(old, old_end);
+                }
+                written.remove(new, new_end);
+                if was_written {
+                    written.insert(new, new_end);
+                }
+            }
+            Some(Syscall::Mprotect) => {
+                let (start, end) = range(addr, e.len.unwrap_or(0));
+                let key = CallKey {
+                    pid: e.pid,
+                    tid: e.tid,
+                    ts: e.ts_ns,
+                    addr,
+                };
+                if self.candidates.contains(&key) {
+                    self.judge(e, key, start, end);
+                }
+                if prot & PROT_WRITE != 0 {
+                    self.written.entry(e.pid).or_default().insert(start, end);
+                }
+            }
+            Some(Syscall::Brk | Syscall::Other) | None => {}
+        }
+    }
+
+    /// Flags the executable mprotect of `[start, end)` when the replayed map has anonymous
+    /// memory there, or memory that was writable since it was mapped.
+    fn judge(&mut self, e: &Event<'_>, key: CallKey, start: u64, end: u64) {
+        let Some(process) = self.replay.process(e.pid) else {
+            return;
+        };
+        let regions: Vec<_> = process
+            .map
+            .regions()
+            .filter(|r| r.start < end && r.end > start)
+            .collect();
+        let anonymous = regions
+            .iter()
+            .any(|r| matches!(r.backing, Backing::Anon { .. }));
+        let written = self
+            .written
+            .get(&e.pid)
+            .is_some_and(|ranges| ranges.intersects(start, end));
+        let reason = if anonymous {
+            Reason::Anonymous
+        } else if written {
+            Reason::Written
+        } else {
+            return;
+        };
+        let file = regions
+            .iter()
+            .find_map(|r| r.file().and_then(|f| f.path.as_deref().map(str::to_owned)));
+        self.flagged.push(Flagged {
+            key,
+            comm: e.comm.to_string(),
+            len: e.len.unwrap_or(0),
+            prot: e.prot.unwrap_or(0),
+            reason,
+            file,
+        });
+    }
+
+    fn exec_after_write(&self, scope: &Scope<'_>) -> Finding {
+        let mut flagged: Vec<&Flagged> = self.flagged.iter().collect();
+        flagged.sort_by_key(|f| (f.key.ts, f.key.pid));
+        let pids: HashSet<u32> = flagged.iter().map(|f| f.key.pid).collect();
+        let (predicate, exact) = self.flagged_predicate(&flagged);
+        let examples = flagged
+            .iter()
+            .take(scope.examples)
+            .map(|f| Example {
+                pid: f.key.pid,
+                comm: f.comm.clone(),
+                ts_ns: f.key.ts,
+                what: Syscall::Mprotect.as_str().to_owned(),
+                addr: Some(f.key.addr),
+                len: Some(f.len),
+                prot: Some(mmap_format::names::prot_names(f.prot)),
+                file: f.file.clone(),
+                detail: Some(
+                    match f.reason {
+                        Reason::Anonymous => "anonymous memory",
+                        Reason::Written => "was writable",
+                    }
+                    .to_owned(),
+                ),
+            })
+            .collect();
+        Finding {
+            id: "exec-after-write",
+            severity: Severity::High,
+            title: "mprotect making anonymous memory, or memory that was writable, executable"
+                .to_owned(),
+            count: flagged.len() as u64,
+            unit: ROWS,
+            processes: pids.len() as u64,
+            view: "calls",
+            predicate,
+            exact,
+            note: Some(
+                "found by replaying each address space; an mprotect of memory the capture \
+                 never saw mapped is not judged"
+                    .to_owned(),
+            ),
+            examples,
+        }
+    }
+
+    /// The executable mprotect calls of the flagged (pid, address) pairs, and whether that
+    /// selects exactly the flagged calls among the candidates.
+    fn flagged_predicate(&self, flagged: &[&Flagged]) -> (String, bool) {
+        let mut by_pid: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+        for f in flagged {
+            let addrs = by_pid.entry(f.key.pid).or_default();
+            if !addrs.contains(&f.key.addr) {
+                addrs.push(f.key.addr);
+            }
+        }
+        let pairs: usize = by_pid.values().map(Vec::len).sum();
+        if flagged.is_empty() || pairs > MAX_LISTED_ROWS {
+            let pids: Vec<u32> = by_pid.keys().copied().collect();
+            let (predicate, _, _) = pid_predicate(&exec_mprotect(), &pids, "");
+            return (predicate, flagged.is_empty());
+        }
+        let terms: Vec<String> = by_pid
+            .iter()
+            .map(|(pid, addrs)| {
+                let addrs: Vec<String> = addrs.iter().map(u64::to_string).collect();
+                format!("pid = {pid} AND addr IN ({})", addrs.join(", "))
+            })
+            .collect();
+        let selected = self
+            .candidates
+            .iter()
+            .filter(|c| by_pid.get(&c.pid).is_some_and(|a| a.contains(&c.addr)))
+            .count();
+        (
+            format!("{} AND ({})", exec_mprotect(), terms.join(" OR ")),
+            selected == flagged.len(),
+        )
+    }
+
+    /// Live processes whose anonymous mmaps still mapped at the end add up to more than the
+    /// threshold.
+    fn leaks(
+        &self,
+        scope: &Scope<'_>,
+        candidates: &HashMap<u32, String>,
+        options: &Thresholds,
+    ) -> Finding {
+        let mut leaks = Vec::new();
+        for (&pid, comm) in candidates {
+            let Some(process) = self.replay.process(pid) else {
+                continue;
+            };
+            let kept: Vec<_> = process
+                .map
+                .regions()
+                .filter(|r| matches!(r.backing, Backing::Anon { name: None }))
+                .filter(|r| matches!(r.set_by, SetBy::Mmap | SetBy::Mprotect | SetBy::Mremap))
+                .collect();
+            let bytes: u64 = kept.iter().map(|r| r.len()).sum();
+            if bytes <= options.leak.0 {
+                continue;
+            }
+            let since = kept.iter().map(|r| r.since).min().unwrap_or(0);
+            let largest = kept.iter().max_by_key(|r| r.len());
+            leaks.push(Example {
+                pid,
+                comm: comm.clone(),
+                ts_ns: since,
+                what: "process".to_owned(),
+                addr: largest.map(|r| r.start),
+                len: Some(bytes),
+                prot: None,
+                file: None,
+                detail: Some(format!(
+                    "{} region{} still mapped at the end, the largest {}",
+                    kept.len(),
+                    labels::plural(kept.len() as u64),
+                    labels::human_bytes(largest.map_or(0, |r| r.len()))
+                )),
+            });
+        }
+        leaks.sort_by_key(|example| (example.ts_ns, example.pid));
+        let pids: Vec<u32> = leaks.iter().map(|example| example.pid).collect();
+        let (predicate, _, note) = pid_predicate(
+            &anon_mmap(),
+            &pids,
+            "a candidate, not a proof: anonymous memory mapped during the capture by a process \
+             still alive at its end and never unmapped; the predicate shows every anonymous \
+             mmap of those processes",
+        );
+        Finding {
+            id: "leak-candidate",
+            severity: Severity::Low,
+            title: format!(
+                "live processes with more than {} of anonymous mmaps never unmapped",
+                options.leak
+            ),
+            count: pids.len() as u64,
+            unit: PROCESSES,
+            processes: pids.len() as u64,
+            view: "calls",
+            predicate,
+            exact: pids.is_empty(),
+            note: Some(note),
+            examples: leaks.into_iter().take(scope.examples).collect(),
+        }
+    }
+}
+
+/// A set of address ranges `[start, end)`, kept disjoint and merged.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Ranges(BTreeMap<u64, u64>);
+
+impl Ranges {
+    fn insert(&mut self, mut start: u64, mut end: u64) {
+        if start >= end {
+            return;
+        }
+        // Absorb every range that overlaps or touches [start, end).
+        if let Some((&s, &e)) = self.0.range(..=start).next_back()
+            && e >= start
+        {
+            start = s;
+            end = end.max(e);
+        }
+        let inside: Vec<u64> = self.0.range(start..=end).map(|(&s, _)| s).collect();
+        for s in inside {
+            if let Some(e) = self.0.remove(&s) {
+                end = end.max(e);
+            }
+        }
+        self.0.insert(start, end);
+    }
+
+    fn remove(&mut self, start: u64, end: u64) {
+        if start >= end {
+            return;
+        }
+        let first = match self.0.range(..start).next_back() {
+            Some((&s, &e)) if e > start => s,
+            _ => start,
+        };
+        let touched: Vec<(u64, u64)> = self.0.range(first..end).map(|(&s, &e)| (s, e)).collect();
+        for (s, e) in touched {
+            self.0.remove(&s);
+            if s < start {
+                self.0.insert(s, start);
+            }
+            if e > end {
+                self.0.insert(end, e);
+            }
+        }
+    }
+
+    fn intersects(&self, start: u64, end: u64) -> bool {
+        if let Some((_, &e)) = self.0.range(..start).next_back()
+            && e > start
+        {
+            return true;
+        }
+        self.0.range(start..end).next().is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_merge_split_and_intersect() {
+        let mut ranges = Ranges::default();
+        ranges.insert(10, 20);
+        ranges.insert(20, 30);
+        ranges.insert(40, 50);
+        assert_eq!(ranges.0, BTreeMap::from([(10, 30), (40, 50)]));
+        ranges.insert(25, 45);
+        assert_eq!(ranges.0, BTreeMap::from([(10, 50)]));
+        ranges.remove(15, 20);
+        assert_eq!(ranges.0, BTreeMap::from([(10, 15), (20, 50)]));
+        assert!(ranges.intersects(14, 16));
+        assert!(!ranges.intersects(15, 20));
+        assert!(ranges.intersects(0, 11));
+        assert!(!ranges.intersects(50, 60));
+        ranges.remove(0, 100);
+        assert!(ranges.0.is_empty());
+    }
+}

@@ -1,0 +1,192 @@
+//! The queries the questions are made of: a count and a few examples of the rows a predicate
+//! selects, with the command line's row filter added, and typed reading of result columns.
+
+use std::{cell::RefCell, collections::HashMap};
+
+use arrow::{
+    array::{Array, ArrayRef, AsArray as _, RecordBatch},
+    compute::cast,
+    datatypes::{DataType, Int64Type, UInt32Type, UInt64Type},
+};
+
+use super::{Example, Finding, Severity};
+use crate::{
+    engine::{Engine, EngineError},
+    labels,
+};
+
+/// [`Finding::unit`] of a question about rows.
+pub const ROWS: &str = "rows";
+/// [`Finding::unit`] of a question about processes.
+pub const PROCESSES: &str = "processes";
+
+/// What every query of one evaluation shares: the engine, the row filter as SQL, how many
+/// examples to show.
+pub struct Scope<'e> {
+    pub engine: &'e Engine,
+    /// The command line's row filter (`None`: every row).
+    pub filter: Option<String>,
+    pub examples: usize,
+}
+
+/// A question that one predicate answers exactly.
+pub struct RowCheck {
+    pub id: &'static str,
+    pub severity: Severity,
+    pub title: String,
+    pub view: &'static str,
+    pub predicate: String,
+    pub note: Option<String>,
+}
+
+impl Scope<'_> {
+    /// `WHERE <filter> AND (<predicate>)`.
+    pub fn where_clause(&self, predicate: &str) -> String {
+        match &self.filter {
+            Some(filter) => format!(" WHERE {filter} AND ({predicate})"),
+            None => format!(" WHERE {predicate}"),
+        }
+    }
+
+    /// Every batch of `query`.
+    pub fn batches(&self, query: &str) -> Result<Vec<RecordBatch>, EngineError> {
+        self.engine.sql(query)?.collect()
+    }
+
+    /// The finding of `check`: its rows and processes counted, its first rows as examples.
+    pub fn row_finding(&self, check: RowCheck) -> anyhow::Result<Finding> {
+        let (count, processes) = self.count(check.view, &check.predicate)?;
+        let examples = if count > 0 {
+            self.examples(check.view, &check.predicate)?
+        } else {
+            Vec::new()
+        };
+        Ok(Finding {
+            id: check.id,
+            severity: check.severity,
+            title: check.title,
+            count,
+            unit: ROWS,
+            processes,
+            view: check.view,
+            predicate: check.predicate,
+            exact: true,
+            note: check.note,
+            examples,
+        })
+    }
+
+    /// How many rows of `view` match `predicate` (and the filter), and of how many processes.
+    pub fn count(&self, view: &str, predicate: &str) -> Result<(u64, u64), EngineError> {
+        let query = format!(
+            "SELECT CAST(count(*) AS BIGINT) AS n, CAST(count(DISTINCT pid) AS BIGINT) AS pids \
+             FROM {view}{}",
+            self.where_clause(predicate)
+        );
+        let mut counts = (0, 0);
+        for batch in self.batches(&query)? {
+            let rows = Columns::new(&batch);
+            if let (Some(n), Some(pids)) = (rows.i64("n", 0), rows.i64("pids", 0)) {
+                counts = (n.unsigned_abs(), pids.unsigned_abs());
+            }
+        }
+        Ok(counts)
+    }
+
+    /// The first rows of `view` that match `predicate` (and the filter), by time.
+    pub fn examples(&self, view: &str, predicate: &str) -> Result<Vec<Example>, EngineError> {
+        let what = if view == "calls" {
+            "syscall"
+        } else {
+            "coalesce(syscall, kind)"
+        };
+        let query = format!(
+            "SELECT pid, CAST(comm AS VARCHAR) AS comm, CAST(ts AS BIGINT) AS ts, \
+             CAST({what} AS VARCHAR) AS what, addr, len, ret, prot, \
+             CAST(coalesce(file_path, file_name) AS VARCHAR) AS file, errno \
+             FROM {view}{} ORDER BY ts, pid LIMIT {}",
+            self.where_clause(predicate),
+            self.examples
+        );
+        let mut examples = Vec::new();
+        for batch in self.batches(&query)? {
+            let rows = Columns::new(&batch);
+            for row in 0..batch.num_rows() {
+                let what = rows.string("what", row).unwrap_or_default();
+                let ret = rows.i64("ret", row);
+                let errno = rows.i64("errno", row);
+                // An mmap's address is what it returned.
+                let addr = match (what.as_str(), ret, errno) {
+                    ("mmap", Some(ret), None) => Some(ret as u64),
+                    _ => rows.u64("addr", row),
+                };
+                examples.push(Example {
+                    pid: rows.u32("pid", row).unwrap_or(0),
+                    comm: rows.string("comm", row).unwrap_or_default(),
+                    ts_ns: rows.i64("ts", row).unwrap_or(0),
+                    what,
+                    addr,
+                    len: rows.u64("len", row),
+                    prot: rows.u64("prot", row).map(mmap_format::names::prot_names),
+                    file: rows.string("file", row),
+                    detail: errno
+                        .and_then(|errno| i32::try_from(errno).ok())
+                        .map(labels::errno_label),
+                });
+            }
+        }
+        Ok(examples)
+    }
+}
+
+/// The columns of a result batch, read by name as the type asked for (NULL, a missing column or
+/// a value that does not fit read as `None`).
+pub struct Columns {
+    batch: RecordBatch,
+    /// Each column as each type it was read as, cast once.
+    cast: RefCell<HashMap<(String, DataType), Option<ArrayRef>>>,
+}
+
+impl Columns {
+    pub fn new(batch: &RecordBatch) -> Self {
+        Self {
+            batch: batch.clone(),
+            cast: RefCell::default(),
+        }
+    }
+
+    fn cast(&self, name: &str, to: &DataType) -> Option<ArrayRef> {
+        self.cast
+            .borrow_mut()
+            .entry((name.to_owned(), to.clone()))
+            .or_insert_with(|| {
+                let column = self.batch.column_by_name(name)?;
+                cast(column, to).ok()
+            })
+            .clone()
+    }
+
+    pub fn i64(&self, name: &str, row: usize) -> Option<i64> {
+        let column = self.cast(name, &DataType::Int64)?;
+        let values = column.as_primitive::<Int64Type>();
+        (row < values.len() && values.is_valid(row)).then(|| values.value(row))
+    }
+
+    pub fn u64(&self, name: &str, row: usize) -> Option<u64> {
+        let column = self.cast(name, &DataType::UInt64)?;
+        let values = column.as_primitive::<UInt64Type>();
+        (row < values.len() && values.is_valid(row)).then(|| values.value(row))
+    }
+
+    pub fn u32(&self, name: &str, row: usize) -> Option<u32> {
+        let column = self.cast(name, &DataType::UInt32)?;
+        let values = column.as_primitive::<UInt32Type>();
+        (row < values.len() && values.is_valid(row)).then(|| values.value(row))
+    }
+
+    pub fn string(&self, name: &str, row: usize) -> Option<String> {
+        let column = self.cast(name, &DataType::Utf8)?;
+        let values = column.as_string::<i32>();
+        (row < values.len() && values.is_valid(row)).then(|| values.value(row).to_owned())
+    }
+}

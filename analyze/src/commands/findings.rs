@@ -50,7 +50,13 @@ pub const EXIT_FOUND: u8 = 3;
 /// when --where is a wrong predicate; 2 on a usage error or an input that is missing or not a
 /// readable capture file.
 #[derive(Debug, clap::Args)]
-#[command(after_long_help = EXAMPLES, verbatim_doc_comment)]
+// Verbatim: the list of questions keeps its lines (the short help, without the full stop, as
+// every command's).
+#[command(
+    about = "Answer the questions a responder asks first of a capture",
+    after_long_help = EXAMPLES,
+    verbatim_doc_comment
+)]
 pub struct Args {
     #[command(flatten)]
     inputs: Inputs,

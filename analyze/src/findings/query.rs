@@ -11,7 +11,7 @@ use arrow::{
 
 use super::{Example, Finding, Severity};
 use crate::{
-    engine::{Engine, EngineError},
+    engine::{Engine, EngineError, views},
     labels,
 };
 
@@ -80,7 +80,8 @@ impl Scope<'_> {
     pub fn count(&self, view: &str, predicate: &str) -> Result<(u64, u64), EngineError> {
         let query = format!(
             "SELECT CAST(count(*) AS BIGINT) AS n, CAST(count(DISTINCT pid) AS BIGINT) AS pids \
-             FROM {view}{}",
+             FROM {}{}",
+            from(view),
             self.where_clause(predicate)
         );
         let mut counts = (0, 0);
@@ -104,7 +105,8 @@ impl Scope<'_> {
             "SELECT pid, CAST(comm AS VARCHAR) AS comm, CAST(ts AS BIGINT) AS ts, \
              CAST({what} AS VARCHAR) AS what, addr, len, ret, prot, \
              CAST(coalesce(file_path, file_name) AS VARCHAR) AS file, errno \
-             FROM {view}{} ORDER BY ts, pid LIMIT {}",
+             FROM {}{} ORDER BY ts, pid LIMIT {}",
+            from(view),
             self.where_clause(predicate),
             self.examples
         );
@@ -137,6 +139,23 @@ impl Scope<'_> {
         }
         Ok(examples)
     }
+}
+
+/// What a question over `view` reads: `events` with the decoded columns of `calls` added, so
+/// that a `--where` written for `calls` (`dur_ns > 1000`, `errno_name = 'ENOMEM'`) works on it.
+fn from(view: &str) -> String {
+    if view != "events" {
+        return view.to_owned();
+    }
+    format!(
+        "(SELECT *, CAST(ts_exit AS BIGINT) - CAST(ts AS BIGINT) AS {dur}, prot_names(prot) AS \
+         {prot}, flags_names(syscall, flags) AS {flags}, errno_name(errno) AS {errno} \
+         FROM events) AS events",
+        dur = views::DUR_NS,
+        prot = views::PROT_NAMES,
+        flags = views::FLAGS_NAMES,
+        errno = views::ERRNO_NAME,
+    )
 }
 
 /// The columns of a result batch, read by name as the type asked for (NULL, a missing column or

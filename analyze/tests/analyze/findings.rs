@@ -557,6 +557,17 @@ fn the_row_filter_narrows_every_question() {
     let found = findings(&capture, &["--where", "comm = 'textrel'"]);
     assert_eq!(example_pids(by_id(&found, "exec-after-write")), [101]);
     assert_eq!(count(&found, "wx-mapping"), 0);
+    // A --where written for `calls` works for the questions over `events` too (exec rows have
+    // no duration and no errno: they pass neither).
+    let found = findings(&capture, &["--where", "dur_ns > 0 AND errno_name IS NULL"]);
+    assert_eq!(count(&found, "wx-mapping"), 1);
+    assert_eq!(count(&found, "deleted-exec"), 0);
+    let found = findings(&capture, &["--where", "errno_name = 'ENOMEM'"]);
+    assert_eq!(
+        example_pids(by_id(&found, "failure-storm")),
+        Vec::<u64>::new()
+    );
+    assert_eq!(count(&found, "deleted-exec"), 0);
 }
 
 #[test]

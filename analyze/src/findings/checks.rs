@@ -38,8 +38,8 @@ fn deleted_mmap(exec: bool) -> String {
 
 /// Every question of this module.
 pub fn evaluate(scope: &Scope<'_>, options: &Thresholds) -> anyhow::Result<Vec<Finding>> {
-    let mut findings = vec![
-        scope.row_finding(RowCheck {
+    let mut findings = scope.row_findings(vec![
+        RowCheck {
             id: "wx-mapping",
             severity: Severity::High,
             title: "mmap or mprotect asking for writable and executable memory \
@@ -52,8 +52,8 @@ pub fn evaluate(scope: &Scope<'_>, options: &Thresholds) -> anyhow::Result<Vec<F
             note: Some(
                 "failed attempts count too: a refused W+X request is a sign as well".to_owned(),
             ),
-        })?,
-        scope.row_finding(RowCheck {
+        },
+        RowCheck {
             id: "deleted-exec",
             severity: Severity::High,
             title: "exec of a deleted file, a memfd or a file descriptor".to_owned(),
@@ -69,24 +69,24 @@ pub fn evaluate(scope: &Scope<'_>, options: &Thresholds) -> anyhow::Result<Vec<F
                  after the exec shows whether the program's file was deleted or a memfd"
                     .to_owned(),
             ),
-        })?,
-        scope.row_finding(RowCheck {
+        },
+        RowCheck {
             id: "deleted-exec-mapping",
             severity: Severity::High,
             title: "executable mappings of deleted files or memfds".to_owned(),
             view: "calls",
             predicate: deleted_mmap(true),
             note: None,
-        })?,
-        scope.row_finding(RowCheck {
+        },
+        RowCheck {
             id: "deleted-mapping",
             severity: Severity::Medium,
             title: "mappings (not executable) of deleted files or memfds".to_owned(),
             view: "calls",
             predicate: deleted_mmap(false),
             note: None,
-        })?,
-    ];
+        },
+    ])?;
     let window = |ns: i64| Frame::Window(ns);
     findings.extend([
         per_process(

@@ -31,8 +31,7 @@ pub const EXIT_FOUND: u8 = 3;
 ///
 /// - high `wx-mapping`: mmap or mprotect asking for PROT_WRITE|PROT_EXEC;
 /// - high `exec-after-write`: mprotect making anonymous memory, or memory that was writable
-///   since it was mapped, executable (found by replaying each address space: the predicate
-///   shows the executable mprotect calls of the processes concerned);
+///   since it was mapped, executable (found by replaying each address space);
 /// - high `deleted-exec`: exec of a deleted file, a memfd or a /proc/PID/fd path;
 /// - high `deleted-exec-mapping`, medium `deleted-mapping`: mappings of deleted files and
 ///   memfds, executable or not;
@@ -51,7 +50,13 @@ pub const EXIT_FOUND: u8 = 3;
 /// when --where is a wrong predicate; 2 on a usage error or an input that is missing or not a
 /// readable capture file.
 #[derive(Debug, clap::Args)]
-#[command(after_long_help = EXAMPLES)]
+// Verbatim: the list of questions keeps its lines (the short help, without the full stop, as
+// every command's).
+#[command(
+    about = "Answer the questions a responder asks first of a capture",
+    after_long_help = EXAMPLES,
+    verbatim_doc_comment
+)]
 pub struct Args {
     #[command(flatten)]
     inputs: Inputs,

@@ -38,8 +38,8 @@ fn deleted_mmap(exec: bool) -> String {
 
 /// Every question of this module.
 pub fn evaluate(scope: &Scope<'_>, options: &Thresholds) -> anyhow::Result<Vec<Finding>> {
-    let mut findings = vec![
-        scope.row_finding(RowCheck {
+    let mut findings = scope.row_findings(vec![
+        RowCheck {
             id: "wx-mapping",
             severity: Severity::High,
             title: "mmap or mprotect asking for writable and executable memory \
@@ -52,8 +52,8 @@ pub fn evaluate(scope: &Scope<'_>, options: &Thresholds) -> anyhow::Result<Vec<F
             note: Some(
                 "failed attempts count too: a refused W+X request is a sign as well".to_owned(),
             ),
-        })?,
-        scope.row_finding(RowCheck {
+        },
+        RowCheck {
             id: "deleted-exec",
             severity: Severity::High,
             title: "exec of a deleted file, a memfd or a file descriptor".to_owned(),
@@ -69,24 +69,24 @@ pub fn evaluate(scope: &Scope<'_>, options: &Thresholds) -> anyhow::Result<Vec<F
                  after the exec shows whether the program's file was deleted or a memfd"
                     .to_owned(),
             ),
-        })?,
-        scope.row_finding(RowCheck {
+        },
+        RowCheck {
             id: "deleted-exec-mapping",
             severity: Severity::High,
             title: "executable mappings of deleted files or memfds".to_owned(),
             view: "calls",
             predicate: deleted_mmap(true),
             note: None,
-        })?,
-        scope.row_finding(RowCheck {
+        },
+        RowCheck {
             id: "deleted-mapping",
             severity: Severity::Medium,
             title: "mappings (not executable) of deleted files or memfds".to_owned(),
             view: "calls",
             predicate: deleted_mmap(false),
             note: None,
-        })?,
-    ];
+        },
+    ])?;
     let window = |ns: i64| Frame::Window(ns);
     findings.extend([
         per_process(
@@ -102,8 +102,8 @@ pub fn evaluate(scope: &Scope<'_>, options: &Thresholds) -> anyhow::Result<Vec<F
                 value: "len",
                 frame: Frame::Running,
                 at_least: options.big_anon.0.saturating_add(1),
-                note: "anonymous mmaps add up; munmap is not subtracted (see leak-candidate \
-                       for what stayed mapped)",
+                note: "anonymous mmaps add up, munmap is not subtracted (leak-candidate says \
+                       what stayed mapped); the example's time is the first anonymous mmap",
             },
         )?,
         per_process(
@@ -167,25 +167,37 @@ struct PerProcess {
 
 /// The processes of `check`, by the time they reached the threshold.
 fn per_process(scope: &Scope<'_>, check: &PerProcess) -> anyhow::Result<Finding> {
-    let frame = match check.frame {
-        Frame::Running => "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW".to_owned(),
+    let sum = format!("sum(CAST({} AS DECIMAL(38, 0)))", check.value);
+    let query = match check.frame {
+        Frame::Running => format!(
+            "SELECT pid, first_value(CAST(comm AS VARCHAR) ORDER BY ts) AS comm, \
+               CAST(min(ts) AS BIGINT) AS ts, CAST({sum} AS DOUBLE) AS total \
+             FROM calls{} GROUP BY pid HAVING {sum} >= {} ORDER BY ts, pid",
+            scope.where_clause(&check.predicate),
+            check.at_least,
+        ),
         Frame::Window(ns) => {
-            format!("RANGE BETWEEN INTERVAL '{ns} nanoseconds' PRECEDING AND CURRENT ROW")
+            // Only a process whose rows reach the threshold in all can reach it in a window:
+            // the window sums run over those processes only.
+            let over = processes_over(scope, &check.predicate, &sum, check.at_least)?;
+            if over.is_empty() {
+                return Ok(finding(check, Vec::new(), Vec::new()));
+            }
+            let (narrowed, _, _) = pid_predicate(&check.predicate, &over, "");
+            format!(
+                "WITH totals AS (\
+                   SELECT pid, CAST(comm AS VARCHAR) AS comm, ts, {sum} OVER (PARTITION BY pid \
+                     ORDER BY ts RANGE BETWEEN INTERVAL '{ns} nanoseconds' PRECEDING AND \
+                     CURRENT ROW) AS total \
+                   FROM calls{}) \
+                 SELECT pid, first_value(comm ORDER BY ts) AS comm, \
+                   CAST(min(ts) AS BIGINT) AS ts, CAST(max(total) AS DOUBLE) AS total \
+                 FROM totals WHERE total >= {} GROUP BY pid ORDER BY ts, pid",
+                scope.where_clause(&narrowed),
+                check.at_least,
+            )
         }
     };
-    let query = format!(
-        "WITH totals AS (\
-           SELECT pid, CAST(comm AS VARCHAR) AS comm, ts, \
-             sum(CAST({value} AS DECIMAL(38, 0))) OVER (PARTITION BY pid ORDER BY ts {frame}) \
-               AS total \
-           FROM calls{where_clause}) \
-         SELECT pid, first_value(comm ORDER BY ts) AS comm, CAST(min(ts) AS BIGINT) AS ts, \
-           CAST(max(total) AS DOUBLE) AS total \
-         FROM totals WHERE total >= {at_least} GROUP BY pid ORDER BY ts, pid",
-        value = check.value,
-        where_clause = scope.where_clause(&check.predicate),
-        at_least = check.at_least,
-    );
     let mut pids = Vec::new();
     let mut examples = Vec::new();
     for batch in scope.batches(&query)? {
@@ -218,9 +230,14 @@ fn per_process(scope: &Scope<'_>, check: &PerProcess) -> anyhow::Result<Finding>
             });
         }
     }
+    Ok(finding(check, pids, examples))
+}
+
+/// The finding of `check` for the processes `pids`.
+fn finding(check: &PerProcess, pids: Vec<u32>, examples: Vec<Example>) -> Finding {
     let count = pids.len() as u64;
     let (predicate, exact, note) = pid_predicate(&check.predicate, &pids, check.note);
-    Ok(Finding {
+    Finding {
         id: check.id,
         severity: check.severity,
         title: check.title.clone(),
@@ -232,7 +249,28 @@ fn per_process(scope: &Scope<'_>, check: &PerProcess) -> anyhow::Result<Finding>
         exact,
         note: Some(note),
         examples,
-    })
+    }
+}
+
+/// The processes whose rows matching `predicate` (and the filter) have `sum` at least
+/// `at_least`.
+fn processes_over(
+    scope: &Scope<'_>,
+    predicate: &str,
+    sum: &str,
+    at_least: u64,
+) -> anyhow::Result<Vec<u32>> {
+    let query = format!(
+        "SELECT pid FROM calls{} GROUP BY pid HAVING {sum} >= {at_least}",
+        scope.where_clause(predicate)
+    );
+    let mut pids = Vec::new();
+    for batch in scope.batches(&query)? {
+        let rows = Columns::new(&batch);
+        pids.extend((0..batch.num_rows()).filter_map(|row| rows.u32("pid", row)));
+    }
+    pids.sort_unstable();
+    Ok(pids)
 }
 
 /// `predicate` narrowed to the processes `pids` (when there are not too many to list), whether

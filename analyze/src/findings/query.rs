@@ -11,7 +11,7 @@ use arrow::{
 
 use super::{Example, Finding, Severity};
 use crate::{
-    engine::{Engine, EngineError},
+    engine::{Engine, EngineError, views},
     labels,
 };
 
@@ -53,41 +53,78 @@ impl Scope<'_> {
         self.engine.sql(query)?.collect()
     }
 
-    /// The finding of `check`: its rows and processes counted, its first rows as examples.
-    pub fn row_finding(&self, check: RowCheck) -> anyhow::Result<Finding> {
-        let (count, processes) = self.count(check.view, &check.predicate)?;
-        let examples = if count > 0 {
-            self.examples(check.view, &check.predicate)?
-        } else {
-            Vec::new()
-        };
-        Ok(Finding {
-            id: check.id,
-            severity: check.severity,
-            title: check.title,
-            count,
-            unit: ROWS,
-            processes,
-            view: check.view,
-            predicate: check.predicate,
-            exact: true,
-            note: check.note,
-            examples,
-        })
+    /// The findings of `checks`: their rows and processes counted (one scan per view for all
+    /// of them), their first rows as examples.
+    pub fn row_findings(&self, checks: Vec<RowCheck>) -> anyhow::Result<Vec<Finding>> {
+        let mut counts = vec![(0, 0); checks.len()];
+        let mut views: Vec<&str> = checks.iter().map(|check| check.view).collect();
+        views.sort_unstable();
+        views.dedup();
+        for view in views {
+            let of_view: Vec<usize> = (0..checks.len())
+                .filter(|&i| checks.get(i).is_some_and(|check| check.view == view))
+                .collect();
+            let predicates: Vec<&str> = of_view
+                .iter()
+                .filter_map(|&i| checks.get(i).map(|check| check.predicate.as_str()))
+                .collect();
+            for (i, found) in of_view.into_iter().zip(self.counts(view, &predicates)?) {
+                if let Some(slot) = counts.get_mut(i) {
+                    *slot = found;
+                }
+            }
+        }
+        let mut findings = Vec::with_capacity(checks.len());
+        for (check, (count, processes)) in checks.into_iter().zip(counts) {
+            let examples = if count > 0 {
+                self.examples(check.view, &check.predicate)?
+            } else {
+                Vec::new()
+            };
+            findings.push(Finding {
+                id: check.id,
+                severity: check.severity,
+                title: check.title,
+                count,
+                unit: ROWS,
+                processes,
+                view: check.view,
+                predicate: check.predicate,
+                exact: true,
+                note: check.note,
+                examples,
+            });
+        }
+        Ok(findings)
     }
 
-    /// How many rows of `view` match `predicate` (and the filter), and of how many processes.
-    pub fn count(&self, view: &str, predicate: &str) -> Result<(u64, u64), EngineError> {
+    /// For each of `predicates`: how many rows of `view` match it (and the filter), and of how
+    /// many processes. One scan for all.
+    fn counts(&self, view: &str, predicates: &[&str]) -> Result<Vec<(u64, u64)>, EngineError> {
+        let mut columns = Vec::new();
+        for (i, predicate) in predicates.iter().enumerate() {
+            columns.push(format!(
+                "CAST(count(*) FILTER (WHERE {predicate}) AS BIGINT) AS n{i}, \
+                 CAST(count(DISTINCT pid) FILTER (WHERE {predicate}) AS BIGINT) AS pids{i}"
+            ));
+        }
+        let any: Vec<String> = predicates.iter().map(|p| format!("({p})")).collect();
         let query = format!(
-            "SELECT CAST(count(*) AS BIGINT) AS n, CAST(count(DISTINCT pid) AS BIGINT) AS pids \
-             FROM {view}{}",
-            self.where_clause(predicate)
+            "SELECT {} FROM {}{}",
+            columns.join(", "),
+            from(view),
+            self.where_clause(&any.join(" OR "))
         );
-        let mut counts = (0, 0);
+        let mut counts = vec![(0, 0); predicates.len()];
         for batch in self.batches(&query)? {
             let rows = Columns::new(&batch);
-            if let (Some(n), Some(pids)) = (rows.i64("n", 0), rows.i64("pids", 0)) {
-                counts = (n.unsigned_abs(), pids.unsigned_abs());
+            for (i, slot) in counts.iter_mut().enumerate() {
+                if let (Some(n), Some(pids)) = (
+                    rows.i64(&format!("n{i}"), 0),
+                    rows.i64(&format!("pids{i}"), 0),
+                ) {
+                    *slot = (n.unsigned_abs(), pids.unsigned_abs());
+                }
             }
         }
         Ok(counts)
@@ -104,7 +141,8 @@ impl Scope<'_> {
             "SELECT pid, CAST(comm AS VARCHAR) AS comm, CAST(ts AS BIGINT) AS ts, \
              CAST({what} AS VARCHAR) AS what, addr, len, ret, prot, \
              CAST(coalesce(file_path, file_name) AS VARCHAR) AS file, errno \
-             FROM {view}{} ORDER BY ts, pid LIMIT {}",
+             FROM {}{} ORDER BY ts, pid LIMIT {}",
+            from(view),
             self.where_clause(predicate),
             self.examples
         );
@@ -137,6 +175,23 @@ impl Scope<'_> {
         }
         Ok(examples)
     }
+}
+
+/// What a question over `view` reads: `events` with the decoded columns of `calls` added, so
+/// that a `--where` written for `calls` (`dur_ns > 1000`, `errno_name = 'ENOMEM'`) works on it.
+fn from(view: &str) -> String {
+    if view != "events" {
+        return view.to_owned();
+    }
+    format!(
+        "(SELECT *, CAST(ts_exit AS BIGINT) - CAST(ts AS BIGINT) AS {dur}, prot_names(prot) AS \
+         {prot}, flags_names(syscall, flags) AS {flags}, errno_name(errno) AS {errno} \
+         FROM events) AS events",
+        dur = views::DUR_NS,
+        prot = views::PROT_NAMES,
+        flags = views::FLAGS_NAMES,
+        errno = views::ERRNO_NAME,
+    )
 }
 
 /// The columns of a result batch, read by name as the type asked for (NULL, a missing column or

@@ -557,6 +557,17 @@ fn the_row_filter_narrows_every_question() {
     let found = findings(&capture, &["--where", "comm = 'textrel'"]);
     assert_eq!(example_pids(by_id(&found, "exec-after-write")), [101]);
     assert_eq!(count(&found, "wx-mapping"), 0);
+    // A --where written for `calls` works for the questions over `events` too (exec rows have
+    // no duration and no errno: they pass neither).
+    let found = findings(&capture, &["--where", "dur_ns > 0 AND errno_name IS NULL"]);
+    assert_eq!(count(&found, "wx-mapping"), 1);
+    assert_eq!(count(&found, "deleted-exec"), 0);
+    let found = findings(&capture, &["--where", "errno_name = 'ENOMEM'"]);
+    assert_eq!(
+        example_pids(by_id(&found, "failure-storm")),
+        Vec::<u64>::new()
+    );
+    assert_eq!(count(&found, "deleted-exec"), 0);
 }
 
 #[test]
@@ -651,4 +662,43 @@ fn map_anonymous_is_what_anonymous_means() {
     }];
     let found = findings(&capture(&rows), &[]);
     assert_eq!(count(&found, "big-anon"), 1);
+}
+
+#[test]
+fn an_exec_whose_program_shows_deleted_in_the_snapshot_after_it() {
+    let program = |deleted: bool, memfd: bool| {
+        let mut snapshot = snapshot(
+            1_100,
+            400,
+            "payload",
+            "proc_maps:exec",
+            (0x5600_0000_0000, 0x5600_0000_3000),
+            PROT_READ | PROT_EXEC,
+            0,
+            Some(("/tmp/payload", 99)),
+        );
+        snapshot.file_deleted = Some(deleted);
+        snapshot.file_memfd = Some(memfd);
+        vec![exec(1_000, 400, "payload", "/tmp/payload"), snapshot]
+    };
+    for (deleted, memfd, found) in [(true, false, 1), (false, true, 1), (false, false, 0)] {
+        let capture = capture(&program(deleted, memfd));
+        let findings = findings(&capture, &[]);
+        let finding = by_id(&findings, "deleted-exec");
+        assert_eq!(count(&findings, "deleted-exec"), found, "{finding}");
+        assert_eq!(rows_of_predicate(&capture, finding), found);
+        if found > 0 {
+            assert_eq!(finding["examples"][0]["what"], "snapshot");
+        }
+    }
+}
+
+#[test]
+fn help() {
+    let output = common::run(["findings", "--help"]);
+    assert!(output.status.success());
+    insta::assert_snapshot!(
+        "findings_help",
+        String::from_utf8(output.stdout).expect("UTF-8 help")
+    );
 }

@@ -11,7 +11,10 @@ use std::{
 use mmap_format::FormatError;
 use serde::Serialize;
 
-/// Exit status for every error: usage errors (clap uses 2 too), unreadable or invalid inputs.
+use crate::engine::{EngineError, filter::WrongPredicate};
+
+/// Exit status for every other error: usage errors (clap uses 2 too), unreadable or invalid
+/// inputs.
 pub const EXIT_ERROR: u8 = 2;
 
 /// Buffered, locked standard output.
@@ -24,13 +27,17 @@ pub fn write_json_pretty(out: &mut impl Write, value: &impl Serialize) -> io::Re
     serde_json::to_writer_pretty(&mut *out, value).map_err(io::Error::from)?;
     out.write_all(b"\n")
 }
-/// Exit status of `sql` when the query is wrong (the inputs were fine).
+/// Exit status when a query or a `--where` is wrong (the inputs were fine).
 pub const EXIT_QUERY: u8 = 1;
 
-/// Prints `mmap-analyze: <message>` as one line on stderr and returns exit status 2, or returns 0
-/// without printing anything when the error is a broken pipe on stdout.
+/// Prints `mmap-analyze: <message>` as one line on stderr and returns exit status 1 when the
+/// query (or `--where`) is wrong, else 2, or returns 0 without printing anything when the error
+/// is a broken pipe on stdout.
 pub fn report_error(err: &anyhow::Error) -> ExitCode {
-    report_error_as(err, EXIT_ERROR)
+    let wrong_query = err.chain().any(|cause| {
+        cause.is::<WrongPredicate>() || matches!(cause.downcast_ref(), Some(EngineError::Query(_)))
+    });
+    report_error_as(err, if wrong_query { EXIT_QUERY } else { EXIT_ERROR })
 }
 
 /// [`report_error`] with exit status `code`.

@@ -7,4 +7,3 @@ pub mod latency;
 pub mod report;
 pub mod sql;
 pub mod top;
-

@@ -6,6 +6,11 @@ use arrow::{
     array::{Array as _, AsArray as _, RecordBatch},
     datatypes::Int64Type,
 };
+use datafusion::sql::sqlparser::{
+    dialect::GenericDialect,
+    parser::{Parser, ParserError},
+    tokenizer::Token,
+};
 use mmap_format::{event::Syscall, reader::CaptureReader, schema::col};
 
 use super::{Engine, EngineError};
@@ -89,7 +94,7 @@ impl RowFilter {
             }
         }
         if let Some(predicate) = &self.predicate {
-            terms.push(format!("({predicate})"));
+            terms.push(format!("({})", one_expression(predicate)?));
         }
         Ok((!terms.is_empty()).then(|| terms.join(" AND ")))
     }
@@ -101,6 +106,30 @@ impl RowFilter {
             .map(|predicate| format!(" WHERE {predicate}"))
             .unwrap_or_default())
     }
+}
+
+/// A `--where` that is not one SQL expression: a syntax error, or more than an expression
+/// (`1=1) OR (1=1` would escape the other filters it is put beside).
+#[derive(Debug, thiserror::Error)]
+#[error("--where: {0}")]
+pub struct WrongPredicate(String);
+
+/// `predicate` when it parses as exactly one SQL expression.
+fn one_expression(predicate: &str) -> Result<&str, WrongPredicate> {
+    let dialect = GenericDialect {};
+    let wrong = |err: ParserError| WrongPredicate(err.to_string());
+    let mut parser = Parser::new(&dialect)
+        .try_with_sql(predicate)
+        .map_err(wrong)?;
+    parser.parse_expr().map_err(wrong)?;
+    let next = parser.peek_token();
+    if next.token != Token::EOF {
+        return Err(WrongPredicate(format!(
+            "not one expression: it goes on with {} at column {}",
+            next.token, next.span.start.column
+        )));
+    }
+    Ok(predicate)
 }
 
 /// `column IN (a, b, ...)`.
@@ -160,6 +189,27 @@ mod tests {
         assert!(!filter.is_set());
         assert_eq!(filter.sql(&span()).expect("resolves"), None);
         assert_eq!(filter.where_clause(&span()).expect("resolves"), "");
+    }
+
+    #[test]
+    fn a_predicate_is_one_expression() {
+        let filter = |predicate: &str| RowFilter {
+            predicate: Some(predicate.to_owned()),
+            ..RowFilter::default()
+        };
+        let sql = |predicate: &str| filter(predicate).sql(&span());
+        assert_eq!(
+            sql("len > 1 AND comm = ')'").expect("one expression"),
+            Some("(len > 1 AND comm = ')')".to_owned())
+        );
+        for wrong in ["1=1) OR (1=1", "len >", "len > 1; DROP TABLE x", ""] {
+            let err = sql(wrong).expect_err(wrong);
+            assert!(
+                err.downcast_ref::<WrongPredicate>().is_some(),
+                "{wrong}: {err}"
+            );
+            assert!(err.to_string().starts_with("--where: "), "{err}");
+        }
     }
 
     #[test]

@@ -58,6 +58,9 @@ enum Command {
     Maps(maps::Args),
     Recover(recover::Args),
     Sql(commands::sql::Args),
+    Replay(commands::replay::Args),
+    Export(commands::export::Args),
+    Diff(commands::diff::Args),
 }
 
 fn main() -> ExitCode {
@@ -71,6 +74,9 @@ fn main() -> ExitCode {
         Command::Maps(args) => maps::run(args),
         Command::Recover(args) => recover::run(args),
         Command::Sql(args) => commands::sql::run(args),
+        Command::Replay(args) => commands::replay::run(args),
+        Command::Export(args) => commands::export::run(args),
+        Command::Diff(args) => commands::diff::run(args),
     };
     match result {
         Ok(code) => code,

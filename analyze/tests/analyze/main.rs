@@ -3,9 +3,12 @@
 
 mod cli;
 mod common;
+mod diff;
 mod events;
+mod export;
 mod inputs;
 mod maps;
 mod recover;
+mod replay_cmd;
 mod sql;
 mod summary;

@@ -95,13 +95,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 fn export(opened: &Opened, args: &Args) -> anyhow::Result<()> {
-    let predicate = opened.predicate(&args.filter)?;
     let file = File::create(&args.output)
         .with_context(|| format!("creating {}", args.output.display()))?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
     match args.format {
         ExportFormat::ChromeTrace => {
             let origin = opened.engine.span(&opened.readers)?.start();
+            let predicate = opened.predicate(&args.filter)?;
             let query = rows::all_in_effect_order(predicate.as_deref());
             let mut trace = Trace::new(&mut out, origin, opened.page_size())?;
             for row in Rows::new(&opened.engine, &query)? {
@@ -116,7 +116,7 @@ fn export(opened: &Opened, args: &Args) -> anyhow::Result<()> {
             } else {
                 EventsFormat::Json
             };
-            let query = rows::shown_in_time_order(predicate.as_deref());
+            let query = rows::shown_in_time_order(&opened.where_clause(&args.filter)?);
             let mut sink = Sink::new(format, &mut out)?;
             for row in Rows::new(&opened.engine, &query)? {
                 sink.write(&row?.event)?;

@@ -104,11 +104,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 fn play(opened: &Opened, args: &Args) -> anyhow::Result<()> {
-    let predicate = opened.predicate(&args.filter)?;
-    let rows = Rows::new(
-        &opened.engine,
-        &rows::shown_in_time_order(predicate.as_deref()),
-    )?;
+    let where_clause = opened.where_clause(&args.filter)?;
+    let rows = Rows::new(&opened.engine, &rows::shown_in_time_order(&where_clause))?;
     match args.speed {
         None => {
             let mut out = output::stdout();

@@ -76,6 +76,15 @@ impl Opened {
         filter.sql(&span)
     }
 
+    /// ` WHERE ...` for `filter` (times resolved against these captures), or nothing.
+    pub fn where_clause(&self, filter: &RowFilter) -> anyhow::Result<String> {
+        if !filter.is_set() {
+            return Ok(String::new());
+        }
+        let span = self.engine.span(&self.readers)?;
+        filter.where_clause(&span)
+    }
+
     /// The page size the captures were recorded with (x86_64's when they do not say).
     pub fn page_size(&self) -> u64 {
         self.readers
@@ -86,14 +95,14 @@ impl Opened {
     }
 }
 
-/// The rows every kind but snapshot that match `predicate`, in entry-time order.
-pub fn shown_in_time_order(predicate: Option<&str>) -> String {
-    let mut query = format!("SELECT * FROM ({DECODED_EVENTS}) WHERE {}", shown_kinds());
-    if let Some(predicate) = predicate {
-        query.push_str(&format!(" AND ({predicate})"));
-    }
-    query.push_str(&format!(" ORDER BY {}", col::TS));
-    query
+/// The rows of every kind but snapshot that pass `where_clause` ([`Opened::where_clause`]), in
+/// entry-time order.
+pub fn shown_in_time_order(where_clause: &str) -> String {
+    format!(
+        "SELECT * FROM (SELECT * FROM ({DECODED_EVENTS}) WHERE {}){where_clause} ORDER BY {}",
+        shown_kinds(),
+        col::TS
+    )
 }
 
 /// Every row in effect-time order (as the replay engine takes them), with the column

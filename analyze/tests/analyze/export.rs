@@ -240,9 +240,9 @@ try:
     tp = TraceProcessor(trace=sys.argv[1])
 except Exception as err:
     print('skip: trace processor unavailable:', err); sys.exit(0)
-slices = tp.query('select count(*) as n from slice where dur > 0').as_pandas_dataframe()
-counters = tp.query(\"select count(*) as n from counter\").as_pandas_dataframe()
-print('slices', int(slices['n'][0]), 'counters', int(counters['n'][0]))
+slices = next(iter(tp.query('select count(*) as n from slice where dur > 0'))).n
+counters = next(iter(tp.query('select count(*) as n from counter'))).n
+print('slices', slices, 'counters', counters)
 ";
     let output = Command::new(python)
         .args(["-c", script])

@@ -16,7 +16,7 @@ use arrow::{
 use mmap_format::event::RowKind;
 use serde::Serialize;
 
-use super::rows::{self, Opened, Rows};
+use super::rows::{self, Opened, Order, Sorted};
 use crate::{
     events::spreadsheet_safe,
     labels, output,
@@ -192,7 +192,7 @@ fn read_side(path: &PathBuf) -> anyhow::Result<Side> {
         add_stats(&mut side, &batch?)?;
     }
     let mut replay = Replay::new(opened.page_size());
-    for row in Rows::new(&opened.engine, &rows::all_in_effect_order(None))? {
+    for row in Sorted::new(&opened, &rows::all_with_selected(None), Order::Effect)? {
         let event = row?.event;
         // A process that ends leaves the mappings it had then.
         if event.kind == RowKind::Exit

@@ -16,7 +16,7 @@ use mmap_format::{
 };
 use serde::Serialize;
 
-use super::rows::{self, Opened, Rows};
+use super::rows::{self, Opened, Order, Sorted};
 use crate::{
     engine::filter::RowFilter,
     events::{EventsFormat, RowSink as Sink},
@@ -100,11 +100,11 @@ fn export(opened: &Opened, args: &Args) -> anyhow::Result<()> {
     let mut out = BufWriter::with_capacity(1 << 20, file);
     match args.format {
         ExportFormat::ChromeTrace => {
-            let origin = opened.engine.span(&opened.readers)?.start();
+            let origin = opened.span.start();
             let predicate = opened.predicate(&args.filter)?;
-            let query = rows::all_in_effect_order(predicate.as_deref());
+            let query = rows::all_with_selected(predicate.as_deref());
             let mut trace = Trace::new(&mut out, origin, opened.page_size())?;
-            for row in Rows::new(&opened.engine, &query)? {
+            for row in Sorted::new(opened, &query, Order::Effect)? {
                 let row = row?;
                 trace.row(&row.event, row.selected)?;
             }
@@ -116,9 +116,9 @@ fn export(opened: &Opened, args: &Args) -> anyhow::Result<()> {
             } else {
                 EventsFormat::Json
             };
-            let query = rows::shown_in_time_order(&opened.where_clause(&args.filter)?);
+            let query = rows::shown(&opened.where_clause(&args.filter)?);
             let mut sink = Sink::new(format, &mut out)?;
-            for row in Rows::new(&opened.engine, &query)? {
+            for row in Sorted::new(opened, &query, Order::Entry)? {
                 sink.write(&row?.event)?;
             }
             sink.finish()?;

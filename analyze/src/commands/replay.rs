@@ -2,7 +2,7 @@
 //! paced like the original.
 
 use std::{
-    io::{self, LineWriter, Write},
+    io::{self, IsTerminal as _, LineWriter, Write},
     path::PathBuf,
     process::ExitCode,
     thread,
@@ -14,7 +14,7 @@ use mmap_format::{
     names,
 };
 
-use super::rows::{self, Opened, Rows};
+use super::rows::{self, Opened, Order, Sorted};
 use crate::{
     engine::filter::RowFilter,
     events::{EventsFormat, RowSink as Sink},
@@ -42,8 +42,10 @@ use crate::{
 /// keeps the original pace divided by X (it sleeps until each row's time comes): `--speed 10`
 /// plays ten seconds of capture in about one second, `--speed 0.5` at half speed.
 ///
-/// The filter options pick the rows (they combine with AND). Rows are sorted by the engine by
-/// entry time across every input (sorts larger than memory allows spill to disk).
+/// The filter options pick the rows (they combine with AND); when they match nothing, the output
+/// is empty and, on a terminal, a note on stderr says so. Rows are sorted by entry time across
+/// every input, by the engine, one time slice of about half a million rows at a time (so memory
+/// stays bounded and the first lines come out early).
 ///
 /// Exit status: 0 (also when the reader of stdout goes away, as in `| head`, and when nothing
 /// matches), 1 when the --where predicate is wrong, 2 on a usage error or an unreadable input.
@@ -105,20 +107,26 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 fn play(opened: &Opened, args: &Args) -> anyhow::Result<()> {
     let where_clause = opened.where_clause(&args.filter)?;
-    let rows = Rows::new(&opened.engine, &rows::shown_in_time_order(&where_clause))?;
-    match args.speed {
+    let rows = Sorted::new(opened, &rows::shown(&where_clause), Order::Entry)?;
+    let printed = match args.speed {
         None => {
             let mut out = output::stdout();
-            print(rows, args.format, None, &mut out)?;
-            Ok(out.flush()?)
+            let printed = print(rows, args.format, None, &mut out)?;
+            out.flush()?;
+            printed
         }
         // Paced lines are seen as they are due: each is flushed at its end.
         Some(speed) => {
             let mut out = LineWriter::new(io::stdout().lock());
-            print(rows, args.format, Some(Pace::new(speed)), &mut out)?;
-            Ok(out.flush()?)
+            let printed = print(rows, args.format, Some(Pace::new(speed)), &mut out)?;
+            out.flush()?;
+            printed
         }
+    };
+    if printed == 0 && args.filter.is_set() && io::stderr().is_terminal() {
+        output::note("no row matches the filters");
     }
+    Ok(())
 }
 
 /// Where the rows go: strace-like lines, or the JSON objects of `events` (the caller flushes).
@@ -128,11 +136,12 @@ enum Printer<'w, W: Write> {
 }
 
 fn print<W: Write>(
-    rows: Rows<'_>,
+    rows: Sorted<'_>,
     format: ReplayFormat,
     mut pace: Option<Pace>,
     out: &mut W,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<u64> {
+    let mut printed = 0;
     let mut printer = match format {
         ReplayFormat::Text => Printer::Text(&mut *out),
         ReplayFormat::Json => Printer::Json(Sink::new(EventsFormat::Json, &mut *out)?),
@@ -146,11 +155,12 @@ fn print<W: Write>(
             Printer::Text(out) => writeln!(out, "{}", line(&event))?,
             Printer::Json(sink) => sink.write(&event)?,
         }
+        printed += 1;
     }
     if let Printer::Json(sink) = printer {
         sink.finish()?;
     }
-    Ok(())
+    Ok(printed)
 }
 
 /// Keeps the original pace, divided by the speed: the first row is printed at once, every

@@ -4,7 +4,11 @@
 
 use std::{path::PathBuf, process::ExitCode};
 
-use arrow::array::{Array as _, AsArray as _, BooleanArray, RecordBatch};
+use arrow::{
+    array::{Array as _, AsArray as _, BooleanArray, RecordBatch},
+    compute::cast,
+    datatypes::{DataType, Int64Type},
+};
 use mmap_format::{
     event::{Event, RowKind},
     reader::{CaptureReader, events_from_batch},
@@ -16,6 +20,7 @@ use crate::{
     engine::{Batches, Engine, EngineError, filter::RowFilter},
     input,
     output::{self, EXIT_QUERY},
+    timespec::Span,
 };
 
 /// The column of a [`RowQuery`] that says whether a row matches the filter (all rows are
@@ -52,10 +57,11 @@ fn shown_kinds() -> String {
     format!("{} IN ({})", col::KIND, names.join(", "))
 }
 
-/// The captures a command reads, opened, with a query engine over them.
+/// The captures a command reads, opened, with a query engine over them and their time span.
 pub struct Opened {
     pub readers: Vec<CaptureReader>,
     pub engine: Engine,
+    pub span: Span,
 }
 
 impl Opened {
@@ -64,25 +70,22 @@ impl Opened {
             paths: paths.to_vec(),
         })?;
         let engine = Engine::open(&readers)?;
-        Ok(Self { readers, engine })
+        let span = engine.span(&readers)?;
+        Ok(Self {
+            readers,
+            engine,
+            span,
+        })
     }
 
     /// The predicate of `filter` (times resolved against these captures).
     pub fn predicate(&self, filter: &RowFilter) -> anyhow::Result<Option<String>> {
-        if !filter.is_set() {
-            return Ok(None);
-        }
-        let span = self.engine.span(&self.readers)?;
-        filter.sql(&span)
+        filter.sql(&self.span)
     }
 
     /// ` WHERE ...` for `filter` (times resolved against these captures), or nothing.
     pub fn where_clause(&self, filter: &RowFilter) -> anyhow::Result<String> {
-        if !filter.is_set() {
-            return Ok(String::new());
-        }
-        let span = self.engine.span(&self.readers)?;
-        filter.where_clause(&span)
+        filter.where_clause(&self.span)
     }
 
     /// The page size the captures were recorded with (x86_64's when they do not say).
@@ -95,28 +98,160 @@ impl Opened {
     }
 }
 
-/// The rows of every kind but snapshot that pass `where_clause` ([`Opened::where_clause`]), in
-/// entry-time order.
-pub fn shown_in_time_order(where_clause: &str) -> String {
+/// The rows of every kind but snapshot that pass `where_clause` ([`Opened::where_clause`]), to
+/// be read in [`Order::Entry`].
+pub fn shown(where_clause: &str) -> String {
     format!(
-        "SELECT * FROM (SELECT * FROM ({DECODED_EVENTS}) WHERE {}){where_clause} ORDER BY {}",
-        shown_kinds(),
-        col::TS
+        "SELECT * FROM (SELECT * FROM ({DECODED_EVENTS}) WHERE {}){where_clause}",
+        shown_kinds()
     )
 }
 
-/// Every row in effect-time order (as the replay engine takes them), with the column
-/// [`SELECTED`] true for the rows shown (every kind but snapshot) that match `predicate`.
-pub fn all_in_effect_order(predicate: Option<&str>) -> String {
+/// Every row, with the column [`SELECTED`] true for the rows shown (every kind but snapshot)
+/// that match `predicate`, to be read in [`Order::Effect`] (as the replay engine takes them).
+pub fn all_with_selected(predicate: Option<&str>) -> String {
     let shown = match predicate {
         Some(predicate) => format!("{} AND ({predicate})", shown_kinds()),
         None => shown_kinds(),
     };
-    format!(
-        "SELECT *, coalesce({shown}, false) AS {SELECTED} FROM ({DECODED_EVENTS}) \
-         ORDER BY {EFFECT_TIME}, {}",
-        col::TS
-    )
+    format!("SELECT *, coalesce({shown}, false) AS {SELECTED} FROM ({DECODED_EVENTS})")
+}
+
+/// The order rows are read in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    /// By `ts`, when the call entered the kernel (as `events` and strace show them).
+    Entry,
+    /// By [`EFFECT_TIME`], then `ts` (as the replay engine takes them).
+    Effect,
+}
+
+impl Order {
+    fn key(self) -> &'static str {
+        match self {
+            Self::Entry => col::TS,
+            Self::Effect => EFFECT_TIME,
+        }
+    }
+}
+
+/// Rows the engine sorts at once, at most (about: a time bucket is not split): 512 Ki rows of
+/// every column stay well inside the engine's memory limit while they are sorted and merged.
+const SLICE_ROWS: i64 = 1 << 19;
+/// Time buckets counted to cut the capture into slices.
+const BUCKETS: i64 = 4096;
+
+/// `ns` since the epoch as a timestamp literal of the type of `ts`.
+fn timestamp(ns: i64) -> String {
+    format!("arrow_cast({ns}, 'Timestamp(Nanosecond, Some(\"UTC\"))')")
+}
+
+/// The rows of a query in time order, sorted slice by slice: the rows are counted per time
+/// bucket (an aggregate over the time column alone), cut into consecutive time slices of about
+/// [`SLICE_ROWS`] rows, and each slice is read with its own `ORDER BY`, its time bounds pushed
+/// down to the Parquet reader (which skips the row groups outside them). A sort of the whole
+/// capture at once would have to merge more than the engine's memory holds; a slice is sorted in
+/// memory, and the first rows come out after the first slice, not after the whole capture.
+pub struct Sorted<'e> {
+    engine: &'e Engine,
+    slices: std::vec::IntoIter<String>,
+    current: Option<Rows<'e>>,
+}
+
+impl<'e> Sorted<'e> {
+    pub fn new(opened: &'e Opened, query: &str, order: Order) -> anyhow::Result<Self> {
+        let slices = match opened.span.first_row {
+            Some(first) => slice_queries(opened, query, order, first)?,
+            None => Vec::new(),
+        };
+        Ok(Self {
+            engine: &opened.engine,
+            slices: slices.into_iter(),
+            current: None,
+        })
+    }
+}
+
+/// One query per time slice of `query`'s rows, in order.
+fn slice_queries(
+    opened: &Opened,
+    query: &str,
+    order: Order,
+    first: i64,
+) -> anyhow::Result<Vec<String>> {
+    let key = order.key();
+    // Every row takes effect between the first entry and the span's end.
+    let width = (opened.span.end.saturating_sub(first) / BUCKETS).saturating_add(1);
+    let histogram = format!(
+        "SELECT CAST((CAST({key} AS BIGINT) - {first}) / {width} AS BIGINT) AS bucket, \
+         count(*) AS n FROM ({query}) GROUP BY 1 ORDER BY 1"
+    );
+    let mut bounds = Vec::new();
+    let mut rows = 0;
+    for batch in opened.engine.sql(&histogram)? {
+        let batch = batch?;
+        let buckets = cast(batch.column(0), &DataType::Int64)?;
+        let counts = cast(batch.column(1), &DataType::Int64)?;
+        let (buckets, counts) = (
+            buckets.as_primitive::<Int64Type>(),
+            counts.as_primitive::<Int64Type>(),
+        );
+        for i in 0..batch.num_rows() {
+            rows += counts.value(i);
+            if rows >= SLICE_ROWS {
+                let end = buckets.value(i).saturating_add(1);
+                bounds.push(first.saturating_add(end.saturating_mul(width)));
+                rows = 0;
+            }
+        }
+    }
+    // The first slice has no lower bound and the last no upper bound: no row is left out.
+    let mut queries = Vec::new();
+    let mut lower: Option<i64> = None;
+    for upper in bounds.into_iter().map(Some).chain([None]) {
+        let mut terms = Vec::new();
+        if let Some(lower) = lower {
+            terms.push(format!("{key} >= {}", timestamp(lower)));
+        }
+        if let Some(upper) = upper {
+            terms.push(format!("{key} < {}", timestamp(upper)));
+            if order == Order::Effect {
+                // A row takes effect at or after its entry: this bound reaches the reader.
+                terms.push(format!("{} < {}", col::TS, timestamp(upper)));
+            }
+        }
+        let filter = if terms.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", terms.join(" AND "))
+        };
+        queries.push(format!(
+            "SELECT * FROM ({query}){filter} ORDER BY {key}, {}",
+            col::TS
+        ));
+        lower = upper;
+    }
+    Ok(queries)
+}
+
+impl Iterator for Sorted<'_> {
+    type Item = anyhow::Result<Row>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(rows) = &mut self.current {
+                match rows.next() {
+                    Some(row) => return Some(row),
+                    None => self.current = None,
+                }
+            }
+            let query = self.slices.next()?;
+            match Rows::new(self.engine, &query) {
+                Ok(rows) => self.current = Some(rows),
+                Err(err) => return Some(Err(err.into())),
+            }
+        }
+    }
 }
 
 /// One decoded row and whether it is selected ([`SELECTED`]; true when the query has no such

@@ -392,6 +392,25 @@ impl<'w, W: Write> Sink<'w, W> {
     }
 }
 
+/// Rows written as `events` writes them, for the commands that print or export the same rows
+/// (`replay --format json`, `export --format jsonl|csv`).
+pub(crate) struct RowSink<'w, W: Write>(Sink<'w, W>);
+
+impl<'w, W: Write> RowSink<'w, W> {
+    pub(crate) fn new(format: EventsFormat, out: &'w mut W) -> io::Result<Self> {
+        Sink::new(format, out).map(Self)
+    }
+
+    pub(crate) fn write(&mut self, event: &Event<'_>) -> io::Result<()> {
+        self.0.write(event)
+    }
+
+    /// Writes what is held back; the caller flushes the output after.
+    pub(crate) fn finish(self) -> io::Result<()> {
+        self.0.finish()
+    }
+}
+
 fn or_dash(value: Option<String>) -> String {
     value.unwrap_or_else(|| "-".to_owned())
 }
@@ -606,7 +625,7 @@ impl Layout<JsonDecoder> {
 /// A text cell that a spreadsheet would run as a formula (it starts with `=`, `+`, `-`, `@`, a
 /// tab or a carriage return) gets a leading `'`, as OWASP recommends for CSV; other text is as
 /// recorded. Any traced process can name itself or a file so.
-fn spreadsheet_safe(text: &str) -> String {
+pub(crate) fn spreadsheet_safe(text: &str) -> String {
     if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{text}")
     } else {

@@ -66,6 +66,9 @@ enum Command {
     Errors(commands::errors::Args),
     Findings(commands::findings::Args),
     Report(commands::report::Args),
+    Replay(commands::replay::Args),
+    Export(commands::export::Args),
+    Diff(commands::diff::Args),
 }
 
 fn main() -> ExitCode {
@@ -84,6 +87,9 @@ fn main() -> ExitCode {
         Command::Errors(args) => commands::errors::run(args),
         Command::Findings(args) => commands::findings::run(args),
         Command::Report(args) => commands::report::run(args),
+        Command::Replay(args) => commands::replay::run(args),
+        Command::Export(args) => commands::export::run(args),
+        Command::Diff(args) => commands::diff::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,9 +1,13 @@
 //! Subcommands that are a query over the engine plus a rendering.
 
 pub mod calls;
+pub mod diff;
 pub mod errors;
+pub mod export;
 pub mod findings;
 pub mod latency;
+pub mod replay;
 pub mod report;
+mod rows;
 pub mod sql;
 pub mod top;

@@ -152,6 +152,11 @@ impl Replay {
         self.processes.get(&pid)
     }
 
+    /// Every live process (seen and not exited since), in no particular order.
+    pub fn processes(&self) -> impl Iterator<Item = (u32, &Process)> {
+        self.processes.iter().map(|(pid, process)| (*pid, process))
+    }
+
     /// How `pid` ended, if its last lifecycle row is an exit.
     pub fn exit(&self, pid: u32) -> Option<&Exit> {
         self.exits.get(&pid)

@@ -3,14 +3,17 @@
 
 mod cli;
 mod common;
+mod diff;
 mod errors;
 mod events;
+mod export;
 mod findings;
 mod inputs;
 mod latency;
 mod maps;
 mod progress;
 mod recover;
+mod replay_cmd;
 mod report;
 mod sql;
 mod summary;

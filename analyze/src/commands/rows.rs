@@ -1,0 +1,324 @@
+//! The rows a command walks through one by one (`replay`, `export`, `diff`): a query over the
+//! engine whose results come back decoded into [`Event`]s, so that the shared labels
+//! ([`crate::labels`]) and the address-space replay ([`crate::replay`]) work on them.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use arrow::{
+    array::{Array as _, AsArray as _, BooleanArray, RecordBatch},
+    compute::cast,
+    datatypes::{DataType, Int64Type},
+};
+use mmap_format::{
+    event::{Event, RowKind},
+    reader::{CaptureReader, events_from_batch},
+    schema::col,
+};
+
+use crate::{
+    cli::Inputs,
+    engine::{Batches, Engine, EngineError, filter::RowFilter},
+    input,
+    output::{self, EXIT_QUERY},
+    timespec::Span,
+};
+
+/// The column of a [`RowQuery`] that says whether a row matches the filter (all rows are
+/// read, only these shown).
+pub const SELECTED: &str = "selected";
+
+/// `events` with the decoded columns of the `calls` view beside its own, so that a `--where`
+/// predicate may use either.
+const DECODED_EVENTS: &str = "SELECT *, \
+     CAST(ts_exit AS BIGINT) - CAST(ts AS BIGINT) AS dur_ns, \
+     prot_names(prot) AS prot_names, \
+     flags_names(syscall, flags) AS flags_names, \
+     errno_name(errno) AS errno_name \
+     FROM events";
+
+/// When a row takes effect ([`crate::replay::effect_time`]) in SQL: a call when it returns,
+/// any other row at its time. Calls whose exit was not seen sort at their entry.
+pub const EFFECT_TIME: &str = "CASE WHEN kind = 'syscall' THEN coalesce(ts_exit, ts) ELSE ts END";
+
+/// The kinds of rows shown as they happen: every kind but snapshot (as `events` shows them).
+const SHOWN_KINDS: [RowKind; 5] = [
+    RowKind::Syscall,
+    RowKind::Fork,
+    RowKind::Exec,
+    RowKind::Exit,
+    RowKind::Lost,
+];
+
+fn shown_kinds() -> String {
+    let names: Vec<String> = SHOWN_KINDS
+        .iter()
+        .map(|kind| format!("'{}'", kind.as_str()))
+        .collect();
+    format!("{} IN ({})", col::KIND, names.join(", "))
+}
+
+/// The captures a command reads, opened, with a query engine over them and their time span.
+pub struct Opened {
+    pub readers: Vec<CaptureReader>,
+    pub engine: Engine,
+    pub span: Span,
+}
+
+impl Opened {
+    pub fn new(paths: &[PathBuf]) -> anyhow::Result<Self> {
+        let readers = input::open(&Inputs {
+            paths: paths.to_vec(),
+        })?;
+        let engine = Engine::open(&readers)?;
+        let span = engine.span(&readers)?;
+        Ok(Self {
+            readers,
+            engine,
+            span,
+        })
+    }
+
+    /// The predicate of `filter` (times resolved against these captures).
+    pub fn predicate(&self, filter: &RowFilter) -> anyhow::Result<Option<String>> {
+        filter.sql(&self.span)
+    }
+
+    /// ` WHERE ...` for `filter` (times resolved against these captures), or nothing.
+    pub fn where_clause(&self, filter: &RowFilter) -> anyhow::Result<String> {
+        filter.where_clause(&self.span)
+    }
+
+    /// The page size the captures were recorded with (x86_64's when they do not say).
+    pub fn page_size(&self) -> u64 {
+        self.readers
+            .iter()
+            .find_map(|reader| reader.metadata().page_size)
+            .map(u64::from)
+            .unwrap_or(crate::replay::DEFAULT_PAGE_SIZE)
+    }
+}
+
+/// The rows of every kind but snapshot that pass `where_clause` ([`Opened::where_clause`]), to
+/// be read in [`Order::Entry`].
+pub fn shown(where_clause: &str) -> String {
+    format!(
+        "SELECT * FROM (SELECT * FROM ({DECODED_EVENTS}) WHERE {}){where_clause}",
+        shown_kinds()
+    )
+}
+
+/// Every row, with the column [`SELECTED`] true for the rows shown (every kind but snapshot)
+/// that match `predicate`, to be read in [`Order::Effect`] (as the replay engine takes them).
+pub fn all_with_selected(predicate: Option<&str>) -> String {
+    let shown = match predicate {
+        Some(predicate) => format!("{} AND ({predicate})", shown_kinds()),
+        None => shown_kinds(),
+    };
+    format!("SELECT *, coalesce({shown}, false) AS {SELECTED} FROM ({DECODED_EVENTS})")
+}
+
+/// The order rows are read in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    /// By `ts`, when the call entered the kernel (as `events` and strace show them).
+    Entry,
+    /// By [`EFFECT_TIME`], then `ts` (as the replay engine takes them).
+    Effect,
+}
+
+impl Order {
+    fn key(self) -> &'static str {
+        match self {
+            Self::Entry => col::TS,
+            Self::Effect => EFFECT_TIME,
+        }
+    }
+}
+
+/// Rows the engine sorts at once, at most (about: a time bucket is not split): 512 Ki rows of
+/// every column stay well inside the engine's memory limit while they are sorted and merged.
+const SLICE_ROWS: i64 = 1 << 19;
+/// Time buckets counted to cut the capture into slices.
+const BUCKETS: i64 = 4096;
+
+/// `ns` since the epoch as a timestamp literal of the type of `ts`.
+fn timestamp(ns: i64) -> String {
+    format!("arrow_cast({ns}, 'Timestamp(Nanosecond, Some(\"UTC\"))')")
+}
+
+/// The rows of a query in time order, sorted slice by slice: the rows are counted per time
+/// bucket (an aggregate over the time column alone), cut into consecutive time slices of about
+/// [`SLICE_ROWS`] rows, and each slice is read with its own `ORDER BY`, its time bounds pushed
+/// down to the Parquet reader (which skips the row groups outside them). A sort of the whole
+/// capture at once would have to merge more than the engine's memory holds; a slice is sorted in
+/// memory, and the first rows come out after the first slice, not after the whole capture.
+pub struct Sorted<'e> {
+    engine: &'e Engine,
+    slices: std::vec::IntoIter<String>,
+    current: Option<Rows<'e>>,
+}
+
+impl<'e> Sorted<'e> {
+    pub fn new(opened: &'e Opened, query: &str, order: Order) -> anyhow::Result<Self> {
+        let slices = match opened.span.first_row {
+            Some(first) => slice_queries(opened, query, order, first)?,
+            None => Vec::new(),
+        };
+        Ok(Self {
+            engine: &opened.engine,
+            slices: slices.into_iter(),
+            current: None,
+        })
+    }
+}
+
+/// One query per time slice of `query`'s rows, in order.
+fn slice_queries(
+    opened: &Opened,
+    query: &str,
+    order: Order,
+    first: i64,
+) -> anyhow::Result<Vec<String>> {
+    let key = order.key();
+    // Every row takes effect between the first entry and the span's end.
+    let width = (opened.span.end.saturating_sub(first) / BUCKETS).saturating_add(1);
+    let histogram = format!(
+        "SELECT CAST((CAST({key} AS BIGINT) - {first}) / {width} AS BIGINT) AS bucket, \
+         count(*) AS n FROM ({query}) GROUP BY 1 ORDER BY 1"
+    );
+    let mut bounds = Vec::new();
+    let mut rows = 0;
+    for batch in opened.engine.sql(&histogram)? {
+        let batch = batch?;
+        let buckets = cast(batch.column(0), &DataType::Int64)?;
+        let counts = cast(batch.column(1), &DataType::Int64)?;
+        let (buckets, counts) = (
+            buckets.as_primitive::<Int64Type>(),
+            counts.as_primitive::<Int64Type>(),
+        );
+        for i in 0..batch.num_rows() {
+            rows += counts.value(i);
+            if rows >= SLICE_ROWS {
+                let end = buckets.value(i).saturating_add(1);
+                bounds.push(first.saturating_add(end.saturating_mul(width)));
+                rows = 0;
+            }
+        }
+    }
+    // The first slice has no lower bound and the last no upper bound: no row is left out.
+    let mut queries = Vec::new();
+    let mut lower: Option<i64> = None;
+    for upper in bounds.into_iter().map(Some).chain([None]) {
+        let mut terms = Vec::new();
+        if let Some(lower) = lower {
+            terms.push(format!("{key} >= {}", timestamp(lower)));
+        }
+        if let Some(upper) = upper {
+            terms.push(format!("{key} < {}", timestamp(upper)));
+            if order == Order::Effect {
+                // A row takes effect at or after its entry: this bound reaches the reader.
+                terms.push(format!("{} < {}", col::TS, timestamp(upper)));
+            }
+        }
+        let filter = if terms.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", terms.join(" AND "))
+        };
+        queries.push(format!(
+            "SELECT * FROM ({query}){filter} ORDER BY {key}, {}",
+            col::TS
+        ));
+        lower = upper;
+    }
+    Ok(queries)
+}
+
+impl Iterator for Sorted<'_> {
+    type Item = anyhow::Result<Row>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(rows) = &mut self.current {
+                match rows.next() {
+                    Some(row) => return Some(row),
+                    None => self.current = None,
+                }
+            }
+            let query = self.slices.next()?;
+            match Rows::new(self.engine, &query) {
+                Ok(rows) => self.current = Some(rows),
+                Err(err) => return Some(Err(err.into())),
+            }
+        }
+    }
+}
+
+/// One decoded row and whether it is selected ([`SELECTED`]; true when the query has no such
+/// column).
+pub struct Row {
+    pub event: Event<'static>,
+    pub selected: bool,
+}
+
+/// The results of a query as [`Row`]s, batch by batch.
+pub struct Rows<'e> {
+    batches: Batches<'e>,
+    current: std::vec::IntoIter<Row>,
+}
+
+impl<'e> Rows<'e> {
+    pub fn new(engine: &'e Engine, query: &str) -> Result<Self, EngineError> {
+        Ok(Self {
+            batches: engine.sql(query)?,
+            current: Vec::new().into_iter(),
+        })
+    }
+}
+
+fn decode(batch: &RecordBatch) -> anyhow::Result<Vec<Row>> {
+    let events = events_from_batch(batch)?;
+    let selected: Option<&BooleanArray> = batch
+        .column_by_name(SELECTED)
+        .and_then(|column| column.as_boolean_opt());
+    Ok(events
+        .into_iter()
+        .enumerate()
+        .map(|(i, event)| Row {
+            event,
+            selected: selected.is_none_or(|flags| flags.is_valid(i) && flags.value(i)),
+        })
+        .collect())
+}
+
+impl Iterator for Rows<'_> {
+    type Item = anyhow::Result<Row>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(row) = self.current.next() {
+                return Some(Ok(row));
+            }
+            let decoded = match self.batches.next()? {
+                Ok(batch) => decode(&batch),
+                Err(err) => Err(err.into()),
+            };
+            match decoded {
+                Ok(rows) => self.current = rows.into_iter(),
+                Err(err) => return Some(Err(err)),
+            }
+        }
+    }
+}
+
+/// The exit status of a command: a wrong query (a bad `--where`) is exit status 1 with one line
+/// on stderr, any other error is left to the caller (exit status 2).
+pub fn exit_code(result: anyhow::Result<()>) -> anyhow::Result<ExitCode> {
+    match result {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(err) if matches!(err.downcast_ref(), Some(EngineError::Query(_))) => {
+            Ok(output::report_error_as(&err, EXIT_QUERY))
+        }
+        Err(err) => Err(err),
+    }
+}

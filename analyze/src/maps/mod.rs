@@ -18,6 +18,7 @@ use serde::Serialize;
 use self::{build::Query, scan::Scan};
 use crate::{
     cli::{self, Inputs},
+    engine::Engine,
     input, labels,
     loss::LossWindow,
     output,
@@ -107,9 +108,10 @@ pub enum MapsFormat {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let readers = input::open(&args.inputs)?;
-    let scan = Scan::read(&readers, args.pid)?;
+    let engine = Engine::open(&readers)?;
+    let scan = Scan::read(&engine, &readers, args.pid)?;
     let query = Query::new(&readers, &scan, &args)?;
-    let report = Report::build(&readers, &scan, &query)?;
+    let report = Report::build(&engine, &readers, &scan, &query)?;
 
     let mut out = output::stdout();
     match args.format {

@@ -34,7 +34,7 @@ pub fn collect(
 ) -> Result<Summary, EngineError> {
     let engine = Engine::open(readers)?;
     let from = match predicate {
-        Some(predicate) => format!("{} WHERE ({predicate})", input::rows()),
+        Some(predicate) => format!("(SELECT * FROM {} WHERE ({predicate}))", input::rows()),
         None => "events".to_owned(),
     };
     let mut totals = Totals::default();

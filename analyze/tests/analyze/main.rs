@@ -9,3 +9,4 @@ mod maps;
 mod recover;
 mod sql;
 mod summary;
+mod where_filters;

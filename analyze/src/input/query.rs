@@ -125,7 +125,7 @@ pub fn span(engine: &Engine, readers: &[CaptureReader]) -> Result<Span, EngineEr
                 datatypes::Int64Type,
             };
             let values = batch.column(index).as_primitive::<Int64Type>();
-            (values.len() > 0 && values.is_valid(0)).then(|| values.value(0))
+            (!values.is_empty() && values.is_valid(0)).then(|| values.value(0))
         };
         if let Some(first) = column(0) {
             span.first_row = Some(first);

@@ -1,5 +1,5 @@
-//! The [`Summary`] from three aggregate queries over the rows (counts by kind, system call and
-//! errno; by process and thread name; the loss windows), run by the query engine so that only
+//! The [`Summary`] from two queries over the rows (counts by kind, system call, errno, process
+//! and thread name; the loss windows), run by the query engine so that only
 //! the columns they use are read, and from the files' metadata ([`FileTotals`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -39,7 +39,6 @@ pub fn collect(
     };
     let mut totals = Totals::default();
     totals.add_groups(&engine, &from)?;
-    totals.add_processes(&engine, &from)?;
     totals.add_loss_windows(&engine, &from)?;
     let mut files = FileTotals::default();
     for reader in readers {
@@ -161,14 +160,18 @@ struct Totals {
 }
 
 impl Totals {
-    /// Counts by kind, system call and errno, bytes mapped, first and last row.
+    /// Counts by kind, system call and errno, bytes mapped, first and last row, and the system
+    /// call rows and bytes of each process and thread name: one scan, grouped by all five.
     fn add_groups(&mut self, engine: &Engine, from: &str) -> Result<(), EngineError> {
         let query = format!(
-            "SELECT {kind}, {syscall}, {errno} AS errno_of_ret, count(*), sum({mapped}), \
-             min({ts}), max({ts}) FROM {from} GROUP BY {kind}, {syscall}, errno_of_ret",
+            "SELECT {kind}, {syscall}, {errno} AS errno_of_ret, {pid}, {comm}, count(*), \
+             sum({mapped}), min({ts}), max({ts}) FROM {from} \
+             GROUP BY {kind}, {syscall}, errno_of_ret, {pid}, {comm}",
             kind = col::KIND,
             syscall = col::SYSCALL,
             errno = errno_sql(),
+            pid = col::PID,
+            comm = col::COMM,
             mapped = bytes_mapped_sql(),
             ts = col::TS,
         );
@@ -177,6 +180,8 @@ impl Totals {
             DataType::Utf8,
             DataType::Int64,
             DataType::Int64,
+            DataType::Utf8,
+            DataType::Int64,
             DataType::Int64,
             DataType::Int64,
             DataType::Int64,
@@ -184,9 +189,10 @@ impl Totals {
         each_row(engine, &query, &types, |columns, row| {
             let kind = RowKind::from_name(text(&columns[0], row).unwrap_or_default());
             let syscall = text(&columns[1], row).map(Syscall::from_name);
-            let rows = count_of(&columns[3], row);
+            let rows = count_of(&columns[5], row);
+            let mapped = count_of(&columns[6], row);
             self.events += rows;
-            for ts in [int(&columns[5], row), int(&columns[6], row)]
+            for ts in [int(&columns[7], row), int(&columns[8], row)]
                 .into_iter()
                 .flatten()
             {
@@ -204,40 +210,18 @@ impl Totals {
                 self.failed += rows;
                 add(&mut self.errors, &labels::errno_label(errno), rows);
             }
-            self.bytes_mapped = self.bytes_mapped.saturating_add(count_of(&columns[4], row));
-        })
-    }
-
-    /// The system call rows and bytes of each process and thread name.
-    fn add_processes(&mut self, engine: &Engine, from: &str) -> Result<(), EngineError> {
-        let query = format!(
-            "SELECT {pid}, {comm}, count(*), sum({mapped}) FROM {from} WHERE {kind} = {syscall} \
-             GROUP BY {pid}, {comm}",
-            pid = col::PID,
-            comm = col::COMM,
-            mapped = bytes_mapped_sql(),
-            kind = col::KIND,
-            syscall = literal(RowKind::Syscall.as_str()),
-        );
-        let types = [
-            DataType::Int64,
-            DataType::Utf8,
-            DataType::Int64,
-            DataType::Int64,
-        ];
-        each_row(engine, &query, &types, |columns, row| {
-            let Some(pid) = int(&columns[0], row).and_then(|pid| u32::try_from(pid).ok()) else {
+            self.bytes_mapped = self.bytes_mapped.saturating_add(mapped);
+            let Some(pid) = int(&columns[3], row).and_then(|pid| u32::try_from(pid).ok()) else {
                 return;
             };
-            let comm = text(&columns[1], row).unwrap_or_default();
-            let (calls, mapped) = (count_of(&columns[2], row), count_of(&columns[3], row));
+            let comm = text(&columns[4], row).unwrap_or_default();
             let process = self.processes.entry(pid).or_default();
-            process.events += calls;
+            process.events += rows;
             process.bytes_mapped = process.bytes_mapped.saturating_add(mapped);
-            add(&mut process.comms, comm, calls);
+            add(&mut process.comms, comm, rows);
             let totals = self.comms.entry(comm.to_owned()).or_default();
             totals.pids.insert(pid);
-            totals.events += calls;
+            totals.events += rows;
             totals.bytes_mapped = totals.bytes_mapped.saturating_add(mapped);
         })
     }

@@ -74,7 +74,7 @@ Examples:
   # For scripts: total failures by errno
   mmap-analyze summary rec/ --format json | jq .errors
 
-  # Only the large anonymous mappings and what unmapped them
+  # Only the anonymous mappings of 1 MiB or more
   mmap-analyze summary rec/ --where \"fd = -1 AND len >= 1048576\"
 
   # Was anything lost or left out, and when?

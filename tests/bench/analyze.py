@@ -119,6 +119,7 @@ def run_measured(argv, stdout=subprocess.DEVNULL):
 DUCK_CHILD = """
 import sys, time, duckdb
 con = duckdb.connect()
+con.sql("SET enable_progress_bar = false")
 start = time.perf_counter()
 for q in sys.argv[1:]:
     con.sql(q).fetchall()
@@ -131,7 +132,7 @@ def duck(queries, src):
         [sys.executable, "-c", DUCK_CHILD] + [q.replace("{src}", src) for q in queries],
         stdout=subprocess.PIPE,
     )
-    return (float(out.decode().strip()) if code == 0 else float("nan")), rss, code
+    return (float(out.decode().split()[-1]) if code == 0 else float("nan")), rss, code
 
 
 def duck_value(src, query):

@@ -13,7 +13,7 @@ export MMAP_CAPTURE_PYTHON := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 DEMO_OUT ?= target/demo/demo.parquet
 
-.PHONY: all bootstrap venv tools chromium build release demo test bench fmt lint clean
+.PHONY: all bootstrap venv tools chromium build release demo test bench bench-analyze fmt lint clean
 
 all: build
 
@@ -92,9 +92,25 @@ test: bootstrap venv tools chromium
 	@[ -n "$(INCLUDE_IGNORED)" ] || echo "make test: not root: the eBPF tests are ignored (run as root to include them)" >&2
 	cargo test --workspace --exclude recorder-ebpf -- $(INCLUDE_IGNORED)
 
-## bench: tracing overhead per mmap+munmap pair (see docs/PERFORMANCE.md).
+## bench: tracing overhead per mmap+munmap pair, then the analyzer (see docs/PERFORMANCE.md).
 bench: release
 	$(SUDO) target/release/mmap-bench --recorder target/release/mmap-recorder --rounds 9 --calls 300000 --compare
+	$(MAKE) bench-analyze
+
+## bench-analyze: mmap-analyze beside DuckDB on a generated 10-million-row capture (one file and
+## its segments) and on a real recording of mmap-workload; the table goes to $(BENCH)/analyze.md.
+BENCH := target/bench
+BENCH_ROWS ?= 10000000
+BENCH_REPS ?= 3
+bench-analyze: release venv
+	@mkdir -p "$(BENCH)"
+	@[ -f "$(BENCH)/gen-$(BENCH_ROWS).parquet" ] || target/release/mmap-gen --rows $(BENCH_ROWS) \
+	  --file "$(BENCH)/gen-$(BENCH_ROWS).parquet" --dir "$(BENCH)/gen-$(BENCH_ROWS)"
+	@[ -f "$(BENCH)/real.parquet" ] || $(SUDO) target/release/mmap-recorder record --force \
+	  -o "$(BENCH)/real.parquet" -- target/release/mmap-workload --duration 5s --family
+	"$(VENV)/bin/python" tests/bench/analyze.py --bin target/release --reps $(BENCH_REPS) \
+	  --capture "$(BENCH)/gen-$(BENCH_ROWS).parquet" --capture "$(BENCH)/gen-$(BENCH_ROWS)" \
+	  --capture "$(BENCH)/real.parquet" --out "$(BENCH)/analyze.md"
 
 fmt:
 	cargo +nightly fmt --all

@@ -5,10 +5,10 @@ use std::{
     process::ExitCode,
 };
 
-use anyhow::{Context as _, anyhow};
+use anyhow::Context as _;
 use clap::{ValueEnum, builder::PossibleValue};
 use mmap_format::{
-    event::{Event, RowKind, Syscall},
+    event::{Event, MAX_ERRNO, RowKind, Syscall},
     names,
     reader::CaptureReader,
     schema::{self, Value, col},
@@ -17,8 +17,12 @@ use serde::{Serialize, ser::SerializeMap as _};
 
 use crate::{
     cli::{self, Inputs},
+    engine::{
+        Engine, EngineError,
+        filter::{RowFilter, literal},
+    },
     input, labels,
-    output::{self, csv_to_io},
+    output::{self, EXIT_QUERY, csv_to_io},
     replay::MREMAP_FIXED,
     table::{Column, StreamingTable},
     timespec::{self, Span, TimeSpec},
@@ -88,7 +92,15 @@ pub struct Args {
     #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     until: Option<TimeSpec>,
 
-    /// Stop after printing this many lines.
+    /// Only rows for which this SQL predicate is true, e.g. "len >= 1048576 AND fd = -1" or
+    /// "prot_names LIKE '%PROT_EXEC%'". It may use every column of the capture (docs/FORMAT.md),
+    /// capture_id, host and file, the decoded columns of the `calls` view (dur_ns, prot_names,
+    /// flags_names, errno_name) and any SQL function; a column a row kind does not use is NULL
+    /// there. A predicate that is not valid SQL exits with status 1.
+    #[arg(long = "where", value_name = "SQL")]
+    predicate: Option<String>,
+
+    /// Stop after printing this many lines (the rest of the capture is not read).
     #[arg(long, value_name = "N")]
     limit: Option<u64>,
 
@@ -118,6 +130,10 @@ Examples:
 
   # The /proc/PID/maps snapshots taken at capture start
   mmap-analyze events build.parquet --kind snapshot --pid 1234
+
+  # Executable mappings of more than 1 MiB, in any SQL (--where: columns of the capture
+  # and of the `calls` view)
+  mmap-analyze events rec/ --where \"prot_names LIKE '%PROT_EXEC%' AND len > 1048576\"
 
   # JSON Lines for jq: the 20 largest mappings of `java`
   mmap-analyze events build.parquet --comm java --format json \\
@@ -162,42 +178,52 @@ fn kind_help(kind: RowKind) -> &'static str {
     }
 }
 
-/// Which rows are printed.
+/// Which rows are printed, as one SQL predicate over the rows (pushed down to the Parquet
+/// reader, so that a narrow filter reads a fraction of a large capture).
 #[derive(Debug, Default)]
 struct Filter {
     pids: Vec<u32>,
     tids: Vec<u32>,
-    comms: Vec<String>,
-    syscalls: Vec<Syscall>,
     failed: bool,
     /// Empty: every kind but snapshot.
     kinds: Vec<RowKind>,
-    /// Entry times, ns since the epoch, inclusive.
-    since: Option<i64>,
-    until: Option<i64>,
+    /// `--comm`, `--syscall`, `--since`, `--until` and `--where`, as every command on the
+    /// engine has them.
+    rows: RowFilter,
 }
 
 impl Filter {
-    fn matches(&self, event: &Event<'_>) -> bool {
-        let kind_matches = if self.kinds.is_empty() {
-            event.kind != RowKind::Snapshot
-        } else {
-            self.kinds.contains(&event.kind)
+    /// The predicate; times are resolved against `span`.
+    fn sql(&self, span: &Span) -> anyhow::Result<String> {
+        let list = |values: &[u32]| {
+            let values: Vec<String> = values.iter().map(u32::to_string).collect();
+            values.join(", ")
         };
-        let pid_matches = self.pids.contains(&event.pid)
-            || (event.kind == RowKind::Fork
-                && event
-                    .child_pid
-                    .is_some_and(|child| self.pids.contains(&child)));
-        kind_matches
-            && (self.pids.is_empty() || pid_matches)
-            && (self.tids.is_empty() || self.tids.contains(&event.tid))
-            && (self.comms.is_empty() || self.comms.iter().any(|c| *c == event.comm))
-            && (self.syscalls.is_empty()
-                || event.syscall.is_some_and(|s| self.syscalls.contains(&s)))
-            && (!self.failed || labels::failed(event))
-            && self.since.is_none_or(|since| event.ts_ns >= since)
-            && self.until.is_none_or(|until| event.ts_ns <= until)
+        let mut terms = vec![if self.kinds.is_empty() {
+            format!("{} <> {}", col::KIND, literal(RowKind::Snapshot.as_str()))
+        } else {
+            let kinds: Vec<String> = self.kinds.iter().map(|k| literal(k.as_str())).collect();
+            format!("{} IN ({})", col::KIND, kinds.join(", "))
+        }];
+        if !self.pids.is_empty() {
+            // A fork row is also the child's.
+            let pids = list(&self.pids);
+            terms.push(format!(
+                "({pid} IN ({pids}) OR ({kind} = {fork} AND {child} IN ({pids})))",
+                pid = col::PID,
+                kind = col::KIND,
+                fork = literal(RowKind::Fork.as_str()),
+                child = col::CHILD_PID,
+            ));
+        }
+        if !self.tids.is_empty() {
+            terms.push(format!("{} IN ({})", col::TID, list(&self.tids)));
+        }
+        if self.failed {
+            terms.push(format!("{} BETWEEN -{MAX_ERRNO} AND -1", col::RET));
+        }
+        terms.extend(self.rows.sql(span)?);
+        Ok(terms.join(" AND "))
     }
 
     /// Whether the filters are why nothing was printed (not `--limit 0`, not an empty capture
@@ -208,14 +234,8 @@ impl Filter {
 
     /// Whether any option narrows the rows (snapshots, hidden by default, do not count).
     fn is_set(&self) -> bool {
-        !(self.pids.is_empty()
-            && self.tids.is_empty()
-            && self.comms.is_empty()
-            && self.syscalls.is_empty()
-            && !self.failed
-            && self.kinds.is_empty()
-            && self.since.is_none()
-            && self.until.is_none())
+        !(self.pids.is_empty() && self.tids.is_empty() && !self.failed && self.kinds.is_empty())
+            || self.rows.is_set()
     }
 }
 
@@ -240,73 +260,81 @@ fn kernel_comm(name: String) -> String {
     cut
 }
 
-/// `--since` and `--until` in ns, resolved against the capture (read once more first when a
-/// time counts from its first row or end, or is a time of day).
-fn resolve_times(
-    readers: &[CaptureReader],
-    times: [(&str, Option<TimeSpec>); 2],
-) -> anyhow::Result<[Option<i64>; 2]> {
-    let needs_rows = times
-        .iter()
-        .any(|(_, spec)| spec.is_some_and(|spec| !matches!(spec, TimeSpec::Absolute(_))));
-    let span = if needs_rows {
-        Span::read(readers)?
-    } else {
-        Span::of_files(readers)
-    };
-    let mut resolved = [None, None];
-    for (slot, (option, spec)) in resolved.iter_mut().zip(times) {
-        if let Some(spec) = spec {
-            let time = spec
-                .resolve(&span)
-                .map_err(|err| anyhow!("{option} {err}"))?;
-            if let Some(warning) = time.warning {
-                output::warn(&format!("{option} {warning}"));
-            }
-            *slot = Some(time.ns);
-        }
-    }
-    Ok(resolved)
-}
-
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let readers = input::open(&args.inputs)?;
-    let [since, until] =
-        resolve_times(&readers, [("--since", args.since), ("--until", args.until)])?;
+    let engine = Engine::open(&readers)?;
+    // Read the rows' times only when a time counts from the first row or the end, or is a time
+    // of day.
+    let needs_rows = [args.since, args.until]
+        .iter()
+        .any(|spec| spec.is_some_and(|spec| !matches!(spec, TimeSpec::Absolute(_))));
+    let span = if needs_rows {
+        input::span(&engine, &readers)?
+    } else {
+        Span::of_files(&readers)
+    };
     let filter = Filter {
         pids: args.pid,
         tids: args.tid,
-        comms: args.comm.into_iter().map(kernel_comm).collect(),
-        syscalls: args.syscall,
         failed: args.failed,
         kinds: args.kind,
-        since,
-        until,
+        rows: RowFilter {
+            comm: args.comm.into_iter().map(kernel_comm).collect(),
+            syscall: args.syscall,
+            since: args.since,
+            until: args.until,
+            predicate: args.predicate,
+            ..RowFilter::default()
+        },
     };
+    let predicate = filter.sql(&span)?;
     let limit = args.limit.unwrap_or(u64::MAX);
 
     let mut out = output::stdout();
     let mut sink = Sink::new(args.format, &mut out)?;
-    let mut printed = 0_u64;
-    if limit > 0 {
-        for event in input::merged_events(&readers)? {
-            let event = event?;
-            if !filter.matches(&event) {
-                continue;
-            }
-            sink.write(&event)?;
-            printed += 1;
-            if printed >= limit {
-                break;
-            }
+    let printed = match print(&engine, &readers, &predicate, limit, &mut sink) {
+        Ok(printed) => printed,
+        Err(err @ EngineError::Query(_)) => {
+            return Ok(output::report_error_as(&err.into(), EXIT_QUERY));
         }
-    }
+        Err(err) => return Err(err.into()),
+    };
     sink.finish()?;
     out.flush().context("writing to stdout")?;
     if filter.matched_nothing(printed, limit) && io::stderr().is_terminal() {
         output::note("no row matches the filters");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the first `limit` rows that pass `predicate`: each file in its order, several merged
+/// by time. Stops reading at the limit.
+fn print<W: Write>(
+    engine: &Engine,
+    readers: &[CaptureReader],
+    predicate: &str,
+    limit: u64,
+    sink: &mut Sink<'_, W>,
+) -> Result<u64, EngineError> {
+    if limit == 0 {
+        return Ok(0);
+    }
+    input::in_file_order(engine)?;
+    let mut sources = Vec::with_capacity(readers.len());
+    for reader in readers {
+        let rows: Box<dyn Iterator<Item = _>> =
+            Box::new(input::file_rows(engine, reader, Some(predicate))?);
+        sources.push(rows);
+    }
+    let mut printed = 0_u64;
+    for event in input::merge(sources) {
+        sink.write(&event?).map_err(EngineError::Output)?;
+        printed += 1;
+        if printed >= limit {
+            break;
+        }
+    }
+    Ok(printed)
 }
 
 const TABLE_COLUMNS: [Column; 14] = [
@@ -851,7 +879,10 @@ mod tests {
             "an empty capture"
         );
         let since = Filter {
-            since: Some(0),
+            rows: RowFilter {
+                since: Some(TimeSpec::Absolute(0)),
+                ..RowFilter::default()
+            },
             ..Filter::default()
         };
         assert!(since.matched_nothing(0, 10));

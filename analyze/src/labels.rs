@@ -215,16 +215,6 @@ pub fn failed(event: &Event<'_>) -> bool {
     event.errno().is_some()
 }
 
-/// Bytes a call added to the address space: the length of a successful mmap, else 0.
-pub fn bytes_mapped(event: &Event<'_>) -> u64 {
-    let succeeded = event.ret.is_some() && !failed(event);
-    if event.syscall == Some(Syscall::Mmap) && succeeded {
-        event.len.unwrap_or(0)
-    } else {
-        0
-    }
-}
-
 /// `1234567` as `1.2 MiB`.
 pub fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];

@@ -5,9 +5,9 @@
 use std::{fmt, str::FromStr};
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
-use mmap_format::{event::Event, reader::CaptureReader};
+use mmap_format::reader::CaptureReader;
 
-use crate::{labels, replay};
+use crate::labels;
 
 /// The grammar in Markdown: `--help` shows it reflowed by [`crate::cli::reflow`], and
 /// docs/ANALYZE.md holds it verbatim between markers (a test below checks that it does).
@@ -135,24 +135,6 @@ impl Span {
             first_row: None,
             end: meta().map(|m| m.capture_end_ns).max().unwrap_or(0),
         }
-    }
-
-    /// The files' metadata and every row, read once.
-    pub fn read(readers: &[CaptureReader]) -> anyhow::Result<Self> {
-        let mut span = Self::of_files(readers);
-        for reader in readers {
-            for event in reader.events()? {
-                span.add_row(&event?);
-            }
-        }
-        Ok(span)
-    }
-
-    pub fn add_row(&mut self, event: &Event<'_>) {
-        self.first_row = Some(self.first_row.map_or(event.ts_ns, |t| t.min(event.ts_ns)));
-        self.end = self
-            .end
-            .max(replay::effect_time(event).unwrap_or(event.ts_ns));
     }
 
     /// The start: the first row, else the recorded start.

@@ -2,37 +2,35 @@
 
 use std::{cmp::Reverse, collections::BinaryHeap};
 
-use mmap_format::{FormatError, event::Event, reader::CaptureReader};
+use mmap_format::event::Event;
 
-type EventIter = Box<dyn Iterator<Item = Result<Event<'static>, FormatError>> + Send>;
+/// The rows of one source, in its order.
+type EventIter<'a, E> = Box<dyn Iterator<Item = Result<Event<'static>, E>> + 'a>;
 
-/// The rows of all `readers` in time order, streaming.
+/// The rows of several sources (the files of a capture), each in its own order, as one stream
+/// in time order.
 ///
-/// Each file is read in its recording order; several files are merged by entry time (a k-way
-/// merge: one row per file is held in memory). Rows with equal times keep the order of the
-/// inputs on the command line.
-pub fn merged_events(readers: &[CaptureReader]) -> Result<MergedEvents, FormatError> {
-    let mut sources = Vec::with_capacity(readers.len());
-    for reader in readers {
-        sources.push(reader.events()?);
-    }
-    Ok(MergedEvents::new(sources))
+/// Several sources are merged by entry time (a k-way merge: one row per source is held in
+/// memory). Rows with equal times keep the order of the sources (the inputs on the command
+/// line).
+pub fn merge<'a, E>(sources: Vec<EventIter<'a, E>>) -> MergedEvents<'a, E> {
+    MergedEvents::new(sources)
 }
 
-pub struct MergedEvents {
-    sources: Vec<EventIter>,
+pub struct MergedEvents<'a, E> {
+    sources: Vec<EventIter<'a, E>>,
     /// The next row of each source, once read.
     heads: Vec<Option<Event<'static>>>,
     /// (time, source index) of every head that is present; the smallest comes out first.
     heap: BinaryHeap<Reverse<(i64, usize)>>,
     primed: bool,
     /// An error read ahead of time, returned after the row before it.
-    pending_error: Option<FormatError>,
+    pending_error: Option<E>,
     done: bool,
 }
 
-impl MergedEvents {
-    fn new(sources: Vec<EventIter>) -> Self {
+impl<'a, E> MergedEvents<'a, E> {
+    fn new(sources: Vec<EventIter<'a, E>>) -> Self {
         let heads = sources.iter().map(|_| None).collect();
         Self {
             sources,
@@ -45,7 +43,7 @@ impl MergedEvents {
     }
 
     /// Reads the next row of source `index` into its head.
-    fn advance(&mut self, index: usize) -> Result<(), FormatError> {
+    fn advance(&mut self, index: usize) -> Result<(), E> {
         let Some(source) = self.sources.get_mut(index) else {
             return Ok(());
         };
@@ -63,8 +61,8 @@ impl MergedEvents {
     }
 }
 
-impl Iterator for MergedEvents {
-    type Item = Result<Event<'static>, FormatError>;
+impl<E> Iterator for MergedEvents<'_, E> {
+    type Item = Result<Event<'static>, E>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.done {

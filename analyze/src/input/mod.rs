@@ -1,15 +1,20 @@
 //! The INPUT arguments of a command: which capture files they name ([`discover`]), opening them
-//! all before anything is printed, and reading their rows as one stream in time order
-//! ([`merge`]).
+//! all before anything is printed, reading the rows that pass a predicate through the query
+//! engine ([`query`]), and the rows of several files as one stream in time order ([`merge`]).
 
 mod discover;
 mod merge;
+mod query;
 
 use std::path::Path;
 
 use mmap_format::{FormatError, journal::journal_path, reader::CaptureReader};
 
-pub use self::{discover::Discovered, merge::merged_events};
+pub use self::{
+    discover::Discovered,
+    merge::merge,
+    query::{file_rows, in_file_order, rows, span},
+};
 use crate::{cli::Inputs, output};
 
 /// Opens every capture the arguments name, before anything is read or printed, so that a bad

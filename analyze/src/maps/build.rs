@@ -7,11 +7,13 @@ use anyhow::{Context as _, anyhow};
 use mmap_format::{
     event::{Event, RowKind},
     reader::CaptureReader,
+    schema::col,
 };
 
 use super::{Args, BaselineJson, ExecJson, ForkJson, RegionJson, Report, State, scan::Scan};
 use crate::{
-    labels,
+    engine::{Engine, filter::literal},
+    input, labels,
     loss::{self, LossWindow},
     output,
     replay::{self, Baseline, Exit, Process, Region, Replay},
@@ -65,8 +67,13 @@ impl Query {
 
 impl Report {
     /// Replays the rows of the pid and its ancestors up to the time and describes the result.
-    pub fn build(readers: &[CaptureReader], scan: &Scan, query: &Query) -> anyhow::Result<Self> {
-        let (rows, loss_windows) = rows_until(readers, &scan.lineage(query.pid), query.at)?;
+    pub fn build(
+        engine: &Engine,
+        readers: &[CaptureReader],
+        scan: &Scan,
+        query: &Query,
+    ) -> anyhow::Result<Self> {
+        let (rows, loss_windows) = rows_until(engine, readers, &scan.lineage(query.pid), query.at)?;
         let (replay, comm) = replay_rows(&rows, query);
         let mut report = Self::new(scan, query, comm, loss_windows);
         report.lost_without_time = lost_without_time(readers, scan);
@@ -278,16 +285,33 @@ impl Report {
 
 /// The rows that can change the map of a process in `lineage`, at or before `at`, in the order
 /// they take effect (equal times keep the order they were read in); and the loss windows before
-/// `at`, by start time.
+/// `at`, by start time. Only the rows of those processes, forks of them and lost rows are read
+/// (the predicate reaches the Parquet reader), up to `at`.
 fn rows_until(
+    engine: &Engine,
     readers: &[CaptureReader],
     lineage: &HashSet<u32>,
     at: i64,
 ) -> anyhow::Result<(Vec<Event<'static>>, Vec<LossWindow>)> {
+    let mut pids: Vec<String> = lineage.iter().map(u32::to_string).collect();
+    pids.sort_unstable();
+    let pids = pids.join(", ");
+    // A row takes effect at or after its entry time, so none entered after `at` is needed.
+    let predicate = format!(
+        "({kind} = {lost} OR {pid} IN ({pids}) OR ({kind} = {fork} AND {child} IN ({pids}))) \
+         AND {ts} <= arrow_cast({at}, 'Timestamp(Nanosecond, Some(\"UTC\"))')",
+        kind = col::KIND,
+        lost = literal(RowKind::Lost.as_str()),
+        pid = col::PID,
+        fork = literal(RowKind::Fork.as_str()),
+        child = col::CHILD_PID,
+        ts = col::TS,
+    );
     let mut rows: Vec<(i64, usize, Event<'static>)> = Vec::new();
     let mut loss_windows = Vec::new();
+    input::in_file_order(engine)?;
     for reader in readers {
-        for event in reader.events()? {
+        for event in input::file_rows(engine, reader, Some(&predicate))? {
             let event = event?;
             let Some(time) = replay::effect_time(&event).filter(|time| *time <= at) else {
                 continue;
@@ -312,7 +336,7 @@ fn changes_map_of(event: &Event<'_>, lineage: &HashSet<u32>) -> bool {
     match event.kind {
         RowKind::Lost | RowKind::Other => false,
         RowKind::Syscall => {
-            lineage.contains(&event.pid) && event.ret.is_some() && event.errno().is_none()
+            lineage.contains(&event.pid) && event.ret.is_some() && !labels::failed(event)
         }
         // Forks of other children would only copy maps nobody asked for.
         RowKind::Fork => event.child_pid.is_some_and(|c| lineage.contains(&c)),

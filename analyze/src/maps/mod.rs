@@ -18,6 +18,7 @@ use serde::Serialize;
 use self::{build::Query, scan::Scan};
 use crate::{
     cli::{self, Inputs},
+    engine::Engine,
     input, labels,
     loss::LossWindow,
     output,
@@ -107,9 +108,10 @@ pub enum MapsFormat {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let readers = input::open(&args.inputs)?;
-    let scan = Scan::read(&readers, args.pid)?;
+    let engine = Engine::open(&readers)?;
+    let scan = Scan::read(&engine, &readers, args.pid)?;
     let query = Query::new(&readers, &scan, &args)?;
-    let report = Report::build(&readers, &scan, &query)?;
+    let report = Report::build(&engine, &readers, &scan, &query)?;
 
     let mut out = output::stdout();
     match args.format {
@@ -283,6 +285,7 @@ struct Report {
 /// json` prints it (the documented JSON keys), for commands that show it another way (the HTML
 /// report).
 pub fn collect_json(
+    engine: &Engine,
     readers: &[mmap_format::reader::CaptureReader],
     pid: u32,
     at: Option<TimeSpec>,
@@ -295,10 +298,10 @@ pub fn collect_json(
         format: MapsFormat::Json,
         no_merge: false,
     };
-    let scan = Scan::read(readers, pid)?;
+    let scan = Scan::read(engine, readers, pid)?;
     let query = Query::new(readers, &scan, &args)?;
     Ok(serde_json::to_value(Report::build(
-        readers, &scan, &query,
+        engine, readers, &scan, &query,
     )?)?)
 }
 

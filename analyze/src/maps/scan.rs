@@ -1,5 +1,6 @@
 //! The first pass over the rows: where the capture starts and ends, whether the pid is there, and
-//! which processes it was forked from.
+//! which processes it was forked from. It reads only the rows that can tell (forks, lost rows and
+//! the pid's own), through the query engine.
 
 use std::collections::{HashMap, HashSet};
 
@@ -7,9 +8,14 @@ use anyhow::bail;
 use mmap_format::{
     event::{Event, RowKind},
     reader::CaptureReader,
+    schema::col,
 };
 
-use crate::{replay, timespec::Span};
+use crate::{
+    engine::{Engine, filter::literal},
+    input, replay,
+    timespec::Span,
+};
 
 /// The first row of the pid.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,17 +42,25 @@ pub struct Scan {
 }
 
 impl Scan {
-    /// Reads every row once; fails when `pid` is in none of them.
-    pub fn read(readers: &[CaptureReader], pid: u32) -> anyhow::Result<Self> {
+    /// Reads the forks, the lost rows and the rows of `pid`, and the span from an aggregate;
+    /// fails when `pid` is in none of the rows.
+    pub fn read(engine: &Engine, readers: &[CaptureReader], pid: u32) -> anyhow::Result<Self> {
         let mut scan = Self {
-            span: Span::of_files(readers),
+            span: input::span(engine, readers)?,
             first_seen: None,
             exit_ts: None,
             parents: HashMap::new(),
             has_lost_rows: false,
         };
+        let predicate = format!(
+            "{kind} IN ({fork}, {lost}) OR {pid_column} = {pid}",
+            kind = col::KIND,
+            fork = literal(RowKind::Fork.as_str()),
+            lost = literal(RowKind::Lost.as_str()),
+            pid_column = col::PID,
+        );
         for reader in readers {
-            for event in reader.events()? {
+            for event in input::file_rows(engine, reader, Some(&predicate))? {
                 scan.add(&event?, pid);
             }
         }
@@ -66,7 +80,6 @@ impl Scan {
     fn add(&mut self, event: &Event<'_>, pid: u32) {
         let is_pid = event.pid == pid;
         let time = replay::effect_time(event).unwrap_or(event.ts_ns);
-        self.span.add_row(event);
         match event.kind {
             RowKind::Lost => {
                 self.has_lost_rows = true;

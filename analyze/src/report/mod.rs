@@ -85,7 +85,9 @@ impl Report {
         let latency = collect::latency_histogram(&engine, calls)?;
 
         let space = picture(&options, &mapped, &buckets)
-            .map(|(pid, at, why)| maps::collect_json(readers, pid, at).map(|json| (json, why)))
+            .map(|(pid, at, why)| {
+                maps::collect_json(&engine, readers, pid, at).map(|json| (json, why))
+            })
             .transpose()?;
         Ok(Self {
             inputs: readers

@@ -1,36 +1,119 @@
-//! Reading every row once into the [`Summary`]: totals over the rows ([`Totals`]) and over the
-//! files' metadata ([`FileTotals`]).
+//! The [`Summary`] from two queries over the rows (counts by kind, system call, errno, process
+//! and thread name; the loss windows), run by the query engine so that only
+//! the columns they use are read, and from the files' metadata ([`FileTotals`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
+use arrow::{
+    array::{Array, ArrayRef, AsArray as _, RecordBatch},
+    compute::cast,
+    datatypes::{DataType, Int64Type},
+};
+use datafusion::error::DataFusionError;
 use mmap_format::{
-    event::{Event, RowKind},
+    event::{MAX_ERRNO, RowKind, Syscall},
     metadata::Counters,
     reader::CaptureReader,
+    schema::col,
 };
 
 use super::{CommSummary, FileSummary, ProcessSummary, Summary};
 use crate::{
-    labels,
+    engine::{Engine, EngineError, filter::literal},
+    input, labels,
     loss::{self, LossWindow},
     segments,
 };
 
-pub fn collect(readers: &[CaptureReader], top: usize) -> anyhow::Result<Summary> {
+/// The summary of the rows of `readers` for which `predicate` (SQL, as `events --where` takes
+/// it) is true; the files' metadata is summed whatever the predicate.
+pub fn collect(
+    readers: &[CaptureReader],
+    top: usize,
+    predicate: Option<&str>,
+) -> Result<Summary, EngineError> {
+    let engine = Engine::open(readers)?;
+    let from = match predicate {
+        Some(predicate) => format!("(SELECT * FROM {} WHERE ({predicate}))", input::rows()),
+        None => "events".to_owned(),
+    };
     let mut totals = Totals::default();
+    totals.add_groups(&engine, &from)?;
+    totals.add_loss_windows(&engine, &from)?;
     let mut files = FileTotals::default();
     for reader in readers {
-        let mut rows = 0_u64;
-        for event in reader.events()? {
-            totals.add(&event?);
-            rows += 1;
-        }
-        files.add(reader, rows);
+        files.add(reader, reader.num_rows());
     }
     let mut summary = Summary::new(totals, files, top);
     summary.missing_segments = segments::missing(readers);
     summary.complete &= summary.missing_segments.is_empty();
     Ok(summary)
+}
+
+/// SQL: the errno of a failed call (`ret` is `-errno`), else NULL.
+fn errno_sql() -> String {
+    format!(
+        "CASE WHEN {ret} BETWEEN -{MAX_ERRNO} AND -1 THEN -{ret} END",
+        ret = col::RET
+    )
+}
+
+/// SQL: the bytes a row added to the address space: the length of a successful mmap, else 0.
+fn bytes_mapped_sql() -> String {
+    format!(
+        "CASE WHEN {kind} = {syscall_kind} AND {syscall} = {mmap} AND {ret} IS NOT NULL AND NOT \
+         ({ret} BETWEEN -{MAX_ERRNO} AND -1) THEN coalesce({len}, 0) ELSE 0 END",
+        kind = col::KIND,
+        syscall_kind = literal(RowKind::Syscall.as_str()),
+        syscall = col::SYSCALL,
+        mmap = literal(Syscall::Mmap.as_str()),
+        ret = col::RET,
+        len = col::LEN,
+    )
+}
+
+/// One result column as 64-bit integers or as text, whatever type the engine gave it.
+fn column(batch: &RecordBatch, index: usize, to: &DataType) -> Result<ArrayRef, EngineError> {
+    cast(batch.column(index), to)
+        .map_err(|err| EngineError::Query(DataFusionError::ArrowError(Box::new(err), None)))
+}
+
+/// Runs `query` and hands each row to `row` as its columns (integers or text).
+fn each_row(
+    engine: &Engine,
+    query: &str,
+    types: &[DataType],
+    mut row: impl FnMut(&[ArrayRef], usize),
+) -> Result<(), EngineError> {
+    for batch in engine.sql(query)? {
+        let batch = batch?;
+        let columns = types
+            .iter()
+            .enumerate()
+            .map(|(index, to)| column(&batch, index, to))
+            .collect::<Result<Vec<_>, _>>()?;
+        for index in 0..batch.num_rows() {
+            row(&columns, index);
+        }
+    }
+    Ok(())
+}
+
+fn int(column: &ArrayRef, row: usize) -> Option<i64> {
+    let values = column.as_primitive::<Int64Type>();
+    values.is_valid(row).then(|| values.value(row))
+}
+
+fn text(column: &ArrayRef, row: usize) -> Option<&str> {
+    let values = column.as_string::<i32>();
+    values.is_valid(row).then(|| values.value(row))
+}
+
+/// A count as u64 (counts and sums are never negative).
+fn count_of(column: &ArrayRef, row: usize) -> u64 {
+    int(column, row)
+        .and_then(|n| u64::try_from(n).ok())
+        .unwrap_or(0)
 }
 
 /// Running totals of one process.
@@ -77,37 +160,96 @@ struct Totals {
 }
 
 impl Totals {
-    fn add(&mut self, event: &Event<'_>) {
-        self.events += 1;
-        self.first_ts = Some(self.first_ts.unwrap_or(event.ts_ns).min(event.ts_ns));
-        self.last_ts = Some(self.last_ts.unwrap_or(event.ts_ns).max(event.ts_ns));
-        count(&mut self.by_kind, event.kind.as_str());
-        if event.kind == RowKind::Lost {
-            self.loss_windows.push(LossWindow::from_event(event));
-        }
-        if event.kind != RowKind::Syscall {
-            return;
-        }
-        count(&mut self.by_syscall, labels::syscall_label(event));
-        if let Some(errno) = event.errno() {
-            self.failed += 1;
-            count(&mut self.errors, &labels::errno_label(errno));
-        }
-        let mapped = labels::bytes_mapped(event);
-        self.bytes_mapped = self.bytes_mapped.saturating_add(mapped);
+    /// Counts by kind, system call and errno, bytes mapped, first and last row, and the system
+    /// call rows and bytes of each process and thread name: one scan, grouped by all five.
+    fn add_groups(&mut self, engine: &Engine, from: &str) -> Result<(), EngineError> {
+        let query = format!(
+            "SELECT {kind}, {syscall}, {errno} AS errno_of_ret, {pid}, {comm}, count(*), \
+             sum({mapped}), min({ts}), max({ts}) FROM {from} \
+             GROUP BY {kind}, {syscall}, errno_of_ret, {pid}, {comm}",
+            kind = col::KIND,
+            syscall = col::SYSCALL,
+            errno = errno_sql(),
+            pid = col::PID,
+            comm = col::COMM,
+            mapped = bytes_mapped_sql(),
+            ts = col::TS,
+        );
+        let types = [
+            DataType::Utf8,
+            DataType::Utf8,
+            DataType::Int64,
+            DataType::Int64,
+            DataType::Utf8,
+            DataType::Int64,
+            DataType::Int64,
+            DataType::Int64,
+            DataType::Int64,
+        ];
+        each_row(engine, &query, &types, |columns, row| {
+            let kind = RowKind::from_name(text(&columns[0], row).unwrap_or_default());
+            let syscall = text(&columns[1], row).map(Syscall::from_name);
+            let rows = count_of(&columns[5], row);
+            let mapped = count_of(&columns[6], row);
+            self.events += rows;
+            for ts in [int(&columns[7], row), int(&columns[8], row)]
+                .into_iter()
+                .flatten()
+            {
+                self.first_ts = Some(self.first_ts.unwrap_or(ts).min(ts));
+                self.last_ts = Some(self.last_ts.unwrap_or(ts).max(ts));
+            }
+            add(&mut self.by_kind, kind.as_str(), rows);
+            if kind != RowKind::Syscall {
+                return;
+            }
+            let label = syscall.map_or(kind.as_str(), Syscall::as_str);
+            add(&mut self.by_syscall, label, rows);
+            let errno = int(&columns[2], row).and_then(|errno| i32::try_from(errno).ok());
+            if let Some(errno) = errno {
+                self.failed += rows;
+                add(&mut self.errors, &labels::errno_label(errno), rows);
+            }
+            self.bytes_mapped = self.bytes_mapped.saturating_add(mapped);
+            let Some(pid) = int(&columns[3], row).and_then(|pid| u32::try_from(pid).ok()) else {
+                return;
+            };
+            let comm = text(&columns[4], row).unwrap_or_default();
+            let process = self.processes.entry(pid).or_default();
+            process.events += rows;
+            process.bytes_mapped = process.bytes_mapped.saturating_add(mapped);
+            add(&mut process.comms, comm, rows);
+            let totals = self.comms.entry(comm.to_owned()).or_default();
+            totals.pids.insert(pid);
+            totals.events += rows;
+            totals.bytes_mapped = totals.bytes_mapped.saturating_add(mapped);
+        })
+    }
 
-        let process = self.processes.entry(event.pid).or_default();
-        process.events += 1;
-        process.bytes_mapped = process.bytes_mapped.saturating_add(mapped);
-        count(&mut process.comms, &event.comm);
-
-        let comm = match self.comms.get_mut(event.comm.as_ref()) {
-            Some(comm) => comm,
-            None => self.comms.entry(event.comm.to_string()).or_default(),
-        };
-        comm.pids.insert(event.pid);
-        comm.events += 1;
-        comm.bytes_mapped = comm.bytes_mapped.saturating_add(mapped);
+    /// The `lost` rows.
+    fn add_loss_windows(&mut self, engine: &Engine, from: &str) -> Result<(), EngineError> {
+        let query = format!(
+            "SELECT {cpu}, {ts}, {exit}, {count} FROM {from} WHERE {kind} = {lost}",
+            cpu = col::CPU,
+            ts = col::TS,
+            exit = col::TS_EXIT,
+            count = col::LOST_COUNT,
+            kind = col::KIND,
+            lost = literal(RowKind::Lost.as_str()),
+        );
+        let types = [const { DataType::Int64 }; 4];
+        each_row(engine, &query, &types, |columns, row| {
+            let from_ns = int(&columns[1], row).unwrap_or_default();
+            self.loss_windows.push(LossWindow {
+                cpu: int(&columns[0], row)
+                    .and_then(|cpu| u32::try_from(cpu).ok())
+                    .unwrap_or(0),
+                from: labels::rfc3339_ns(from_ns),
+                to: labels::rfc3339_ns(int(&columns[2], row).unwrap_or(from_ns)),
+                count: count_of(&columns[3], row),
+                from_ns,
+            });
+        })
     }
 
     /// Every process, most system call rows first (ties: the smallest pid).
@@ -169,12 +311,12 @@ fn first<T>(mut items: Vec<T>, top: usize) -> Vec<T> {
     items
 }
 
-/// Adds one to the count of `key`.
-fn count(counts: &mut BTreeMap<String, u64>, key: &str) {
+/// Adds `n` to the count of `key`.
+fn add(counts: &mut BTreeMap<String, u64>, key: &str, n: u64) {
     match counts.get_mut(key) {
-        Some(n) => *n += 1,
+        Some(count) => *count += n,
         None => {
-            counts.insert(key.to_owned(), 1);
+            counts.insert(key.to_owned(), n);
         }
     }
 }

@@ -17,7 +17,14 @@ use mmap_format::{
 };
 use serde::Serialize;
 
-use crate::{cli::Inputs, input, loss::LossWindow, output, segments::MissingSegments};
+use crate::{
+    cli::Inputs,
+    engine::EngineError,
+    input,
+    loss::LossWindow,
+    output::{self, EXIT_QUERY},
+    segments::MissingSegments,
+};
 
 /// Summarize captures: hosts, time span, completeness, counts by row kind, system call, process,
 /// command name and error, bytes mapped, records lost.
@@ -44,6 +51,13 @@ pub struct Args {
     /// How many processes and command names to list in each top list (0 lists all).
     #[arg(long, value_name = "N", default_value_t = 10)]
     top: usize,
+
+    /// Count only the rows for which this SQL predicate is true, e.g. "comm = 'java'" or
+    /// "errno_name = 'ENOMEM'" (as `events --where`: the columns of the capture and the decoded
+    /// columns of the `calls` view). The files, their counters and what was lost are listed
+    /// whatever it says. A predicate that is not valid SQL exits with status 1.
+    #[arg(long = "where", value_name = "SQL")]
+    predicate: Option<String>,
 }
 
 const EXAMPLES: &str = "\
@@ -59,6 +73,9 @@ Examples:
 
   # For scripts: total failures by errno
   mmap-analyze summary rec/ --format json | jq .errors
+
+  # Only the anonymous mappings of 1 MiB or more
+  mmap-analyze summary rec/ --where \"fd = -1 AND len >= 1048576\"
 
   # Was anything lost or left out, and when?
   mmap-analyze summary rec/ --format json | jq '.loss_windows, .missing_segments'";
@@ -191,7 +208,13 @@ pub enum SummaryFormat {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let readers = input::open(&args.inputs)?;
-    let summary = Summary::collect(&readers, args.top)?;
+    let summary = match Summary::collect(&readers, args.top, args.predicate.as_deref()) {
+        Ok(summary) => summary,
+        Err(err @ EngineError::Query(_)) => {
+            return Ok(output::report_error_as(&err.into(), EXIT_QUERY));
+        }
+        Err(err) => return Err(err.into()),
+    };
     let mut out = output::stdout();
     match args.format {
         SummaryFormat::Json => {
@@ -292,16 +315,20 @@ struct CommSummary {
 }
 
 impl Summary {
-    /// Reads every row of every file once.
-    fn collect(readers: &[CaptureReader], top: usize) -> anyhow::Result<Self> {
-        collect::collect(readers, top)
+    /// Aggregates the rows of every file that pass `predicate` (`None`: every row).
+    fn collect(
+        readers: &[CaptureReader],
+        top: usize,
+        predicate: Option<&str>,
+    ) -> Result<Self, EngineError> {
+        collect::collect(readers, top, predicate)
     }
 }
 
 /// The summary of `readers` as `summary --format json` prints it (the documented JSON keys), for
 /// commands that show it another way (the HTML report).
 pub fn collect_json(readers: &[CaptureReader], top: usize) -> anyhow::Result<serde_json::Value> {
-    Ok(serde_json::to_value(Summary::collect(readers, top)?)?)
+    Ok(serde_json::to_value(Summary::collect(readers, top, None)?)?)
 }
 
 #[cfg(test)]
@@ -316,8 +343,9 @@ mod tests {
 
     use super::*;
 
-    /// A capture of two calls (one failed) whose counters all differ.
-    fn capture() -> CaptureReader {
+    /// A capture of two calls (one failed) whose counters all differ, in a file (the engine
+    /// reads files).
+    fn capture(dir: &tempfile::TempDir) -> CaptureReader {
         let call = |ret: i64| Event {
             kind: RowKind::Syscall,
             syscall: Some(Syscall::Mmap),
@@ -343,12 +371,15 @@ mod tests {
         writer.push(&call(0x1000)).expect("push");
         writer.push(&call(-12)).expect("push");
         let bytes = writer.finish(&meta).expect("finish");
-        CaptureReader::from_bytes(bytes).expect("read back")
+        let path = dir.path().join("two-calls.parquet");
+        std::fs::write(&path, bytes).expect("write the capture");
+        CaptureReader::open(&path).expect("read back")
     }
 
     #[test]
     fn every_count_is_what_its_json_key_holds_and_is_explained() {
-        let summary = Summary::collect(&[capture()], 10).expect("collect");
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let summary = Summary::collect(&[capture(&dir)], 10, None).expect("collect");
         let json = serde_json::to_value(&summary).expect("JSON");
         let mut values = Vec::new();
         for count in COUNTS {

@@ -18,3 +18,4 @@ mod report;
 mod sql;
 mod summary;
 mod top;
+mod where_filters;

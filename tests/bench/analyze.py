@@ -1,0 +1,206 @@
+#!/usr/bin/env python3
+"""Analyzer benchmark: mmap-analyze beside DuckDB, same questions, same files, same run.
+
+Usage (from the repository root, with the test venv's python, which has duckdb):
+
+    $(VENV)/bin/python tests/bench/analyze.py --bin target/release \
+        --capture target/bench/gen.parquet --capture target/bench/gen/ [--reps 3]
+
+For every capture and every question it runs `mmap-analyze ...` (stdout to /dev/null) and a
+DuckDB query in a fresh Python process, alternately, REPS times each, and reports the median
+wall time and the median peak RSS (getrusage of the child, ru_maxrss). mmap-analyze's time is
+the whole process (start, open, query, print); DuckDB's is the query alone, measured inside its
+process after `import duckdb` (so interpreter start and import, ~0.1 s, count against us, not
+against DuckDB); DuckDB's RSS includes the Python interpreter (~40 MiB).
+
+Questions: summary, `top --by bytes --group file`, an `sql` group-by with a filter, `events
+--pid P --limit 100`, `maps --pid P --at T`, `latency`. P is the process with the most rows, T
+four fifths into the capture. `top` and `latency` are skipped (with a note) when the analyzer
+does not have them yet. Prints a Markdown table (also to --out).
+"""
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+# DuckDB's side of each question. {src} is the read_parquet(...) of the capture.
+DUCK_CALLS = "(SELECT * FROM {src} WHERE kind = 'syscall')"
+
+
+def duck_src(capture: Path) -> str:
+    if capture.is_dir():
+        return f"read_parquet('{capture}/*.parquet', union_by_name = true)"
+    return f"read_parquet('{capture}')"
+
+
+def questions(pid: int, at_ns: int, at_rfc: str):
+    """(name, mmap-analyze arguments after the capture, DuckDB queries) for each question."""
+    dur = "(epoch_ns(ts_exit) - epoch_ns(ts))"
+    sql = (
+        "SELECT comm, count(*) AS calls, sum(len) AS bytes FROM calls "
+        "WHERE syscall = 'mmap' AND len >= 1048576 GROUP BY comm ORDER BY bytes DESC"
+    )
+    return [
+        (
+            "summary",
+            ["summary"],
+            [
+                # What the summary prints: counts by kind and syscall, failures, bytes mapped,
+                # loss, time range, the busiest processes.
+                "SELECT kind, syscall, count(*), count(*) FILTER (WHERE ret BETWEEN -4095 AND -1),"
+                " sum(len) FILTER (WHERE syscall = 'mmap' AND NOT ret BETWEEN -4095 AND -1),"
+                " sum(lost_count), min(ts), max(ts_exit) FROM {src} GROUP BY ALL",
+                "SELECT pid, any_value(comm), count(*) AS calls,"
+                " sum(len) FILTER (WHERE syscall = 'mmap' AND NOT ret BETWEEN -4095 AND -1)"
+                " FROM {src} WHERE kind = 'syscall' GROUP BY pid ORDER BY calls DESC LIMIT 10",
+                "SELECT cpu, ts, ts_exit, lost_count FROM {src} WHERE kind = 'lost' ORDER BY ts",
+            ],
+        ),
+        (
+            "top --by bytes --group file",
+            ["top", "--by", "bytes", "--group", "file"],
+            [
+                "SELECT coalesce(file_path, file_name) AS f, sum(len) AS bytes, count(*) "
+                "FROM {src} WHERE kind = 'syscall' AND syscall = 'mmap' "
+                "AND NOT ret BETWEEN -4095 AND -1 GROUP BY f ORDER BY bytes DESC LIMIT 20"
+            ],
+        ),
+        (
+            "sql group-by with filter",
+            ["sql", sql],
+            [sql.replace("FROM calls", "FROM " + DUCK_CALLS)],
+        ),
+        (
+            f"events --pid {pid} --limit 100",
+            ["events", "--pid", str(pid), "--limit", "100"],
+            [
+                f"SELECT * FROM {{src}} WHERE (pid = {pid} OR (kind = 'fork' AND child_pid = {pid}))"
+                " AND kind <> 'snapshot' LIMIT 100"
+            ],
+        ),
+        (
+            f"maps --pid {pid} --at +80%",
+            ["maps", "--pid", str(pid), "--at", at_rfc],
+            [
+                # The rows the replay needs, in time order (DuckDB does not replay them).
+                f"SELECT * FROM {{src}} WHERE pid = {pid} AND ts <= TIMESTAMPTZ '{at_rfc}' "
+                "ORDER BY ts"
+            ],
+        ),
+        (
+            "latency",
+            ["latency"],
+            [
+                f"SELECT syscall, quantile_cont({dur}, [0.5, 0.9, 0.99, 0.999]), max({dur}),"
+                f" histogram(floor(log2(greatest({dur}, 1)))) FROM {DUCK_CALLS} GROUP BY syscall"
+            ],
+        ),
+    ]
+
+
+def run_measured(argv, stdout=subprocess.DEVNULL):
+    """(wall seconds, peak RSS in MiB, stdout text or None, exit status) of one child."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=stdout, stderr=subprocess.PIPE)
+    out = proc.stdout.read() if stdout == subprocess.PIPE else None
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        sys.stderr.write(f"bench: {' '.join(argv)} failed ({proc.returncode}): {err.decode()[-2000:]}\n")
+    return wall, usage.ru_maxrss / 1024, out, proc.returncode
+
+
+DUCK_CHILD = """
+import sys, time, duckdb
+con = duckdb.connect()
+con.sql("SET enable_progress_bar = false")
+start = time.perf_counter()
+for q in sys.argv[1:]:
+    con.sql(q).fetchall()
+print(time.perf_counter() - start)
+"""
+
+
+def duck(queries, src):
+    wall, rss, out, code = run_measured(
+        [sys.executable, "-c", DUCK_CHILD] + [q.replace("{src}", src) for q in queries],
+        stdout=subprocess.PIPE,
+    )
+    return (float(out.decode().split()[-1]) if code == 0 else float("nan")), rss, code
+
+
+def duck_value(src, query):
+    import duckdb
+
+    return duckdb.connect().sql(query.replace("{src}", src)).fetchall()
+
+
+def has_command(analyze, name):
+    return subprocess.run([analyze, name, "--help"], capture_output=True).returncode == 0
+
+
+def human(seconds):
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--bin", default="target/release", help="directory of mmap-analyze")
+    parser.add_argument("--capture", action="append", required=True, help="file or directory")
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--only", help="run only the questions whose name starts with this")
+    parser.add_argument("--out", help="also write the Markdown table here")
+    args = parser.parse_args()
+    analyze = str(Path(args.bin) / "mmap-analyze")
+    lines = [
+        "| capture | question | mmap-analyze wall | peak RSS | DuckDB query | DuckDB peak RSS | ratio |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    print(lines[0]), print(lines[1])
+    for capture in map(Path, args.capture):
+        src = duck_src(capture)
+        ((pid,),) = duck_value(
+            src,
+            "SELECT pid FROM {src} WHERE kind = 'syscall' GROUP BY pid "
+            "ORDER BY count(*) DESC, pid LIMIT 1",
+        )
+        ((first, last),) = duck_value(src, "SELECT epoch_ns(min(ts)), epoch_ns(max(ts)) FROM {src}")
+        at_ns = first + (last - first) * 4 // 5
+        ((at_rfc,),) = duck_value(
+            src, f"SELECT strftime(make_timestamp({at_ns // 1000}), '%Y-%m-%dT%H:%M:%S.%fZ')"
+        )
+        rows = duck_value(src, "SELECT count(*) FROM {src}")[0][0]
+        for name, our_args, duck_queries in questions(pid, at_ns, at_rfc):
+            if args.only and not name.startswith(args.only):
+                continue
+            if not has_command(analyze, our_args[0]):
+                print(f"| {capture.name} | {name} | (no `{our_args[0]}` command yet) | | | | |")
+                continue
+            ours, theirs = [], []
+            for _ in range(args.reps):
+                wall, rss, _, code = run_measured([analyze, our_args[0], str(capture), *our_args[1:]])
+                ours.append((wall if code == 0 else float("nan"), rss))
+                theirs.append(duck(duck_queries, src)[:2])
+            our_wall = statistics.median(w for w, _ in ours)
+            our_rss = statistics.median(r for _, r in ours)
+            duck_wall = statistics.median(w for w, _ in theirs)
+            duck_rss = statistics.median(r for _, r in theirs)
+            line = (
+                f"| {capture.name} ({rows / 1e6:.1f}M rows) | {name} | {human(our_wall)} "
+                f"| {our_rss:.0f} MiB | {human(duck_wall)} | {duck_rss:.0f} MiB "
+                f"| {our_wall / duck_wall:.2f} |"
+            )
+            print(line, flush=True)
+            lines.append(line)
+    if args.out:
+        Path(args.out).write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

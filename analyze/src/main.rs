@@ -35,9 +35,10 @@ mod timespec;
 /// or quoted glob patterns.
 ///
 /// Exit status: 0 on success (also when the reader of stdout goes away, as in `| head`, and when
-/// a filter matches nothing), 1 when an `sql` query is wrong, 2 on a usage error, an input that
-/// is missing or not a readable capture file, or a process that a command must name (`maps
-/// --pid`) and that is not there.
+/// a filter matches nothing), 1 when an `sql` query or a `--where` predicate is wrong, 2 on a
+/// usage error, an input that is missing or not a readable capture file, or a process that a
+/// command must name (`maps --pid`) and that is not there; `findings --fail-on` exits 3 when it
+/// finds something that severe.
 #[derive(Debug, Parser)]
 #[command(name = "mmap-analyze", version, propagate_version = true, after_long_help = EXAMPLES)]
 struct Cli {
@@ -52,6 +53,10 @@ Examples:
   mmap-analyze events rec/mmap-20261127T060113Z-1a2b3c4d-00000.parquet --pid 1234 --failed
   mmap-analyze events 'rec/mmap-*.parquet' --format csv > calls.csv
   mmap-analyze maps rec/ --pid 1234 --at +1.5s
+  mmap-analyze findings rec/
+  mmap-analyze top rec/ --by bytes --group file
+  mmap-analyze events rec/ --where \"len > 1048576 AND prot_names(prot) LIKE '%EXEC%'\"
+  mmap-analyze report rec/ -o report.html
   mmap-analyze recover rec/";
 
 #[derive(Debug, Subcommand)]
@@ -59,16 +64,16 @@ enum Command {
     Summary(summary::Args),
     Events(events::Args),
     Maps(maps::Args),
-    Recover(recover::Args),
-    Sql(commands::sql::Args),
     Top(commands::top::Args),
     Latency(commands::latency::Args),
     Errors(commands::errors::Args),
     Findings(commands::findings::Args),
-    Report(commands::report::Args),
     Replay(commands::replay::Args),
-    Export(commands::export::Args),
     Diff(commands::diff::Args),
+    Sql(commands::sql::Args),
+    Export(commands::export::Args),
+    Report(commands::report::Args),
+    Recover(recover::Args),
 }
 
 fn main() -> ExitCode {

@@ -269,7 +269,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .iter()
         .any(|spec| spec.is_some_and(|spec| !matches!(spec, TimeSpec::Absolute(_))));
     let span = if needs_rows {
-        input::span(&engine, &readers)?
+        engine.span(&readers)?
     } else {
         Span::of_files(&readers)
     };

@@ -143,28 +143,29 @@ pub fn literal(text: &str) -> String {
 }
 
 impl Engine {
-    /// When the captures start and end: their metadata, and the first row and last effect from
-    /// the files' statistics (a quick aggregate, not a read of every row).
+    /// Where the captures start and end: the files' metadata, the first row, and the last time
+    /// a row takes effect ([`crate::replay::effect_time`]: a system call's exit, any other row's
+    /// time), from one aggregate over three columns instead of a read of every row.
     pub fn span(&self, inputs: &[CaptureReader]) -> Result<Span, EngineError> {
         let mut span = Span::of_files(inputs);
         let query = format!(
-            "SELECT CAST(min({ts}) AS BIGINT), \
-             CAST(max(greatest({ts}, coalesce({exit}, {ts}))) AS BIGINT) FROM events",
+            "SELECT CAST(min({ts}) AS BIGINT) AS first, CAST(max(CASE WHEN {kind} = 'syscall' \
+             THEN coalesce({exit}, {ts}) ELSE {ts} END) AS BIGINT) AS last FROM events",
             ts = col::TS,
             exit = col::TS_EXIT,
+            kind = col::KIND,
         );
         for batch in self.sql(&query)? {
             let batch: RecordBatch = batch?;
-            if batch.num_rows() == 0 {
-                continue;
+            let column = |index: usize| {
+                let values = batch.column(index).as_primitive::<Int64Type>();
+                (!values.is_empty() && values.is_valid(0)).then(|| values.value(0))
+            };
+            if let Some(first) = column(0) {
+                span.first_row = Some(first);
             }
-            let first = batch.column(0).as_primitive::<Int64Type>();
-            let last = batch.column(1).as_primitive::<Int64Type>();
-            if first.is_valid(0) {
-                span.first_row = Some(first.value(0));
-            }
-            if last.is_valid(0) {
-                span.end = span.end.max(last.value(0));
+            if let Some(last) = column(1) {
+                span.end = span.end.max(last);
             }
         }
         Ok(span)

@@ -14,14 +14,11 @@ use mmap_format::{
     schema::col,
 };
 
-use crate::{
-    engine::{
-        Batches, Engine, EngineError,
-        filter::literal,
-        tables::FILE,
-        views::{DUR_NS, ERRNO_NAME, FLAGS_NAMES, PROT_NAMES},
-    },
-    timespec::Span,
+use crate::engine::{
+    Batches, Engine, EngineError,
+    filter::literal,
+    tables::FILE,
+    views::{DUR_NS, ERRNO_NAME, FLAGS_NAMES, PROT_NAMES},
 };
 
 /// Rows of one file that pass a predicate, in the file's order, as the engine reads them.
@@ -103,36 +100,4 @@ pub fn file_rows<'e>(
         batches: engine.sql(&query)?,
         current: Vec::new().into_iter(),
     })
-}
-
-/// Where the captures start and end: the files' metadata, the first row, and the last time a row
-/// takes effect ([`crate::replay::effect_time`]: a system call's exit, any other row's time),
-/// from one aggregate over three columns instead of a read of every row.
-pub fn span(engine: &Engine, readers: &[CaptureReader]) -> Result<Span, EngineError> {
-    let mut span = Span::of_files(readers);
-    let query = format!(
-        "SELECT CAST(min({ts}) AS BIGINT) AS first, CAST(max(CASE WHEN {kind} = 'syscall' THEN \
-         coalesce({exit}, {ts}) ELSE {ts} END) AS BIGINT) AS last FROM events",
-        ts = col::TS,
-        exit = col::TS_EXIT,
-        kind = col::KIND,
-    );
-    for batch in engine.sql(&query)? {
-        let batch = batch?;
-        let column = |index: usize| {
-            use arrow::{
-                array::{Array as _, AsArray as _},
-                datatypes::Int64Type,
-            };
-            let values = batch.column(index).as_primitive::<Int64Type>();
-            (!values.is_empty() && values.is_valid(0)).then(|| values.value(0))
-        };
-        if let Some(first) = column(0) {
-            span.first_row = Some(first);
-        }
-        if let Some(last) = column(1) {
-            span.end = span.end.max(last);
-        }
-    }
-    Ok(span)
 }

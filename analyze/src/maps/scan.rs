@@ -46,7 +46,7 @@ impl Scan {
     /// fails when `pid` is in none of the rows.
     pub fn read(engine: &Engine, readers: &[CaptureReader], pid: u32) -> anyhow::Result<Self> {
         let mut scan = Self {
-            span: input::span(engine, readers)?,
+            span: engine.span(readers)?,
             first_seen: None,
             exit_ts: None,
             parents: HashMap::new(),

@@ -9,29 +9,7 @@ use serde_json::Value;
 /// Records `mmap-workload --report R --dir DIR EXTRA...` and returns the workload's report and
 /// the findings (JSON Lines, one object per question).
 fn record_and_find(dir: &Path, extra: &[&str]) -> (Report, Vec<Value>) {
-    let capture = dir.join("capture.parquet");
-    let report_path = dir.join("report.json");
-    let out = Command::new(workspace_bin("mmap-recorder"))
-        .args(["record", "-q", "-o"])
-        .arg(&capture)
-        .arg("--")
-        .arg(workspace_bin("mmap-workload"))
-        .arg("--report")
-        .arg(&report_path)
-        .arg("--dir")
-        .arg(dir)
-        .args(extra)
-        .output()
-        .expect("run mmap-recorder");
-    assert!(
-        out.status.success(),
-        "mmap-recorder failed: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Report =
-        serde_json::from_slice(&std::fs::read(&report_path).expect("workload report"))
-            .expect("parse report");
+    let (_, report, capture) = super::record_mmap::record_workload_with(dir, extra);
     let out = Command::new(workspace_bin("mmap-analyze"))
         .arg("findings")
         .arg(&capture)

@@ -17,6 +17,17 @@ use mmap_format::{event::Event, reader::CaptureReader};
 
 /// Runs `mmap-recorder record -q -o OUT -- mmap-workload --report REPORT` in `dir`.
 fn record_workload(dir: &Path) -> (std::process::Output, Report, CaptureReader) {
+    let (out, report, capture) = record_workload_with(dir, &[]);
+    let reader = CaptureReader::open(&capture).expect("open capture");
+    (out, report, reader)
+}
+
+/// Runs `mmap-recorder record -q -o DIR/capture.parquet -- mmap-workload --report REPORT --dir
+/// DIR EXTRA...` and returns the recorder's output, the workload's report and the capture's path.
+pub fn record_workload_with(
+    dir: &Path,
+    extra: &[&str],
+) -> (std::process::Output, Report, std::path::PathBuf) {
     let capture = dir.join("capture.parquet");
     let report_path = dir.join("report.json");
     let out = Command::new(workspace_bin("mmap-recorder"))
@@ -28,6 +39,7 @@ fn record_workload(dir: &Path) -> (std::process::Output, Report, CaptureReader) 
         .arg(&report_path)
         .arg("--dir")
         .arg(dir)
+        .args(extra)
         .output()
         .expect("run mmap-recorder");
     assert!(
@@ -39,8 +51,7 @@ fn record_workload(dir: &Path) -> (std::process::Output, Report, CaptureReader) 
     let report: Report =
         serde_json::from_slice(&std::fs::read(&report_path).expect("workload report"))
             .expect("parse report");
-    let reader = CaptureReader::open(&capture).expect("open capture");
-    (out, report, reader)
+    (out, report, capture)
 }
 
 #[test]

@@ -22,7 +22,7 @@ use crate::{
         filter::{RowFilter, literal},
     },
     input, labels,
-    output::{self, EXIT_QUERY, csv_to_io},
+    output::{self, csv_to_io},
     replay::MREMAP_FIXED,
     table::{Column, StreamingTable},
     timespec::{self, Span, TimeSpec},
@@ -193,8 +193,8 @@ struct Filter {
 }
 
 impl Filter {
-    /// The predicate; times are resolved against `span`.
-    fn sql(&self, span: &Span) -> anyhow::Result<String> {
+    /// The predicate (a `--where` checked against `engine`); times are resolved against `span`.
+    fn sql(&self, engine: &Engine, span: &Span) -> anyhow::Result<String> {
         let list = |values: &[u32]| {
             let values: Vec<String> = values.iter().map(u32::to_string).collect();
             values.join(", ")
@@ -222,7 +222,7 @@ impl Filter {
         if self.failed {
             terms.push(format!("{} BETWEEN -{MAX_ERRNO} AND -1", col::RET));
         }
-        terms.extend(self.rows.sql(span)?);
+        terms.extend(self.rows.sql(engine, &input::rows(), span)?);
         Ok(terms.join(" AND "))
     }
 
@@ -287,18 +287,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             ..RowFilter::default()
         },
     };
-    let predicate = filter.sql(&span)?;
+    let predicate = filter.sql(&engine, &span)?;
     let limit = args.limit.unwrap_or(u64::MAX);
 
     let mut out = output::stdout();
     let mut sink = Sink::new(args.format, &mut out)?;
-    let printed = match print(&engine, &readers, &predicate, limit, &mut sink) {
-        Ok(printed) => printed,
-        Err(err @ EngineError::Query(_)) => {
-            return Ok(output::report_error_as(&err.into(), EXIT_QUERY));
-        }
-        Err(err) => return Err(err.into()),
-    };
+    let printed = print(&engine, &readers, &predicate, limit, &mut sink)?;
     sink.finish()?;
     out.flush().context("writing to stdout")?;
     if filter.matched_nothing(printed, limit) && io::stderr().is_terminal() {

@@ -41,7 +41,7 @@ pub fn report_error(err: &anyhow::Error) -> ExitCode {
 }
 
 /// [`report_error`] with exit status `code`.
-pub fn report_error_as(err: &anyhow::Error, code: u8) -> ExitCode {
+fn report_error_as(err: &anyhow::Error, code: u8) -> ExitCode {
     if is_broken_pipe(err) {
         return ExitCode::SUCCESS;
     }

@@ -91,18 +91,25 @@ pub enum ExportFormat {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let opened = Opened::new(&args.inputs)?;
-    rows::exit_code(export(&opened, &args))
+    export(&opened, &args)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn export(opened: &Opened, args: &Args) -> anyhow::Result<()> {
+    // The filter is checked before the output is created: a wrong --where leaves an existing
+    // file as it was.
+    let query = match args.format {
+        ExportFormat::ChromeTrace => {
+            rows::all_with_selected(opened.predicate(&args.filter)?.as_deref())
+        }
+        ExportFormat::Jsonl | ExportFormat::Csv => rows::shown(&opened.where_clause(&args.filter)?),
+    };
     let file = File::create(&args.output)
         .with_context(|| format!("creating {}", args.output.display()))?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
     match args.format {
         ExportFormat::ChromeTrace => {
             let origin = opened.span.start();
-            let predicate = opened.predicate(&args.filter)?;
-            let query = rows::all_with_selected(predicate.as_deref());
             let mut trace = Trace::new(&mut out, origin, opened.page_size())?;
             for row in Sorted::new(opened, &query, Order::Effect)? {
                 let row = row?;
@@ -116,7 +123,6 @@ fn export(opened: &Opened, args: &Args) -> anyhow::Result<()> {
             } else {
                 EventsFormat::Json
             };
-            let query = rows::shown(&opened.where_clause(&args.filter)?);
             let mut sink = Sink::new(format, &mut out)?;
             for row in Sorted::new(opened, &query, Order::Entry)? {
                 sink.write(&row?.event)?;

@@ -9,10 +9,9 @@ use serde::Serialize;
 
 use crate::{
     cli::Inputs,
-    engine::{Engine, EngineError, filter::RowFilter},
+    engine::{Engine, filter::RowFilter},
     findings::{self, Example, Finding, Severity, Thresholds},
-    input, labels,
-    output::{self, EXIT_QUERY},
+    input, labels, output,
     table::{Column, Table, visible},
 };
 
@@ -98,18 +97,7 @@ pub enum FindingsFormat {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let inputs = input::open(&args.inputs)?;
     let engine = Engine::open(&inputs)?;
-    let findings = match findings::evaluate(&engine, &inputs, &args.filter, &args.thresholds) {
-        Ok(findings) => findings,
-        Err(err) => {
-            let wrong_query = err
-                .downcast_ref::<EngineError>()
-                .is_some_and(|err| matches!(err, EngineError::Query(_)));
-            if wrong_query {
-                return Ok(output::report_error_as(&err, EXIT_QUERY));
-            }
-            return Err(err);
-        }
-    };
+    let findings = findings::evaluate(&engine, &inputs, &args.filter, &args.thresholds)?;
     let mut out = output::stdout();
     match args.format {
         FindingsFormat::Table => write_table(&mut out, &findings)?,

@@ -6,10 +6,9 @@ use anyhow::Context as _;
 
 use crate::{
     cli::Inputs,
-    engine::{EngineError, filter::RowFilter},
+    engine::filter::RowFilter,
     findings::Thresholds,
     input,
-    output::{self, EXIT_QUERY},
     report::{Options, Report},
     timespec::TimeSpec,
 };
@@ -96,17 +95,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         filter: args.filter,
         thresholds: args.thresholds,
     };
-    let report = match Report::collect(&readers, options) {
-        Ok(report) => report,
-        Err(err)
-            if err
-                .chain()
-                .any(|cause| matches!(cause.downcast_ref(), Some(EngineError::Query(_)))) =>
-        {
-            return Ok(output::report_error_as(&err, EXIT_QUERY));
-        }
-        Err(err) => return Err(err),
-    };
+    let report = Report::collect(&readers, options)?;
     fs::write(&args.output, report.write_html())
         .with_context(|| format!("writing {}", args.output.display()))?;
     Ok(ExitCode::SUCCESS)

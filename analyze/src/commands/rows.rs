@@ -2,7 +2,7 @@
 //! engine whose results come back decoded into [`Event`]s, so that the shared labels
 //! ([`crate::labels`]) and the address-space replay ([`crate::replay`]) work on them.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::path::PathBuf;
 
 use arrow::{
     array::{Array as _, AsArray as _, BooleanArray, RecordBatch},
@@ -19,22 +19,12 @@ use crate::{
     cli::Inputs,
     engine::{Batches, Engine, EngineError, filter::RowFilter},
     input,
-    output::{self, EXIT_QUERY},
     timespec::Span,
 };
 
 /// The column of a [`RowQuery`] that says whether a row matches the filter (all rows are
 /// read, only these shown).
 pub const SELECTED: &str = "selected";
-
-/// `events` with the decoded columns of the `calls` view beside its own, so that a `--where`
-/// predicate may use either.
-const DECODED_EVENTS: &str = "SELECT *, \
-     CAST(ts_exit AS BIGINT) - CAST(ts AS BIGINT) AS dur_ns, \
-     prot_names(prot) AS prot_names, \
-     flags_names(syscall, flags) AS flags_names, \
-     errno_name(errno) AS errno_name \
-     FROM events";
 
 /// When a row takes effect ([`crate::replay::effect_time`]) in SQL: a call when it returns,
 /// any other row at its time. Calls whose exit was not seen sort at their entry.
@@ -80,12 +70,12 @@ impl Opened {
 
     /// The predicate of `filter` (times resolved against these captures).
     pub fn predicate(&self, filter: &RowFilter) -> anyhow::Result<Option<String>> {
-        filter.sql(&self.span)
+        filter.sql(&self.engine, &input::rows(), &self.span)
     }
 
     /// ` WHERE ...` for `filter` (times resolved against these captures), or nothing.
     pub fn where_clause(&self, filter: &RowFilter) -> anyhow::Result<String> {
-        filter.where_clause(&self.span)
+        filter.where_clause(&self.engine, &input::rows(), &self.span)
     }
 
     /// The page size the captures were recorded with (x86_64's when they do not say).
@@ -102,8 +92,9 @@ impl Opened {
 /// be read in [`Order::Entry`].
 pub fn shown(where_clause: &str) -> String {
     format!(
-        "SELECT * FROM (SELECT * FROM ({DECODED_EVENTS}) WHERE {}){where_clause}",
-        shown_kinds()
+        "SELECT * FROM (SELECT * FROM {decoded} WHERE {kinds}){where_clause}",
+        decoded = input::rows(),
+        kinds = shown_kinds()
     )
 }
 
@@ -114,7 +105,10 @@ pub fn all_with_selected(predicate: Option<&str>) -> String {
         Some(predicate) => format!("{} AND ({predicate})", shown_kinds()),
         None => shown_kinds(),
     };
-    format!("SELECT *, coalesce({shown}, false) AS {SELECTED} FROM ({DECODED_EVENTS})")
+    format!(
+        "SELECT *, coalesce({shown}, false) AS {SELECTED} FROM {decoded}",
+        decoded = input::rows()
+    )
 }
 
 /// The order rows are read in.
@@ -308,17 +302,5 @@ impl Iterator for Rows<'_> {
                 Err(err) => return Some(Err(err)),
             }
         }
-    }
-}
-
-/// The exit status of a command: a wrong query (a bad `--where`) is exit status 1 with one line
-/// on stderr, any other error is left to the caller (exit status 2).
-pub fn exit_code(result: anyhow::Result<()>) -> anyhow::Result<ExitCode> {
-    match result {
-        Ok(()) => Ok(ExitCode::SUCCESS),
-        Err(err) if matches!(err.downcast_ref(), Some(EngineError::Query(_))) => {
-            Ok(output::report_error_as(&err, EXIT_QUERY))
-        }
-        Err(err) => Err(err),
     }
 }

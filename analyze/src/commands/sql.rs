@@ -15,8 +15,7 @@ use crate::{
         Engine, EngineError,
         results::{ResultFormat, write_parquet, write_text},
     },
-    input,
-    output::{self, EXIT_QUERY},
+    input, output,
 };
 
 /// Run a SQL query over captures.
@@ -85,9 +84,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
             (None, format) => write_text(format, batches, &mut output::stdout()),
         });
-    match written {
-        Ok(_) => Ok(ExitCode::SUCCESS),
-        Err(err @ EngineError::Query(_)) => Ok(output::report_error_as(&err.into(), EXIT_QUERY)),
-        Err(err) => Err(err.into()),
-    }
+    written?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -64,9 +64,39 @@ impl RowFilter {
             && self.predicate.is_none())
     }
 
-    /// The filter as one SQL predicate over `events` or any of its views (`None`: every row).
-    /// Times are resolved against `span`; a time outside the capture is warned about.
-    pub fn sql(&self, span: &Span) -> anyhow::Result<Option<String>> {
+    /// The filter as one SQL predicate over `relation` (`None`: every row): a table or view of
+    /// `engine`, or a parenthesized query over one. A `--where` is first planned alone against
+    /// `relation` ([`check`]), so an error in it is a [`WrongPredicate`] that says where in the
+    /// `--where` it is, not where in the query built around it. Times are resolved against
+    /// `span`; a time outside the capture is warned about.
+    pub fn sql(
+        &self,
+        engine: &Engine,
+        relation: &str,
+        span: &Span,
+    ) -> anyhow::Result<Option<String>> {
+        let predicate = self.resolve(span)?;
+        if let Some(own) = &self.predicate {
+            check(engine, relation, own)?;
+        }
+        Ok(predicate)
+    }
+
+    /// ` WHERE ...` for [`RowFilter::sql`], or nothing.
+    pub fn where_clause(
+        &self,
+        engine: &Engine,
+        relation: &str,
+        span: &Span,
+    ) -> anyhow::Result<String> {
+        Ok(self
+            .sql(engine, relation, span)?
+            .map(|predicate| format!(" WHERE {predicate}"))
+            .unwrap_or_default())
+    }
+
+    /// The filter as one SQL predicate, unchecked against any table.
+    fn resolve(&self, span: &Span) -> anyhow::Result<Option<String>> {
         let mut terms = Vec::new();
         if !self.pid.is_empty() {
             terms.push(in_list(col::PID, self.pid.iter().map(u32::to_string)));
@@ -98,14 +128,6 @@ impl RowFilter {
         }
         Ok((!terms.is_empty()).then(|| terms.join(" AND ")))
     }
-
-    /// `WHERE ...` for [`RowFilter::sql`], or nothing.
-    pub fn where_clause(&self, span: &Span) -> anyhow::Result<String> {
-        Ok(self
-            .sql(span)?
-            .map(|predicate| format!(" WHERE {predicate}"))
-            .unwrap_or_default())
-    }
 }
 
 /// A `--where` that is not one SQL expression: a syntax error, or more than an expression
@@ -130,6 +152,72 @@ fn one_expression(predicate: &str) -> Result<&str, WrongPredicate> {
         )));
     }
     Ok(predicate)
+}
+
+/// Checks that `predicate` is one SQL expression that holds over the rows of `relation`: plans
+/// it alone on its own line, so that an error in it (a column that does not exist, a function
+/// given the wrong types) is a [`WrongPredicate`] located in the predicate rather than in the
+/// query built around it.
+pub fn check(engine: &Engine, relation: &str, predicate: &str) -> anyhow::Result<()> {
+    let predicate = one_expression(predicate)?;
+    let query = format!("SELECT * FROM {relation} WHERE\n{predicate}\nLIMIT 0");
+    let planned = engine
+        .sql(&query)
+        .and_then(|mut batches| batches.try_for_each(|batch| batch.map(drop)));
+    match planned {
+        Ok(()) => Ok(()),
+        Err(err @ EngineError::Query(_)) => Err(WrongPredicate(located(&err.to_string())).into()),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// The message for a --where that [`check`] refused: the engine's `message`, its
+/// positions (`at line 2, column 7`, `at Line: 2, Column: 7`) replaced by one place in the
+/// predicate.
+fn located(message: &str) -> String {
+    let lower = message.to_lowercase();
+    let mut text = String::new();
+    let mut place = None;
+    let mut rest = 0;
+    while let Some(found) = lower[rest..].find(" at line") {
+        let start = rest + found;
+        let Some((line, column, end)) = position(&lower[start + " at line".len()..]) else {
+            text.push_str(&message[rest..start + 1]);
+            rest = start + 1;
+            continue;
+        };
+        text.push_str(&message[rest..start]);
+        place.get_or_insert(if line <= 2 {
+            format!("at column {column} of --where")
+        } else {
+            "at the end of --where".to_owned()
+        });
+        rest = start + " at line".len() + end;
+    }
+    text.push_str(&message[rest..]);
+    match place {
+        Some(place) => format!("{text} ({place})"),
+        None => text,
+    }
+}
+
+/// ` 2, column 7` or `: 2, column: 7` at the start of `text`: the line, the column and where
+/// the position ends in `text`.
+fn position(text: &str) -> Option<(u64, u64, usize)> {
+    let number = |text: &str| -> Option<(u64, usize)> {
+        let skipped = text.len() - text.trim_start_matches([':', ' ']).len();
+        let digits = text[skipped..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .count();
+        let value = text[skipped..skipped + digits].parse().ok()?;
+        Some((value, skipped + digits))
+    };
+    let (line, used) = number(text)?;
+    let rest = text[used..].strip_prefix(", column")?;
+    let column_at = text.len() - rest.len();
+    let (column, used) = number(rest)?;
+    Some((line, column, column_at + used))
 }
 
 /// `column IN (a, b, ...)`.
@@ -185,11 +273,29 @@ mod tests {
     }
 
     #[test]
+    fn a_wrong_predicate_is_located_in_it() {
+        assert_eq!(
+            located("column 'lenn' not found at line 2, column 13; possible column calls.len"),
+            "column 'lenn' not found; possible column calls.len (at column 13 of --where)"
+        );
+        assert_eq!(
+            located(
+                "Expected: end of statement, found: ) at Line: 2, Column: 4 at line 2, column 4"
+            ),
+            "Expected: end of statement, found: ) (at column 4 of --where)"
+        );
+        assert_eq!(
+            located("Expected: an expression, found: LIMIT at Line: 3, Column: 1"),
+            "Expected: an expression, found: LIMIT (at the end of --where)"
+        );
+        assert_eq!(located("at line x"), "at line x");
+    }
+
+    #[test]
     fn no_option_is_no_predicate() {
         let filter = RowFilter::default();
         assert!(!filter.is_set());
-        assert_eq!(filter.sql(&span()).expect("resolves"), None);
-        assert_eq!(filter.where_clause(&span()).expect("resolves"), "");
+        assert_eq!(filter.resolve(&span()).expect("resolves"), None);
     }
 
     #[test]
@@ -198,7 +304,7 @@ mod tests {
             predicate: Some(predicate.to_owned()),
             ..RowFilter::default()
         };
-        let sql = |predicate: &str| filter(predicate).sql(&span());
+        let sql = |predicate: &str| filter(predicate).resolve(&span());
         assert_eq!(
             sql("len > 1 AND comm = ')'").expect("one expression"),
             Some("(len > 1 AND comm = ')')".to_owned())
@@ -228,7 +334,7 @@ mod tests {
             format!("ts {op} arrow_cast({ns}, 'Timestamp(Nanosecond, Some(\"UTC\"))')")
         };
         assert_eq!(
-            filter.sql(&span()).expect("resolves"),
+            filter.resolve(&span()).expect("resolves"),
             Some(format!(
                 "pid IN (1, 2) AND comm IN ('it''s') AND syscall IN ('mmap', 'munmap') AND {} \
                  AND {} AND (len > 4096 OR fd = -1)",

@@ -244,7 +244,7 @@ pub fn evaluate(
     let span = engine.span(readers)?;
     let scope = query::Scope {
         engine,
-        filter: filter.sql(&span)?,
+        filter: filter.sql(engine, &crate::input::rows(), &span)?,
         examples: options.examples,
     };
     let mut findings = checks::evaluate(&scope, options)?;

@@ -69,8 +69,9 @@ impl Report {
     pub fn collect(readers: &[CaptureReader], options: Options) -> anyhow::Result<Self> {
         let engine = Engine::open(readers)?;
         let span = engine.span(readers)?;
-        let predicate = options.filter.sql(&span)?;
-        let process = process_filter(&options.filter).sql(&span)?;
+        let rows = crate::input::rows();
+        let predicate = options.filter.sql(&engine, &rows, &span)?;
+        let process = process_filter(&options.filter).sql(&engine, &rows, &span)?;
         let calls = predicate.as_deref();
 
         let findings = findings::evaluate(&engine, readers, &options.filter, &options.thresholds)?;

@@ -19,7 +19,10 @@ use mmap_format::{
 
 use super::{CommSummary, FileSummary, ProcessSummary, Summary};
 use crate::{
-    engine::{Engine, EngineError, filter::literal},
+    engine::{
+        Engine, EngineError,
+        filter::{self, literal},
+    },
     input, labels,
     loss::{self, LossWindow},
     segments,
@@ -31,10 +34,13 @@ pub fn collect(
     readers: &[CaptureReader],
     top: usize,
     predicate: Option<&str>,
-) -> Result<Summary, EngineError> {
+) -> anyhow::Result<Summary> {
     let engine = Engine::open(readers)?;
     let from = match predicate {
-        Some(predicate) => format!("(SELECT * FROM {} WHERE ({predicate}))", input::rows()),
+        Some(predicate) => {
+            filter::check(&engine, &input::rows(), predicate)?;
+            format!("(SELECT * FROM {} WHERE ({predicate}))", input::rows())
+        }
         None => "events".to_owned(),
     };
     let mut totals = Totals::default();

@@ -17,14 +17,7 @@ use mmap_format::{
 };
 use serde::Serialize;
 
-use crate::{
-    cli::Inputs,
-    engine::EngineError,
-    input,
-    loss::LossWindow,
-    output::{self, EXIT_QUERY},
-    segments::MissingSegments,
-};
+use crate::{cli::Inputs, input, loss::LossWindow, output, segments::MissingSegments};
 
 /// Summarize captures: hosts, time span, completeness, counts by row kind, system call, process,
 /// command name and error, bytes mapped, records lost.
@@ -208,13 +201,7 @@ pub enum SummaryFormat {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let readers = input::open(&args.inputs)?;
-    let summary = match Summary::collect(&readers, args.top, args.predicate.as_deref()) {
-        Ok(summary) => summary,
-        Err(err @ EngineError::Query(_)) => {
-            return Ok(output::report_error_as(&err.into(), EXIT_QUERY));
-        }
-        Err(err) => return Err(err.into()),
-    };
+    let summary = Summary::collect(&readers, args.top, args.predicate.as_deref())?;
     let mut out = output::stdout();
     match args.format {
         SummaryFormat::Json => {
@@ -320,7 +307,7 @@ impl Summary {
         readers: &[CaptureReader],
         top: usize,
         predicate: Option<&str>,
-    ) -> Result<Self, EngineError> {
+    ) -> anyhow::Result<Self> {
         collect::collect(readers, top, predicate)
     }
 }

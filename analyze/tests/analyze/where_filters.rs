@@ -1,4 +1,5 @@
-//! `--where SQL` on `events` and `summary` (the rows go through the query engine), and that
+//! `--where SQL` on `events` and `summary` (the rows go through the query engine), a wrong one on
+//! every command, and that
 //! `events --limit` prints the same first rows as a full listing.
 
 use mmap_format::{event::Event, metadata::Counters};
@@ -77,22 +78,52 @@ fn events_where_selects_the_rows_the_predicate_says() {
 }
 
 #[test]
-fn a_wrong_predicate_is_one_line_and_exit_1() {
+fn a_wrong_predicate_is_one_line_exit_1_and_located_in_the_where() {
     let fixture = Fixture::new();
     let path = capture(&fixture);
-    for command in ["events", "summary"] {
-        let output = run([
-            command,
-            path.to_str().expect("UTF-8 path"),
-            "--where",
-            "lenn > 1",
-        ]);
+    let path = path.to_str().expect("UTF-8 path");
+    let report = fixture.path("report.html");
+    let report = report.to_str().expect("UTF-8 path");
+    let export = fixture.path("export.jsonl");
+    std::fs::write(&export, "kept\n").expect("write");
+    // Every command that reads rows checks its --where the same way.
+    let commands: [&[&str]; 9] = [
+        &["events"],
+        &["summary"],
+        &["top"],
+        &["latency"],
+        &["errors"],
+        &["findings"],
+        &["replay"],
+        &[
+            "export",
+            "--format",
+            "jsonl",
+            "-o",
+            export.to_str().expect("UTF-8"),
+        ],
+        &["report", "-o", report],
+    ];
+    for command in commands {
+        let mut args = vec![command[0], path];
+        args.extend_from_slice(&command[1..]);
+        args.extend_from_slice(&["--where", "len > 1 AND lenn > 1"]);
+        let output = run(&args);
+        let command = command[0];
         assert_eq!(output.status.code(), Some(1), "{command}");
         assert!(output.stdout.is_empty(), "{command}: nothing on stdout");
         let stderr = String::from_utf8(output.stderr).expect("UTF-8");
         assert_eq!(stderr.trim_end().lines().count(), 1, "{command}: {stderr}");
-        assert!(stderr.contains("lenn"), "{command}: {stderr}");
+        assert!(
+            stderr.starts_with("mmap-analyze: --where: ")
+                && stderr.contains("lenn")
+                && stderr.contains("(at column 13 of --where)"),
+            "{command}: {stderr}"
+        );
     }
+    // Nothing was written over.
+    assert_eq!(std::fs::read_to_string(&export).expect("read"), "kept\n");
+    assert!(!std::path::Path::new(report).exists());
 }
 
 #[test]

@@ -317,7 +317,7 @@ fn print<W: Write>(
     let mut sources = Vec::with_capacity(readers.len());
     for reader in readers {
         let rows: Box<dyn Iterator<Item = _>> =
-            Box::new(input::file_rows(engine, reader, Some(predicate))?);
+            Box::new(input::file_rows(engine, reader, Some(predicate), &[])?);
         sources.push(rows);
     }
     let mut printed = 0_u64;

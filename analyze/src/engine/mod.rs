@@ -17,6 +17,7 @@ pub mod views;
 
 use std::{
     io::{self, IsTerminal as _},
+    sync::Arc,
     time::Duration,
 };
 
@@ -24,11 +25,15 @@ use arrow::{array::RecordBatch, datatypes::SchemaRef};
 use datafusion::{
     error::DataFusionError,
     execution::{SendableRecordBatchStream, runtime_env::RuntimeEnvBuilder},
+    physical_plan::stream::RecordBatchStreamAdapter,
     prelude::{SessionConfig, SessionContext},
 };
 use futures::StreamExt as _;
 use mmap_format::reader::CaptureReader;
-use tokio::runtime::Runtime;
+use tokio::{
+    runtime::Runtime,
+    sync::{Semaphore, mpsc},
+};
 
 use crate::progress::Progress;
 
@@ -136,7 +141,65 @@ impl Engine {
             rows: 0,
         })
     }
+
+    /// Like [`Engine::sql`], for a query whose partitions each read their rows in order (a scan
+    /// of one file split into byte ranges, without repartitioning: see
+    /// [`crate::input::in_file_order`]): the partitions run side by side, and their batches are
+    /// handed back partition after partition, so the order of the file is kept while every
+    /// core decodes. A partition decodes at most [`PARTITION_AHEAD_KIB`] ahead of the one
+    /// being read.
+    pub fn sql_in_order(&self, query: &str) -> Result<Batches<'_>, EngineError> {
+        let (schema, streams) = self
+            .runtime
+            .block_on(async {
+                let frame = self.ctx.sql(query).await?;
+                let schema = Arc::clone(frame.schema().inner());
+                Ok::<_, DataFusionError>((schema, frame.execute_stream_partitioned().await?))
+            })
+            .map_err(EngineError::from_datafusion)?;
+        let mut receivers = Vec::with_capacity(streams.len());
+        for mut stream in streams {
+            let (sender, receiver) = mpsc::unbounded_channel();
+            let budget = Arc::new(Semaphore::new(PARTITION_AHEAD_KIB as usize));
+            // The task ends at the end of its partition, or when the results are dropped.
+            self.runtime.spawn(async move {
+                while let Some(batch) = stream.next().await {
+                    let kib = match &batch {
+                        Ok(batch) => batch.get_array_memory_size() / 1024 + 1,
+                        Err(_) => 1,
+                    };
+                    let cost = u32::try_from(kib)
+                        .unwrap_or(u32::MAX)
+                        .min(PARTITION_AHEAD_KIB);
+                    let Ok(permit) = Arc::clone(&budget).acquire_many_owned(cost).await else {
+                        break;
+                    };
+                    if sender.send((batch, permit)).is_err() {
+                        break;
+                    }
+                }
+            });
+            receivers.push(receiver);
+        }
+        // A batch's permit is given back as it is handed out.
+        let batches = futures::stream::iter(receivers).flat_map(|receiver| {
+            futures::stream::unfold(receiver, |mut receiver| async move {
+                let (batch, _permit) = receiver.recv().await?;
+                Some((batch, receiver))
+            })
+        });
+        Ok(Batches {
+            runtime: &self.runtime,
+            stream: Box::pin(RecordBatchStreamAdapter::new(schema, batches)),
+            progress: Progress::new(format!("querying {}", self.what), None),
+            rows: 0,
+        })
+    }
 }
+
+/// How much memory (KiB of batches) a partition of [`Engine::sql_in_order`] may decode ahead of
+/// the one being read.
+const PARTITION_AHEAD_KIB: u32 = 64 * 1024;
 
 /// A session set up for captures: late materialization of filtered columns, statistics read
 /// from each file's footer, bounded memory.

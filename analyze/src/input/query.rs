@@ -11,7 +11,7 @@ use datafusion::error::DataFusionError;
 use mmap_format::{
     event::Event,
     reader::{CaptureReader, events_from_batch},
-    schema::col,
+    schema::{self, col},
 };
 
 use crate::engine::{
@@ -68,13 +68,18 @@ pub fn rows() -> String {
     )
 }
 
-/// Makes every later query of `engine` read each file as one stream, row group after row group,
-/// so that rows come back in the order of the file (the scan of a large file is otherwise split
-/// in byte ranges read side by side).
+/// Makes every later query of `engine` keep the order of each file within a partition: a scan
+/// of a file is split into byte ranges (whatever the file's size, so small captures take the
+/// same path as large ones), each read in order, and no step deals rows out to other
+/// partitions. [`file_rows`] then hands the partitions back one after the other.
 pub fn in_file_order(engine: &Engine) -> Result<(), EngineError> {
-    engine
-        .sql("SET datafusion.execution.target_partitions = 1")?
-        .try_for_each(|batch| batch.map(drop))
+    for setting in [
+        "SET datafusion.optimizer.enable_round_robin_repartition = false",
+        "SET datafusion.optimizer.repartition_file_min_size = 0",
+    ] {
+        engine.sql(setting)?.try_for_each(|batch| batch.map(drop))?;
+    }
+    Ok(())
 }
 
 /// The rows of `reader` (one of the inputs `engine` was opened with) for which `predicate` is
@@ -82,14 +87,18 @@ pub fn in_file_order(engine: &Engine) -> Result<(), EngineError> {
 /// predicate is SQL over the columns of the `events` table and the decoded columns of the
 /// `calls` view (`dur_ns`, `prot_names`, `flags_names`, `errno_name`), for rows of every kind. A
 /// wrong predicate is an [`EngineError::Query`].
+///
+/// The columns in `unread` are not read from the files (a large capture decodes faster): they
+/// come back as NULL, or 0 in a column that cannot be NULL.
 pub fn file_rows<'e>(
     engine: &'e Engine,
     reader: &CaptureReader,
     predicate: Option<&str>,
+    unread: &[&str],
 ) -> Result<FileRows<'e>, EngineError> {
     let mut query = format!(
         "SELECT {columns} FROM {rows} WHERE {FILE} = {file}",
-        columns = col::ALL.join(", "),
+        columns = select_list(unread),
         rows = rows(),
         file = literal(&reader.path().display().to_string())
     );
@@ -97,7 +106,26 @@ pub fn file_rows<'e>(
         let _ = write!(query, " AND ({predicate})");
     }
     Ok(FileRows {
-        batches: engine.sql(&query)?,
+        batches: engine.sql_in_order(&query)?,
         current: Vec::new().into_iter(),
     })
+}
+
+/// Every column of the format's schema, in order; those in `unread` as a constant of the
+/// column's type: NULL, or 0 when the column cannot be NULL.
+fn select_list(unread: &[&str]) -> String {
+    let schema = schema::schema();
+    let columns: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|field| {
+            let name = field.name();
+            if !unread.contains(&name.as_str()) {
+                return name.clone();
+            }
+            let value = if field.is_nullable() { "NULL" } else { "0" };
+            format!("arrow_cast({value}, '{}') AS {name}", field.data_type())
+        })
+        .collect();
+    columns.join(", ")
 }

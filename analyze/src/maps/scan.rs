@@ -5,15 +5,15 @@
 use std::collections::{HashMap, HashSet};
 
 use anyhow::bail;
-use mmap_format::{
-    event::{Event, RowKind},
-    reader::CaptureReader,
-    schema::col,
+use arrow::{
+    array::{Array as _, AsArray as _},
+    compute::cast,
+    datatypes::{DataType, Int64Type, UInt32Type},
 };
+use mmap_format::{event::RowKind, reader::CaptureReader, schema::col};
 
 use crate::{
     engine::{Engine, filter::literal},
-    input, replay,
     timespec::Span,
 };
 
@@ -42,8 +42,9 @@ pub struct Scan {
 }
 
 impl Scan {
-    /// Reads the forks, the lost rows and the rows of `pid`, and the span from an aggregate;
-    /// fails when `pid` is in none of the rows.
+    /// Reads the forks, the lost rows and the rows of `pid` (only the columns that tell: kind,
+    /// process, child, time), and the span from an aggregate; fails when `pid` is in none of the
+    /// rows.
     pub fn read(engine: &Engine, readers: &[CaptureReader], pid: u32) -> anyhow::Result<Self> {
         let mut scan = Self {
             span: engine.span(readers)?,
@@ -52,16 +53,32 @@ impl Scan {
             parents: HashMap::new(),
             has_lost_rows: false,
         };
-        let predicate = format!(
-            "{kind} IN ({fork}, {lost}) OR {pid_column} = {pid}",
+        // When each row takes effect (`replay::effect_time`, its entry time when a call's exit
+        // was not seen).
+        let query = format!(
+            "SELECT {kind}, {pid_column}, {child}, CAST(CASE WHEN {kind} = {syscall} THEN \
+             coalesce({exit}, {ts}) ELSE {ts} END AS BIGINT) AS time FROM events \
+             WHERE {kind} IN ({fork}, {lost}) OR {pid_column} = {pid}",
             kind = col::KIND,
+            pid_column = col::PID,
+            child = col::CHILD_PID,
+            syscall = literal(RowKind::Syscall.as_str()),
+            exit = col::TS_EXIT,
+            ts = col::TS,
             fork = literal(RowKind::Fork.as_str()),
             lost = literal(RowKind::Lost.as_str()),
-            pid_column = col::PID,
         );
-        for reader in readers {
-            for event in input::file_rows(engine, reader, Some(&predicate))? {
-                scan.add(&event?, pid);
+        for batch in engine.sql(&query)? {
+            let batch = batch?;
+            let kinds = cast(batch.column(0), &DataType::Utf8)?;
+            let kinds = kinds.as_string::<i32>();
+            let pids = batch.column(1).as_primitive::<UInt32Type>();
+            let children = batch.column(2).as_primitive::<UInt32Type>();
+            let times = batch.column(3).as_primitive::<Int64Type>();
+            for row in 0..batch.num_rows() {
+                let kind = RowKind::from_name(kinds.value(row));
+                let child = children.is_valid(row).then(|| children.value(row));
+                scan.add(kind, pids.value(row), child, times.value(row), pid);
             }
         }
         if scan.first_seen.is_none() {
@@ -77,21 +94,22 @@ impl Scan {
         Ok(scan)
     }
 
-    fn add(&mut self, event: &Event<'_>, pid: u32) {
-        let is_pid = event.pid == pid;
-        let time = replay::effect_time(event).unwrap_or(event.ts_ns);
-        match event.kind {
+    /// Takes in a row of `kind` of process `row_pid` (with the `child` of a fork) that takes
+    /// effect at `time`.
+    fn add(&mut self, kind: RowKind, row_pid: u32, child: Option<u32>, time: i64, pid: u32) {
+        let is_pid = row_pid == pid;
+        match kind {
             RowKind::Lost => {
                 self.has_lost_rows = true;
                 return;
             }
             RowKind::Fork => {
-                if let Some(child) = event.child_pid {
-                    self.parents.entry(child).or_default().push(event.pid);
+                if let Some(child) = child {
+                    self.parents.entry(child).or_default().push(row_pid);
                     if child == pid {
                         self.seen(FirstSeen {
                             ts: time,
-                            forked_from: Some(event.pid),
+                            forked_from: Some(row_pid),
                         });
                     }
                 }

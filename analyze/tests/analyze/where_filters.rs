@@ -183,3 +183,37 @@ fn limit_prints_the_first_rows_of_the_full_listing() {
         first
     );
 }
+
+#[test]
+fn events_keep_the_order_of_the_file_across_row_groups_read_side_by_side() {
+    let fixture = Fixture::new();
+    let path = fixture.path("order.parquet");
+    // Entry times out of order in the file, so an order by time (or by partition finishing
+    // first) would show. More rows than a batch (8192), so the engine splits the file.
+    let n = 20_000_i64;
+    let rows: Vec<Event<'static>> = (0..n)
+        .map(|i| {
+            let pid = if i % 2 == 0 { 7 } else { 8 };
+            mmap((i * 7919) % n * 1_000, pid, pid, "order")
+        })
+        .collect();
+    crate::common::write_capture_with(&path, &metadata("host-o", Counters::default()), &rows, 500);
+    let path = path.to_str().expect("UTF-8 path");
+    let listed = |args: &[&str]| {
+        let mut all = vec!["events", path, "--format", "json"];
+        all.extend_from_slice(args);
+        offsets(&json_lines(&run_ok(all)))
+    };
+    let written = |keep: &dyn Fn(&Event<'_>) -> bool| -> Vec<i64> {
+        rows.iter()
+            .filter(|row| keep(row))
+            .map(|row| row.ts_ns - BASE_NS)
+            .collect()
+    };
+    assert_eq!(listed(&[]), written(&|_| true));
+    assert_eq!(listed(&["--pid", "8"]), written(&|row| row.pid == 8));
+    assert_eq!(
+        listed(&["--limit", "12000"])[..],
+        written(&|_| true)[..12_000]
+    );
+}

@@ -17,6 +17,7 @@ pub mod views;
 
 use std::{
     io::{self, IsTerminal as _},
+    num::NonZeroUsize,
     sync::Arc,
     time::Duration,
 };
@@ -24,7 +25,11 @@ use std::{
 use arrow::{array::RecordBatch, datatypes::SchemaRef};
 use datafusion::{
     error::DataFusionError,
-    execution::{SendableRecordBatchStream, runtime_env::RuntimeEnvBuilder},
+    execution::{
+        SendableRecordBatchStream,
+        memory_pool::{FairSpillPool, TrackConsumersPool},
+        runtime_env::RuntimeEnvBuilder,
+    },
     physical_plan::stream::RecordBatchStreamAdapter,
     prelude::{SessionConfig, SessionContext},
 };
@@ -41,7 +46,7 @@ use crate::progress::Progress;
 const PROGRESS_STEP: Duration = Duration::from_millis(250);
 
 /// The memory a query may hold before its sorts, joins and aggregations spill to disk.
-pub const MEMORY_LIMIT: usize = 1 << 30;
+pub const MEMORY_LIMIT: usize = 768 << 20;
 
 /// Why a query gave no (or not all of its) results.
 #[derive(Debug, thiserror::Error)]
@@ -211,8 +216,17 @@ fn session() -> Result<SessionContext, DataFusionError> {
     options.execution.parquet.reorder_filters = true;
     // Errors can then say where in the query they are.
     options.sql_parser.collect_spans = true;
+    // The format writes no bloom filters; looking for them costs a read per row group.
+    options.execution.parquet.bloom_filter_on_read = false;
+    // Fair, not greedy: a sort that spills keeps only its share, so the merge after it (which
+    // cannot spill) still finds memory; a greedy pool let two sorts take it all and the merge
+    // of a window query over 10 M rows failed.
+    let pool = TrackConsumersPool::new(
+        FairSpillPool::new(MEMORY_LIMIT),
+        NonZeroUsize::new(5).expect("not zero"),
+    );
     let runtime = RuntimeEnvBuilder::new()
-        .with_memory_limit(MEMORY_LIMIT, 1.0)
+        .with_memory_pool(Arc::new(pool))
         .build_arc()?;
     Ok(SessionContext::new_with_config_rt(config, runtime))
 }

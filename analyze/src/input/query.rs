@@ -70,12 +70,14 @@ pub fn rows() -> String {
 
 /// Makes every later query of `engine` keep the order of each file within a partition: a scan
 /// of a file is split into byte ranges (whatever the file's size, so small captures take the
-/// same path as large ones), each read in order, and no step deals rows out to other
-/// partitions. [`file_rows`] then hands the partitions back one after the other.
+/// same path as large ones), each read in order by its own partition (an idle partition does
+/// not steal another's ranges), and no step deals rows out to other partitions. [`file_rows`]
+/// then hands the partitions back one after the other.
 pub fn in_file_order(engine: &Engine) -> Result<(), EngineError> {
     for setting in [
         "SET datafusion.optimizer.enable_round_robin_repartition = false",
         "SET datafusion.optimizer.repartition_file_min_size = 0",
+        "SET datafusion.execution.enable_file_stream_work_stealing = false",
     ] {
         engine.sql(setting)?.try_for_each(|batch| batch.map(drop))?;
     }

@@ -8,6 +8,6 @@ pub mod findings;
 pub mod latency;
 pub mod replay;
 pub mod report;
-mod rows;
+pub mod rows;
 pub mod sql;
 pub mod top;

@@ -154,12 +154,22 @@ pub struct Sorted<'e> {
 
 impl<'e> Sorted<'e> {
     pub fn new(opened: &'e Opened, query: &str, order: Order) -> anyhow::Result<Self> {
-        let slices = match opened.span.first_row {
-            Some(first) => slice_queries(opened, query, order, first)?,
+        Self::over(&opened.engine, &opened.span, query, order)
+    }
+
+    /// The rows of `query` (over the captures of `engine`, which span `span`) in `order`.
+    pub fn over(
+        engine: &'e Engine,
+        span: &Span,
+        query: &str,
+        order: Order,
+    ) -> anyhow::Result<Self> {
+        let slices = match span.first_row {
+            Some(first) => slice_queries(engine, span, query, order, first)?,
             None => Vec::new(),
         };
         Ok(Self {
-            engine: &opened.engine,
+            engine,
             slices: slices.into_iter(),
             current: None,
         })
@@ -168,21 +178,22 @@ impl<'e> Sorted<'e> {
 
 /// One query per time slice of `query`'s rows, in order.
 fn slice_queries(
-    opened: &Opened,
+    engine: &Engine,
+    span: &Span,
     query: &str,
     order: Order,
     first: i64,
 ) -> anyhow::Result<Vec<String>> {
     let key = order.key();
     // Every row takes effect between the first entry and the span's end.
-    let width = (opened.span.end.saturating_sub(first) / BUCKETS).saturating_add(1);
+    let width = (span.end.saturating_sub(first) / BUCKETS).saturating_add(1);
     let histogram = format!(
         "SELECT CAST((CAST({key} AS BIGINT) - {first}) / {width} AS BIGINT) AS bucket, \
          count(*) AS n FROM ({query}) GROUP BY 1 ORDER BY 1"
     );
     let mut bounds = Vec::new();
     let mut rows = 0;
-    for batch in opened.engine.sql(&histogram)? {
+    for batch in engine.sql(&histogram)? {
         let batch = batch?;
         let buckets = cast(batch.column(0), &DataType::Int64)?;
         let counts = cast(batch.column(1), &DataType::Int64)?;

@@ -12,8 +12,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use mmap_format::{
     event::{Event, RowKind, Syscall},
-    reader::{CaptureReader, events_from_batch},
-    schema::col,
+    reader::CaptureReader,
 };
 
 use super::{
@@ -22,8 +21,9 @@ use super::{
     query::{Columns, PROCESSES, ROWS, Scope},
 };
 use crate::{
-    labels,
-    replay::{Backing, DEFAULT_PAGE_SIZE, MREMAP_DONTUNMAP, PROT_WRITE, Replay, SetBy},
+    commands::rows::{Order, Sorted},
+    input, labels,
+    replay::{self, Backing, DEFAULT_PAGE_SIZE, MREMAP_DONTUNMAP, PROT_WRITE, Replay, SetBy},
 };
 
 /// Successful mprotect calls that make memory executable.
@@ -199,19 +199,17 @@ impl History {
     fn replay(&mut self, scope: &Scope<'_>, lineage: &HashSet<u32>) -> anyhow::Result<()> {
         let list: Vec<String> = lineage.iter().map(u32::to_string).collect();
         let list = list.join(", ");
-        let columns = col::ALL.join(", ");
+        let columns = input::select_list(replay::UNUSED_COLUMNS);
         // A system call takes effect when it returns; one whose exit was not seen changes
-        // nothing (the replay skips it).
+        // nothing (the replay skips it). Sorted one time slice at a time: one sort of the rows
+        // of hundreds of processes outgrew the engine's memory.
         let query = format!(
             "SELECT {columns} FROM events \
              WHERE kind IN ('syscall', 'snapshot', 'exec', 'exit') AND pid IN ({list}) \
-                OR kind = 'fork' AND child_pid IN ({list}) \
-             ORDER BY CASE WHEN kind = 'syscall' THEN coalesce(ts_exit, ts) ELSE ts END, ts"
+                OR kind = 'fork' AND child_pid IN ({list})"
         );
-        for batch in scope.engine.sql(&query)? {
-            for event in events_from_batch(&batch?)? {
-                self.apply(&event);
-            }
+        for row in Sorted::over(scope.engine, &scope.span, &query, Order::Effect)? {
+            self.apply(&row?.event);
         }
         Ok(())
     }

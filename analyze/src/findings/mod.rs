@@ -245,6 +245,7 @@ pub fn evaluate(
     let scope = query::Scope {
         engine,
         filter: filter.sql(engine, &crate::input::rows(), &span)?,
+        span,
         examples: options.examples,
     };
     let mut findings = checks::evaluate(&scope, options)?;

@@ -24,6 +24,8 @@ pub const PROCESSES: &str = "processes";
 /// examples to show.
 pub struct Scope<'e> {
     pub engine: &'e Engine,
+    /// Where the captures start and end.
+    pub span: crate::timespec::Span,
     /// The command line's row filter (`None`: every row).
     pub filter: Option<String>,
     pub examples: usize,

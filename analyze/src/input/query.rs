@@ -115,7 +115,7 @@ pub fn file_rows<'e>(
 
 /// Every column of the format's schema, in order; those in `unread` as a constant of the
 /// column's type: NULL, or 0 when the column cannot be NULL.
-fn select_list(unread: &[&str]) -> String {
+pub fn select_list(unread: &[&str]) -> String {
     let schema = schema::schema();
     let columns: Vec<String> = schema
         .fields()

@@ -311,7 +311,7 @@ fn rows_until(
     let mut loss_windows = Vec::new();
     input::in_file_order(engine)?;
     for reader in readers {
-        for event in input::file_rows(engine, reader, Some(&predicate), UNREAD)? {
+        for event in input::file_rows(engine, reader, Some(&predicate), replay::UNUSED_COLUMNS)? {
             let event = event?;
             let Some(time) = replay::effect_time(&event).filter(|time| *time <= at) else {
                 continue;
@@ -330,22 +330,6 @@ fn rows_until(
         loss_windows,
     ))
 }
-
-/// The columns the replay never reads (who made the call beyond pid and thread, where it ran,
-/// the descriptor, how the path was found), left undecoded.
-const UNREAD: &[&str] = &[
-    col::PPID,
-    col::UID,
-    col::GID,
-    col::CGROUP_ID,
-    col::CGROUP_PATH,
-    col::PIDNS_INO,
-    col::NS_PID,
-    col::NS_TID,
-    col::FD,
-    col::PATH_SOURCE,
-    col::PATH_TRUNCATED,
-];
 
 /// Whether a row can change the map of a process in `lineage`.
 fn changes_map_of(event: &Event<'_>, lineage: &HashSet<u32>) -> bool {

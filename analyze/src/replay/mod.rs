@@ -16,6 +16,7 @@ use std::{collections::HashMap, sync::Arc};
 use mmap_format::{
     event::{Event, RowKind, Syscall},
     names::MAP_TYPE,
+    schema::col,
 };
 
 mod space;
@@ -41,6 +42,23 @@ pub const MREMAP_DONTUNMAP: u64 = 0x4;
 
 /// The pseudo path of the brk heap in /proc/PID/maps.
 pub const HEAP_PATH: &str = "[heap]";
+
+/// The columns the replay never reads (who made the call beyond pid and thread, where it ran,
+/// the descriptor, how the path was found): a query that feeds it can leave them undecoded
+/// ([`crate::input::select_list`]).
+pub const UNUSED_COLUMNS: &[&str] = &[
+    col::PPID,
+    col::UID,
+    col::GID,
+    col::CGROUP_ID,
+    col::CGROUP_PATH,
+    col::PIDNS_INO,
+    col::NS_PID,
+    col::NS_TID,
+    col::FD,
+    col::PATH_SOURCE,
+    col::PATH_TRUNCATED,
+];
 
 /// When a row takes effect: a system call when it returns (`ts_exit`, the moment its effect is
 /// complete; `None` when the exit was not seen), every other kind at `ts`.

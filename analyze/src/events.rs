@@ -313,7 +313,6 @@ fn print<W: Write>(
     if limit == 0 {
         return Ok(0);
     }
-    input::in_file_order(engine)?;
     let mut sources = Vec::with_capacity(readers.len());
     for reader in readers {
         let rows: Box<dyn Iterator<Item = _>> =

@@ -26,9 +26,7 @@ use crate::{
 /// read, only these shown).
 pub const SELECTED: &str = "selected";
 
-/// When a row takes effect ([`crate::replay::effect_time`]) in SQL: a call when it returns,
-/// any other row at its time. Calls whose exit was not seen sort at their entry.
-pub const EFFECT_TIME: &str = "CASE WHEN kind = 'syscall' THEN coalesce(ts_exit, ts) ELSE ts END";
+pub use crate::replay::EFFECT_TIME;
 
 /// The kinds of rows shown as they happen: every kind but snapshot (as `events` shows them).
 const SHOWN_KINDS: [RowKind; 5] = [

@@ -237,11 +237,10 @@ impl Engine {
     pub fn span(&self, inputs: &[CaptureReader]) -> Result<Span, EngineError> {
         let mut span = Span::of_files(inputs);
         let query = format!(
-            "SELECT CAST(min({ts}) AS BIGINT) AS first, CAST(max(CASE WHEN {kind} = 'syscall' \
-             THEN coalesce({exit}, {ts}) ELSE {ts} END) AS BIGINT) AS last FROM events",
+            "SELECT CAST(min({ts}) AS BIGINT) AS first, CAST(max({effect}) AS BIGINT) AS last \
+             FROM events",
             ts = col::TS,
-            exit = col::TS_EXIT,
-            kind = col::KIND,
+            effect = crate::replay::EFFECT_TIME,
         );
         for batch in self.sql(&query)? {
             let batch: RecordBatch = batch?;

@@ -147,13 +147,16 @@ impl Engine {
         })
     }
 
-    /// Like [`Engine::sql`], for a query whose partitions each read their rows in order (a scan
-    /// of one file split into byte ranges, without repartitioning: see
-    /// [`crate::input::in_file_order`]): the partitions run side by side, and their batches are
-    /// handed back partition after partition, so the order of the file is kept while every
-    /// core decodes. A partition decodes at most [`PARTITION_AHEAD_KIB`] ahead of the one
+    /// Like [`Engine::sql`], for a scan of one file whose rows must come back in the order of
+    /// the file. The session is first set so that a partition keeps the order of its rows
+    /// ([`IN_ORDER`]; the settings stay for later queries); the partitions then run side by
+    /// side, and their batches are handed back partition after partition, so the order of the
+    /// file is kept while every core decodes. A partition decodes at most [`PARTITION_AHEAD_KIB`] ahead of the one
     /// being read.
     pub fn sql_in_order(&self, query: &str) -> Result<Batches<'_>, EngineError> {
+        for setting in IN_ORDER {
+            self.sql(setting)?.try_for_each(|batch| batch.map(drop))?;
+        }
         let (schema, streams) = self
             .runtime
             .block_on(async {
@@ -201,6 +204,16 @@ impl Engine {
         })
     }
 }
+
+/// Settings under which each partition of a file scan reads its rows in the order of the file:
+/// the file is split into byte ranges (whatever its size, so small captures take the same path
+/// as large ones), each read in order by its own partition (an idle partition does not steal
+/// another's ranges), and no step deals rows out to other partitions.
+const IN_ORDER: [&str; 3] = [
+    "SET datafusion.optimizer.enable_round_robin_repartition = false",
+    "SET datafusion.optimizer.repartition_file_min_size = 0",
+    "SET datafusion.execution.enable_file_stream_work_stealing = false",
+];
 
 /// How much memory (KiB of batches) a partition of [`Engine::sql_in_order`] may decode ahead of
 /// the one being read.

@@ -6,7 +6,7 @@ use std::{cell::RefCell, collections::HashMap};
 use arrow::{
     array::{Array, ArrayRef, AsArray as _, RecordBatch},
     compute::cast,
-    datatypes::{DataType, Int64Type, UInt32Type, UInt64Type},
+    datatypes::{ArrowPrimitiveType, DataType, Int64Type, UInt32Type, UInt64Type},
 };
 
 use super::{Example, Finding, Severity};
@@ -223,22 +223,23 @@ impl Columns {
             .clone()
     }
 
-    pub fn i64(&self, name: &str, row: usize) -> Option<i64> {
-        let column = self.cast(name, &DataType::Int64)?;
-        let values = column.as_primitive::<Int64Type>();
+    /// The value of column `name` at `row`, cast to `T`.
+    fn primitive<T: ArrowPrimitiveType>(&self, name: &str, row: usize) -> Option<T::Native> {
+        let column = self.cast(name, &T::DATA_TYPE)?;
+        let values = column.as_primitive::<T>();
         (row < values.len() && values.is_valid(row)).then(|| values.value(row))
+    }
+
+    pub fn i64(&self, name: &str, row: usize) -> Option<i64> {
+        self.primitive::<Int64Type>(name, row)
     }
 
     pub fn u64(&self, name: &str, row: usize) -> Option<u64> {
-        let column = self.cast(name, &DataType::UInt64)?;
-        let values = column.as_primitive::<UInt64Type>();
-        (row < values.len() && values.is_valid(row)).then(|| values.value(row))
+        self.primitive::<UInt64Type>(name, row)
     }
 
     pub fn u32(&self, name: &str, row: usize) -> Option<u32> {
-        let column = self.cast(name, &DataType::UInt32)?;
-        let values = column.as_primitive::<UInt32Type>();
-        (row < values.len() && values.is_valid(row)).then(|| values.value(row))
+        self.primitive::<UInt32Type>(name, row)
     }
 
     pub fn string(&self, name: &str, row: usize) -> Option<String> {

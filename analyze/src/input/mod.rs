@@ -13,7 +13,7 @@ use mmap_format::{FormatError, journal::journal_path, reader::CaptureReader};
 pub use self::{
     discover::Discovered,
     merge::merge,
-    query::{file_rows, in_file_order, rows, select_list},
+    query::{file_rows, rows, select_list},
 };
 use crate::{cli::Inputs, output};
 

@@ -68,24 +68,8 @@ pub fn rows() -> String {
     )
 }
 
-/// Makes every later query of `engine` keep the order of each file within a partition: a scan
-/// of a file is split into byte ranges (whatever the file's size, so small captures take the
-/// same path as large ones), each read in order by its own partition (an idle partition does
-/// not steal another's ranges), and no step deals rows out to other partitions. [`file_rows`]
-/// then hands the partitions back one after the other.
-pub fn in_file_order(engine: &Engine) -> Result<(), EngineError> {
-    for setting in [
-        "SET datafusion.optimizer.enable_round_robin_repartition = false",
-        "SET datafusion.optimizer.repartition_file_min_size = 0",
-        "SET datafusion.execution.enable_file_stream_work_stealing = false",
-    ] {
-        engine.sql(setting)?.try_for_each(|batch| batch.map(drop))?;
-    }
-    Ok(())
-}
-
 /// The rows of `reader` (one of the inputs `engine` was opened with) for which `predicate` is
-/// true (`None`: every row), in the order of the file, once [`in_file_order`] was called. The
+/// true (`None`: every row), in the order of the file ([`Engine::sql_in_order`]). The
 /// predicate is SQL over the columns of the `events` table and the decoded columns of the
 /// `calls` view (`dur_ns`, `prot_names`, `flags_names`, `errno_name`), for rows of every kind. A
 /// wrong predicate is an [`EngineError::Query`].

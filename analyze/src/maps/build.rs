@@ -309,7 +309,6 @@ fn rows_until(
     );
     let mut rows: Vec<(i64, usize, Event<'static>)> = Vec::new();
     let mut loss_windows = Vec::new();
-    input::in_file_order(engine)?;
     for reader in readers {
         for event in input::file_rows(engine, reader, Some(&predicate), replay::UNUSED_COLUMNS)? {
             let event = event?;

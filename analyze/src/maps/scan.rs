@@ -14,6 +14,7 @@ use mmap_format::{event::RowKind, reader::CaptureReader, schema::col};
 
 use crate::{
     engine::{Engine, filter::literal},
+    replay::EFFECT_TIME,
     timespec::Span,
 };
 
@@ -53,18 +54,12 @@ impl Scan {
             parents: HashMap::new(),
             has_lost_rows: false,
         };
-        // When each row takes effect (`replay::effect_time`, its entry time when a call's exit
-        // was not seen).
         let query = format!(
-            "SELECT {kind}, {pid_column}, {child}, CAST(CASE WHEN {kind} = {syscall} THEN \
-             coalesce({exit}, {ts}) ELSE {ts} END AS BIGINT) AS time FROM events \
-             WHERE {kind} IN ({fork}, {lost}) OR {pid_column} = {pid}",
+            "SELECT {kind}, {pid_column}, {child}, CAST({EFFECT_TIME} AS BIGINT) AS time \
+             FROM events WHERE {kind} IN ({fork}, {lost}) OR {pid_column} = {pid}",
             kind = col::KIND,
             pid_column = col::PID,
             child = col::CHILD_PID,
-            syscall = literal(RowKind::Syscall.as_str()),
-            exit = col::TS_EXIT,
-            ts = col::TS,
             fork = literal(RowKind::Fork.as_str()),
             lost = literal(RowKind::Lost.as_str()),
         );

@@ -60,6 +60,10 @@ pub const UNUSED_COLUMNS: &[&str] = &[
     col::PATH_TRUNCATED,
 ];
 
+/// [`effect_time`] in SQL over the `events` columns: a call when it returns, any other row at
+/// its time. A call whose exit was not seen is put at its entry.
+pub const EFFECT_TIME: &str = "CASE WHEN kind = 'syscall' THEN coalesce(ts_exit, ts) ELSE ts END";
+
 /// When a row takes effect: a system call when it returns (`ts_exit`, the moment its effect is
 /// complete; `None` when the exit was not seen), every other kind at `ts`.
 pub fn effect_time(event: &Event<'_>) -> Option<i64> {

@@ -33,33 +33,82 @@ impl LossWindow {
     }
 }
 
-/// Sorts windows by start time, then CPU.
-pub fn sort(windows: &mut [LossWindow]) {
-    windows.sort_by_key(|w| (w.from_ns, w.cpu));
+/// The most windows listed one by one. A recorder writes a few windows per second of overload;
+/// a crafted capture can hold millions of `lost` rows, and the list would then be as big as the
+/// file claims. Past this, windows are counted and their records summed, not listed.
+pub const LISTED: usize = 1_000;
+
+/// Loss windows: the earliest [`LISTED`] of them (by start time, then CPU), and the count and
+/// records of all of them. Memory is bounded by [`LISTED`] whatever the capture holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct LossWindows {
+    /// The earliest windows, by start time then CPU.
+    pub loss_windows: Vec<LossWindow>,
+    /// Every window, listed or not.
+    pub loss_window_count: u64,
+    /// The records lost in every window.
+    pub lost_in_windows: u64,
 }
 
-/// The total of the windows' counts.
-pub fn total(windows: &[LossWindow]) -> u64 {
-    windows.iter().map(|w| w.count).fold(0, u64::saturating_add)
-}
+impl LossWindows {
+    pub fn push(&mut self, window: LossWindow) {
+        self.loss_window_count += 1;
+        self.lost_in_windows = self.lost_in_windows.saturating_add(window.count);
+        self.loss_windows.push(window);
+        if self.loss_windows.len() >= 2 * LISTED {
+            self.keep_earliest();
+        }
+    }
 
-/// How many records the windows lost, in words: `1 record`, `1,234 records`.
-pub fn records_in_words(windows: &[LossWindow]) -> String {
-    let lost = total(windows);
-    format!("{} record{}", labels::thousands(lost), labels::plural(lost))
-}
+    /// Sorts the listed windows and keeps the earliest [`LISTED`]; call it once all are pushed.
+    pub fn finish(mut self) -> Self {
+        self.keep_earliest();
+        self
+    }
 
-/// How many windows there are, in words: `1 loss window`, `3 loss windows`.
-pub fn windows_in_words(windows: &[LossWindow]) -> String {
-    format!(
-        "{} loss window{}",
-        windows.len(),
-        labels::plural(windows.len() as u64)
-    )
+    fn keep_earliest(&mut self) {
+        self.loss_windows.sort_by_key(|w| (w.from_ns, w.cpu));
+        self.loss_windows.truncate(LISTED);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.loss_window_count == 0
+    }
+
+    /// How many records the windows lost, in words: `1 record`, `1,234 records`.
+    pub fn records_in_words(&self) -> String {
+        let lost = self.lost_in_windows;
+        format!("{} record{}", labels::thousands(lost), labels::plural(lost))
+    }
+
+    /// How many windows there are, in words: `1 loss window`, `3 loss windows`.
+    pub fn windows_in_words(&self) -> String {
+        format!(
+            "{} loss window{}",
+            labels::thousands(self.loss_window_count),
+            labels::plural(self.loss_window_count)
+        )
+    }
+
+    /// The listed windows as a table, indented, with a line for those not listed.
+    pub fn write(&self, out: &mut impl Write) -> io::Result<()> {
+        write_loss_windows(out, &self.loss_windows)?;
+        let unlisted = self.loss_window_count - self.loss_windows.len() as u64;
+        if unlisted > 0 {
+            writeln!(
+                out,
+                "  ... and {} later loss window{} (only the first {} are listed)",
+                labels::thousands(unlisted),
+                labels::plural(unlisted),
+                labels::thousands(LISTED as u64)
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// The loss windows as a table, indented.
-pub fn write_loss_windows(out: &mut impl Write, windows: &[LossWindow]) -> io::Result<()> {
+fn write_loss_windows(out: &mut impl Write, windows: &[LossWindow]) -> io::Result<()> {
     let mut table = Table::new(&[
         Column::right("CPU"),
         Column::left("FROM"),

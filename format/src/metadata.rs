@@ -288,6 +288,19 @@ impl CaptureMetadata {
         let get = |key: &str| -> Result<&str, FormatError> {
             find(key).ok_or_else(|| FormatError::bad_metadata(key, "missing"))
         };
+        // The names the readers copy into every row (host, capture id) or print in a line are
+        // refused past what the kernel or the recorder can produce: a crafted file could
+        // otherwise make each row megabytes long.
+        let short = |key: &str, value: &str| -> Result<String, FormatError> {
+            let limit = short_limit(key);
+            if value.len() > limit {
+                return Err(FormatError::bad_metadata(
+                    key,
+                    format_args!("{} bytes long; it is at most {limit}", value.len()),
+                ));
+            }
+            Ok(value.to_owned())
+        };
         let format_version = FormatVersion {
             major: parse_u32(keys::FORMAT_MAJOR, get(keys::FORMAT_MAJOR)?)?,
             minor: parse_u32(keys::FORMAT_MINOR, get(keys::FORMAT_MINOR)?)?,
@@ -301,18 +314,20 @@ impl CaptureMetadata {
         }
         Ok(Self {
             format_version,
-            recorder_version: get(keys::RECORDER_VERSION)?.to_owned(),
-            hostname: get(keys::HOSTNAME)?.to_owned(),
-            kernel_release: get(keys::KERNEL_RELEASE)?.to_owned(),
-            boot_id: get(keys::BOOT_ID)?.to_owned(),
+            recorder_version: short(keys::RECORDER_VERSION, get(keys::RECORDER_VERSION)?)?,
+            hostname: short(keys::HOSTNAME, get(keys::HOSTNAME)?)?,
+            kernel_release: short(keys::KERNEL_RELEASE, get(keys::KERNEL_RELEASE)?)?,
+            boot_id: short(keys::BOOT_ID, get(keys::BOOT_ID)?)?,
             clock_anchors: from_json(keys::CLOCK_ANCHORS, get(keys::CLOCK_ANCHORS)?)?,
             capture_start_ns: parse_rfc3339_ns(keys::CAPTURE_START, get(keys::CAPTURE_START)?)?,
             capture_end_ns: parse_rfc3339_ns(keys::CAPTURE_END, get(keys::CAPTURE_END)?)?,
             targets: from_json(keys::TARGETS, get(keys::TARGETS)?)?,
             command_line: from_json(keys::COMMAND_LINE, get(keys::COMMAND_LINE)?)?,
-            attach_mode: get(keys::ATTACH_MODE)?.to_owned(),
+            attach_mode: short(keys::ATTACH_MODE, get(keys::ATTACH_MODE)?)?,
             counters: from_json(keys::COUNTERS, get(keys::COUNTERS)?)?,
-            capture_id: find(keys::CAPTURE_ID).map(str::to_owned),
+            capture_id: find(keys::CAPTURE_ID)
+                .map(|v| short(keys::CAPTURE_ID, v))
+                .transpose()?,
             segment_index: find(keys::SEGMENT_INDEX)
                 .map(|v| parse_u32(keys::SEGMENT_INDEX, v))
                 .transpose()?,
@@ -324,6 +339,16 @@ impl CaptureMetadata {
                 .transpose()?
                 .unwrap_or(false),
         })
+    }
+}
+
+/// The most bytes a short metadata value may hold: a host name or kernel release is at most 64
+/// bytes in the kernel (`__NEW_UTS_LEN`), and lossy UTF-8 makes one byte up to three; the other
+/// values are identifiers the recorder writes (a UUID, a version, a mode name).
+fn short_limit(key: &str) -> usize {
+    match key {
+        keys::HOSTNAME | keys::KERNEL_RELEASE => 3 * 64,
+        _ => 128,
     }
 }
 
@@ -499,6 +524,33 @@ mod tests {
             ),
             (None, None, None, false)
         );
+    }
+
+    #[test]
+    fn names_copied_into_rows_are_refused_past_their_kernel_limit() {
+        for (key, limit) in [
+            (keys::HOSTNAME, 192),
+            (keys::KERNEL_RELEASE, 192),
+            (keys::CAPTURE_ID, 128),
+            (keys::BOOT_ID, 128),
+        ] {
+            for (len, ok) in [(limit, true), (limit + 1, false), (1 << 20, false)] {
+                let mut kv = sample().to_key_values();
+                for (k, v) in &mut kv {
+                    if k == key {
+                        *v = "h".repeat(len);
+                    }
+                }
+                let parsed = CaptureMetadata::from_key_values(&kv);
+                assert_eq!(parsed.is_ok(), ok, "{key} of {len} bytes: {parsed:?}");
+                if let Err(err) = parsed {
+                    assert!(
+                        err.to_string().contains(&format!("{len} bytes long")),
+                        "{err}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

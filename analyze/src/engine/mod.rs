@@ -9,6 +9,7 @@
 //!
 //! The session runs on its own tokio runtime; callers stay synchronous.
 
+pub mod bounded;
 pub mod filter;
 pub mod results;
 pub mod tables;

@@ -22,6 +22,8 @@ use datafusion::{
 use mmap_format::{reader::CaptureReader, schema};
 use url::Url;
 
+use super::bounded::BoundedTable;
+
 /// Column of `events`: the file's `mmap_capture.capture_id` (NULL in format 1.0 files), shared
 /// by every segment of one recording.
 pub const CAPTURE_ID: &str = "capture_id";
@@ -53,7 +55,9 @@ pub fn register_events(ctx: &SessionContext, inputs: &[CaptureReader]) -> Result
 /// The rows of one capture file with its constant columns.
 fn file_rows(ctx: &SessionContext, input: &CaptureReader) -> Result<DataFrame> {
     let metadata = input.metadata();
-    let scan = ctx.read_table(Arc::new(parquet_scan(ctx, input.path())?))?;
+    let scan = parquet_scan(ctx, input.path())?;
+    let bounded = BoundedTable::new(scan, input.path().display().to_string());
+    let scan = ctx.read_table(Arc::new(bounded))?;
     let mut columns: Vec<Expr> = schema::col::ALL.iter().map(|name| col(*name)).collect();
     columns.extend([
         lit(ScalarValue::Utf8(metadata.capture_id.clone())).alias(CAPTURE_ID),

@@ -14,7 +14,7 @@ use super::{Args, BaselineJson, ExecJson, ForkJson, RegionJson, Report, State, s
 use crate::{
     engine::{Engine, filter::literal},
     input, labels,
-    loss::{self, LossWindow},
+    loss::{LossWindow, LossWindows},
     output,
     replay::{self, Baseline, Exit, Process, Region, Replay},
     segments,
@@ -111,12 +111,7 @@ impl Report {
     }
 
     /// A report of nothing known yet: no map, no baseline, not complete.
-    fn new(
-        scan: &Scan,
-        query: &Query,
-        comm: Option<String>,
-        loss_windows: Vec<LossWindow>,
-    ) -> Self {
+    fn new(scan: &Scan, query: &Query, comm: Option<String>, loss_windows: LossWindows) -> Self {
         Self {
             pid: query.pid,
             comm,
@@ -251,8 +246,8 @@ impl Report {
             self.complete = false;
             self.notes.push(format!(
                 "the capture lost {} in {} before {}: changes in them may be missing",
-                loss::records_in_words(&self.loss_windows),
-                loss::windows_in_words(&self.loss_windows),
+                self.loss_windows.records_in_words(),
+                self.loss_windows.windows_in_words(),
                 self.at
             ));
         }
@@ -292,7 +287,7 @@ fn rows_until(
     readers: &[CaptureReader],
     lineage: &HashSet<u32>,
     at: i64,
-) -> anyhow::Result<(Vec<Event<'static>>, Vec<LossWindow>)> {
+) -> anyhow::Result<(Vec<Event<'static>>, LossWindows)> {
     let mut pids: Vec<String> = lineage.iter().map(u32::to_string).collect();
     pids.sort_unstable();
     let pids = pids.join(", ");
@@ -308,7 +303,7 @@ fn rows_until(
         ts = col::TS,
     );
     let mut rows: Vec<(i64, usize, Event<'static>)> = Vec::new();
-    let mut loss_windows = Vec::new();
+    let mut loss_windows = LossWindows::default();
     for reader in readers {
         for event in input::file_rows(engine, reader, Some(&predicate), replay::UNUSED_COLUMNS)? {
             let event = event?;
@@ -323,10 +318,9 @@ fn rows_until(
         }
     }
     rows.sort_by_key(|(time, seq, _)| (*time, *seq));
-    loss::sort(&mut loss_windows);
     Ok((
         rows.into_iter().map(|(_, _, event)| event).collect(),
-        loss_windows,
+        loss_windows.finish(),
     ))
 }
 

@@ -20,7 +20,7 @@ use crate::{
     cli::{self, Inputs},
     engine::Engine,
     input, labels,
-    loss::LossWindow,
+    loss::LossWindows,
     output,
     replay::{Baseline, Region},
     segments::MissingSegments,
@@ -267,7 +267,8 @@ struct Report {
     /// Why the map may not be complete, in words.
     notes: Vec<String>,
     /// `lost` rows before the time (all CPUs: a loss anywhere may hide a change of this pid).
-    loss_windows: Vec<LossWindow>,
+    #[serde(flatten)]
+    loss_windows: LossWindows,
     /// Records the recorder counted as lost without saying when (captures without `lost` rows).
     lost_without_time: u64,
     /// Segments of the capture missing from the inputs whose time starts before the time.

@@ -10,7 +10,7 @@ use mmap_format::names;
 
 use super::{BaselineKind, Report, State};
 use crate::{
-    labels, loss,
+    labels,
     replay::Region,
     table::{self, Column, Table},
 };
@@ -24,7 +24,7 @@ impl Report {
         if !self.loss_windows.is_empty() {
             writeln!(out)?;
             writeln!(out, "Loss windows before {}", self.at)?;
-            loss::write_loss_windows(out, &self.loss_windows)?;
+            self.loss_windows.write(out)?;
         }
         writeln!(out)?;
         write_regions(out, &self.table_regions)

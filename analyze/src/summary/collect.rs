@@ -24,7 +24,7 @@ use crate::{
         filter::{self, literal},
     },
     input, labels,
-    loss::{self, LossWindow},
+    loss::{LossWindow, LossWindows},
     segments,
 };
 
@@ -162,7 +162,7 @@ struct Totals {
     errors: BTreeMap<String, u64>,
     processes: HashMap<u32, ProcessTotals>,
     comms: HashMap<String, CommTotals>,
-    loss_windows: Vec<LossWindow>,
+    loss_windows: LossWindows,
 }
 
 impl Totals {
@@ -395,8 +395,7 @@ impl Summary {
         let processes = totals.processes_by_calls();
         let by_process_bytes = by_bytes(&processes);
         let comms = totals.comms_by_calls();
-        let mut loss_windows = totals.loss_windows;
-        loss::sort(&mut loss_windows);
+        let loss_windows = totals.loss_windows.finish();
         Self {
             complete: loss_windows.is_empty() && files.lost == 0,
             missing_segments: Vec::new(),

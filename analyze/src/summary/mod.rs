@@ -17,7 +17,7 @@ use mmap_format::{
 };
 use serde::Serialize;
 
-use crate::{cli::Inputs, input, loss::LossWindow, output, segments::MissingSegments};
+use crate::{cli::Inputs, input, loss::LossWindows, output, segments::MissingSegments};
 
 /// Summarize captures: hosts, time span, completeness, counts by row kind, system call, process,
 /// command name and error, bytes mapped, records lost.
@@ -237,8 +237,10 @@ struct Summary {
     complete: bool,
     /// Segments of a recording that are not among the inputs.
     missing_segments: Vec<MissingSegments>,
-    /// `lost` rows, by start time.
-    loss_windows: Vec<LossWindow>,
+    /// `lost` rows, the first by start time (`loss_windows`), counted (`loss_window_count`) and
+    /// summed (`lost_in_windows`).
+    #[serde(flatten)]
+    loss_windows: LossWindows,
     /// Rows by kind (the names of `RowKind`).
     by_kind: BTreeMap<String, u64>,
     /// System call rows by system call.

@@ -9,7 +9,6 @@ use std::{
 use super::{COUNTS, CommSummary, Count, ProcessSummary, Summary};
 use crate::{
     labels::{self, thousands},
-    loss,
     table::{self, Column, Table},
 };
 
@@ -124,10 +123,10 @@ impl Summary {
             writeln!(
                 out,
                 "  {} lost in {} (changes in them are missing):",
-                loss::records_in_words(&self.loss_windows),
-                loss::windows_in_words(&self.loss_windows),
+                self.loss_windows.records_in_words(),
+                self.loss_windows.windows_in_words(),
             )?;
-            loss::write_loss_windows(out, &self.loss_windows)?;
+            self.loss_windows.write(out)?;
         } else if self.lost > 0 {
             writeln!(
                 out,

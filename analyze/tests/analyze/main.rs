@@ -8,6 +8,7 @@ mod errors;
 mod events;
 mod export;
 mod findings;
+mod hostile;
 mod inputs;
 mod latency;
 mod maps;

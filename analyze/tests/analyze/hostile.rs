@@ -1,0 +1,195 @@
+//! Captures crafted to make the analyzer use memory the work does not need (issue 10, item 3):
+//! strings longer than the kernel ever gives, and millions of `lost` rows. Each command runs as
+//! a child whose peak RSS is read with `wait4`, and must stay far below what the file asked for.
+
+use std::{
+    borrow::Cow,
+    fs::File,
+    os::unix::process::ExitStatusExt as _,
+    path::Path,
+    process::{Command, ExitStatus, Stdio},
+};
+
+use mmap_format::{
+    event::{Event, RowKind},
+    metadata::Counters,
+};
+
+use crate::common::{self, BASE_NS};
+
+/// Peak RSS allowed to the commands below. Before the fix, `events` on the long-comm capture
+/// peaked at 2.1 GB and `summary` at 4.4 GB; a healthy run of either is about 100 MiB.
+const PEAK_KIB: i64 = 400 * 1024;
+
+/// Runs `mmap-analyze args`, returns its exit status, stdout, stderr and peak RSS in KiB.
+fn run_measured(dir: &Path, args: &[&str]) -> (ExitStatus, String, String, i64) {
+    let out = dir.join("stdout");
+    let err = dir.join("stderr");
+    #[expect(
+        clippy::zombie_processes,
+        reason = "waited for with wait4 below, which also gives its peak RSS"
+    )]
+    let child = Command::new(common::bin())
+        .args(args)
+        .env("COLUMNS", "100")
+        .stdin(Stdio::null())
+        .stdout(File::create(&out).expect("stdout file"))
+        .stderr(File::create(&err).expect("stderr file"))
+        .spawn()
+        .expect("spawn mmap-analyze");
+    let pid = i32::try_from(child.id()).expect("pid");
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to fill.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `pid` is our child, not yet waited for; both pointers are valid for the call.
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(waited, pid, "wait4: {}", std::io::Error::last_os_error());
+    (
+        ExitStatus::from_raw(status),
+        std::fs::read_to_string(out).expect("read stdout"),
+        std::fs::read_to_string(err).expect("read stderr"),
+        usage.ru_maxrss,
+    )
+}
+
+#[test]
+fn a_comm_of_256_kib_is_cut_where_its_bound_is_and_memory_stays_small() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("long-comm.parquet");
+    let long = "A".repeat(256 * 1024);
+    // Borrowed, so this process does not hold 5 GB itself (a child's peak RSS counts what it
+    // shared with this process before it ran the binary).
+    let events: Vec<Event<'_>> = (0..20_000)
+        .map(|i| Event {
+            comm: Cow::Borrowed(long.as_str()),
+            ..common::mmap(i * 1000, 4242, 4242, "")
+        })
+        .collect();
+    common::write_capture_with(
+        &path,
+        &common::metadata("host-a", Counters::default()),
+        &events,
+        10_000,
+    );
+    drop(events);
+    let size = std::fs::metadata(&path).expect("stat").len();
+    assert!(size < 1 << 20, "the crafted file is small: {size} bytes");
+    let file = path.to_str().expect("UTF-8 path");
+    for args in [
+        vec!["events", file, "--limit", "3"],
+        vec!["events", file, "--format", "json"],
+        vec!["summary", file],
+        vec!["top", file, "--group", "comm"],
+    ] {
+        let (status, stdout, stderr, peak) = run_measured(dir.path(), &args);
+        assert!(status.success(), "{args:?}: {status}: {stderr}");
+        assert!(
+            peak < PEAK_KIB,
+            "{args:?} peaked at {peak} KiB (bound {PEAK_KIB} KiB)"
+        );
+        assert!(
+            stderr.contains("comm values longer than 48 bytes were cut to 48"),
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: one note: {stderr}");
+        assert!(stdout.contains(&"A".repeat(48)), "{args:?}: {stdout}");
+        assert!(!stdout.contains(&"A".repeat(49)), "{args:?}: cut at 48");
+    }
+}
+
+#[test]
+fn a_host_name_longer_than_the_kernel_allows_is_a_damaged_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("long-host.parquet");
+    let host = "h".repeat(1 << 20);
+    common::write_capture(
+        &path,
+        &common::metadata(&host, Counters::default()),
+        &[common::mmap(0, 1, 1, "a")],
+    );
+    let file = path.to_str().expect("UTF-8 path");
+    let (status, _, stderr, peak) = run_measured(dir.path(), &["events", file]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("mmap_capture.hostname") && stderr.contains("1048576 bytes long"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(peak < PEAK_KIB, "{peak} KiB");
+}
+
+fn lost(i: i64) -> Event<'static> {
+    Event {
+        kind: RowKind::Lost,
+        ts_ns: BASE_NS + i * 1000,
+        ts_exit_ns: Some(BASE_NS + i * 1000 + 500),
+        cpu: (i % 2) as u32,
+        lost_count: Some(3),
+        ..common::mmap(0, 0, 0, "")
+    }
+    .without_call()
+}
+
+trait WithoutCall {
+    fn without_call(self) -> Self;
+}
+
+impl WithoutCall for Event<'static> {
+    fn without_call(mut self) -> Self {
+        self.syscall = None;
+        self.addr = None;
+        self.len = None;
+        self.prot = None;
+        self.flags = None;
+        self.fd = None;
+        self.off = None;
+        self.ret = None;
+        self
+    }
+}
+
+#[test]
+fn loss_windows_are_listed_up_to_a_thousand_and_all_of_them_counted() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("lost.parquet");
+    let windows = 5_000_i64;
+    // The process's calls come after every loss window, so maps sees all of them.
+    let mut events: Vec<Event<'_>> = (0..windows).rev().map(lost).collect();
+    events.push(common::mmap(windows * 1000 + 10, 4242, 4242, "app"));
+    common::write_capture_with(
+        &path,
+        &common::metadata("host-a", Counters::default()),
+        &events,
+        1_000,
+    );
+    let file = path.to_str().expect("UTF-8 path");
+    for args in [
+        vec!["summary", file, "--format", "json"],
+        vec![
+            "maps", file, "--pid", "4242", "--at", "end", "--format", "json",
+        ],
+    ] {
+        let (status, stdout, stderr, _) = run_measured(dir.path(), &args);
+        assert!(status.success(), "{args:?}: {status}: {stderr}");
+        let json: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+        let listed = json["loss_windows"].as_array().expect("loss_windows");
+        assert_eq!(listed.len(), 1_000, "{args:?}");
+        assert_eq!(json["loss_window_count"], 5_000, "{args:?}");
+        assert_eq!(json["lost_in_windows"], 15_000, "{args:?}");
+        // The earliest, in time order (they were written latest first).
+        let starts: Vec<&str> = listed
+            .iter()
+            .map(|w| w["from"].as_str().expect("from"))
+            .collect();
+        assert!(starts.is_sorted(), "{args:?}");
+        assert_eq!(starts[0], "2026-11-27T06:01:13.000000000Z", "{args:?}");
+    }
+    let (status, stdout, stderr, _) = run_measured(dir.path(), &["summary", file]);
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stdout.contains("15,000 records lost in 5,000 loss windows")
+            && stdout
+                .contains("... and 4,000 later loss windows (only the first 1,000 are listed)"),
+        "{stdout}"
+    );
+}

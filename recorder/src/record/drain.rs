@@ -22,7 +22,7 @@ use crate::{
     cgroups::CgroupNames,
     clock,
     probes::Probes,
-    sink::{self, Sink, SinkMsg},
+    sink::{self, NotSent, Sink, SinkMsg, WriterStopped},
     snapshot,
 };
 
@@ -171,9 +171,15 @@ impl Drain {
             let bytes = msg.bytes();
             if wait {
                 sink.send(msg)?;
-            } else if let Err(msg) = sink.try_send(msg) {
-                self.waiting.push_front(msg);
-                return Ok(());
+            } else {
+                match sink.try_send(msg) {
+                    Ok(()) => {}
+                    Err(NotSent::Full(msg)) => {
+                        self.waiting.push_front(msg);
+                        return Ok(());
+                    }
+                    Err(NotSent::Stopped) => return Err(WriterStopped.into()),
+                }
             }
             self.waiting_bytes -= bytes;
         }
@@ -217,6 +223,11 @@ impl Drain {
         let deadline = watch.duration.map(|d| tokio::time::Instant::now() + d);
         let mut signals_seen = 0u32;
         loop {
+            // The writer stops early only after an error (a full disk, a removed output):
+            // recording stops at once, and finish reports that error.
+            if sink.stopped() {
+                return Err(WriterStopped.into());
+            }
             tokio::select! {
                 _ = tick.tick() => self.read_all(sink, false)?,
                 guard = self.ring.readable() => {

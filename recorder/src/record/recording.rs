@@ -22,7 +22,7 @@ use crate::{
     btf, clock, launch,
     output::{Output, Provisional},
     probes::{self, AttachMode, Probes},
-    sink::{Sink, SinkReport, SinkSetup},
+    sink::{Sink, SinkReport, SinkSetup, WriteFailed, WriterStopped},
     snapshot,
 };
 
@@ -189,8 +189,11 @@ impl Recording {
             Err(err) if !self.drain.queued_any() => {
                 // Failed before the first row: nothing worth keeping. The writer lets go of the
                 // file, and `created` removes it (and its journal and directory) on drop.
-                let _ = sink.discard();
-                return Err(err);
+                let discarded = sink.discard();
+                return Err(match (err.is::<WriterStopped>(), discarded) {
+                    (true, Err(writer)) => writer,
+                    (_, _) => err,
+                });
             }
             stopped => stopped,
         };
@@ -202,19 +205,40 @@ impl Recording {
         let written = sink.finish();
         let (stop, counters) = match stopped.and_then(|stop| Ok((stop, drained?))) {
             Ok(done) => done,
+            // The writer stopped on an error of its own (a full disk, a removed output): that
+            // error is the one to report.
+            Err(err) if err.is::<WriterStopped>() && written.is_err() => {
+                return Err(self.kept_after_write_error(written));
+            }
             Err(err) => {
                 self.say_what_was_kept(&written);
                 return Err(err);
             }
         };
+        let written = match written {
+            Ok(written) => written,
+            Err(err) => return Err(self.kept_after_write_error(Err(err))),
+        };
         Ok(Report {
             stop,
-            written: written?,
+            written,
             counters,
             output: self.config.output,
             recorded_for,
             prog_stats,
         })
+    }
+
+    /// After the writer's own error: says what is on disk, and returns that error.
+    fn kept_after_write_error(&self, written: anyhow::Result<SinkReport>) -> anyhow::Error {
+        let err = match written {
+            Ok(_) => return anyhow::anyhow!("the writer thread stopped without an error"),
+            Err(err) => err,
+        };
+        if let Some(failed) = err.downcast_ref::<WriteFailed>() {
+            eprintln!("mmap-recorder: {}", report::kept_after_write_error(failed));
+        }
+        err
     }
 
     /// After an error: what the closed capture holds, or why closing failed too.
@@ -224,7 +248,12 @@ impl Recording {
                 "mmap-recorder: stopped by an error; {}",
                 report::written(&self.config.output, written)
             ),
-            Err(err) => eprintln!("mmap-recorder: closing the capture failed too: {err:#}"),
+            Err(err) => {
+                eprintln!("mmap-recorder: closing the capture failed too: {err:#}");
+                if let Some(failed) = err.downcast_ref::<WriteFailed>() {
+                    eprintln!("mmap-recorder: {}", report::kept_after_write_error(failed));
+                }
+            }
         }
     }
 }

@@ -4,7 +4,11 @@ use std::{process::ExitCode, time::Duration};
 use mmap_format::metadata::{Counters, Targets};
 
 use super::{config::RecordConfig, drain::Stop};
-use crate::{output::Output, probes::AttachMode, sink::SinkReport};
+use crate::{
+    output::Output,
+    probes::AttachMode,
+    sink::{SinkReport, WriteFailed},
+};
 
 /// Says what is recorded, where, and how it stops.
 pub fn print_start(config: &RecordConfig, mode: AttachMode) {
@@ -141,6 +145,29 @@ pub fn written(output: &Output, written: &SinkReport) -> String {
         deleted.rows,
         deleted.segments
     )
+}
+
+/// What a write error left on disk: the complete files, and the one to recover.
+pub fn kept_after_write_error(failed: &WriteFailed) -> String {
+    let complete = match failed.finished.as_slice() {
+        [] => "no complete capture file".to_owned(),
+        [one] => format!("{} is complete", one.display()),
+        [first, .., last] => format!(
+            "{} complete segments ({} to {})",
+            failed.finished.len(),
+            first.display(),
+            last.display()
+        ),
+    };
+    match &failed.unfinished {
+        Some(path) => format!(
+            "stopped by a write error; {complete}; {} holds the rows flushed before the error: \
+             `mmap-analyze recover {}` completes it (once there is room)",
+            path.display(),
+            path.display()
+        ),
+        None => format!("stopped by a write error; {complete}"),
+    }
 }
 
 #[cfg(test)]

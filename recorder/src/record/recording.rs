@@ -142,7 +142,12 @@ impl Recording {
         let Some(program) = self.config.program() else {
             return Ok(());
         };
-        let pending = launch::spawn_held(&self.config.command, self.config.user.as_ref())?;
+        let user = self.config.command_user.as_ref();
+        eprintln!(
+            "mmap-recorder: running {program} as {}",
+            launch::describe_runner(user)
+        );
+        let pending = launch::spawn_held(&self.config.command, user)?;
         self.probes.add_target(pending.pid)?;
         let in_runtime = self.runtime.enter();
         self.watch.add_command(pending.pid)?;

@@ -8,4 +8,5 @@ mod findings;
 mod fixtures;
 mod record_mmap;
 mod recorder;
+mod run_as;
 mod syscalls;

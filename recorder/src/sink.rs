@@ -28,12 +28,14 @@ use crate::{
     clock,
     convert::to_event,
     launch::InvokingUser,
-    output::{self, Output},
+    output::{OutDir, Output},
 };
 
 /// Everything the writer thread needs.
 pub struct SinkSetup {
     pub output: Output,
+    /// Where the files are created and removed.
+    pub dir: OutDir,
     pub writer: WriterConfig,
     pub flush_interval: Duration,
     pub anchor: ClockAnchor,
@@ -160,6 +162,17 @@ fn write_error(path: &Path, err: impl Into<anyhow::Error>) -> anyhow::Error {
         Some(io) => anyhow::anyhow!("writing {}: {io}", path.display()),
         None => err.context(format!("writing {}", path.display())),
     }
+}
+
+/// The file name of a segment's path.
+fn name_of(path: &Path) -> anyhow::Result<&std::ffi::OsStr> {
+    path.file_name()
+        .with_context(|| format!("{} does not name a file", path.display()))
+}
+
+/// The file name of a segment's crash journal.
+fn journal_name(path: &Path) -> anyhow::Result<std::ffi::OsString> {
+    Ok(journal_path(Path::new(name_of(path)?)).into_os_string())
 }
 
 /// Sending side of the writer thread.
@@ -346,8 +359,8 @@ impl Writer {
                 // Removed while recording: its journal can complete nothing any more.
                 .filter(|path| {
                     let there = path.exists();
-                    if !there {
-                        let _ = std::fs::remove_file(journal_path(path));
+                    if !there && let Ok(journal) = journal_name(path) {
+                        let _ = self.setup.dir.remove(&journal);
                     }
                     there
                 });
@@ -535,35 +548,27 @@ impl Writer {
 
     fn open_segment(&mut self) -> anyhow::Result<()> {
         let index = self.next_index;
+        let owner = self.setup.owner.as_ref();
         let (path, file) = match self.next_first.take() {
             Some(first) => first,
             None => {
                 let path = self.setup.output.segment_path(&self.setup.template, index);
-                let file = output::create_capture(&path, false, self.setup.owner.as_ref())?;
+                let file = self.setup.dir.create(name_of(&path)?, false, owner)?;
                 (path, file)
             }
         };
-        let journal =
-            match output::create_capture(&journal_path(&path), true, self.setup.owner.as_ref()) {
-                Ok(journal) => journal,
-                Err(err) => {
-                    // Still empty, and without a journal nothing could complete it.
-                    let _ = std::fs::remove_file(&path);
-                    return Err(err.context("creating the crash journal"));
-                }
-            };
+        // A journal left there (one recovery could not complete) is replaced.
+        let journal = match self.setup.dir.create(&journal_name(&path)?, true, owner) {
+            Ok(journal) => journal,
+            Err(err) => {
+                // Still empty, and without a journal nothing could complete it.
+                let _ = self.setup.dir.remove(name_of(&path)?);
+                return Err(err.context("creating the crash journal"));
+            }
+        };
         let watched = file.try_clone().map_err(|e| write_error(&path, e))?;
         // The journal's directory entry must survive a crash too.
-        if let Some(dir) = path.parent() {
-            let dir = if dir.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                dir
-            };
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| write_error(dir, e))?;
-        }
+        self.setup.dir.sync().map_err(|e| write_error(&path, e))?;
         let start_ns = if index == 0 {
             self.setup.template.capture_start_ns
         } else {
@@ -616,7 +621,7 @@ impl Writer {
         self.at_last_close = counters;
         let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
         self.bytes += bytes;
-        let _ = std::fs::remove_file(journal_path(&seg.path));
+        let _ = self.setup.dir.remove(&journal_name(&seg.path)?);
         self.files.push(Closed {
             path: seg.path,
             rows,
@@ -675,7 +680,11 @@ impl Writer {
         };
         while self.files.len() > *keep {
             let oldest = self.files.remove(0);
-            if std::fs::remove_file(&oldest.path).is_ok() {
+            let removed = oldest
+                .path
+                .file_name()
+                .is_some_and(|name| self.setup.dir.remove(name).is_ok());
+            if removed {
                 self.deleted.segments += 1;
                 self.deleted.rows += oldest.rows;
                 self.deleted.bytes += oldest.bytes;
@@ -706,6 +715,7 @@ mod tests {
     fn writer(dir: &Path, kernel: &Arc<Mutex<Counters>>) -> Writer {
         let kernel = Arc::clone(kernel);
         Writer::new(SinkSetup {
+            dir: OutDir::open_existing(dir).expect("open dir"),
             output: Output::Dir {
                 dir: dir.to_path_buf(),
                 rotate_size: None,

@@ -89,7 +89,8 @@ pub struct RecordArgs {
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub duration: Option<Duration>,
 
-    /// Replace PATH if it exists.
+    /// Replace PATH if it is an existing capture file (or its journal, or an empty file); a
+    /// directory, symlink, device or any other file is never replaced.
     #[arg(long)]
     pub force: bool,
 

@@ -20,7 +20,7 @@ use super::{
 };
 use crate::{
     btf, clock, launch,
-    output::{Output, Provisional},
+    output::{OutDir, Output, Provisional},
     probes::{self, AttachMode, Probes},
     sink::{Sink, SinkReport, SinkSetup, WriteFailed, WriterStopped},
     snapshot,
@@ -39,6 +39,8 @@ pub struct Recording {
     first: Option<(PathBuf, File)>,
     /// What set-up created at the output: removed unless the capture gets a row.
     created: Provisional,
+    /// The directory the capture's files go in, held open.
+    dir: OutDir,
     /// The writer thread, from the start until finish closes it.
     sink: Option<Sink>,
     /// The live progress line, from the start (on a terminal, without --quiet).
@@ -55,9 +57,10 @@ impl Recording {
     pub fn set_up(mut config: RecordConfig) -> anyhow::Result<Self> {
         config.output.recover_leftovers();
         let owner = config.user.as_ref();
-        let (first, created) = config
-            .output
-            .create_first(&config.template, config.force, owner)?;
+        let (first, created, dir) =
+            config
+                .output
+                .create_first(&config.template, config.force, owner)?;
         let offsets = btf::kernel_offsets(Path::new(btf::VMLINUX_BTF))?;
         let mut probes = Probes::load(&config.kernel_config(), &offsets, config.ring_bytes)?;
         for &pid in &config.targets().pids {
@@ -91,6 +94,7 @@ impl Recording {
             run_time_stats,
             first: Some(first),
             created,
+            dir,
             sink: None,
             progress: None,
             started: Instant::now(),
@@ -109,6 +113,7 @@ impl Recording {
         let kernel_counters = self.probes.shared_counters();
         let sink = Sink::spawn(SinkSetup {
             output: self.config.output.clone(),
+            dir: self.dir.clone(),
             writer: self.config.writer.clone(),
             flush_interval: self.config.flush_interval,
             anchor,

@@ -14,7 +14,7 @@ use tokio::runtime::Runtime;
 
 use super::{
     config::RecordConfig,
-    drain::{Drain, Stop, Watch},
+    drain::{Drain, Signals, Stop, Watch},
     progress::{self, Progress},
     report::{self, Report},
 };
@@ -33,6 +33,7 @@ pub struct Recording {
     mode: AttachMode,
     drain: Drain,
     watch: Watch,
+    signals: Signals,
     /// The kernel measures the programs' run time while this is open (--prog-stats).
     run_time_stats: Option<OwnedFd>,
     /// The first capture file, from set-up until the writer takes it at the start.
@@ -55,6 +56,13 @@ impl Recording {
     /// that a bad path fails before anything is loaded), loads the programs with the targets and
     /// attaches them, with recording still off. An error here leaves nothing behind.
     pub fn set_up(mut config: RecordConfig) -> anyhow::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        let in_runtime = runtime.enter();
+        let signals = Signals::catch()?;
+        drop(in_runtime);
         config.output.recover_leftovers();
         let owner = config.user.as_ref();
         let (first, created, dir) =
@@ -69,10 +77,6 @@ impl Recording {
         for comm in &config.targets().comms {
             probes.add_comm(comm)?;
         }
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("starting the async runtime")?;
         let in_runtime = runtime.enter();
         let drain = Drain::new(probes.take_ring()?)?;
         let watch = Watch::new(&config.targets().pids, config.duration)?;
@@ -91,6 +95,7 @@ impl Recording {
             mode,
             drain,
             watch,
+            signals,
             run_time_stats,
             first: Some(first),
             created,
@@ -169,8 +174,13 @@ impl Recording {
             .as_ref()
             .context("the recording has not started")?;
         let progress = self.progress.as_mut();
-        self.runtime
-            .block_on(self.drain.drive(sink, &self.probes, &self.watch, progress))
+        self.runtime.block_on(self.drain.drive(
+            sink,
+            &self.probes,
+            &self.watch,
+            &mut self.signals,
+            progress,
+        ))
     }
 
     /// Finish, in the explicit shutdown order: stop producing (recording off, then detach the

@@ -8,7 +8,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use mmap_capture_tests::{read_capture, require_root, start_recorder, workspace_bin};
+use mmap_capture_tests::{
+    read_capture, require_root, start_recorder, start_recorder_command, workspace_bin,
+};
+
+/// A command that ignores SIGTERM, SIGHUP and SIGINT (its sleep inherits that), and ends by
+/// itself a few seconds later.
+const IGNORES_SIGNALS: [&str; 3] = ["sh", "-c", "trap '' TERM HUP INT; sleep 4"];
 
 /// A tmpfs of a given size mounted on a new directory; unmounted on drop, also when the test
 /// fails.
@@ -259,4 +265,208 @@ fn a_removed_output_stops_the_recording_with_a_clear_error() {
             "{tag}: nothing recreated: {stderr}"
         );
     }
+}
+
+/// Sends `signal` to the recorder.
+fn send(child: &Child, signal: libc::c_int) {
+    // SAFETY: kill has no memory-safety preconditions.
+    let rc = unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+    assert_eq!(rc, 0, "kill");
+}
+
+/// The capture at `path` is complete (footer, no journal) and readable by the analyzer; returns
+/// its rows.
+fn complete(path: &Path, context: &str) -> Vec<mmap_format::event::Event<'static>> {
+    assert!(
+        !mmap_format::journal::journal_path(path).exists(),
+        "{context}: journal left"
+    );
+    let out = analyze(&["summary"], &[path.to_path_buf()]);
+    assert!(
+        out.status.success(),
+        "{context}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    read_capture(path).1
+}
+
+/// A pid that names no process now.
+fn free_pid() -> u32 {
+    let max: u32 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .expect("pid_max")
+        .trim()
+        .parse()
+        .expect("pid_max value");
+    (2..max)
+        .rev()
+        .find(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+        .expect("a free pid")
+}
+
+#[test]
+#[ignore = "needs root"]
+fn a_target_pid_that_does_not_exist_is_a_one_line_error_and_leaves_nothing() {
+    require_root!();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pid = free_pid().to_string();
+    for out in ["x.parquet", "segs/"] {
+        let output = Command::new(workspace_bin("mmap-recorder"))
+            .args(["record", "-q", "--pid", &pid, "-o"])
+            .arg(dir.path().join(out))
+            .output()
+            .expect("run mmap-recorder");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert_eq!(
+            stderr.trim_end(),
+            format!("mmap-recorder: --pid {pid}: no such process")
+        );
+        assert_eq!(files_in(dir.path()), Vec::<PathBuf>::new(), "{out}");
+    }
+}
+
+/// A command that exits at once: a complete capture with its exit, and its status passed on
+/// (the code, or 128 + the signal that ended it).
+#[test]
+#[ignore = "needs root"]
+fn a_command_that_exits_at_once_gives_a_complete_capture_and_its_status() {
+    require_root!();
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (i, (command, code)) in [
+        (&["true"][..], 0),
+        (&["false"][..], 1),
+        (&["sh", "-c", "exit 7"][..], 7),
+        (&["sh", "-c", "kill -TERM $$"][..], 128 + 15),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let capture = dir.path().join(format!("{i}.parquet"));
+        let output = Command::new(workspace_bin("mmap-recorder"))
+            .args(["record", "-q", "-o"])
+            .arg(&capture)
+            .arg("--")
+            .args(command)
+            .output()
+            .expect("run mmap-recorder");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(code), "{command:?}: {stderr}");
+        assert!(stderr.contains("(command exited: "), "{stderr}");
+        let rows = complete(&capture, &format!("{command:?}"));
+        assert!(
+            rows.iter()
+                .any(|e| e.kind == mmap_format::event::RowKind::Exit),
+            "{command:?}: the command's exit is recorded"
+        );
+    }
+}
+
+/// SIGTERM and SIGHUP with a command: the first goes to the command, whose exit ends the
+/// recording with its status (128 + the signal); a second one, when the command ignores the
+/// first, stops at once (exit 0). Either way the capture is complete.
+#[test]
+#[ignore = "needs root"]
+fn sigterm_and_sighup_go_to_the_command_first_and_a_second_one_stops() {
+    require_root!();
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, signal) in [("SIGTERM", libc::SIGTERM), ("SIGHUP", libc::SIGHUP)] {
+        // A command the signal ends.
+        let capture = dir.path().join(format!("{name}-ends.parquet"));
+        let (rec, stderr) = start_recorder_command(&["-q"], &capture, &["sleep", "30"]);
+        std::thread::sleep(Duration::from_millis(300));
+        send(&rec, signal);
+        let status = wait_at_most(rec, Duration::from_secs(10), name);
+        let stderr = stderr.join().expect("stderr");
+        assert_eq!(status.code(), Some(128 + signal), "{name}: {stderr}");
+        assert!(
+            stderr.contains(&format!("command exited: signal: {signal} ({name})")),
+            "{name}: {stderr}"
+        );
+        complete(&capture, name);
+
+        // A command that ignores it (and ends by itself soon after the test).
+        let capture = dir.path().join(format!("{name}-twice.parquet"));
+        let (rec, stderr) = start_recorder_command(&["-q"], &capture, &IGNORES_SIGNALS);
+        std::thread::sleep(Duration::from_millis(300));
+        send(&rec, signal);
+        std::thread::sleep(Duration::from_millis(300));
+        let mut rec = rec;
+        assert!(
+            rec.try_wait().expect("try_wait").is_none(),
+            "{name}: one signal went to the command; recording goes on"
+        );
+        send(&rec, signal);
+        let status = wait_at_most(rec, Duration::from_secs(3), name);
+        let stderr = stderr.join().expect("stderr");
+        assert_eq!(status.code(), Some(0), "{name}: {stderr}");
+        assert!(stderr.contains(&format!("stopped by {name}")), "{stderr}");
+        complete(&capture, name);
+    }
+}
+
+/// SIGINT twice with a command (Ctrl-C reaches the command too, so the first one only waits for
+/// it): the second stops at once with a complete capture.
+#[test]
+#[ignore = "needs root"]
+fn a_second_sigint_stops_at_once() {
+    require_root!();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let capture = dir.path().join("int.parquet");
+    let (mut rec, stderr) = start_recorder_command(&["-q"], &capture, &IGNORES_SIGNALS);
+    std::thread::sleep(Duration::from_millis(300));
+    send(&rec, libc::SIGINT);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        rec.try_wait().expect("try_wait").is_none(),
+        "still recording"
+    );
+    send(&rec, libc::SIGINT);
+    let status = wait_at_most(rec, Duration::from_secs(3), "SIGINT");
+    let stderr = stderr.join().expect("stderr");
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("stopped by SIGINT"), "{stderr}");
+    complete(&capture, "SIGINT");
+}
+
+/// Without a command, SIGHUP (a closed terminal) stops like SIGTERM: a complete capture. It
+/// used to kill the recorder and leave a capture only `recover` could complete.
+#[test]
+#[ignore = "needs root"]
+fn sighup_stops_a_recording_cleanly() {
+    require_root!();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let capture = dir.path().join("hup.parquet");
+    let (rec, stderr) = start_recorder(&["-q"], &capture);
+    std::thread::sleep(Duration::from_millis(200));
+    send(&rec, libc::SIGHUP);
+    let status = wait_at_most(rec, Duration::from_secs(10), "SIGHUP");
+    let stderr = stderr.join().expect("stderr");
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("stopped by SIGHUP"), "{stderr}");
+    assert!(!complete(&capture, "SIGHUP").is_empty());
+}
+
+/// A signal while the programs load (before the start line): it used to kill the recorder
+/// and leave an empty file that the next run refused ("already exists"); now the recording
+/// stops as soon as it has started, with a complete capture.
+#[test]
+#[ignore = "needs root"]
+fn a_sigterm_during_set_up_still_gives_a_complete_capture() {
+    require_root!();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let capture = dir.path().join("early.parquet");
+    let rec = Command::new(workspace_bin("mmap-recorder"))
+        .args(["record", "-q", "-o"])
+        .arg(&capture)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start recorder");
+    // The recorder is still loading its programs (that takes most of a second).
+    std::thread::sleep(Duration::from_millis(100));
+    send(&rec, libc::SIGTERM);
+    let out = rec.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("stopped by SIGTERM"), "{stderr}");
+    complete(&capture, "SIGTERM during set-up");
 }

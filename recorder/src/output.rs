@@ -98,14 +98,14 @@ impl Output {
     pub fn recover_leftovers(&self) {
         for path in self.journaled_files() {
             match recover::recover(&path) {
-                Ok(done) => eprintln!(
+                Ok(done) => say!(
                     "mmap-recorder: completed the interrupted capture {} ({} rows kept, {} bytes \
                      of an unfinished row group dropped)",
                     path.display(),
                     done.rows,
                     done.bytes_dropped
                 ),
-                Err(err) => eprintln!("mmap-recorder: could not recover {}: {err}", path.display()),
+                Err(err) => say!("mmap-recorder: could not recover {}: {err}", path.display()),
             }
         }
     }

@@ -637,7 +637,7 @@ impl Writer {
             && !seg.warned_row_groups
         {
             seg.warned_row_groups = true;
-            eprintln!(
+            say!(
                 "\nmmap-recorder: {} holds {ROW_GROUP_SOFT_LIMIT} row groups; from now on rows are \
                  written every {} rows, not every --flush-interval (use -o DIR/ with \
                  --rotate-time for long captures)",

@@ -153,7 +153,7 @@ impl Recording {
             return Ok(());
         };
         let user = self.config.command_user.as_ref();
-        eprintln!(
+        say!(
             "mmap-recorder: running {program} as {}",
             launch::describe_runner(user)
         );
@@ -256,7 +256,7 @@ impl Recording {
             Err(err) => err,
         };
         if let Some(failed) = err.downcast_ref::<WriteFailed>() {
-            eprintln!("mmap-recorder: {}", report::kept_after_write_error(failed));
+            say!("mmap-recorder: {}", report::kept_after_write_error(failed));
         }
         err
     }
@@ -264,14 +264,14 @@ impl Recording {
     /// After an error: what the closed capture holds, or why closing failed too.
     fn say_what_was_kept(&self, written: &anyhow::Result<SinkReport>) {
         match written {
-            Ok(written) => eprintln!(
+            Ok(written) => say!(
                 "mmap-recorder: stopped by an error; {}",
                 report::written(&self.config.output, written)
             ),
             Err(err) => {
-                eprintln!("mmap-recorder: closing the capture failed too: {err:#}");
+                say!("mmap-recorder: closing the capture failed too: {err:#}");
                 if let Some(failed) = err.downcast_ref::<WriteFailed>() {
-                    eprintln!("mmap-recorder: {}", report::kept_after_write_error(failed));
+                    say!("mmap-recorder: {}", report::kept_after_write_error(failed));
                 }
             }
         }

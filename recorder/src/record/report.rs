@@ -13,7 +13,7 @@ use crate::{
 /// Says what is recorded, where, and how it stops.
 pub fn print_start(config: &RecordConfig, mode: AttachMode) {
     let program = config.program();
-    eprintln!(
+    say!(
         "mmap-recorder: recording {} into {} (attach: {}){}",
         describe_targets(program.as_deref(), config.targets()),
         config.output.path().display(),
@@ -75,7 +75,7 @@ impl Report {
             ..self.counters
         }
         .lost();
-        eprintln!(
+        say!(
             "mmap-recorder: {}, {lost} lost, {} orphan exits, {:.1}s ({})",
             written(&self.output, &self.written),
             self.counters.orphan_exits,
@@ -88,7 +88,7 @@ impl Report {
             }
         );
         for (name, runs, ns) in self.prog_stats.iter().flatten() {
-            eprintln!(
+            say!(
                 "mmap-recorder: program {name}: {runs} runs, {:.0} ns per run",
                 *ns as f64 / (*runs).max(1) as f64
             );

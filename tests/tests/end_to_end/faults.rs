@@ -470,3 +470,23 @@ fn a_sigterm_during_set_up_still_gives_a_complete_capture() {
     assert!(stderr.contains("stopped by SIGTERM"), "{stderr}");
     complete(&capture, "SIGTERM during set-up");
 }
+
+/// Its stderr gone (a closed pipe; a hung-up terminal is alike): the recorder records and
+/// closes its capture as usual, and exits 0. It used to abort (a panic while printing).
+#[test]
+#[ignore = "needs root"]
+fn a_closed_stderr_does_not_stop_the_recorder() {
+    require_root!();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let capture = dir.path().join("quietly.parquet");
+    let mut rec = Command::new(workspace_bin("mmap-recorder"))
+        .args(["record", "-q", "--duration", "1s", "-o"])
+        .arg(&capture)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start recorder");
+    drop(rec.stderr.take());
+    let status = wait_at_most(rec, Duration::from_secs(20), "closed stderr");
+    assert_eq!(status.code(), Some(0), "{status}");
+    assert!(!complete(&capture, "closed stderr").is_empty());
+}

@@ -163,7 +163,8 @@ pub struct OutDir {
     path: PathBuf,
 }
 
-/// Opens an existing directory: what the user named, symlinks in it included.
+/// Opens the directory `name` (relative to `at`, else to the working directory); with
+/// `no_follow` a symlink there is refused instead of followed.
 fn open_dir_at(at: Option<BorrowedFd<'_>>, name: &Path, no_follow: bool) -> nix::Result<OwnedFd> {
     let mut flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
     if no_follow {

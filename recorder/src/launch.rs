@@ -140,9 +140,22 @@ fn parse_id(var: &str, value: &str) -> anyhow::Result<u32> {
         .with_context(|| format!("{var}={value} is not a numeric id"))
 }
 
-/// Who `-- COMMAND` runs as, for the line the recorder prints before starting it.
+/// Who `-- COMMAND` runs as, for the line the recorder prints before starting it: `user`, else
+/// the recorder's own user (root, or the user of a recorder run with capabilities).
 pub fn describe_runner(user: Option<&InvokingUser>) -> String {
-    user.map_or_else(|| "root".to_owned(), InvokingUser::describe)
+    if let Some(user) = user {
+        return user.describe();
+    }
+    let uid = Uid::current();
+    if uid.is_root() {
+        return "root".to_owned();
+    }
+    match User::from_uid(uid) {
+        Ok(Some(entry)) => {
+            InvokingUser::from_entry(entry, Some(Gid::current().as_raw())).describe()
+        }
+        _ => format!("uid {uid} (gid {})", Gid::current()),
+    }
 }
 
 /// The environment of the command, as sudo users expect it: no launcher variables (`SUDO_*`,

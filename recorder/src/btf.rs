@@ -147,7 +147,7 @@ mod tests {
     fn running_kernel_btf() -> Option<&'static Path> {
         let path = Path::new(VMLINUX_BTF);
         if !path.exists() {
-            eprintln!("skipping: {VMLINUX_BTF} missing");
+            say!("skipping: {VMLINUX_BTF} missing");
             return None;
         }
         Some(path)

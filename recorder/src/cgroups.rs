@@ -140,7 +140,7 @@ mod tests {
     #[test]
     fn root_and_own_cgroup_resolve() {
         let Some(mount) = cgroup2_mount() else {
-            eprintln!("skipping: no cgroup2 mount");
+            say!("skipping: no cgroup2 mount");
             return;
         };
         let (root, name) = target(&mount.display().to_string(), &mount).expect("root cgroup");

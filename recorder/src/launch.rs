@@ -1,8 +1,9 @@
 //! Starting `-- COMMAND` so that its very first mmap call is recorded.
 //!
 //! The child reports its pid through a pipe and then waits on a second pipe until the recorder has
-//! put that pid in the kernel's target map; only then does it exec the command. Through sudo the
-//! command runs as the invoking user (SUDO_UID / SUDO_GID), not as root.
+//! put that pid in the kernel's target map; only then does it exec the command. Through sudo,
+//! doas or pkexec the command runs as the invoking user (or as `--user`), not as root, with
+//! that user's groups and environment.
 //!
 //! When the recorder gives up before the release (an error, a signal, SIGKILL), the held child
 //! sees end-of-file on that pipe and ends at once with [`NEVER_STARTED`], silently: it never runs
@@ -27,36 +28,159 @@ use nix::{
     unistd::{Gid, Uid, User, pipe2},
 };
 
-/// The user a command runs as when the recorder was started through sudo.
+/// A user other than root that the recorder acts for: the one who started it through sudo,
+/// doas or pkexec (who owns the capture files), or the one `--user` names (who runs the
+/// command). Resolved once, before anything starts: its groups are read from the group database
+/// here (as `initgroups` would), since the forked child may not read files.
 #[derive(Clone, Debug)]
 pub struct InvokingUser {
     pub uid: u32,
     pub gid: u32,
+    /// The passwd entry's name, home and shell (none for a uid without an entry).
+    pub name: Option<String>,
+    pub home: PathBuf,
+    pub shell: PathBuf,
+    /// Primary and supplementary groups.
+    pub groups: Vec<libc::gid_t>,
 }
 
+/// Variables the launchers set for the process they start, never passed on to the command
+/// (besides every `SUDO_*`).
+const LAUNCHER_VARS: [&str; 2] = ["DOAS_USER", "PKEXEC_UID"];
+
 impl InvokingUser {
-    /// SUDO_UID / SUDO_GID when running as root through sudo.
-    pub fn from_sudo_env() -> Option<Self> {
+    /// The user behind sudo (SUDO_UID, and SUDO_GID or the passwd entry's group), doas
+    /// (DOAS_USER) or pkexec (PKEXEC_UID), when the recorder runs as root; `None` for root or
+    /// when none of them is set. A value that names no user is an error.
+    pub fn from_launcher_env() -> anyhow::Result<Option<Self>> {
         if !Uid::effective().is_root() {
-            return None;
+            return Ok(None);
         }
-        let uid = std::env::var("SUDO_UID").ok()?.parse().ok()?;
-        let gid = std::env::var("SUDO_GID").ok()?.parse().ok()?;
-        (uid != 0).then_some(Self { uid, gid })
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let user = if let Some(uid) = var("SUDO_UID") {
+            let uid = parse_id("SUDO_UID", &uid)?;
+            let gid = var("SUDO_GID")
+                .map(|gid| parse_id("SUDO_GID", &gid))
+                .transpose()?;
+            Self::from_uid(uid, gid).with_context(|| format!("SUDO_UID={uid}"))?
+        } else if let Some(name) = var("DOAS_USER") {
+            Self::named(&name).with_context(|| format!("DOAS_USER={name}"))?
+        } else if let Some(uid) = var("PKEXEC_UID") {
+            let uid = parse_id("PKEXEC_UID", &uid)?;
+            Self::from_uid(uid, None).with_context(|| format!("PKEXEC_UID={uid}"))?
+        } else {
+            return Ok(None);
+        };
+        Ok((user.uid != 0).then_some(user))
     }
 
-    /// Its primary and supplementary groups.
-    fn groups(&self) -> Vec<libc::gid_t> {
-        User::from_uid(Uid::from_raw(self.uid))
-            .ok()
-            .flatten()
-            .and_then(|pw| std::ffi::CString::new(pw.name).ok())
-            .and_then(|name| nix::unistd::getgrouplist(&name, Gid::from_raw(self.gid)).ok())
-            .map_or_else(
-                || vec![self.gid],
-                |list| list.into_iter().map(Gid::as_raw).collect(),
-            )
+    /// `--user NAME|UID`: a user of the passwd database.
+    pub fn named(spec: &str) -> anyhow::Result<Self> {
+        let entry = match spec.parse::<u32>() {
+            Ok(uid) => User::from_uid(Uid::from_raw(uid)),
+            Err(_) => User::from_name(spec),
+        }
+        .with_context(|| format!("reading the passwd entry of {spec}"))?
+        .with_context(|| format!("no user {spec} in the passwd database"))?;
+        Ok(Self::from_entry(entry, None))
     }
+
+    /// The user with this uid; its group is `gid` if given, else the passwd entry's. Without a
+    /// passwd entry the uid is still usable when `gid` is given (home /, shell /bin/sh).
+    fn from_uid(uid: u32, gid: Option<u32>) -> anyhow::Result<Self> {
+        let entry = User::from_uid(Uid::from_raw(uid))
+            .with_context(|| format!("reading the passwd entry of uid {uid}"))?;
+        match (entry, gid) {
+            (Some(entry), gid) => Ok(Self::from_entry(entry, gid)),
+            (None, Some(gid)) => Ok(Self {
+                uid,
+                gid,
+                name: None,
+                home: PathBuf::from("/"),
+                shell: PathBuf::from("/bin/sh"),
+                groups: vec![gid],
+            }),
+            (None, None) => {
+                bail!("no user with uid {uid} in the passwd database, and no group given")
+            }
+        }
+    }
+
+    fn from_entry(entry: User, gid: Option<u32>) -> Self {
+        let gid = gid.unwrap_or(entry.gid.as_raw());
+        let groups = std::ffi::CString::new(entry.name.clone())
+            .ok()
+            .and_then(|name| nix::unistd::getgrouplist(&name, Gid::from_raw(gid)).ok())
+            .map_or_else(
+                || vec![gid],
+                |list| list.into_iter().map(Gid::as_raw).collect(),
+            );
+        Self {
+            uid: entry.uid.as_raw(),
+            gid,
+            name: Some(entry.name),
+            home: entry.dir,
+            shell: entry.shell,
+            groups,
+        }
+    }
+
+    /// "user alice (uid 1000, gid 1000)", or "uid 1000 (gid 1000)" without a passwd entry.
+    pub fn describe(&self) -> String {
+        match &self.name {
+            Some(name) => format!("user {name} (uid {}, gid {})", self.uid, self.gid),
+            None => format!("uid {} (gid {})", self.uid, self.gid),
+        }
+    }
+}
+
+fn parse_id(var: &str, value: &str) -> anyhow::Result<u32> {
+    value
+        .parse()
+        .with_context(|| format!("{var}={value} is not a numeric id"))
+}
+
+/// Who `-- COMMAND` runs as, for the line the recorder prints before starting it: `user`, else
+/// the recorder's own user (root, or the user of a recorder run with capabilities).
+pub fn describe_runner(user: Option<&InvokingUser>) -> String {
+    if let Some(user) = user {
+        return user.describe();
+    }
+    let uid = Uid::current();
+    if uid.is_root() {
+        return "root".to_owned();
+    }
+    match User::from_uid(uid) {
+        Ok(Some(entry)) => {
+            InvokingUser::from_entry(entry, Some(Gid::current().as_raw())).describe()
+        }
+        _ => format!("uid {uid} (gid {})", Gid::current()),
+    }
+}
+
+/// The environment of the command, as sudo users expect it: no launcher variables (`SUDO_*`,
+/// DOAS_USER, PKEXEC_UID), and HOME, USER, LOGNAME, SHELL and MAIL of the user it runs as.
+fn set_environment(cmd: &mut Command, user: Option<&InvokingUser>) {
+    for (key, _) in std::env::vars_os() {
+        let launcher = key.as_bytes().starts_with(b"SUDO_")
+            || LAUNCHER_VARS.iter().any(|v| key == OsStr::new(v));
+        if launcher {
+            cmd.env_remove(&key);
+        }
+    }
+    let Some(user) = user else {
+        return;
+    };
+    let name = user.name.clone().unwrap_or_else(|| user.uid.to_string());
+    cmd.env("HOME", &user.home)
+        .env("USER", &name)
+        .env("LOGNAME", &name)
+        .env("SHELL", &user.shell);
+    match &user.name {
+        Some(name) => cmd.env("MAIL", format!("/var/mail/{name}")),
+        // No name, no mailbox.
+        None => cmd.env_remove("MAIL"),
+    };
 }
 
 /// Checks `-- COMMAND` before anything is created or loaded: its program is found where exec
@@ -120,7 +244,7 @@ fn may_execute(path: &Path, meta: &std::fs::Metadata, user: Option<&InvokingUser
     let allowed = match user {
         None => mode & 0o111 != 0,
         Some(user) if meta.uid() == user.uid => mode & 0o100 != 0,
-        Some(user) if user.groups().contains(&meta.gid()) => mode & 0o010 != 0,
+        Some(user) if user.groups.contains(&meta.gid()) => mode & 0o010 != 0,
         Some(_) => mode & 0o001 != 0,
     };
     allowed && statvfs(path).is_ok_and(|fs| !fs.flags().contains(FsFlags::ST_NOEXEC))
@@ -145,16 +269,9 @@ pub fn spawn_held(argv: &[OsString], user: Option<&InvokingUser>) -> anyhow::Res
 
     let mut cmd = Command::new(program);
     cmd.args(args);
+    set_environment(&mut cmd, user);
     // Credentials to drop to in the child: (uid, gid, supplementary groups).
-    let mut creds: Option<(libc::uid_t, libc::gid_t, Vec<libc::gid_t>)> = None;
-    if let Some(user) = user {
-        if let Ok(Some(pw)) = User::from_uid(Uid::from_raw(user.uid)) {
-            cmd.env("HOME", &pw.dir)
-                .env("USER", &pw.name)
-                .env("LOGNAME", &pw.name);
-        }
-        creds = Some((user.uid, user.gid, user.groups()));
-    }
+    let creds = user.map(|user| (user.uid, user.gid, user.groups.clone()));
     let pid_w_fd = pid_w.as_raw_fd();
     let go_r_fd = go_r.as_raw_fd();
     // The recorder's ends, closed in the child so that it sees EOF when the recorder goes away.
@@ -279,14 +396,16 @@ mod tests {
             std::fs::set_permissions(&script, std::fs::Permissions::from_mode(mode))
                 .expect("chmod");
         };
-        let as_owner = InvokingUser {
-            uid: std::fs::metadata(dir.path()).expect("meta").uid(),
+        let user = |uid| InvokingUser {
+            uid,
             gid: 65534,
+            name: None,
+            home: PathBuf::from("/"),
+            shell: PathBuf::from("/bin/sh"),
+            groups: vec![65534],
         };
-        let stranger = InvokingUser {
-            uid: as_owner.uid.wrapping_add(12345),
-            gid: 65534,
-        };
+        let as_owner = user(std::fs::metadata(dir.path()).expect("meta").uid());
+        let stranger = user(as_owner.uid.wrapping_add(12345));
         set_mode(0o700);
         check_command(&argv(&script), None).expect("root may run an owner-only program");
         check_command(&argv(&script), Some(&as_owner)).expect("its owner may run it");

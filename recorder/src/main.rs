@@ -3,6 +3,23 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// `say!` that never panics: with stderr gone (a closed pipe, a hung-up terminal) the
+/// recording goes on and closes its capture, and only the message is lost.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// `say_part!` that never panics (see [`say!`]).
+macro_rules! say_part {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod btf;
 mod cgroups;
 mod clock;
@@ -49,7 +66,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("mmap-recorder: {err:#}");
+            say!("mmap-recorder: {err:#}");
             ExitCode::from(2)
         }
     }

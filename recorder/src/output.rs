@@ -1,15 +1,31 @@
 //! Where a capture goes: one file or a directory of segments, their names, creating them safely
 //! from a privileged process, and completing what a killed recorder left there.
 use std::{
-    fs::{File, OpenOptions},
+    ffi::{OsStr, OsString},
+    fs::File,
     io::ErrorKind,
-    os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _},
-    path::{Path, PathBuf},
+    os::{
+        fd::{AsFd as _, AsRawFd as _, BorrowedFd, OwnedFd},
+        unix::fs::MetadataExt as _,
+    },
+    path::{Component, Path, PathBuf},
+    sync::Arc,
     time::Duration,
 };
 
 use anyhow::{Context as _, bail};
-use mmap_format::{journal::journal_path, metadata::CaptureMetadata, recover};
+use mmap_format::{
+    journal::{JOURNAL_MAGIC, journal_path},
+    metadata::CaptureMetadata,
+    reader::CaptureReader,
+    recover,
+};
+use nix::{
+    errno::Errno,
+    fcntl::{AtFlags, OFlag, open, openat},
+    sys::stat::{Mode, SFlag, fstatat, mkdirat},
+    unistd::{Gid, Uid, UnlinkatFlags, fchown, unlinkat},
+};
 
 use crate::launch::InvokingUser;
 
@@ -44,54 +60,52 @@ impl Output {
         }
     }
 
-    /// Creates the first file of the capture (and a missing segment directory, mode 0700), so
-    /// that a bad path fails before anything is loaded. `force` replaces an existing single file.
-    /// What it created is [`Provisional`] until the recording keeps it.
+    /// Creates the first file of the capture (and the missing directories of a segment
+    /// directory, mode 0700, given to `owner`), so that a bad path fails before anything is
+    /// loaded. `force` replaces an existing single file that is a capture. What it created is
+    /// [`Provisional`] until the recording keeps it; the [`OutDir`] is where every later file of
+    /// the capture is created.
     pub fn create_first(
         &self,
         template: &CaptureMetadata,
         force: bool,
         owner: Option<&InvokingUser>,
-    ) -> anyhow::Result<((PathBuf, File), Provisional)> {
-        let mut created = Provisional::default();
-        if let Self::Dir { dir, .. } = self
-            && !dir.exists()
-        {
-            created.dirs = dir
-                .ancestors()
-                .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
-                .map(Path::to_path_buf)
-                .collect();
-            std::fs::DirBuilder::new()
-                .mode(0o700)
-                .recursive(true)
-                .create(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-            if let Some(user) = owner {
-                std::os::unix::fs::chown(dir, Some(user.uid), Some(user.gid)).with_context(
-                    || format!("cannot give {} to uid {}", dir.display(), user.uid),
-                )?;
+    ) -> anyhow::Result<((PathBuf, File), Provisional, OutDir)> {
+        let (dir, dirs) = match self {
+            Self::Dir { dir, .. } => OutDir::open_or_create(dir, owner)?,
+            Self::File(path) => {
+                let parent = match path.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => p,
+                    _ => Path::new("."),
+                };
+                (OutDir::open_existing(parent)?, Vec::new())
             }
-        }
+        };
+        let mut created = Provisional {
+            dir: Some(dir.clone()),
+            file: None,
+            dirs,
+        };
         let path = self.segment_path(template, 0);
+        let name = file_name(&path)?;
         let force = force && matches!(self, Self::File(_));
-        let file = create_capture(&path, force, owner)?;
-        created.file = Some(path.clone());
-        Ok(((path, file), created))
+        let file = dir.create(name, force, owner)?;
+        created.file = Some(name.to_owned());
+        Ok(((path, file), created, dir))
     }
 
     /// Completes the captures a killed recorder left here (their journals are next to them).
     pub fn recover_leftovers(&self) {
         for path in self.journaled_files() {
             match recover::recover(&path) {
-                Ok(done) => eprintln!(
+                Ok(done) => say!(
                     "mmap-recorder: completed the interrupted capture {} ({} rows kept, {} bytes \
                      of an unfinished row group dropped)",
                     path.display(),
                     done.rows,
                     done.bytes_dropped
                 ),
-                Err(err) => eprintln!("mmap-recorder: could not recover {}: {err}", path.display()),
+                Err(err) => say!("mmap-recorder: could not recover {}: {err}", path.display()),
             }
         }
     }
@@ -134,41 +148,227 @@ pub fn segment_name(template: &CaptureMetadata, index: u32) -> String {
     format!("mmap-{start}-{id}-{index:05}.parquet")
 }
 
-/// Creates `path` new, mode 0600, never through a symlink; with `force` an existing file (or
-/// symlink, which is removed, not followed) is replaced. Through sudo the file belongs to the
-/// invoking user.
-pub fn create_capture(
-    path: &Path,
-    force: bool,
-    owner: Option<&InvokingUser>,
-) -> anyhow::Result<File> {
-    if force {
-        match std::fs::symlink_metadata(path) {
-            Ok(meta) if meta.is_dir() => bail!("{} is a directory", path.display()),
-            Ok(_) => std::fs::remove_file(path)
-                .with_context(|| format!("cannot remove existing {}", path.display()))?,
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("cannot inspect {}", path.display())),
-        }
+/// The last component of `path`, which names the file to create.
+fn file_name(path: &Path) -> anyhow::Result<&OsStr> {
+    path.file_name()
+        .with_context(|| format!("{} does not name a file", path.display()))
+}
+
+/// The directory a capture's files are created in, held open from the start: every file is
+/// created, checked and removed by name relative to it (openat, fstatat, unlinkat), so that a
+/// directory renamed or replaced by a symlink later cannot redirect them.
+#[derive(Clone, Debug)]
+pub struct OutDir {
+    fd: Arc<OwnedFd>,
+    path: PathBuf,
+}
+
+/// Opens the directory `name` (relative to `at`, else to the working directory); with
+/// `no_follow` a symlink there is refused instead of followed.
+fn open_dir_at(at: Option<BorrowedFd<'_>>, name: &Path, no_follow: bool) -> nix::Result<OwnedFd> {
+    let mut flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    if no_follow {
+        flags |= OFlag::O_NOFOLLOW;
     }
-    let file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| match e.kind() {
-            ErrorKind::AlreadyExists => anyhow::anyhow!(
+    match at {
+        Some(at) => openat(at, name, flags, Mode::empty()),
+        None => open(name, flags, Mode::empty()),
+    }
+}
+
+impl OutDir {
+    /// The existing directory `path` (following symlinks the user put in the path).
+    pub fn open_existing(path: &Path) -> anyhow::Result<Self> {
+        let fd = open_dir_at(None, path, false)
+            .with_context(|| format!("cannot open the directory {}", path.display()))?;
+        Ok(Self {
+            fd: Arc::new(fd),
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The directory `path`, with its missing components created one by one under the last
+    /// existing one (mkdirat, mode 0700), each opened without following a symlink and given to
+    /// `owner` through its descriptor (fchown). Returns it and the directories created,
+    /// innermost first.
+    pub fn open_or_create(
+        path: &Path,
+        owner: Option<&InvokingUser>,
+    ) -> anyhow::Result<(Self, Vec<PathBuf>)> {
+        let start = if path.is_absolute() { "/" } else { "." };
+        let mut fd = open_dir_at(None, Path::new(start), false)
+            .with_context(|| format!("cannot open {start}"))?;
+        let mut so_far = PathBuf::new();
+        let mut created = Vec::new();
+        for component in path.components() {
+            so_far.push(component);
+            let name = match component {
+                Component::RootDir | Component::CurDir => continue,
+                Component::Prefix(_) => bail!("{}: unsupported path", path.display()),
+                Component::ParentDir => Path::new(".."),
+                Component::Normal(name) => Path::new(name),
+            };
+            // Created by us: nothing may stand in for it, so no symlink is followed.
+            let ours = !created.is_empty();
+            match open_dir_at(Some(fd.as_fd()), name, ours) {
+                Ok(next) => {
+                    fd = next;
+                    continue;
+                }
+                Err(Errno::ENOENT) => {}
+                Err(e) => {
+                    return Err(e).with_context(|| format!("cannot open {}", so_far.display()));
+                }
+            }
+            mkdirat(fd.as_fd(), name, Mode::from_bits_truncate(0o700))
+                .with_context(|| format!("cannot create {}", so_far.display()))?;
+            let next = open_dir_at(Some(fd.as_fd()), name, true).with_context(|| {
+                format!(
+                    "{} was replaced while it was being created",
+                    so_far.display()
+                )
+            })?;
+            if let Some(user) = owner {
+                fchown(
+                    &next,
+                    Some(Uid::from_raw(user.uid)),
+                    Some(Gid::from_raw(user.gid)),
+                )
+                .with_context(|| format!("cannot give {} to uid {}", so_far.display(), user.uid))?;
+            }
+            created.insert(0, so_far.clone());
+            fd = next;
+        }
+        Ok((
+            Self {
+                fd: Arc::new(fd),
+                path: path.to_path_buf(),
+            },
+            created,
+        ))
+    }
+
+    /// The path of `name` in this directory, for messages.
+    pub fn path_of(&self, name: &OsStr) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// Creates `name` new, mode 0600, never through a symlink. With `force` an existing capture
+    /// or crash journal (or empty file) of that name is replaced; anything else (a directory, a
+    /// symlink, a device, any other file) is refused with an error that says why. Through sudo
+    /// the file belongs to the invoking user.
+    pub fn create(
+        &self,
+        name: &OsStr,
+        force: bool,
+        owner: Option<&InvokingUser>,
+    ) -> anyhow::Result<File> {
+        let path = self.path_of(name);
+        if force {
+            self.remove_capture(name)?;
+        }
+        let fd = openat(
+            self.fd.as_fd(),
+            name,
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o600),
+        )
+        .map_err(|e| match e {
+            Errno::EEXIST => anyhow::anyhow!(
                 "{} already exists; choose another path or pass --force to replace it",
                 path.display()
             ),
-            _ => anyhow::Error::new(e).context(format!("cannot create {}", path.display())),
+            e => anyhow::Error::new(std::io::Error::from(e))
+                .context(format!("cannot create {}", path.display())),
         })?;
-    if let Some(user) = owner {
-        std::os::unix::fs::fchown(&file, Some(user.uid), Some(user.gid))
+        let file = File::from(fd);
+        if let Some(user) = owner {
+            fchown(
+                &file,
+                Some(Uid::from_raw(user.uid)),
+                Some(Gid::from_raw(user.gid)),
+            )
             .with_context(|| format!("cannot give {} to uid {}", path.display(), user.uid))?;
+        }
+        Ok(file)
     }
-    Ok(file)
+
+    /// --force: removes `name` if it is a regular file holding a capture, a crash journal, or
+    /// nothing; refuses anything else. Nothing is followed: the name itself is checked (on a
+    /// descriptor opened with O_NOFOLLOW) and removed (unlinkat).
+    fn remove_capture(&self, name: &OsStr) -> anyhow::Result<()> {
+        let path = self.path_of(name);
+        let refuse = |what: &str| {
+            anyhow::anyhow!(
+                "{} {what}; --force replaces only an mmap-capture file or its journal",
+                path.display()
+            )
+        };
+        let stat = match fstatat(self.fd.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(stat) => stat,
+            Err(Errno::ENOENT) => return Ok(()),
+            Err(e) => return Err(e).with_context(|| format!("cannot inspect {}", path.display())),
+        };
+        match SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits()) {
+            SFlag::S_IFREG => {}
+            SFlag::S_IFDIR => return Err(refuse("is a directory")),
+            SFlag::S_IFLNK => {
+                return Err(refuse(
+                    "is a symbolic link (neither it nor what it points to is replaced)",
+                ));
+            }
+            SFlag::S_IFCHR | SFlag::S_IFBLK => return Err(refuse("is a device")),
+            SFlag::S_IFIFO => return Err(refuse("is a named pipe")),
+            SFlag::S_IFSOCK => return Err(refuse("is a socket")),
+            _ => return Err(refuse("is not a regular file")),
+        }
+        let fd = openat(
+            self.fd.as_fd(),
+            name,
+            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .with_context(|| format!("cannot open {}", path.display()))?;
+        let file = File::from(fd);
+        let meta = file
+            .metadata()
+            .with_context(|| format!("cannot inspect {}", path.display()))?;
+        if !meta.is_file() || (meta.dev(), meta.ino()) != (stat.st_dev, stat.st_ino) {
+            return Err(refuse("changed while it was being checked"));
+        }
+        if !is_capture_or_journal(&file, meta.len()) {
+            return Err(refuse("is not an mmap-capture file"));
+        }
+        unlinkat(self.fd.as_fd(), name, UnlinkatFlags::NoRemoveDir)
+            .with_context(|| format!("cannot remove existing {}", path.display()))
+    }
+
+    /// Removes `name` from this directory (never following a symlink).
+    pub fn remove(&self, name: &OsStr) -> std::io::Result<()> {
+        Ok(unlinkat(self.fd.as_fd(), name, UnlinkatFlags::NoRemoveDir)?)
+    }
+
+    /// Makes the names created or removed here durable.
+    pub fn sync(&self) -> std::io::Result<()> {
+        Ok(nix::unistd::fsync(self.fd.as_fd())?)
+    }
+}
+
+/// Whether an open regular file is a complete capture, a crash journal, or empty (a recorder
+/// killed before its first row group leaves one).
+fn is_capture_or_journal(file: &File, len: u64) -> bool {
+    use std::io::Read as _;
+    if len == 0 {
+        return true;
+    }
+    let mut head = [0u8; 8];
+    let mut reader = file;
+    if reader.read_exact(&mut head).is_ok() && head == *JOURNAL_MAGIC {
+        return true;
+    }
+    // Read through the descriptor already checked, not by name again.
+    let by_fd = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+    CaptureReader::open(&by_fd).is_ok()
 }
 
 /// What a recording created at its output: the first file (and its crash journal, once the
@@ -177,7 +377,9 @@ pub fn create_capture(
 /// journal that the next start would complete).
 #[derive(Debug, Default)]
 pub struct Provisional {
-    file: Option<PathBuf>,
+    dir: Option<OutDir>,
+    /// The first file's name in `dir`.
+    file: Option<OsString>,
     /// Directories the recorder created, innermost first.
     dirs: Vec<PathBuf>,
 }
@@ -192,10 +394,13 @@ impl Provisional {
 
 impl Drop for Provisional {
     fn drop(&mut self) {
-        if let Some(file) = self.file.take() {
-            let _ = std::fs::remove_file(journal_path(&file));
-            let _ = std::fs::remove_file(file);
+        if let (Some(dir), Some(file)) = (&self.dir, self.file.take()) {
+            if let Some(journal) = journal_path(Path::new(&file)).file_name() {
+                let _ = dir.remove(journal);
+            }
+            let _ = dir.remove(&file);
         }
+        self.dir = None;
         for dir in &self.dirs {
             // Only while empty: whatever else is there is not ours.
             match std::fs::remove_dir(dir) {
@@ -208,7 +413,89 @@ impl Drop for Provisional {
 
 #[cfg(test)]
 mod tests {
+    use mmap_format::writer::{CaptureWriter, WriterConfig};
+
     use super::*;
+
+    /// --force replaces a capture, a crash journal or an empty file, and refuses (leaving it as
+    /// it was) anything else, with the reason.
+    #[test]
+    fn force_replaces_only_a_capture_or_its_journal() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = OutDir::open_existing(tmp.path()).expect("open dir");
+        let at = |name: &str| tmp.path().join(name);
+        let capture = CaptureWriter::new(Vec::new(), WriterConfig::default())
+            .expect("writer")
+            .finish(&CaptureMetadata::default())
+            .expect("a capture");
+        std::fs::write(at("capture.parquet"), &capture).expect("write");
+        std::fs::write(at("capture.parquet.journal"), b"MMCAPJNL and the rest").expect("write");
+        std::fs::write(at("empty.parquet"), b"").expect("write");
+        for name in [
+            "capture.parquet",
+            "capture.parquet.journal",
+            "empty.parquet",
+        ] {
+            dir.create(OsStr::new(name), true, None)
+                .unwrap_or_else(|e| panic!("{name} is replaced: {e:#}"));
+            assert_eq!(std::fs::metadata(at(name)).expect("new").len(), 0, "{name}");
+        }
+
+        std::fs::write(at("notes.txt"), b"precious").expect("write");
+        std::fs::write(at("other.parquet"), b"PAR1 but not a capture PAR1").expect("write");
+        std::os::unix::fs::symlink(at("capture.parquet"), at("link.parquet")).expect("symlink");
+        std::fs::create_dir(at("dir.parquet")).expect("mkdir");
+        nix::unistd::mkfifo(&at("fifo.parquet"), Mode::from_bits_truncate(0o600)).expect("fifo");
+        for (name, why) in [
+            ("notes.txt", "is not an mmap-capture file"),
+            ("other.parquet", "is not an mmap-capture file"),
+            ("link.parquet", "is a symbolic link"),
+            ("dir.parquet", "is a directory"),
+            ("fifo.parquet", "is a named pipe"),
+        ] {
+            let before = std::fs::symlink_metadata(at(name)).expect("there");
+            let err = dir
+                .create(OsStr::new(name), true, None)
+                .expect_err("refused");
+            let err = format!("{err:#}");
+            assert!(
+                err.contains(why) && err.contains("--force replaces only"),
+                "{name}: {err}"
+            );
+            let after = std::fs::symlink_metadata(at(name)).expect("still there");
+            assert_eq!(before.ino(), after.ino(), "{name} untouched");
+        }
+        assert_eq!(std::fs::read(at("notes.txt")).expect("read"), b"precious");
+        // Without --force nothing is replaced.
+        let err = dir
+            .create(OsStr::new("capture.parquet"), false, None)
+            .expect_err("exists");
+        assert!(format!("{err:#}").contains("already exists"), "{err:#}");
+    }
+
+    /// Missing directories are created one by one, innermost first in the list, and an
+    /// existing symlink in the path the user gave is followed.
+    #[test]
+    fn missing_directories_are_created_under_the_existing_ones() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(tmp.path().join("real")).expect("mkdir");
+        std::os::unix::fs::symlink(tmp.path().join("real"), tmp.path().join("via"))
+            .expect("symlink");
+        let (dir, created) =
+            OutDir::open_or_create(&tmp.path().join("via/a/b"), None).expect("create");
+        assert_eq!(
+            created,
+            [tmp.path().join("via/a/b"), tmp.path().join("via/a")]
+        );
+        assert!(tmp.path().join("real/a/b").is_dir());
+        dir.create(OsStr::new("x"), false, None)
+            .expect("a file in it");
+        assert!(tmp.path().join("real/a/b/x").is_file());
+        let mode = std::fs::metadata(tmp.path().join("real/a"))
+            .expect("a")
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
 
     #[test]
     fn provisional_outputs_are_removed_unless_kept() {
@@ -222,7 +509,7 @@ mod tests {
                 rotate_time: None,
                 keep: None,
             };
-            let ((path, _file), mut created) =
+            let ((path, _file), mut created, _dir) =
                 output.create_first(&template, false, None).expect("create");
             std::fs::write(journal_path(&path), b"journal").expect("journal");
             if keep {
@@ -237,7 +524,7 @@ mod tests {
         }
         // A file in a directory that existed already: the directory stays.
         let path = tmp.path().join("single.parquet");
-        let (_, created) = Output::File(path.clone())
+        let (_, created, _) = Output::File(path.clone())
             .create_first(&template, false, None)
             .expect("create");
         drop(created);

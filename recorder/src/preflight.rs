@@ -71,7 +71,7 @@ pub fn ensure_tracefs() -> anyhow::Result<()> {
     );
     match result {
         Ok(()) if events.exists() => {
-            eprintln!("mmap-recorder: mounted tracefs on {TRACEFS}");
+            say!("mmap-recorder: mounted tracefs on {TRACEFS}");
             Ok(())
         }
         Ok(()) => bail!(

@@ -306,7 +306,7 @@ impl Probes {
             match self.attach(mode) {
                 Ok(()) => {
                     for failure in &failures {
-                        eprintln!("mmap-recorder: --attach auto: not using {failure}");
+                        say!("mmap-recorder: --attach auto: not using {failure}");
                     }
                     return Ok(mode);
                 }

@@ -3,6 +3,7 @@
 //! the disk.
 use std::{
     fs::File,
+    os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
     sync::{
         Arc,
@@ -27,12 +28,14 @@ use crate::{
     clock,
     convert::to_event,
     launch::InvokingUser,
-    output::{self, Output},
+    output::{OutDir, Output},
 };
 
 /// Everything the writer thread needs.
 pub struct SinkSetup {
     pub output: Output,
+    /// Where the files are created and removed.
+    pub dir: OutDir,
     pub writer: WriterConfig,
     pub flush_interval: Duration,
     pub anchor: ClockAnchor,
@@ -122,6 +125,56 @@ impl SinkReport {
     }
 }
 
+/// The writer thread has stopped (after an error, which [`Sink::finish`] returns): the drain
+/// stops at once instead of queueing records that can no longer be written.
+#[derive(Debug, thiserror::Error)]
+#[error("the writer thread stopped")]
+pub struct WriterStopped;
+
+/// Why a message was not queued.
+pub enum NotSent {
+    /// The queue is full: the message is given back.
+    Full(SinkMsg),
+    /// The writer thread has stopped.
+    Stopped,
+}
+
+/// The writer thread failed to write the capture: the error (the file and the I/O error, such
+/// as "writing DIR/x.parquet: No space left on device (os error 28)"), and what is on disk.
+#[derive(Debug, thiserror::Error)]
+#[error("{error:#}")]
+pub struct WriteFailed {
+    pub error: anyhow::Error,
+    /// The segments closed before, complete.
+    pub finished: Vec<PathBuf>,
+    /// The segment being written, left with its crash journal for `mmap-analyze recover`.
+    pub unfinished: Option<PathBuf>,
+}
+
+/// `err` as "writing PATH: <the I/O error>" when an I/O error caused it (the Parquet and journal
+/// layers wrap it several times), else `err` in the context of writing `path`.
+fn write_error(path: &Path, err: impl Into<anyhow::Error>) -> anyhow::Error {
+    let err = err.into();
+    let io = err
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<std::io::Error>());
+    match io {
+        Some(io) => anyhow::anyhow!("writing {}: {io}", path.display()),
+        None => err.context(format!("writing {}", path.display())),
+    }
+}
+
+/// The file name of a segment's path.
+fn name_of(path: &Path) -> anyhow::Result<&std::ffi::OsStr> {
+    path.file_name()
+        .with_context(|| format!("{} does not name a file", path.display()))
+}
+
+/// The file name of a segment's crash journal.
+fn journal_name(path: &Path) -> anyhow::Result<std::ffi::OsString> {
+    Ok(journal_path(Path::new(name_of(path)?)).into_os_string())
+}
+
 /// Sending side of the writer thread.
 pub struct Sink {
     tx: SyncSender<SinkMsg>,
@@ -170,27 +223,33 @@ impl Sink {
     }
 
     /// Queues a message without blocking; gives it back when the queue is full.
-    pub fn try_send(&self, msg: SinkMsg) -> Result<(), SinkMsg> {
+    pub fn try_send(&self, msg: SinkMsg) -> Result<(), NotSent> {
         // Counted before it is sent: the writer may take it (and subtract) at once.
         let bytes = msg.bytes() as u64;
         self.stats.queued.fetch_add(bytes, Ordering::Relaxed);
         self.tx.try_send(msg).map_err(|err| {
             self.stats.queued.fetch_sub(bytes, Ordering::Relaxed);
             match err {
-                TrySendError::Full(msg) | TrySendError::Disconnected(msg) => msg,
+                TrySendError::Full(msg) => NotSent::Full(msg),
+                TrySendError::Disconnected(_) => NotSent::Stopped,
             }
         })
     }
 
     /// Queues a message, waiting for room (used once recording has stopped, and for rare
-    /// messages).
+    /// messages). Fails with [`WriterStopped`] when the writer thread has stopped.
     pub fn send(&self, msg: SinkMsg) -> anyhow::Result<()> {
         let bytes = msg.bytes() as u64;
         self.stats.queued.fetch_add(bytes, Ordering::Relaxed);
         self.tx.send(msg).map_err(|_| {
             self.stats.queued.fetch_sub(bytes, Ordering::Relaxed);
-            anyhow::anyhow!("the writer thread stopped early")
+            WriterStopped.into()
         })
+    }
+
+    /// Whether the writer thread has stopped on its own (it stops early only after an error).
+    pub fn stopped(&self) -> bool {
+        self.handle.is_finished()
     }
 
     /// Closes the last segment and waits for the writer thread.
@@ -218,6 +277,8 @@ impl Sink {
 /// The segment being written.
 struct Segment {
     path: PathBuf,
+    /// The same file as the writer's, to see whether it was removed.
+    file: File,
     index: u32,
     writer: CaptureWriter<File>,
     start_ns: i64,
@@ -246,6 +307,8 @@ struct Writer {
     at_last_close: Counters,
     cgroups: CgroupNames,
     files: Vec<Closed>,
+    /// A segment whose closing failed: left with its journal.
+    unfinished: Option<PathBuf>,
     rows: u64,
     bytes: u64,
     deleted: Deleted,
@@ -274,6 +337,7 @@ impl Writer {
             at_last_close: Counters::default(),
             cgroups: CgroupNames::new(),
             files: Vec::new(),
+            unfinished: None,
             rows: 0,
             bytes: 0,
             deleted: Deleted::default(),
@@ -283,7 +347,38 @@ impl Writer {
         Ok(writer)
     }
 
+    /// Writes until told to finish; after an error, stops at once and leaves the segment being
+    /// written with its journal (nothing more can be written to it safely).
     fn run(&mut self, rx: Receiver<SinkMsg>, stats: &SinkStats) -> anyhow::Result<SinkReport> {
+        self.write_until_told(rx, stats).map_err(|error| {
+            let unfinished = self
+                .current
+                .take()
+                .map(|seg| seg.path)
+                .or_else(|| self.unfinished.take())
+                // Removed while recording: its journal can complete nothing any more.
+                .filter(|path| {
+                    let there = path.exists();
+                    if !there && let Ok(journal) = journal_name(path) {
+                        let _ = self.setup.dir.remove(&journal);
+                    }
+                    there
+                });
+            let finished = self.files.drain(..).map(|closed| closed.path).collect();
+            WriteFailed {
+                error,
+                finished,
+                unfinished,
+            }
+            .into()
+        })
+    }
+
+    fn write_until_told(
+        &mut self,
+        rx: Receiver<SinkMsg>,
+        stats: &SinkStats,
+    ) -> anyhow::Result<SinkReport> {
         let flush_interval = self.setup.flush_interval;
         let mut last_flush = Instant::now();
         loop {
@@ -357,11 +452,18 @@ impl Writer {
         let Some(seg) = self.current.as_mut() else {
             return Ok(());
         };
+        // Removed while recording (rm, or its directory removed): writing on would only fill
+        // a file that nobody can open again.
+        let links = seg.file.metadata().map_err(|e| write_error(&seg.path, e))?;
+        if links.nlink() == 0 {
+            anyhow::bail!(
+                "writing {}: the file was removed while recording",
+                seg.path.display()
+            );
+        }
         seg.writer.set_metadata(&meta);
         if seg.unflushed && seg.writer.row_groups() < ROW_GROUP_SOFT_LIMIT {
-            seg.writer
-                .flush()
-                .context("flushing rows to the capture file")?;
+            seg.writer.flush().map_err(|e| write_error(&seg.path, e))?;
             seg.unflushed = false;
         }
         Ok(())
@@ -413,7 +515,9 @@ impl Writer {
             self.open_segment()?;
         }
         let seg = self.current.as_mut().context("no open segment")?;
-        seg.writer.push(event).context("writing a row")?;
+        seg.writer
+            .push(event)
+            .map_err(|e| write_error(&seg.path, e))?;
         seg.unflushed = true;
         self.rows += 1;
         Ok(())
@@ -444,27 +548,27 @@ impl Writer {
 
     fn open_segment(&mut self) -> anyhow::Result<()> {
         let index = self.next_index;
+        let owner = self.setup.owner.as_ref();
         let (path, file) = match self.next_first.take() {
             Some(first) => first,
             None => {
                 let path = self.setup.output.segment_path(&self.setup.template, index);
-                let file = output::create_capture(&path, false, self.setup.owner.as_ref())?;
+                let file = self.setup.dir.create(name_of(&path)?, false, owner)?;
                 (path, file)
             }
         };
-        let journal = output::create_capture(&journal_path(&path), true, self.setup.owner.as_ref())
-            .context("creating the crash journal")?;
+        // A journal left there (one recovery could not complete) is replaced.
+        let journal = match self.setup.dir.create(&journal_name(&path)?, true, owner) {
+            Ok(journal) => journal,
+            Err(err) => {
+                // Still empty, and without a journal nothing could complete it.
+                let _ = self.setup.dir.remove(name_of(&path)?);
+                return Err(err.context("creating the crash journal"));
+            }
+        };
+        let watched = file.try_clone().map_err(|e| write_error(&path, e))?;
         // The journal's directory entry must survive a crash too.
-        if let Some(dir) = path.parent() {
-            let dir = if dir.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                dir
-            };
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .with_context(|| format!("syncing {}", dir.display()))?;
-        }
+        self.setup.dir.sync().map_err(|e| write_error(&path, e))?;
         let start_ns = if index == 0 {
             self.setup.template.capture_start_ns
         } else {
@@ -475,9 +579,10 @@ impl Writer {
         meta.capture_start_ns = start_ns;
         meta.capture_end_ns = start_ns;
         let writer = CaptureWriter::with_journal(file, journal, self.setup.writer.clone(), &meta)
-            .with_context(|| format!("starting {}", path.display()))?;
+            .map_err(|e| write_error(&path, e))?;
         self.current = Some(Segment {
             path,
+            file: watched,
             index,
             writer,
             start_ns,
@@ -501,16 +606,22 @@ impl Writer {
             return Ok(());
         };
         let rows = seg.writer.rows_written();
-        let file = seg
+        let closed = seg
             .writer
             .finish(&meta)
-            .with_context(|| format!("closing {}", seg.path.display()))?;
-        file.sync_all()
-            .with_context(|| format!("syncing {}", seg.path.display()))?;
+            .and_then(|file| Ok(file.sync_all().map(|()| file)?));
+        let file = match closed {
+            Ok(file) => file,
+            Err(err) => {
+                let err = write_error(&seg.path, err);
+                self.unfinished = Some(seg.path);
+                return Err(err);
+            }
+        };
         self.at_last_close = counters;
         let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
         self.bytes += bytes;
-        let _ = std::fs::remove_file(journal_path(&seg.path));
+        let _ = self.setup.dir.remove(&journal_name(&seg.path)?);
         self.files.push(Closed {
             path: seg.path,
             rows,
@@ -526,7 +637,7 @@ impl Writer {
             && !seg.warned_row_groups
         {
             seg.warned_row_groups = true;
-            eprintln!(
+            say!(
                 "\nmmap-recorder: {} holds {ROW_GROUP_SOFT_LIMIT} row groups; from now on rows are \
                  written every {} rows, not every --flush-interval (use -o DIR/ with \
                  --rotate-time for long captures)",
@@ -569,7 +680,11 @@ impl Writer {
         };
         while self.files.len() > *keep {
             let oldest = self.files.remove(0);
-            if std::fs::remove_file(&oldest.path).is_ok() {
+            let removed = oldest
+                .path
+                .file_name()
+                .is_some_and(|name| self.setup.dir.remove(name).is_ok());
+            if removed {
                 self.deleted.segments += 1;
                 self.deleted.rows += oldest.rows;
                 self.deleted.bytes += oldest.bytes;
@@ -600,6 +715,7 @@ mod tests {
     fn writer(dir: &Path, kernel: &Arc<Mutex<Counters>>) -> Writer {
         let kernel = Arc::clone(kernel);
         Writer::new(SinkSetup {
+            dir: OutDir::open_existing(dir).expect("open dir"),
             output: Output::Dir {
                 dir: dir.to_path_buf(),
                 rotate_size: None,

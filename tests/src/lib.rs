@@ -128,12 +128,22 @@ pub fn start_recorder(
     args: &[&str],
     out: &Path,
 ) -> (std::process::Child, std::thread::JoinHandle<String>) {
+    start_recorder_command(args, out, &[])
+}
+
+/// [`start_recorder`] with `-- COMMAND` (when `command` is not empty).
+pub fn start_recorder_command(
+    args: &[&str],
+    out: &Path,
+    command: &[&str],
+) -> (std::process::Child, std::thread::JoinHandle<String>) {
     use std::io::{BufRead as _, BufReader};
-    let mut child = Command::new(workspace_bin("mmap-recorder"))
-        .arg("record")
-        .args(args)
-        .arg("-o")
-        .arg(out)
+    let mut cmd = Command::new(workspace_bin("mmap-recorder"));
+    cmd.arg("record").args(args).arg("-o").arg(out);
+    if !command.is_empty() {
+        cmd.arg("--").args(command);
+    }
+    let mut child = cmd
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("start recorder");

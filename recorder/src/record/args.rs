@@ -89,7 +89,8 @@ pub struct RecordArgs {
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub duration: Option<Duration>,
 
-    /// Replace PATH if it exists.
+    /// Replace PATH if it is an existing capture file (or its journal, or an empty file); a
+    /// directory, symlink, device or any other file is never replaced.
     #[arg(long)]
     pub force: bool,
 
@@ -134,8 +135,16 @@ pub struct RecordArgs {
     #[arg(short, long)]
     pub quiet: bool,
 
+    /// Run COMMAND as this user (a name or uid of the passwd database), with its groups and its
+    /// HOME, USER, LOGNAME, SHELL and MAIL. Default: the user who started the recorder through
+    /// sudo (SUDO_UID), doas (DOAS_USER) or pkexec (PKEXEC_UID), else root. The capture files
+    /// still belong to the user who started the recorder.
+    #[arg(long, value_name = "NAME|UID")]
+    pub user: Option<String>,
+
     /// Command to start and record until it exits (after `--`); runs as the invoking user under
-    /// sudo. Its exit status becomes the recorder's.
+    /// sudo, doas or pkexec (see --user), never with their SUDO_*, DOAS_USER or PKEXEC_UID
+    /// variables; the recorder says which user runs it. Its exit status becomes the recorder's.
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
 }

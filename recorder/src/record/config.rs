@@ -44,8 +44,10 @@ pub struct RecordConfig {
     pub prog_stats: bool,
     /// Live progress on stderr (not --quiet, and stderr is a terminal).
     pub progress: bool,
-    /// The sudo user, who owns the files and runs the command.
+    /// The user behind sudo, doas or pkexec, who owns the files (`None`: root).
     pub user: Option<InvokingUser>,
+    /// The user `-- COMMAND` runs as: --user, else `user` (`None`: root).
+    pub command_user: Option<InvokingUser>,
     /// The metadata every segment starts from (host, targets, command line, ...); the attach
     /// mode and the clock anchor are filled in once known.
     pub template: CaptureMetadata,
@@ -60,8 +62,16 @@ impl RecordConfig {
         let attach: Option<AttachMode> = args.attach.into();
         let tracefs = tracefs_for(attach)?;
         check_pids_and_comms(&args)?;
-        let user = InvokingUser::from_sudo_env();
-        launch::check_command(&args.command, user.as_ref())?;
+        let user = InvokingUser::from_launcher_env()?;
+        let command_user = match &args.user {
+            None => user.clone(),
+            Some(_) if args.command.is_empty() => bail!("--user needs a command after --"),
+            Some(name) => {
+                let named = InvokingUser::named(name).with_context(|| format!("--user {name}"))?;
+                (named.uid != 0).then_some(named)
+            }
+        };
+        launch::check_command(&args.command, command_user.as_ref())?;
         let ring_bytes = ring_size(args.ring_size.as_u64())?;
         let output = output(&args)?;
         let (cgroups, cgroup_names) = cgroup_targets(&args.cgroups)?;
@@ -83,6 +93,7 @@ impl RecordConfig {
             prog_stats: args.prog_stats,
             progress: !args.quiet && std::io::stderr().is_terminal(),
             user,
+            command_user,
             template,
         })
     }

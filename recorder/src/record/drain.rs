@@ -14,7 +14,7 @@ use aya::maps::{MapData, RingBuf};
 use recorder_common::{EventKind, LossWindow, RECORD_HEADER, RecordHeader, RecordRef};
 use tokio::{
     io::{Interest, unix::AsyncFd},
-    signal::unix::{SignalKind, signal},
+    signal::unix::{Signal, SignalKind, signal},
 };
 
 use super::progress::{self, Progress};
@@ -22,7 +22,7 @@ use crate::{
     cgroups::CgroupNames,
     clock,
     probes::Probes,
-    sink::{self, Sink, SinkMsg},
+    sink::{self, NotSent, Sink, SinkMsg, WriterStopped},
     snapshot,
 };
 
@@ -35,6 +35,26 @@ const PROGRESS_INTERVAL: Duration = Duration::from_millis(500);
 const MAX_PENDING_BYTES: usize = 64 << 20;
 /// Bytes of records read into one batch for the writer.
 const BATCH_BYTES: usize = MAX_PENDING_BYTES / 16;
+
+/// The signals that stop a recording, caught from the start of set-up on: one that arrives
+/// while the programs load or the first file is made waits for the drain (which then stops at
+/// once) instead of killing the recorder with a half-made capture.
+pub struct Signals {
+    int: Signal,
+    term: Signal,
+    hup: Signal,
+}
+
+impl Signals {
+    /// Catches SIGINT, SIGTERM and SIGHUP (inside a tokio runtime).
+    pub fn catch() -> anyhow::Result<Self> {
+        Ok(Self {
+            int: signal(SignalKind::interrupt()).context("SIGINT handler")?,
+            term: signal(SignalKind::terminate()).context("SIGTERM handler")?,
+            hup: signal(SignalKind::hangup()).context("SIGHUP handler")?,
+        })
+    }
+}
 
 /// Why recording stopped.
 pub enum Stop {
@@ -171,9 +191,15 @@ impl Drain {
             let bytes = msg.bytes();
             if wait {
                 sink.send(msg)?;
-            } else if let Err(msg) = sink.try_send(msg) {
-                self.waiting.push_front(msg);
-                return Ok(());
+            } else {
+                match sink.try_send(msg) {
+                    Ok(()) => {}
+                    Err(NotSent::Full(msg)) => {
+                        self.waiting.push_front(msg);
+                        return Ok(());
+                    }
+                    Err(NotSent::Stopped) => return Err(WriterStopped.into()),
+                }
             }
             self.waiting_bytes -= bytes;
         }
@@ -207,16 +233,25 @@ impl Drain {
         sink: &Sink,
         probes: &Probes,
         watch: &Watch,
+        signals: &mut Signals,
         mut progress: Option<&mut Progress>,
     ) -> anyhow::Result<Stop> {
-        let mut sigint = signal(SignalKind::interrupt()).context("SIGINT handler")?;
-        let mut sigterm = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+        let Signals {
+            int: sigint,
+            term: sigterm,
+            hup: sighup,
+        } = signals;
         let mut tick = tokio::time::interval(DRAIN_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut progress_tick = tokio::time::interval(PROGRESS_INTERVAL);
         let deadline = watch.duration.map(|d| tokio::time::Instant::now() + d);
         let mut signals_seen = 0u32;
         loop {
+            // The writer stops early only after an error (a full disk, a removed output):
+            // recording stops at once, and finish reports that error.
+            if sink.stopped() {
+                return Err(WriterStopped.into());
+            }
             tokio::select! {
                 _ = tick.tick() => self.read_all(sink, false)?,
                 guard = self.ring.readable() => {
@@ -235,12 +270,16 @@ impl Drain {
                 }
                 _ = sigterm.recv() => {
                     signals_seen += 1;
-                    match watch.command {
-                        Some(pid) if signals_seen == 1 => {
-                            // SAFETY: kill has no memory-safety preconditions.
-                            unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
-                        }
-                        _ => return Ok(Stop::Signal("SIGTERM")),
+                    if !forward_first(watch.command, libc::SIGTERM, signals_seen) {
+                        return Ok(Stop::Signal("SIGTERM"));
+                    }
+                }
+                // The terminal went away: as SIGTERM (instead of dying with the capture
+                // unfinished).
+                _ = sighup.recv() => {
+                    signals_seen += 1;
+                    if !forward_first(watch.command, libc::SIGHUP, signals_seen) {
+                        return Ok(Stop::Signal("SIGHUP"));
                     }
                 }
                 _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)).await }, if deadline.is_some() => {
@@ -254,6 +293,19 @@ impl Drain {
                 }
             }
         }
+    }
+}
+
+/// The first SIGTERM or SIGHUP goes on to the command, whose exit then ends the recording;
+/// returns whether it did (false: no command, or a later signal, which stops at once).
+fn forward_first(command: Option<u32>, signo: libc::c_int, signals_seen: u32) -> bool {
+    match command {
+        Some(pid) if signals_seen == 1 => {
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe { libc::kill(pid as libc::pid_t, signo) };
+            true
+        }
+        _ => false,
     }
 }
 

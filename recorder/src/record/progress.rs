@@ -89,12 +89,12 @@ impl Progress {
 
 /// Draws `line` over the previous one.
 pub fn show(line: &str) {
-    eprint!("\r\x1b[2K{line}");
+    say_part!("\r\x1b[2K{line}");
 }
 
 /// Clears the progress line before the final report.
 pub fn clear() {
-    eprint!("\r\x1b[2K");
+    say_part!("\r\x1b[2K");
 }
 
 #[cfg(test)]

@@ -14,15 +14,15 @@ use tokio::runtime::Runtime;
 
 use super::{
     config::RecordConfig,
-    drain::{Drain, Stop, Watch},
+    drain::{Drain, Signals, Stop, Watch},
     progress::{self, Progress},
     report::{self, Report},
 };
 use crate::{
     btf, clock, launch,
-    output::{Output, Provisional},
+    output::{OutDir, Output, Provisional},
     probes::{self, AttachMode, Probes},
-    sink::{Sink, SinkReport, SinkSetup},
+    sink::{Sink, SinkReport, SinkSetup, WriteFailed, WriterStopped},
     snapshot,
 };
 
@@ -33,12 +33,15 @@ pub struct Recording {
     mode: AttachMode,
     drain: Drain,
     watch: Watch,
+    signals: Signals,
     /// The kernel measures the programs' run time while this is open (--prog-stats).
     run_time_stats: Option<OwnedFd>,
     /// The first capture file, from set-up until the writer takes it at the start.
     first: Option<(PathBuf, File)>,
     /// What set-up created at the output: removed unless the capture gets a row.
     created: Provisional,
+    /// The directory the capture's files go in, held open.
+    dir: OutDir,
     /// The writer thread, from the start until finish closes it.
     sink: Option<Sink>,
     /// The live progress line, from the start (on a terminal, without --quiet).
@@ -53,11 +56,19 @@ impl Recording {
     /// that a bad path fails before anything is loaded), loads the programs with the targets and
     /// attaches them, with recording still off. An error here leaves nothing behind.
     pub fn set_up(mut config: RecordConfig) -> anyhow::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        let in_runtime = runtime.enter();
+        let signals = Signals::catch()?;
+        drop(in_runtime);
         config.output.recover_leftovers();
         let owner = config.user.as_ref();
-        let (first, created) = config
-            .output
-            .create_first(&config.template, config.force, owner)?;
+        let (first, created, dir) =
+            config
+                .output
+                .create_first(&config.template, config.force, owner)?;
         let offsets = btf::kernel_offsets(Path::new(btf::VMLINUX_BTF))?;
         let mut probes = Probes::load(&config.kernel_config(), &offsets, config.ring_bytes)?;
         for &pid in &config.targets().pids {
@@ -66,10 +77,6 @@ impl Recording {
         for comm in &config.targets().comms {
             probes.add_comm(comm)?;
         }
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("starting the async runtime")?;
         let in_runtime = runtime.enter();
         let drain = Drain::new(probes.take_ring()?)?;
         let watch = Watch::new(&config.targets().pids, config.duration)?;
@@ -88,9 +95,11 @@ impl Recording {
             mode,
             drain,
             watch,
+            signals,
             run_time_stats,
             first: Some(first),
             created,
+            dir,
             sink: None,
             progress: None,
             started: Instant::now(),
@@ -109,6 +118,7 @@ impl Recording {
         let kernel_counters = self.probes.shared_counters();
         let sink = Sink::spawn(SinkSetup {
             output: self.config.output.clone(),
+            dir: self.dir.clone(),
             writer: self.config.writer.clone(),
             flush_interval: self.config.flush_interval,
             anchor,
@@ -142,7 +152,12 @@ impl Recording {
         let Some(program) = self.config.program() else {
             return Ok(());
         };
-        let pending = launch::spawn_held(&self.config.command, self.config.user.as_ref())?;
+        let user = self.config.command_user.as_ref();
+        say!(
+            "mmap-recorder: running {program} as {}",
+            launch::describe_runner(user)
+        );
+        let pending = launch::spawn_held(&self.config.command, user)?;
         self.probes.add_target(pending.pid)?;
         let in_runtime = self.runtime.enter();
         self.watch.add_command(pending.pid)?;
@@ -159,8 +174,13 @@ impl Recording {
             .as_ref()
             .context("the recording has not started")?;
         let progress = self.progress.as_mut();
-        self.runtime
-            .block_on(self.drain.drive(sink, &self.probes, &self.watch, progress))
+        self.runtime.block_on(self.drain.drive(
+            sink,
+            &self.probes,
+            &self.watch,
+            &mut self.signals,
+            progress,
+        ))
     }
 
     /// Finish, in the explicit shutdown order: stop producing (recording off, then detach the
@@ -189,8 +209,11 @@ impl Recording {
             Err(err) if !self.drain.queued_any() => {
                 // Failed before the first row: nothing worth keeping. The writer lets go of the
                 // file, and `created` removes it (and its journal and directory) on drop.
-                let _ = sink.discard();
-                return Err(err);
+                let discarded = sink.discard();
+                return Err(match (err.is::<WriterStopped>(), discarded) {
+                    (true, Err(writer)) => writer,
+                    (_, _) => err,
+                });
             }
             stopped => stopped,
         };
@@ -202,14 +225,23 @@ impl Recording {
         let written = sink.finish();
         let (stop, counters) = match stopped.and_then(|stop| Ok((stop, drained?))) {
             Ok(done) => done,
+            // The writer stopped on an error of its own (a full disk, a removed output): that
+            // error is the one to report.
+            Err(err) if err.is::<WriterStopped>() && written.is_err() => {
+                return Err(self.kept_after_write_error(written));
+            }
             Err(err) => {
                 self.say_what_was_kept(&written);
                 return Err(err);
             }
         };
+        let written = match written {
+            Ok(written) => written,
+            Err(err) => return Err(self.kept_after_write_error(Err(err))),
+        };
         Ok(Report {
             stop,
-            written: written?,
+            written,
             counters,
             output: self.config.output,
             recorded_for,
@@ -217,14 +249,31 @@ impl Recording {
         })
     }
 
+    /// After the writer's own error: says what is on disk, and returns that error.
+    fn kept_after_write_error(&self, written: anyhow::Result<SinkReport>) -> anyhow::Error {
+        let err = match written {
+            Ok(_) => return anyhow::anyhow!("the writer thread stopped without an error"),
+            Err(err) => err,
+        };
+        if let Some(failed) = err.downcast_ref::<WriteFailed>() {
+            say!("mmap-recorder: {}", report::kept_after_write_error(failed));
+        }
+        err
+    }
+
     /// After an error: what the closed capture holds, or why closing failed too.
     fn say_what_was_kept(&self, written: &anyhow::Result<SinkReport>) {
         match written {
-            Ok(written) => eprintln!(
+            Ok(written) => say!(
                 "mmap-recorder: stopped by an error; {}",
                 report::written(&self.config.output, written)
             ),
-            Err(err) => eprintln!("mmap-recorder: closing the capture failed too: {err:#}"),
+            Err(err) => {
+                say!("mmap-recorder: closing the capture failed too: {err:#}");
+                if let Some(failed) = err.downcast_ref::<WriteFailed>() {
+                    say!("mmap-recorder: {}", report::kept_after_write_error(failed));
+                }
+            }
         }
     }
 }

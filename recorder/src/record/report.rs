@@ -4,12 +4,16 @@ use std::{process::ExitCode, time::Duration};
 use mmap_format::metadata::{Counters, Targets};
 
 use super::{config::RecordConfig, drain::Stop};
-use crate::{output::Output, probes::AttachMode, sink::SinkReport};
+use crate::{
+    output::Output,
+    probes::AttachMode,
+    sink::{SinkReport, WriteFailed},
+};
 
 /// Says what is recorded, where, and how it stops.
 pub fn print_start(config: &RecordConfig, mode: AttachMode) {
     let program = config.program();
-    eprintln!(
+    say!(
         "mmap-recorder: recording {} into {} (attach: {}){}",
         describe_targets(program.as_deref(), config.targets()),
         config.output.path().display(),
@@ -71,7 +75,7 @@ impl Report {
             ..self.counters
         }
         .lost();
-        eprintln!(
+        say!(
             "mmap-recorder: {}, {lost} lost, {} orphan exits, {:.1}s ({})",
             written(&self.output, &self.written),
             self.counters.orphan_exits,
@@ -84,7 +88,7 @@ impl Report {
             }
         );
         for (name, runs, ns) in self.prog_stats.iter().flatten() {
-            eprintln!(
+            say!(
                 "mmap-recorder: program {name}: {runs} runs, {:.0} ns per run",
                 *ns as f64 / (*runs).max(1) as f64
             );
@@ -141,6 +145,29 @@ pub fn written(output: &Output, written: &SinkReport) -> String {
         deleted.rows,
         deleted.segments
     )
+}
+
+/// What a write error left on disk: the complete files, and the one to recover.
+pub fn kept_after_write_error(failed: &WriteFailed) -> String {
+    let complete = match failed.finished.as_slice() {
+        [] => "no complete capture file".to_owned(),
+        [one] => format!("{} is complete", one.display()),
+        [first, .., last] => format!(
+            "{} complete segments ({} to {})",
+            failed.finished.len(),
+            first.display(),
+            last.display()
+        ),
+    };
+    match &failed.unfinished {
+        Some(path) => format!(
+            "stopped by a write error; {complete}; {} holds the rows flushed before the error: \
+             `mmap-analyze recover {}` completes it (once there is room)",
+            path.display(),
+            path.display()
+        ),
+        None => format!("stopped by a write error; {complete}"),
+    }
 }
 
 #[cfg(test)]

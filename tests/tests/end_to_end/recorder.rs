@@ -5,7 +5,10 @@
 //! Tests that load eBPF are ignored without root; CI runs them as root (`--include-ignored`),
 //! where any load or attach failure fails them.
 use std::{
-    os::unix::{fs::MetadataExt as _, process::CommandExt as _},
+    os::unix::{
+        fs::{FileTypeExt as _, MetadataExt as _},
+        process::CommandExt as _,
+    },
     path::Path,
     process::Command,
     time::Duration,
@@ -631,7 +634,7 @@ fn next_recorder_start_recovers_an_interrupted_capture() {
 
 #[test]
 #[ignore = "needs root"]
-fn files_are_private_never_follow_symlinks_and_belong_to_the_sudo_user() {
+fn files_are_private_belong_to_the_sudo_user_and_force_replaces_only_captures() {
     require_root!();
     let dir = tempfile::tempdir().expect("tempdir");
     // A symlink at the output path is refused, and its target is left alone even with --force.
@@ -646,9 +649,72 @@ fn files_are_private_never_follow_symlinks_and_belong_to_the_sudo_user() {
         .expect("run");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+    // --force replaces neither the link nor its target, nor any file that is not a capture,
+    // nor a device; it says why.
+    let notes = dir.path().join("notes.txt");
+    std::fs::write(&notes, b"notes").expect("write");
+    let device = dir.path().join("null");
+    let made = Command::new("mknod")
+        .arg(&device)
+        .args(["c", "1", "3"])
+        .status()
+        .expect("mknod");
+    assert!(made.success());
+    for (path, why) in [
+        (&link, "is a symbolic link"),
+        (&notes, "is not an mmap-capture file"),
+        (&device, "is a device"),
+    ] {
+        let out = Command::new(workspace_bin("mmap-recorder"))
+            .args(["record", "-q", "--force", "--duration", "100ms", "-o"])
+            .arg(path)
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains(why) && stderr.contains("--force replaces only"),
+            "{why}: {stderr}"
+        );
+    }
+    assert_eq!(std::fs::read(&target).expect("target"), b"keep");
+    assert!(std::fs::symlink_metadata(&link).expect("link").is_symlink());
+    assert_eq!(std::fs::read(&notes).expect("notes"), b"notes");
+    assert!(
+        std::fs::symlink_metadata(&device)
+            .expect("device")
+            .file_type()
+            .is_char_device()
+    );
+    // A capture is replaced by a new one.
+    let replaced = dir.path().join("replaced.parquet");
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let out = Command::new(workspace_bin("mmap-recorder"))
+            .args(["record", "-q", "--force", "--duration", "100ms", "-o"])
+            .arg(&replaced)
+            .output()
+            .expect("run");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let meta = std::fs::symlink_metadata(&replaced).expect("capture");
+        assert_eq!(meta.mode() & 0o777, 0o600);
+        ids.push(read_capture(&replaced).0.capture_id);
+    }
+    assert_ne!(ids[0], ids[1], "the second run replaced the first capture");
+
+    // Through sudo, every directory the recorder creates belongs to the invoking user (mode
+    // 0700), not only the last one; the existing parent stays as it was.
+    let segs = dir.path().join("new/deeper/segs");
     let out = Command::new(workspace_bin("mmap-recorder"))
-        .args(["record", "-q", "--force", "--duration", "100ms", "-o"])
-        .arg(&link)
+        .env("SUDO_UID", "65534")
+        .env("SUDO_GID", "65534")
+        .args(["record", "-q", "--duration", "100ms", "-o"])
+        .arg(format!("{}/", segs.display()))
         .output()
         .expect("run");
     assert!(
@@ -656,17 +722,20 @@ fn files_are_private_never_follow_symlinks_and_belong_to_the_sudo_user() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(
-        std::fs::read(&target).expect("target"),
-        b"keep",
-        "symlink target untouched"
-    );
-    let meta = std::fs::symlink_metadata(&link).expect("new file");
-    assert!(
-        meta.file_type().is_file(),
-        "the link was replaced by a file, not followed"
-    );
-    assert_eq!(meta.mode() & 0o777, 0o600);
+    for made in ["new", "new/deeper", "new/deeper/segs"] {
+        let meta = std::fs::symlink_metadata(dir.path().join(made)).expect("created");
+        assert!(meta.is_dir(), "{made}");
+        assert_eq!(
+            (meta.uid(), meta.gid(), meta.mode() & 0o777),
+            (65534, 65534, 0o700),
+            "{made}"
+        );
+    }
+    assert_eq!(std::fs::metadata(dir.path()).expect("parent").uid(), 0);
+    for seg in std::fs::read_dir(&segs).expect("segments") {
+        let meta = seg.expect("entry").metadata().expect("meta");
+        assert_eq!((meta.uid(), meta.gid()), (65534, 65534));
+    }
 
     // Through sudo: the file belongs to the invoking user and the command runs as that user.
     let capture = dir.path().join("sudo.parquet");

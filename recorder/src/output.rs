@@ -95,8 +95,31 @@ impl Output {
     }
 
     /// Completes the captures a killed recorder left here (their journals are next to them).
-    pub fn recover_leftovers(&self) {
+    /// Only its own: in a directory, files named as the recorder names segments; and only files
+    /// that belong to the user the recorder gives its files to (`owner`, else the user it runs
+    /// as), so a root recorder never rewrites a file someone else put there. Recovery itself
+    /// opens neither file through a link and refuses special files ([`recover::recover`]).
+    pub fn recover_leftovers(&self, owner: Option<&InvokingUser>) {
+        let uid = owner.map_or_else(|| Uid::effective().as_raw(), |user| user.uid);
         for path in self.journaled_files() {
+            match std::fs::symlink_metadata(&path) {
+                Ok(meta) if meta.file_type().is_file() && meta.uid() == uid => {}
+                Ok(meta) => {
+                    say!(
+                        "mmap-recorder: left {} as it is: it has a crash journal but is not a \
+                         capture this recorder made ({}); run `mmap-analyze recover` on it \
+                         yourself if it is one",
+                        path.display(),
+                        if meta.file_type().is_file() {
+                            format!("it belongs to uid {}, not {uid}", meta.uid())
+                        } else {
+                            "not a regular file".to_owned()
+                        }
+                    );
+                    continue;
+                }
+                Err(_) => continue,
+            }
             match recover::recover(&path) {
                 Ok(done) => say!(
                     "mmap-recorder: completed the interrupted capture {} ({} rows kept, {} bytes \
@@ -110,7 +133,8 @@ impl Output {
         }
     }
 
-    /// The capture files here that have a crash journal next to them.
+    /// The capture files here that have a crash journal next to them: the output file, or in a
+    /// directory the files named as segments (`mmap-*.parquet`).
     fn journaled_files(&self) -> Vec<PathBuf> {
         let candidates: Vec<PathBuf> = match self {
             Self::File(path) => vec![path.clone()],
@@ -121,7 +145,7 @@ impl Output {
                         .filter_map(|entry| {
                             let path = entry.path();
                             let name = path.file_name()?.to_str()?.strip_suffix(".journal")?;
-                            Some(path.with_file_name(name))
+                            is_segment_name(name).then(|| path.with_file_name(name))
                         })
                         .collect()
                 })
@@ -129,9 +153,19 @@ impl Output {
         };
         candidates
             .into_iter()
-            .filter(|path| journal_path(path).exists())
+            .filter(|path| std::fs::symlink_metadata(journal_path(path)).is_ok())
             .collect()
     }
+}
+
+/// Whether `name` is a segment's name as [`segment_name`] makes them.
+fn is_segment_name(name: &str) -> bool {
+    name.strip_prefix("mmap-")
+        .and_then(|rest| rest.strip_suffix(".parquet"))
+        .is_some_and(|middle| {
+            let parts: Vec<&str> = middle.split('-').collect();
+            parts.len() == 3 && parts[2].len() >= 5 && parts[2].bytes().all(|b| b.is_ascii_digit())
+        })
 }
 
 /// `mmap-<start>-<capture id prefix>-<index>.parquet`: sorts by time, then index.
@@ -530,6 +564,32 @@ mod tests {
         drop(created);
         assert!(!path.exists());
         assert!(tmp.path().exists());
+    }
+
+    #[test]
+    fn only_names_the_recorder_gives_are_its_segments() {
+        let template = CaptureMetadata {
+            capture_start_ns: 1_764_226_381_000_000_000,
+            capture_id: Some("1a2b3c4d-5e6f".to_owned()),
+            ..Default::default()
+        };
+        for index in [0, 7, 123_456] {
+            assert!(is_segment_name(&segment_name(&template, index)));
+        }
+        assert!(is_segment_name(&segment_name(
+            &CaptureMetadata::default(),
+            1
+        )));
+        for other in [
+            "passwd",
+            "notes.parquet",
+            "mmap-.parquet",
+            "mmap-20251127T065301Z-1a2b3c4d-7.parquet",
+            "mmap-20251127T065301Z-1a2b3c4d-00007.parquet.bak",
+            "x-mmap-20251127T065301Z-1a2b3c4d-00007.parquet",
+        ] {
+            assert!(!is_segment_name(other), "{other}");
+        }
     }
 
     #[test]

@@ -63,8 +63,8 @@ impl Recording {
         let in_runtime = runtime.enter();
         let signals = Signals::catch()?;
         drop(in_runtime);
-        config.output.recover_leftovers();
         let owner = config.user.as_ref();
+        config.output.recover_leftovers(owner);
         let (first, created, dir) =
             config
                 .output

@@ -634,6 +634,57 @@ fn next_recorder_start_recovers_an_interrupted_capture() {
 
 #[test]
 #[ignore = "needs root"]
+fn a_root_recorder_recovers_only_its_own_segments() {
+    require_root!();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seg_dir = dir.path().join("segs");
+    let out_arg = format!("{}/", seg_dir.display());
+    // An interrupted capture, as a killed recorder leaves it.
+    let (mut rec, _) = start_recorder(&["-q", "--flush-interval", "200ms"], Path::new(&out_arg));
+    let _ = run_workload(dir.path(), "first");
+    std::thread::sleep(Duration::from_millis(700));
+    rec.kill().expect("SIGKILL");
+    let _ = rec.wait();
+    let journals: Vec<std::path::PathBuf> = std::fs::read_dir(&seg_dir)
+        .expect("dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.to_string_lossy().ends_with(".journal"))
+        .collect();
+    assert_eq!(journals.len(), 1, "{journals:?}");
+    let journal = &journals[0];
+    let capture = journal.with_extension("");
+    // Someone else's file with a segment's name, and a root file without one.
+    std::os::unix::fs::chown(&capture, Some(65534), Some(65534)).expect("chown");
+    std::os::unix::fs::chown(journal, Some(65534), Some(65534)).expect("chown");
+    let other = seg_dir.join("notes.parquet");
+    std::fs::copy(&capture, &other).expect("copy");
+    std::fs::copy(journal, seg_dir.join("notes.parquet.journal")).expect("copy");
+    let before = (
+        std::fs::read(&capture).expect("read"),
+        std::fs::read(&other).expect("read"),
+    );
+    let (rec, stderr) = start_recorder(&["--duration", "200ms"], Path::new(&out_arg));
+    let out = rec.wait_with_output().expect("second run");
+    let stderr = stderr.join().expect("stderr");
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("as it is") && stderr.contains("belongs to uid 65534"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("completed the interrupted capture"),
+        "{stderr}"
+    );
+    let after = (
+        std::fs::read(&capture).expect("read"),
+        std::fs::read(&other).expect("read"),
+    );
+    assert!(before == after, "neither file was rewritten");
+    assert!(journal.exists() && seg_dir.join("notes.parquet.journal").exists());
+}
+
+#[test]
+#[ignore = "needs root"]
 fn files_are_private_belong_to_the_sudo_user_and_force_replaces_only_captures() {
     require_root!();
     let dir = tempfile::tempdir().expect("tempdir");

@@ -596,3 +596,21 @@ fn a_journal_larger_than_any_journal_is_refused_without_reading_it() {
         .expect("grow");
     assert_bad_journal(recover(&path), "more than a journal can hold");
 }
+
+#[test]
+#[ignore = "needs root"]
+fn a_journal_of_another_user_is_refused() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(euid, 0, "needs root to give the journal to another user");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, journal) = crashed(dir.path());
+    std::os::unix::fs::chown(&journal, Some(65534), Some(65534)).expect("chown");
+    let before = fs::read(&path).expect("capture");
+    assert_bad_journal(recover(&path), "belongs to another user");
+    assert_eq!(
+        fs::read(&path).expect("capture"),
+        before,
+        "capture untouched"
+    );
+}

@@ -13,7 +13,7 @@ export MMAP_CAPTURE_PYTHON := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 DEMO_OUT ?= target/demo/demo.parquet
 
-.PHONY: all bootstrap venv tools chromium build release demo test bench bench-analyze fmt lint clean
+.PHONY: all bootstrap venv tools chromium build release demo test bench bench-analyze soak fmt lint clean
 
 all: build
 
@@ -111,6 +111,13 @@ bench-analyze: release venv
 	"$(VENV)/bin/python" tests/bench/analyze.py --bin target/release --reps $(BENCH_REPS) \
 	  --capture "$(BENCH)/gen-$(BENCH_ROWS).parquet" --capture "$(BENCH)/gen-$(BENCH_ROWS)" \
 	  --capture "$(BENCH)/real.parquet" --out "$(BENCH)/analyze.md"
+
+## soak: the release recorder for SOAK_SECONDS (10 minutes) at a moderate rate into rotating
+## segments: memory flat, nothing lost, every call recorded, every segment reads whole
+## (tests/src/bin/mmap-soak.rs; results in docs/RELIABILITY.md).
+SOAK_SECONDS ?= 600
+soak: release
+	$(SUDO) target/release/mmap-soak --recorder target/release/mmap-recorder --seconds $(SOAK_SECONDS)
 
 fmt:
 	cargo +nightly fmt --all

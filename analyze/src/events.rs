@@ -499,7 +499,7 @@ type JsonDecoder = fn(&Event<'_>) -> Decoded;
 /// A JSON object and a CSV record: every column of the capture as stored (numbers as numbers),
 /// with decoded names beside some. Columns not listed here (added to the format later) follow at
 /// the end. CSV has the same columns, under the same names, in the same order.
-const JSON_PARTS: [Part<JsonDecoder>; 47] = {
+const JSON_PARTS: [Part<JsonDecoder>; 48] = {
     use Decoded::{Int, Name, Text};
     use Part::{Column as Raw, Decoded as Dec};
     [
@@ -541,6 +541,7 @@ const JSON_PARTS: [Part<JsonDecoder>; 47] = {
         Raw(col::FILE_PATH),
         Raw(col::PATH_SOURCE),
         Raw(col::PATH_TRUNCATED),
+        Raw(col::PATH_LOSSY),
         Raw(col::FILE_DELETED),
         Raw(col::FILE_MEMFD),
         Raw(col::SOURCE),
@@ -727,6 +728,7 @@ mod tests {
             ns_pid: Some(25),
             ns_tid: Some(26),
             lost_count: Some(27),
+            path_lossy: Some(true),
         }
     }
 

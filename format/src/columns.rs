@@ -157,4 +157,13 @@ define_columns! {
             /// `ts_exit` (1.1).
             pub lost_count: Option<u64> as UInt64;
     }
+
+    /// The columns added by format 1.2, in schema order (after [`ADDED_IN_1_1`]).
+    ADDED_IN_1_2 = minor 2, Sparse {
+        PATH_LOSSY "path_lossy" =>
+            /// `file_path` (and `file_name`) were not valid UTF-8: each invalid byte sequence was
+            /// replaced by U+FFFD, so the text is not the exact name (1.2). Set wherever
+            /// `file_path` is; null in older files.
+            pub path_lossy: Option<bool> as Boolean;
+    }
 }

@@ -540,7 +540,7 @@ mod tests {
                 .expect("key present")
         };
         assert_eq!(get(keys::FORMAT_MAJOR), "1");
-        assert_eq!(get(keys::FORMAT_MINOR), "1");
+        assert_eq!(get(keys::FORMAT_MINOR), "2");
         assert_eq!(get(keys::CAPTURE_START), "2023-11-14T22:13:20.123456789Z");
         assert_eq!(get(keys::CAPTURE_END), "2023-11-14T22:14:20.000000001Z");
         assert_eq!(

@@ -34,7 +34,7 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     ))
 });
 
-/// The schema of the current format version (v1.1), without metadata attached.
+/// The schema of the current format version (v1.2), without metadata attached.
 pub fn schema() -> SchemaRef {
     Arc::clone(&SCHEMA)
 }
@@ -160,6 +160,7 @@ mod tests {
         assert!(schema.metadata().is_empty());
         let mut split = col::V1_0.to_vec();
         split.extend(col::ADDED_IN_1_1);
+        split.extend(col::ADDED_IN_1_2);
         assert_eq!(split, col::ALL);
     }
 

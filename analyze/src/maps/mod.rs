@@ -206,6 +206,8 @@ struct RegionJson {
     path: Option<String>,
     deleted: bool,
     memfd: bool,
+    /// The recorded path was not valid UTF-8: `path` has U+FFFD where its bytes were invalid.
+    path_lossy: bool,
     since: String,
     since_ns: i64,
     set_by: &'static str,
@@ -232,6 +234,7 @@ impl RegionJson {
             path: r.path().map(str::to_owned),
             deleted: file.is_some_and(|f| f.deleted),
             memfd: file.is_some_and(|f| f.memfd),
+            path_lossy: file.is_some_and(|f| f.lossy),
             since: labels::rfc3339_ns(r.since),
             since_ns: r.since,
             set_by: r.set_by.as_str(),

@@ -53,6 +53,7 @@ pub fn full_event(i: u32) -> Event<'static> {
         ns_pid: Some(1 + i % 3),
         ns_tid: Some(1 + i),
         lost_count: Some(u64::from(i) * 3),
+        path_lossy: Some(i.is_multiple_of(5)),
     }
 }
 
@@ -98,6 +99,7 @@ pub fn sample_events() -> Vec<Event<'static>> {
         ns_pid: Some(u32::MAX),
         ns_tid: Some(u32::MAX),
         lost_count: Some(u64::MAX),
+        path_lossy: Some(true),
     });
     // Every nullable column null; the other syscalls.
     for syscall in [Syscall::Munmap, Syscall::Mremap, Syscall::Mprotect] {

@@ -7,4 +7,5 @@ mod findings;
 mod fixtures;
 mod record_mmap;
 mod recorder;
+mod snapshot;
 mod syscalls;

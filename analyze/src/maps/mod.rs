@@ -271,8 +271,15 @@ struct Report {
     notes: Vec<String>,
     /// `lost` rows before the time (all CPUs: a loss anywhere may hide a change of this pid).
     loss_windows: Vec<LossWindow>,
-    /// Records the recorder counted as lost without saying when (captures without `lost` rows).
+    /// Records the recorder counted as lost without saying when: entries dropped because its
+    /// in-flight map was full, records it could not decode, and, in captures without `lost`
+    /// rows, records the ring buffer could not take.
     lost_without_time: u64,
+    #[serde(skip)]
+    untimed: build::Untimed,
+    /// New processes the recorder could not follow (its map of followed processes was full);
+    /// when non-zero, the answer for a process forked during the capture is incomplete.
+    unfollowed_processes: u64,
     /// Segments of the capture missing from the inputs whose time starts before the time.
     missing_segments: Vec<MissingSegments>,
     merged: bool,

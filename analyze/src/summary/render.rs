@@ -117,6 +117,16 @@ impl Summary {
         if self.complete {
             return writeln!(out, "  complete: no records lost, no segment missing");
         }
+        let unfollowed = self.counters.follow_map_full;
+        if unfollowed > 0 {
+            writeln!(
+                out,
+                "  {} new process{} not followed (the recorder's map of followed processes was \
+                 full): their calls are missing",
+                thousands(unfollowed),
+                if unfollowed == 1 { " was" } else { "es were" },
+            )?;
+        }
         for gap in &self.missing_segments {
             writeln!(out, "  {}", gap.sentence())?;
         }

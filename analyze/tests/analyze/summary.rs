@@ -43,7 +43,7 @@ fn json_counts_equal_what_was_written() {
     assert_eq!(
         s["counters"],
         json!({"emitted": 9, "lost_ringbuf_full": 2, "orphan_exits": 1,
-               "entry_map_full": 1, "decode_errors": 0})
+               "entry_map_full": 1, "decode_errors": 0, "follow_map_full": 0})
     );
     assert_eq!(s["first_ts"], "2026-11-27T06:01:13.000001000Z");
     assert_eq!(s["last_ts"], "2026-11-27T06:01:13.000008000Z");

@@ -271,6 +271,7 @@ pub fn sample_metadata() -> CaptureMetadata {
             orphan_exits: 5,
             entry_map_full: 6,
             decode_errors: 7,
+            follow_map_full: 8,
         },
         capture_id: Some("5f0c2a9e-3b1d-4e8f-a7c6-0d9e8f7a6b5c".into()),
         segment_index: Some(2),

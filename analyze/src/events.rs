@@ -33,8 +33,8 @@ use crate::{
 /// Each line shows when the call entered the kernel, who made it (pid, tid, comm), its arguments
 /// (addr, len, prot, flags, fd, off) with prot and flags decoded into their PROT_* and MAP_* (for
 /// mremap MREMAP_*) names, its result (an address, or the error name such as -ENOMEM), how long
-/// it took, and the mapped file (full path when recorded, else the name; marked (deleted) or
-/// (memfd); device major:minor, inode). mremap shows its old and new address and length as
+/// it took, and the mapped file (full path when recorded, else the name; marked (deleted),
+/// (memfd) or (name not UTF-8); device major:minor, inode). mremap shows its old and new address and length as
 /// OLD->NEW; brk shows the requested break as ADDR and the new break as RESULT.
 ///
 /// Format 1.1 captures also hold process events, shown with their kind in the SYSCALL column:

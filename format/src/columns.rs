@@ -10,8 +10,8 @@
 //! struct, the writer's builders and the reader's decoder; [`crate::schema`],
 //! [`crate::event`], [`crate::writer`] and [`crate::reader`] use those.
 //!
-//! Adding a column (say a u64 `pgoff_pages` in format 1.2): bump [`crate::FORMAT_MINOR`], add
-//! a group `ADDED_IN_1_2 = minor 2, Sparse { PGOFF_PAGES "pgoff_pages" => /// docs pub
+//! Adding a column (say a u64 `pgoff_pages` in format 1.3): bump [`crate::FORMAT_MINOR`], add
+//! a group `ADDED_IN_1_3 = minor 3, Sparse { PGOFF_PAGES "pgoff_pages" => /// docs pub
 //! pgoff_pages: Option<u64> as UInt64; }` at the end, and describe the column in
 //! docs/FORMAT.md. Columns added by a minor must be nullable (older files read as nulls
 //! there); the writer builds them as [`cell::Sparse`] columns, cheap while they are null.

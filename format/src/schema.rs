@@ -43,8 +43,8 @@ pub fn schema() -> SchemaRef {
 /// minor `m` lacks the columns listed for every minor greater than `m`, and the reader fills
 /// them with nulls. Every column listed here is nullable.
 ///
-/// [`COLUMNS_BY_MINOR`] without the columns of 1.0; the column table makes it (a 1.2 that adds
-/// a column adds a group `minor 2` there).
+/// [`COLUMNS_BY_MINOR`] without the columns of 1.0; the column table makes it (a 1.3 that adds
+/// a column adds a group `minor 3` there).
 pub const COLUMNS_ADDED_BY_MINOR: &[(u32, &[&str])] = match COLUMNS_BY_MINOR.split_first() {
     Some((_v1_0, added)) => added,
     None => &[],

@@ -138,6 +138,19 @@ impl Summary {
                 loss::windows_in_words(&self.loss_windows),
             )?;
             loss::write_loss_windows(out, &self.loss_windows)?;
+            let untimed = self
+                .counters
+                .entry_map_full
+                .saturating_add(self.counters.decode_errors);
+            if untimed > 0 {
+                writeln!(
+                    out,
+                    "  and {} record{} lost outside them (in-flight map full, decode errors; the \
+                     capture does not say when)",
+                    thousands(untimed),
+                    labels::plural(untimed),
+                )?;
+            }
         } else if self.lost > 0 {
             writeln!(
                 out,

@@ -370,3 +370,31 @@ mod segmented {
         );
     }
 }
+
+/// Records lost without a time (in-flight map full, decode errors) are named in the
+/// completeness section even when the capture also has loss windows (they were left out), and
+/// new processes that were not followed make the capture incomplete.
+#[test]
+fn completeness_names_untimed_losses_and_unfollowed_processes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("c.parquet");
+    let mut meta = common::v11::metadata_c();
+    meta.counters.entry_map_full = 2;
+    meta.counters.decode_errors = 1;
+    meta.counters.follow_map_full = 5;
+    write_capture(&path, &meta, &common::v11::events_c());
+    let table = run_ok(["summary".as_ref(), path.as_os_str()]);
+    for line in [
+        "  5 new processes were not followed (the recorder's map of followed processes was full): \
+         their calls are missing",
+        "  17 records lost in 1 loss window (changes in them are missing):",
+        "  and 3 records lost outside them (in-flight map full, decode errors; the capture does \
+         not say when)",
+        "Unfollowed          5 new processes not recorded",
+    ] {
+        assert!(table.contains(line), "{line:?} in:\n{table}");
+    }
+    let s = summary_json(&[&path], &[]);
+    assert_eq!(s["complete"], false);
+    assert_eq!(s["counters"]["follow_map_full"], 5);
+}

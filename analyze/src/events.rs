@@ -33,8 +33,8 @@ use crate::{
 /// Each line shows when the call entered the kernel, who made it (pid, tid, comm), its arguments
 /// (addr, len, prot, flags, fd, off) with prot and flags decoded into their PROT_* and MAP_* (for
 /// mremap MREMAP_*) names, its result (an address, or the error name such as -ENOMEM), how long
-/// it took, and the mapped file (full path when recorded, else the name; marked (deleted) or
-/// (memfd); device major:minor, inode). mremap shows its old and new address and length as
+/// it took, and the mapped file (full path when recorded, else the name; marked (deleted),
+/// (memfd) or (name not UTF-8); device major:minor, inode). mremap shows its old and new address and length as
 /// OLD->NEW; brk shows the requested break as ADDR and the new break as RESULT.
 ///
 /// Format 1.1 captures also hold process events, shown with their kind in the SYSCALL column:
@@ -499,7 +499,7 @@ type JsonDecoder = fn(&Event<'_>) -> Decoded;
 /// A JSON object and a CSV record: every column of the capture as stored (numbers as numbers),
 /// with decoded names beside some. Columns not listed here (added to the format later) follow at
 /// the end. CSV has the same columns, under the same names, in the same order.
-const JSON_PARTS: [Part<JsonDecoder>; 47] = {
+const JSON_PARTS: [Part<JsonDecoder>; 48] = {
     use Decoded::{Int, Name, Text};
     use Part::{Column as Raw, Decoded as Dec};
     [
@@ -541,6 +541,7 @@ const JSON_PARTS: [Part<JsonDecoder>; 47] = {
         Raw(col::FILE_PATH),
         Raw(col::PATH_SOURCE),
         Raw(col::PATH_TRUNCATED),
+        Raw(col::PATH_LOSSY),
         Raw(col::FILE_DELETED),
         Raw(col::FILE_MEMFD),
         Raw(col::SOURCE),
@@ -727,6 +728,7 @@ mod tests {
             ns_pid: Some(25),
             ns_tid: Some(26),
             lost_count: Some(27),
+            path_lossy: Some(true),
         }
     }
 

@@ -171,8 +171,9 @@ pub fn dev_label(dev: u64) -> String {
     format!("{}:{}", names::dev_major(dev), names::dev_minor(dev))
 }
 
-/// The file's path as recorded (`file_path`, else `file_name`), marked ` (deleted)` and
-/// ` (memfd)` when it is one; `None` when the row names no file.
+/// The file's path as recorded (`file_path`, else `file_name`), marked ` (deleted)`,
+/// ` (memfd)` and ` (name not UTF-8)` (`path_lossy`: U+FFFD stands for its invalid bytes) when
+/// it is one; `None` when the row names no file.
 pub fn file_path_label(event: &Event<'_>) -> Option<String> {
     let mut path = event
         .file_path
@@ -184,6 +185,9 @@ pub fn file_path_label(event: &Event<'_>) -> Option<String> {
     }
     if event.file_memfd == Some(true) {
         path.push_str(" (memfd)");
+    }
+    if event.path_lossy == Some(true) {
+        path.push_str(" (name not UTF-8)");
     }
     Some(path)
 }
@@ -259,6 +263,26 @@ mod tests {
         assert_eq!(rfc3339_ns(ts), "2026-11-27T06:01:13.123456789Z");
         assert_eq!(time_of_day_ns(ts), "06:01:13.123456789");
         assert_eq!(rfc3339_ns(0), "1970-01-01T00:00:00.000000000Z");
+    }
+
+    #[test]
+    fn file_path_label_marks_deleted_memfd_and_lossy_names() {
+        let event = |deleted, memfd, lossy| Event {
+            file_path: Some("/tmp/caf\u{fffd}".into()),
+            file_deleted: Some(deleted),
+            file_memfd: Some(memfd),
+            path_lossy: Some(lossy),
+            ..Event::default()
+        };
+        assert_eq!(
+            file_path_label(&event(false, false, false)).as_deref(),
+            Some("/tmp/caf\u{fffd}")
+        );
+        assert_eq!(
+            file_path_label(&event(true, false, true)).as_deref(),
+            Some("/tmp/caf\u{fffd} (deleted) (name not UTF-8)")
+        );
+        assert_eq!(file_path_label(&Event::default()), None);
     }
 
     #[test]

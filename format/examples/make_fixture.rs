@@ -4,7 +4,12 @@
 //! cargo run -p mmap-format --example make_fixture [OUTPUT]                # synthetic-v1.0.parquet
 //! cargo run -p mmap-format --example make_fixture -- --v1.1 [OUTPUT]      # synthetic-v1.1.parquet
 //! cargo run -p mmap-format --example make_fixture -- --recovered [OUTPUT] # recovered-v1.1.parquet
+//! cargo run -p mmap-format --example make_fixture -- --v1.2 [OUTPUT]      # synthetic-v1.2.parquet
 //! ```
+//!
+//! `--v1.1` and `--recovered` go through the current writer, which writes the latest minor: they
+//! made the committed 1.1 files with the writer of format 1.1, and now write the same rows as
+//! 1.2 files (the committed files, not the generator, are the reference).
 //!
 //! Without a flag (or with `--v1.0`) it writes the 1.0 fixture, as it did when that was
 //! committed, to this folder or to OUTPUT.
@@ -222,6 +227,7 @@ fn metadata(rows: u64) -> CaptureMetadata {
             orphan_exits: 1,
             entry_map_full: 0,
             decode_errors: 0,
+            follow_map_full: 0,
         },
         ..CaptureMetadata::default()
     }
@@ -334,10 +340,31 @@ fn write_v1_0(output: File) -> Result<u64, Box<dyn Error>> {
                 command: targets.command.as_deref(),
             })?;
         }
+        if key == keys::COUNTERS {
+            // The counters object of 1.0, without the field 1.2 added.
+            let c = &metadata.counters;
+            value = serde_json::to_string(&CountersV1_1 {
+                emitted: c.emitted,
+                lost_ringbuf_full: c.lost_ringbuf_full,
+                orphan_exits: c.orphan_exits,
+                entry_map_full: c.entry_map_full,
+                decode_errors: c.decode_errors,
+            })?;
+        }
         out.append_key_value_metadata(KeyValue::new(key, value));
     }
     out.into_inner()?.flush()?;
     Ok(rows)
+}
+
+/// `mmap_capture.counters` as formats 1.0 and 1.1 wrote it.
+#[derive(serde::Serialize)]
+struct CountersV1_1 {
+    emitted: u64,
+    lost_ringbuf_full: u64,
+    orphan_exits: u64,
+    entry_map_full: u64,
+    decode_errors: u64,
 }
 
 /// `mmap_capture.targets` as format 1.0 wrote it.
@@ -832,6 +859,7 @@ fn metadata_v1_1(rows: u64) -> CaptureMetadata {
             orphan_exits: 1,
             entry_map_full: 0,
             decode_errors: 0,
+            follow_map_full: 0,
         },
         capture_id: Some("6d1f3c2a-8b7e-4c1d-9e2f-0a1b2c3d4e5f".into()),
         segment_index: Some(0),
@@ -839,6 +867,68 @@ fn metadata_v1_1(rows: u64) -> CaptureMetadata {
         recovered: true,
         ..v1_0
     }
+}
+
+/// The 1.2 rows: the 1.1 rows with `path_lossy` set wherever `file_path` is (as a 1.2 writer
+/// does), and two more lines in the start snapshot: a file really named `x (deleted)`, and one
+/// whose name was not UTF-8 (`caf\xff.dat`, stored lossily).
+fn events_v1_2() -> Result<Vec<Event<'static>>, Box<dyn Error>> {
+    let mut rows = events_v1_1()?;
+    for row in &mut rows {
+        if row.file_path.is_some() {
+            row.path_lossy = Some(false);
+        }
+    }
+    let template = rows[3].clone();
+    let line = |addr: u64, ino: u64, path: &'static str, lossy: bool| Event {
+        addr: Some(addr),
+        len: Some(0x2000),
+        off: Some(0),
+        file_ino: Some(ino),
+        file_path: Some(Cow::Borrowed(path)),
+        file_name: path.rsplit('/').next().map(Cow::Borrowed),
+        file_deleted: Some(false),
+        path_lossy: Some(lossy),
+        ..template.clone()
+    };
+    rows.splice(
+        12..12,
+        [
+            line(0x7f00_dead_0000, 5001, "/opt/fixture/x (deleted)", false),
+            line(0x7f00_dead_2000, 5002, "/opt/fixture/caf\u{fffd}.dat", true),
+        ],
+    );
+    Ok(rows)
+}
+
+/// The 1.1 metadata with the 1.2 counter set, written by its writer (not recovered).
+fn metadata_v1_2(rows: u64) -> CaptureMetadata {
+    let v1_1 = metadata_v1_1(rows);
+    CaptureMetadata {
+        counters: Counters {
+            entry_map_full: 1,
+            follow_map_full: 3,
+            ..v1_1.counters
+        },
+        recovered: false,
+        ..v1_1
+    }
+}
+
+/// 33 rows in three row groups (16 + 16 + 1, cut by size and by finish).
+fn write_v1_2(output: File) -> Result<u64, Box<dyn Error>> {
+    let config = WriterConfig {
+        row_group_rows: 16,
+        zstd_level: 3,
+    };
+    let mut writer = CaptureWriter::new(BufWriter::new(output), config)?;
+    for event in &events_v1_2()? {
+        writer.push(event)?;
+    }
+    let rows = writer.rows_written();
+    let mut sink = writer.finish(&metadata_v1_2(rows))?;
+    sink.flush()?;
+    Ok(rows)
 }
 
 fn write_v1_1(output: File) -> Result<u64, Box<dyn Error>> {
@@ -901,7 +991,7 @@ fn write_recovered(output: &std::path::Path) -> Result<u64, Box<dyn Error>> {
 fn main() -> Result<(), Box<dyn Error>> {
     let mut args: Vec<_> = std::env::args_os().skip(1).collect();
     let mode = match args.first().and_then(|a| a.to_str()) {
-        Some(flag @ ("--v1.0" | "--v1.1" | "--recovered")) => {
+        Some(flag @ ("--v1.0" | "--v1.1" | "--v1.2" | "--recovered")) => {
             let flag = flag.to_owned();
             args.remove(0);
             flag
@@ -910,6 +1000,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     };
     let default = match mode.as_str() {
         "--v1.1" => "synthetic-v1.1.parquet",
+        "--v1.2" => "synthetic-v1.2.parquet",
         "--recovered" => "recovered-v1.1.parquet",
         _ => "synthetic-v1.0.parquet",
     };
@@ -927,6 +1018,8 @@ fn main() -> Result<(), Box<dyn Error>> {
         let file = File::create(&output).map_err(|e| format!("{}: {e}", output.display()))?;
         if mode == "--v1.1" {
             write_v1_1(file)?
+        } else if mode == "--v1.2" {
+            write_v1_2(file)?
         } else {
             write_v1_0(file)?
         }

@@ -10,8 +10,8 @@
 //! struct, the writer's builders and the reader's decoder; [`crate::schema`],
 //! [`crate::event`], [`crate::writer`] and [`crate::reader`] use those.
 //!
-//! Adding a column (say a u64 `pgoff_pages` in format 1.2): bump [`crate::FORMAT_MINOR`], add
-//! a group `ADDED_IN_1_2 = minor 2, Sparse { PGOFF_PAGES "pgoff_pages" => /// docs pub
+//! Adding a column (say a u64 `pgoff_pages` in format 1.3): bump [`crate::FORMAT_MINOR`], add
+//! a group `ADDED_IN_1_3 = minor 3, Sparse { PGOFF_PAGES "pgoff_pages" => /// docs pub
 //! pgoff_pages: Option<u64> as UInt64; }` at the end, and describe the column in
 //! docs/FORMAT.md. Columns added by a minor must be nullable (older files read as nulls
 //! there); the writer builds them as [`cell::Sparse`] columns, cheap while they are null.
@@ -156,5 +156,14 @@ define_columns! {
             /// lost rows: records the kernel could not deliver on `cpu` between `ts` and
             /// `ts_exit` (1.1).
             pub lost_count: Option<u64> as UInt64;
+    }
+
+    /// The columns added by format 1.2, in schema order (after [`ADDED_IN_1_1`]).
+    ADDED_IN_1_2 = minor 2, Sparse {
+        PATH_LOSSY "path_lossy" =>
+            /// `file_path` (and `file_name`) were not valid UTF-8: each invalid byte sequence was
+            /// replaced by U+FFFD, so the text is not the exact name (1.2). Set wherever
+            /// `file_path` is; null in older files.
+            pub path_lossy: Option<bool> as Boolean;
     }
 }

@@ -169,6 +169,10 @@ pub struct Counters {
     pub entry_map_full: u64,
     /// Ring buffer records that user space could not decode.
     pub decode_errors: u64,
+    /// New processes of the targets that were not followed because the kernel side's map of
+    /// followed processes was full: their system calls are not recorded (1.2; 0 when absent).
+    #[serde(default)]
+    pub follow_map_full: u64,
 }
 
 impl Counters {
@@ -437,6 +441,7 @@ mod tests {
                 orphan_exits: 2,
                 entry_map_full: 3,
                 decode_errors: u64::MAX,
+                follow_map_full: 4,
             },
             capture_id: Some("0b0e5a1c-7d8e-4f00-9a6b-1c2d3e4f5a6b".into()),
             segment_index: Some(u32::MAX),
@@ -592,7 +597,7 @@ mod tests {
                 .expect("key present")
         };
         assert_eq!(get(keys::FORMAT_MAJOR), "1");
-        assert_eq!(get(keys::FORMAT_MINOR), "1");
+        assert_eq!(get(keys::FORMAT_MINOR), "2");
         assert_eq!(get(keys::CAPTURE_START), "2023-11-14T22:13:20.123456789Z");
         assert_eq!(get(keys::CAPTURE_END), "2023-11-14T22:14:20.000000001Z");
         assert_eq!(
@@ -612,7 +617,7 @@ mod tests {
         assert_eq!(get(keys::RECOVERED), "true");
         assert_eq!(
             get(keys::COUNTERS),
-            r#"{"emitted":12,"lost_ringbuf_full":1,"orphan_exits":2,"entry_map_full":3,"decode_errors":18446744073709551615}"#
+            r#"{"emitted":12,"lost_ringbuf_full":1,"orphan_exits":2,"entry_map_full":3,"decode_errors":18446744073709551615,"follow_map_full":4}"#
         );
         let no_command = Targets {
             system_wide: true,
@@ -730,7 +735,21 @@ mod tests {
             orphan_exits: 50,
             entry_map_full: 2,
             decode_errors: 3,
+            follow_map_full: 7,
         };
-        assert_eq!(counters.lost(), 6);
+        assert_eq!(
+            counters.lost(),
+            6,
+            "unfollowed processes are not lost records"
+        );
+    }
+
+    /// 1.0 and 1.1 counters have no `follow_map_full`: it reads as 0.
+    #[test]
+    fn counters_of_older_minors_read_follow_map_full_as_0() {
+        let old = r#"{"emitted":1,"lost_ringbuf_full":2,"orphan_exits":3,"entry_map_full":4,"decode_errors":5}"#;
+        let counters: Counters = from_json(keys::COUNTERS, old).expect("1.1 counters");
+        assert_eq!(counters.follow_map_full, 0);
+        assert_eq!(counters.decode_errors, 5);
     }
 }

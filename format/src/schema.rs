@@ -34,7 +34,7 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     ))
 });
 
-/// The schema of the current format version (v1.1), without metadata attached.
+/// The schema of the current format version (v1.2), without metadata attached.
 pub fn schema() -> SchemaRef {
     Arc::clone(&SCHEMA)
 }
@@ -43,8 +43,8 @@ pub fn schema() -> SchemaRef {
 /// minor `m` lacks the columns listed for every minor greater than `m`, and the reader fills
 /// them with nulls. Every column listed here is nullable.
 ///
-/// [`COLUMNS_BY_MINOR`] without the columns of 1.0; the column table makes it (a 1.2 that adds
-/// a column adds a group `minor 2` there).
+/// [`COLUMNS_BY_MINOR`] without the columns of 1.0; the column table makes it (a 1.3 that adds
+/// a column adds a group `minor 3` there).
 pub const COLUMNS_ADDED_BY_MINOR: &[(u32, &[&str])] = match COLUMNS_BY_MINOR.split_first() {
     Some((_v1_0, added)) => added,
     None => &[],
@@ -160,6 +160,7 @@ mod tests {
         assert!(schema.metadata().is_empty());
         let mut split = col::V1_0.to_vec();
         split.extend(col::ADDED_IN_1_1);
+        split.extend(col::ADDED_IN_1_2);
         assert_eq!(split, col::ALL);
     }
 

@@ -216,8 +216,11 @@ pub mod counters {
     pub const ENTRY_MAP_FULL: u32 = 2;
     /// Records submitted to the ring buffer (loss records not included).
     pub const EMITTED: u32 = 3;
+    /// New processes of a target that could not be followed (added to the map of followed
+    /// processes, `TARGET_TGIDS`) because that map was full: none of their calls is recorded.
+    pub const FOLLOW_MAP_FULL: u32 = 4;
     /// Number of counters.
-    pub const COUNT: u32 = 4;
+    pub const COUNT: u32 = 5;
 }
 
 /// Values of element 0 of the kernel side's `RECORDING` array: the programs record only while it

@@ -833,8 +833,14 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
         return 0;
     }
     let mode = global!(CONFIG.filter);
-    if mode & filter::FOLLOW_FORKS != 0 && mode & filter::BY_TGID != 0 {
-        let _ = TARGET_TGIDS.insert(child_tgid, 1, BPF_ANY as u64);
+    if mode & filter::FOLLOW_FORKS != 0
+        && mode & filter::BY_TGID != 0
+        && TARGET_TGIDS.insert(child_tgid, 1, BPF_ANY as u64).is_err()
+    {
+        // The map of followed processes is full: this child is not recorded. Counted, so that
+        // the capture says so (counted whether or not recording is on yet: a child missed
+        // before the start is missed all the same).
+        count(counters::FOLLOW_MAP_FULL);
     }
     if recording()
         && let Some(rec) = lifecycle(EventKind::Fork, child_tgid as u64)

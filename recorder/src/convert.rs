@@ -22,6 +22,8 @@ pub struct WalkedPath {
     pub name: String,
     pub truncated: bool,
     pub memfd: bool,
+    /// A component was not valid UTF-8 (converted lossily, with U+FFFD).
+    pub lossy: bool,
 }
 
 /// Rebuilds the path from the components the kernel sent.
@@ -34,6 +36,7 @@ pub fn walked_path(bytes: &[u8], flags: u16) -> Option<WalkedPath> {
         .filter(|c| !c.is_empty())
         .map(String::from_utf8_lossy)
         .collect();
+    let lossy = components.iter().any(|c| matches!(c, Cow::Owned(_)));
     let name = components
         .first()
         .map(|c| c.to_string())
@@ -56,6 +59,7 @@ pub fn walked_path(bytes: &[u8], flags: u16) -> Option<WalkedPath> {
         name,
         truncated,
         memfd,
+        lossy,
     })
 }
 
@@ -103,6 +107,7 @@ pub fn to_event<'a>(
         EventKind::Exec => {
             event.kind = RowKind::Exec;
             let filename = c_str(rec.path);
+            event.path_lossy = Some(matches!(filename, Cow::Owned(_)));
             event.file_name = Some(Cow::Owned(
                 filename.rsplit('/').next().unwrap_or_default().to_owned(),
             ));
@@ -167,6 +172,7 @@ fn syscall_columns<'a>(event: &mut Event<'a>, kind: EventKind, rec: &'a RecordRe
                 event.file_path = Some(Cow::Owned(path.path));
                 event.path_source = Some(Cow::Borrowed(path_sources::KERNEL_DENTRY_WALK));
                 event.path_truncated = Some(path.truncated);
+                event.path_lossy = Some(path.lossy);
                 event.file_deleted = Some(head.flags & record_flags::FILE_DELETED != 0);
                 event.file_memfd = Some(path.memfd);
             }
@@ -338,6 +344,40 @@ mod tests {
         .expect("path");
         assert_eq!((p.path.as_str(), p.memfd), ("/memfd:jit", true));
         assert_eq!(walked_path(b"x\0", 0), None, "no file");
+    }
+
+    /// A name that is not UTF-8 keeps its row: converted lossily and marked `path_lossy`.
+    #[test]
+    fn paths_that_are_not_utf8_are_marked_lossy() {
+        let p = walked_path(b"bad-\xff\0tmp\0", record_flags::HAS_FILE).expect("path");
+        assert_eq!(
+            (p.path.as_str(), p.name.as_str(), p.lossy),
+            ("/tmp/bad-\u{fffd}", "bad-\u{fffd}", true)
+        );
+        assert!(
+            !walked_path(b"ok\0tmp\0", record_flags::HAS_FILE)
+                .expect("path")
+                .lossy
+        );
+
+        let mut rec = call(EventKind::Mmap, [0, 4096, 1, 1, 3, 0], 0x7000);
+        set_path(&mut rec, b"bad-\xff\0tmp\0", record_flags::HAS_FILE);
+        let ev = event(&rec, sources::TRACEPOINT).expect("kind");
+        assert_eq!(ev.path_lossy, Some(true));
+
+        let mut rec = record(EventKind::Exec);
+        set_path(&mut rec, b"/bin/\xfe\0", record_flags::PATH_STRING);
+        let ev = event(&rec, sources::TRACEPOINT).expect("kind");
+        assert_eq!(
+            (ev.file_path.as_deref(), ev.path_lossy),
+            (Some("/bin/\u{fffd}"), Some(true))
+        );
+        let mut rec = record(EventKind::Exec);
+        set_path(&mut rec, b"/bin/true\0", record_flags::PATH_STRING);
+        assert_eq!(
+            event(&rec, sources::TRACEPOINT).expect("kind").path_lossy,
+            Some(false)
+        );
     }
 
     #[test]

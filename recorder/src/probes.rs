@@ -144,21 +144,29 @@ impl KernelCounters {
             orphan_exits: sum(counters::ORPHAN_EXIT)?,
             entry_map_full: sum(counters::ENTRY_MAP_FULL)?,
             decode_errors: 0,
+            follow_map_full: sum(counters::FOLLOW_MAP_FULL)?,
         })
     }
 }
 
 impl Probes {
-    /// Loads the object with `config` baked into its globals and the ring of `ring_bytes`.
+    /// Loads the object with `config` baked into its globals, the ring of `ring_bytes` and, when
+    /// given, a map of followed processes of `follow_map_size` entries.
     pub fn load(
         config: &Config,
         offsets: &KernelOffsets,
         ring_bytes: u32,
+        follow_map_size: Option<u32>,
     ) -> Result<Self, ProbeError> {
-        let mut ebpf = EbpfLoader::new()
+        let mut loader = EbpfLoader::new();
+        loader
             .override_global("CONFIG", config, true)
             .override_global("OFFSETS", offsets, true)
-            .map_max_entries("EVENTS", ring_bytes)
+            .map_max_entries("EVENTS", ring_bytes);
+        if let Some(entries) = follow_map_size {
+            loader.map_max_entries("TARGET_TGIDS", entries);
+        }
+        let mut ebpf = loader
             .load(EBPF_OBJECT)
             .map_err(|e| ProbeError::Load(Box::new(e)))?;
         const MAP: &str = KernelCounters::MAP;

@@ -322,6 +322,7 @@ fn sub(a: Counters, b: Counters) -> Counters {
         orphan_exits: a.orphan_exits.saturating_sub(b.orphan_exits),
         entry_map_full: a.entry_map_full.saturating_sub(b.entry_map_full),
         decode_errors: a.decode_errors.saturating_sub(b.decode_errors),
+        follow_map_full: a.follow_map_full.saturating_sub(b.follow_map_full),
     }
 }
 
@@ -523,13 +524,14 @@ impl Writer {
         Ok(())
     }
 
-    /// The capture's cumulative counters now: the kernel's orphan exits and full entry map,
-    /// and the writer's own counts.
+    /// The capture's cumulative counters now: the kernel's orphan exits, full entry map and full
+    /// follow map, and the writer's own counts.
     fn counters(&self) -> anyhow::Result<Counters> {
         let kernel = (self.setup.kernel_counters)().context("reading the kernel's counters")?;
         Ok(Counters {
             orphan_exits: kernel.orphan_exits,
             entry_map_full: kernel.entry_map_full,
+            follow_map_full: kernel.follow_map_full,
             ..self.own
         })
     }
@@ -761,6 +763,7 @@ mod tests {
         push_frame(&mut batch, &unknown);
         writer.write_records(&batch).expect("write");
         set_orphans(3);
+        kernel.lock().expect("lock").follow_map_full = 2;
         writer.close_segment().expect("rotate");
         // Segment 1: one call.
         let mut batch = Vec::new();
@@ -785,6 +788,7 @@ mod tests {
                 orphan_exits: 3,
                 entry_map_full: 0,
                 decode_errors: 2,
+                follow_map_full: 2,
             },
             Counters {
                 emitted: 1,

@@ -37,48 +37,103 @@ pub struct MapsLine<'a> {
     pub major: u32,
     pub minor: u32,
     pub ino: u64,
-    /// The pathname column, without a " (deleted)" suffix.
-    pub path: Option<&'a str>,
-    pub deleted: bool,
+    /// The pathname column as the kernel printed it (bytes: a file name need not be UTF-8),
+    /// a " (deleted)" suffix included: only [`name_of`] can tell a deleted file from one whose
+    /// name really ends that way.
+    pub path: Option<&'a [u8]>,
 }
 
-/// Parses one line: `start-end perms offset major:minor inode   pathname`.
-pub fn parse_line(line: &str) -> Option<MapsLine<'_>> {
+/// What the kernel appends to the path of an unlinked file (`d_path`).
+const DELETED_SUFFIX: &[u8] = b" (deleted)";
+
+/// Splits off the first field separated by spaces.
+fn field<'a>(rest: &mut &'a [u8]) -> &'a [u8] {
+    let trimmed = rest.trim_ascii_start();
+    let end = trimmed
+        .iter()
+        .position(|&b| b == b' ')
+        .unwrap_or(trimmed.len());
+    let (f, r) = trimmed.split_at(end);
+    *rest = r;
+    f
+}
+
+/// A field as text: the fields before the pathname are ASCII.
+fn text(bytes: &[u8]) -> Option<&str> {
+    std::str::from_utf8(bytes).ok()
+}
+
+/// Parses one line: `start-end perms offset major:minor inode   pathname`. The pathname is
+/// whatever follows the inode, up to the end of the line (the kernel escapes only `\n` in it).
+pub fn parse_line(line: &[u8]) -> Option<MapsLine<'_>> {
     let mut rest = line;
-    let mut field = || {
-        let trimmed = rest.trim_start();
-        let end = trimmed.find(' ').unwrap_or(trimmed.len());
-        let (f, r) = trimmed.split_at(end);
-        rest = r;
-        f
-    };
-    let (range, perms, off, dev, ino) = (field(), field(), field(), field(), field());
-    let (start, end) = range.split_once('-')?;
-    let (major, minor) = dev.split_once(':')?;
-    let perms = perms.as_bytes();
+    let (range, perms, off, dev, ino) = (
+        field(&mut rest),
+        field(&mut rest),
+        field(&mut rest),
+        field(&mut rest),
+        field(&mut rest),
+    );
+    let dash = range.iter().position(|&b| b == b'-')?;
+    let colon = dev.iter().position(|&b| b == b':')?;
     if perms.len() < 4 {
         return None;
     }
     let prot = u64::from(perms[0] == b'r')
         | u64::from(perms[1] == b'w') << 1
         | u64::from(perms[2] == b'x') << 2;
-    let path = rest.trim_start();
-    let (path, deleted) = match path.strip_suffix(" (deleted)") {
-        Some(p) => (p, true),
-        None => (path, false),
-    };
+    let path = rest.trim_ascii_start();
     Some(MapsLine {
-        start: u64::from_str_radix(start, 16).ok()?,
-        end: u64::from_str_radix(end, 16).ok()?,
+        start: u64::from_str_radix(text(&range[..dash])?, 16).ok()?,
+        end: u64::from_str_radix(text(&range[dash + 1..])?, 16).ok()?,
         prot,
         shared: perms[3] == b's',
-        off: u64::from_str_radix(off, 16).ok()?,
-        major: u32::from_str_radix(major, 16).ok()?,
-        minor: u32::from_str_radix(minor, 16).ok()?,
-        ino: ino.parse().ok()?,
+        off: u64::from_str_radix(text(off)?, 16).ok()?,
+        major: u32::from_str_radix(text(&dev[..colon])?, 16).ok()?,
+        minor: u32::from_str_radix(text(&dev[colon + 1..])?, 16).ok()?,
+        ino: text(ino)?.parse().ok()?,
         path: (!path.is_empty()).then_some(path),
+    })
+}
+
+/// A line's file name as a capture stores it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Name {
+    /// The path without a " (deleted)" suffix the kernel added, as UTF-8 (lossy).
+    pub path: String,
+    pub deleted: bool,
+    /// The path was not valid UTF-8: `path` has U+FFFD where bytes were invalid.
+    pub lossy: bool,
+}
+
+/// The name of a line's mapping. /proc appends " (deleted)" to the path of an unlinked file,
+/// and prints a file really named `x (deleted)` the same way; `exists` tells them apart: it is
+/// asked whether the path, suffix included, names a file with the mapping's inode number (the
+/// recorder looks in the process's root, `/proc/PID/root`). Only the inode number is compared:
+/// the device /proc shows is the superblock's, which is not `st_dev` on btrfs subvolumes or
+/// overlayfs.
+pub fn name_of(line: &MapsLine<'_>, exists: impl FnOnce(&[u8], u64) -> bool) -> Option<Name> {
+    let raw = line.path?;
+    let (bytes, deleted) = match raw.strip_suffix(DELETED_SUFFIX) {
+        Some(stripped) if !(raw.starts_with(b"/") && line.ino != 0 && exists(raw, line.ino)) => {
+            (stripped, true)
+        }
+        _ => (raw, false),
+    };
+    let path = String::from_utf8_lossy(bytes);
+    Some(Name {
+        lossy: matches!(path, Cow::Owned(_)),
+        path: path.into_owned(),
         deleted,
     })
+}
+
+/// Whether `path` inside the root of `pid` is a file with inode number `ino`.
+fn exists_in_root(pid: u32, path: &[u8], ino: u64) -> bool {
+    use std::os::unix::{ffi::OsStrExt as _, fs::MetadataExt as _};
+    let mut full = format!("/proc/{pid}/root").into_bytes();
+    full.extend_from_slice(path);
+    std::fs::metadata(std::ffi::OsStr::from_bytes(&full)).is_ok_and(|m| m.ino() == ino)
 }
 
 /// Facts about a process for the identity columns of its snapshot rows.
@@ -127,7 +182,7 @@ pub fn take(
     ts_ns: i64,
     cgroups: &mut CgroupNames,
 ) -> std::io::Result<Vec<Event<'static>>> {
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))?;
+    let maps = std::fs::read(format!("/proc/{pid}/maps"))?;
     let info = proc_info(pid);
     let cgroup_path = cgroups::of_pid(pid);
     let cgroup_id = cgroup_path
@@ -137,10 +192,13 @@ pub fn take(
     let cgroup_path: Option<Cow<'static, str>> = cgroup_path.map(Cow::Owned);
     let comm: Cow<'static, str> = Cow::Owned(info.comm);
     Ok(maps
-        .lines()
+        .split(|&b| b == b'\n')
         .filter_map(parse_line)
         .map(|l| {
-            let real_file = l.ino != 0 && l.path.is_some_and(|p| p.starts_with('/'));
+            let name = name_of(&l, |path, ino| exists_in_root(pid, path, ino));
+            let path = name.as_ref().map(|n| n.path.as_str());
+            let real_file = l.ino != 0 && path.is_some_and(|p| p.starts_with('/'));
+            let memfd = path.is_some_and(|p| p.starts_with("/memfd:"));
             Event {
                 kind: RowKind::Snapshot,
                 ts_ns,
@@ -162,16 +220,18 @@ pub fn take(
                 off: Some(l.off),
                 file_dev: real_file.then(|| makedev(l.major, l.minor)),
                 file_ino: (l.ino != 0).then_some(l.ino),
-                file_path: l.path.map(|p| Cow::Owned(p.to_owned())),
-                file_name: l
-                    .path
+                file_name: path
                     .filter(|_| real_file)
                     .and_then(|p| p.rsplit('/').next())
                     .map(|n| Cow::Owned(n.to_owned())),
                 // A memfd always shows " (deleted)" in /proc: it never had a name to lose.
-                file_deleted: l.path.map(|p| l.deleted && !p.starts_with("/memfd:")),
-                file_memfd: l.path.map(|p| p.starts_with("/memfd:")),
-                path_source: l.path.map(|_| Cow::Borrowed(path_sources::PROC_MAPS)),
+                file_deleted: name.as_ref().map(|n| n.deleted && !memfd),
+                file_memfd: name.as_ref().map(|_| memfd),
+                path_lossy: name.as_ref().map(|n| n.lossy),
+                path_source: name
+                    .as_ref()
+                    .map(|_| Cow::Borrowed(path_sources::PROC_MAPS)),
+                file_path: name.map(|n| Cow::Owned(n.path)),
                 source: Some(Cow::Borrowed(reason.source())),
                 ..Default::default()
             }
@@ -225,7 +285,7 @@ mod tests {
     #[test]
     fn parses_maps_lines() {
         let l = parse_line(
-            "7f3a1c000000-7f3a1c021000 r-xp 00002000 fe:00 247282                     /usr/bin/head",
+            b"7f3a1c000000-7f3a1c021000 r-xp 00002000 fe:00 247282                     /usr/bin/head",
         )
         .expect("line");
         assert_eq!(
@@ -233,23 +293,75 @@ mod tests {
             (0x7f3a1c000000, 0x7f3a1c021000, 5, false)
         );
         assert_eq!((l.off, l.major, l.minor, l.ino), (0x2000, 0xfe, 0, 247282));
-        assert_eq!((l.path, l.deleted), (Some("/usr/bin/head"), false));
+        assert_eq!(l.path, Some(&b"/usr/bin/head"[..]));
 
         let l =
-            parse_line("7ffd1000-7ffd2000 rw-p 00000000 00:00 0                          [stack]")
+            parse_line(b"7ffd1000-7ffd2000 rw-p 00000000 00:00 0                          [stack]")
                 .expect("line");
-        assert_eq!((l.prot, l.path, l.ino), (3, Some("[stack]"), 0));
+        assert_eq!((l.prot, l.path, l.ino), (3, Some(&b"[stack]"[..]), 0));
 
-        let l = parse_line("1000-2000 rw-s 00000000 00:01 1055 /memfd:jit code (deleted)")
+        let l = parse_line(b"1000-2000 rw-s 00000000 00:01 1055 /memfd:jit code (deleted)")
             .expect("line");
         assert_eq!(
-            (l.shared, l.path, l.deleted),
-            (true, Some("/memfd:jit code"), true)
+            (l.shared, l.path),
+            (true, Some(&b"/memfd:jit code (deleted)"[..]))
         );
 
-        let l = parse_line("1000-2000 ---p 00000000 00:00 0").expect("anonymous line");
+        let l = parse_line(b"1000-2000 ---p 00000000 00:00 0").expect("anonymous line");
         assert_eq!((l.prot, l.path), (0, None));
-        assert_eq!(parse_line("garbage"), None);
+        assert_eq!(parse_line(b"garbage"), None);
+        assert_eq!(parse_line(b"zz-2000 ---p 00000000 00:00 0"), None);
+    }
+
+    /// A pathname that is not UTF-8 keeps its line: the bytes are converted lossily and marked.
+    #[test]
+    fn a_name_that_is_not_utf8_is_kept_lossily_and_marked() {
+        let l = parse_line(b"1000-2000 r--s 00000000 fe:00 77 /tmp/bad-\xff-name").expect("line");
+        let name = name_of(&l, |_, _| panic!("no suffix: nothing to check")).expect("a name");
+        assert_eq!(
+            name,
+            Name {
+                path: "/tmp/bad-\u{fffd}-name".to_owned(),
+                deleted: false,
+                lossy: true,
+            }
+        );
+        let l = parse_line(b"1000-2000 r--s 00000000 fe:00 77 /tmp/good").expect("line");
+        assert!(!name_of(&l, |_, _| false).expect("a name").lossy);
+    }
+
+    /// " (deleted)" is the kernel's mark only when no file of that name has the mapping's inode.
+    #[test]
+    fn a_deleted_suffix_is_a_mark_only_when_no_such_file_has_the_inode() {
+        let l = parse_line(b"1000-2000 r--s 00000000 fe:00 77 /tmp/x (deleted)").expect("line");
+        let mut asked = Vec::new();
+        let deleted = name_of(&l, |path, ino| {
+            asked.push((path.to_vec(), ino));
+            false
+        })
+        .expect("a name");
+        assert_eq!((deleted.path.as_str(), deleted.deleted), ("/tmp/x", true));
+        assert_eq!(asked, [(b"/tmp/x (deleted)".to_vec(), 77)]);
+
+        let real = name_of(&l, |_, ino| ino == 77).expect("a name");
+        assert_eq!(
+            (real.path.as_str(), real.deleted),
+            ("/tmp/x (deleted)", false)
+        );
+
+        // A deleted file really named `x (deleted)`: only one suffix is the kernel's.
+        let l = parse_line(b"1000-2000 r--s 00000000 fe:00 77 /tmp/x (deleted) (deleted)")
+            .expect("line");
+        let both = name_of(&l, |_, _| false).expect("a name");
+        assert_eq!(
+            (both.path.as_str(), both.deleted),
+            ("/tmp/x (deleted)", true)
+        );
+
+        // Pseudo paths and inode 0 are never looked up.
+        let l = parse_line(b"1000-2000 rw-s 00000000 00:01 0 /memfd:a (deleted)").expect("line");
+        let memfd = name_of(&l, |_, _| panic!("inode 0 is not looked up")).expect("a name");
+        assert!(memfd.deleted);
     }
 
     #[test]

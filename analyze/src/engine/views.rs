@@ -53,6 +53,7 @@ const MAPPED_FILE: &[Column] = &[
     Events(FILE_PATH),
     Events(PATH_SOURCE),
     Events(PATH_TRUNCATED),
+    Events(PATH_LOSSY),
     Events(FILE_DELETED),
     Events(FILE_MEMFD),
 ];
@@ -110,6 +111,7 @@ const LIFECYCLE: &[&[Column]] = &[
         Events(FILE_PATH),
         Events(PATH_SOURCE),
         Events(PATH_TRUNCATED),
+        Events(PATH_LOSSY),
         Events(SOURCE),
     ],
     CONTAINER,

@@ -76,7 +76,9 @@ impl Report {
         let (rows, loss_windows) = rows_until(engine, readers, &scan.lineage(query.pid), query.at)?;
         let (replay, comm) = replay_rows(&rows, query);
         let mut report = Self::new(scan, query, comm, loss_windows);
-        report.lost_without_time = lost_without_time(readers, scan);
+        report.untimed = Untimed::sum(readers, scan);
+        report.lost_without_time = report.untimed.records();
+        report.unfollowed_processes = report.untimed.follow_map_full;
         report.missing_segments = segments::missing(readers)
             .into_iter()
             .filter(|gap| gap.before(query.at))
@@ -131,6 +133,8 @@ impl Report {
             notes: Vec::new(),
             loss_windows,
             lost_without_time: 0,
+            untimed: Untimed::default(),
+            unfollowed_processes: 0,
             missing_segments: Vec::new(),
             merged: query.merge,
             pieces: 0,
@@ -251,13 +255,53 @@ impl Report {
                 self.at
             ));
         }
-        if self.lost_without_time > 0 {
+        let untimed = self.untimed;
+        if untimed.ringbuf_full > 0 {
             self.complete = false;
             self.notes.push(format!(
                 "the recorder counted {} lost record{} (the capture does not say when): changes \
                  may be missing",
-                labels::thousands(self.lost_without_time),
-                labels::plural(self.lost_without_time),
+                labels::thousands(untimed.ringbuf_full),
+                labels::plural(untimed.ringbuf_full),
+            ));
+        }
+        if untimed.entry_map_full > 0 {
+            self.complete = false;
+            self.notes.push(format!(
+                "{} system call entr{} dropped because the recorder's in-flight map was full \
+                 (the capture does not say when nor whose): those calls have no row, changes may \
+                 be missing",
+                labels::thousands(untimed.entry_map_full),
+                if untimed.entry_map_full == 1 {
+                    "y"
+                } else {
+                    "ies"
+                },
+            ));
+        }
+        if untimed.decode_errors > 0 {
+            self.complete = false;
+            self.notes.push(format!(
+                "{} kernel record{} the recorder could not decode (the capture does not say when \
+                 nor whose): changes may be missing",
+                labels::thousands(untimed.decode_errors),
+                labels::plural(untimed.decode_errors),
+            ));
+        }
+        // A process not followed has its fork row and nothing after it: only a process forked
+        // during the capture can be one.
+        if untimed.follow_map_full > 0 && self.forked_from.is_some() {
+            self.complete = false;
+            self.notes.push(format!(
+                "{} new process{} not followed (the recorder's map of followed processes was \
+                 full): if pid {} is one of them, its calls after its fork are missing",
+                labels::thousands(untimed.follow_map_full),
+                if untimed.follow_map_full == 1 {
+                    " was"
+                } else {
+                    "es were"
+                },
+                self.pid,
             ));
         }
     }
@@ -352,13 +396,36 @@ fn replay_rows(rows: &[Event<'static>], query: &Query) -> (Replay, Option<String
     (replay, comm)
 }
 
-/// Records the recorder counted as lost, when the capture has no `lost` rows to say when.
-fn lost_without_time(readers: &[CaptureReader], scan: &Scan) -> u64 {
-    if scan.has_lost_rows {
-        return 0;
+/// What the recorder counted and the rows cannot place in time, summed over the inputs.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Untimed {
+    /// Records lost because the ring buffer was full, when the capture has no `lost` rows to
+    /// say when (else 0: the loss windows say it).
+    pub ringbuf_full: u64,
+    pub entry_map_full: u64,
+    pub decode_errors: u64,
+    pub follow_map_full: u64,
+}
+
+impl Untimed {
+    fn sum(readers: &[CaptureReader], scan: &Scan) -> Self {
+        let mut sum = Self::default();
+        for reader in readers {
+            let c = reader.metadata().counters;
+            if !scan.has_lost_rows {
+                sum.ringbuf_full = sum.ringbuf_full.saturating_add(c.lost_ringbuf_full);
+            }
+            sum.entry_map_full = sum.entry_map_full.saturating_add(c.entry_map_full);
+            sum.decode_errors = sum.decode_errors.saturating_add(c.decode_errors);
+            sum.follow_map_full = sum.follow_map_full.saturating_add(c.follow_map_full);
+        }
+        sum
     }
-    readers
-        .iter()
-        .map(|r| r.metadata().counters.lost())
-        .fold(0, u64::saturating_add)
+
+    /// Lost records without a time.
+    fn records(&self) -> u64 {
+        self.ringbuf_full
+            .saturating_add(self.entry_map_full)
+            .saturating_add(self.decode_errors)
+    }
 }

@@ -206,6 +206,8 @@ struct RegionJson {
     path: Option<String>,
     deleted: bool,
     memfd: bool,
+    /// The recorded path was not valid UTF-8: `path` has U+FFFD where its bytes were invalid.
+    path_lossy: bool,
     since: String,
     since_ns: i64,
     set_by: &'static str,
@@ -232,6 +234,7 @@ impl RegionJson {
             path: r.path().map(str::to_owned),
             deleted: file.is_some_and(|f| f.deleted),
             memfd: file.is_some_and(|f| f.memfd),
+            path_lossy: file.is_some_and(|f| f.lossy),
             since: labels::rfc3339_ns(r.since),
             since_ns: r.since,
             set_by: r.set_by.as_str(),
@@ -269,8 +272,15 @@ struct Report {
     /// `lost` rows before the time (all CPUs: a loss anywhere may hide a change of this pid).
     #[serde(flatten)]
     loss_windows: LossWindows,
-    /// Records the recorder counted as lost without saying when (captures without `lost` rows).
+    /// Records the recorder counted as lost without saying when: entries dropped because its
+    /// in-flight map was full, records it could not decode, and, in captures without `lost`
+    /// rows, records the ring buffer could not take.
     lost_without_time: u64,
+    #[serde(skip)]
+    untimed: build::Untimed,
+    /// New processes the recorder could not follow (its map of followed processes was full);
+    /// when non-zero, the answer for a process forked during the capture is incomplete.
+    unfollowed_processes: u64,
     /// Segments of the capture missing from the inputs whose time starts before the time.
     missing_segments: Vec<MissingSegments>,
     merged: bool,

@@ -164,6 +164,9 @@ fn write_regions(out: &mut impl Write, regions: &[Region]) -> io::Result<()> {
         if file.is_some_and(|f| f.deleted) {
             path.push_str(" (deleted)");
         }
+        if file.is_some_and(|f| f.lossy) {
+            path.push_str(" (name not UTF-8)");
+        }
         if file.is_some() && r.path().is_none() {
             path.push_str("(file, name not recorded)");
         }

@@ -52,6 +52,8 @@ pub struct FileRef {
     pub path: Option<Arc<str>>,
     pub deleted: bool,
     pub memfd: bool,
+    /// The path was not valid UTF-8 and was converted lossily (`path_lossy`, format 1.2).
+    pub lossy: bool,
 }
 
 impl FileRef {
@@ -63,6 +65,7 @@ impl FileRef {
             path: path_or_name(e).map(Arc::from),
             deleted: e.file_deleted.unwrap_or(false),
             memfd: e.file_memfd.unwrap_or(false),
+            lossy: e.path_lossy.unwrap_or(false),
         }
     }
 

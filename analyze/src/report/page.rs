@@ -219,6 +219,10 @@ fn completeness(h: &mut Html, report: &Report) {
         ("  entry map full", count(&c["entry_map_full"])),
         ("  decode errors", count(&c["decode_errors"])),
         (
+            "new processes not followed (map of followed processes full)",
+            count(&c["follow_map_full"]),
+        ),
+        (
             "orphan exits (calls in progress at the start)",
             count(&s["orphan_exits"]),
         ),

@@ -388,6 +388,7 @@ fn add_counters(sum: &mut Counters, c: &Counters) {
     sum.orphan_exits = sum.orphan_exits.saturating_add(c.orphan_exits);
     sum.entry_map_full = sum.entry_map_full.saturating_add(c.entry_map_full);
     sum.decode_errors = sum.decode_errors.saturating_add(c.decode_errors);
+    sum.follow_map_full = sum.follow_map_full.saturating_add(c.follow_map_full);
 }
 
 impl Summary {
@@ -397,7 +398,9 @@ impl Summary {
         let comms = totals.comms_by_calls();
         let loss_windows = totals.loss_windows.finish();
         Self {
-            complete: loss_windows.is_empty() && files.lost == 0,
+            complete: loss_windows.is_empty()
+                && files.lost == 0
+                && files.counters.follow_map_full == 0,
             missing_segments: Vec::new(),
             loss_windows,
             by_kind: totals.by_kind,

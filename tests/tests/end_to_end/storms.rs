@@ -160,6 +160,7 @@ fn children_past_a_full_follow_map_are_counted_and_reported() {
 #[ignore = "needs root"]
 fn a_fork_storm_of_1000_children_is_recorded_or_counted() {
     require_root!();
+    let _load = mmap_capture_tests::heavy_load();
     let dir = tempfile::tempdir().expect("tempdir");
     let workload = workspace_bin("mmap-workload");
     for ring in ["16MiB", "4KiB"] {
@@ -232,6 +233,7 @@ fn a_fork_storm_of_1000_children_is_recorded_or_counted() {
 #[ignore = "needs root"]
 fn a_flood_through_a_small_ring_is_counted_exactly_and_recording_goes_on() {
     require_root!();
+    let _load = mmap_capture_tests::heavy_load();
     let dir = tempfile::tempdir().expect("tempdir");
     let capture = dir.path().join("flood.parquet");
     let workload = workspace_bin("mmap-workload");

@@ -124,6 +124,32 @@ macro_rules! require_root {
     };
 }
 
+/// An anonymous private read-write mmap of `len` bytes, its first byte written when `touch`,
+/// then its munmap: the steady load of the workload, the bench and the soak.
+#[inline]
+pub fn map_unmap(len: usize, touch: bool) -> std::io::Result<()> {
+    // SAFETY: a fresh anonymous mapping of `len` bytes, written (at most its first byte) only
+    // while mapped, then unmapped; nothing else refers to it.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        if p == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        if touch {
+            p.cast::<u8>().write_volatile(1);
+        }
+        libc::munmap(p, len);
+    }
+    Ok(())
+}
+
 /// Tests run side by side in one process. A test that floods the machine with calls runs alone
 /// among the system-wide recordings ([`heavy_load`]): a system-wide recording ([`light_load`],
 /// taken by [`start_recorder`] until the recorder exits) would otherwise record another test's

@@ -54,18 +54,8 @@ struct Args {
 fn pairs(calls: u64) -> f64 {
     let start = Instant::now();
     for _ in 0..calls {
-        // SAFETY: a fresh anonymous mapping, written once and unmapped; no aliasing.
-        unsafe {
-            let p = libc::mmap(
-                std::ptr::null_mut(),
-                4096,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            );
-            assert!(p != libc::MAP_FAILED, "mmap failed");
-            libc::munmap(p, 4096);
+        if let Err(err) = mmap_capture_tests::map_unmap(4096, false) {
+            panic!("mmap failed: {err}");
         }
     }
     start.elapsed().as_nanos() as f64 / calls as f64

@@ -90,7 +90,7 @@ fn main() -> anyhow::Result<()> {
         // Paced: as many pairs as the rate allows by now, then a short sleep.
         let due = (elapsed.as_secs_f64() * args.rate as f64) as u64;
         while calls < due {
-            pair();
+            mmap_capture_tests::map_unmap(4096, true).context("mmap")?;
             calls += 1;
         }
         if elapsed >= next_sample {
@@ -162,24 +162,6 @@ fn main() -> anyhow::Result<()> {
             eprintln!("mmap-soak: FAILED: {failure}");
         }
         std::process::exit(1);
-    }
-}
-
-/// One 4 KiB anonymous mapping, touched once and unmapped.
-fn pair() {
-    // SAFETY: a fresh anonymous mapping, written once and unmapped; no aliasing.
-    unsafe {
-        let p = libc::mmap(
-            std::ptr::null_mut(),
-            4096,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        );
-        assert_ne!(p, libc::MAP_FAILED, "mmap failed");
-        p.cast::<u8>().write_volatile(1);
-        libc::munmap(p, 4096);
     }
 }
 

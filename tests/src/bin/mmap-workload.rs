@@ -697,21 +697,7 @@ fn main() -> anyhow::Result<()> {
     if let Some(n) = args.pairs {
         let start = Instant::now();
         for _ in 0..n {
-            // SAFETY: a fresh anonymous mapping, unmapped at once.
-            unsafe {
-                let p = libc::mmap(
-                    std::ptr::null_mut(),
-                    4096,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                    -1,
-                    0,
-                );
-                if p == libc::MAP_FAILED {
-                    anyhow::bail!("mmap: {}", std::io::Error::last_os_error());
-                }
-                libc::munmap(p, 4096);
-            }
+            map_unmap(4096)?;
         }
         let ns = start.elapsed().as_nanos() as f64;
         eprintln!(
@@ -820,22 +806,7 @@ const AFTER_CALLS: u64 = 100;
 
 /// An anonymous read-write mmap of `len` bytes and its munmap.
 fn map_unmap(len: usize) -> anyhow::Result<()> {
-    // SAFETY: a fresh anonymous mapping, unmapped at once.
-    unsafe {
-        let p = libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        );
-        if p == libc::MAP_FAILED {
-            anyhow::bail!("mmap: {}", std::io::Error::last_os_error());
-        }
-        libc::munmap(p, len);
-    }
-    Ok(())
+    mmap_capture_tests::map_unmap(len, false).context("mmap")
 }
 
 fn fork_storm(n: u32) -> anyhow::Result<()> {

@@ -596,18 +596,25 @@ fn realtime_ns() -> i64 {
         .as_nanos() as i64
 }
 
+/// A segment directory `DIR/segs` with an interrupted capture in it, as a recorder killed while
+/// it recorded a workload leaves it; and the `-o` argument that names that directory.
+fn interrupted_segments(dir: &Path) -> (std::path::PathBuf, String) {
+    let seg_dir = dir.join("segs");
+    let out_arg = format!("{}/", seg_dir.display());
+    let (mut rec, _) = start_recorder(&["-q", "--flush-interval", "200ms"], Path::new(&out_arg));
+    let _ = run_workload(dir, "first");
+    std::thread::sleep(Duration::from_millis(700));
+    rec.kill().expect("SIGKILL");
+    let _ = rec.wait();
+    (seg_dir, out_arg)
+}
+
 #[test]
 #[ignore = "needs root"]
 fn next_recorder_start_recovers_an_interrupted_capture() {
     require_root!();
     let dir = tempfile::tempdir().expect("tempdir");
-    let seg_dir = dir.path().join("segs");
-    let out_arg = format!("{}/", seg_dir.display());
-    let (mut rec, _) = start_recorder(&["-q", "--flush-interval", "200ms"], Path::new(&out_arg));
-    let _ = run_workload(dir.path(), "first");
-    std::thread::sleep(Duration::from_millis(700));
-    rec.kill().expect("SIGKILL");
-    let _ = rec.wait();
+    let (seg_dir, out_arg) = interrupted_segments(dir.path());
     let (rec, stderr) = start_recorder(&["-q", "--duration", "200ms"], Path::new(&out_arg));
     let out = rec.wait_with_output().expect("second run");
     let stderr = stderr.join().expect("stderr");
@@ -637,14 +644,7 @@ fn next_recorder_start_recovers_an_interrupted_capture() {
 fn a_root_recorder_recovers_only_its_own_segments() {
     require_root!();
     let dir = tempfile::tempdir().expect("tempdir");
-    let seg_dir = dir.path().join("segs");
-    let out_arg = format!("{}/", seg_dir.display());
-    // An interrupted capture, as a killed recorder leaves it.
-    let (mut rec, _) = start_recorder(&["-q", "--flush-interval", "200ms"], Path::new(&out_arg));
-    let _ = run_workload(dir.path(), "first");
-    std::thread::sleep(Duration::from_millis(700));
-    rec.kill().expect("SIGKILL");
-    let _ = rec.wait();
+    let (seg_dir, out_arg) = interrupted_segments(dir.path());
     let journals: Vec<std::path::PathBuf> = std::fs::read_dir(&seg_dir)
         .expect("dir")
         .map(|e| e.expect("entry").path())

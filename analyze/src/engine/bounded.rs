@@ -26,6 +26,7 @@ use arrow::{
         StringViewArray,
     },
     datatypes::{DataType, SchemaRef},
+    error::ArrowError,
 };
 use async_trait::async_trait;
 use datafusion::{
@@ -101,7 +102,13 @@ impl TableProvider for BoundedTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let scan = self.inner.scan(state, projection, filters, limit).await?;
+        // Planning reads the file's footer and page index again (DataFusion's own reader,
+        // for statistics): damage found there names the file too.
+        let scan = self
+            .inner
+            .scan(state, projection, filters, limit)
+            .await
+            .map_err(|e| damaged(&self.file, e))?;
         Ok(Arc::new(CutStringsExec::new(scan, Arc::clone(&self.file))))
     }
 
@@ -191,10 +198,17 @@ impl ExecutionPlan for CutStringsExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        let input = self.input.execute(partition, context)?;
+        let input = self
+            .input
+            .execute(partition, context)
+            .map_err(|e| damaged(&self.file, e))?;
         let schema = input.schema();
         let file = Arc::clone(&self.file);
-        let batches = input.map(move |batch| batch.and_then(|b| cut_batch(b, &file)));
+        let batches = input.map(move |batch| {
+            batch
+                .map_err(|e| damaged(&file, e))
+                .and_then(|b| cut_batch(b, &file))
+        });
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, batches)))
     }
 
@@ -249,6 +263,40 @@ impl ExecutionPlan for CutStringsExec {
     ) -> Result<FilterPushdownPropagation<Arc<dyn ExecutionPlan>>> {
         Ok(FilterPushdownPropagation::if_all(child_pushdown_result))
     }
+}
+
+/// The file's bytes do not decode (a damaged page, a footer that lies about its pages): the
+/// input's fault, not the query's, and the message names the file as the format library's
+/// errors do.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: truncated or damaged Parquet file: {detail}")]
+pub struct DamagedInput {
+    pub file: Arc<str>,
+    pub detail: String,
+}
+
+/// `err`, from the scan of `file`, as a [`DamagedInput`] when it comes from reading the file
+/// (Parquet, Arrow decoding, I/O); an error of the query (a pushed-down filter that fails,
+/// memory) passes unchanged.
+fn damaged(file: &Arc<str>, err: DataFusionError) -> DataFusionError {
+    let from_file = match err.find_root() {
+        DataFusionError::ParquetError(_)
+        | DataFusionError::IoError(_)
+        | DataFusionError::ObjectStore(_) => true,
+        DataFusionError::ArrowError(arrow, _) => matches!(
+            arrow.as_ref(),
+            ArrowError::ParquetError(_) | ArrowError::IoError(..) | ArrowError::ExternalError(_)
+        ),
+        _ => false,
+    };
+    if !from_file {
+        return err;
+    }
+    let detail = err.find_root().strip_backtrace();
+    DataFusionError::External(Box::new(DamagedInput {
+        file: Arc::clone(file),
+        detail: detail.split_whitespace().collect::<Vec<_>>().join(" "),
+    }))
 }
 
 /// `batch` with every value of a bounded column cut to its limit (the batch itself when none

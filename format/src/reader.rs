@@ -36,6 +36,11 @@ pub const PARQUET_MAGIC: &[u8; 4] = b"PAR1";
 /// Rows per record batch returned by [`CaptureReader::batches`].
 pub const BATCH_ROWS: usize = 8192;
 
+/// The most bytes of key-value metadata (keys and values) a capture may have. The recorder
+/// writes a few KiB, the command line and the target lists being the only long values (at most
+/// the kernel's 2 MiB of arguments); a footer with more is refused before anything copies it.
+pub const MAX_METADATA_BYTES: usize = 16 << 20;
+
 /// The path reported for captures read from memory.
 pub const MEMORY_PATH: &str = "<memory>";
 
@@ -125,10 +130,25 @@ impl CaptureReader {
         target: &SchemaRef,
         added: &[(u32, &[&str])],
     ) -> Result<Self, FormatError> {
-        let kv: Vec<(String, String)> = parquet
-            .metadata()
-            .file_metadata()
-            .key_value_metadata()
+        let pairs = parquet.metadata().file_metadata().key_value_metadata();
+        let size = |kv: &parquet::file::metadata::KeyValue| {
+            kv.key.len() + kv.value.as_ref().map_or(0, String::len)
+        };
+        let total: usize = pairs.map_or(0, |kv| kv.iter().map(size).sum());
+        if total > MAX_METADATA_BYTES
+            && let Some(largest) = pairs.and_then(|kv| kv.iter().max_by_key(|kv| size(kv)))
+        {
+            return Err(FormatError::BadMetadata {
+                path: Some(path),
+                key: largest.key.chars().take(64).collect(),
+                detail: format!(
+                    "{} bytes long, in {total} bytes of key-value metadata; a capture's is at \
+                     most {MAX_METADATA_BYTES}",
+                    size(largest)
+                ),
+            });
+        }
+        let kv: Vec<(String, String)> = pairs
             .map(|kv| {
                 kv.iter()
                     .filter_map(|kv| Some((kv.key.clone(), kv.value.clone()?)))

@@ -23,6 +23,7 @@ use arrow_array::RecordBatch;
 use bytes::Bytes;
 use mmap_format::{
     event::Event,
+    journal::{FRAME_HEADER_LEN, FRAME_OVERHEAD, HEADER_LEN, journal_path},
     metadata::{Counters, keys},
 };
 use parquet::{
@@ -574,4 +575,95 @@ fn every_bad_input_ends_in_one_line_and_exit_2_in_bounded_time_and_memory() {
         runs.len(),
         failures.join("\n")
     );
+}
+
+/// `journal` with the CRC of every whole frame set to match its bytes (so that a change to a
+/// payload is read, not dropped as a torn frame).
+fn fix_frame_crcs(mut journal: Vec<u8>) -> Vec<u8> {
+    let mut at = HEADER_LEN;
+    while at + FRAME_OVERHEAD <= journal.len() {
+        let len = u32::from_le_bytes(journal[at + 4..at + 8].try_into().expect("4")) as usize;
+        let end = at + FRAME_HEADER_LEN + len;
+        if end + 4 > journal.len() {
+            break;
+        }
+        let crc = crc32fast::hash(&journal[at..end]);
+        journal[end..end + 4].copy_from_slice(&crc.to_le_bytes());
+        at = end + 4;
+    }
+    journal
+}
+
+/// Makes a hostile journal from a crashed writer's good one.
+type JournalEdit = Box<dyn Fn(Vec<u8>) -> Vec<u8>>;
+
+/// Hostile journals beside a crashed capture (the recover tests cover torn, corrupt and
+/// foreign frames, a FIFO, a link, an oversized journal): how `mmap-analyze recover` must end.
+fn journal_cases() -> Vec<(&'static str, JournalEdit, End)> {
+    vec![
+        (
+            // Frames whose CRCs match but whose metadata says format 2: the file is not completed
+            // as a capture this reader would then refuse.
+            "journal-format-major-2",
+            Box::new(|journal: Vec<u8>| {
+                let mut journal = journal;
+                let key = keys::FORMAT_MAJOR.as_bytes();
+                let mut patched = 0;
+                let mut i = 0;
+                while let Some(at) = journal[i..].windows(key.len()).position(|w| w == key) {
+                    let value = i + at + key.len();
+                    // The value follows as a Thrift string: a field header, its length (1), "1".
+                    let one = journal[value..value + 4]
+                        .iter()
+                        .position(|&b| b == b'1')
+                        .expect("the value 1");
+                    journal[value + one] = b'2';
+                    patched += 1;
+                    i = value;
+                }
+                assert!(patched > 0);
+                fix_frame_crcs(journal)
+            }),
+            End::Err("capture format 2.1 is not supported by this reader (supports 1.x)"),
+        ),
+        (
+            // A frame whose CRC matches but whose payload is no footer: no usable frame.
+            "journal-payload-garbage",
+            Box::new(|journal: Vec<u8>| {
+                let mut journal = journal;
+                let payload = HEADER_LEN + FRAME_HEADER_LEN;
+                for (i, b) in journal[payload..payload + 64].iter_mut().enumerate() {
+                    *b = (i as u8).wrapping_mul(37);
+                }
+                fix_frame_crcs(journal)
+            }),
+            End::Err("unusable journal: no complete frame"),
+        ),
+    ]
+}
+
+#[test]
+fn hostile_journals_end_recover_in_one_line_and_exit_2() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut failures = Vec::new();
+    for (name, make, end) in journal_cases() {
+        let sub = dir.path().join(name);
+        fs::create_dir(&sub).expect("dir");
+        let capture = crate::recover::crashed_capture(&sub, "capture.parquet");
+        let journal = journal_path(&capture);
+        let bytes = fs::read(&journal).expect("read journal");
+        fs::write(&journal, make(bytes)).expect("write journal");
+        let run = run_bounded(&sub, &["recover".as_ref(), capture.as_os_str()]);
+        let case = Case {
+            name: name.to_owned(),
+            path: match end {
+                // The journal's errors name the journal.
+                End::Err(text) if text.starts_with("unusable journal") => journal.clone(),
+                _ => capture.clone(),
+            },
+            ends: [end; 4],
+        };
+        failures.extend(check(&case, 0, end, &run).map(|f| f.replace("summary", "recover")));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -17,7 +17,10 @@
 use std::{
     collections::BTreeSet,
     fmt,
+    future::Future,
+    pin::Pin,
     sync::{Arc, Mutex},
+    task::{Context, Poll},
 };
 
 use arrow::{
@@ -47,7 +50,7 @@ use datafusion::{
         stream::RecordBatchStreamAdapter,
     },
 };
-use futures::StreamExt as _;
+use futures::{Stream, StreamExt as _};
 use mmap_format::schema::col;
 
 /// The most bytes a value of each text column can hold, and why.
@@ -104,11 +107,12 @@ impl TableProvider for BoundedTable {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         // Planning reads the file's footer and page index again (DataFusion's own reader,
         // for statistics): damage found there names the file too.
-        let scan = self
-            .inner
-            .scan(state, projection, filters, limit)
-            .await
-            .map_err(|e| damaged(&self.file, e))?;
+        let scan = Guarded::new(
+            self.inner.scan(state, projection, filters, limit),
+            Arc::clone(&self.file),
+        )
+        .await
+        .map_err(|e| damaged(&self.file, e))?;
         Ok(Arc::new(CutStringsExec::new(scan, Arc::clone(&self.file))))
     }
 
@@ -198,13 +202,12 @@ impl ExecutionPlan for CutStringsExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        let input = self
-            .input
-            .execute(partition, context)
+        let input = mmap_format::guard::catch(|| self.input.execute(partition, context))
+            .unwrap_or_else(|panic| Err(panicked(&self.file, panic)))
             .map_err(|e| damaged(&self.file, e))?;
         let schema = input.schema();
         let file = Arc::clone(&self.file);
-        let batches = input.map(move |batch| {
+        let batches = Guarded::new(input, Arc::clone(&file)).map(move |batch| {
             batch
                 .map_err(|e| damaged(&file, e))
                 .and_then(|b| cut_batch(b, &file))
@@ -297,6 +300,70 @@ fn damaged(file: &Arc<str>, err: DataFusionError) -> DataFusionError {
         file: Arc::clone(file),
         detail: detail.split_whitespace().collect::<Vec<_>>().join(" "),
     }))
+}
+
+/// The error for a panic of the Parquet reader on the bytes of `file` (arrow and parquet
+/// assert on some malformed input, as `mmap_format::guard` says).
+fn panicked(file: &Arc<str>, panic: String) -> DataFusionError {
+    DataFusionError::External(Box::new(DamagedInput {
+        file: Arc::clone(file),
+        detail: panic,
+    }))
+}
+
+/// A future or stream over the scan of `file`, each poll run inside
+/// [`mmap_format::guard::catch`]: a library panic on the file's bytes becomes a
+/// [`DamagedInput`] error instead of unwinding through the engine (where a panic on a runtime
+/// thread ends a partition early, or the whole process), and nothing is polled after it.
+struct Guarded<T> {
+    inner: T,
+    file: Arc<str>,
+    failed: bool,
+}
+
+impl<T> Guarded<T> {
+    fn new(inner: T, file: Arc<str>) -> Self {
+        Self {
+            inner,
+            file,
+            failed: false,
+        }
+    }
+}
+
+impl<F, V> Future for Guarded<Pin<Box<F>>>
+where
+    F: Future<Output = Result<V>> + ?Sized,
+{
+    type Output = Result<V>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        if this.failed {
+            return Poll::Ready(Err(DataFusionError::Internal(
+                "polled after a panic".to_owned(),
+            )));
+        }
+        mmap_format::guard::catch(|| this.inner.as_mut().poll(cx)).unwrap_or_else(|panic| {
+            this.failed = true;
+            Poll::Ready(Err(panicked(&this.file, panic)))
+        })
+    }
+}
+
+impl Stream for Guarded<SendableRecordBatchStream> {
+    type Item = Result<RecordBatch>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if this.failed {
+            return Poll::Ready(None);
+        }
+        mmap_format::guard::catch(|| this.inner.poll_next_unpin(cx)).unwrap_or_else(|panic| {
+            this.failed = true;
+            Poll::Ready(Some(Err(panicked(&this.file, panic))))
+        })
+    }
 }
 
 /// `batch` with every value of a bounded column cut to its limit (the batch itself when none

@@ -96,6 +96,7 @@ impl CaptureReader {
         }
         check_magic(path, len, &head, &tail)?;
         let parquet = load_footer(path, &file)?;
+        check_ranges(path, &parquet, len)?;
         Self::validate(path.to_path_buf(), Source::File, parquet, target, added)
     }
 
@@ -114,6 +115,7 @@ impl CaptureReader {
         }
         check_magic(path, len, &head, &tail)?;
         let parquet = load_footer(path, &data)?;
+        check_ranges(path, &parquet, len)?;
         Self::validate(
             path.to_path_buf(),
             Source::Memory(data),
@@ -300,6 +302,55 @@ fn check_magic(path: &Path, len: u64, head: &[u8; 4], tail: &[u8; 4]) -> Result<
                  writer never finished"
             ),
         });
+    }
+    Ok(())
+}
+
+/// Every column chunk and page index the footer places must lie within the file's `len` bytes:
+/// readers allocate what a range claims before reading it (a claim of 86 TB aborted the
+/// analyzer's engine on an allocation failure, which no guard catches).
+fn check_ranges(path: &Path, parquet: &ArrowReaderMetadata, len: u64) -> Result<(), FormatError> {
+    let len = i64::try_from(len).unwrap_or(i64::MAX);
+    let outside = |what: &str, start: i64, size: i64| {
+        let end = start.checked_add(size);
+        (start < 0 || size < 0 || end.is_none_or(|end| end > len)).then(|| FormatError::Truncated {
+            path: path.to_path_buf(),
+            detail: format!(
+                "the footer places {what} at {start} + {size} bytes, outside the file's {len}"
+            ),
+        })
+    };
+    for rg in parquet.metadata().row_groups() {
+        for column in rg.columns() {
+            let name = column.column_descr().name();
+            let start = column
+                .dictionary_page_offset()
+                .unwrap_or_else(|| column.data_page_offset());
+            let checks = [
+                (
+                    format!("column chunk {name}"),
+                    Some(start),
+                    Some(column.compressed_size()),
+                ),
+                (
+                    format!("the offset index of {name}"),
+                    column.offset_index_offset(),
+                    column.offset_index_length().map(i64::from),
+                ),
+                (
+                    format!("the column index of {name}"),
+                    column.column_index_offset(),
+                    column.column_index_length().map(i64::from),
+                ),
+            ];
+            for (what, start, size) in checks {
+                if let (Some(start), Some(size)) = (start, size)
+                    && let Some(err) = outside(&what, start, size)
+                {
+                    return Err(err);
+                }
+            }
+        }
     }
     Ok(())
 }

@@ -13,7 +13,7 @@ export MMAP_CAPTURE_PYTHON := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 DEMO_OUT ?= target/demo/demo.parquet
 
-.PHONY: all bootstrap venv tools chromium build release demo test bench bench-analyze soak fmt lint clean
+.PHONY: all bootstrap venv tools chromium build release demo test bench bench-analyze soak fuzz fuzz-tools fuzz-seeds fmt lint clean
 
 all: build
 
@@ -118,6 +118,43 @@ bench-analyze: release venv
 SOAK_SECONDS ?= 600
 soak: release
 	$(SUDO) target/release/mmap-soak --recorder target/release/mmap-recorder --seconds $(SOAK_SECONDS)
+
+## fuzz: each cargo-fuzz target (fuzz/) for FUZZ_SECONDS (default 60), one after the other, on
+## one core, seeded from fixtures/ (docs/RELIABILITY.md, "Fuzzing"). A crash stops it, with the
+## input in fuzz/artifacts/TARGET/.
+FUZZ_TARGETS ?= reader journal analyze_input
+FUZZ_SECONDS ?= 60
+CARGO_FUZZ_VERSION := 0.13.2
+CARGO_FUZZ := $(CACHE)/cargo-fuzz/bin/cargo-fuzz
+# One libFuzzer process per target, in the foreground (a single job: the machines have 2 cores).
+FUZZ_FLAGS := -rss_limit_mb=2048 -timeout=20 -print_final_stats=1
+fuzz: fuzz-tools fuzz-seeds
+	cd fuzz && PATH="$(dir $(CARGO_FUZZ)):$$PATH" cargo +nightly fuzz build --sanitizer none
+	@for t in $(FUZZ_TARGETS); do \
+	  echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+	  (cd fuzz && PATH="$(dir $(CARGO_FUZZ)):$$PATH" MMAP_FUZZ_SEED_DIR=corpus/$$t \
+	    cargo +nightly fuzz run --sanitizer none $$t corpus/$$t -- \
+	    -max_total_time=$(FUZZ_SECONDS) $(FUZZ_FLAGS)) || exit 1; \
+	done
+
+## fuzz-tools: nightly and cargo-fuzz $(CARGO_FUZZ_VERSION), built once into $(CACHE)/cargo-fuzz.
+fuzz-tools:
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	@if [ ! -x "$(CARGO_FUZZ)" ] || ! "$(CARGO_FUZZ)" --version | grep -q " $(CARGO_FUZZ_VERSION)$$"; then \
+	  echo "fuzz-tools: building cargo-fuzz $(CARGO_FUZZ_VERSION) into $(CACHE)/cargo-fuzz"; \
+	  cargo install cargo-fuzz@$(CARGO_FUZZ_VERSION) --locked --force --root "$(CACHE)/cargo-fuzz"; \
+	fi
+
+## fuzz-seeds: the committed captures as seeds of the capture targets (the journal target writes
+## its own seed, a crashed writer's journal, when it starts), and the bad-input corpus.
+fuzz-seeds:
+	@for t in reader analyze_input; do \
+	  mkdir -p fuzz/corpus/$$t; \
+	  cp fixtures/v1/*.parquet fuzz/corpus/$$t/; \
+	  find analyze/tests/corpus -maxdepth 1 -type f -size -1024k ! -name '*.md' \
+	    -exec cp {} fuzz/corpus/$$t/ \; ; \
+	done
+	@mkdir -p fuzz/corpus/journal
 
 fmt:
 	cargo +nightly fmt --all

@@ -276,7 +276,7 @@ fn count_u32(n: usize) -> Result<u32, FormatError> {
 
 /// One valid frame, decoded.
 #[derive(Debug)]
-pub(crate) struct Frame {
+pub struct Frame {
     pub data_len: u64,
     /// Rows in all row groups up to and including this frame's.
     pub rows: u64,
@@ -290,7 +290,11 @@ pub(crate) struct Frame {
 /// Reads a journal's valid frames, stopping at the first one that is torn, corrupt or
 /// inconsistent with the frames before it (that frame and every byte after it are ignored).
 /// An error only for a bad header.
-pub(crate) fn read(bytes: &[u8]) -> Result<Vec<Frame>, String> {
+///
+/// [`crate::recover::recover`] runs it on the bytes of a journal (inside
+/// [`crate::guard::catch`]: the Parquet footer decoder asserts on some malformed payloads); it is
+/// public so that fuzzing can run it alone.
+pub fn read(bytes: &[u8]) -> Result<Vec<Frame>, String> {
     if bytes.len() < HEADER_LEN {
         return Err(format!(
             "{} bytes, shorter than the {HEADER_LEN}-byte header",

@@ -36,6 +36,11 @@ pub const PARQUET_MAGIC: &[u8; 4] = b"PAR1";
 /// Rows per record batch returned by [`CaptureReader::batches`].
 pub const BATCH_ROWS: usize = 8192;
 
+/// The most bytes of key-value metadata (keys and values) a capture may have. The recorder
+/// writes a few KiB, the command line and the target lists being the only long values (at most
+/// the kernel's 2 MiB of arguments); a footer with more is refused before anything copies it.
+pub const MAX_METADATA_BYTES: usize = 16 << 20;
+
 /// The path reported for captures read from memory.
 pub const MEMORY_PATH: &str = "<memory>";
 
@@ -91,6 +96,7 @@ impl CaptureReader {
         }
         check_magic(path, len, &head, &tail)?;
         let parquet = load_footer(path, &file)?;
+        check_ranges(path, &parquet, len)?;
         Self::validate(path.to_path_buf(), Source::File, parquet, target, added)
     }
 
@@ -109,6 +115,7 @@ impl CaptureReader {
         }
         check_magic(path, len, &head, &tail)?;
         let parquet = load_footer(path, &data)?;
+        check_ranges(path, &parquet, len)?;
         Self::validate(
             path.to_path_buf(),
             Source::Memory(data),
@@ -125,10 +132,25 @@ impl CaptureReader {
         target: &SchemaRef,
         added: &[(u32, &[&str])],
     ) -> Result<Self, FormatError> {
-        let kv: Vec<(String, String)> = parquet
-            .metadata()
-            .file_metadata()
-            .key_value_metadata()
+        let pairs = parquet.metadata().file_metadata().key_value_metadata();
+        let size = |kv: &parquet::file::metadata::KeyValue| {
+            kv.key.len() + kv.value.as_ref().map_or(0, String::len)
+        };
+        let total: usize = pairs.map_or(0, |kv| kv.iter().map(size).sum());
+        if total > MAX_METADATA_BYTES
+            && let Some(largest) = pairs.and_then(|kv| kv.iter().max_by_key(|kv| size(kv)))
+        {
+            return Err(FormatError::BadMetadata {
+                path: Some(path),
+                key: largest.key.chars().take(64).collect(),
+                detail: format!(
+                    "{} bytes long, in {total} bytes of key-value metadata; a capture's is at \
+                     most {MAX_METADATA_BYTES}",
+                    size(largest)
+                ),
+            });
+        }
+        let kv: Vec<(String, String)> = pairs
             .map(|kv| {
                 kv.iter()
                     .filter_map(|kv| Some((kv.key.clone(), kv.value.clone()?)))
@@ -280,6 +302,55 @@ fn check_magic(path: &Path, len: u64, head: &[u8; 4], tail: &[u8; 4]) -> Result<
                  writer never finished"
             ),
         });
+    }
+    Ok(())
+}
+
+/// Every column chunk and page index the footer places must lie within the file's `len` bytes:
+/// readers allocate what a range claims before reading it (a claim of 86 TB aborted the
+/// analyzer's engine on an allocation failure, which no guard catches).
+fn check_ranges(path: &Path, parquet: &ArrowReaderMetadata, len: u64) -> Result<(), FormatError> {
+    let len = i64::try_from(len).unwrap_or(i64::MAX);
+    let outside = |what: &str, start: i64, size: i64| {
+        let end = start.checked_add(size);
+        (start < 0 || size < 0 || end.is_none_or(|end| end > len)).then(|| FormatError::Truncated {
+            path: path.to_path_buf(),
+            detail: format!(
+                "the footer places {what} at {start} + {size} bytes, outside the file's {len}"
+            ),
+        })
+    };
+    for rg in parquet.metadata().row_groups() {
+        for column in rg.columns() {
+            let name = column.column_descr().name();
+            let start = column
+                .dictionary_page_offset()
+                .unwrap_or_else(|| column.data_page_offset());
+            let checks = [
+                (
+                    format!("column chunk {name}"),
+                    Some(start),
+                    Some(column.compressed_size()),
+                ),
+                (
+                    format!("the offset index of {name}"),
+                    column.offset_index_offset(),
+                    column.offset_index_length().map(i64::from),
+                ),
+                (
+                    format!("the column index of {name}"),
+                    column.column_index_offset(),
+                    column.column_index_length().map(i64::from),
+                ),
+            ];
+            for (what, start, size) in checks {
+                if let (Some(start), Some(size)) = (start, size)
+                    && let Some(err) = outside(&what, start, size)
+                {
+                    return Err(err);
+                }
+            }
+        }
     }
     Ok(())
 }

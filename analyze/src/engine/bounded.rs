@@ -17,7 +17,10 @@
 use std::{
     collections::BTreeSet,
     fmt,
+    future::Future,
+    pin::Pin,
     sync::{Arc, Mutex},
+    task::{Context, Poll},
 };
 
 use arrow::{
@@ -26,6 +29,7 @@ use arrow::{
         StringViewArray,
     },
     datatypes::{DataType, SchemaRef},
+    error::ArrowError,
 };
 use async_trait::async_trait;
 use datafusion::{
@@ -46,7 +50,7 @@ use datafusion::{
         stream::RecordBatchStreamAdapter,
     },
 };
-use futures::StreamExt as _;
+use futures::{Stream, StreamExt as _};
 use mmap_format::schema::col;
 
 /// The most bytes a value of each text column can hold, and why.
@@ -101,7 +105,14 @@ impl TableProvider for BoundedTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let scan = self.inner.scan(state, projection, filters, limit).await?;
+        // Planning reads the file's footer and page index again (DataFusion's own reader,
+        // for statistics): damage found there names the file too.
+        let scan = Guarded::new(
+            self.inner.scan(state, projection, filters, limit),
+            Arc::clone(&self.file),
+        )
+        .await
+        .map_err(|e| damaged(&self.file, e))?;
         Ok(Arc::new(CutStringsExec::new(scan, Arc::clone(&self.file))))
     }
 
@@ -191,10 +202,16 @@ impl ExecutionPlan for CutStringsExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        let input = self.input.execute(partition, context)?;
+        let input = mmap_format::guard::catch(|| self.input.execute(partition, context))
+            .unwrap_or_else(|panic| Err(panicked(&self.file, panic)))
+            .map_err(|e| damaged(&self.file, e))?;
         let schema = input.schema();
         let file = Arc::clone(&self.file);
-        let batches = input.map(move |batch| batch.and_then(|b| cut_batch(b, &file)));
+        let batches = Guarded::new(input, Arc::clone(&file)).map(move |batch| {
+            batch
+                .map_err(|e| damaged(&file, e))
+                .and_then(|b| cut_batch(b, &file))
+        });
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, batches)))
     }
 
@@ -248,6 +265,104 @@ impl ExecutionPlan for CutStringsExec {
         _config: &ConfigOptions,
     ) -> Result<FilterPushdownPropagation<Arc<dyn ExecutionPlan>>> {
         Ok(FilterPushdownPropagation::if_all(child_pushdown_result))
+    }
+}
+
+/// The file's bytes do not decode (a damaged page, a footer that lies about its pages): the
+/// input's fault, not the query's, and the message names the file as the format library's
+/// errors do.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: truncated or damaged Parquet file: {detail}")]
+pub struct DamagedInput {
+    pub file: Arc<str>,
+    pub detail: String,
+}
+
+/// `err`, from the scan of `file`, as a [`DamagedInput`] when it comes from reading the file
+/// (Parquet, Arrow decoding, I/O); an error of the query (a pushed-down filter that fails,
+/// memory) passes unchanged.
+fn damaged(file: &Arc<str>, err: DataFusionError) -> DataFusionError {
+    let from_file = match err.find_root() {
+        DataFusionError::ParquetError(_)
+        | DataFusionError::IoError(_)
+        | DataFusionError::ObjectStore(_) => true,
+        DataFusionError::ArrowError(arrow, _) => matches!(
+            arrow.as_ref(),
+            ArrowError::ParquetError(_) | ArrowError::IoError(..) | ArrowError::ExternalError(_)
+        ),
+        _ => false,
+    };
+    if !from_file {
+        return err;
+    }
+    let detail = err.find_root().strip_backtrace();
+    DataFusionError::External(Box::new(DamagedInput {
+        file: Arc::clone(file),
+        detail: detail.split_whitespace().collect::<Vec<_>>().join(" "),
+    }))
+}
+
+/// The error for a panic of the Parquet reader on the bytes of `file` (arrow and parquet
+/// assert on some malformed input, as `mmap_format::guard` says).
+fn panicked(file: &Arc<str>, panic: String) -> DataFusionError {
+    DataFusionError::External(Box::new(DamagedInput {
+        file: Arc::clone(file),
+        detail: panic,
+    }))
+}
+
+/// A future or stream over the scan of `file`, each poll run inside
+/// [`mmap_format::guard::catch`]: a library panic on the file's bytes becomes a
+/// [`DamagedInput`] error instead of unwinding through the engine (where a panic on a runtime
+/// thread ends a partition early, or the whole process), and nothing is polled after it.
+struct Guarded<T> {
+    inner: T,
+    file: Arc<str>,
+    failed: bool,
+}
+
+impl<T> Guarded<T> {
+    fn new(inner: T, file: Arc<str>) -> Self {
+        Self {
+            inner,
+            file,
+            failed: false,
+        }
+    }
+}
+
+impl<F, V> Future for Guarded<Pin<Box<F>>>
+where
+    F: Future<Output = Result<V>> + ?Sized,
+{
+    type Output = Result<V>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        if this.failed {
+            return Poll::Ready(Err(DataFusionError::Internal(
+                "polled after a panic".to_owned(),
+            )));
+        }
+        mmap_format::guard::catch(|| this.inner.as_mut().poll(cx)).unwrap_or_else(|panic| {
+            this.failed = true;
+            Poll::Ready(Err(panicked(&this.file, panic)))
+        })
+    }
+}
+
+impl Stream for Guarded<SendableRecordBatchStream> {
+    type Item = Result<RecordBatch>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if this.failed {
+            return Poll::Ready(None);
+        }
+        mmap_format::guard::catch(|| this.inner.poll_next_unpin(cx)).unwrap_or_else(|panic| {
+            this.failed = true;
+            Poll::Ready(Some(Err(panicked(&this.file, panic))))
+        })
     }
 }
 

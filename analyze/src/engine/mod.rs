@@ -70,6 +70,9 @@ impl EngineError {
     /// Sorts an error of DataFusion: reading a file is the input's fault, anything else the
     /// query's.
     fn from_datafusion(err: DataFusionError) -> Self {
+        if damaged_input(&err).is_some() {
+            return Self::Input(err);
+        }
         match err.find_root() {
             DataFusionError::ParquetError(_)
             | DataFusionError::ObjectStore(_)
@@ -83,6 +86,9 @@ impl EngineError {
 /// there is one (`column 'pidd' not found at line 1, column 8; possible column calls.pid`), the
 /// parser's message for a syntax error, else DataFusion's message without its backtrace.
 fn one_line(err: &DataFusionError) -> String {
+    if let Some(damaged) = damaged_input(err) {
+        return damaged.to_string();
+    }
     if let Some(diagnostic) = err.diagnostic() {
         let mut line = diagnostic.message.clone();
         if let Some(span) = diagnostic.span {
@@ -101,6 +107,14 @@ fn one_line(err: &DataFusionError) -> String {
     match err.find_root() {
         DataFusionError::SQL(parser_error, _) => parser_error.to_string(),
         _ => err.strip_backtrace(),
+    }
+}
+
+/// The capture that could not be read, when reading it is what failed.
+fn damaged_input(err: &DataFusionError) -> Option<&bounded::DamagedInput> {
+    match err.find_root() {
+        DataFusionError::External(inner) => inner.downcast_ref(),
+        _ => None,
     }
 }
 

@@ -194,7 +194,7 @@ pub fn heavy_load() -> HeavyLoad {
 }
 
 /// Held while a system-wide recording runs.
-struct LightLoad(());
+pub struct LightLoad(());
 
 impl Drop for LightLoad {
     fn drop(&mut self) {
@@ -202,6 +202,12 @@ impl Drop for LightLoad {
         guard.system_wide = guard.system_wide.saturating_sub(1);
         LOAD_CHANGED.notify_all();
     }
+}
+
+/// For a recorder run with `record ARGS` (`--` and a command in ARGS, or none): when it records
+/// every process, waits for any flood to end and holds floods off until dropped.
+pub fn recording_load(args: &[&str]) -> Option<LightLoad> {
+    (!args.contains(&"--") && system_wide(args)).then(light_load)
 }
 
 fn light_load() -> LightLoad {

@@ -127,13 +127,7 @@ impl Drain {
     fn read_all(&mut self, sink: &Sink, wait: bool) -> anyhow::Result<()> {
         loop {
             self.send_waiting(sink, wait)?;
-            // What waits here and what the writer has not taken yet.
-            let queued = sink.stats.queued.load(Ordering::Relaxed);
-            if self
-                .waiting_bytes
-                .saturating_add(usize::try_from(queued).unwrap_or(usize::MAX))
-                >= MAX_PENDING_BYTES
-            {
+            if self.waiting_bytes >= MAX_PENDING_BYTES {
                 return Ok(());
             }
             let execs = self.read_batch();

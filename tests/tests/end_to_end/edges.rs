@@ -10,6 +10,7 @@ use mmap_capture_tests::{read_capture, reported, require_root, workspace_bin};
 use mmap_format::{event::RowKind, metadata::Counters};
 
 fn record(args: &[&str]) -> (Output, String) {
+    let _load = mmap_capture_tests::recording_load(args);
     let out = Command::new(workspace_bin("mmap-recorder"))
         .arg("record")
         .args(args)

@@ -10,6 +10,10 @@
 //! column on stderr. Dictionary columns are cut in their dictionary, not per row, so the check
 //! costs a pass over the distinct values of each batch.
 //!
+//! The same wrapper makes a file's damage the input's fault: an error from reading it becomes a
+//! [`DamagedInput`] naming the file, and each poll of its scan runs inside
+//! [`mmap_format::guard::catch`] ([`Guarded`]), so a library panic on its bytes is that error too.
+//!
 //! Filters pushed into the Parquet reader still see the values as stored; the comparisons
 //! DataFusion pushes there (`=`, `IN`, `LIKE` on dictionaries) work on the dictionary's values
 //! without copying them per row.
@@ -24,10 +28,7 @@ use std::{
 };
 
 use arrow::{
-    array::{
-        Array, ArrayRef, AsArray as _, GenericStringArray, OffsetSizeTrait, RecordBatch,
-        StringViewArray,
-    },
+    array::{Array, ArrayRef, AsArray as _, RecordBatch, StringArray},
     datatypes::{DataType, SchemaRef},
     error::ArrowError,
 };
@@ -38,7 +39,7 @@ use datafusion::{
     datasource::{TableType, listing::ListingTable},
     error::{DataFusionError, Result},
     execution::{SendableRecordBatchStream, TaskContext},
-    logical_expr::{Expr, TableProviderFilterPushDown, dml::InsertOp},
+    logical_expr::{Expr, TableProviderFilterPushDown},
     physical_expr::PhysicalExpr,
     physical_plan::{
         ChildStats, DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, StatisticsArgs,
@@ -125,15 +126,6 @@ impl TableProvider for BoundedTable {
 
     fn statistics(&self) -> Option<Statistics> {
         self.inner.statistics()
-    }
-
-    async fn insert_into(
-        &self,
-        state: &dyn Session,
-        input: Arc<dyn ExecutionPlan>,
-        insert_op: InsertOp,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        self.inner.insert_into(state, input, insert_op).await
     }
 }
 
@@ -282,16 +274,7 @@ pub struct DamagedInput {
 /// (Parquet, Arrow decoding, I/O); an error of the query (a pushed-down filter that fails,
 /// memory) passes unchanged.
 fn damaged(file: &Arc<str>, err: DataFusionError) -> DataFusionError {
-    let from_file = match err.find_root() {
-        DataFusionError::ParquetError(_)
-        | DataFusionError::IoError(_)
-        | DataFusionError::ObjectStore(_) => true,
-        DataFusionError::ArrowError(arrow, _) => matches!(
-            arrow.as_ref(),
-            ArrowError::ParquetError(_) | ArrowError::IoError(..) | ArrowError::ExternalError(_)
-        ),
-        _ => false,
-    };
+    let from_file = reading_failed(&err);
     if !from_file {
         return err;
     }
@@ -300,6 +283,20 @@ fn damaged(file: &Arc<str>, err: DataFusionError) -> DataFusionError {
         file: Arc::clone(file),
         detail: detail.split_whitespace().collect::<Vec<_>>().join(" "),
     }))
+}
+
+/// Whether `err` comes from reading a file (Parquet, Arrow decoding, I/O), not from the query.
+fn reading_failed(err: &DataFusionError) -> bool {
+    match err.find_root() {
+        DataFusionError::ParquetError(_)
+        | DataFusionError::IoError(_)
+        | DataFusionError::ObjectStore(_) => true,
+        DataFusionError::ArrowError(arrow, _) => matches!(
+            arrow.as_ref(),
+            ArrowError::ParquetError(_) | ArrowError::IoError(..) | ArrowError::ExternalError(_)
+        ),
+        _ => false,
+    }
 }
 
 /// The error for a panic of the Parquet reader on the bytes of `file` (arrow and parquet
@@ -392,34 +389,23 @@ fn cut_array(array: &ArrayRef, limit: usize) -> Option<ArrayRef> {
         let values = cut_array(dictionary.values(), limit)?;
         return Some(dictionary.with_values(values));
     }
+    // The table schema reads every text column as a dictionary of Utf8 (or Utf8).
     match array.data_type() {
         DataType::Utf8 => cut_strings(array.as_string::<i32>(), limit),
-        DataType::LargeUtf8 => cut_strings(array.as_string::<i64>(), limit),
-        DataType::Utf8View => {
-            let view = array.as_string_view();
-            if !view.iter().flatten().any(|s| s.len() > limit) {
-                return None;
-            }
-            let cut: StringViewArray = view.iter().map(|v| v.map(|s| cut_str(s, limit))).collect();
-            Some(Arc::new(cut))
-        }
         _ => None,
     }
 }
 
-fn cut_strings<O: OffsetSizeTrait>(
-    strings: &GenericStringArray<O>,
-    limit: usize,
-) -> Option<ArrayRef> {
+fn cut_strings(strings: &StringArray, limit: usize) -> Option<ArrayRef> {
     // The offsets alone say whether any value is too long.
     let too_long = strings
         .offsets()
         .windows(2)
-        .any(|w| (w[1] - w[0]).as_usize() > limit);
+        .any(|w| usize::try_from(w[1] - w[0]).unwrap_or(usize::MAX) > limit);
     if !too_long {
         return None;
     }
-    let cut: GenericStringArray<O> = strings
+    let cut: StringArray = strings
         .iter()
         .map(|v| v.map(|s| cut_str(s, limit)))
         .collect();

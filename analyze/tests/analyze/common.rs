@@ -6,10 +6,12 @@ pub mod v11;
 
 use std::{
     borrow::Cow,
-    fs::File,
-    io::BufWriter,
+    fs::{self, File},
+    io::{BufWriter, Read as _},
+    os::unix::process::ExitStatusExt as _,
     path::{Path, PathBuf},
-    process::{Command, Output},
+    process::{Command, ExitStatus, Output, Stdio},
+    time::{Duration, Instant},
 };
 
 use mmap_format::{
@@ -55,7 +57,7 @@ where
         .env("COLUMNS", "100")
         .env_remove("RUST_BACKTRACE")
         .env_remove("RUST_LIB_BACKTRACE")
-        .stdin(std::process::Stdio::null())
+        .stdin(Stdio::null())
         .output()
         .expect("run mmap-analyze")
 }
@@ -317,9 +319,9 @@ pub fn assert_quiet_when_the_reader_goes_away(args: &[&std::ffi::OsStr], what: &
     use std::io::{BufRead as _, BufReader};
     let mut child = Command::new(bin())
         .args(args)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("spawn mmap-analyze");
     let stdout = child.stdout.take().expect("child stdout");
@@ -340,4 +342,69 @@ pub fn assert_quiet_when_the_reader_goes_away(args: &[&std::ffi::OsStr], what: &
         stderr.is_empty(),
         "{what}: stderr must be empty, got {stderr:?}"
     );
+}
+
+/// How a command ended.
+pub struct Run {
+    /// None when it was killed at the deadline.
+    pub status: Option<ExitStatus>,
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+    /// Peak RSS (`ru_maxrss` of the child, from `wait4`). The child's counts what it shared
+    /// with this process before it ran the binary: keep this process small.
+    pub peak_kib: i64,
+    pub took: Duration,
+}
+
+/// Runs `mmap-analyze args`, killing it after `deadline`; stdout and stderr go through files in
+/// `out_dir`.
+pub fn run_bounded(out_dir: &Path, args: &[&std::ffi::OsStr], deadline: Duration) -> Run {
+    let out = tempfile::NamedTempFile::new_in(out_dir).expect("stdout file");
+    let err = tempfile::NamedTempFile::new_in(out_dir).expect("stderr file");
+    let start = Instant::now();
+    #[expect(
+        clippy::zombie_processes,
+        reason = "waited for with wait4 below, which also gives its peak RSS"
+    )]
+    let child = Command::new(bin())
+        .args(args)
+        .env("COLUMNS", "100")
+        .env_remove("RUST_BACKTRACE")
+        .stdin(Stdio::null())
+        .stdout(out.reopen().expect("stdout"))
+        .stderr(err.reopen().expect("stderr"))
+        .spawn()
+        .expect("spawn mmap-analyze");
+    let pid = i32::try_from(child.id()).expect("pid");
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to fill.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let mut timed_out = false;
+    loop {
+        // SAFETY: `pid` is our child, not yet waited for; both pointers are valid for the call.
+        let waited = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        assert!(waited >= 0, "wait4: {}", std::io::Error::last_os_error());
+        if waited == pid {
+            break;
+        }
+        if !timed_out && start.elapsed() > deadline {
+            // SAFETY: kill(2) on our own child, which has not been waited for.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            timed_out = true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let took = start.elapsed();
+    let mut stdout = Vec::new();
+    File::open(out.path())
+        .expect("stdout")
+        .read_to_end(&mut stdout)
+        .expect("read stdout");
+    Run {
+        status: (!timed_out).then(|| ExitStatus::from_raw(status)),
+        stdout,
+        stderr: String::from_utf8_lossy(&fs::read(err.path()).expect("stderr")).into_owned(),
+        peak_kib: usage.ru_maxrss,
+        took,
+    }
 }

@@ -10,13 +10,10 @@
 
 use std::{
     borrow::Cow,
-    fs::{self, File},
-    io::Read as _,
-    os::unix::process::ExitStatusExt as _,
+    fs,
     path::{Path, PathBuf},
-    process::{Command, ExitStatus, Stdio},
     sync::Arc,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use arrow_array::RecordBatch;
@@ -441,69 +438,8 @@ fn cases(dir: &Path) -> Vec<Case> {
     cases
 }
 
-/// How a command ended.
-struct Run {
-    status: Option<ExitStatus>,
-    stdout: Vec<u8>,
-    stderr: String,
-    peak_kib: i64,
-    took: Duration,
-}
-
-/// Runs `mmap-analyze args`, killing it after [`DEADLINE`]; its peak RSS from `wait4`.
-fn run_bounded(out_dir: &Path, args: &[&std::ffi::OsStr]) -> Run {
-    let out = tempfile::NamedTempFile::new_in(out_dir).expect("stdout file");
-    let err = tempfile::NamedTempFile::new_in(out_dir).expect("stderr file");
-    let start = Instant::now();
-    #[expect(
-        clippy::zombie_processes,
-        reason = "waited for with wait4 below, which also gives its peak RSS"
-    )]
-    let child = Command::new(common::bin())
-        .args(args)
-        .env("COLUMNS", "100")
-        .env_remove("RUST_BACKTRACE")
-        .stdin(Stdio::null())
-        .stdout(out.reopen().expect("stdout"))
-        .stderr(err.reopen().expect("stderr"))
-        .spawn()
-        .expect("spawn mmap-analyze");
-    let pid = i32::try_from(child.id()).expect("pid");
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value for wait4 to fill.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let mut timed_out = false;
-    loop {
-        // SAFETY: `pid` is our child, not yet waited for; both pointers are valid for the call.
-        let waited = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
-        assert!(waited >= 0, "wait4: {}", std::io::Error::last_os_error());
-        if waited == pid {
-            break;
-        }
-        if !timed_out && start.elapsed() > DEADLINE {
-            // SAFETY: kill(2) on our own child, which has not been waited for.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            timed_out = true;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let took = start.elapsed();
-    let mut stdout = Vec::new();
-    File::open(out.path())
-        .expect("stdout")
-        .read_to_end(&mut stdout)
-        .expect("read stdout");
-    Run {
-        status: (!timed_out).then(|| ExitStatus::from_raw(status)),
-        stdout,
-        stderr: String::from_utf8_lossy(&fs::read(err.path()).expect("stderr")).into_owned(),
-        peak_kib: usage.ru_maxrss,
-        took,
-    }
-}
-
 /// What is wrong with `run` of command `command` on `case`, if anything.
-fn check(case: &Case, command: usize, end: End, run: &Run) -> Option<String> {
+fn check(case: &Case, command: usize, end: End, run: &common::Run) -> Option<String> {
     let what = format!("{} on {}", COMMANDS[command], case.name);
     let Some(status) = run.status else {
         return Some(format!("{what}: still running after {DEADLINE:?}, killed"));
@@ -577,7 +513,7 @@ fn every_bad_input_ends_in_one_line_and_exit_2_in_bounded_time_and_memory() {
                             2 => vec!["maps".as_ref(), file, "--pid".as_ref(), "1".as_ref()],
                             _ => vec!["sql".as_ref(), file, "select count(*) from events".as_ref()],
                         };
-                        let run = run_bounded(dir, &args);
+                        let run = common::run_bounded(dir, &args, DEADLINE);
                         failures.extend(check(case, k, case.ends[k], &run));
                     }
                     failures
@@ -675,7 +611,7 @@ fn hostile_journals_end_recover_in_one_line_and_exit_2() {
         let journal = journal_path(&capture);
         let bytes = fs::read(&journal).expect("read journal");
         fs::write(&journal, make(bytes)).expect("write journal");
-        let run = run_bounded(&sub, &["recover".as_ref(), capture.as_os_str()]);
+        let run = common::run_bounded(&sub, &["recover".as_ref(), capture.as_os_str()], DEADLINE);
         let case = Case {
             name: name.to_owned(),
             path: match end {

@@ -2,13 +2,7 @@
 //! strings longer than the kernel ever gives, and millions of `lost` rows. Each command runs as
 //! a child whose peak RSS is read with `wait4`, and must stay far below what the file asked for.
 
-use std::{
-    borrow::Cow,
-    fs::File,
-    os::unix::process::ExitStatusExt as _,
-    path::Path,
-    process::{Command, ExitStatus, Stdio},
-};
+use std::{borrow::Cow, ffi::OsStr, path::Path, process::ExitStatus, time::Duration};
 
 use mmap_format::{
     event::{Event, RowKind},
@@ -21,35 +15,16 @@ use crate::common::{self, BASE_NS};
 /// peaked at 2.1 GB and `summary` at 4.4 GB; a healthy run of either is about 100 MiB.
 const PEAK_KIB: i64 = 400 * 1024;
 
-/// Runs `mmap-analyze args`, returns its exit status, stdout, stderr and peak RSS in KiB.
+/// Runs `mmap-analyze args` (killed after a minute), returns its exit status, stdout, stderr
+/// and peak RSS in KiB.
 fn run_measured(dir: &Path, args: &[&str]) -> (ExitStatus, String, String, i64) {
-    let out = dir.join("stdout");
-    let err = dir.join("stderr");
-    #[expect(
-        clippy::zombie_processes,
-        reason = "waited for with wait4 below, which also gives its peak RSS"
-    )]
-    let child = Command::new(common::bin())
-        .args(args)
-        .env("COLUMNS", "100")
-        .stdin(Stdio::null())
-        .stdout(File::create(&out).expect("stdout file"))
-        .stderr(File::create(&err).expect("stderr file"))
-        .spawn()
-        .expect("spawn mmap-analyze");
-    let pid = i32::try_from(child.id()).expect("pid");
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value for wait4 to fill.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `pid` is our child, not yet waited for; both pointers are valid for the call.
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(waited, pid, "wait4: {}", std::io::Error::last_os_error());
-    (
-        ExitStatus::from_raw(status),
-        std::fs::read_to_string(out).expect("read stdout"),
-        std::fs::read_to_string(err).expect("read stderr"),
-        usage.ru_maxrss,
-    )
+    let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+    let run = common::run_bounded(dir, &args, Duration::from_secs(60));
+    let status = run
+        .status
+        .unwrap_or_else(|| panic!("{args:?}: killed after a minute"));
+    let stdout = String::from_utf8(run.stdout).expect("stdout is UTF-8");
+    (status, stdout, run.stderr, run.peak_kib)
 }
 
 #[test]

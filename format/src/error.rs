@@ -35,8 +35,9 @@ pub enum FormatError {
 
     /// A capture of a format major version this reader does not read.
     #[error(
-        "{}capture format {major}.{minor} is not supported by this reader (supports {supported}.x)",
+        "{}capture format {major}.{minor} is not supported by this reader (supports {supported}.x){}",
         path_prefix(.path.as_deref()),
+        read_with_hint(.read_with.as_deref()),
         supported = crate::FORMAT_MAJOR
     )]
     UnsupportedVersion {
@@ -44,6 +45,9 @@ pub enum FormatError {
         path: Option<PathBuf>,
         major: u32,
         minor: u32,
+        /// The `mmap-analyze` version the file says reads it (`mmap_capture.read_with`), when
+        /// it looks like a version number.
+        read_with: Option<String>,
     },
 
     /// A capture metadata key is missing or its value does not parse.
@@ -151,6 +155,23 @@ impl FormatError {
             column: column.to_owned(),
             detail: one_line(&detail.to_string()),
         }
+    }
+}
+
+/// "; it is read by mmap-analyze V or later" when the file names a plausible version (the value
+/// comes from an untrusted file: only short strings of digits, letters, `.`, `-` and `+` are
+/// printed).
+fn read_with_hint(version: Option<&str>) -> String {
+    match version {
+        Some(v)
+            if !v.is_empty()
+                && v.len() <= 32
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ".-+".contains(c)) =>
+        {
+            format!("; the file says mmap-analyze {v} or later reads it")
+        }
+        _ => String::new(),
     }
 }
 

@@ -40,6 +40,18 @@ pub mod keys {
     pub const PAGE_SIZE: &str = "mmap_capture.page_size";
     /// "true" when the file was completed by crash recovery (1.1, optional).
     pub const RECOVERED: &str = "mmap_capture.recovered";
+    /// JSON object [`super::SegmentLink`]: the segment written before this one in its capture,
+    /// with its SHA-256 (1.3, optional; absent in a capture's first segment).
+    pub const PREVIOUS_SEGMENT: &str = "mmap_capture.previous_segment";
+    /// JSON object [`super::Redaction`]: what `mmap-analyze redact` replaced, and how
+    /// (1.3, optional; never the key).
+    pub const REDACTION: &str = "mmap_capture.redaction";
+    /// JSON array of [`super::Derivation`]: the captures this file was made from, oldest step
+    /// first (1.3, optional; absent in what a recorder wrote).
+    pub const PROVENANCE: &str = "mmap_capture.provenance";
+    /// The oldest `mmap-analyze` version that reads this file, e.g. "0.1.0" (1.3, optional). A
+    /// reader that refuses the file's major version names it.
+    pub const READ_WITH: &str = "mmap_capture.read_with";
 
     /// The keys of format 1.0, in the order the writer stores them. Every 1.x file has them.
     pub const REQUIRED: [&str; 13] = [
@@ -58,9 +70,18 @@ pub mod keys {
         COUNTERS,
     ];
 
-    /// The keys added by format 1.1, in the order the writer stores them (after
-    /// [`REQUIRED`]). Optional: the writer stores each only when it is set.
-    pub const OPTIONAL: [&str; 4] = [CAPTURE_ID, SEGMENT_INDEX, PAGE_SIZE, RECOVERED];
+    /// The keys added by formats 1.1 (the first four) and 1.3, in the order the writer stores
+    /// them (after [`REQUIRED`]). Optional: the writer stores each only when it is set.
+    pub const OPTIONAL: [&str; 8] = [
+        CAPTURE_ID,
+        SEGMENT_INDEX,
+        PAGE_SIZE,
+        RECOVERED,
+        PREVIOUS_SEGMENT,
+        REDACTION,
+        PROVENANCE,
+        READ_WITH,
+    ];
 
     /// Every key of the current format version, in the order the writer stores them:
     /// [`REQUIRED`], then [`OPTIONAL`].
@@ -184,6 +205,68 @@ impl Counters {
     }
 }
 
+/// A link of the segment chain: the segment written before this one (1.3). A reader checks the
+/// previous file's bytes against `sha256`, so a changed, missing, swapped or extra segment shows.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentLink {
+    /// The previous segment's file name (no directory), as the recorder wrote it.
+    pub file: String,
+    pub segment_index: u32,
+    /// SHA-256 of the previous segment's whole file, 64 lowercase hex digits.
+    pub sha256: String,
+    /// The previous segment's size, bytes.
+    pub bytes: u64,
+    /// The previous segment's rows.
+    pub rows: u64,
+}
+
+/// What `mmap-analyze redact` did to a capture (1.3). Never holds the key.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Redaction {
+    /// How pseudonyms are made: "hmac-sha256".
+    pub method: String,
+    /// Identifies the key without revealing it: the first 16 hex digits of
+    /// HMAC-SHA256(key, "mmap-capture key id"). Two captures redacted with the same `key_id`
+    /// have the same pseudonyms for the same values, so they can be joined.
+    pub key_id: String,
+    /// What was done to each kind of value, e.g. `{"paths": "dirs", "comm": "hash",
+    /// "ids": "hash", "hostname": "hash", "cgroups": "hash", "inodes": "keep"}`.
+    pub fields: std::collections::BTreeMap<String, String>,
+    /// The tool that redacted, e.g. "mmap-analyze 0.1.0".
+    pub tool: String,
+}
+
+/// One step that made this file from other captures (1.3): an extract, a pack or a redaction.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Derivation {
+    /// "extract", "pack" or "redact".
+    pub operation: String,
+    /// e.g. "mmap-analyze 0.1.0".
+    pub tool: String,
+    /// When, RFC 3339 UTC.
+    pub at: String,
+    /// The input files, in the order they were read.
+    pub parents: Vec<ParentFile>,
+    /// The selection an extract applied, as given (`--where`, `--pid`, ...); empty otherwise.
+    #[serde(default)]
+    pub selection: Vec<String>,
+}
+
+/// An input file of a [`Derivation`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParentFile {
+    /// The file name without its directory; empty when the step hid it (`redact`: a name
+    /// can tell what the capture was meant to hide).
+    #[serde(default)]
+    pub file: String,
+    pub capture_id: Option<String>,
+    pub segment_index: Option<u32>,
+    /// SHA-256 of the whole input file, 64 lowercase hex digits.
+    pub sha256: String,
+    pub bytes: u64,
+    pub rows: u64,
+}
+
 /// Everything a capture says about itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CaptureMetadata {
@@ -218,10 +301,25 @@ pub struct CaptureMetadata {
     /// The file was completed by crash recovery ([`crate::recover::recover`]) rather than by
     /// its writer (1.1; `false` in 1.0 files).
     pub recovered: bool,
+    /// The segment before this one in its capture (1.3; `None` for a first segment and in
+    /// older files).
+    pub previous_segment: Option<SegmentLink>,
+    /// What was redacted, when the file is a redacted copy (1.3).
+    pub redaction: Option<Redaction>,
+    /// How the file was made from other captures, oldest step first (1.3; `[]` for a
+    /// recording).
+    pub provenance: Vec<Derivation>,
+    /// The oldest `mmap-analyze` version that reads the file (1.3; `None` in older files;
+    /// [`Default`] sets [`READS_WITH`]).
+    pub read_with: Option<String>,
 }
 
+/// The oldest `mmap-analyze` release that reads what this crate writes: the writer stores it in
+/// [`keys::READ_WITH`], so a reader too old for a later major can say which version to get.
+pub const READS_WITH: &str = "0.1.0";
+
 impl Default for CaptureMetadata {
-    /// The current format version, everything else empty or zero.
+    /// The current format version and [`READS_WITH`], everything else empty or zero.
     fn default() -> Self {
         Self {
             format_version: FormatVersion::CURRENT,
@@ -240,6 +338,10 @@ impl Default for CaptureMetadata {
             segment_index: None,
             page_size: None,
             recovered: false,
+            previous_segment: None,
+            redaction: None,
+            provenance: Vec::new(),
+            read_with: Some(READS_WITH.to_owned()),
         }
     }
 }
@@ -274,6 +376,10 @@ impl CaptureMetadata {
             self.segment_index.map(|i| i.to_string()),
             self.page_size.map(|size| size.to_string()),
             self.recovered.then(|| "true".to_owned()),
+            self.previous_segment.as_ref().map(to_json),
+            self.redaction.as_ref().map(to_json),
+            (!self.provenance.is_empty()).then(|| to_json(&self.provenance)),
+            self.read_with.clone(),
         ];
         let required = keys::REQUIRED.iter().zip(values.map(Some));
         required
@@ -314,6 +420,7 @@ impl CaptureMetadata {
                 path: None,
                 major: format_version.major,
                 minor: format_version.minor,
+                read_with: find(keys::READ_WITH).map(str::to_owned),
             });
         }
         Ok(Self {
@@ -342,6 +449,19 @@ impl CaptureMetadata {
                 .map(|v| parse_bool(keys::RECOVERED, v))
                 .transpose()?
                 .unwrap_or(false),
+            previous_segment: find(keys::PREVIOUS_SEGMENT)
+                .map(|v| from_json(keys::PREVIOUS_SEGMENT, v))
+                .transpose()?,
+            redaction: find(keys::REDACTION)
+                .map(|v| from_json(keys::REDACTION, v))
+                .transpose()?,
+            provenance: find(keys::PROVENANCE)
+                .map(|v| from_json(keys::PROVENANCE, v))
+                .transpose()?
+                .unwrap_or_default(),
+            read_with: find(keys::READ_WITH)
+                .map(|v| short(keys::READ_WITH, v))
+                .transpose()?,
         })
     }
 }
@@ -447,6 +567,36 @@ mod tests {
             segment_index: Some(u32::MAX),
             page_size: Some(4096),
             recovered: true,
+            previous_segment: Some(SegmentLink {
+                file: "mmap-20231114T221320-0b0e5a1c-000041.parquet".into(),
+                segment_index: 41,
+                sha256: "ab".repeat(32),
+                bytes: 1 << 26,
+                rows: 1_000_000,
+            }),
+            redaction: Some(Redaction {
+                method: "hmac-sha256".into(),
+                key_id: "0123456789abcdef".into(),
+                fields: [("paths", "dirs"), ("comm", "hash")]
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .into(),
+                tool: "mmap-analyze 0.1.0".into(),
+            }),
+            provenance: vec![Derivation {
+                operation: "extract".into(),
+                tool: "mmap-analyze 0.1.0".into(),
+                at: "2023-11-15T00:00:00Z".into(),
+                parents: vec![ParentFile {
+                    file: "capture.parquet".into(),
+                    capture_id: Some("0b0e5a1c-7d8e-4f00-9a6b-1c2d3e4f5a6b".into()),
+                    segment_index: Some(0),
+                    sha256: "cd".repeat(32),
+                    bytes: 4096,
+                    rows: 12,
+                }],
+                selection: vec!["--pid".into(), "42".into()],
+            }],
+            read_with: Some(READS_WITH.into()),
         }
     }
 
@@ -468,6 +618,10 @@ mod tests {
             capture_id: None,
             segment_index: None,
             page_size: None,
+            previous_segment: None,
+            redaction: None,
+            provenance: Vec::new(),
+            read_with: None,
             ..sample()
         };
         let kv = metadata.to_key_values();
@@ -597,7 +751,7 @@ mod tests {
                 .expect("key present")
         };
         assert_eq!(get(keys::FORMAT_MAJOR), "1");
-        assert_eq!(get(keys::FORMAT_MINOR), "2");
+        assert_eq!(get(keys::FORMAT_MINOR), "3");
         assert_eq!(get(keys::CAPTURE_START), "2023-11-14T22:13:20.123456789Z");
         assert_eq!(get(keys::CAPTURE_END), "2023-11-14T22:14:20.000000001Z");
         assert_eq!(
@@ -657,8 +811,22 @@ mod tests {
         ));
         assert_eq!(
             err.to_string(),
-            "capture format 2.7 is not supported by this reader (supports 1.x)"
+            "capture format 2.7 is not supported by this reader (supports 1.x); \
+             the file says mmap-analyze 0.1.0 or later reads it"
         );
+
+        // The version named comes from the file: anything but a short version-like string is
+        // left out, so a crafted file cannot print escapes or pages of text through it.
+        for hostile in ["0.9\u{1b}]0;owned\u{7}", "", &"9".repeat(33)] {
+            let mut kv = kv.clone();
+            kv.retain(|(k, _)| k != keys::READ_WITH);
+            kv.push((keys::READ_WITH.into(), hostile.into()));
+            let err = CaptureMetadata::from_key_values(&kv).expect_err("major 2 refused");
+            assert_eq!(
+                err.to_string(),
+                "capture format 2.7 is not supported by this reader (supports 1.x)"
+            );
+        }
     }
 
     #[test]

@@ -277,6 +277,7 @@ pub fn sample_metadata() -> CaptureMetadata {
         segment_index: Some(2),
         page_size: Some(4096),
         recovered: false,
+        ..Default::default()
     }
 }
 

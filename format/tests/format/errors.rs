@@ -146,7 +146,7 @@ fn major_2_is_refused_naming_both_versions() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("future.parquet");
     // A major-2 file need not have the 1.x columns or keys: only the version keys matter.
-    let kv = vec![
+    let mut kv = vec![
         (keys::FORMAT_MAJOR.to_owned(), "2".to_owned()),
         (keys::FORMAT_MINOR.to_owned(), "3".to_owned()),
     ];
@@ -167,6 +167,18 @@ fn major_2_is_refused_naming_both_versions() {
         err.to_string(),
         format!(
             "{}: capture format 2.3 is not supported by this reader (supports 1.x)",
+            path.display()
+        )
+    );
+
+    // A later writer names the mmap-analyze that reads its files; the refusal passes it on.
+    kv.push((keys::READ_WITH.to_owned(), "0.4.0".to_owned()));
+    std::fs::write(&path, plain_parquet(&kv)).expect("write");
+    assert_eq!(
+        open_err(&path).to_string(),
+        format!(
+            "{}: capture format 2.3 is not supported by this reader (supports 1.x); \
+             the file says mmap-analyze 0.4.0 or later reads it",
             path.display()
         )
     );
@@ -207,7 +219,7 @@ fn capture_keys_without_capture_columns_is_a_bad_schema() {
     assert_eq!(
         err.to_string(),
         format!(
-            "{}: bad capture schema: no column kind (a column of format 1.2)",
+            "{}: bad capture schema: no column kind (a column of format 1.3)",
             path.display()
         )
     );

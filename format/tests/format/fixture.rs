@@ -81,6 +81,8 @@ fn synthetic_v1_0_metadata() {
         segment_index: None,
         page_size: None,
         recovered: false,
+        read_with: None,
+        ..Default::default()
     };
     assert_eq!(reader.metadata(), &expected);
     let anchor = reader.metadata().clock_anchors[0];
@@ -522,7 +524,7 @@ fn synthetic_v1_1_expected() -> Vec<Event<'static>> {
             cpu: 2,
             lost_count: Some(5),
             source: Some("kernel".into()),
-            ..Default::default()
+        ..Default::default()
         },
         Event { kind: RowKind::Exit, ts_ns: START_NS + 19_000_000, exit_code: Some(768), ..helper.clone() },
         Event { kind: RowKind::Exit, ts_ns: START_NS + 20_000_000, exit_code: Some(0), ..app.clone() },
@@ -585,6 +587,8 @@ fn synthetic_v1_1_metadata_expected() -> CaptureMetadata {
         segment_index: Some(0),
         page_size: Some(4096),
         recovered: true,
+        read_with: None,
+        ..Default::default()
     }
 }
 

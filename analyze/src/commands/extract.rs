@@ -16,7 +16,10 @@ use mmap_format::{event::RowKind, reader::CaptureReader, schema::col};
 use crate::{
     cli::Inputs,
     derive::{self, Output, Parents, WrittenFormat},
-    engine::{Engine, filter::{RowFilter, literal}},
+    engine::{
+        Engine,
+        filter::{RowFilter, literal},
+    },
     input, output,
     replay::EFFECT_TIME,
     timespec::{Span, TimeSpec},
@@ -114,7 +117,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ))
     })?;
     let written = derive::write(
-        &output, &readers, &parents, rows, &metadata, "extracting", Some,
+        &output,
+        &readers,
+        &parents,
+        rows,
+        &metadata,
+        "extracting",
+        Some,
     )?;
     derive::print(&written, args.format)?;
     Ok(ExitCode::SUCCESS)

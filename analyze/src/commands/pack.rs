@@ -77,14 +77,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     for gap in segments::missing(&readers) {
-        output::note(&format!("{}; pack writes what the inputs hold", gap.sentence()));
+        output::note(&format!(
+            "{}; pack writes what the inputs hold",
+            gap.sentence()
+        ));
     }
     let output = Output::check(&args.output, args.force, &readers)?;
     let parents = Parents::hash(&readers)?;
     let mut metadata = derive::merge(&readers)?;
-    metadata
-        .provenance
-        .push(derive::derivation("pack", parents.files.clone(), Vec::new()));
+    metadata.provenance.push(derive::derivation(
+        "pack",
+        parents.files.clone(),
+        Vec::new(),
+    ));
     let rows = derive::all_rows(&readers)?;
     let written = derive::write(
         &output, &readers, &parents, rows, &metadata, "packing", Some,

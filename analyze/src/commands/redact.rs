@@ -3,7 +3,12 @@
 //! pseudonyms. docs/FORMAT.md ("Derived captures: redaction and provenance") has the table of
 //! what happens to each column and key.
 
-use std::{borrow::Cow, collections::BTreeMap, collections::HashMap, path::PathBuf, process::ExitCode};
+use std::{
+    borrow::Cow,
+    collections::{BTreeMap, HashMap},
+    path::PathBuf,
+    process::ExitCode,
+};
 
 use clap::ValueEnum;
 use mmap_format::{
@@ -200,9 +205,15 @@ impl Choices {
     /// of the values: they are hashed unless everything is kept.
     fn command_lines(&self) -> Mode {
         let all_kept = self.paths == PathMode::Keep
-            && [self.comm, self.ids, self.hostname, self.cgroups, self.inodes]
-                .iter()
-                .all(|m| *m == Mode::Keep);
+            && [
+                self.comm,
+                self.ids,
+                self.hostname,
+                self.cgroups,
+                self.inodes,
+            ]
+            .iter()
+            .all(|m| *m == Mode::Keep);
         if all_kept { Mode::Keep } else { Mode::Hash }
     }
 
@@ -310,10 +321,7 @@ impl Redactor {
             row.comm = Cow::Owned(self.comm(&row.comm));
         }
         if c.cgroups == Mode::Hash {
-            row.cgroup_path = row
-                .cgroup_path
-                .take()
-                .map(|p| Cow::Owned(self.cgroup(&p)));
+            row.cgroup_path = row.cgroup_path.take().map(|p| Cow::Owned(self.cgroup(&p)));
             row.cgroup_id = self.nonzero_u64("cgroup_id", row.cgroup_id);
         }
         if c.ids == Mode::Hash {
@@ -352,7 +360,8 @@ impl Redactor {
             .strip_prefix("[anon:")
             .and_then(|rest| rest.strip_suffix(']'))
         {
-            return (mode != PathMode::Drop).then(|| format!("[anon:{}]", self.hex("anon", name, 16)));
+            return (mode != PathMode::Drop)
+                .then(|| format!("[anon:{}]", self.hex("anon", name, 16)));
         }
         if mode == PathMode::Drop {
             return None;
@@ -493,7 +502,12 @@ impl Redactor {
             meta.targets.comms = meta.targets.comms.iter().map(|n| self.comm(n)).collect();
         }
         if c.cgroups == Mode::Hash {
-            meta.targets.cgroups = meta.targets.cgroups.iter().map(|p| self.cgroup(p)).collect();
+            meta.targets.cgroups = meta
+                .targets
+                .cgroups
+                .iter()
+                .map(|p| self.cgroup(p))
+                .collect();
         }
         if c.command_lines() == Mode::Hash {
             meta.command_line = self.command_line(&meta.command_line);
@@ -561,9 +575,7 @@ fn is_system(path: &str) -> bool {
         return false;
     }
     let mut parts = rest.split('/');
-    parts
-        .next()
-        .is_some_and(|top| SYSTEM_DIRS.contains(&top))
+    parts.next().is_some_and(|top| SYSTEM_DIRS.contains(&top))
         && !rest.split('/').any(|part| part == "." || part == "..")
 }
 
@@ -655,17 +667,32 @@ mod tests {
     #[test]
     fn paths_by_mode() {
         let mut r = redactor(PathMode::Dirs);
-        assert_eq!(r.path("/usr/lib/libc.so.6").as_deref(), Some("/usr/lib/libc.so.6"));
+        assert_eq!(
+            r.path("/usr/lib/libc.so.6").as_deref(),
+            Some("/usr/lib/libc.so.6")
+        );
         assert_eq!(r.path("[heap]").as_deref(), Some("[heap]"));
         let secret = r.path("/home/alice/project/model.bin").expect("hashed");
-        assert!(!secret.contains("alice") && secret.ends_with(".bin"), "{secret}");
+        assert!(
+            !secret.contains("alice") && secret.ends_with(".bin"),
+            "{secret}"
+        );
         assert_eq!(secret.split('/').count(), 5, "{secret}");
         let anon = r.path("[anon:secret pool]").expect("hashed");
-        assert!(anon.starts_with("[anon:") && !anon.contains("secret"), "{anon}");
+        assert!(
+            anon.starts_with("[anon:") && !anon.contains("secret"),
+            "{anon}"
+        );
         let memfd = r.path("/memfd:secret").expect("hashed");
-        assert!(memfd.starts_with("/memfd:") && !memfd.contains("secret"), "{memfd}");
+        assert!(
+            memfd.starts_with("/memfd:") && !memfd.contains("secret"),
+            "{memfd}"
+        );
         let cut = r.path("\u{2026}/alice/x.so").expect("hashed");
-        assert!(cut.starts_with("\u{2026}/") && !cut.contains("alice"), "{cut}");
+        assert!(
+            cut.starts_with("\u{2026}/") && !cut.contains("alice"),
+            "{cut}"
+        );
         // The same directory gives the same component.
         let other = r.path("/home/alice/other").expect("hashed");
         assert_eq!(secret.split('/').nth(2), other.split('/').nth(2));
@@ -698,10 +725,19 @@ mod tests {
         let path = out.file_path.as_deref().expect("path");
         let name = out.file_name.as_deref().expect("name");
         assert_eq!(path.rsplit('/').next(), Some(name));
-        assert!(!out.comm.contains("alice") && out.comm.len() <= 15, "{}", out.comm);
+        assert!(
+            !out.comm.contains("alice") && out.comm.len() <= 15,
+            "{}",
+            out.comm
+        );
         assert!(out.uid >= 0x8000_0000 && out.gid == 0);
         assert!(out.file_ino.is_some_and(|ino| ino != 1234 && ino != 0));
-        assert!(!out.cgroup_path.as_deref().unwrap_or_default().contains("alice"));
+        assert!(
+            !out.cgroup_path
+                .as_deref()
+                .unwrap_or_default()
+                .contains("alice")
+        );
         assert_ne!(out.cgroup_id, 77);
     }
 
@@ -713,7 +749,10 @@ mod tests {
         assert_eq!(r.argument("1234"), "1234");
         assert_eq!(r.argument("/usr/bin/mmap-recorder"), "mmap-recorder");
         let value = r.argument("--comm=secret");
-        assert!(value.starts_with("--comm=a-") && !value.contains("secret"), "{value}");
+        assert!(
+            value.starts_with("--comm=a-") && !value.contains("secret"),
+            "{value}"
+        );
         let path = r.argument("/home/alice/out.parquet");
         assert!(path.starts_with("a-") && !path.contains("alice"), "{path}");
         assert!(r.argument("---x").starts_with("a-"));
@@ -722,6 +761,9 @@ mod tests {
             .into();
         let redacted = r.command_line(&line);
         assert_eq!(redacted[..3], ["mmap-recorder", "record", "--"]);
-        assert!(redacted[3..].iter().all(|a| a.starts_with("a-")), "{redacted:?}");
+        assert!(
+            redacted[3..].iter().all(|a| a.starts_with("a-")),
+            "{redacted:?}"
+        );
     }
 }

@@ -135,7 +135,9 @@ impl Parents {
         for (reader, stamp) in readers.iter().zip(&self.stamps) {
             let now = std::fs::metadata(reader.path())
                 .map(|m| stamp_of(&m))
-                .with_context(|| format!("{}: cannot read its metadata", reader.path().display()))?;
+                .with_context(|| {
+                    format!("{}: cannot read its metadata", reader.path().display())
+                })?;
             if now != *stamp {
                 bail!(
                     "{}: changed while it was read (a recorder still writing it?); nothing was \
@@ -167,10 +169,7 @@ pub fn file_name(path: &Path) -> String {
 /// SHA-256 (64 lowercase hex digits) and size of the regular file at `path`, read in 1 MiB
 /// blocks without following it if it is a FIFO (O_NONBLOCK) or blocking on one; `read` is told
 /// the bytes of each block.
-pub fn sha256_file(
-    path: &Path,
-    mut read: impl FnMut(u64),
-) -> anyhow::Result<(String, u64, Stamp)> {
+pub fn sha256_file(path: &Path, mut read: impl FnMut(u64)) -> anyhow::Result<(String, u64, Stamp)> {
     let cannot = |err: io::Error| anyhow::anyhow!("{}: cannot read it: {err}", path.display());
     let mut file = std::fs::OpenOptions::new()
         .read(true)
@@ -443,7 +442,7 @@ impl Written {
             labels::thousands(self.rows),
             if self.rows == 1 { "row" } else { "rows" },
             self.inputs,
-            if self.inputs == 1{ "file" } else { "files" },
+            if self.inputs == 1 { "file" } else { "files" },
             labels::thousands(self.input_rows),
             if self.input_rows == 1 { "row" } else { "rows" },
             labels::human_bytes(self.bytes),
@@ -500,8 +499,8 @@ pub fn write(
         anyhow::anyhow!("{}: cannot write it: {err}", output.path().display())
     };
     let sink = io::BufWriter::with_capacity(1 << 20, temp.as_file().try_clone()?);
-    let mut writer = mmap_format::writer::CaptureWriter::new(sink, Default::default())
-        .map_err(writing)?;
+    let mut writer =
+        mmap_format::writer::CaptureWriter::new(sink, Default::default()).map_err(writing)?;
     let mut read = 0_u64;
     let mut skipped_unknown = 0_u64;
     for row in rows {
@@ -521,11 +520,20 @@ pub fn write(
     progress.finish();
     let rows = writer.rows_written();
     let sink = writer.finish(metadata).map_err(writing)?;
-    sink.into_inner()
-        .map_err(|err| anyhow::anyhow!("{}: cannot write it: {}", output.path().display(), err.error()))?;
+    sink.into_inner().map_err(|err| {
+        anyhow::anyhow!(
+            "{}: cannot write it: {}",
+            output.path().display(),
+            err.error()
+        )
+    })?;
     parents.check_unchanged(readers)?;
-    let (sha256, bytes) = sha256_written(temp.as_file_mut())
-        .with_context(|| format!("{}: cannot read back what was written", output.path().display()))?;
+    let (sha256, bytes) = sha256_written(temp.as_file_mut()).with_context(|| {
+        format!(
+            "{}: cannot read back what was written",
+            output.path().display()
+        )
+    })?;
     output.commit(temp)?;
     if skipped_unknown > 0 {
         out::note(&format!(

@@ -27,9 +27,9 @@ impl Output {
     /// inode, whatever its name).
     pub fn check(path: &Path, force: bool, inputs: &[CaptureReader]) -> anyhow::Result<Self> {
         let shown = path.display();
-        let name = path.file_name().with_context(|| {
-            format!("{shown}: not a file name to write a capture to")
-        })?;
+        let name = path
+            .file_name()
+            .with_context(|| format!("{shown}: not a file name to write a capture to"))?;
         let dir = match path.parent() {
             Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
             _ => PathBuf::from("."),
@@ -38,7 +38,10 @@ impl Output {
             anyhow::anyhow!("{shown}: cannot write there: {}: {err}", dir.display())
         })?;
         if !dir_meta.is_dir() {
-            bail!("{shown}: cannot write there: {} is not a directory", dir.display());
+            bail!(
+                "{shown}: cannot write there: {} is not a directory",
+                dir.display()
+            );
         }
         match fs::symlink_metadata(path) {
             Ok(meta) if meta.file_type().is_symlink() => bail!(
@@ -115,12 +118,15 @@ impl Output {
             {
                 bail!("{shown}: is no longer a regular file; it is not replaced");
             }
-            temp.persist(&self.path)
-                .map_err(|err| anyhow::anyhow!("{shown}: cannot rename it into place: {}", err.error))?;
+            temp.persist(&self.path).map_err(|err| {
+                anyhow::anyhow!("{shown}: cannot rename it into place: {}", err.error)
+            })?;
         } else {
             temp.persist_noclobber(&self.path).map_err(|err| {
                 if err.error.kind() == io::ErrorKind::AlreadyExists {
-                    anyhow::anyhow!("{shown}: appeared while it was written; give --force to replace it")
+                    anyhow::anyhow!(
+                        "{shown}: appeared while it was written; give --force to replace it"
+                    )
                 } else {
                     anyhow::anyhow!("{shown}: cannot rename it into place: {}", err.error)
                 }

@@ -2,12 +2,7 @@
 //! kind gets the same pseudonym under the same key (joins and counts still work, across
 //! captures too) and no one without the key can tell or test what a pseudonym stands for.
 
-use std::{
-    fmt,
-    io::Read as _,
-    os::unix::fs::OpenOptionsExt as _,
-    path::Path,
-};
+use std::{fmt, io::Read as _, os::unix::fs::OpenOptionsExt as _, path::Path};
 
 use anyhow::bail;
 use hmac::{Hmac, Mac as _};
@@ -70,7 +65,9 @@ impl Key {
             bail!("{shown}: the key file is larger than {MAX_KEY_BYTES} bytes; is it a key?");
         }
         if bytes.is_empty() {
-            bail!("{shown}: the key file is empty (make a key with `head -c 32 /dev/urandom > KEY`)");
+            bail!(
+                "{shown}: the key file is empty (make a key with `head -c 32 /dev/urandom > KEY`)"
+            );
         }
         Self::new(bytes).map_err(|err| anyhow::anyhow!("{shown}: {err}"))
     }

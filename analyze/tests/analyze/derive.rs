@@ -210,7 +210,10 @@ fn secret_capture(path: &Path) {
     meta.targets = Targets {
         system_wide: false,
         pids: vec![500],
-        command: Some(vec!["/home/zqalice/zqtool".to_owned(), "--zqselect".to_owned()]),
+        command: Some(vec![
+            "/home/zqalice/zqtool".to_owned(),
+            "--zqselect".to_owned(),
+        ]),
         comms: vec!["zqcomm-main".to_owned()],
         cgroups: vec!["/zqslice/zqunit.scope".to_owned()],
         follow_forks: true,
@@ -247,14 +250,21 @@ fn redact_leaves_no_original_name_anywhere_and_the_same_counts() {
     };
     // The check finds what is there.
     let before = leaks::find(&fs::read(&original).expect("read"), &secrets);
-    for place in ["value of comm", "value of file_path", "key-value metadata mmap_capture.hostname"]
-    {
+    for place in [
+        "value of comm",
+        "value of file_path",
+        "key-value metadata mmap_capture.hostname",
+    ] {
         assert!(
             before.iter().any(|p| p.starts_with(place)),
             "{place} not found in {before:#?}"
         );
     }
-    assert!(before.iter().any(|p| p.starts_with("id in the values of uid")));
+    assert!(
+        before
+            .iter()
+            .any(|p| p.starts_with("id in the values of uid"))
+    );
 
     for paths in ["hash", "dirs", "drop"] {
         let out = dir.path().join(format!("shared-{paths}.parquet"));
@@ -297,7 +307,10 @@ fn redact_leaves_no_original_name_anywhere_and_the_same_counts() {
         let rows = events_of(&out);
         let inos: Vec<_> = rows.iter().filter_map(|e| e.file_ino).collect();
         assert!(!inos.contains(&1234) && !inos.contains(&99), "{inos:?}");
-        assert!(rows.iter().any(|e| e.file_path.as_deref() == Some("[heap]")));
+        assert!(
+            rows.iter()
+                .any(|e| e.file_path.as_deref() == Some("[heap]"))
+        );
         for e in &rows {
             if let (Some(path), Some(name)) = (&e.file_path, &e.file_name) {
                 assert_eq!(path.rsplit('/').next(), Some(name.as_ref()), "{e:?}");
@@ -380,7 +393,10 @@ fn bad_keys_are_refused_without_showing_them() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{stderr}");
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
-        assert!(stderr.contains(says) && !stderr.contains("zq-short"), "{stderr}");
+        assert!(
+            stderr.contains(says) && !stderr.contains("zq-short"),
+            "{stderr}"
+        );
         assert!(!out.exists());
     }
     let missing = run([
@@ -422,7 +438,11 @@ fn an_output_is_never_an_input_a_directory_or_a_link_and_is_replaced_only_with_f
     let alias = dir.join("alias.parquet");
     fs::hard_link(&c.c, &alias).expect("hard link");
     fails(&alias, true, "is one of the inputs");
-    assert_eq!(fs::read(&c.c).expect("read"), before, "the input is untouched");
+    assert_eq!(
+        fs::read(&c.c).expect("read"),
+        before,
+        "the input is untouched"
+    );
     fails(dir, true, "is a directory");
     let link = dir.join("link.parquet");
     let target = dir.join("target.parquet");
@@ -432,7 +452,11 @@ fn an_output_is_never_an_input_a_directory_or_a_link_and_is_replaced_only_with_f
     assert_eq!(fs::read(&target).expect("read"), b"keep me");
     fails(&target, false, "--force");
     assert_eq!(fs::read(&target).expect("read"), b"keep me");
-    fails(&dir.join("no-such-dir/out.parquet"), false, "cannot write there");
+    fails(
+        &dir.join("no-such-dir/out.parquet"),
+        false,
+        "cannot write there",
+    );
 
     let output = pack(&target, true);
     assert!(output.status.success());
@@ -445,7 +469,12 @@ fn an_output_is_never_an_input_a_directory_or_a_link_and_is_replaced_only_with_f
     names.sort();
     assert_eq!(
         names,
-        ["alias.parquet", "c.parquet", "link.parquet", "target.parquet"]
+        [
+            "alias.parquet",
+            "c.parquet",
+            "link.parquet",
+            "target.parquet"
+        ]
     );
 
     // A wrong --where fails before anything is written.
@@ -570,7 +599,11 @@ fn extract_keeps_what_maps_needs_for_the_selected_processes() {
     for (pid, select, at) in [
         (600, vec!["--pid", "600"], time(10_000)),
         (500, vec!["--pid", "500", "--until", "+6us"], time(6_000)),
-        (600, vec!["--where", "pid = 600 AND kind = 'syscall'"], time(10_000)),
+        (
+            600,
+            vec!["--where", "pid = 600 AND kind = 'syscall'"],
+            time(10_000),
+        ),
     ] {
         let out = dir.join(format!("extract-{pid}.parquet"));
         let mut args = vec![

@@ -68,7 +68,10 @@ pub fn find(bytes: &[u8], secrets: &Secrets<'_>) -> Vec<String> {
         for (c, chunk) in group.columns().iter().enumerate() {
             let name = chunk.column_descr().name();
             if let Some(stats) = chunk.statistics() {
-                for bound in [stats.min_bytes_opt(), stats.max_bytes_opt()].into_iter().flatten() {
+                for bound in [stats.min_bytes_opt(), stats.max_bytes_opt()]
+                    .into_iter()
+                    .flatten()
+                {
                     if has_text(bound) {
                         found.push(format!("statistics of {name} in row group {g}"));
                     }

@@ -170,7 +170,10 @@ fn captures_made_from_a_real_recording() {
     let marked = |text: Option<&str>| text.is_some_and(|t| t.contains(MARK));
     assert!(rows.iter().any(|e| e.comm.starts_with(MARK)), "comm");
     assert!(rows.iter().any(|e| marked(e.file_path.as_deref())), "paths");
-    assert!(rows.iter().any(|e| marked(e.cgroup_path.as_deref())), "cgroup");
+    assert!(
+        rows.iter().any(|e| marked(e.cgroup_path.as_deref())),
+        "cgroup"
+    );
 
     // redact: nothing of the marked values, nor of the key, anywhere in the file.
     let key = base.path().join("key");
@@ -190,10 +193,20 @@ fn captures_made_from_a_real_recording() {
         ids: &[],
     };
     let found = leaks::find(&std::fs::read(&files[0]).expect("read"), &secrets);
-    assert!(!found.is_empty(), "the check sees the marks in the original");
+    assert!(
+        !found.is_empty(),
+        "the check sees the marks in the original"
+    );
     let found = leaks::find(&std::fs::read(&shared).expect("read"), &secrets);
-    assert!(found.is_empty(), "survives in the redacted capture: {found:#?}");
-    assert_eq!(summary_counts(&shared), summary_counts(&rec), "summary counts");
+    assert!(
+        found.is_empty(),
+        "survives in the redacted capture: {found:#?}"
+    );
+    assert_eq!(
+        summary_counts(&shared),
+        summary_counts(&rec),
+        "summary counts"
+    );
 
     // pack: one file, every row in order, the same summary.
     let packed = base.path().join("packed.parquet");
@@ -211,7 +224,10 @@ fn captures_made_from_a_real_recording() {
     assert_eq!(packed_meta.capture_id, meta.capture_id);
 
     // extract: the exec'd child (forked by the workload) rebuilds the same way.
-    let child = report.exec_child.as_ref().expect("the workload's exec child");
+    let child = report
+        .exec_child
+        .as_ref()
+        .expect("the workload's exec child");
     let extract = base.path().join("child.parquet");
     analyze_ok([
         OsStr::new("extract"),
@@ -244,10 +260,16 @@ fn captures_made_from_a_real_recording() {
     };
     let on_extract = maps(&extract);
     assert!(
-        on_extract["regions"].as_array().is_some_and(|r| !r.is_empty()),
+        on_extract["regions"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty()),
         "{on_extract}"
     );
-    assert_eq!(on_extract, maps(&rec), "maps on the extract and on the recording");
+    assert_eq!(
+        on_extract,
+        maps(&rec),
+        "maps on the extract and on the recording"
+    );
 
     // The redacted capture reads like any other: maps of the same child, same regions but for
     // the names.

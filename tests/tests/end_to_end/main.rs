@@ -6,10 +6,10 @@ mod derive;
 mod edges;
 mod faults;
 mod findings;
+mod fixtures;
 /// The places a value can survive in a capture file, shared with the analyzer's own tests.
 #[path = "../../../analyze/tests/analyze/leaks.rs"]
 mod leaks;
-mod fixtures;
 mod record_mmap;
 mod recorder;
 mod run_as;

@@ -82,7 +82,7 @@ Examples:
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let readers = derive::order(input::open(&args.inputs)?);
-    let output = Output::check(&args.output, args.force, &readers)?;
+    let output = Output::check(&args.output, args.force, &readers, &args.inputs.paths)?;
     let engine = Engine::open(&readers)?;
     let needs_rows = [args.filter.since, args.filter.until]
         .iter()

@@ -82,7 +82,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             gap.sentence()
         ));
     }
-    let output = Output::check(&args.output, args.force, &readers)?;
+    let output = Output::check(&args.output, args.force, &readers, &args.inputs.paths)?;
     let parents = Parents::hash(&readers)?;
     let mut metadata = derive::merge(&readers)?;
     metadata.provenance.push(derive::derivation(

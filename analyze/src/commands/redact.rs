@@ -152,7 +152,7 @@ impl PathMode {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let key = Key::read(&args.key_file)?;
     let readers = derive::order(input::open(&args.inputs)?);
-    let output = Output::check(&args.output, args.force, &readers)?;
+    let output = Output::check(&args.output, args.force, &readers, &args.inputs.paths)?;
     let parents = Parents::hash(&readers)?;
     let mut redactor = Redactor::new(
         key,
@@ -263,9 +263,13 @@ const CACHE_ENTRIES: usize = 1 << 16;
 pub struct Redactor {
     key: Key,
     choices: Choices,
-    /// (kind, value) -> pseudonym of the strings met, so a value repeated on many rows is hashed
+    /// kind -> value -> pseudonym of the strings met, so a value repeated on many rows is hashed
     /// once.
-    cache: HashMap<(&'static str, String), String>,
+    cache: HashMap<&'static str, HashMap<String, String>>,
+    /// (kind, number) -> pseudonym of the numbers met.
+    numbers: HashMap<(&'static str, u64), u64>,
+    /// Entries in both caches.
+    cached: usize,
 }
 
 impl Redactor {
@@ -274,21 +278,44 @@ impl Redactor {
             key,
             choices,
             cache: HashMap::new(),
+            numbers: HashMap::new(),
+            cached: 0,
         }
     }
 
     /// The first `digits` hex digits of the pseudonym of `value` as `kind`, cached.
     fn hex(&mut self, kind: &'static str, value: &str, digits: usize) -> String {
-        if let Some(known) = self.cache.get(&(kind, value.to_owned())) {
+        if let Some(known) = self.cache.get(kind).and_then(|values| values.get(value)) {
             return known.clone();
         }
         let pseudonym = self.key.hex(kind, value.as_bytes(), digits);
-        if self.cache.len() >= CACHE_ENTRIES {
-            self.cache.clear();
-        }
+        self.make_room();
         self.cache
-            .insert((kind, value.to_owned()), pseudonym.clone());
+            .entry(kind)
+            .or_default()
+            .insert(value.to_owned(), pseudonym.clone());
         pseudonym
+    }
+
+    /// The MAC of `value` as `kind`, as a u64, cached.
+    fn number(&mut self, kind: &'static str, value: u64) -> u64 {
+        if let Some(known) = self.numbers.get(&(kind, value)) {
+            return *known;
+        }
+        let pseudonym = self.key.u64(kind, value);
+        self.make_room();
+        self.numbers.insert((kind, value), pseudonym);
+        pseudonym
+    }
+
+    /// Empties the caches when they are full (bounds their memory).
+    fn make_room(&mut self) {
+        if self.cached >= CACHE_ENTRIES {
+            self.cache.clear();
+            self.numbers.clear();
+            self.cached = 0;
+        }
+        self.cached += 1;
     }
 
     /// A redacted row.
@@ -419,20 +446,20 @@ impl Redactor {
 
     /// An id: 0 stays 0 (root); any other becomes a number with the top bit set (2^31 and
     /// above, never a real id of a usual system), from its pseudonym.
-    fn id(&mut self, kind: &str, id: u32) -> u32 {
+    fn id(&mut self, kind: &'static str, id: u32) -> u32 {
         if id == 0 {
             return 0;
         }
-        let low = u32::try_from(self.key.u64(kind, u64::from(id)) & 0x7fff_ffff).unwrap_or(0);
+        let low = u32::try_from(self.number(kind, u64::from(id)) & 0x7fff_ffff).unwrap_or(0);
         0x8000_0000 | low
     }
 
     /// A number: 0 stays 0 (none); any other becomes a non-zero number from its pseudonym.
-    fn nonzero_u64(&mut self, kind: &str, value: u64) -> u64 {
+    fn nonzero_u64(&mut self, kind: &'static str, value: u64) -> u64 {
         if value == 0 {
             return 0;
         }
-        self.key.u64(kind, value).max(1)
+        self.number(kind, value).max(1)
     }
 
     /// A command line of the recorder: its option names (`-o`, `--comm`) and plain numbers

@@ -506,7 +506,7 @@ pub fn write(
     for row in rows {
         let row = row?;
         read += 1;
-        if read % 4096 == 0 {
+        if read.is_multiple_of(4096) {
             progress.update(read);
         }
         if row.kind == RowKind::Other || row.syscall == Some(Syscall::Other) {

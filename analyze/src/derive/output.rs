@@ -21,15 +21,21 @@ pub struct Output {
 }
 
 impl Output {
-    /// Checks that `path` may be written: its directory exists; it is not a directory or a
-    /// symbolic link (never replaced, even with `force`); an existing file is replaced only
-    /// with `force`, and never when it is one of the `inputs` (the same file by device and
-    /// inode, whatever its name).
-    pub fn check(path: &Path, force: bool, inputs: &[CaptureReader]) -> anyhow::Result<Self> {
+    /// Checks that `path` may be written: its directory exists and is not a directory given as
+    /// an input (`args`: the file would be read as one more segment of it); it is not a
+    /// directory or a symbolic link (never replaced, even with `force`); an existing file is
+    /// replaced only with `force`, and never when it is one of the `inputs` (the same file by
+    /// device and inode, whatever its name).
+    pub fn check(
+        path: &Path,
+        force: bool,
+        inputs: &[CaptureReader],
+        args: &[PathBuf],
+    ) -> anyhow::Result<Self> {
         let shown = path.display();
-        let name = path
-            .file_name()
-            .with_context(|| format!("{shown}: not a file name to write a capture to"))?;
+        if path.file_name().is_none() {
+            bail!("{shown}: not a file name to write a capture to");
+        }
         let dir = match path.parent() {
             Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
             _ => PathBuf::from("."),
@@ -41,6 +47,17 @@ impl Output {
             bail!(
                 "{shown}: cannot write there: {} is not a directory",
                 dir.display()
+            );
+        }
+        let same_dir = |arg: &PathBuf| {
+            fs::metadata(arg)
+                .is_ok_and(|m| m.is_dir() && m.dev() == dir_meta.dev() && m.ino() == dir_meta.ino())
+        };
+        if let Some(arg) = args.iter().find(|arg| same_dir(arg)) {
+            bail!(
+                "{shown}: is in {}, a directory given as input: commands reading it would take \
+                 the new file for one more segment; write it elsewhere",
+                arg.display()
             );
         }
         match fs::symlink_metadata(path) {
@@ -71,7 +88,6 @@ impl Output {
             Err(err) if err.kind() == io::ErrorKind::NotFound => {}
             Err(err) => bail!("{shown}: cannot check it: {err}"),
         }
-        let _ = name;
         Ok(Self {
             path: path.to_path_buf(),
             dir,

@@ -551,6 +551,18 @@ fn pack_joins_the_segments_of_a_capture_into_one_file() {
     ]);
     assert_eq!(events_of(&reordered), want);
 
+    // Never into a directory given as input: it would read as one more segment.
+    let inside = segments.join("packed.parquet");
+    let output = run([
+        "pack".as_ref(),
+        segments.as_os_str(),
+        "-o".as_ref(),
+        inside.as_os_str(),
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("a directory given as input"));
+    assert!(!inside.exists());
+
     // Two captures are not one.
     let c = FixtureC::new();
     let output = run([

@@ -87,7 +87,7 @@ pub fn find(bytes: &[u8], secrets: &Secrets<'_>) -> Vec<String> {
             match index {
                 Some(ColumnIndexMetaData::BYTE_ARRAY(pages)) => {
                     let bounds = pages.min_values_iter().chain(pages.max_values_iter());
-                    if bounds.flatten().any(|b| has_text(b)) {
+                    if bounds.flatten().any(&has_text) {
                         found.push(format!("page index of {name} in row group {g}"));
                     }
                 }

@@ -299,4 +299,28 @@ fn captures_made_from_a_real_recording() {
             .collect()
     };
     assert_eq!(ranges(&redacted_maps), ranges(&on_extract));
+
+    // record -> redact -> extract: the extract of the redacted copy stays redacted, names both
+    // steps, and still holds nothing of the marks.
+    let shared_child = base.path().join("shared-child.parquet");
+    analyze_ok([
+        OsStr::new("extract"),
+        shared.as_os_str(),
+        OsStr::new("-o"),
+        shared_child.as_os_str(),
+        OsStr::new("--pid"),
+        OsStr::new(&child.pid.to_string()),
+    ]);
+    let (child_meta, child_rows) = read_capture(&shared_child);
+    assert_eq!(child_rows.len(), extracted.len());
+    assert!(child_meta.redaction.is_some());
+    let steps: Vec<&str> = child_meta
+        .provenance
+        .iter()
+        .map(|s| s.operation.as_str())
+        .collect();
+    assert_eq!(steps, ["redact", "extract"]);
+    let found = leaks::find(&std::fs::read(&shared_child).expect("read"), &secrets);
+    assert!(found.is_empty(), "survives in the extract: {found:#?}");
+    assert_eq!(summary_counts(&shared_child), summary_counts(&extract));
 }

@@ -120,8 +120,8 @@ pub enum PathMode {
     /// stay visible); kernel names ([heap], [stack], [vdso], ...) stay.
     Hash,
     /// Keep paths under well-known system directories (/usr except /usr/local, /lib*, /bin,
-    /// /sbin, /etc, /proc, /sys, /dev except /dev/shm) and every file's extension; hash the
-    /// rest as `hash` does.
+    /// /sbin, /etc, /proc, /sys, /dev except /dev/shm); hash every other path as `hash` does,
+    /// but keep its file's extension (`.so.6`, `.bin`).
     Dirs,
     /// Remove paths and file names (the kernel names [heap], [stack], ... stay).
     Drop,

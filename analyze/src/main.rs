@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 mod cli;
 mod commands;
+mod derive;
 mod engine;
 mod events;
 mod findings;
@@ -57,7 +58,10 @@ Examples:
   mmap-analyze top rec/ --by bytes --group file
   mmap-analyze events rec/ --where \"len > 1048576 AND prot_names(prot) LIKE '%EXEC%'\"
   mmap-analyze report rec/ -o report.html
-  mmap-analyze recover rec/";
+  mmap-analyze recover rec/
+  mmap-analyze redact rec/ -o shared.parquet --key-file incident.key
+  mmap-analyze extract rec/ -o pid1234.parquet --pid 1234 --until +10s
+  mmap-analyze pack rec/ -o rec.parquet";
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -74,6 +78,9 @@ enum Command {
     Export(commands::export::Args),
     Report(commands::report::Args),
     Recover(recover::Args),
+    Redact(commands::redact::Args),
+    Extract(commands::extract::Args),
+    Pack(commands::pack::Args),
 }
 
 fn main() -> ExitCode {
@@ -95,6 +102,9 @@ fn main() -> ExitCode {
         Command::Replay(args) => commands::replay::run(args),
         Command::Export(args) => commands::export::run(args),
         Command::Diff(args) => commands::diff::run(args),
+        Command::Redact(args) => commands::redact::run(args),
+        Command::Extract(args) => commands::extract::run(args),
+        Command::Pack(args) => commands::pack::run(args),
     };
     match result {
         Ok(code) => code,

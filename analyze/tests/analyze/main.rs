@@ -4,6 +4,7 @@
 mod cli;
 mod common;
 mod corpus;
+mod derive;
 mod diff;
 mod errors;
 mod events;
@@ -12,6 +13,7 @@ mod findings;
 mod hostile;
 mod inputs;
 mod latency;
+mod leaks;
 mod maps;
 mod progress;
 mod recover;

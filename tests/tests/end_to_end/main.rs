@@ -2,10 +2,14 @@
 //!
 //! Tests that load eBPF are `#[ignore = "needs root"]`: `make test` runs them as root with
 //! `--include-ignored`; a run without root lists them as ignored instead of passing them.
+mod derive;
 mod edges;
 mod faults;
 mod findings;
 mod fixtures;
+/// The places a value can survive in a capture file, shared with the analyzer's own tests.
+#[path = "../../../analyze/tests/analyze/leaks.rs"]
+mod leaks;
 mod record_mmap;
 mod recorder;
 mod run_as;

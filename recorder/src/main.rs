@@ -21,6 +21,7 @@ macro_rules! say_part {
 }
 
 mod btf;
+mod chain;
 mod cgroups;
 mod clock;
 mod convert;

@@ -57,7 +57,9 @@ Examples:
   mmap-analyze top rec/ --by bytes --group file
   mmap-analyze events rec/ --where \"len > 1048576 AND prot_names(prot) LIKE '%EXEC%'\"
   mmap-analyze report rec/ -o report.html
-  mmap-analyze recover rec/";
+  mmap-analyze recover rec/
+  mmap-analyze info rec/
+  mmap-analyze verify rec/";
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -74,6 +76,8 @@ enum Command {
     Export(commands::export::Args),
     Report(commands::report::Args),
     Recover(recover::Args),
+    Info(commands::info::Args),
+    Verify(commands::verify::Args),
 }
 
 fn main() -> ExitCode {
@@ -95,6 +99,8 @@ fn main() -> ExitCode {
         Command::Replay(args) => commands::replay::run(args),
         Command::Export(args) => commands::export::run(args),
         Command::Diff(args) => commands::diff::run(args),
+        Command::Info(args) => commands::info::run(args),
+        Command::Verify(args) => commands::verify::run(args),
     };
     match result {
         Ok(code) => code,

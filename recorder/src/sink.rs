@@ -493,14 +493,18 @@ impl Writer {
         if let Some(chain) = self.chain.as_mut() {
             chain.manifest.complete = true;
         }
-        self.write_manifest()
+        self.write_manifest();
+        Ok(())
     }
 
-    /// Replaces the manifest of a directory capture with what is known now.
-    fn write_manifest(&self) -> anyhow::Result<()> {
-        match &self.chain {
-            Some(chain) => chain.write(&self.setup.dir, self.setup.owner.as_ref()),
-            None => Ok(()),
+    /// Replaces the manifest of a directory capture with what is known now. A failure is said
+    /// and the recording goes on: the segments are whole without it (`verify` will miss it),
+    /// and the next finished segment tries again.
+    fn write_manifest(&self) {
+        if let Some(chain) = &self.chain
+            && let Err(err) = chain.write(&self.setup.dir, self.setup.owner.as_ref())
+        {
+            say!("\nmmap-recorder: warning: the capture's manifest was not updated: {err:#}");
         }
     }
 
@@ -655,11 +659,23 @@ impl Writer {
         let _ = self.setup.dir.remove(&journal_name(&seg.path)?);
         // Read back and hashed here, on the writer thread (the drain never waits for it), from
         // what is on disk: the link and the manifest vouch for the file as it is.
+        // A segment that cannot be read back is said, not fatal: the next one then has no link
+        // and the manifest does not list it, which `verify` reports.
         let hashed = match self.chain {
-            Some(_) => Some(
-                chain::hash_segment(&self.setup.dir, name_of(&seg.path)?, &meta, rows)
-                    .map_err(|e| write_error(&seg.path, e))?,
-            ),
+            Some(_) => {
+                match chain::hash_segment(&self.setup.dir, name_of(&seg.path)?, &meta, rows) {
+                    Ok(segment) => Some(segment),
+                    Err(err) => {
+                        say!(
+                            "\nmmap-recorder: warning: {} was not hashed for the segment chain: \
+                             {err:#}",
+                            seg.path.display()
+                        );
+                        self.last_link = None;
+                        None
+                    }
+                }
+            }
             None => None,
         };
         self.files.push(Closed {
@@ -672,7 +688,8 @@ impl Writer {
             chain.finished(segment);
         }
         self.enforce_keep();
-        self.write_manifest()
+        self.write_manifest();
+        Ok(())
     }
 
     fn maybe_rotate(&mut self) -> anyhow::Result<()> {

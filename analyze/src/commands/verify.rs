@@ -325,7 +325,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     progress.finish();
 
     for found_manifest in &manifests {
-        check_manifest(found_manifest, &mut report);
+        let whole_dir = dir_inputs
+            .iter()
+            .any(|d| *d == parent_of(&found_manifest.path));
+        check_manifest(found_manifest, whole_dir, &mut report);
     }
     check_chains(&manifests, &dir_inputs, &mut report);
     if !args.parents.is_empty() {
@@ -481,13 +484,19 @@ fn examine(
 }
 
 /// The manifest against the files of its directory.
-fn check_manifest(found: &FoundManifest, report: &mut Report) {
-    let (problems, notes) = manifest_problems(found, &report.files);
+fn check_manifest(found: &FoundManifest, whole_dir: bool, report: &mut Report) {
+    let (problems, notes) = manifest_problems(found, whole_dir, &report.files);
     report.problems.extend(problems);
     report.notes.extend(notes);
 }
 
-fn manifest_problems(found: &FoundManifest, files: &[Examined]) -> (Vec<Problem>, Vec<String>) {
+/// With `whole_dir` (the directory is an INPUT) a segment listed but not there is missing;
+/// otherwise only the files given are checked against their entries.
+fn manifest_problems(
+    found: &FoundManifest,
+    whole_dir: bool,
+    files: &[Examined],
+) -> (Vec<Problem>, Vec<String>) {
     let mut problems = Vec::new();
     let mut notes = Vec::new();
     let dir = parent_of(&found.path);
@@ -513,6 +522,9 @@ fn manifest_problems(found: &FoundManifest, files: &[Examined]) -> (Vec<Problem>
             continue;
         }
         let Some(file) = files.iter().find(|f| f.path_buf == in_dir) else {
+            if !whole_dir {
+                continue;
+            }
             let there = fs::symlink_metadata(&in_dir).is_ok();
             add(
                 &mut problems,

@@ -136,6 +136,27 @@ impl Output {
                         );
                     }
                 }
+                // Killed after the footer, before the journal was removed (which recovery just
+                // did): the segment is whole but was never listed.
+                Err(mmap_format::FormatError::AlreadyComplete { .. }) => {
+                    let listed = CaptureReader::open(&path)
+                        .map_err(anyhow::Error::from)
+                        .and_then(|reader| {
+                            let done = recover::Recovered {
+                                rows: reader.num_rows(),
+                                row_groups: reader.num_row_groups(),
+                                bytes_dropped: 0,
+                                metadata: reader.metadata().clone(),
+                            };
+                            self.list_recovered(&path, &done, owner)
+                        });
+                    if let Err(err) = listed {
+                        say!(
+                            "mmap-recorder: could not add {} to its capture's manifest: {err:#}",
+                            path.display()
+                        );
+                    }
+                }
                 Err(err) => say!("mmap-recorder: could not recover {}: {err}", path.display()),
             }
         }

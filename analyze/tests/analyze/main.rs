@@ -10,6 +10,7 @@ mod events;
 mod export;
 mod findings;
 mod hostile;
+mod integrity;
 mod inputs;
 mod latency;
 mod maps;

@@ -286,3 +286,83 @@ fn edit_attach_mode(path: &Path) {
     std::fs::write(path, bytes).expect("write");
     assert_ne!(read_capture(path).0.attach_mode, mode, "the value was edited");
 }
+
+/// A recorder killed while writing a directory capture: the next start completes the segment
+/// it was writing, which keeps its link to the segment before, and adds it to that capture's
+/// manifest; the directory (both captures) then verifies.
+#[test]
+#[ignore = "needs root"]
+fn a_segment_recovered_at_the_next_start_keeps_its_link_and_joins_the_manifest() {
+    require_root!();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rec = dir.path().join("rec");
+    let out_arg = format!("{}/", rec.display());
+    let work = dir.path().join("work");
+    std::fs::create_dir(&work).expect("mkdir");
+    let (mut first, _) = mmap_capture_tests::start_recorder(
+        &["-q", "--rotate-size", "16KiB", "--flush-interval", "100ms"],
+        Path::new(&out_arg),
+    );
+    // Killed while the workload runs: rows keep coming, a segment is being written.
+    let mut workload = Command::new(workspace_bin("mmap-workload"))
+        .args(["--duration", "3s", "--dir"])
+        .arg(&work)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("workload");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    first.kill().expect("SIGKILL");
+    let _ = first.wait();
+    assert!(workload.wait().expect("workload").success());
+    let journaled: Vec<PathBuf> = segments(&rec)
+        .into_iter()
+        .filter(|p| mmap_format::journal::journal_path(p).exists())
+        .collect();
+    assert_eq!(journaled.len(), 1, "one segment was being written");
+    let interrupted = journaled[0].clone();
+    let name = interrupted
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+
+    let (second, stderr) =
+        mmap_capture_tests::start_recorder(&["-q", "--duration", "200ms"], Path::new(&out_arg));
+    let out = second.wait_with_output().expect("second run");
+    let stderr = stderr.join().expect("stderr");
+    assert!(out.status.success(), "{stderr}");
+    // Killed between the footer and the journal's removal, the segment is whole already.
+    let recovered = stderr.contains("completed the interrupted capture");
+    assert!(
+        !mmap_format::journal::journal_path(&interrupted).exists(),
+        "{stderr}"
+    );
+
+    let (meta, _) = read_capture(&interrupted);
+    assert_eq!(meta.recovered, recovered);
+    let index = meta.segment_index.expect("an index");
+    let manifest_path = rec.join(manifest_name(&name).expect("a segment name"));
+    let manifest =
+        Manifest::parse(&std::fs::read(&manifest_path).expect("manifest")).expect("parse");
+    assert!(!manifest.complete, "that recording never finished");
+    let listed = manifest
+        .segments
+        .iter()
+        .find(|s| s.file == name)
+        .expect("the recovered segment is listed");
+    assert_eq!(listed.recovered, recovered);
+    assert_eq!(listed.sha256, sha256(&interrupted));
+    assert!(index > 0, "segments were rotated before the kill");
+    {
+        let link = meta.previous_segment.expect("the recovered segment keeps its link");
+        let before = manifest
+            .segments
+            .iter()
+            .find(|s| s.segment_index == index - 1)
+            .expect("the segment before is listed");
+        assert_eq!((&link.file, &link.sha256), (&before.file, &before.sha256));
+    }
+    let (code, report, stderr) = verify(&[&rec]);
+    assert_eq!(code, 0, "{report:#} {stderr}");
+    assert_eq!(report["manifests"].as_array().expect("manifests").len(), 2);
+}

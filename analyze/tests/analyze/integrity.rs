@@ -73,7 +73,7 @@ fn write_directory(dir: &Path, n: u32) -> Vec<PathBuf> {
 fn verify_json(args: &[&Path]) -> (i32, serde_json::Value) {
     let mut all: Vec<&std::ffi::OsStr> = vec!["verify".as_ref()];
     all.extend(args.iter().map(|p| p.as_os_str()));
-    all.extend(["--format".as_ref(), "json".as_ref()]);
+    all.extend([std::ffi::OsStr::new("--format"), std::ffi::OsStr::new("json")]);
     let out = run(all);
     (
         out.status.code().expect("exit code"),

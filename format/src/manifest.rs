@@ -96,7 +96,9 @@ impl Manifest {
         }
         let manifest: Self = serde_json::from_slice(bytes)?;
         if manifest.kind != MANIFEST_KIND {
-            return Err(ManifestError::Kind(manifest.kind.chars().take(64).collect()));
+            return Err(ManifestError::Kind(
+                manifest.kind.chars().take(64).collect(),
+            ));
         }
         if manifest.version != MANIFEST_VERSION {
             return Err(ManifestError::Version(manifest.version));

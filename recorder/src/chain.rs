@@ -133,7 +133,10 @@ pub fn record_recovered(
     let manifest_file = OsString::from(manifest_file);
     let mut manifest = match dir.read_small(&manifest_file, MAX_MANIFEST_BYTES)? {
         Some(bytes) => Manifest::parse(&bytes).with_context(|| {
-            format!("{} is not a manifest", dir.path_of(&manifest_file).display())
+            format!(
+                "{} is not a manifest",
+                dir.path_of(&manifest_file).display()
+            )
         })?,
         None => Manifest::new(capture_id),
     };

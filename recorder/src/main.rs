@@ -21,8 +21,8 @@ macro_rules! say_part {
 }
 
 mod btf;
-mod chain;
 mod cgroups;
+mod chain;
 mod clock;
 mod convert;
 mod host;

@@ -478,12 +478,15 @@ impl OutDir {
         temp.push(name);
         temp.push(".tmp");
         // One left by a recorder killed while writing it.
-        match unlinkat(self.fd.as_fd(), temp.as_os_str(), UnlinkatFlags::NoRemoveDir) {
+        match unlinkat(
+            self.fd.as_fd(),
+            temp.as_os_str(),
+            UnlinkatFlags::NoRemoveDir,
+        ) {
             Ok(()) | Err(Errno::ENOENT) => {}
             Err(e) => {
-                return Err(e).with_context(|| {
-                    format!("cannot remove {}", self.path_of(&temp).display())
-                });
+                return Err(e)
+                    .with_context(|| format!("cannot remove {}", self.path_of(&temp).display()));
             }
         }
         let mut file = self.create(&temp, false, owner)?;
@@ -493,7 +496,8 @@ impl OutDir {
             return Err(err).with_context(|| format!("writing {}", self.path_of(&temp).display()));
         }
         drop(file);
-        if let Err(err) = nix::fcntl::renameat(self.fd.as_fd(), temp.as_os_str(), self.fd.as_fd(), name)
+        if let Err(err) =
+            nix::fcntl::renameat(self.fd.as_fd(), temp.as_os_str(), self.fd.as_fd(), name)
         {
             let _ = self.remove(&temp);
             return Err(std::io::Error::from(err))

@@ -876,12 +876,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let kernel = Arc::new(Mutex::new(Counters::default()));
         let mut writer = writer(dir.path(), &kernel);
-        let manifest_path = dir.path().join(
-            manifest_name(&segment_name(&writer.setup.template, 0)).expect("a segment name"),
-        );
-        let read_manifest = || {
-            Manifest::parse(&std::fs::read(&manifest_path).expect("manifest")).expect("parse")
-        };
+        let manifest_path = dir
+            .path()
+            .join(manifest_name(&segment_name(&writer.setup.template, 0)).expect("a segment name"));
+        let read_manifest =
+            || Manifest::parse(&std::fs::read(&manifest_path).expect("manifest")).expect("parse");
         for calls in [2, 1] {
             let mut batch = Vec::new();
             for _ in 0..calls {
@@ -903,8 +902,7 @@ mod tests {
         assert_eq!(manifest.capture_id, "0123abcd");
         assert_eq!(manifest.segments.len(), 3);
         for (index, (path, listed)) in files.iter().zip(&manifest.segments).enumerate() {
-            let (sha256, bytes) =
-                chain::sha256_of(&File::open(path).expect("open")).expect("hash");
+            let (sha256, bytes) = chain::sha256_of(&File::open(path).expect("open")).expect("hash");
             assert_eq!(listed.segment_index, index as u32);
             assert_eq!(
                 (listed.sha256.as_str(), listed.bytes),

@@ -26,8 +26,7 @@ use serde::Serialize;
 use super::verify::{FoundManifest, bounded, manifests_in};
 use crate::{
     cli::Inputs,
-    input,
-    labels,
+    input, labels,
     loss::{LossWindow, LossWindows},
     output, segments, table,
 };
@@ -298,7 +297,9 @@ fn describe(
 
 fn add(total: &mut Counters, more: &Counters) {
     total.emitted = total.emitted.saturating_add(more.emitted);
-    total.lost_ringbuf_full = total.lost_ringbuf_full.saturating_add(more.lost_ringbuf_full);
+    total.lost_ringbuf_full = total
+        .lost_ringbuf_full
+        .saturating_add(more.lost_ringbuf_full);
     total.orphan_exits = total.orphan_exits.saturating_add(more.orphan_exits);
     total.entry_map_full = total.entry_map_full.saturating_add(more.entry_map_full);
     total.decode_errors = total.decode_errors.saturating_add(more.decode_errors);
@@ -315,11 +316,10 @@ fn file_name(path: &Path) -> String {
 fn count_kinds(reader: &CaptureReader, counts: &mut BTreeMap<String, u64>) -> anyhow::Result<()> {
     let path = reader.path().to_path_buf();
     let damaged = |detail: String| anyhow::anyhow!("{}: damaged: {detail}", path.display());
-    let file = std::fs::File::open(&path)
-        .with_context(|| format!("{}: cannot open", path.display()))?;
+    let file =
+        std::fs::File::open(&path).with_context(|| format!("{}: cannot open", path.display()))?;
     let result = guard::catch(|| -> Result<(), String> {
-        let builder =
-            ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| e.to_string())?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| e.to_string())?;
         let schema = builder.parquet_schema();
         let Some(root) = builder
             .schema()
@@ -371,7 +371,11 @@ fn count_kinds(reader: &CaptureReader, counts: &mut BTreeMap<String, u64>) -> an
 
 fn bump(counts: &mut BTreeMap<String, u64>, name: &str, n: u64) {
     let known = counts.contains_key(name) || counts.len() < KINDS;
-    let key = if known { bounded(name) } else { "other".to_owned() };
+    let key = if known {
+        bounded(name)
+    } else {
+        "other".to_owned()
+    };
     *counts.entry(key).or_default() += n;
 }
 
@@ -391,13 +395,19 @@ fn integrity(group: &[&CaptureReader], first: &CaptureMetadata) -> Integrity {
             .find(|m| m.manifest.capture_id == *id),
         _ => None,
     };
-    let size_of = |name: &str| std::fs::symlink_metadata(dir.join(name)).ok().map(|m| m.len());
+    let size_of = |name: &str| {
+        std::fs::symlink_metadata(dir.join(name))
+            .ok()
+            .map(|m| m.len())
+    };
     // The chain: each later segment's link against the file before it.
     let mut chain_consistent = None;
     for pair in group.windows(2) {
         let (before, after) = (pair[0], pair[1]);
-        let (Some(b), Some(a)) = (before.metadata().segment_index, after.metadata().segment_index)
-        else {
+        let (Some(b), Some(a)) = (
+            before.metadata().segment_index,
+            after.metadata().segment_index,
+        ) else {
             continue;
         };
         if a != b + 1 {
@@ -456,10 +466,7 @@ fn integrity(group: &[&CaptureReader], first: &CaptureMetadata) -> Integrity {
         }
         manifest_consistent = Some(ok);
     } else if named_as_segment && first.capture_id.is_some() && first.format_version.minor >= 3 {
-        problems.push(format!(
-            "no manifest of this capture in {}",
-            dir.display()
-        ));
+        problems.push(format!("no manifest of this capture in {}", dir.display()));
     }
     Integrity {
         kind: if derived {
@@ -608,7 +615,11 @@ fn write_table(out: &mut impl Write, info: &Info) -> std::io::Result<()> {
                 .map(|p| {
                     format!(
                         "{} (sha256 {}…, {} rows)",
-                        if p.file.is_empty() { "(name hidden)" } else { &p.file },
+                        if p.file.is_empty() {
+                            "(name hidden)"
+                        } else {
+                            &p.file
+                        },
                         p.sha256.chars().take(16).collect::<String>(),
                         labels::thousands(p.rows)
                     )

@@ -266,7 +266,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let is_dir = fs::metadata(arg).is_ok_and(|m| m.is_dir());
         if is_dir {
             dir_inputs.insert(arg.clone());
-            from_dirs.extend(found.files.get(before..).unwrap_or_default().iter().cloned());
+            from_dirs.extend(
+                found
+                    .files
+                    .get(before..)
+                    .unwrap_or_default()
+                    .iter()
+                    .cloned(),
+            );
         }
     }
     input::note_skipped(&found);
@@ -318,7 +325,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 continue;
             }
             let shown = examined.path.clone();
-            report.problem(&shown, name_index(&examined.name), "damaged", bounded(error));
+            report.problem(
+                &shown,
+                name_index(&examined.name),
+                "damaged",
+                bounded(error),
+            );
         }
         report.files.push(examined);
     }
@@ -551,7 +563,7 @@ fn manifest_problems(
         let entry = match holds {
             Some(held) if held != entry.segment_index => {
                 add(
-                &mut problems,
+                    &mut problems,
                     &shown,
                     holds,
                     "reordered",
@@ -608,19 +620,19 @@ fn manifest_problems(
                 ),
             );
         }
-        if let Some(meta) = &file.meta {
-            if meta.capture_id.as_deref() != Some(manifest.capture_id.as_str()) {
-                add(
+        if let Some(meta) = &file.meta
+            && meta.capture_id.as_deref() != Some(manifest.capture_id.as_str())
+        {
+            add(
                 &mut problems,
-                    &shown,
-                    meta.segment_index,
-                    "extra",
-                    format!(
-                        "belongs to capture {}, not to capture {id} whose manifest lists it",
-                        meta.capture_id.as_deref().map_or("(none)".into(), bounded)
-                    ),
-                );
-            }
+                &shown,
+                meta.segment_index,
+                "extra",
+                format!(
+                    "belongs to capture {}, not to capture {id} whose manifest lists it",
+                    meta.capture_id.as_deref().map_or("(none)".into(), bounded)
+                ),
+            );
         }
     }
     // Files here of this capture, or named as its segments, that the manifest does not list.
@@ -647,7 +659,8 @@ fn manifest_problems(
         // completes it: the next index, linked to the last listed segment, is expected then.
         let next_of_unfinished = !manifest.complete
             && same_capture
-            && index.is_some() && index == last_listed.map(|l| l + 1);
+            && index.is_some()
+            && index == last_listed.map(|l| l + 1);
         if next_of_unfinished {
             notes.push(format!(
                 "{}: segment {} is not in {shown_manifest} yet: the recording has not finished \
@@ -661,7 +674,7 @@ fn manifest_problems(
     }
     for (path, index, same_capture) in extra {
         add(
-                &mut problems,
+            &mut problems,
             &path,
             index,
             "extra",
@@ -706,11 +719,7 @@ fn show_index(index: Option<u32>) -> String {
 }
 
 /// The chain and the continuity of each capture's segments among the files examined.
-fn check_chains(
-    manifests: &[FoundManifest],
-    dir_inputs: &BTreeSet<PathBuf>,
-    report: &mut Report,
-) {
+fn check_chains(manifests: &[FoundManifest], dir_inputs: &BTreeSet<PathBuf>, report: &mut Report) {
     // (directory, capture id) -> index -> files.
     let mut captures: BTreeMap<(PathBuf, String), BTreeMap<u32, Vec<usize>>> = BTreeMap::new();
     for (i, file) in report.files.iter().enumerate() {
@@ -908,7 +917,11 @@ fn check_chains(
 /// The index in a recorder's segment name, `mmap-START-ID-INDEX.parquet`.
 fn name_index(name: &str) -> Option<u32> {
     manifest_name(name)?;
-    name.strip_suffix(".parquet")?.rsplit_once('-')?.1.parse().ok()
+    name.strip_suffix(".parquet")?
+        .rsplit_once('-')?
+        .1
+        .parse()
+        .ok()
 }
 
 /// `file` (segment `index`) links to `before` as `link` says?
@@ -1026,13 +1039,15 @@ fn check_parents(parents: &[PathBuf], report: &mut Report) -> bool {
                         ),
                     );
                 } else {
-                    report
-                        .notes
-                        .push(format!("{shown}: the parent {child} was made from, unchanged"));
+                    report.notes.push(format!(
+                        "{shown}: the parent {child} was made from, unchanged"
+                    ));
                 }
             }
             None => {
-                let by_name = named.iter().find(|(_, p)| !p.file.is_empty() && p.file == name);
+                let by_name = named
+                    .iter()
+                    .find(|(_, p)| !p.file.is_empty() && p.file == name);
                 let detail = match by_name {
                     Some((child, p)) => format!(
                         "{child} was made from a file of this name with SHA-256 {}; this one's is \
@@ -1069,7 +1084,10 @@ fn write_table(out: &mut impl Write, report: &Report, unreadable: bool) -> std::
             .decoded_rows
             .or(file.footer_rows)
             .map_or_else(|| "-".to_owned(), labels::thousands);
-        let sha = file.sha256.as_deref().map_or("-", |s| &s[..s.len().min(16)]);
+        let sha = file
+            .sha256
+            .as_deref()
+            .map_or("-", |s| &s[..s.len().min(16)]);
         writeln!(
             out,
             "{:<6}{}  {}  {} rows  sha256 {sha}…",

@@ -37,7 +37,14 @@ fn write_directory(dir: &Path, n: u32) -> Vec<PathBuf> {
         meta.capture_end_ns = start + 900_000_000;
         meta.previous_segment = previous.clone();
         let events: Vec<Event<'static>> = (0..5 + index)
-            .map(|i| mmap(i64::from(index) * 1_000_000_000 + i64::from(i), 100, 100, "app"))
+            .map(|i| {
+                mmap(
+                    i64::from(index) * 1_000_000_000 + i64::from(i),
+                    100,
+                    100,
+                    "app",
+                )
+            })
             .collect();
         let path = dir.join(segment_name(index));
         common::write_capture(&path, &meta, &events);
@@ -73,7 +80,10 @@ fn write_directory(dir: &Path, n: u32) -> Vec<PathBuf> {
 fn verify_json(args: &[&Path]) -> (i32, serde_json::Value) {
     let mut all: Vec<&std::ffi::OsStr> = vec!["verify".as_ref()];
     all.extend(args.iter().map(|p| p.as_os_str()));
-    all.extend([std::ffi::OsStr::new("--format"), std::ffi::OsStr::new("json")]);
+    all.extend([
+        std::ffi::OsStr::new("--format"),
+        std::ffi::OsStr::new("json"),
+    ]);
     let out = run(all);
     (
         out.status.code().expect("exit code"),
@@ -97,7 +107,12 @@ fn verify_accepts_a_whole_directory_and_its_files() {
     let (code, report) = verify_json(&[&files[2]]);
     assert_eq!(code, 0, "{report:#}");
     let text = run_ok(["verify".as_ref(), dir.path().as_os_str()]);
-    assert!(text.lines().last().is_some_and(|l| l.starts_with("whole: 3 files")), "{text}");
+    assert!(
+        text.lines()
+            .last()
+            .is_some_and(|l| l.starts_with("whole: 3 files")),
+        "{text}"
+    );
 }
 
 #[test]
@@ -168,7 +183,10 @@ fn verify_exits_2_on_an_unreadable_input() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("garbage.parquet"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
-    let out = run(["verify".as_ref(), dir.path().join("none.parquet").as_os_str()]);
+    let out = run([
+        "verify".as_ref(),
+        dir.path().join("none.parquet").as_os_str(),
+    ]);
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -194,8 +212,18 @@ fn verify_checks_the_parents_an_extract_names() {
     }];
     let child = dir.path().join("child.parquet");
     common::write_capture(&child, &meta, &events_a()[..2]);
-    let out = run(["verify".as_ref(), child.as_os_str(), "--parent".as_ref(), parent.as_os_str()]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = run([
+        "verify".as_ref(),
+        child.as_os_str(),
+        "--parent".as_ref(),
+        parent.as_os_str(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 
     // Another file given as the parent.
     let other = dir.path().join("other.parquet");
@@ -205,7 +233,10 @@ fn verify_checks_the_parents_an_extract_names() {
     assert_eq!(report["problems"][0]["problem"], "parent");
 
     let info = run_ok(["info".as_ref(), child.as_os_str()]);
-    assert!(info.contains("provenance") && info.contains("extract"), "{info}");
+    assert!(
+        info.contains("provenance") && info.contains("extract"),
+        "{info}"
+    );
 }
 
 #[test]
@@ -227,8 +258,14 @@ fn info_describes_a_directory_and_a_file_from_footers() {
     assert_eq!(capture["segments"].as_array().expect("segments").len(), 3);
     assert_eq!(capture["segments"][1]["linked"], true);
     assert_eq!(capture["integrity"]["kind"], "directory capture");
-    assert_eq!(capture["integrity"]["chain_consistent"], true, "{capture:#}");
-    assert_eq!(capture["integrity"]["manifest_consistent"], true, "{capture:#}");
+    assert_eq!(
+        capture["integrity"]["chain_consistent"], true,
+        "{capture:#}"
+    );
+    assert_eq!(
+        capture["integrity"]["manifest_consistent"], true,
+        "{capture:#}"
+    );
     assert_eq!(capture["integrity"]["hashed"], false);
 
     let text = run_ok(["info".as_ref(), dir.path().as_os_str()]);
@@ -269,9 +306,17 @@ fn info_describes_a_directory_and_a_file_from_footers() {
     .expect("json");
     let capture = &json["captures"][0];
     assert_eq!(capture["lost"], counters_a().lost());
-    assert!(capture["loss_window_count"].as_u64() >= Some(1), "{capture:#}");
     assert!(
-        capture["command_line"][0].as_str().expect("text").chars().count() <= 161,
+        capture["loss_window_count"].as_u64() >= Some(1),
+        "{capture:#}"
+    );
+    assert!(
+        capture["command_line"][0]
+            .as_str()
+            .expect("text")
+            .chars()
+            .count()
+            <= 161,
         "long values are cut"
     );
 }

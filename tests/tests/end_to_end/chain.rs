@@ -50,7 +50,10 @@ fn segments(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn sha256(path: &Path) -> String {
-    let out = Command::new("sha256sum").arg(path).output().expect("sha256sum");
+    let out = Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .expect("sha256sum");
     assert!(out.status.success());
     String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
@@ -114,7 +117,10 @@ fn a_directory_recording_is_chained_listed_and_verified() {
         assert_eq!(listed.sha256, sha256(file));
         assert_eq!(listed.bytes, std::fs::metadata(file).expect("meta").len());
         assert_eq!(listed.rows, events.len() as u64);
-        assert_eq!(Some(manifest.capture_id.as_str()), meta.capture_id.as_deref());
+        assert_eq!(
+            Some(manifest.capture_id.as_str()),
+            meta.capture_id.as_deref()
+        );
         // The chain: each segment carries its predecessor's hash, the first none.
         match i {
             0 => assert_eq!(meta.previous_segment, None),
@@ -122,14 +128,30 @@ fn a_directory_recording_is_chained_listed_and_verified() {
                 let link = meta.previous_segment.expect("a link");
                 let before = &manifest.segments[i - 1];
                 assert_eq!(
-                    (&link.file, link.segment_index, &link.sha256, link.bytes, link.rows),
-                    (&before.file, before.segment_index, &before.sha256, before.bytes, before.rows)
+                    (
+                        &link.file,
+                        link.segment_index,
+                        &link.sha256,
+                        link.bytes,
+                        link.rows
+                    ),
+                    (
+                        &before.file,
+                        before.segment_index,
+                        &before.sha256,
+                        before.bytes,
+                        before.rows
+                    )
                 );
                 links.push(link);
             }
         }
     }
-    assert_eq!(links.len(), files.len() - 1, "the last segment carries its predecessor's");
+    assert_eq!(
+        links.len(),
+        files.len() - 1,
+        "the last segment carries its predecessor's"
+    );
 
     // Untouched: the directory and a single segment verify.
     let (code, report, stderr) = verify(&[&rec]);
@@ -140,7 +162,7 @@ fn a_directory_recording_is_chained_listed_and_verified() {
 
     // Each kind of damage, on a copy, is found and names the segment.
     let last = files.len() - 1;
-    let damage: Vec<(&str, Box<dyn Fn(&Path, &[PathBuf])>, Vec<(usize, &str)>)> = vec![
+    let damage: Vec<Damage> = vec![
         (
             "one flipped byte in a data page",
             Box::new(|_, f: &[PathBuf]| flip(&f[1], 300)),
@@ -239,10 +261,25 @@ fn a_directory_recording_is_chained_listed_and_verified() {
     assert!(out.status.success());
     let info: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     let capture = &info["captures"][0];
-    assert_eq!(capture["segments"].as_array().expect("segments").len(), files.len());
-    assert_eq!(capture["integrity"]["chain_consistent"], true, "{capture:#}");
-    assert_eq!(capture["integrity"]["manifest_consistent"], true, "{capture:#}");
+    assert_eq!(
+        capture["segments"].as_array().expect("segments").len(),
+        files.len()
+    );
+    assert_eq!(
+        capture["integrity"]["chain_consistent"], true,
+        "{capture:#}"
+    );
+    assert_eq!(
+        capture["integrity"]["manifest_consistent"], true,
+        "{capture:#}"
+    );
 }
+
+/// Damage done to a copy of the recording (its directory, its segments by index).
+type Harm = dyn Fn(&Path, &[PathBuf]);
+
+/// What is done, how, and the (segment index, problem) pairs verify must report.
+type Damage = (&'static str, Box<Harm>, Vec<(usize, &'static str)>);
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir(to).expect("mkdir");
@@ -284,7 +321,11 @@ fn edit_attach_mode(path: &Path) {
         + at;
     bytes[value] ^= 0x20;
     std::fs::write(path, bytes).expect("write");
-    assert_ne!(read_capture(path).0.attach_mode, mode, "the value was edited");
+    assert_ne!(
+        read_capture(path).0.attach_mode,
+        mode,
+        "the value was edited"
+    );
 }
 
 /// A recorder killed while writing a directory capture: the next start completes the segment
@@ -354,7 +395,9 @@ fn a_segment_recovered_at_the_next_start_keeps_its_link_and_joins_the_manifest()
     assert_eq!(listed.sha256, sha256(&interrupted));
     assert!(index > 0, "segments were rotated before the kill");
     {
-        let link = meta.previous_segment.expect("the recovered segment keeps its link");
+        let link = meta
+            .previous_segment
+            .expect("the recovered segment keeps its link");
         let before = manifest
             .segments
             .iter()

@@ -11,21 +11,25 @@ use std::{
 };
 
 use anyhow::Context as _;
-use arrow::array::{Array, AsArray as _};
+use arrow::{
+    array::{Array, AsArray as _},
+    compute::cast,
+    datatypes::{DataType, Int64Type},
+};
 use clap::ValueEnum;
 use mmap_format::{
     event::RowKind,
-    guard,
     manifest::manifest_name,
     metadata::{CaptureMetadata, Counters},
     reader::CaptureReader,
+    schema::col,
 };
-use parquet::arrow::{ProjectionMask, arrow_reader::ParquetRecordBatchReaderBuilder};
 use serde::Serialize;
 
 use super::verify::{FoundManifest, bounded, manifests_in};
 use crate::{
     cli::Inputs,
+    engine::{Engine, filter::literal},
     input, labels,
     loss::{LossWindow, LossWindows},
     output, segments, table,
@@ -159,12 +163,13 @@ struct Integrity {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let readers = input::open(&args.inputs)?;
+    let gaps = segments::missing(&readers);
     // One capture per id, in the order first seen; files without an id stand alone.
-    let mut groups: Vec<Vec<&CaptureReader>> = Vec::new();
-    let mut by_id: BTreeMap<&str, usize> = BTreeMap::new();
-    for reader in &readers {
-        match reader.metadata().capture_id.as_deref() {
-            Some(id) => match by_id.get(id) {
+    let mut groups: Vec<Vec<CaptureReader>> = Vec::new();
+    let mut by_id: BTreeMap<String, usize> = BTreeMap::new();
+    for reader in readers {
+        match reader.metadata().capture_id.clone() {
+            Some(id) => match by_id.get(&id) {
                 Some(&g) => groups[g].push(reader),
                 None => {
                     by_id.insert(id, groups.len());
@@ -174,7 +179,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             None => groups.push(vec![reader]),
         }
     }
-    let gaps = segments::missing(&readers);
     let mut captures = Vec::new();
     for mut group in groups {
         group.sort_by_key(|r| r.metadata().segment_index);
@@ -195,7 +199,7 @@ fn strings(values: &[String]) -> Vec<String> {
 }
 
 fn describe(
-    group: &[&CaptureReader],
+    group: &[CaptureReader],
     gaps: &[segments::MissingSegments],
 ) -> anyhow::Result<CaptureInfo> {
     let first = group[0].metadata();
@@ -214,14 +218,11 @@ fn describe(
         .map(|r| r.metadata().format_version.to_string())
         .collect();
     versions.dedup();
-    let mut rows_by_kind = BTreeMap::new();
     let mut counters = Counters::default();
-    let mut windows = LossWindows::default();
     let mut lossy_segments = Vec::new();
     let mut segments_info = Vec::new();
     for reader in group {
         let meta = reader.metadata();
-        count_kinds(reader, &mut rows_by_kind)?;
         add(&mut counters, &meta.counters);
         if meta.counters.lost() > 0 {
             lossy_segments.push(LossySegment {
@@ -231,14 +232,6 @@ fn describe(
                 to: labels::rfc3339_ns(meta.capture_end_ns),
                 lost: meta.counters.lost(),
             });
-        }
-        if meta.counters.lost_ringbuf_full > 0 {
-            for event in reader.events()? {
-                let event = event?;
-                if event.kind == RowKind::Lost {
-                    windows.push(LossWindow::from_event(&event));
-                }
-            }
         }
         segments_info.push(SegmentInfo {
             file: file_name(reader.path()),
@@ -251,6 +244,7 @@ fn describe(
             linked: meta.previous_segment.is_some(),
         });
     }
+    let (rows_by_kind, windows) = scan(group, counters.lost_ringbuf_full > 0)?;
     let missing = gaps
         .iter()
         .filter(|gap| first.capture_id.as_deref() == Some(gap.capture_id.as_str()))
@@ -312,61 +306,71 @@ fn file_name(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// Counts the rows of each kind from the `kind` column alone.
-fn count_kinds(reader: &CaptureReader, counts: &mut BTreeMap<String, u64>) -> anyhow::Result<()> {
-    let path = reader.path().to_path_buf();
-    let damaged = |detail: String| anyhow::anyhow!("{}: damaged: {detail}", path.display());
-    let file =
-        std::fs::File::open(&path).with_context(|| format!("{}: cannot open", path.display()))?;
-    let result = guard::catch(|| -> Result<(), String> {
-        let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| e.to_string())?;
-        let schema = builder.parquet_schema();
-        let Some(root) = builder
-            .schema()
-            .fields()
-            .iter()
-            .position(|f| f.name() == mmap_format::schema::col::KIND)
-        else {
-            return Err("no kind column".to_owned());
-        };
-        let mask = ProjectionMask::roots(schema, [root]);
-        let batches = builder
-            .with_projection(mask)
-            .with_batch_size(64 * 1024)
-            .build()
-            .map_err(|e| e.to_string())?;
-        for batch in batches {
-            let batch = batch.map_err(|e| e.to_string())?;
-            let column = batch.column(0);
-            if let Some(dict) = column.as_any_dictionary_opt() {
-                let values = dict.values();
-                let names = values.as_string_opt::<i32>();
-                let mut per_key = vec![0u64; values.len()];
-                for (row, key) in dict.normalized_keys().into_iter().enumerate() {
-                    if column.is_valid(row)
-                        && let Some(slot) = per_key.get_mut(key)
-                    {
-                        *slot += 1;
-                    }
-                }
-                for (key, n) in per_key.into_iter().enumerate() {
-                    if n > 0 {
-                        let name = names.map_or("?", |a| a.value(key));
-                        bump(counts, name, n);
-                    }
-                }
-            } else if let Some(names) = column.as_string_opt::<i32>() {
-                for name in names.iter().flatten() {
-                    bump(counts, name, 1);
-                }
+/// Rows by kind (the `kind` column alone) and, when `lossy`, the loss windows (the `lost` rows'
+/// CPU, times and counts), through the query engine, which reads only those columns.
+fn scan(
+    group: &[CaptureReader],
+    lossy: bool,
+) -> anyhow::Result<(BTreeMap<String, u64>, LossWindows)> {
+    let engine = Engine::open(group)?;
+    let mut counts = BTreeMap::new();
+    let query = format!(
+        "SELECT CAST({kind} AS VARCHAR), CAST(COUNT(*) AS BIGINT) FROM events GROUP BY 1",
+        kind = col::KIND
+    );
+    for batch in engine.sql(&query)? {
+        let batch = batch?;
+        let names = cast(batch.column(0), &DataType::Utf8)?;
+        let names = names.as_string::<i32>();
+        let rows = cast(batch.column(1), &DataType::Int64)?;
+        let rows = rows.as_primitive::<Int64Type>();
+        for row in 0..batch.num_rows() {
+            let name = if names.is_valid(row) {
+                names.value(row)
+            } else {
+                "(none)"
+            };
+            bump(
+                &mut counts,
+                name,
+                u64::try_from(rows.value(row)).unwrap_or(0),
+            );
+        }
+    }
+    let mut windows = LossWindows::default();
+    if lossy {
+        let query = format!(
+            "SELECT CAST({cpu} AS BIGINT), CAST({ts} AS BIGINT), CAST({exit} AS BIGINT), \
+             CAST({count} AS BIGINT) FROM events WHERE {kind} = {lost}",
+            cpu = col::CPU,
+            ts = col::TS,
+            exit = col::TS_EXIT,
+            count = col::LOST_COUNT,
+            kind = col::KIND,
+            lost = literal(RowKind::Lost.as_str()),
+        );
+        for batch in engine.sql(&query)? {
+            let batch = batch?;
+            let columns = (0..4)
+                .map(|i| cast(batch.column(i), &DataType::Int64))
+                .collect::<Result<Vec<_>, _>>()?;
+            let int = |c: usize, row: usize| {
+                let values = columns[c].as_primitive::<Int64Type>();
+                values.is_valid(row).then(|| values.value(row))
+            };
+            for row in 0..batch.num_rows() {
+                let from_ns = int(1, row).unwrap_or_default();
+                windows.push(LossWindow {
+                    cpu: int(0, row).and_then(|c| u32::try_from(c).ok()).unwrap_or(0),
+                    from: labels::rfc3339_ns(from_ns),
+                    to: labels::rfc3339_ns(int(2, row).unwrap_or(from_ns)),
+                    count: int(3, row).and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
+                    from_ns,
+                });
             }
         }
-        Ok(())
-    });
-    match result {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(detail)) | Err(detail) => Err(damaged(detail)),
     }
+    Ok((counts, windows))
 }
 
 fn bump(counts: &mut BTreeMap<String, u64>, name: &str, n: u64) {
@@ -380,7 +384,7 @@ fn bump(counts: &mut BTreeMap<String, u64>, name: &str, n: u64) {
 }
 
 /// The chain and the manifest, by sizes only.
-fn integrity(group: &[&CaptureReader], first: &CaptureMetadata) -> Integrity {
+fn integrity(group: &[CaptureReader], first: &CaptureMetadata) -> Integrity {
     let mut problems = Vec::new();
     let derived = !first.provenance.is_empty();
     let dir: PathBuf = match group[0].path().parent() {
@@ -403,7 +407,7 @@ fn integrity(group: &[&CaptureReader], first: &CaptureMetadata) -> Integrity {
     // The chain: each later segment's link against the file before it.
     let mut chain_consistent = None;
     for pair in group.windows(2) {
-        let (before, after) = (pair[0], pair[1]);
+        let (before, after) = (&pair[0], &pair[1]);
         let (Some(b), Some(a)) = (
             before.metadata().segment_index,
             after.metadata().segment_index,

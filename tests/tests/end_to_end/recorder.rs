@@ -461,6 +461,17 @@ fn rotation_by_size_and_time_gives_readable_non_empty_segments() {
     assert_eq!(kept, rows_kept, "{stderr}");
     assert_eq!(written, kept + deleted, "{stderr}");
     assert!(deleted > 0, "{stderr}");
+    // The manifest counts the removed segments: what is left verifies.
+    let out = Command::new(workspace_bin("mmap-analyze"))
+        .arg("verify")
+        .arg(&keep_dir)
+        .output()
+        .expect("verify");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[test]

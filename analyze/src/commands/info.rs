@@ -20,7 +20,7 @@ use clap::ValueEnum;
 use mmap_format::{
     event::RowKind,
     manifest::manifest_name,
-    metadata::{CaptureMetadata, Counters},
+    metadata::{CaptureMetadata, Counters, Derivation, ParentFile},
     reader::CaptureReader,
     schema::col,
 };
@@ -109,7 +109,7 @@ struct CaptureInfo {
     segments: Vec<SegmentInfo>,
     missing_segments: Vec<segments::MissingSegments>,
     redaction: Option<mmap_format::metadata::Redaction>,
-    provenance: Vec<mmap_format::metadata::Derivation>,
+    provenance: Vec<Derivation>,
     integrity: Integrity,
 }
 
@@ -281,12 +281,41 @@ fn describe(
             r.method = bounded(&r.method);
             r.key_id = bounded(&r.key_id);
             r.tool = bounded(&r.tool);
+            r.fields = r
+                .fields
+                .iter()
+                .take(32)
+                .map(|(k, v)| (bounded(k), bounded(v)))
+                .collect();
             r
         }),
-        provenance: first.provenance.iter().take(64).cloned().collect(),
+        provenance: first.provenance.iter().take(64).map(bounded_step).collect(),
         integrity: integrity(group, first),
         segments: segments_info,
     })
+}
+
+/// A provenance step with its text cut (at most 64 parents and selection words).
+fn bounded_step(step: &Derivation) -> Derivation {
+    Derivation {
+        operation: bounded(&step.operation),
+        tool: bounded(&step.tool),
+        at: bounded(&step.at),
+        parents: step
+            .parents
+            .iter()
+            .take(64)
+            .map(|p| ParentFile {
+                file: bounded(&p.file),
+                capture_id: p.capture_id.as_deref().map(bounded),
+                segment_index: p.segment_index,
+                sha256: bounded(&p.sha256),
+                bytes: p.bytes,
+                rows: p.rows,
+            })
+            .collect(),
+        selection: step.selection.iter().take(64).map(|s| bounded(s)).collect(),
+    }
 }
 
 fn add(total: &mut Counters, more: &Counters) {

@@ -429,7 +429,15 @@ fn examine(
     let reader = match CaptureReader::open(path) {
         Ok(reader) => reader,
         Err(err) => {
-            examined.open_error = Some(err.to_string());
+            let journal = mmap_format::journal::journal_path(path);
+            examined.open_error = Some(if fs::symlink_metadata(&journal).is_ok() {
+                format!(
+                    "{err}; a crash journal is next to it: a recorder is writing it, or was \
+                     killed (`mmap-analyze recover {shown}` completes it)"
+                )
+            } else {
+                err.to_string()
+            });
             return examined;
         }
     };

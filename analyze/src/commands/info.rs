@@ -270,7 +270,9 @@ fn describe(
         },
         attach_mode: bounded(&first.attach_mode),
         command_line: strings(&first.command_line),
-        rows: group.iter().map(|r| r.num_rows()).sum(),
+        rows: group
+            .iter()
+            .fold(0u64, |sum, r| sum.saturating_add(r.num_rows())),
         rows_by_kind,
         lost: counters.lost(),
         counters,
@@ -409,7 +411,8 @@ fn bump(counts: &mut BTreeMap<String, u64>, name: &str, n: u64) {
     } else {
         "other".to_owned()
     };
-    *counts.entry(key).or_default() += n;
+    let count = counts.entry(key).or_default();
+    *count = count.saturating_add(n);
 }
 
 /// The chain and the manifest, by sizes only.
@@ -443,7 +446,7 @@ fn integrity(group: &[CaptureReader], first: &CaptureMetadata) -> Integrity {
         ) else {
             continue;
         };
-        if a != b + 1 {
+        if b.checked_add(1) != Some(a) {
             continue;
         }
         let Some(link) = &after.metadata().previous_segment else {

@@ -668,7 +668,7 @@ fn manifest_problems(
         let next_of_unfinished = !manifest.complete
             && same_capture
             && index.is_some()
-            && index == last_listed.map(|l| l + 1);
+            && index == last_listed.and_then(|l| l.checked_add(1));
         if next_of_unfinished {
             notes.push(format!(
                 "{}: segment {} is not in {shown_manifest} yet: the recording has not finished \
@@ -729,12 +729,21 @@ fn show_index(index: Option<u32>) -> String {
 /// The chain and the continuity of each capture's segments among the files examined.
 fn check_chains(manifests: &[FoundManifest], dir_inputs: &BTreeSet<PathBuf>, report: &mut Report) {
     // (directory, capture id) -> index -> files.
-    let mut captures: BTreeMap<(PathBuf, String), BTreeMap<u32, Vec<usize>>> = BTreeMap::new();
+    // A file not named as a recorder's segment is a capture of its own (a copy, an extract, a
+    // fixture), whatever id it shares: the key then holds its path too.
+    type Key = (PathBuf, String, Option<PathBuf>);
+    let mut captures: BTreeMap<Key, BTreeMap<u32, Vec<usize>>> = BTreeMap::new();
     for (i, file) in report.files.iter().enumerate() {
         let Some(meta) = &file.meta else { continue };
         if let (Some(id), Some(index)) = (&meta.capture_id, meta.segment_index) {
             captures
-                .entry((file.dir.clone(), id.clone()))
+                .entry((
+                    file.dir.clone(),
+                    id.clone(),
+                    name_index(&file.name)
+                        .is_none()
+                        .then(|| file.path_buf.clone()),
+                ))
                 .or_default()
                 .entry(index)
                 .or_default()
@@ -743,7 +752,7 @@ fn check_chains(manifests: &[FoundManifest], dir_inputs: &BTreeSet<PathBuf>, rep
     }
     let mut problems = Vec::new();
     let mut notes = Vec::new();
-    for ((dir, id), segments) in &captures {
+    for ((dir, id, standalone), segments) in &captures {
         let shown_id = bounded(id);
         let manifest = manifests
             .iter()
@@ -815,7 +824,7 @@ fn check_chains(manifests: &[FoundManifest], dir_inputs: &BTreeSet<PathBuf>, rep
                     && f.dir == *dir
                     && name_index(&f.name).is_some_and(|n| n >= expected && n < index)
             });
-            if whole_dir && index > expected && !unreadable_between {
+            if whole_dir && standalone.is_none() && index > expected && !unreadable_between {
                 problems.push(Problem {
                     file: file.path.clone(),
                     segment_index: Some(index),
@@ -900,7 +909,7 @@ fn check_chains(manifests: &[FoundManifest], dir_inputs: &BTreeSet<PathBuf>, rep
                 }
             }
             if let Some((p, j)) = previous
-                && p + 1 == index
+                && p.checked_add(1) == Some(index)
                 && let Some(before) = &files[j].meta
                 && meta.capture_start_ns < before.capture_start_ns
             {

@@ -59,6 +59,8 @@ Examples:
   mmap-analyze events rec/ --where \"len > 1048576 AND prot_names(prot) LIKE '%EXEC%'\"
   mmap-analyze report rec/ -o report.html
   mmap-analyze recover rec/
+  mmap-analyze info rec/
+  mmap-analyze verify rec/
   mmap-analyze redact rec/ -o shared.parquet --key-file incident.key
   mmap-analyze extract rec/ -o pid1234.parquet --pid 1234 --until +10s
   mmap-analyze pack rec/ -o rec.parquet";
@@ -78,6 +80,8 @@ enum Command {
     Export(commands::export::Args),
     Report(commands::report::Args),
     Recover(recover::Args),
+    Info(commands::info::Args),
+    Verify(commands::verify::Args),
     Redact(commands::redact::Args),
     Extract(commands::extract::Args),
     Pack(commands::pack::Args),
@@ -102,6 +106,8 @@ fn main() -> ExitCode {
         Command::Replay(args) => commands::replay::run(args),
         Command::Export(args) => commands::export::run(args),
         Command::Diff(args) => commands::diff::run(args),
+        Command::Info(args) => commands::info::run(args),
+        Command::Verify(args) => commands::verify::run(args),
         Command::Redact(args) => commands::redact::run(args),
         Command::Extract(args) => commands::extract::run(args),
         Command::Pack(args) => commands::pack::run(args),

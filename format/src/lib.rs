@@ -46,6 +46,7 @@ pub mod error;
 pub mod event;
 pub mod guard;
 pub mod journal;
+pub mod manifest;
 pub mod metadata;
 pub mod names;
 pub mod reader;

@@ -22,6 +22,7 @@ macro_rules! say_part {
 
 mod btf;
 mod cgroups;
+mod chain;
 mod clock;
 mod convert;
 mod host;

@@ -121,16 +121,60 @@ impl Output {
                 Err(_) => continue,
             }
             match recover::recover(&path) {
-                Ok(done) => say!(
-                    "mmap-recorder: completed the interrupted capture {} ({} rows kept, {} bytes \
-                     of an unfinished row group dropped)",
-                    path.display(),
-                    done.rows,
-                    done.bytes_dropped
-                ),
+                Ok(done) => {
+                    say!(
+                        "mmap-recorder: completed the interrupted capture {} ({} rows kept, {} \
+                         bytes of an unfinished row group dropped)",
+                        path.display(),
+                        done.rows,
+                        done.bytes_dropped
+                    );
+                    if let Err(err) = self.list_recovered(&path, &done, owner) {
+                        say!(
+                            "mmap-recorder: could not add {} to its capture's manifest: {err:#}",
+                            path.display()
+                        );
+                    }
+                }
+                // Killed after the footer, before the journal was removed (which recovery just
+                // did): the segment is whole but was never listed.
+                Err(mmap_format::FormatError::AlreadyComplete { .. }) => {
+                    let listed = CaptureReader::open(&path)
+                        .map_err(anyhow::Error::from)
+                        .and_then(|reader| {
+                            let done = recover::Recovered {
+                                rows: reader.num_rows(),
+                                row_groups: reader.num_row_groups(),
+                                bytes_dropped: 0,
+                                metadata: reader.metadata().clone(),
+                            };
+                            self.list_recovered(&path, &done, owner)
+                        });
+                    if let Err(err) = listed {
+                        say!(
+                            "mmap-recorder: could not add {} to its capture's manifest: {err:#}",
+                            path.display()
+                        );
+                    }
+                }
                 Err(err) => say!("mmap-recorder: could not recover {}: {err}", path.display()),
             }
         }
+    }
+
+    /// A segment of a directory capture completed by recovery joins its capture's manifest
+    /// (hashed like any finished segment); a single file has no manifest.
+    fn list_recovered(
+        &self,
+        path: &Path,
+        done: &recover::Recovered,
+        owner: Option<&InvokingUser>,
+    ) -> anyhow::Result<()> {
+        let Self::Dir { dir, .. } = self else {
+            return Ok(());
+        };
+        let dir = OutDir::open_existing(dir)?;
+        crate::chain::record_recovered(&dir, file_name(path)?, &done.metadata, done.rows, owner)
     }
 
     /// The capture files here that have a crash journal next to them: the output file, or in a
@@ -375,6 +419,92 @@ impl OutDir {
         }
         unlinkat(self.fd.as_fd(), name, UnlinkatFlags::NoRemoveDir)
             .with_context(|| format!("cannot remove existing {}", path.display()))
+    }
+
+    /// Opens `name` here for reading: a regular file only, never through a symlink, never
+    /// blocking on a FIFO (O_NOFOLLOW | O_NONBLOCK, then a check of what was opened).
+    pub fn open_read(&self, name: &OsStr) -> anyhow::Result<File> {
+        let path = self.path_of(name);
+        let fd = openat(
+            self.fd.as_fd(),
+            name,
+            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(std::io::Error::from)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+        let file = File::from(fd);
+        let meta = file
+            .metadata()
+            .with_context(|| format!("cannot inspect {}", path.display()))?;
+        if !meta.is_file() {
+            bail!("{} is not a regular file", path.display());
+        }
+        Ok(file)
+    }
+
+    /// Reads `name` here if it exists ([`Self::open_read`]), at most `max` bytes.
+    pub fn read_small(&self, name: &OsStr, max: u64) -> anyhow::Result<Option<Vec<u8>>> {
+        use std::io::Read as _;
+        let file = match self.open_read(name) {
+            Ok(file) => file,
+            Err(err)
+                if err
+                    .downcast_ref::<std::io::Error>()
+                    .is_some_and(|e| e.kind() == ErrorKind::NotFound) =>
+            {
+                return Ok(None);
+            }
+            Err(err) => return Err(err),
+        };
+        let mut bytes = Vec::new();
+        file.take(max.saturating_add(1))
+            .read_to_end(&mut bytes)
+            .with_context(|| format!("cannot read {}", self.path_of(name).display()))?;
+        Ok(Some(bytes))
+    }
+
+    /// Replaces `name` here with `bytes` atomically: written to a temporary name (created new,
+    /// never through a symlink, given to `owner`), made durable, then renamed over `name` (a
+    /// rename replaces whatever entry has the name, a symlink too, without following it).
+    pub fn write_atomic(
+        &self,
+        name: &OsStr,
+        bytes: &[u8],
+        owner: Option<&InvokingUser>,
+    ) -> anyhow::Result<()> {
+        use std::io::Write as _;
+        let mut temp = OsString::from(".");
+        temp.push(name);
+        temp.push(".tmp");
+        // One left by a recorder killed while writing it.
+        match unlinkat(
+            self.fd.as_fd(),
+            temp.as_os_str(),
+            UnlinkatFlags::NoRemoveDir,
+        ) {
+            Ok(()) | Err(Errno::ENOENT) => {}
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot remove {}", self.path_of(&temp).display()));
+            }
+        }
+        let mut file = self.create(&temp, false, owner)?;
+        let written = file.write_all(bytes).and_then(|()| file.sync_all());
+        if let Err(err) = written {
+            let _ = self.remove(&temp);
+            return Err(err).with_context(|| format!("writing {}", self.path_of(&temp).display()));
+        }
+        drop(file);
+        if let Err(err) =
+            nix::fcntl::renameat(self.fd.as_fd(), temp.as_os_str(), self.fd.as_fd(), name)
+        {
+            let _ = self.remove(&temp);
+            return Err(std::io::Error::from(err))
+                .with_context(|| format!("cannot replace {}", self.path_of(name).display()));
+        }
+        self.sync()
+            .with_context(|| format!("writing {}", self.path_of(name).display()))
     }
 
     /// Removes `name` from this directory (never following a symlink).

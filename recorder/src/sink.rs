@@ -18,17 +18,18 @@ use anyhow::Context as _;
 use mmap_format::{
     event::Event,
     journal::journal_path,
-    metadata::{CaptureMetadata, ClockAnchor, Counters},
+    metadata::{CaptureMetadata, ClockAnchor, Counters, SegmentLink},
     writer::{CaptureWriter, WriterConfig},
 };
 use recorder_common::{EventKind, RecordRef};
 
 use crate::{
     cgroups::CgroupNames,
+    chain::{self, Chain},
     clock,
     convert::to_event,
     launch::InvokingUser,
-    output::{OutDir, Output},
+    output::{OutDir, Output, segment_name},
 };
 
 /// Everything the writer thread needs.
@@ -285,6 +286,8 @@ struct Segment {
     opened: Instant,
     unflushed: bool,
     warned_row_groups: bool,
+    /// The segment finished before this one, with its SHA-256 (`previous_segment`).
+    previous: Option<SegmentLink>,
 }
 
 /// A closed segment that is still on disk.
@@ -309,6 +312,10 @@ struct Writer {
     files: Vec<Closed>,
     /// A segment whose closing failed: left with its journal.
     unfinished: Option<PathBuf>,
+    /// The manifest of a directory capture (`None` for a single file: no chain, no manifest).
+    chain: Option<Chain>,
+    /// The last segment finished, for the next one's `previous_segment`.
+    last_link: Option<SegmentLink>,
     rows: u64,
     bytes: u64,
     deleted: Deleted,
@@ -329,6 +336,10 @@ fn sub(a: Counters, b: Counters) -> Counters {
 impl Writer {
     fn new(mut setup: SinkSetup) -> anyhow::Result<Self> {
         let first = setup.first.take();
+        let chain = match &setup.output {
+            Output::Dir { .. } => Chain::new(&setup.template, &segment_name(&setup.template, 0)),
+            Output::File(_) => None,
+        };
         let mut writer = Self {
             setup,
             current: None,
@@ -339,6 +350,8 @@ impl Writer {
             cgroups: CgroupNames::new(),
             files: Vec::new(),
             unfinished: None,
+            chain,
+            last_link: None,
             rows: 0,
             bytes: 0,
             deleted: Deleted::default(),
@@ -476,7 +489,23 @@ impl Writer {
         if self.current.is_none() && self.counters()? != self.at_last_close {
             self.open_segment()?;
         }
-        self.close_segment()
+        self.close_segment()?;
+        if let Some(chain) = self.chain.as_mut() {
+            chain.manifest.complete = true;
+        }
+        self.write_manifest();
+        Ok(())
+    }
+
+    /// Replaces the manifest of a directory capture with what is known now. A failure is said
+    /// and the recording goes on: the segments are whole without it (`verify` will miss it),
+    /// and the next finished segment tries again.
+    fn write_manifest(&self) {
+        if let Some(chain) = &self.chain
+            && let Err(err) = chain.write(&self.setup.dir, self.setup.owner.as_ref())
+        {
+            say!("\nmmap-recorder: warning: the capture's manifest was not updated: {err:#}");
+        }
     }
 
     fn write_records(&mut self, batch: &[u8]) -> anyhow::Result<()> {
@@ -545,6 +574,7 @@ impl Writer {
         meta.capture_start_ns = seg.start_ns;
         meta.capture_end_ns = clock::realtime_ns();
         meta.counters = sub(counters, self.at_last_close);
+        meta.previous_segment = seg.previous.clone();
         Some(meta)
     }
 
@@ -580,6 +610,8 @@ impl Writer {
         meta.segment_index = Some(index);
         meta.capture_start_ns = start_ns;
         meta.capture_end_ns = start_ns;
+        // In the journal from the start, so a recovered segment keeps its link too.
+        meta.previous_segment = self.last_link.clone();
         let writer = CaptureWriter::with_journal(file, journal, self.setup.writer.clone(), &meta)
             .map_err(|e| write_error(&path, e))?;
         self.current = Some(Segment {
@@ -591,6 +623,7 @@ impl Writer {
             opened: Instant::now(),
             unflushed: false,
             warned_row_groups: false,
+            previous: self.last_link.clone(),
         });
         self.next_index = index + 1;
         Ok(())
@@ -624,12 +657,38 @@ impl Writer {
         let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
         self.bytes += bytes;
         let _ = self.setup.dir.remove(&journal_name(&seg.path)?);
+        // Read back and hashed here, on the writer thread (the drain never waits for it), from
+        // what is on disk: the link and the manifest vouch for the file as it is.
+        // A segment that cannot be read back is said, not fatal: the next one then has no link
+        // and the manifest does not list it, which `verify` reports.
+        let hashed = match self.chain {
+            Some(_) => {
+                match chain::hash_segment(&self.setup.dir, name_of(&seg.path)?, &meta, rows) {
+                    Ok(segment) => Some(segment),
+                    Err(err) => {
+                        say!(
+                            "\nmmap-recorder: warning: {} was not hashed for the segment chain: \
+                             {err:#}",
+                            seg.path.display()
+                        );
+                        self.last_link = None;
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
         self.files.push(Closed {
             path: seg.path,
             rows,
             bytes,
         });
+        if let (Some(chain), Some(segment)) = (self.chain.as_mut(), hashed) {
+            self.last_link = Some(chain::link_to(&segment));
+            chain.finished(segment);
+        }
         self.enforce_keep();
+        self.write_manifest();
         Ok(())
     }
 
@@ -687,6 +746,9 @@ impl Writer {
                 .file_name()
                 .is_some_and(|name| self.setup.dir.remove(name).is_ok());
             if removed {
+                if let Some(chain) = self.chain.as_mut() {
+                    chain.removed(&oldest.path);
+                }
                 self.deleted.segments += 1;
                 self.deleted.rows += oldest.rows;
                 self.deleted.bytes += oldest.bytes;
@@ -803,6 +865,60 @@ mod tests {
         assert_eq!(counters, expected);
         assert_eq!(report.rows, 4, "mmap, munmap, lost, brk");
         assert_eq!(report.decode_errors, 2);
+    }
+
+    /// Each finished segment is hashed: the next one links to it, the manifest lists it, and
+    /// the manifest says when the recording closed its last segment.
+    #[test]
+    fn finished_segments_are_chained_and_listed_in_the_manifest() {
+        use mmap_format::manifest::{Manifest, manifest_name};
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kernel = Arc::new(Mutex::new(Counters::default()));
+        let mut writer = writer(dir.path(), &kernel);
+        let manifest_path = dir
+            .path()
+            .join(manifest_name(&segment_name(&writer.setup.template, 0)).expect("a segment name"));
+        let read_manifest =
+            || Manifest::parse(&std::fs::read(&manifest_path).expect("manifest")).expect("parse");
+        for calls in [2, 1] {
+            let mut batch = Vec::new();
+            for _ in 0..calls {
+                frame(&mut batch, EventKind::Mmap, 0x1000);
+            }
+            writer.write_records(&batch).expect("write");
+            writer.close_segment().expect("rotate");
+            assert!(!read_manifest().complete);
+        }
+        let mut batch = Vec::new();
+        frame(&mut batch, EventKind::Brk, 0);
+        writer.write_records(&batch).expect("write");
+        writer.finish().expect("finish");
+        let files = writer.report().files;
+        assert_eq!(files.len(), 3);
+
+        let manifest = read_manifest();
+        assert!(manifest.complete);
+        assert_eq!(manifest.capture_id, "0123abcd");
+        assert_eq!(manifest.segments.len(), 3);
+        for (index, (path, listed)) in files.iter().zip(&manifest.segments).enumerate() {
+            let (sha256, bytes) = chain::sha256_of(&File::open(path).expect("open")).expect("hash");
+            assert_eq!(listed.segment_index, index as u32);
+            assert_eq!(
+                (listed.sha256.as_str(), listed.bytes),
+                (sha256.as_str(), bytes)
+            );
+            assert_eq!(Path::new(&listed.file), name_of(path).expect("name"));
+            let meta = CaptureReader::open(path).expect("open").metadata().clone();
+            assert_eq!(listed.rows, [2, 1, 1][index]);
+            match index {
+                0 => assert_eq!(meta.previous_segment, None),
+                _ => assert_eq!(
+                    meta.previous_segment,
+                    Some(chain::link_to(&manifest.segments[index - 1]))
+                ),
+            }
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod export;
 mod findings;
 mod hostile;
 mod inputs;
+mod integrity;
 mod latency;
 mod leaks;
 mod maps;

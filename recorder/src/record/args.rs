@@ -57,7 +57,9 @@ completes the interrupted capture; at most the last --flush-interval of records 
 Then, without root: mmap-analyze summary host.parquet")]
 pub struct RecordArgs {
     /// Capture file to write (Parquet, zstd), or a directory (ending in `/`, or existing) for a
-    /// capture of rotating segments. Files are created mode 0600, never over an existing file
+    /// capture of rotating segments, each linked to the one before by its SHA-256 and listed in
+    /// the capture's manifest (`mmap-START-ID.manifest.json`), so that `mmap-analyze verify DIR`
+    /// can prove the capture whole. Files are created mode 0600, never over an existing file
     /// unless --force.
     #[arg(short, long, value_name = "PATH")]
     pub output: PathBuf,

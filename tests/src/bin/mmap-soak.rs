@@ -189,6 +189,8 @@ fn read_segments(dir: &Path, pid: u32) -> anyhow::Result<(usize, u64, u64)> {
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(Result::ok)
         .map(|e| e.path())
+        // The segments and their journals, not the capture's manifest.
+        .filter(|p| !p.to_string_lossy().ends_with(".manifest.json"))
         .collect();
     paths.sort();
     if let Some(journal) = paths

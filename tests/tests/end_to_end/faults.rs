@@ -216,7 +216,10 @@ fn a_full_disk_stops_the_recording_with_the_io_error_and_keeps_what_was_flushed(
     // flush (right after a rotation: seen under load).
     let (meta, _events) = read_capture(&unfinished);
     assert!(meta.recovered);
-    let out = analyze(&["summary", "--format", "json"], &files_in(&seg_dir));
+    let out = analyze(
+        &["summary", "--format", "json"],
+        std::slice::from_ref(&seg_dir),
+    );
     assert!(
         out.status.success(),
         "every segment reads: {}",

@@ -2,6 +2,7 @@
 //!
 //! Tests that load eBPF are `#[ignore = "needs root"]`: `make test` runs them as root with
 //! `--include-ignored`; a run without root lists them as ignored instead of passing them.
+mod chain;
 mod derive;
 mod edges;
 mod faults;

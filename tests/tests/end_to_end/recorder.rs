@@ -390,17 +390,15 @@ fn rotation_by_size_and_time_gives_readable_non_empty_segments() {
     ] {
         let seg_dir = dir.path().join(tag);
         let stderr = record_into_segments(dir.path(), &seg_dir, &args);
-        let mut files: Vec<_> = std::fs::read_dir(&seg_dir)
+        let (mut files, others): (Vec<_>, Vec<_>) = std::fs::read_dir(&seg_dir)
             .expect("segments")
             .map(|e| e.expect("entry").path())
-            .collect();
+            .partition(|f| f.extension().is_some_and(|e| e == "parquet"));
         files.sort();
         assert!(files.len() >= 3, "{tag}: {} segments", files.len());
         assert!(
-            files
-                .iter()
-                .all(|f| f.extension().is_some_and(|e| e == "parquet")),
-            "{files:?}"
+            others.len() == 1 && others[0].to_string_lossy().ends_with(".manifest.json"),
+            "segments and their manifest only: {others:?}"
         );
         let mut ids = Vec::new();
         let mut total = 0;
@@ -440,7 +438,13 @@ fn rotation_by_size_and_time_gives_readable_non_empty_segments() {
         &keep_dir,
         &["--rotate-time", "200ms", "--keep", "2"],
     );
-    let files: Vec<_> = std::fs::read_dir(&keep_dir).expect("dir").collect();
+    let files: Vec<_> = std::fs::read_dir(&keep_dir)
+        .expect("dir")
+        .filter(|f| {
+            f.as_ref()
+                .is_ok_and(|f| f.path().extension().is_some_and(|e| e == "parquet"))
+        })
+        .collect();
     assert_eq!(files.len(), 2, "{stderr}");
     assert!(stderr.contains("older removed by --keep"), "{stderr}");
     // The report counts the rows of the deleted segments apart: written = kept + deleted, and
@@ -457,6 +461,17 @@ fn rotation_by_size_and_time_gives_readable_non_empty_segments() {
     assert_eq!(kept, rows_kept, "{stderr}");
     assert_eq!(written, kept + deleted, "{stderr}");
     assert!(deleted > 0, "{stderr}");
+    // The manifest counts the removed segments: what is left verifies.
+    let out = Command::new(workspace_bin("mmap-analyze"))
+        .arg("verify")
+        .arg(&keep_dir)
+        .output()
+        .expect("verify");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[test]
@@ -622,6 +637,7 @@ fn next_recorder_start_recovers_an_interrupted_capture() {
     let mut files: Vec<_> = std::fs::read_dir(&seg_dir)
         .expect("dir")
         .map(|e| e.expect("entry").path())
+        .filter(|f| !f.to_string_lossy().ends_with(".manifest.json"))
         .collect();
     files.sort();
     assert!(

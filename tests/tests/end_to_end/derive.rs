@@ -1,5 +1,6 @@
 //! Captures made from a real recording: `redact` leaves no original name anywhere in the file and
-//! the same counts, `pack` joins the segments with every row, `extract` keeps what `maps` needs.
+//! the same counts, `pack` joins the segments with every row, `extract` keeps what `maps` needs,
+//! and the round trip record -> redact -> extract -> verify -> summary holds.
 use std::{
     ffi::OsStr,
     os::unix::{fs::PermissionsExt as _, process::CommandExt as _},
@@ -36,7 +37,8 @@ where
     let out = analyze(args);
     assert!(
         out.status.success(),
-        "mmap-analyze: {}",
+        "mmap-analyze: {}{}",
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).expect("UTF-8")
@@ -323,4 +325,31 @@ fn captures_made_from_a_real_recording() {
     let found = leaks::find(&std::fs::read(&shared_child).expect("read"), &secrets);
     assert!(found.is_empty(), "survives in the extract: {found:#?}");
     assert_eq!(summary_counts(&shared_child), summary_counts(&extract));
+
+    // ... -> verify: the recording is whole (chain, manifest, pages), and each derived file
+    // checks against the files it was made from, by their SHA-256.
+    analyze_ok([OsStr::new("verify"), rec.as_os_str()]);
+    analyze_ok([
+        OsStr::new("verify"),
+        shared_child.as_os_str(),
+        OsStr::new("--parent"),
+        shared.as_os_str(),
+    ]);
+    let mut args = vec![
+        OsStr::new("verify"),
+        shared.as_os_str(),
+        OsStr::new("--parent"),
+    ];
+    args.extend(files.iter().map(|f| f.as_os_str()));
+    analyze_ok(args);
+    // A file it was not made from is named as such (exit 1).
+    let out = analyze([
+        OsStr::new("verify"),
+        shared_child.as_os_str(),
+        OsStr::new("--parent"),
+        extract.as_os_str(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("parent"), "{stdout}");
 }

@@ -48,6 +48,7 @@ pub mod guard;
 pub mod journal;
 pub mod metadata;
 pub mod names;
+pub mod page_crc;
 pub mod reader;
 pub mod recover;
 pub mod schema;

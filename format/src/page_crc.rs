@@ -300,8 +300,8 @@ fn checksummed_chunk(
                 )));
             }
             location.offset = to_i64(offset)?;
-            location.compressed_page_size = i32::try_from(len)
-                .map_err(|_| general(format!("a page of {len} bytes")))?;
+            location.compressed_page_size =
+                i32::try_from(len).map_err(|_| general(format!("a page of {len} bytes")))?;
         }
     }
     let growth = to_i64(total - stored)?;
@@ -331,17 +331,13 @@ const MAX_HEADER_ALLOC: usize = 1 << 20;
 /// it is a dictionary page's.
 fn checksummed_header(header: &[u8], bytes: &[u8]) -> Result<(Vec<u8>, bool), ParquetError> {
     let mut rest = header;
-    let mut decoded =
-        PageHeader::read_from_in_protocol(&mut TCompactInputProtocol::new(
-            &mut rest,
-            MAX_HEADER_ALLOC,
-        ))
-        .map_err(|e| general(format!("a page header does not decode: {e}")))?;
+    let mut decoded = PageHeader::read_from_in_protocol(&mut TCompactInputProtocol::new(
+        &mut rest,
+        MAX_HEADER_ALLOC,
+    ))
+    .map_err(|e| general(format!("a page header does not decode: {e}")))?;
     if !rest.is_empty() {
-        return Err(general(format!(
-            "{} bytes after a page header",
-            rest.len()
-        )));
+        return Err(general(format!("{} bytes after a page header", rest.len())));
     }
     // Re-encoded as it is, it must be the very bytes parquet wrote: no field lost or changed.
     if encode(&decoded)? != header {
@@ -358,7 +354,10 @@ fn checksummed_header(header: &[u8], bytes: &[u8]) -> Result<(Vec<u8>, bool), Pa
     }
     // Parquet stores the CRC's 32 bits in a Thrift i32.
     decoded.crc = Some(i32::from_ne_bytes(crc32fast::hash(bytes).to_ne_bytes()));
-    Ok((encode(&decoded)?, decoded.type_ == PageType::DICTIONARY_PAGE))
+    Ok((
+        encode(&decoded)?,
+        decoded.type_ == PageType::DICTIONARY_PAGE,
+    ))
 }
 
 fn encode(header: &PageHeader) -> Result<Vec<u8>, ParquetError> {

@@ -17,7 +17,11 @@ fn a_flipped_byte_in_a_page_is_a_damaged_file_and_exit_2() {
         .parse_and_finish(&Bytes::from(bytes.clone()))
         .expect("footer");
     // The last byte of a column chunk is the last byte of its last page, never a header.
-    let chunk = footer.row_group(0).columns().iter().find(|c| c.column_path().string() == "addr");
+    let chunk = footer
+        .row_group(0)
+        .columns()
+        .iter()
+        .find(|c| c.column_path().string() == "addr");
     let (start, len) = chunk.expect("addr column").byte_range();
     let at = usize::try_from(start + len - 1).expect("offset");
     let mut damaged = bytes;

@@ -115,7 +115,9 @@ fn pages(file: &[u8]) -> Vec<Page> {
 }
 
 fn stored_crc(page: &Page) -> Option<u32> {
-    page.header.crc.map(|crc| u32::from_ne_bytes(crc.to_ne_bytes()))
+    page.header
+        .crc
+        .map(|crc| u32::from_ne_bytes(crc.to_ne_bytes()))
 }
 
 fn assert_every_page_checksummed(file: &[u8]) -> Vec<Page> {
@@ -233,7 +235,10 @@ fn a_recovered_capture_is_checksummed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (path, events) = recovered_capture(dir.path());
     let file = fs::read(&path).expect("read");
-    assert_eq!(pages(&file).len(), assert_every_page_checksummed(&file).len());
+    assert_eq!(
+        pages(&file).len(),
+        assert_every_page_checksummed(&file).len()
+    );
     let reader = CaptureReader::open(&path).expect("open");
     assert_eq!(read_events(&reader), events);
 }
@@ -254,7 +259,11 @@ fn one_flipped_byte_in_a_page_is_a_damaged_file_error() {
     let pages = pages(&file);
     for column in ["ret", "tid", "comm", "file_path"] {
         let page = data_page(&pages, column);
-        for at in [page.data.start, (page.data.start + page.data.end) / 2, page.data.end - 1] {
+        for at in [
+            page.data.start,
+            (page.data.start + page.data.end) / 2,
+            page.data.end - 1,
+        ] {
             let mut damaged = file.clone();
             damaged[at] ^= 0x01;
             let path = dir.path().join(format!("{column}-{at}.parquet"));
@@ -314,7 +323,10 @@ fn run_python(python: &str, script: &str, args: &[&std::ffi::OsStr]) -> String {
         "python failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout).expect("utf-8").trim().to_owned()
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned()
 }
 
 /// Reads each file with pyarrow verifying every page CRC; prints rows per file.
@@ -344,10 +356,7 @@ fn pyarrow_verifies_the_page_checksums_of_plain_and_recovered_captures() {
         VERIFIED_READ,
         &[plain.as_os_str(), recovered.as_os_str()],
     );
-    assert_eq!(
-        out,
-        format!("{}\n{}", events.len(), recovered_events.len())
-    );
+    assert_eq!(out, format!("{}\n{}", events.len(), recovered_events.len()));
 }
 
 /// Given a file, the file range of one page's bytes and an output path: flips one byte at a
@@ -406,9 +415,16 @@ fn a_flip_that_decodes_silently_without_crc_is_caught_with_it() {
     );
     eprintln!("{out}");
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines.len(), 3, "some flip in the page decodes silently: {out:?}");
+    assert_eq!(
+        lines.len(),
+        3,
+        "some flip in the page decodes silently: {out:?}"
+    );
     let at: usize = lines[0].parse().expect("offset");
-    assert!(page.data.contains(&at), "the flipped byte is in the page's bytes");
+    assert!(
+        page.data.contains(&at),
+        "the flipped byte is in the page's bytes"
+    );
     assert_eq!(lines[1], "unverified: 2000 rows, different values");
     assert!(
         lines[2].starts_with("verified: ") && lines[2].contains("CRC"),

@@ -367,3 +367,123 @@ fn encode(header: &PageHeader) -> Result<Vec<u8>, ParquetError> {
         .map_err(|e| general(format!("a page header does not encode: {e}")))?;
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use arrow_array::{ArrayRef, Int64Array, StringArray};
+    use arrow_schema::{DataType, Field, Schema};
+    use parquet::{
+        arrow::ArrowWriter,
+        basic::{Compression, ZstdLevel},
+        file::{metadata::ParquetMetaDataReader, properties::EnabledStatistics},
+    };
+
+    use super::*;
+
+    /// Every page of a file in file order: its decoded header and its bytes.
+    fn walk(file: &Bytes) -> Vec<(PageHeader, Bytes)> {
+        let metadata = ParquetMetaDataReader::new()
+            .parse_and_finish(file)
+            .expect("footer");
+        let mut pages = Vec::new();
+        for row_group in metadata.row_groups() {
+            for column in row_group.columns() {
+                let (start, len) = column.byte_range();
+                let (mut at, end) = (start as usize, (start + len) as usize);
+                while at < end {
+                    let mut rest = &file[at..end];
+                    let header = PageHeader::read_from_in_protocol(
+                        &mut TCompactInputProtocol::new(&mut rest, MAX_HEADER_ALLOC),
+                    )
+                    .expect("header");
+                    let data = end - rest.len();
+                    let next = data + header.compressed_page_size as usize;
+                    pages.push((header, file.slice(data..next)));
+                    at = next;
+                }
+                assert_eq!(at, end);
+            }
+        }
+        pages
+    }
+
+    #[test]
+    fn the_same_pages_as_arrow_writer_with_a_crc_in_each_header() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("n", DataType::Int64, false),
+            Field::new("s", DataType::Utf8, true),
+        ]));
+        let rows = 30_000;
+        let n: ArrayRef = Arc::new(Int64Array::from_iter_values((0..rows).map(|i| i * 7919)));
+        // Distinct long strings: the dictionary falls back to plain pages part-way.
+        let s: ArrayRef =
+            Arc::new(StringArray::from_iter((0..rows).map(|i| {
+                (i % 11 != 0).then(|| format!("{i:06}-{}", "y".repeat(60)))
+            })));
+        let batch = RecordBatch::try_new(Arc::clone(&schema), vec![n, s]).expect("batch");
+        let props = || {
+            WriterProperties::builder()
+                .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("level")))
+                .set_statistics_enabled(EnabledStatistics::Page)
+                .set_data_page_row_count_limit(4000)
+                .set_dictionary_page_size_limit(64 << 10)
+                .build()
+        };
+        let mut plain = ArrowWriter::try_new(Vec::new(), Arc::clone(&schema), Some(props()))
+            .expect("arrow writer");
+        let mut checked =
+            PageCrcWriter::try_new(Vec::new(), Arc::clone(&schema), props()).expect("writer");
+        for range in [(0, 20_000), (20_000, 10_000)] {
+            plain.write(&batch.slice(range.0, range.1)).expect("write");
+            plain.flush().expect("flush");
+            checked
+                .write_row_group(&batch.slice(range.0, range.1))
+                .expect("write");
+        }
+        let plain = Bytes::from(plain.into_inner().expect("close"));
+        let checked = Bytes::from(checked.into_inner().expect("close"));
+
+        let (plain_pages, checked_pages) = (walk(&plain), walk(&checked));
+        assert!(plain_pages.len() > 10, "{} pages", plain_pages.len());
+        assert_eq!(plain_pages.len(), checked_pages.len());
+        for ((plain_header, plain_bytes), (checked_header, checked_bytes)) in
+            plain_pages.iter().zip(&checked_pages)
+        {
+            assert_eq!(plain_bytes, checked_bytes);
+            assert_eq!(plain_header.crc, None);
+            let crc = crc32fast::hash(checked_bytes);
+            assert_eq!(
+                checked_header.crc,
+                Some(i32::from_ne_bytes(crc.to_ne_bytes()))
+            );
+            let mut without = checked_header.clone();
+            without.crc = None;
+            assert_eq!(&without, plain_header);
+        }
+        assert!(
+            plain_pages
+                .iter()
+                .any(|(h, _)| h.type_ == PageType::DICTIONARY_PAGE)
+        );
+
+        // The footers agree on everything but where the pages are.
+        let footer = |file: &Bytes| {
+            ParquetMetaDataReader::new()
+                .parse_and_finish(file)
+                .expect("footer")
+        };
+        let (plain, checked) = (footer(&plain), footer(&checked));
+        assert_eq!(
+            plain.file_metadata().key_value_metadata(),
+            checked.file_metadata().key_value_metadata()
+        );
+        for (p, c) in plain.row_groups().iter().zip(checked.row_groups()) {
+            assert_eq!(p.num_rows(), c.num_rows());
+            for (p, c) in p.columns().iter().zip(c.columns()) {
+                assert_eq!(p.statistics(), c.statistics());
+                assert_eq!(p.num_values(), c.num_values());
+                assert_eq!(p.page_encoding_stats(), c.page_encoding_stats());
+            }
+        }
+    }
+}

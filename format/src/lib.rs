@@ -49,6 +49,7 @@ pub mod journal;
 pub mod manifest;
 pub mod metadata;
 pub mod names;
+pub mod page_crc;
 pub mod reader;
 pub mod recover;
 pub mod schema;

@@ -6,7 +6,7 @@ use std::{fs::File, io::Write, sync::Arc};
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use parquet::{
-    arrow::{ARROW_SCHEMA_META_KEY, ArrowSchemaConverter, ArrowWriter, encode_arrow_schema},
+    arrow::{ARROW_SCHEMA_META_KEY, ArrowSchemaConverter, encode_arrow_schema},
     basic::{Compression, ZstdLevel},
     file::{
         metadata::KeyValue,
@@ -21,6 +21,7 @@ use crate::{
     event::Event,
     journal::{FileTemplate, JournalWriter},
     metadata::{CaptureMetadata, FormatVersion},
+    page_crc::PageCrcWriter,
     schema::{col, schema},
 };
 
@@ -57,13 +58,14 @@ pub const NO_DICTIONARY_COLUMNS: [&str; 3] = [col::TS, col::TS_EXIT, col::RET];
 /// The largest `row_group_rows`: dictionary keys are `Int32`.
 pub const MAX_ROW_GROUP_ROWS: usize = i32::MAX as usize;
 
-/// Writes one capture file into a sink.
+/// Writes one capture file into a sink. Every page header carries the CRC-32 of its page
+/// ([`crate::page_crc`]).
 ///
 /// Dropping the writer without [`CaptureWriter::finish`] leaves a file without footer, which no
 /// reader opens; a writer made by [`CaptureWriter::with_journal`] leaves a journal next to it
 /// from which [`crate::recover::recover`] completes the file.
 pub struct CaptureWriter<W: Write + Send> {
-    writer: ArrowWriter<CountingWriter<W>>,
+    writer: PageCrcWriter<CountingWriter<W>>,
     schema: SchemaRef,
     builders: Builders,
     row_group_rows: usize,
@@ -130,13 +132,13 @@ impl<W: Write + Send> CaptureWriter<W> {
                 encode_arrow_schema(&schema),
             ),
         };
-        let writer = ArrowWriter::try_new(
+        let writer = PageCrcWriter::try_new(
             CountingWriter {
                 inner: sink,
                 count: 0,
             },
             Arc::clone(&schema),
-            Some(props),
+            props,
         )?;
         let writer = Self {
             writer,
@@ -243,9 +245,8 @@ impl<W: Write + Send> CaptureWriter<W> {
     fn write_row_group(&mut self) -> Result<(), FormatError> {
         let batch = RecordBatch::try_new(Arc::clone(&self.schema), self.builders.finish()?)?;
         self.buffered = 0;
-        self.writer.write(&batch)?;
+        self.writer.write_row_group(&batch)?;
         self.writer.flush()?;
-        self.writer.sync()?;
         self.commit()
     }
 

@@ -1,5 +1,6 @@
 """Opens a capture with independent readers (pyarrow, DuckDB, Polars) and prints what each saw
-as JSON: row count, column types, and (pyarrow) the capture's key-value metadata keys."""
+as JSON: row count, column types, and (pyarrow) the capture's key-value metadata keys. pyarrow
+reads with page checksum verification, so a page whose CRC does not match fails the check."""
 import json
 import sys
 
@@ -10,7 +11,8 @@ import pyarrow.parquet as pq
 path = sys.argv[1]
 out = {}
 
-table = pq.read_table(path)
+# With page checksum verification: the writer stores a CRC-32 in every page header.
+table = pq.read_table(path, page_checksum_verification=True)
 meta = pq.read_metadata(path).metadata or {}
 out["pyarrow"] = {
     "rows": table.num_rows,

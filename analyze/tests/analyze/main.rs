@@ -1,6 +1,7 @@
 //! Integration tests of `mmap-analyze`, in one test binary: each module runs the real binary over
 //! captures written with the format library (`common`).
 
+mod checksum;
 mod cli;
 mod common;
 mod corpus;

@@ -1,5 +1,6 @@
 //! Integration tests of the capture format, in one test binary.
 
+mod checksum;
 mod common;
 mod errors;
 mod fixture;

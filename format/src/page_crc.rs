@@ -1,0 +1,489 @@
+//! Page checksums: a Parquet writer whose every page header carries the CRC-32 of the page.
+//!
+//! The Parquet `PageHeader` has an optional `crc` (field 4): the CRC-32 (zlib/IEEE polynomial)
+//! of the page's bytes after the header, as stored (after compression). parquet-rs 59 verifies
+//! it when reading (its `crc` feature) but never writes it. [`PageCrcWriter`] encodes row groups
+//! with parquet's own Arrow column writers, then, before each column chunk goes into the file,
+//! re-encodes every page header with its `crc` set and corrects what the longer headers move:
+//! the chunk's sizes, its page offsets and its offset-index page locations.
+//!
+//! How it gets at the pages: the column writers buffer each finished page in a
+//! [`PageStore`], one per column chunk, made by a [`PageStoreFactory`] the writer is given.
+//! [`RecordingStores`] is that factory; its stores keep every blob they are handed (a page's
+//! Thrift header, then its bytes) where the writer can take them back once the column writer is
+//! closed. Each header is decoded with the Parquet Thrift types of `polars-parquet-format`,
+//! checked to re-encode to exactly the bytes parquet wrote (so that no field is lost), and
+//! encoded again with the CRC. The chunk is then appended with
+//! [`SerializedRowGroupWriter::append_column`](parquet::file::writer::SerializedRowGroupWriter::append_column),
+//! which places it in the file. Every assumption about what parquet hands the store is checked
+//! against the column writer's own record of its pages; a mismatch is an error, never a file
+//! with wrong offsets.
+
+use std::{
+    io::Write,
+    sync::{Arc, Mutex, MutexGuard},
+};
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use bytes::Bytes;
+use parquet::{
+    arrow::{
+        ArrowSchemaConverter, add_encoded_arrow_schema_to_metadata,
+        arrow_writer::{
+            ArrowRowGroupWriterFactory, PageKey, PageStore, PageStoreArgs, PageStoreFactory,
+            compute_leaves,
+        },
+    },
+    column::writer::ColumnCloseResult,
+    errors::ParquetError,
+    file::{
+        metadata::{KeyValue, RowGroupMetaData},
+        properties::WriterProperties,
+        writer::SerializedFileWriter,
+    },
+};
+use polars_parquet_format::{
+    PageHeader, PageType,
+    thrift::protocol::{TCompactInputProtocol, TCompactOutputProtocol},
+};
+
+/// Writes a Parquet file one row group per [`PageCrcWriter::write_row_group`], every page
+/// header with its CRC. Otherwise it writes what [`parquet::arrow::ArrowWriter`] writes with the
+/// same properties (the `ARROW:schema` key included); the page bytes are the same.
+pub struct PageCrcWriter<W: Write + Send> {
+    file: SerializedFileWriter<W>,
+    columns: ArrowRowGroupWriterFactory,
+    stores: Arc<RecordingStores>,
+    schema: SchemaRef,
+}
+
+impl<W: Write + Send> std::fmt::Debug for PageCrcWriter<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PageCrcWriter")
+            .field("file", &self.file)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<W: Write + Send> PageCrcWriter<W> {
+    /// Starts a Parquet file in `sink` (nothing reaches it before the first flush of the sink:
+    /// the file writer buffers).
+    pub fn try_new(
+        sink: W,
+        schema: SchemaRef,
+        mut props: WriterProperties,
+    ) -> Result<Self, ParquetError> {
+        let parquet_schema = ArrowSchemaConverter::new()
+            .with_coerce_types(props.coerce_types())
+            .convert(&schema)?;
+        add_encoded_arrow_schema_to_metadata(&schema, &mut props);
+        let file =
+            SerializedFileWriter::new(sink, parquet_schema.root_schema_ptr(), Arc::new(props))?;
+        let stores = Arc::new(RecordingStores::default());
+        let factory: Arc<dyn PageStoreFactory> = stores.clone();
+        let columns = ArrowRowGroupWriterFactory::new(&file, Arc::clone(&schema))
+            .with_page_store_factory(factory);
+        Ok(Self {
+            file,
+            columns,
+            stores,
+            schema,
+        })
+    }
+
+    /// Writes `batch` (of the writer's schema) as one row group, into the file writer's buffer;
+    /// [`PageCrcWriter::flush`] hands it to the sink.
+    pub fn write_row_group(&mut self, batch: &RecordBatch) -> Result<(), ParquetError> {
+        // Stores left by a failed row group must not be taken for this one's.
+        self.stores.take_created()?;
+        let mut writers = self
+            .columns
+            .create_column_writers(self.file.flushed_row_groups().len())?;
+        let stores = self.stores.take_created()?;
+        if stores.len() != writers.len() {
+            return Err(general(format!(
+                "{} page stores for {} column writers",
+                stores.len(),
+                writers.len()
+            )));
+        }
+        let mut next = writers.iter_mut();
+        for (field, column) in self.schema.fields().iter().zip(batch.columns()) {
+            for leaf in compute_leaves(field, column)? {
+                next.next()
+                    .ok_or_else(|| general("more leaf columns than column writers".to_owned()))?
+                    .write(&leaf)?;
+            }
+        }
+        let mut row_group = self.file.next_row_group()?;
+        for (writer, blobs) in writers.into_iter().zip(stores) {
+            let close = writer.close()?.close().clone();
+            let blobs = std::mem::take(&mut *lock(&blobs)?);
+            let (chunk, close) = checksummed_chunk(&blobs, close)?;
+            drop(blobs);
+            row_group.append_column(&chunk, close)?;
+        }
+        row_group.close()?;
+        Ok(())
+    }
+
+    /// The row groups written so far.
+    pub fn flushed_row_groups(&self) -> &[RowGroupMetaData] {
+        self.file.flushed_row_groups()
+    }
+
+    /// Adds a key-value pair to the footer's metadata.
+    pub fn append_key_value_metadata(&mut self, kv: KeyValue) {
+        self.file.append_key_value_metadata(kv);
+    }
+
+    /// Hands what the file writer buffered to the sink.
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+
+    /// The sink.
+    pub fn inner(&self) -> &W {
+        self.file.inner()
+    }
+
+    /// Writes the footer and returns the sink.
+    pub fn into_inner(self) -> Result<W, ParquetError> {
+        self.file.into_inner()
+    }
+}
+
+type Blobs = Arc<Mutex<Vec<Bytes>>>;
+
+/// The [`PageStoreFactory`] of [`PageCrcWriter`]: it keeps a handle on the blobs of every store
+/// it makes, until [`RecordingStores::take_created`].
+#[derive(Debug, Default)]
+struct RecordingStores {
+    /// (leaf column index, its store's blobs) of the stores made since the last take.
+    created: Mutex<Vec<(usize, Blobs)>>,
+}
+
+impl RecordingStores {
+    /// The blobs of the stores made since the last call, in leaf column order.
+    fn take_created(&self) -> Result<Vec<Blobs>, ParquetError> {
+        let mut created = std::mem::take(&mut *lock(&self.created)?);
+        created.sort_by_key(|(column, _)| *column);
+        Ok(created.into_iter().map(|(_, blobs)| blobs).collect())
+    }
+}
+
+impl PageStoreFactory for RecordingStores {
+    fn create(&self, args: &PageStoreArgs<'_>) -> Result<Box<dyn PageStore>, ParquetError> {
+        let blobs = Blobs::default();
+        lock(&self.created)?.push((args.column_index(), Arc::clone(&blobs)));
+        Ok(Box::new(RecordingStore { blobs, resident: 0 }))
+    }
+}
+
+/// An in-memory [`PageStore`] whose blobs the writer can also reach.
+struct RecordingStore {
+    blobs: Blobs,
+    resident: usize,
+}
+
+impl PageStore for RecordingStore {
+    fn put(&mut self, value: Bytes) -> Result<PageKey, ParquetError> {
+        let mut blobs = lock(&self.blobs)?;
+        let key = PageKey::new(blobs.len() as u64);
+        self.resident += value.len();
+        blobs.push(value);
+        Ok(key)
+    }
+
+    fn take(&mut self, key: PageKey) -> Result<Bytes, ParquetError> {
+        let blobs = lock(&self.blobs)?;
+        usize::try_from(key.get())
+            .ok()
+            .and_then(|at| blobs.get(at).cloned())
+            .ok_or_else(|| general(format!("no page blob {}", key.get())))
+    }
+
+    fn memory_size(&self) -> usize {
+        self.resident
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> Result<MutexGuard<'_, T>, ParquetError> {
+    mutex
+        .lock()
+        .map_err(|_| general("a page store lock was poisoned".to_owned()))
+}
+
+fn general(detail: String) -> ParquetError {
+    ParquetError::General(format!("page checksums: {detail}"))
+}
+
+/// A column chunk from the `blobs` its column writer stored (header, bytes, header, bytes...,
+/// in the order written: the dictionary page, if any, comes after the data pages before it),
+/// laid out as it goes into the file (dictionary page first) with a CRC in every page header,
+/// and `close` corrected for that layout.
+fn checksummed_chunk(
+    blobs: &[Bytes],
+    mut close: ColumnCloseResult,
+) -> Result<(Bytes, ColumnCloseResult), ParquetError> {
+    let pages = blobs.chunks_exact(2);
+    if !pages.remainder().is_empty() {
+        return Err(general(format!(
+            "{} blobs, not header and bytes of each page",
+            blobs.len()
+        )));
+    }
+    let stored: usize = blobs.iter().map(Bytes::len).sum();
+    if i64::try_from(stored).ok() != Some(close.metadata.compressed_size()) {
+        return Err(general(format!(
+            "the pages stored ({stored} bytes) are not the column chunk written ({} bytes)",
+            close.metadata.compressed_size()
+        )));
+    }
+    let mut dictionary = None;
+    let mut data_pages = Vec::with_capacity(blobs.len() / 2);
+    // Where each data page's header was in the order written, and its length with the header.
+    let mut written_at = Vec::with_capacity(blobs.len() / 2);
+    let mut at = 0;
+    for page in pages {
+        let (header, bytes) = (&page[0], &page[1]);
+        let len = header.len() + bytes.len();
+        let (new_header, is_dictionary) = checksummed_header(header, bytes)?;
+        if is_dictionary {
+            if dictionary.replace((new_header, bytes)).is_some() {
+                return Err(general("two dictionary pages in a column chunk".to_owned()));
+            }
+        } else {
+            data_pages.push((new_header, bytes));
+            written_at.push((at, len));
+        }
+        at += len;
+    }
+
+    let page_len = |(header, bytes): &(Vec<u8>, &Bytes)| header.len() + bytes.len();
+    let dictionary_len = dictionary.as_ref().map_or(0, page_len);
+    let total = dictionary_len + data_pages.iter().map(page_len).sum::<usize>();
+    let mut chunk = Vec::with_capacity(total);
+    if let Some((header, bytes)) = &dictionary {
+        chunk.extend_from_slice(header);
+        chunk.extend_from_slice(bytes);
+    }
+    let mut locations = Vec::with_capacity(data_pages.len());
+    for (header, bytes) in &data_pages {
+        locations.push((chunk.len(), header.len() + bytes.len()));
+        chunk.extend_from_slice(header);
+        chunk.extend_from_slice(bytes);
+    }
+
+    if let Some(index) = close.offset_index.as_mut() {
+        if index.page_locations.len() != data_pages.len() {
+            return Err(general(format!(
+                "{} data pages stored, {} in the offset index",
+                data_pages.len(),
+                index.page_locations.len()
+            )));
+        }
+        for ((location, &(offset, len)), &(old_offset, old_len)) in index
+            .page_locations
+            .iter_mut()
+            .zip(&locations)
+            .zip(&written_at)
+        {
+            if (location.offset, i64::from(location.compressed_page_size))
+                != (to_i64(old_offset)?, to_i64(old_len)?)
+            {
+                return Err(general(format!(
+                    "a data page stored at {old_offset} ({old_len} bytes) is at {} ({} bytes) \
+                     in the offset index",
+                    location.offset, location.compressed_page_size
+                )));
+            }
+            location.offset = to_i64(offset)?;
+            location.compressed_page_size =
+                i32::try_from(len).map_err(|_| general(format!("a page of {len} bytes")))?;
+        }
+    }
+    let growth = to_i64(total - stored)?;
+    close.metadata = close
+        .metadata
+        .clone()
+        .into_builder()
+        .set_total_compressed_size(to_i64(total)?)
+        // parquet-rs counts the page headers in the uncompressed size too.
+        .set_total_uncompressed_size(close.metadata.uncompressed_size() + growth)
+        .set_dictionary_page_offset(dictionary.is_some().then_some(0))
+        .set_data_page_offset(to_i64(dictionary_len)?)
+        .build()?;
+    close.bytes_written = total as u64;
+    Ok((Bytes::from(chunk), close))
+}
+
+fn to_i64(n: usize) -> Result<i64, ParquetError> {
+    i64::try_from(n).map_err(|_| general(format!("{n} bytes")))
+}
+
+/// The largest allocation the Thrift decoder may make for one page header (statistics
+/// included); the headers are parquet's own, a few dozen bytes.
+const MAX_HEADER_ALLOC: usize = 1 << 20;
+
+/// `header` (a Thrift compact `PageHeader`) with `crc` set to the CRC-32 of `bytes`, and whether
+/// it is a dictionary page's.
+fn checksummed_header(header: &[u8], bytes: &[u8]) -> Result<(Vec<u8>, bool), ParquetError> {
+    let mut rest = header;
+    let mut decoded = PageHeader::read_from_in_protocol(&mut TCompactInputProtocol::new(
+        &mut rest,
+        MAX_HEADER_ALLOC,
+    ))
+    .map_err(|e| general(format!("a page header does not decode: {e}")))?;
+    if !rest.is_empty() {
+        return Err(general(format!("{} bytes after a page header", rest.len())));
+    }
+    // Re-encoded as it is, it must be the very bytes parquet wrote: no field lost or changed.
+    if encode(&decoded)? != header {
+        return Err(general(
+            "a page header does not re-encode to the same bytes".to_owned(),
+        ));
+    }
+    if usize::try_from(decoded.compressed_page_size).ok() != Some(bytes.len()) {
+        return Err(general(format!(
+            "a page header says {} bytes, the page has {}",
+            decoded.compressed_page_size,
+            bytes.len()
+        )));
+    }
+    // Parquet stores the CRC's 32 bits in a Thrift i32.
+    decoded.crc = Some(i32::from_ne_bytes(crc32fast::hash(bytes).to_ne_bytes()));
+    Ok((
+        encode(&decoded)?,
+        decoded.type_ == PageType::DICTIONARY_PAGE,
+    ))
+}
+
+fn encode(header: &PageHeader) -> Result<Vec<u8>, ParquetError> {
+    let mut out = Vec::with_capacity(64);
+    header
+        .write_to_out_protocol(&mut TCompactOutputProtocol::new(&mut out))
+        .map_err(|e| general(format!("a page header does not encode: {e}")))?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow_array::{ArrayRef, Int64Array, StringArray};
+    use arrow_schema::{DataType, Field, Schema};
+    use parquet::{
+        arrow::ArrowWriter,
+        basic::{Compression, ZstdLevel},
+        file::{metadata::ParquetMetaDataReader, properties::EnabledStatistics},
+    };
+
+    use super::*;
+
+    /// Every page of a file in file order: its decoded header and its bytes.
+    fn walk(file: &Bytes) -> Vec<(PageHeader, Bytes)> {
+        let metadata = ParquetMetaDataReader::new()
+            .parse_and_finish(file)
+            .expect("footer");
+        let mut pages = Vec::new();
+        for row_group in metadata.row_groups() {
+            for column in row_group.columns() {
+                let (start, len) = column.byte_range();
+                let (mut at, end) = (start as usize, (start + len) as usize);
+                while at < end {
+                    let mut rest = &file[at..end];
+                    let header = PageHeader::read_from_in_protocol(
+                        &mut TCompactInputProtocol::new(&mut rest, MAX_HEADER_ALLOC),
+                    )
+                    .expect("header");
+                    let data = end - rest.len();
+                    let next = data + header.compressed_page_size as usize;
+                    pages.push((header, file.slice(data..next)));
+                    at = next;
+                }
+                assert_eq!(at, end);
+            }
+        }
+        pages
+    }
+
+    #[test]
+    fn the_same_pages_as_arrow_writer_with_a_crc_in_each_header() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("n", DataType::Int64, false),
+            Field::new("s", DataType::Utf8, true),
+        ]));
+        let rows = 30_000;
+        let n: ArrayRef = Arc::new(Int64Array::from_iter_values((0..rows).map(|i| i * 7919)));
+        // Distinct long strings: the dictionary falls back to plain pages part-way.
+        let s: ArrayRef =
+            Arc::new(StringArray::from_iter((0..rows).map(|i| {
+                (i % 11 != 0).then(|| format!("{i:06}-{}", "y".repeat(60)))
+            })));
+        let batch = RecordBatch::try_new(Arc::clone(&schema), vec![n, s]).expect("batch");
+        let props = || {
+            WriterProperties::builder()
+                .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("level")))
+                .set_statistics_enabled(EnabledStatistics::Page)
+                .set_data_page_row_count_limit(4000)
+                .set_dictionary_page_size_limit(64 << 10)
+                .build()
+        };
+        let mut plain = ArrowWriter::try_new(Vec::new(), Arc::clone(&schema), Some(props()))
+            .expect("arrow writer");
+        let mut checked =
+            PageCrcWriter::try_new(Vec::new(), Arc::clone(&schema), props()).expect("writer");
+        for range in [(0, 20_000), (20_000, 10_000)] {
+            plain.write(&batch.slice(range.0, range.1)).expect("write");
+            plain.flush().expect("flush");
+            checked
+                .write_row_group(&batch.slice(range.0, range.1))
+                .expect("write");
+        }
+        let plain = Bytes::from(plain.into_inner().expect("close"));
+        let checked = Bytes::from(checked.into_inner().expect("close"));
+
+        let (plain_pages, checked_pages) = (walk(&plain), walk(&checked));
+        assert!(plain_pages.len() > 10, "{} pages", plain_pages.len());
+        assert_eq!(plain_pages.len(), checked_pages.len());
+        for ((plain_header, plain_bytes), (checked_header, checked_bytes)) in
+            plain_pages.iter().zip(&checked_pages)
+        {
+            assert_eq!(plain_bytes, checked_bytes);
+            assert_eq!(plain_header.crc, None);
+            let crc = crc32fast::hash(checked_bytes);
+            assert_eq!(
+                checked_header.crc,
+                Some(i32::from_ne_bytes(crc.to_ne_bytes()))
+            );
+            let mut without = checked_header.clone();
+            without.crc = None;
+            assert_eq!(&without, plain_header);
+        }
+        assert!(
+            plain_pages
+                .iter()
+                .any(|(h, _)| h.type_ == PageType::DICTIONARY_PAGE)
+        );
+
+        // The footers agree on everything but where the pages are.
+        let footer = |file: &Bytes| {
+            ParquetMetaDataReader::new()
+                .parse_and_finish(file)
+                .expect("footer")
+        };
+        let (plain, checked) = (footer(&plain), footer(&checked));
+        assert_eq!(
+            plain.file_metadata().key_value_metadata(),
+            checked.file_metadata().key_value_metadata()
+        );
+        for (p, c) in plain.row_groups().iter().zip(checked.row_groups()) {
+            assert_eq!(p.num_rows(), c.num_rows());
+            for (p, c) in p.columns().iter().zip(c.columns()) {
+                assert_eq!(p.statistics(), c.statistics());
+                assert_eq!(p.num_values(), c.num_values());
+                assert_eq!(p.page_encoding_stats(), c.page_encoding_stats());
+            }
+        }
+    }
+}

@@ -5,6 +5,7 @@
 //! cargo run -p mmap-format --example make_fixture -- --v1.1 [OUTPUT]      # synthetic-v1.1.parquet
 //! cargo run -p mmap-format --example make_fixture -- --recovered [OUTPUT] # recovered-v1.1.parquet
 //! cargo run -p mmap-format --example make_fixture -- --v1.2 [OUTPUT]      # synthetic-v1.2.parquet
+//! cargo run -p mmap-format --example make_fixture -- --v1.3 [OUTPUT]      # synthetic-v1.3.parquet
 //! ```
 //!
 //! `--v1.1` and `--recovered` go through the current writer, which writes the latest minor: they
@@ -42,7 +43,10 @@ use arrow_array::RecordBatch;
 use mmap_format::{
     event::{Event, RowKind, Syscall, path_sources, sources},
     journal::{self, journal_path},
-    metadata::{CaptureMetadata, ClockAnchor, Counters, FormatVersion, Targets, keys},
+    metadata::{
+        CaptureMetadata, ClockAnchor, Counters, Derivation, FormatVersion, ParentFile, Redaction,
+        SegmentLink, Targets, keys,
+    },
     names::makedev,
     reader::CaptureReader,
     recover::recover,
@@ -931,6 +935,70 @@ fn write_v1_2(output: File) -> Result<u64, Box<dyn Error>> {
     Ok(rows)
 }
 
+/// The 1.2 metadata with every 1.3 key set to made-up values: the file calls itself segment 1 of
+/// its capture (with a link to a segment 0 that is not committed) and also a redacted extract, so
+/// that one file shows every key; no real capture is both.
+fn metadata_v1_3(rows: u64) -> CaptureMetadata {
+    let v1_2 = metadata_v1_2(rows);
+    CaptureMetadata {
+        segment_index: Some(1),
+        previous_segment: Some(SegmentLink {
+            file: "mmap-20260101T000000-6d1f3c2a-000000.parquet".into(),
+            segment_index: 0,
+            sha256: "5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef".into(),
+            bytes: 8192,
+            rows: 33,
+        }),
+        redaction: Some(Redaction {
+            method: "hmac-sha256".into(),
+            key_id: "0123456789abcdef".into(),
+            fields: [
+                ("cgroups", "hash"),
+                ("comm", "keep"),
+                ("hostname", "hash"),
+                ("ids", "keep"),
+                ("inodes", "keep"),
+                ("paths", "keep"),
+            ]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .into(),
+            tool: "mmap-analyze 0.1.0".into(),
+        }),
+        provenance: vec![Derivation {
+            operation: "extract".into(),
+            tool: "mmap-analyze 0.1.0".into(),
+            at: "2026-01-02T00:00:00Z".into(),
+            parents: vec![ParentFile {
+                file: "capture.parquet".into(),
+                capture_id: v1_2.capture_id.clone(),
+                segment_index: Some(0),
+                sha256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".into(),
+                bytes: 16384,
+                rows: 40,
+            }],
+            selection: vec!["--pid".into(), "4242".into()],
+        }],
+        read_with: Some("0.1.0".into()),
+        ..v1_2
+    }
+}
+
+/// The 1.2 rows with the 1.3 metadata, 33 rows in three row groups as in 1.2.
+fn write_v1_3(output: File) -> Result<u64, Box<dyn Error>> {
+    let config = WriterConfig {
+        row_group_rows: 16,
+        zstd_level: 3,
+    };
+    let mut writer = CaptureWriter::new(BufWriter::new(output), config)?;
+    for event in &events_v1_2()? {
+        writer.push(event)?;
+    }
+    let rows = writer.rows_written();
+    let mut sink = writer.finish(&metadata_v1_3(rows))?;
+    sink.flush()?;
+    Ok(rows)
+}
+
 fn write_v1_1(output: File) -> Result<u64, Box<dyn Error>> {
     let config = WriterConfig {
         // Three row groups (16 + 8 + 7 rows), cut by size, by a flush and by finish.
@@ -991,7 +1059,7 @@ fn write_recovered(output: &std::path::Path) -> Result<u64, Box<dyn Error>> {
 fn main() -> Result<(), Box<dyn Error>> {
     let mut args: Vec<_> = std::env::args_os().skip(1).collect();
     let mode = match args.first().and_then(|a| a.to_str()) {
-        Some(flag @ ("--v1.0" | "--v1.1" | "--v1.2" | "--recovered")) => {
+        Some(flag @ ("--v1.0" | "--v1.1" | "--v1.2" | "--v1.3" | "--recovered")) => {
             let flag = flag.to_owned();
             args.remove(0);
             flag
@@ -1001,6 +1069,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let default = match mode.as_str() {
         "--v1.1" => "synthetic-v1.1.parquet",
         "--v1.2" => "synthetic-v1.2.parquet",
+        "--v1.3" => "synthetic-v1.3.parquet",
         "--recovered" => "recovered-v1.1.parquet",
         _ => "synthetic-v1.0.parquet",
     };
@@ -1020,6 +1089,8 @@ fn main() -> Result<(), Box<dyn Error>> {
             write_v1_1(file)?
         } else if mode == "--v1.2" {
             write_v1_2(file)?
+        } else if mode == "--v1.3" {
+            write_v1_3(file)?
         } else {
             write_v1_0(file)?
         }

@@ -291,27 +291,6 @@ fn one_flipped_byte_in_a_page_is_a_damaged_file_error() {
     }
 }
 
-/// A Python with pyarrow: MMAP_FORMAT_PYTHON, else MMAP_CAPTURE_PYTHON (what `make test`
-/// exports), else python3; None (the test is skipped) when it cannot import pyarrow.
-fn pyarrow_python() -> Option<String> {
-    let python = std::env::var("MMAP_FORMAT_PYTHON")
-        .or_else(|_| std::env::var("MMAP_CAPTURE_PYTHON"))
-        .unwrap_or_else(|_| "python3".to_owned());
-    let ok = Command::new(&python)
-        .args(["-c", "import pyarrow.parquet"])
-        .output()
-        .is_ok_and(|out| out.status.success());
-    if ok {
-        Some(python)
-    } else {
-        eprintln!(
-            "skipped: {python} cannot import pyarrow (set MMAP_FORMAT_PYTHON or \
-             MMAP_CAPTURE_PYTHON)"
-        );
-        None
-    }
-}
-
 fn run_python(python: &str, script: &str, args: &[&std::ffi::OsStr]) -> String {
     let out = Command::new(python)
         .args(["-c", script])
@@ -339,7 +318,7 @@ for path in sys.argv[1:]:
 
 #[test]
 fn pyarrow_verifies_the_page_checksums_of_plain_and_recovered_captures() {
-    let Some(python) = pyarrow_python() else {
+    let Some(python) = crate::common::pyarrow_python() else {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
@@ -391,7 +370,7 @@ for at in range(start, end):
 
 #[test]
 fn a_flip_that_decodes_silently_without_crc_is_caught_with_it() {
-    let Some(python) = pyarrow_python() else {
+    let Some(python) = crate::common::pyarrow_python() else {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");

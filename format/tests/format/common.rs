@@ -313,3 +313,29 @@ pub fn write_raw(batch: &RecordBatch, kv: &[(String, String)]) -> Vec<u8> {
     }
     writer.into_inner().expect("raw close")
 }
+
+/// A Python with pyarrow: MMAP_FORMAT_PYTHON, else MMAP_CAPTURE_PYTHON (what `make test`
+/// exports), else python3; None (the test is skipped) when it cannot import pyarrow. Under
+/// `make test` (MMAP_CAPTURE_PYTHON set) or in CI, a missing pyarrow fails the test instead: the
+/// set-up installs it, so its absence there is a fault, not a reason to skip.
+pub fn pyarrow_python() -> Option<String> {
+    let python = std::env::var("MMAP_FORMAT_PYTHON")
+        .or_else(|_| std::env::var("MMAP_CAPTURE_PYTHON"))
+        .unwrap_or_else(|_| "python3".to_owned());
+    let ok = std::process::Command::new(&python)
+        .args(["-c", "import pyarrow.parquet"])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if ok {
+        Some(python)
+    } else if std::env::var_os("MMAP_CAPTURE_PYTHON").is_some() || std::env::var_os("CI").is_some()
+    {
+        panic!("{python} cannot import pyarrow, which `make test` installs");
+    } else {
+        eprintln!(
+            "skipped: {python} cannot import pyarrow (set MMAP_FORMAT_PYTHON or \
+             MMAP_CAPTURE_PYTHON)"
+        );
+        None
+    }
+}

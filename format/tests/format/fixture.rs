@@ -5,7 +5,10 @@ use std::path::PathBuf;
 use arrow_array::Array;
 use mmap_format::{
     event::{Event, RowKind, Syscall},
-    metadata::{CaptureMetadata, ClockAnchor, Counters, FormatVersion, Targets},
+    metadata::{
+        CaptureMetadata, ClockAnchor, Counters, Derivation, FormatVersion, ParentFile, Redaction,
+        SegmentLink, Targets,
+    },
     names::{errno_name, makedev, map_flags_names, prot_names},
     reader::CaptureReader,
     schema::{col, schema},
@@ -714,7 +717,30 @@ fn synthetic_v1_2() {
     let path = fixture("synthetic-v1.2.parquet");
     let reader = CaptureReader::open(&path).expect("open fixture");
     assert_eq!((reader.num_rows(), reader.num_row_groups()), (33, 3));
-    let expected_metadata = CaptureMetadata {
+    assert_eq!(reader.metadata(), &synthetic_v1_2_metadata_expected());
+    let expected = synthetic_v1_2_expected();
+    let events: Vec<Event<'static>> = reader
+        .events()
+        .expect("events")
+        .collect::<Result<_, _>>()
+        .expect("decode");
+    assert_eq!(events.len(), expected.len());
+    for (i, (event, expected)) in events.iter().zip(&expected).enumerate() {
+        assert_eq!(event, expected, "row {i}");
+    }
+    // Older fixtures read `path_lossy` as null and `follow_map_full` as 0.
+    let old = CaptureReader::open(&fixture("synthetic-v1.1.parquet")).expect("open fixture");
+    assert!(
+        old.events()
+            .expect("events")
+            .all(|e| e.expect("decode").path_lossy.is_none())
+    );
+    assert_eq!(old.metadata().counters.follow_map_full, 0);
+}
+
+/// The metadata of the 1.2 fixture.
+fn synthetic_v1_2_metadata_expected() -> CaptureMetadata {
+    CaptureMetadata {
         format_version: FormatVersion { major: 1, minor: 2 },
         counters: Counters {
             emitted: 33,
@@ -724,9 +750,11 @@ fn synthetic_v1_2() {
         },
         recovered: false,
         ..synthetic_v1_1_metadata_expected()
-    };
-    assert_eq!(reader.metadata(), &expected_metadata);
+    }
+}
 
+/// The rows of the 1.2 fixture (the 1.3 fixture has the same).
+fn synthetic_v1_2_expected() -> Vec<Event<'static>> {
     let mut expected = synthetic_v1_1_expected();
     for row in &mut expected {
         if row.file_path.is_some() {
@@ -764,21 +792,76 @@ fn synthetic_v1_2() {
             ),
         ],
     );
+    expected
+}
+
+/// The synthetic 1.3 fixture: the rows of 1.2, and every 1.3 key set (made-up values: the file
+/// calls itself both segment 1 of a capture and a redacted extract).
+#[test]
+fn synthetic_v1_3() {
+    let path = fixture("synthetic-v1.3.parquet");
+    let reader = CaptureReader::open(&path).expect("open fixture");
+    assert_eq!((reader.num_rows(), reader.num_row_groups()), (33, 3));
+    let v1_2 = synthetic_v1_2_metadata_expected();
+    let expected_metadata = CaptureMetadata {
+        format_version: FormatVersion { major: 1, minor: 3 },
+        segment_index: Some(1),
+        previous_segment: Some(SegmentLink {
+            file: "mmap-20260101T000000-6d1f3c2a-000000.parquet".into(),
+            segment_index: 0,
+            sha256: "5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef".into(),
+            bytes: 8192,
+            rows: 33,
+        }),
+        redaction: Some(Redaction {
+            method: "hmac-sha256".into(),
+            key_id: "0123456789abcdef".into(),
+            fields: [
+                ("cgroups", "hash"),
+                ("comm", "keep"),
+                ("hostname", "hash"),
+                ("ids", "keep"),
+                ("inodes", "keep"),
+                ("paths", "keep"),
+            ]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .into(),
+            tool: "mmap-analyze 0.1.0".into(),
+        }),
+        provenance: vec![Derivation {
+            operation: "extract".into(),
+            tool: "mmap-analyze 0.1.0".into(),
+            at: "2026-01-02T00:00:00Z".into(),
+            parents: vec![ParentFile {
+                file: "capture.parquet".into(),
+                capture_id: v1_2.capture_id.clone(),
+                segment_index: Some(0),
+                sha256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".into(),
+                bytes: 16384,
+                rows: 40,
+            }],
+            selection: vec!["--pid".into(), "4242".into()],
+        }],
+        read_with: Some("0.1.0".into()),
+        ..v1_2
+    };
+    assert_eq!(reader.metadata(), &expected_metadata);
     let events: Vec<Event<'static>> = reader
         .events()
         .expect("events")
         .collect::<Result<_, _>>()
         .expect("decode");
-    assert_eq!(events.len(), expected.len());
-    for (i, (event, expected)) in events.iter().zip(&expected).enumerate() {
-        assert_eq!(event, expected, "row {i}");
-    }
-    // Older fixtures read `path_lossy` as null and `follow_map_full` as 0.
-    let old = CaptureReader::open(&fixture("synthetic-v1.1.parquet")).expect("open fixture");
-    assert!(
-        old.events()
-            .expect("events")
-            .all(|e| e.expect("decode").path_lossy.is_none())
+    assert_eq!(events, synthetic_v1_2_expected());
+    // Older fixtures have none of the 1.3 keys.
+    let old = CaptureReader::open(&fixture("synthetic-v1.2.parquet")).expect("open fixture");
+    let old = old.metadata();
+    assert_eq!(
+        (
+            &old.previous_segment,
+            &old.redaction,
+            old.provenance.len(),
+            &old.read_with
+        ),
+        (&None, &None, 0, &None)
     );
-    assert_eq!(old.metadata().counters.follow_map_full, 0);
 }

@@ -492,19 +492,13 @@ fn frame_size_does_not_grow_with_the_file() {
     assert!(last < 20_000, "{last} bytes for one row group's frame");
 }
 
-/// pyarrow (an independent Parquet reader) opens a recovered capture. Skipped when no Python
-/// with pyarrow is found: set MMAP_FORMAT_PYTHON to one (e.g. a venv's bin/python).
+/// pyarrow (an independent Parquet reader) opens a recovered capture (see
+/// [`crate::common::pyarrow_python`] for which Python, and when it is skipped).
 #[test]
 fn pyarrow_reads_a_recovered_capture() {
-    let python = std::env::var("MMAP_FORMAT_PYTHON").unwrap_or_else(|_| "python3".to_owned());
-    let has_pyarrow = std::process::Command::new(&python)
-        .args(["-c", "import pyarrow.parquet"])
-        .output()
-        .is_ok_and(|out| out.status.success());
-    if !has_pyarrow {
-        eprintln!("skipped: {python} cannot import pyarrow (set MMAP_FORMAT_PYTHON)");
+    let Some(python) = crate::common::pyarrow_python() else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().expect("tempdir");
     let (path, rows, _) = three_flushes(dir.path());
     recover(&path).expect("recover");

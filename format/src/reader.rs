@@ -97,6 +97,7 @@ impl CaptureReader {
         check_magic(path, len, &head, &tail)?;
         let parquet = load_footer(path, &file)?;
         check_ranges(path, &parquet, len)?;
+        crate::pages::check_pages(path, &file, parquet.metadata())?;
         Self::validate(path.to_path_buf(), Source::File, parquet, target, added)
     }
 
@@ -116,6 +117,7 @@ impl CaptureReader {
         check_magic(path, len, &head, &tail)?;
         let parquet = load_footer(path, &data)?;
         check_ranges(path, &parquet, len)?;
+        crate::pages::check_pages(path, &data, parquet.metadata())?;
         Self::validate(
             path.to_path_buf(),
             Source::Memory(data),

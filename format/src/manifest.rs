@@ -7,7 +7,31 @@
 //! a segment is finished. docs/FORMAT.md ("Integrity: the segment chain and the manifest")
 //! specifies it for other tools.
 
+use std::io::{self, Read, Write};
+
 use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+/// SHA-256 of everything `input` yields, as 64 lowercase hex digits (the form of the chain, the
+/// manifest and provenance), and how many bytes that was; `progress` is told the size of each
+/// block read.
+pub fn sha256_of(mut input: impl Read, mut progress: impl FnMut(u64)) -> io::Result<(String, u64)> {
+    /// The hasher, telling `progress` what goes through it.
+    struct Counted<'a, F: FnMut(u64)>(&'a mut Sha256, &'a mut F);
+    impl<F: FnMut(u64)> Write for Counted<'_, F> {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.update(buf);
+            (self.1)(buf.len() as u64);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut hasher = Sha256::new();
+    let bytes = io::copy(&mut input, &mut Counted(&mut hasher, &mut progress))?;
+    Ok((hex::encode(hasher.finalize()), bytes))
+}
 
 /// The value of [`Manifest::kind`].
 pub const MANIFEST_KIND: &str = "mmap-capture manifest";

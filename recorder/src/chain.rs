@@ -6,7 +6,6 @@
 use std::{
     ffi::{OsStr, OsString},
     fs::File,
-    io::Read as _,
     path::Path,
 };
 
@@ -15,26 +14,12 @@ use mmap_format::{
     manifest::{MAX_MANIFEST_BYTES, Manifest, ManifestSegment, manifest_name},
     metadata::{CaptureMetadata, SegmentLink, format_rfc3339_ns},
 };
-use sha2::{Digest as _, Sha256};
 
 use crate::{launch::InvokingUser, output::OutDir};
 
 /// SHA-256 of everything `file` holds from its start (64 lowercase hex digits), and its length.
-pub fn sha256_of(mut file: &File) -> std::io::Result<(String, u64)> {
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut len = 0u64;
-    loop {
-        let n = match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        hasher.update(&buf[..n]);
-        len += n as u64;
-    }
-    Ok((hex::encode(hasher.finalize()), len))
+pub fn sha256_of(file: &File) -> std::io::Result<(String, u64)> {
+    mmap_format::manifest::sha256_of(file, |_| ())
 }
 
 /// The finished segment `name` in `dir`, read back and hashed, as a manifest entry; `meta` is

@@ -23,7 +23,6 @@ use mmap_format::{
     reader::CaptureReader,
 };
 use serde::Serialize;
-use sha2::{Digest as _, Sha256};
 
 use crate::{
     input::{self, Discovered},
@@ -117,21 +116,7 @@ fn open_regular(path: &Path) -> std::io::Result<File> {
 
 /// SHA-256 (64 lowercase hex digits) and length of the file at `path`.
 pub fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
-    let mut file = open_regular(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut len = 0u64;
-    loop {
-        let n = match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        hasher.update(&buf[..n]);
-        len += n as u64;
-    }
-    Ok((hex::encode(hasher.finalize()), len))
+    mmap_format::manifest::sha256_of(open_regular(path)?, |_| ())
 }
 
 /// A manifest found in a directory.

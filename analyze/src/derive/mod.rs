@@ -13,7 +13,7 @@ pub mod pseudonym;
 
 use std::{
     fs::File,
-    io::{self, Read as _},
+    io,
     os::unix::fs::{MetadataExt as _, OpenOptionsExt as _},
     path::Path,
 };
@@ -166,10 +166,9 @@ pub fn file_name(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// SHA-256 (64 lowercase hex digits) and size of the regular file at `path`, read in 1 MiB
-/// blocks without following it if it is a FIFO (O_NONBLOCK) or blocking on one; `read` is told
-/// the bytes of each block.
-pub fn sha256_file(path: &Path, mut read: impl FnMut(u64)) -> anyhow::Result<(String, u64, Stamp)> {
+/// SHA-256 (64 lowercase hex digits) and size of the regular file at `path`, without blocking
+/// on it if it is a FIFO (O_NONBLOCK); `read` is told the bytes of each block.
+pub fn sha256_file(path: &Path, read: impl FnMut(u64)) -> anyhow::Result<(String, u64, Stamp)> {
     let cannot = |err: io::Error| anyhow::anyhow!("{}: cannot read it: {err}", path.display());
     let mut file = std::fs::OpenOptions::new()
         .read(true)
@@ -180,30 +179,15 @@ pub fn sha256_file(path: &Path, mut read: impl FnMut(u64)) -> anyhow::Result<(St
     if !meta.is_file() {
         bail!("{}: not a regular file", path.display());
     }
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0_u8; 1 << 20];
-    let mut bytes = 0_u64;
-    loop {
-        let n = match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(err) => return Err(cannot(err)),
-        };
-        hasher.update(buf.get(..n).unwrap_or_default());
-        bytes += n as u64;
-        read(n as u64);
-    }
-    Ok((hex::encode(hasher.finalize()), bytes, stamp_of(&meta)))
+    let (sha256, bytes) = mmap_format::manifest::sha256_of(&mut file, read).map_err(cannot)?;
+    Ok((sha256, bytes, stamp_of(&meta)))
 }
 
 /// Reads a file that was just written for its SHA-256 and size.
 fn sha256_written(file: &mut File) -> io::Result<(String, u64)> {
     use std::io::Seek as _;
     file.seek(io::SeekFrom::Start(0))?;
-    let mut hasher = Sha256::new();
-    let bytes = io::copy(file, &mut hasher)?;
-    Ok((hex::encode(hasher.finalize()), bytes))
+    mmap_format::manifest::sha256_of(file, |_| ())
 }
 
 /// The metadata of a capture made of `readers` (at least one): the first's, with the time range

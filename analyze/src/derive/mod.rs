@@ -16,6 +16,10 @@ use std::{
     io,
     os::unix::fs::{MetadataExt as _, OpenOptionsExt as _},
     path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
 };
 
 use anyhow::{Context as _, bail};
@@ -456,6 +460,22 @@ pub fn print(written: &Written, format: WrittenFormat) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Set when SIGINT, SIGTERM or SIGHUP arrives from now on, so that the writing loop stops and
+/// its temporary file is removed rather than left behind (the default action would end the
+/// process at once); a second signal ends the process at once, exit 130.
+fn interrupt_flag() -> anyhow::Result<Arc<AtomicBool>> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let flag = Arc::new(AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM, SIGHUP] {
+        // The shutdown first: it acts only once the flag is set, i.e. on the second signal.
+        signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(&flag))
+            .context("setting up the signal handlers")?;
+        signal_hook::flag::register(signal, Arc::clone(&flag))
+            .context("setting up the signal handlers")?;
+    }
+    Ok(flag)
+}
+
 /// Writes `rows`, each turned by `transform` into the row to write (or none), into the
 /// destination of `output` with `metadata`, through a temporary file renamed into place once
 /// complete. `what` names the work for the progress line (e.g. "redacting").
@@ -485,9 +505,18 @@ pub fn write(
     let sink = io::BufWriter::with_capacity(1 << 20, temp.as_file().try_clone()?);
     let mut writer =
         mmap_format::writer::CaptureWriter::new(sink, Default::default()).map_err(writing)?;
+    let interrupted = interrupt_flag()?;
     let mut read = 0_u64;
     let mut skipped_unknown = 0_u64;
     for row in rows {
+        if interrupted.load(Ordering::Relaxed) {
+            progress.finish();
+            // Returning drops the temporary file, which removes it.
+            bail!(
+                "interrupted by a signal: {} was not written",
+                output.path().display()
+            );
+        }
         let row = row?;
         read += 1;
         if read.is_multiple_of(4096) {

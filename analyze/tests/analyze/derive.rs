@@ -684,3 +684,67 @@ fn extract_of_nothing_is_an_empty_capture_with_a_note() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("no row matches"));
     assert!(events_of(&out).is_empty());
 }
+
+/// A signal while a capture is written stops the command and removes its temporary file:
+/// neither the output nor a hidden `.OUT.XXXXXX.tmp` is left behind (the default action of
+/// SIGINT would end the process with the temporary file still there).
+#[test]
+fn a_signal_while_writing_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("big.parquet");
+    let events: Vec<_> = (0..300_000_i64)
+        .map(|i| common::mmap(i * 1_000, 4242 + (i % 50) as u32, 4242, "writer"))
+        .collect();
+    common::write_capture_with(
+        &input,
+        &common::metadata("host-a", Default::default()),
+        &events,
+        10_000,
+    );
+    let out_dir = dir.path().join("out");
+    fs::create_dir(&out_dir).expect("mkdir");
+    let output = out_dir.join("packed.parquet");
+    let mut child = std::process::Command::new(common::bin())
+        .args([
+            "pack".as_ref(),
+            input.as_os_str(),
+            "-o".as_ref(),
+            output.as_os_str(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn mmap-analyze");
+    // Once the temporary file exists, rows are being written.
+    let started = std::time::Instant::now();
+    while fs::read_dir(&out_dir)
+        .expect("read_dir")
+        .next()
+        .is_none()
+    {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "no temporary file appeared"
+        );
+        assert!(
+            child.try_wait().expect("try_wait").is_none(),
+            "pack ended early"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // SAFETY: kill(2) on the child's pid, which is still ours to signal (not yet waited for).
+    let sent = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    assert_eq!(sent, 0, "kill");
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("interrupted by a signal") && stderr.contains("was not written"),
+        "{stderr}"
+    );
+    let left: Vec<_> = fs::read_dir(&out_dir)
+        .expect("read_dir")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}

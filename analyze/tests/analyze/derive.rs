@@ -717,11 +717,7 @@ fn a_signal_while_writing_leaves_nothing_behind() {
         .expect("spawn mmap-analyze");
     // Once the temporary file exists, rows are being written.
     let started = std::time::Instant::now();
-    while fs::read_dir(&out_dir)
-        .expect("read_dir")
-        .next()
-        .is_none()
-    {
+    while fs::read_dir(&out_dir).expect("read_dir").next().is_none() {
         assert!(
             started.elapsed() < std::time::Duration::from_secs(60),
             "no temporary file appeared"

@@ -552,7 +552,7 @@ impl Remap {
 
 /// The region a snapshot row shows: backed by a file when the row has an inode or a path that is
 /// not a pseudo path (`[heap]`, `[stack]`, ...); else anonymous, named by its pseudo path.
-fn snapshot_region(e: &Event<'_>) -> Option<Region> {
+pub fn snapshot_region(e: &Event<'_>) -> Option<Region> {
     let (Some(start), Some(len)) = (e.addr, e.len) else {
         return None;
     };

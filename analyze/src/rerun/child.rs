@@ -21,13 +21,14 @@ use std::{
 use anyhow::Context as _;
 
 use super::{
-    protocol::{Call, Done, How, Issued, MARKER_END, MARKER_START, Op, Outcome, Plan},
+    protocol::{Call, Done, How, Issued, MARKER_END, MARKER_START, Op, Outcome, Plan, Standin},
     translate::{Resolved, Translation},
 };
-use crate::replay::{MAP_ANONYMOUS, MAP_PRIVATE, MREMAP_DONTUNMAP, MREMAP_FIXED};
+use crate::replay::{MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, MREMAP_DONTUNMAP, MREMAP_FIXED};
 
 const MAP_FIXED: u64 = 0x10;
 const MAP_FIXED_NOREPLACE: u64 = 0x10_0000;
+const MAP_NORESERVE: u64 = 0x4000;
 const EEXIST: i64 = 17;
 /// Room for /proc/self/maps after the calls.
 const MAPS_ROOM: usize = 32 << 20;
@@ -67,7 +68,7 @@ fn replay(plan: &Plan) -> anyhow::Result<Outcome> {
     let mut maps = File::open("/proc/self/maps").context("opening /proc/self/maps")?;
 
     let state = Mutex::new(State {
-        translation: Translation::with_capacity_for(plan.ops.len()),
+        translation: Translation::with_capacity_for(plan.ops.len() + plan.regions.len()),
         done: vec![Done::default(); plan.ops.len()],
         fds,
         page: plan.page_size.max(1),
@@ -78,6 +79,10 @@ fn replay(plan: &Plan) -> anyhow::Result<Outcome> {
         rec_heap_end: None,
         hole_limit: lowest,
     });
+    let standins_failed = match state.lock() {
+        Ok(mut state) => state.make_standins(&plan.regions),
+        Err(_) => Vec::new(),
+    };
     let threads = plan.threads.max(1) as usize;
     let mut per_thread: Vec<Vec<usize>> = vec![Vec::new(); threads];
     for (i, op) in plan.ops.iter().enumerate() {
@@ -139,6 +144,7 @@ fn replay(plan: &Plan) -> anyhow::Result<Outcome> {
         intervals: state.translation.intervals().to_vec(),
         heap_base,
         elapsed_ns: u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX),
+        standins_failed,
     })
 }
 
@@ -271,6 +277,71 @@ impl State {
             .lowest_child()
             .map_or(self.hole_limit, |low| low.min(self.hole_limit));
         (at.checked_add(self.page_up(len))? <= limit).then_some(at)
+    }
+
+    /// Maps a stand-in for each region of the snapshot (before the first marker): each run of
+    /// neighbouring regions in one reservation, so that they stay neighbours; returns the ones
+    /// that could not be made, with -errno.
+    fn make_standins(&mut self, regions: &[Standin]) -> Vec<(usize, i64)> {
+        let mut failed_ones = Vec::new();
+        let mut i = 0;
+        while i < regions.len() {
+            let mut j = i + 1;
+            while j < regions.len() && regions[j].start == regions[j - 1].end {
+                j += 1;
+            }
+            let (start, end) = (regions[i].start, regions[j - 1].end);
+            let reserve = |addr: u64, extra: u64| {
+                raw(
+                    libc::SYS_mmap,
+                    [
+                        addr,
+                        end - start,
+                        0,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | extra,
+                        u64::MAX,
+                        0,
+                    ],
+                )
+            };
+            let mut base = if self.same_addresses {
+                reserve(start, MAP_FIXED_NOREPLACE)
+            } else {
+                -1
+            };
+            if failed(base) {
+                base = reserve(0, 0);
+            }
+            if failed(base) {
+                failed_ones.extend((i..j).map(|k| (k, base)));
+                i = j;
+                continue;
+            }
+            let base = base as u64;
+            for (k, region) in regions.iter().enumerate().take(j).skip(i) {
+                let at = base + (region.start - start);
+                let len = region.end - region.start;
+                let (fd, off, kind) = match region.file.and_then(|f| self.fds.get(f as usize)) {
+                    Some(fd) => (*fd as u64, region.off, 0),
+                    None => (u64::MAX, 0, MAP_ANONYMOUS),
+                };
+                let sharing = if region.shared {
+                    MAP_SHARED
+                } else {
+                    MAP_PRIVATE
+                };
+                let flags = MAP_FIXED | MAP_NORESERVE | sharing | kind;
+                let ret = raw(libc::SYS_mmap, [at, len, region.prot, flags, fd, off]);
+                if failed(ret) {
+                    raw(libc::SYS_munmap, [at, len, 0, 0, 0, 0]);
+                    failed_ones.push((k, ret));
+                } else {
+                    self.translation.insert(region.start, region.end, at);
+                }
+            }
+            i = j;
+        }
+        failed_ones
     }
 
     fn execute(&mut self, op: &Op) -> Done {
@@ -446,6 +517,7 @@ impl State {
             Resolved::Partly => return (How::SkippedPartly, issued, 0),
         };
         let ret = raw(nr, [issued.addr, issued.len, issued.prot, 0, 0, 0]);
+        // Gone in the child, whatever the recording says.
         if nr == libc::SYS_munmap && how == How::Issued && !failed(ret) {
             self.translation.remove(addr, addr.saturating_add(plen));
         }
@@ -508,15 +580,17 @@ impl State {
                 0,
             ],
         );
-        if let (How::Issued, false, Some(recorded)) =
-            (how, failed(ret), op.ret.filter(|_| recorded_ok))
-        {
+        // What the child did, whatever the recording says: the old range went away in the
+        // child, and the new one stands for the recorded result when there is one.
+        if how == How::Issued && !failed(ret) {
             if flags & MREMAP_DONTUNMAP == 0 && old_len != 0 {
                 self.translation.remove(addr, addr.saturating_add(old_plen));
             }
-            let recorded = recorded as u64;
-            self.translation
-                .insert(recorded, recorded.saturating_add(new_plen), ret as u64);
+            if let Some(recorded) = op.ret.filter(|_| recorded_ok) {
+                let recorded = recorded as u64;
+                self.translation
+                    .insert(recorded, recorded.saturating_add(new_plen), ret as u64);
+            }
         }
         (how, issued, ret)
     }

@@ -229,6 +229,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let outcome = spawn(&prepared.plan)?;
 
     let (counts, differences, list) = compare::calls(&prepared, &outcome);
+    let mut notes = prepared.notes.clone();
+    if let Some((_, errno)) = outcome.standins_failed.first() {
+        notes.push(format!(
+            "{} of the snapshot's regions could not be made again here (the first: {}): calls on \
+             them are skipped",
+            outcome.standins_failed.len(),
+            labels::errno_label((-errno) as i32)
+        ));
+    }
     let space = compare::space(&prepared, &outcome, page_size);
     let mut skipped: Vec<Skipped> = Vec::new();
     for call in &list {
@@ -262,7 +271,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .same_addresses
             .then(|| compare::same_addresses(&prepared, &outcome)),
         files: prepared.files.clone(),
-        notes: prepared.notes.clone(),
+        notes,
         loss_windows: prepared.loss_windows.clone(),
         skipped,
         call_list: args.calls.then_some(list),
@@ -426,7 +435,7 @@ impl Report {
         let space = &self.address_space;
         writeln!(
             out,
-            "\naddress space made by the replayed calls: {}",
+            "\naddress space at the end (the snapshot's stand-ins and what the calls made): {}",
             if space.matched {
                 format!("{} regions, the same as recorded", space.regions)
             } else {

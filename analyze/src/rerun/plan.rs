@@ -16,14 +16,17 @@ use serde::Serialize;
 
 use super::{
     FilesFrom,
-    protocol::{Call, Op, Plan, PlanFile},
+    protocol::{Call, Op, Plan, PlanFile, Standin},
 };
 use crate::{
     engine::{Engine, filter::literal},
     input, labels,
     loss::{LossWindow, LossWindows},
-    replay::{self, MAP_ANONYMOUS, MAP_SHARED, MAP_SHARED_VALIDATE, PROT_WRITE},
+    replay::{self, MAP_ANONYMOUS, MAP_SHARED, MAP_SHARED_VALIDATE, PROT_WRITE, Replay},
 };
+
+/// Regions at or above this are not the process's own (the vsyscall page).
+const USER_TOP: u64 = 1 << 56;
 
 /// The most threads `--threads` starts.
 const MAX_THREADS: usize = 1024;
@@ -114,7 +117,7 @@ pub fn prepare(
     }
     let mut calls: Vec<(i64, usize, Event<'static>)> = Vec::new();
     let mut loss = LossWindows::default();
-    let mut snapshot_at: Option<i64> = None;
+    let mut snapshots: Vec<Event<'static>> = Vec::new();
     let mut execs: Vec<i64> = Vec::new();
     let mut seen_pid = false;
     for reader in readers {
@@ -130,9 +133,7 @@ pub fn prepare(
                 RowKind::Syscall if event.syscall.is_some_and(|s| s != Syscall::Other) => {
                     calls.push((event.ts_ns, calls.len(), event));
                 }
-                RowKind::Snapshot => {
-                    snapshot_at = Some(snapshot_at.map_or(event.ts_ns, |t| t.min(event.ts_ns)));
-                }
+                RowKind::Snapshot => snapshots.push(event),
                 RowKind::Exec => execs.push(event.ts_ns),
                 _ => {}
             }
@@ -196,13 +197,42 @@ pub fn prepare(
             labels::plural(untimed)
         ));
     }
-    match snapshot_at {
-        Some(ts) if ts <= first_ts => notes.push(format!(
-            "mappings pid {pid} had before {} (in its snapshot) are not re-created: calls on \
-             them are skipped",
-            labels::rfc3339_ns(first_ts)
+    // The process's map before its first call: its last snapshot at or before that call; or,
+    // when the snapshot taken after an exec came a little after the loader's first calls, that
+    // snapshot less what those calls made.
+    let before = snapshots
+        .iter()
+        .map(|e| e.ts_ns)
+        .filter(|ts| *ts <= first_ts)
+        .max();
+    let after = snapshots
+        .iter()
+        .map(|e| e.ts_ns)
+        .filter(|ts| *ts > first_ts)
+        .min()
+        .filter(|ts| !execs.iter().any(|exec| (first_ts..*ts).contains(exec)));
+    let baseline_ts = before.or(after);
+    snapshots.retain(|e| Some(e.ts_ns) == baseline_ts && e.addr.is_some_and(|a| a < USER_TOP));
+    snapshots.sort_by_key(|e| e.addr);
+    let made_before: Vec<(u64, u64)> = match after.filter(|_| before.is_none()) {
+        Some(ts) => made_by_calls_until(&events, ts, options.page_size),
+        None => Vec::new(),
+    };
+    match (before, baseline_ts) {
+        (Some(ts), _) => notes.push(format!(
+            "the {} regions pid {pid} had before its first call (its snapshot at {}) are made \
+             again as stand-ins of the same size, protection and file offset (anonymous memory, \
+             or the stand-in files); their contents are not",
+            snapshots.len(),
+            labels::rfc3339_ns(ts)
         )),
-        _ => notes.push(format!(
+        (None, Some(ts)) => notes.push(format!(
+            "pid {pid}'s snapshot was taken at {}, after its first calls: the regions it shows \
+             that those calls did not make are made again as stand-ins of the same size, \
+             protection and file offset (their contents are not)",
+            labels::rfc3339_ns(ts)
+        )),
+        (None, None) => notes.push(format!(
             "no snapshot of pid {pid} before its first call: the mappings it had before the \
              capture (and those the kernel made at exec) are not known and not re-created; calls \
              on them are skipped"
@@ -237,7 +267,31 @@ pub fn prepare(
             );
         }
     }
-    let files = Files::collect(&events, options)?;
+    let shown: Vec<&Event<'static>> = snapshots.iter().collect();
+    let files = Files::collect(&events, &shown, options)?;
+    let mut regions: Vec<Standin> = Vec::new();
+    for e in &snapshots {
+        let Some(region) = replay::snapshot_region(e) else {
+            continue;
+        };
+        let file = match region.backing {
+            replay::Backing::File(_) => match files.index_of(e) {
+                Some(index) => Some(index),
+                None => continue,
+            },
+            replay::Backing::Anon { .. } => None,
+        };
+        for (start, end) in subtract((region.start, region.end), &made_before) {
+            regions.push(Standin {
+                start,
+                end,
+                prot: region.prot,
+                shared: region.shared,
+                file,
+                off: file.map_or(0, |_| region.off + (start - region.start)),
+            });
+        }
+    }
     let mut threads: HashMap<u32, u32> = HashMap::new();
     let mut ops = Vec::with_capacity(events.len());
     let mut recorded = Vec::with_capacity(events.len());
@@ -295,6 +349,11 @@ pub fn prepare(
     let comm = events.last().map(|e| e.comm.to_string());
     let mut rows = events;
     rows.sort_by_key(|e| replay::effect_time(e).unwrap_or(e.ts_ns));
+    // The snapshot where it takes effect: the map the calls start from (or, taken after the
+    // first calls, the map it replaces).
+    let mut rows: Vec<Event<'static>> = snapshots.into_iter().chain(rows).collect();
+    rows.sort_by_key(|e| replay::effect_time(e).unwrap_or(e.ts_ns));
+    rows.shrink_to_fit();
     Ok(Prepared {
         plan: Plan {
             ops,
@@ -316,6 +375,7 @@ pub fn prepare(
             speed: options.speed,
             page_size: options.page_size,
             heap_base,
+            regions,
         },
         recorded,
         files: files.uses,
@@ -342,6 +402,51 @@ impl Prepared {
         };
         self.keys.get(&key).copied()
     }
+}
+
+/// The ranges the process's successful calls that took effect by `until` left mapped (replayed
+/// from nothing, as `maps` would), sorted.
+fn made_by_calls_until(events: &[Event<'_>], until: i64, page_size: u64) -> Vec<(u64, u64)> {
+    let mut before: Vec<(i64, &Event<'_>)> = events
+        .iter()
+        .filter_map(|e| {
+            replay::effect_time(e)
+                .filter(|t| *t <= until)
+                .map(|t| (t, e))
+        })
+        .collect();
+    before.sort_by_key(|(t, _)| *t);
+    let mut replay = Replay::new(page_size);
+    let mut pid = None;
+    for (_, e) in before {
+        replay.apply(e);
+        pid = Some(e.pid);
+    }
+    let mut ranges: Vec<(u64, u64)> = pid
+        .and_then(|pid| replay.process(pid))
+        .map(|p| p.map.regions().map(|r| (r.start, r.end)).collect())
+        .unwrap_or_default();
+    ranges.sort_unstable();
+    ranges
+}
+
+/// `range` less every range of `holes` (sorted, not overlapping).
+fn subtract(range: (u64, u64), holes: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let mut start = range.0;
+    for &(h0, h1) in holes {
+        if h1 <= start || h0 >= range.1 {
+            continue;
+        }
+        if h0 > start {
+            out.push((start, h0));
+        }
+        start = start.max(h1);
+    }
+    if start < range.1 {
+        out.push((start, range.1));
+    }
+    out
 }
 
 /// The plan's call for a recorded row.
@@ -411,16 +516,24 @@ impl Files {
         self.keys.get(&file_key(e)?).copied()
     }
 
-    fn collect(events: &[Event<'_>], options: &Options) -> anyhow::Result<Self> {
+    fn collect(
+        events: &[Event<'_>],
+        snapshot: &[&Event<'_>],
+        options: &Options,
+    ) -> anyhow::Result<Self> {
         let page = options.page_size.max(1);
         let mut keys: HashMap<FileKey, u32> = HashMap::new();
         let mut uses: Vec<FileUse> = Vec::new();
         let mut shared_write: Vec<bool> = Vec::new();
-        for e in events {
+        let mapped = events.iter().filter(|e| {
+            e.syscall == Some(Syscall::Mmap) && e.flags.unwrap_or(0) & MAP_ANONYMOUS == 0
+        });
+        let shown = snapshot.iter().copied().filter(|e| {
+            replay::snapshot_region(e)
+                .is_some_and(|r| matches!(r.backing, replay::Backing::File(_)))
+        });
+        for e in mapped.chain(shown) {
             let flags = e.flags.unwrap_or(0);
-            if e.syscall != Some(Syscall::Mmap) || flags & MAP_ANONYMOUS != 0 {
-                continue;
-            }
             let Some(key) = file_key(e) else {
                 continue;
             };
@@ -551,4 +664,19 @@ fn real_file(file: &FileUse, shared_write: bool, allowed: bool) -> Result<(), St
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::subtract;
+
+    #[test]
+    fn subtract_leaves_what_no_hole_covers() {
+        let holes = [(10, 20), (30, 40)];
+        assert_eq!(subtract((0, 50), &holes), [(0, 10), (20, 30), (40, 50)]);
+        assert_eq!(subtract((12, 18), &holes), []);
+        assert_eq!(subtract((15, 35), &holes), [(20, 30)]);
+        assert_eq!(subtract((40, 45), &holes), [(40, 45)]);
+        assert_eq!(subtract((0, 5), &[]), [(0, 5)]);
+    }
 }

@@ -28,6 +28,21 @@ pub struct Plan {
     /// The recorded program break before the first brk call (that call's result when it asks
     /// for the break with brk(0)).
     pub heap_base: Option<u64>,
+    /// The regions the process had before its first call (from its snapshot), made as stand-ins
+    /// before the first marker so that calls on them can be re-issued.
+    pub regions: Vec<Standin>,
+}
+
+/// A region of the snapshot: the child maps one like it (same size, protection, sharing, file
+/// and offset) before the calls.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct Standin {
+    pub start: u64,
+    pub end: u64,
+    pub prot: u64,
+    pub shared: bool,
+    pub file: Option<u32>,
+    pub off: u64,
 }
 
 /// A file the child opens.
@@ -208,4 +223,6 @@ pub struct Outcome {
     pub heap_base: u64,
     /// Wall time from the first call to the last, ns.
     pub elapsed_ns: u64,
+    /// Stand-ins that could not be made: (index into `Plan::regions`, -errno).
+    pub standins_failed: Vec<(usize, i64)>,
 }

@@ -319,3 +319,92 @@ fn bad_input_exits_2_with_one_line() {
         assert!(out.stdout.is_empty(), "{args:?}");
     }
 }
+
+/// A region of the process's snapshot at `offset_ms`.
+fn shown(
+    offset_ms: i64,
+    range: (u64, u64),
+    prot: u64,
+    file: Option<(&str, u64)>,
+) -> Event<'static> {
+    crate::common::v11::snapshot(
+        offset_ms * 1_000_000,
+        PID,
+        "app",
+        "proc_maps:start",
+        range,
+        prot,
+        if file.is_some() { 2 * PAGE } else { 0 },
+        file,
+    )
+}
+
+#[test]
+fn the_snapshot_is_made_again_so_calls_on_older_memory_are_reissued() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    const PROGRAM: u64 = 0x5555_0000_0000;
+    const STACK: u64 = 0x7ffd_0000_0000;
+    let events = vec![
+        // The program (two neighbouring file regions), an anonymous region, the stack, and the
+        // vsyscall page, which no process can map.
+        shown(
+            0,
+            (PROGRAM, PROGRAM + 4 * PAGE),
+            PROT_READ,
+            Some(("/usr/bin/app", 11)),
+        ),
+        shown(
+            0,
+            (PROGRAM + 4 * PAGE, PROGRAM + 6 * PAGE),
+            PROT_READ | 4,
+            Some(("/usr/bin/app", 11)),
+        ),
+        shown(0, (R2, R2 + 8 * PAGE), PROT_READ | PROT_WRITE, None),
+        shown(
+            0,
+            (STACK, STACK + 32 * PAGE),
+            PROT_READ | PROT_WRITE,
+            Some(("[stack]", 0)),
+        ),
+        shown(
+            0,
+            (0xffff_ffff_ff60_0000, 0xffff_ffff_ff60_1000),
+            4,
+            Some(("[vsyscall]", 0)),
+        ),
+        // Calls on that memory: across the program's two regions, and part of the anonymous one.
+        range(1, Syscall::Mprotect, PROGRAM + 3 * PAGE, 2 * PAGE, 0),
+        range(2, Syscall::Munmap, R2 + 2 * PAGE, 2 * PAGE, 0),
+        anon(3, 0, PAGE, R1 as i64),
+    ];
+    let mut events = events;
+    // The program's second region follows the first in the file too.
+    events[1].off = Some(6 * PAGE);
+    // The snapshot's stack row is anonymous.
+    events[3].file_ino = None;
+    events[3].file_dev = None;
+    events[3].off = Some(0);
+    let input = capture(dir.path(), &events);
+    let (code, report) = rerun(&input, &[]);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(u(&report["calls"]["same"]), 3, "{report:#}");
+    assert_eq!(u(&report["calls"]["skipped"]), 0, "{report:#}");
+    // The program r-- (the mprotect made its first r-x page r--, joining the two) and r-x; the
+    // anonymous region in two with a hole; the stack; the new page.
+    assert!(
+        report["address_space"]["matched"]
+            .as_bool()
+            .expect("matched"),
+        "{report:#}"
+    );
+    assert_eq!(u(&report["address_space"]["regions"]), 6, "{report:#}");
+    let notes = report["notes"].to_string();
+    assert!(notes.contains("made again as stand-ins"), "{notes}");
+    let files = report["files"].as_array().expect("files");
+    assert_eq!(files.len(), 1, "{report:#}");
+    assert_eq!(
+        u(&files[0]["size"]),
+        8 * PAGE,
+        "up to offset 6 pages + 2 pages"
+    );
+}

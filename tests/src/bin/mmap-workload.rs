@@ -1224,7 +1224,7 @@ mod rerun_set {
         let noreplace = c.mmap(
             "fixed-noreplace",
             NOREPLACE_ADDR,
-            2 * p,
+            16 * p,
             RW,
             ANON | libc::MAP_FIXED_NOREPLACE as u64,
             -1,
@@ -1237,7 +1237,7 @@ mod rerun_set {
         )?;
         let shared = expect(
             "file-shared",
-            c.mmap("file-shared", 0, 2 * p, RW, libc::MAP_SHARED as u64, fd, p),
+            c.mmap("file-shared", 0, 5 * p, RW, libc::MAP_SHARED as u64, fd, p),
             Ok(None),
         )?;
         touch(shared + 7);
@@ -1246,7 +1246,7 @@ mod rerun_set {
             c.mmap(
                 "file-private",
                 0,
-                4 * p,
+                6 * p,
                 RO,
                 libc::MAP_PRIVATE as u64,
                 fd,
@@ -1258,7 +1258,7 @@ mod rerun_set {
         // mprotect of the middle of a region.
         let prot = expect(
             "mprotect-region",
-            c.mmap("mprotect-region", 0, 4 * p, RW, ANON, -1, 0),
+            c.mmap("mprotect-region", 0, 7 * p, RW, ANON, -1, 0),
             Ok(None),
         )?;
         expect(
@@ -1267,16 +1267,16 @@ mod rerun_set {
             Ok(Some(0)),
         )?;
 
-        // Grow in place: the two pages after the region are unmapped just before (flags 0: it
+        // Grow in place: the pages after the first two are unmapped just before (flags 0: it
         // must grow where it is or fail).
         let grow = expect(
             "grow-region",
-            c.mmap("grow-region", 0, 4 * p, RW, ANON, -1, 0),
+            c.mmap("grow-region", 0, 8 * p, RW, ANON, -1, 0),
             Ok(None),
         )?;
         expect(
             "grow-free-tail",
-            c.munmap("grow-free-tail", grow + 2 * p, 2 * p),
+            c.munmap("grow-free-tail", grow + 2 * p, 6 * p),
             Ok(Some(0)),
         )?;
         expect(
@@ -1285,16 +1285,16 @@ mod rerun_set {
             Ok(Some(grow as i64)),
         )?;
 
-        // Move: the page after the first two is a mapping of its own (read-only), so growing
-        // them has to move them.
+        // Move: the pages after the first two are a mapping of their own (read-only), so
+        // growing the first two has to move them.
         let movable = expect(
             "move-region",
-            c.mmap("move-region", 0, 3 * p, RW, ANON, -1, 0),
+            c.mmap("move-region", 0, 9 * p, RW, ANON, -1, 0),
             Ok(None),
         )?;
         expect(
             "move-blocker",
-            c.mprotect("move-blocker", movable + 2 * p, p, RO),
+            c.mprotect("move-blocker", movable + 2 * p, 7 * p, RO),
             Ok(Some(0)),
         )?;
         let moved = expect(
@@ -1318,7 +1318,7 @@ mod rerun_set {
             Ok(Some(moved as i64)),
         )?;
 
-        // MAP_FIXED over the middle page of a region of this process.
+        // MAP_FIXED over the middle page of a 3-page region of this process.
         let fixed = expect(
             "fixed-region",
             c.mmap("fixed-region", 0, 3 * p, RW, ANON, -1, 0),
@@ -1338,20 +1338,21 @@ mod rerun_set {
             Ok(Some((fixed + p) as i64)),
         )?;
 
-        // munmap of the middle page, then mprotect of that hole (ENOMEM) right away.
+        // munmap of the middle page (of 11), then mprotect of that hole (ENOMEM) right away.
+        // (The set's mmap lengths differ from each other, so that each call is told apart.)
         let holed = expect(
             "munmap-region",
-            c.mmap("munmap-region", 0, 3 * p, RW, ANON, -1, 0),
+            c.mmap("munmap-region", 0, 11 * p, RW, ANON, -1, 0),
             Ok(None),
         )?;
         expect(
             "munmap-middle",
-            c.munmap("munmap-middle", holed + p, p),
+            c.munmap("munmap-middle", holed + 5 * p, p),
             Ok(Some(0)),
         )?;
         expect(
             "mprotect-unmapped",
-            c.mprotect("mprotect-unmapped", holed + p, p, RO),
+            c.mprotect("mprotect-unmapped", holed + 5 * p, p, RO),
             Err(libc::ENOMEM),
         )?;
 
@@ -1371,12 +1372,12 @@ mod rerun_set {
         // thread mapped and handed over.
         let handed = expect(
             "handed-unmap",
-            c.mmap("handed-unmap", 0, 2 * p, RW, ANON, -1, 0),
+            c.mmap("handed-unmap", 0, 13 * p, RW, ANON, -1, 0),
             Ok(None),
         )?;
         let handed_prot = expect(
             "handed-protect",
-            c.mmap("handed-protect", 0, 2 * p, RW, ANON, -1, 0),
+            c.mmap("handed-protect", 0, 14 * p, RW, ANON, -1, 0),
             Ok(None),
         )?;
         let (send, receive) = std::sync::mpsc::channel::<(u64, u64)>();
@@ -1385,7 +1386,7 @@ mod rerun_set {
                 let (unmap, protect) = receive.recv()?;
                 let own = expect(
                     "thread-mmap",
-                    c.mmap("thread-mmap", 0, 5 * p, RW, ANON, -1, 0),
+                    c.mmap("thread-mmap", 0, 15 * p, RW, ANON, -1, 0),
                     Ok(None),
                 )?;
                 touch(own);
@@ -1396,12 +1397,12 @@ mod rerun_set {
                 )?;
                 expect(
                     "thread-munmap",
-                    c.munmap("thread-munmap", unmap, 2 * p),
+                    c.munmap("thread-munmap", unmap, 13 * p),
                     Ok(Some(0)),
                 )?;
                 expect(
                     "thread-munmap-own",
-                    c.munmap("thread-munmap-own", own, 5 * p),
+                    c.munmap("thread-munmap-own", own, 15 * p),
                     Ok(Some(0)),
                 )?;
                 Ok(())
@@ -1428,7 +1429,7 @@ mod rerun_set {
             c.mmap(
                 "mmap-bad-fd",
                 0,
-                p,
+                17 * p,
                 RO,
                 libc::MAP_PRIVATE as u64,
                 NOT_OPEN_FD,
@@ -1444,7 +1445,7 @@ mod rerun_set {
 
         // Tidy up what is not kept.
         for (label, addr, len) in [
-            ("unmap-mprotect-region", prot, 4 * p),
+            ("unmap-mprotect-region", prot, 7 * p),
             ("unmap-grow-region", grow, 3 * p),
             ("unmap-moved", moved, p),
             ("unmap-fixed-region", fixed, 3 * p),

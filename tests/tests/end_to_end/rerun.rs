@@ -172,6 +172,8 @@ fn hex(value: Option<u64>) -> String {
 struct Pair<'a> {
     recorded: &'a Event<'static>,
     rerun: &'a Event<'static>,
+    /// The rerun's `call_list` entry for it.
+    entry: &'a Value,
 }
 
 /// Compares `pairs` (in recorded entry order): same syscall, lengths, protection, flags, file
@@ -186,6 +188,7 @@ fn check_pairs(pairs: &[Pair<'_>], what: &str) {
         Pair {
             recorded: o,
             rerun: r,
+            entry,
         },
     ) in pairs.iter().enumerate()
     {
@@ -199,6 +202,15 @@ fn check_pairs(pairs: &[Pair<'_>], what: &str) {
             hex(r.ret.map(|r| r as u64)),
         );
         assert_eq!(r.syscall, o.syscall, "{at}: syscall");
+        // What the report says was issued is what the child did.
+        let issued = &entry["issued"];
+        assert_eq!(
+            issued["addr"].as_u64(),
+            r.addr,
+            "{at}: issued addr: {entry}"
+        );
+        assert_eq!(issued["len"].as_u64(), r.len, "{at}: issued len: {entry}");
+        assert_eq!(entry["ret"].as_i64(), r.ret, "{at}: ret: {entry}");
         assert_eq!(r.len, o.len, "{at}: len");
         assert_eq!(r.prot, o.prot, "{at}: prot");
         assert_eq!(r.new_len, o.new_len, "{at}: new_len");
@@ -254,6 +266,11 @@ fn check_pairs(pairs: &[Pair<'_>], what: &str) {
                 }
                 if ok && o.syscall == Some(Syscall::Mremap) {
                     let (oret, rret) = (o.ret.unwrap_or(0) as u64, r.ret.unwrap_or(0) as u64);
+                    assert_eq!(
+                        rret == ra,
+                        oret == oa,
+                        "{at}: resized in place, or moved, as recorded"
+                    );
                     tr.add(oret, o.new_len.unwrap_or(0), rret);
                 } else {
                     assert_eq!(r.ret, o.ret, "{at}: result");
@@ -283,16 +300,16 @@ fn check_pairs(pairs: &[Pair<'_>], what: &str) {
 /// each with a reason.
 fn issued_rows<'a>(
     original: &'a [Event<'static>],
-    report: &Value,
+    report: &'a Value,
     set_times: &[i64],
-) -> Vec<&'a Event<'static>> {
+) -> (Vec<&'a Event<'static>>, Vec<&'a Value>) {
     let list = report["call_list"].as_array().expect("call_list");
     assert_eq!(
         list.len(),
         original.len(),
         "call_list has every recorded call"
     );
-    let mut issued = Vec::new();
+    let (mut issued, mut entries) = (Vec::new(), Vec::new());
     let mut tr = Translation::default();
     for (o, c) in original.iter().zip(list) {
         let rec = &c["recorded"];
@@ -318,6 +335,7 @@ fn issued_rows<'a>(
             }
         } else {
             issued.push(o);
+            entries.push(c);
         }
         if o.errno().is_none() {
             match o.syscall {
@@ -331,7 +349,7 @@ fn issued_rows<'a>(
             }
         }
     }
-    issued
+    (issued, entries)
 }
 
 /// Rerun of the recorded workload while recording it, compared call by call.
@@ -355,7 +373,7 @@ fn round_trip(threads: bool) {
     let child = u32::try_from(report["child_pid"].as_u64().expect("child_pid")).expect("pid");
     assert_ne!(child, set.pid);
 
-    let issued = issued_rows(&original, &report, &set_times);
+    let (issued, entries) = issued_rows(&original, &report, &set_times);
     let calls = &report["calls"];
     assert_eq!(calls["recorded"].as_u64(), Some(original.len() as u64));
     assert_eq!(calls["issued"].as_u64(), Some(issued.len() as u64));
@@ -415,7 +433,8 @@ fn round_trip(threads: bool) {
         let mut next: HashMap<u32, usize> = HashMap::new();
         issued
             .iter()
-            .map(|&o| {
+            .zip(&entries)
+            .map(|(&o, &entry)| {
                 let child_tid = tid_map[&o.tid];
                 let i = next.entry(child_tid).or_default();
                 let r = rerun_by_tid[&child_tid][*i];
@@ -423,6 +442,7 @@ fn round_trip(threads: bool) {
                 Pair {
                     recorded: o,
                     rerun: r,
+                    entry,
                 }
             })
             .collect()
@@ -433,9 +453,11 @@ fn round_trip(threads: bool) {
         issued
             .iter()
             .zip(&replayed)
-            .map(|(&o, r)| Pair {
+            .zip(&entries)
+            .map(|((&o, r), &entry)| Pair {
                 recorded: o,
                 rerun: r,
+                entry,
             })
             .collect()
     };

@@ -22,6 +22,7 @@ mod progress;
 mod recover;
 mod replay;
 mod report;
+mod rerun;
 mod segments;
 mod summary;
 mod table;
@@ -85,6 +86,9 @@ enum Command {
     Redact(commands::redact::Args),
     Extract(commands::extract::Args),
     Pack(commands::pack::Args),
+    Rerun(rerun::Args),
+    #[command(hide = true)]
+    RerunChild(rerun::ChildArgs),
 }
 
 fn main() -> ExitCode {
@@ -111,6 +115,8 @@ fn main() -> ExitCode {
         Command::Redact(args) => commands::redact::run(args),
         Command::Extract(args) => commands::extract::run(args),
         Command::Pack(args) => commands::pack::run(args),
+        Command::Rerun(args) => rerun::run(args),
+        Command::RerunChild(args) => rerun::run_child(args),
     };
     match result {
         Ok(code) => code,

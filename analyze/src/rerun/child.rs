@@ -84,6 +84,7 @@ fn replay(plan: &Plan) -> anyhow::Result<Outcome> {
         per_thread[(op.thread as usize).min(threads - 1)].push(i);
     }
     let next = AtomicUsize::new(0);
+    let ready = AtomicUsize::new(0);
     let finished = AtomicBool::new(false);
     let pacing = Pacing {
         speed: plan.speed,
@@ -95,8 +96,13 @@ fn replay(plan: &Plan) -> anyhow::Result<Outcome> {
         let workers: Vec<_> = per_thread[1..]
             .iter()
             .map(|mine| {
-                let (state, next, finished, ops) = (&state, &next, &finished, &plan.ops);
+                let (state, next, ready, finished, ops) =
+                    (&state, &next, &ready, &finished, &plan.ops);
                 scope.spawn(move || {
+                    // What a new thread maps for itself (its signal stack as it starts, its
+                    // malloc arena at its first allocation) is mapped before the first marker.
+                    drop(std::hint::black_box(Box::new(0u64)));
+                    ready.fetch_add(1, Ordering::Release);
                     run_ops(mine, ops, state, next, &pacing);
                     // Leave only after /proc/self/maps is read: a thread's end unmaps things.
                     while !finished.load(Ordering::Acquire) {
@@ -105,6 +111,9 @@ fn replay(plan: &Plan) -> anyhow::Result<Outcome> {
                 })
             })
             .collect();
+        while ready.load(Ordering::Acquire) < workers.len() {
+            std::thread::yield_now();
+        }
         marker(MARKER_START);
         let start = Instant::now();
         run_ops(&per_thread[0], &plan.ops, &state, &next, &pacing);

@@ -271,6 +271,20 @@ impl State {
         (at.checked_add(self.page_up(len))? <= limit).then_some(at)
     }
 
+    /// Where the recorded `[addr, addr + len)` is in the child. An unaligned `addr` (which the
+    /// kernel refuses with EINVAL) resolves by the page it lies in, with its offset in that page:
+    /// the call is still refused for being unaligned, at the address that stands for it.
+    fn resolve(&self, addr: u64, len: u64) -> Resolved {
+        let offset = addr % self.page;
+        match self
+            .translation
+            .resolve(addr - offset, self.page_up(len.saturating_add(offset)))
+        {
+            Resolved::Whole(child) => Resolved::Whole(child + offset),
+            other => other,
+        }
+    }
+
     fn execute(&mut self, op: &Op) -> Done {
         let recorded_ok = op.ret.is_some_and(|ret| !failed(ret));
         let start = Instant::now();
@@ -423,11 +437,7 @@ impl State {
             prot,
             ..Issued::default()
         };
-        let resolved = if !addr.is_multiple_of(self.page) {
-            Resolved::Unknown
-        } else {
-            self.translation.resolve(addr, plen)
-        };
+        let resolved = self.resolve(addr, len);
         let how = match resolved {
             Resolved::Whole(child) => {
                 issued.addr = child;
@@ -475,11 +485,7 @@ impl State {
                 _ => return (How::SkippedRemapTarget, issued, 0),
             }
         }
-        let resolved = if !addr.is_multiple_of(self.page) {
-            Resolved::Unknown
-        } else {
-            self.translation.resolve(addr, old_plen)
-        };
+        let resolved = self.resolve(addr, old_len);
         let how = match resolved {
             Resolved::Whole(child) => {
                 issued.addr = child;

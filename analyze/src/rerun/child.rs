@@ -65,7 +65,6 @@ fn replay(plan: &Plan) -> anyhow::Result<Outcome> {
         .and_then(|n| lowest_mapping(&text[..n]))
         .unwrap_or(0x10000);
     let mut maps = File::open("/proc/self/maps").context("opening /proc/self/maps")?;
-    let heap_base = raw(libc::SYS_brk, [0; 6]) as u64;
 
     let state = Mutex::new(State {
         translation: Translation::with_capacity_for(plan.ops.len()),
@@ -74,7 +73,8 @@ fn replay(plan: &Plan) -> anyhow::Result<Outcome> {
         page: plan.page_size.max(1),
         same_addresses: plan.same_addresses,
         rec_heap_base: plan.heap_base,
-        heap_base,
+        // Read just before the first call, when nothing allocates any more.
+        heap_base: 0,
         rec_heap_end: None,
         hole_limit: lowest,
     });
@@ -85,6 +85,7 @@ fn replay(plan: &Plan) -> anyhow::Result<Outcome> {
     }
     let next = AtomicUsize::new(0);
     let ready = AtomicUsize::new(0);
+    let go = AtomicBool::new(false);
     let finished = AtomicBool::new(false);
     let pacing = Pacing {
         speed: plan.speed,
@@ -96,13 +97,17 @@ fn replay(plan: &Plan) -> anyhow::Result<Outcome> {
         let workers: Vec<_> = per_thread[1..]
             .iter()
             .map(|mine| {
-                let (state, next, ready, finished, ops) =
-                    (&state, &next, &ready, &finished, &plan.ops);
+                let (state, next, ready, go, finished, ops) =
+                    (&state, &next, &ready, &go, &finished, &plan.ops);
                 scope.spawn(move || {
                     // What a new thread maps for itself (its signal stack as it starts, its
-                    // malloc arena at its first allocation) is mapped before the first marker.
+                    // malloc arena at its first allocation) is mapped before the first marker:
+                    // the main thread waits for every worker to get here.
                     drop(std::hint::black_box(Box::new(0u64)));
                     ready.fetch_add(1, Ordering::Release);
+                    while !go.load(Ordering::Acquire) {
+                        std::thread::yield_now();
+                    }
                     run_ops(mine, ops, state, next, &pacing);
                     // Leave only after /proc/self/maps is read: a thread's end unmaps things.
                     while !finished.load(Ordering::Acquire) {
@@ -114,7 +119,13 @@ fn replay(plan: &Plan) -> anyhow::Result<Outcome> {
         while ready.load(Ordering::Acquire) < workers.len() {
             std::thread::yield_now();
         }
+        // The child's break now, after its last allocation: the base of the replayed heap.
+        let heap_base = raw(libc::SYS_brk, [0; 6]) as u64;
+        if let Ok(mut state) = state.lock() {
+            state.heap_base = heap_base;
+        }
         marker(MARKER_START);
+        go.store(true, Ordering::Release);
         let start = Instant::now();
         run_ops(&per_thread[0], &plan.ops, &state, &next, &pacing);
         while next.load(Ordering::Acquire) < plan.ops.len() {
@@ -130,6 +141,7 @@ fn replay(plan: &Plan) -> anyhow::Result<Outcome> {
     let state = state
         .into_inner()
         .map_err(|_| anyhow::anyhow!("a replay thread panicked"))?;
+    let heap_base = state.heap_base;
     Ok(Outcome {
         pid: std::process::id(),
         done: state.done,

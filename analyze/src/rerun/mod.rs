@@ -319,6 +319,9 @@ fn spawn(plan: &protocol::Plan) -> anyhow::Result<protocol::Outcome> {
     Ok(outcome)
 }
 
+/// Differences listed in the table (JSON has all of them).
+const LISTED: usize = 50;
+
 fn ns_label(ns: Option<u64>) -> String {
     ns.map_or_else(|| "-".to_owned(), labels::thousands)
 }
@@ -368,7 +371,7 @@ impl Report {
                 Column::left("RERUN"),
                 Column::left("WHY"),
             ]);
-            for d in &self.differences {
+            for d in self.differences.iter().take(LISTED) {
                 table.push(vec![
                     d.seq.to_string(),
                     d.time.clone(),
@@ -380,6 +383,13 @@ impl Report {
                 ]);
             }
             table.write(out, "  ")?;
+            if self.differences.len() > LISTED {
+                writeln!(
+                    out,
+                    "  ... and {} more (--format json lists every one)",
+                    labels::thousands((self.differences.len() - LISTED) as u64)
+                )?;
+            }
         }
         if !self.skipped.is_empty() {
             writeln!(out, "\nnot re-issued:")?;

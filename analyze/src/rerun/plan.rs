@@ -25,6 +25,9 @@ use crate::{
     replay::{self, MAP_ANONYMOUS, MAP_SHARED, MAP_SHARED_VALIDATE, PROT_WRITE},
 };
 
+/// The most threads `--threads` starts.
+const MAX_THREADS: usize = 1024;
+
 /// A recorded call, as the report shows it.
 #[derive(Clone, Debug, Serialize)]
 pub struct Recorded {
@@ -221,6 +224,19 @@ pub fn prepare(
         ));
     }
 
+    if options.threads {
+        let mut tids: Vec<u32> = events.iter().map(|e| e.tid).collect();
+        tids.sort_unstable();
+        tids.dedup();
+        if tids.len() > MAX_THREADS {
+            anyhow::bail!(
+                "--threads: pid {pid} has {} recorded threads, more than the {MAX_THREADS} the \
+                 rerun starts; without --threads every call is re-issued on one thread, in the \
+                 recorded order",
+                tids.len()
+            );
+        }
+    }
     let files = Files::collect(&events, options)?;
     let mut threads: HashMap<u32, u32> = HashMap::new();
     let mut ops = Vec::with_capacity(events.len());

@@ -21,6 +21,7 @@ mod progress;
 mod recover;
 mod replay_cmd;
 mod report;
+mod rerun;
 mod sql;
 mod summary;
 mod top;

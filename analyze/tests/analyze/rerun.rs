@@ -1,0 +1,321 @@
+//! `mmap-analyze rerun` over captures written with the format library: the child really makes
+//! the calls (no root needed), so outcomes, translation and the address space are this kernel's.
+
+use std::{
+    ffi::OsString,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use mmap_format::{
+    event::{Event, Syscall},
+    metadata::Counters,
+};
+use serde_json::Value;
+
+use crate::common::{
+    BASE_NS, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE, metadata, mmap, run, write_capture,
+};
+
+const PID: u32 = 4242;
+const PAGE: u64 = 4096;
+/// Recorded addresses, as a process on the recording machine got them.
+const R1: u64 = 0x7f10_0000_0000;
+const R2: u64 = 0x7f20_0000_0000;
+const FILE_AT: u64 = 0x7f30_0000_0000;
+const HINTED: u64 = 0x5a5a_0000_0000;
+const HEAP: u64 = 0x5600_0000_0000;
+
+fn call(offset_ms: i64, syscall: Syscall, ret: i64) -> Event<'static> {
+    let mut e = mmap(offset_ms * 1_000_000, PID, PID, "app");
+    e.syscall = Some(syscall);
+    e.ret = Some(ret);
+    e.addr = None;
+    e.len = None;
+    e.prot = None;
+    e.flags = None;
+    e.fd = None;
+    e.off = None;
+    e
+}
+
+fn anon(offset_ms: i64, addr: u64, len: u64, ret: i64) -> Event<'static> {
+    let mut e = call(offset_ms, Syscall::Mmap, ret);
+    e.addr = Some(addr);
+    e.len = Some(len);
+    e.prot = Some(PROT_READ | PROT_WRITE);
+    e.flags = Some(MAP_PRIVATE | MAP_ANONYMOUS);
+    e.fd = Some(-1);
+    e.off = Some(0);
+    e
+}
+
+fn range(offset_ms: i64, syscall: Syscall, addr: u64, len: u64, ret: i64) -> Event<'static> {
+    let mut e = call(offset_ms, syscall, ret);
+    e.addr = Some(addr);
+    e.len = Some(len);
+    if syscall == Syscall::Mprotect {
+        e.prot = Some(PROT_READ);
+    }
+    e
+}
+
+/// A process's calls of every kind, each with the outcome this kernel gives it too.
+fn calls() -> Vec<Event<'static>> {
+    let mut file = call(8, Syscall::Mmap, FILE_AT as i64);
+    file.addr = Some(0);
+    file.len = Some(2 * PAGE);
+    file.prot = Some(PROT_READ);
+    file.flags = Some(MAP_PRIVATE);
+    file.fd = Some(3);
+    file.off = Some(PAGE);
+    file.file_dev = Some(0x801);
+    file.file_ino = Some(77);
+    file.file_path = Some("/srv/data/blob.bin".into());
+    let mut grow = call(5, Syscall::Mremap, R2 as i64);
+    grow.addr = Some(R1);
+    grow.len = Some(PAGE);
+    grow.new_len = Some(4 * PAGE);
+    grow.flags = Some(1); // MREMAP_MAYMOVE
+    grow.new_addr = Some(0);
+    let mut brk0 = call(9, Syscall::Brk, HEAP as i64);
+    brk0.addr = Some(0);
+    let mut brk1 = call(10, Syscall::Brk, (HEAP + 16 * PAGE) as i64);
+    brk1.addr = Some(HEAP + 16 * PAGE);
+    vec![
+        anon(1, 0, 3 * PAGE, R1 as i64),
+        range(2, Syscall::Mprotect, R1 + PAGE, PAGE, 0),
+        range(3, Syscall::Munmap, R1 + 2 * PAGE, PAGE, 0),
+        // Failures: too big, unaligned, on nothing.
+        anon(4, 0, 1 << 62, -12),
+        grow,
+        range(6, Syscall::Munmap, R2 + 1, PAGE, -22),
+        range(7, Syscall::Mprotect, 0x10_0000, PAGE, -12),
+        file,
+        brk0,
+        brk1,
+        anon(11, HINTED, PAGE, HINTED as i64),
+    ]
+}
+
+fn capture(dir: &Path, events: &[Event<'_>]) -> PathBuf {
+    let path = dir.join("app.parquet");
+    write_capture(&path, &metadata("host", Counters::default()), events);
+    path
+}
+
+fn rerun(input: &Path, extra: &[&str]) -> (i32, Value) {
+    let mut args: Vec<OsString> = vec!["rerun".into(), input.into(), "--pid".into()];
+    args.push(PID.to_string().into());
+    args.extend(["--format", "json", "--calls"].map(OsString::from));
+    args.extend(extra.iter().map(OsString::from));
+    let out = run(args);
+    let code = out.status.code().expect("exit code");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report = serde_json::from_str(&stdout).unwrap_or_else(|err| {
+        panic!(
+            "rerun --format json (exit {code}): {err}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (code, report)
+}
+
+fn list(report: &Value) -> &Vec<Value> {
+    report["call_list"].as_array().expect("call_list")
+}
+
+fn u(value: &Value) -> u64 {
+    value
+        .as_u64()
+        .unwrap_or_else(|| panic!("{value} is a number"))
+}
+
+#[test]
+fn every_kind_of_call_is_reissued_with_the_recorded_outcome_and_the_same_space() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let input = capture(dir.path(), &calls());
+    let (code, report) = rerun(&input, &[]);
+    assert_eq!(code, 0, "{report:#}");
+    let counts = &report["calls"];
+    assert_eq!(u(&counts["recorded"]), 11, "{report:#}");
+    assert_eq!(u(&counts["issued"]), 11, "{report:#}");
+    assert_eq!(u(&counts["same"]), 11, "{report:#}");
+    assert_eq!(u(&counts["differ"]), 0);
+    assert!(
+        report["address_space"]["matched"]
+            .as_bool()
+            .expect("matched")
+    );
+    // R1's first page (grown and moved), R1's second page (read-only), the file, the heap, the
+    // hinted page.
+    assert_eq!(u(&report["address_space"]["regions"]), 5, "{report:#}");
+    assert_ne!(u(&report["child_pid"]), u64::from(std::process::id()));
+
+    // Later calls act on where the rerun put the recorded region.
+    let calls = list(&report);
+    let first = u(&calls[0]["ret"]);
+    assert_eq!(u(&calls[1]["issued"]["addr"]), first + PAGE, "mprotect");
+    assert_eq!(u(&calls[2]["issued"]["addr"]), first + 2 * PAGE, "munmap");
+    assert_eq!(u(&calls[4]["issued"]["addr"]), first, "mremap");
+    // The file is a sparse stand-in as big as the mapping needs (offset + length).
+    let files = report["files"].as_array().expect("files");
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0]["kind"], "temporary");
+    assert_eq!(u(&files[0]["size"]), 3 * PAGE);
+    assert_eq!(calls[7]["issued"]["off"], PAGE);
+    // The break moved by the recorded amount from wherever the child's started.
+    assert_eq!(calls[9]["outcome"], "same");
+    // The failures failed the same way.
+    for i in [3, 5, 6] {
+        assert!(
+            calls[i]["ret"].as_i64().expect("ret") < 0,
+            "call {i}: {}",
+            calls[i]
+        );
+        assert_eq!(calls[i]["outcome"], "same", "call {i}");
+    }
+}
+
+#[test]
+fn one_thread_per_recorded_thread_keeps_the_order_across_threads() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut events = calls();
+    // The mprotect and munmap of the main thread's region come from another thread.
+    events[1].tid = PID + 1;
+    events[2].tid = PID + 1;
+    let input = capture(dir.path(), &events);
+    let (code, report) = rerun(&input, &["--threads"]);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(u(&report["calls"]["same"]), 11, "{report:#}");
+    assert!(
+        report["address_space"]["matched"]
+            .as_bool()
+            .expect("matched")
+    );
+}
+
+#[test]
+fn a_call_that_failed_in_the_recording_and_succeeds_here_is_a_difference() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // As if RLIMIT_AS had stopped it: a page that any process can map here.
+    let events = vec![anon(1, 0, PAGE, -12), anon(2, 0, PAGE, R1 as i64)];
+    let input = capture(dir.path(), &events);
+    let (code, report) = rerun(&input, &[]);
+    assert_eq!(code, 1, "{report:#}");
+    let differences = report["differences"].as_array().expect("differences");
+    assert_eq!(differences.len(), 1, "{report:#}");
+    assert_eq!(differences[0]["seq"], 0);
+    assert_eq!(differences[0]["syscall"], "mmap");
+    assert_eq!(differences[0]["why"], "recorded ENOMEM, rerun success");
+    let table = run([
+        "rerun".as_ref(),
+        input.as_os_str(),
+        "--pid".as_ref(),
+        "4242".as_ref(),
+    ]);
+    assert_eq!(table.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.contains("1 differ"), "{text}");
+    assert!(text.contains("recorded ENOMEM, rerun success"), "{text}");
+}
+
+#[test]
+fn calls_on_memory_from_before_the_capture_are_skipped_and_said() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let events = vec![
+        range(1, Syscall::Munmap, 0x7f55_0000_0000, PAGE, 0),
+        anon(2, 0, PAGE, R1 as i64),
+    ];
+    let input = capture(dir.path(), &events);
+    let (code, report) = rerun(&input, &[]);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(u(&report["calls"]["skipped"]), 1);
+    assert_eq!(list(&report)[0]["outcome"], "skipped");
+    let skipped = report["skipped"].as_array().expect("skipped");
+    assert!(
+        skipped[0]["why"]
+            .as_str()
+            .expect("why")
+            .contains("memory the replay did not make"),
+        "{report:#}"
+    );
+    let notes = report["notes"].to_string();
+    assert!(notes.contains("no snapshot"), "{notes}");
+}
+
+#[test]
+fn same_addresses_takes_the_recorded_addresses() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let input = capture(dir.path(), &calls());
+    let (code, report) = rerun(&input, &["--same-addresses"]);
+    assert_eq!(code, 0, "{report:#}");
+    let same = &report["same_addresses"];
+    assert_eq!(u(&same["requested"]), 3, "{report:#}");
+    assert_eq!(same["requested"], same["placed"], "{report:#}");
+    let calls = list(&report);
+    assert_eq!(u(&calls[0]["ret"]), R1);
+    assert_eq!(u(&calls[10]["ret"]), HINTED);
+}
+
+#[test]
+fn speed_divides_the_recorded_gaps() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Two seconds of calls, 200 ms apart.
+    let events: Vec<Event<'static>> = (0..11)
+        .map(|i| anon(i * 200, 0, PAGE, (R1 + i as u64 * 0x10_0000) as i64))
+        .collect();
+    let input = capture(dir.path(), &events);
+    let started = Instant::now();
+    let (code, report) = rerun(&input, &["--speed", "10"]);
+    let paced = started.elapsed();
+    assert_eq!(code, 0, "{report:#}");
+    let elapsed = report["elapsed_s"].as_f64().expect("elapsed_s");
+    assert!(
+        (0.18..1.0).contains(&elapsed),
+        "2 s at --speed 10 took {elapsed} s"
+    );
+    assert!(paced >= Duration::from_millis(180));
+    let (_, fast) = rerun(&input, &[]);
+    let fast = fast["elapsed_s"].as_f64().expect("elapsed_s");
+    assert!(
+        fast < elapsed / 2.0,
+        "--speed max {fast} s, --speed 10 {elapsed} s"
+    );
+}
+
+#[test]
+fn until_stops_part_way() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let input = capture(dir.path(), &calls());
+    let until = chrono::DateTime::from_timestamp_nanos(BASE_NS + 4_500_000)
+        .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    let (code, report) = rerun(&input, &["--until", &until]);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(u(&report["calls"]["recorded"]), 4, "{report:#}");
+    // R1's first two pages are left there.
+    assert!(
+        report["address_space"]["matched"]
+            .as_bool()
+            .expect("matched")
+    );
+}
+
+#[test]
+fn bad_input_exits_2_with_one_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let input = capture(dir.path(), &calls());
+    for (args, says) in [
+        (vec!["--pid", "7"], "pid 7 does not appear"),
+        (vec!["--pid", "4242", "--speed", "0"], "--speed"),
+        (vec!["--pid", "4242", "--speed", "fast"], "--speed"),
+    ] {
+        let mut all: Vec<OsString> = vec!["rerun".into(), input.clone().into()];
+        all.extend(args.iter().map(OsString::from));
+        let out = run(all);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+}

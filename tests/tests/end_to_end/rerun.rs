@@ -429,7 +429,19 @@ fn round_trip(threads: bool) {
     assert_eq!(
         replayed.len(),
         issued.len(),
-        "the child made exactly the issued calls between its markers"
+        "the child made exactly the issued calls between its markers; it made:\n{}",
+        replayed
+            .iter()
+            .map(|e| format!(
+                "tid {} {:?} addr {} len {:?} ret {}",
+                e.tid,
+                e.syscall,
+                hex(e.addr),
+                e.len,
+                hex(e.ret.map(|r| r as u64))
+            ))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     let what = if threads { "rerun --threads" } else { "rerun" };
     let pairs: Vec<Pair<'_>> = if threads {

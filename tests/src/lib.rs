@@ -65,6 +65,31 @@ pub struct FamilyCall {
     pub memfd: Option<bool>,
     #[serde(default)]
     pub deleted: Option<bool>,
+    /// mmap's `fd` and `offset` arguments (the --rerun-set calls fill them in).
+    #[serde(default)]
+    pub fd: Option<i32>,
+    #[serde(default)]
+    pub off: Option<u64>,
+}
+
+/// What `mmap-workload --rerun-set` did: every call of the set, in the order they were made
+/// (both threads), and the data file it mapped.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RerunSet {
+    pub pid: u32,
+    pub calls: Vec<FamilyCall>,
+    /// The data file's identity as `fstat` saw it.
+    pub file: Option<FileId>,
+}
+
+impl RerunSet {
+    /// The call labelled `label`.
+    pub fn call(&self, label: &str) -> &FamilyCall {
+        self.calls
+            .iter()
+            .find(|c| c.label == label)
+            .unwrap_or_else(|| panic!("no call labelled {label:?} in the workload's report"))
+    }
 }
 
 /// The fork of the exec child.

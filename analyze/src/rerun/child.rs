@@ -89,6 +89,7 @@ fn replay(plan: &Plan) -> anyhow::Result<Outcome> {
         per_thread[(op.thread as usize).min(threads - 1)].push(i);
     }
     let next = AtomicUsize::new(0);
+    let ready = AtomicUsize::new(0);
     let go = AtomicBool::new(false);
     let finished = AtomicBool::new(false);
     let pacing = Pacing {
@@ -101,8 +102,14 @@ fn replay(plan: &Plan) -> anyhow::Result<Outcome> {
         let workers: Vec<_> = per_thread[1..]
             .iter()
             .map(|mine| {
-                let (state, next, go, finished, ops) = (&state, &next, &go, &finished, &plan.ops);
+                let (state, next, ready, go, finished, ops) =
+                    (&state, &next, &ready, &go, &finished, &plan.ops);
                 scope.spawn(move || {
+                    // What a new thread maps for itself (its signal stack as it starts, its
+                    // malloc arena at its first allocation) is mapped before the first marker:
+                    // the main thread waits for every worker to get here.
+                    drop(std::hint::black_box(Box::new(0u64)));
+                    ready.fetch_add(1, Ordering::Release);
                     while !go.load(Ordering::Acquire) {
                         std::thread::yield_now();
                     }
@@ -114,6 +121,9 @@ fn replay(plan: &Plan) -> anyhow::Result<Outcome> {
                 })
             })
             .collect();
+        while ready.load(Ordering::Acquire) < workers.len() {
+            std::thread::yield_now();
+        }
         // The child's break now, after its last allocation: the base of the replayed heap.
         let heap_base = raw(libc::SYS_brk, [0; 6]) as u64;
         if let Ok(mut state) = state.lock() {
@@ -344,6 +354,20 @@ impl State {
         failed_ones
     }
 
+    /// Where the recorded `[addr, addr + len)` is in the child. An unaligned `addr` (which the
+    /// kernel refuses with EINVAL) resolves by the page it lies in, with its offset in that page:
+    /// the call is still refused for being unaligned, at the address that stands for it.
+    fn resolve(&self, addr: u64, len: u64) -> Resolved {
+        let offset = addr % self.page;
+        match self
+            .translation
+            .resolve(addr - offset, self.page_up(len.saturating_add(offset)))
+        {
+            Resolved::Whole(child) => Resolved::Whole(child + offset),
+            other => other,
+        }
+    }
+
     fn execute(&mut self, op: &Op) -> Done {
         let recorded_ok = op.ret.is_some_and(|ret| !failed(ret));
         let start = Instant::now();
@@ -496,11 +520,7 @@ impl State {
             prot,
             ..Issued::default()
         };
-        let resolved = if !addr.is_multiple_of(self.page) {
-            Resolved::Unknown
-        } else {
-            self.translation.resolve(addr, plen)
-        };
+        let resolved = self.resolve(addr, len);
         let how = match resolved {
             Resolved::Whole(child) => {
                 issued.addr = child;
@@ -549,11 +569,7 @@ impl State {
                 _ => return (How::SkippedRemapTarget, issued, 0),
             }
         }
-        let resolved = if !addr.is_multiple_of(self.page) {
-            Resolved::Unknown
-        } else {
-            self.translation.resolve(addr, old_plen)
-        };
+        let resolved = self.resolve(addr, old_len);
         let how = match resolved {
             Resolved::Whole(child) => {
                 issued.addr = child;

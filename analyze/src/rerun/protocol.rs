@@ -120,8 +120,9 @@ pub enum How {
     NotRun,
     /// Issued with the recorded arguments, addresses translated.
     Issued,
-    /// Issued at an address the child never maps (the recorded range was not made by the replay,
-    /// and the recorded call failed or changed nothing there).
+    /// Issued at an address the child never maps: the replay does not have the recorded range
+    /// (it never made it, or unmapped it since), and the recorded call failed or changed nothing
+    /// there.
     IssuedOnHole,
     /// `--same-addresses`: the recorded address was taken (MAP_FIXED_NOREPLACE); the flag is in
     /// `issued.flags`.
@@ -167,8 +168,8 @@ impl How {
             Self::Issued | Self::SameAddress => return None,
             Self::NotRun => "not reached",
             Self::IssuedOnHole => {
-                "issued on an address range the rerun never maps (the recorded range was not made \
-                 by a replayed call)"
+                "issued on an address range the rerun never maps (the replay does not have the \
+                 recorded range: no replayed call made it, or one unmapped it since)"
             }
             Self::Elsewhere => "the recorded address was taken in the rerun: placed elsewhere",
             Self::FixedNoReplace => {

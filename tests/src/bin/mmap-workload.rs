@@ -53,6 +53,23 @@ struct Args {
     /// commas; `all` for every one). See `Plant` for what each does.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "WHAT")]
     plant: Vec<Plant>,
+    /// Only make the set of calls `mmap-analyze rerun` is tested with, and write their report
+    /// (a `RerunSet`) to --report: anonymous, hinted (0x5a5a00000000) and MAP_FIXED_NOREPLACE
+    /// (0x5a5b00000000) mappings, a data file in --dir mapped shared at an offset and private,
+    /// mprotect of part of a region, mremap grow in place, move and shrink, MAP_FIXED over a
+    /// mapping, munmap of a middle page, brk up and back, a second thread that unmaps and
+    /// protects regions the main thread mapped, and failing calls (EINVAL, ENOMEM, EBADF). The
+    /// anonymous, hinted, file and a few other mappings stay mapped to the end.
+    #[arg(long)]
+    rerun_set: bool,
+    /// With --rerun-set: lower RLIMIT_AS to the current VmSize + 64 MiB, then map 1 GiB
+    /// (MAP_NORESERVE), which fails with ENOMEM (the last call of the set).
+    #[arg(long, requires = "rerun_set")]
+    rlimit_as_fail: bool,
+    /// With --rerun-set: sleep between calls so that the first and the last call of the set are
+    /// about this far apart (e.g. 10s).
+    #[arg(long, requires = "rerun_set", value_parser = humantime::parse_duration)]
+    spread: Option<Duration>,
 }
 
 /// Suspicious behaviour to plant, one per question of `mmap-analyze findings`.
@@ -688,6 +705,14 @@ fn main() -> anyhow::Result<()> {
     if let Some(report) = &args.exec_child {
         return exec_child(report);
     }
+    if args.rerun_set {
+        return rerun_set::run(
+            &args.dir,
+            args.report.as_deref(),
+            args.spread,
+            args.rlimit_as_fail,
+        );
+    }
     if let Some(n) = args.forks {
         return fork_storm(n);
     }
@@ -882,4 +907,554 @@ fn flood(n: u64) -> anyhow::Result<()> {
         })
     );
     Ok(())
+}
+
+/// `--rerun-set`: a known set of calls of every kind `mmap-analyze rerun` re-issues, made with raw
+/// system calls (the exact arguments matter), from two threads, with a few deliberate failures.
+mod rerun_set {
+    use std::{
+        fs::File,
+        io::Write as _,
+        os::fd::AsRawFd as _,
+        path::Path,
+        sync::{Mutex, PoisonError},
+        time::{Duration, Instant},
+    };
+
+    use anyhow::Context as _;
+    use mmap_capture_tests::{FamilyCall, FileId, RerunSet};
+
+    use super::{family_call, raw};
+
+    const PAGE: u64 = 4096;
+    /// Where the workload places two regions itself: with a hint, and with MAP_FIXED_NOREPLACE.
+    pub const HINT_ADDR: u64 = 0x5a5a_0000_0000;
+    pub const NOREPLACE_ADDR: u64 = 0x5a5b_0000_0000;
+    /// The calls of the set, and with --rlimit-as-fail one more (the mmap that fails).
+    const CALLS: usize = 37;
+    /// An fd number the workload never opens.
+    const NOT_OPEN_FD: i32 = 1000;
+    /// An mremap flag Linux does not define.
+    const BAD_MREMAP_FLAG: u64 = 0x80;
+
+    const RW: u64 = (libc::PROT_READ | libc::PROT_WRITE) as u64;
+    const RO: u64 = libc::PROT_READ as u64;
+    const ANON: u64 = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
+
+    /// Sleeps before each call (but the first) so that calls are `step` apart.
+    struct Pacer {
+        step: Duration,
+        next: Mutex<Option<Instant>>,
+    }
+
+    impl Pacer {
+        fn wait(&self) {
+            let mut next = self.next.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(at) = *next {
+                let now = Instant::now();
+                if at > now {
+                    std::thread::sleep(at - now);
+                }
+            }
+            *next = Some(Instant::now() + self.step);
+        }
+    }
+
+    /// Makes the calls and keeps their report.
+    struct Caller {
+        pacer: Pacer,
+        calls: Mutex<Vec<FamilyCall>>,
+    }
+
+    impl Caller {
+        fn call(
+            &self,
+            label: &str,
+            syscall: &str,
+            f: impl FnOnce() -> i64,
+            fill: impl FnOnce(&mut FamilyCall),
+        ) -> i64 {
+            self.pacer.wait();
+            let call = family_call(label, syscall, f, fill);
+            let ret = call.ret;
+            self.calls
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(call);
+            ret
+        }
+
+        #[expect(
+            clippy::too_many_arguments,
+            reason = "mmap's six arguments plus a label, in mmap's order"
+        )]
+        fn mmap(
+            &self,
+            label: &str,
+            addr: u64,
+            len: u64,
+            prot: u64,
+            flags: u64,
+            fd: i32,
+            off: u64,
+        ) -> i64 {
+            self.call(
+                label,
+                "mmap",
+                || {
+                    // SAFETY: a raw mmap: it only creates a mapping (or replaces one this
+                    // workload made and no longer uses); every argument passed as 64 bits.
+                    raw(unsafe {
+                        libc::syscall(libc::SYS_mmap, addr, len, prot, flags, i64::from(fd), off)
+                    })
+                },
+                |c| {
+                    c.addr = addr;
+                    c.len = Some(len);
+                    c.prot = Some(prot);
+                    c.flags = Some(flags);
+                    c.fd = Some(fd);
+                    c.off = Some(off);
+                },
+            )
+        }
+
+        fn munmap(&self, label: &str, addr: u64, len: u64) -> i64 {
+            self.call(
+                label,
+                "munmap",
+                // SAFETY: unmaps (part of) a mapping this workload made and no longer uses.
+                || raw(unsafe { libc::syscall(libc::SYS_munmap, addr, len) }),
+                |c| {
+                    c.addr = addr;
+                    c.len = Some(len);
+                },
+            )
+        }
+
+        fn mprotect(&self, label: &str, addr: u64, len: u64, prot: u64) -> i64 {
+            self.call(
+                label,
+                "mprotect",
+                // SAFETY: changes the protection of a mapping this workload made and does not
+                // touch afterwards in a way the new protection forbids.
+                || raw(unsafe { libc::syscall(libc::SYS_mprotect, addr, len, prot) }),
+                |c| {
+                    c.addr = addr;
+                    c.len = Some(len);
+                    c.prot = Some(prot);
+                },
+            )
+        }
+
+        fn mremap(&self, label: &str, addr: u64, len: u64, new_len: u64, flags: u64) -> i64 {
+            self.call(
+                label,
+                "mremap",
+                || {
+                    // SAFETY: resizes or moves a mapping this workload made; it is only used
+                    // through the returned address afterwards.
+                    raw(unsafe { libc::syscall(libc::SYS_mremap, addr, len, new_len, flags, 0u64) })
+                },
+                |c| {
+                    c.addr = addr;
+                    c.len = Some(len);
+                    c.new_len = Some(new_len);
+                    c.flags = Some(flags);
+                    c.new_addr = Some(0);
+                },
+            )
+        }
+
+        fn brk(&self, label: &str, addr: u64) -> i64 {
+            self.call(
+                label,
+                "brk",
+                // SAFETY: moves the break only within what this function added (back to where
+                // it found it), never below memory malloc uses.
+                || raw(unsafe { libc::syscall(libc::SYS_brk, addr) }),
+                |c| c.addr = addr,
+            )
+        }
+    }
+
+    /// Checks that a call came out as the set needs it.
+    fn expect(label: &str, ret: i64, want: Result<Option<i64>, i32>) -> anyhow::Result<u64> {
+        let ok = match want {
+            Ok(None) => ret >= 0,
+            Ok(Some(value)) => ret == value,
+            Err(errno) => ret == -i64::from(errno),
+        };
+        if !ok {
+            anyhow::bail!("{label}: returned {ret:#x}, expected {want:?}");
+        }
+        Ok(ret as u64)
+    }
+
+    fn touch(addr: u64) {
+        // SAFETY: the caller passes a byte of a read-write mapping this workload made.
+        unsafe { (addr as *mut u8).write_volatile(0x42) };
+    }
+
+    /// The process's current VmSize, bytes.
+    fn vm_size() -> anyhow::Result<u64> {
+        let status = std::fs::read_to_string("/proc/self/status")?;
+        let kb = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmSize:"))
+            .and_then(|v| v.trim().strip_suffix("kB"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .context("no VmSize in /proc/self/status")?;
+        Ok(kb * 1024)
+    }
+
+    /// Lowers RLIMIT_AS to VmSize + 64 MiB, maps 1 GiB (ENOMEM), restores the limit.
+    fn rlimit_as_fail(c: &Caller) -> anyhow::Result<()> {
+        let mut old = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit into a valid local.
+        if unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut old) } != 0 {
+            anyhow::bail!("getrlimit: {}", std::io::Error::last_os_error());
+        }
+        let low = libc::rlimit {
+            rlim_cur: vm_size()? + (64 << 20),
+            rlim_max: old.rlim_max,
+        };
+        // SAFETY: setrlimit from a valid local (lowering the soft limit only).
+        if unsafe { libc::setrlimit(libc::RLIMIT_AS, &low) } != 0 {
+            anyhow::bail!("setrlimit: {}", std::io::Error::last_os_error());
+        }
+        let ret = c.mmap(
+            "rlimit-as-enomem",
+            0,
+            1 << 30,
+            RW,
+            ANON | libc::MAP_NORESERVE as u64,
+            -1,
+            0,
+        );
+        // SAFETY: restores the limit read above.
+        unsafe { libc::setrlimit(libc::RLIMIT_AS, &old) };
+        expect("rlimit-as-enomem", ret, Err(libc::ENOMEM))?;
+        Ok(())
+    }
+
+    /// Makes the set (see `Args::rerun_set`) and writes its report to `report`.
+    pub fn run(
+        dir: &Path,
+        report: Option<&Path>,
+        spread: Option<Duration>,
+        rlimit: bool,
+    ) -> anyhow::Result<()> {
+        let pid = std::process::id();
+        let path = dir.join(format!("mmap-workload-{pid}-rerun.dat"));
+        let mut file = File::options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        let result = (|| {
+            file.write_all(&[0x5a; 64 * 1024])?;
+            let meta = file.metadata()?;
+            let expected = CALLS + usize::from(rlimit);
+            let step = spread.map_or(Duration::ZERO, |d| d / (expected as u32 - 1));
+            let caller = Caller {
+                pacer: Pacer {
+                    step,
+                    next: Mutex::new(None),
+                },
+                calls: Mutex::new(Vec::with_capacity(64)),
+            };
+            calls(&caller, file.as_raw_fd(), rlimit)?;
+            let mut calls = caller
+                .calls
+                .into_inner()
+                .unwrap_or_else(PoisonError::into_inner);
+            calls.sort_by_key(|c| c.before_ns);
+            if calls.len() != expected {
+                anyhow::bail!(
+                    "the set made {} calls, not {expected}: update CALLS",
+                    calls.len()
+                );
+            }
+            if let (Some(first), Some(last)) = (calls.first(), calls.last()) {
+                eprintln!(
+                    "mmap-workload: {} calls in {:.3}s",
+                    calls.len(),
+                    (last.after_ns - first.before_ns) as f64 / 1e9
+                );
+            }
+            Ok(RerunSet {
+                pid,
+                calls,
+                file: Some(FileId {
+                    dev: std::os::unix::fs::MetadataExt::dev(&meta),
+                    ino: std::os::unix::fs::MetadataExt::ino(&meta),
+                    name: path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                }),
+            })
+        })();
+        let _ = std::fs::remove_file(&path);
+        let set = result?;
+        if let Some(out) = report {
+            std::fs::write(out, serde_json::to_vec_pretty(&set)?)
+                .with_context(|| format!("writing {}", out.display()))?;
+        }
+        Ok(())
+    }
+
+    fn calls(c: &Caller, fd: i32, rlimit: bool) -> anyhow::Result<()> {
+        let p = PAGE;
+        // Kept to the end: anonymous (one page touched), hinted, MAP_FIXED_NOREPLACE, the file
+        // shared (one byte written) and private.
+        let anon = expect(
+            "anonymous",
+            c.mmap("anonymous", 0, 4 * p, RW, ANON, -1, 0),
+            Ok(None),
+        )?;
+        touch(anon);
+        let hinted = c.mmap("hinted", HINT_ADDR, 2 * p, RW, ANON, -1, 0);
+        expect("hinted", hinted, Ok(Some(HINT_ADDR as i64)))?;
+        let noreplace = c.mmap(
+            "fixed-noreplace",
+            NOREPLACE_ADDR,
+            16 * p,
+            RW,
+            ANON | libc::MAP_FIXED_NOREPLACE as u64,
+            -1,
+            0,
+        );
+        expect(
+            "fixed-noreplace",
+            noreplace,
+            Ok(Some(NOREPLACE_ADDR as i64)),
+        )?;
+        let shared = expect(
+            "file-shared",
+            c.mmap("file-shared", 0, 5 * p, RW, libc::MAP_SHARED as u64, fd, p),
+            Ok(None),
+        )?;
+        touch(shared + 7);
+        expect(
+            "file-private",
+            c.mmap(
+                "file-private",
+                0,
+                6 * p,
+                RO,
+                libc::MAP_PRIVATE as u64,
+                fd,
+                0,
+            ),
+            Ok(None),
+        )?;
+
+        // mprotect of the middle of a region.
+        let prot = expect(
+            "mprotect-region",
+            c.mmap("mprotect-region", 0, 7 * p, RW, ANON, -1, 0),
+            Ok(None),
+        )?;
+        expect(
+            "mprotect-part",
+            c.mprotect("mprotect-part", prot + p, 2 * p, RO),
+            Ok(Some(0)),
+        )?;
+
+        // Grow in place: the pages after the first two are unmapped just before (flags 0: it
+        // must grow where it is or fail).
+        let grow = expect(
+            "grow-region",
+            c.mmap("grow-region", 0, 8 * p, RW, ANON, -1, 0),
+            Ok(None),
+        )?;
+        expect(
+            "grow-free-tail",
+            c.munmap("grow-free-tail", grow + 2 * p, 6 * p),
+            Ok(Some(0)),
+        )?;
+        expect(
+            "mremap-grow",
+            c.mremap("mremap-grow", grow, 2 * p, 3 * p, 0),
+            Ok(Some(grow as i64)),
+        )?;
+
+        // Move: the pages after the first two are a mapping of their own (read-only), so
+        // growing the first two has to move them.
+        let movable = expect(
+            "move-region",
+            c.mmap("move-region", 0, 9 * p, RW, ANON, -1, 0),
+            Ok(None),
+        )?;
+        expect(
+            "move-blocker",
+            c.mprotect("move-blocker", movable + 2 * p, 7 * p, RO),
+            Ok(Some(0)),
+        )?;
+        let moved = expect(
+            "mremap-move",
+            c.mremap(
+                "mremap-move",
+                movable,
+                2 * p,
+                4 * p,
+                libc::MREMAP_MAYMOVE as u64,
+            ),
+            Ok(None),
+        )?;
+        if moved == movable {
+            anyhow::bail!("mremap-move: did not move ({moved:#x})");
+        }
+        touch(moved + 3 * p);
+        expect(
+            "mremap-shrink",
+            c.mremap("mremap-shrink", moved, 4 * p, p, 0),
+            Ok(Some(moved as i64)),
+        )?;
+
+        // MAP_FIXED over the middle page of a 3-page region of this process.
+        let fixed = expect(
+            "fixed-region",
+            c.mmap("fixed-region", 0, 3 * p, RW, ANON, -1, 0),
+            Ok(None),
+        )?;
+        expect(
+            "map-fixed-over",
+            c.mmap(
+                "map-fixed-over",
+                fixed + p,
+                p,
+                RO,
+                ANON | libc::MAP_FIXED as u64,
+                -1,
+                0,
+            ),
+            Ok(Some((fixed + p) as i64)),
+        )?;
+
+        // munmap of the middle page (of 11), then mprotect of that hole (ENOMEM) right away.
+        // (The set's mmap lengths differ from each other, so that each call is told apart.)
+        let holed = expect(
+            "munmap-region",
+            c.mmap("munmap-region", 0, 11 * p, RW, ANON, -1, 0),
+            Ok(None),
+        )?;
+        expect(
+            "munmap-middle",
+            c.munmap("munmap-middle", holed + 5 * p, p),
+            Ok(Some(0)),
+        )?;
+        expect(
+            "mprotect-unmapped",
+            c.mprotect("mprotect-unmapped", holed + 5 * p, p, RO),
+            Err(libc::ENOMEM),
+        )?;
+
+        // The break: up 64 KiB, up again, back to where it was.
+        let start = expect("brk-query", c.brk("brk-query", 0), Ok(None))?;
+        let up = start + (64 << 10);
+        expect("brk-grow", c.brk("brk-grow", up), Ok(Some(up as i64)))?;
+        let up2 = up + (64 << 10);
+        expect(
+            "brk-grow-again",
+            c.brk("brk-grow-again", up2),
+            Ok(Some(up2 as i64)),
+        )?;
+        expect("brk-back", c.brk("brk-back", start), Ok(Some(start as i64)))?;
+
+        // A second thread: its own mapping, and an mprotect and a munmap of regions the main
+        // thread mapped and handed over.
+        let handed = expect(
+            "handed-unmap",
+            c.mmap("handed-unmap", 0, 13 * p, RW, ANON, -1, 0),
+            Ok(None),
+        )?;
+        let handed_prot = expect(
+            "handed-protect",
+            c.mmap("handed-protect", 0, 14 * p, RW, ANON, -1, 0),
+            Ok(None),
+        )?;
+        let (send, receive) = std::sync::mpsc::channel::<(u64, u64)>();
+        std::thread::scope(|s| {
+            let second = s.spawn(move || -> anyhow::Result<()> {
+                let (unmap, protect) = receive.recv()?;
+                let own = expect(
+                    "thread-mmap",
+                    c.mmap("thread-mmap", 0, 15 * p, RW, ANON, -1, 0),
+                    Ok(None),
+                )?;
+                touch(own);
+                expect(
+                    "thread-mprotect",
+                    c.mprotect("thread-mprotect", protect, p, RO),
+                    Ok(Some(0)),
+                )?;
+                expect(
+                    "thread-munmap",
+                    c.munmap("thread-munmap", unmap, 13 * p),
+                    Ok(Some(0)),
+                )?;
+                expect(
+                    "thread-munmap-own",
+                    c.munmap("thread-munmap-own", own, 15 * p),
+                    Ok(Some(0)),
+                )?;
+                Ok(())
+            });
+            send.send((handed, handed_prot))?;
+            second
+                .join()
+                .map_err(|_| anyhow::anyhow!("the second thread panicked"))?
+        })?;
+
+        // Deliberate failures.
+        expect(
+            "munmap-unaligned",
+            c.munmap("munmap-unaligned", anon + 1, p),
+            Err(libc::EINVAL),
+        )?;
+        expect(
+            "mmap-zero-length",
+            c.mmap("mmap-zero-length", 0, 0, RO, ANON, -1, 0),
+            Err(libc::EINVAL),
+        )?;
+        expect(
+            "mmap-bad-fd",
+            c.mmap(
+                "mmap-bad-fd",
+                0,
+                17 * p,
+                RO,
+                libc::MAP_PRIVATE as u64,
+                NOT_OPEN_FD,
+                0,
+            ),
+            Err(libc::EBADF),
+        )?;
+        expect(
+            "mremap-bad-flag",
+            c.mremap("mremap-bad-flag", anon, p, 2 * p, BAD_MREMAP_FLAG),
+            Err(libc::EINVAL),
+        )?;
+
+        // Tidy up what is not kept.
+        for (label, addr, len) in [
+            ("unmap-mprotect-region", prot, 7 * p),
+            ("unmap-grow-region", grow, 3 * p),
+            ("unmap-moved", moved, p),
+            ("unmap-fixed-region", fixed, 3 * p),
+        ] {
+            expect(label, c.munmap(label, addr, len), Ok(Some(0)))?;
+        }
+        if rlimit {
+            rlimit_as_fail(c)?;
+        }
+        Ok(())
+    }
 }

@@ -13,6 +13,7 @@ mod fixtures;
 mod leaks;
 mod record_mmap;
 mod recorder;
+mod rerun;
 mod run_as;
 mod snapshot;
 mod storms;

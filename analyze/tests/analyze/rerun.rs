@@ -14,7 +14,7 @@ use mmap_format::{
 use serde_json::Value;
 
 use crate::common::{
-    BASE_NS, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE, metadata, mmap, run, write_capture,
+    BASE_NS, MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE, metadata, mmap, run, write_capture,
 };
 
 const PID: u32 = 4242;
@@ -406,5 +406,101 @@ fn the_snapshot_is_made_again_so_calls_on_older_memory_are_reissued() {
         u(&files[0]["size"]),
         8 * PAGE,
         "up to offset 6 pages + 2 pages"
+    );
+}
+
+#[test]
+fn lost_records_are_said_and_the_rest_is_reissued() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut events = calls();
+    let mut lost = call(6, Syscall::Mmap, 0);
+    lost.kind = mmap_format::event::RowKind::Lost;
+    lost.syscall = None;
+    lost.ret = None;
+    lost.pid = 0;
+    lost.tid = 0;
+    lost.ts_exit_ns = Some(lost.ts_ns + 1_000);
+    lost.lost_count = Some(17);
+    events.push(lost);
+    let input = capture(dir.path(), &events);
+    let (code, report) = rerun(&input, &[]);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(u(&report["calls"]["same"]), 11, "{report:#}");
+    let notes = report["notes"].to_string();
+    assert!(notes.contains("lost 17 records"), "{notes}");
+    assert_eq!(u(&report["loss_windows"]["lost_in_windows"]), 17);
+}
+
+/// `--files real`: the recorded path stands for itself when it is a regular file big enough,
+/// never a symlink, and a shared writable mapping of it only with --allow-shared-write (and even
+/// then the rerun leaves its bytes as they were).
+#[test]
+fn real_files_are_used_only_when_safe() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let real = dir.path().join("real.bin");
+    std::fs::write(&real, vec![7u8; 4 * PAGE as usize]).expect("write real file");
+    let link = dir.path().join("link.bin");
+    std::os::unix::fs::symlink(&real, &link).expect("symlink");
+    let small = dir.path().join("small.bin");
+    std::fs::write(&small, [1u8; 100]).expect("write small file");
+    let file_call = |offset_ms: i64, path: &Path, ino: u64, flags: u64, prot: u64, ret: u64| {
+        let mut e = call(offset_ms, Syscall::Mmap, ret as i64);
+        e.addr = Some(0);
+        e.len = Some(2 * PAGE);
+        e.prot = Some(prot);
+        e.flags = Some(flags);
+        e.fd = Some(3);
+        e.off = Some(0);
+        e.file_dev = Some(0x801);
+        e.file_ino = Some(ino);
+        e.file_path = Some(path.display().to_string().into());
+        e
+    };
+    let events = vec![
+        file_call(1, &real, 1, MAP_PRIVATE, PROT_READ, R1),
+        file_call(2, &link, 2, MAP_PRIVATE, PROT_READ, R2),
+        file_call(3, &small, 3, MAP_PRIVATE, PROT_READ, FILE_AT),
+        file_call(4, &dir.path().join("gone.bin"), 4, MAP_PRIVATE, PROT_READ, HINTED),
+    ];
+    let input = capture(dir.path(), &events);
+    let (code, report) = rerun(&input, &["--files", "real"]);
+    assert_eq!(code, 0, "{report:#}");
+    let files = report["files"].as_array().expect("files");
+    let kinds: Vec<(&str, bool)> = files
+        .iter()
+        .map(|f| (f["kind"].as_str().expect("kind"), f["why"].is_string()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("real", false),
+            ("temporary", true),
+            ("temporary", true),
+            ("temporary", true)
+        ],
+        "{report:#}"
+    );
+    assert_eq!(files[0]["used"], real.display().to_string());
+    assert!(files[1]["why"].as_str().expect("why").contains("symbolic link"));
+    assert!(files[2]["why"].as_str().expect("why").contains("need"));
+
+    // Shared and writable: a stand-in, unless allowed.
+    let shared = vec![file_call(1, &real, 1, MAP_SHARED, PROT_READ | PROT_WRITE, R1)];
+    let input = capture(dir.path(), &shared);
+    let (code, report) = rerun(&input, &["--files", "real"]);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["files"][0]["kind"], "temporary", "{report:#}");
+    assert!(
+        report["files"][0]["why"]
+            .as_str()
+            .expect("why")
+            .contains("--allow-shared-write")
+    );
+    let (code, report) = rerun(&input, &["--files", "real", "--allow-shared-write"]);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["files"][0]["kind"], "real", "{report:#}");
+    assert_eq!(
+        std::fs::read(&real).expect("read real file"),
+        vec![7u8; 4 * PAGE as usize]
     );
 }

@@ -423,6 +423,14 @@ fn round_trip(threads: bool) {
     );
     assert_eq!(calls["differ"].as_u64(), Some(0));
     assert_eq!(report["differences"].as_array().map(Vec::len), Some(0));
+    // The recorder's snapshot after the exec gives stand-ins for what the kernel mapped (the
+    // program, ld.so, the stack): the loader's calls on them are re-issued too.
+    assert_eq!(calls["skipped"].as_u64(), Some(0), "{report:#}");
+    assert_eq!(
+        report["address_space"]["matched"].as_bool(),
+        Some(true),
+        "{report:#}"
+    );
 
     let (_, rerun_events) = read_capture(&rerun_capture);
     let replayed = between_markers(&rerun_events, child);

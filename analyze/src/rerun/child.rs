@@ -29,6 +29,8 @@ use crate::replay::{MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, MREMAP_DONTUNMAP, MR
 const MAP_FIXED: u64 = 0x10;
 const MAP_FIXED_NOREPLACE: u64 = 0x10_0000;
 const MAP_NORESERVE: u64 = 0x4000;
+const MAP_LOCKED: u64 = 0x2000;
+const MAP_POPULATE: u64 = 0x8000;
 const EEXIST: i64 = 17;
 /// Room for /proc/self/maps after the calls.
 const MAPS_ROOM: usize = 32 << 20;
@@ -78,6 +80,8 @@ fn replay(plan: &Plan) -> anyhow::Result<Outcome> {
         heap_base: 0,
         rec_heap_end: None,
         hole_limit: lowest,
+        populate_left: plan.populate_budget,
+        unpopulated: false,
     });
     let standins_failed = match state.lock() {
         Ok(mut state) => state.make_standins(&plan.regions),
@@ -270,6 +274,10 @@ struct State {
     rec_heap_end: Option<u64>,
     /// Below this the child has no mapping of its own.
     hole_limit: u64,
+    /// Bytes that may still be populated or locked.
+    populate_left: u64,
+    /// The call being made had MAP_POPULATE or MAP_LOCKED left out.
+    unpopulated: bool,
 }
 
 impl State {
@@ -401,6 +409,7 @@ impl State {
             issued,
             ret,
             dur_ns,
+            unpopulated: std::mem::take(&mut self.unpopulated),
         }
     }
 
@@ -423,6 +432,16 @@ impl State {
                 .unwrap_or(-1)
         };
         let plen = self.page_up(len);
+        let mut flags = flags;
+        if flags & (MAP_POPULATE | MAP_LOCKED) != 0 {
+            match self.populate_left.checked_sub(plen) {
+                Some(left) => self.populate_left = left,
+                None => {
+                    flags &= !(MAP_POPULATE | MAP_LOCKED);
+                    self.unpopulated = true;
+                }
+            }
+        }
         let mut issued = Issued {
             addr,
             len,

@@ -94,6 +94,13 @@ pub struct Args {
     #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     until: Option<TimeSpec>,
 
+    /// The most bytes MAP_POPULATE and MAP_LOCKED mappings may populate or lock in all, e.g.
+    /// 2GiB (default: a quarter of the memory available when the rerun starts); past it those
+    /// flags are left out of the calls, and the report says how many. A capture cannot make the
+    /// rerun take all the memory.
+    #[arg(long, value_name = "SIZE")]
+    populate_limit: Option<bytesize::ByteSize>,
+
     /// Output format.
     #[arg(long, value_enum, default_value_t = RerunFormat::Table)]
     format: RerunFormat,
@@ -223,6 +230,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         files: args.files,
         allow_shared_write: args.allow_shared_write,
         page_size,
+        populate_limit: args.populate_limit.map(|size| size.as_u64()),
     };
     let prepared = plan::prepare(&engine, &readers, &options)?;
     drop(engine);
@@ -230,6 +238,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     let (counts, differences, list) = compare::calls(&prepared, &outcome);
     let mut notes = prepared.notes.clone();
+    let unpopulated = outcome.done.iter().filter(|d| d.unpopulated).count();
+    if unpopulated > 0 {
+        notes.push(format!(
+            "{unpopulated} mmap call{} issued without MAP_POPULATE and MAP_LOCKED: with them the \
+             rerun would have populated or locked more than --populate-limit ({})",
+            labels::plural(unpopulated as u64),
+            labels::human_bytes(prepared.plan.populate_budget)
+        ));
+    }
     if let Some((_, errno)) = outcome.standins_failed.first() {
         notes.push(format!(
             "{} of the snapshot's regions could not be made again here (the first: {}): calls on \

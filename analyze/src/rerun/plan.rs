@@ -95,6 +95,8 @@ pub struct Options {
     pub files: FilesFrom,
     pub allow_shared_write: bool,
     pub page_size: u64,
+    /// `--populate-limit`.
+    pub populate_limit: Option<u64>,
 }
 
 pub fn prepare(
@@ -375,6 +377,7 @@ pub fn prepare(
             speed: options.speed,
             page_size: options.page_size,
             heap_base,
+            populate_budget: options.populate_limit.unwrap_or_else(populate_budget),
             regions,
         },
         recorded,
@@ -447,6 +450,19 @@ fn subtract(range: (u64, u64), holes: &[(u64, u64)]) -> Vec<(u64, u64)> {
         out.push((start, range.1));
     }
     out
+}
+
+/// A quarter of the memory available now (MemAvailable in /proc/meminfo), or 1 GiB when it
+/// cannot be read: what the rerun may populate or lock.
+fn populate_budget() -> u64 {
+    let available = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            kib.checked_mul(1024)
+        });
+    available.map_or(1 << 30, |bytes| bytes / 4)
 }
 
 /// The plan's call for a recorded row.

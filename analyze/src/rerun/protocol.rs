@@ -28,6 +28,9 @@ pub struct Plan {
     /// The recorded program break before the first brk call (that call's result when it asks
     /// for the break with brk(0)).
     pub heap_base: Option<u64>,
+    /// Bytes the child may populate or lock (MAP_POPULATE, MAP_LOCKED) in all: past it those
+    /// flags are left out, so that a capture cannot make the rerun take all the memory.
+    pub populate_budget: u64,
     /// The regions the process had before its first call (from its snapshot), made as stand-ins
     /// before the first marker so that calls on them can be re-issued.
     pub regions: Vec<Standin>,
@@ -196,8 +199,11 @@ pub struct Done {
     pub issued: Issued,
     /// The raw result: an address, 0 or -errno.
     pub ret: i64,
-    /// The heap base the child's brk results are relative to (brk only).
+    /// How long the system call took in the child.
     pub dur_ns: u64,
+    /// MAP_POPULATE and MAP_LOCKED were left out: the mapping would have taken the rerun past
+    /// [`Plan::populate_budget`].
+    pub unpopulated: bool,
 }
 
 /// A range of the child's memory that stands for a recorded range.

@@ -14,7 +14,8 @@ use mmap_format::{
 use serde_json::Value;
 
 use crate::common::{
-    BASE_NS, MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE, metadata, mmap, run, write_capture,
+    BASE_NS, MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE, metadata, mmap, run,
+    write_capture,
 };
 
 const PID: u32 = 4242;
@@ -460,7 +461,14 @@ fn real_files_are_used_only_when_safe() {
         file_call(1, &real, 1, MAP_PRIVATE, PROT_READ, R1),
         file_call(2, &link, 2, MAP_PRIVATE, PROT_READ, R2),
         file_call(3, &small, 3, MAP_PRIVATE, PROT_READ, FILE_AT),
-        file_call(4, &dir.path().join("gone.bin"), 4, MAP_PRIVATE, PROT_READ, HINTED),
+        file_call(
+            4,
+            &dir.path().join("gone.bin"),
+            4,
+            MAP_PRIVATE,
+            PROT_READ,
+            HINTED,
+        ),
     ];
     let input = capture(dir.path(), &events);
     let (code, report) = rerun(&input, &["--files", "real"]);
@@ -481,11 +489,23 @@ fn real_files_are_used_only_when_safe() {
         "{report:#}"
     );
     assert_eq!(files[0]["used"], real.display().to_string());
-    assert!(files[1]["why"].as_str().expect("why").contains("symbolic link"));
+    assert!(
+        files[1]["why"]
+            .as_str()
+            .expect("why")
+            .contains("symbolic link")
+    );
     assert!(files[2]["why"].as_str().expect("why").contains("need"));
 
     // Shared and writable: a stand-in, unless allowed.
-    let shared = vec![file_call(1, &real, 1, MAP_SHARED, PROT_READ | PROT_WRITE, R1)];
+    let shared = vec![file_call(
+        1,
+        &real,
+        1,
+        MAP_SHARED,
+        PROT_READ | PROT_WRITE,
+        R1,
+    )];
     let input = capture(dir.path(), &shared);
     let (code, report) = rerun(&input, &["--files", "real"]);
     assert_eq!(code, 0, "{report:#}");
@@ -503,4 +523,191 @@ fn real_files_are_used_only_when_safe() {
         std::fs::read(&real).expect("read real file"),
         vec![7u8; 4 * PAGE as usize]
     );
+}
+
+/// A small deterministic generator (xorshift64*), so the hostile capture is the same every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn pick<T: Copy>(&mut self, from: &[T]) -> T {
+        from[(self.next() % from.len() as u64) as usize]
+    }
+}
+
+/// A crafted capture: thousands of calls with addresses where the child's own program, heap,
+/// libraries and stack usually are, MAP_FIXED, MREMAP_FIXED, huge lengths, MAP_POPULATE, and a
+/// snapshot of overlapping, huge regions. The child must never touch its own memory (it would
+/// crash), populate past the limit, or hang: the command ends with 0 or 1 and a whole report.
+#[test]
+fn a_crafted_capture_cannot_make_the_child_harm_itself() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let near_child = |rng: &mut Rng| -> u64 {
+        let base = rng.pick(&[
+            0x5555_0000_0000u64,
+            0x5600_0000_0000,
+            0x7f00_0000_0000,
+            0x7ffc_0000_0000,
+        ]);
+        base + (rng.next() % (1 << 36)) / PAGE * PAGE
+    };
+    let mut made: Vec<u64> = vec![R1];
+    let mut events = Vec::new();
+    for i in 0..12u32 {
+        let start = near_child(&mut rng);
+        let len = rng.pick(&[PAGE, 1 << 20, 1 << 32, 1 << 44]);
+        events.push(shown(
+            0,
+            (start, start.saturating_add(len)),
+            rng.next() % 8,
+            None,
+        ));
+        if i.is_multiple_of(3) {
+            made.push(start);
+        }
+    }
+    let lens = [
+        0,
+        1,
+        PAGE,
+        3 * PAGE,
+        1 << 20,
+        1 << 30,
+        1 << 46,
+        u64::MAX - 4095,
+    ];
+    let flag_bits = [
+        0x01u64, 0x02, 0x10, 0x20, 0x100, 0x2000, 0x4000, 0x8000, 0x4_0000, 0x10_0000,
+    ];
+    for i in 0..3000i64 {
+        let addr = match rng.next() % 4 {
+            0 => 0,
+            1 => rng.pick(&made) + (rng.next() % 8) * PAGE,
+            2 => near_child(&mut rng),
+            _ => near_child(&mut rng) + rng.next() % PAGE,
+        };
+        let mut len = rng.pick(&lens);
+        // Now and then a range over everything the child has: its program, heap, libraries
+        // and stack lie in it, wherever address-space randomisation put them.
+        let (addr, giant) = if rng.next().is_multiple_of(10) {
+            len = 0x7fff_0000_0000 - 0x1_0000_0000;
+            (0x1_0000_0000, true)
+        } else {
+            (addr, false)
+        };
+        let ret = if giant && rng.next().is_multiple_of(2) {
+            addr as i64
+        } else if rng.next().is_multiple_of(3) {
+            -((rng.next() % 133 + 1) as i64)
+        } else {
+            let at = if addr != 0 && rng.next().is_multiple_of(2) {
+                addr
+            } else {
+                near_child(&mut rng)
+            };
+            made.push(at);
+            at as i64
+        };
+        let syscall = rng.pick(&[
+            Syscall::Mmap,
+            Syscall::Mmap,
+            Syscall::Munmap,
+            Syscall::Mprotect,
+            Syscall::Mremap,
+            Syscall::Brk,
+        ]);
+        let mut e = call(1 + i / 100, syscall, ret);
+        e.ts_ns += i;
+        e.addr = Some(addr);
+        e.len = Some(len);
+        match syscall {
+            Syscall::Mmap => {
+                let mut flags = 0;
+                for _ in 0..3 {
+                    flags |= rng.pick(&flag_bits);
+                }
+                if giant {
+                    flags = MAP_PRIVATE | MAP_ANONYMOUS | 0x10 | 0x4000;
+                }
+                e.flags = Some(flags);
+                e.prot = Some(rng.next() % 8);
+                e.fd = Some(-1);
+                e.off = Some(rng.pick(&[0, PAGE, 1 << 40]));
+            }
+            Syscall::Mprotect => e.prot = Some(rng.next() % 8),
+            Syscall::Mremap => {
+                e.flags = Some(rng.pick(&[0, 1, 2, 3, 4, 5, 7]));
+                e.new_len = Some(rng.pick(&lens));
+                let (near, old) = (near_child(&mut rng), rng.pick(&made));
+                e.new_addr = Some(rng.pick(&[0, near, old]));
+            }
+            _ => {}
+        }
+        events.push(e);
+    }
+    let crafted = capture(dir.path(), &events);
+    // And calls over everything with nothing of the replay's in the way.
+    let (start, len) = (0x1_0000_0000u64, 0x7fff_0000_0000u64 - 0x1_0000_0000);
+    let mut mremap = range(4, Syscall::Mremap, start, len, start as i64);
+    mremap.new_len = Some(PAGE);
+    mremap.flags = Some(0);
+    let over_all = vec![
+        range(1, Syscall::Munmap, start, len, 0),
+        range(2, Syscall::Mprotect, start, len, 0),
+        mremap,
+        anon(5, 0, PAGE, R1 as i64),
+    ];
+    let over_all_dir = dir.path().join("over-all");
+    std::fs::create_dir(&over_all_dir).expect("mkdir");
+    let over_all = capture(&over_all_dir, &over_all);
+    for (input, calls) in [(&crafted, 3000), (&over_all, 4)] {
+        rerun_crafted(dir.path(), input, calls);
+    }
+}
+
+fn rerun_crafted(dir: &Path, input: &Path, calls: u64) {
+    use crate::common::run_bounded;
+    let args = [
+        "rerun".as_ref(),
+        input.as_os_str(),
+        "--pid".as_ref(),
+        "4242".as_ref(),
+        "--format".as_ref(),
+        "json".as_ref(),
+        "--populate-limit".as_ref(),
+        "64MiB".as_ref(),
+    ];
+    for extra in [&[][..], &["--same-addresses".as_ref()][..]] {
+        let all: Vec<&std::ffi::OsStr> =
+            args.iter().copied().chain(extra.iter().copied()).collect();
+        let run = run_bounded(dir, &all, Duration::from_secs(60));
+        let status = run.status.expect("rerun ended within 60 s");
+        assert!(
+            matches!(status.code(), Some(0 | 1)),
+            "{extra:?}: {status}: {}",
+            run.stderr
+        );
+        let report: Value = serde_json::from_slice(&run.stdout).expect("a whole JSON report");
+        let counts = &report["calls"];
+        assert_eq!(u(&counts["recorded"]), calls);
+        assert_eq!(
+            u(&counts["same"])
+                + u(&counts["differ"])
+                + u(&counts["skipped"])
+                + u(&counts["unknown"]),
+            calls
+        );
+        assert!(
+            run.peak_kib < 1 << 20,
+            "{extra:?}: peak {} KiB",
+            run.peak_kib
+        );
+    }
 }

@@ -30,7 +30,8 @@ pub enum Verdict {
 pub struct CallJson {
     #[serde(flatten)]
     pub recorded_call: CallRow,
-    pub issued: Option<Issued>,
+    /// The arguments the child passed, those of the call's system call only.
+    pub issued: Option<serde_json::Value>,
     pub ret: Option<i64>,
     pub outcome: Verdict,
     pub why: Option<String>,
@@ -156,13 +157,30 @@ pub fn calls(prepared: &Prepared, outcome: &Outcome) -> (Counts, Vec<Difference>
                 syscall: rec.syscall,
                 recorded: rec.clone(),
             },
-            issued: done.how.issued().then_some(done.issued),
+            issued: done
+                .how
+                .issued()
+                .then(|| issued_json(rec.syscall, &done.issued)),
             ret: done.how.issued().then_some(done.ret),
             outcome: verdict,
             why,
         });
     }
     (counts, differences, list)
+}
+
+/// The arguments `syscall` takes, as the child passed them.
+fn issued_json(syscall: &str, i: &Issued) -> serde_json::Value {
+    use serde_json::json;
+    match syscall {
+        "mmap" => json!({"addr": i.addr, "len": i.len, "prot": i.prot, "flags": i.flags,
+                         "fd": i.fd, "off": i.off}),
+        "munmap" => json!({"addr": i.addr, "len": i.len}),
+        "mprotect" => json!({"addr": i.addr, "len": i.len, "prot": i.prot}),
+        "mremap" => json!({"addr": i.addr, "len": i.len, "new_len": i.new_len,
+                           "flags": i.flags, "new_addr": i.new_addr}),
+        _ => json!({"addr": i.addr}),
+    }
 }
 
 fn failed(ret: i64) -> Option<i32> {

@@ -328,6 +328,18 @@ pub fn read_capture(path: &Path) -> (CaptureMetadata, Vec<Event<'static>>) {
     (reader.metadata().clone(), events)
 }
 
+/// Runs this workspace's `mmap-analyze` with `args`, and waits for its output.
+pub fn analyze<I, S>(args: I) -> std::process::Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    Command::new(workspace_bin("mmap-analyze"))
+        .args(args)
+        .output()
+        .expect("run mmap-analyze")
+}
+
 /// Path of a binary built from this workspace, next to the running test executable
 /// (target/<profile>/deps/test-xxxx -> target/<profile>/NAME).
 pub fn workspace_bin(name: &str) -> PathBuf {

@@ -376,6 +376,21 @@ impl State {
         }
     }
 
+    /// Where a munmap, mprotect or mremap of the recorded `[addr, addr + len)` goes in the
+    /// child: the range the replay made for it, or (for a call that failed when recorded) a
+    /// range the child never maps; else why it is skipped.
+    fn place(&self, addr: u64, len: u64, recorded_ok: bool) -> Result<(u64, How), How> {
+        match self.resolve(addr, len) {
+            Resolved::Whole(child) => Ok((child, How::Issued)),
+            Resolved::Unknown if !recorded_ok => self
+                .hole(addr, len)
+                .map(|at| (at, How::IssuedOnHole))
+                .ok_or(How::SkippedUnknownMemory),
+            Resolved::Unknown => Err(How::SkippedUnknownMemory),
+            Resolved::Partly => Err(How::SkippedPartly),
+        }
+    }
+
     fn execute(&mut self, op: &Op) -> Done {
         let recorded_ok = op.ret.is_some_and(|ret| !failed(ret));
         let start = Instant::now();
@@ -539,21 +554,12 @@ impl State {
             prot,
             ..Issued::default()
         };
-        let resolved = self.resolve(addr, len);
-        let how = match resolved {
-            Resolved::Whole(child) => {
-                issued.addr = child;
-                How::Issued
+        let how = match self.place(addr, len, recorded_ok) {
+            Ok((at, how)) => {
+                issued.addr = at;
+                how
             }
-            Resolved::Unknown if !recorded_ok => match self.hole(addr, len) {
-                Some(at) => {
-                    issued.addr = at;
-                    How::IssuedOnHole
-                }
-                None => return (How::SkippedUnknownMemory, issued, 0),
-            },
-            Resolved::Unknown => return (How::SkippedUnknownMemory, issued, 0),
-            Resolved::Partly => return (How::SkippedPartly, issued, 0),
+            Err(skipped) => return (skipped, issued, 0),
         };
         let ret = raw(nr, [issued.addr, issued.len, issued.prot, 0, 0, 0]);
         // Gone in the child, whatever the recording says.
@@ -588,21 +594,12 @@ impl State {
                 _ => return (How::SkippedRemapTarget, issued, 0),
             }
         }
-        let resolved = self.resolve(addr, old_len);
-        let how = match resolved {
-            Resolved::Whole(child) => {
-                issued.addr = child;
-                How::Issued
+        let how = match self.place(addr, old_len, recorded_ok) {
+            Ok((at, how)) => {
+                issued.addr = at;
+                how
             }
-            Resolved::Unknown if !recorded_ok => match self.hole(addr, old_len) {
-                Some(at) => {
-                    issued.addr = at;
-                    How::IssuedOnHole
-                }
-                None => return (How::SkippedUnknownMemory, issued, 0),
-            },
-            Resolved::Unknown => return (How::SkippedUnknownMemory, issued, 0),
-            Resolved::Partly => return (How::SkippedPartly, issued, 0),
+            Err(skipped) => return (skipped, issued, 0),
         };
         let ret = raw(
             libc::SYS_mremap,

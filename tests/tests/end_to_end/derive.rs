@@ -5,10 +5,10 @@ use std::{
     ffi::OsStr,
     os::unix::{fs::PermissionsExt as _, process::CommandExt as _},
     path::{Path, PathBuf},
-    process::{Command, Output},
+    process::Command,
 };
 
-use mmap_capture_tests::{Report, read_capture, require_root, workspace_bin};
+use mmap_capture_tests::{Report, analyze, read_capture, require_root, workspace_bin};
 use serde_json::Value;
 
 use crate::leaks::{self, Secrets};
@@ -17,17 +17,6 @@ use crate::leaks::{self, Secrets};
 /// (its comm), its data files' directory, its cgroup, the host name, the report path on the
 /// recorder's command line.
 const MARK: &str = "zqleak";
-
-fn analyze<I, S>(args: I) -> Output
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
-    Command::new(workspace_bin("mmap-analyze"))
-        .args(args)
-        .output()
-        .expect("run mmap-analyze")
-}
 
 fn analyze_ok<I, S>(args: I) -> String
 where

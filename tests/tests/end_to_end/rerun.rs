@@ -14,7 +14,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use mmap_capture_tests::{RerunSet, check_family_call, read_capture, require_root, workspace_bin};
+use mmap_capture_tests::{
+    RerunSet, analyze, check_family_call, read_capture, require_root, workspace_bin,
+};
 use mmap_format::event::{Event, RowKind, Syscall};
 use serde_json::Value;
 
@@ -56,17 +58,6 @@ fn record_workload(dir: &Path, extra: &[&str]) -> (PathBuf, RerunSet) {
     let set: RerunSet =
         serde_json::from_slice(&std::fs::read(&report).expect("workload report")).expect("parse");
     (capture, set)
-}
-
-fn analyze<I, S>(args: I) -> Output
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
-    Command::new(workspace_bin("mmap-analyze"))
-        .args(args)
-        .output()
-        .expect("run mmap-analyze")
 }
 
 /// `mmap-analyze rerun CAPTURE --pid PID --format json --calls EXTRA...`, recorded by

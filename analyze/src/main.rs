@@ -64,7 +64,8 @@ Examples:
   mmap-analyze verify rec/
   mmap-analyze redact rec/ -o shared.parquet --key-file incident.key
   mmap-analyze extract rec/ -o pid1234.parquet --pid 1234 --until +10s
-  mmap-analyze pack rec/ -o rec.parquet";
+  mmap-analyze pack rec/ -o rec.parquet
+  mmap-analyze rerun rec/ --pid 1234";
 
 #[derive(Debug, Subcommand)]
 enum Command {

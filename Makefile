@@ -13,7 +13,7 @@ export MMAP_CAPTURE_PYTHON := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 DEMO_OUT ?= target/demo/demo.parquet
 
-.PHONY: all bootstrap venv tools chromium build release demo test bench bench-analyze soak fuzz fuzz-tools fuzz-seeds fmt lint clean
+.PHONY: all bootstrap venv spark test-spark tools chromium build release demo test bench bench-analyze soak fuzz fuzz-tools fuzz-seeds fmt lint clean
 
 all: build
 
@@ -49,6 +49,30 @@ $(VENV)/.ok:
 	python3 -m venv "$(VENV)"
 	"$(VENV)/bin/pip" install --quiet --disable-pip-version-check pyarrow duckdb polars
 	touch "$@"
+
+## spark: Java 17 (Debian openjdk-17-jre-headless, when no java is there) and PySpark in a venv of
+## its own, for the test that Spark reads captures through docs/spark/ (docs/FLEET.md). About 460 MB
+## downloaded and 1.5 minutes the first time; nothing after.
+SPARK_VENV := $(CACHE)/spark
+PYSPARK_VERSION := 4.3.0
+export MMAP_CAPTURE_SPARK_PYTHON := $(SPARK_VENV)/bin/python
+spark: $(SPARK_VENV)/.ok-$(PYSPARK_VERSION)
+	@command -v java >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then \
+	    echo "spark: installing Java 17 (Debian package openjdk-17-jre-headless)"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q openjdk-17-jre-headless >/dev/null || \
+	      { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q openjdk-17-jre-headless >/dev/null; }; \
+	  else echo "spark: java is missing (install openjdk-17-jre-headless); the Spark test will fail" >&2; fi; }
+$(SPARK_VENV)/.ok-$(PYSPARK_VERSION):
+	rm -rf "$(SPARK_VENV)"
+	python3 -m venv "$(SPARK_VENV)"
+	"$(SPARK_VENV)/bin/pip" install --quiet --disable-pip-version-check pyspark==$(PYSPARK_VERSION)
+	touch "$@"
+
+## test-spark: only the Spark test (as root: it records a capture first), with DuckDB and Polars.
+test-spark: spark venv
+	cargo build --workspace --exclude recorder-ebpf --bins
+	cargo test -p mmap-capture-tests --test end_to_end spark -- --include-ignored
 
 build: bootstrap
 	cargo build
@@ -86,7 +110,7 @@ chromium:
 ## run with --include-ignored and fail on any load or attach error; without root they are listed
 ## as ignored, never as passed.
 INCLUDE_IGNORED := $(shell [ "$$(id -u)" -eq 0 ] && echo --include-ignored)
-test: bootstrap venv tools chromium
+test: bootstrap venv spark tools chromium
 	@# The end-to-end tests run the binaries; cargo test builds only the test harnesses.
 	cargo build --workspace --exclude recorder-ebpf --bins
 	@[ -n "$(INCLUDE_IGNORED)" ] || echo "make test: not root: the eBPF tests are ignored (run as root to include them)" >&2

@@ -16,5 +16,6 @@ mod recorder;
 mod rerun;
 mod run_as;
 mod snapshot;
+mod spark;
 mod storms;
 mod syscalls;

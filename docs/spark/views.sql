@@ -1,0 +1,180 @@
+-- mmap-capture views for Spark SQL: the tables and views of `mmap-analyze sql` over capture
+-- files as they are (no conversion), with nanosecond times kept exact.
+--
+-- Spark (3.x, 4.x) refuses the format's INT64 TIMESTAMP(NANOS, UTC) columns ("Illegal Parquet
+-- type: INT64 (TIMESTAMP(NANOS,true))") unless spark.sql.legacy.parquet.nanosAsLong=true, which
+-- reads them as BIGINT nanoseconds. These views give them back as TIMESTAMPs (`ts`, `ts_exit`:
+-- microseconds, what a Spark TIMESTAMP holds, the nanoseconds truncated) and keep the exact
+-- nanoseconds beside them (`ts_ns`, `ts_exit_ns`, and `dur_ns` computed from those).
+--
+-- Use (the PySpark loader docs/spark/mmap_views.py does these three steps):
+--   1. start the session with spark.sql.legacy.parquet.nanosAsLong=true (the SET below does it
+--      for this session; a --conf or SparkSession.builder.config works as well);
+--   2. SET mmap_captures=PATH: a capture file, a directory of segments, a glob, or the root of a
+--      host=H/date=D tree (s3a://bucket/captures/ included); `host` and `date` then become
+--      columns (Spark's partition discovery) and filters on them skip whole directories;
+--   3. run this file's statements, in order.
+--
+-- What differs from `mmap-analyze sql` (docs/ANALYZE.md, "Tables and views"):
+--   - `ts`/`ts_exit` are microsecond TIMESTAMPs; use `ts_ns`, `ts_exit_ns`, `dur_ns` for exact
+--     nanoseconds (a filter on `ts_ns` also reaches the Parquet statistics).
+--   - The unsigned 64-bit columns (`addr`, `len`, `prot`, `flags`, `off`, `cgroup_id`, `file_dev`,
+--     `file_ino`, `new_addr`, `new_len`, `lost_count`) read as DECIMAL(20,0), exact; the unsigned
+--     32-bit ones (`pid`, `tid`, `cpu`, ...) as BIGINT.
+--   - `file` is the file's full path (`input_file_name()`, a URL); `capture_id` and `host` live
+--     in the Parquet key-value metadata, which Spark SQL does not show: `host` is there when the
+--     layout has a host=H directory level, `capture_id` is not.
+--   - Each view has every column of `mmap_events` (Spark has no per-layout column list), plus
+--     the decoded names; the rows are those of `mmap-analyze sql`'s view of the same name.
+--   - `prot_names`, `flags_names` and `errno_name` are columns (the same text as mmap-analyze's
+--     functions of those names), computed by the SQL expressions below; `mmap_errno_names` is
+--     the errno table they use.
+--   - Files of several format versions together: mergeSchema makes the columns an older minor
+--     lacks read as NULL, as mmap-analyze does.
+
+SET spark.sql.legacy.parquet.nanosAsLong=true;
+
+-- Every capture under ${mmap_captures}, as stored (times as BIGINT nanoseconds).
+CREATE OR REPLACE TEMPORARY VIEW mmap_raw
+USING parquet
+OPTIONS (path '${mmap_captures}', pathGlobFilter '*.parquet', mergeSchema 'true');
+
+-- Linux errno names (x86_64, the asm-generic table, and the kernel-internal 512..529), as
+-- mmap-format's names::errno_name has them.
+CREATE OR REPLACE TEMPORARY VIEW mmap_errno_names (errno_number, errno_name) AS
+VALUES
+  (1, 'EPERM'), (2, 'ENOENT'), (3, 'ESRCH'), (4, 'EINTR'), (5, 'EIO'), (6, 'ENXIO'), (7, 'E2BIG'),
+  (8, 'ENOEXEC'), (9, 'EBADF'), (10, 'ECHILD'), (11, 'EAGAIN'), (12, 'ENOMEM'), (13, 'EACCES'),
+  (14, 'EFAULT'), (15, 'ENOTBLK'), (16, 'EBUSY'), (17, 'EEXIST'), (18, 'EXDEV'), (19, 'ENODEV'),
+  (20, 'ENOTDIR'), (21, 'EISDIR'), (22, 'EINVAL'), (23, 'ENFILE'), (24, 'EMFILE'), (25, 'ENOTTY'),
+  (26, 'ETXTBSY'), (27, 'EFBIG'), (28, 'ENOSPC'), (29, 'ESPIPE'), (30, 'EROFS'), (31, 'EMLINK'),
+  (32, 'EPIPE'), (33, 'EDOM'), (34, 'ERANGE'), (35, 'EDEADLK'), (36, 'ENAMETOOLONG'),
+  (37, 'ENOLCK'), (38, 'ENOSYS'), (39, 'ENOTEMPTY'), (40, 'ELOOP'), (42, 'ENOMSG'), (43, 'EIDRM'),
+  (44, 'ECHRNG'), (45, 'EL2NSYNC'), (46, 'EL3HLT'), (47, 'EL3RST'), (48, 'ELNRNG'),
+  (49, 'EUNATCH'), (50, 'ENOCSI'), (51, 'EL2HLT'), (52, 'EBADE'), (53, 'EBADR'), (54, 'EXFULL'),
+  (55, 'ENOANO'), (56, 'EBADRQC'), (57, 'EBADSLT'), (59, 'EBFONT'), (60, 'ENOSTR'),
+  (61, 'ENODATA'), (62, 'ETIME'), (63, 'ENOSR'), (64, 'ENONET'), (65, 'ENOPKG'), (66, 'EREMOTE'),
+  (67, 'ENOLINK'), (68, 'EADV'), (69, 'ESRMNT'), (70, 'ECOMM'), (71, 'EPROTO'), (72, 'EMULTIHOP'),
+  (73, 'EDOTDOT'), (74, 'EBADMSG'), (75, 'EOVERFLOW'), (76, 'ENOTUNIQ'), (77, 'EBADFD'),
+  (78, 'EREMCHG'), (79, 'ELIBACC'), (80, 'ELIBBAD'), (81, 'ELIBSCN'), (82, 'ELIBMAX'),
+  (83, 'ELIBEXEC'), (84, 'EILSEQ'), (85, 'ERESTART'), (86, 'ESTRPIPE'), (87, 'EUSERS'),
+  (88, 'ENOTSOCK'), (89, 'EDESTADDRREQ'), (90, 'EMSGSIZE'), (91, 'EPROTOTYPE'),
+  (92, 'ENOPROTOOPT'), (93, 'EPROTONOSUPPORT'), (94, 'ESOCKTNOSUPPORT'), (95, 'EOPNOTSUPP'),
+  (96, 'EPFNOSUPPORT'), (97, 'EAFNOSUPPORT'), (98, 'EADDRINUSE'), (99, 'EADDRNOTAVAIL'),
+  (100, 'ENETDOWN'), (101, 'ENETUNREACH'), (102, 'ENETRESET'), (103, 'ECONNABORTED'),
+  (104, 'ECONNRESET'), (105, 'ENOBUFS'), (106, 'EISCONN'), (107, 'ENOTCONN'), (108, 'ESHUTDOWN'),
+  (109, 'ETOOMANYREFS'), (110, 'ETIMEDOUT'), (111, 'ECONNREFUSED'), (112, 'EHOSTDOWN'),
+  (113, 'EHOSTUNREACH'), (114, 'EALREADY'), (115, 'EINPROGRESS'), (116, 'ESTALE'),
+  (117, 'EUCLEAN'), (118, 'ENOTNAM'), (119, 'ENAVAIL'), (120, 'EISNAM'), (121, 'EREMOTEIO'),
+  (122, 'EDQUOT'), (123, 'ENOMEDIUM'), (124, 'EMEDIUMTYPE'), (125, 'ECANCELED'), (126, 'ENOKEY'),
+  (127, 'EKEYEXPIRED'), (128, 'EKEYREVOKED'), (129, 'EKEYREJECTED'), (130, 'EOWNERDEAD'),
+  (131, 'ENOTRECOVERABLE'), (132, 'ERFKILL'), (133, 'EHWPOISON'), (512, 'ERESTARTSYS'),
+  (513, 'ERESTARTNOINTR'), (514, 'ERESTARTNOHAND'), (515, 'ENOIOCTLCMD'),
+  (516, 'ERESTART_RESTARTBLOCK'), (517, 'EPROBE_DEFER'), (518, 'EOPENSTALE'), (519, 'ENOPARAM'),
+  (521, 'EBADHANDLE'), (522, 'ENOTSYNC'), (523, 'EBADCOOKIE'), (524, 'ENOTSUPP'),
+  (525, 'ETOOSMALL'), (526, 'ESERVERFAULT'), (527, 'EBADTYPE'), (528, 'EJUKEBOX'),
+  (529, 'EIOCBQUEUED')
+;
+
+-- `events` with exact times and the decoded names: every row of every capture.
+CREATE OR REPLACE TEMPORARY VIEW mmap_events AS
+WITH signed AS (
+  -- prot and flags as 64-bit two's complement, for the bitwise operators (DECIMAL has none).
+  SELECT *,
+    input_file_name() AS file,
+    CAST(IF(prot >= 9223372036854775808, prot - 18446744073709551616, prot) AS BIGINT) AS _prot,
+    CAST(IF(flags >= 9223372036854775808, flags - 18446744073709551616, flags) AS BIGINT)
+      AS _flags
+  FROM mmap_raw
+),
+huge AS (
+  -- With MAP_HUGETLB, bits 26..31 are log2 of the huge page size (named from 2^10 up).
+  SELECT *,
+    _flags & 262144 <> 0 AND (shiftrightunsigned(_flags, 26) & 63) >= 10 AS _huge,
+    shiftrightunsigned(_flags, 26) & 63 AS _huge_shift
+  FROM signed
+),
+decoded AS (
+  SELECT h.*,
+    IF(_huge, _flags & ~3 & ~4227858432, _flags & ~3) AS _map_rest,
+    n.errno_name
+  FROM huge h LEFT JOIN mmap_errno_names n ON h.errno = n.errno_number
+)
+SELECT
+  kind,
+  syscall,
+  timestamp_micros(ts div 1000) AS ts,
+  timestamp_micros(ts_exit div 1000) AS ts_exit,
+  ts AS ts_ns,
+  ts_exit AS ts_exit_ns,
+  ts_exit - ts AS dur_ns,
+  CASE
+    WHEN prot IS NULL THEN NULL
+    WHEN _prot = 0 THEN 'PROT_NONE'
+    ELSE concat_ws('|',
+      IF(_prot & 1 <> 0, 'PROT_READ', NULL),
+      IF(_prot & 2 <> 0, 'PROT_WRITE', NULL),
+      IF(_prot & 4 <> 0, 'PROT_EXEC', NULL),
+      IF(_prot & 8 <> 0, 'PROT_SEM', NULL),
+      IF(_prot & 16777216 <> 0, 'PROT_GROWSDOWN', NULL),
+      IF(_prot & 33554432 <> 0, 'PROT_GROWSUP', NULL),
+      IF(_prot & ~50331663 <> 0, concat('0x', lower(hex(_prot & ~50331663))), NULL))
+  END AS prot_names,
+  CASE
+    WHEN flags IS NULL THEN NULL
+    WHEN _flags = 0 THEN '0'
+    WHEN syscall = 'mremap' THEN concat_ws('|',
+      IF(_flags & 1 <> 0, 'MREMAP_MAYMOVE', NULL),
+      IF(_flags & 2 <> 0, 'MREMAP_FIXED', NULL),
+      IF(_flags & 4 <> 0, 'MREMAP_DONTUNMAP', NULL),
+      IF(_flags & ~7 <> 0, concat('0x', lower(hex(_flags & ~7))), NULL))
+    ELSE concat_ws('|',
+      CASE _flags & 3
+        WHEN 1 THEN 'MAP_SHARED' WHEN 2 THEN 'MAP_PRIVATE' WHEN 3 THEN 'MAP_SHARED_VALIDATE'
+      END,
+      IF(_map_rest & 16 <> 0, 'MAP_FIXED', NULL),
+      IF(_map_rest & 32 <> 0, 'MAP_ANONYMOUS', NULL),
+      IF(_map_rest & 64 <> 0, 'MAP_32BIT', NULL),
+      IF(_map_rest & 256 <> 0, 'MAP_GROWSDOWN', NULL),
+      IF(_map_rest & 2048 <> 0, 'MAP_DENYWRITE', NULL),
+      IF(_map_rest & 4096 <> 0, 'MAP_EXECUTABLE', NULL),
+      IF(_map_rest & 8192 <> 0, 'MAP_LOCKED', NULL),
+      IF(_map_rest & 16384 <> 0, 'MAP_NORESERVE', NULL),
+      IF(_map_rest & 32768 <> 0, 'MAP_POPULATE', NULL),
+      IF(_map_rest & 65536 <> 0, 'MAP_NONBLOCK', NULL),
+      IF(_map_rest & 131072 <> 0, 'MAP_STACK', NULL),
+      IF(_map_rest & 262144 <> 0, 'MAP_HUGETLB', NULL),
+      IF(_map_rest & 524288 <> 0, 'MAP_SYNC', NULL),
+      IF(_map_rest & 1048576 <> 0, 'MAP_FIXED_NOREPLACE', NULL),
+      IF(_map_rest & 67108864 <> 0, 'MAP_UNINITIALIZED', NULL),
+      CASE
+        WHEN NOT _huge THEN NULL
+        WHEN _huge_shift < 20 THEN concat('MAP_HUGE_', shiftleft(CAST(1 AS BIGINT), _huge_shift - 10), 'KB')
+        WHEN _huge_shift < 30 THEN concat('MAP_HUGE_', shiftleft(CAST(1 AS BIGINT), _huge_shift - 20), 'MB')
+        ELSE concat('MAP_HUGE_', shiftleft(CAST(1 AS BIGINT), _huge_shift - 30), 'GB')
+      END,
+      IF(_map_rest & ~69204336 <> 0, concat('0x', lower(hex(_map_rest & ~69204336))), NULL))
+  END AS flags_names,
+  errno_name,
+  * EXCEPT (kind, syscall, ts, ts_exit, errno_name, _prot, _flags, _huge, _huge_shift, _map_rest)
+FROM decoded;
+
+-- The views of `mmap-analyze sql`: one kind of row each.
+CREATE OR REPLACE TEMPORARY VIEW calls AS
+SELECT * FROM mmap_events WHERE kind = 'syscall';
+
+CREATE OR REPLACE TEMPORARY VIEW lifecycle AS
+SELECT * EXCEPT (dur_ns, prot_names, flags_names, errno_name)
+FROM mmap_events WHERE kind IN ('fork', 'exec', 'exit');
+
+CREATE OR REPLACE TEMPORARY VIEW snapshots AS
+SELECT * EXCEPT (ts_exit, ts_exit_ns, dur_ns, errno_name)
+FROM mmap_events WHERE kind = 'snapshot';
+
+CREATE OR REPLACE TEMPORARY VIEW lost AS
+SELECT * EXCEPT (dur_ns, prot_names, flags_names, errno_name)
+FROM mmap_events WHERE kind = 'lost';
+
+-- `events`, the name mmap-analyze gives the table of every row.
+CREATE OR REPLACE TEMPORARY VIEW events AS
+SELECT * EXCEPT (dur_ns, prot_names, flags_names, errno_name) FROM mmap_events;

@@ -14,7 +14,11 @@ needs to answer it:
 - duckdb, polars: a `calls` view over the same files, with `errno_name` from the errno table of
   views.sql.
 
-Usage: python three_questions.py --engine spark|duckdb|polars DIR
+Usage: python three_questions.py --engine spark|duckdb|polars DIR [--crafted DIR] [--tree DIR]
+
+With spark, --crafted DIR also decodes the crafted values of the captures in that directory
+(every name rule: unknown bits, huge page sizes, bit 63, errno numbers without a name), and
+--tree DIR reads a host=H/date=D tree (partition columns).
 """
 
 import argparse
@@ -66,7 +70,12 @@ def errno_table():
     return pairs
 
 
-def spark(directory):
+NAMES_SQL = (
+    "SELECT DISTINCT syscall, prot, prot_names, flags, flags_names, errno, errno_name FROM calls"
+)
+
+
+def spark(directory, crafted=None, tree=None):
     sys.path.insert(0, str(SPARK_DOCS))
     import mmap_views
     from pyspark.sql import SparkSession
@@ -100,10 +109,7 @@ def spark(directory):
             "unix_micros(max(ts_exit)) AS last_us FROM calls"
         ),
         # The decoded names, beside the numbers they decode.
-        "call_names": run(
-            "SELECT DISTINCT syscall, prot, prot_names, flags, flags_names, errno, errno_name "
-            "FROM calls"
-        ),
+        "call_names": run(NAMES_SQL),
         "snapshot_names": run(
             "SELECT DISTINCT prot, prot_names, flags, flags_names FROM snapshots"
         ),
@@ -115,14 +121,24 @@ def spark(directory):
             "SELECT 'events', count(*) FROM events"
         ),
         "files": run("SELECT count(DISTINCT file) AS files FROM events"),
+        "errno_names": run("SELECT errno_number, errno_name FROM mmap_errno_names"),
     }
+    if crafted is not None:
+        mmap_views.register(session, str(crafted))
+        checks["crafted_names"] = run(NAMES_SQL)
+    if tree is not None:
+        mmap_views.register(session, str(tree))
+        checks["tree"] = run(
+            "SELECT host, CAST(date AS STRING) AS date, syscall, count(*) AS calls FROM calls "
+            "GROUP BY host, date, syscall"
+        )
     seconds["checks"] = time.monotonic() - start
     version = session.version
     session.stop()
     return version, answers, checks, seconds
 
 
-def duckdb_engine(directory):
+def duckdb_engine(directory, crafted=None, tree=None):
     import duckdb
 
     start = time.monotonic()
@@ -145,7 +161,7 @@ def duckdb_engine(directory):
     return duckdb.__version__, answers, {}, {"questions": time.monotonic() - start}
 
 
-def polars_engine(directory):
+def polars_engine(directory, crafted=None, tree=None):
     import polars as pl
 
     start = time.monotonic()
@@ -173,8 +189,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--engine", choices=sorted(ENGINES), required=True)
     parser.add_argument("directory", type=Path)
+    parser.add_argument("--crafted", type=Path)
+    parser.add_argument("--tree", type=Path)
     args = parser.parse_args()
-    version, answers, checks, seconds = ENGINES[args.engine](args.directory)
+    version, answers, checks, seconds = ENGINES[args.engine](
+        args.directory, crafted=args.crafted, tree=args.tree
+    )
     json.dump(
         {
             "engine": args.engine,

@@ -9,14 +9,25 @@
     mmap_views.register(spark, "s3a://bucket/captures/")
     spark.sql("SELECT syscall, count(*) FROM calls GROUP BY syscall").show()
 
-`register` runs the statements of views.sql with `mmap_captures` set to the path, so that the
-session has `events`, `calls`, `lifecycle`, `snapshots`, `lost` (as in `mmap-analyze sql`),
-`mmap_events` (every row, decoded) and `mmap_errno_names`.
+`register` runs the statements of views.sql with `mmap_captures` set to the path and the
+partition columns found there (`host`, `date` of a host=H/date=D tree), so that the session has
+`events`, `calls`, `lifecycle`, `snapshots`, `lost` (as in `mmap-analyze sql`), `mmap_events`
+(every row, decoded) and `mmap_errno_names`. Spark 3.5 and 4.x.
 """
 
 from pathlib import Path
 
 VIEWS_SQL = Path(__file__).with_name("views.sql")
+
+# The columns of the capture format (docs/FORMAT.md, format 1.3): any other column of the
+# captures' table is a partition column (key=value directories).
+FORMAT_COLUMNS = {
+    "kind", "syscall", "ts", "ts_exit", "cpu", "pid", "tid", "ppid", "uid", "gid", "comm",
+    "cgroup_id", "addr", "len", "prot", "flags", "fd", "off", "ret", "errno", "file_dev",
+    "file_ino", "file_name", "source", "new_addr", "new_len", "child_pid", "exit_code",
+    "file_path", "path_source", "path_truncated", "file_deleted", "file_memfd", "cgroup_path",
+    "pidns_ino", "ns_pid", "ns_tid", "lost_count", "path_lossy",
+}  # fmt: skip
 
 
 def statements(text):
@@ -32,5 +43,21 @@ def register(spark, path, views_sql=VIEWS_SQL):
         raise ValueError(f"a path with ' or ${{ cannot be substituted into SQL: {path!r}")
     spark.conf.set("spark.sql.legacy.parquet.nanosAsLong", "true")
     spark.conf.set("mmap_captures", path)
+    partitions = None
     for statement in statements(Path(views_sql).read_text()):
+        if partitions is None and "${mmap_partition" in statement:
+            partitions = partition_columns(spark)
         spark.sql(statement)
+
+
+def partition_columns(spark):
+    """Sets the views' partition variables from the columns of `mmap_raw` (created before):
+    the key=value columns, and a NULL `host` when there is none of that name."""
+    names = [c for c in spark.table("mmap_raw").columns if c not in FORMAT_COLUMNS]
+    columns = list(names)
+    if "host" not in names:
+        columns.insert(0, "CAST(NULL AS STRING) AS host")
+        names.insert(0, "host")
+    spark.conf.set("mmap_partition_columns", ", ".join(columns))
+    spark.conf.set("mmap_partition_names", ", ".join(names))
+    return names

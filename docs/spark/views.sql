@@ -7,13 +7,21 @@
 -- microseconds, what a Spark TIMESTAMP holds, the nanoseconds truncated) and keep the exact
 -- nanoseconds beside them (`ts_ns`, `ts_exit_ns`, and `dur_ns` computed from those).
 --
--- Use (the PySpark loader docs/spark/mmap_views.py does these three steps):
+-- Use (the PySpark loader docs/spark/mmap_views.py does these steps, the variables included):
 --   1. start the session with spark.sql.legacy.parquet.nanosAsLong=true (the SET below does it
 --      for this session; a --conf or SparkSession.builder.config works as well);
 --   2. SET mmap_captures=PATH: a capture file, a directory of segments, a glob, or the root of a
 --      host=H/date=D tree (s3a://bucket/captures/ included); `host` and `date` then become
 --      columns (Spark's partition discovery) and filters on them skip whole directories;
---   3. run this file's statements, in order.
+--   3. say which partition columns the path has, for the views' last columns (Spark 3.5 has no
+--      `SELECT * EXCEPT`, so every view lists its columns):
+--        a host=H/date=D tree:  SET mmap_partition_columns=host, date
+--                               SET mmap_partition_names=host, date
+--        a flat directory:      SET mmap_partition_columns=CAST(NULL AS STRING) AS host
+--                               SET mmap_partition_names=host
+--   4. run this file's statements, in order.
+--
+-- Tested with PySpark 4.3.0 (tests/tests/end_to_end/spark.rs) and 3.5.7 (by hand).
 --
 -- What differs from `mmap-analyze sql` (docs/ANALYZE.md, "Tables and views"):
 --   - `ts`/`ts_exit` are microsecond TIMESTAMPs; use `ts_ns`, `ts_exit_ns`, `dur_ns` for exact
@@ -22,10 +30,10 @@
 --     `file_ino`, `new_addr`, `new_len`, `lost_count`) read as DECIMAL(20,0), exact; the unsigned
 --     32-bit ones (`pid`, `tid`, `cpu`, ...) as BIGINT.
 --   - `file` is the file's full path (`input_file_name()`, a URL); `capture_id` and `host` live
---     in the Parquet key-value metadata, which Spark SQL does not show: `host` is there when the
---     layout has a host=H directory level, `capture_id` is not.
---   - Each view has every column of `mmap_events` (Spark has no per-layout column list), plus
---     the decoded names; the rows are those of `mmap-analyze sql`'s view of the same name.
+--     in the Parquet key-value metadata, which Spark SQL does not show: `host` is the host=H
+--     directory level of a partitioned tree (NULL in a flat directory), `capture_id` is not there.
+--   - The views have mmap-analyze's columns in its order, `ts_ns`/`ts_exit_ns` added after the
+--     TIMESTAMPs, and end with `file` and the partition columns; `mmap_events` has them all.
 --   - `prot_names`, `flags_names` and `errno_name` are columns (the same text as mmap-analyze's
 --     functions of those names), computed by the SQL expressions below; `mmap_errno_names` is
 --     the errno table they use.
@@ -76,7 +84,8 @@ VALUES
   (529, 'EIOCBQUEUED')
 ;
 
--- `events` with exact times and the decoded names: every row of every capture.
+-- Every row of every capture, with exact times, the decoded names and the input columns: what
+-- the views below select from.
 CREATE OR REPLACE TEMPORARY VIEW mmap_events AS
 WITH signed AS (
   -- prot and flags as 64-bit two's complement, for the bitwise operators (DECIMAL has none).
@@ -101,13 +110,14 @@ decoded AS (
   FROM huge h LEFT JOIN mmap_errno_names n ON h.errno = n.errno_number
 )
 SELECT
-  kind,
-  syscall,
+  kind, syscall,
   timestamp_micros(ts div 1000) AS ts,
   timestamp_micros(ts_exit div 1000) AS ts_exit,
   ts AS ts_ns,
   ts_exit AS ts_exit_ns,
   ts_exit - ts AS dur_ns,
+  cpu, pid, tid, ppid, uid, gid, comm, cgroup_id,
+  addr, len, prot,
   CASE
     WHEN prot IS NULL THEN NULL
     WHEN _prot = 0 THEN 'PROT_NONE'
@@ -120,6 +130,7 @@ SELECT
       IF(_prot & 33554432 <> 0, 'PROT_GROWSUP', NULL),
       IF(_prot & ~50331663 <> 0, concat('0x', lower(hex(_prot & ~50331663))), NULL))
   END AS prot_names,
+  flags,
   CASE
     WHEN flags IS NULL THEN NULL
     WHEN _flags = 0 THEN '0'
@@ -155,26 +166,61 @@ SELECT
       END,
       IF(_map_rest & ~69204336 <> 0, concat('0x', lower(hex(_map_rest & ~69204336))), NULL))
   END AS flags_names,
-  errno_name,
-  * EXCEPT (kind, syscall, ts, ts_exit, errno_name, _prot, _flags, _huge, _huge_shift, _map_rest)
+  fd, off, ret, errno, errno_name,
+  file_dev, file_ino, file_name, source, new_addr, new_len, child_pid, exit_code, file_path,
+  path_source, path_truncated, file_deleted, file_memfd, cgroup_path, pidns_ino, ns_pid, ns_tid,
+  lost_count, path_lossy,
+  file, ${mmap_partition_columns}
 FROM decoded;
 
--- The views of `mmap-analyze sql`: one kind of row each.
+-- `events`: the capture format's columns (docs/FORMAT.md order), `ts_ns` and `ts_exit_ns`
+-- after `ts_exit`, then the input columns.
+CREATE OR REPLACE TEMPORARY VIEW events AS
+SELECT
+  kind, syscall, ts, ts_exit, ts_ns, ts_exit_ns, cpu, pid, tid, ppid, uid, gid, comm, cgroup_id,
+  addr, len, prot, flags, fd, off, ret, errno, file_dev, file_ino, file_name, source, new_addr,
+  new_len, child_pid, exit_code, file_path, path_source, path_truncated, file_deleted,
+  file_memfd, cgroup_path, pidns_ino, ns_pid, ns_tid, lost_count, path_lossy,
+  file, ${mmap_partition_names}
+FROM mmap_events;
+
+-- The views of `mmap-analyze sql`, one kind of row each, their columns in the same groups and
+-- order (ANALYZE.md, "Tables and views"); `ts_ns`/`ts_exit_ns` follow the TIMESTAMPs.
 CREATE OR REPLACE TEMPORARY VIEW calls AS
-SELECT * FROM mmap_events WHERE kind = 'syscall';
+SELECT
+  ts, ts_exit, ts_ns, ts_exit_ns, dur_ns, syscall,
+  pid, tid, ppid, uid, gid, comm, cpu,
+  addr, len, new_addr, new_len, prot, prot_names, flags, flags_names, fd, off, ret, errno,
+  errno_name,
+  file_dev, file_ino, file_name, file_path, path_source, path_truncated, path_lossy,
+  file_deleted, file_memfd,
+  source,
+  cgroup_id, cgroup_path, pidns_ino, ns_pid, ns_tid,
+  file, ${mmap_partition_names}
+FROM mmap_events WHERE kind = 'syscall';
 
 CREATE OR REPLACE TEMPORARY VIEW lifecycle AS
-SELECT * EXCEPT (dur_ns, prot_names, flags_names, errno_name)
+SELECT
+  ts, ts_ns, kind,
+  pid, tid, ppid, uid, gid, comm, cpu,
+  child_pid, exit_code, file_name, file_path, path_source, path_truncated, path_lossy, source,
+  cgroup_id, cgroup_path, pidns_ino, ns_pid, ns_tid,
+  file, ${mmap_partition_names}
 FROM mmap_events WHERE kind IN ('fork', 'exec', 'exit');
 
 CREATE OR REPLACE TEMPORARY VIEW snapshots AS
-SELECT * EXCEPT (ts_exit, ts_exit_ns, dur_ns, errno_name)
+SELECT
+  ts, ts_ns, source,
+  pid, tid, ppid, uid, gid, comm, cpu,
+  addr, len, prot, prot_names, flags, flags_names, off,
+  file_dev, file_ino, file_name, file_path, path_source, path_truncated, path_lossy,
+  file_deleted, file_memfd,
+  cgroup_id, cgroup_path, pidns_ino, ns_pid, ns_tid,
+  file, ${mmap_partition_names}
 FROM mmap_events WHERE kind = 'snapshot';
 
 CREATE OR REPLACE TEMPORARY VIEW lost AS
-SELECT * EXCEPT (dur_ns, prot_names, flags_names, errno_name)
+SELECT
+  ts, ts_exit, ts_ns, ts_exit_ns, cpu, lost_count, source,
+  file, ${mmap_partition_names}
 FROM mmap_events WHERE kind = 'lost';
-
--- `events`, the name mmap-analyze gives the table of every row.
-CREATE OR REPLACE TEMPORARY VIEW events AS
-SELECT * EXCEPT (dur_ns, prot_names, flags_names, errno_name) FROM mmap_events;

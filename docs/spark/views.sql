@@ -37,15 +37,27 @@
 --   - `prot_names`, `flags_names` and `errno_name` are columns (the same text as mmap-analyze's
 --     functions of those names), computed by the SQL expressions below; `mmap_errno_names` is
 --     the errno table they use.
---   - Files of several format versions together: mergeSchema makes the columns an older minor
---     lacks read as NULL, as mmap-analyze does.
+--   - Files of several format versions together: the columns an older minor lacks read as NULL,
+--     as in mmap-analyze (mmap_raw declares the columns).
 
 SET spark.sql.legacy.parquet.nanosAsLong=true;
 
--- Every capture under ${mmap_captures}, as stored (times as BIGINT nanoseconds).
-CREATE OR REPLACE TEMPORARY VIEW mmap_raw
+-- Every capture under ${mmap_captures}, as stored: the format's columns (docs/FORMAT.md) with
+-- the types Spark reads them as (times BIGINT nanoseconds with nanosAsLong; UInt64 DECIMAL(20,0),
+-- UInt32 BIGINT), declared so that a file of an older minor reads the columns it lacks as NULL
+-- whatever files the directory holds. Partition columns (host=H/date=D) come after them.
+CREATE OR REPLACE TEMPORARY VIEW mmap_raw (
+  kind STRING, syscall STRING, ts BIGINT, ts_exit BIGINT, cpu BIGINT, pid BIGINT, tid BIGINT,
+  ppid BIGINT, uid BIGINT, gid BIGINT, comm STRING, cgroup_id DECIMAL(20,0),
+  addr DECIMAL(20,0), len DECIMAL(20,0), prot DECIMAL(20,0), flags DECIMAL(20,0), fd INT,
+  off DECIMAL(20,0), ret BIGINT, errno INT, file_dev DECIMAL(20,0), file_ino DECIMAL(20,0),
+  file_name STRING, source STRING, new_addr DECIMAL(20,0), new_len DECIMAL(20,0),
+  child_pid BIGINT, exit_code INT, file_path STRING, path_source STRING,
+  path_truncated BOOLEAN, file_deleted BOOLEAN, file_memfd BOOLEAN, cgroup_path STRING,
+  pidns_ino BIGINT, ns_pid BIGINT, ns_tid BIGINT, lost_count DECIMAL(20,0), path_lossy BOOLEAN
+)
 USING parquet
-OPTIONS (path '${mmap_captures}', pathGlobFilter '*.parquet', mergeSchema 'true');
+OPTIONS (path '${mmap_captures}', pathGlobFilter '*.parquet');
 
 -- Linux errno names (x86_64, the asm-generic table, and the kernel-internal 512..529), as
 -- mmap-format's names::errno_name has them.

@@ -15,10 +15,12 @@ needs to answer it:
   views.sql.
 
 Usage: python three_questions.py --engine spark|duckdb|polars DIR [--crafted DIR] [--tree DIR]
+                                  [--old DIR]
 
 With spark, --crafted DIR also decodes the crafted values of the captures in that directory
 (every name rule: unknown bits, huge page sizes, bit 63, errno numbers without a name), and
---tree DIR reads a host=H/date=D tree (partition columns).
+--tree DIR reads a host=H/date=D tree (partition columns), and --old DIR asks the three
+questions again of files of older format minors only (columns they lack read as NULL).
 """
 
 import argparse
@@ -75,7 +77,7 @@ NAMES_SQL = (
 )
 
 
-def spark(directory, crafted=None, tree=None):
+def spark(directory, crafted=None, tree=None, old=None):
     sys.path.insert(0, str(SPARK_DOCS))
     import mmap_views
     from pyspark.sql import SparkSession
@@ -126,6 +128,9 @@ def spark(directory, crafted=None, tree=None):
     if crafted is not None:
         mmap_views.register(session, str(crafted))
         checks["crafted_names"] = run(NAMES_SQL)
+    if old is not None:
+        mmap_views.register(session, str(old))
+        checks["old_answers"] = {name: run(sql) for name, sql in QUESTIONS.items()}
     if tree is not None:
         mmap_views.register(session, str(tree))
         checks["tree"] = run(
@@ -138,7 +143,7 @@ def spark(directory, crafted=None, tree=None):
     return version, answers, checks, seconds
 
 
-def duckdb_engine(directory, crafted=None, tree=None):
+def duckdb_engine(directory, **_spark_only):
     import duckdb
 
     start = time.monotonic()
@@ -161,7 +166,7 @@ def duckdb_engine(directory, crafted=None, tree=None):
     return duckdb.__version__, answers, {}, {"questions": time.monotonic() - start}
 
 
-def polars_engine(directory, crafted=None, tree=None):
+def polars_engine(directory, **_spark_only):
     import polars as pl
 
     start = time.monotonic()
@@ -191,9 +196,10 @@ def main():
     parser.add_argument("directory", type=Path)
     parser.add_argument("--crafted", type=Path)
     parser.add_argument("--tree", type=Path)
+    parser.add_argument("--old", type=Path)
     args = parser.parse_args()
     version, answers, checks, seconds = ENGINES[args.engine](
-        args.directory, crafted=args.crafted, tree=args.tree
+        args.directory, crafted=args.crafted, tree=args.tree, old=args.old
     )
     json.dump(
         {

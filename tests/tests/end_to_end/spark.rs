@@ -253,6 +253,21 @@ fn spark_duckdb_and_polars_answer_the_three_questions_as_mmap_analyze_does() {
     write_crafted(&crafted);
     let tree = base.path().join("tree");
     let placed = partition(&dir, &tree);
+    // The committed captures of format 1.0 and 1.1 alone: the columns they lack read as NULL.
+    let old = base.path().join("old");
+    std::fs::create_dir(&old).expect("mkdir");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/v1");
+    for entry in std::fs::read_dir(&fixtures).expect("fixtures/v1") {
+        let path = entry.expect("entry").path();
+        let name = path
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        if name.ends_with("-v1.0.parquet") || name.ends_with("-v1.1.parquet") {
+            std::fs::copy(&path, old.join(&name)).expect("copy a fixture");
+        }
+    }
     let spark = ask(
         "spark",
         &dir,
@@ -261,6 +276,8 @@ fn spark_duckdb_and_polars_answer_the_three_questions_as_mmap_analyze_does() {
             crafted.as_os_str(),
             OsStr::new("--tree"),
             tree.as_os_str(),
+            OsStr::new("--old"),
+            old.as_os_str(),
         ],
     );
     let questions = spark["questions"].as_object().expect("questions");
@@ -282,6 +299,16 @@ fn spark_duckdb_and_polars_answer_the_three_questions_as_mmap_analyze_does() {
                 engine["engine"]
             );
         }
+    }
+
+    for (name, query) in questions {
+        let expected = sql(&old, query.as_str().expect("SQL text"));
+        assert!(!expected.is_empty(), "{name}: no rows in the old captures");
+        assert_eq!(
+            set(rows(&spark["checks"]["old_answers"][name])),
+            set(&expected),
+            "spark answers {name} on the 1.0 and 1.1 captures otherwise than mmap-analyze"
+        );
     }
 
     // Spark kept every nanosecond: the BIGINT columns are the exact times, the TIMESTAMPs the

@@ -124,6 +124,9 @@ def spark(directory, crafted=None, tree=None, old=None):
         ),
         "files": run("SELECT count(DISTINCT file) AS files FROM events"),
         "errno_names": run("SELECT errno_number, errno_name FROM mmap_errno_names"),
+        # The format's columns as views.sql declares them and as mmap_views.py knows them.
+        "raw_columns": session.table("mmap_raw").columns,
+        "format_columns": sorted(mmap_views.FORMAT_COLUMNS),
     }
     if crafted is not None:
         mmap_views.register(session, str(crafted))

@@ -391,6 +391,25 @@ fn spark_duckdb_and_polars_answer_the_three_questions_as_mmap_analyze_does() {
     }
     assert_eq!(set(rows(&checks["tree"])), expected, "the partitioned tree");
 
+    // views.sql declares the format's columns in order, and mmap_views.py knows them all: a
+    // column added to the format must be added there too.
+    let schema = mmap_format::schema::schema();
+    let columns: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    let names = |check: &str| -> Vec<String> {
+        rows(&checks[check])
+            .iter()
+            .map(|c| c.as_str().expect("a column name").to_owned())
+            .collect()
+    };
+    assert_eq!(
+        names("raw_columns"),
+        columns,
+        "docs/spark/views.sql mmap_raw"
+    );
+    let mut sorted = columns.clone();
+    sorted.sort_unstable();
+    assert_eq!(names("format_columns"), sorted, "docs/spark/mmap_views.py");
+
     // Every row is in the view of its kind, as in mmap-analyze.
     for row in rows(&checks["kinds"]) {
         let view = row["view"].as_str().expect("view");

@@ -50,6 +50,7 @@ pub mod manifest;
 pub mod metadata;
 pub mod names;
 pub mod page_crc;
+pub mod partition;
 pub mod pages;
 pub mod reader;
 pub mod recover;

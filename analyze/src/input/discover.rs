@@ -14,7 +14,10 @@ use std::{
 };
 
 use anyhow::{Context as _, anyhow, bail};
-use mmap_format::journal::JOURNAL_SUFFIX;
+use mmap_format::{journal::JOURNAL_SUFFIX, partition};
+
+/// How deep `key=value` directories are read below a directory INPUT.
+const MAX_PARTITION_DEPTH: usize = 16;
 
 /// The extension of capture files in a directory.
 const CAPTURE_EXTENSION: &str = "parquet";
@@ -66,9 +69,23 @@ impl Discovered {
         }
     }
 
-    /// The regular `*.parquet` files of `dir`, by name; journals are noted, symbolic links and
-    /// special files with a capture's name are skipped with a note, anything else is ignored.
+    /// The regular `*.parquet` files of `dir`, by name, and those of its Hive-style partition
+    /// directories (`key=value`, read recursively); journals are noted, symbolic links and
+    /// special files with a capture's name (or a partition directory's) are skipped with a note,
+    /// anything else is ignored.
     fn add_dir(&mut self, dir: &Path) -> anyhow::Result<()> {
+        if self.add_dir_at(dir, 0)? == 0 {
+            bail!(
+                "{}: no capture files (*.{CAPTURE_EXTENSION}) in this directory",
+                dir.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// [`Self::add_dir`] at `depth` partition directories below the INPUT: how many capture
+    /// files it took.
+    fn add_dir_at(&mut self, dir: &Path, depth: usize) -> anyhow::Result<usize> {
         let read = |err| anyhow!("{}: cannot read the directory: {err}", dir.display());
         let mut entries = Vec::new();
         for entry in fs::read_dir(dir).map_err(read)? {
@@ -79,17 +96,29 @@ impl Discovered {
         entries.sort_by(|a, b| a.0.cmp(&b.0));
         let mut captures = 0;
         for (path, file_type) in entries {
-            if self.add_found(path, file_type)? {
+            let partition = path
+                .file_name()
+                .and_then(OsStr::to_str)
+                .is_some_and(|name| partition::parse_dir_name(name).is_some());
+            if partition && file_type.is_dir() {
+                if depth >= MAX_PARTITION_DEPTH {
+                    bail!(
+                        "{}: partition directories nested more than {MAX_PARTITION_DEPTH} deep",
+                        path.display()
+                    );
+                }
+                captures += self.add_dir_at(&path, depth + 1)?;
+            } else if partition && !file_type.is_file() {
+                self.skipped.push(format!(
+                    "{}: skipped, not a partition directory ({})",
+                    path.display(),
+                    type_name(file_type)
+                ));
+            } else if self.add_found(path, file_type)? {
                 captures += 1;
             }
         }
-        if captures == 0 {
-            bail!(
-                "{}: no capture files (*.{CAPTURE_EXTENSION}) in this directory",
-                dir.display()
-            );
-        }
-        Ok(())
+        Ok(captures)
     }
 
     /// What a directory listing found; whether it is a capture file.

@@ -456,7 +456,10 @@ impl OutDir {
             if name.components().count() != 1
                 || !matches!(name.components().next(), Some(Component::Normal(_)))
             {
-                bail!("{}: not a directory name", current.path.join(name).display());
+                bail!(
+                    "{}: not a directory name",
+                    current.path.join(name).display()
+                );
             }
             let path = current.path.join(name);
             let fd = match open_dir_at(Some(current.fd.as_fd()), name, true) {
@@ -465,9 +468,10 @@ impl OutDir {
                     mkdirat(current.fd.as_fd(), name, Mode::from_bits_truncate(0o700))
                         .or_else(|e| if e == Errno::EEXIST { Ok(()) } else { Err(e) })
                         .with_context(|| format!("cannot create {}", path.display()))?;
-                    let fd = open_dir_at(Some(current.fd.as_fd()), name, true).with_context(
-                        || format!("{} was replaced while it was being created", path.display()),
-                    )?;
+                    let fd =
+                        open_dir_at(Some(current.fd.as_fd()), name, true).with_context(|| {
+                            format!("{} was replaced while it was being created", path.display())
+                        })?;
                     if let Some(Some(user)) = create {
                         fchown(
                             &fd,
@@ -861,7 +865,9 @@ mod tests {
         assert!(tmp.path().join("host=a/date=2026-12-01/x").is_file());
         let (_, again) = dir.subdir(&parts, None).expect("exists");
         assert!(again.is_empty());
-        let mode = std::fs::metadata(tmp.path().join("host=a")).expect("a").mode();
+        let mode = std::fs::metadata(tmp.path().join("host=a"))
+            .expect("a")
+            .mode();
         assert_eq!(mode & 0o777, 0o700);
 
         let elsewhere = tempfile::tempdir().expect("tempdir");

@@ -1048,7 +1048,11 @@ mod tests {
         assert_eq!(listed, relative);
         let second = CaptureReader::open(&files[1]).expect("open");
         assert_eq!(
-            second.metadata().previous_segment.as_ref().map(|l| l.file.as_str()),
+            second
+                .metadata()
+                .previous_segment
+                .as_ref()
+                .map(|l| l.file.as_str()),
             Some(relative[0].as_str())
         );
     }

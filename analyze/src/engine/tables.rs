@@ -17,9 +17,7 @@ use datafusion::{
         listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl},
     },
     error::{DataFusionError, Result},
-    logical_expr::{
-        EmptyRelation, Expr, LogicalPlan, col, lit, utils::split_conjunction,
-    },
+    logical_expr::{EmptyRelation, Expr, LogicalPlan, col, lit, utils::split_conjunction},
     optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule},
     prelude::{DataFrame, SessionContext},
 };
@@ -170,7 +168,10 @@ pub struct NeverTrue;
 fn never_true(expr: &Expr) -> bool {
     matches!(
         expr,
-        Expr::Literal(ScalarValue::Boolean(None | Some(false)) | ScalarValue::Null, _)
+        Expr::Literal(
+            ScalarValue::Boolean(None | Some(false)) | ScalarValue::Null,
+            _
+        )
     )
 }
 

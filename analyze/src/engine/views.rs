@@ -69,12 +69,7 @@ const CONTAINER: &[Column] = &[
 ];
 
 /// Which input the row is from (the last columns of every view).
-const INPUT: &[Column] = &[
-    Events(CAPTURE_ID),
-    Events(HOST),
-    Events(FILE),
-    Events(DATE),
-];
+const INPUT: &[Column] = &[Events(CAPTURE_ID), Events(HOST), Events(FILE), Events(DATE)];
 
 /// The system call view: the call, its arguments and result, decoded.
 const CALLS: &[&[Column]] = &[

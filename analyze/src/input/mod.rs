@@ -27,10 +27,7 @@ pub fn open(inputs: &Inputs) -> anyhow::Result<Vec<CaptureReader>> {
 
 /// Like [`open`]; in a Hive-style tree, the files whose partition values (`date=`, `host=`, ...
 /// of their paths) make `predicate` (a `--where`) false are not opened at all.
-pub fn open_where(
-    inputs: &Inputs,
-    predicate: Option<&str>,
-) -> anyhow::Result<Vec<CaptureReader>> {
+pub fn open_where(inputs: &Inputs, predicate: Option<&str>) -> anyhow::Result<Vec<CaptureReader>> {
     let mut found = Discovered::from_args(&inputs.paths)?;
     note_journals(&found);
     note_skipped(&found);

@@ -93,7 +93,11 @@ fn kept(values: &[Vec<(String, Option<String>)>], predicate: &str) -> Result<Vec
         .map(|f| f.as_ref().clone())
         .collect();
     fields.extend([CAPTURE_ID, FILE].map(|c| Field::new(c, DataType::Utf8, true)));
-    fields.extend(views::DERIVED.iter().map(|(c, t)| Field::new(*c, t.clone(), true)));
+    fields.extend(
+        views::DERIVED
+            .iter()
+            .map(|(c, t)| Field::new(*c, t.clone(), true)),
+    );
     fields.extend(columns.iter().map(|c| Field::new(c, DataType::Utf8, true)));
     let all = DFSchema::try_from(Schema::new(fields))?;
     let expr = ctx.parse_sql_expr(predicate, &all)?;

@@ -177,7 +177,11 @@ fn a_filter_on_a_partition_reads_only_its_files() {
         "--format".as_ref(),
         OsStr::new("json"),
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(json_lines(&String::from_utf8_lossy(&out.stdout)).len(), 4);
 
     // In SQL, the constant columns drop the other files' scans when the query is planned.

@@ -3,7 +3,6 @@
 use std::{ffi::OsString, path::PathBuf, time::Duration};
 
 use clap::{Args, ValueEnum};
-
 use mmap_format::partition::PartitionKey;
 
 use crate::probes::AttachMode;

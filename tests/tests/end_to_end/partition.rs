@@ -216,7 +216,11 @@ fn a_recording_that_crosses_midnight_goes_on_in_the_next_days_directory() {
             let slack = Duration::from_millis(50).as_nanos() as i64;
             let ok = format!("date={}", partition::date_of(shifted)) == day
                 || format!("date={}", partition::date_of(shifted + slack)) == day;
-            assert!(ok, "{}: a row at {shifted} (shifted) in {day}", segment.display());
+            assert!(
+                ok,
+                "{}: a row at {shifted} (shifted) in {day}",
+                segment.display()
+            );
         }
     }
     verified_and_counted(&rec, &segments);
@@ -262,8 +266,7 @@ fn a_killed_partitioned_recording_is_completed_at_the_next_start() {
             .map(|segment| (out, rec, segment))
     });
     let (out, rec, interrupted) = found.expect("in 8 attempts, a kill found a segment");
-    let (second, stderr) =
-        mmap_capture_tests::start_recorder(&["-q", "--duration", "200ms"], &out);
+    let (second, stderr) = mmap_capture_tests::start_recorder(&["-q", "--duration", "200ms"], &out);
     let status = second.wait_with_output().expect("second run");
     let stderr = stderr.join().expect("stderr");
     assert!(status.status.success(), "{stderr}");

@@ -282,6 +282,50 @@ mod tests {
         }
     }
 
+    /// `key=value` subdirectories are read recursively, in path order; other subdirectories
+    /// are not, and a partition directory that is a symbolic link is skipped with a note.
+    #[test]
+    fn partition_directories_are_read_recursively_without_following_links() {
+        let dir = recording();
+        let d = dir.path();
+        for sub in ["host=a/date=2026-12-02", "host=a/date=2026-12-01", "plain"] {
+            fs::create_dir_all(d.join(sub)).expect("mkdir");
+            touch(&d.join(sub).join("x.parquet"));
+        }
+        let elsewhere = tempfile::tempdir().expect("temp dir");
+        touch(&elsewhere.path().join("y.parquet"));
+        symlink(elsewhere.path(), d.join("host=b")).expect("symlink");
+        let found = Discovered::from_args(&[d.to_path_buf()]).expect("discover");
+        let relative: Vec<_> = found
+            .files
+            .iter()
+            .map(|p| p.strip_prefix(d).expect("below").to_path_buf())
+            .collect();
+        assert_eq!(
+            relative,
+            [
+                PathBuf::from("host=a/date=2026-12-01/x.parquet"),
+                PathBuf::from("host=a/date=2026-12-02/x.parquet"),
+                PathBuf::from("mmap-20261127T060113Z-c0ffee00-00000.parquet"),
+                PathBuf::from("mmap-20261127T060113Z-c0ffee00-00001.parquet"),
+            ]
+        );
+        assert!(
+            found
+                .skipped
+                .iter()
+                .any(|s| s.contains("host=b: skipped") && s.contains("not followed")),
+            "{:?}",
+            found.skipped
+        );
+        // A tree with nothing but partition directories is not "empty".
+        let tree = tempfile::tempdir().expect("temp dir");
+        fs::create_dir_all(tree.path().join("date=2026-12-01")).expect("mkdir");
+        touch(&tree.path().join("date=2026-12-01/z.parquet"));
+        let found = Discovered::from_args(&[tree.path().to_path_buf()]).expect("discover");
+        assert_eq!(found.files.len(), 1);
+    }
+
     #[test]
     fn a_pattern_is_expanded_when_no_file_has_its_name() {
         let dir = recording();

@@ -166,3 +166,45 @@ fn evaluate(
         ))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files() -> Vec<PathBuf> {
+        [
+            "t/host=a/date=2026-12-01/1.parquet",
+            "t/host=a/date=2026-12-02/2.parquet",
+            "t/date=2026-12-01/3.parquet",
+            "t/4.parquet",
+        ]
+        .map(PathBuf::from)
+        .to_vec()
+    }
+
+    /// The files `predicate` keeps, by their number.
+    fn kept_by(predicate: &str) -> Vec<String> {
+        let mut files = files();
+        prune(&mut files, predicate);
+        files
+            .iter()
+            .map(|f| f.file_stem().unwrap_or_default().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn only_conjuncts_on_partition_columns_prune_and_only_what_they_know() {
+        assert_eq!(kept_by("date = '2026-12-01'"), ["1", "3"]);
+        assert_eq!(kept_by("date = '2026-12-01' AND len > 5"), ["1", "3"]);
+        assert_eq!(kept_by("date >= '2026-12-02' OR date IS NULL"), ["2", "4"]);
+        // Not a partition-only conjunct: decided by the query, not here.
+        assert_eq!(kept_by("date = '2026-12-01' OR len > 5"), ["1", "2", "3", "4"]);
+        // host is known from the path only where it has host=.
+        assert_eq!(kept_by("host = 'b'"), ["3", "4"]);
+        assert_eq!(kept_by("host = 'a' AND date = '2026-12-02'"), ["2"]);
+        // What does not plan leaves every file in, for the query to report.
+        assert_eq!(kept_by("no_such_column = 1"), ["1", "2", "3", "4"]);
+        assert_eq!(kept_by("date = "), ["1", "2", "3", "4"]);
+        assert_eq!(kept_by("prot_names(prot) = 'x'"), ["1", "2", "3", "4"]);
+    }
+}

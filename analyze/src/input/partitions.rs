@@ -188,7 +188,12 @@ mod tests {
         prune(&mut files, predicate);
         files
             .iter()
-            .map(|f| f.file_stem().unwrap_or_default().to_string_lossy().into_owned())
+            .map(|f| {
+                f.file_stem()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned()
+            })
             .collect()
     }
 
@@ -198,7 +203,10 @@ mod tests {
         assert_eq!(kept_by("date = '2026-12-01' AND len > 5"), ["1", "3"]);
         assert_eq!(kept_by("date >= '2026-12-02' OR date IS NULL"), ["2", "4"]);
         // Not a partition-only conjunct: decided by the query, not here.
-        assert_eq!(kept_by("date = '2026-12-01' OR len > 5"), ["1", "2", "3", "4"]);
+        assert_eq!(
+            kept_by("date = '2026-12-01' OR len > 5"),
+            ["1", "2", "3", "4"]
+        );
         // host is known from the path only where it has host=.
         assert_eq!(kept_by("host = 'b'"), ["3", "4"]);
         assert_eq!(kept_by("host = 'a' AND date = '2026-12-02'"), ["2"]);

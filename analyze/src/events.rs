@@ -261,7 +261,13 @@ fn kernel_comm(name: String) -> String {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let readers = input::open(&args.inputs)?;
+    // In a Hive-style tree the files that --where rules out by their partition directories are
+    // not opened, unless a time counts from the capture's start or end (which all files say).
+    let relative = [args.since, args.until]
+        .iter()
+        .any(|spec| spec.is_some_and(|spec| !matches!(spec, TimeSpec::Absolute(_))));
+    let predicate = args.predicate.as_deref().filter(|_| !relative);
+    let readers = input::open_where(&args.inputs, predicate)?;
     let engine = Engine::open(&readers)?;
     // Read the rows' times only when a time counts from the first row or the end, or is a time
     // of day.

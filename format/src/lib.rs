@@ -51,6 +51,7 @@ pub mod metadata;
 pub mod names;
 pub mod page_crc;
 pub mod pages;
+pub mod partition;
 pub mod reader;
 pub mod recover;
 pub mod schema;

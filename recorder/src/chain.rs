@@ -22,11 +22,13 @@ pub fn sha256_of(file: &File) -> std::io::Result<(String, u64)> {
     mmap_format::manifest::sha256_of(file, |_| ())
 }
 
-/// The finished segment `name` in `dir`, read back and hashed, as a manifest entry; `meta` is
-/// the metadata it was closed with and `rows` its rows.
+/// The finished segment `name` in `dir`, read back and hashed, as a manifest entry that names
+/// it `listed_as` (its path from the capture's directory); `meta` is the metadata it was closed
+/// with and `rows` its rows.
 pub fn hash_segment(
     dir: &OutDir,
     name: &OsStr,
+    listed_as: &str,
     meta: &CaptureMetadata,
     rows: u64,
 ) -> anyhow::Result<ManifestSegment> {
@@ -35,7 +37,7 @@ pub fn hash_segment(
     let (sha256, bytes) =
         sha256_of(&file).with_context(|| format!("reading back {}", path.display()))?;
     Ok(ManifestSegment {
-        file: name.to_string_lossy().into_owned(),
+        file: listed_as.to_owned(),
         segment_index: meta.segment_index.unwrap_or(0),
         sha256,
         bytes,
@@ -44,6 +46,18 @@ pub fn hash_segment(
         end: format_rfc3339_ns(meta.capture_end_ns),
         recovered: meta.recovered,
     })
+}
+
+/// How the manifest in `dir` names the file `name` of `in_dir` (`dir` itself or a partition
+/// directory below it): its path from `dir`, `/`-separated.
+pub fn listed_name(dir: &OutDir, in_dir: &OutDir, name: &OsStr) -> String {
+    let full = in_dir.path_of(name);
+    full.strip_prefix(dir.path())
+        .unwrap_or(Path::new(name))
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// The link that the segment after `segment` carries.
@@ -79,15 +93,10 @@ impl Chain {
         self.manifest.insert(segment);
     }
 
-    /// `--keep` removed the segment `file`: no longer listed, counted.
-    pub fn removed(&mut self, file: &Path) {
-        let Some(name) = file.file_name() else {
-            return;
-        };
+    /// `--keep` removed the segment listed as `file`: no longer listed, counted.
+    pub fn removed(&mut self, file: &str) {
         let before = self.manifest.segments.len();
-        self.manifest
-            .segments
-            .retain(|s| OsStr::new(&s.file) != name);
+        self.manifest.segments.retain(|s| s.file != file);
         if self.manifest.segments.len() < before {
             self.manifest.removed_by_keep += 1;
         }
@@ -99,11 +108,13 @@ impl Chain {
     }
 }
 
-/// Crash recovery completed the segment `name` of `dir` (with `meta` and `rows`): it is hashed
-/// and added to its capture's manifest, which is created if the recorder was killed before it
+/// Crash recovery completed the segment `name` of `in_dir` (with `meta` and `rows`), the
+/// capture directory `dir` or one of its partition directories: it is hashed and added to its
+/// capture's manifest (in `dir`), which is created if the recorder was killed before it
 /// finished any segment. A manifest of another capture under that name is left as it is.
 pub fn record_recovered(
     dir: &OutDir,
+    in_dir: &OutDir,
     name: &OsStr,
     meta: &CaptureMetadata,
     rows: u64,
@@ -131,7 +142,8 @@ pub fn record_recovered(
             dir.path_of(&manifest_file).display()
         );
     }
-    manifest.insert(hash_segment(dir, name, meta, rows)?);
+    let listed_as = listed_name(dir, in_dir, name);
+    manifest.insert(hash_segment(in_dir, name, &listed_as, meta, rows)?);
     dir.write_atomic(&manifest_file, &manifest.to_bytes(), owner)
 }
 

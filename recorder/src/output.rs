@@ -17,6 +17,7 @@ use anyhow::{Context as _, bail};
 use mmap_format::{
     journal::{JOURNAL_MAGIC, journal_path},
     metadata::CaptureMetadata,
+    partition::{self, PartitionKey},
     reader::CaptureReader,
     recover,
 };
@@ -29,6 +30,10 @@ use nix::{
 
 use crate::launch::InvokingUser;
 
+/// The first file of a capture, created at set-up: its path, the open file and the directory it
+/// is in.
+pub type FirstFile = (PathBuf, File, OutDir);
+
 /// Where rows go.
 #[derive(Clone, Debug)]
 pub enum Output {
@@ -40,7 +45,47 @@ pub enum Output {
         rotate_size: Option<u64>,
         rotate_time: Option<Duration>,
         keep: Option<usize>,
+        /// `--partition`: each segment goes in `key=value` directories under `dir`, in this
+        /// order.
+        partition: Partitioning,
     },
+}
+
+/// How a directory capture is partitioned (`--partition host,date`).
+#[derive(Clone, Debug, Default)]
+pub struct Partitioning {
+    /// The keys, outermost directory first; empty: segments go in the directory itself.
+    pub keys: Vec<PartitionKey>,
+    /// Testing only: added to the clock when the `date` of a segment or a row is decided, so
+    /// that a test can cross midnight in seconds.
+    pub clock_offset_ns: i64,
+}
+
+impl Partitioning {
+    /// Whether segments are partitioned by day (and so rotated at midnight UTC).
+    pub fn by_date(&self) -> bool {
+        self.keys.contains(&PartitionKey::Date)
+    }
+
+    /// The UTC day of the wall-clock time `ns`, as the partitioning sees it.
+    pub fn day_of(&self, ns: i64) -> String {
+        partition::date_of(ns.saturating_add(self.clock_offset_ns))
+    }
+
+    /// The partition directories of a segment of `template` that starts at `start_ns`,
+    /// outermost first.
+    pub fn dirs(&self, template: &CaptureMetadata, start_ns: i64) -> Vec<String> {
+        self.keys
+            .iter()
+            .map(|&key| {
+                let value = match key {
+                    PartitionKey::Host => template.hostname.clone(),
+                    PartitionKey::Date => self.day_of(start_ns),
+                };
+                partition::dir_name(key, &value)
+            })
+            .collect()
+    }
 }
 
 impl Output {
@@ -52,11 +97,22 @@ impl Output {
         }
     }
 
-    /// The file of segment `index` (the file itself for a single-file capture).
-    pub fn segment_path(&self, template: &CaptureMetadata, index: u32) -> PathBuf {
+    /// The file of segment `index` (the file itself for a single-file capture), which starts
+    /// at `start_ns`, and its partition directories (below the capture's directory).
+    pub fn segment_path(
+        &self,
+        template: &CaptureMetadata,
+        index: u32,
+        start_ns: i64,
+    ) -> (PathBuf, Vec<String>) {
         match self {
-            Self::File(path) => path.clone(),
-            Self::Dir { dir, .. } => dir.join(segment_name(template, index)),
+            Self::File(path) => (path.clone(), Vec::new()),
+            Self::Dir { dir, partition, .. } => {
+                let parts = partition.dirs(template, start_ns);
+                let mut path = dir.clone();
+                path.extend(&parts);
+                (path.join(segment_name(template, index)), parts)
+            }
         }
     }
 
@@ -70,8 +126,8 @@ impl Output {
         template: &CaptureMetadata,
         force: bool,
         owner: Option<&InvokingUser>,
-    ) -> anyhow::Result<((PathBuf, File), Provisional, OutDir)> {
-        let (dir, dirs) = match self {
+    ) -> anyhow::Result<(FirstFile, Provisional, OutDir)> {
+        let (dir, mut dirs) = match self {
             Self::Dir { dir, .. } => OutDir::open_or_create(dir, owner)?,
             Self::File(path) => {
                 let parent = match path.parent() {
@@ -81,17 +137,19 @@ impl Output {
                 (OutDir::open_existing(parent)?, Vec::new())
             }
         };
+        let (path, parts) = self.segment_path(template, 0, template.capture_start_ns);
+        let (in_dir, mut made) = dir.subdir(&parts, owner)?;
+        made.append(&mut dirs);
         let mut created = Provisional {
-            dir: Some(dir.clone()),
+            dir: Some(in_dir.clone()),
             file: None,
-            dirs,
+            dirs: made,
         };
-        let path = self.segment_path(template, 0);
         let name = file_name(&path)?;
         let force = force && matches!(self, Self::File(_));
-        let file = dir.create(name, force, owner)?;
+        let file = in_dir.create(name, force, owner)?;
         created.file = Some(name.to_owned());
-        Ok(((path, file), created, dir))
+        Ok(((path, file, in_dir), created, dir))
     }
 
     /// Completes the captures a killed recorder left here (their journals are next to them).
@@ -173,32 +231,72 @@ impl Output {
         let Self::Dir { dir, .. } = self else {
             return Ok(());
         };
-        let dir = OutDir::open_existing(dir)?;
-        crate::chain::record_recovered(&dir, file_name(path)?, &done.metadata, done.rows, owner)
+        let top = OutDir::open_existing(dir)?;
+        // A segment in partition directories: they are below the capture's directory, and the
+        // manifest (in the capture's directory) names it by its path from there.
+        let parts: Vec<String> = path
+            .strip_prefix(dir)
+            .ok()
+            .and_then(Path::parent)
+            .map(|p| {
+                p.components()
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let (in_dir, _) = top.subdir_existing(&parts)?;
+        crate::chain::record_recovered(
+            &top,
+            &in_dir,
+            file_name(path)?,
+            &done.metadata,
+            done.rows,
+            owner,
+        )
     }
 
     /// The capture files here that have a crash journal next to them: the output file, or in a
-    /// directory the files named as segments (`mmap-*.parquet`).
+    /// directory the files named as segments (`mmap-*.parquet`), also in its partition
+    /// directories (`key=value`, real directories: a symbolic link is not followed).
     fn journaled_files(&self) -> Vec<PathBuf> {
         let candidates: Vec<PathBuf> = match self {
             Self::File(path) => vec![path.clone()],
-            Self::Dir { dir, .. } => std::fs::read_dir(dir)
-                .map(|entries| {
-                    entries
-                        .filter_map(Result::ok)
-                        .filter_map(|entry| {
-                            let path = entry.path();
-                            let name = path.file_name()?.to_str()?.strip_suffix(".journal")?;
-                            is_segment_name(name).then(|| path.with_file_name(name))
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
+            Self::Dir { dir, .. } => {
+                let mut found = Vec::new();
+                journaled_segments(dir, 0, &mut found);
+                found
+            }
         };
         candidates
             .into_iter()
             .filter(|path| std::fs::symlink_metadata(journal_path(path)).is_ok())
             .collect()
+    }
+}
+
+/// How deep partition directories are searched for crash journals (there are two keys).
+const PARTITION_DEPTH: usize = 4;
+
+/// The segments in `dir` that have a crash journal next to them, and those of its partition
+/// directories, `depth` levels down so far.
+fn journaled_segments(dir: &Path, depth: usize, found: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let path = entry.path();
+        let Some(name) = path.file_name().and_then(OsStr::to_str) else {
+            continue;
+        };
+        // The entry's own type: a symbolic link is never taken for a directory.
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if is_dir && depth < PARTITION_DEPTH && partition::parse_dir_name(name).is_some() {
+            journaled_segments(&path, depth + 1, found);
+        } else if let Some(segment) = name.strip_suffix(".journal")
+            && is_segment_name(segment)
+        {
+            found.push(path.with_file_name(segment));
+        }
     }
 }
 
@@ -324,6 +422,93 @@ impl OutDir {
             },
             created,
         ))
+    }
+
+    /// The directory `parts` (partition directories, outermost first) below this one, with
+    /// the missing ones created (mkdirat, mode 0700, given to `owner`); none is reached through
+    /// a symbolic link (each is opened with O_NOFOLLOW relative to the one above). Returns it
+    /// and the directories created, innermost first.
+    pub fn subdir(
+        &self,
+        parts: &[String],
+        owner: Option<&InvokingUser>,
+    ) -> anyhow::Result<(Self, Vec<PathBuf>)> {
+        self.walk(parts, Some(owner))
+    }
+
+    /// The existing directory `parts` below this one, reached without following a symbolic
+    /// link.
+    pub fn subdir_existing(&self, parts: &[String]) -> anyhow::Result<(Self, Vec<PathBuf>)> {
+        self.walk(parts, None)
+    }
+
+    /// [`Self::subdir`]; with `create` `None`, nothing is created.
+    fn walk(
+        &self,
+        parts: &[String],
+        create: Option<Option<&InvokingUser>>,
+    ) -> anyhow::Result<(Self, Vec<PathBuf>)> {
+        let mut current = self.clone();
+        let mut created = Vec::new();
+        for part in parts {
+            let name = Path::new(part);
+            // One plain component: nothing in it can climb out or go down further.
+            if name.components().count() != 1
+                || !matches!(name.components().next(), Some(Component::Normal(_)))
+            {
+                bail!(
+                    "{}: not a directory name",
+                    current.path.join(name).display()
+                );
+            }
+            let path = current.path.join(name);
+            let fd = match open_dir_at(Some(current.fd.as_fd()), name, true) {
+                Ok(fd) => fd,
+                Err(Errno::ENOENT) if create.is_some() => {
+                    mkdirat(current.fd.as_fd(), name, Mode::from_bits_truncate(0o700))
+                        .or_else(|e| if e == Errno::EEXIST { Ok(()) } else { Err(e) })
+                        .with_context(|| format!("cannot create {}", path.display()))?;
+                    let fd =
+                        open_dir_at(Some(current.fd.as_fd()), name, true).with_context(|| {
+                            format!("{} was replaced while it was being created", path.display())
+                        })?;
+                    if let Some(Some(user)) = create {
+                        fchown(
+                            &fd,
+                            Some(Uid::from_raw(user.uid)),
+                            Some(Gid::from_raw(user.gid)),
+                        )
+                        .with_context(|| {
+                            format!("cannot give {} to uid {}", path.display(), user.uid)
+                        })?;
+                    }
+                    // The new directory's entry must survive a crash, like the files in it.
+                    current
+                        .sync()
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    created.insert(0, path.clone());
+                    fd
+                }
+                Err(Errno::ELOOP) => bail!(
+                    "{} is a symbolic link; partition directories are never reached through one",
+                    path.display()
+                ),
+                Err(e) => {
+                    return Err(std::io::Error::from(e))
+                        .with_context(|| format!("cannot open {}", path.display()));
+                }
+            };
+            current = Self {
+                fd: Arc::new(fd),
+                path,
+            };
+        }
+        Ok((current, created))
+    }
+
+    /// This directory's path, as given.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// The path of `name` in this directory, for messages.
@@ -661,6 +846,42 @@ mod tests {
         assert_eq!(mode & 0o777, 0o700);
     }
 
+    /// Partition directories are created below the capture's directory, mode 0700, and never
+    /// reached through a symbolic link, even one that exists already.
+    #[test]
+    fn partition_directories_are_created_and_never_followed() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = OutDir::open_existing(tmp.path()).expect("open dir");
+        let parts = ["host=a".to_owned(), "date=2026-12-01".to_owned()];
+        let (sub, created) = dir.subdir(&parts, None).expect("create");
+        assert_eq!(
+            created,
+            [
+                tmp.path().join("host=a/date=2026-12-01"),
+                tmp.path().join("host=a")
+            ]
+        );
+        sub.create(OsStr::new("x"), false, None).expect("a file");
+        assert!(tmp.path().join("host=a/date=2026-12-01/x").is_file());
+        let (_, again) = dir.subdir(&parts, None).expect("exists");
+        assert!(again.is_empty());
+        let mode = std::fs::metadata(tmp.path().join("host=a"))
+            .expect("a")
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
+
+        let elsewhere = tempfile::tempdir().expect("tempdir");
+        std::os::unix::fs::symlink(elsewhere.path(), tmp.path().join("host=b")).expect("symlink");
+        let err = dir
+            .subdir(&["host=b".to_owned(), "date=x".to_owned()], None)
+            .expect_err("a link is refused");
+        assert!(format!("{err:#}").contains("host=b"), "{err:#}");
+        assert!(!elsewhere.path().join("date=x").exists());
+        for bad in ["..", "a/b", ""] {
+            assert!(dir.subdir(&[bad.to_owned()], None).is_err(), "{bad:?}");
+        }
+    }
+
     #[test]
     fn provisional_outputs_are_removed_unless_kept() {
         let tmp = tempfile::tempdir().expect("tempdir");
@@ -672,8 +893,9 @@ mod tests {
                 rotate_size: None,
                 rotate_time: None,
                 keep: None,
+                partition: Partitioning::default(),
             };
-            let ((path, _file), mut created, _dir) =
+            let ((path, _file, _), mut created, _dir) =
                 output.create_first(&template, false, None).expect("create");
             std::fs::write(journal_path(&path), b"journal").expect("journal");
             if keep {

@@ -29,7 +29,7 @@ use crate::{
     clock,
     convert::to_event,
     launch::InvokingUser,
-    output::{OutDir, Output, segment_name},
+    output::{FirstFile, OutDir, Output, segment_name},
 };
 
 /// Everything the writer thread needs.
@@ -47,7 +47,7 @@ pub struct SinkSetup {
     pub template: CaptureMetadata,
     pub owner: Option<InvokingUser>,
     /// The first file, created before recording starts so that errors come early.
-    pub first: Option<(PathBuf, File)>,
+    pub first: Option<FirstFile>,
     /// Reads the kernel's cumulative counters: each segment's orphan exits and full entry map
     /// are the change from its opening to its closing.
     pub kernel_counters: ReadCounters,
@@ -278,6 +278,12 @@ impl Sink {
 /// The segment being written.
 struct Segment {
     path: PathBuf,
+    /// The directory it is in (the capture's, or a partition directory below it).
+    dir: OutDir,
+    /// Its name in the manifest: its path from the capture's directory.
+    listed_as: String,
+    /// With `--partition ...date`: the UTC day of its `date=` directory.
+    day: Option<String>,
     /// The same file as the writer's, to see whether it was removed.
     file: File,
     index: u32,
@@ -293,6 +299,8 @@ struct Segment {
 /// A closed segment that is still on disk.
 struct Closed {
     path: PathBuf,
+    dir: OutDir,
+    listed_as: String,
     rows: u64,
     bytes: u64,
 }
@@ -300,7 +308,7 @@ struct Closed {
 struct Writer {
     setup: SinkSetup,
     current: Option<Segment>,
-    next_first: Option<(PathBuf, File)>,
+    next_first: Option<FirstFile>,
     next_index: u32,
     /// What the writer counts itself, since the start: the kernel's records it received
     /// (`emitted`), the loss they report (`lost_ringbuf_full`) and those it could not decode.
@@ -310,12 +318,15 @@ struct Writer {
     at_last_close: Counters,
     cgroups: CgroupNames,
     files: Vec<Closed>,
-    /// A segment whose closing failed: left with its journal.
-    unfinished: Option<PathBuf>,
+    /// A segment whose closing failed (and its directory): left with its journal.
+    unfinished: Option<(PathBuf, OutDir)>,
     /// The manifest of a directory capture (`None` for a single file: no chain, no manifest).
     chain: Option<Chain>,
     /// The last segment finished, for the next one's `previous_segment`.
     last_link: Option<SegmentLink>,
+    /// The time of the row of a new day that closed the last segment: the next one goes in
+    /// that day's directory even if the clock is a little behind the row.
+    new_day_row_ns: Option<i64>,
     rows: u64,
     bytes: u64,
     deleted: Deleted,
@@ -352,6 +363,7 @@ impl Writer {
             unfinished: None,
             chain,
             last_link: None,
+            new_day_row_ns: None,
             rows: 0,
             bytes: 0,
             deleted: Deleted::default(),
@@ -368,16 +380,17 @@ impl Writer {
             let unfinished = self
                 .current
                 .take()
-                .map(|seg| seg.path)
+                .map(|seg| (seg.path, seg.dir))
                 .or_else(|| self.unfinished.take())
                 // Removed while recording: its journal can complete nothing any more.
-                .filter(|path| {
+                .filter(|(path, dir)| {
                     let there = path.exists();
                     if !there && let Ok(journal) = journal_name(path) {
-                        let _ = self.setup.dir.remove(&journal);
+                        let _ = dir.remove(&journal);
                     }
                     there
-                });
+                })
+                .map(|(path, _)| path);
             let finished = self.files.drain(..).map(|closed| closed.path).collect();
             WriteFailed {
                 error,
@@ -541,6 +554,15 @@ impl Writer {
     }
 
     fn push(&mut self, event: &Event<'_>) -> anyhow::Result<()> {
+        // Partitioned by day: a row of a later day than the segment's starts a new segment (in
+        // the new day's directory), so that a segment never holds two days.
+        if let (Output::Dir { partition, .. }, Some(seg)) = (&self.setup.output, &self.current)
+            && let Some(day) = &seg.day
+            && partition.day_of(event.ts_ns) > *day
+        {
+            self.close_segment()?;
+            self.new_day_row_ns = Some(event.ts_ns);
+        }
         if self.current.is_none() {
             self.open_segment()?;
         }
@@ -581,30 +603,43 @@ impl Writer {
     fn open_segment(&mut self) -> anyhow::Result<()> {
         let index = self.next_index;
         let owner = self.setup.owner.as_ref();
-        let (path, file) = match self.next_first.take() {
+        let start_ns = if index == 0 {
+            self.setup.template.capture_start_ns
+        } else {
+            clock::realtime_ns()
+        };
+        // Where it goes: the day it starts, or that of the row that starts it if later.
+        let place_ns = start_ns.max(self.new_day_row_ns.take().unwrap_or(i64::MIN));
+        let (path, file, dir) = match self.next_first.take() {
             Some(first) => first,
             None => {
-                let path = self.setup.output.segment_path(&self.setup.template, index);
-                let file = self.setup.dir.create(name_of(&path)?, false, owner)?;
-                (path, file)
+                let (path, parts) =
+                    self.setup
+                        .output
+                        .segment_path(&self.setup.template, index, place_ns);
+                let (dir, _) = self.setup.dir.subdir(&parts, owner)?;
+                let file = dir.create(name_of(&path)?, false, owner)?;
+                (path, file, dir)
             }
         };
         // A journal left there (one recovery could not complete) is replaced.
-        let journal = match self.setup.dir.create(&journal_name(&path)?, true, owner) {
+        let journal = match dir.create(&journal_name(&path)?, true, owner) {
             Ok(journal) => journal,
             Err(err) => {
                 // Still empty, and without a journal nothing could complete it.
-                let _ = self.setup.dir.remove(name_of(&path)?);
+                let _ = dir.remove(name_of(&path)?);
                 return Err(err.context("creating the crash journal"));
             }
         };
         let watched = file.try_clone().map_err(|e| write_error(&path, e))?;
         // The journal's directory entry must survive a crash too.
-        self.setup.dir.sync().map_err(|e| write_error(&path, e))?;
-        let start_ns = if index == 0 {
-            self.setup.template.capture_start_ns
-        } else {
-            clock::realtime_ns()
+        dir.sync().map_err(|e| write_error(&path, e))?;
+        let listed_as = chain::listed_name(&self.setup.dir, &dir, name_of(&path)?);
+        let day = match &self.setup.output {
+            Output::Dir { partition, .. } if partition.by_date() => {
+                Some(partition.day_of(place_ns))
+            }
+            _ => None,
         };
         let mut meta = self.setup.template.clone();
         meta.segment_index = Some(index);
@@ -616,6 +651,9 @@ impl Writer {
             .map_err(|e| write_error(&path, e))?;
         self.current = Some(Segment {
             path,
+            dir,
+            listed_as,
+            day,
             file: watched,
             index,
             writer,
@@ -649,21 +687,22 @@ impl Writer {
             Ok(file) => file,
             Err(err) => {
                 let err = write_error(&seg.path, err);
-                self.unfinished = Some(seg.path);
+                self.unfinished = Some((seg.path, seg.dir));
                 return Err(err);
             }
         };
         self.at_last_close = counters;
         let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
         self.bytes += bytes;
-        let _ = self.setup.dir.remove(&journal_name(&seg.path)?);
+        let _ = seg.dir.remove(&journal_name(&seg.path)?);
         // Read back and hashed here, on the writer thread (the drain never waits for it), from
         // what is on disk: the link and the manifest vouch for the file as it is.
         // A segment that cannot be read back is said, not fatal: the next one then has no link
         // and the manifest does not list it, which `verify` reports.
         let hashed = match self.chain {
             Some(_) => {
-                match chain::hash_segment(&self.setup.dir, name_of(&seg.path)?, &meta, rows) {
+                let name = name_of(&seg.path)?;
+                match chain::hash_segment(&seg.dir, name, &seg.listed_as, &meta, rows) {
                     Ok(segment) => Some(segment),
                     Err(err) => {
                         say!(
@@ -680,6 +719,8 @@ impl Writer {
         };
         self.files.push(Closed {
             path: seg.path,
+            dir: seg.dir,
+            listed_as: seg.listed_as,
             rows,
             bytes,
         });
@@ -709,6 +750,7 @@ impl Writer {
         let Output::Dir {
             rotate_size,
             rotate_time,
+            partition,
             ..
         } = &self.setup.output
         else {
@@ -725,7 +767,12 @@ impl Writer {
         let by_size = rotate_size.is_some_and(|max| size >= max);
         let by_time = rotate_time.is_some_and(|max| seg.opened.elapsed() >= max);
         let by_row_groups = seg.writer.row_groups() >= ROW_GROUP_SOFT_LIMIT;
-        if by_size || by_time || by_row_groups {
+        // Midnight UTC passed (the next row of the new day would also rotate).
+        let by_day = seg
+            .day
+            .as_ref()
+            .is_some_and(|day| partition.day_of(clock::realtime_ns()) > *day);
+        if by_size || by_time || by_row_groups || by_day {
             self.close_segment()?;
         }
         Ok(())
@@ -744,10 +791,10 @@ impl Writer {
             let removed = oldest
                 .path
                 .file_name()
-                .is_some_and(|name| self.setup.dir.remove(name).is_ok());
+                .is_some_and(|name| oldest.dir.remove(name).is_ok());
             if removed {
                 if let Some(chain) = self.chain.as_mut() {
-                    chain.removed(&oldest.path);
+                    chain.removed(&oldest.listed_as);
                 }
                 self.deleted.segments += 1;
                 self.deleted.rows += oldest.rows;
@@ -777,6 +824,16 @@ mod tests {
 
     /// A writer into a segment directory whose kernel counters the test sets.
     fn writer(dir: &Path, kernel: &Arc<Mutex<Counters>>) -> Writer {
+        writer_with(dir, kernel, crate::output::Partitioning::default(), 0)
+    }
+
+    /// [`writer`], partitioned, for a capture that starts at `start_ns`.
+    fn writer_with(
+        dir: &Path,
+        kernel: &Arc<Mutex<Counters>>,
+        partition: crate::output::Partitioning,
+        start_ns: i64,
+    ) -> Writer {
         let kernel = Arc::clone(kernel);
         Writer::new(SinkSetup {
             dir: OutDir::open_existing(dir).expect("open dir"),
@@ -785,6 +842,7 @@ mod tests {
                 rotate_size: None,
                 rotate_time: None,
                 keep: None,
+                partition,
             },
             writer: WriterConfig::default(),
             flush_interval: Duration::from_secs(1),
@@ -796,6 +854,8 @@ mod tests {
             source: "tracepoint",
             template: CaptureMetadata {
                 capture_id: Some("0123abcd".to_owned()),
+                hostname: "web/1".to_owned(),
+                capture_start_ns: start_ns,
                 ..Default::default()
             },
             owner: None,
@@ -919,6 +979,82 @@ mod tests {
                 ),
             }
         }
+    }
+
+    /// `--partition host,date`: segments go in `host=H/date=D/` below the directory (the host
+    /// escaped), the manifest stays in the directory and names them by their path from there,
+    /// and a row of the next day starts a segment in the next day's directory.
+    #[test]
+    fn partitioned_segments_change_directory_at_midnight() {
+        use mmap_format::{
+            manifest::{Manifest, manifest_name},
+            partition::PartitionKey,
+        };
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kernel = Arc::new(Mutex::new(Counters::default()));
+        let now = clock::realtime_ns();
+        let day_ns = 86_400 * 1_000_000_000_i64;
+        // The clock, as the partitioning sees it, is 2 s before the next midnight.
+        let next_midnight = (now / day_ns + 1) * day_ns;
+        let offset = next_midnight - 2_000_000_000 - now;
+        let partition = crate::output::Partitioning {
+            keys: vec![PartitionKey::Host, PartitionKey::Date],
+            clock_offset_ns: offset,
+        };
+        let mut writer = writer_with(dir.path(), &kernel, partition, now);
+        let row = |ts_ns| Event {
+            ts_ns,
+            ..Default::default()
+        };
+        // Before midnight (as shifted), then 3 s later: after it.
+        writer.push(&row(now)).expect("push");
+        writer.push(&row(now + 1_000_000_000)).expect("push");
+        writer.push(&row(now + 3_000_000_000)).expect("push");
+        writer.finish().expect("finish");
+        let files = writer.report().files;
+        let before = mmap_format::partition::date_of(next_midnight - 1);
+        let after = mmap_format::partition::date_of(next_midnight);
+        let relative: Vec<String> = files
+            .iter()
+            .map(|f| {
+                f.strip_prefix(dir.path())
+                    .expect("below the directory")
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        assert_eq!(relative.len(), 2, "{relative:?}");
+        assert!(
+            relative[0].starts_with(&format!("host=web%2F1/date={before}/mmap-")),
+            "{relative:?}"
+        );
+        assert!(
+            relative[1].starts_with(&format!("host=web%2F1/date={after}/mmap-")),
+            "{relative:?}"
+        );
+        let rows: Vec<u64> = files
+            .iter()
+            .map(|f| CaptureReader::open(f).expect("open").num_rows())
+            .collect();
+        assert_eq!(rows, [2, 1]);
+        let manifest_path = dir
+            .path()
+            .join(manifest_name(&segment_name(&writer.setup.template, 0)).expect("a segment name"));
+        let manifest =
+            Manifest::parse(&std::fs::read(&manifest_path).expect("manifest")).expect("parse");
+        assert!(manifest.complete);
+        let listed: Vec<&str> = manifest.segments.iter().map(|s| s.file.as_str()).collect();
+        assert_eq!(listed, relative);
+        let second = CaptureReader::open(&files[1]).expect("open");
+        assert_eq!(
+            second
+                .metadata()
+                .previous_segment
+                .as_ref()
+                .map(|l| l.file.as_str()),
+            Some(relative[0].as_str())
+        );
     }
 
     #[test]

@@ -20,6 +20,7 @@ use mmap_format::{
     FORMAT_MINOR,
     manifest::{MANIFEST_SUFFIX, MAX_MANIFEST_BYTES, Manifest, manifest_name},
     metadata::CaptureMetadata,
+    partition,
     reader::CaptureReader,
 };
 use serde::Serialize;
@@ -267,7 +268,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // The manifests of every directory read: those given, and those of the files given.
     let mut dirs: BTreeSet<PathBuf> = dir_inputs.clone();
     for path in &found.files {
-        dirs.insert(parent_of(path));
+        dirs.insert(capture_dir(path).0);
     }
     let mut manifests: Vec<FoundManifest> = Vec::new();
     for dir in &dirs {
@@ -364,6 +365,49 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// The directory of the capture a file belongs to, where its manifest is: the directory it is
+/// in, or, in a Hive-style tree (`record --partition`), the one above its `key=value`
+/// directories; and its name from there (as the manifest and the chain name it).
+fn capture_dir(path: &Path) -> (PathBuf, String) {
+    let (_, root) = partition::of_path(path);
+    let root = if root.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        root.to_path_buf()
+    };
+    let name = path
+        .strip_prefix(&root)
+        .ok()
+        .filter(|rel| !rel.as_os_str().is_empty())
+        .or_else(|| path.file_name().map(Path::new))
+        .map(|rel| {
+            rel.components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect::<Vec<_>>()
+                .join("/")
+        })
+        .unwrap_or_default();
+    (root, name)
+}
+
+/// The file name at the end of a name a manifest lists (`host=h/date=d/mmap-...parquet`).
+fn base(name: &str) -> &str {
+    name.rsplit('/').next().unwrap_or(name)
+}
+
+/// Whether a manifest's `file` stays in its capture's directory: a file name, or one below
+/// `key=value` partition directories (no `.`, `..` or empty component).
+fn stays_inside(file: &str) -> bool {
+    let mut parts: Vec<&str> = file.split('/').collect();
+    let Some(name) = parts.pop() else {
+        return false;
+    };
+    !matches!(name, "" | "." | "..")
+        && parts
+            .iter()
+            .all(|dir| partition::parse_dir_name(dir).is_some())
+}
+
 /// The directory a file is in (`.` for a bare name).
 fn parent_of(path: &Path) -> PathBuf {
     match path.parent() {
@@ -384,11 +428,8 @@ fn examine(
     let mut examined = Examined {
         path: shown.clone(),
         path_buf: path.to_path_buf(),
-        name: path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        dir: parent_of(path),
+        name: capture_dir(path).1,
+        dir: capture_dir(path).0,
         capture_id: None,
         segment_index: None,
         format_version: None,
@@ -513,7 +554,7 @@ fn manifest_problems(
         let in_dir = dir.join(&entry.file);
         let shown = in_dir.display().to_string();
         let index = Some(entry.segment_index);
-        if !seen_index.insert(entry.segment_index) || entry.file.contains('/') {
+        if !seen_index.insert(entry.segment_index) || !stays_inside(&entry.file) {
             add(
                 &mut problems,
                 &shown_manifest,
@@ -642,7 +683,8 @@ fn manifest_problems(
             .and_then(|m| m.capture_id.as_deref())
             .is_some_and(|c| c == manifest.capture_id);
         let named_as_ours = prefix.as_deref().is_some_and(|p| {
-            manifest_name(&file.name).as_deref() == Some(format!("{p}{MANIFEST_SUFFIX}").as_str())
+            manifest_name(base(&file.name)).as_deref()
+                == Some(format!("{p}{MANIFEST_SUFFIX}").as_str())
         });
         if !same_capture && !named_as_ours {
             continue;
@@ -752,7 +794,7 @@ fn check_chains(manifests: &[FoundManifest], dir_inputs: &BTreeSet<PathBuf>, rep
             && segments
                 .values()
                 .flatten()
-                .any(|&i| manifest_name(&files[i].name).is_some())
+                .any(|&i| manifest_name(base(&files[i].name)).is_some())
         {
             let first = segments.values().flatten().next().map(|&i| &files[i]);
             if let Some(first) = first {
@@ -918,6 +960,7 @@ fn check_chains(manifests: &[FoundManifest], dir_inputs: &BTreeSet<PathBuf>, rep
 
 /// The index in a recorder's segment name, `mmap-START-ID-INDEX.parquet`.
 fn name_index(name: &str) -> Option<u32> {
+    let name = base(name);
     manifest_name(name)?;
     name.strip_suffix(".parquet")?
         .rsplit_once('-')?

@@ -137,9 +137,9 @@ impl Engine {
         for function in udf::all() {
             ctx.register_udf(function);
         }
-        tables::register_events(&ctx, inputs).map_err(EngineError::Input)?;
+        let partitions = tables::register_events(&ctx, inputs).map_err(EngineError::Input)?;
         runtime
-            .block_on(views::register(&ctx))
+            .block_on(views::register(&ctx, &partitions))
             .map_err(EngineError::from_datafusion)?;
         let what = match inputs.len() {
             1 => "1 file".to_owned(),
@@ -256,7 +256,9 @@ fn session() -> Result<SessionContext, DataFusionError> {
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_pool(Arc::new(pool))
         .build_arc()?;
-    Ok(SessionContext::new_with_config_rt(config, runtime))
+    let ctx = SessionContext::new_with_config_rt(config, runtime);
+    ctx.add_optimizer_rule(Arc::new(tables::NeverTrue));
+    Ok(ctx)
 }
 
 /// The results of a query, batch by batch, as it runs.

@@ -8,8 +8,9 @@
 //! | `snapshots` | `snapshot`             | `prot_names`, `flags_names`                         |
 //! | `lost`      | `lost`                 |                                                     |
 //!
-//! Every view ends with `capture_id`, `host` and `file`. A filter on a view reaches the Parquet
-//! scans below it like a filter on `events`.
+//! Every view ends with `capture_id`, `host`, `file`, `date` and the other partition columns of
+//! the inputs (Hive-style trees). A filter on a view reaches the Parquet scans below it like a
+//! filter on `events`.
 
 use arrow::datatypes::DataType;
 use datafusion::{
@@ -20,7 +21,7 @@ use datafusion::{
 use mmap_format::{event::RowKind, schema::col::*};
 
 use super::{
-    tables::{CAPTURE_ID, EVENTS, FILE, HOST},
+    tables::{CAPTURE_ID, DATE, EVENTS, FILE, HOST},
     udf::Decoder,
 };
 
@@ -68,7 +69,7 @@ const CONTAINER: &[Column] = &[
 ];
 
 /// Which input the row is from (the last columns of every view).
-const INPUT: &[Column] = &[Events(CAPTURE_ID), Events(HOST), Events(FILE)];
+const INPUT: &[Column] = &[Events(CAPTURE_ID), Events(HOST), Events(FILE), Events(DATE)];
 
 /// The system call view: the call, its arguments and result, decoded.
 const CALLS: &[&[Column]] = &[
@@ -157,6 +158,14 @@ pub const FLAGS_NAMES: &str = "flags_names";
 /// `errno_name(errno)`.
 pub const ERRNO_NAME: &str = "errno_name";
 
+/// The computed columns of the views, and their types.
+pub const DERIVED: [(&str, DataType); 4] = [
+    (DUR_NS, DataType::Int64),
+    (PROT_NAMES, DataType::Utf8),
+    (FLAGS_NAMES, DataType::Utf8),
+    (ERRNO_NAME, DataType::Utf8),
+];
+
 /// A view: its name, the kinds of rows it shows and its columns, group by group.
 struct View {
     name: &'static str,
@@ -188,8 +197,9 @@ const VIEWS: [View; 4] = [
     },
 ];
 
-/// Registers every view over the table `events` (registered before).
-pub async fn register(ctx: &SessionContext) -> Result<()> {
+/// Registers every view over the table `events` (registered before), which has the partition
+/// columns `partitions` besides `host` and `date` (they end every view).
+pub async fn register(ctx: &SessionContext, partitions: &[String]) -> Result<()> {
     for view in &VIEWS {
         let kinds = view.kinds.iter().map(|kind| lit(kind.as_str())).collect();
         let columns = view
@@ -200,7 +210,8 @@ pub async fn register(ctx: &SessionContext) -> Result<()> {
             .map(|column| match column {
                 Events(name) => col(*name),
                 Derived(name, expr) => expr().alias(*name),
-            });
+            })
+            .chain(partitions.iter().map(|name| col(name.as_str())));
         let rows = ctx
             .table(EVENTS)
             .await?

@@ -14,7 +14,10 @@ use std::{
 };
 
 use anyhow::{Context as _, anyhow, bail};
-use mmap_format::journal::JOURNAL_SUFFIX;
+use mmap_format::{journal::JOURNAL_SUFFIX, partition};
+
+/// How deep `key=value` directories are read below a directory INPUT.
+const MAX_PARTITION_DEPTH: usize = 16;
 
 /// The extension of capture files in a directory.
 const CAPTURE_EXTENSION: &str = "parquet";
@@ -66,9 +69,23 @@ impl Discovered {
         }
     }
 
-    /// The regular `*.parquet` files of `dir`, by name; journals are noted, symbolic links and
-    /// special files with a capture's name are skipped with a note, anything else is ignored.
+    /// The regular `*.parquet` files of `dir`, by name, and those of its Hive-style partition
+    /// directories (`key=value`, read recursively); journals are noted, symbolic links and
+    /// special files with a capture's name (or a partition directory's) are skipped with a note,
+    /// anything else is ignored.
     fn add_dir(&mut self, dir: &Path) -> anyhow::Result<()> {
+        if self.add_dir_at(dir, 0)? == 0 {
+            bail!(
+                "{}: no capture files (*.{CAPTURE_EXTENSION}) in this directory",
+                dir.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// [`Self::add_dir`] at `depth` partition directories below the INPUT: how many capture
+    /// files it took.
+    fn add_dir_at(&mut self, dir: &Path, depth: usize) -> anyhow::Result<usize> {
         let read = |err| anyhow!("{}: cannot read the directory: {err}", dir.display());
         let mut entries = Vec::new();
         for entry in fs::read_dir(dir).map_err(read)? {
@@ -79,17 +96,29 @@ impl Discovered {
         entries.sort_by(|a, b| a.0.cmp(&b.0));
         let mut captures = 0;
         for (path, file_type) in entries {
-            if self.add_found(path, file_type)? {
+            let partition = path
+                .file_name()
+                .and_then(OsStr::to_str)
+                .is_some_and(|name| partition::parse_dir_name(name).is_some());
+            if partition && file_type.is_dir() {
+                if depth >= MAX_PARTITION_DEPTH {
+                    bail!(
+                        "{}: partition directories nested more than {MAX_PARTITION_DEPTH} deep",
+                        path.display()
+                    );
+                }
+                captures += self.add_dir_at(&path, depth + 1)?;
+            } else if partition && !file_type.is_file() {
+                self.skipped.push(format!(
+                    "{}: skipped, not a partition directory ({})",
+                    path.display(),
+                    type_name(file_type)
+                ));
+            } else if self.add_found(path, file_type)? {
                 captures += 1;
             }
         }
-        if captures == 0 {
-            bail!(
-                "{}: no capture files (*.{CAPTURE_EXTENSION}) in this directory",
-                dir.display()
-            );
-        }
-        Ok(())
+        Ok(captures)
     }
 
     /// What a directory listing found; whether it is a capture file.
@@ -251,6 +280,50 @@ mod tests {
         for what in ["a symbolic link, not followed", "a FIFO", "a directory"] {
             assert!(skipped.contains(what), "{skipped}");
         }
+    }
+
+    /// `key=value` subdirectories are read recursively, in path order; other subdirectories
+    /// are not, and a partition directory that is a symbolic link is skipped with a note.
+    #[test]
+    fn partition_directories_are_read_recursively_without_following_links() {
+        let dir = recording();
+        let d = dir.path();
+        for sub in ["host=a/date=2026-12-02", "host=a/date=2026-12-01", "plain"] {
+            fs::create_dir_all(d.join(sub)).expect("mkdir");
+            touch(&d.join(sub).join("x.parquet"));
+        }
+        let elsewhere = tempfile::tempdir().expect("temp dir");
+        touch(&elsewhere.path().join("y.parquet"));
+        symlink(elsewhere.path(), d.join("host=b")).expect("symlink");
+        let found = Discovered::from_args(&[d.to_path_buf()]).expect("discover");
+        let relative: Vec<_> = found
+            .files
+            .iter()
+            .map(|p| p.strip_prefix(d).expect("below").to_path_buf())
+            .collect();
+        assert_eq!(
+            relative,
+            [
+                PathBuf::from("host=a/date=2026-12-01/x.parquet"),
+                PathBuf::from("host=a/date=2026-12-02/x.parquet"),
+                PathBuf::from("mmap-20261127T060113Z-c0ffee00-00000.parquet"),
+                PathBuf::from("mmap-20261127T060113Z-c0ffee00-00001.parquet"),
+            ]
+        );
+        assert!(
+            found
+                .skipped
+                .iter()
+                .any(|s| s.contains("host=b: skipped") && s.contains("not followed")),
+            "{:?}",
+            found.skipped
+        );
+        // A tree with nothing but partition directories is not "empty".
+        let tree = tempfile::tempdir().expect("temp dir");
+        fs::create_dir_all(tree.path().join("date=2026-12-01")).expect("mkdir");
+        touch(&tree.path().join("date=2026-12-01/z.parquet"));
+        let found = Discovered::from_args(&[tree.path().to_path_buf()]).expect("discover");
+        assert_eq!(found.files.len(), 1);
     }
 
     #[test]

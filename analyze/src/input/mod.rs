@@ -4,6 +4,7 @@
 
 mod discover;
 mod merge;
+mod partitions;
 mod query;
 
 use std::path::Path;
@@ -21,10 +22,38 @@ use crate::{cli::Inputs, output};
 /// input fails the command with nothing but its error. What discovery left out is noted on
 /// stderr.
 pub fn open(inputs: &Inputs) -> anyhow::Result<Vec<CaptureReader>> {
-    let found = Discovered::from_args(&inputs.paths)?;
+    open_where(inputs, None)
+}
+
+/// Like [`open`]; in a Hive-style tree, the files whose partition values (`date=`, `host=`, ...
+/// of their paths) make `predicate` (a `--where`) false are not opened at all.
+pub fn open_where(inputs: &Inputs, predicate: Option<&str>) -> anyhow::Result<Vec<CaptureReader>> {
+    let mut found = Discovered::from_args(&inputs.paths)?;
     note_journals(&found);
     note_skipped(&found);
-    found.files.iter().map(|path| open_one(path)).collect()
+    if let Some(predicate) = predicate {
+        let all = found.files.len();
+        let left_out = partitions::prune(&mut found.files, predicate);
+        if found.files.is_empty() {
+            anyhow::bail!(
+                "--where rules out every one of the {all} capture files by their partition \
+                 directories"
+            );
+        }
+        if left_out > 0 {
+            output::note(&format!(
+                "--where: {left_out} of {all} capture files left out by their partition \
+                 directories (not opened)"
+            ));
+        }
+    }
+    let readers = found
+        .files
+        .iter()
+        .map(|path| open_one(path))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    partitions::check(&readers)?;
+    Ok(readers)
 }
 
 /// Opens one capture; a capture that cannot be read and has a crash journal next to it says

@@ -17,6 +17,7 @@ mod integrity;
 mod latency;
 mod leaks;
 mod maps;
+mod partitions;
 mod progress;
 mod recover;
 mod replay_cmd;

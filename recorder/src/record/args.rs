@@ -3,6 +3,7 @@
 use std::{ffi::OsString, path::PathBuf, time::Duration};
 
 use clap::{Args, ValueEnum};
+use mmap_format::partition::PartitionKey;
 
 use crate::probes::AttachMode;
 
@@ -108,6 +109,21 @@ pub struct RecordArgs {
     /// With a directory output: keep only the newest N segments (older ones are deleted).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub keep: Option<u32>,
+
+    /// With a directory output: write each segment in Hive-style partition directories,
+    /// `DIR/host=H/date=YYYY-MM-DD/`, for the keys given, in that order (host, date, or both,
+    /// comma-separated). `host` is the host name the capture records (characters that cannot
+    /// be in a directory name, and `=`, `%` and a leading `.`, are written %XX, as Hive does);
+    /// `date` is the UTC day the segment starts. With `date`, a new segment also starts at
+    /// midnight UTC, so that no segment holds two days. The manifest stays in DIR.
+    /// mmap-analyze reads such a tree as one capture, with the keys as columns.
+    #[arg(long, value_name = "KEYS", value_delimiter = ',')]
+    pub partition: Vec<PartitionKey>,
+
+    /// Testing only: seconds added to the clock when --partition decides a day, so that a test
+    /// crosses midnight in seconds.
+    #[arg(long, value_name = "SECONDS", hide = true, allow_hyphen_values = true)]
+    pub partition_clock_offset: Option<i64>,
 
     /// Kernel ring buffer size, e.g. 16MiB (rounded up to a power of two). A larger ring absorbs
     /// longer bursts before records are lost.

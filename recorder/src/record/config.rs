@@ -16,7 +16,7 @@ use crate::{
     btf, cgroups, clock,
     host::HostInfo,
     launch::{self, InvokingUser},
-    output::Output,
+    output::{Output, Partitioning},
     preflight,
     probes::AttachMode,
 };
@@ -192,13 +192,36 @@ fn output(args: &RecordArgs) -> anyhow::Result<Output> {
                 args.output.display()
             );
         }
+        if !args.partition.is_empty() {
+            bail!(
+                "--partition writes partition directories, so it needs a directory output: -o \
+                 {}/",
+                args.output.display()
+            );
+        }
         return Ok(Output::File(args.output.clone()));
     }
+    let mut keys = Vec::new();
+    for &key in &args.partition {
+        if keys.contains(&key) {
+            bail!("--partition names {} twice", key.as_str());
+        }
+        keys.push(key);
+    }
+    let clock_offset_ns = args
+        .partition_clock_offset
+        .unwrap_or(0)
+        .checked_mul(1_000_000_000)
+        .context("--partition-clock-offset is too large")?;
     Ok(Output::Dir {
         dir: args.output.clone(),
         rotate_size: args.rotate_size.map(|s| s.as_u64()),
         rotate_time: args.rotate_time,
         keep: args.keep.map(|k| k as usize),
+        partition: Partitioning {
+            keys,
+            clock_offset_ns,
+        },
     })
 }
 

@@ -2,12 +2,7 @@
 //! [`Recording::set_up`] loads and attaches, [`Recording::start`] starts the writer, turns
 //! recording on and starts snapshots and the command, [`Recording::run`] drains until something
 //! stops it, and [`Recording::finish`] shuts down in order and reports.
-use std::{
-    fs::File,
-    os::fd::OwnedFd,
-    path::{Path, PathBuf},
-    time::Instant,
-};
+use std::{os::fd::OwnedFd, path::Path, time::Instant};
 
 use anyhow::Context as _;
 use tokio::runtime::Runtime;
@@ -20,7 +15,7 @@ use super::{
 };
 use crate::{
     btf, clock, launch,
-    output::{OutDir, Output, Provisional},
+    output::{FirstFile, OutDir, Output, Provisional},
     probes::{self, AttachMode, Probes},
     sink::{Sink, SinkReport, SinkSetup, WriteFailed, WriterStopped},
     snapshot,
@@ -37,7 +32,7 @@ pub struct Recording {
     /// The kernel measures the programs' run time while this is open (--prog-stats).
     run_time_stats: Option<OwnedFd>,
     /// The first capture file, from set-up until the writer takes it at the start.
-    first: Option<(PathBuf, File)>,
+    first: Option<FirstFile>,
     /// What set-up created at the output: removed unless the capture gets a row.
     created: Provisional,
     /// The directory the capture's files go in, held open.

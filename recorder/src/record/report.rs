@@ -190,6 +190,7 @@ mod tests {
             rotate_size: None,
             rotate_time: None,
             keep: Some(2),
+            partition: Default::default(),
         }
     }
 

@@ -11,6 +11,7 @@ mod fixtures;
 /// The places a value can survive in a capture file, shared with the analyzer's own tests.
 #[path = "../../../analyze/tests/analyze/leaks.rs"]
 mod leaks;
+mod partition;
 mod record_mmap;
 mod recorder;
 mod rerun;

@@ -53,6 +53,7 @@ pub mod page_crc;
 pub mod pages;
 pub mod reader;
 pub mod recover;
+pub mod remote;
 pub mod schema;
 pub mod writer;
 

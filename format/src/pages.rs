@@ -41,6 +41,11 @@ const FIRST_READ: u64 = 256;
 pub trait HeaderSource: ChunkReader {
     /// Fills `buf` from byte `at` as far as the input goes; the bytes read.
     fn read_into(&self, at: u64, buf: &mut [u8]) -> usize;
+
+    /// Told, before each row group is walked, where its page headers are expected (from the
+    /// column chunks and the offset index), for an input that reads them in bulk ahead of time
+    /// (a remote object, [`crate::remote`]); local inputs read each header where it is.
+    fn prefetch(&self, _ranges: &[std::ops::Range<u64>]) {}
 }
 
 impl HeaderSource for File {
@@ -106,6 +111,25 @@ fn check_pages_within<R: HeaderSource>(
         .ok()
         .and_then(|m| m.offset_index().cloned());
     for (rg_index, rg) in metadata.row_groups().iter().enumerate() {
+        let expected = rg
+            .columns()
+            .iter()
+            .enumerate()
+            .flat_map(|(column_index, column)| {
+                let (start, len) = column.byte_range();
+                let end = start.saturating_add(len);
+                let pages = offset_index
+                    .as_ref()
+                    .and_then(|index| index.get(rg_index))
+                    .and_then(|columns| columns.get(column_index))
+                    .map_or(&[][..], |l| l.page_locations())
+                    .iter()
+                    .filter_map(|location| u64::try_from(location.offset).ok());
+                std::iter::once(start)
+                    .chain(pages)
+                    .map(move |at| at..at.saturating_add(FIRST_READ).min(end))
+            });
+        input.prefetch(&expected.collect::<Vec<_>>());
         let mut row_group_total: i64 = 0;
         for (column_index, column) in rg.columns().iter().enumerate() {
             let name = column.column_descr().name();

@@ -51,6 +51,8 @@ type EventIter = Box<dyn Iterator<Item = Result<Event<'static>, FormatError>> + 
 enum Source {
     File,
     Memory(Bytes),
+    /// An object in a store, read by the query engine's own client (see [`crate::remote`]).
+    Remote,
 }
 
 /// An open, validated capture.
@@ -74,6 +76,73 @@ impl CaptureReader {
     /// [`CaptureReader::open`]; errors name the path `<memory>`.
     pub fn from_bytes(data: impl Into<Bytes>) -> Result<Self, FormatError> {
         Self::open_bytes(data.into(), &schema(), COLUMNS_ADDED_BY_MINOR)
+    }
+
+    /// Opens an object that is not a local file (`name`, e.g. `s3://bucket/key`, is what errors
+    /// and [`CaptureReader::path`] say) from ranged reads of `source`: the footer and the page
+    /// headers, with the same checks as [`CaptureReader::open`] (see [`crate::remote`]). Its rows
+    /// are read by whoever holds the connection (the analyzer's query engine):
+    /// [`CaptureReader::batches`] and [`CaptureReader::events`] refuse it.
+    pub fn open_ranges(
+        name: &str,
+        source: &dyn crate::remote::RangeSource,
+    ) -> Result<Self, FormatError> {
+        let path = Path::new(name);
+        let ranged = crate::remote::Ranged::new(source);
+        let failed =
+            |ranged: &crate::remote::Ranged<'_>, err: FormatError| match ranged.take_error() {
+                Some(source) => FormatError::FileIo {
+                    path: path.to_path_buf(),
+                    source,
+                },
+                None => err,
+            };
+        let len = source.len();
+        let mut head = [0; 4];
+        let mut tail = [0; 4];
+        if len >= 12 {
+            let io = |source| FormatError::FileIo {
+                path: path.to_path_buf(),
+                source,
+            };
+            let start = ranged.get_bytes(0, 4).map_err(|_| {
+                io(ranged
+                    .take_error()
+                    .unwrap_or_else(|| std::io::Error::other("cannot read")))
+            })?;
+            head.copy_from_slice(&start);
+            // The last 8 bytes (footer length and magic) are what parquet reads first: kept.
+            let end = ranged.get_bytes(len - 8, 8).map_err(|_| {
+                io(ranged
+                    .take_error()
+                    .unwrap_or_else(|| std::io::Error::other("cannot read")))
+            })?;
+            tail.copy_from_slice(&end[4..]);
+        }
+        check_magic(path, len, &head, &tail)?;
+        let parquet = load_footer(path, &ranged).map_err(|e| failed(&ranged, e))?;
+        check_ranges(path, &parquet, len)?;
+        crate::pages::check_pages(path, &ranged, parquet.metadata())
+            .map_err(|e| failed(&ranged, e))?;
+        if let Some(source) = ranged.take_error() {
+            return Err(FormatError::FileIo {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+        Self::validate(
+            path.to_path_buf(),
+            Source::Remote,
+            parquet,
+            &schema(),
+            COLUMNS_ADDED_BY_MINOR,
+        )
+    }
+
+    /// Whether the capture is an object read through ranged reads
+    /// ([`CaptureReader::open_ranges`]), not a local file or bytes in memory.
+    pub fn is_remote(&self) -> bool {
+        matches!(self.source, Source::Remote)
     }
 
     fn open_file(
@@ -213,6 +282,12 @@ impl CaptureReader {
         match &self.source {
             Source::File => self.batches_from(open_existing(&self.path)?),
             Source::Memory(data) => self.batches_from(data.clone()),
+            Source::Remote => Err(FormatError::FileIo {
+                path: self.path.clone(),
+                source: std::io::Error::other(
+                    "a remote capture is read through the query engine, not row by row here",
+                ),
+            }),
         }
     }
 

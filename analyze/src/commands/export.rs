@@ -55,6 +55,9 @@ pub struct Args {
     #[arg(value_name = "INPUT", required = true, num_args = 1..)]
     inputs: Vec<PathBuf>,
 
+    #[command(flatten)]
+    remote: crate::cli::Remote,
+
     /// What to write.
     #[arg(long, value_enum)]
     format: ExportFormat,
@@ -90,7 +93,7 @@ pub enum ExportFormat {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let opened = Opened::new(&args.inputs)?;
+    let opened = Opened::new(&args.inputs, &args.remote)?;
     export(&opened, &args)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -56,6 +56,9 @@ pub struct Args {
     #[arg(value_name = "INPUT", required = true, num_args = 1..)]
     inputs: Vec<PathBuf>,
 
+    #[command(flatten)]
+    remote: crate::cli::Remote,
+
     /// Play at X times the original pace (X > 0; 10 plays a 10 s capture in about 1 s). Without
     /// it, as fast as possible.
     #[arg(long, value_name = "X", value_parser = parse_speed)]
@@ -101,7 +104,7 @@ fn parse_speed(value: &str) -> Result<f64, String> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let opened = Opened::new(&args.inputs)?;
+    let opened = Opened::new(&args.inputs, &args.remote)?;
     play(&opened, &args)?;
     Ok(ExitCode::SUCCESS)
 }

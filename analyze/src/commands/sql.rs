@@ -43,6 +43,9 @@ pub struct Args {
     #[arg(value_name = "INPUT", required = true, num_args = 1..)]
     inputs: Vec<PathBuf>,
 
+    #[command(flatten)]
+    remote: crate::cli::Remote,
+
     /// The query, e.g. "SELECT comm, count(*) FROM calls GROUP BY comm".
     #[arg(value_name = "QUERY")]
     query: String,
@@ -69,6 +72,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let inputs = input::open(&Inputs {
         paths: args.inputs.clone(),
+        remote: args.remote.clone(),
     })?;
     let engine = Engine::open(&inputs)?;
     let written = engine

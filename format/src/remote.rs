@@ -1,0 +1,221 @@
+//! Captures that are not local files (objects in a store such as S3), opened from ranged reads:
+//! the footer and the page headers, never the whole object.
+//!
+//! This crate does no networking: whoever holds the connection implements [`RangeSource`], and
+//! [`CaptureReader::open_ranges`](crate::reader::CaptureReader::open_ranges) runs the same checks
+//! as for a local file through it (magic, footer, the ranges the footer places, every page
+//! header's declared sizes and the offset index, the metadata's size, version and schema).
+//!
+//! What is read: the first 4 and the last 8 bytes, then the footer, then the offset index, then,
+//! row group by row group, the first 256 bytes of every page the offset index places (and of each column chunk, where its dictionary page starts), ranges less than
+//! [`MERGE_GAP`] apart being read as one. A header longer than that, or a file without an
+//! offset index, costs a read per header.
+
+use std::{
+    io,
+    ops::Range,
+    sync::{Mutex, MutexGuard},
+};
+
+use bytes::Bytes;
+use parquet::{
+    errors::ParquetError,
+    file::reader::{ChunkReader, Length},
+};
+
+use crate::pages::HeaderSource;
+
+/// Header ranges closer than this are read as one range: one request instead of several, for
+/// a few KiB more.
+pub const MERGE_GAP: u64 = 32 << 10;
+
+/// The most bytes read as a stream: the footer and what follows it.
+const MAX_STREAM: u64 = 64 << 20;
+
+/// Byte ranges of one object, read by whoever holds the connection.
+pub trait RangeSource: Send + Sync {
+    /// The object's length in bytes.
+    fn len(&self) -> u64;
+
+    /// The bytes of each range, in order (each range lies within the object). A failure is
+    /// the error to report, one line.
+    fn read_ranges(&self, ranges: &[Range<u64>]) -> io::Result<Vec<Bytes>>;
+}
+
+/// A [`RangeSource`] with the ranges read so far kept, as the parquet reader and the page walk
+/// want them: the footer and the page index for the whole opening, the page headers of one
+/// row group at a time.
+pub(crate) struct Ranged<'s> {
+    source: &'s dyn RangeSource,
+    len: u64,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Ranges read before the page walk (the footer, the offset index).
+    kept: Vec<(u64, Bytes)>,
+    /// The page headers of the row group being walked.
+    window: Vec<(u64, Bytes)>,
+    /// Whether the page walk has started: what is read then goes to `window`.
+    walking: bool,
+    /// The first read that failed; the opening reports it rather than what parquet made of it.
+    error: Option<io::Error>,
+}
+
+impl<'s> Ranged<'s> {
+    pub(crate) fn new(source: &'s dyn RangeSource) -> Self {
+        Self {
+            len: source.len(),
+            source,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The first read that failed, if one did.
+    pub(crate) fn take_error(&self) -> Option<io::Error> {
+        self.state().error.take()
+    }
+
+    /// The bytes `start..start + len` (cut at the object's end), from what was read or read now.
+    fn bytes(&self, start: u64, len: u64) -> io::Result<Bytes> {
+        let end = start.saturating_add(len).min(self.len);
+        if start > end {
+            return Err(io::Error::other(format!(
+                "a read at byte {start}, past the end ({})",
+                self.len
+            )));
+        }
+        let state = self.state();
+        for (at, bytes) in state.kept.iter().chain(&state.window) {
+            let piece_end = at + bytes.len() as u64;
+            if *at <= start && end <= piece_end {
+                let from = usize::try_from(start - at).map_err(io::Error::other)?;
+                let to = usize::try_from(end - at).map_err(io::Error::other)?;
+                return Ok(bytes.slice(from..to));
+            }
+        }
+        drop(state);
+        let read = self.source.read_ranges(std::slice::from_ref(&(start..end)));
+        let mut state = self.state();
+        match read.and_then(|mut pieces| pieces.pop().ok_or_else(|| io::Error::other("no data"))) {
+            Ok(bytes) => {
+                let keep = if state.walking {
+                    &mut state.window
+                } else {
+                    &mut state.kept
+                };
+                keep.push((start, bytes.clone()));
+                Ok(bytes)
+            }
+            Err(err) => {
+                let again = io::Error::new(err.kind(), err.to_string());
+                state.error.get_or_insert(err);
+                Err(again)
+            }
+        }
+    }
+}
+
+impl Length for Ranged<'_> {
+    fn len(&self) -> u64 {
+        self.len
+    }
+}
+
+impl ChunkReader for Ranged<'_> {
+    type T = io::Cursor<Bytes>;
+
+    /// Parquet reads the footer (and the page index) through this: the rest of the object from
+    /// `start`, which is refused past [`MAX_STREAM`] (it would be a column chunk, not a footer).
+    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
+        let rest = self.len.saturating_sub(start);
+        if rest > MAX_STREAM {
+            return Err(ParquetError::General(format!(
+                "a read of {rest} bytes from byte {start}: more than a footer"
+            )));
+        }
+        self.bytes(start, rest)
+            .map(io::Cursor::new)
+            .map_err(|err| ParquetError::External(Box::new(err)))
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
+        self.bytes(start, length as u64)
+            .map_err(|err| ParquetError::External(Box::new(err)))
+    }
+}
+
+impl HeaderSource for Ranged<'_> {
+    fn read_into(&self, at: u64, buf: &mut [u8]) -> usize {
+        match self.bytes(at, buf.len() as u64) {
+            Ok(bytes) => {
+                buf[..bytes.len()].copy_from_slice(&bytes);
+                bytes.len()
+            }
+            Err(_) => 0,
+        }
+    }
+
+    fn prefetch(&self, ranges: &[Range<u64>]) {
+        let merged = merge(ranges, self.len);
+        {
+            let mut state = self.state();
+            state.walking = true;
+            state.window.clear();
+            if state.error.is_some() || merged.is_empty() {
+                return;
+            }
+        }
+        let read = self.source.read_ranges(&merged);
+        let mut state = self.state();
+        match read {
+            Ok(pieces) => {
+                state.window = merged.iter().map(|r| r.start).zip(pieces).collect();
+            }
+            Err(err) => {
+                state.error.get_or_insert(err);
+            }
+        }
+    }
+}
+
+/// `ranges` sorted, cut at `len`, and joined where less than [`MERGE_GAP`] apart.
+fn merge(ranges: &[Range<u64>], len: u64) -> Vec<Range<u64>> {
+    let mut sorted: Vec<Range<u64>> = ranges
+        .iter()
+        .map(|r| r.start.min(len)..r.end.min(len))
+        .filter(|r| r.start < r.end)
+        .collect();
+    sorted.sort_by_key(|r| r.start);
+    let mut merged: Vec<Range<u64>> = Vec::with_capacity(sorted.len());
+    for range in sorted {
+        match merged.last_mut() {
+            Some(last) if range.start <= last.end.saturating_add(MERGE_GAP) => {
+                last.end = last.end.max(range.end);
+            }
+            _ => merged.push(range),
+        }
+    }
+    merged
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_ranges_are_read_as_one() {
+        let ranges = [0..10, 100..356, 200_000..200_256, 40..50, 300_000..400_000];
+        assert_eq!(
+            merge(&ranges, 350_000),
+            [0..356, 200_000..200_256, 300_000..350_000]
+        );
+    }
+}

@@ -350,6 +350,7 @@ mod tests {
         let mut crafted = file[..at].to_vec();
         crafted.extend_from_slice(&patched);
         crafted.extend_from_slice(&file[at + header_len as usize..]);
+        let remote = crate::remote::tests::open_remote(Bytes::from(crafted.clone()));
         let Err(err) = CaptureReader::from_bytes(crafted) else {
             panic!("refused");
         };
@@ -357,6 +358,15 @@ mod tests {
             err.to_string(),
             "<memory>: truncated or damaged Parquet file: a page of column addr in row group 0 \
              declares 1073741824 bytes decompressed; a capture's pages hold at most 67108864"
+        );
+        // Read from ranges (an s3:// object), the same check refuses it.
+        let Err(remote) = remote else {
+            panic!("refused when remote");
+        };
+        assert_eq!(
+            remote.to_string(),
+            err.to_string()
+                .replace("<memory>", crate::remote::tests::URL)
         );
     }
 
@@ -384,9 +394,18 @@ mod tests {
         assert_eq!(patched.len(), len, "same length, so nothing else moves");
         let mut crafted = file.to_vec();
         crafted[start..start + len].copy_from_slice(&patched);
+        let remote = crate::remote::tests::open_remote(Bytes::from(crafted.clone()));
         let Err(err) = CaptureReader::from_bytes(crafted) else {
             panic!("refused");
         };
+        let Err(remote) = remote else {
+            panic!("refused when remote");
+        };
+        assert_eq!(
+            remote.to_string(),
+            err.to_string()
+                .replace("<memory>", crate::remote::tests::URL)
+        );
         let message = err.to_string();
         assert!(
             message.starts_with(

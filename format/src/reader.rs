@@ -100,24 +100,20 @@ impl CaptureReader {
         let len = source.len();
         let mut head = [0; 4];
         let mut tail = [0; 4];
-        if len >= 12 {
-            let io = |source| FormatError::FileIo {
+        let read = |at: u64, n: usize| {
+            ranged.get_bytes(at, n).map_err(|_| FormatError::FileIo {
                 path: path.to_path_buf(),
-                source,
-            };
-            let start = ranged.get_bytes(0, 4).map_err(|_| {
-                io(ranged
+                source: ranged
                     .take_error()
-                    .unwrap_or_else(|| std::io::Error::other("cannot read")))
-            })?;
-            head.copy_from_slice(&start);
+                    .unwrap_or_else(|| std::io::Error::other("cannot read")),
+            })
+        };
+        if len >= 4 {
+            head.copy_from_slice(&read(0, 4)?);
+        }
+        if len >= 8 {
             // The last 8 bytes (footer length and magic) are what parquet reads first: kept.
-            let end = ranged.get_bytes(len - 8, 8).map_err(|_| {
-                io(ranged
-                    .take_error()
-                    .unwrap_or_else(|| std::io::Error::other("cannot read")))
-            })?;
-            tail.copy_from_slice(&end[4..]);
+            tail.copy_from_slice(&read(len - 8, 8)?[4..]);
         }
         check_magic(path, len, &head, &tail)?;
         let parquet = load_footer(path, &ranged).map_err(|e| failed(&ranged, e))?;

@@ -207,8 +207,145 @@ fn merge(ranges: &[Range<u64>], len: u64) -> Vec<Range<u64>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     use super::*;
+    use crate::{
+        FormatError,
+        event::Event,
+        metadata::CaptureMetadata,
+        reader::CaptureReader,
+        writer::{CaptureWriter, WriterConfig},
+    };
+
+    /// The name the tests open objects as.
+    pub(crate) const URL: &str = "s3://bucket/key.parquet";
+
+    /// An object in memory that counts its reads and can be made to fail.
+    pub(crate) struct Object {
+        data: Bytes,
+        pub(crate) requests: AtomicUsize,
+        pub(crate) bytes: AtomicUsize,
+        fail: bool,
+    }
+
+    impl Object {
+        pub(crate) fn new(data: Bytes) -> Self {
+            Self {
+                data,
+                requests: AtomicUsize::new(0),
+                bytes: AtomicUsize::new(0),
+                fail: false,
+            }
+        }
+    }
+
+    impl RangeSource for Object {
+        fn len(&self) -> u64 {
+            self.data.len() as u64
+        }
+
+        fn read_ranges(&self, ranges: &[Range<u64>]) -> io::Result<Vec<Bytes>> {
+            if self.fail {
+                return Err(io::Error::other("connection refused"));
+            }
+            self.requests.fetch_add(ranges.len(), Ordering::Relaxed);
+            ranges
+                .iter()
+                .map(|r| {
+                    let (start, end) = (r.start as usize, r.end as usize);
+                    assert!(
+                        start <= end && end <= self.data.len(),
+                        "{r:?} within the object"
+                    );
+                    self.bytes.fetch_add(end - start, Ordering::Relaxed);
+                    Ok(self.data.slice(start..end))
+                })
+                .collect()
+        }
+    }
+
+    /// Opens `data` as the object [`URL`].
+    pub(crate) fn open_remote(data: Bytes) -> Result<CaptureReader, FormatError> {
+        CaptureReader::open_ranges(URL, &Object::new(data))
+    }
+
+    /// A capture of `rows` rows in row groups of `per_group`, with long paths that do not
+    /// compress (pages of some hundred KiB).
+    fn capture(rows: u64, per_group: usize) -> Bytes {
+        let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+        let mut noise = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let config = WriterConfig {
+            row_group_rows: per_group,
+            ..WriterConfig::default()
+        };
+        let mut writer = CaptureWriter::new(Vec::new(), config).expect("writer");
+        for i in 0..rows {
+            writer
+                .push(&Event {
+                    ts_ns: 1_700_000_000_000_000_000 + i as i64,
+                    pid: 7 + (i / per_group as u64) as u32,
+                    file_path: Some(
+                        (0..8)
+                            .map(|_| format!("{:016x}", noise()))
+                            .collect::<Vec<_>>()
+                            .join("/")
+                            .into(),
+                    ),
+                    ..Default::default()
+                })
+                .expect("push");
+        }
+        Bytes::from(writer.finish(&CaptureMetadata::default()).expect("finish"))
+    }
+
+    #[test]
+    fn an_object_opens_from_its_footer_and_page_headers_only() {
+        let data = capture(60_000, 20_000);
+        let local = CaptureReader::from_bytes(data.clone()).expect("open in memory");
+        let object = Object::new(data.clone());
+        let remote = CaptureReader::open_ranges(URL, &object).expect("open from ranges");
+        assert_eq!(remote.path().to_str(), Some(URL));
+        assert!(remote.is_remote() && !local.is_remote());
+        assert_eq!(remote.num_rows(), local.num_rows());
+        assert_eq!(remote.num_row_groups(), 3);
+        assert_eq!(remote.metadata(), local.metadata());
+        let requests = object.requests.load(Ordering::Relaxed);
+        let bytes = object.bytes.load(Ordering::Relaxed);
+        eprintln!(
+            "opened from {requests} reads of {bytes} bytes, of {}",
+            data.len()
+        );
+        // The head, the tail, the footer, the offset index, a few per row group.
+        assert!(requests < 40, "{requests} reads");
+        assert!(
+            bytes * 4 < data.len(),
+            "{bytes} of {} bytes read",
+            data.len()
+        );
+        assert!(remote.batches().is_err(), "rows are the engine's to read");
+    }
+
+    #[test]
+    fn a_failed_read_is_an_io_error_naming_the_object() {
+        let object = Object {
+            fail: true,
+            ..Object::new(capture(10, 10))
+        };
+        let err = CaptureReader::open_ranges(URL, &object).expect_err("fails");
+        assert!(matches!(err, FormatError::FileIo { .. }), "{err:?}");
+        assert!(err.to_string().starts_with(URL), "{err}");
+        assert!(err.to_string().contains("connection refused"), "{err}");
+        let short = CaptureReader::open_ranges(URL, &Object::new(Bytes::from_static(b"PAR1")))
+            .expect_err("too short");
+        assert!(matches!(short, FormatError::Truncated { .. }), "{short:?}");
+    }
 
     #[test]
     fn close_ranges_are_read_as_one() {

@@ -51,8 +51,9 @@ type EventIter = Box<dyn Iterator<Item = Result<Event<'static>, FormatError>> + 
 enum Source {
     File,
     Memory(Bytes),
-    /// An object in a store, read by the query engine's own client (see [`crate::remote`]).
-    Remote,
+    /// An object in a store of this many bytes, read by the query engine's own client (see
+    /// [`crate::remote`]).
+    Remote(u64),
 }
 
 /// An open, validated capture.
@@ -97,7 +98,7 @@ impl CaptureReader {
                 },
                 None => err,
             };
-        let len = source.len();
+        let len = source.size();
         let mut head = [0; 4];
         let mut tail = [0; 4];
         let read = |at: u64, n: usize| {
@@ -128,7 +129,7 @@ impl CaptureReader {
         }
         Self::validate(
             path.to_path_buf(),
-            Source::Remote,
+            Source::Remote(len),
             parquet,
             &schema(),
             COLUMNS_ADDED_BY_MINOR,
@@ -138,7 +139,16 @@ impl CaptureReader {
     /// Whether the capture is an object read through ranged reads
     /// ([`CaptureReader::open_ranges`]), not a local file or bytes in memory.
     pub fn is_remote(&self) -> bool {
-        matches!(self.source, Source::Remote)
+        matches!(self.source, Source::Remote(_))
+    }
+
+    /// The length of a remote object ([`CaptureReader::open_ranges`]); `None` for a local file
+    /// (its length is the file system's to say) or bytes in memory.
+    pub fn remote_len(&self) -> Option<u64> {
+        match self.source {
+            Source::Remote(len) => Some(len),
+            Source::File | Source::Memory(_) => None,
+        }
     }
 
     fn open_file(
@@ -278,7 +288,7 @@ impl CaptureReader {
         match &self.source {
             Source::File => self.batches_from(open_existing(&self.path)?),
             Source::Memory(data) => self.batches_from(data.clone()),
-            Source::Remote => Err(FormatError::FileIo {
+            Source::Remote(_) => Err(FormatError::FileIo {
                 path: self.path.clone(),
                 source: std::io::Error::other(
                     "a remote capture is read through the query engine, not row by row here",

@@ -35,7 +35,7 @@ const MAX_STREAM: u64 = 64 << 20;
 /// Byte ranges of one object, read by whoever holds the connection.
 pub trait RangeSource: Send + Sync {
     /// The object's length in bytes.
-    fn len(&self) -> u64;
+    fn size(&self) -> u64;
 
     /// The bytes of each range, in order (each range lies within the object). A failure is
     /// the error to report, one line.
@@ -66,7 +66,7 @@ struct State {
 impl<'s> Ranged<'s> {
     pub(crate) fn new(source: &'s dyn RangeSource) -> Self {
         Self {
-            len: source.len(),
+            len: source.size(),
             source,
             state: Mutex::new(State::default()),
         }
@@ -242,7 +242,7 @@ pub(crate) mod tests {
     }
 
     impl RangeSource for Object {
-        fn len(&self) -> u64 {
+        fn size(&self) -> u64 {
             self.data.len() as u64
         }
 

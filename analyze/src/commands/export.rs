@@ -51,7 +51,8 @@ use crate::{
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = EXAMPLES)]
 pub struct Args {
-    /// Captures written by mmap-recorder: files, directories of segments or quoted globs.
+    /// Captures written by mmap-recorder: files, directories of segments or quoted globs; also
+    /// s3:// and file:// URLs.
     #[arg(value_name = "INPUT", required = true, num_args = 1..)]
     inputs: Vec<PathBuf>,
 

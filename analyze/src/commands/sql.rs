@@ -40,6 +40,8 @@ use crate::{
 pub struct Args {
     /// Captures written by mmap-recorder: files, directories of segments (their regular *.parquet
     /// files in name order) or glob patterns (expanded here when the shell left them quoted).
+    /// Also `s3://bucket/key`, `s3://bucket/prefix/`, `s3://bucket/prefix/*.parquet` and
+    /// `file:///abs/path`.
     #[arg(value_name = "INPUT", required = true, num_args = 1..)]
     inputs: Vec<PathBuf>,
 

@@ -274,7 +274,7 @@ struct Source<'o> {
 }
 
 impl RangeSource for Source<'_> {
-    fn len(&self) -> u64 {
+    fn size(&self) -> u64 {
         self.object.len
     }
 

@@ -23,7 +23,7 @@ pub struct Inputs {
 /// Where `s3://` inputs are read from.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct Remote {
-    /// The S3 endpoint for s3:// inputs, e.g. http://127.0.0.1:9000 for a local MinIO (http://
+    /// The S3 endpoint for s3:// inputs, e.g. http://localhost:9000 for a local MinIO (http://
     /// is allowed then). Without it: AWS_ENDPOINT_URL, else AWS's own. Credentials and region
     /// come from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION (or
     /// AWS_DEFAULT_REGION); AWS_ALLOW_HTTP=true allows an http:// AWS_ENDPOINT_URL.

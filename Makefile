@@ -43,11 +43,12 @@ bootstrap:
 	  --no-default-features --features llvm-22; \
 	mkdir -p "$(CACHE)"; echo "$$want" > "$$stamp"
 
-## venv: pyarrow and duckdb for the interoperability tests.
-venv: $(VENV)/.ok
-$(VENV)/.ok:
+## venv: pyarrow and duckdb for the interoperability tests, moto's S3 server for the s3:// tests.
+## (The stamp's name changes when the list does, so an existing venv gets what was added.)
+venv: $(VENV)/.ok-moto
+$(VENV)/.ok-moto:
 	python3 -m venv "$(VENV)"
-	"$(VENV)/bin/pip" install --quiet --disable-pip-version-check pyarrow duckdb polars
+	"$(VENV)/bin/pip" install --quiet --disable-pip-version-check pyarrow duckdb polars 'moto[server]'
 	touch "$@"
 
 ## spark: Java 17 (Debian openjdk-17-jre-headless, when no java is there) and PySpark in a venv of

@@ -11,8 +11,24 @@ use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 pub struct Inputs {
     /// Captures written by mmap-recorder: files, directories of segments (their regular *.parquet
     /// files in name order) or glob patterns (expanded here when the shell left them quoted).
+    /// Also `s3://bucket/key`, `s3://bucket/prefix/` (its *.parquet objects, in key order),
+    /// `s3://bucket/prefix/*.parquet` (a glob on the keys) and `file:///abs/path`.
     #[arg(value_name = "INPUT", required = true)]
     pub paths: Vec<PathBuf>,
+
+    #[command(flatten)]
+    pub remote: Remote,
+}
+
+/// Where `s3://` inputs are read from.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Remote {
+    /// The S3 endpoint for s3:// inputs, e.g. http://localhost:9000 for a local MinIO (http://
+    /// is allowed then). Without it: AWS_ENDPOINT_URL, else AWS's own. Credentials and region
+    /// come from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION (or
+    /// AWS_DEFAULT_REGION); AWS_ALLOW_HTTP=true allows an http:// AWS_ENDPOINT_URL.
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
 }
 
 /// A parser that accepts exactly the names in `values` and turns the one given into a `T` with

@@ -128,6 +128,7 @@ impl Outcome {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    input::remote::refuse(&args.paths, "recover")?;
     let mut out = output::stdout();
     let mut failed = false;
     let mut found = Discovered::default();

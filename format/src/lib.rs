@@ -54,6 +54,7 @@ pub mod pages;
 pub mod partition;
 pub mod reader;
 pub mod recover;
+pub mod remote;
 pub mod schema;
 pub mod writer;
 

@@ -41,6 +41,11 @@ const FIRST_READ: u64 = 256;
 pub trait HeaderSource: ChunkReader {
     /// Fills `buf` from byte `at` as far as the input goes; the bytes read.
     fn read_into(&self, at: u64, buf: &mut [u8]) -> usize;
+
+    /// Told, before each row group is walked, where its page headers are expected (from the
+    /// column chunks and the offset index), for an input that reads them in bulk ahead of time
+    /// (a remote object, [`crate::remote`]); local inputs read each header where it is.
+    fn prefetch(&self, _ranges: &[std::ops::Range<u64>]) {}
 }
 
 impl HeaderSource for File {
@@ -106,6 +111,25 @@ fn check_pages_within<R: HeaderSource>(
         .ok()
         .and_then(|m| m.offset_index().cloned());
     for (rg_index, rg) in metadata.row_groups().iter().enumerate() {
+        let expected = rg
+            .columns()
+            .iter()
+            .enumerate()
+            .flat_map(|(column_index, column)| {
+                let (start, len) = column.byte_range();
+                let end = start.saturating_add(len);
+                let pages = offset_index
+                    .as_ref()
+                    .and_then(|index| index.get(rg_index))
+                    .and_then(|columns| columns.get(column_index))
+                    .map_or(&[][..], |l| l.page_locations())
+                    .iter()
+                    .filter_map(|location| u64::try_from(location.offset).ok());
+                std::iter::once(start)
+                    .chain(pages)
+                    .map(move |at| at..at.saturating_add(FIRST_READ).min(end))
+            });
+        input.prefetch(&expected.collect::<Vec<_>>());
         let mut row_group_total: i64 = 0;
         for (column_index, column) in rg.columns().iter().enumerate() {
             let name = column.column_descr().name();
@@ -326,6 +350,7 @@ mod tests {
         let mut crafted = file[..at].to_vec();
         crafted.extend_from_slice(&patched);
         crafted.extend_from_slice(&file[at + header_len as usize..]);
+        let remote = crate::remote::tests::open_remote(Bytes::from(crafted.clone()));
         let Err(err) = CaptureReader::from_bytes(crafted) else {
             panic!("refused");
         };
@@ -333,6 +358,15 @@ mod tests {
             err.to_string(),
             "<memory>: truncated or damaged Parquet file: a page of column addr in row group 0 \
              declares 1073741824 bytes decompressed; a capture's pages hold at most 67108864"
+        );
+        // Read from ranges (an s3:// object), the same check refuses it.
+        let Err(remote) = remote else {
+            panic!("refused when remote");
+        };
+        assert_eq!(
+            remote.to_string(),
+            err.to_string()
+                .replace("<memory>", crate::remote::tests::URL)
         );
     }
 
@@ -360,9 +394,18 @@ mod tests {
         assert_eq!(patched.len(), len, "same length, so nothing else moves");
         let mut crafted = file.to_vec();
         crafted[start..start + len].copy_from_slice(&patched);
+        let remote = crate::remote::tests::open_remote(Bytes::from(crafted.clone()));
         let Err(err) = CaptureReader::from_bytes(crafted) else {
             panic!("refused");
         };
+        let Err(remote) = remote else {
+            panic!("refused when remote");
+        };
+        assert_eq!(
+            remote.to_string(),
+            err.to_string()
+                .replace("<memory>", crate::remote::tests::URL)
+        );
         let message = err.to_string();
         assert!(
             message.starts_with(

@@ -51,6 +51,9 @@ type EventIter = Box<dyn Iterator<Item = Result<Event<'static>, FormatError>> + 
 enum Source {
     File,
     Memory(Bytes),
+    /// An object in a store of this many bytes, read by the query engine's own client (see
+    /// [`crate::remote`]).
+    Remote(u64),
 }
 
 /// An open, validated capture.
@@ -74,6 +77,78 @@ impl CaptureReader {
     /// [`CaptureReader::open`]; errors name the path `<memory>`.
     pub fn from_bytes(data: impl Into<Bytes>) -> Result<Self, FormatError> {
         Self::open_bytes(data.into(), &schema(), COLUMNS_ADDED_BY_MINOR)
+    }
+
+    /// Opens an object that is not a local file (`name`, e.g. `s3://bucket/key`, is what errors
+    /// and [`CaptureReader::path`] say) from ranged reads of `source`: the footer and the page
+    /// headers, with the same checks as [`CaptureReader::open`] (see [`crate::remote`]). Its rows
+    /// are read by whoever holds the connection (the analyzer's query engine):
+    /// [`CaptureReader::batches`] and [`CaptureReader::events`] refuse it.
+    pub fn open_ranges(
+        name: &str,
+        source: &dyn crate::remote::RangeSource,
+    ) -> Result<Self, FormatError> {
+        let path = Path::new(name);
+        let ranged = crate::remote::Ranged::new(source);
+        let failed =
+            |ranged: &crate::remote::Ranged<'_>, err: FormatError| match ranged.take_error() {
+                Some(source) => FormatError::FileIo {
+                    path: path.to_path_buf(),
+                    source,
+                },
+                None => err,
+            };
+        let len = source.size();
+        let mut head = [0; 4];
+        let mut tail = [0; 4];
+        let read = |at: u64, n: usize| {
+            ranged.get_bytes(at, n).map_err(|_| FormatError::FileIo {
+                path: path.to_path_buf(),
+                source: ranged
+                    .take_error()
+                    .unwrap_or_else(|| std::io::Error::other("cannot read")),
+            })
+        };
+        if len >= 4 {
+            head.copy_from_slice(&read(0, 4)?);
+        }
+        if len >= 8 {
+            // The last 8 bytes (footer length and magic) are what parquet reads first: kept.
+            tail.copy_from_slice(&read(len - 8, 8)?[4..]);
+        }
+        check_magic(path, len, &head, &tail)?;
+        let parquet = load_footer(path, &ranged).map_err(|e| failed(&ranged, e))?;
+        check_ranges(path, &parquet, len)?;
+        crate::pages::check_pages(path, &ranged, parquet.metadata())
+            .map_err(|e| failed(&ranged, e))?;
+        if let Some(source) = ranged.take_error() {
+            return Err(FormatError::FileIo {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+        Self::validate(
+            path.to_path_buf(),
+            Source::Remote(len),
+            parquet,
+            &schema(),
+            COLUMNS_ADDED_BY_MINOR,
+        )
+    }
+
+    /// Whether the capture is an object read through ranged reads
+    /// ([`CaptureReader::open_ranges`]), not a local file or bytes in memory.
+    pub fn is_remote(&self) -> bool {
+        matches!(self.source, Source::Remote(_))
+    }
+
+    /// The length of a remote object ([`CaptureReader::open_ranges`]); `None` for a local file
+    /// (its length is the file system's to say) or bytes in memory.
+    pub fn remote_len(&self) -> Option<u64> {
+        match self.source {
+            Source::Remote(len) => Some(len),
+            Source::File | Source::Memory(_) => None,
+        }
     }
 
     fn open_file(
@@ -213,6 +288,12 @@ impl CaptureReader {
         match &self.source {
             Source::File => self.batches_from(open_existing(&self.path)?),
             Source::Memory(data) => self.batches_from(data.clone()),
+            Source::Remote(_) => Err(FormatError::FileIo {
+                path: self.path.clone(),
+                source: std::io::Error::other(
+                    "a remote capture is read through the query engine, not row by row here",
+                ),
+            }),
         }
     }
 

@@ -58,6 +58,9 @@ pub struct Args {
     #[arg(value_name = "B")]
     b: PathBuf,
 
+    #[command(flatten)]
+    remote: crate::cli::Remote,
+
     /// Output format.
     #[arg(long, value_enum, default_value_t = DiffFormat::Table)]
     format: DiffFormat,
@@ -134,8 +137,8 @@ struct Side {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let a = read_side(&args.a)?;
-    let b = read_side(&args.b)?;
+    let a = read_side(&args.a, &args.remote)?;
+    let b = read_side(&args.b, &args.remote)?;
     let rows = compare(&a, &b);
     let mut out = output::stdout();
     match args.format {
@@ -185,8 +188,8 @@ const CSV_HEADER: [&str; 17] = [
     "mappings_change",
 ];
 
-fn read_side(path: &PathBuf) -> anyhow::Result<Side> {
-    let opened = Opened::new(std::slice::from_ref(path))?;
+fn read_side(path: &PathBuf, remote: &crate::cli::Remote) -> anyhow::Result<Side> {
+    let opened = Opened::new(std::slice::from_ref(path), remote)?;
     let mut side = Side::default();
     for batch in opened.engine.sql(STATS_QUERY)? {
         add_stats(&mut side, &batch?)?;

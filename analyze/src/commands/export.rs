@@ -51,9 +51,13 @@ use crate::{
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = EXAMPLES)]
 pub struct Args {
-    /// Captures written by mmap-recorder: files, directories of segments or quoted globs.
+    /// Captures written by mmap-recorder: files, directories of segments or quoted globs; also
+    /// s3:// and file:// URLs.
     #[arg(value_name = "INPUT", required = true, num_args = 1..)]
     inputs: Vec<PathBuf>,
+
+    #[command(flatten)]
+    remote: crate::cli::Remote,
 
     /// What to write.
     #[arg(long, value_enum)]
@@ -90,7 +94,7 @@ pub enum ExportFormat {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let opened = Opened::new(&args.inputs)?;
+    let opened = Opened::new(&args.inputs, &args.remote)?;
     export(&opened, &args)?;
     Ok(ExitCode::SUCCESS)
 }

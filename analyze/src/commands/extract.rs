@@ -81,6 +81,7 @@ Examples:
   mmap-analyze extract build.parquet -o big.parquet --where \"len >= 1048576\"";
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    input::remote::refuse(&args.inputs.paths, "extract")?;
     let readers = derive::order(input::open(&args.inputs)?);
     let output = Output::check(&args.output, args.force, &readers, &args.inputs.paths)?;
     let engine = Engine::open(&readers)?;

@@ -239,7 +239,9 @@ fn describe(
             start: labels::rfc3339_ns(meta.capture_start_ns),
             end: labels::rfc3339_ns(meta.capture_end_ns),
             rows: reader.num_rows(),
-            bytes: std::fs::metadata(reader.path()).map_or(0, |m| m.len()),
+            bytes: reader
+                .remote_len()
+                .unwrap_or_else(|| std::fs::metadata(reader.path()).map_or(0, |m| m.len())),
             recovered: meta.recovered,
             linked: meta.previous_segment.is_some(),
         });
@@ -456,7 +458,9 @@ fn integrity(group: &[CaptureReader], first: &CaptureMetadata) -> Integrity {
             }
             continue;
         };
-        let bytes = std::fs::metadata(before.path()).map_or(0, |m| m.len());
+        let bytes = before
+            .remote_len()
+            .unwrap_or_else(|| std::fs::metadata(before.path()).map_or(0, |m| m.len()));
         let ok = link.segment_index == b
             && link.file == file_name(before.path())
             && link.bytes == bytes

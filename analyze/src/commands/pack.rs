@@ -54,6 +54,7 @@ Examples:
   mmap-analyze pack rec/ -o rec.parquet --format json";
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    input::remote::refuse(&args.inputs.paths, "pack")?;
     let readers = derive::order(input::open(&args.inputs)?);
     let captures = derive::captures(&readers);
     if captures.len() > 1 {

@@ -150,6 +150,7 @@ impl PathMode {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    input::remote::refuse(&args.inputs.paths, "redact")?;
     let key = Key::read(&args.key_file)?;
     let readers = derive::order(input::open(&args.inputs)?);
     let output = Output::check(&args.output, args.force, &readers, &args.inputs.paths)?;

@@ -52,9 +52,13 @@ use crate::{
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = EXAMPLES)]
 pub struct Args {
-    /// Captures written by mmap-recorder: files, directories of segments or quoted globs.
+    /// Captures written by mmap-recorder: files, directories of segments or quoted globs; also
+    /// s3:// and file:// URLs.
     #[arg(value_name = "INPUT", required = true, num_args = 1..)]
     inputs: Vec<PathBuf>,
+
+    #[command(flatten)]
+    remote: crate::cli::Remote,
 
     /// Play at X times the original pace (X > 0; 10 plays a 10 s capture in about 1 s). Without
     /// it, as fast as possible.
@@ -101,7 +105,7 @@ fn parse_speed(value: &str) -> Result<f64, String> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let opened = Opened::new(&args.inputs)?;
+    let opened = Opened::new(&args.inputs, &args.remote)?;
     play(&opened, &args)?;
     Ok(ExitCode::SUCCESS)
 }

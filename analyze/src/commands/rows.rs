@@ -53,9 +53,10 @@ pub struct Opened {
 }
 
 impl Opened {
-    pub fn new(paths: &[PathBuf]) -> anyhow::Result<Self> {
+    pub fn new(paths: &[PathBuf], remote: &crate::cli::Remote) -> anyhow::Result<Self> {
         let readers = input::open(&Inputs {
             paths: paths.to_vec(),
+            remote: remote.clone(),
         })?;
         let engine = Engine::open(&readers)?;
         let span = engine.span(&readers)?;

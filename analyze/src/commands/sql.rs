@@ -40,8 +40,13 @@ use crate::{
 pub struct Args {
     /// Captures written by mmap-recorder: files, directories of segments (their regular *.parquet
     /// files in name order) or glob patterns (expanded here when the shell left them quoted).
+    /// Also `s3://bucket/key`, `s3://bucket/prefix/`, `s3://bucket/prefix/*.parquet` and
+    /// `file:///abs/path`.
     #[arg(value_name = "INPUT", required = true, num_args = 1..)]
     inputs: Vec<PathBuf>,
+
+    #[command(flatten)]
+    remote: crate::cli::Remote,
 
     /// The query, e.g. "SELECT comm, count(*) FROM calls GROUP BY comm".
     #[arg(value_name = "QUERY")]
@@ -69,6 +74,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let inputs = input::open(&Inputs {
         paths: args.inputs.clone(),
+        remote: args.remote.clone(),
     })?;
     let engine = Engine::open(&inputs)?;
     let written = engine

@@ -238,6 +238,7 @@ impl Report {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    input::remote::refuse(&args.paths, "verify")?;
     let mut unreadable = false;
     let mut found = Discovered::default();
     let mut dir_inputs: BTreeSet<PathBuf> = BTreeSet::new();

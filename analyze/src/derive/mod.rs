@@ -498,6 +498,8 @@ pub fn write(
         format!("{what} {}", plural_files(readers.len())),
         Some(input_rows),
     );
+    // Before the temporary file exists: a signal from then on must find the handlers in place.
+    let interrupted = interrupt_flag()?;
     let mut temp = output.temporary()?;
     let writing = |err: mmap_format::FormatError| {
         anyhow::anyhow!("{}: cannot write it: {err}", output.path().display())
@@ -505,7 +507,6 @@ pub fn write(
     let sink = io::BufWriter::with_capacity(1 << 20, temp.as_file().try_clone()?);
     let mut writer =
         mmap_format::writer::CaptureWriter::new(sink, Default::default()).map_err(writing)?;
-    let interrupted = interrupt_flag()?;
     let mut read = 0_u64;
     let mut skipped_unknown = 0_u64;
     for row in rows {

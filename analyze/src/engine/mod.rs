@@ -129,14 +129,17 @@ pub struct Engine {
 impl Engine {
     /// A session with `inputs` (already opened and validated) registered.
     pub fn open(inputs: &[CaptureReader]) -> Result<Self, EngineError> {
+        // I/O: s3:// inputs are read over the network by the session's object store.
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_time()
+            .enable_all()
             .build()
             .map_err(EngineError::Start)?;
         let ctx = session().map_err(EngineError::from_datafusion)?;
         for function in udf::all() {
             ctx.register_udf(function);
         }
+        crate::input::remote::register(&ctx, inputs)
+            .map_err(|err| EngineError::Input(DataFusionError::External(err.into())))?;
         let partitions = tables::register_events(&ctx, inputs).map_err(EngineError::Input)?;
         runtime
             .block_on(views::register(&ctx, &partitions))

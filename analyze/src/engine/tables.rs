@@ -115,7 +115,11 @@ fn file_rows(
     extra: &[String],
 ) -> Result<DataFrame> {
     let metadata = input.metadata();
-    let scan = parquet_scan(ctx, input.path())?;
+    let scan = if input.is_remote() {
+        remote_scan(ctx, &input.path().to_string_lossy())?
+    } else {
+        parquet_scan(ctx, input.path())?
+    };
     let bounded = BoundedTable::new(scan, input.path().display().to_string());
     let scan = ctx.read_table(Arc::new(bounded))?;
     let mut columns: Vec<Expr> = schema::col::ALL.iter().map(|name| col(*name)).collect();
@@ -145,6 +149,17 @@ fn parquet_scan(ctx: &SessionContext, path: &Path) -> Result<ListingTable> {
     let url = Url::from_file_path(&absolute).map_err(|()| {
         DataFusionError::Plan(format!("{} cannot be read as a URL", absolute.display()))
     })?;
+    url_scan(ctx, url)
+}
+
+/// A scan of the one object at `url` (`s3://bucket/key`, opened; its store is registered).
+fn remote_scan(ctx: &SessionContext, url: &str) -> Result<ListingTable> {
+    let url = Url::parse(url).map_err(|err| DataFusionError::Plan(format!("{url}: {err}")))?;
+    url_scan(ctx, url)
+}
+
+/// A scan of the one file or object at `url`, read with the current schema.
+fn url_scan(ctx: &SessionContext, url: Url) -> Result<ListingTable> {
     // The session's Parquet options (filter push-down, page index), not the defaults.
     let parquet = ctx.state().default_table_options().parquet;
     let options = ListingOptions::new(Arc::new(ParquetFormat::default().with_options(parquet)))

@@ -6,6 +6,7 @@ mod discover;
 mod merge;
 mod partitions;
 mod query;
+pub mod remote;
 
 use std::path::Path;
 
@@ -21,6 +22,8 @@ use crate::{cli::Inputs, output};
 /// Opens every capture the arguments name, before anything is read or printed, so that a bad
 /// input fails the command with nothing but its error. What discovery left out is noted on
 /// stderr.
+///
+/// `s3://` and `file://` URLs ([`remote`]) are taken in their place among the arguments.
 pub fn open(inputs: &Inputs) -> anyhow::Result<Vec<CaptureReader>> {
     open_where(inputs, None)
 }
@@ -28,7 +31,39 @@ pub fn open(inputs: &Inputs) -> anyhow::Result<Vec<CaptureReader>> {
 /// Like [`open`]; in a Hive-style tree, the files whose partition values (`date=`, `host=`, ...
 /// of their paths) make `predicate` (a `--where`) false are not opened at all.
 pub fn open_where(inputs: &Inputs, predicate: Option<&str>) -> anyhow::Result<Vec<CaptureReader>> {
-    let mut found = Discovered::from_args(&inputs.paths)?;
+    remote::set_endpoint(inputs.remote.endpoint.as_deref());
+    let mut readers = Vec::new();
+    let mut local = Vec::new();
+    let mut urls = Vec::new();
+    for arg in &inputs.paths {
+        match remote::classify(arg)? {
+            remote::Arg::Local(path) => local.push(path),
+            remote::Arg::S3(url) => {
+                readers.extend(open_local(&std::mem::take(&mut local), predicate)?);
+                for reader in remote::open(&url)? {
+                    // An object named twice is read once, like a file.
+                    if !urls.contains(&reader.path().to_path_buf()) {
+                        urls.push(reader.path().to_path_buf());
+                        readers.push(reader);
+                    }
+                }
+            }
+        }
+    }
+    readers.extend(open_local(&local, predicate)?);
+    Ok(readers)
+}
+
+/// Opens the local files `paths` name (none: nothing), leaving out those `predicate` rules out
+/// by their partition directories.
+fn open_local(
+    paths: &[std::path::PathBuf],
+    predicate: Option<&str>,
+) -> anyhow::Result<Vec<CaptureReader>> {
+    if paths.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut found = Discovered::from_args(paths)?;
     note_journals(&found);
     note_skipped(&found);
     if let Some(predicate) = predicate {

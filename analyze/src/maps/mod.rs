@@ -302,7 +302,10 @@ pub fn collect_json(
     at: Option<TimeSpec>,
 ) -> anyhow::Result<serde_json::Value> {
     let args = Args {
-        inputs: Inputs { paths: Vec::new() },
+        inputs: Inputs {
+            paths: Vec::new(),
+            remote: cli::Remote::default(),
+        },
         pid,
         at,
         before_exit: false,

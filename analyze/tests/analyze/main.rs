@@ -23,6 +23,7 @@ mod recover;
 mod replay_cmd;
 mod report;
 mod rerun;
+mod s3;
 mod sql;
 mod summary;
 mod top;

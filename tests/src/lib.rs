@@ -328,6 +328,38 @@ pub fn read_capture(path: &Path) -> (CaptureMetadata, Vec<Event<'static>>) {
     (reader.metadata().clone(), events)
 }
 
+/// Records `mmap-workload --duration DURATION` into `dir/rec/` with a tiny rotation size (16 KiB:
+/// several segments) and `extra` recorder options; returns the output directory.
+pub fn record_segments(dir: &Path, extra: &[&str], duration: &str) -> PathBuf {
+    let rec = dir.join("rec");
+    let work = dir.join("work");
+    std::fs::create_dir_all(&work).expect("mkdir");
+    let out = Command::new(workspace_bin("mmap-recorder"))
+        .args([
+            "record",
+            "-q",
+            "--rotate-size",
+            "16KiB",
+            "--flush-interval",
+            "100ms",
+        ])
+        .args(extra)
+        .arg("-o")
+        .arg(format!("{}/", rec.display()))
+        .arg("--")
+        .arg(workspace_bin("mmap-workload"))
+        .args(["--duration", duration, "--dir"])
+        .arg(&work)
+        .output()
+        .expect("run mmap-recorder");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    rec
+}
+
 /// Runs this workspace's `mmap-analyze` with `args`, and waits for its output.
 pub fn analyze<I, S>(args: I) -> std::process::Output
 where

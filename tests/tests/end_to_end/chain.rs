@@ -5,37 +5,12 @@ use std::{
     process::Command,
 };
 
-use mmap_capture_tests::{read_capture, require_root, workspace_bin};
+use mmap_capture_tests::{read_capture, record_segments, require_root, workspace_bin};
 use mmap_format::manifest::{Manifest, manifest_name};
 
 /// Records the workload for 1.5 s into `dir/rec/` with a tiny rotation size: several segments.
 fn record(dir: &Path) -> PathBuf {
-    let rec = dir.join("rec");
-    let work = dir.join("work");
-    std::fs::create_dir(&work).expect("mkdir");
-    let out = Command::new(workspace_bin("mmap-recorder"))
-        .args([
-            "record",
-            "-q",
-            "--rotate-size",
-            "16KiB",
-            "--flush-interval",
-            "100ms",
-        ])
-        .arg("-o")
-        .arg(format!("{}/", rec.display()))
-        .arg("--")
-        .arg(workspace_bin("mmap-workload"))
-        .args(["--duration", "1500ms", "--dir"])
-        .arg(&work)
-        .output()
-        .expect("run mmap-recorder");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    rec
+    record_segments(dir, &[], "1500ms")
 }
 
 /// The segments of `dir`, by name (= by index).
@@ -338,27 +313,37 @@ fn a_segment_recovered_at_the_next_start_keeps_its_link_and_joins_the_manifest()
     let dir = tempfile::tempdir().expect("tempdir");
     // The kill can fall between a rotation's closing and the next segment's opening (hashing,
     // the manifest's fsyncs): then no segment is being written; such attempts are tried again.
-    let (rec, interrupted) = (0..8)
-        .find_map(|attempt| killed_while_writing(&dir.path().join(attempt.to_string())))
-        .expect("in 8 attempts, a kill found a segment being written");
-    let out_arg = format!("{}/", rec.display());
+    let (rec, interrupted, stderr) = (0..12)
+        .find_map(|attempt| {
+            let (rec, interrupted) = killed_while_writing(&dir.path().join(attempt.to_string()))?;
+            let out_arg = format!("{}/", rec.display());
+            let (second, stderr) = mmap_capture_tests::start_recorder(
+                &["-q", "--duration", "200ms"],
+                Path::new(&out_arg),
+            );
+            let out = second.wait_with_output().expect("second run");
+            let stderr = stderr.join().expect("stderr");
+            assert!(out.status.success(), "{stderr}");
+            if mmap_format::journal::journal_path(&interrupted).exists() {
+                // Killed just after it created the segment, before its journal described any
+                // data: nothing to complete, and the next start says so; tried again.
+                assert!(
+                    stderr.contains("could not recover") && stderr.contains("unusable journal"),
+                    "the journal of {} is still there: {stderr}",
+                    interrupted.display()
+                );
+                return None;
+            }
+            Some((rec, interrupted, stderr))
+        })
+        .expect("in 12 attempts, a kill found a segment with data");
     let name = interrupted
         .file_name()
         .expect("name")
         .to_string_lossy()
         .into_owned();
-
-    let (second, stderr) =
-        mmap_capture_tests::start_recorder(&["-q", "--duration", "200ms"], Path::new(&out_arg));
-    let out = second.wait_with_output().expect("second run");
-    let stderr = stderr.join().expect("stderr");
-    assert!(out.status.success(), "{stderr}");
     // Killed between the footer and the journal's removal, the segment is whole already.
     let recovered = stderr.contains("completed the interrupted capture");
-    assert!(
-        !mmap_format::journal::journal_path(&interrupted).exists(),
-        "{stderr}"
-    );
 
     let (meta, _) = read_capture(&interrupted);
     assert_eq!(meta.recovered, recovered);

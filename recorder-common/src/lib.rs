@@ -611,7 +611,10 @@ mod tests {
             ..fp_header(0)
         };
         let (bytes, len) = item(b"", Some((dwarf, &copy)));
-        let stack = RecordRef::decode(&bytes[..len]).expect("whole").stack.expect("a stack");
+        let stack = RecordRef::decode(&bytes[..len])
+            .expect("whole")
+            .stack
+            .expect("a stack");
         assert_eq!(stack.data, &copy[..]);
         assert_eq!(stack.frames().count(), 0);
     }
@@ -638,10 +641,20 @@ mod tests {
             // Not whole frames.
             fp_header(12),
             // Unknown modes.
-            StackHeader { mode: stack_mode::NONE, ..fp_header(8) },
-            StackHeader { mode: 7, ..fp_header(8) },
+            StackHeader {
+                mode: stack_mode::NONE,
+                ..fp_header(8)
+            },
+            StackHeader {
+                mode: 7,
+                ..fp_header(8)
+            },
             // A dwarf copy larger than the most the kernel copies.
-            StackHeader { mode: stack_mode::DWARF, len: u32::MAX, ..fp_header(0) },
+            StackHeader {
+                mode: stack_mode::DWARF,
+                len: u32::MAX,
+                ..fp_header(0)
+            },
         ];
         for lie in lies {
             let (bytes, len) = item(b"", Some((lie, &data)));

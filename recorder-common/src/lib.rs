@@ -240,6 +240,24 @@ pub struct StackHeader {
     pub leaf_ret: u64,
 }
 
+impl StackHeader {
+    /// The header as the kernel side writes it (for tests and records user space makes).
+    pub fn to_bytes(&self) -> [u8; STACK_HEADER] {
+        let mut bytes = [0u8; STACK_HEADER];
+        // SAFETY: StackHeader is #[repr(C)], made of integers without padding, and exactly
+        // STACK_HEADER bytes long (asserted below); the destination has that many bytes and
+        // does not overlap `self`.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                (self as *const Self).cast::<u8>(),
+                bytes.as_mut_ptr(),
+                STACK_HEADER,
+            );
+        }
+        bytes
+    }
+}
+
 /// Bytes of [`StackHeader`].
 pub const STACK_HEADER: usize = 40;
 const _: () = assert!(size_of::<StackHeader>() == STACK_HEADER);
@@ -559,9 +577,7 @@ mod tests {
         bytes[RECORD_HEADER..RECORD_HEADER + path.len()].copy_from_slice(path);
         let mut len = stack_offset(path.len());
         if let Some((sh, data)) = stack {
-            // SAFETY: StackHeader is #[repr(C)] integers without padding, STACK_HEADER bytes.
-            let raw: [u8; STACK_HEADER] = unsafe { core::mem::transmute(sh) };
-            bytes[len..len + STACK_HEADER].copy_from_slice(&raw);
+            bytes[len..len + STACK_HEADER].copy_from_slice(&sh.to_bytes());
             len += STACK_HEADER;
             bytes[len..len + data.len()].copy_from_slice(data);
             len += data.len();

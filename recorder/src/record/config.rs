@@ -22,6 +22,7 @@ use crate::{
     output::{Output, Partitioning},
     preflight,
     probes::AttachMode,
+    stacks::StackMode,
 };
 
 /// `--stacks fp|dwarf`, checked.
@@ -47,6 +48,15 @@ impl StackModeArg {
         match self {
             Self::Fp => "fp",
             Self::Dwarf => "dwarf",
+        }
+    }
+}
+
+impl From<StackModeArg> for StackMode {
+    fn from(mode: StackModeArg) -> Self {
+        match mode {
+            StackModeArg::Fp => Self::Fp,
+            StackModeArg::Dwarf => Self::Dwarf,
         }
     }
 }

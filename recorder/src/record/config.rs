@@ -6,7 +6,7 @@ use std::{ffi::OsString, io::IsTerminal as _, path::Path, time::Duration};
 use anyhow::{Context as _, bail};
 use mmap_format::{
     FORMAT_MAJOR, FORMAT_MINOR,
-    metadata::{CaptureMetadata, FormatVersion, Targets},
+    metadata::{CaptureMetadata, FormatVersion, StacksConfig, Targets},
     writer::WriterConfig,
 };
 use recorder_common::{
@@ -69,8 +69,24 @@ impl StackPlan {
             .fold(0, |bits, &kind| bits | KernelConfig::stack_bit(kind))
     }
 
-    /// Most frames a stack has (fp: what the kernel walks; dwarf: what the unwinder takes).
-    pub const MAX_FRAMES: usize = MAX_STACK_FRAMES;
+    /// What the capture's metadata says of the plan (`mmap_capture.stacks`).
+    pub fn metadata(&self) -> StacksConfig {
+        StacksConfig {
+            mode: self.mode.name().to_owned(),
+            syscalls: self
+                .syscalls
+                .iter()
+                .filter_map(|kind| kind.syscall_name())
+                .map(str::to_owned)
+                .collect(),
+            // fp: what the kernel walks; dwarf: the frames the unwinder takes, the same bound.
+            max_frames: MAX_STACK_FRAMES as u32,
+            stack_bytes: match self.mode {
+                StackModeArg::Fp => 0,
+                StackModeArg::Dwarf => self.stack_bytes,
+            },
+        }
+    }
 }
 
 /// What a recording will do, checked.
@@ -136,7 +152,7 @@ impl RecordConfig {
         let ring_bytes = ring_size(args.ring_size.map_or(ring_default, |size| size.as_u64()))?;
         let output = output(&args)?;
         let (cgroups, cgroup_names) = cgroup_targets(&args.cgroups)?;
-        let template = template(&args, cgroup_names);
+        let template = template(&args, cgroup_names, stacks.as_ref());
         Ok(Self {
             output,
             force: args.force,
@@ -226,7 +242,7 @@ fn tracefs_for(attach: Option<AttachMode>) -> anyhow::Result<bool> {
 }
 
 /// `--stacks`, `--stacks-for` and `--stack-bytes`, checked against each other and `--attach`.
-fn stack_plan(args: &RecordArgs) -> anyhow::Result<Option<StackPlan>> {
+pub(super) fn stack_plan(args: &RecordArgs) -> anyhow::Result<Option<StackPlan>> {
     let mode = match args.stacks {
         StacksArg::None => {
             if !args.stacks_for.is_empty() || args.stack_bytes.is_some() {
@@ -354,7 +370,11 @@ fn cgroup_targets(args: &[String]) -> anyhow::Result<(Vec<CgroupTarget>, Vec<Str
 }
 
 /// The metadata common to every segment of the capture.
-fn template(args: &RecordArgs, cgroups: Vec<String>) -> CaptureMetadata {
+fn template(
+    args: &RecordArgs,
+    cgroups: Vec<String>,
+    stacks: Option<&StackPlan>,
+) -> CaptureMetadata {
     let host = HostInfo::read();
     let capture_start_ns = clock::realtime_ns();
     let lossy = |a: &OsString| a.to_string_lossy().into_owned();
@@ -384,6 +404,7 @@ fn template(args: &RecordArgs, cgroups: Vec<String>) -> CaptureMetadata {
         capture_id: Some(uuid::Uuid::new_v4().to_string()),
         segment_index: Some(0),
         page_size: Some(host.page_size),
+        stacks: stacks.map(StackPlan::metadata),
         ..Default::default()
     }
 }

@@ -580,6 +580,11 @@ impl Writer {
                         id => self.cgroups.name(id),
                     };
                     event.cgroup_path = cgroup.as_deref().map(std::borrow::Cow::Borrowed);
+                    if self.stacks.is_some() {
+                        // The segment the row goes in is chosen first: a stack is listed in the
+                        // segment that is open when it is interned.
+                        self.close_for_new_day(event.ts_ns)?;
+                    }
                     if let Some(stacks) = self.stacks.as_mut() {
                         // The stack was taken with the mappings as they were before the call:
                         // interned before the call's own row changes them.
@@ -598,16 +603,21 @@ impl Writer {
         Ok(())
     }
 
-    fn push(&mut self, event: &Event<'_>) -> anyhow::Result<()> {
-        // Partitioned by day: a row of a later day than the segment's starts a new segment (in
-        // the new day's directory), so that a segment never holds two days.
+    /// Partitioned by day: a row of a later day than the segment's starts a new segment (in
+    /// the new day's directory), so that a segment never holds two days.
+    fn close_for_new_day(&mut self, ts_ns: i64) -> anyhow::Result<()> {
         if let (Output::Dir { partition, .. }, Some(seg)) = (&self.setup.output, &self.current)
             && let Some(day) = &seg.day
-            && partition.day_of(event.ts_ns) > *day
+            && partition.day_of(ts_ns) > *day
         {
             self.close_segment()?;
-            self.new_day_row_ns = Some(event.ts_ns);
+            self.new_day_row_ns = Some(ts_ns);
         }
+        Ok(())
+    }
+
+    fn push(&mut self, event: &Event<'_>) -> anyhow::Result<()> {
+        self.close_for_new_day(event.ts_ns)?;
         if self.current.is_none() {
             self.open_segment()?;
         }
@@ -1238,6 +1248,52 @@ mod tests {
             ids[0], ids[1],
             "the same stack keeps its id across segments"
         );
+    }
+
+    /// Partitioned by day: a call of the next day starts the next day's segment before its
+    /// stack is interned, so its frame rows are in the segment that holds it.
+    #[test]
+    fn a_stack_of_a_new_day_has_its_frames_in_the_new_days_segment() {
+        use mmap_format::{event::RowKind, partition::PartitionKey};
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kernel = Arc::new(Mutex::new(Counters::default()));
+        let day_ns = 86_400 * 1_000_000_000_i64;
+        let partition = crate::output::Partitioning {
+            keys: vec![PartitionKey::Date],
+            clock_offset_ns: 0,
+        };
+        // The capture starts a day before the calls (the anchor puts boot time 0 at
+        // 1_700_000_000 s).
+        let mut setup = setup(
+            dir.path(),
+            &kernel,
+            partition,
+            1_700_000_000_000_000_000 - day_ns,
+        );
+        setup.stacks = Some(StackMode::Fp);
+        let mut writer = Writer::new(setup).expect("writer");
+        let mut batch = Vec::new();
+        frame_with_stack(&mut batch, &[a_caller() + 4], 0);
+        writer.write_records(&batch).expect("write");
+        writer.finish().expect("finish");
+        let files = writer.report().files;
+        assert_eq!(files.len(), 2, "{files:?}");
+        for (index, file) in files.iter().enumerate() {
+            let kinds: Vec<RowKind> = CaptureReader::open(file)
+                .expect("open")
+                .events()
+                .expect("rows")
+                .map(|row| row.expect("row").kind)
+                .collect();
+            match index {
+                0 => assert!(kinds.is_empty(), "the day before holds nothing: {kinds:?}"),
+                _ => assert!(
+                    kinds.contains(&RowKind::Syscall) && kinds.contains(&RowKind::Frame),
+                    "{kinds:?}"
+                ),
+            }
+        }
     }
 
     #[test]

@@ -20,7 +20,7 @@ mod unwind;
 use std::{
     borrow::Cow,
     collections::HashMap,
-    hash::{BuildHasher, RandomState},
+    hash::BuildHasher,
     sync::Arc,
 };
 
@@ -120,9 +120,9 @@ pub struct Stacks {
     modules: HashMap<ModKey, ModuleFile>,
     open_modules: usize,
     unwinders: Unwinders,
-    hasher: RandomState,
-    /// Hash of (pid, addresses) → ids with that hash.
-    index: HashMap<u64, Vec<u32>>,
+    hasher: foldhash::fast::RandomState,
+    /// Ids by the hash of (pid, addresses), looked up with the borrowed addresses.
+    index: hashbrown::HashTable<u32>,
     /// By id.
     entries: Vec<Entry>,
     /// The current segment (starts at 1; entries not yet listed have 0).
@@ -142,8 +142,8 @@ impl Stacks {
             modules: HashMap::new(),
             open_modules: 0,
             unwinders: Unwinders::default(),
-            hasher: RandomState::new(),
-            index: HashMap::new(),
+            hasher: foldhash::fast::RandomState::default(),
+            index: hashbrown::HashTable::new(),
             entries: Vec::new(),
             segment: 1,
             in_segment: Vec::new(),
@@ -235,15 +235,14 @@ impl Stacks {
     /// The id of (pid, addrs), a new one normalized now if unknown.
     fn id_of(&mut self, event: &Event<'_>, addrs: &[u64]) -> u32 {
         let hash = self.hasher.hash_one((event.pid, addrs));
-        if let Some(ids) = self.index.get(&hash) {
-            for &id in ids {
-                if let Some(e) = self.entries.get(id as usize)
-                    && e.pid == event.pid
-                    && *e.addrs == *addrs
-                {
-                    return id;
-                }
-            }
+        let entries = &self.entries;
+        let same = |id: &u32| {
+            entries
+                .get(*id as usize)
+                .is_some_and(|e| e.pid == event.pid && *e.addrs == *addrs)
+        };
+        if let Some(&id) = self.index.find(hash, same) {
+            return id;
         }
         let id = u32::try_from(self.entries.len()).unwrap_or(u32::MAX);
         let frames = addrs
@@ -285,7 +284,12 @@ impl Stacks {
             first: frame_base(event, source),
             segment: 0,
         });
-        self.index.entry(hash).or_default().push(id);
+        let (hasher, entries) = (&self.hasher, &self.entries);
+        self.index.insert_unique(hash, id, |&other| {
+            entries
+                .get(other as usize)
+                .map_or(0, |e| hasher.hash_one((e.pid, &*e.addrs)))
+        });
         self.stats.stacks += 1;
         id
     }

@@ -17,9 +17,8 @@ use std::{
     sync::Arc,
 };
 
-use object::{
-    Object, ObjectSection, ObjectSegment, SegmentFlags, elf::PF_X, read::ReadCache,
-};
+use mmap_format::event::symbol_sources;
+use object::{Object, ObjectSection, ObjectSegment, SegmentFlags, elf::PF_X, read::ReadCache};
 
 use super::maps::Mapping;
 
@@ -47,15 +46,18 @@ pub(crate) enum Via {
 impl Via {
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::MapFiles => "map_files",
-            Self::Path => "path",
+            Self::MapFiles => symbol_sources::MAP_FILES,
+            Self::Path => symbol_sources::PATH,
         }
     }
 }
 
 /// Opens `path` read-only without blocking; `nofollow` refuses a symlink as the last
 /// component. Refuses anything but a regular file of at most [`MAX_ELF_BYTES`].
-pub(crate) fn open_regular(path: &Path, nofollow: bool) -> std::io::Result<(File, std::fs::Metadata)> {
+pub(crate) fn open_regular(
+    path: &Path,
+    nofollow: bool,
+) -> std::io::Result<(File, std::fs::Metadata)> {
     let mut flags = libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY;
     if nofollow {
         flags |= libc::O_NOFOLLOW;
@@ -213,9 +215,8 @@ impl ModuleFile {
     /// `PT_LOAD` segment holding it (its page-aligned start is what the loader maps; an
     /// executable segment wins over the read-only one whose end shares that page).
     pub fn svma_of_offset(&self, off: u64) -> Option<u64> {
-        let holds = |l: &&Load| {
-            off >= l.offset & !(PAGE - 1) && off < l.offset.saturating_add(l.filesz)
-        };
+        let holds =
+            |l: &&Load| off >= l.offset & !(PAGE - 1) && off < l.offset.saturating_add(l.filesz);
         self.loads
             .iter()
             .filter(holds)

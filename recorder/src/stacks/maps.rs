@@ -344,7 +344,10 @@ mod tests {
         assert_eq!(p.lookup(0x1800).map(|m| m.end), Some(0x2000));
         assert!(p.lookup(0x2800).is_none());
         let tail = p.lookup(0x3000).expect("tail kept");
-        assert_eq!((tail.start, tail.end, tail.off), (0x3000, 0x5000, 0x102_000));
+        assert_eq!(
+            (tail.start, tail.end, tail.off),
+            (0x3000, 0x5000, 0x102_000)
+        );
         assert_eq!(tail.file_offset(0x3010), 0x102_010);
     }
 
@@ -354,7 +357,10 @@ mod tests {
         let ((path, (start, end, off, dev, ino)), prot) =
             parse_maps_line(line).expect("a maps line");
         assert_eq!(path, "/usr/lib/my lib.so");
-        assert_eq!((start, end, off, ino, prot), (0x7f00a000, 0x7f00c000, 0x2000, 1234, 4));
+        assert_eq!(
+            (start, end, off, ino, prot),
+            (0x7f00a000, 0x7f00c000, 0x2000, 1234, 4)
+        );
         assert_eq!(dev, makedev(0xfd, 1));
         assert!(parse_maps_line("garbage").is_none());
     }

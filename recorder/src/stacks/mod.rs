@@ -17,14 +17,9 @@ mod maps;
 mod symbolize;
 mod unwind;
 
-use std::{
-    borrow::Cow,
-    collections::HashMap,
-    hash::BuildHasher,
-    sync::Arc,
-};
+use std::{borrow::Cow, collections::HashMap, hash::BuildHasher, sync::Arc};
 
-use mmap_format::event::{Event, RowKind};
+use mmap_format::event::{Event, RowKind, sources};
 
 use self::{
     elf::ModuleFile,
@@ -34,9 +29,9 @@ use self::{
 };
 
 /// `source` of frame rows from a frame-pointer walk.
-pub const SOURCE_FP: &str = "stack_fp";
+pub const SOURCE_FP: &str = sources::STACK_FP;
 /// `source` of frame rows from a DWARF unwind.
-pub const SOURCE_DWARF: &str = "stack_dwarf";
+pub const SOURCE_DWARF: &str = sources::STACK_DWARF;
 
 /// Module files kept open at once to symbolize from (beyond, frames in further modules keep
 /// module, build id and offset but stay unnamed).
@@ -166,7 +161,9 @@ impl Stacks {
         let pid = event.pid;
         let mut scratch = std::mem::take(&mut self.scratch);
         match raw {
-            RawStack::Fp { frames, leaf_ret } => self.fp_addresses(pid, frames, leaf_ret, &mut scratch),
+            RawStack::Fp { frames, leaf_ret } => {
+                self.fp_addresses(pid, frames, leaf_ret, &mut scratch)
+            }
             RawStack::Dwarf { ip, sp, bp, stack } => {
                 self.dwarf_addresses(pid, (ip, sp, bp), stack, &mut scratch)
             }
@@ -200,7 +197,13 @@ impl Stacks {
         }
     }
 
-    fn dwarf_addresses(&mut self, pid: u32, regs: (u64, u64, u64), stack: &[u8], out: &mut Vec<u64>) {
+    fn dwarf_addresses(
+        &mut self,
+        pid: u32,
+        regs: (u64, u64, u64),
+        stack: &[u8],
+        out: &mut Vec<u64>,
+    ) {
         // The ip's module must be known for the unwind to start well.
         let _ = self.procs.lookup_or_read(pid, regs.0);
         let generation = self.procs.get(pid).map_or(0, |p| p.generation);
@@ -325,7 +328,10 @@ impl Stacks {
                 row.stack_id = Some(u64::from(id));
                 row.frame_index = u32::try_from(i).ok();
                 row.frame_addr = Some(frame.addr);
-                row.frame_module = frame.module.as_ref().map(|(p, _)| Cow::Owned(p.to_string()));
+                row.frame_module = frame
+                    .module
+                    .as_ref()
+                    .map(|(p, _)| Cow::Owned(p.to_string()));
                 row.frame_build_id = build_id.map(|b| Cow::Owned(b.to_string()));
                 row.frame_offset = frame.module.as_ref().map(|_| frame.offset);
                 if let Some(name) = name {
@@ -430,14 +436,16 @@ fn module_file<'a>(
         if module.file.is_some() {
             if *open_modules >= MAX_OPEN_MODULES {
                 module.file = None;
-            } else if !modules.get(&key).is_some_and(|old| old.file.is_some()) {
+            } else if modules.get(&key).is_none_or(|old| old.file.is_none()) {
                 *open_modules += 1;
             }
         }
         modules.insert(key, module);
     }
     // Inserted just above when missing.
-    modules.entry(key).or_insert_with(|| ModuleFile::load(pid, m, unwind))
+    modules
+        .entry(key)
+        .or_insert_with(|| ModuleFile::load(pid, m, unwind))
 }
 
 /// A frame row's required columns, from the first call with the stack.
@@ -453,7 +461,10 @@ fn frame_base(event: &Event<'_>, source: &'static str) -> Event<'static> {
         gid: event.gid,
         comm: Cow::Owned(event.comm.to_string()),
         cgroup_id: event.cgroup_id,
-        cgroup_path: event.cgroup_path.as_deref().map(|p| Cow::Owned(p.to_owned())),
+        cgroup_path: event
+            .cgroup_path
+            .as_deref()
+            .map(|p| Cow::Owned(p.to_owned())),
         pidns_ino: event.pidns_ino,
         ns_pid: event.ns_pid,
         ns_tid: event.ns_tid,

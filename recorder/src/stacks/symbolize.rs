@@ -43,10 +43,8 @@ pub(crate) fn names(
     let (Some(file), Some(via)) = (&module.file, module.via) else {
         return vec![None; offsets.len()];
     };
-    let mut elf = blazesym::symbolize::source::Elf::new(format!(
-        "/proc/self/fd/{}",
-        file.as_raw_fd()
-    ));
+    let mut elf =
+        blazesym::symbolize::source::Elf::new(format!("/proc/self/fd/{}", file.as_raw_fd()));
     elf.debug_syms = true;
     let src = Source::from(elf);
     let Ok(found) = symbolizer.symbolize(&src, Input::FileOffset(offsets)) else {

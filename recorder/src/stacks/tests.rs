@@ -82,15 +82,39 @@ fn fp_stacks_are_deduplicated_per_pid_and_listed_once_per_segment() {
     let leaf_ret = fn_addr(leaf_fix_caller_marker);
     let frames = [f + 1, f + 2];
     let me = call(own_pid());
-    let a = stacks.intern(&me, RawStack::Fp { frames: &frames, leaf_ret });
-    let b = stacks.intern(&me, RawStack::Fp { frames: &frames, leaf_ret });
+    let a = stacks.intern(
+        &me,
+        RawStack::Fp {
+            frames: &frames,
+            leaf_ret,
+        },
+    );
+    let b = stacks.intern(
+        &me,
+        RawStack::Fp {
+            frames: &frames,
+            leaf_ret,
+        },
+    );
     assert!(a.is_some());
     assert_eq!(a, b, "same pid and frames: same id");
     // Another pid, same addresses: another stack (and no module known there).
-    let other = stacks.intern(&call(1), RawStack::Fp { frames: &frames, leaf_ret: 0 });
+    let other = stacks.intern(
+        &call(1),
+        RawStack::Fp {
+            frames: &frames,
+            leaf_ret: 0,
+        },
+    );
     assert_ne!(a, other);
     assert_eq!(
-        stacks.intern(&me, RawStack::Fp { frames: &[], leaf_ret }),
+        stacks.intern(
+            &me,
+            RawStack::Fp {
+                frames: &[],
+                leaf_ret
+            }
+        ),
         None,
         "no frames: no stack"
     );
@@ -115,12 +139,22 @@ fn fp_stacks_are_deduplicated_per_pid_and_listed_once_per_segment() {
     }
     let of_other: Vec<_> = rows.iter().filter(|r| r.stack_id == other).collect();
     assert_eq!(of_other.len(), 2);
-    assert!(of_other.iter().all(|r| r.frame_module.is_none() && r.symbol_source.is_none()));
+    assert!(
+        of_other
+            .iter()
+            .all(|r| r.frame_module.is_none() && r.symbol_source.is_none())
+    );
 
     // Nothing interned since: nothing to write. Used again in the next segment: written again,
     // same id.
     assert!(stacks.take_frame_rows().is_empty());
-    let again = stacks.intern(&me, RawStack::Fp { frames: &frames, leaf_ret });
+    let again = stacks.intern(
+        &me,
+        RawStack::Fp {
+            frames: &frames,
+            leaf_ret,
+        },
+    );
     assert_eq!(again, a);
     let rows = stacks.take_frame_rows();
     assert_eq!(rows.len(), 3);
@@ -141,7 +175,13 @@ fn fp_frames_are_named_from_this_binary() {
     let g = fn_addr(leaf_fix_caller_marker);
     // Frame 0 is looked up as is, frame 1 (a return address) at address − 1: give it the
     // address just past g's first byte so g is found either way.
-    let id = stacks.intern(&call(own_pid()), RawStack::Fp { frames: &[f, g + 1], leaf_ret: 0 });
+    let id = stacks.intern(
+        &call(own_pid()),
+        RawStack::Fp {
+            frames: &[f, g + 1],
+            leaf_ret: 0,
+        },
+    );
     let rows = stacks.take_frame_rows();
     assert_eq!(rows.len(), 2);
     assert!(rows.iter().all(|r| r.stack_id == id));
@@ -150,16 +190,28 @@ fn fp_frames_are_named_from_this_binary() {
         names[0].is_some_and(|n| n.contains("fp_marker_function_for_symbolization")),
         "{names:?}"
     );
-    assert!(names[1].is_some_and(|n| n.contains("leaf_fix_caller_marker")), "{names:?}");
+    assert!(
+        names[1].is_some_and(|n| n.contains("leaf_fix_caller_marker")),
+        "{names:?}"
+    );
     for r in &rows {
         assert_eq!(r.symbol_source.as_deref(), Some("map_files"));
-        assert!(r.frame_build_id.as_deref().is_some_and(|b| !b.is_empty()
-            && b.bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())));
+        assert!(r.frame_build_id.as_deref().is_some_and(|b| {
+            !b.is_empty()
+                && b.bytes()
+                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        }));
         let exe = std::fs::read_link("/proc/self/exe").expect("own exe");
         assert_eq!(r.frame_module.as_deref(), exe.to_str());
     }
     // Line tables are on in test builds: file:line of this file.
-    assert!(rows[0].frame_file.as_deref().is_some_and(|f| f.ends_with("tests.rs")), "{rows:?}");
+    assert!(
+        rows[0]
+            .frame_file
+            .as_deref()
+            .is_some_and(|f| f.ends_with("tests.rs")),
+        "{rows:?}"
+    );
     assert!(rows[0].frame_line.is_some());
     assert_eq!(stacks.stats().named, 2);
 }
@@ -226,12 +278,16 @@ fn dwarf_unwinds_and_names_this_stack() {
         stack: &captured.stack,
     };
     let id = stacks.intern(&call(own_pid()), raw).expect("a stack");
-    assert_eq!(stacks.intern(&call(own_pid()), raw), Some(id), "unwound again: same id");
+    assert_eq!(
+        stacks.intern(&call(own_pid()), raw),
+        Some(id),
+        "unwound again: same id"
+    );
     let rows = stacks.take_frame_rows();
-    for r in &rows {
-        eprintln!("{:?} {:x?} {:?} {:x?} {:?}", r.frame_index, r.frame_addr, r.frame_module, r.frame_offset, r.frame_function);
-    }
-    let names: Vec<&str> = rows.iter().filter_map(|r| r.frame_function.as_deref()).collect();
+    let names: Vec<&str> = rows
+        .iter()
+        .filter_map(|r| r.frame_function.as_deref())
+        .collect();
     let at = |name: &str| {
         names
             .iter()
@@ -246,7 +302,10 @@ fn dwarf_unwinds_and_names_this_stack() {
     assert_eq!(capture, 0);
     assert!(capture < middle && middle < outer, "{names:?}");
     assert!(at("dwarf_unwinds_and_names_this_stack") > outer);
-    assert!(rows.iter().all(|r| r.source.as_deref() == Some(SOURCE_DWARF)));
+    assert!(
+        rows.iter()
+            .all(|r| r.source.as_deref() == Some(SOURCE_DWARF))
+    );
     eprintln!("dwarf: {} frames, stats {:?}", rows.len(), stacks.stats());
 }
 
@@ -294,10 +353,22 @@ fn cost_of_intern() {
     let leaf_ret = fn_addr(leaf_fix_caller_marker);
     let me = call(own_pid());
     let n = 200_000u32;
-    stacks.intern(&me, RawStack::Fp { frames: &frames, leaf_ret });
+    stacks.intern(
+        &me,
+        RawStack::Fp {
+            frames: &frames,
+            leaf_ret,
+        },
+    );
     let t = Instant::now();
     for _ in 0..n {
-        black_box(stacks.intern(black_box(&me), RawStack::Fp { frames: &frames, leaf_ret }));
+        black_box(stacks.intern(
+            black_box(&me),
+            RawStack::Fp {
+                frames: &frames,
+                leaf_ret,
+            },
+        ));
     }
     let fp_ns = t.elapsed().as_nanos() / u128::from(n);
 

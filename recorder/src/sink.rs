@@ -107,6 +107,8 @@ pub struct SinkReport {
     /// The segments --keep deleted, and their rows and bytes.
     pub deleted: Deleted,
     pub decode_errors: u64,
+    /// With --stacks: what the stacks module did (its frame rows are among `rows`).
+    pub stacks: Option<crate::stacks::StackStats>,
 }
 
 /// Segments deleted by --keep.
@@ -489,6 +491,7 @@ impl Writer {
             bytes: self.bytes,
             deleted: self.deleted,
             decode_errors: self.own.decode_errors,
+            stacks: self.stacks.as_ref().map(Stacks::stats),
         }
     }
 

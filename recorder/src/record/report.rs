@@ -92,6 +92,19 @@ impl Report {
                 Stop::CommandExited(status) => format!("command exited: {status}"),
             }
         );
+        if let Some(s) = &self.written.stacks {
+            say!(
+                "mmap-recorder: call stacks: {} distinct, {} frame rows ({} named, {} not; \
+                 among the records written), {} calls without a usable stack, {} DWARF unwinds \
+                 stopped before the root",
+                s.stacks,
+                s.frame_rows,
+                s.named,
+                s.unnamed,
+                s.empty,
+                s.unwind_failures
+            );
+        }
         if self.counters.follow_map_full > 0 {
             eprintln!(
                 "mmap-recorder: {} new processes were not recorded: the map of followed processes \

@@ -309,14 +309,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let frames = match (args.stacks, args.format) {
         (false, _) => None,
         (true, EventsFormat::Csv) => {
-            anyhow::bail!("--stacks: not with --format csv (a stack is several lines: use --format json)")
+            anyhow::bail!(
+                "--stacks: not with --format csv (a stack is several lines: use --format json)"
+            )
         }
         (true, _) => Some(stacks::frames(&engine)?),
     };
 
     let mut out = output::stdout();
     let mut sink = Sink::new(args.format, &mut out)?;
-    let printed = print(&engine, &readers, &predicate, limit, frames.as_ref(), &mut sink)?;
+    let printed = print(
+        &engine,
+        &readers,
+        &predicate,
+        limit,
+        frames.as_ref(),
+        &mut sink,
+    )?;
     sink.finish()?;
     out.flush().context("writing to stdout")?;
     if filter.matched_nothing(printed, limit) && io::stderr().is_terminal() {
@@ -447,11 +456,14 @@ impl<'w, W: Write> Sink<'w, W> {
                 table.push_with_lines(*out, table_row(event), lines)
             }
             Self::Json { layout, out } => {
-                serde_json::to_writer(&mut **out, &JsonRow {
-                    layout,
-                    event,
-                    stack,
-                })?;
+                serde_json::to_writer(
+                    &mut **out,
+                    &JsonRow {
+                        layout,
+                        event,
+                        stack,
+                    },
+                )?;
                 out.write_all(b"\n")
             }
             Self::Csv { layout, writer } => writer

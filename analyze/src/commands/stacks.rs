@@ -325,55 +325,76 @@ fn write_json(
         rank_per = rank(by, "per."),
         limit = limit_clause(limit),
     );
-    /// Columns of the stack; the frame's follow.
-    const STACK_COLUMNS: usize = 7;
-    let mut current: Option<(Vec<Value>, Map<String, Value>, Vec<Value>)> = None;
+    let mut current: Option<JsonStack> = None;
     let mut written = 0;
-    let mut emit = |stack: Map<String, Value>, frames: Vec<Value>| -> io::Result<()> {
-        let mut object = stack;
-        object.insert("frames".to_owned(), Value::Array(frames));
-        serde_json::to_writer(&mut *out, &object)?;
-        out.write_all(b"\n")?;
-        written += 1;
-        Ok(())
-    };
     for batch in calls.engine.sql(&query)? {
         let batch = batch?;
         let schema = batch.schema();
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
         for row in 0..batch.num_rows() {
             let mut values = Vec::with_capacity(batch.num_columns());
             for column in batch.columns() {
                 values.push(json_value(column, row)?);
             }
-            let key = values[..3].to_vec();
-            if current.as_ref().is_none_or(|(k, _, _)| *k != key) {
-                if let Some((_, stack, frames)) = current.take() {
-                    emit(stack, frames).map_err(EngineError::Output)?;
+            let (stack_values, frame_values) = values.split_at(STACK_COLUMNS.min(values.len()));
+            let (stack_names, frame_names) = names.split_at(STACK_COLUMNS.min(names.len()));
+            let key: Vec<Value> = stack_values.iter().take(3).cloned().collect();
+            if current.as_ref().is_none_or(|stack| stack.key != key) {
+                if let Some(done) = current.take() {
+                    done.write(out).map_err(EngineError::Output)?;
+                    written += 1;
                 }
-                let stack: Map<String, Value> = schema.fields()[..STACK_COLUMNS]
-                    .iter()
-                    .zip(&values)
-                    .map(|(field, value)| (field.name().clone(), value.clone()))
-                    .collect();
-                current = Some((key, stack, Vec::new()));
+                current = Some(JsonStack {
+                    key,
+                    object: object(stack_names, stack_values),
+                    frames: Vec::new(),
+                });
             }
             // A stack without frame rows has one row of NULL frame columns.
-            if let Some((_, _, frames)) = &mut current
-                && !values[STACK_COLUMNS].is_null()
+            if let Some(stack) = &mut current
+                && frame_values.first().is_some_and(|index| !index.is_null())
             {
-                let frame: Map<String, Value> = schema.fields()[STACK_COLUMNS..]
-                    .iter()
-                    .zip(&values[STACK_COLUMNS..])
-                    .map(|(field, value)| (field.name().clone(), value.clone()))
-                    .collect();
-                frames.push(Value::Object(frame));
+                let frame = object(frame_names, frame_values);
+                stack.frames.push(Value::Object(frame));
             }
         }
     }
-    if let Some((_, stack, frames)) = current.take() {
-        emit(stack, frames).map_err(EngineError::Output)?;
+    if let Some(done) = current.take() {
+        done.write(out).map_err(EngineError::Output)?;
+        written += 1;
     }
     Ok(written)
+}
+
+/// The columns of the JSON query that describe the stack (`capture_id`, `stack_id`, `pid` (its
+/// key), `comm`, `calls`, `bytes`, `folded`); the frame's follow.
+const STACK_COLUMNS: usize = 7;
+
+/// A stack of one process being read from the rows of the JSON query, one row per frame.
+struct JsonStack {
+    /// `capture_id`, `stack_id`, `pid`.
+    key: Vec<Value>,
+    object: Map<String, Value>,
+    frames: Vec<Value>,
+}
+
+impl JsonStack {
+    /// One JSON line: the stack's values and its `frames`.
+    fn write(mut self, out: &mut impl Write) -> io::Result<()> {
+        self.object
+            .insert("frames".to_owned(), Value::Array(self.frames));
+        serde_json::to_writer(&mut *out, &self.object)?;
+        out.write_all(b"\n")
+    }
+}
+
+/// A JSON object of `names` and `values`.
+fn object(names: &[&str], values: &[Value]) -> Map<String, Value> {
+    names
+        .iter()
+        .zip(values)
+        .map(|(name, value)| ((*name).to_owned(), value.clone()))
+        .collect()
 }
 
 /// The value at `row` of `array` as JSON: numbers as numbers, text as strings.

@@ -290,8 +290,14 @@ mod tests {
 
     #[test]
     fn a_folded_name_keeps_one_frame_on_one_line() {
-        assert_eq!(folded_name("std::vector<int>::push_back"), "std::vector<int>::push_back");
-        assert_eq!(folded_name("operator new(unsigned long)"), "operator new(unsigned long)");
+        assert_eq!(
+            folded_name("std::vector<int>::push_back"),
+            "std::vector<int>::push_back"
+        );
+        assert_eq!(
+            folded_name("operator new(unsigned long)"),
+            "operator new(unsigned long)"
+        );
         assert_eq!(folded_name("a;b"), "a\\u{3b}b");
         assert_eq!(folded_name("x\ny\u{1b}[2J"), "x\\ny\\u{1b}[2J");
     }

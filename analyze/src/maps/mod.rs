@@ -11,10 +11,9 @@ mod scan;
 
 use std::{io::Write, process::ExitCode};
 
-use mmap_format::reader::CaptureReader;
-
 use anyhow::Context as _;
 use clap::ValueEnum;
+use mmap_format::reader::CaptureReader;
 use serde::Serialize;
 
 use self::{build::Query, scan::Scan};

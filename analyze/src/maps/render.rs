@@ -176,21 +176,24 @@ fn write_regions(
             path.push_str("(file, name not recorded)");
         }
         let lines = stacks.get(i).cloned().unwrap_or_default();
-        table.push_with_lines(vec![
-            format!("{:08x}-{:08x}", r.start, r.end),
-            r.perms(),
-            format!("{:08x}", r.off),
-            format!(
-                "{:02x}:{:02x}",
-                names::dev_major(dev),
-                names::dev_minor(dev)
-            ),
-            file.and_then(|f| f.ino).unwrap_or(0).to_string(),
-            labels::time_of_day_ns(r.since),
-            r.set_by.as_str().to_owned(),
-            r.tid.to_string(),
-            path,
-        ], lines);
+        table.push_with_lines(
+            vec![
+                format!("{:08x}-{:08x}", r.start, r.end),
+                r.perms(),
+                format!("{:08x}", r.off),
+                format!(
+                    "{:02x}:{:02x}",
+                    names::dev_major(dev),
+                    names::dev_minor(dev)
+                ),
+                file.and_then(|f| f.ino).unwrap_or(0).to_string(),
+                labels::time_of_day_ns(r.since),
+                r.set_by.as_str().to_owned(),
+                r.tid.to_string(),
+                path,
+            ],
+            lines,
+        );
     }
     table.write(out, "")
 }

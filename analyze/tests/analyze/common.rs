@@ -415,7 +415,9 @@ pub fn stacks_metadata(capture_id: &str) -> CaptureMetadata {
         capture_id: Some(capture_id.to_owned()),
         stacks: Some(StacksConfig {
             mode: "fp".to_owned(),
-            syscalls: ["mmap", "munmap", "mprotect", "mremap", "brk"].map(str::to_owned).to_vec(),
+            syscalls: ["mmap", "munmap", "mprotect", "mremap", "brk"]
+                .map(str::to_owned)
+                .to_vec(),
             max_frames: 127,
             stack_bytes: 0,
         }),
@@ -459,7 +461,12 @@ pub fn stack_frames(stack_id: u64, pid: u32, names: &[&str]) -> Vec<Event<'stati
         .rev()
         .enumerate()
         .map(|(index, name)| {
-            frame_row(stack_id, u32::try_from(index).expect("few frames"), pid, Some(name))
+            frame_row(
+                stack_id,
+                u32::try_from(index).expect("few frames"),
+                pid,
+                Some(name),
+            )
         })
         .collect()
 }

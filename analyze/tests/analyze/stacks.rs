@@ -203,7 +203,10 @@ fn json_keeps_the_ids_and_every_frame() {
     for (frame, row) in frames.iter().zip(written) {
         assert_eq!(frame["index"], Value::from(row.frame_index.expect("index")));
         assert_eq!(frame["addr"], Value::from(row.frame_addr.expect("addr")));
-        assert_eq!(frame["offset"], Value::from(row.frame_offset.expect("offset")));
+        assert_eq!(
+            frame["offset"],
+            Value::from(row.frame_offset.expect("offset"))
+        );
         assert_eq!(frame["module"], "/usr/bin/app");
         assert_eq!(frame["build_id"], "0123456789abcdef");
         assert_eq!(frame["symbol_source"], "map_files");
@@ -308,12 +311,7 @@ fn events_print_each_calls_frames_under_it() {
     assert!(lines[1].contains(" mmap "), "{table}");
     assert_eq!(
         lines[2..],
-        [
-            "    #0 mmap",
-            "    #1 inner",
-            "    #2 outer",
-            "    #3 main"
-        ]
+        ["    #0 mmap", "    #1 inner", "    #2 outer", "    #3 main"]
     );
     let missing = run_ok([
         "events".as_ref(),

@@ -822,6 +822,16 @@ mod tests {
             ns_tid: Some(26),
             lost_count: Some(27),
             path_lossy: Some(true),
+            stack_id: Some(28),
+            frame_index: Some(29),
+            frame_addr: Some(0x5555_0000_0030),
+            frame_module: Some(Cow::Borrowed("/usr/lib/module.so")),
+            frame_build_id: Some(Cow::Borrowed("0123abcd")),
+            frame_offset: Some(31),
+            frame_function: Some(Cow::Borrowed("function")),
+            frame_file: Some(Cow::Borrowed("file.c")),
+            frame_line: Some(32),
+            symbol_source: Some(Cow::Borrowed("map_files")),
         }
     }
 

@@ -416,3 +416,67 @@ fn maps_show_the_stack_that_created_each_region() {
         "{table}"
     );
 }
+
+/// Two segments of one recording: stack 1 is used in both, so both hold its frame rows; the
+/// second segment also uses stack 3, whose frame rows only the first holds (a recording killed
+/// before the second segment's frame rows were written).
+#[test]
+fn segments_of_one_recording_count_each_call_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut first = stack_frames(1, 100, &CHAIN);
+    first.extend(stack_frames(3, 100, &OTHER));
+    first.push(call(1000, 100, 1, 4096));
+    first.push(call(2000, 100, 3, 4096));
+    let mut second = stack_frames(1, 100, &CHAIN);
+    second.push(call(3000, 100, 1, 4096));
+    second.push(call(4000, 100, 3, 4096));
+    write(dir.path(), "seg-00000.parquet", &first);
+    write(dir.path(), "seg-00001.parquet", &second);
+    let folded = stacks(&["--format", "folded"], dir.path());
+    assert_eq!(folded, "main;other;mmap 2\nmain;outer;inner;mmap 2\n");
+    let rows = json_lines(&stacks(&["--format", "json"], dir.path()));
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    for row in &rows {
+        assert_eq!(row["calls"], 2);
+        let frames = row["frames"].as_array().expect("frames");
+        assert!(!frames.is_empty(), "each stack once, with its frames: {row}");
+        let indexes: Vec<u64> = frames
+            .iter()
+            .map(|f| f["index"].as_u64().expect("index"))
+            .collect();
+        let expected: Vec<u64> = (0..frames.len() as u64).collect();
+        assert_eq!(indexes, expected, "frames not doubled: {row}");
+    }
+    // events --stacks finds stack 3's frames in the other segment of the recording.
+    let table = run_ok([
+        "events".as_ref(),
+        dir.path().as_os_str(),
+        "--stacks".as_ref(),
+        "--where".as_ref(),
+        "stack_id = 3".as_ref(),
+    ]);
+    assert_eq!(table.matches("    #1 other").count(), 2, "{table}");
+}
+
+/// A crafted capture with a function name of a megabyte: the name is cut to its bound before
+/// anything copies it per row, and stderr says so.
+#[test]
+fn a_huge_function_name_is_cut_to_its_bound() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let huge = "f".repeat(1 << 20);
+    let mut events = stack_frames(1, 100, &["main", &huge, "mmap"]);
+    events.push(call(1000, 100, 1, 4096));
+    let capture = write(dir.path(), "rec.parquet", &events);
+    let output = run([
+        "stacks".as_ref(),
+        capture.as_os_str(),
+        "--format".as_ref(),
+        "folded".as_ref(),
+    ]);
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = String::from_utf8(output.stdout).expect("UTF-8");
+    assert!(stdout.len() < 70_000, "cut: {} bytes", stdout.len());
+    assert!(stdout.starts_with("main;fff") && stdout.ends_with(";mmap 1\n"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("frame_function"), "{stderr}");
+}

@@ -439,7 +439,10 @@ fn segments_of_one_recording_count_each_call_once() {
     for row in &rows {
         assert_eq!(row["calls"], 2);
         let frames = row["frames"].as_array().expect("frames");
-        assert!(!frames.is_empty(), "each stack once, with its frames: {row}");
+        assert!(
+            !frames.is_empty(),
+            "each stack once, with its frames: {row}"
+        );
         let indexes: Vec<u64> = frames
             .iter()
             .map(|f| f["index"].as_u64().expect("index"))
@@ -479,4 +482,49 @@ fn a_huge_function_name_is_cut_to_its_bound() {
     assert!(stdout.starts_with("main;fff") && stdout.ends_with(";mmap 1\n"));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("frame_function"), "{stderr}");
+}
+
+/// How long `stacks` takes over 500,000 calls from 2,000 stacks of 8 frames (run by hand:
+/// `cargo test -p mmap-analyze --test analyze stacks::large -- --ignored --nocapture`; with
+/// STACKS_LARGE_KEEP=PATH the capture is kept there, to measure the binary's memory alone).
+#[test]
+#[ignore = "a measurement, run by hand"]
+fn large_capture_time_and_memory() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut events = Vec::new();
+    for stack in 0..2000_u64 {
+        let names: Vec<String> = (0..8).map(|i| format!("f{stack}_{i}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        events.extend(stack_frames(stack, 100 + (stack % 50) as u32, &names));
+    }
+    for i in 0..500_000_i64 {
+        let stack = (i * 7919) as u64 % 2000;
+        events.push(call(i * 10, 100 + (stack % 50) as u32, stack, 4096));
+    }
+    let capture = dir.path().join("large.parquet");
+    crate::common::write_capture_with(&capture, &stacks_metadata("rec-1"), &events, 65_536);
+    drop(events);
+    // To measure the binary alone (this process's memory counts in the child's peak RSS).
+    if let Some(keep) = std::env::var_os("STACKS_LARGE_KEEP") {
+        std::fs::copy(&capture, keep).expect("keep the capture");
+    }
+    for format in ["folded", "json", "table"] {
+        let run = crate::common::run_bounded(
+            dir.path(),
+            &[
+                "stacks".as_ref(),
+                capture.as_os_str(),
+                "--format".as_ref(),
+                format.as_ref(),
+            ],
+            std::time::Duration::from_secs(300),
+        );
+        assert!(run.status.is_some_and(|s| s.success()), "{}", run.stderr);
+        println!(
+            "stacks --format {format}: {:.2} s, peak RSS {} MiB, {} bytes out",
+            run.took.as_secs_f64(),
+            run.peak_kib / 1024,
+            run.stdout.len()
+        );
+    }
 }

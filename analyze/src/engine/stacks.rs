@@ -76,9 +76,11 @@ const NAME: &str = "coalesce(\
 /// before), which has the partition columns `partitions` besides `host` and `date`.
 pub async fn register(ctx: &SessionContext, partitions: &[String]) -> Result<()> {
     ctx.register_udf(ScalarUDF::new_from_impl(FoldedName::new()));
-    let input: Vec<&str> = [CAPTURE_ID, HOST, FILE, DATE]
+    // Quoted: a partition column may be named like an SQL keyword (`order=1/`).
+    let input: Vec<String> = [CAPTURE_ID, HOST, FILE, DATE]
         .into_iter()
         .chain(partitions.iter().map(String::as_str))
+        .map(|name| format!("\"{name}\""))
         .collect();
     let input = input.join(", ");
     let frames = format!(

@@ -528,3 +528,19 @@ fn large_capture_time_and_memory() {
         );
     }
 }
+
+/// A partitioned tree whose key is an SQL keyword (`order=`): the views still open, and the
+/// stacks of the tree are counted.
+#[test]
+fn a_partition_key_named_like_a_keyword_keeps_the_views_working() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let part = dir.path().join("order=1");
+    std::fs::create_dir(&part).expect("partition directory");
+    let mut events = stack_frames(1, 100, &CHAIN);
+    events.push(call(1000, 100, 1, 4096));
+    write(&part, "rec.parquet", &events);
+    assert_eq!(
+        stacks(&["--format", "folded"], dir.path()),
+        "main;outer;inner;mmap 1\n"
+    );
+}

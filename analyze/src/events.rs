@@ -20,6 +20,7 @@ use crate::{
     engine::{
         Engine, EngineError,
         filter::{RowFilter, literal},
+        stacks::{self, FRAMES_MISSING, Frame, StackFrames},
     },
     input, labels,
     output::{self, csv_to_io},
@@ -107,6 +108,16 @@ pub struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value_t = EventsFormat::Table)]
     format: EventsFormat,
+
+    /// Print each call's user call stack under it (captures recorded with --stacks fp|dwarf):
+    /// in a table one indented line per frame, innermost first (`#1 inner (app.c:12)`; a
+    /// frame not named shows MODULE+0xOFFSET); in JSON a `stack` array of frames (index, addr,
+    /// module, build_id, offset, function, file, line, symbol_source, name), null for a row
+    /// without a stack. A stack whose frame rows are not in the inputs (a recording killed
+    /// before they were written) shows `[frames missing]` (JSON: an empty array). Not with
+    /// --format csv. The frames of the inputs are held in memory while the rows are printed.
+    #[arg(long)]
+    stacks: bool,
 }
 
 const EXAMPLES: &str = "\
@@ -301,10 +312,26 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let predicate = filter.sql(&engine, &span)?;
     let limit = args.limit.unwrap_or(u64::MAX);
+    let frames = match (args.stacks, args.format) {
+        (false, _) => None,
+        (true, EventsFormat::Csv) => {
+            anyhow::bail!(
+                "--stacks: not with --format csv (a stack is several lines: use --format json)"
+            )
+        }
+        (true, _) => Some(stacks::frames(&engine)?),
+    };
 
     let mut out = output::stdout();
     let mut sink = Sink::new(args.format, &mut out)?;
-    let printed = print(&engine, &readers, &predicate, limit, &mut sink)?;
+    let printed = print(
+        &engine,
+        &readers,
+        &predicate,
+        limit,
+        frames.as_ref(),
+        &mut sink,
+    )?;
     sink.finish()?;
     out.flush().context("writing to stdout")?;
     if filter.matched_nothing(printed, limit) && io::stderr().is_terminal() {
@@ -320,6 +347,7 @@ fn print<W: Write>(
     readers: &[CaptureReader],
     predicate: &str,
     limit: u64,
+    frames: Option<&StackFrames>,
     sink: &mut Sink<'_, W>,
 ) -> Result<u64, EngineError> {
     if limit == 0 {
@@ -332,8 +360,23 @@ fn print<W: Write>(
         sources.push(rows);
     }
     let mut printed = 0_u64;
-    for event in input::merge(sources) {
-        sink.write(&event?).map_err(EngineError::Output)?;
+    let mut rows = input::merge(sources);
+    while let Some(event) = rows.next() {
+        let event = event?;
+        let stack = match frames {
+            None => StackOf::NotAsked,
+            Some(frames) => match event.stack_id {
+                None => StackOf::None,
+                Some(id) => {
+                    let capture = readers
+                        .get(rows.last_source())
+                        .and_then(|reader| reader.metadata().capture_id.clone());
+                    StackOf::Frames(frames.get(&(capture, id)).map_or(&[], Vec::as_slice))
+                }
+            },
+        };
+        sink.write_with_stack(&event, stack)
+            .map_err(EngineError::Output)?;
         printed += 1;
         if printed >= limit {
             break;
@@ -403,10 +446,30 @@ impl<'w, W: Write> Sink<'w, W> {
     }
 
     fn write(&mut self, event: &Event<'_>) -> io::Result<()> {
+        self.write_with_stack(event, StackOf::NotAsked)
+    }
+
+    fn write_with_stack(&mut self, event: &Event<'_>, stack: StackOf<'_>) -> io::Result<()> {
         match self {
-            Self::Table { table, out } => table.push(*out, table_row(event)),
+            Self::Table { table, out } => {
+                let lines = match stack {
+                    StackOf::NotAsked | StackOf::None => Vec::new(),
+                    StackOf::Frames([]) => vec![format!("    {FRAMES_MISSING}")],
+                    StackOf::Frames(frames) => {
+                        frames.iter().map(|f| format!("    {}", f.line())).collect()
+                    }
+                };
+                table.push_with_lines(*out, table_row(event), lines)
+            }
             Self::Json { layout, out } => {
-                serde_json::to_writer(&mut **out, &JsonRow { layout, event })?;
+                serde_json::to_writer(
+                    &mut **out,
+                    &JsonRow {
+                        layout,
+                        event,
+                        stack,
+                    },
+                )?;
                 out.write_all(b"\n")
             }
             Self::Csv { layout, writer } => writer
@@ -667,20 +730,38 @@ pub(crate) fn spreadsheet_safe(text: &str) -> String {
     }
 }
 
+/// The stack printed with a row (`--stacks`).
+#[derive(Clone, Copy, Debug)]
+enum StackOf<'a> {
+    /// No --stacks: nothing is printed.
+    NotAsked,
+    /// The row has no stack.
+    None,
+    /// Its frames, innermost first (none: its frame rows are missing).
+    Frames(&'a [Frame]),
+}
+
 /// One JSON Lines object: raw numbers, and decoded names beside them.
 struct JsonRow<'a> {
     layout: &'a Layout<JsonDecoder>,
     event: &'a Event<'a>,
+    stack: StackOf<'a>,
 }
 
 impl Serialize for JsonRow<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.layout.parts.len()))?;
+        let stack = usize::from(!matches!(self.stack, StackOf::NotAsked));
+        let mut map = serializer.serialize_map(Some(self.layout.parts.len() + stack))?;
         for (name, slot) in &self.layout.parts {
             match slot {
                 Slot::Column(column) => map.serialize_entry(name, &column.value(self.event))?,
                 Slot::Decoded(decode) => map.serialize_entry(name, &decode(self.event))?,
             }
+        }
+        match self.stack {
+            StackOf::NotAsked => {}
+            StackOf::None => map.serialize_entry("stack", &())?,
+            StackOf::Frames(frames) => map.serialize_entry("stack", frames)?,
         }
         map.end()
     }
@@ -741,6 +822,16 @@ mod tests {
             ns_tid: Some(26),
             lost_count: Some(27),
             path_lossy: Some(true),
+            stack_id: Some(28),
+            frame_index: Some(29),
+            frame_addr: Some(0x5555_0000_0030),
+            frame_module: Some(Cow::Borrowed("/usr/lib/module.so")),
+            frame_build_id: Some(Cow::Borrowed("0123abcd")),
+            frame_offset: Some(31),
+            frame_function: Some(Cow::Borrowed("function")),
+            frame_file: Some(Cow::Borrowed("file.c")),
+            frame_line: Some(32),
+            symbol_source: Some(Cow::Borrowed("map_files")),
         }
     }
 
@@ -867,6 +958,7 @@ mod tests {
         let line = serde_json::to_string(&JsonRow {
             layout: &layout,
             event: &event,
+            stack: StackOf::NotAsked,
         })
         .expect("JSON");
         assert!(line.contains(r#","ns_tid":26"#), "{line}");

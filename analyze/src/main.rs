@@ -65,7 +65,8 @@ Examples:
   mmap-analyze redact rec/ -o shared.parquet --key-file incident.key
   mmap-analyze extract rec/ -o pid1234.parquet --pid 1234 --until +10s
   mmap-analyze pack rec/ -o rec.parquet
-  mmap-analyze rerun rec/ --pid 1234";
+  mmap-analyze rerun rec/ --pid 1234
+  mmap-analyze stacks rec/ --format folded --by bytes";
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -88,6 +89,7 @@ enum Command {
     Extract(commands::extract::Args),
     Pack(commands::pack::Args),
     Rerun(rerun::Args),
+    Stacks(commands::stacks::Args),
     #[command(hide = true)]
     RerunChild(rerun::ChildArgs),
 }
@@ -117,6 +119,7 @@ fn main() -> ExitCode {
         Command::Extract(args) => commands::extract::run(args),
         Command::Pack(args) => commands::pack::run(args),
         Command::Rerun(args) => rerun::run(args),
+        Command::Stacks(args) => commands::stacks::run(args),
         Command::RerunChild(args) => rerun::run_child(args),
     };
     match result {

@@ -122,6 +122,14 @@ fn write_line<S: AsRef<str>>(
     out.write_all(b"\n")
 }
 
+/// Writes `lines` as they are, each made [`visible`], without trailing blanks.
+fn write_free(out: &mut impl Write, lines: &[String]) -> io::Result<()> {
+    for line in lines {
+        writeln!(out, "{}", visible(line).trim_end())?;
+    }
+    Ok(())
+}
+
 /// Writes `Label  value` lines, the values aligned after the longest label.
 pub fn write_fields(out: &mut impl Write, fields: &[(&str, String)]) -> io::Result<()> {
     let width = fields
@@ -142,6 +150,8 @@ pub fn write_fields(out: &mut impl Write, fields: &[(&str, String)]) -> io::Resu
 pub struct Table {
     columns: Vec<Column>,
     rows: Vec<Vec<String>>,
+    /// The free lines under each row ([`Table::push_with_lines`]), by row.
+    lines: Vec<Vec<String>>,
 }
 
 impl Table {
@@ -149,11 +159,19 @@ impl Table {
         Self {
             columns: columns.to_vec(),
             rows: Vec::new(),
+            lines: Vec::new(),
         }
     }
 
     pub fn push(&mut self, row: Vec<String>) {
+        self.push_with_lines(row, Vec::new());
+    }
+
+    /// Pushes `row`, and `lines` (not cells: they take no part in the widths) to write under
+    /// it, each made [`visible`].
+    pub fn push_with_lines(&mut self, row: Vec<String>, lines: Vec<String>) {
         self.rows.push(row);
+        self.lines.push(lines);
     }
 
     /// Writes the header and the rows, each line starting with `indent`.
@@ -161,8 +179,9 @@ impl Table {
         let widths = fit(&self.columns, &self.rows);
         let headers: Vec<&str> = self.columns.iter().map(|c| c.header.as_ref()).collect();
         write_line(out, indent, &self.columns, &widths, &headers)?;
-        for row in &self.rows {
+        for (row, lines) in self.rows.iter().zip(&self.lines) {
             write_line(out, indent, &self.columns, &widths, row)?;
+            write_free(out, lines)?;
         }
         Ok(())
     }
@@ -173,7 +192,8 @@ impl Table {
 pub struct StreamingTable {
     columns: Vec<Column>,
     block: usize,
-    pending: Vec<Vec<String>>,
+    /// Rows held back, each with the free lines written under it.
+    pending: Vec<(Vec<String>, Vec<String>)>,
     widths: Option<Vec<usize>>,
 }
 
@@ -188,10 +208,24 @@ impl StreamingTable {
     }
 
     pub fn push(&mut self, out: &mut impl Write, row: Vec<String>) -> io::Result<()> {
+        self.push_with_lines(out, row, Vec::new())
+    }
+
+    /// Pushes `row`, and `lines` (not cells: they take no part in the widths) to write under
+    /// it, each made [`visible`].
+    pub fn push_with_lines(
+        &mut self,
+        out: &mut impl Write,
+        row: Vec<String>,
+        lines: Vec<String>,
+    ) -> io::Result<()> {
         match &self.widths {
-            Some(widths) => write_line(out, "", &self.columns, widths, &row),
+            Some(widths) => {
+                write_line(out, "", &self.columns, widths, &row)?;
+                write_free(out, &lines)
+            }
             None => {
-                self.pending.push(row);
+                self.pending.push((row, lines));
                 if self.pending.len() >= self.block {
                     self.start(out)?;
                 }
@@ -210,11 +244,13 @@ impl StreamingTable {
     }
 
     fn start(&mut self, out: &mut impl Write) -> io::Result<()> {
-        let widths = fit(&self.columns, &self.pending);
+        let rows: Vec<Vec<String>> = self.pending.iter().map(|(row, _)| row.clone()).collect();
+        let widths = fit(&self.columns, &rows);
         let headers: Vec<&str> = self.columns.iter().map(|c| c.header.as_ref()).collect();
         write_line(out, "", &self.columns, &widths, &headers)?;
-        for row in std::mem::take(&mut self.pending) {
+        for (row, lines) in std::mem::take(&mut self.pending) {
             write_line(out, "", &self.columns, &widths, &row)?;
+            write_free(out, &lines)?;
         }
         self.widths = Some(widths);
         Ok(())

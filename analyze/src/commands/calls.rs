@@ -6,6 +6,8 @@ use std::{
     process::ExitCode,
 };
 
+use mmap_format::reader::CaptureReader;
+
 use crate::{
     cli::Inputs,
     engine::{Engine, EngineError, filter::RowFilter},
@@ -27,12 +29,16 @@ impl Calls {
     /// it). A --where that is not one valid predicate over `calls` is a
     /// [`crate::engine::filter::WrongPredicate`] that points into it.
     fn open(inputs: &Inputs, filter: &RowFilter) -> anyhow::Result<Self> {
-        let readers = input::open(inputs)?;
-        let engine = Engine::open(&readers)?;
+        Self::over(&input::open(inputs)?, filter)
+    }
+
+    /// [`Calls::open`] for inputs already opened.
+    pub fn over(readers: &[CaptureReader], filter: &RowFilter) -> anyhow::Result<Self> {
+        let engine = Engine::open(readers)?;
         let span = if filter.since.is_some() || filter.until.is_some() {
-            engine.span(&readers)?
+            engine.span(readers)?
         } else {
-            Span::of_files(&readers)
+            Span::of_files(readers)
         };
         let where_clause = filter.where_clause(&engine, "calls", &span)?;
         Ok(Self {
@@ -40,6 +46,11 @@ impl Calls {
             where_clause,
             filtered: filter.is_set(),
         })
+    }
+
+    /// Whether the row filter narrows the calls.
+    pub fn filtered(&self) -> bool {
+        self.filtered
     }
 
     /// ` WHERE ...` for the row filter, or nothing: `FROM calls{where_clause}`.

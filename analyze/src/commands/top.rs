@@ -98,7 +98,7 @@ const UNITS: &[(&str, Unit)] = &[
 ];
 
 /// Bytes a successful call added to the address space: an mmap's length, an mremap's growth.
-const BYTES_MAPPED: &str = "CASE \
+pub(crate) const BYTES_MAPPED: &str = "CASE \
      WHEN errno IS NOT NULL OR ret IS NULL THEN arrow_cast(0, 'UInt64') \
      WHEN syscall = 'mmap' THEN len \
      WHEN syscall = 'mremap' AND new_len > len THEN new_len - len \

@@ -64,6 +64,19 @@ pub const LIMITS: &[(&str, usize, &str)] = &[
     (col::SYSCALL, 64, "a system call is a short name"),
     (col::SOURCE, 64, "a source is a short name"),
     (col::PATH_SOURCE, 64, "a path source is a short name"),
+    (col::FRAME_MODULE, 12_288, "a path is at most 4,096 bytes"),
+    (col::FRAME_FILE, 12_288, "a path is at most 4,096 bytes"),
+    (
+        col::FRAME_BUILD_ID,
+        512,
+        "a build id is a hash of a few dozen bytes, in hex",
+    ),
+    (
+        col::FRAME_FUNCTION,
+        65_536,
+        "a demangled function name is long, not megabytes",
+    ),
+    (col::SYMBOL_SOURCE, 64, "a symbol source is a short name"),
 ];
 
 fn limit_of(column: &str) -> Option<(usize, &'static str)> {

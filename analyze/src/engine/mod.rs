@@ -1,7 +1,8 @@
 //! The query engine: a DataFusion session over captures.
 //!
 //! [`Engine::open`] registers the inputs as the table `events` ([`tables`]), the views `calls`,
-//! `lifecycle`, `snapshots` and `lost` over it ([`views`]) and the functions that decode raw
+//! `lifecycle`, `snapshots` and `lost` over it ([`views`]), the call-stack views `frames` and
+//! `stacks` ([`stacks`]) and the functions that decode raw
 //! numbers into names ([`udf`]). [`Engine::sql`] runs a query and hands its results back batch by
 //! batch, so output starts before the query ends and memory is bounded by the query, not by the
 //! captures: scans stream, and sorts, joins and aggregations that outgrow [`MEMORY_LIMIT`] spill
@@ -12,6 +13,7 @@
 pub mod bounded;
 pub mod filter;
 pub mod results;
+pub mod stacks;
 pub mod tables;
 pub mod udf;
 pub mod views;
@@ -142,7 +144,10 @@ impl Engine {
             .map_err(|err| EngineError::Input(DataFusionError::External(err.into())))?;
         let partitions = tables::register_events(&ctx, inputs).map_err(EngineError::Input)?;
         runtime
-            .block_on(views::register(&ctx, &partitions))
+            .block_on(async {
+                views::register(&ctx, &partitions).await?;
+                stacks::register(&ctx, &partitions).await
+            })
             .map_err(EngineError::from_datafusion)?;
         let what = match inputs.len() {
             1 => "1 file".to_owned(),

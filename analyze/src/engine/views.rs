@@ -8,6 +8,8 @@
 //! | `snapshots` | `snapshot`             | `prot_names`, `flags_names`                         |
 //! | `lost`      | `lost`                 |                                                     |
 //!
+//! `calls` has `stack_id` (format 1.4), to join the call-stack views of [`super::stacks`].
+//!
 //! Every view ends with `capture_id`, `host`, `file`, `date` and the other partition columns of
 //! the inputs (Hive-style trees). A filter on a view reaches the Parquet scans below it like a
 //! filter on `events`.
@@ -96,7 +98,7 @@ const CALLS: &[&[Column]] = &[
         Derived(ERRNO_NAME, errno_name),
     ],
     MAPPED_FILE,
-    &[Events(SOURCE)],
+    &[Events(SOURCE), Events(STACK_ID)],
     CONTAINER,
     INPUT,
 ];

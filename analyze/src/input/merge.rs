@@ -27,6 +27,8 @@ pub struct MergedEvents<'a, E> {
     /// An error read ahead of time, returned after the row before it.
     pending_error: Option<E>,
     done: bool,
+    /// The source of the row returned last.
+    last_source: usize,
 }
 
 impl<'a, E> MergedEvents<'a, E> {
@@ -39,7 +41,13 @@ impl<'a, E> MergedEvents<'a, E> {
             primed: false,
             pending_error: None,
             done: false,
+            last_source: 0,
         }
+    }
+
+    /// The index (in the sources given to [`merge`]) of the source of the row returned last.
+    pub fn last_source(&self) -> usize {
+        self.last_source
     }
 
     /// Reads the next row of source `index` into its head.
@@ -83,6 +91,7 @@ impl<E> Iterator for MergedEvents<'_, E> {
         }
         let Reverse((_, index)) = self.heap.pop()?;
         let event = self.heads.get_mut(index).and_then(Option::take)?;
+        self.last_source = index;
         if let Err(err) = self.advance(index) {
             self.pending_error = Some(err);
         }

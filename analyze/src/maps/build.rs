@@ -60,7 +60,7 @@ impl Query {
             pid: args.pid,
             at,
             page_size,
-            merge: !args.no_merge,
+            merge: !(args.no_merge || args.stacks),
         })
     }
 }
@@ -141,6 +141,7 @@ impl Report {
             bytes: 0,
             regions: Vec::new(),
             table_regions: Vec::new(),
+            table_stacks: Vec::new(),
         }
     }
 

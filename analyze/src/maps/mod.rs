@@ -13,12 +13,16 @@ use std::{io::Write, process::ExitCode};
 
 use anyhow::Context as _;
 use clap::ValueEnum;
+use mmap_format::reader::CaptureReader;
 use serde::Serialize;
 
 use self::{build::Query, scan::Scan};
 use crate::{
     cli::{self, Inputs},
-    engine::Engine,
+    engine::{
+        Engine,
+        stacks::{self, FRAMES_MISSING, Frame, StackFrames},
+    },
     input, labels,
     loss::LossWindows,
     output,
@@ -67,6 +71,15 @@ pub struct Args {
     /// Show the regions as the rows left them, without merging compatible neighbours.
     #[arg(long)]
     no_merge: bool,
+
+    /// Show under each region the user call stack of the call that created it (captures
+    /// recorded with --stacks fp|dwarf): one line per frame, innermost first; in JSON a `stack`
+    /// array of frames (index, addr, module, build_id, offset, function, file, line,
+    /// symbol_source, name). Regions from a snapshot, the heap (brk) and calls without a stack
+    /// have none; a stack whose frame rows are not in the inputs shows `[frames missing]`.
+    /// Implies --no-merge (merged pieces may come from different calls).
+    #[arg(long)]
+    stacks: bool,
 }
 
 const EXAMPLES: &str = "\
@@ -111,7 +124,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let engine = Engine::open(&readers)?;
     let scan = Scan::read(&engine, &readers, args.pid)?;
     let query = Query::new(&readers, &scan, &args)?;
-    let report = Report::build(&engine, &readers, &scan, &query)?;
+    let mut report = Report::build(&engine, &readers, &scan, &query)?;
+    if args.stacks {
+        report.attach_stacks(&stacks::frames(&engine)?, &readers);
+    }
 
     let mut out = output::stdout();
     match args.format {
@@ -212,6 +228,12 @@ struct RegionJson {
     since_ns: i64,
     set_by: &'static str,
     tid: u32,
+    /// The user call stack of the call that created the region (format 1.4).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stack_id: Option<u64>,
+    /// With --stacks: its frames, innermost first (empty: no stack, or its frames are missing).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stack: Option<Vec<Frame>>,
 }
 
 impl RegionJson {
@@ -239,6 +261,8 @@ impl RegionJson {
             since_ns: r.since,
             set_by: r.set_by.as_str(),
             tid: r.tid,
+            stack_id: r.stack_id,
+            stack: None,
         }
     }
 }
@@ -290,6 +314,36 @@ struct Report {
     regions: Vec<RegionJson>,
     #[serde(skip)]
     table_regions: Vec<Region>,
+    /// With --stacks: the lines under each region of the table, by region.
+    #[serde(skip)]
+    table_stacks: Vec<Vec<String>>,
+}
+
+impl Report {
+    /// Gives each region the frames of the stack of the call that created it.
+    fn attach_stacks(&mut self, frames: &StackFrames, readers: &[CaptureReader]) {
+        let captures: Vec<Option<String>> = readers
+            .iter()
+            .map(|reader| reader.metadata().capture_id.clone())
+            .collect();
+        self.table_stacks = Vec::with_capacity(self.regions.len());
+        for region in &mut self.regions {
+            // A stack id is one recording's: the first input's recording that has it.
+            let stack = region.stack_id.map(|id| {
+                captures
+                    .iter()
+                    .find_map(|capture| frames.get(&(capture.clone(), id)))
+                    .cloned()
+                    .unwrap_or_default()
+            });
+            self.table_stacks.push(match &stack {
+                None => Vec::new(),
+                Some(stack) if stack.is_empty() => vec![format!("    {FRAMES_MISSING}")],
+                Some(stack) => stack.iter().map(|f| format!("    {}", f.line())).collect(),
+            });
+            region.stack = Some(stack.unwrap_or_default());
+        }
+    }
 }
 
 /// The merged address space of `pid` at `at` (default: the end of the capture) as `maps --format
@@ -297,7 +351,7 @@ struct Report {
 /// report).
 pub fn collect_json(
     engine: &Engine,
-    readers: &[mmap_format::reader::CaptureReader],
+    readers: &[CaptureReader],
     pid: u32,
     at: Option<TimeSpec>,
 ) -> anyhow::Result<serde_json::Value> {
@@ -311,6 +365,7 @@ pub fn collect_json(
         before_exit: false,
         format: MapsFormat::Json,
         no_merge: false,
+        stacks: false,
     };
     let scan = Scan::read(engine, readers, pid)?;
     let query = Query::new(readers, &scan, &args)?;

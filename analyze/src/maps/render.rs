@@ -27,7 +27,7 @@ impl Report {
             self.loss_windows.write(out)?;
         }
         writeln!(out)?;
-        write_regions(out, &self.table_regions)
+        write_regions(out, &self.table_regions, &self.table_stacks)
     }
 
     /// The lines above the regions.
@@ -145,7 +145,12 @@ impl Report {
 
 /// The regions like /proc/PID/maps, with when, by which kind of row and by which thread each got
 /// its current state.
-fn write_regions(out: &mut impl Write, regions: &[Region]) -> io::Result<()> {
+/// `stacks`: the lines under each region (`maps --stacks`), or none.
+fn write_regions(
+    out: &mut impl Write,
+    regions: &[Region],
+    stacks: &[Vec<String>],
+) -> io::Result<()> {
     let mut table = Table::new(&[
         Column::left("ADDRESS"),
         Column::left("PERMS"),
@@ -157,7 +162,7 @@ fn write_regions(out: &mut impl Write, regions: &[Region]) -> io::Result<()> {
         Column::right("TID"),
         Column::left("PATH"),
     ]);
-    for r in regions {
+    for (i, r) in regions.iter().enumerate() {
         let file = r.file();
         let dev = file.and_then(|f| f.dev).unwrap_or(0);
         let mut path = r.path().unwrap_or_default().to_owned();
@@ -170,21 +175,25 @@ fn write_regions(out: &mut impl Write, regions: &[Region]) -> io::Result<()> {
         if file.is_some() && r.path().is_none() {
             path.push_str("(file, name not recorded)");
         }
-        table.push(vec![
-            format!("{:08x}-{:08x}", r.start, r.end),
-            r.perms(),
-            format!("{:08x}", r.off),
-            format!(
-                "{:02x}:{:02x}",
-                names::dev_major(dev),
-                names::dev_minor(dev)
-            ),
-            file.and_then(|f| f.ino).unwrap_or(0).to_string(),
-            labels::time_of_day_ns(r.since),
-            r.set_by.as_str().to_owned(),
-            r.tid.to_string(),
-            path,
-        ]);
+        let lines = stacks.get(i).cloned().unwrap_or_default();
+        table.push_with_lines(
+            vec![
+                format!("{:08x}-{:08x}", r.start, r.end),
+                r.perms(),
+                format!("{:08x}", r.off),
+                format!(
+                    "{:02x}:{:02x}",
+                    names::dev_major(dev),
+                    names::dev_minor(dev)
+                ),
+                file.and_then(|f| f.ino).unwrap_or(0).to_string(),
+                labels::time_of_day_ns(r.since),
+                r.set_by.as_str().to_owned(),
+                r.tid.to_string(),
+                path,
+            ],
+            lines,
+        );
     }
     table.write(out, "")
 }

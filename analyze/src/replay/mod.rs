@@ -320,6 +320,7 @@ impl Replay {
             since: ts,
             set_by: SetBy::Mmap,
             tid: e.tid,
+            stack_id: e.stack_id,
         };
         self.live(e.pid).map.insert(region);
     }
@@ -440,6 +441,8 @@ impl Process {
                 since: ts,
                 set_by: SetBy::Brk,
                 tid,
+                // The heap's stack is not kept: brk grows one region over many calls.
+                stack_id: None,
             }),
         }
     }
@@ -579,6 +582,7 @@ pub fn snapshot_region(e: &Event<'_>) -> Option<Region> {
         since: e.ts_ns,
         set_by: SetBy::Snapshot,
         tid: e.tid,
+        stack_id: None,
     })
 }
 

@@ -94,6 +94,9 @@ pub struct Region {
     pub set_by: SetBy,
     /// The thread whose row set it.
     pub tid: u32,
+    /// The user call stack of the call that created it (format 1.4 captures with stacks; kept
+    /// through later changes of the region, such as mprotect, a split or a move).
+    pub stack_id: Option<u64>,
 }
 
 impl Region {
@@ -194,6 +197,10 @@ impl AddressSpace {
                 && last.mergeable_with(region)
             {
                 last.end = region.end;
+                // Pieces made by different calls: no one stack made the merged region.
+                if last.stack_id != region.stack_id {
+                    last.stack_id = None;
+                }
                 if region.since > last.since {
                     last.stamp(region.since, region.set_by, region.tid);
                 }

@@ -17,7 +17,7 @@ use std::{
 use mmap_format::{
     FORMAT_MAJOR, FORMAT_MINOR,
     event::{Event, RowKind, Syscall},
-    metadata::{CaptureMetadata, ClockAnchor, Counters, FormatVersion, Targets},
+    metadata::{CaptureMetadata, ClockAnchor, Counters, FormatVersion, StacksConfig, Targets},
     names,
     writer::{CaptureWriter, WriterConfig},
 };
@@ -407,4 +407,66 @@ pub fn run_bounded(out_dir: &Path, args: &[&std::ffi::OsStr], deadline: Duration
         peak_kib: usage.ru_maxrss,
         took,
     }
+}
+
+/// Metadata of a capture of recording `capture_id` made with `--stacks fp` (format 1.4).
+pub fn stacks_metadata(capture_id: &str) -> CaptureMetadata {
+    CaptureMetadata {
+        capture_id: Some(capture_id.to_owned()),
+        stacks: Some(StacksConfig {
+            mode: "fp".to_owned(),
+            syscalls: ["mmap", "munmap", "mprotect", "mremap", "brk"]
+                .map(str::to_owned)
+                .to_vec(),
+            max_frames: 127,
+            stack_bytes: 0,
+        }),
+        ..metadata("host-a", Counters::default())
+    }
+}
+
+/// Frame `index` of stack `stack_id` (0: innermost), first used by process `pid` (`comm`
+/// "app"): at 0x5555_0000_1000 + 16 * index in /usr/bin/app, named `function` (None: not
+/// named).
+pub fn frame_row(stack_id: u64, index: u32, pid: u32, function: Option<&str>) -> Event<'static> {
+    Event {
+        kind: RowKind::Frame,
+        ts_ns: BASE_NS,
+        cpu: 1,
+        pid,
+        tid: pid,
+        ppid: 1,
+        uid: 1000,
+        gid: 1000,
+        comm: Cow::Borrowed("app"),
+        cgroup_id: 4242,
+        source: Some(Cow::Borrowed("stack_fp")),
+        stack_id: Some(stack_id),
+        frame_index: Some(index),
+        frame_addr: Some(0x5555_0000_1000 + 16 * u64::from(index)),
+        frame_module: Some(Cow::Borrowed("/usr/bin/app")),
+        frame_build_id: Some(Cow::Borrowed("0123456789abcdef")),
+        frame_offset: Some(0x1000 + 16 * u64::from(index)),
+        frame_function: function.map(|f| Cow::Owned(f.to_owned())),
+        symbol_source: function.map(|_| Cow::Borrowed("map_files")),
+        ..Default::default()
+    }
+}
+
+/// The frame rows of stack `stack_id` of process `pid`, named `names` root first (as a folded
+/// line reads them).
+pub fn stack_frames(stack_id: u64, pid: u32, names: &[&str]) -> Vec<Event<'static>> {
+    names
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(index, name)| {
+            frame_row(
+                stack_id,
+                u32::try_from(index).expect("few frames"),
+                pid,
+                Some(name),
+            )
+        })
+        .collect()
 }

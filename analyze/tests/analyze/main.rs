@@ -25,6 +25,7 @@ mod report;
 mod rerun;
 mod s3;
 mod sql;
+mod stacks;
 mod summary;
 mod top;
 mod where_filters;

@@ -25,6 +25,7 @@ mod report;
 mod rerun;
 mod segments;
 mod summary;
+mod symbolize;
 mod table;
 mod timespec;
 

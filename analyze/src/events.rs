@@ -41,7 +41,7 @@ use crate::{
 /// fork (RESULT: the child's pid), exec (FILE: the program), exit (RESULT: the exit status, e.g.
 /// `exit status 1` or `killed by SIGSEGV`), lost (RESULT: how many records the kernel could not
 /// deliver on which CPU between TIME and TIME + DUR_NS), and snapshot (one /proc/PID/maps line per
-/// row). Snapshot rows are hidden unless `--kind snapshot` is given.
+/// row). Snapshot and frame rows are hidden unless `--kind snapshot` / `--kind frame` is given.
 ///
 /// A single file is printed in its recording order as it is read, without loading it whole.
 /// Several files (for example the segments of one recording, or recordings from several
@@ -173,6 +173,7 @@ fn kind_help(kind: RowKind) -> &'static str {
         RowKind::Exec => "A new program",
         RowKind::Exit => "The end of a process",
         RowKind::Lost => "Records the kernel could not deliver",
+        RowKind::Frame => "One frame of a call stack (hidden unless asked for)",
         // Never offered: it only stands for kinds a newer format adds.
         RowKind::Other => "",
     }
@@ -200,7 +201,12 @@ impl Filter {
             values.join(", ")
         };
         let mut terms = vec![if self.kinds.is_empty() {
-            format!("{} <> {}", col::KIND, literal(RowKind::Snapshot.as_str()))
+            format!(
+                "{} NOT IN ({}, {})",
+                col::KIND,
+                literal(RowKind::Snapshot.as_str()),
+                literal(RowKind::Frame.as_str())
+            )
         } else {
             let kinds: Vec<String> = self.kinds.iter().map(|k| literal(k.as_str())).collect();
             format!("{} IN ({})", col::KIND, kinds.join(", "))

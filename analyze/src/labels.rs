@@ -56,7 +56,7 @@ pub fn result_label(event: &Event<'_>) -> Option<String> {
                 .map(|count| format!("lost {count} on cpu {}", event.cpu));
         }
         RowKind::Syscall => {}
-        RowKind::Snapshot | RowKind::Exec | RowKind::Other => return None,
+        RowKind::Snapshot | RowKind::Exec | RowKind::Frame | RowKind::Other => return None,
     }
     let ret = event.ret?;
     if let Some(errno) = event.errno() {

@@ -6,6 +6,7 @@
 //! cargo run -p mmap-format --example make_fixture -- --recovered [OUTPUT] # recovered-v1.1.parquet
 //! cargo run -p mmap-format --example make_fixture -- --v1.2 [OUTPUT]      # synthetic-v1.2.parquet
 //! cargo run -p mmap-format --example make_fixture -- --v1.3 [OUTPUT]      # synthetic-v1.3.parquet
+//! cargo run -p mmap-format --example make_fixture -- --v1.4 [OUTPUT]      # synthetic-v1.4.parquet
 //! ```
 //!
 //! `--v1.1` and `--recovered` go through the current writer, which writes the latest minor: they
@@ -41,11 +42,11 @@ use std::{
 
 use arrow_array::RecordBatch;
 use mmap_format::{
-    event::{Event, RowKind, Syscall, path_sources, sources},
+    event::{Event, RowKind, Syscall, path_sources, sources, symbol_sources},
     journal::{self, journal_path},
     metadata::{
         CaptureMetadata, ClockAnchor, Counters, Derivation, FormatVersion, ParentFile, Redaction,
-        SegmentLink, Targets, keys,
+        SegmentLink, StacksConfig, Targets, keys,
     },
     names::makedev,
     reader::CaptureReader,
@@ -999,6 +1000,169 @@ fn write_v1_3(output: File) -> Result<u64, Box<dyn Error>> {
     Ok(rows)
 }
 
+/// Build ids of the fixture's made-up modules.
+const APP_BUILD_ID: &str = "5a1b2c3d4e5f60718293a4b5c6d7e8f901234567";
+const LIBC_BUILD_ID: &str = "0c0ffee0123456789abcdef0123456789abcdef0";
+
+/// One frame: (address, module, build id, file offset, function, source file, line, how named).
+type Frame = (
+    u64,
+    Option<&'static str>,
+    Option<&'static str>,
+    Option<u64>,
+    Option<&'static str>,
+    Option<&'static str>,
+    Option<u32>,
+    Option<&'static str>,
+);
+
+/// The fixture's two stacks, innermost frame first. Stack 1: `main` → `outer_mapper` →
+/// `inner_mapper` → libc's `mmap`, named while the process lived, with source lines for the
+/// program's frames. Stack 2: the same wrapper called from a frame of a module whose names were
+/// not found (module, build id and offset kept), then an address in no module.
+fn stacks_v1_4() -> [(u64, Vec<Frame>); 2] {
+    const APP: &str = "/usr/bin/fixture-app";
+    const LIBC: &str = "/usr/lib/x86_64-linux-gnu/libc.so.6";
+    let libc = |addr: u64, off: u64, name: &'static str| -> Frame {
+        (
+            addr,
+            Some(LIBC),
+            Some(LIBC_BUILD_ID),
+            Some(off),
+            Some(name),
+            None,
+            None,
+            Some(symbol_sources::MAP_FILES),
+        )
+    };
+    let app = |addr: u64, off: u64, name: &'static str, line: u32| -> Frame {
+        (
+            addr,
+            Some(APP),
+            Some(APP_BUILD_ID),
+            Some(off),
+            Some(name),
+            Some("/src/fixture-app/main.c"),
+            Some(line),
+            Some(symbol_sources::MAP_FILES),
+        )
+    };
+    [
+        (
+            1,
+            vec![
+                libc(0x7f3a_1b11_8a2c, 0x118a2c, "mmap64"),
+                app(0x55d4_a000_2190, 0x2190, "inner_mapper", 12),
+                app(0x55d4_a000_21e4, 0x21e4, "outer_mapper", 19),
+                app(0x55d4_a000_2231, 0x2231, "main", 31),
+                libc(0x7f3a_1b02_9d68, 0x29d68, "__libc_start_call_main"),
+            ],
+        ),
+        (
+            2,
+            vec![
+                libc(0x7f3a_1b11_8a2c, 0x118a2c, "mmap64"),
+                (
+                    0x7f00_dead_0410,
+                    Some("/opt/fixture/x (deleted)"),
+                    Some("feedfacefeedfacefeedfacefeedfacefeedface"),
+                    Some(0x410),
+                    None,
+                    None,
+                    None,
+                    None,
+                ),
+                (0x1234_5678, None, None, None, None, None, None, None),
+            ],
+        ),
+    ]
+}
+
+/// The 1.2 rows with call stacks (1.4): the anonymous `mmap` calls of process 4242 have stack 1,
+/// its file mappings stack 2; after them, the `frame` rows of both stacks (8 rows, required
+/// columns from the first call of each stack). 41 rows, 1.2 metadata plus a `stacks` key.
+fn events_v1_4() -> Result<Vec<Event<'static>>, Box<dyn Error>> {
+    let mut rows = events_v1_2()?;
+    let mut first: [Option<Event<'static>>; 2] = [None, None];
+    for row in &mut rows {
+        if row.kind == RowKind::Syscall && row.syscall == Some(Syscall::Mmap) && row.pid == PID {
+            let stack = if row.fd == Some(-1) { 1 } else { 2 };
+            row.stack_id = Some(stack);
+            first[stack as usize - 1].get_or_insert_with(|| row.clone());
+        }
+    }
+    for (id, frames) in stacks_v1_4() {
+        let Some(call) = first[id as usize - 1].clone() else {
+            return Err(format!("no call for stack {id}").into());
+        };
+        for (index, frame) in frames.into_iter().enumerate() {
+            let (addr, module, build_id, offset, function, file, line, named) = frame;
+            rows.push(Event {
+                kind: RowKind::Frame,
+                syscall: None,
+                ts_ns: call.ts_ns,
+                cpu: call.cpu,
+                pid: call.pid,
+                tid: call.tid,
+                ppid: call.ppid,
+                uid: call.uid,
+                gid: call.gid,
+                comm: call.comm.clone(),
+                cgroup_id: call.cgroup_id,
+                cgroup_path: call.cgroup_path.clone(),
+                pidns_ino: call.pidns_ino,
+                ns_pid: call.ns_pid,
+                ns_tid: call.ns_tid,
+                source: Some(Cow::Borrowed(sources::STACK_FP)),
+                stack_id: Some(id),
+                frame_index: Some(index as u32),
+                frame_addr: Some(addr),
+                frame_module: module.map(Cow::Borrowed),
+                frame_build_id: build_id.map(Cow::Borrowed),
+                frame_offset: offset,
+                frame_function: function.map(Cow::Borrowed),
+                frame_file: file.map(Cow::Borrowed),
+                frame_line: line,
+                symbol_source: named.map(Cow::Borrowed),
+                ..Default::default()
+            });
+        }
+    }
+    Ok(rows)
+}
+
+fn metadata_v1_4(rows: u64) -> CaptureMetadata {
+    CaptureMetadata {
+        stacks: Some(StacksConfig {
+            mode: "fp".into(),
+            syscalls: ["mmap", "munmap", "mprotect", "mremap", "brk"]
+                .map(str::to_owned)
+                .into(),
+            max_frames: 127,
+            stack_bytes: 0,
+        }),
+        ..metadata_v1_2(rows)
+    }
+}
+
+/// The 1.4 rows in three row groups (16 + 16 + 9).
+fn write_v1_4(output: File) -> Result<u64, Box<dyn Error>> {
+    let config = WriterConfig {
+        row_group_rows: 16,
+        zstd_level: 3,
+    };
+    let mut writer = CaptureWriter::new(BufWriter::new(output), config)?;
+    let events = events_v1_4()?;
+    for event in &events {
+        writer.push(event)?;
+    }
+    // The recorder counts records from the kernel as emitted; frame rows are not records.
+    let records = events.iter().filter(|e| e.kind != RowKind::Frame).count();
+    let mut sink = writer.finish(&metadata_v1_4(records as u64))?;
+    sink.flush()?;
+    Ok(events.len() as u64)
+}
+
 fn write_v1_1(output: File) -> Result<u64, Box<dyn Error>> {
     let config = WriterConfig {
         // Three row groups (16 + 8 + 7 rows), cut by size, by a flush and by finish.
@@ -1059,7 +1223,7 @@ fn write_recovered(output: &std::path::Path) -> Result<u64, Box<dyn Error>> {
 fn main() -> Result<(), Box<dyn Error>> {
     let mut args: Vec<_> = std::env::args_os().skip(1).collect();
     let mode = match args.first().and_then(|a| a.to_str()) {
-        Some(flag @ ("--v1.0" | "--v1.1" | "--v1.2" | "--v1.3" | "--recovered")) => {
+        Some(flag @ ("--v1.0" | "--v1.1" | "--v1.2" | "--v1.3" | "--v1.4" | "--recovered")) => {
             let flag = flag.to_owned();
             args.remove(0);
             flag
@@ -1070,6 +1234,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         "--v1.1" => "synthetic-v1.1.parquet",
         "--v1.2" => "synthetic-v1.2.parquet",
         "--v1.3" => "synthetic-v1.3.parquet",
+        "--v1.4" => "synthetic-v1.4.parquet",
         "--recovered" => "recovered-v1.1.parquet",
         _ => "synthetic-v1.0.parquet",
     };
@@ -1091,6 +1256,8 @@ fn main() -> Result<(), Box<dyn Error>> {
             write_v1_2(file)?
         } else if mode == "--v1.3" {
             write_v1_3(file)?
+        } else if mode == "--v1.4" {
+            write_v1_4(file)?
         } else {
             write_v1_0(file)?
         }

@@ -166,4 +166,44 @@ define_columns! {
             /// `file_path` is; null in older files.
             pub path_lossy: Option<bool> as Boolean;
     }
+
+    /// The columns added by format 1.4 (user call stacks), in schema order (after
+    /// [`ADDED_IN_1_2`]; 1.3 added no column).
+    ADDED_IN_1_4 = minor 4, Sparse {
+        STACK_ID "stack_id" =>
+            /// `syscall` rows: the id of the call's user call stack (null: none recorded);
+            /// `frame` rows: the stack the frame belongs to. Unique within one recording (1.4).
+            pub stack_id: Option<u64> as UInt64;
+        FRAME_INDEX "frame_index" =>
+            /// `frame` rows: 0 = the innermost frame (the instruction in the system-call
+            /// wrapper), then its callers outward (1.4).
+            pub frame_index: Option<u32> as UInt32;
+        FRAME_ADDR "frame_addr" =>
+            /// `frame` rows: the address in the process: the user instruction pointer at the
+            /// call for frame 0, a return address for the others (1.4).
+            pub frame_addr: Option<u64> as UInt64;
+        FRAME_MODULE "frame_module" =>
+            /// `frame` rows: path of the mapped file holding the address, as the process mapped
+            /// it (null: no file maps it) (1.4).
+            pub frame_module: Option<Cow<'a, str>> as Text;
+        FRAME_BUILD_ID "frame_build_id" =>
+            /// `frame` rows: the module's GNU build id, lowercase hex (1.4).
+            pub frame_build_id: Option<Cow<'a, str>> as Text;
+        FRAME_OFFSET "frame_offset" =>
+            /// `frame` rows: the file offset of `frame_addr` in the module (1.4).
+            pub frame_offset: Option<u64> as UInt64;
+        FRAME_FUNCTION "frame_function" =>
+            /// `frame` rows: the demangled name of the function holding the frame (1.4).
+            pub frame_function: Option<Cow<'a, str>> as Text;
+        FRAME_FILE "frame_file" =>
+            /// `frame` rows: the source file, when debug information was there (1.4).
+            pub frame_file: Option<Cow<'a, str>> as Text;
+        FRAME_LINE "frame_line" =>
+            /// `frame` rows: the source line, when debug information was there (1.4).
+            pub frame_line: Option<u32> as UInt32;
+        SYMBOL_SOURCE "symbol_source" =>
+            /// `frame` rows: how the frame was named, one of
+            /// [`symbol_sources`](crate::event::symbol_sources); null: not named (1.4).
+            pub symbol_source: Option<Cow<'a, str>> as Text;
+    }
 }

@@ -101,6 +101,8 @@ stored_enum! {
         Exit = "exit",
         /// Records the kernel could not deliver.
         Lost = "lost",
+        /// One frame of a user call stack (1.4).
+        Frame = "frame",
     }
 }
 
@@ -145,6 +147,21 @@ pub mod sources {
     pub const PROC_MAPS_EXEC: &str = "proc_maps:exec";
     /// Lost rows, counted by the kernel side.
     pub const KERNEL: &str = "kernel";
+    /// Frame rows of a stack the kernel walked by frame pointers (1.4).
+    pub const STACK_FP: &str = "stack_fp";
+    /// Frame rows of a stack unwound in user space from DWARF call-frame information over a
+    /// copy of the top of the user stack (1.4).
+    pub const STACK_DWARF: &str = "stack_dwarf";
+}
+
+/// Values of the `symbol_source` column (1.4): how a frame was named.
+pub mod symbol_sources {
+    /// The module was read through `/proc/PID/map_files/...` while the process lived.
+    pub const MAP_FILES: &str = "map_files";
+    /// The module was read from its path after the process was gone, its build id checked.
+    pub const PATH: &str = "path";
+    /// Named afterwards by `mmap-analyze symbolize` from a debug directory, by build id.
+    pub const DEBUG_DIR: &str = "debug_dir";
 }
 
 /// Values of the `path_source` column: where `file_path` came from.

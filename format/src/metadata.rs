@@ -52,6 +52,9 @@ pub mod keys {
     /// The oldest `mmap-analyze` version that reads this file, e.g. "0.1.0" (1.3, optional). A
     /// reader that refuses the file's major version names it.
     pub const READ_WITH: &str = "mmap_capture.read_with";
+    /// JSON object [`super::StacksConfig`]: the recording took user call stacks, and how
+    /// (1.4, optional; absent when it took none).
+    pub const STACKS: &str = "mmap_capture.stacks";
 
     /// The keys of format 1.0, in the order the writer stores them. Every 1.x file has them.
     pub const REQUIRED: [&str; 13] = [
@@ -70,9 +73,10 @@ pub mod keys {
         COUNTERS,
     ];
 
-    /// The keys added by formats 1.1 (the first four) and 1.3, in the order the writer stores
-    /// them (after [`REQUIRED`]). Optional: the writer stores each only when it is set.
-    pub const OPTIONAL: [&str; 8] = [
+    /// The keys added by formats 1.1 (the first four), 1.3 (the next four) and 1.4 (the last),
+    /// in the order the writer stores them (after [`REQUIRED`]). Optional: the writer stores
+    /// each only when it is set.
+    pub const OPTIONAL: [&str; 9] = [
         CAPTURE_ID,
         SEGMENT_INDEX,
         PAGE_SIZE,
@@ -81,6 +85,7 @@ pub mod keys {
         REDACTION,
         PROVENANCE,
         READ_WITH,
+        STACKS,
     ];
 
     /// Every key of the current format version, in the order the writer stores them:
@@ -236,6 +241,21 @@ pub struct Redaction {
     pub tool: String,
 }
 
+/// How a recording took user call stacks (1.4).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StacksConfig {
+    /// "fp" (the kernel walked frame pointers) or "dwarf" (a copy of the top of the user stack,
+    /// unwound in user space from DWARF call-frame information).
+    pub mode: String,
+    /// The system calls whose rows have stacks, e.g. `["mmap", "munmap"]`.
+    pub syscalls: Vec<String>,
+    /// The most frames kept per stack.
+    pub max_frames: u32,
+    /// "dwarf": the most bytes of user stack copied per call; 0 for "fp".
+    #[serde(default)]
+    pub stack_bytes: u32,
+}
+
 /// One step that made this file from other captures (1.3): an extract, a pack or a redaction.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Derivation {
@@ -312,6 +332,9 @@ pub struct CaptureMetadata {
     /// The oldest `mmap-analyze` version that reads the file (1.3; `None` in older files;
     /// [`Default`] sets [`READS_WITH`]).
     pub read_with: Option<String>,
+    /// How the recording took user call stacks (1.4; `None` when it took none and in older
+    /// files).
+    pub stacks: Option<StacksConfig>,
 }
 
 /// The oldest `mmap-analyze` release that reads what this crate writes: the writer stores it in
@@ -342,6 +365,7 @@ impl Default for CaptureMetadata {
             redaction: None,
             provenance: Vec::new(),
             read_with: Some(READS_WITH.to_owned()),
+            stacks: None,
         }
     }
 }
@@ -380,6 +404,7 @@ impl CaptureMetadata {
             self.redaction.as_ref().map(to_json),
             (!self.provenance.is_empty()).then(|| to_json(&self.provenance)),
             self.read_with.clone(),
+            self.stacks.as_ref().map(to_json),
         ];
         let required = keys::REQUIRED.iter().zip(values.map(Some));
         required
@@ -461,6 +486,9 @@ impl CaptureMetadata {
                 .unwrap_or_default(),
             read_with: find(keys::READ_WITH)
                 .map(|v| short(keys::READ_WITH, v))
+                .transpose()?,
+            stacks: find(keys::STACKS)
+                .map(|v| from_json(keys::STACKS, v))
                 .transpose()?,
         })
     }
@@ -597,6 +625,12 @@ mod tests {
                 selection: vec!["--pid".into(), "42".into()],
             }],
             read_with: Some(READS_WITH.into()),
+            stacks: Some(StacksConfig {
+                mode: "dwarf".into(),
+                syscalls: vec!["mmap".into(), "brk".into()],
+                max_frames: 127,
+                stack_bytes: 8192,
+            }),
         }
     }
 
@@ -622,6 +656,7 @@ mod tests {
             redaction: None,
             provenance: Vec::new(),
             read_with: None,
+            stacks: None,
             ..sample()
         };
         let kv = metadata.to_key_values();
@@ -751,7 +786,11 @@ mod tests {
                 .expect("key present")
         };
         assert_eq!(get(keys::FORMAT_MAJOR), "1");
-        assert_eq!(get(keys::FORMAT_MINOR), "3");
+        assert_eq!(get(keys::FORMAT_MINOR), "4");
+        assert_eq!(
+            get(keys::STACKS),
+            r#"{"mode":"dwarf","syscalls":["mmap","brk"],"max_frames":127,"stack_bytes":8192}"#
+        );
         assert_eq!(get(keys::CAPTURE_START), "2023-11-14T22:13:20.123456789Z");
         assert_eq!(get(keys::CAPTURE_END), "2023-11-14T22:14:20.000000001Z");
         assert_eq!(

@@ -161,6 +161,7 @@ mod tests {
         let mut split = col::V1_0.to_vec();
         split.extend(col::ADDED_IN_1_1);
         split.extend(col::ADDED_IN_1_2);
+        split.extend(col::ADDED_IN_1_4);
         assert_eq!(split, col::ALL);
     }
 

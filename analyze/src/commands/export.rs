@@ -242,7 +242,7 @@ impl<'w, W: Write> Trace<'w, W> {
                     window_us: labels::duration_ns(event).map(|ns| ns as f64 / 1e3),
                 })?;
             }
-            RowKind::Snapshot | RowKind::Other => return Ok(()),
+            RowKind::Snapshot | RowKind::Frame | RowKind::Other => return Ok(()),
         }
         self.count_mapped(event)
     }

@@ -96,6 +96,8 @@ struct CaptureInfo {
     duration_s: f64,
     targets: TargetsInfo,
     attach_mode: String,
+    /// How call stacks were taken (format 1.4), when they were.
+    stacks: Option<mmap_format::metadata::StacksConfig>,
     command_line: Vec<String>,
     rows: u64,
     /// From the `kind` column.
@@ -271,6 +273,14 @@ fn describe(
             follow_forks: first.targets.follow_forks,
         },
         attach_mode: bounded(&first.attach_mode),
+        stacks: first
+            .stacks
+            .clone()
+            .map(|s| mmap_format::metadata::StacksConfig {
+                mode: bounded(&s.mode),
+                syscalls: strings(&s.syscalls),
+                ..s
+            }),
         command_line: strings(&first.command_line),
         rows: group
             .iter()
@@ -596,6 +606,25 @@ fn write_table(out: &mut impl Write, info: &Info) -> std::io::Result<()> {
             ),
             ("targets", targets.join("; ")),
             ("attach mode", capture.attach_mode.clone()),
+            (
+                "call stacks",
+                match &capture.stacks {
+                    None => "none".to_owned(),
+                    Some(s) if s.stack_bytes > 0 => format!(
+                        "{} for {}, at most {} frames, {} bytes of stack per call",
+                        s.mode,
+                        s.syscalls.join(","),
+                        s.max_frames,
+                        s.stack_bytes
+                    ),
+                    Some(s) => format!(
+                        "{} for {}, at most {} frames",
+                        s.mode,
+                        s.syscalls.join(","),
+                        s.max_frames
+                    ),
+                },
+            ),
             (
                 "rows",
                 format!(

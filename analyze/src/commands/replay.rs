@@ -221,7 +221,9 @@ pub fn line(event: &Event<'_>) -> String {
                 .map(|ns| format!(" over {}", seconds(ns)))
                 .unwrap_or_default()
         ),
-        RowKind::Snapshot | RowKind::Other => format!("--- {} ---", event.kind.as_str()),
+        RowKind::Snapshot | RowKind::Frame | RowKind::Other => {
+            format!("--- {} ---", event.kind.as_str())
+        }
     };
     format!(
         "{} {}/{} {} {what}",

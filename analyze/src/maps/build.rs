@@ -371,7 +371,7 @@ fn rows_until(
 /// Whether a row can change the map of a process in `lineage`.
 fn changes_map_of(event: &Event<'_>, lineage: &HashSet<u32>) -> bool {
     match event.kind {
-        RowKind::Lost | RowKind::Other => false,
+        RowKind::Lost | RowKind::Frame | RowKind::Other => false,
         RowKind::Syscall => {
             lineage.contains(&event.pid) && event.ret.is_some() && !labels::failed(event)
         }

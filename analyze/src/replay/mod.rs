@@ -211,7 +211,7 @@ impl Replay {
             RowKind::Exec => self.exec(event),
             RowKind::Exit => self.exit_row(event),
             RowKind::Syscall => self.syscall(event),
-            RowKind::Lost | RowKind::Other => {}
+            RowKind::Lost | RowKind::Frame | RowKind::Other => {}
         }
     }
 

@@ -136,7 +136,9 @@ fn csv_has_a_header_and_one_record_per_row() {
              cgroup_id,addr,addr_hex,len,prot,prot_names,flags,flags_names,fd,off,ret,errno,\
              errno_name,result,file_name,file_dev,file_dev_major_minor,file_ino,file_path,\
              path_source,path_truncated,path_lossy,file_deleted,file_memfd,source,new_addr,new_len,\
-             child_pid,exit_code,exit_status,lost_count,cgroup_path,pidns_ino,ns_pid,ns_tid"
+             child_pid,exit_code,exit_status,lost_count,cgroup_path,pidns_ino,ns_pid,ns_tid,\
+             stack_id,frame_index,frame_addr,frame_module,frame_build_id,frame_offset,\
+             frame_function,frame_file,frame_line,symbol_source"
         )
     );
     let mut reader = csv::Reader::from_reader(stdout.as_bytes());

@@ -54,6 +54,16 @@ pub fn full_event(i: u32) -> Event<'static> {
         ns_tid: Some(1 + i),
         lost_count: Some(u64::from(i) * 3),
         path_lossy: Some(i.is_multiple_of(5)),
+        stack_id: Some(u64::from(i % 4)),
+        frame_index: Some(i % 9),
+        frame_addr: Some(0x55d4_a000_2000 + u64::from(i)),
+        frame_module: Some(Cow::Owned(format!("/usr/bin/app-{}", i % 2))),
+        frame_build_id: Some(Cow::Borrowed("5a1b2c3d4e5f60718293a4b5c6d7e8f901234567")),
+        frame_offset: Some(0x2000 + u64::from(i)),
+        frame_function: Some(Cow::Owned(format!("fn_{}", i % 6))),
+        frame_file: Some(Cow::Borrowed("/src/main.c")),
+        frame_line: Some(10 + i),
+        symbol_source: Some(Cow::Borrowed("map_files")),
     }
 }
 
@@ -100,6 +110,16 @@ pub fn sample_events() -> Vec<Event<'static>> {
         ns_tid: Some(u32::MAX),
         lost_count: Some(u64::MAX),
         path_lossy: Some(true),
+        stack_id: Some(u64::MAX),
+        frame_index: Some(u32::MAX),
+        frame_addr: Some(u64::MAX),
+        frame_module: Some(Cow::Borrowed("")),
+        frame_build_id: Some(Cow::Borrowed("")),
+        frame_offset: Some(u64::MAX),
+        frame_function: Some(Cow::Borrowed("")),
+        frame_file: Some(Cow::Borrowed("")),
+        frame_line: Some(u32::MAX),
+        symbol_source: Some(Cow::Borrowed("")),
     });
     // Every nullable column null; the other syscalls.
     for syscall in [Syscall::Munmap, Syscall::Mremap, Syscall::Mprotect] {

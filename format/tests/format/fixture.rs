@@ -4,10 +4,10 @@ use std::path::PathBuf;
 
 use arrow_array::Array;
 use mmap_format::{
-    event::{Event, RowKind, Syscall},
+    event::{Event, RowKind, Syscall, sources, symbol_sources},
     metadata::{
         CaptureMetadata, ClockAnchor, Counters, Derivation, FormatVersion, ParentFile, Redaction,
-        SegmentLink, Targets,
+        SegmentLink, StacksConfig, Targets,
     },
     names::{errno_name, makedev, map_flags_names, prot_names},
     reader::CaptureReader,
@@ -619,7 +619,9 @@ fn synthetic_v1_1_rows() {
 
     // What the fixture covers.
     let kinds: std::collections::BTreeSet<&str> = events.iter().map(|e| e.kind.as_str()).collect();
-    assert_eq!(kinds.len(), RowKind::ALL.len());
+    // Every kind but `frame` (added by 1.4).
+    assert_eq!(kinds.len(), RowKind::ALL.len() - 1);
+    assert!(!kinds.contains(RowKind::Frame.as_str()));
     let syscalls: std::collections::BTreeSet<&str> = events
         .iter()
         .filter_map(|e| e.syscall.map(Syscall::as_str))
@@ -864,4 +866,111 @@ fn synthetic_v1_3() {
         ),
         (&None, &None, 0, &None)
     );
+}
+
+#[test]
+fn synthetic_v1_4() {
+    let path = fixture("synthetic-v1.4.parquet");
+    let reader = CaptureReader::open(&path).expect("open fixture");
+    assert_eq!((reader.num_rows(), reader.num_row_groups()), (41, 3));
+    let expected_metadata = CaptureMetadata {
+        format_version: FormatVersion { major: 1, minor: 4 },
+        stacks: Some(StacksConfig {
+            mode: "fp".into(),
+            syscalls: ["mmap", "munmap", "mprotect", "mremap", "brk"]
+                .map(str::to_owned)
+                .into(),
+            max_frames: 127,
+            stack_bytes: 0,
+        }),
+        read_with: Some("0.1.0".into()),
+        ..synthetic_v1_2_metadata_expected()
+    };
+    assert_eq!(reader.metadata(), &expected_metadata);
+    let events: Vec<Event<'static>> = reader
+        .events()
+        .expect("events")
+        .collect::<Result<_, _>>()
+        .expect("decode");
+    // The 1.2 rows come first, unchanged but for the stack ids of the mmap calls of 4242.
+    let v1_2 = synthetic_v1_2_expected();
+    for (i, (event, old)) in events.iter().zip(&v1_2).enumerate() {
+        let stack =
+            (old.kind == RowKind::Syscall && old.syscall == Some(Syscall::Mmap) && old.pid == 4242)
+                .then(|| if old.fd == Some(-1) { 1 } else { 2 });
+        assert_eq!(event.stack_id, stack, "row {i}");
+        assert_eq!(
+            &Event {
+                stack_id: None,
+                ..event.clone()
+            },
+            old,
+            "row {i}"
+        );
+    }
+    let frames = &events[v1_2.len()..];
+    assert_eq!(frames.len(), 8);
+    let described: Vec<_> = frames
+        .iter()
+        .map(|f| {
+            assert_eq!(f.kind, RowKind::Frame);
+            assert_eq!(f.source.as_deref(), Some(sources::STACK_FP));
+            (
+                f.stack_id,
+                f.frame_index,
+                f.frame_function.as_deref(),
+                f.frame_module.as_deref(),
+                f.symbol_source.as_deref(),
+            )
+        })
+        .collect();
+    let libc = Some("/usr/lib/x86_64-linux-gnu/libc.so.6");
+    let app = Some("/usr/bin/fixture-app");
+    let named = Some(symbol_sources::MAP_FILES);
+    assert_eq!(
+        described,
+        [
+            (Some(1), Some(0), Some("mmap64"), libc, named),
+            (Some(1), Some(1), Some("inner_mapper"), app, named),
+            (Some(1), Some(2), Some("outer_mapper"), app, named),
+            (Some(1), Some(3), Some("main"), app, named),
+            (
+                Some(1),
+                Some(4),
+                Some("__libc_start_call_main"),
+                libc,
+                named
+            ),
+            (Some(2), Some(0), Some("mmap64"), libc, named),
+            (
+                Some(2),
+                Some(1),
+                None,
+                Some("/opt/fixture/x (deleted)"),
+                None
+            ),
+            (Some(2), Some(2), None, None, None),
+        ]
+    );
+    // A frame row takes its process and time from the first call with its stack.
+    let first_call = events
+        .iter()
+        .find(|e| e.stack_id == Some(2) && e.kind == RowKind::Syscall)
+        .expect("a call with stack 2");
+    assert_eq!(
+        (frames[5].ts_ns, frames[5].tid),
+        (first_call.ts_ns, first_call.tid)
+    );
+    assert_eq!(frames[6].frame_offset, Some(0x410));
+    assert_eq!(
+        frames[6].frame_build_id.as_deref(),
+        Some("feedfacefeedfacefeedfacefeedfacefeedface")
+    );
+    assert_eq!(
+        (frames[1].frame_file.as_deref(), frames[1].frame_line),
+        (Some("/src/fixture-app/main.c"), Some(12))
+    );
+    // Older fixtures have no stacks.
+    let old = CaptureReader::open(&fixture("synthetic-v1.3.parquet")).expect("open fixture");
+    assert_eq!(old.metadata().stacks, None);
 }

@@ -66,6 +66,7 @@ Examples:
   mmap-analyze redact rec/ -o shared.parquet --key-file incident.key
   mmap-analyze extract rec/ -o pid1234.parquet --pid 1234 --until +10s
   mmap-analyze pack rec/ -o rec.parquet
+  mmap-analyze symbolize rec/ --debug-dir /usr/lib/debug -o named.parquet
   mmap-analyze rerun rec/ --pid 1234";
 
 #[derive(Debug, Subcommand)]
@@ -88,6 +89,7 @@ enum Command {
     Redact(commands::redact::Args),
     Extract(commands::extract::Args),
     Pack(commands::pack::Args),
+    Symbolize(commands::symbolize::Args),
     Rerun(rerun::Args),
     #[command(hide = true)]
     RerunChild(rerun::ChildArgs),
@@ -117,6 +119,7 @@ fn main() -> ExitCode {
         Command::Redact(args) => commands::redact::run(args),
         Command::Extract(args) => commands::extract::run(args),
         Command::Pack(args) => commands::pack::run(args),
+        Command::Symbolize(args) => commands::symbolize::run(args),
         Command::Rerun(args) => rerun::run(args),
         Command::RerunChild(args) => rerun::run_child(args),
     };

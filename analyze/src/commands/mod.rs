@@ -14,5 +14,6 @@ pub mod replay;
 pub mod report;
 pub mod rows;
 pub mod sql;
+pub mod symbolize;
 pub mod top;
 pub mod verify;

@@ -49,8 +49,8 @@ const BYTES: &str = "CASE syscall WHEN 'mmap' THEN CAST(len AS BIGINT) \
 pub fn collect(engine: &Engine, calls: Option<&str>) -> Result<Flame, EngineError> {
     let relation = crate::input::rows();
     let per_stack = format!(
-        "SELECT stack_id, CAST(sum({BYTES}) AS BIGINT) AS bytes FROM {relation} r{} \
-         GROUP BY stack_id ORDER BY bytes DESC, stack_id",
+        "SELECT CAST(stack_id AS VARCHAR) AS id, CAST(sum({BYTES}) AS BIGINT) AS bytes \
+         FROM {relation} r{} GROUP BY stack_id ORDER BY bytes DESC, id",
         where_all(&[
             Some(
                 "kind = 'syscall' AND errno IS NULL AND ret IS NOT NULL AND syscall IN ('mmap', \
@@ -60,7 +60,8 @@ pub fn collect(engine: &Engine, calls: Option<&str>) -> Result<Flame, EngineErro
         ])
     );
     let mut flame = Flame::default();
-    let mut heaviest: Vec<(i64, u64)> = Vec::new();
+    // Stack ids as text: they are unsigned 64-bit numbers.
+    let mut heaviest: Vec<(String, u64)> = Vec::new();
     let mut other = 0_u64;
     for row in rows(engine, &per_stack)? {
         let bytes = u64::try_from(row[1].int()).unwrap_or(0);
@@ -71,7 +72,7 @@ pub fn collect(engine: &Engine, calls: Option<&str>) -> Result<Flame, EngineErro
                 flame.stacks += 1;
                 flame.bytes += bytes;
                 if heaviest.len() < MAX_STACKS {
-                    heaviest.push((row[0].int(), bytes));
+                    heaviest.push((row[0].text(), bytes));
                 } else {
                     other += bytes;
                 }
@@ -82,19 +83,24 @@ pub fn collect(engine: &Engine, calls: Option<&str>) -> Result<Flame, EngineErro
         return Ok(flame);
     }
     // The frames of those stacks: a stack used in several segments has its frames in each.
-    let ids: Vec<String> = heaviest.iter().map(|(id, _)| id.to_string()).collect();
+    // Digits only (a cast of an integer): safe as literals.
+    let ids: Vec<&str> = heaviest
+        .iter()
+        .map(|(id, _)| id.as_str())
+        .filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+        .collect();
     let frames = format!(
-        "SELECT stack_id, frame_index, first_value(frame_function) AS function, \
+        "SELECT CAST(stack_id AS VARCHAR) AS id, frame_index, first_value(frame_function) AS function, \
            first_value(frame_module) AS module, first_value(frame_offset) AS offset, \
            first_value(frame_addr) AS addr \
          FROM events WHERE kind = 'frame' AND stack_id IN ({}) AND frame_index IS NOT NULL \
          GROUP BY stack_id, frame_index",
         ids.join(", ")
     );
-    let mut names: BTreeMap<i64, BTreeMap<i64, String>> = BTreeMap::new();
+    let mut names: BTreeMap<String, BTreeMap<i64, String>> = BTreeMap::new();
     for row in rows(engine, &frames)? {
         names
-            .entry(row[0].int())
+            .entry(row[0].text())
             .or_default()
             .insert(row[1].int(), frame_name(&row[2], &row[3], &row[4], &row[5]));
     }
@@ -153,8 +159,12 @@ pub fn svg(flame: &Flame) -> Result<String, String> {
     options.image_width = Some(WIDTH);
     options.font_type = "monospace".to_owned();
     let mut out = Vec::new();
-    flamegraph::from_lines(&mut options, flame.lines.iter().map(String::as_str), &mut out)
-        .map_err(|err| format!("inferno could not draw it: {err}"))?;
+    flamegraph::from_lines(
+        &mut options,
+        flame.lines.iter().map(String::as_str),
+        &mut out,
+    )
+    .map_err(|err| format!("inferno could not draw it: {err}"))?;
     let svg = String::from_utf8(out).map_err(|err| format!("inferno wrote no UTF-8: {err}"))?;
     statically(&svg).map_err(|err| format!("inferno's SVG could not be read: {err}"))
 }
@@ -227,7 +237,10 @@ fn kept(e: &BytesStart<'_>, outermost: bool) -> Result<BytesStart<'static>, xml:
     for attr in e.attributes() {
         let attr = attr.map_err(xml::Error::InvalidAttr)?;
         let key = attr.key.as_ref();
-        if key == b"onload" || key == b"xmlns" || key.starts_with(b"xmlns:") || key.starts_with(b"fg:")
+        if key == b"onload"
+            || key == b"xmlns"
+            || key.starts_with(b"xmlns:")
+            || key.starts_with(b"fg:")
         {
             continue;
         }
@@ -264,9 +277,15 @@ pub fn caption(flame: &Flame, bytes: impl Fn(u64) -> String) -> String {
         );
     }
     if flame.without_stack > 0 {
-        let _ = write!(text, "; {} by calls without a stack", bytes(flame.without_stack));
+        let _ = write!(
+            text,
+            "; {} by calls without a stack",
+            bytes(flame.without_stack)
+        );
     }
-    text.push_str(". Hover a box for its name, bytes and share (no zoom or search: the page has no script).");
+    text.push_str(
+        ". Hover a box for its name, bytes and share (no zoom or search: the page has no script).",
+    );
     text
 }
 
@@ -291,11 +310,22 @@ mod tests {
         ]))
         .expect("drawn");
         for gone in [
-            "<script", "<style", "onload", "xmlns", "http://", "url(", "<?xml", "<!DOCTYPE", "fg:",
+            "<script",
+            "<style",
+            "onload",
+            "xmlns",
+            "http://",
+            "url(",
+            "<?xml",
+            "<!DOCTYPE",
+            "fg:",
         ] {
             assert!(!svg.contains(gone), "{gone} in {svg}");
         }
-        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{svg}");
+        assert!(
+            svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"),
+            "{svg}"
+        );
         assert!(svg.contains(r#"class="flame""#));
         for name in ["main", "outer", "inner", "mmap"] {
             assert!(svg.contains(&format!("<title>{name} (")), "{name}: {svg}");
@@ -312,7 +342,12 @@ mod tests {
             "f:g\\n"
         );
         assert_eq!(
-            frame_name(&Cell::Null, &text("/usr/lib/libc.so.6"), &Cell::Int(0x1234), &Cell::Int(1)),
+            frame_name(
+                &Cell::Null,
+                &text("/usr/lib/libc.so.6"),
+                &Cell::Int(0x1234),
+                &Cell::Int(1)
+            ),
             "libc.so.6+0x1234"
         );
         assert_eq!(

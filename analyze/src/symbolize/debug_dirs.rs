@@ -63,7 +63,8 @@ impl DebugDirs {
                 path: path.clone(),
                 problem,
             };
-            let meta = fs::symlink_metadata(path).map_err(|err| bad(format!("--debug-dir: {err}")))?;
+            let meta =
+                fs::symlink_metadata(path).map_err(|err| bad(format!("--debug-dir: {err}")))?;
             if meta.file_type().is_symlink() {
                 return Err(bad(
                     "--debug-dir is a symbolic link: give the directory it points to".to_owned(),
@@ -72,7 +73,8 @@ impl DebugDirs {
             if !meta.is_dir() {
                 return Err(bad("--debug-dir is not a directory".to_owned()));
             }
-            let canonical = fs::canonicalize(path).map_err(|err| bad(format!("--debug-dir: {err}")))?;
+            let canonical =
+                fs::canonicalize(path).map_err(|err| bad(format!("--debug-dir: {err}")))?;
             dirs.push((path.clone(), canonical));
         }
         Ok(Self {

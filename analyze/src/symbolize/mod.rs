@@ -140,7 +140,10 @@ mod tests {
         assert_eq!(named.len(), 2, "{named:?}");
         for named in named.values() {
             assert_eq!(named.function, "named_here");
-            assert!(named.file.as_deref().is_some_and(|f| f.ends_with("p.c")), "{named:?}");
+            assert!(
+                named.file.as_deref().is_some_and(|f| f.ends_with("p.c")),
+                "{named:?}"
+            );
             assert_eq!(named.line, Some(1));
         }
         assert!(debug_dirs::build_id_of(&program).is_some_and(|id| id.len() == 40));

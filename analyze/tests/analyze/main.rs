@@ -26,5 +26,6 @@ mod rerun;
 mod s3;
 mod sql;
 mod summary;
+mod symbolize;
 mod top;
 mod where_filters;

@@ -267,13 +267,14 @@ pub fn caption(flame: &Flame, bytes: impl Fn(u64) -> String) -> String {
          callers below it (root at the bottom). {} of {} mapped by {} stack{}",
         bytes(flame.bytes),
         bytes(flame.bytes + flame.without_stack),
-        flame.stacks,
+        crate::labels::thousands(flame.stacks as u64),
         if flame.stacks == 1 { "" } else { "s" }
     );
     if flame.stacks > MAX_STACKS {
         let _ = write!(
             text,
-            "; the {MAX_STACKS} heaviest are drawn, the others summed as {OTHER}"
+            "; the {} heaviest are drawn, the others summed as {OTHER}",
+            crate::labels::thousands(MAX_STACKS as u64)
         );
     }
     if flame.without_stack > 0 {

@@ -708,3 +708,71 @@ window.addEventListener('load', function () {
   document.body.appendChild(pre);
 });
 </script>"#;
+
+#[test]
+fn the_flame_graph_draws_the_heaviest_stacks_and_sums_the_others() {
+    // 2,050 stacks main > f{i}, stack i mapping i + 1 pages: the 50 lightest are summed.
+    const STACKS: u64 = 2_050;
+    const DRAWN: u64 = 2_000;
+    let mut rows = events_c();
+    for i in 0..STACKS {
+        let mut mmap = call(
+            Syscall::Mmap,
+            100 + i as i64,
+            700,
+            "stacky",
+            0x7e30_0000_0000,
+        );
+        mmap.addr = Some(0);
+        mmap.len = Some((i + 1) * 4096);
+        mmap.stack_id = Some(i + 1);
+        rows.push(mmap);
+        let name: &'static str = Box::leak(format!("f{i}").into_boxed_str());
+        rows.push(frame(i + 1, 0, Some(name)));
+        rows.push(frame(i + 1, 1, Some("main")));
+    }
+    rows.sort_by_key(|row| row.ts_ns);
+    let dir = tempfile::tempdir().expect("create temp dir");
+    let path = dir.path().join("many.parquet");
+    crate::common::write_capture_with(&path, &metadata_c(), &rows, 8192);
+    let root = parse(&report(dir.path(), &path, &[]));
+    let titles = flame_titles(&root);
+    let other: u64 = (0..STACKS - DRAWN).map(|i| (i + 1) * 4096).sum();
+    let other_title = titles
+        .iter()
+        .find(|t| t.starts_with("[other] ("))
+        .expect("an [other] box");
+    assert!(
+        other_title.contains(&format!("{} bytes", thousands(other))),
+        "{other_title}"
+    );
+    // The heaviest stack is drawn, the lightest is not.
+    assert!(
+        titles
+            .iter()
+            .any(|t| t.starts_with(&format!("f{} (", STACKS - 1)))
+    );
+    assert!(!titles.iter().any(|t| t.starts_with("f0 (")));
+    let caption = root
+        .by_id("chart-flame")
+        .expect("figure")
+        .named("figcaption")[0]
+        .deep_text();
+    assert!(
+        caption.contains("by 2,050 stacks; the 2,000 heaviest are drawn"),
+        "{caption}"
+    );
+}
+
+/// `1234567` as `1,234,567`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}

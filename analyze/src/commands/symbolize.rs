@@ -37,11 +37,12 @@ use crate::{
 /// not name (no symbols in the mapped file, a file gone before the end of the segment) keeps
 /// its module's GNU build id and the file offset of its address. This command finds each such
 /// module by build id in the --debug-dir directories: first in the `.build-id` layout that gdb
-/// and debuginfod use (`DIR/.build-id/ab/cdef0123....debug` for build id `abcdef0123...`), then
-/// any regular file below DIR whose build id is the same (the executable or library itself, or
-/// its debug file). The function name (demangled) and, when the file has DWARF line tables, the
-/// source file and line are written into the frame rows, with `symbol_source = debug_dir`.
-/// Frames that were already named stay as they are.
+/// and debuginfod use (`DIR/.build-id/ab/cdef0123....debug`, the debug file, and
+/// `DIR/.build-id/ab/cdef0123...`, the executable, for build id `abcdef0123...`), then any
+/// regular file below DIR whose build id is the same. The executable or library places the file
+/// offset (a debug file alone cannot: it holds no code); the function name (demangled) and, when
+/// a file has DWARF line tables, the source file and line are written into the frame rows, with
+/// `symbol_source = debug_dir`. Frames that were already named stay as they are.
 ///
 /// The directories are read with care: a symbolic link is followed only when it ends inside
 /// the directory it was found in, only regular files are opened, and the walk stops at 12
@@ -169,14 +170,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 row.frame_build_id.as_deref().map(str::to_owned),
             );
             let found = match (&key.1, row.frame_offset) {
-                (Some(build_id), Some(offset)) => match names.get(build_id) {
-                    Some(Some(named)) => named
+                (Some(build_id), Some(offset)) => match names.get(&build_id.to_ascii_lowercase()) {
+                    Some(Ok(named)) => named
                         .get(&Wanted {
                             offset,
                             is_return: row.frame_index.unwrap_or(0) > 0,
                         })
-                        .ok_or("the file with this build id has no symbol for the offset"),
-                    _ => Err("no file with this build id in the debug directories"),
+                        .ok_or("the files with this build id have no symbol for the offset"),
+                    Some(Err(why)) => Err(*why),
+                    None => Err("no file with this build id in the debug directories"),
                 },
                 _ => Err("no build id or offset recorded"),
             };
@@ -239,20 +241,23 @@ fn unnamed_frames(engine: &Engine) -> anyhow::Result<BTreeMap<String, BTreeSet<W
     Ok(wanted)
 }
 
-/// For each build id: the names found for its offsets, or `None` when no file has it.
+/// For each build id: the names found for its offsets, or why none could be.
 fn name_all(
     dirs: &mut DebugDirs,
     wanted: &BTreeMap<String, BTreeSet<Wanted>>,
-) -> BTreeMap<String, Option<BTreeMap<Wanted, Named>>> {
+) -> BTreeMap<String, Result<BTreeMap<Wanted, Named>, &'static str>> {
     let symbolizer = symbolizer();
     let ids: BTreeSet<String> = wanted.keys().cloned().collect();
     wanted
         .iter()
         .map(|(build_id, offsets)| {
             let offsets: Vec<Wanted> = offsets.iter().copied().collect();
-            let named = dirs
-                .find(build_id, &ids)
-                .map(|file| name_offsets(&symbolizer, &file, &offsets));
+            let files = dirs.find(build_id, &ids);
+            let named = if files.is_empty() {
+                Err("no file with this build id in the debug directories")
+            } else {
+                name_offsets(&symbolizer, &files, &offsets)
+            };
             (build_id.clone(), named)
         })
         .collect()

@@ -27,7 +27,7 @@ pub struct DebugDirs {
     /// (as given, canonical).
     dirs: Vec<(PathBuf, PathBuf)>,
     /// Build ids found by the walk, with their file (filled once, when first needed).
-    walked: Option<BTreeMap<String, PathBuf>>,
+    walked: Option<BTreeMap<String, Vec<PathBuf>>>,
     /// What the walk left out, for the report.
     pub skipped: Skipped,
 }
@@ -84,32 +84,43 @@ impl DebugDirs {
         })
     }
 
-    /// The file with build id `build_id` (lowercase hex): by the `.build-id` layout, else by
-    /// walking the directories (once, for all the build ids in `wanted`).
-    pub fn find(&mut self, build_id: &str, wanted: &BTreeSet<String>) -> Option<PathBuf> {
+    /// The files with build id `build_id` (lowercase hex): in the `.build-id` layout the debug
+    /// file (`.debug`) and the executable (no suffix, as debuginfod lays them out); then, when
+    /// that gives no executable (whose program headers place a file offset), every file of the
+    /// walk of the directories (done once, for all the build ids in `wanted`).
+    pub fn find(&mut self, build_id: &str, wanted: &BTreeSet<String>) -> Vec<PathBuf> {
         if build_id.len() < 3 || !build_id.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return None;
+            return Vec::new();
         }
         let (head, rest) = build_id.split_at(2);
+        let mut found = Vec::new();
         for (_, root) in &self.dirs {
-            let candidate = root
-                .join(".build-id")
-                .join(head)
-                .join(format!("{rest}.debug"));
-            if let Some(file) = inside(root, &candidate)
-                && build_id_of(&file).as_deref() == Some(build_id)
-            {
-                return Some(file);
+            let dir = root.join(".build-id").join(head);
+            for candidate in [dir.join(format!("{rest}.debug")), dir.join(rest)] {
+                if let Some(file) = inside(root, &candidate)
+                    && build_id_of(&file).as_deref() == Some(build_id)
+                    && !found.contains(&file)
+                {
+                    found.push(file);
+                }
             }
+        }
+        if found.iter().any(|f| super::segments(f).is_some()) {
+            return found;
         }
         if self.walked.is_none() {
             self.walked = Some(self.walk(wanted));
         }
-        self.walked.as_ref()?.get(build_id).cloned()
+        for file in self.walked.iter().filter_map(|w| w.get(build_id)).flatten() {
+            if !found.contains(file) {
+                found.push(file.clone());
+            }
+        }
+        found
     }
 
     /// Every regular file of the directories whose build id is one of `wanted`.
-    fn walk(&mut self, wanted: &BTreeSet<String>) -> BTreeMap<String, PathBuf> {
+    fn walk(&mut self, wanted: &BTreeSet<String>) -> BTreeMap<String, Vec<PathBuf>> {
         let mut found = BTreeMap::new();
         let mut entries = 0_usize;
         let roots: Vec<PathBuf> = self.dirs.iter().map(|(_, c)| c.clone()).collect();
@@ -157,7 +168,10 @@ impl DebugDirs {
                     if let Some(id) = build_id_of(&file)
                         && wanted.contains(&id)
                     {
-                        found.entry(id).or_insert(file);
+                        let files: &mut Vec<PathBuf> = found.entry(id).or_default();
+                        if !files.contains(&file) {
+                            files.push(file);
+                        }
                     }
                 }
             }

@@ -5,7 +5,11 @@
 
 pub mod debug_dirs;
 
-use std::{collections::BTreeMap, path::Path};
+use std::{
+    collections::BTreeMap,
+    os::unix::fs::OpenOptionsExt as _,
+    path::{Path, PathBuf},
+};
 
 use blazesym::symbolize::{
     Input, Symbolized, Symbolizer,
@@ -39,38 +43,105 @@ pub struct Named {
     pub line: Option<u32>,
 }
 
-/// Names what it can of `wanted` in the ELF file at `path`; the others are not in the map. An
-/// error (not an ELF file, unreadable) names none.
+/// Names what it can of `wanted` in `files` (ELF files with the module's build id): each file
+/// offset is placed by the program headers of the first file that maps it (an executable or
+/// library; a debug file's segments hold no code), then named by the first file that has a
+/// symbol for it (debug files first: they have the line tables). Returns the names, or why none
+/// could be placed when no file maps any.
 pub fn name_offsets(
     symbolizer: &Symbolizer,
-    path: &Path,
+    files: &[PathBuf],
     wanted: &[Wanted],
-) -> BTreeMap<Wanted, Named> {
-    let mut elf = Elf::new(path);
-    elf.debug_syms = true;
-    let source = Source::Elf(elf);
-    let offsets: Vec<u64> = wanted.iter().map(|w| w.lookup()).collect();
-    let Ok(found) = symbolizer.symbolize(&source, Input::FileOffset(offsets.as_slice())) else {
-        return BTreeMap::new();
-    };
-    wanted
+) -> Result<BTreeMap<Wanted, Named>, &'static str> {
+    let layouts: Vec<Vec<Segment>> = files.iter().filter_map(|f| segments(f)).collect();
+    let placed: Vec<(Wanted, u64)> = wanted
         .iter()
-        .zip(found)
-        .filter_map(|(w, symbolized)| match symbolized {
-            Symbolized::Sym(sym) => {
+        .filter_map(|w| {
+            layouts
+                .iter()
+                .find_map(|layout| virtual_offset(layout, w.lookup()))
+                .map(|v| (*w, v))
+        })
+        .collect();
+    if placed.is_empty() && !wanted.is_empty() {
+        return Err(
+            "no file with this build id maps the offsets (a debug file alone cannot \
+                    place a file offset: add the executable or library to a --debug-dir)",
+        );
+    }
+    let offsets: Vec<u64> = placed.iter().map(|(_, v)| *v).collect();
+    let mut named = BTreeMap::new();
+    for file in files {
+        let mut elf = Elf::new(file);
+        elf.debug_syms = true;
+        let source = Source::Elf(elf);
+        let Ok(found) = symbolizer.symbolize(&source, Input::VirtOffset(offsets.as_slice())) else {
+            continue;
+        };
+        for ((w, _), symbolized) in placed.iter().zip(found) {
+            if named.contains_key(w) {
+                continue;
+            }
+            if let Symbolized::Sym(sym) = symbolized {
                 let code = sym.code_info.as_deref();
-                Some((
+                named.insert(
                     *w,
                     Named {
                         function: sym.name.into_owned(),
                         file: code.map(|c| c.to_path().display().to_string()),
                         line: code.and_then(|c| c.line),
                     },
-                ))
+                );
             }
-            Symbolized::Unknown(_) => None,
+        }
+    }
+    Ok(named)
+}
+
+/// A loadable segment of an ELF file: where it is in the file and where it is mapped.
+#[derive(Clone, Copy, Debug)]
+pub struct Segment {
+    file_start: u64,
+    file_size: u64,
+    address: u64,
+}
+
+/// The loadable segments of the ELF file at `path` that hold bytes of the file, or `None` when
+/// it has none (a debug file) or is not a readable regular ELF file. Read without following a
+/// link or blocking, and without reading the whole file.
+pub fn segments(path: &Path) -> Option<Vec<Segment>> {
+    use object::{Object as _, ObjectSegment as _};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let cache = object::ReadCache::new(file);
+    let elf = object::File::parse(&cache).ok()?;
+    let segments: Vec<Segment> = elf
+        .segments()
+        .map(|s| {
+            let (file_start, file_size) = s.file_range();
+            Segment {
+                file_start,
+                file_size,
+                address: s.address(),
+            }
         })
-        .collect()
+        .filter(|s| s.file_size > 0)
+        .collect();
+    (!segments.is_empty()).then_some(segments)
+}
+
+/// The address in the file's own layout of file offset `offset`.
+fn virtual_offset(layout: &[Segment], offset: u64) -> Option<u64> {
+    layout
+        .iter()
+        .find(|s| s.file_start <= offset && offset - s.file_start < s.file_size)
+        .map(|s| offset - s.file_start + s.address)
 }
 
 /// A symbolizer that demangles and reads line tables, and looks for no debug file outside the
@@ -121,7 +192,7 @@ mod tests {
             .expect("named_here in nm");
         let named = name_offsets(
             &symbolizer(),
-            &program,
+            std::slice::from_ref(&program),
             &[
                 Wanted {
                     offset: addr + 2,
@@ -136,7 +207,8 @@ mod tests {
                     is_return: false,
                 },
             ],
-        );
+        )
+        .expect("the program places its offsets");
         assert_eq!(named.len(), 2, "{named:?}");
         for named in named.values() {
             assert_eq!(named.function, "named_here");

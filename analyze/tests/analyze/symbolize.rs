@@ -153,18 +153,40 @@ fn symbolize(input: &Path, dirs: &[&Path], out: &Path) -> Value {
 }
 
 #[test]
-fn frames_are_named_from_the_build_id_layout() {
+fn frames_are_named_from_a_debug_file_in_the_build_id_layout() {
     let scratch = tempfile::tempdir().expect("temp dir");
     let program = compile(scratch.path());
     let debug = scratch.path().join("debug");
     let (head, rest) = program.build_id.split_at(2);
     let layout = debug.join(".build-id").join(head);
     std::fs::create_dir_all(&layout).expect("mkdir");
-    std::fs::copy(&program.path, layout.join(format!("{rest}.debug"))).expect("copy");
+    // A debug file as distributions ship them: symbols and DWARF, no code.
+    let status = Command::new("objcopy")
+        .arg("--only-keep-debug")
+        .arg(&program.path)
+        .arg(layout.join(format!("{rest}.debug")))
+        .status()
+        .expect("run objcopy");
+    assert!(status.success(), "objcopy failed");
     let input = scratch.path().join("in.parquet");
     capture(&input, &program);
     let out = scratch.path().join("named.parquet");
 
+    // A debug file alone cannot place a file offset (its segments hold no bytes): said.
+    let report = symbolize(&input, &[&debug], &scratch.path().join("alone.parquet"));
+    assert_eq!(report["frames_named"], 0, "{report:#}");
+    let why = report["unnamed"][0]["why"].as_str().expect("why");
+    assert!(why.contains("add the executable"), "{why}");
+
+    // With the stripped executable beside it, as debuginfod lays them out: the executable
+    // places the offsets, the debug file names them.
+    let status = Command::new("objcopy")
+        .arg("--strip-all")
+        .arg(&program.path)
+        .arg(layout.join(rest))
+        .status()
+        .expect("run objcopy");
+    assert!(status.success(), "objcopy failed");
     let report = symbolize(&input, &[&debug], &out);
     // Stack 1: two named, one unknown, one named before; stack 2 and 3: one each.
     assert_eq!(report["frames_named"], 4, "{report:#}");

@@ -105,6 +105,9 @@ pub mod record_flags {
     pub const PATH_PSEUDO: u16 = 1 << 4;
     /// `path` is a plain NUL-terminated string (exec filename), not components.
     pub const PATH_STRING: u16 = 1 << 5;
+    /// A [`StackHeader`](super::StackHeader) and the stack it describes follow the path, at
+    /// [`stack_offset`](super::stack_offset)`(path_len)`.
+    pub const HAS_STACK: u16 = 1 << 6;
 }
 
 /// The fixed part of every record.
@@ -182,15 +185,129 @@ pub struct Record {
 const _: () = assert!(size_of::<Record>() == RECORD_HEADER + PATH_BUF);
 const _: () = assert!(size_of::<Record>().is_multiple_of(8));
 
-/// A record read from the ring buffer: its header and the used part of its path.
+// ---- call stacks ------------------------------------------------------------------------------
+//
+// A syscall record may carry the user call stack of its call (`--stacks fp|dwarf`). The layout of
+// such a ring-buffer item, all integers native-endian (little-endian on the BPF targets):
+//
+//   offset 0                              RecordHeader (RECORD_HEADER bytes), flags has HAS_STACK
+//   RECORD_HEADER                         path: path_len bytes, zero-padded to a multiple of 8
+//   stack_offset(path_len)                StackHeader (STACK_HEADER bytes)
+//   stack_offset(path_len) + STACK_HEADER `StackHeader::len` bytes:
+//       mode FP:    return addresses (u64 each; frame 0 = the user ip at the syscall), as
+//                   bpf_get_stack(BPF_F_USER_STACK) walked them by frame pointers; at most
+//                   MAX_STACK_FRAMES
+//       mode DWARF: a copy of the user stack from `sp` upward (at most MAX_STACK_BYTES; shorter
+//                   when the stack ends sooner), for unwinding in user space
+//
+// `ip`, `sp`, `bp` are the user registers at the call (the same at entry and exit for these
+// calls); `leaf_ret` is the 8 bytes at `sp` (the return address into the caller of a leaf
+// syscall wrapper, which a frame-pointer walk skips), 0 when they could not be read.
+
+/// `StackHeader::mode`, and `Config::stack_mode` (where [`stack_mode::NONE`] turns stacks off).
+pub mod stack_mode {
+    pub const NONE: u32 = 0;
+    /// Frame-pointer walk by the kernel.
+    pub const FP: u32 = 1;
+    /// Registers and a copy of the top of the user stack, unwound in user space.
+    pub const DWARF: u32 = 2;
+}
+
+/// Most frames of a frame-pointer stack (what bpf_get_stack can fill, as perf's default).
+pub const MAX_STACK_FRAMES: usize = 127;
+/// Most bytes of user stack a dwarf record copies (`Config::stack_bytes` is at most this).
+pub const MAX_STACK_BYTES: usize = 16384;
+/// Fewest bytes of user stack `Config::stack_bytes` may ask for.
+pub const MIN_STACK_BYTES: usize = 1024;
+/// Bytes of user stack a dwarf record copies unless told otherwise.
+pub const DEFAULT_STACK_BYTES: usize = 8192;
+
+/// What precedes the stack data of a record with [`record_flags::HAS_STACK`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StackHeader {
+    /// A [`stack_mode`] value (FP or DWARF).
+    pub mode: u32,
+    /// Bytes of stack data after this header (FP: 8 per frame).
+    pub len: u32,
+    /// User instruction pointer at the call.
+    pub ip: u64,
+    /// User stack pointer at the call.
+    pub sp: u64,
+    /// User frame pointer (rbp) at the call.
+    pub bp: u64,
+    /// The 8 bytes at `sp`, 0 when unreadable.
+    pub leaf_ret: u64,
+}
+
+impl StackHeader {
+    /// The header as the kernel side writes it (for tests and records user space makes).
+    pub fn to_bytes(&self) -> [u8; STACK_HEADER] {
+        let mut bytes = [0u8; STACK_HEADER];
+        // SAFETY: StackHeader is #[repr(C)], made of integers without padding, and exactly
+        // STACK_HEADER bytes long (asserted below); the destination has that many bytes and
+        // does not overlap `self`.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                (self as *const Self).cast::<u8>(),
+                bytes.as_mut_ptr(),
+                STACK_HEADER,
+            );
+        }
+        bytes
+    }
+}
+
+/// Bytes of [`StackHeader`].
+pub const STACK_HEADER: usize = 40;
+const _: () = assert!(size_of::<StackHeader>() == STACK_HEADER);
+
+/// Room the kernel side keeps after a record for its stack: the header and the largest stack.
+pub const STACK_AREA: usize = STACK_HEADER + MAX_STACK_BYTES;
+const _: () = assert!(MAX_STACK_FRAMES * 8 <= MAX_STACK_BYTES);
+
+/// Where the stack header of a record whose path has `path_len` bytes starts.
+pub const fn stack_offset(path_len: usize) -> usize {
+    RECORD_HEADER + ((path_len + 7) & !7)
+}
+
+/// The stack of a decoded record: its header and its data, borrowed from the ring-buffer item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StackRef<'a> {
+    pub head: StackHeader,
+    /// `head.len` bytes: frames (FP) or the stack copy (DWARF).
+    pub data: &'a [u8],
+}
+
+impl StackRef<'_> {
+    /// The frames of an FP stack, innermost first (none for a DWARF stack).
+    pub fn frames(&self) -> impl Iterator<Item = u64> + '_ {
+        let data = if self.head.mode == stack_mode::FP {
+            self.data
+        } else {
+            &[]
+        };
+        data.chunks_exact(8).map(|chunk| {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            u64::from_ne_bytes(word)
+        })
+    }
+}
+
+/// A record read from the ring buffer: its header, the used part of its path and its stack.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RecordRef<'a> {
     pub head: RecordHeader,
     pub path: &'a [u8],
+    /// The call stack, when the record has [`record_flags::HAS_STACK`].
+    pub stack: Option<StackRef<'a>>,
 }
 
 impl<'a> RecordRef<'a> {
-    /// Decodes ring-buffer bytes: checks the lengths, then reads the header unaligned.
+    /// Decodes ring-buffer bytes: checks the lengths, then reads the headers unaligned. `None`
+    /// when the item is shorter than its headers say, or its stack header is not one the kernel
+    /// side writes (unknown mode, a length that is too long or, for FP, not whole frames).
     pub fn decode(bytes: &'a [u8]) -> Option<Self> {
         if bytes.len() < RECORD_HEADER {
             return None;
@@ -200,8 +317,37 @@ impl<'a> RecordRef<'a> {
         // no alignment requirement.
         let head = unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<RecordHeader>()) };
         let path = bytes[RECORD_HEADER..].get(..head.path_len as usize)?;
-        Some(Self { head, path })
+        let stack = if head.flags & record_flags::HAS_STACK != 0 {
+            Some(decode_stack(bytes, head.path_len as usize)?)
+        } else {
+            None
+        };
+        Some(Self { head, path, stack })
     }
+}
+
+/// The stack after a path of `path_len` bytes in `bytes`.
+fn decode_stack(bytes: &[u8], path_len: usize) -> Option<StackRef<'_>> {
+    let at = stack_offset(path_len);
+    let rest = bytes.get(at..)?;
+    if rest.len() < STACK_HEADER {
+        return None;
+    }
+    // SAFETY: `rest` holds at least STACK_HEADER = size_of::<StackHeader>() bytes, every bit
+    // pattern is a valid StackHeader (integers only, no padding), and read_unaligned has no
+    // alignment requirement.
+    let head = unsafe { core::ptr::read_unaligned(rest.as_ptr().cast::<StackHeader>()) };
+    let len = head.len as usize;
+    let fits = match head.mode {
+        stack_mode::FP => len <= MAX_STACK_FRAMES * 8 && len.is_multiple_of(8),
+        stack_mode::DWARF => len <= MAX_STACK_BYTES,
+        _ => false,
+    };
+    if !fits {
+        return None;
+    }
+    let data = rest[STACK_HEADER..].get(..len)?;
+    Some(StackRef { head, data })
 }
 
 /// Indices into the kernel side's per-CPU `COUNTERS` array.
@@ -277,6 +423,24 @@ pub struct Config {
     pub cgroup_count: u32,
     pub _pad: u32,
     pub cgroups: [CgroupTarget; MAX_CGROUPS],
+    /// [`stack_mode`]: whether syscall records carry the user call stack, and how it is taken.
+    pub stack_mode: u32,
+    /// The calls that get a stack: bit `1 << kind` for each [`EventKind`] `kind` (syscall kinds
+    /// are below 32).
+    pub stack_syscalls: u32,
+    /// DWARF mode: bytes of user stack copied per call, a multiple of 8 in
+    /// [`MIN_STACK_BYTES`]`..=`[`MAX_STACK_BYTES`].
+    pub stack_bytes: u32,
+    pub _pad2: u32,
+}
+
+const _: () = assert!(size_of::<Config>() == 24 + 16 * MAX_CGROUPS + 16);
+
+impl Config {
+    /// The bit of [`Config::stack_syscalls`] for `kind`.
+    pub const fn stack_bit(kind: EventKind) -> u32 {
+        1 << (kind as u16 & 31)
+    }
 }
 
 /// Byte offsets of the kernel struct members the programs walk, read by user space from
@@ -395,5 +559,130 @@ mod tests {
         let decoded = RecordRef::decode(&bytes).expect("a whole header");
         assert_eq!(decoded.head, head);
         assert!(decoded.path.is_empty());
+        assert_eq!(decoded.stack, None);
+    }
+
+    /// An item as the kernel side builds it: header, path padded to 8, stack header, data.
+    fn item(path: &[u8], stack: Option<(StackHeader, &[u8])>) -> ([u8; 4096], usize) {
+        let mut head = RecordHeader {
+            event: EventKind::Mmap as u16,
+            path_len: path.len() as u16,
+            ..Default::default()
+        };
+        if stack.is_some() {
+            head.flags |= record_flags::HAS_STACK;
+        }
+        let mut bytes = [0u8; 4096];
+        bytes[..RECORD_HEADER].copy_from_slice(&head.to_bytes());
+        bytes[RECORD_HEADER..RECORD_HEADER + path.len()].copy_from_slice(path);
+        let mut len = stack_offset(path.len());
+        if let Some((sh, data)) = stack {
+            bytes[len..len + STACK_HEADER].copy_from_slice(&sh.to_bytes());
+            len += STACK_HEADER;
+            bytes[len..len + data.len()].copy_from_slice(data);
+            len += data.len();
+        }
+        (bytes, len)
+    }
+
+    fn fp_header(len: usize) -> StackHeader {
+        StackHeader {
+            mode: stack_mode::FP,
+            len: len as u32,
+            ip: 0x401000,
+            sp: 0x7ffc_0000_1000,
+            bp: 0x7ffc_0000_1100,
+            leaf_ret: 0x401234,
+        }
+    }
+
+    #[test]
+    fn a_whole_stack_decodes_after_a_padded_path() {
+        let mut frames = [0u8; 24];
+        for (i, f) in [0x401000u64, 0x402000, 0x403000].iter().enumerate() {
+            frames[i * 8..i * 8 + 8].copy_from_slice(&f.to_ne_bytes());
+        }
+        // A 5-byte path: the stack header starts at the next multiple of 8.
+        let (bytes, len) = item(b"a\0bc\0", Some((fp_header(24), &frames)));
+        assert_eq!(stack_offset(5), RECORD_HEADER + 8);
+        let rec = RecordRef::decode(&bytes[..len]).expect("whole");
+        assert_eq!(rec.path, b"a\0bc\0");
+        let stack = rec.stack.expect("a stack");
+        assert_eq!(stack.head, fp_header(24));
+        let got: [u64; 3] = {
+            let mut out = [0u64; 3];
+            for (slot, f) in out.iter_mut().zip(stack.frames()) {
+                *slot = f;
+            }
+            out
+        };
+        assert_eq!(got, [0x401000, 0x402000, 0x403000]);
+        assert_eq!(stack.frames().count(), 3);
+
+        // DWARF: the data is the stack copy, and has no frames.
+        let copy = [0xabu8; 64];
+        let dwarf = StackHeader {
+            mode: stack_mode::DWARF,
+            len: 64,
+            ..fp_header(0)
+        };
+        let (bytes, len) = item(b"", Some((dwarf, &copy)));
+        let stack = RecordRef::decode(&bytes[..len])
+            .expect("whole")
+            .stack
+            .expect("a stack");
+        assert_eq!(stack.data, &copy[..]);
+        assert_eq!(stack.frames().count(), 0);
+    }
+
+    #[test]
+    fn a_torn_stack_is_refused_at_every_length() {
+        let frames = [7u8; 16];
+        let (bytes, len) = item(b"lib.so\0", Some((fp_header(16), &frames)));
+        assert!(RecordRef::decode(&bytes[..len]).is_some());
+        // Cut anywhere after the path: in the stack header or in the frames.
+        for cut in stack_offset(7)..len {
+            assert_eq!(RecordRef::decode(&bytes[..cut]), None, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn lying_stack_headers_are_refused() {
+        let data = [0u8; 256];
+        let lies = [
+            // Longer than the item.
+            fp_header(264),
+            // More frames than the kernel ever writes.
+            fp_header((MAX_STACK_FRAMES + 1) * 8),
+            // Not whole frames.
+            fp_header(12),
+            // Unknown modes.
+            StackHeader {
+                mode: stack_mode::NONE,
+                ..fp_header(8)
+            },
+            StackHeader {
+                mode: 7,
+                ..fp_header(8)
+            },
+            // A dwarf copy larger than the most the kernel copies.
+            StackHeader {
+                mode: stack_mode::DWARF,
+                len: u32::MAX,
+                ..fp_header(0)
+            },
+        ];
+        for lie in lies {
+            let (bytes, len) = item(b"", Some((lie, &data)));
+            assert_eq!(RecordRef::decode(&bytes[..len]), None, "{lie:?}");
+        }
+        // HAS_STACK on a record that ends after its path.
+        let (mut bytes, len) = item(b"x\0", None);
+        bytes[2] = record_flags::HAS_STACK as u8;
+        assert_eq!(RecordRef::decode(&bytes[..len]), None);
+        // A path_len pointing past the end never reaches the stack.
+        let (mut bytes, len) = item(b"", Some((fp_header(0), &[])));
+        bytes[RECORD_HEADER - COMM_LEN - 4] = 0xff;
+        assert_eq!(RecordRef::decode(&bytes[..len]), None);
     }
 }

@@ -25,15 +25,21 @@
 #![no_std]
 #![no_main]
 
+use core::ffi::c_void;
+
 use aya_ebpf::{
     EbpfContext as _,
-    bindings::{BPF_ANY, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    bindings::{
+        BPF_ANY, BPF_F_USER_STACK, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP,
+    },
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
         bpf_probe_read_kernel,
         generated::{
             bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_current_task,
-            bpf_get_smp_processor_id, bpf_ktime_get_boot_ns, bpf_probe_read_kernel_str,
+            bpf_get_current_task_btf, bpf_get_smp_processor_id, bpf_get_stack,
+            bpf_ktime_get_boot_ns, bpf_probe_read_kernel as generated_read_kernel,
+            bpf_probe_read_kernel_str, bpf_probe_read_user, bpf_task_pt_regs,
         },
     },
     macros::{fentry, fexit, kprobe, kretprobe, map, raw_tracepoint},
@@ -44,9 +50,10 @@ use aya_ebpf::{
     },
 };
 use recorder_common::{
-    COMM_LEN, COMPONENT_LEN, Config, EventKind, KernelOffsets, LossWindow, MAX_CGROUPS,
-    MAX_COMPONENTS, PATH_BUF, PATH_CAP, RECORD_HEADER, Record, RecordHeader, counters, filter,
-    record_flags, recording,
+    COMM_LEN, COMPONENT_LEN, Config, DEFAULT_STACK_BYTES, EventKind, KernelOffsets, LossWindow,
+    MAX_CGROUPS, MAX_COMPONENTS, MAX_STACK_BYTES, MAX_STACK_FRAMES, PATH_BUF, PATH_CAP,
+    RECORD_HEADER, Record, RecordHeader, STACK_AREA, STACK_HEADER, StackHeader, counters, filter,
+    record_flags, recording, stack_mode,
 };
 
 // ---- configuration, set by user space with EbpfLoader::override_global -------------------------
@@ -63,6 +70,10 @@ static CONFIG: Config = Config {
         level: 0,
         _pad: 0,
     }; MAX_CGROUPS],
+    stack_mode: stack_mode::NONE,
+    stack_syscalls: 0,
+    stack_bytes: DEFAULT_STACK_BYTES as u32,
+    _pad2: 0,
 };
 
 /// Kernel struct offsets read from BTF by user space.
@@ -143,9 +154,16 @@ struct Identity {
 /// renamed with prctl(PR_SET_NAME) its old comm, at most this long. An exec drops the entry.
 const IDENTITY_TTL_NS: u64 = 1_000_000_000;
 
-/// Per-CPU scratch space to build a record in (too large for the 512-byte stack).
+/// Per-CPU scratch space to build a record in (too large for the 512-byte stack), with room
+/// after it for a call stack (which starts right after the used part of the path).
 #[map]
-static SCRATCH: PerCpuArray<Record> = PerCpuArray::with_max_entries(1, 0);
+static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+#[repr(C)]
+struct Scratch {
+    rec: Record,
+    stack: [u8; STACK_AREA],
+}
 
 /// Loss and health counters, indexed by `recorder_common::counters`.
 #[map]
@@ -247,7 +265,7 @@ fn current_task() -> *const u8 {
 #[inline(always)]
 fn scratch() -> Option<&'static mut Record> {
     // SAFETY: this CPU's slot; nothing else uses it while this program runs.
-    SCRATCH.get_ptr_mut(0).map(|p| unsafe { &mut *p })
+    SCRATCH.get_ptr_mut(0).map(|p| unsafe { &mut (*p).rec })
 }
 
 /// Fills identity fields of `rec` from the current task.
@@ -489,9 +507,39 @@ fn mmap_file(flags: u64, fd: u64) -> FileArg {
     }
 }
 
-/// Completes the current thread's call in flight with `ret` and submits it.
+/// What the exit of a call needs to take its user stack: the program's context (for
+/// bpf_get_stack) and where the user registers are.
+#[derive(Clone, Copy)]
+struct StackCtx {
+    ctx: *mut c_void,
+    regs: Regs,
+}
+
+#[derive(Clone, Copy)]
+enum Regs {
+    /// bpf_task_pt_regs of the current task (syscall tracepoints).
+    Task,
+    /// The `struct pt_regs *` the raw sys_exit tracepoint gets.
+    Raw(*const u8),
+}
+
+/// Does this call get a stack? The configuration is read-only after load, so the verifier
+/// knows the answer and drops the stack code when stacks are off.
 #[inline(always)]
-fn exit(ret: i64) {
+fn wants_stack(event: u16) -> bool {
+    global!(CONFIG.stack_mode) != stack_mode::NONE
+        && global!(CONFIG.stack_syscalls) & (1u32 << (event & 31)) != 0
+}
+
+/// struct pt_regs (x86_64): bp, ip and sp.
+const PT_REGS_BP: u32 = 32;
+const PT_REGS_IP: u32 = 128;
+const PT_REGS_SP: u32 = 152;
+
+/// Completes the current thread's call in flight with `ret` and submits it; with `stack`, and
+/// when stacks are on for this call, with the user call stack.
+#[inline(always)]
+fn exit(ret: i64, stack: Option<StackCtx>) {
     if !recording() {
         return;
     }
@@ -509,19 +557,20 @@ fn exit(ret: i64) {
     let head = unsafe { &mut *head };
     head.ret = ret;
     head.ts_exit_ns = now();
-    if head.path_len == 0 {
+    if let Some(stack) = stack
+        && wants_stack(head.event)
+        && let Some(s) = SCRATCH.get_ptr_mut(0)
+    {
+        // SAFETY: this CPU's slot; nothing else uses it while this program runs.
+        submit_with_stack(unsafe { &mut *s }, head, tid, stack);
+    } else if head.path_len == 0 {
         submit_header(head);
     } else if let (Some(rec), Some(path)) = (scratch(), PATHS.get_ptr(tid)) {
         rec.head = *head;
         let len = (head.path_len as usize).min(PATH_BUF);
         // SAFETY: copies len <= PATH_BUF bytes between two PATH_BUF-byte map values.
-        let copied = unsafe {
-            aya_ebpf::helpers::generated::bpf_probe_read_kernel(
-                rec.path.as_mut_ptr().cast(),
-                len as u32,
-                path.cast(),
-            )
-        };
+        let copied =
+            unsafe { generated_read_kernel(rec.path.as_mut_ptr().cast(), len as u32, path.cast()) };
         if copied != 0 {
             rec.head.path_len = 0;
         }
@@ -532,6 +581,108 @@ fn exit(ret: i64) {
         submit_header(head);
     }
     let _ = ENTRIES.remove(tid);
+}
+
+/// Builds the record of a completed call in `s` (header, path, stack header, stack) and sends
+/// it. See recorder-common for the layout.
+#[inline(always)]
+fn submit_with_stack(s: &mut Scratch, head: &RecordHeader, tid: u32, stack: StackCtx) {
+    s.rec.head = *head;
+    s.rec.head.flags |= record_flags::HAS_STACK;
+    if head.path_len != 0 {
+        let len = (head.path_len as usize).min(PATH_BUF);
+        let copied = match PATHS.get_ptr(tid) {
+            // SAFETY: copies len <= PATH_BUF bytes between two PATH_BUF-byte map values.
+            Some(path) => unsafe {
+                generated_read_kernel(s.rec.path.as_mut_ptr().cast(), len as u32, path.cast())
+            },
+            None => -1,
+        };
+        if copied != 0 {
+            s.rec.head.path_len = 0;
+        }
+        let _ = PATHS.remove(tid);
+    }
+    // Where the stack header goes: after the path rounded up to 8 bytes (at most PATH_BUF, which
+    // is a multiple of 8; the bound is said again for the verifier).
+    let mut at = (s.rec.head.path_len as usize + 7) & !7;
+    if at > PATH_BUF {
+        at = PATH_BUF;
+    }
+    let base = (s as *mut Scratch).cast::<u8>();
+    // SAFETY: RECORD_HEADER + at <= size_of::<Record>(), and STACK_AREA bytes follow the record
+    // in Scratch: the header and up to MAX_STACK_BYTES of data lie inside `s`.
+    let (sh, data) = unsafe {
+        let sh = base.add(RECORD_HEADER + at);
+        (sh.cast::<StackHeader>(), sh.add(STACK_HEADER))
+    };
+    // The user registers: the same at exit as at entry for these calls.
+    let regs: *const u8 = match stack.regs {
+        Regs::Raw(regs) => regs,
+        // SAFETY: helpers without preconditions; the pointer is only read through probe reads.
+        Regs::Task => unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) as *const u8 },
+    };
+    let ip: u64 = kread(regs, PT_REGS_IP).unwrap_or(0);
+    let sp: u64 = kread(regs, PT_REGS_SP).unwrap_or(0);
+    let bp: u64 = kread(regs, PT_REGS_BP).unwrap_or(0);
+    let mut leaf_ret = 0u64;
+    // SAFETY: reads 8 bytes of user memory into a local; the helper fails cleanly (and zeroes
+    // the destination) when they are not mapped.
+    let _ = unsafe { bpf_probe_read_user((&raw mut leaf_ret).cast(), 8, sp as *const c_void) };
+    let mode = global!(CONFIG.stack_mode);
+    let len: u32 = if mode == stack_mode::FP {
+        // SAFETY: `data` has room for MAX_STACK_BYTES >= MAX_STACK_FRAMES * 8 bytes; the ctx is
+        // the program's own.
+        let n = unsafe {
+            bpf_get_stack(
+                stack.ctx,
+                data.cast(),
+                (MAX_STACK_FRAMES * 8) as u32,
+                BPF_F_USER_STACK as u64,
+            )
+        };
+        if n > 0 { (n as u32) & !7 } else { 0 }
+    } else {
+        // The read fails whole if any byte is unmapped: when the stack ends sooner than asked,
+        // try half as much, a few times.
+        let mut want = global!(CONFIG.stack_bytes) & !7;
+        if want as usize > MAX_STACK_BYTES {
+            want = MAX_STACK_BYTES as u32;
+        }
+        let mut got = 0u32;
+        for _ in 0..5 {
+            if want == 0 {
+                break;
+            }
+            // SAFETY: `data` has room for MAX_STACK_BYTES >= want bytes; the helper checks the
+            // user address and fails cleanly.
+            let r = unsafe { bpf_probe_read_user(data.cast(), want, sp as *const c_void) };
+            if r == 0 {
+                got = want;
+                break;
+            }
+            want = (want >> 1) & !7;
+        }
+        got
+    };
+    // SAFETY: `sh` points at STACK_HEADER bytes inside `s` (above); unaligned-safe writes.
+    unsafe {
+        sh.write_unaligned(StackHeader {
+            mode,
+            len,
+            ip,
+            sp,
+            bp,
+            leaf_ret,
+        });
+    }
+    let mut total = RECORD_HEADER + at + STACK_HEADER + len as usize;
+    if total > size_of::<Scratch>() {
+        total = size_of::<Scratch>();
+    }
+    // SAFETY: `base` points at a whole Scratch and total <= size_of::<Scratch>().
+    let bytes = unsafe { core::slice::from_raw_parts(base.cast_const(), total) };
+    output(bytes, head.cpu, false);
 }
 
 /// Sends `rec` (its header and the used part of its path) to user space.
@@ -656,7 +807,7 @@ fn tp_args<const N: usize>(ctx: &TracePointContext) -> [u64; 6] {
 
 #[unsafe(no_mangle)]
 #[unsafe(link_section = "tracepoint/syscalls/sys_enter_mmap")]
-pub fn sys_enter_mmap(ctx: *mut core::ffi::c_void) -> u32 {
+pub fn sys_enter_mmap(ctx: *mut c_void) -> u32 {
     let ctx = TracePointContext::new(ctx);
     let args = tp_args::<6>(&ctx);
     enter(EventKind::Mmap, args, mmap_file(args[3], args[4]));
@@ -665,7 +816,7 @@ pub fn sys_enter_mmap(ctx: *mut core::ffi::c_void) -> u32 {
 
 #[unsafe(no_mangle)]
 #[unsafe(link_section = "tracepoint/syscalls/sys_enter_munmap")]
-pub fn sys_enter_munmap(ctx: *mut core::ffi::c_void) -> u32 {
+pub fn sys_enter_munmap(ctx: *mut c_void) -> u32 {
     let ctx = TracePointContext::new(ctx);
     enter(EventKind::Munmap, tp_args::<2>(&ctx), FileArg::None);
     1
@@ -673,7 +824,7 @@ pub fn sys_enter_munmap(ctx: *mut core::ffi::c_void) -> u32 {
 
 #[unsafe(no_mangle)]
 #[unsafe(link_section = "tracepoint/syscalls/sys_enter_mprotect")]
-pub fn sys_enter_mprotect(ctx: *mut core::ffi::c_void) -> u32 {
+pub fn sys_enter_mprotect(ctx: *mut c_void) -> u32 {
     let ctx = TracePointContext::new(ctx);
     enter(EventKind::Mprotect, tp_args::<3>(&ctx), FileArg::None);
     1
@@ -681,7 +832,7 @@ pub fn sys_enter_mprotect(ctx: *mut core::ffi::c_void) -> u32 {
 
 #[unsafe(no_mangle)]
 #[unsafe(link_section = "tracepoint/syscalls/sys_enter_mremap")]
-pub fn sys_enter_mremap(ctx: *mut core::ffi::c_void) -> u32 {
+pub fn sys_enter_mremap(ctx: *mut c_void) -> u32 {
     let ctx = TracePointContext::new(ctx);
     enter(EventKind::Mremap, tp_args::<5>(&ctx), FileArg::None);
     1
@@ -689,7 +840,7 @@ pub fn sys_enter_mremap(ctx: *mut core::ffi::c_void) -> u32 {
 
 #[unsafe(no_mangle)]
 #[unsafe(link_section = "tracepoint/syscalls/sys_enter_brk")]
-pub fn sys_enter_brk(ctx: *mut core::ffi::c_void) -> u32 {
+pub fn sys_enter_brk(ctx: *mut c_void) -> u32 {
     let ctx = TracePointContext::new(ctx);
     enter(EventKind::Brk, tp_args::<1>(&ctx), FileArg::None);
     1
@@ -699,9 +850,13 @@ pub fn sys_enter_brk(ctx: *mut core::ffi::c_void) -> u32 {
 /// which call is completing.
 #[unsafe(no_mangle)]
 #[unsafe(link_section = "tracepoint/syscalls/sys_exit_mmap")]
-pub fn sys_exit_mm(ctx: *mut core::ffi::c_void) -> u32 {
+pub fn sys_exit_mm(ctx: *mut c_void) -> u32 {
+    let stack = StackCtx {
+        ctx,
+        regs: Regs::Task,
+    };
     let ctx = TracePointContext::new(ctx);
-    exit(tp_u64(&ctx, 16) as i64);
+    exit(tp_u64(&ctx, 16) as i64, Some(stack));
     1
 }
 
@@ -748,7 +903,11 @@ pub fn raw_sys_exit(ctx: RawTracePointContext) -> i32 {
     let regs: *const u8 = ctx.arg(0);
     let id: u64 = kread(regs, PT_REGS_ORIG_AX).unwrap_or(u64::MAX);
     if matches!(id, NR_MMAP | NR_MUNMAP | NR_MPROTECT | NR_MREMAP | NR_BRK) {
-        exit(ctx.arg::<i64>(1));
+        let stack = StackCtx {
+            ctx: ctx.as_ptr(),
+            regs: Regs::Raw(regs),
+        };
+        exit(ctx.arg::<i64>(1), Some(stack));
     }
     0
 }
@@ -781,7 +940,8 @@ pub fn kprobe_do_mmap(ctx: ProbeContext) -> u32 {
 
 #[kretprobe(function = "do_mmap")]
 pub fn kretprobe_do_mmap(ctx: RetProbeContext) -> u32 {
-    exit(ctx.ret::<i64>());
+    // No stacks through do_mmap (user space refuses --stacks with this mode).
+    exit(ctx.ret::<i64>(), None);
     0
 }
 
@@ -798,7 +958,7 @@ pub fn fentry_do_mmap(ctx: FEntryContext) -> i32 {
 
 #[fexit(function = "do_mmap")]
 pub fn fexit_do_mmap(ctx: FExitContext) -> i32 {
-    exit(ctx.arg::<i64>(9));
+    exit(ctx.arg::<i64>(9), None);
     0
 }
 

@@ -221,6 +221,7 @@ mod tests {
             RecordRef {
                 head: self.head,
                 path: &self.path,
+                stack: None,
             }
         }
     }

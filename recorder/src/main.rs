@@ -33,6 +33,7 @@ mod probes;
 mod record;
 mod sink;
 mod snapshot;
+mod stacks;
 
 /// Record Linux memory mapping (mmap, munmap, mprotect, mremap, brk) with eBPF into Parquet
 /// captures.

@@ -545,3 +545,7 @@ mod tests {
         );
     }
 }
+
+/// The kernel side's stacks, read straight from the ring (root).
+#[cfg(test)]
+mod stack_tests;

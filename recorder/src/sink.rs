@@ -21,7 +21,7 @@ use mmap_format::{
     metadata::{CaptureMetadata, ClockAnchor, Counters, SegmentLink},
     writer::{CaptureWriter, WriterConfig},
 };
-use recorder_common::{EventKind, RecordRef};
+use recorder_common::{EventKind, RecordRef, StackRef, stack_mode};
 
 use crate::{
     cgroups::CgroupNames,
@@ -30,6 +30,7 @@ use crate::{
     convert::to_event,
     launch::InvokingUser,
     output::{FirstFile, OutDir, Output, segment_name},
+    stacks::{RawStack, StackMode, Stacks},
 };
 
 /// Everything the writer thread needs.
@@ -51,6 +52,8 @@ pub struct SinkSetup {
     /// Reads the kernel's cumulative counters: each segment's orphan exits and full entry map
     /// are the change from its opening to its closing.
     pub kernel_counters: ReadCounters,
+    /// `--stacks`: how the kernel takes the stacks its records carry (`None`: no stacks).
+    pub stacks: Option<StackMode>,
 }
 
 /// Reads the kernel's cumulative counters (from the writer thread).
@@ -330,6 +333,32 @@ struct Writer {
     rows: u64,
     bytes: u64,
     deleted: Deleted,
+    /// With `--stacks`: follows every row, interns each call's stack, names the frames.
+    stacks: Option<Stacks>,
+    /// The frames of the fp stack being interned (the ring's bytes are not u64-aligned).
+    frames: Vec<u64>,
+}
+
+/// The raw stack of a record for [`Stacks::intern`], its fp frames copied into `frames`.
+fn raw_stack<'a>(stack: &StackRef<'a>, frames: &'a mut Vec<u64>) -> Option<RawStack<'a>> {
+    let head = &stack.head;
+    match head.mode {
+        stack_mode::FP => {
+            frames.clear();
+            frames.extend(stack.frames());
+            Some(RawStack::Fp {
+                frames,
+                leaf_ret: head.leaf_ret,
+            })
+        }
+        stack_mode::DWARF => Some(RawStack::Dwarf {
+            ip: head.ip,
+            sp: head.sp,
+            bp: head.bp,
+            stack: stack.data,
+        }),
+        _ => None,
+    }
 }
 
 /// `a - b`, field by field.
@@ -347,6 +376,7 @@ fn sub(a: Counters, b: Counters) -> Counters {
 impl Writer {
     fn new(mut setup: SinkSetup) -> anyhow::Result<Self> {
         let first = setup.first.take();
+        let stacks = setup.stacks.map(Stacks::new);
         let chain = match &setup.output {
             Output::Dir { .. } => Chain::new(&setup.template, &segment_name(&setup.template, 0)),
             Output::File(_) => None,
@@ -367,6 +397,8 @@ impl Writer {
             rows: 0,
             bytes: 0,
             deleted: Deleted::default(),
+            stacks,
+            frames: Vec::new(),
         };
         // The first segment exists from the start, so a capture always has a file.
         writer.open_segment()?;
@@ -419,6 +451,9 @@ impl Writer {
                         SinkMsg::Records(batch) => self.write_records(&batch)?,
                         SinkMsg::Rows(rows) => {
                             for row in &rows {
+                                if let Some(stacks) = self.stacks.as_mut() {
+                                    stacks.observe(row);
+                                }
                                 self.push(row)?;
                             }
                         }
@@ -545,6 +580,21 @@ impl Writer {
                         id => self.cgroups.name(id),
                     };
                     event.cgroup_path = cgroup.as_deref().map(std::borrow::Cow::Borrowed);
+                    if self.stacks.is_some() {
+                        // The segment the row goes in is chosen first: a stack is listed in the
+                        // segment that is open when it is interned.
+                        self.close_for_new_day(event.ts_ns)?;
+                    }
+                    if let Some(stacks) = self.stacks.as_mut() {
+                        // The stack was taken with the mappings as they were before the call:
+                        // interned before the call's own row changes them.
+                        if let Some(stack) = &rec.stack
+                            && let Some(raw) = raw_stack(stack, &mut self.frames)
+                        {
+                            event.stack_id = stacks.intern(&event, raw);
+                        }
+                        stacks.observe(&event);
+                    }
                     self.push(&event)?;
                 }
                 Err(_) => self.own.decode_errors += 1,
@@ -553,16 +603,21 @@ impl Writer {
         Ok(())
     }
 
-    fn push(&mut self, event: &Event<'_>) -> anyhow::Result<()> {
-        // Partitioned by day: a row of a later day than the segment's starts a new segment (in
-        // the new day's directory), so that a segment never holds two days.
+    /// Partitioned by day: a row of a later day than the segment's starts a new segment (in
+    /// the new day's directory), so that a segment never holds two days.
+    fn close_for_new_day(&mut self, ts_ns: i64) -> anyhow::Result<()> {
         if let (Output::Dir { partition, .. }, Some(seg)) = (&self.setup.output, &self.current)
             && let Some(day) = &seg.day
-            && partition.day_of(event.ts_ns) > *day
+            && partition.day_of(ts_ns) > *day
         {
             self.close_segment()?;
-            self.new_day_row_ns = Some(event.ts_ns);
+            self.new_day_row_ns = Some(ts_ns);
         }
+        Ok(())
+    }
+
+    fn push(&mut self, event: &Event<'_>) -> anyhow::Result<()> {
+        self.close_for_new_day(event.ts_ns)?;
         if self.current.is_none() {
             self.open_segment()?;
         }
@@ -675,9 +730,20 @@ impl Writer {
         let Some(meta) = self.segment_metadata(counters) else {
             return Ok(());
         };
-        let Some(seg) = self.current.take() else {
+        let Some(mut seg) = self.current.take() else {
             return Ok(());
         };
+        // Each segment holds the frames of every stack its rows refer to: it reads alone.
+        if let Some(stacks) = self.stacks.as_mut() {
+            for row in stacks.take_frame_rows() {
+                if let Err(err) = seg.writer.push(&row) {
+                    let err = write_error(&seg.path, err);
+                    self.unfinished = Some((seg.path, seg.dir));
+                    return Err(err);
+                }
+                self.rows += 1;
+            }
+        }
         let rows = seg.writer.rows_written();
         let closed = seg
             .writer
@@ -834,8 +900,17 @@ mod tests {
         partition: crate::output::Partitioning,
         start_ns: i64,
     ) -> Writer {
+        Writer::new(setup(dir, kernel, partition, start_ns)).expect("writer")
+    }
+
+    fn setup(
+        dir: &Path,
+        kernel: &Arc<Mutex<Counters>>,
+        partition: crate::output::Partitioning,
+        start_ns: i64,
+    ) -> SinkSetup {
         let kernel = Arc::clone(kernel);
-        Writer::new(SinkSetup {
+        SinkSetup {
             dir: OutDir::open_existing(dir).expect("open dir"),
             output: Output::Dir {
                 dir: dir.to_path_buf(),
@@ -863,8 +938,8 @@ mod tests {
             kernel_counters: Box::new(move || {
                 Ok(*kernel.lock().map_err(|_| anyhow::anyhow!("poisoned"))?)
             }),
-        })
-        .expect("writer")
+            stacks: None,
+        }
     }
 
     #[test]
@@ -1055,6 +1130,170 @@ mod tests {
                 .map(|l| l.file.as_str()),
             Some(relative[0].as_str())
         );
+    }
+
+    /// An mmap record of this process whose fp stack is `frames` (and a path, which the stack
+    /// follows).
+    fn frame_with_stack(batch: &mut Vec<u8>, frames: &[u64], leaf_ret: u64) {
+        use recorder_common::{StackHeader, record_flags, stack_offset};
+        let path = b"lib.so\0";
+        let head = RecordHeader {
+            event: EventKind::Mmap as u16,
+            flags: record_flags::HAS_STACK,
+            tgid: std::process::id(),
+            tid: std::process::id(),
+            args: [0, 4096, 3, 0x22, u32::MAX.into(), 0],
+            ret: 0x7f00_0000_0000,
+            path_len: path.len() as u16,
+            ..Default::default()
+        };
+        let mut item = head.to_bytes().to_vec();
+        item.extend_from_slice(path);
+        item.resize(stack_offset(path.len()), 0);
+        let stack = StackHeader {
+            mode: stack_mode::FP,
+            len: (frames.len() * 8) as u32,
+            ip: frames[0],
+            sp: 0x7ffc_0000_0000,
+            bp: 0,
+            leaf_ret,
+        };
+        item.extend_from_slice(&stack.to_bytes());
+        for frame in frames {
+            item.extend_from_slice(&frame.to_ne_bytes());
+        }
+        push_frame(batch, &item);
+    }
+
+    #[inline(never)]
+    fn a_caller() -> u64 {
+        std::hint::black_box(a_caller as *const () as u64)
+    }
+
+    /// With --stacks: a call with a stack gets a stack id, one without none; each segment holds
+    /// the frame rows of the stacks its rows use (a stack used in two segments is in both, with
+    /// the same id), and frame rows take the identity of the first call with the stack.
+    #[test]
+    fn stacks_get_ids_and_each_segment_holds_the_frames_it_uses() {
+        use mmap_format::event::RowKind;
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kernel = Arc::new(Mutex::new(Counters::default()));
+        let mut setup = setup(
+            dir.path(),
+            &kernel,
+            crate::output::Partitioning::default(),
+            0,
+        );
+        setup.stacks = Some(StackMode::Fp);
+        let mut writer = Writer::new(setup).expect("writer");
+        // Addresses inside this test binary: frame 0 and a return address.
+        let frames = [
+            a_caller() + 4,
+            frames_round_trip_and_stop_at_a_torn_frame as *const () as u64 + 8,
+        ];
+        let leaf_ret = a_caller() + 1;
+
+        let mut batch = Vec::new();
+        frame_with_stack(&mut batch, &frames, leaf_ret);
+        frame(&mut batch, EventKind::Munmap, 0x1000);
+        writer.write_records(&batch).expect("write");
+        writer.close_segment().expect("rotate");
+        let mut batch = Vec::new();
+        frame_with_stack(&mut batch, &frames, leaf_ret);
+        writer.write_records(&batch).expect("write");
+        writer.finish().expect("finish");
+        let files = writer.report().files;
+        assert_eq!(files.len(), 2);
+
+        let mut ids = Vec::new();
+        for file in &files {
+            let rows: Vec<Event<'static>> = CaptureReader::open(file)
+                .expect("open")
+                .events()
+                .expect("rows")
+                .map(|row| row.expect("row"))
+                .collect();
+            let calls: Vec<&Event> = rows.iter().filter(|r| r.kind == RowKind::Syscall).collect();
+            let with_stack: Vec<u64> = calls.iter().filter_map(|r| r.stack_id).collect();
+            assert_eq!(
+                with_stack.len(),
+                1,
+                "{}: the mmap row has a stack",
+                file.display()
+            );
+            assert!(
+                calls
+                    .iter()
+                    .all(|r| r.stack_id.is_none() || r.len == Some(4096)),
+                "only the call with a stack has an id"
+            );
+            let id = with_stack[0];
+            let frame_rows: Vec<&Event> =
+                rows.iter().filter(|r| r.kind == RowKind::Frame).collect();
+            assert!(!frame_rows.is_empty(), "{}: frame rows", file.display());
+            for row in &frame_rows {
+                assert_eq!(row.stack_id, Some(id));
+                assert_eq!(row.pid, std::process::id());
+                assert_eq!(row.source.as_deref(), Some("stack_fp"));
+            }
+            let first = frame_rows
+                .iter()
+                .find(|r| r.frame_index == Some(0))
+                .expect("frame 0");
+            assert_eq!(first.frame_addr, Some(frames[0]), "frame 0 is the ip");
+            ids.push(id);
+        }
+        assert_eq!(
+            ids[0], ids[1],
+            "the same stack keeps its id across segments"
+        );
+    }
+
+    /// Partitioned by day: a call of the next day starts the next day's segment before its
+    /// stack is interned, so its frame rows are in the segment that holds it.
+    #[test]
+    fn a_stack_of_a_new_day_has_its_frames_in_the_new_days_segment() {
+        use mmap_format::{event::RowKind, partition::PartitionKey};
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kernel = Arc::new(Mutex::new(Counters::default()));
+        let day_ns = 86_400 * 1_000_000_000_i64;
+        let partition = crate::output::Partitioning {
+            keys: vec![PartitionKey::Date],
+            clock_offset_ns: 0,
+        };
+        // The capture starts a day before the calls (the anchor puts boot time 0 at
+        // 1_700_000_000 s).
+        let mut setup = setup(
+            dir.path(),
+            &kernel,
+            partition,
+            1_700_000_000_000_000_000 - day_ns,
+        );
+        setup.stacks = Some(StackMode::Fp);
+        let mut writer = Writer::new(setup).expect("writer");
+        let mut batch = Vec::new();
+        frame_with_stack(&mut batch, &[a_caller() + 4], 0);
+        writer.write_records(&batch).expect("write");
+        writer.finish().expect("finish");
+        let files = writer.report().files;
+        assert_eq!(files.len(), 2, "{files:?}");
+        for (index, file) in files.iter().enumerate() {
+            let kinds: Vec<RowKind> = CaptureReader::open(file)
+                .expect("open")
+                .events()
+                .expect("rows")
+                .map(|row| row.expect("row").kind)
+                .collect();
+            match index {
+                0 => assert!(kinds.is_empty(), "the day before holds nothing: {kinds:?}"),
+                _ => assert!(
+                    kinds.contains(&RowKind::Syscall) && kinds.contains(&RowKind::Frame),
+                    "{kinds:?}"
+                ),
+            }
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@ use std::{ffi::OsString, path::PathBuf, time::Duration};
 
 use clap::{Args, ValueEnum};
 use mmap_format::partition::PartitionKey;
+use recorder_common::EventKind;
 
 use crate::probes::AttachMode;
 
@@ -32,6 +33,48 @@ impl From<AttachArg> for Option<AttachMode> {
             AttachArg::RawTracepoint => Some(AttachMode::RawTracepoint),
             AttachArg::Kprobe => Some(AttachMode::Kprobe),
             AttachArg::Fentry => Some(AttachMode::Fentry),
+        }
+    }
+}
+
+/// `--stacks`: whether and how each recorded call's user call stack is taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StacksArg {
+    /// No stacks (the cheapest).
+    None,
+    /// The kernel walks the user stack by frame pointers (bpf_get_stack), up to 127 frames:
+    /// about 1 µs more kernel time per call than none, and 40 + 8 bytes per frame in the ring,
+    /// but frames of code built without frame pointers (most distribution libraries; build
+    /// yours with -C force-frame-pointers=yes or -fno-omit-frame-pointer) are skipped or wrong.
+    /// The caller of the libc wrapper, which a frame-pointer walk misses, is recovered.
+    Fp,
+    /// The kernel copies the registers and the top of the user stack (--stack-bytes, 8 KiB by
+    /// default) with each call, and the recorder unwinds it from the binaries' .eh_frame, as
+    /// `perf record --call-graph dwarf` does: works without frame pointers, but costs the
+    /// traced process about 1-2 µs more kernel time per call, each record grows by that many
+    /// bytes (hundreds of MB/s under a tight loop of calls: see --ring-size, --stacks-for), and
+    /// the recorder spends CPU unwinding.
+    Dwarf,
+}
+
+/// A system call of the family, as `--stacks-for` names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SyscallArg {
+    Mmap,
+    Munmap,
+    Mprotect,
+    Mremap,
+    Brk,
+}
+
+impl From<SyscallArg> for EventKind {
+    fn from(arg: SyscallArg) -> Self {
+        match arg {
+            SyscallArg::Mmap => Self::Mmap,
+            SyscallArg::Munmap => Self::Munmap,
+            SyscallArg::Mprotect => Self::Mprotect,
+            SyscallArg::Mremap => Self::Mremap,
+            SyscallArg::Brk => Self::Brk,
         }
     }
 }
@@ -125,10 +168,27 @@ pub struct RecordArgs {
     #[arg(long, value_name = "SECONDS", hide = true, allow_hyphen_values = true)]
     pub partition_clock_offset: Option<i64>,
 
+    /// Record each call's user call stack (which code made it), stored once per distinct stack
+    /// and named (function, file:line) while the binaries are there. Needs --attach tracepoint
+    /// or raw-tracepoint (auto picks one of them).
+    #[arg(long, value_enum, default_value_t = StacksArg::None)]
+    pub stacks: StacksArg,
+
+    /// With --stacks: only these calls get a stack (comma-separated; default all five).
+    #[arg(long, value_name = "CALLS", value_delimiter = ',', value_enum)]
+    pub stacks_for: Vec<SyscallArg>,
+
+    /// With --stacks dwarf: bytes of user stack copied per call, a multiple of 8 from 1024 to
+    /// 16384 (default 8192). Deep call chains with large frames need more; a copy that reaches
+    /// past the end of the stack is retried at half the size, a few times.
+    #[arg(long, value_name = "BYTES")]
+    pub stack_bytes: Option<u32>,
+
     /// Kernel ring buffer size, e.g. 16MiB (rounded up to a power of two). A larger ring absorbs
-    /// longer bursts before records are lost.
-    #[arg(long, value_name = "SIZE", default_value = "16MiB")]
-    pub ring_size: bytesize::ByteSize,
+    /// longer bursts before records are lost. Default 16MiB, 64MiB with --stacks dwarf (whose
+    /// records carry --stack-bytes each).
+    #[arg(long, value_name = "SIZE")]
+    pub ring_size: Option<bytesize::ByteSize>,
 
     /// Testing only: entries of the kernel map of followed processes (the targets and their
     /// live descendants), normally 16384. A small map lets a test fill it with a few processes

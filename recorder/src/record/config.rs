@@ -6,12 +6,15 @@ use std::{ffi::OsString, io::IsTerminal as _, path::Path, time::Duration};
 use anyhow::{Context as _, bail};
 use mmap_format::{
     FORMAT_MAJOR, FORMAT_MINOR,
-    metadata::{CaptureMetadata, FormatVersion, Targets},
+    metadata::{CaptureMetadata, FormatVersion, StacksConfig, Targets},
     writer::WriterConfig,
 };
-use recorder_common::{CgroupTarget, Config as KernelConfig, MAX_CGROUPS, filter};
+use recorder_common::{
+    CgroupTarget, Config as KernelConfig, DEFAULT_STACK_BYTES, EventKind, MAX_CGROUPS,
+    MAX_STACK_BYTES, MAX_STACK_FRAMES, MIN_STACK_BYTES, filter, stack_mode,
+};
 
-use super::args::RecordArgs;
+use super::args::{RecordArgs, StacksArg};
 use crate::{
     btf, cgroups, clock,
     host::HostInfo,
@@ -19,7 +22,72 @@ use crate::{
     output::{Output, Partitioning},
     preflight,
     probes::AttachMode,
+    stacks::StackMode,
 };
+
+/// `--stacks fp|dwarf`, checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StackPlan {
+    pub mode: StackModeArg,
+    /// The calls that get a stack, in the order of [`EventKind::ALL`].
+    pub syscalls: Vec<EventKind>,
+    /// Dwarf: bytes of user stack copied per call.
+    pub stack_bytes: u32,
+}
+
+/// How stacks are taken (`--stacks` without `none`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StackModeArg {
+    Fp,
+    Dwarf,
+}
+
+impl StackModeArg {
+    /// The name in the capture (`mmap_capture.stacks.mode`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Fp => "fp",
+            Self::Dwarf => "dwarf",
+        }
+    }
+}
+
+impl From<StackModeArg> for StackMode {
+    fn from(mode: StackModeArg) -> Self {
+        match mode {
+            StackModeArg::Fp => Self::Fp,
+            StackModeArg::Dwarf => Self::Dwarf,
+        }
+    }
+}
+
+impl StackPlan {
+    /// The kernel's `stack_syscalls` bits.
+    pub fn syscall_bits(&self) -> u32 {
+        self.syscalls
+            .iter()
+            .fold(0, |bits, &kind| bits | KernelConfig::stack_bit(kind))
+    }
+
+    /// What the capture's metadata says of the plan (`mmap_capture.stacks`).
+    pub fn metadata(&self) -> StacksConfig {
+        StacksConfig {
+            mode: self.mode.name().to_owned(),
+            syscalls: self
+                .syscalls
+                .iter()
+                .filter_map(|kind| kind.syscall_name())
+                .map(str::to_owned)
+                .collect(),
+            // fp: what the kernel walks; dwarf: the frames the unwinder takes, the same bound.
+            max_frames: MAX_STACK_FRAMES as u32,
+            stack_bytes: match self.mode {
+                StackModeArg::Fp => 0,
+                StackModeArg::Dwarf => self.stack_bytes,
+            },
+        }
+    }
+}
 
 /// What a recording will do, checked.
 pub struct RecordConfig {
@@ -44,6 +112,8 @@ pub struct RecordConfig {
     pub duration: Option<Duration>,
     /// Measure and report the programs' kernel run time.
     pub prog_stats: bool,
+    /// `--stacks`: the calls that get a user call stack, and how (`None`: no stacks).
+    pub stacks: Option<StackPlan>,
     /// Live progress on stderr (not --quiet, and stderr is a terminal).
     pub progress: bool,
     /// The user behind sudo, doas or pkexec, who owns the files (`None`: root).
@@ -74,10 +144,15 @@ impl RecordConfig {
             }
         };
         launch::check_command(&args.command, command_user.as_ref())?;
-        let ring_bytes = ring_size(args.ring_size.as_u64())?;
+        let stacks = stack_plan(&args)?;
+        let ring_default = match stacks.as_ref().map(|plan| plan.mode) {
+            Some(StackModeArg::Dwarf) => 64 << 20,
+            _ => 16 << 20,
+        };
+        let ring_bytes = ring_size(args.ring_size.map_or(ring_default, |size| size.as_u64()))?;
         let output = output(&args)?;
         let (cgroups, cgroup_names) = cgroup_targets(&args.cgroups)?;
-        let template = template(&args, cgroup_names);
+        let template = template(&args, cgroup_names, stacks.as_ref());
         Ok(Self {
             output,
             force: args.force,
@@ -94,6 +169,7 @@ impl RecordConfig {
             flush_interval: args.flush_interval,
             duration: args.duration,
             prog_stats: args.prog_stats,
+            stacks,
             progress: !args.quiet && std::io::stderr().is_terminal(),
             user,
             command_user,
@@ -139,6 +215,15 @@ impl RecordConfig {
         for (slot, target) in config.cgroups.iter_mut().zip(&self.cgroups) {
             *slot = CgroupTarget { ..*target };
         }
+        config.stack_bytes = DEFAULT_STACK_BYTES as u32;
+        if let Some(plan) = &self.stacks {
+            config.stack_mode = match plan.mode {
+                StackModeArg::Fp => stack_mode::FP,
+                StackModeArg::Dwarf => stack_mode::DWARF,
+            };
+            config.stack_syscalls = plan.syscall_bits();
+            config.stack_bytes = plan.stack_bytes;
+        }
         config
     }
 }
@@ -154,6 +239,53 @@ fn tracefs_for(attach: Option<AttachMode>) -> anyhow::Result<bool> {
         None => preflight::ensure_tracefs().is_ok(),
         Some(AttachMode::RawTracepoint | AttachMode::Fentry) => false,
     })
+}
+
+/// `--stacks`, `--stacks-for` and `--stack-bytes`, checked against each other and `--attach`.
+pub(super) fn stack_plan(args: &RecordArgs) -> anyhow::Result<Option<StackPlan>> {
+    let mode = match args.stacks {
+        StacksArg::None => {
+            if !args.stacks_for.is_empty() || args.stack_bytes.is_some() {
+                bail!("--stacks-for and --stack-bytes need --stacks fp or --stacks dwarf");
+            }
+            return Ok(None);
+        }
+        StacksArg::Fp => StackModeArg::Fp,
+        StacksArg::Dwarf => StackModeArg::Dwarf,
+    };
+    if let Some(AttachMode::Kprobe | AttachMode::Fentry) = args.attach.into() {
+        bail!(
+            "--stacks needs --attach tracepoint or raw-tracepoint (or auto): the kprobe and \
+             fentry modes hook do_mmap, which the kernel also calls for itself, and take no user \
+             stacks"
+        );
+    }
+    let stack_bytes = match (mode, args.stack_bytes) {
+        (StackModeArg::Fp, Some(_)) => bail!("--stack-bytes is for --stacks dwarf"),
+        (_, None) => DEFAULT_STACK_BYTES as u32,
+        (StackModeArg::Dwarf, Some(bytes)) => {
+            let range = MIN_STACK_BYTES as u32..=MAX_STACK_BYTES as u32;
+            if !range.contains(&bytes) || !bytes.is_multiple_of(8) {
+                bail!(
+                    "--stack-bytes {bytes}: a multiple of 8 from {MIN_STACK_BYTES} to \
+                     {MAX_STACK_BYTES}"
+                );
+            }
+            bytes
+        }
+    };
+    let wanted: Vec<EventKind> = args.stacks_for.iter().map(|&c| c.into()).collect();
+    let syscalls = EventKind::ALL
+        .iter()
+        .copied()
+        .filter(|kind| kind.syscall_name().is_some())
+        .filter(|kind| wanted.is_empty() || wanted.contains(kind))
+        .collect();
+    Ok(Some(StackPlan {
+        mode,
+        syscalls,
+        stack_bytes,
+    }))
 }
 
 fn check_pids_and_comms(args: &RecordArgs) -> anyhow::Result<()> {
@@ -238,7 +370,11 @@ fn cgroup_targets(args: &[String]) -> anyhow::Result<(Vec<CgroupTarget>, Vec<Str
 }
 
 /// The metadata common to every segment of the capture.
-fn template(args: &RecordArgs, cgroups: Vec<String>) -> CaptureMetadata {
+fn template(
+    args: &RecordArgs,
+    cgroups: Vec<String>,
+    stacks: Option<&StackPlan>,
+) -> CaptureMetadata {
     let host = HostInfo::read();
     let capture_start_ns = clock::realtime_ns();
     let lossy = |a: &OsString| a.to_string_lossy().into_owned();
@@ -268,6 +404,7 @@ fn template(args: &RecordArgs, cgroups: Vec<String>) -> CaptureMetadata {
         capture_id: Some(uuid::Uuid::new_v4().to_string()),
         segment_index: Some(0),
         page_size: Some(host.page_size),
+        stacks: stacks.map(StackPlan::metadata),
         ..Default::default()
     }
 }

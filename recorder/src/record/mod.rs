@@ -99,3 +99,7 @@ mod tests {
         }
     }
 }
+
+/// `record --stacks` end to end through the writer (root).
+#[cfg(test)]
+mod stack_tests;

@@ -127,6 +127,7 @@ impl Recording {
             owner: self.config.user.clone(),
             first: self.first.take(),
             kernel_counters: Box::new(move || Ok(kernel_counters.read()?)),
+            stacks: self.config.stacks.as_ref().map(|plan| plan.mode.into()),
         })?;
         let sink = self.sink.insert(sink);
         // From here on a call is recorded whole, or (already in progress) counted as an orphan

@@ -13,8 +13,13 @@ use crate::{
 /// Says what is recorded, where, and how it stops.
 pub fn print_start(config: &RecordConfig, mode: AttachMode) {
     let program = config.program();
+    let stacks = config
+        .stacks
+        .as_ref()
+        .map(|plan| format!(", stacks: {}", plan.mode.name()))
+        .unwrap_or_default();
     say!(
-        "mmap-recorder: recording {} into {} (attach: {}){}",
+        "mmap-recorder: recording {} into {} (attach: {}{stacks}){}",
         describe_targets(program.as_deref(), config.targets()),
         config.output.path().display(),
         mode.name(),

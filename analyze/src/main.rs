@@ -25,6 +25,7 @@ mod report;
 mod rerun;
 mod segments;
 mod summary;
+mod symbolize;
 mod table;
 mod timespec;
 
@@ -65,6 +66,7 @@ Examples:
   mmap-analyze redact rec/ -o shared.parquet --key-file incident.key
   mmap-analyze extract rec/ -o pid1234.parquet --pid 1234 --until +10s
   mmap-analyze pack rec/ -o rec.parquet
+  mmap-analyze symbolize rec/ --debug-dir /usr/lib/debug -o named.parquet
   mmap-analyze rerun rec/ --pid 1234
   mmap-analyze stacks rec/ --format folded --by bytes";
 
@@ -88,6 +90,7 @@ enum Command {
     Redact(commands::redact::Args),
     Extract(commands::extract::Args),
     Pack(commands::pack::Args),
+    Symbolize(commands::symbolize::Args),
     Rerun(rerun::Args),
     Stacks(commands::stacks::Args),
     #[command(hide = true)]
@@ -118,6 +121,7 @@ fn main() -> ExitCode {
         Command::Redact(args) => commands::redact::run(args),
         Command::Extract(args) => commands::extract::run(args),
         Command::Pack(args) => commands::pack::run(args),
+        Command::Symbolize(args) => commands::symbolize::run(args),
         Command::Rerun(args) => rerun::run(args),
         Command::Stacks(args) => commands::stacks::run(args),
         Command::RerunChild(args) => rerun::run_child(args),

@@ -9,7 +9,7 @@ use std::{
 
 use arrow::{
     array::{Array as _, AsArray as _},
-    datatypes::{Int64Type, UInt32Type},
+    datatypes::{Int64Type, UInt32Type, UInt64Type},
 };
 use mmap_format::{event::RowKind, reader::CaptureReader, schema::col};
 
@@ -34,6 +34,9 @@ use crate::{
 /// of the processes it was forked from, up to the fork; and every `lost` row (of every CPU: a
 /// loss anywhere may hide a change, and they place the recorder's loss counters in time). Rows
 /// of several captures are merged by time.
+///
+/// Call stacks (format 1.4): the `frame` rows of every stack that a written call refers to are
+/// written too, and no other `frame` row.
 ///
 /// `maps --pid P --at T` on the extract then gives what it gives on the inputs when the
 /// selection keeps every system call of P up to T (--pid and --until do); --comm selects
@@ -100,7 +103,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             if context.is_empty() {
                 output::note("no row matches the selection: the extract has no rows");
             }
-            Some(context.predicate(&selected))
+            Some(with_frames(
+                &engine,
+                &relation,
+                &context.predicate(&selected),
+            )?)
         }
         None => None,
     };
@@ -301,6 +308,36 @@ impl Context {
         }
         terms.join(" OR ")
     }
+}
+
+/// `rows` (an SQL predicate) without the `frame` rows it selects, and with the `frame` rows of
+/// every call stack that the calls it selects refer to (a frame row carries the process of the
+/// first call that had its stack, which may not be a selected one).
+fn with_frames(engine: &Engine, relation: &str, rows: &str) -> anyhow::Result<String> {
+    let frame = literal(RowKind::Frame.as_str());
+    let query = format!(
+        "SELECT DISTINCT {stack} FROM {relation} WHERE ({rows}) AND {kind} <> {frame} AND \
+         {stack} IS NOT NULL",
+        stack = col::STACK_ID,
+        kind = col::KIND,
+    );
+    let mut stacks: BTreeSet<u64> = BTreeSet::new();
+    for batch in engine.sql(&query)? {
+        let batch = batch?;
+        let ids = batch.column(0).as_primitive::<UInt64Type>();
+        stacks.extend(ids.iter().flatten());
+    }
+    let calls = format!("(({rows}) AND {kind} <> {frame})", kind = col::KIND);
+    if stacks.is_empty() {
+        return Ok(calls);
+    }
+    let ids: Vec<String> = stacks.iter().map(u64::to_string).collect();
+    Ok(format!(
+        "{calls} OR ({kind} = {frame} AND {stack} IN ({}))",
+        ids.join(", "),
+        kind = col::KIND,
+        stack = col::STACK_ID,
+    ))
 }
 
 /// `ns` as an SQL timestamp literal of the `ts` column's type.

@@ -15,5 +15,6 @@ pub mod report;
 pub mod rows;
 pub mod sql;
 pub mod stacks;
+pub mod symbolize;
 pub mod top;
 pub mod verify;

@@ -12,7 +12,7 @@ use std::{
 
 use clap::ValueEnum;
 use mmap_format::{
-    event::{Event, path_sources, sources},
+    event::{Event, path_sources, sources, symbol_sources},
     metadata::{CaptureMetadata, Redaction},
 };
 
@@ -79,6 +79,13 @@ pub struct Args {
     /// Inode numbers (file_ino, pidns_ino).
     #[arg(long, value_enum, value_name = "HOW", default_value_t = Mode::Keep)]
     inodes: Mode,
+
+    /// Function names of call-stack frames (frame_function). Kept by default: they name code,
+    /// not people or places, and they are what a stack is read for. The frames' modules and
+    /// source files are paths (--paths); their build ids and offsets stay, so that `symbolize`
+    /// can still name frames of the copy.
+    #[arg(long, value_enum, value_name = "HOW", default_value_t = Mode::Keep)]
+    functions: Mode,
 
     /// Replace OUT if it exists (a regular file that is not an input).
     #[arg(long)]
@@ -164,6 +171,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             hostname: args.hostname,
             cgroups: args.cgroups,
             inodes: args.inodes,
+            functions: args.functions,
         },
     );
     let merged = derive::merge(&readers)?;
@@ -199,6 +207,7 @@ pub struct Choices {
     pub hostname: Mode,
     pub cgroups: Mode,
     pub inodes: Mode,
+    pub functions: Mode,
 }
 
 impl Choices {
@@ -212,6 +221,7 @@ impl Choices {
                 self.hostname,
                 self.cgroups,
                 self.inodes,
+                self.functions,
             ]
             .iter()
             .all(|m| *m == Mode::Keep);
@@ -227,6 +237,7 @@ impl Choices {
             ("hostname", self.hostname.name()),
             ("cgroups", self.cgroups.name()),
             ("inodes", self.inodes.name()),
+            ("functions", self.functions.name()),
             ("command_line", self.command_lines().name()),
         ]
         .into_iter()
@@ -360,9 +371,34 @@ impl Redactor {
             row.file_ino = row.file_ino.map(|ino| self.nonzero_u64("ino", ino));
             row.pidns_ino = row.pidns_ino.map(|ino| self.id("pidns_ino", ino));
         }
+        // Call-stack frames: the module and the source file are paths; the function name stays
+        // unless told.
+        row.frame_module = row
+            .frame_module
+            .take()
+            .and_then(|p| self.path(&p))
+            .map(Cow::Owned);
+        row.frame_file = row
+            .frame_file
+            .take()
+            .and_then(|p| self.path(&p))
+            .map(Cow::Owned);
+        if c.functions == Mode::Hash {
+            row.frame_function = row
+                .frame_function
+                .take()
+                .map(|f| Cow::Owned(format!("f-{}", self.hex("function", &f, 16))));
+        }
         // Names of the format's own lists stay; anything else in these columns is hashed.
         row.source = row.source.take().map(|s| {
             if KNOWN_SOURCES.contains(&s.as_ref()) {
+                s
+            } else {
+                Cow::Owned(format!("x-{}", self.hex("name", &s, 16)))
+            }
+        });
+        row.symbol_source = row.symbol_source.take().map(|s| {
+            if KNOWN_SYMBOL_SOURCES.contains(&s.as_ref()) {
                 s
             } else {
                 Cow::Owned(format!("x-{}", self.hex("name", &s, 16)))
@@ -574,7 +610,7 @@ impl Redactor {
 /// Words of the recorder's command line that stay: its subcommand.
 const RECORDER_WORDS: [&str; 1] = ["record"];
 
-const KNOWN_SOURCES: [&str; 7] = [
+const KNOWN_SOURCES: [&str; 9] = [
     sources::TRACEPOINT,
     sources::RAW_TRACEPOINT,
     sources::KPROBE,
@@ -582,6 +618,14 @@ const KNOWN_SOURCES: [&str; 7] = [
     sources::PROC_MAPS_START,
     sources::PROC_MAPS_EXEC,
     sources::KERNEL,
+    sources::STACK_FP,
+    sources::STACK_DWARF,
+];
+
+const KNOWN_SYMBOL_SOURCES: [&str; 3] = [
+    symbol_sources::MAP_FILES,
+    symbol_sources::PATH,
+    symbol_sources::DEBUG_DIR,
 ];
 
 const KNOWN_PATH_SOURCES: [&str; 5] = [
@@ -652,6 +696,7 @@ mod tests {
                 hostname: Mode::Hash,
                 cgroups: Mode::Hash,
                 inodes: Mode::Hash,
+                functions: Mode::Keep,
             },
         )
     }

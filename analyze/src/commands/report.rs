@@ -25,6 +25,11 @@ use crate::{
 /// at the end, at the end; when every process exited, the one with the highest peak, at its
 /// peak).
 ///
+/// When the capture has call stacks (recorded with `--stacks`), a flame graph of mapped bytes
+/// (successful mmap, and mremap growth) by call stack, root at the bottom: the 2,000 heaviest
+/// stacks, the others summed as `[other]`. Hover a box for its function, bytes and share; it
+/// has no zoom or search (they would need a script).
+///
 /// The row options (--pid, --comm, --syscall, --since, --until, --where) choose the calls that
 /// the findings, tables and charts count; the capture and completeness sections always cover every row.
 /// Every number is an aggregate computed by the query engine, so memory is bounded by the size

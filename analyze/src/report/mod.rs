@@ -1,6 +1,6 @@
 //! The incident report: one self-contained HTML page (inline CSS, inline SVG, no script, no
-//! network fetch) with a capture's metadata and completeness, summary tables, findings and
-//! charts.
+//! network fetch) with a capture's metadata and completeness, summary tables, findings, charts
+//! and a flame graph of mapped bytes by call stack ([`flame`]).
 //!
 //! In phases: [`Report::collect`] asks the engine for aggregates ([`collect`], [`tables`]), the
 //! `summary` command's collection for the metadata and the `maps` command's replay for the
@@ -8,6 +8,7 @@
 //! [`html`] escaping).
 
 mod collect;
+mod flame;
 mod html;
 mod page;
 mod svg;
@@ -62,6 +63,8 @@ pub struct Report {
     latency: Histogram,
     /// The `maps` command's JSON for the picture, and why that process.
     space: Option<(serde_json::Value, String)>,
+    /// Mapped bytes by call stack.
+    flame: flame::Flame,
 }
 
 impl Report {
@@ -84,6 +87,7 @@ impl Report {
         mapped.sort_by_key(|s| (std::cmp::Reverse(s.peak()), s.pid));
         let rates = collect::call_rates(&engine, &buckets, calls)?;
         let latency = collect::latency_histogram(&engine, calls)?;
+        let flame = flame::collect(&engine, calls)?;
 
         let space = picture(&options, &mapped, &buckets)
             .map(|(pid, at, why)| {
@@ -105,6 +109,7 @@ impl Report {
             rates,
             latency,
             space,
+            flame,
             options,
         })
     }

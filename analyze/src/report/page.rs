@@ -5,6 +5,7 @@ use serde_json::Value;
 use super::{
     MAX_REGIONS, Report,
     collect::{Cell, Histogram},
+    flame,
     html::Html,
     svg::{self, Block, Series, Unit},
     tables::Kind,
@@ -41,17 +42,20 @@ svg .gap { font-size: 10px; fill: #777; }
 svg .legend { font-size: 12px; fill: #222; }
 svg .region { font-size: 11px; fill: #222; }
 svg .axis-title { font-size: 12px; fill: #222; }
+svg.flame text { font-family: monospace; font-size: 12px; fill: #000; }
+svg.flame g:hover rect { stroke: #000; stroke-width: 0.5; }
 span.swatch { display: inline-block; width: 12px; height: 12px; margin: 0 4px 0 12px; vertical-align: middle; }
 code { background: #f3f3f3; padding: 1px 4px; word-break: break-all; }
 "#;
 
 /// The sections, in order: (id, heading).
-pub const SECTIONS: [(&str, &str); 6] = [
+pub const SECTIONS: [(&str, &str); 7] = [
     ("capture", "Capture"),
     ("completeness", "Completeness"),
     ("findings", "Findings"),
     ("tables", "Summary tables"),
     ("charts", "Charts"),
+    ("stacks", "Mapped bytes by call stack"),
     ("address-space", "Address space"),
 ];
 
@@ -102,6 +106,7 @@ pub fn write(report: &Report) -> String {
     findings(&mut h, report);
     summary_tables(&mut h, report);
     charts(&mut h, report);
+    stacks(&mut h, report);
     address_space(&mut h, report);
     h.raw("</body></html>\n");
     h.finish()
@@ -535,6 +540,34 @@ fn charts(h: &mut Html, report: &Report) {
                        labelled 1.02 µs counts calls of 1024 to 2047 ns. Stacked by system call; \
                        calls whose exit was not seen are left out.";
         figure(h, "chart-latency", "Latency histogram", &chart, caption);
+    }
+    h.raw("</section>");
+}
+
+/// The flame graph of mapped bytes by call stack, or one line saying why there is none.
+fn stacks(h: &mut Html, report: &Report) {
+    section(h, "stacks");
+    let flame = &report.flame;
+    if flame.lines.is_empty() {
+        let why = if flame.without_stack > 0 {
+            "No call stacks in this capture (record with --stacks fp or --stacks dwarf to see \
+             which code mapped the memory)."
+        } else {
+            "No successful mmap or mremap call with a call stack."
+        };
+        h.raw(r#"<p class="note">"#).text(why).raw("</p></section>");
+        return;
+    }
+    match flame::svg(flame) {
+        Ok(chart) => {
+            let caption = flame::caption(flame, labels::human_bytes);
+            figure(h, "chart-flame", "Flame graph", &chart, &caption);
+        }
+        Err(why) => {
+            h.raw(r#"<p class="warn">"#)
+                .text(&format!("The flame graph could not be drawn: {why}"))
+                .raw("</p>");
+        }
     }
     h.raw("</section>");
 }

@@ -27,5 +27,6 @@ mod s3;
 mod sql;
 mod stacks;
 mod summary;
+mod symbolize;
 mod top;
 mod where_filters;

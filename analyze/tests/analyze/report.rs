@@ -200,12 +200,13 @@ fn number(cell: &str) -> u64 {
 
 /// The chart figures and the section ids of the page.
 const CHARTS: [&str; 4] = ["chart-mapped", "chart-rate", "chart-latency", "chart-space"];
-const SECTIONS: [&str; 6] = [
+const SECTIONS: [&str; 7] = [
     "capture",
     "completeness",
     "findings",
     "tables",
     "charts",
+    "stacks",
     "address-space",
 ];
 
@@ -484,4 +485,294 @@ fn chromium_draws_every_chart() {
     ] {
         assert!(colours.contains(&rgb), "{name} colour drawn");
     }
+}
+
+/// A function name that would be markup if it were not escaped.
+const EVIL_FUNCTION: &str = "evil<T&U>";
+
+/// A frame row of stack `stack`, named `function` (`None`: unnamed, in module `libx.so` at
+/// offset 0x1234).
+fn frame(stack: u64, index: u32, function: Option<&'static str>) -> Event<'static> {
+    let mut row = call(Syscall::Mmap, 50, 700, "stacky", 0);
+    row.kind = RowKind::Frame;
+    row.syscall = None;
+    row.ts_exit_ns = None;
+    row.ret = None;
+    row.source = Some(Cow::Borrowed("stack_fp"));
+    row.stack_id = Some(stack);
+    row.frame_index = Some(index);
+    row.frame_addr = Some(0x5555_0000_1000 + u64::from(index));
+    row.frame_module = Some(Cow::Borrowed("/opt/app/libx.so"));
+    row.frame_build_id = Some(Cow::Borrowed("abcdef0123456789"));
+    row.frame_offset = Some(0x1234);
+    row.frame_function = function.map(Cow::Borrowed);
+    row.symbol_source = function.map(|_| Cow::Borrowed("map_files"));
+    row
+}
+
+/// Capture C plus pid 700 with call stacks: stack 1 (main > outer > inner > mmap) maps 3 MiB in
+/// 3 calls, stack 2 (main > EVIL_FUNCTION > an unnamed frame > mmap) 1 MiB, a mremap on stack 1
+/// grows by 1 MiB, and one call without a stack maps 5 MiB.
+fn stacks_events() -> Vec<Event<'static>> {
+    let mut rows = events_c();
+    let mapping = |offset: i64, stack: Option<u64>, len: u64| {
+        let mut mmap = call(Syscall::Mmap, offset, 700, "stacky", 0x7e30_0000_0000);
+        mmap.addr = Some(0);
+        mmap.len = Some(len);
+        mmap.prot = Some(PROT_READ | PROT_WRITE);
+        mmap.flags = Some(MAP_PRIVATE | MAP_ANONYMOUS);
+        mmap.fd = Some(-1);
+        mmap.off = Some(0);
+        mmap.stack_id = stack;
+        mmap
+    };
+    for i in 0..3 {
+        rows.push(mapping(100 + i, Some(1), MIB));
+    }
+    rows.push(mapping(200, Some(2), MIB));
+    rows.push(mapping(300, None, 5 * MIB));
+    let mut mremap = call(Syscall::Mremap, 400, 700, "stacky", 0x7e30_0000_0000);
+    mremap.addr = Some(0x7e30_0000_0000);
+    mremap.len = Some(MIB);
+    mremap.new_len = Some(2 * MIB);
+    mremap.stack_id = Some(1);
+    rows.push(mremap);
+    for (i, name) in ["mmap", "inner", "outer", "main"].into_iter().enumerate() {
+        rows.push(frame(1, i as u32, Some(name)));
+    }
+    for (i, name) in [Some("mmap"), None, Some(EVIL_FUNCTION), Some("main")]
+        .into_iter()
+        .enumerate()
+    {
+        rows.push(frame(2, i as u32, name));
+    }
+    rows.sort_by_key(|row| row.ts_ns);
+    rows
+}
+
+/// The `<title>` texts of the boxes of the flame graph of `root`.
+fn flame_titles(root: &Node) -> Vec<String> {
+    let figure = root.by_id("chart-flame").expect("the flame graph");
+    figure
+        .named("g")
+        .into_iter()
+        .flat_map(|g| g.named("title"))
+        .map(|t| t.deep_text())
+        .collect()
+}
+
+#[test]
+fn the_flame_graph_names_every_function_of_the_stacks() {
+    let dir = tempfile::tempdir().expect("create temp dir");
+    let path = dir.path().join("s.parquet");
+    write_capture(&path, &metadata_c(), &stacks_events());
+    let page = report(dir.path(), &path, &[]);
+    let root = parse(&page);
+    assert!(
+        root.named("script").is_empty(),
+        "the page stays without script"
+    );
+    assert!(!page.contains("http://") && !page.contains("url("));
+    assert!(!page.contains(EVIL_FUNCTION), "the name is escaped");
+
+    let titles = flame_titles(&root);
+    let title = |name: &str| {
+        titles
+            .iter()
+            .find(|t| t.starts_with(&format!("{name} (")))
+            .unwrap_or_else(|| panic!("a box for {name}: {titles:?}"))
+            .clone()
+    };
+    // 3 MiB + 1 MiB of growth on stack 1, 1 MiB on stack 2: 5 MiB under main.
+    assert!(
+        title("main").contains("5,242,880 bytes"),
+        "{}",
+        title("main")
+    );
+    assert!(
+        title("outer").contains("4,194,304 bytes"),
+        "{}",
+        title("outer")
+    );
+    assert!(title("inner").contains("4,194,304 bytes"));
+    assert!(title(EVIL_FUNCTION).contains("1,048,576 bytes"));
+    // The unnamed frame: its module's file name and offset.
+    assert!(title("libx.so+0x1234").contains("1,048,576 bytes"));
+    let caption = root
+        .by_id("chart-flame")
+        .expect("figure")
+        .named("figcaption")[0]
+        .deep_text();
+    // 5 MiB with a stack; capture C's calls and the 5 MiB call of pid 700 without one.
+    assert!(
+        caption.contains("5.0 MiB of 10.1 MiB mapped by 2 stacks"),
+        "{caption}"
+    );
+    assert!(
+        caption.contains("5.1 MiB by calls without a stack"),
+        "{caption}"
+    );
+
+    // Without stacks: one line.
+    let (dir, path) = capture();
+    let root = parse(&report(dir.path(), &path, &[]));
+    let section = root.by_id("stacks").expect("section");
+    assert!(section.by_id("chart-flame").is_none());
+    assert_eq!(section.named("p").len(), 1);
+    assert!(
+        section.deep_text().contains("No call stacks"),
+        "{}",
+        section.deep_text()
+    );
+}
+
+#[test]
+fn chromium_draws_the_flame_graph() {
+    let dir = tempfile::tempdir().expect("create temp dir");
+    let path = dir.path().join("s.parquet");
+    write_capture(&path, &metadata_c(), &stacks_events());
+    let page = report(dir.path(), &path, &[]);
+    let measured_page = dir.path().join("measured.html");
+    std::fs::write(
+        &measured_page,
+        page.replace("</body>", &format!("{MEASURE_FLAME}</body>")),
+    )
+    .expect("write measured page");
+    let dom = headless(&measured_page, &["--dump-dom".to_owned()]);
+    let start = dom.find("<pre id=\"measured\">").expect("the script ran") + 19;
+    let end = start + dom[start..].find("</pre>").expect("end of measures");
+    // --dump-dom writes the text of the element escaped.
+    let measured = dom[start..end]
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&");
+    let mut lines = measured.lines();
+    let size: Vec<u32> = lines
+        .next()
+        .expect("the size")
+        .split(' ')
+        .map(|n| n.parse().expect("a number"))
+        .collect();
+    assert!(size[0] > 500 && size[1] > 50, "the flame graph is {size:?}");
+    // Each box with a name: its width on the page, and the text drawn in it.
+    let boxes: BTreeMap<String, (f64, String)> = lines
+        .map(|line| {
+            let mut f = line.splitn(3, '\t');
+            let name = f.next().expect("name").to_owned();
+            let width = f.next().expect("width").parse().expect("width");
+            (name, (width, f.next().unwrap_or("").to_owned()))
+        })
+        .collect();
+    for name in ["main", "outer", "inner", "mmap", EVIL_FUNCTION] {
+        let (width, _) = boxes
+            .get(name)
+            .unwrap_or_else(|| panic!("a box for {name}: {boxes:?}"));
+        assert!(*width > 1.0, "{name} is drawn: {width}");
+    }
+    // main has all the bytes, outer 4/5 of them.
+    let ratio = boxes["outer"].0 / boxes["main"].0;
+    assert!((ratio - 0.8).abs() < 0.02, "outer/main = {ratio}");
+    assert_eq!(boxes["main"].1, "main", "the name is written in its box");
+
+    let png = dir.path().join("flame.png");
+    headless(
+        &dir.path().join("report.html"),
+        &[
+            format!("--screenshot={}", png.display()),
+            "--window-size=1280,4000".to_owned(),
+        ],
+    );
+    if let Some(keep) = std::env::var_os("MMAP_CAPTURE_KEEP_FLAME_SCREENSHOT") {
+        std::fs::copy(&png, keep).expect("keep the screenshot");
+    }
+}
+
+/// Measures the flame graph after layout: its size, then for each box its name (the start of
+/// its title), its width and the text drawn in it, tab-separated.
+const MEASURE_FLAME: &str = r#"<script>
+window.addEventListener('load', function () {
+  var svg = document.querySelector('#chart-flame svg');
+  var box = svg.getBoundingClientRect();
+  var out = [Math.round(box.width) + ' ' + Math.round(box.height)];
+  svg.querySelectorAll('g').forEach(function (g) {
+    var title = g.querySelector('title');
+    var rect = g.querySelector('rect');
+    var text = g.querySelector('text');
+    if (!title || !rect) { return; }
+    var name = title.textContent.replace(/ \([0-9,]+ bytes.*$/, '');
+    out.push(name + '\t' + rect.getBoundingClientRect().width + '\t' + (text ? text.textContent : ''));
+  });
+  var pre = document.createElement('pre');
+  pre.id = 'measured';
+  pre.textContent = out.join('\n');
+  document.body.appendChild(pre);
+});
+</script>"#;
+
+#[test]
+fn the_flame_graph_draws_the_heaviest_stacks_and_sums_the_others() {
+    // 2,050 stacks main > f{i}, stack i mapping i + 1 pages: the 50 lightest are summed.
+    const STACKS: u64 = 2_050;
+    const DRAWN: u64 = 2_000;
+    let mut rows = events_c();
+    for i in 0..STACKS {
+        let mut mmap = call(
+            Syscall::Mmap,
+            100 + i as i64,
+            700,
+            "stacky",
+            0x7e30_0000_0000,
+        );
+        mmap.addr = Some(0);
+        mmap.len = Some((i + 1) * 4096);
+        mmap.stack_id = Some(i + 1);
+        rows.push(mmap);
+        let name: &'static str = Box::leak(format!("f{i}").into_boxed_str());
+        rows.push(frame(i + 1, 0, Some(name)));
+        rows.push(frame(i + 1, 1, Some("main")));
+    }
+    rows.sort_by_key(|row| row.ts_ns);
+    let dir = tempfile::tempdir().expect("create temp dir");
+    let path = dir.path().join("many.parquet");
+    crate::common::write_capture_with(&path, &metadata_c(), &rows, 8192);
+    let root = parse(&report(dir.path(), &path, &[]));
+    let titles = flame_titles(&root);
+    let other: u64 = (0..STACKS - DRAWN).map(|i| (i + 1) * 4096).sum();
+    let other_title = titles
+        .iter()
+        .find(|t| t.starts_with("[other] ("))
+        .expect("an [other] box");
+    assert!(
+        other_title.contains(&format!("{} bytes", thousands(other))),
+        "{other_title}"
+    );
+    // The heaviest stack is drawn, the lightest is not.
+    assert!(
+        titles
+            .iter()
+            .any(|t| t.starts_with(&format!("f{} (", STACKS - 1)))
+    );
+    assert!(!titles.iter().any(|t| t.starts_with("f0 (")));
+    let caption = root
+        .by_id("chart-flame")
+        .expect("figure")
+        .named("figcaption")[0]
+        .deep_text();
+    assert!(
+        caption.contains("by 2,050 stacks; the 2,000 heaviest are drawn"),
+        "{caption}"
+    );
+}
+
+/// `1234567` as `1,234,567`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }

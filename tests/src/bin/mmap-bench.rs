@@ -7,6 +7,8 @@
 //! - `filtered`: the recorder attached with another process as its target, so every call runs the
 //!   programs, which only filter (the cost paid by processes you do not record).
 //! - `recorded`: the recorder attached with this process as its target: every call is recorded.
+//! - with `--stacks fp,dwarf`: `recorded` again with `--stacks MODE` for each mode given (the
+//!   user call stack of every call, see docs/PERFORMANCE.md for what the loop's stacks are).
 //!
 //! After every recorded round the capture is opened and its rows counted, so the numbers are for a
 //! recorder that really kept every call.
@@ -48,6 +50,19 @@ struct Args {
     /// Also print the results as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// Also measure recording with call stacks, one mode per entry (`fp`, `dwarf`).
+    #[arg(long, value_delimiter = ',')]
+    stacks: Vec<String>,
+}
+
+/// One recorded run with stacks: ns per pair, and the capture's bytes, rows, frame rows and
+/// distinct stacks.
+struct StackRun {
+    ns: f64,
+    bytes: u64,
+    rows: u64,
+    frames: u64,
+    stacks: u64,
 }
 
 /// ns per mmap+munmap pair of a 4 KiB anonymous private mapping, touched once.
@@ -162,6 +177,8 @@ fn main() -> anyhow::Result<()> {
     // Recorder CPU time: of a run that records nothing (start-up, attach, detach, idle drain),
     // and (CPU, rows) of each recording run.
     let (mut idle_cpu, mut recorded_cpu) = (Vec::new(), Vec::<(f64, u64)>::new());
+    let mut recorded_bytes = Vec::new();
+    let mut with_stacks: Vec<Vec<StackRun>> = args.stacks.iter().map(|_| Vec::new()).collect();
     for round in 0..args.rounds {
         // Rotate the order of the three modes so no mode always runs first.
         for mode in (0..3).map(|i| (i + round) % 3) {
@@ -184,8 +201,31 @@ fn main() -> anyhow::Result<()> {
                         );
                     }
                     recorded_cpu.push((cpu_ns, rows));
+                    recorded_bytes.push(std::fs::metadata(&out)?.len() as f64 / rows as f64);
                 }
             }
+        }
+        for (mode, runs) in args.stacks.iter().zip(&mut with_stacks) {
+            let (rec, _) = start_recorder(&args, me, &out, &["--stacks", mode])?;
+            let ns = pairs(args.calls);
+            stop_recorder(rec)?;
+            let (frames, stacks, calls) = count_frames(&out)?;
+            if calls < args.calls {
+                bail!(
+                    "round {round}, --stacks {mode}: the capture holds {calls} calls for {} \
+                     calls",
+                    args.calls
+                );
+            }
+            let rows = count_rows(&out)?;
+            runs.push(StackRun {
+                ns,
+                bytes: std::fs::metadata(&out)?.len(),
+                rows,
+                frames,
+                stacks,
+            });
+            eprintln!("round {}: --stacks {mode}: {ns:.0} ns per pair", round + 1);
         }
         eprintln!(
             "round {}: baseline {:.0} ns, filtered {:.0} ns, recorded {:.0} ns per pair",
@@ -236,6 +276,36 @@ fn main() -> anyhow::Result<()> {
         r / b,
         rm - bm
     );
+    for (mode, runs) in args.stacks.iter().zip(&mut with_stacks) {
+        let mut ns: Vec<f64> = runs.iter().map(|r| r.ns).collect();
+        let s = median(&mut ns);
+        println!(
+            "| recorded, --stacks {mode} | {s:.0} | {:+.0} | {:.2} | {:.0} | {:+.0} |",
+            s - b,
+            s / b,
+            min(&ns),
+            min(&ns) - bm
+        );
+    }
+    println!();
+    println!(
+        "Bytes on disk per row: {:.2} without stacks (median).",
+        median(&mut recorded_bytes)
+    );
+    for (mode, runs) in args.stacks.iter().zip(&with_stacks) {
+        if let Some(last) = runs.last() {
+            let calls = last.rows.saturating_sub(last.frames).max(1);
+            println!(
+                "- --stacks {mode}: {:.2} bytes per call row, frame rows included ({} bytes, {} \
+                 calls, {} distinct stacks, {:.1} frames per stack)",
+                last.bytes as f64 / calls as f64,
+                last.bytes,
+                calls,
+                last.stacks,
+                last.frames as f64 / last.stacks.max(1) as f64
+            );
+        }
+    }
     println!();
     println!(
         "{} rounds of {} pairs. Recorder process CPU (user + system) per record written, beyond \
@@ -284,6 +354,31 @@ fn count_rows(path: &std::path::Path) -> anyhow::Result<u64> {
     }
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     v["events"].as_u64().context("events in summary json")
+}
+
+/// (frame rows, distinct stacks, syscall rows) of a capture, by `mmap-analyze sql`.
+fn count_frames(path: &std::path::Path) -> anyhow::Result<(u64, u64, u64)> {
+    let analyze = std::env::current_exe()?
+        .parent()
+        .context("exe dir")?
+        .join("mmap-analyze");
+    let out = Command::new(&analyze)
+        .arg("sql")
+        .arg(path)
+        .arg(
+            "SELECT count(*) FILTER (WHERE kind = 'frame') AS frames, \
+             count(DISTINCT stack_id) AS stacks, \
+             count(*) FILTER (WHERE kind = 'syscall') AS calls FROM events",
+        )
+        .args(["--format", "json"])
+        .output()
+        .with_context(|| format!("running {}", analyze.display()))?;
+    if !out.status.success() {
+        bail!("mmap-analyze sql: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let get = |k: &str| v[k].as_u64().with_context(|| format!("{k} in sql json"));
+    Ok((get("frames")?, get("stacks")?, get("calls")?))
 }
 
 /// ns per pair that `mmap-workload --pairs N` reports for itself when run under `wrapper`.

@@ -18,5 +18,6 @@ mod rerun;
 mod run_as;
 mod snapshot;
 mod spark;
+mod stacks;
 mod storms;
 mod syscalls;

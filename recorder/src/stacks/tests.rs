@@ -393,3 +393,114 @@ fn cost_of_intern() {
          ({frames} frames) {dwarf_ns} ns/call"
     );
 }
+
+/// Snapshot rows of another process (its /proc/PID/maps).
+fn snapshot_of(pid: u32) -> Vec<Event<'static>> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("read child's maps");
+    text.lines()
+        .filter_map(maps::parse_maps_line)
+        .map(|((path, (start, end, off, dev, ino)), prot)| Event {
+            kind: RowKind::Snapshot,
+            pid,
+            tid: pid,
+            addr: Some(start),
+            len: Some(end - start),
+            off: Some(off),
+            prot: Some(prot | 1),
+            file_dev: Some(dev),
+            file_ino: Some(ino),
+            file_path: (!path.is_empty()).then_some(Cow::Owned(path)),
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// A process that exits before its segment closes is still named (through the file opened at
+/// intern time, `map_files`), and one gone before its stack is interned is named from the path
+/// (dev/ino checked, `path`).
+#[test]
+#[expect(
+    clippy::zombie_processes,
+    reason = "the child is killed and waited for by `stop` in both branches"
+)]
+fn exited_processes_get_names() {
+    // getpid in this process's libc, as a file offset of libc.
+    let own = stacks_of_self(StackMode::Fp);
+    let getpid = libc::getpid as *const () as u64;
+    let libc_map = own
+        .procs
+        .lookup(own_pid(), getpid)
+        .cloned()
+        .expect("getpid is mapped");
+    assert!(libc_map.path.contains("libc"), "{libc_map:?}");
+    let offset = libc_map.file_offset(getpid);
+
+    for gone_before_intern in [false, true] {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("spawn sleep");
+        let pid = child.id();
+        // Wait until the child has exec'd and mapped libc.
+        let mut rows = Vec::new();
+        for _ in 0..200 {
+            rows = snapshot_of(pid);
+            if rows
+                .iter()
+                .any(|r| r.file_ino == Some(libc_map.ino) && r.prot.is_some_and(|p| p & 4 != 0))
+            {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let mut stacks = Stacks::new(StackMode::Fp);
+        for row in &rows {
+            stacks.observe(row);
+        }
+        let in_child = stacks
+            .procs
+            .get(pid)
+            .and_then(|p| {
+                p.mappings()
+                    .find(|m| {
+                        m.ino == libc_map.ino && m.off <= offset && offset - m.off < m.end - m.start
+                    })
+                    .map(|m| m.start + (offset - m.off))
+            })
+            .expect("libc mapped in the child");
+        let stop = |child: &mut std::process::Child| {
+            child.kill().expect("kill");
+            child.wait().expect("wait");
+        };
+        if gone_before_intern {
+            stop(&mut child);
+        }
+        let id = stacks.intern(
+            &call(pid),
+            RawStack::Fp {
+                frames: &[in_child],
+                leaf_ret: 0,
+            },
+        );
+        if !gone_before_intern {
+            stop(&mut child);
+        }
+        let rows = stacks.take_frame_rows();
+        assert_eq!(rows.len(), 1);
+        let row = &rows[0];
+        assert_eq!(row.stack_id, id);
+        assert!(
+            row.frame_function
+                .as_deref()
+                .is_some_and(|f| f.contains("getpid")),
+            "{row:?}"
+        );
+        let via = if gone_before_intern {
+            "path"
+        } else {
+            "map_files"
+        };
+        assert_eq!(row.symbol_source.as_deref(), Some(via));
+        assert_eq!(row.frame_offset, Some(offset));
+    }
+}

@@ -158,7 +158,8 @@ pub mod sources {
 pub mod symbol_sources {
     /// The module was read through `/proc/PID/map_files/...` while the process lived.
     pub const MAP_FILES: &str = "map_files";
-    /// The module was read from its path after the process was gone, its build id checked.
+    /// The module was read from its path after the process was gone, the file's device and inode
+    /// checked against those of the mapping.
     pub const PATH: &str = "path";
     /// Named afterwards by `mmap-analyze symbolize` from a debug directory, by build id.
     pub const DEBUG_DIR: &str = "debug_dir";

@@ -65,6 +65,20 @@ pub fn folded_name(name: &str) -> Cow<'_, str> {
     Cow::Owned(escaped)
 }
 
+/// The format's frame columns (1.4), in schema order: the first columns of `frames`.
+const FRAME_COLUMNS: [&str; 10] = [
+    col::STACK_ID,
+    col::FRAME_INDEX,
+    col::FRAME_ADDR,
+    col::FRAME_MODULE,
+    col::FRAME_BUILD_ID,
+    col::FRAME_OFFSET,
+    col::FRAME_FUNCTION,
+    col::FRAME_FILE,
+    col::FRAME_LINE,
+    col::SYMBOL_SOURCE,
+];
+
 /// The `name` column of `frames`: the function, else `MODULE+0xOFFSET` (the module's file name),
 /// else `0xADDR`.
 const NAME: &str = "coalesce(\
@@ -84,20 +98,9 @@ pub async fn register(ctx: &SessionContext, partitions: &[String]) -> Result<()>
         .collect();
     let input = input.join(", ");
     let frames = format!(
-        "CREATE VIEW {FRAMES} AS SELECT {stack_id}, {frame_index}, {frame_addr}, {frame_module}, \
-         {frame_build_id}, {frame_offset}, {frame_function}, {frame_file}, {frame_line}, \
-         {symbol_source}, {NAME} AS name, {pid}, {comm}, {source}, {input} \
-         FROM {EVENTS} WHERE {kind} = '{frame}'",
-        stack_id = col::STACK_ID,
-        frame_index = col::FRAME_INDEX,
-        frame_addr = col::FRAME_ADDR,
-        frame_module = col::FRAME_MODULE,
-        frame_build_id = col::FRAME_BUILD_ID,
-        frame_offset = col::FRAME_OFFSET,
-        frame_function = col::FRAME_FUNCTION,
-        frame_file = col::FRAME_FILE,
-        frame_line = col::FRAME_LINE,
-        symbol_source = col::SYMBOL_SOURCE,
+        "CREATE VIEW {FRAMES} AS SELECT {columns}, {NAME} AS name, {pid}, {comm}, {source}, \
+         {input} FROM {EVENTS} WHERE {kind} = '{frame}'",
+        columns = FRAME_COLUMNS.join(", "),
         pid = col::PID,
         comm = col::COMM,
         source = col::SOURCE,
@@ -158,17 +161,11 @@ pub type StackFrames = HashMap<(Option<String>, u64), Vec<Frame>>;
 /// Reads every frame of the inputs of `engine` (a stack in several segments once).
 pub fn frames(engine: &Engine) -> Result<StackFrames, EngineError> {
     let query = format!(
-        "SELECT DISTINCT {CAPTURE_ID}, {stack_id}, {frame_index}, {frame_addr}, {frame_module},          {frame_build_id}, {frame_offset}, {frame_function}, {frame_file}, {frame_line},          {symbol_source}, name FROM {FRAMES} WHERE {stack_id} IS NOT NULL          ORDER BY {CAPTURE_ID}, {stack_id}, {frame_index}",
+        "SELECT DISTINCT {CAPTURE_ID}, {columns}, name FROM {FRAMES} \
+         WHERE {stack_id} IS NOT NULL ORDER BY {CAPTURE_ID}, {stack_id}, {frame_index}",
+        columns = FRAME_COLUMNS.join(", "),
         stack_id = col::STACK_ID,
         frame_index = col::FRAME_INDEX,
-        frame_addr = col::FRAME_ADDR,
-        frame_module = col::FRAME_MODULE,
-        frame_build_id = col::FRAME_BUILD_ID,
-        frame_offset = col::FRAME_OFFSET,
-        frame_function = col::FRAME_FUNCTION,
-        frame_file = col::FRAME_FILE,
-        frame_line = col::FRAME_LINE,
-        symbol_source = col::SYMBOL_SOURCE,
     );
     let mut stacks = StackFrames::new();
     for batch in engine.sql(&query)? {

@@ -19,14 +19,16 @@ from pathlib import Path
 
 VIEWS_SQL = Path(__file__).with_name("views.sql")
 
-# The columns of the capture format (docs/FORMAT.md, format 1.3): any other column of the
+# The columns of the capture format (docs/FORMAT.md, format 1.4): any other column of the
 # captures' table is a partition column (key=value directories).
 FORMAT_COLUMNS = {
     "kind", "syscall", "ts", "ts_exit", "cpu", "pid", "tid", "ppid", "uid", "gid", "comm",
     "cgroup_id", "addr", "len", "prot", "flags", "fd", "off", "ret", "errno", "file_dev",
     "file_ino", "file_name", "source", "new_addr", "new_len", "child_pid", "exit_code",
     "file_path", "path_source", "path_truncated", "file_deleted", "file_memfd", "cgroup_path",
-    "pidns_ino", "ns_pid", "ns_tid", "lost_count", "path_lossy",
+    "pidns_ino", "ns_pid", "ns_tid", "lost_count", "path_lossy", "stack_id", "frame_index",
+    "frame_addr", "frame_module", "frame_build_id", "frame_offset", "frame_function",
+    "frame_file", "frame_line", "symbol_source",
 }  # fmt: skip
 
 

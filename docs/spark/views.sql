@@ -54,7 +54,10 @@ CREATE OR REPLACE TEMPORARY VIEW mmap_raw (
   file_name STRING, source STRING, new_addr DECIMAL(20,0), new_len DECIMAL(20,0),
   child_pid BIGINT, exit_code INT, file_path STRING, path_source STRING,
   path_truncated BOOLEAN, file_deleted BOOLEAN, file_memfd BOOLEAN, cgroup_path STRING,
-  pidns_ino BIGINT, ns_pid BIGINT, ns_tid BIGINT, lost_count DECIMAL(20,0), path_lossy BOOLEAN
+  pidns_ino BIGINT, ns_pid BIGINT, ns_tid BIGINT, lost_count DECIMAL(20,0), path_lossy BOOLEAN,
+  stack_id DECIMAL(20,0), frame_index BIGINT, frame_addr DECIMAL(20,0), frame_module STRING,
+  frame_build_id STRING, frame_offset DECIMAL(20,0), frame_function STRING, frame_file STRING,
+  frame_line BIGINT, symbol_source STRING
 )
 USING parquet
 OPTIONS (path '${mmap_captures}', pathGlobFilter '*.parquet');
@@ -182,6 +185,8 @@ SELECT
   file_dev, file_ino, file_name, source, new_addr, new_len, child_pid, exit_code, file_path,
   path_source, path_truncated, file_deleted, file_memfd, cgroup_path, pidns_ino, ns_pid, ns_tid,
   lost_count, path_lossy,
+  stack_id, frame_index, frame_addr, frame_module, frame_build_id, frame_offset, frame_function,
+  frame_file, frame_line, symbol_source,
   file, ${mmap_partition_columns}
 FROM decoded;
 
@@ -193,6 +198,8 @@ SELECT
   addr, len, prot, flags, fd, off, ret, errno, file_dev, file_ino, file_name, source, new_addr,
   new_len, child_pid, exit_code, file_path, path_source, path_truncated, file_deleted,
   file_memfd, cgroup_path, pidns_ino, ns_pid, ns_tid, lost_count, path_lossy,
+  stack_id, frame_index, frame_addr, frame_module, frame_build_id, frame_offset, frame_function,
+  frame_file, frame_line, symbol_source,
   file, ${mmap_partition_names}
 FROM mmap_events;
 
@@ -206,7 +213,7 @@ SELECT
   errno_name,
   file_dev, file_ino, file_name, file_path, path_source, path_truncated, path_lossy,
   file_deleted, file_memfd,
-  source,
+  source, stack_id,
   cgroup_id, cgroup_path, pidns_ino, ns_pid, ns_tid,
   file, ${mmap_partition_names}
 FROM mmap_events WHERE kind = 'syscall';

@@ -7,10 +7,17 @@
  * functions are real frames (noinline, and work after each call so that no call is a tail call)
  * and the recorder can name them with file:line. The test deletes the binary after the recording
  * and checks that `mmap-analyze stacks --format folded` still names the whole chain.
+ *
+ * It sleeps 0.5 s before its calls: the recorder learns where the program and the dynamic
+ * loader are mapped (the kernel maps them at exec, not by mmap calls) from the /proc/PID/maps
+ * snapshot it takes right after the exec, and a process that is gone before that snapshot
+ * leaves frames in those two files without a module (on a busy machine a 200-call run can end
+ * within a millisecond). See docs/ANALYZE.md, "From where in the code".
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 /* Keeps the compiler from merging, cloning or tail-calling the functions below. */
 volatile unsigned long mmapcap_sink;
@@ -36,6 +43,7 @@ __attribute__((noinline, noclone)) void *mmapcap_outer(size_t len)
 int main(int argc, char **argv)
 {
 	long n = argc > 1 ? strtol(argv[1], NULL, 10) : 100;
+	usleep(500 * 1000);
 	for (long i = 0; i < n; i++) {
 		/* 13 pages, doubled by mmapcap_inner: a length the loader never maps. */
 		void *p = mmapcap_outer(13 * 4096);

@@ -162,6 +162,17 @@ fn capture_opens_in_pyarrow_duckdb_and_polars() {
         ("lost_count", "uint64"),
         // Added by format 1.2.
         ("path_lossy", "bool"),
+        // Added by format 1.4 (call stacks).
+        ("stack_id", "uint64"),
+        ("frame_index", "uint32"),
+        ("frame_addr", "uint64"),
+        ("frame_module", DICT),
+        ("frame_build_id", DICT),
+        ("frame_offset", "uint64"),
+        ("frame_function", DICT),
+        ("frame_file", DICT),
+        ("frame_line", "uint32"),
+        ("symbol_source", DICT),
     ];
     assert_eq!(
         pa.as_object().expect("types").len(),

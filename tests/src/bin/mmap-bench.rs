@@ -59,6 +59,8 @@ struct Args {
 /// distinct stacks.
 struct StackRun {
     ns: f64,
+    /// Calls (syscall rows) the capture kept.
+    calls: u64,
     bytes: u64,
     rows: u64,
     frames: u64,
@@ -209,17 +211,13 @@ fn main() -> anyhow::Result<()> {
             let (rec, _) = start_recorder(&args, me, &out, &["--stacks", mode])?;
             let ns = pairs(args.calls);
             stop_recorder(rec)?;
+            // Not a failure here: at this rate a mode may lose records (counted in the capture);
+            // the table says how many calls it kept.
             let (frames, stacks, calls) = count_frames(&out)?;
-            if calls < args.calls {
-                bail!(
-                    "round {round}, --stacks {mode}: the capture holds {calls} calls for {} \
-                     calls",
-                    args.calls
-                );
-            }
             let rows = count_rows(&out)?;
             runs.push(StackRun {
                 ns,
+                calls,
                 bytes: std::fs::metadata(&out)?.len(),
                 rows,
                 frames,
@@ -279,8 +277,11 @@ fn main() -> anyhow::Result<()> {
     for (mode, runs) in args.stacks.iter().zip(&mut with_stacks) {
         let mut ns: Vec<f64> = runs.iter().map(|r| r.ns).collect();
         let s = median(&mut ns);
+        let kept = runs.iter().map(|r| r.calls).min().unwrap_or(0);
         println!(
-            "| recorded, --stacks {mode} | {s:.0} | {:+.0} | {:.2} | {:.0} | {:+.0} |",
+            "| recorded, --stacks {mode} (least kept: {kept} of {} calls) | {s:.0} | {:+.0} | \
+             {:.2} | {:.0} | {:+.0} |",
+            2 * args.calls,
             s - b,
             s / b,
             min(&ns),

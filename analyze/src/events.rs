@@ -353,12 +353,18 @@ fn print<W: Write>(
     if limit == 0 {
         return Ok(0);
     }
-    let mut sources = Vec::with_capacity(readers.len());
-    for reader in readers {
-        let rows: Box<dyn Iterator<Item = _>> =
-            Box::new(input::file_rows(engine, reader, Some(predicate), &[])?);
-        sources.push(rows);
-    }
+    // Each file's query is planned and started only when the merge reaches the file's first
+    // time: `--limit` over the segments of a long recording reads the first ones alone.
+    let sources = readers
+        .iter()
+        .map(|reader| input::Source {
+            start: reader.min_ts_ns(),
+            open: Box::new(move || {
+                let rows = input::file_rows(engine, reader, Some(predicate), &[])?;
+                Ok(Box::new(rows) as input::EventIter<'_, EngineError>)
+            }),
+        })
+        .collect();
     let mut printed = 0_u64;
     let mut rows = input::merge(sources);
     while let Some(event) = rows.next() {

@@ -16,10 +16,7 @@
 use std::{fs::File, os::unix::fs::FileExt, path::Path};
 
 use bytes::Bytes;
-use parquet::file::{
-    metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader},
-    reader::ChunkReader,
-};
+use parquet::file::{metadata::ParquetMetaData, reader::ChunkReader};
 use polars_parquet_format::{PageHeader, PageType, thrift::protocol::TCompactInputProtocol};
 
 use crate::FormatError;
@@ -104,12 +101,8 @@ fn check_pages_within<R: HeaderSource>(
         detail,
     };
     let mut buf = Vec::new();
-    let offset_index = ParquetMetaDataReader::new()
-        .with_offset_index_policy(PageIndexPolicy::Optional)
-        .with_column_index_policy(PageIndexPolicy::Skip)
-        .parse_and_finish(input)
-        .ok()
-        .and_then(|m| m.offset_index().cloned());
+    // Loaded with the footer (`reader::load_footer`), when it decodes.
+    let offset_index = metadata.offset_index();
     for (rg_index, rg) in metadata.row_groups().iter().enumerate() {
         let expected = rg
             .columns()
@@ -231,6 +224,7 @@ mod tests {
     use std::borrow::Cow;
 
     use bytes::Bytes;
+    use parquet::file::metadata::{PageIndexPolicy, ParquetMetaDataReader};
     use polars_parquet_format::{OffsetIndex, thrift::protocol::TCompactOutputProtocol};
 
     use super::*;
@@ -271,6 +265,7 @@ mod tests {
 
     fn metadata(file: &Bytes) -> ParquetMetaData {
         ParquetMetaDataReader::new()
+            .with_page_index_policy(PageIndexPolicy::Optional)
             .parse_and_finish(file)
             .expect("footer")
     }

@@ -20,7 +20,10 @@ use parquet::{
         arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder},
     },
     errors::ParquetError,
-    file::reader::ChunkReader,
+    file::{
+        metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader},
+        reader::ChunkReader,
+    },
 };
 
 use crate::{
@@ -117,8 +120,7 @@ impl CaptureReader {
             tail.copy_from_slice(&read(len - 8, 8)?[4..]);
         }
         check_magic(path, len, &head, &tail)?;
-        let parquet = load_footer(path, &ranged).map_err(|e| failed(&ranged, e))?;
-        check_ranges(path, &parquet, len)?;
+        let parquet = load_footer(path, &ranged, len).map_err(|e| failed(&ranged, e))?;
         crate::pages::check_pages(path, &ranged, parquet.metadata())
             .map_err(|e| failed(&ranged, e))?;
         if let Some(source) = ranged.take_error() {
@@ -170,8 +172,7 @@ impl CaptureReader {
             file.read_exact(&mut tail).map_err(io)?;
         }
         check_magic(path, len, &head, &tail)?;
-        let parquet = load_footer(path, &file)?;
-        check_ranges(path, &parquet, len)?;
+        let parquet = load_footer(path, &file, len)?;
         crate::pages::check_pages(path, &file, parquet.metadata())?;
         Self::validate(path.to_path_buf(), Source::File, parquet, target, added)
     }
@@ -190,8 +191,7 @@ impl CaptureReader {
             tail.copy_from_slice(&data[data.len() - 4..]);
         }
         check_magic(path, len, &head, &tail)?;
-        let parquet = load_footer(path, &data)?;
-        check_ranges(path, &parquet, len)?;
+        let parquet = load_footer(path, &data, len)?;
         crate::pages::check_pages(path, &data, parquet.metadata())?;
         Self::validate(
             path.to_path_buf(),
@@ -276,6 +276,38 @@ impl CaptureReader {
     /// Row groups in the file.
     pub fn num_row_groups(&self) -> usize {
         self.parquet.metadata().num_row_groups()
+    }
+
+    /// The earliest `ts` (nanoseconds) of any row of the file, from its row groups' statistics;
+    /// `None` when a row group has no minimum for it (a file with no rows: `i64::MAX`). A
+    /// bound a reader may use to put off reading the file; the file itself may lie.
+    pub fn min_ts_ns(&self) -> Option<i64> {
+        let metadata = self.parquet.metadata();
+        let column = metadata
+            .file_metadata()
+            .schema_descr()
+            .columns()
+            .iter()
+            .position(|c| c.path().parts() == [crate::schema::col::TS])?;
+        let mut min = i64::MAX;
+        for rg in metadata.row_groups() {
+            if rg.num_rows() == 0 {
+                continue;
+            }
+            match rg.column(column).statistics()? {
+                parquet::file::statistics::Statistics::Int64(stats) => {
+                    min = min.min(*stats.min_opt()?);
+                }
+                _ => return None,
+            }
+        }
+        Some(min)
+    }
+
+    /// The file's Parquet footer, with its page index when it has one that decodes: what the
+    /// checks at open read, for a query engine to reuse instead of parsing the footer again.
+    pub fn parquet_metadata(&self) -> Arc<ParquetMetaData> {
+        Arc::clone(self.parquet.metadata())
     }
 
     /// The Parquet `created_by` string of the file, if any.
@@ -392,7 +424,7 @@ fn check_magic(path: &Path, len: u64, head: &[u8; 4], tail: &[u8; 4]) -> Result<
 /// Every column chunk and page index the footer places must lie within the file's `len` bytes:
 /// readers allocate what a range claims before reading it (a claim of 86 TB aborted the
 /// analyzer's engine on an allocation failure, which no guard catches).
-fn check_ranges(path: &Path, parquet: &ArrowReaderMetadata, len: u64) -> Result<(), FormatError> {
+fn check_ranges(path: &Path, parquet: &ParquetMetaData, len: u64) -> Result<(), FormatError> {
     let len = i64::try_from(len).unwrap_or(i64::MAX);
     let outside = |what: &str, start: i64, size: i64| {
         let end = start.checked_add(size);
@@ -403,7 +435,7 @@ fn check_ranges(path: &Path, parquet: &ArrowReaderMetadata, len: u64) -> Result<
             ),
         })
     };
-    for rg in parquet.metadata().row_groups() {
+    for rg in parquet.row_groups() {
         for column in rg.columns() {
             let name = column.column_descr().name();
             let start = column
@@ -438,9 +470,48 @@ fn check_ranges(path: &Path, parquet: &ArrowReaderMetadata, len: u64) -> Result<
     Ok(())
 }
 
-fn load_footer<T: ChunkReader>(path: &Path, input: &T) -> Result<ArrowReaderMetadata, FormatError> {
+/// The footer of the file of `len` bytes, its ranges checked ([`check_ranges`]), with the page
+/// index it points at (offset and column indexes: the page walk checks the offset index, and
+/// the query engine is handed this metadata instead of parsing the footer again). A page index
+/// that does not decode is left out, as a reader that does not ask for it would.
+fn load_footer<T: ChunkReader>(
+    path: &Path,
+    input: &T,
+    len: u64,
+) -> Result<ArrowReaderMetadata, FormatError> {
+    let footer = guarded(path, || {
+        ParquetMetaDataReader::new()
+            .parse_and_finish(input)
+            .map_err(|e| damaged(path, e))
+    })?;
+    check_ranges(path, &footer, len)?;
+    let has_index = footer.row_groups().iter().any(|rg| {
+        rg.columns()
+            .iter()
+            .any(|c| c.offset_index_offset().is_some() || c.column_index_offset().is_some())
+    });
+    let metadata = if has_index {
+        let with_index = crate::guard::catch(|| {
+            let mut reader = ParquetMetaDataReader::new_with_metadata(footer)
+                .with_page_index_policy(PageIndexPolicy::Optional);
+            reader.read_page_indexes(input)?;
+            reader.finish()
+        });
+        match with_index {
+            Ok(Ok(metadata)) => metadata,
+            // Rare (a damaged index): the footer is read again, without it.
+            _ => guarded(path, || {
+                ParquetMetaDataReader::new()
+                    .parse_and_finish(input)
+                    .map_err(|e| damaged(path, e))
+            })?,
+        }
+    } else {
+        footer
+    };
     guarded(path, || {
-        ArrowReaderMetadata::load(input, ArrowReaderOptions::new()).map_err(|e| damaged(path, e))
+        ArrowReaderMetadata::try_new(Arc::new(metadata), ArrowReaderOptions::new())
+            .map_err(|e| damaged(path, e))
     })
 }
 

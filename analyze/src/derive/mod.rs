@@ -395,6 +395,13 @@ pub fn rows_in_order<'a>(
         }
         sources.push(Box::new(files.into_iter().flatten()));
     }
+    let sources = sources
+        .into_iter()
+        .map(|rows| input::Source {
+            start: None,
+            open: Box::new(move || Ok(rows)),
+        })
+        .collect();
     Ok(input::merge(sources))
 }
 

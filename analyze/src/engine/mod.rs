@@ -145,6 +145,9 @@ impl Engine {
         let partitions = tables::register_events(&ctx, inputs).map_err(EngineError::Input)?;
         runtime
             .block_on(async {
+                for input in inputs.iter().filter(|input| !input.is_remote()) {
+                    tables::share_footer(&ctx, input).await?;
+                }
                 views::register(&ctx, &partitions).await?;
                 stacks::register(&ctx, &partitions).await
             })

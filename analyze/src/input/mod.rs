@@ -14,7 +14,7 @@ use mmap_format::{FormatError, journal::journal_path, reader::CaptureReader};
 
 pub use self::{
     discover::Discovered,
-    merge::merge,
+    merge::{EventIter, Source, merge},
     query::{file_rows, rows, select_list},
 };
 use crate::{cli::Inputs, output};

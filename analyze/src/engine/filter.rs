@@ -6,10 +6,14 @@ use arrow::{
     array::{Array as _, AsArray as _, RecordBatch},
     datatypes::Int64Type,
 };
-use datafusion::sql::sqlparser::{
-    dialect::GenericDialect,
-    parser::{Parser, ParserError},
-    tokenizer::Token,
+use datafusion::{
+    common::tree_node::TreeNodeRecursion,
+    logical_expr::{BinaryExpr, Expr, LogicalPlan, Operator},
+    sql::sqlparser::{
+        dialect::GenericDialect,
+        parser::{Parser, ParserError},
+        tokenizer::Token,
+    },
 };
 use mmap_format::{event::Syscall, reader::CaptureReader, schema::col};
 
@@ -259,9 +263,128 @@ impl Engine {
     }
 }
 
+/// Columns whose equality picks few rows of a capture: a process, a thread, a stack, a file, a
+/// thread name, an address.
+const ID_COLUMNS: &[&str] = &[
+    col::PID,
+    col::TID,
+    col::PPID,
+    col::CHILD_PID,
+    col::NS_PID,
+    col::NS_TID,
+    col::STACK_ID,
+    col::FILE_INO,
+    col::FILE_PATH,
+    col::FILE_NAME,
+    col::COMM,
+    col::ADDR,
+];
+
+/// Whether a filter of `plan` keeps only the rows of some ids: a conjunct `pid = 42`,
+/// `comm IN ('java', 'node')`, or an `OR` each side of which does (`pid = 42 OR (kind =
+/// 'fork' AND child_pid = 42)`). Such a filter keeps few rows, the case where decoding its
+/// columns first pays ([`Engine::plan`]).
+pub fn picks_by_id(plan: &LogicalPlan) -> bool {
+    let mut found = false;
+    // The closure never fails.
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::Filter(filter) = node {
+            found |= keeps_ids(&filter.predicate);
+        }
+        Ok(if found {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    });
+    found
+}
+
+fn keeps_ids(expr: &Expr) -> bool {
+    match expr {
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => match op {
+            Operator::And => keeps_ids(left) || keeps_ids(right),
+            Operator::Or => keeps_ids(left) && keeps_ids(right),
+            Operator::Eq => {
+                (id_column(left) && constant(right)) || (constant(left) && id_column(right))
+            }
+            _ => false,
+        },
+        Expr::InList(list) => {
+            !list.negated && id_column(&list.expr) && list.list.iter().all(constant)
+        }
+        _ => false,
+    }
+}
+
+fn id_column(expr: &Expr) -> bool {
+    match expr {
+        Expr::Column(column) => ID_COLUMNS.contains(&column.name.as_str()),
+        Expr::Cast(cast) => id_column(&cast.expr),
+        Expr::TryCast(cast) => id_column(&cast.expr),
+        _ => false,
+    }
+}
+
+fn constant(expr: &Expr) -> bool {
+    match expr {
+        Expr::Literal(..) => true,
+        Expr::Cast(cast) => constant(&cast.expr),
+        Expr::TryCast(cast) => constant(&cast.expr),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn picks(query: &str) -> bool {
+        let schema = arrow::datatypes::Schema::new(
+            [col::PID, col::CHILD_PID, col::LEN]
+                .map(|name| {
+                    arrow::datatypes::Field::new(name, arrow::datatypes::DataType::UInt32, true)
+                })
+                .into_iter()
+                .chain([
+                    arrow::datatypes::Field::new(col::KIND, arrow::datatypes::DataType::Utf8, true),
+                    arrow::datatypes::Field::new(col::COMM, arrow::datatypes::DataType::Utf8, true),
+                ])
+                .collect::<Vec<_>>(),
+        );
+        let ctx = datafusion::prelude::SessionContext::new();
+        ctx.register_batch("t", RecordBatch::new_empty(std::sync::Arc::new(schema)))
+            .expect("table");
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        let plan = runtime
+            .block_on(ctx.state().create_logical_plan(query))
+            .expect("plan");
+        picks_by_id(&plan)
+    }
+
+    #[test]
+    fn late_materialization_is_for_filters_that_pick_ids() {
+        assert!(picks("SELECT * FROM t WHERE pid = 42"));
+        assert!(picks("SELECT * FROM t WHERE 42 = pid AND len > 5"));
+        assert!(picks(
+            "SELECT * FROM t WHERE (pid = 42 OR (kind = 'fork' AND child_pid = 42)) \
+             AND kind <> 'snapshot'"
+        ));
+        assert!(picks(
+            "SELECT count(*) FROM t WHERE comm IN ('java', 'node')"
+        ));
+        assert!(picks(
+            "SELECT * FROM (SELECT * FROM t WHERE pid = 1) s WHERE len > 0"
+        ));
+        assert!(!picks("SELECT * FROM t"));
+        assert!(!picks(
+            "SELECT * FROM t WHERE kind = 'syscall' AND len >= 1048576"
+        ));
+        assert!(!picks("SELECT * FROM t WHERE pid = 42 OR len > 5"));
+        assert!(!picks("SELECT * FROM t WHERE pid <> 42"));
+        assert!(!picks("SELECT * FROM t WHERE pid NOT IN (1, 2)"));
+        assert!(!picks("SELECT * FROM t WHERE pid = child_pid"));
+    }
 
     fn span() -> Span {
         Span {

@@ -188,7 +188,9 @@ fn remote_scan(ctx: &SessionContext, url: &str) -> Result<ListingTable> {
 /// A scan of the one file or object at `url`, read with the current schema.
 fn url_scan(ctx: &SessionContext, url: Url) -> Result<ListingTable> {
     // The session's Parquet options (filter push-down, page index), not the defaults.
-    let parquet = ctx.state().default_table_options().parquet;
+    let mut parquet = ctx.state().default_table_options().parquet;
+    // Late materialization is the session's choice per query (`Engine::plan`), not the table's.
+    parquet.global.pushdown_filters = false;
     let options = ListingOptions::new(Arc::new(ParquetFormat::default().with_options(parquet)))
         // The capture is the path given, whatever its name ends with.
         .with_file_extension("");

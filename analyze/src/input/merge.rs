@@ -7,12 +7,15 @@ use mmap_format::event::Event;
 /// The rows of one source, in its order.
 pub type EventIter<'a, E> = Box<dyn Iterator<Item = Result<Event<'static>, E>> + 'a>;
 
+/// Opens a source.
+pub type Opener<'a, E> = Box<dyn FnOnce() -> Result<EventIter<'a, E>, E> + 'a>;
+
 /// A source not opened yet: how to open it, and the earliest time any of its rows can have.
 pub struct Source<'a, E> {
     /// No row of the source is earlier (`None`: not known, so it is opened first).
     pub start: Option<i64>,
     /// Opens the source (plans and starts its query).
-    pub open: Box<dyn FnOnce() -> Result<EventIter<'a, E>, E> + 'a>,
+    pub open: Opener<'a, E>,
 }
 
 /// The rows of several sources (the files of a capture), each in its own order, as one stream
@@ -32,11 +35,7 @@ pub struct MergedEvents<'a, E> {
     /// Each source once opened.
     open: Vec<Option<EventIter<'a, E>>>,
     /// The sources not opened yet, the next to open last: (start, index, how to open it).
-    waiting: Vec<(
-        i64,
-        usize,
-        Box<dyn FnOnce() -> Result<EventIter<'a, E>, E> + 'a>,
-    )>,
+    waiting: Vec<(i64, usize, Opener<'a, E>)>,
     /// The next row of each source, once read.
     heads: Vec<Option<Event<'static>>>,
     /// (time, source index) of every head that is present; the smallest comes out first.

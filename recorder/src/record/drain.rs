@@ -22,7 +22,7 @@ use crate::{
     cgroups::CgroupNames,
     clock,
     probes::Probes,
-    sink::{self, NotSent, Sink, SinkMsg, WriterStopped},
+    sink::{self, BATCH_BYTES, NotSent, QUEUE_BYTES, Sink, SinkMsg, WriterStopped},
     snapshot,
 };
 
@@ -30,11 +30,6 @@ use crate::{
 const DRAIN_INTERVAL: Duration = Duration::from_millis(50);
 /// How often the progress line is redrawn.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(500);
-/// Bytes of records held in user space while the writer is behind before the drain stops
-/// reading and lets the kernel count further records as lost.
-const MAX_PENDING_BYTES: usize = 64 << 20;
-/// Bytes of records read into one batch for the writer.
-const BATCH_BYTES: usize = MAX_PENDING_BYTES / 16;
 
 /// The signals that stop a recording, caught from the start of set-up on: one that arrives
 /// while the programs load or the first file is made waits for the drain (which then stops at
@@ -88,7 +83,7 @@ impl Drain {
             // AsyncFd (its owner) lives.
             ring: unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
                 .context("watching the ring buffer")?,
-            batch: Vec::with_capacity(1 << 20),
+            batch: Vec::new(),
             waiting: VecDeque::new(),
             waiting_bytes: 0,
             queued_any: false,
@@ -121,21 +116,33 @@ impl Drain {
         Ok(())
     }
 
-    /// Moves everything readable now to the writer. While the writer is behind by more than
-    /// MAX_PENDING_BYTES, records stay in the ring (where the kernel counts what no longer fits)
-    /// unless `wait` is set.
+    /// Whether the records read and not yet taken by the writer (waiting here or in its queue)
+    /// have reached [`QUEUE_BYTES`]: while recording, the drain then leaves records in the ring
+    /// (where the kernel counts what no longer fits) until the writer takes some.
+    fn behind(&self, sink: &Sink) -> bool {
+        self.waiting_bytes.saturating_add(sink.queued_bytes()) >= QUEUE_BYTES
+    }
+
+    /// Moves everything readable now to the writer. While recording (`wait` not set) it stops
+    /// when the writer is [`Self::behind`]. With `wait` (the end: the programs are detached) it
+    /// never stops before the ring is empty, waiting for room in the writer's queue instead:
+    /// the ring may hold the in-band loss reports, and a loss report left unread would be loss
+    /// the capture never counts (the kernel resets its pending window once it is in the ring).
     fn read_all(&mut self, sink: &Sink, wait: bool) -> anyhow::Result<()> {
         loop {
             self.send_waiting(sink, wait)?;
-            if self.waiting_bytes >= MAX_PENDING_BYTES {
+            if !wait && self.behind(sink) {
                 return Ok(());
+            }
+            if self.batch.capacity() == 0 {
+                self.batch = sink.batch_buffer();
             }
             let execs = self.read_batch();
             if self.batch.is_empty() {
                 return Ok(());
             }
             let full = self.batch.len() >= BATCH_BYTES;
-            let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(1 << 20));
+            let batch = std::mem::take(&mut self.batch);
             self.queue(SinkMsg::Records(batch));
             self.snapshot(execs, snapshot::Reason::Exec, sink, wait)?;
             self.send_waiting(sink, wait)?;
@@ -254,6 +261,8 @@ impl Drain {
             }
             tokio::select! {
                 _ = tick.tick() => self.read_all(sink, false)?,
+                // The writer took a message: a drain that had stopped at QUEUE_BYTES reads on.
+                _ = sink.room.notified() => self.read_all(sink, false)?,
                 guard = self.ring.readable() => {
                     let mut guard = guard.context("ring buffer readiness")?;
                     guard.clear_ready();

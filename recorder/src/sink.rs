@@ -203,10 +203,10 @@ const ROW_GROUP_SOFT_LIMIT: usize = 30_000;
 /// ring fills and the kernel counts what no longer fits (in-band `lost` rows), instead of memory
 /// growing with the backlog. With the batch the writer is converting and the one the drain is
 /// filling, user space holds at most `QUEUE_BYTES + 2 * (BATCH_BYTES + BATCH_SLACK)` of records.
-pub const QUEUE_BYTES: usize = 8 << 20;
+pub const QUEUE_BYTES: usize = 4 << 20;
 
 /// Bytes of ring items framed into one batch for the writer.
-pub const BATCH_BYTES: usize = 1 << 20;
+pub const BATCH_BYTES: usize = 512 << 10;
 
 /// Room past [`BATCH_BYTES`] in a batch's buffer: the item that crosses it (a record with a
 /// path and a DWARF stack copy is at most ~20 KiB) fits without growing the buffer.
@@ -217,7 +217,7 @@ pub const BATCH_SLACK: usize = 64 << 10;
 const QUEUE_MESSAGES: usize = QUEUE_BYTES / BATCH_BYTES;
 
 /// Emptied batch buffers kept for reuse (the drain takes them back instead of allocating, and
-/// faulting in, a fresh megabyte for every batch).
+/// faulting in, a fresh half megabyte for every batch).
 const SPARE_BUFFERS: usize = 4;
 
 /// Appends one ring-buffer item to a batch of frames.

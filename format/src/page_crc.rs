@@ -32,8 +32,7 @@ use parquet::{
         ArrowSchemaConverter, add_encoded_arrow_schema_to_metadata,
         arrow_writer::{
             ArrowColumnWriter, ArrowRowGroupWriterFactory, PageKey, PageStore, PageStoreArgs,
-            PageStoreFactory,
-            compute_leaves,
+            PageStoreFactory, compute_leaves,
         },
     },
     column::writer::ColumnCloseResult,

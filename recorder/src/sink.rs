@@ -538,6 +538,13 @@ impl Writer {
             if last_flush.elapsed() >= flush_interval {
                 self.flush()?;
                 last_flush = Instant::now();
+                // Free pages inside the heap go back to the kernel (glibc returns only the top
+                // of the heap by itself): the writer's allocations come and go with each row
+                // group, and without this the heap's holes stay resident and grow over a long
+                // flood.
+                // SAFETY: malloc_trim only releases free memory of the allocator; it takes the
+                // allocator's own locks.
+                unsafe { libc::malloc_trim(0) };
             }
             self.maybe_rotate()?;
             self.publish(stats);

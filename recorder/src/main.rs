@@ -31,6 +31,7 @@ mod output;
 mod preflight;
 mod probes;
 mod record;
+mod ring;
 mod sink;
 mod snapshot;
 mod stacks;

@@ -10,7 +10,6 @@ use std::{
 };
 
 use anyhow::Context as _;
-use aya::maps::{MapData, RingBuf};
 use recorder_common::{EventKind, LossWindow, RECORD_HEADER, RecordHeader, RecordRef};
 use tokio::{
     io::{Interest, unix::AsyncFd},
@@ -22,6 +21,7 @@ use crate::{
     cgroups::CgroupNames,
     clock,
     probes::Probes,
+    ring::Ring,
     sink::{self, BATCH_BYTES, NotSent, QUEUE_BYTES, Sink, SinkMsg, WriterStopped},
     snapshot,
 };
@@ -62,7 +62,7 @@ pub enum Stop {
 /// Reads the ring buffer into batches for the writer thread, and snapshots a process as soon as
 /// its exec is read.
 pub struct Drain {
-    ring: AsyncFd<RingBuf<MapData>>,
+    ring: AsyncFd<Ring>,
     batch: Vec<u8>,
     /// Messages the writer could not take yet, oldest first.
     waiting: VecDeque<SinkMsg>,
@@ -77,11 +77,12 @@ pub struct Drain {
 
 impl Drain {
     /// Watches the ring (inside a tokio runtime).
-    pub fn new(ring: RingBuf<MapData>) -> anyhow::Result<Self> {
+    pub fn new(ring: Ring) -> anyhow::Result<Self> {
         Ok(Self {
             // SAFETY: the ring buffer owns its descriptor, which stays open as long as the
             // AsyncFd (its owner) lives.
             ring: unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+                .map_err(|err| err.into_parts().1)
                 .context("watching the ring buffer")?,
             batch: Vec::new(),
             waiting: VecDeque::new(),
@@ -163,11 +164,11 @@ impl Drain {
             // counts what it cannot).
             if item.len() >= RECORD_HEADER
                 && u16::from_ne_bytes([item[0], item[1]]) == EventKind::Exec as u16
-                && let Some(rec) = RecordRef::decode(&item)
+                && let Some(rec) = RecordRef::decode(item)
             {
                 execs.push(rec.head.tgid);
             }
-            sink::push_frame(&mut self.batch, &item);
+            sink::push_frame(&mut self.batch, item);
             self.records_read += 1;
         }
         execs

@@ -10,6 +10,7 @@
 //! with an 8-byte header whose first u32 is the length with the BUSY and DISCARD bits; the kernel
 //! clears BUSY with a fully ordered exchange when the record is committed.
 use std::{
+    ops::Range,
     os::fd::{AsFd as _, AsRawFd, RawFd},
     ptr::NonNull,
     sync::atomic::{AtomicU32, AtomicUsize, Ordering},
@@ -182,15 +183,14 @@ impl Ring {
                 continue;
             }
             self.pending = total;
-            let start = (offset + HEADER) & mask;
-            let first = len.min(self.size - start);
-            if first == len {
-                return Some(self.data(start, len));
+            let (head, tail) = pieces(offset, len, self.size);
+            if tail.is_empty() {
+                return Some(self.data(head.start, head.len()));
             }
             let mut wrapped = std::mem::take(&mut self.wrapped);
             wrapped.clear();
-            wrapped.extend_from_slice(self.data(start, first));
-            wrapped.extend_from_slice(self.data(0, len - first));
+            wrapped.extend_from_slice(self.data(head.start, head.len()));
+            wrapped.extend_from_slice(self.data(tail.start, tail.len()));
             self.wrapped = wrapped;
             return Some(&self.wrapped);
         }
@@ -205,6 +205,14 @@ impl Ring {
     }
 }
 
+/// Where the `len` bytes of the record whose header is at `offset` lie in a data area of `size`
+/// bytes (a power of two): up to its end, then (for a record that wraps) from its start.
+fn pieces(offset: usize, len: usize, size: usize) -> (Range<usize>, Range<usize>) {
+    let start = (offset + HEADER) & (size - 1);
+    let first = len.min(size - start);
+    (start..start + first, 0..len - first)
+}
+
 impl std::fmt::Debug for Ring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Ring")
@@ -217,5 +225,24 @@ impl std::fmt::Debug for Ring {
 impl AsRawFd for Ring {
     fn as_raw_fd(&self) -> RawFd {
         self.map.fd().as_fd().as_raw_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_is_read_whole_or_in_two_pieces_when_it_wraps() {
+        // Inside the area.
+        assert_eq!(pieces(0, 152, 4096), (8..160, 0..0));
+        // Ending exactly at the end: one piece.
+        assert_eq!(pieces(4096 - 160, 152, 4096), (3944..4096, 0..0));
+        // The header at the end, the data from the start: one piece.
+        assert_eq!(pieces(4096 - 8, 152, 4096), (0..152, 0..0));
+        // Wrapping: the first 40 bytes at the end, the other 112 from the start.
+        assert_eq!(pieces(4096 - 48, 152, 4096), (4056..4096, 0..112));
+        // An empty record.
+        assert_eq!(pieces(4096 - 8, 0, 4096), (0..0, 0..0));
     }
 }

@@ -31,8 +31,8 @@ use parquet::{
     arrow::{
         ArrowSchemaConverter, add_encoded_arrow_schema_to_metadata,
         arrow_writer::{
-            ArrowRowGroupWriterFactory, PageKey, PageStore, PageStoreArgs, PageStoreFactory,
-            compute_leaves,
+            ArrowColumnWriter, ArrowRowGroupWriterFactory, PageKey, PageStore, PageStoreArgs,
+            PageStoreFactory, compute_leaves,
         },
     },
     column::writer::ColumnCloseResult,
@@ -56,6 +56,10 @@ pub struct PageCrcWriter<W: Write + Send> {
     columns: ArrowRowGroupWriterFactory,
     stores: Arc<RecordingStores>,
     schema: SchemaRef,
+    /// The row group being written: its column writers (each holding its encoded pages) and
+    /// their stores' blobs, from the first [`PageCrcWriter::write_batch`] to
+    /// [`PageCrcWriter::close_row_group`].
+    open: Option<(Vec<ArrowColumnWriter>, Vec<Blobs>)>,
 }
 
 impl<W: Write + Send> std::fmt::Debug for PageCrcWriter<W> {
@@ -89,25 +93,49 @@ impl<W: Write + Send> PageCrcWriter<W> {
             columns,
             stores,
             schema,
+            open: None,
         })
     }
 
     /// Writes `batch` (of the writer's schema) as one row group, into the file writer's buffer;
     /// [`PageCrcWriter::flush`] hands it to the sink.
     pub fn write_row_group(&mut self, batch: &RecordBatch) -> Result<(), ParquetError> {
-        // Stores left by a failed row group must not be taken for this one's.
-        self.stores.take_created()?;
-        let mut writers = self
-            .columns
-            .create_column_writers(self.file.flushed_row_groups().len())?;
-        let stores = self.stores.take_created()?;
-        if stores.len() != writers.len() {
-            return Err(general(format!(
-                "{} page stores for {} column writers",
-                stores.len(),
-                writers.len()
-            )));
+        self.write_batch(batch)?;
+        self.close_row_group()
+    }
+
+    /// Encodes `batch` (of the writer's schema) into the row group being written, starting
+    /// one if none is: a row group can be built from several small batches, so that the rows
+    /// waiting in Arrow form stay few while row groups stay large. After an error the row
+    /// group is dropped (its rows are not written).
+    pub fn write_batch(&mut self, batch: &RecordBatch) -> Result<(), ParquetError> {
+        let result = self.encode(batch);
+        if result.is_err() {
+            self.open = None;
         }
+        result
+    }
+
+    fn encode(&mut self, batch: &RecordBatch) -> Result<(), ParquetError> {
+        let (writers, _) = match &mut self.open {
+            Some(open) => open,
+            None => {
+                // Stores left by a failed row group must not be taken for this one's.
+                self.stores.take_created()?;
+                let writers = self
+                    .columns
+                    .create_column_writers(self.file.flushed_row_groups().len())?;
+                let stores = self.stores.take_created()?;
+                if stores.len() != writers.len() {
+                    return Err(general(format!(
+                        "{} page stores for {} column writers",
+                        stores.len(),
+                        writers.len()
+                    )));
+                }
+                self.open.insert((writers, stores))
+            }
+        };
         let mut next = writers.iter_mut();
         for (field, column) in self.schema.fields().iter().zip(batch.columns()) {
             for leaf in compute_leaves(field, column)? {
@@ -116,6 +144,16 @@ impl<W: Write + Send> PageCrcWriter<W> {
                     .write(&leaf)?;
             }
         }
+        Ok(())
+    }
+
+    /// Closes the row group being written (the batches given to
+    /// [`PageCrcWriter::write_batch`] since the last close), into the file writer's buffer;
+    /// nothing when none is open.
+    pub fn close_row_group(&mut self) -> Result<(), ParquetError> {
+        let Some((writers, stores)) = self.open.take() else {
+            return Ok(());
+        };
         let mut row_group = self.file.next_row_group()?;
         for (writer, blobs) in writers.into_iter().zip(stores) {
             let close = writer.close()?.close().clone();

@@ -55,6 +55,10 @@ impl Default for WriterConfig {
 /// Columns written without dictionary encoding (all others use it).
 pub const NO_DICTIONARY_COLUMNS: [&str; 3] = [col::TS, col::TS_EXIT, col::RET];
 
+/// Rows held in Arrow builders before they are encoded into the row group being written: the
+/// writer's memory follows this, not `row_group_rows` (65,536 rows in Arrow form took ~20 MiB).
+const ENCODE_ROWS: usize = 4096;
+
 /// The largest `row_group_rows`: dictionary keys are `Int32`.
 pub const MAX_ROW_GROUP_ROWS: usize = i32::MAX as usize;
 
@@ -70,6 +74,8 @@ pub struct CaptureWriter<W: Write + Send> {
     builders: Builders,
     row_group_rows: usize,
     buffered: usize,
+    /// Rows of `buffered` still in the builders (the others are encoded already).
+    in_builders: usize,
     rows_written: u64,
     journal: Option<JournalWriter>,
 }
@@ -143,9 +149,10 @@ impl<W: Write + Send> CaptureWriter<W> {
         let writer = Self {
             writer,
             schema,
-            builders: Builders::new(config.row_group_rows.min(8192)),
+            builders: Builders::new(config.row_group_rows.min(ENCODE_ROWS)),
             row_group_rows: config.row_group_rows,
             buffered: 0,
+            in_builders: 0,
             rows_written: 0,
             journal: None,
         };
@@ -175,9 +182,12 @@ impl<W: Write + Send> CaptureWriter<W> {
     pub fn push(&mut self, event: &Event<'_>) -> Result<(), FormatError> {
         self.builders.append(event)?;
         self.buffered += 1;
+        self.in_builders += 1;
         self.rows_written += 1;
         if self.buffered >= self.row_group_rows {
             self.write_row_group()?;
+        } else if self.in_builders >= ENCODE_ROWS {
+            self.encode_builders()?;
         }
         Ok(())
     }
@@ -243,11 +253,23 @@ impl<W: Write + Send> CaptureWriter<W> {
     }
 
     fn write_row_group(&mut self) -> Result<(), FormatError> {
-        let batch = RecordBatch::try_new(Arc::clone(&self.schema), self.builders.finish()?)?;
+        self.encode_builders()?;
         self.buffered = 0;
-        self.writer.write_row_group(&batch)?;
+        self.writer.close_row_group()?;
         self.writer.flush()?;
         self.commit()
+    }
+
+    /// Moves the rows in the builders into the row group being written (encoded and
+    /// compressed, a few bytes a row, instead of tens in Arrow form).
+    fn encode_builders(&mut self) -> Result<(), FormatError> {
+        if self.in_builders == 0 {
+            return Ok(());
+        }
+        let batch = RecordBatch::try_new(Arc::clone(&self.schema), self.builders.finish()?)?;
+        self.in_builders = 0;
+        self.writer.write_batch(&batch)?;
+        Ok(())
     }
 
     /// Journals the row groups written since the last frame, if this writer has a journal.

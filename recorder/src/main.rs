@@ -31,6 +31,7 @@ mod output;
 mod preflight;
 mod probes;
 mod record;
+mod ring;
 mod sink;
 mod snapshot;
 mod stacks;
@@ -67,6 +68,12 @@ fn main() -> ExitCode {
     // 5,000 calls a second: RSS 86 -> 62 MiB).
     // SAFETY: mallopt only sets an allocator parameter; called before any other thread exists.
     unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024) };
+    // One heap for every thread: the writer thread then reuses what start-up freed (the kernel
+    // BTF parsed twice, the eBPF object) instead of growing an arena of its own beside it (an
+    // 8 M-call flood: peak RSS 91 -> 82 MiB). The drain allocates little, so the one lock is
+    // not contended.
+    // SAFETY: as above.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Record(args) => record::run(args),

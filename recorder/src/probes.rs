@@ -4,11 +4,13 @@ use std::{path::Path, sync::Arc};
 
 use aya::{
     Btf, Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, MapData, PerCpuArray},
     programs::{FEntry, FExit, KProbe, ProgramError, RawTracePoint, TracePoint},
 };
 use mmap_format::{event::sources, metadata::Counters};
 use recorder_common::{COMM_LEN, Config, KernelOffsets, LossWindow, counters, recording};
+
+use crate::ring::Ring;
 
 /// The eBPF object built by build.rs.
 static EBPF_OBJECT: &[u8] =
@@ -96,6 +98,11 @@ pub enum ProbeError {
     /// `--attach auto` found no mode that works; each candidate with its failure.
     #[error("no attach mode works on this kernel: {}", failures.join("; "))]
     NoAttachMode { failures: Vec<String> },
+    #[error("mapping the ring buffer: {source}")]
+    RingMap {
+        #[source]
+        source: std::io::Error,
+    },
     #[error("eBPF map {map}: {source}")]
     Map {
         map: &'static str,
@@ -209,11 +216,16 @@ impl Probes {
             .map_err(ProbeError::map(MAP))
     }
 
-    /// Takes the ring buffer out of the object (once).
-    pub fn take_ring(&mut self) -> Result<RingBuf<MapData>, ProbeError> {
+    /// Takes the ring buffer out of the object (once), mapped for reading.
+    pub fn take_ring(&mut self) -> Result<Ring, ProbeError> {
         const MAP: &str = "EVENTS";
         let map = self.ebpf.take_map(MAP).ok_or(ProbeError::MissingMap(MAP))?;
-        RingBuf::try_from(map).map_err(ProbeError::map(MAP))
+        let aya::maps::Map::RingBuf(data) = map else {
+            return Err(ProbeError::RingMap {
+                source: std::io::Error::other(format!("{MAP} is not a ring buffer")),
+            });
+        };
+        Ring::new(data).map_err(|source| ProbeError::RingMap { source })
     }
 
     /// Loads and attaches the programs of `mode` and the lifecycle programs.

@@ -186,6 +186,11 @@ pub struct Sink {
     tx: SyncSender<SinkMsg>,
     handle: JoinHandle<anyhow::Result<SinkReport>>,
     pub stats: Arc<SinkStats>,
+    /// Emptied batch buffers the writer gives back.
+    spare: Receiver<Vec<u8>>,
+    /// Signalled each time the writer takes a message: a drain that stopped at [`QUEUE_BYTES`]
+    /// reads on at once instead of at its next tick.
+    pub room: Arc<tokio::sync::Notify>,
 }
 
 /// Row groups after which a segment stops being cut by the flush timer (Parquet's limit is
@@ -193,9 +198,27 @@ pub struct Sink {
 /// `row_group_rows` rows are buffered, with a warning.
 const ROW_GROUP_SOFT_LIMIT: usize = 30_000;
 
-/// Messages that may wait for the writer before the drain stops reading (and lets the kernel
-/// count further records as lost instead of growing memory without bound).
-const QUEUE_MESSAGES: usize = 1024;
+/// Bytes of kernel records read from the ring that the writer has not taken yet (the drain's
+/// batches waiting to be queued and the writer's queue): past this the drain stops reading, the
+/// ring fills and the kernel counts what no longer fits (in-band `lost` rows), instead of memory
+/// growing with the backlog. With the batch the writer is converting and the one the drain is
+/// filling, user space holds at most `QUEUE_BYTES + 2 * (BATCH_BYTES + BATCH_SLACK)` of records.
+pub const QUEUE_BYTES: usize = 4 << 20;
+
+/// Bytes of ring items framed into one batch for the writer.
+pub const BATCH_BYTES: usize = 512 << 10;
+
+/// Room past [`BATCH_BYTES`] in a batch's buffer: the item that crosses it (a record with a
+/// path and a DWARF stack copy is at most ~20 KiB) fits without growing the buffer.
+pub const BATCH_SLACK: usize = 64 << 10;
+
+/// Messages that fit in the writer's queue: the byte bound is [`QUEUE_BYTES`]; this one bounds
+/// the end of a recording, when the drain empties the ring waiting for room instead of stopping.
+const QUEUE_MESSAGES: usize = QUEUE_BYTES / BATCH_BYTES;
+
+/// Emptied batch buffers kept for reuse (the drain takes them back instead of allocating, and
+/// faulting in, a fresh half megabyte for every batch).
+const SPARE_BUFFERS: usize = 4;
 
 /// Appends one ring-buffer item to a batch of frames.
 pub fn push_frame(batch: &mut Vec<u8>, item: &[u8]) {
@@ -218,14 +241,40 @@ fn frames(batch: &[u8]) -> impl Iterator<Item = &[u8]> {
 impl Sink {
     pub fn spawn(setup: SinkSetup) -> anyhow::Result<Self> {
         let (tx, rx) = sync_channel(QUEUE_MESSAGES);
+        let (spare_tx, spare) = sync_channel(SPARE_BUFFERS);
         let stats = Arc::new(SinkStats::default());
-        let thread_stats = Arc::clone(&stats);
+        let room = Arc::new(tokio::sync::Notify::new());
+        let queue = Queue {
+            rx,
+            stats: Arc::clone(&stats),
+            spare: spare_tx,
+            room: Arc::clone(&room),
+        };
         let mut state = Writer::new(setup)?;
         let handle = std::thread::Builder::new()
             .name("capture-writer".into())
-            .spawn(move || state.run(rx, &thread_stats))
+            .spawn(move || state.run(&queue))
             .context("spawning the writer thread")?;
-        Ok(Self { tx, handle, stats })
+        Ok(Self {
+            tx,
+            handle,
+            stats,
+            spare,
+            room,
+        })
+    }
+
+    /// An empty buffer for a batch: one the writer gave back, or a new one of
+    /// [`BATCH_BYTES`] + [`BATCH_SLACK`].
+    pub fn batch_buffer(&self) -> Vec<u8> {
+        self.spare
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(BATCH_BYTES + BATCH_SLACK))
+    }
+
+    /// Bytes queued for the writer thread that it has not taken yet.
+    pub fn queued_bytes(&self) -> usize {
+        usize::try_from(self.stats.queued.load(Ordering::Relaxed)).unwrap_or(usize::MAX)
     }
 
     /// Queues a message without blocking; gives it back when the queue is full.
@@ -278,6 +327,14 @@ impl Sink {
         sent.map_err(|_| anyhow::anyhow!("the writer thread stopped before closing the file"))?;
         Ok(report)
     }
+}
+
+/// The writer thread's end of the queue.
+struct Queue {
+    rx: Receiver<SinkMsg>,
+    stats: Arc<SinkStats>,
+    spare: SyncSender<Vec<u8>>,
+    room: Arc<tokio::sync::Notify>,
 }
 
 /// The segment being written.
@@ -409,8 +466,8 @@ impl Writer {
 
     /// Writes until told to finish; after an error, stops at once and leaves the segment being
     /// written with its journal (nothing more can be written to it safely).
-    fn run(&mut self, rx: Receiver<SinkMsg>, stats: &SinkStats) -> anyhow::Result<SinkReport> {
-        self.write_until_told(rx, stats).map_err(|error| {
+    fn run(&mut self, queue: &Queue) -> anyhow::Result<SinkReport> {
+        self.write_until_told(queue).map_err(|error| {
             let unfinished = self
                 .current
                 .take()
@@ -435,22 +492,25 @@ impl Writer {
         })
     }
 
-    fn write_until_told(
-        &mut self,
-        rx: Receiver<SinkMsg>,
-        stats: &SinkStats,
-    ) -> anyhow::Result<SinkReport> {
+    fn write_until_told(&mut self, queue: &Queue) -> anyhow::Result<SinkReport> {
+        let stats = &*queue.stats;
         let flush_interval = self.setup.flush_interval;
         let mut last_flush = Instant::now();
         loop {
             let timeout = flush_interval.saturating_sub(last_flush.elapsed());
-            match rx.recv_timeout(timeout) {
+            match queue.rx.recv_timeout(timeout) {
                 Ok(msg) => {
                     stats
                         .queued
                         .fetch_sub(msg.bytes() as u64, Ordering::Relaxed);
+                    queue.room.notify_one();
                     match msg {
-                        SinkMsg::Records(batch) => self.write_records(&batch)?,
+                        SinkMsg::Records(mut batch) => {
+                            self.write_records(&batch)?;
+                            // Back to the drain for reuse (dropped when enough are spare).
+                            batch.clear();
+                            let _ = queue.spare.try_send(batch);
+                        }
                         SinkMsg::Rows(rows) => {
                             for row in &rows {
                                 if let Some(stacks) = self.stacks.as_mut() {
@@ -478,6 +538,13 @@ impl Writer {
             if last_flush.elapsed() >= flush_interval {
                 self.flush()?;
                 last_flush = Instant::now();
+                // Free pages inside the heap go back to the kernel (glibc returns only the top
+                // of the heap by itself): the writer's allocations come and go with each row
+                // group, and without this the heap's holes stay resident and grow over a long
+                // flood.
+                // SAFETY: malloc_trim only releases free memory of the allocator; it takes the
+                // allocator's own locks.
+                unsafe { libc::malloc_trim(0) };
             }
             self.maybe_rotate()?;
             self.publish(stats);

@@ -85,7 +85,7 @@ fn record_own_call(mode: u32, attach: AttachMode) -> Vec<u8> {
     let tid = nix::unistd::gettid().as_raw() as u32;
     let mut found = None;
     while let Some(item) = ring.next() {
-        let rec = RecordRef::decode(&item).expect("a record the kernel wrote decodes");
+        let rec = RecordRef::decode(item).expect("a record the kernel wrote decodes");
         if rec.head.event == EventKind::Mmap as u16
             && rec.head.tid == tid
             && rec.head.args[1] == LEN as u64

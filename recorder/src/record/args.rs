@@ -185,8 +185,9 @@ pub struct RecordArgs {
     pub stack_bytes: Option<u32>,
 
     /// Kernel ring buffer size, e.g. 16MiB (rounded up to a power of two). A larger ring absorbs
-    /// longer bursts before records are lost. Default 16MiB, 64MiB with --stacks dwarf (whose
-    /// records carry --stack-bytes each).
+    /// longer bursts before records are lost; it counts in the recorder's resident memory (about
+    /// 35 MiB besides it at full rate). Default 16MiB, 64MiB with --stacks dwarf (whose records
+    /// carry --stack-bytes each).
     #[arg(long, value_name = "SIZE")]
     pub ring_size: Option<bytesize::ByteSize>,
 

@@ -10,7 +10,6 @@ use std::{
 };
 
 use anyhow::Context as _;
-use aya::maps::{MapData, RingBuf};
 use recorder_common::{EventKind, LossWindow, RECORD_HEADER, RecordHeader, RecordRef};
 use tokio::{
     io::{Interest, unix::AsyncFd},
@@ -22,7 +21,8 @@ use crate::{
     cgroups::CgroupNames,
     clock,
     probes::Probes,
-    sink::{self, NotSent, Sink, SinkMsg, WriterStopped},
+    ring::Ring,
+    sink::{self, BATCH_BYTES, NotSent, QUEUE_BYTES, Sink, SinkMsg, WriterStopped},
     snapshot,
 };
 
@@ -30,11 +30,6 @@ use crate::{
 const DRAIN_INTERVAL: Duration = Duration::from_millis(50);
 /// How often the progress line is redrawn.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(500);
-/// Bytes of records held in user space while the writer is behind before the drain stops
-/// reading and lets the kernel count further records as lost.
-const MAX_PENDING_BYTES: usize = 64 << 20;
-/// Bytes of records read into one batch for the writer.
-const BATCH_BYTES: usize = MAX_PENDING_BYTES / 16;
 
 /// The signals that stop a recording, caught from the start of set-up on: one that arrives
 /// while the programs load or the first file is made waits for the drain (which then stops at
@@ -67,7 +62,7 @@ pub enum Stop {
 /// Reads the ring buffer into batches for the writer thread, and snapshots a process as soon as
 /// its exec is read.
 pub struct Drain {
-    ring: AsyncFd<RingBuf<MapData>>,
+    ring: AsyncFd<Ring>,
     batch: Vec<u8>,
     /// Messages the writer could not take yet, oldest first.
     waiting: VecDeque<SinkMsg>,
@@ -82,13 +77,14 @@ pub struct Drain {
 
 impl Drain {
     /// Watches the ring (inside a tokio runtime).
-    pub fn new(ring: RingBuf<MapData>) -> anyhow::Result<Self> {
+    pub fn new(ring: Ring) -> anyhow::Result<Self> {
         Ok(Self {
             // SAFETY: the ring buffer owns its descriptor, which stays open as long as the
             // AsyncFd (its owner) lives.
             ring: unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+                .map_err(|err| err.into_parts().1)
                 .context("watching the ring buffer")?,
-            batch: Vec::with_capacity(1 << 20),
+            batch: Vec::new(),
             waiting: VecDeque::new(),
             waiting_bytes: 0,
             queued_any: false,
@@ -121,21 +117,33 @@ impl Drain {
         Ok(())
     }
 
-    /// Moves everything readable now to the writer. While the writer is behind by more than
-    /// MAX_PENDING_BYTES, records stay in the ring (where the kernel counts what no longer fits)
-    /// unless `wait` is set.
+    /// Whether the records read and not yet taken by the writer (waiting here or in its queue)
+    /// have reached [`QUEUE_BYTES`]: while recording, the drain then leaves records in the ring
+    /// (where the kernel counts what no longer fits) until the writer takes some.
+    fn behind(&self, sink: &Sink) -> bool {
+        self.waiting_bytes.saturating_add(sink.queued_bytes()) >= QUEUE_BYTES
+    }
+
+    /// Moves everything readable now to the writer. While recording (`wait` not set) it stops
+    /// when the writer is [`Self::behind`]. With `wait` (the end: the programs are detached) it
+    /// never stops before the ring is empty, waiting for room in the writer's queue instead:
+    /// the ring may hold the in-band loss reports, and a loss report left unread would be loss
+    /// the capture never counts (the kernel resets its pending window once it is in the ring).
     fn read_all(&mut self, sink: &Sink, wait: bool) -> anyhow::Result<()> {
         loop {
             self.send_waiting(sink, wait)?;
-            if self.waiting_bytes >= MAX_PENDING_BYTES {
+            if !wait && self.behind(sink) {
                 return Ok(());
+            }
+            if self.batch.capacity() == 0 {
+                self.batch = sink.batch_buffer();
             }
             let execs = self.read_batch();
             if self.batch.is_empty() {
                 return Ok(());
             }
             let full = self.batch.len() >= BATCH_BYTES;
-            let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(1 << 20));
+            let batch = std::mem::take(&mut self.batch);
             self.queue(SinkMsg::Records(batch));
             self.snapshot(execs, snapshot::Reason::Exec, sink, wait)?;
             self.send_waiting(sink, wait)?;
@@ -156,11 +164,11 @@ impl Drain {
             // counts what it cannot).
             if item.len() >= RECORD_HEADER
                 && u16::from_ne_bytes([item[0], item[1]]) == EventKind::Exec as u16
-                && let Some(rec) = RecordRef::decode(&item)
+                && let Some(rec) = RecordRef::decode(item)
             {
                 execs.push(rec.head.tgid);
             }
-            sink::push_frame(&mut self.batch, &item);
+            sink::push_frame(&mut self.batch, item);
             self.records_read += 1;
         }
         execs
@@ -254,6 +262,8 @@ impl Drain {
             }
             tokio::select! {
                 _ = tick.tick() => self.read_all(sink, false)?,
+                // The writer took a message: a drain that had stopped at QUEUE_BYTES reads on.
+                _ = sink.room.notified() => self.read_all(sink, false)?,
                 guard = self.ring.readable() => {
                     let mut guard = guard.context("ring buffer readiness")?;
                     guard.clear_ready();

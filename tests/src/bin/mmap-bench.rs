@@ -53,6 +53,19 @@ struct Args {
     /// Also measure recording with call stacks, one mode per entry (`fp`, `dwarf`).
     #[arg(long, value_delimiter = ',')]
     stacks: Vec<String>,
+    /// Also record `mmap-workload --flood N` (two threads at full rate, 4 N calls, through the
+    /// default ring) once, and report the recorder's peak RSS, rows and records lost: the
+    /// recorder's memory at full rate. 0: no flood.
+    #[arg(long, default_value_t = 0)]
+    flood: u64,
+}
+
+/// What the recorder process used, from `wait4`.
+struct Usage {
+    /// CPU time (user + system), in ns.
+    cpu_ns: f64,
+    /// Peak resident set size (`ru_maxrss`), in KiB.
+    max_rss_kib: u64,
 }
 
 /// One recorded run with stacks: ns per pair, and the capture's bytes, rows, frame rows and
@@ -127,11 +140,16 @@ fn start_recorder(
     Ok((child, rest))
 }
 
-/// Stops the recorder with SIGINT; returns the CPU time (user + system) it used, in ns.
-fn stop_recorder(child: Child) -> anyhow::Result<f64> {
+/// Stops the recorder with SIGINT; returns the CPU time and peak RSS it used.
+fn stop_recorder(child: Child) -> anyhow::Result<Usage> {
     let pid = child.id() as libc::pid_t;
     // SAFETY: kill has no memory-safety preconditions.
     unsafe { libc::kill(pid, libc::SIGINT) };
+    wait_recorder(pid)
+}
+
+/// Waits for the recorder `pid` to exit (successfully); returns what it used.
+fn wait_recorder(pid: libc::pid_t) -> anyhow::Result<Usage> {
     let mut status = 0;
     // SAFETY: libc::rusage is plain integers; all-zero is a valid value.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -143,7 +161,56 @@ fn stop_recorder(child: Child) -> anyhow::Result<f64> {
         bail!("recorder exited with status {status:#x}");
     }
     let ns = |t: libc::timeval| t.tv_sec as f64 * 1e9 + t.tv_usec as f64 * 1e3;
-    Ok(ns(usage.ru_utime) + ns(usage.ru_stime))
+    Ok(Usage {
+        cpu_ns: ns(usage.ru_utime) + ns(usage.ru_stime),
+        // KiB on Linux.
+        max_rss_kib: u64::try_from(usage.ru_maxrss).unwrap_or(0),
+    })
+}
+
+/// The flood: rows, records lost and the recorder's peak RSS.
+struct Flood {
+    calls: u64,
+    rows: u64,
+    lost: u64,
+    max_rss_kib: u64,
+}
+
+/// Records `mmap-workload --flood n` (the recorder runs it as its command, so the recording
+/// ends with it) and reads what the recorder used and the capture holds.
+fn flood(args: &Args, out: &std::path::Path, n: u64) -> anyhow::Result<Flood> {
+    let workload = std::env::current_exe()?
+        .parent()
+        .context("exe dir")?
+        .join("mmap-workload");
+    let mut cmd = Command::new(&args.recorder);
+    if let Some(cpu) = args.recorder_cpu {
+        // SAFETY: sched_setaffinity in the forked child touches only a local cpu_set_t.
+        unsafe {
+            cmd.pre_exec(move || {
+                pin_to(cpu);
+                Ok(())
+            });
+        }
+    }
+    let child = cmd
+        .args(["record", "-q", "--force", "-o"])
+        .arg(out)
+        .arg("--")
+        .arg(&workload)
+        .args(["--flood", &n.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", args.recorder.display()))?;
+    let usage = wait_recorder(child.id() as libc::pid_t)?;
+    let (rows, lost) = count_rows_lost(out)?;
+    Ok(Flood {
+        calls: 4 * n,
+        rows,
+        lost,
+        max_rss_kib: usage.max_rss_kib,
+    })
 }
 
 /// Restricts the calling thread (and what it forks later) to one CPU.
@@ -180,6 +247,8 @@ fn main() -> anyhow::Result<()> {
     // and (CPU, rows) of each recording run.
     let (mut idle_cpu, mut recorded_cpu) = (Vec::new(), Vec::<(f64, u64)>::new());
     let mut recorded_bytes = Vec::new();
+    // Peak RSS of the recorder in each recorded round, KiB.
+    let mut recorded_rss = Vec::new();
     let mut with_stacks: Vec<Vec<StackRun>> = args.stacks.iter().map(|_| Vec::new()).collect();
     for round in 0..args.rounds {
         // Rotate the order of the three modes so no mode always runs first.
@@ -189,12 +258,14 @@ fn main() -> anyhow::Result<()> {
                 1 => {
                     let (rec, _) = start_recorder(&args, 1, &out, &[])?;
                     filtered.push(pairs(args.calls));
-                    idle_cpu.push(stop_recorder(rec)?);
+                    idle_cpu.push(stop_recorder(rec)?.cpu_ns);
                 }
                 _ => {
                     let (rec, _) = start_recorder(&args, me, &out, &[])?;
                     recorded.push(pairs(args.calls));
-                    let cpu_ns = stop_recorder(rec)?;
+                    let usage = stop_recorder(rec)?;
+                    let cpu_ns = usage.cpu_ns;
+                    recorded_rss.push(usage.max_rss_kib as f64);
                     let rows = count_rows(&out)?;
                     if rows < args.calls {
                         bail!(
@@ -244,9 +315,15 @@ fn main() -> anyhow::Result<()> {
         .into_iter()
         .filter(|l| l.contains(" ns per run"))
         .collect();
+    let flooded = match args.flood {
+        0 => None,
+        n => Some(flood(&args, &out, n)?),
+    };
     let _ = std::fs::remove_file(&out);
     let _ = std::fs::remove_file(format!("{}.journal", out.display()));
     let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+    let max_rss = recorded_rss.iter().copied().fold(0.0, f64::max);
+    let rss = median(&mut recorded_rss);
     let (bm, fm, rm) = (min(&base), min(&filtered), min(&recorded));
     let (b, f, r) = (
         median(&mut base),
@@ -259,21 +336,38 @@ fn main() -> anyhow::Result<()> {
         .map(|&(cpu, rows)| (cpu - idle).max(0.0) / rows.max(1) as f64)
         .collect();
     let c = median(&mut per_record);
-    println!("| mode | median ns per mmap+munmap pair | added | ratio | min ns | added (min) |");
-    println!("|---|---|---|---|---|---|");
-    println!("| baseline | {b:.0} | | 1.00 | {bm:.0} | |");
+    let mib = |kib: f64| kib / 1024.0;
     println!(
-        "| filtered (other target) | {f:.0} | {:+.0} | {:.2} | {fm:.0} | {:+.0} |",
+        "| mode | median ns per mmap+munmap pair | added | ratio | min ns | added (min) | \
+         recorder peak RSS |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    println!("| baseline | {b:.0} | | 1.00 | {bm:.0} | | |");
+    println!(
+        "| filtered (other target) | {f:.0} | {:+.0} | {:.2} | {fm:.0} | {:+.0} | |",
         f - b,
         f / b,
         fm - bm
     );
     println!(
-        "| recorded | {r:.0} | {:+.0} | {:.2} | {rm:.0} | {:+.0} |",
+        "| recorded | {r:.0} | {:+.0} | {:.2} | {rm:.0} | {:+.0} | {:.1} MiB (median; max {:.1}) |",
         r - b,
         r / b,
-        rm - bm
+        rm - bm,
+        mib(rss),
+        mib(max_rss)
     );
+    if let Some(fl) = &flooded {
+        println!(
+            "| recorded flood: 2 threads, {} calls (`mmap-workload --flood {}`) | | | | | | \
+             {:.1} MiB ({} rows, {} lost) |",
+            fl.calls,
+            args.flood,
+            mib(fl.max_rss_kib as f64),
+            fl.rows,
+            fl.lost
+        );
+    }
     for (mode, runs) in args.stacks.iter().zip(&mut with_stacks) {
         let mut ns: Vec<f64> = runs.iter().map(|r| r.ns).collect();
         let s = median(&mut ns);
@@ -333,6 +427,11 @@ fn main() -> anyhow::Result<()> {
                 "baseline_ns": b, "filtered_ns": f, "recorded_ns": r,
                 "baseline_min_ns": bm, "filtered_min_ns": fm, "recorded_min_ns": rm,
                 "recorder_cpu_ns_per_record": c,
+                "recorder_max_rss_kib": rss, "recorder_max_rss_kib_max": max_rss,
+                "flood": flooded.as_ref().map(|fl| serde_json::json!({
+                    "calls": fl.calls, "rows": fl.rows, "lost": fl.lost,
+                    "recorder_max_rss_kib": fl.max_rss_kib,
+                })),
             })
         );
     }
@@ -355,6 +454,25 @@ fn count_rows(path: &std::path::Path) -> anyhow::Result<u64> {
     }
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     v["events"].as_u64().context("events in summary json")
+}
+
+/// (rows, records lost) of a capture, as `mmap-analyze summary` counts them.
+fn count_rows_lost(path: &std::path::Path) -> anyhow::Result<(u64, u64)> {
+    let analyze = std::env::current_exe()?
+        .parent()
+        .context("exe dir")?
+        .join("mmap-analyze");
+    let out = Command::new(&analyze)
+        .args(["summary", "--format", "json"])
+        .arg(path)
+        .output()
+        .with_context(|| format!("running {}", analyze.display()))?;
+    if !out.status.success() {
+        bail!("mmap-analyze: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let rows = v["events"].as_u64().context("events in summary json")?;
+    Ok((rows, v["lost"].as_u64().unwrap_or(0)))
 }
 
 /// (frame rows, distinct stacks, syscall rows) of a capture, by `mmap-analyze sql`.

@@ -286,6 +286,13 @@ fn a_flood_through_a_small_ring_is_counted_exactly_and_recording_goes_on() {
     assert!(c.lost_ringbuf_full > 0, "no loss through a 16 KiB ring");
     assert_eq!(kernel_rows, c.emitted, "every delivered record is a row");
     assert_eq!(lost_in_band, c.lost_ringbuf_full, "lost rows add up");
+    // The report counts from the kernel's counters, the capture from the loss reports in the
+    // ring: a report left unread at the end would show here.
+    assert_eq!(
+        mmap_capture_tests::reported(&stderr, "lost"),
+        c.lost(),
+        "the recorder's report and the capture count the same loss"
+    );
     assert_eq!(
         flood_rows + c.lost_ringbuf_full,
         flood_calls,
@@ -293,8 +300,11 @@ fn a_flood_through_a_small_ring_is_counted_exactly_and_recording_goes_on() {
     );
     assert_eq!(after_rows, after_calls, "recording goes on after the flood");
     assert_eq!((c.entry_map_full, c.decode_errors), (0, 0));
+    // Debug build, 16 KiB ring: 53.5 MiB in two runs (start-up is most of it; the writer's
+    // queue holds at most 4 MiB of records). It was 95-152 MiB before the queue was bounded
+    // in bytes.
     assert!(
-        peak_kib < 256 * 1024,
+        peak_kib < 96 * 1024,
         "recorder peak RSS {peak_kib} KiB under a flood"
     );
 }

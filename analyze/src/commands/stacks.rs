@@ -11,7 +11,7 @@ use arrow::array::{Array as _, ArrayRef};
 use datafusion::scalar::ScalarValue;
 use serde_json::{Map, Value};
 
-use super::{calls::Calls, top::BYTES_MAPPED};
+use super::{calls::Calls, top::SUM_BYTES_MAPPED};
 use crate::{
     cli::Inputs,
     engine::{
@@ -157,7 +157,7 @@ fn per_stack(calls: &Calls) -> String {
     };
     format!(
         "SELECT capture_id, stack_id, pid, min(comm) AS comm, count(*) AS calls, \
-         coalesce(sum({BYTES_MAPPED}), arrow_cast(0, 'UInt64')) AS bytes \
+         {SUM_BYTES_MAPPED} AS bytes \
          FROM calls{filter} GROUP BY capture_id, stack_id, pid"
     )
 }

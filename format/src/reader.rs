@@ -173,7 +173,7 @@ impl CaptureReader {
         }
         check_magic(path, len, &head, &tail)?;
         let parquet = load_footer(path, &file, len)?;
-        crate::pages::check_pages(path, &file, parquet.metadata())?;
+        crate::pages::check_file_pages(path, &file, parquet.metadata())?;
         Self::validate(path.to_path_buf(), Source::File, parquet, target, added)
     }
 
@@ -426,12 +426,13 @@ fn check_magic(path: &Path, len: u64, head: &[u8; 4], tail: &[u8; 4]) -> Result<
 /// analyzer's engine on an allocation failure, which no guard catches).
 fn check_ranges(path: &Path, parquet: &ParquetMetaData, len: u64) -> Result<(), FormatError> {
     let len = i64::try_from(len).unwrap_or(i64::MAX);
-    let outside = |what: &str, start: i64, size: i64| {
+    let outside = |what: &str, name: &str, start: i64, size: i64| {
         let end = start.checked_add(size);
         (start < 0 || size < 0 || end.is_none_or(|end| end > len)).then(|| FormatError::Truncated {
             path: path.to_path_buf(),
             detail: format!(
-                "the footer places {what} at {start} + {size} bytes, outside the file's {len}"
+                "the footer places {what} {name} at {start} + {size} bytes, outside the file's \
+                 {len}"
             ),
         })
     };
@@ -442,25 +443,21 @@ fn check_ranges(path: &Path, parquet: &ParquetMetaData, len: u64) -> Result<(), 
                 .dictionary_page_offset()
                 .unwrap_or_else(|| column.data_page_offset());
             let checks = [
+                ("column chunk", Some(start), Some(column.compressed_size())),
                 (
-                    format!("column chunk {name}"),
-                    Some(start),
-                    Some(column.compressed_size()),
-                ),
-                (
-                    format!("the offset index of {name}"),
+                    "the offset index of",
                     column.offset_index_offset(),
                     column.offset_index_length().map(i64::from),
                 ),
                 (
-                    format!("the column index of {name}"),
+                    "the column index of",
                     column.column_index_offset(),
                     column.column_index_length().map(i64::from),
                 ),
             ];
             for (what, start, size) in checks {
                 if let (Some(start), Some(size)) = (start, size)
-                    && let Some(err) = outside(&what, start, size)
+                    && let Some(err) = outside(what, name, start, size)
                 {
                     return Err(err);
                 }

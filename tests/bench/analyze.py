@@ -8,7 +8,7 @@ Usage (from the repository root, with the test venv's python, which has duckdb):
 
 For every capture and every question it runs `mmap-analyze ...` (stdout to /dev/null) and a
 DuckDB query in a fresh Python process, alternately, REPS times each, and reports the median
-wall time and the median peak RSS (getrusage of the child, ru_maxrss). mmap-analyze's time is
+wall time and the median peak RSS (GNU time's %M of the child). mmap-analyze's time is
 the whole process (start, open, query, print); DuckDB's is the query alone, measured inside its
 process after `import duckdb` (so interpreter start and import, ~0.1 s, count against us, not
 against DuckDB); DuckDB's RSS includes the Python interpreter (~40 MiB).
@@ -117,8 +117,19 @@ def questions(pid: int, at_ns: int, at_rfc: str):
     ]
 
 
+# Peak RSS is read by GNU time when it is there: a child forked from this (large) Python
+# process and exec'ed keeps this process's peak as its own `ru_maxrss` floor (the kernel carries
+# the peak across exec), so `wait4` alone reports ~100 MiB for any command; time's own child is
+# forked from time, a small process.
+GNU_TIME = "/usr/bin/time"
+RSS_FILE = "/tmp/mmap-analyze-bench.rss"
+
+
 def run_measured(argv, stdout=subprocess.DEVNULL):
     """(wall seconds, peak RSS in MiB, stdout text or None, exit status) of one child."""
+    timed = os.access(GNU_TIME, os.X_OK)
+    if timed:
+        argv = [GNU_TIME, "-f", "%M", "-o", RSS_FILE, *argv]
     start = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=stdout, stderr=subprocess.PIPE)
     out = proc.stdout.read() if stdout == subprocess.PIPE else None
@@ -128,7 +139,13 @@ def run_measured(argv, stdout=subprocess.DEVNULL):
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         sys.stderr.write(f"bench: {' '.join(argv)} failed ({proc.returncode}): {err.decode()[-2000:]}\n")
-    return wall, usage.ru_maxrss / 1024, out, proc.returncode
+    rss = usage.ru_maxrss / 1024
+    if timed:
+        try:
+            rss = int(Path(RSS_FILE).read_text().split()[-1]) / 1024
+        except (OSError, ValueError, IndexError):
+            pass
+    return wall, rss, out, proc.returncode
 
 
 DUCK_CHILD = """

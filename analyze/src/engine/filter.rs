@@ -15,7 +15,11 @@ use datafusion::{
         tokenizer::Token,
     },
 };
-use mmap_format::{event::Syscall, reader::CaptureReader, schema::col};
+use mmap_format::{
+    event::{RowKind, Syscall},
+    reader::CaptureReader,
+    schema::col,
+};
 
 use super::{Engine, EngineError};
 use crate::{
@@ -288,8 +292,15 @@ pub fn picks_by_id(plan: &LogicalPlan) -> bool {
     let mut found = false;
     // The closure never fails.
     let _ = plan.apply_with_subqueries(|node| {
-        if let LogicalPlan::Filter(filter) = node {
-            found |= keeps_ids(&filter.predicate);
+        match node {
+            LogicalPlan::Filter(filter) => found |= keeps_ids(&filter.predicate),
+            // A view's own filter (`lifecycle`: the forks, execs and exits).
+            LogicalPlan::TableScan(scan) => {
+                if let Some(view) = scan.source.get_logical_plan() {
+                    found |= picks_by_id(&view);
+                }
+            }
+            _ => {}
         }
         Ok(if found {
             TreeNodeRecursion::Stop
@@ -306,13 +317,35 @@ fn keeps_ids(expr: &Expr) -> bool {
             Operator::And => keeps_ids(left) || keeps_ids(right),
             Operator::Or => keeps_ids(left) && keeps_ids(right),
             Operator::Eq => {
-                (id_column(left) && constant(right)) || (constant(left) && id_column(right))
+                (id_column(left) && constant(right))
+                    || (constant(left) && id_column(right))
+                    || (kind_column(left) && rare_kind(right))
+                    || (rare_kind(left) && kind_column(right))
             }
             _ => false,
         },
         Expr::InList(list) => {
-            !list.negated && id_column(&list.expr) && list.list.iter().all(constant)
+            !list.negated
+                && ((id_column(&list.expr) && list.list.iter().all(constant))
+                    || (kind_column(&list.expr) && list.list.iter().all(rare_kind)))
         }
+        _ => false,
+    }
+}
+
+/// The `kind` column.
+fn kind_column(expr: &Expr) -> bool {
+    matches!(expr, Expr::Column(column) if column.name == col::KIND)
+}
+
+/// A row kind other than `syscall`, the kind of nearly every row: forks, execs, exits, lost
+/// windows, frames, snapshots are few beside the calls.
+fn rare_kind(expr: &Expr) -> bool {
+    match expr {
+        Expr::Literal(value, _) => value
+            .try_as_str()
+            .flatten()
+            .is_some_and(|kind| kind != RowKind::Syscall.as_str()),
         _ => false,
     }
 }
@@ -356,6 +389,9 @@ mod tests {
         ctx.register_batch("t", RecordBatch::new_empty(std::sync::Arc::new(schema)))
             .expect("table");
         let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        runtime
+            .block_on(ctx.sql("CREATE VIEW forks AS SELECT * FROM t WHERE kind = 'fork'"))
+            .expect("view");
         let plan = runtime
             .block_on(ctx.state().create_logical_plan(query))
             .expect("plan");
@@ -384,6 +420,14 @@ mod tests {
         assert!(!picks("SELECT * FROM t WHERE pid <> 42"));
         assert!(!picks("SELECT * FROM t WHERE pid NOT IN (1, 2)"));
         assert!(!picks("SELECT * FROM t WHERE pid = child_pid"));
+        // The forks, the lost windows and one process (`maps`' first pass).
+        assert!(picks(
+            "SELECT * FROM t WHERE kind IN ('fork', 'lost') OR pid = 42"
+        ));
+        assert!(picks("SELECT * FROM t WHERE kind = 'exec'"));
+        assert!(picks("SELECT count(*) FROM forks"));
+        assert!(!picks("SELECT * FROM t WHERE kind = 'syscall'"));
+        assert!(!picks("SELECT * FROM t WHERE kind IN ('fork', 'syscall')"));
     }
 
     fn span() -> Span {

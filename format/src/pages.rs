@@ -337,8 +337,13 @@ mod tests {
     /// A capture of 3,000 rows in two row groups, with a dictionary and a data page per column
     /// chunk.
     fn capture() -> Bytes {
+        capture_in(2_000)
+    }
+
+    /// The 3,000 rows of [`capture`], `row_group_rows` to a row group.
+    fn capture_in(row_group_rows: usize) -> Bytes {
         let config = WriterConfig {
-            row_group_rows: 2_000,
+            row_group_rows,
             ..WriterConfig::default()
         };
         let mut writer = CaptureWriter::new(Vec::new(), config).expect("writer");
@@ -424,27 +429,7 @@ mod tests {
 
     #[test]
     fn a_file_s_row_groups_are_walked_side_by_side_and_the_first_damage_is_named() {
-        let config = WriterConfig {
-            row_group_rows: 100,
-            ..WriterConfig::default()
-        };
-        let mut writer = CaptureWriter::new(Vec::new(), config).expect("writer");
-        for i in 0..3_000_u64 {
-            writer
-                .push(&Event {
-                    kind: RowKind::Syscall,
-                    syscall: Some(Syscall::Mmap),
-                    ts_ns: 1_700_000_000_000_000_000 + i as i64,
-                    pid: 42,
-                    tid: 42,
-                    comm: Cow::Borrowed("pages"),
-                    addr: Some(i << 12),
-                    len: Some(4096),
-                    ..Default::default()
-                })
-                .expect("push");
-        }
-        let file = Bytes::from(writer.finish(&CaptureMetadata::default()).expect("finish"));
+        let file = capture_in(100);
         let meta = metadata(&file);
         assert_eq!(meta.num_row_groups(), 30);
         let dir = tempfile::tempdir().expect("dir");
@@ -455,12 +440,12 @@ mod tests {
         })
         .expect("open");
         let limits = Limits {
-            max_page: 2_000,
+            max_page: 4_000,
             max_row_group: MAX_ROW_GROUP_PAGE_BYTES,
         };
         check_file_pages_within(&path, &input, &meta, limits).expect("an intact file passes");
         // Rows groups 17 and 22 (walked by different threads when there are two) each have a
-        // page declaring 5,000 bytes, above the test's limit of 2,000 (the header keeps its
+        // page declaring 6,000 bytes, above the test's limit of 4,000 (the header keeps its
         // length: nothing moves).
         let mut crafted = file.to_vec();
         for rg in [22, 17] {
@@ -473,7 +458,7 @@ mod tests {
             let (at, len) = column.byte_range();
             let (mut header, header_len) =
                 read_header(&file, &mut Vec::new(), at, at + len).expect("header");
-            header.uncompressed_page_size = 5_000;
+            header.uncompressed_page_size = 6_000;
             let patched = encode(&header, |h, p| {
                 h.write_to_out_protocol(p).expect("encode");
             });
@@ -486,8 +471,8 @@ mod tests {
         let err = check_file_pages_within(&path, &input, &meta, limits).expect_err("refused");
         assert!(
             err.to_string().ends_with(
-                "a page of column addr in row group 17 declares 5000 bytes decompressed; a \
-                 capture's pages hold at most 2000"
+                "a page of column addr in row group 17 declares 6000 bytes decompressed; a \
+                 capture's pages hold at most 4000"
             ),
             "{err}"
         );

@@ -91,13 +91,8 @@ fn pairs(calls: u64) -> f64 {
     start.elapsed().as_nanos() as f64 / calls as f64
 }
 
-/// Starts the recorder on `target` and waits until it has attached.
-fn start_recorder(
-    args: &Args,
-    target: u32,
-    out: &std::path::Path,
-    extra: &[&str],
-) -> anyhow::Result<(Child, std::thread::JoinHandle<Vec<String>>)> {
+/// The recorder's command, pinned to `--recorder-cpu` when given.
+fn recorder_command(args: &Args) -> Command {
     let mut cmd = Command::new(&args.recorder);
     if let Some(cpu) = args.recorder_cpu {
         // SAFETY: sched_setaffinity in the forked child touches only a local cpu_set_t.
@@ -108,6 +103,17 @@ fn start_recorder(
             });
         }
     }
+    cmd
+}
+
+/// Starts the recorder on `target` and waits until it has attached.
+fn start_recorder(
+    args: &Args,
+    target: u32,
+    out: &std::path::Path,
+    extra: &[&str],
+) -> anyhow::Result<(Child, std::thread::JoinHandle<Vec<String>>)> {
+    let mut cmd = recorder_command(args);
     let mut child = cmd
         .args([
             "record",
@@ -183,16 +189,7 @@ fn flood(args: &Args, out: &std::path::Path, n: u64) -> anyhow::Result<Flood> {
         .parent()
         .context("exe dir")?
         .join("mmap-workload");
-    let mut cmd = Command::new(&args.recorder);
-    if let Some(cpu) = args.recorder_cpu {
-        // SAFETY: sched_setaffinity in the forked child touches only a local cpu_set_t.
-        unsafe {
-            cmd.pre_exec(move || {
-                pin_to(cpu);
-                Ok(())
-            });
-        }
-    }
+    let mut cmd = recorder_command(args);
     let child = cmd
         .args(["record", "-q", "--force", "-o"])
         .arg(out)
@@ -440,20 +437,7 @@ fn main() -> anyhow::Result<()> {
 
 /// Rows in the capture, as `mmap-analyze summary` (built next to this binary) counts them.
 fn count_rows(path: &std::path::Path) -> anyhow::Result<u64> {
-    let analyze = std::env::current_exe()?
-        .parent()
-        .context("exe dir")?
-        .join("mmap-analyze");
-    let out = Command::new(&analyze)
-        .args(["summary", "--format", "json"])
-        .arg(path)
-        .output()
-        .with_context(|| format!("running {}", analyze.display()))?;
-    if !out.status.success() {
-        bail!("mmap-analyze: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    v["events"].as_u64().context("events in summary json")
+    count_rows_lost(path).map(|(rows, _)| rows)
 }
 
 /// (rows, records lost) of a capture, as `mmap-analyze summary` counts them.

@@ -191,7 +191,8 @@ pub struct Counters {
     pub lost_ringbuf_full: u64,
     /// Syscall exits seen without their entry (e.g. calls in progress when recording started).
     pub orphan_exits: u64,
-    /// Syscall entries dropped because the in-flight map was full.
+    /// Syscall entries dropped because their in-flight state could not be kept (the in-flight
+    /// map was full; since task-local storage, the kernel could not allocate it).
     pub entry_map_full: u64,
     /// Ring buffer records that user space could not decode.
     pub decode_errors: u64,

@@ -2,10 +2,11 @@
 //!
 //! One record per completed system call of the mmap family (mmap, munmap, mprotect, mremap,
 //! brk): the entry program stores arguments, identity and (for a file-backed mmap) the file's
-//! device, inode and path in a per-thread map; the exit program adds the return value and exit
-//! time and submits the record to the ring buffer without a wakeup. User space drains the ring on
-//! a short timer; once more than `wakeup_bytes` are waiting (or after an exec, so user space can
-//! snapshot the new address space at once) the program forces a wakeup.
+//! device, inode and path in the thread's task-local storage (the path in a per-thread map); the
+//! exit program adds the return value and exit time and submits the record to the ring buffer
+//! without a wakeup. User space drains the ring on a short timer; once more than `wakeup_bytes`
+//! are waiting (or after an exec, so user space can snapshot the new address space at once) the
+//! program forces a wakeup.
 //!
 //! Process lifecycle (fork of a new process, exec, exit of a whole process) comes from the sched
 //! raw tracepoints. Records that do not fit in the ring are counted per CPU with the time window
@@ -30,7 +31,8 @@ use core::ffi::c_void;
 use aya_ebpf::{
     EbpfContext as _,
     bindings::{
-        BPF_ANY, BPF_F_USER_STACK, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP,
+        BPF_ANY, BPF_F_NO_PREALLOC, BPF_F_USER_STACK, BPF_LOCAL_STORAGE_GET_F_CREATE,
+        BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, bpf_map_type,
     },
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
@@ -39,11 +41,11 @@ use aya_ebpf::{
             bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_current_task,
             bpf_get_current_task_btf, bpf_get_smp_processor_id, bpf_get_stack,
             bpf_ktime_get_boot_ns, bpf_probe_read_kernel as generated_read_kernel,
-            bpf_probe_read_kernel_str, bpf_probe_read_user, bpf_task_pt_regs,
+            bpf_probe_read_kernel_str, bpf_probe_read_user, bpf_task_pt_regs, bpf_task_storage_get,
         },
     },
-    macros::{fentry, fexit, kprobe, kretprobe, map, raw_tracepoint},
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    macros::{btf_map, fentry, fexit, kprobe, kretprobe, map, raw_tracepoint},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
     programs::{
         FEntryContext, FExitContext, ProbeContext, RawTracePointContext, RetProbeContext,
         TracePointContext,
@@ -126,18 +128,79 @@ macro_rules! global {
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(8 << 20, 0);
 
-/// Calls in flight, by thread id: the record's header.
-#[map]
-static ENTRIES: HashMap<u32, RecordHeader> = HashMap::with_max_entries(16384, 0);
+/// Per-thread state, in task-local storage (`BPF_MAP_TYPE_TASK_STORAGE`): the call in flight and
+/// the thread's cached identity. A lookup is a pointer walk from the current task, where a hash
+/// map cost an insert at entry and a lookup and a delete at exit; the kernel frees a thread's
+/// state with the thread, and there is no table to fill.
+#[btf_map]
+static TASKS: TaskStorage<TaskState> = TaskStorage::new();
+
+/// What a thread keeps between the entry and the exit of a call, and across calls.
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct TaskState {
+    /// The record's header of the call in flight (valid when `in_flight` is 1).
+    head: RecordHeader,
+    in_flight: u32,
+    _pad: u32,
+    identity: Identity,
+}
+
+/// A task-local storage map, declared the way aya-ebpf declares its other local-storage maps
+/// (a BTF map definition in `.maps`); aya-ebpf 0.2 has inode, socket and cgroup storage but not
+/// task storage. Storage maps take no size: `max_entries` 0 and no preallocation.
+#[repr(C)]
+struct TaskStorage<T> {
+    r#type: *const [i32; bpf_map_type::BPF_MAP_TYPE_TASK_STORAGE as usize],
+    key: *const i32,
+    value: *const T,
+    max_entries: *const [i32; 0],
+    map_flags: *const [i32; BPF_F_NO_PREALLOC as usize],
+}
+
+// SAFETY: the fields are placeholders that only describe the map in BTF; they are never read.
+unsafe impl<T> Sync for TaskStorage<T> {}
+
+impl<T> TaskStorage<T> {
+    const fn new() -> Self {
+        Self {
+            r#type: core::ptr::null(),
+            key: core::ptr::null(),
+            value: core::ptr::null(),
+            max_entries: core::ptr::null(),
+            map_flags: core::ptr::null(),
+        }
+    }
+
+    /// The current thread's value; with `create`, a zeroed one is made when it has none (which
+    /// fails only when the kernel cannot allocate it).
+    #[inline(always)]
+    fn current(&self, create: bool) -> Option<&'static mut T> {
+        let flags = if create {
+            BPF_LOCAL_STORAGE_GET_F_CREATE as u64
+        } else {
+            0
+        };
+        // SAFETY: the map pointer is this map's own; the task is the current one (a trusted BTF
+        // pointer); the value lives until the task is freed, and only the current thread (which
+        // runs one program of ours at a time) uses it.
+        unsafe {
+            let p = bpf_task_storage_get(
+                (self as *const Self).cast_mut().cast(),
+                bpf_get_current_task_btf(),
+                core::ptr::null_mut(),
+                flags,
+            );
+            p.cast::<T>().as_mut()
+        }
+    }
+}
 
 /// The file path of an mmap call in flight, by thread id (only file-backed mmaps have one).
 #[map]
 static PATHS: HashMap<u32, [u8; PATH_BUF]> = HashMap::with_max_entries(4096, 0);
 
-/// Identity facts that cost several kernel reads, by thread id, reused for a second.
-#[map]
-static IDENTITY: LruHashMap<u32, Identity> = LruHashMap::with_max_entries(16384, 0);
-
+/// Identity facts that cost several kernel reads, kept per thread and reused for a second.
 #[derive(Clone, Copy)]
 #[repr(C)]
 struct Identity {
@@ -145,9 +208,20 @@ struct Identity {
     pidns_ino: u32,
     ns_pid: u32,
     ns_tid: u32,
-    /// When these were read (boot ns).
+    /// When these were read (boot ns); 0: not read yet, or dropped (at exec).
     read_ns: u64,
     comm: [u8; COMM_LEN],
+}
+
+impl Identity {
+    const UNREAD: Self = Self {
+        ppid: 0,
+        pidns_ino: 0,
+        ns_pid: 0,
+        ns_tid: 0,
+        read_ns: 0,
+        comm: [0; COMM_LEN],
+    };
 }
 
 /// How long a cached identity is used: a reparented process shows its old ppid, and a thread
@@ -268,44 +342,37 @@ fn scratch() -> Option<&'static mut Record> {
     SCRATCH.get_ptr_mut(0).map(|p| unsafe { &mut (*p).rec })
 }
 
-/// Fills identity fields of `rec` from the current task.
+/// Fills the identity fields of `head` from the current task; `cache` is the thread's cached
+/// identity, read again when it is older than `IDENTITY_TTL_NS` or was never read.
 #[inline(always)]
-fn fill_identity(rec: &mut Record, kind: EventKind, pid_tgid: u64) {
-    rec.head.event = kind as u16;
-    rec.head.flags = 0;
-    rec.head.ts_enter_ns = now();
-    rec.head.ts_exit_ns = 0;
-    rec.head.ret = 0;
-    rec.head.tgid = (pid_tgid >> 32) as u32;
-    rec.head.tid = pid_tgid as u32;
+fn fill_identity(head: &mut RecordHeader, kind: EventKind, pid_tgid: u64, cache: &mut Identity) {
+    head.event = kind as u16;
+    head.flags = 0;
+    head.ts_enter_ns = now();
+    head.ts_exit_ns = 0;
+    head.ret = 0;
+    head.tgid = (pid_tgid >> 32) as u32;
+    head.tid = pid_tgid as u32;
     let uid_gid = bpf_get_current_uid_gid();
-    rec.head.uid = uid_gid as u32;
-    rec.head.gid = (uid_gid >> 32) as u32;
+    head.uid = uid_gid as u32;
+    head.gid = (uid_gid >> 32) as u32;
     // SAFETY: helpers without preconditions.
     unsafe {
-        rec.head.cgroup_id = bpf_get_current_cgroup_id();
-        rec.head.cpu = bpf_get_smp_processor_id();
+        head.cgroup_id = bpf_get_current_cgroup_id();
+        head.cpu = bpf_get_smp_processor_id();
     }
-    rec.head.file_dev = 0;
-    rec.head.file_ino = 0;
-    rec.head.path_len = 0;
+    head.file_dev = 0;
+    head.file_ino = 0;
+    head.path_len = 0;
 
-    let tid = rec.head.tid;
-    // SAFETY: the value is copied out at once.
-    let cached = unsafe { IDENTITY.get(tid) }.copied();
-    let id = match cached {
-        Some(id) if rec.head.ts_enter_ns.wrapping_sub(id.read_ns) < IDENTITY_TTL_NS => id,
-        _ => {
-            let id = read_identity(rec.head.ts_enter_ns);
-            let _ = IDENTITY.insert(tid, id, BPF_ANY as u64);
-            id
-        }
-    };
-    rec.head.comm = id.comm;
-    rec.head.ppid = id.ppid;
-    rec.head.pidns_ino = id.pidns_ino;
-    rec.head.ns_pid = id.ns_pid;
-    rec.head.ns_tid = id.ns_tid;
+    if cache.read_ns == 0 || head.ts_enter_ns.wrapping_sub(cache.read_ns) >= IDENTITY_TTL_NS {
+        *cache = read_identity(head.ts_enter_ns);
+    }
+    head.comm = cache.comm;
+    head.ppid = cache.ppid;
+    head.pidns_ino = cache.pidns_ino;
+    head.ns_pid = cache.ns_pid;
+    head.ns_tid = cache.ns_tid;
 }
 
 /// The parent's tgid and the pid-namespace identity of the current thread.
@@ -364,7 +431,7 @@ fn file_of_fd(task: *const u8, fd: u32) -> Result<*const u8, i64> {
 
 /// Appends one NUL-terminated dentry name at `*off` of `rec.path`; false when full.
 #[inline(always)]
-fn push_component(rec: &mut Record, off: &mut usize, dentry: *const u8) -> bool {
+fn push_component(path: &mut [u8], off: &mut usize, dentry: *const u8) -> bool {
     if *off >= PATH_CAP {
         return false;
     }
@@ -376,7 +443,7 @@ fn push_component(rec: &mut Record, off: &mut usize, dentry: *const u8) -> bool 
     // inside `path` (PATH_CAP + COMPONENT_LEN bytes); the helper NUL-terminates.
     let n = unsafe {
         bpf_probe_read_kernel_str(
-            rec.path.as_mut_ptr().add(at).cast(),
+            path.as_mut_ptr().add(at).cast(),
             COMPONENT_LEN as u32,
             name.cast(),
         )
@@ -388,15 +455,16 @@ fn push_component(rec: &mut Record, off: &mut usize, dentry: *const u8) -> bool 
     true
 }
 
-/// Device, inode and path of `file` into `rec`: the path as its components, last first, each NUL
-/// terminated, walking dentries and crossing mounts up to the root of the mount tree.
+/// Device and inode of `file` into `head`, and its path into `path`: the path as its components,
+/// last first, each NUL terminated, walking dentries and crossing mounts up to the root of the
+/// mount tree.
 #[inline(always)]
-fn describe_file(rec: &mut Record, file: *const u8) -> Result<(), i64> {
+fn describe_file(head: &mut RecordHeader, path: &mut [u8], file: *const u8) -> Result<(), i64> {
     let inode: *const u8 = kread(file, global!(OFFSETS.file_inode))?;
-    rec.head.file_ino = kread(inode, global!(OFFSETS.inode_ino))?;
+    head.file_ino = kread(inode, global!(OFFSETS.inode_ino))?;
     let sb: *const u8 = kread(inode, global!(OFFSETS.inode_sb))?;
-    rec.head.file_dev = kread(sb, global!(OFFSETS.sb_dev))?;
-    rec.head.flags |= record_flags::HAS_FILE;
+    head.file_dev = kread(sb, global!(OFFSETS.sb_dev))?;
+    head.flags |= record_flags::HAS_FILE;
 
     let mut dentry: *const u8 = kread(file, global!(OFFSETS.file_dentry))?;
     let mut vfsmnt: *const u8 = kread(file, global!(OFFSETS.file_vfsmount))?;
@@ -405,7 +473,7 @@ fn describe_file(rec: &mut Record, file: *const u8) -> Result<(), i64> {
     let pprev: u64 = kread(dentry, global!(OFFSETS.dentry_hash_pprev))?;
     let parent: *const u8 = kread(dentry, global!(OFFSETS.dentry_parent))?;
     if pprev == 0 && parent != dentry {
-        rec.head.flags |= record_flags::FILE_DELETED;
+        head.flags |= record_flags::FILE_DELETED;
     }
     let mut off = 0usize;
     let mut done = 0u16;
@@ -423,7 +491,7 @@ fn describe_file(rec: &mut Record, file: *const u8) -> Result<(), i64> {
             continue;
         }
         let parent: *const u8 = kread(dentry, global!(OFFSETS.dentry_parent))?;
-        if !push_component(rec, &mut off, dentry) {
+        if !push_component(path, &mut off, dentry) {
             break;
         }
         if parent == dentry {
@@ -433,12 +501,12 @@ fn describe_file(rec: &mut Record, file: *const u8) -> Result<(), i64> {
         }
         dentry = parent;
     }
-    rec.head.flags |= if done == 0 {
+    head.flags |= if done == 0 {
         record_flags::PATH_TRUNCATED
     } else {
         done
     };
-    rec.head.path_len = (off & (PATH_BUF - 1)) as u16;
+    head.path_len = (off & (PATH_BUF - 1)) as u16;
     Ok(())
 }
 
@@ -454,38 +522,41 @@ fn enter(kind: EventKind, args: [u64; 6], file: FileArg) {
     if !wanted((pid_tgid >> 32) as u32) {
         return;
     }
-    let Some(rec) = scratch() else { return };
-    fill_identity(rec, kind, pid_tgid);
-    rec.head.args = args;
+    let Some(state) = TASKS.current(true) else {
+        // No task-local storage could be allocated: the call is lost, and its exit will be an
+        // orphan.
+        count(counters::ENTRY_MAP_FULL);
+        return;
+    };
+    let head = &mut state.head;
+    fill_identity(head, kind, pid_tgid, &mut state.identity);
+    head.args = args;
+    state.in_flight = 1;
     let file = match file {
-        FileArg::None => core::ptr::null(),
+        FileArg::None => return,
         FileArg::Fd(fd) => file_of_fd(current_task(), fd).unwrap_or_default(),
         FileArg::Ptr(file) => file,
     };
-    if !file.is_null() {
-        let _ = describe_file(rec, file);
+    if file.is_null() {
+        return;
     }
-    let tid = pid_tgid as u32;
-    // The values stay borrowed from the per-CPU scratch record: by value, the path buffer and the
-    // header would be copied onto the 512-byte BPF stack.
-    #[expect(
-        clippy::needless_borrows_for_generic_args,
-        reason = "by value, the record would be copied onto the 512-byte BPF stack"
-    )]
-    let path_stored =
-        rec.head.path_len == 0 || PATHS.insert(tid, &rec.path, BPF_ANY as u64).is_ok();
-    if !path_stored {
-        // No room for the path: keep the call, without its path.
-        rec.head.path_len = 0;
-        rec.head.flags |= record_flags::PATH_TRUNCATED;
-    }
-    #[expect(
-        clippy::needless_borrows_for_generic_args,
-        reason = "by value, the record would be copied onto the 512-byte BPF stack"
-    )]
-    let entry_stored = ENTRIES.insert(tid, &rec.head, BPF_ANY as u64).is_ok();
-    if !entry_stored {
-        count(counters::ENTRY_MAP_FULL);
+    // The path is built in the per-CPU scratch record (too large for the 512-byte stack) and
+    // kept by thread id until the exit.
+    let Some(rec) = scratch() else { return };
+    let _ = describe_file(head, &mut rec.path, file);
+    if head.path_len != 0 {
+        #[expect(
+            clippy::needless_borrows_for_generic_args,
+            reason = "by value, the path would be copied onto the 512-byte BPF stack"
+        )]
+        let stored = PATHS
+            .insert(pid_tgid as u32, &rec.path, BPF_ANY as u64)
+            .is_ok();
+        if !stored {
+            // No room for the path: keep the call, without its path.
+            head.path_len = 0;
+            head.flags |= record_flags::PATH_TRUNCATED;
+        }
     }
 }
 
@@ -544,17 +615,17 @@ fn exit(ret: i64, stack: Option<StackCtx>) {
         return;
     }
     let pid_tgid = bpf_get_current_pid_tgid();
-    // Filter first: most exits on a host belong to processes that are not recorded.
-    if !wanted((pid_tgid >> 32) as u32) {
-        return;
-    }
-    let tid = pid_tgid as u32;
-    let Some(head) = ENTRIES.get_ptr_mut(tid) else {
-        count(counters::ORPHAN_EXIT);
+    // The call in flight, if its entry was recorded (which means the process is wanted): most
+    // exits on a host belong to threads that have no state at all, found from the task at once.
+    let Some(state) = TASKS.current(false).filter(|s| s.in_flight != 0) else {
+        if wanted((pid_tgid >> 32) as u32) {
+            count(counters::ORPHAN_EXIT);
+        }
         return;
     };
-    // SAFETY: the map value stays valid until removed below; only this thread uses its key.
-    let head = unsafe { &mut *head };
+    let tid = pid_tgid as u32;
+    state.in_flight = 0;
+    let head = &mut state.head;
     head.ret = ret;
     head.ts_exit_ns = now();
     if let Some(stack) = stack
@@ -580,7 +651,6 @@ fn exit(ret: i64, stack: Option<StackCtx>) {
         head.path_len = 0;
         submit_header(head);
     }
-    let _ = ENTRIES.remove(tid);
 }
 
 /// Builds the record of a completed call in `s` (header, path, stack header, stack) and sends
@@ -969,7 +1039,14 @@ pub fn fexit_do_mmap(ctx: FExitContext) -> i32 {
 fn lifecycle(kind: EventKind, arg0: u64) -> Option<&'static mut Record> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let rec = scratch()?;
-    fill_identity(rec, kind, pid_tgid);
+    match TASKS.current(true) {
+        Some(state) => fill_identity(&mut rec.head, kind, pid_tgid, &mut state.identity),
+        // An exiting task gets no new storage: read its identity afresh.
+        None => {
+            let mut fresh = Identity::UNREAD;
+            fill_identity(&mut rec.head, kind, pid_tgid, &mut fresh);
+        }
+    }
     rec.head.args = [arg0, 0, 0, 0, 0, 0];
     Some(rec)
 }
@@ -1019,8 +1096,10 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
         return 0;
     }
     let bprm: *const u8 = ctx.arg(2);
-    // The new program has a new comm.
-    let _ = IDENTITY.remove(bpf_get_current_pid_tgid() as u32);
+    // The new program has a new comm: read the identity again at the next call.
+    if let Some(state) = TASKS.current(false) {
+        state.identity.read_ns = 0;
+    }
     if !recording() {
         return 0;
     }

@@ -169,7 +169,10 @@ impl Probes {
         loader
             .override_global("CONFIG", config, true)
             .override_global("OFFSETS", offsets, true)
-            .map_max_entries("EVENTS", ring_bytes);
+            .map_max_entries("EVENTS", ring_bytes)
+            // The programs' per-thread state (TASKS) is task-local storage, which aya 0.14 creates
+            // but has no user-space type for; user space never reads it.
+            .allow_unsupported_maps();
         if let Some(entries) = follow_map_size {
             loader.map_max_entries("TARGET_TGIDS", entries);
         }

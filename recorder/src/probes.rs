@@ -70,10 +70,31 @@ const LIFECYCLE: &[(&str, &str)] = &[
     ("sched_process_exit", "sched_process_exit"),
 ];
 
+/// The programs' task-local storage map (recorder-ebpf `TASKS`).
+const TASK_STORAGE_MAP: &str = "TASKS";
+
+/// The error of loading the object: a kernel that cannot create the task-local storage map is
+/// named as such.
+fn object_error(e: aya::EbpfError) -> ProbeError {
+    match &e {
+        aya::EbpfError::MapError(aya::maps::MapError::CreateError { name, .. })
+            if name == TASK_STORAGE_MAP =>
+        {
+            ProbeError::NoTaskStorage(Box::new(e))
+        }
+        _ => ProbeError::Load(Box::new(e)),
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
     #[error("loading the eBPF object failed: {0}")]
     Load(#[source] Box<aya::EbpfError>),
+    #[error(
+        "this kernel cannot create the programs' per-thread state: BPF task-local storage \
+         (BPF_MAP_TYPE_TASK_STORAGE, Linux 5.11 or later, with BTF) is missing: {0}"
+    )]
+    NoTaskStorage(#[source] Box<aya::EbpfError>),
     #[error("eBPF object has no program {0}")]
     MissingProgram(&'static str),
     #[error("eBPF object has no map {0}")]
@@ -176,9 +197,7 @@ impl Probes {
         if let Some(entries) = follow_map_size {
             loader.map_max_entries("TARGET_TGIDS", entries);
         }
-        let mut ebpf = loader
-            .load(EBPF_OBJECT)
-            .map_err(|e| ProbeError::Load(Box::new(e)))?;
+        let mut ebpf = loader.load(EBPF_OBJECT).map_err(object_error)?;
         const MAP: &str = KernelCounters::MAP;
         let map = ebpf.take_map(MAP).ok_or(ProbeError::MissingMap(MAP))?;
         let counters = PerCpuArray::try_from(map).map_err(ProbeError::map(MAP))?;
@@ -511,6 +530,28 @@ mod tests {
     use recorder_common::EventKind;
 
     use super::*;
+
+    fn create_error(name: &str) -> aya::EbpfError {
+        aya::EbpfError::MapError(aya::maps::MapError::CreateError {
+            name: name.into(),
+            io_error: std::io::Error::from_raw_os_error(libc::EINVAL),
+        })
+    }
+
+    #[test]
+    fn a_kernel_without_task_storage_is_told_so() {
+        let err = object_error(create_error(TASK_STORAGE_MAP)).to_string();
+        assert!(
+            err.contains("BPF task-local storage (BPF_MAP_TYPE_TASK_STORAGE, Linux 5.11"),
+            "{err}"
+        );
+        assert!(err.contains("failed to create map `TASKS`"), "{err}");
+        let other = object_error(create_error("EVENTS")).to_string();
+        assert!(
+            other.starts_with("loading the eBPF object failed: ") && !other.contains("task-local"),
+            "{other}"
+        );
+    }
 
     #[test]
     fn the_tracepoint_mode_hooks_entry_and_exit_of_every_recorded_system_call() {

@@ -58,6 +58,10 @@ struct Args {
     /// recorder's memory at full rate. 0: no flood.
     #[arg(long, default_value_t = 0)]
     flood: u64,
+    /// The recorder's `--attach` mode for the filtered, recorded, stacks and --prog-stats runs
+    /// (`tracepoint`, `raw-tracepoint`, ...); default: the recorder's own choice.
+    #[arg(long, value_name = "MODE")]
+    attach: Option<String>,
 }
 
 /// What the recorder process used, from `wait4`.
@@ -123,6 +127,7 @@ fn start_recorder(
             "--pid",
             &target.to_string(),
         ])
+        .args(args.attach.iter().flat_map(|mode| ["--attach", mode.as_str()]))
         .args(extra)
         .arg("-o")
         .arg(out)

@@ -127,7 +127,11 @@ fn start_recorder(
             "--pid",
             &target.to_string(),
         ])
-        .args(args.attach.iter().flat_map(|mode| ["--attach", mode.as_str()]))
+        .args(
+            args.attach
+                .iter()
+                .flat_map(|mode| ["--attach", mode.as_str()]),
+        )
         .args(extra)
         .arg("-o")
         .arg(out)

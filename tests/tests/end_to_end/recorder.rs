@@ -6,7 +6,7 @@
 //! where any load or attach failure fails them.
 use std::{
     os::unix::{
-        fs::{FileTypeExt as _, MetadataExt as _},
+        fs::{FileTypeExt as _, MetadataExt as _, PermissionsExt as _},
         process::CommandExt as _,
     },
     path::Path,
@@ -135,6 +135,69 @@ fn family_lifecycle_and_exec_snapshot_of_a_forked_child() {
         child.pid,
         child.maps_after_ns,
         &child.maps,
+    );
+}
+
+/// The kernel keeps each thread's identity (thread name, parent, namespace ids) for a second
+/// between reads; an exec drops it, so the new program's calls carry its name from the first one,
+/// although the thread (and its task-local state) is the same.
+#[test]
+#[ignore = "needs root"]
+fn calls_after_an_exec_carry_the_new_program_s_name_at_once() {
+    require_root!();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let program = dir.path().join("zqnewcomm");
+    std::fs::copy(workspace_bin("mmap-workload"), &program).expect("copy the workload");
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let capture = dir.path().join("exec.parquet");
+    // The shell maps its libraries (as `sh`), then execs the program in the same process.
+    let out = Command::new(workspace_bin("mmap-recorder"))
+        .args(["record", "-q", "-o"])
+        .arg(&capture)
+        .args(["--", "/bin/sh", "-c"])
+        .arg(format!("exec {} --pairs 20", program.display()))
+        .output()
+        .expect("run mmap-recorder");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, events) = read_capture(&capture);
+    let execs: Vec<_> = events.iter().filter(|e| e.kind == RowKind::Exec).collect();
+    let [shell, new] = execs.as_slice() else {
+        panic!("two execs (the shell, then the program) expected: {execs:?}");
+    };
+    assert_eq!((shell.pid, shell.comm.as_ref()), (new.pid, "sh"));
+    assert_eq!(new.comm, "zqnewcomm");
+    let calls = |from: i64, to: i64| -> Vec<_> {
+        events
+            .iter()
+            .filter(|e| e.kind == RowKind::Syscall && e.pid == new.pid)
+            .filter(|e| from < e.ts_ns && e.ts_ns < to)
+            .collect()
+    };
+    let before = calls(shell.ts_ns, new.ts_ns);
+    let after = calls(new.ts_ns, i64::MAX);
+    assert!(
+        !before.is_empty(),
+        "the shell made no recorded call before its exec"
+    );
+    assert!(before.iter().all(|e| e.comm == "sh"), "{before:?}");
+    assert!(after.len() >= 40, "{} calls after the exec", after.len());
+    let stale: Vec<_> = after.iter().filter(|e| e.comm != "zqnewcomm").collect();
+    assert!(
+        stale.is_empty(),
+        "calls after the exec with the old name: {stale:?}"
+    );
+    // Within the second a kept identity lasts: without the exec dropping it, the first calls
+    // of the new program would carry the shell's name.
+    let last_before = before.iter().map(|e| e.ts_ns).max().expect("a call");
+    let first_after = after.iter().map(|e| e.ts_ns).min().expect("a call");
+    assert!(
+        first_after - last_before < 1_000_000_000,
+        "the program's first call came {} ns after the shell's last",
+        first_after - last_before
     );
 }
 

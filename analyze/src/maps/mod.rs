@@ -296,8 +296,8 @@ struct Report {
     /// `lost` rows before the time (all CPUs: a loss anywhere may hide a change of this pid).
     #[serde(flatten)]
     loss_windows: LossWindows,
-    /// Records the recorder counted as lost without saying when: entries dropped because its
-    /// in-flight map was full, records it could not decode, and, in captures without `lost`
+    /// Records the recorder counted as lost without saying when: entries dropped for want of room
+    /// for the call in flight, records it could not decode, and, in captures without `lost`
     /// rows, records the ring buffer could not take.
     lost_without_time: u64,
     #[serde(skip)]

@@ -193,8 +193,8 @@ pub fn prepare(
         .sum();
     if untimed > 0 {
         notes.push(format!(
-            "the recorder dropped {} record{} it cannot place (in-flight map full or undecodable): \
-             calls may be missing",
+            "the recorder dropped {} record{} it cannot place (no room for a call in flight, or \
+             undecodable): calls may be missing",
             labels::thousands(untimed),
             labels::plural(untimed)
         ));

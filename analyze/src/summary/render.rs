@@ -144,8 +144,8 @@ impl Summary {
             if untimed > 0 {
                 writeln!(
                     out,
-                    "  and {} record{} lost outside them (in-flight map full, decode errors; the \
-                     capture does not say when)",
+                    "  and {} record{} lost outside them (no room for a call in flight, decode \
+                     errors; the capture does not say when)",
                     thousands(untimed),
                     labels::plural(untimed),
                 )?;

@@ -654,7 +654,7 @@ fn capture_c_with(dir: &Path, counters: Counters, without_lost_row: bool) -> std
     path
 }
 
-/// Entries dropped because the in-flight map was full and records user space could not decode
+/// Entries dropped for want of room for the call in flight and records user space could not decode
 /// have no time: every answer is incomplete, even before the capture's first loss window (which
 /// used to hide them: with `lost` rows present, `maps` said "complete" before them).
 #[test]
@@ -676,7 +676,8 @@ fn counted_losses_without_a_time_make_every_answer_incomplete() {
                 entry_map_full: 3,
                 ..lost
             },
-            "3 system call entries dropped because the recorder's in-flight map was full",
+            "3 system call entries dropped by the recorder, which had no room for the call in \
+             flight",
         ),
         (
             Counters {

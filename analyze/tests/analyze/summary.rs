@@ -371,7 +371,7 @@ mod segmented {
     }
 }
 
-/// Records lost without a time (in-flight map full, decode errors) are named in the
+/// Records lost without a time (no room for a call in flight, decode errors) are named in the
 /// completeness section even when the capture also has loss windows (they were left out), and
 /// new processes that were not followed make the capture incomplete.
 #[test]
@@ -388,8 +388,8 @@ fn completeness_names_untimed_losses_and_unfollowed_processes() {
         "  5 new processes were not followed (the recorder's map of followed processes was full): \
          their calls are missing",
         "  17 records lost in 1 loss window (changes in them are missing):",
-        "  and 3 records lost outside them (in-flight map full, decode errors; the capture does \
-         not say when)",
+        "  and 3 records lost outside them (no room for a call in flight, decode errors; the \
+         capture does not say when)",
         "Unfollowed          5 new processes not recorded",
     ] {
         assert!(table.contains(line), "{line:?} in:\n{table}");

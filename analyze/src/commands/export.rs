@@ -21,7 +21,7 @@ use crate::{
     engine::filter::RowFilter,
     events::{EventsFormat, RowSink as Sink},
     labels,
-    replay::{MREMAP_FIXED, Region, Replay},
+    replay::{MREMAP_FIXED, Replay},
 };
 
 /// Export the rows to a file: a trace for Perfetto UI and chrome://tracing, JSON Lines or CSV.
@@ -323,9 +323,10 @@ impl<'w, W: Write> Trace<'w, W> {
         if !changes && self.mapped.contains_key(&pid) {
             return Ok(());
         }
-        let bytes = self.replay.process(pid).map_or(0, |process| {
-            process.map.regions().map(Region::len).sum::<u64>()
-        });
+        let bytes = self
+            .replay
+            .process(pid)
+            .map_or(0, |process| process.map.bytes());
         if self.mapped.insert(pid, bytes) == Some(bytes) {
             return Ok(());
         }

@@ -305,11 +305,7 @@ impl History {
         let Some(process) = self.replay.process(e.pid) else {
             return;
         };
-        let regions: Vec<_> = process
-            .map
-            .regions()
-            .filter(|r| r.start < end && r.end > start)
-            .collect();
+        let regions: Vec<_> = process.map.overlapping(start, end).collect();
         let anonymous = regions
             .iter()
             .any(|r| matches!(r.backing, Backing::Anon { .. }));

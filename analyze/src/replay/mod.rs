@@ -424,11 +424,8 @@ impl Process {
             })
             .map(|r| r.start);
         self.map.remove(heap.end, new_end);
-        match extend.and_then(|key| self.map.regions.get_mut(&key)) {
-            Some(region) => {
-                region.end = new_end;
-                region.stamp(ts, SetBy::Brk, tid);
-            }
+        match extend.and_then(|key| self.map.extend(key, new_end)) {
+            Some(region) => region.stamp(ts, SetBy::Brk, tid),
             None => self.map.insert(Region {
                 start: heap.end,
                 end: new_end,
@@ -504,8 +501,7 @@ impl Remap {
         // The last region may reach past the old range (the call then moved it, not grew it,
         // but be safe): split it at the old end first.
         process.map.split_at(old_end);
-        if let Some(region) = process.map.regions.get_mut(&last) {
-            region.end = new_end;
+        if let Some(region) = process.map.extend(last, new_end) {
             region.stamp(self.ts, SetBy::Mremap, self.tid);
         }
     }

@@ -177,15 +177,37 @@ impl Region {
 }
 
 /// The regions of one address space, by start address, never overlapping.
+///
+/// Code outside this file may change a region's attributes in place (`regions`), but never its
+/// bounds: those change through the methods here, which keep `bytes` the sum of the lengths.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AddressSpace {
     pub(super) regions: BTreeMap<u64, Region>,
+    /// The bytes mapped: the sum of the regions' lengths, kept as they change, so that asking
+    /// costs nothing however many regions there are.
+    bytes: u64,
 }
 
 impl AddressSpace {
     /// The regions as they were set, in address order ("raw pieces").
     pub fn regions(&self) -> impl Iterator<Item = &Region> {
         self.regions.values()
+    }
+
+    /// The bytes mapped (the sum of the regions' lengths).
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// The regions that overlap `[start, end)`, in address order.
+    pub fn overlapping(&self, start: u64, end: u64) -> impl Iterator<Item = &Region> {
+        let first = match self.regions.range(..=start).next_back() {
+            Some((key, region)) if region.end > start => *key,
+            _ => start,
+        };
+        self.regions
+            .range(first..end.max(first))
+            .map(|(_, region)| region)
     }
 
     /// The regions in address order with neighbours merged as the kernel merges VMAs; a merged
@@ -213,6 +235,7 @@ impl AddressSpace {
 
     pub(super) fn clear(&mut self) {
         self.regions.clear();
+        self.bytes = 0;
     }
 
     /// Splits the region that strictly contains `at`, if any, so that a region starts at `at`.
@@ -241,21 +264,19 @@ impl AddressSpace {
 
     /// Removes `[start, end)` and returns what was there, in address order.
     pub(super) fn remove(&mut self, start: u64, end: u64) -> Vec<Region> {
-        self.isolate(start, end)
+        let removed: Vec<Region> = self
+            .isolate(start, end)
             .into_iter()
             .filter_map(|key| self.regions.remove(&key))
-            .collect()
+            .collect();
+        self.bytes -= removed.iter().map(Region::len).sum::<u64>();
+        removed
     }
 
     /// Copies of the parts of `[start, end)` that are mapped, in address order.
     pub(super) fn pieces(&self, start: u64, end: u64) -> Vec<Region> {
-        let first = match self.regions.range(..=start).next_back() {
-            Some((key, region)) if region.end > start => *key,
-            _ => start,
-        };
-        self.regions
-            .range(first..end)
-            .map(|(_, region)| region.clip(start, end))
+        self.overlapping(start, end)
+            .map(|region| region.clip(start, end))
             .collect()
     }
 
@@ -274,7 +295,18 @@ impl AddressSpace {
             return;
         }
         self.remove(region.start, region.end);
+        self.bytes += region.len();
         self.regions.insert(region.start, region);
+    }
+
+    /// Moves the end of the region that starts at `start` to `new_end` (the caller has emptied
+    /// `[end, new_end)`) and returns it, to be stamped.
+    pub(super) fn extend(&mut self, start: u64, new_end: u64) -> Option<&mut Region> {
+        let region = self.regions.get_mut(&start)?;
+        self.bytes -= region.len();
+        region.end = new_end.max(region.start);
+        self.bytes += region.len();
+        Some(region)
     }
 
     /// Applies `change` to the mapped parts of `[start, end)`; returns how many bytes it touched.

@@ -137,6 +137,11 @@ fn replay(events: &[Event<'_>]) -> Replay {
     let mut replay = Replay::new(PAGE);
     for event in events {
         replay.apply(event);
+        // The running total of every address space stays the sum of its regions.
+        for (pid, process) in replay.processes() {
+            let sum: u64 = process.map.regions().map(Region::len).sum();
+            assert_eq!(process.map.bytes(), sum, "pid {pid} after {event:?}");
+        }
     }
     replay
 }

@@ -1,7 +1,7 @@
 //! Labels: how the values of a capture are shown to people (times, results, flags, devices,
 //! sizes, counts), shared by every command's table and JSON output.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, Timelike as _, Utc};
 use mmap_format::{
     event::{Event, RowKind, Syscall},
     names,
@@ -16,9 +16,24 @@ pub fn rfc3339_ns(ts_ns: i64) -> String {
 
 /// Time of day in UTC with nanoseconds: `06:01:13.123456789`.
 pub fn time_of_day_ns(ts_ns: i64) -> String {
-    DateTime::<Utc>::from_timestamp_nanos(ts_ns)
-        .format("%H:%M:%S%.9f")
-        .to_string()
+    TimeOfDay(ts_ns).to_string()
+}
+
+/// [`time_of_day_ns`] as a value to `write!` (one formatting pass, no string of its own).
+pub struct TimeOfDay(pub i64);
+
+impl std::fmt::Display for TimeOfDay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let time = DateTime::<Utc>::from_timestamp_nanos(self.0).time();
+        write!(
+            f,
+            "{:02}:{:02}:{:02}.{:09}",
+            time.hour(),
+            time.minute(),
+            time.second(),
+            time.nanosecond()
+        )
+    }
 }
 
 /// `0x7f0000001000`.
@@ -263,6 +278,13 @@ mod tests {
         assert_eq!(rfc3339_ns(ts), "2026-11-27T06:01:13.123456789Z");
         assert_eq!(time_of_day_ns(ts), "06:01:13.123456789");
         assert_eq!(rfc3339_ns(0), "1970-01-01T00:00:00.000000000Z");
+        // The same text as chrono's own formatting, before the epoch and at the ends too.
+        for ts in [ts, 0, -1, -1_500, 86_399_999_999_999, i64::MIN, i64::MAX] {
+            let chrono = DateTime::<Utc>::from_timestamp_nanos(ts)
+                .format("%H:%M:%S%.9f")
+                .to_string();
+            assert_eq!(time_of_day_ns(ts), chrono, "{ts}");
+        }
     }
 
     #[test]

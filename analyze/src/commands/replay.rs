@@ -2,6 +2,7 @@
 //! paced like the original.
 
 use std::{
+    fmt::{self, Write as _},
     io::{self, IsTerminal as _, LineWriter, Write},
     path::PathBuf,
     process::ExitCode,
@@ -151,13 +152,19 @@ fn print<W: Write>(
         ReplayFormat::Text => Printer::Text(&mut *out),
         ReplayFormat::Json => Printer::Json(Sink::new(EventsFormat::Json, &mut *out)?),
     };
+    let mut text = String::new();
     for row in rows {
         let event = row?.event;
         if let Some(pace) = &mut pace {
             pace.wait(event.ts_ns);
         }
         match &mut printer {
-            Printer::Text(out) => writeln!(out, "{}", line(&event))?,
+            Printer::Text(out) => {
+                text.clear();
+                push_line(&mut text, &event);
+                text.push('\n');
+                out.write_all(text.as_bytes())?;
+            }
             Printer::Json(sink) => sink.write(&event)?,
         }
         printed += 1;
@@ -199,39 +206,55 @@ impl Pace {
 }
 
 /// One row as a line: time, pid/tid, name, then what happened.
-pub fn line(event: &Event<'_>) -> String {
-    let what = match event.kind {
-        RowKind::Syscall => call(event),
-        RowKind::Fork => format!("+++ forked child {} +++", or_unknown(event.child_pid)),
-        RowKind::Exec => format!(
-            "+++ exec {} +++",
-            labels::file_path_label(event).map_or_else(|| "?".to_owned(), |p| visible(&p).into())
-        ),
-        RowKind::Exit => format!(
-            "+++ {} +++",
-            event
-                .exit_code
-                .map_or_else(|| "exited".to_owned(), exit_words)
-        ),
-        RowKind::Lost => format!(
-            "!!! {} records lost on cpu {}{}: rows are missing here !!!",
-            or_unknown(event.lost_count),
-            event.cpu,
-            labels::duration_ns(event)
-                .map(|ns| format!(" over {}", seconds(ns)))
-                .unwrap_or_default()
-        ),
-        RowKind::Snapshot | RowKind::Frame | RowKind::Other => {
-            format!("--- {} ---", event.kind.as_str())
-        }
-    };
-    format!(
-        "{} {}/{} {} {what}",
-        labels::time_of_day_ns(event.ts_ns),
+#[cfg(test)]
+fn line(event: &Event<'_>) -> String {
+    let mut line = String::new();
+    push_line(&mut line, event);
+    line
+}
+
+/// Appends one row as a line to `out`: time, pid/tid, name, then what happened.
+fn push_line(out: &mut String, event: &Event<'_>) {
+    // Writing into a String cannot fail.
+    let _ = write_line(out, event);
+}
+
+fn write_line(out: &mut String, event: &Event<'_>) -> fmt::Result {
+    write!(
+        out,
+        "{} {}/{} {} ",
+        labels::TimeOfDay(event.ts_ns),
         event.pid,
         event.tid,
         visible(&event.comm)
-    )
+    )?;
+    match event.kind {
+        RowKind::Syscall => write_call(out, event),
+        RowKind::Fork => write!(out, "+++ forked child {} +++", Unknown(event.child_pid)),
+        RowKind::Exec => match labels::file_path_label(event) {
+            Some(path) => write!(out, "+++ exec {} +++", visible(&path)),
+            None => out.write_str("+++ exec ? +++"),
+        },
+        RowKind::Exit => match event.exit_code {
+            Some(status) => write!(out, "+++ {} +++", exit_words(status)),
+            None => out.write_str("+++ exited +++"),
+        },
+        RowKind::Lost => {
+            write!(
+                out,
+                "!!! {} records lost on cpu {}",
+                Unknown(event.lost_count),
+                event.cpu
+            )?;
+            if let Some(ns) = labels::duration_ns(event) {
+                write!(out, " over {}", Seconds(ns))?;
+            }
+            out.write_str(": rows are missing here !!!")
+        }
+        RowKind::Snapshot | RowKind::Frame | RowKind::Other => {
+            write!(out, "--- {} ---", event.kind.as_str())
+        }
+    }
 }
 
 /// `exited with 1`, `killed by SIGSEGV (core dumped)`: strace's words for a wait status.
@@ -243,82 +266,105 @@ fn exit_words(status: i32) -> String {
     }
 }
 
-fn or_unknown<T: ToString>(value: Option<T>) -> String {
-    value.map_or_else(|| "?".to_owned(), |v| v.to_string())
+/// A value, or `?` when it is not known.
+struct Unknown<T>(Option<T>);
+
+impl<T: fmt::Display> fmt::Display for Unknown<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Some(value) => value.fmt(f),
+            None => f.write_str("?"),
+        }
+    }
 }
 
 /// An address argument: `NULL` for 0, else hex.
-fn address(value: Option<u64>) -> String {
-    match value {
-        Some(0) => "NULL".to_owned(),
-        Some(addr) => labels::hex(addr),
-        None => "?".to_owned(),
+struct Address(Option<u64>);
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(0) => f.write_str("NULL"),
+            Some(addr) => write!(f, "{addr:#x}"),
+            None => f.write_str("?"),
+        }
     }
 }
 
 /// A descriptor argument with the mapped file's path after it (`3</usr/lib/libc.so.6>`).
-fn descriptor(event: &Event<'_>) -> String {
-    let fd = or_unknown(event.fd);
-    match labels::file_path_label(event) {
-        Some(path) if event.fd.is_some_and(|fd| fd >= 0) => format!("{fd}<{}>", visible(&path)),
-        _ => fd,
+fn write_descriptor(out: &mut String, event: &Event<'_>) -> fmt::Result {
+    match (event.fd, labels::file_path_label(event)) {
+        (Some(fd), Some(path)) if fd >= 0 => write!(out, "{fd}<{}>", visible(&path)),
+        (fd, _) => write!(out, "{}", Unknown(fd)),
     }
 }
 
 /// `name(args) = result <seconds>`.
-fn call(event: &Event<'_>) -> String {
-    let prot = || event.prot.map_or_else(|| "?".to_owned(), names::prot_names);
-    let flags = || labels::flags_label(event).unwrap_or_else(|| "?".to_owned());
-    let args: Vec<String> = match event.syscall {
-        Some(Syscall::Mmap) => vec![
-            address(event.addr),
-            or_unknown(event.len),
-            prot(),
-            flags(),
-            descriptor(event),
-            or_unknown(event.off),
-        ],
-        Some(Syscall::Munmap) => vec![address(event.addr), or_unknown(event.len)],
-        Some(Syscall::Mprotect) => vec![address(event.addr), or_unknown(event.len), prot()],
-        Some(Syscall::Mremap) => {
-            let mut args = vec![
-                address(event.addr),
-                or_unknown(event.len),
-                or_unknown(event.new_len),
-                flags(),
-            ];
-            if event.flags.unwrap_or(0) & MREMAP_FIXED != 0 {
-                args.push(address(event.new_addr));
-            }
-            args
+fn write_call(out: &mut String, event: &Event<'_>) -> fmt::Result {
+    let prot = |out: &mut String| match event.prot {
+        Some(prot) => out.write_str(&names::prot_names(prot)),
+        None => out.write_str("?"),
+    };
+    let flags = |out: &mut String| match labels::flags_label(event) {
+        Some(flags) => out.write_str(&flags),
+        None => out.write_str("?"),
+    };
+    let (addr, len) = (Address(event.addr), Unknown(event.len));
+    write!(out, "{}(", labels::syscall_label(event))?;
+    match event.syscall {
+        Some(Syscall::Mmap) => {
+            write!(out, "{addr}, {len}, ")?;
+            prot(out)?;
+            out.write_str(", ")?;
+            flags(out)?;
+            out.write_str(", ")?;
+            write_descriptor(out, event)?;
+            write!(out, ", {}", Unknown(event.off))?;
         }
-        Some(Syscall::Brk) => vec![address(event.addr)],
-        Some(Syscall::Other) | None => Vec::new(),
-    };
-    let result = match (event.ret, event.errno()) {
-        (None, _) => "?".to_owned(),
-        (Some(_), Some(errno)) => format!("-1 {}", labels::errno_label(errno)),
-        (Some(_), None) => labels::result_label(event).unwrap_or_else(|| "?".to_owned()),
-    };
-    let took = labels::duration_ns(event)
-        .map(|ns| format!(" <{}>", seconds(ns)))
-        .unwrap_or_default();
-    format!(
-        "{}({}) = {result}{took}",
-        labels::syscall_label(event),
-        args.join(", ")
-    )
+        Some(Syscall::Munmap) => write!(out, "{addr}, {len}")?,
+        Some(Syscall::Mprotect) => {
+            write!(out, "{addr}, {len}, ")?;
+            prot(out)?;
+        }
+        Some(Syscall::Mremap) => {
+            write!(out, "{addr}, {len}, {}, ", Unknown(event.new_len))?;
+            flags(out)?;
+            if event.flags.unwrap_or(0) & MREMAP_FIXED != 0 {
+                write!(out, ", {}", Address(event.new_addr))?;
+            }
+        }
+        Some(Syscall::Brk) => write!(out, "{addr}")?,
+        Some(Syscall::Other) | None => {}
+    }
+    out.write_str(") = ")?;
+    match (event.ret, event.errno()) {
+        (None, _) => out.write_str("?")?,
+        (Some(_), Some(errno)) => write!(out, "-1 {}", labels::errno_label(errno))?,
+        (Some(_), None) => match labels::result_label(event) {
+            Some(result) => out.write_str(&result)?,
+            None => out.write_str("?")?,
+        },
+    }
+    if let Some(ns) = labels::duration_ns(event) {
+        write!(out, " <{}>", Seconds(ns))?;
+    }
+    Ok(())
 }
 
 /// Nanoseconds as seconds with six decimals, as strace -T prints them: `0.000012`.
-fn seconds(ns: i64) -> String {
-    let sign = if ns < 0 { "-" } else { "" };
-    let ns = ns.unsigned_abs();
-    format!(
-        "{sign}{}.{:06}",
-        ns / 1_000_000_000,
-        ns % 1_000_000_000 / 1_000
-    )
+struct Seconds(i64);
+
+impl fmt::Display for Seconds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sign = if self.0 < 0 { "-" } else { "" };
+        let ns = self.0.unsigned_abs();
+        write!(
+            f,
+            "{sign}{}.{:06}",
+            ns / 1_000_000_000,
+            ns % 1_000_000_000 / 1_000
+        )
+    }
 }
 
 #[cfg(test)]
@@ -397,7 +443,7 @@ mod tests {
             "{}",
             line(&lost)
         );
-        assert_eq!(seconds(-1_500), "-0.000001");
+        assert_eq!(Seconds(-1_500).to_string(), "-0.000001");
     }
 
     #[test]

@@ -188,6 +188,11 @@ impl HeaderSource for Ranged<'_> {
 
 /// `ranges` sorted, cut at `len`, and joined where less than [`MERGE_GAP`] apart.
 fn merge(ranges: &[Range<u64>], len: u64) -> Vec<Range<u64>> {
+    merge_within(ranges, len, MERGE_GAP)
+}
+
+/// `ranges` sorted, cut at `len`, and joined where less than `gap` apart.
+pub(crate) fn merge_within(ranges: &[Range<u64>], len: u64, gap: u64) -> Vec<Range<u64>> {
     let mut sorted: Vec<Range<u64>> = ranges
         .iter()
         .map(|r| r.start.min(len)..r.end.min(len))
@@ -197,7 +202,7 @@ fn merge(ranges: &[Range<u64>], len: u64) -> Vec<Range<u64>> {
     let mut merged: Vec<Range<u64>> = Vec::with_capacity(sorted.len());
     for range in sorted {
         match merged.last_mut() {
-            Some(last) if range.start <= last.end.saturating_add(MERGE_GAP) => {
+            Some(last) if range.start <= last.end.saturating_add(gap) => {
                 last.end = last.end.max(range.end);
             }
             _ => merged.push(range),

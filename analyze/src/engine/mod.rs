@@ -193,6 +193,39 @@ impl Engine {
         })
     }
 
+    /// Like [`Engine::sql`], but the query runs at once in the background, up to its first
+    /// batches ([`AHEAD_BATCHES`]): a sort finishes while the caller still works on something
+    /// else (the slice before it, in [`crate::commands::rows::Sorted`]).
+    pub fn sql_ahead(&self, query: &str) -> Result<Batches<'_>, EngineError> {
+        let (schema, mut stream) = self
+            .runtime
+            .block_on(async {
+                let frame = self.plan(query).await?;
+                let schema = Arc::clone(frame.schema().inner());
+                Ok::<_, DataFusionError>((schema, frame.execute_stream().await?))
+            })
+            .map_err(EngineError::from_datafusion)?;
+        let (sender, receiver) = mpsc::channel(AHEAD_BATCHES);
+        // The task ends at the end of the results, or when they are dropped.
+        self.runtime.spawn(async move {
+            while let Some(batch) = stream.next().await {
+                if sender.send(batch).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let batches = futures::stream::unfold(receiver, |mut receiver| async move {
+            let batch = receiver.recv().await?;
+            Some((batch, receiver))
+        });
+        Ok(Batches {
+            runtime: &self.runtime,
+            stream: Box::pin(RecordBatchStreamAdapter::new(schema, batches)),
+            progress: Progress::new(format!("querying {}", self.what), None),
+            rows: 0,
+        })
+    }
+
     /// Like [`Engine::sql`], for a scan of one file whose rows must come back in the order of
     /// the file. The session is first set so that a partition keeps the order of its rows
     /// ([`IN_ORDER`]; the settings stay for later queries); the partitions then run side by
@@ -260,6 +293,9 @@ const IN_ORDER: [&str; 3] = [
     "SET datafusion.optimizer.repartition_file_min_size = 0",
     "SET datafusion.execution.enable_file_stream_work_stealing = false",
 ];
+
+/// How many batches [`Engine::sql_ahead`] takes before they are asked for.
+const AHEAD_BATCHES: usize = 2;
 
 /// How much memory (KiB of batches) a partition of [`Engine::sql_in_order`] may decode ahead of
 /// the one being read.

@@ -58,6 +58,16 @@ pub const UNUSED_COLUMNS: &[&str] = &[
     col::FD,
     col::PATH_SOURCE,
     col::PATH_TRUNCATED,
+    // The frames of a stack are rows of their own, looked up by stack_id where they are shown.
+    col::FRAME_INDEX,
+    col::FRAME_ADDR,
+    col::FRAME_MODULE,
+    col::FRAME_BUILD_ID,
+    col::FRAME_OFFSET,
+    col::FRAME_FUNCTION,
+    col::FRAME_FILE,
+    col::FRAME_LINE,
+    col::SYMBOL_SOURCE,
 ];
 
 /// [`effect_time`] in SQL over the `events` columns: a call when it returns, any other row at

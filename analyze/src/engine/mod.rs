@@ -197,13 +197,10 @@ impl Engine {
     /// batches ([`AHEAD_BATCHES`]): a sort finishes while the caller still works on something
     /// else (the slice before it, in [`crate::commands::rows::Sorted`]).
     pub fn sql_ahead(&self, query: &str) -> Result<Batches<'_>, EngineError> {
-        let (schema, mut stream) = self
+        let (schema, frame) = self.frame(query)?;
+        let mut stream = self
             .runtime
-            .block_on(async {
-                let frame = self.plan(query).await?;
-                let schema = Arc::clone(frame.schema().inner());
-                Ok::<_, DataFusionError>((schema, frame.execute_stream().await?))
-            })
+            .block_on(frame.execute_stream())
             .map_err(EngineError::from_datafusion)?;
         let (sender, receiver) = mpsc::channel(AHEAD_BATCHES);
         // The task ends at the end of the results, or when they are dropped.
@@ -218,12 +215,31 @@ impl Engine {
             let batch = receiver.recv().await?;
             Some((batch, receiver))
         });
-        Ok(Batches {
+        Ok(self.batches(schema, batches))
+    }
+
+    /// `query` planned, and the schema of its results.
+    fn frame(&self, query: &str) -> Result<(SchemaRef, DataFrame), EngineError> {
+        self.runtime
+            .block_on(async {
+                let frame = self.plan(query).await?;
+                Ok((Arc::clone(frame.schema().inner()), frame))
+            })
+            .map_err(EngineError::from_datafusion)
+    }
+
+    /// The results of a query whose batches `stream` hands out.
+    fn batches(
+        &self,
+        schema: SchemaRef,
+        stream: impl futures::Stream<Item = Result<RecordBatch, DataFusionError>> + Send + 'static,
+    ) -> Batches<'_> {
+        Batches {
             runtime: &self.runtime,
-            stream: Box::pin(RecordBatchStreamAdapter::new(schema, batches)),
+            stream: Box::pin(RecordBatchStreamAdapter::new(schema, stream)),
             progress: Progress::new(format!("querying {}", self.what), None),
             rows: 0,
-        })
+        }
     }
 
     /// Like [`Engine::sql`], for a scan of one file whose rows must come back in the order of
@@ -236,13 +252,10 @@ impl Engine {
         for setting in IN_ORDER {
             self.sql(setting)?.try_for_each(|batch| batch.map(drop))?;
         }
-        let (schema, streams) = self
+        let (schema, frame) = self.frame(query)?;
+        let streams = self
             .runtime
-            .block_on(async {
-                let frame = self.plan(query).await?;
-                let schema = Arc::clone(frame.schema().inner());
-                Ok::<_, DataFusionError>((schema, frame.execute_stream_partitioned().await?))
-            })
+            .block_on(frame.execute_stream_partitioned())
             .map_err(EngineError::from_datafusion)?;
         let mut receivers = Vec::with_capacity(streams.len());
         for mut stream in streams {
@@ -275,12 +288,7 @@ impl Engine {
                 Some((batch, receiver))
             })
         });
-        Ok(Batches {
-            runtime: &self.runtime,
-            stream: Box::pin(RecordBatchStreamAdapter::new(schema, batches)),
-            progress: Progress::new(format!("querying {}", self.what), None),
-            rows: 0,
-        })
+        Ok(self.batches(schema, batches))
     }
 }
 

@@ -66,7 +66,7 @@ pub fn folded_name(name: &str) -> Cow<'_, str> {
 }
 
 /// The format's frame columns (1.4), in schema order: the first columns of `frames`.
-const FRAME_COLUMNS: [&str; 10] = [
+pub const FRAME_COLUMNS: [&str; 10] = [
     col::STACK_ID,
     col::FRAME_INDEX,
     col::FRAME_ADDR,

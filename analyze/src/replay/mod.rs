@@ -19,6 +19,8 @@ use mmap_format::{
     schema::col,
 };
 
+use crate::engine::stacks::FRAME_COLUMNS;
+
 mod space;
 #[cfg(test)]
 mod tests;
@@ -46,7 +48,10 @@ pub const HEAP_PATH: &str = "[heap]";
 /// The columns the replay never reads (who made the call beyond pid and thread, where it ran,
 /// the descriptor, how the path was found): a query that feeds it can leave them undecoded
 /// ([`crate::input::select_list`]).
-pub const UNUSED_COLUMNS: &[&str] = &[
+pub const UNUSED_COLUMNS: &[&str] = &UNUSED;
+
+/// Who made the call beyond pid and thread, where it ran, the descriptor, how the path was found.
+const UNUSED_BY_CALLS: [&str; 11] = [
     col::PPID,
     col::UID,
     col::GID,
@@ -58,17 +63,25 @@ pub const UNUSED_COLUMNS: &[&str] = &[
     col::FD,
     col::PATH_SOURCE,
     col::PATH_TRUNCATED,
-    // The frames of a stack are rows of their own, looked up by stack_id where they are shown.
-    col::FRAME_INDEX,
-    col::FRAME_ADDR,
-    col::FRAME_MODULE,
-    col::FRAME_BUILD_ID,
-    col::FRAME_OFFSET,
-    col::FRAME_FUNCTION,
-    col::FRAME_FILE,
-    col::FRAME_LINE,
-    col::SYMBOL_SOURCE,
 ];
+
+/// [`UNUSED_BY_CALLS`] and the frame columns but `stack_id` (a stack's frames are rows of their
+/// own, looked up by stack_id where they are shown).
+const UNUSED: [&str; UNUSED_BY_CALLS.len() + FRAME_COLUMNS.len() - 1] = {
+    let mut all = [""; UNUSED_BY_CALLS.len() + FRAME_COLUMNS.len() - 1];
+    let mut i = 0;
+    while i < UNUSED_BY_CALLS.len() {
+        all[i] = UNUSED_BY_CALLS[i];
+        i += 1;
+    }
+    let mut j = 1;
+    while j < FRAME_COLUMNS.len() {
+        all[i] = FRAME_COLUMNS[j];
+        i += 1;
+        j += 1;
+    }
+    all
+};
 
 /// [`effect_time`] in SQL over the `events` columns: a call when it returns, any other row at
 /// its time. A call whose exit was not seen is put at its entry.

@@ -176,6 +176,16 @@ fn r(start: u64, end: u64, perms: &str) -> (u64, u64, String) {
 const A: u64 = 0x10_0000;
 
 #[test]
+fn the_unused_columns_are_columns_and_keep_the_stack_id() {
+    let schema = mmap_format::schema::schema();
+    for name in UNUSED_COLUMNS {
+        assert!(schema.field_with_name(name).is_ok(), "{name:?}");
+    }
+    assert!(!UNUSED_COLUMNS.contains(&col::STACK_ID));
+    assert!(UNUSED_COLUMNS.contains(&col::SYMBOL_SOURCE));
+}
+
+#[test]
 fn effect_time_is_exit_for_syscalls_and_ts_otherwise() {
     let call = mmap(10, A, PAGE, RW, ANON);
     assert_eq!(effect_time(&call), Some(11));

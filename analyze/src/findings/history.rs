@@ -94,10 +94,17 @@ fn mprotect_candidates(scope: &Scope<'_>) -> anyhow::Result<HashSet<CallKey>> {
 }
 
 /// The processes that may have more than `leak` bytes of anonymous mmaps (that the filter
-/// selects) still mapped at the end, with their names: those whose anonymous mmaps (and
-/// mremaps) are not followed by a munmap or mremap at the same address add up to more than
-/// `leak`. A quick sort instead of a replay: a process that maps and unmaps the same memory a
-/// million times is not replayed; the replay then judges the few that are left.
+/// selects) still mapped at the end, with their names: those alive at the end whose anonymous
+/// mmaps (and mremaps) are not followed by a munmap or mremap at the same address add up to more
+/// than `leak`. A superset of the leaks, found by hash aggregates instead of a replay (a process
+/// that maps and unmaps the same memory a million times is not replayed); the replay then judges
+/// the few that are left.
+///
+/// - Per process and start address, the newest mapping counts when no unmapping at that address
+///   is newer; its length is bounded by the largest mapped there (a superset).
+/// - A process whose last row is its exit (an exit newer than every other row of it, and than the
+///   fork that made a process of that pid) has nothing mapped at the end: the replay would drop
+///   it. Exits are read without the row filter, as the replay reads them.
 fn leak_candidates(scope: &Scope<'_>, leak: u64) -> anyhow::Result<HashMap<u32, String>> {
     let succeeded = "errno IS NULL AND ret IS NOT NULL";
     let query = format!(
@@ -110,12 +117,26 @@ fn leak_candidates(scope: &Scope<'_>, leak: u64) -> anyhow::Result<HashMap<u32, 
            UNION ALL \
            SELECT pid, CAST(comm AS VARCHAR), addr, ts, len, false FROM calls \
              WHERE syscall IN ('munmap', 'mremap') AND {succeeded}), \
-         last AS (\
-           SELECT pid, comm, len, maps, ts, row_number() OVER (PARTITION BY pid, start \
-             ORDER BY ts DESC, maps DESC) AS newest FROM changes) \
-         SELECT pid, first_value(comm ORDER BY ts DESC) AS comm FROM last \
-         WHERE newest = 1 AND maps GROUP BY pid \
-         HAVING sum(CAST(len AS DECIMAL(38, 0))) > {leak}",
+         starts AS (\
+           SELECT pid, max(ts) FILTER (WHERE maps) AS mapped, \
+             max(ts) FILTER (WHERE NOT maps) AS unmapped, max(len) FILTER (WHERE maps) AS len \
+           FROM changes GROUP BY pid, start), \
+         kept AS (\
+           SELECT pid FROM starts \
+           WHERE mapped >= unmapped OR mapped IS NOT NULL AND unmapped IS NULL \
+           GROUP BY pid HAVING sum(CAST(len AS DECIMAL(38, 0))) > {leak}), \
+         names AS (\
+           SELECT pid, last_value(comm ORDER BY ts) AS comm FROM changes WHERE maps GROUP BY pid), \
+         ends AS (\
+           SELECT pid, max(ts) FILTER (WHERE kind = 'exit') AS exited, \
+             max(coalesce(ts_exit, ts)) FILTER (WHERE kind <> 'exit') AS seen FROM events \
+           WHERE kind IN ('syscall', 'snapshot', 'exec', 'exit') GROUP BY pid), \
+         born AS (\
+           SELECT child_pid AS pid, max(ts) AS born FROM events WHERE kind = 'fork' \
+           GROUP BY child_pid) \
+         SELECT kept.pid, names.comm FROM kept JOIN names ON names.pid = kept.pid \
+           LEFT JOIN ends ON ends.pid = kept.pid LEFT JOIN born ON born.pid = kept.pid \
+         WHERE ends.exited IS NULL OR ends.exited <= ends.seen OR ends.exited <= born.born",
         mmaps = scope.where_clause(&anon_mmap()),
         mremaps = scope.where_clause(&format!("syscall = 'mremap' AND {succeeded}")),
     );

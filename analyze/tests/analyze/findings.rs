@@ -540,6 +540,47 @@ fn thresholds_are_options() {
     assert_eq!(example_pids(by_id(&found, "fast-anon")), [202, 203, 204]);
 }
 
+/// A leak is judged at the end of the capture: a process that exited has nothing mapped, a pid
+/// reused after an exit is judged by its new life only, and a start address mapped again with
+/// another length counts with the newest length.
+#[test]
+fn leak_candidates_are_the_live_processes_at_the_end() {
+    let fork = |offset_ns: i64, parent: u32, child: u32| Event {
+        child_pid: Some(child),
+        ..row(RowKind::Fork, offset_ns, parent, "shell")
+    };
+    let mut rows = vec![
+        // 300: 300 MiB, exits, then pid 300 comes back from a fork and maps 400 MiB.
+        mmap_anon(SECOND, 300, "first", 300 * MIB, LEAKY),
+        row(RowKind::Exit, 2 * SECOND, 300, "first"),
+        fork(3 * SECOND, 1, 300),
+        mmap_anon(4 * SECOND, 300, "second", 400 * MIB, HOG),
+        // 301: 300 MiB, exits, then pid 301 comes back and maps nothing.
+        mmap_anon(SECOND, 301, "gone", 300 * MIB, BURST),
+        row(RowKind::Exit, 2 * SECOND, 301, "gone"),
+        fork(3 * SECOND, 1, 301),
+        // 302: 1 GiB unmapped, then 100 MiB mapped at the same address and kept.
+        mmap_anon(SECOND, 302, "shrunk", 1024 * MIB, JIT),
+        munmap(2 * SECOND, 302, "shrunk", JIT, 1024 * MIB),
+        mmap_anon(3 * SECOND, 302, "shrunk", 100 * MIB, JIT),
+    ];
+    rows.sort_by_key(|e| e.ts_ns);
+    let capture = capture(&rows);
+    let found = findings(&capture, &[]);
+    let leaks = by_id(&found, "leak-candidate");
+    assert_eq!(example_pids(leaks), [300], "{leaks}");
+    assert_eq!(leaks["examples"][0]["comm"], "second", "{leaks}");
+    assert_eq!(leaks["examples"][0]["len"], 400 * MIB, "{leaks}");
+    // Under a lower threshold 302's 100 MiB counts (first, mapped before 300's), and 301's
+    // earlier life still does not.
+    let found = findings(&capture, &["--leak", "50MiB"]);
+    assert_eq!(
+        example_pids(by_id(&found, "leak-candidate")),
+        [302, 300],
+        "{found:?}"
+    );
+}
+
 #[test]
 fn the_row_filter_narrows_every_question() {
     let capture = capture(&planted());

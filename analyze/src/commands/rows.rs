@@ -232,6 +232,17 @@ fn slice_queries(
         let mut terms = Vec::new();
         if let Some(lower) = lower {
             terms.push(format!("{key} >= {}", timestamp(lower)));
+            if order == Order::Effect {
+                // The same bound on the columns the effect time is one of: the reader skips the
+                // row groups before the slice (the bound on the expression alone reaches no
+                // statistics, and every slice read the capture from its start).
+                terms.push(format!(
+                    "({} >= {lower} OR {} >= {lower})",
+                    col::TS_EXIT,
+                    col::TS,
+                    lower = timestamp(lower)
+                ));
+            }
         }
         if let Some(upper) = upper {
             terms.push(format!("{key} < {}", timestamp(upper)));

@@ -168,14 +168,31 @@ struct PerProcess {
 /// The processes of `check`, by the time they reached the threshold.
 fn per_process(scope: &Scope<'_>, check: &PerProcess) -> anyhow::Result<Finding> {
     let sum = format!("sum(CAST({} AS DECIMAL(38, 0)))", check.value);
-    let query = match check.frame {
-        Frame::Running => format!(
-            "SELECT pid, first_value(CAST(comm AS VARCHAR) ORDER BY ts) AS comm, \
-               CAST(min(ts) AS BIGINT) AS ts, CAST({sum} AS DOUBLE) AS total \
-             FROM calls{} GROUP BY pid HAVING {sum} >= {} ORDER BY ts, pid",
-            scope.where_clause(&check.predicate),
-            check.at_least,
-        ),
+    let hits = match check.frame {
+        Frame::Running => {
+            let query = format!(
+                "SELECT pid, first_value(CAST(comm AS VARCHAR) ORDER BY ts) AS comm, \
+                   CAST(min(ts) AS BIGINT) AS ts, CAST({sum} AS DOUBLE) AS total \
+                 FROM calls{} GROUP BY pid HAVING {sum} >= {} ORDER BY ts, pid",
+                scope.where_clause(&check.predicate),
+                check.at_least,
+            );
+            let mut hits = Vec::new();
+            for batch in scope.batches(&query)? {
+                let rows = Columns::new(&batch);
+                for row in 0..batch.num_rows() {
+                    if let Some(pid) = rows.u32("pid", row) {
+                        hits.push(Hit {
+                            pid,
+                            comm: rows.string("comm", row).unwrap_or_default(),
+                            ts: rows.i64("ts", row).unwrap_or(0),
+                            total: rows.u64("total", row).map_or(0, u128::from),
+                        });
+                    }
+                }
+            }
+            hits
+        }
         Frame::Window(ns) => {
             // Only a process whose rows reach the threshold in all can reach it in a window:
             // the window sums run over those processes only.
@@ -183,54 +200,166 @@ fn per_process(scope: &Scope<'_>, check: &PerProcess) -> anyhow::Result<Finding>
             if over.is_empty() {
                 return Ok(finding(check, Vec::new(), Vec::new()));
             }
-            let (narrowed, _, _) = pid_predicate(&check.predicate, &over, "");
-            format!(
-                "WITH totals AS (\
-                   SELECT pid, CAST(comm AS VARCHAR) AS comm, ts, {sum} OVER (PARTITION BY pid \
-                     ORDER BY ts RANGE BETWEEN INTERVAL '{ns} nanoseconds' PRECEDING AND \
-                     CURRENT ROW) AS total \
-                   FROM calls{}) \
-                 SELECT pid, first_value(comm ORDER BY ts) AS comm, \
-                   CAST(min(ts) AS BIGINT) AS ts, CAST(max(total) AS DOUBLE) AS total \
-                 FROM totals WHERE total >= {} GROUP BY pid ORDER BY ts, pid",
-                scope.where_clause(&narrowed),
-                check.at_least,
-            )
+            windowed(scope, check, ns, &over)?
         }
     };
     let mut pids = Vec::new();
     let mut examples = Vec::new();
-    for batch in scope.batches(&query)? {
+    for hit in hits {
+        pids.push(hit.pid);
+        if examples.len() >= scope.examples {
+            continue;
+        }
+        let total = u64::try_from(hit.total).unwrap_or(u64::MAX);
+        let amount = match check.value {
+            "len" => labels::human_bytes(total),
+            _ => format!("{total} call{}", labels::plural(total)),
+        };
+        let detail = match check.frame {
+            Frame::Running => format!("{amount} in all"),
+            Frame::Window(ns) => format!("{amount} within {}", super::Window(ns)),
+        };
+        examples.push(Example {
+            pid: hit.pid,
+            comm: hit.comm,
+            ts_ns: hit.ts,
+            what: "process".to_owned(),
+            len: (check.value == "len").then_some(total),
+            detail: Some(detail),
+            ..Example::default()
+        });
+    }
+    Ok(finding(check, pids, examples))
+}
+
+/// A process that reached a threshold: when it first did (and its name then), and the largest
+/// total it reached.
+#[derive(Debug, PartialEq, Eq)]
+struct Hit {
+    pid: u32,
+    comm: String,
+    ts: i64,
+    total: u128,
+}
+
+/// The processes among `over` whose rows matching the check's predicate (and the filter) add up
+/// to at least `at_least` within `ns`: the window of a row holds the process's rows from `ns`
+/// before it up to its time, those at the same time included (SQL's `RANGE BETWEEN ns
+/// PRECEDING AND CURRENT ROW`). The engine sorts the rows by process and time; the windows
+/// slide here, exact in `u128` (a window function over hundreds of processes took seconds,
+/// most of it in the engine's window operator).
+fn windowed(
+    scope: &Scope<'_>,
+    check: &PerProcess,
+    ns: i64,
+    over: &[u32],
+) -> anyhow::Result<Vec<Hit>> {
+    let (narrowed, _, _) = pid_predicate(&check.predicate, over, "");
+    let query = format!(
+        "SELECT pid, CAST(comm AS VARCHAR) AS comm, CAST(ts AS BIGINT) AS ts, \
+           CAST({} AS BIGINT UNSIGNED) AS value FROM calls{} ORDER BY pid, ts",
+        check.value,
+        scope.where_clause(&narrowed),
+    );
+    let mut slide = Slide::new(ns, u128::from(check.at_least));
+    for batch in scope.engine.sql(&query)? {
+        let batch = batch?;
         let rows = Columns::new(&batch);
         for row in 0..batch.num_rows() {
-            let Some(pid) = rows.u32("pid", row) else {
+            let (Some(pid), Some(ts)) = (rows.u32("pid", row), rows.i64("ts", row)) else {
                 continue;
             };
-            pids.push(pid);
-            if examples.len() >= scope.examples {
-                continue;
-            }
-            let total = rows.u64("total", row).unwrap_or(0);
-            let amount = match check.value {
-                "len" => labels::human_bytes(total),
-                _ => format!("{total} call{}", labels::plural(total)),
-            };
-            let detail = match check.frame {
-                Frame::Running => format!("{amount} in all"),
-                Frame::Window(ns) => format!("{amount} within {}", super::Window(ns)),
-            };
-            examples.push(Example {
-                pid,
-                comm: rows.string("comm", row).unwrap_or_default(),
-                ts_ns: rows.i64("ts", row).unwrap_or(0),
-                what: "process".to_owned(),
-                len: (check.value == "len").then_some(total),
-                detail: Some(detail),
-                ..Example::default()
+            let value = rows.u64("value", row).unwrap_or(0);
+            slide.push(pid, ts, value, || {
+                rows.string("comm", row).unwrap_or_default()
             });
         }
     }
-    Ok(finding(check, pids, examples))
+    let mut hits = slide.finish();
+    hits.sort_by_key(|hit| (hit.ts, hit.pid));
+    Ok(hits)
+}
+
+/// Sliding sums over rows in (pid, time) order; see [`windowed`].
+struct Slide {
+    ns: i64,
+    at_least: u128,
+    /// The rows of the current process within the window: (time, value).
+    window: std::collections::VecDeque<(i64, u64)>,
+    sum: u128,
+    /// The current group of rows: its process and time, and the name of its first row while
+    /// the process has not reached the threshold.
+    group: Option<(u32, i64, Option<String>)>,
+    /// The current process's hit, once it reached the threshold.
+    hit: Option<Hit>,
+    hits: Vec<Hit>,
+}
+
+impl Slide {
+    fn new(ns: i64, at_least: u128) -> Self {
+        Self {
+            ns,
+            at_least,
+            window: std::collections::VecDeque::new(),
+            sum: 0,
+            group: None,
+            hit: None,
+            hits: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, pid: u32, ts: i64, value: u64, comm: impl FnOnce() -> String) {
+        if self
+            .group
+            .as_ref()
+            .is_none_or(|&(p, t, _)| (p, t) != (pid, ts))
+        {
+            self.close_group();
+            if self.group.as_ref().is_some_and(|&(p, _, _)| p != pid) {
+                self.hits.extend(self.hit.take());
+                self.window.clear();
+                self.sum = 0;
+            }
+            let name = self.hit.is_none().then(comm);
+            self.group = Some((pid, ts, name));
+        }
+        self.window.push_back((ts, value));
+        self.sum += u128::from(value);
+    }
+
+    /// The group's rows are all in: the window is the rows from `ns` before it up to it.
+    fn close_group(&mut self) {
+        let Some((pid, ts, name)) = self.group.as_mut() else {
+            return;
+        };
+        let from = ts.saturating_sub(self.ns);
+        while let Some(&(t, value)) = self.window.front()
+            && t < from
+        {
+            self.sum -= u128::from(value);
+            self.window.pop_front();
+        }
+        if self.sum < self.at_least {
+            return;
+        }
+        match &mut self.hit {
+            Some(hit) => hit.total = hit.total.max(self.sum),
+            None => {
+                self.hit = Some(Hit {
+                    pid: *pid,
+                    comm: name.take().unwrap_or_default(),
+                    ts: *ts,
+                    total: self.sum,
+                });
+            }
+        }
+    }
+
+    fn finish(mut self) -> Vec<Hit> {
+        self.close_group();
+        self.hits.extend(self.hit.take());
+        self.hits
+    }
 }
 
 /// The finding of `check` for the processes `pids`.
@@ -342,4 +471,67 @@ fn lost(scope: &Scope<'_>) -> anyhow::Result<Finding> {
         note: Some("lost records belong to no process: the row filter does not apply".to_owned()),
         examples,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Hit, Slide};
+
+    fn slide(ns: i64, at_least: u128, rows: &[(u32, i64, u64, &str)]) -> Vec<Hit> {
+        let mut slide = Slide::new(ns, at_least);
+        for &(pid, ts, value, comm) in rows {
+            slide.push(pid, ts, value, || comm.to_owned());
+        }
+        slide.finish()
+    }
+
+    fn hit(pid: u32, comm: &str, ts: i64, total: u128) -> Hit {
+        Hit {
+            pid,
+            comm: comm.to_owned(),
+            ts,
+            total,
+        }
+    }
+
+    /// `RANGE BETWEEN 10 PRECEDING AND CURRENT ROW`: the row 10 before is in, 11 before is out.
+    #[test]
+    fn the_window_reaches_back_ns_inclusive() {
+        let rows = [
+            (1, 0, 5, "a"),
+            (1, 10, 5, "b"),
+            (2, 0, 5, "c"),
+            (2, 11, 5, "d"),
+        ];
+        assert_eq!(slide(10, 10, &rows), [hit(1, "b", 10, 10)]);
+    }
+
+    /// Rows at the same time are peers: each one's window holds all of them, the later ones
+    /// too, so the first of them is when the threshold was reached.
+    #[test]
+    fn rows_at_the_same_time_count_together() {
+        let rows = [(1, 5, 4, "first"), (1, 5, 4, "second"), (1, 5, 4, "third")];
+        assert_eq!(slide(0, 12, &rows), [hit(1, "first", 5, 12)]);
+        assert_eq!(slide(0, 13, &rows), []);
+    }
+
+    /// A process's first hit is kept with its name then; the total is the largest window; the
+    /// next process starts with an empty window.
+    #[test]
+    fn each_process_keeps_its_first_hit_and_largest_total() {
+        let rows = [
+            (1, 0, 6, "old"),
+            (1, 1, 6, "new"),
+            (1, 2, 6, "new"),
+            (1, 100, 1, "new"),
+            (2, 101, 6, "other"),
+        ];
+        assert_eq!(slide(5, 12, &rows), [hit(1, "new", 1, 18)]);
+        // Totals past u64 stay exact.
+        let big = [(3, 0, u64::MAX, "x"), (3, 1, u64::MAX, "x")];
+        assert_eq!(
+            slide(5, 1, &big),
+            [hit(3, "x", 0, 2 * u128::from(u64::MAX))]
+        );
+    }
 }

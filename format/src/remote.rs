@@ -93,13 +93,10 @@ impl<'s> Ranged<'s> {
             )));
         }
         let state = self.state();
-        for (at, bytes) in state.kept.iter().chain(&state.window) {
-            let piece_end = at + bytes.len() as u64;
-            if *at <= start && end <= piece_end {
-                let from = usize::try_from(start - at).map_err(io::Error::other)?;
-                let to = usize::try_from(end - at).map_err(io::Error::other)?;
-                return Ok(bytes.slice(from..to));
-            }
+        if let Some((bytes, within)) =
+            piece_holding(state.kept.iter().chain(&state.window), start..end)
+        {
+            return Ok(bytes.slice(within));
         }
         drop(state);
         let read = self.source.read_ranges(std::slice::from_ref(&(start..end)));
@@ -189,6 +186,24 @@ impl HeaderSource for Ranged<'_> {
 /// `ranges` sorted, cut at `len`, and joined where less than [`MERGE_GAP`] apart.
 fn merge(ranges: &[Range<u64>], len: u64) -> Vec<Range<u64>> {
     merge_within(ranges, len, MERGE_GAP)
+}
+
+/// The piece, among `(offset, bytes)` pieces read earlier, that holds all of `range`, and where
+/// `range` lies in it.
+pub(crate) fn piece_holding<'p, B: AsRef<[u8]> + 'p>(
+    pieces: impl IntoIterator<Item = &'p (u64, B)>,
+    range: Range<u64>,
+) -> Option<(&'p B, Range<usize>)> {
+    pieces.into_iter().find_map(|(at, bytes)| {
+        let piece_end = at.saturating_add(bytes.as_ref().len() as u64);
+        if *at <= range.start && range.end <= piece_end {
+            let from = usize::try_from(range.start - at).ok()?;
+            let to = usize::try_from(range.end - at).ok()?;
+            Some((bytes, from..to))
+        } else {
+            None
+        }
+    })
 }
 
 /// `ranges` sorted, cut at `len`, and joined where less than `gap` apart.

@@ -25,7 +25,7 @@ use std::borrow::Cow;
 use arrow_array::{ArrayRef, RecordBatch};
 
 use self::cell::{
-    Boolean, Cell, Dense, Int32, Int64, IntoStatic, Names, NullArrays, Sparse, Storage, Text,
+    Boolean, Cell, Dense, Int32, Int64, IntoStatic, Names, NullArrays, Read, Sparse, Storage, Text,
     Timestamp, UInt32, UInt64, read_column,
 };
 use crate::{

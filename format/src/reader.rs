@@ -679,13 +679,27 @@ impl Iterator for Events {
     }
 }
 
-/// Decodes one batch (current schema) into events.
+/// Decodes one batch (current schema) into events that own their strings.
 ///
 /// A `kind` or `syscall` name this version does not know (from a newer minor) decodes as
 /// `Other`.
 pub fn events_from_batch(batch: &RecordBatch) -> Result<Vec<Event<'static>>, FormatError> {
+    Ok(events_in_batch(batch)?
+        .into_iter()
+        .map(Event::into_owned)
+        .collect())
+}
+
+/// Decodes one batch (current schema) into events whose strings borrow from the batch: no
+/// string is copied, which is what a reader that looks at each row once wants.
+///
+/// A `kind` or `syscall` name this version does not know (from a newer minor) decodes as
+/// `Other`.
+pub fn events_in_batch(batch: &RecordBatch) -> Result<Vec<Event<'_>>, FormatError> {
     crate::columns::decode(batch)
 }
+
+pub use crate::columns::BatchRows;
 
 #[cfg(test)]
 mod tests {
@@ -921,6 +935,28 @@ mod tests {
             err.to_string().contains("column ts has type Boolean"),
             "{err}"
         );
+    }
+
+    /// Rows read in place borrow their strings from the batch and equal the owned decode.
+    #[test]
+    fn rows_read_in_place_borrow_their_strings() {
+        let events = [event(0, Some("libc.so.6")), event(1, None)];
+        let batch = current_batch(&events);
+        let rows = BatchRows::new(&batch).expect("columns");
+        assert_eq!(rows.len(), 2);
+        let owned = events_from_batch(&batch).expect("decode");
+        for (i, owned) in owned.iter().enumerate() {
+            let row = rows.row(i).expect("row");
+            assert!(matches!(row.comm, Cow::Borrowed(_)), "comm copied");
+            assert!(
+                row.file_name
+                    .iter()
+                    .all(|name| matches!(name, Cow::Borrowed(_)))
+            );
+            assert_eq!(&row, owned);
+            assert_eq!(row, events[i]);
+        }
+        assert_eq!(events_in_batch(&batch).expect("decode"), owned);
     }
 
     /// Replaces the dictionary column `name` of `batch` by one holding `values`.

@@ -57,11 +57,15 @@ pub(crate) trait Cell<S: Storage>: Sized {
     /// Appends a value that passed [`Cell::check`].
     fn append(&self, builder: &mut S::Builder) -> Result<(), FormatError>;
 
-    /// The value of row `row`.
-    fn read(reader: &S::Reader<'_>, row: usize) -> Result<Self, FormatError>;
-
     /// The value, for code that treats every column alike ([`crate::schema::Column::value`]).
     fn value(&self) -> Value<'_>;
+}
+
+/// A Rust value read from a column of Arrow type `S` whose arrays live for `'b`: text borrows
+/// from them, so a row is decoded without copying its strings.
+pub(crate) trait Read<'b, S: Storage>: Sized {
+    /// The value of row `row`.
+    fn read(reader: &S::Reader<'b>, row: usize) -> Result<Self, FormatError>;
 }
 
 /// The builder of one column.
@@ -137,13 +141,15 @@ macro_rules! native_storage {
                 Ok(())
             }
 
-            #[inline]
-            fn read(reader: &&$array, row: usize) -> Result<Self, FormatError> {
-                Ok(reader.value(row))
-            }
-
             fn value(&self) -> Value<'_> {
                 Value::from(*self)
+            }
+        }
+
+        impl<'b> Read<'b, $storage> for $native {
+            #[inline]
+            fn read(reader: &&'b $array, row: usize) -> Result<Self, FormatError> {
+                Ok(reader.value(row))
             }
         }
 
@@ -161,13 +167,15 @@ macro_rules! native_storage {
                 Ok(())
             }
 
-            #[inline]
-            fn read(reader: &&$array, row: usize) -> Result<Self, FormatError> {
-                Ok(reader.is_valid(row).then(|| reader.value(row)))
-            }
-
             fn value(&self) -> Value<'_> {
                 Value::from(*self)
+            }
+        }
+
+        impl<'b> Read<'b, $storage> for Option<$native> {
+            #[inline]
+            fn read(reader: &&'b $array, row: usize) -> Result<Self, FormatError> {
+                Ok(reader.is_valid(row).then(|| reader.value(row)))
             }
         }
     )*};
@@ -249,12 +257,15 @@ impl Cell<Text> for Cow<'_, str> {
         Ok(())
     }
 
-    fn read(reader: &DictColumn<'_>, row: usize) -> Result<Self, FormatError> {
-        Ok(Cow::Owned(reader.str(row).unwrap_or_default().to_owned()))
-    }
-
     fn value(&self) -> Value<'_> {
         Value::Str(self)
+    }
+}
+
+impl<'b> Read<'b, Text> for Cow<'b, str> {
+    #[inline]
+    fn read(reader: &DictColumn<'b>, row: usize) -> Result<Self, FormatError> {
+        Ok(Cow::Borrowed(reader.str(row).unwrap_or_default()))
     }
 }
 
@@ -275,12 +286,15 @@ impl Cell<Text> for Option<Cow<'_, str>> {
         Ok(())
     }
 
-    fn read(reader: &DictColumn<'_>, row: usize) -> Result<Self, FormatError> {
-        Ok(reader.str(row).map(|s| Cow::Owned(s.to_owned())))
-    }
-
     fn value(&self) -> Value<'_> {
         self.as_deref().map_or(Value::Null, Value::Str)
+    }
+}
+
+impl<'b> Read<'b, Text> for Option<Cow<'b, str>> {
+    #[inline]
+    fn read(reader: &DictColumn<'b>, row: usize) -> Result<Self, FormatError> {
+        Ok(reader.str(row).map(Cow::Borrowed))
     }
 }
 
@@ -436,14 +450,16 @@ impl<E: Named> Cell<Names<E>> for E {
         Ok(())
     }
 
-    fn read(reader: &NamesReader<'_, E>, row: usize) -> Result<Self, FormatError> {
+    fn value(&self) -> Value<'_> {
+        Value::Str(self.as_str())
+    }
+}
+
+impl<'b, E: Named> Read<'b, Names<E>> for E {
+    fn read(reader: &NamesReader<'b, E>, row: usize) -> Result<Self, FormatError> {
         reader
             .get(row)
             .ok_or_else(|| FormatError::decode(reader.name, format_args!("row {row}: no value")))
-    }
-
-    fn value(&self) -> Value<'_> {
-        Value::Str(self.as_str())
     }
 }
 
@@ -465,12 +481,14 @@ impl<E: Named> Cell<Names<E>> for Option<E> {
         Ok(())
     }
 
-    fn read(reader: &NamesReader<'_, E>, row: usize) -> Result<Self, FormatError> {
-        Ok(reader.get(row))
-    }
-
     fn value(&self) -> Value<'_> {
         self.map_or(Value::Null, |value| Value::Str(value.as_str()))
+    }
+}
+
+impl<'b, E: Named> Read<'b, Names<E>> for Option<E> {
+    fn read(reader: &NamesReader<'b, E>, row: usize) -> Result<Self, FormatError> {
+        Ok(reader.get(row))
     }
 }
 

@@ -7,7 +7,7 @@
 //!   every column alike;
 //! - `Event`: one field per stored column, with its `Default` and `into_owned`;
 //! - `Builders`: the writer's builder of every column (create, append, finish);
-//! - `decode`: the reader's decoding of a record batch into events.
+//! - `BatchRows` and `decode`: the reader's decoding of a record batch into events.
 //!
 //! Every piece names the column's Rust type and storage once, so a column that misses one is a
 //! compile error, not a run-time one.
@@ -140,19 +140,51 @@ macro_rules! define_columns {
             }
         }
 
+        /// One batch of the current schema, read row by row into events whose strings borrow
+        /// from it (the derived columns are not read). Decoding a row at a time keeps it in
+        /// the cache while it is used; a whole batch of events is megabytes.
+        pub struct BatchRows<'a> {
+            $($($(
+                $field: <$storage as Storage>::Reader<'a>,
+            )?)*)*
+            rows: usize,
+        }
+
+        impl<'a> BatchRows<'a> {
+            /// Checks that every column is there, with its type.
+            pub fn new(batch: &'a RecordBatch) -> Result<Self, FormatError> {
+                Ok(Self {
+                    $($($(
+                        $field: read_column::<$storage, $ty>(batch, col::$NAME)?,
+                    )?)*)*
+                    rows: batch.num_rows(),
+                })
+            }
+
+            /// The number of rows.
+            pub fn len(&self) -> usize {
+                self.rows
+            }
+
+            /// Whether the batch has no row.
+            pub fn is_empty(&self) -> bool {
+                self.rows == 0
+            }
+
+            /// Row `row` (below [`BatchRows::len`]).
+            #[inline]
+            pub fn row(&self, row: usize) -> Result<Event<'a>, FormatError> {
+                Ok(Event {$($($(
+                    $field: <$ty as Read<'a, $storage>>::read(&self.$field, row)?,
+                )?)*)*})
+            }
+        }
+
         /// Decodes one batch of the current schema into events (the derived columns are not
         /// read).
-        pub(crate) fn decode<'a>(batch: &RecordBatch) -> Result<Vec<Event<'a>>, FormatError> {
-            $($($(
-                let $field = read_column::<$storage, $ty>(batch, col::$NAME)?;
-            )?)*)*
-            let mut events = Vec::with_capacity(batch.num_rows());
-            for row in 0..batch.num_rows() {
-                events.push(Event {$($($(
-                    $field: Cell::<$storage>::read(&$field, row)?,
-                )?)*)*});
-            }
-            Ok(events)
+        pub(crate) fn decode<'a>(batch: &'a RecordBatch) -> Result<Vec<Event<'a>>, FormatError> {
+            let rows = BatchRows::new(batch)?;
+            (0..rows.len()).map(|row| rows.row(row)).collect()
         }
     };
 }

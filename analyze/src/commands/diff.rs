@@ -195,16 +195,16 @@ fn read_side(path: &PathBuf, remote: &crate::cli::Remote) -> anyhow::Result<Side
         add_stats(&mut side, &batch?)?;
     }
     let mut replay = Replay::new(opened.page_size());
-    for row in Sorted::new(&opened, &rows::all_with_selected(None), Order::Effect)? {
-        let event = row?.event;
+    Sorted::new(&opened, &rows::all_with_selected(None), Order::Effect)?.for_each(|event, _| {
         // A process that ends leaves the mappings it had then.
         if event.kind == RowKind::Exit
             && let Some(process) = replay.process(event.pid)
         {
             count_mappings(&mut side.mappings, process);
         }
-        replay.apply(&event);
-    }
+        replay.apply(event);
+        Ok(())
+    })?;
     for (_, process) in replay.processes() {
         count_mappings(&mut side.mappings, process);
     }

@@ -115,10 +115,8 @@ fn export(opened: &Opened, args: &Args) -> anyhow::Result<()> {
         ExportFormat::ChromeTrace => {
             let origin = opened.span.start();
             let mut trace = Trace::new(&mut out, origin, opened.page_size())?;
-            for row in Sorted::new(opened, &query, Order::Effect)? {
-                let row = row?;
-                trace.row(&row.event, row.selected)?;
-            }
+            Sorted::new(opened, &query, Order::Effect)?
+                .for_each(|event, selected| trace.row(event, selected))?;
             trace.finish()?;
         }
         ExportFormat::Jsonl | ExportFormat::Csv => {
@@ -128,9 +126,10 @@ fn export(opened: &Opened, args: &Args) -> anyhow::Result<()> {
                 EventsFormat::Json
             };
             let mut sink = Sink::new(format, &mut out)?;
-            for row in Sorted::new(opened, &query, Order::Entry)? {
-                sink.write(&row?.event)?;
-            }
+            Sorted::new(opened, &query, Order::Entry)?.for_each(|event, _| {
+                sink.write(event)?;
+                Ok(())
+            })?;
             sink.finish()?;
         }
     }

@@ -153,22 +153,22 @@ fn print<W: Write>(
         ReplayFormat::Json => Printer::Json(Sink::new(EventsFormat::Json, &mut *out)?),
     };
     let mut text = String::new();
-    for row in rows {
-        let event = row?.event;
+    rows.for_each(|event, _| {
         if let Some(pace) = &mut pace {
             pace.wait(event.ts_ns);
         }
         match &mut printer {
             Printer::Text(out) => {
                 text.clear();
-                push_line(&mut text, &event);
+                push_line(&mut text, event);
                 text.push('\n');
                 out.write_all(text.as_bytes())?;
             }
-            Printer::Json(sink) => sink.write(&event)?,
+            Printer::Json(sink) => sink.write(event)?,
         }
         printed += 1;
-    }
+        Ok(())
+    })?;
     if let Printer::Json(sink) = printer {
         sink.finish()?;
     }

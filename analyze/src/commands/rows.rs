@@ -11,7 +11,7 @@ use arrow::{
 };
 use mmap_format::{
     event::{Event, RowKind},
-    reader::{CaptureReader, events_from_batch},
+    reader::{BatchRows, CaptureReader},
     schema::col,
 };
 
@@ -89,9 +89,16 @@ impl Opened {
 
 /// The rows of every kind but snapshot that pass `where_clause` ([`Opened::where_clause`]), to
 /// be read in [`Order::Entry`].
+///
+/// Only the capture's own columns come out: the decoded columns of [`input::rows`] (names of
+/// flags, errno, ...) are there for the filter, and a row decoded into an [`Event`] has no
+/// place for them. Left in the output, they were computed for every row and carried through
+/// the sort.
 pub fn shown(where_clause: &str) -> String {
     format!(
-        "SELECT * FROM (SELECT * FROM {decoded} WHERE {kinds}){where_clause}",
+        "SELECT {columns} FROM \
+         (SELECT * FROM (SELECT * FROM {decoded} WHERE {kinds}){where_clause})",
+        columns = input::select_list(&[]),
         decoded = input::rows(),
         kinds = shown_kinds()
     )
@@ -99,13 +106,15 @@ pub fn shown(where_clause: &str) -> String {
 
 /// Every row, with the column [`SELECTED`] true for the rows shown (every kind but snapshot)
 /// that match `predicate`, to be read in [`Order::Effect`] (as the replay engine takes them).
+/// As in [`shown`], only the capture's own columns and [`SELECTED`] come out.
 pub fn all_with_selected(predicate: Option<&str>) -> String {
     let shown = match predicate {
         Some(predicate) => format!("{} AND ({predicate})", shown_kinds()),
         None => shown_kinds(),
     };
     format!(
-        "SELECT *, coalesce({shown}, false) AS {SELECTED} FROM {decoded}",
+        "SELECT {columns}, coalesce({shown}, false) AS {SELECTED} FROM {decoded}",
+        columns = input::select_list(&[]),
         decoded = input::rows()
     )
 }
@@ -153,9 +162,9 @@ fn timestamp(ns: i64) -> String {
 pub struct Sorted<'e> {
     engine: &'e Engine,
     slices: std::vec::IntoIter<String>,
-    current: Option<Rows<'e>>,
+    current: Option<Batches<'e>>,
     /// The next slice, running.
-    ahead: Option<Result<Rows<'e>, EngineError>>,
+    ahead: Option<Result<Batches<'e>, EngineError>>,
 }
 
 impl<'e> Sorted<'e> {
@@ -187,7 +196,7 @@ impl<'e> Sorted<'e> {
         self.ahead = self
             .slices
             .next()
-            .map(|query| Rows::ahead(self.engine, &query));
+            .map(|query| self.engine.sql_ahead(&query));
     }
 }
 
@@ -265,85 +274,48 @@ fn slice_queries(
     Ok(queries)
 }
 
-impl Iterator for Sorted<'_> {
-    type Item = anyhow::Result<Row>;
+impl Sorted<'_> {
+    /// Calls `f` with every row, in order, and whether it is selected ([`SELECTED`]; true when
+    /// the query has no such column). A row's strings borrow from the batch it came in: no
+    /// row is copied, and only one is decoded at a time.
+    pub fn for_each(
+        mut self,
+        mut f: impl FnMut(&Event<'_>, bool) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        while let Some(batch) = self.next_batch()? {
+            let rows = BatchRows::new(&batch)?;
+            let selected: Option<&BooleanArray> = batch
+                .column_by_name(SELECTED)
+                .and_then(|column| column.as_boolean_opt());
+            for i in 0..rows.len() {
+                let event = rows.row(i)?;
+                f(
+                    &event,
+                    selected.is_none_or(|flags| flags.is_valid(i) && flags.value(i)),
+                )?;
+            }
+        }
+        Ok(())
+    }
 
-    fn next(&mut self) -> Option<Self::Item> {
+    /// The next batch of rows, from the slice being read or the next one.
+    fn next_batch(&mut self) -> anyhow::Result<Option<RecordBatch>> {
         loop {
-            if let Some(rows) = &mut self.current {
-                match rows.next() {
-                    Some(row) => return Some(row),
+            if let Some(batches) = &mut self.current {
+                match batches.next() {
+                    Some(batch) => return Ok(Some(batch?)),
                     None => self.current = None,
                 }
             }
             if self.ahead.is_none() {
                 self.start_next();
             }
-            let next = self.ahead.take()?;
+            let Some(next) = self.ahead.take() else {
+                return Ok(None);
+            };
             // The one after it starts as this one is read.
             self.start_next();
-            match next {
-                Ok(rows) => self.current = Some(rows),
-                Err(err) => return Some(Err(err.into())),
-            }
-        }
-    }
-}
-
-/// One decoded row and whether it is selected ([`SELECTED`]; true when the query has no such
-/// column).
-pub struct Row {
-    pub event: Event<'static>,
-    pub selected: bool,
-}
-
-/// The results of a query as [`Row`]s, batch by batch.
-pub struct Rows<'e> {
-    batches: Batches<'e>,
-    current: std::vec::IntoIter<Row>,
-}
-
-impl<'e> Rows<'e> {
-    /// The rows of `query`, which starts running now ([`Engine::sql_ahead`]).
-    fn ahead(engine: &'e Engine, query: &str) -> Result<Self, EngineError> {
-        Ok(Self {
-            batches: engine.sql_ahead(query)?,
-            current: Vec::new().into_iter(),
-        })
-    }
-}
-
-fn decode(batch: &RecordBatch) -> anyhow::Result<Vec<Row>> {
-    let events = events_from_batch(batch)?;
-    let selected: Option<&BooleanArray> = batch
-        .column_by_name(SELECTED)
-        .and_then(|column| column.as_boolean_opt());
-    Ok(events
-        .into_iter()
-        .enumerate()
-        .map(|(i, event)| Row {
-            event,
-            selected: selected.is_none_or(|flags| flags.is_valid(i) && flags.value(i)),
-        })
-        .collect())
-}
-
-impl Iterator for Rows<'_> {
-    type Item = anyhow::Result<Row>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            if let Some(row) = self.current.next() {
-                return Some(Ok(row));
-            }
-            let decoded = match self.batches.next()? {
-                Ok(batch) => decode(&batch),
-                Err(err) => Err(err.into()),
-            };
-            match decoded {
-                Ok(rows) => self.current = rows.into_iter(),
-                Err(err) => return Some(Err(err)),
-            }
+            self.current = Some(next?);
         }
     }
 }

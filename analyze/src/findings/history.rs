@@ -229,10 +229,10 @@ impl History {
              WHERE kind IN ('syscall', 'snapshot', 'exec', 'exit') AND pid IN ({list}) \
                 OR kind = 'fork' AND child_pid IN ({list})"
         );
-        for row in Sorted::over(scope.engine, &scope.span, &query, Order::Effect)? {
-            self.apply(&row?.event);
-        }
-        Ok(())
+        Sorted::over(scope.engine, &scope.span, &query, Order::Effect)?.for_each(|event, _| {
+            self.apply(event);
+            Ok(())
+        })
     }
 
     fn apply(&mut self, e: &Event<'_>) {

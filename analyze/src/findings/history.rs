@@ -14,6 +14,7 @@ use mmap_format::{
     event::{Event, RowKind, Syscall},
     reader::CaptureReader,
 };
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::{
     Example, Finding, Severity, Thresholds,
@@ -71,12 +72,12 @@ struct CallKey {
     addr: u64,
 }
 
-fn mprotect_candidates(scope: &Scope<'_>) -> anyhow::Result<HashSet<CallKey>> {
+fn mprotect_candidates(scope: &Scope<'_>) -> anyhow::Result<FxHashSet<CallKey>> {
     let query = format!(
         "SELECT pid, tid, CAST(ts AS BIGINT) AS ts, addr FROM calls{}",
         scope.where_clause(&exec_mprotect())
     );
-    let mut keys = HashSet::new();
+    let mut keys = FxHashSet::default();
     for batch in scope.batches(&query)? {
         let rows = Columns::new(&batch);
         for row in 0..batch.num_rows() {
@@ -198,20 +199,20 @@ struct Flagged {
 /// The replay and what it found.
 struct History {
     page_size: u64,
-    candidates: HashSet<CallKey>,
+    candidates: FxHashSet<CallKey>,
     replay: Replay,
     /// Per process: the ranges that were writable at some time since they were mapped.
-    written: HashMap<u32, Ranges>,
+    written: FxHashMap<u32, Ranges>,
     flagged: Vec<Flagged>,
 }
 
 impl History {
-    fn new(page_size: u64, candidates: HashSet<CallKey>) -> Self {
+    fn new(page_size: u64, candidates: FxHashSet<CallKey>) -> Self {
         Self {
             page_size,
             candidates,
             replay: Replay::new(page_size),
-            written: HashMap::new(),
+            written: FxHashMap::default(),
             flagged: Vec::new(),
         }
     }
@@ -513,6 +514,16 @@ impl Ranges {
         if start >= end {
             return;
         }
+        // Nothing there that overlaps or touches [start, end] (most inserts): one lookup.
+        if self
+            .0
+            .range(..=end)
+            .next_back()
+            .is_none_or(|(_, &e)| e < start)
+        {
+            self.0.insert(start, end);
+            return;
+        }
         // Absorb every range that overlaps or touches [start, end).
         if let Some((&s, &e)) = self.0.range(..=start).next_back()
             && e >= start
@@ -530,7 +541,8 @@ impl Ranges {
     }
 
     fn remove(&mut self, start: u64, end: u64) {
-        if start >= end {
+        // Nothing there (most removes): one lookup.
+        if !self.intersects(start, end) {
             return;
         }
         let first = match self.0.range(..start).next_back() {
@@ -550,12 +562,13 @@ impl Ranges {
     }
 
     fn intersects(&self, start: u64, end: u64) -> bool {
-        if let Some((_, &e)) = self.0.range(..start).next_back()
-            && e > start
-        {
-            return true;
-        }
-        self.0.range(start..end).next().is_some()
+        // The last range that starts before `end` is the only one that can reach past `start`.
+        start < end
+            && self
+                .0
+                .range(..end)
+                .next_back()
+                .is_some_and(|(_, &e)| e > start)
     }
 }
 
@@ -578,6 +591,11 @@ mod tests {
         assert!(!ranges.intersects(15, 20));
         assert!(ranges.intersects(0, 11));
         assert!(!ranges.intersects(50, 60));
+        ranges.remove(60, 70);
+        ranges.insert(50, 55);
+        ranges.insert(5, 10);
+        ranges.insert(70, 80);
+        assert_eq!(ranges.0, BTreeMap::from([(5, 15), (20, 55), (70, 80)]));
         ranges.remove(0, 100);
         assert!(ranges.0.is_empty());
     }

@@ -11,13 +11,14 @@
 //! `exit` drops it. What the capture cannot tell (mappings older than the capture, changes hidden
 //! in loss windows) is reported by the caller, using [`Baseline`] and the `lost` rows.
 
-use std::{collections::HashMap, sync::Arc};
+use std::sync::Arc;
 
 use mmap_format::{
     event::{Event, RowKind, Syscall},
     names::MAP_TYPE,
     schema::col,
 };
+use rustc_hash::FxHashMap;
 
 use crate::engine::stacks::FRAME_COLUMNS;
 
@@ -179,16 +180,16 @@ pub struct Exit {
 #[derive(Debug)]
 pub struct Replay {
     page_size: u64,
-    processes: HashMap<u32, Process>,
-    exits: HashMap<u32, Exit>,
+    processes: FxHashMap<u32, Process>,
+    exits: FxHashMap<u32, Exit>,
 }
 
 impl Replay {
     pub fn new(page_size: u64) -> Self {
         Self {
             page_size: page_size.max(1),
-            processes: HashMap::new(),
-            exits: HashMap::new(),
+            processes: FxHashMap::default(),
+            exits: FxHashMap::default(),
         }
     }
 

@@ -240,39 +240,43 @@ impl AddressSpace {
 
     /// Splits the region that strictly contains `at`, if any, so that a region starts at `at`.
     pub(super) fn split_at(&mut self, at: u64) {
-        let Some((_, region)) = self.regions.range(..at).next_back() else {
+        let Some((_, region)) = self.regions.range_mut(..at).next_back() else {
             return;
         };
         if region.end <= at {
             return;
         }
-        let left = region.clip(region.start, at);
+        // The left part keeps its key (and its file offset): it is cut in place.
         let right = region.clip(at, region.end);
-        self.regions.insert(left.start, left);
-        self.regions.insert(right.start, right);
+        region.end = at;
+        self.regions.insert(at, right);
     }
 
-    /// Splits at `start` and `end` and returns the start addresses of the regions inside.
-    fn isolate(&mut self, start: u64, end: u64) -> Vec<u64> {
-        if start >= end {
-            return Vec::new();
+    /// Whether any region overlaps `[start, end)` (one lookup).
+    fn overlaps(&self, start: u64, end: u64) -> bool {
+        start < end
+            && self
+                .regions
+                .range(..end)
+                .next_back()
+                .is_some_and(|(_, region)| region.end > start)
+    }
+
+    /// Removes whatever is mapped in `[start, end)`.
+    pub(super) fn remove(&mut self, start: u64, end: u64) {
+        // Most calls that clear a range (every mmap in free memory) find nothing there.
+        if !self.overlaps(start, end) {
+            return;
         }
         self.split_at(start);
         self.split_at(end);
-        self.regions.range(start..end).map(|(k, _)| *k).collect()
+        let removed: u64 = self
+            .regions
+            .extract_if(start..end, |_, _| true)
+            .map(|(_, region)| region.len())
+            .sum();
+        self.bytes -= removed;
     }
-
-    /// Removes `[start, end)` and returns what was there, in address order.
-    pub(super) fn remove(&mut self, start: u64, end: u64) -> Vec<Region> {
-        let removed: Vec<Region> = self
-            .isolate(start, end)
-            .into_iter()
-            .filter_map(|key| self.regions.remove(&key))
-            .collect();
-        self.bytes -= removed.iter().map(Region::len).sum::<u64>();
-        removed
-    }
-
     /// Copies of the parts of `[start, end)` that are mapped, in address order.
     pub(super) fn pieces(&self, start: u64, end: u64) -> Vec<Region> {
         self.overlapping(start, end)
@@ -316,12 +320,15 @@ impl AddressSpace {
         end: u64,
         mut change: impl FnMut(&mut Region),
     ) -> u64 {
+        if !self.overlaps(start, end) {
+            return 0;
+        }
+        self.split_at(start);
+        self.split_at(end);
         let mut touched = 0;
-        for key in self.isolate(start, end) {
-            if let Some(region) = self.regions.get_mut(&key) {
-                change(region);
-                touched += region.len();
-            }
+        for region in self.regions.range_mut(start..end).map(|(_, region)| region) {
+            change(region);
+            touched += region.len();
         }
         touched
     }

@@ -42,13 +42,15 @@ pub fn evaluate(
     options: &Thresholds,
 ) -> anyhow::Result<Vec<Finding>> {
     let candidates = mprotect_candidates(scope)?;
-    let leak_pids = leak_candidates(scope, options.leak.0)?;
+    let parents = parents(scope)?;
     let mut pids: HashSet<u32> = candidates.iter().map(|c| c.pid).collect();
+    // Replayed for the exec-after-write question in any case.
+    let replayed = lineage(&parents, &pids);
+    let leak_pids = leak_candidates(scope, options.leak.0, &replayed)?;
     pids.extend(leak_pids.keys());
     let mut history = History::new(page_size(readers), candidates);
     if !pids.is_empty() {
-        let lineage = lineage(scope, &pids)?;
-        history.replay(scope, &lineage)?;
+        history.replay(scope, &lineage(&parents, &pids))?;
     }
     Ok(vec![
         history.exec_after_write(scope),
@@ -95,29 +97,62 @@ fn mprotect_candidates(scope: &Scope<'_>) -> anyhow::Result<FxHashSet<CallKey>> 
 }
 
 /// The processes that may have more than `leak` bytes of anonymous mmaps (that the filter
-/// selects) still mapped at the end, with their names: those alive at the end whose anonymous
-/// mmaps (and mremaps) are not followed by a munmap or mremap at the same address add up to more
-/// than `leak`. A superset of the leaks, found by hash aggregates instead of a replay (a process
-/// that maps and unmaps the same memory a million times is not replayed); the replay then judges
-/// the few that are left.
+/// selects) still mapped at the end, with their names; the replay then judges them. A superset
+/// of the leaks, found by aggregates instead of a replay, in two steps:
 ///
-/// - Per process and start address, the newest mapping counts when no unmapping at that address
-///   is newer; its length is bounded by the largest mapped there (a superset).
-/// - A process whose last row is its exit (an exit newer than every other row of it, and than the
-///   fork that made a process of that pid) has nothing mapped at the end: the replay would drop
-///   it. Exits are read without the row filter, as the replay reads them.
-fn leak_candidates(scope: &Scope<'_>, leak: u64) -> anyhow::Result<HashMap<u32, String>> {
+/// - Loose: the processes alive at the end whose anonymous mmaps (and mremaps) add up to more
+///   than `leak`, whatever was unmapped since. A process in `replayed` (replayed for another
+///   question) stays a candidate: its replay costs nothing more.
+/// - Tight, for the other loose candidates only (a process that maps and unmaps the same memory
+///   a million times is not replayed for nothing): per start address, the newest mapping counts
+///   when no unmapping at that address is newer; its length is bounded by the largest mapped
+///   there. This aggregate has a group per address mapped: millions on a large capture.
+///
+/// A process whose last row is its exit (an exit newer than every other row of it, and than the
+/// fork that made a process of that pid) has nothing mapped at the end: the replay would drop it.
+/// Exits are read without the row filter, as the replay reads them.
+fn leak_candidates(
+    scope: &Scope<'_>,
+    leak: u64,
+    replayed: &HashSet<u32>,
+) -> anyhow::Result<HashMap<u32, String>> {
     let succeeded = "errno IS NULL AND ret IS NOT NULL";
-    let query = format!(
+    let mmaps = scope.where_clause(&anon_mmap());
+    let mremaps = scope.where_clause(&format!("syscall = 'mremap' AND {succeeded}"));
+    let loose = format!(
+        "WITH maps AS (\
+           SELECT pid, CAST(comm AS VARCHAR) AS comm, ts, len FROM calls{mmaps} \
+           UNION ALL \
+           SELECT pid, CAST(comm AS VARCHAR), ts, new_len FROM calls{mremaps}), \
+         kept AS (\
+           SELECT pid, last_value(comm ORDER BY ts) AS comm FROM maps GROUP BY pid \
+           HAVING sum(CAST(len AS DECIMAL(38, 0))) > {leak}), \
+         {ends} \
+         SELECT kept.pid, kept.comm FROM kept {alive}",
+        ends = ENDS,
+        alive = ALIVE_AT_END,
+    );
+    let mut pids = pid_names(scope, &loose)?;
+    let mut tighten: Vec<String> = pids
+        .keys()
+        .filter(|pid| !replayed.contains(pid))
+        .map(u32::to_string)
+        .collect();
+    if tighten.is_empty() {
+        return Ok(pids);
+    }
+    tighten.sort_unstable();
+    let only = format!(" AND pid IN ({})", tighten.join(", "));
+    let tight = format!(
         "WITH changes AS (\
            SELECT pid, CAST(comm AS VARCHAR) AS comm, CAST(ret AS BIGINT UNSIGNED) AS start, ts, \
-             len, true AS maps FROM calls{mmaps} \
+             len, true AS maps FROM calls{mmaps}{only} \
            UNION ALL \
            SELECT pid, CAST(comm AS VARCHAR), CAST(ret AS BIGINT UNSIGNED), ts, new_len, true \
-             FROM calls{mremaps} \
+             FROM calls{mremaps}{only} \
            UNION ALL \
            SELECT pid, CAST(comm AS VARCHAR), addr, ts, len, false FROM calls \
-             WHERE syscall IN ('munmap', 'mremap') AND {succeeded}), \
+             WHERE syscall IN ('munmap', 'mremap') AND {succeeded}{only}), \
          starts AS (\
            SELECT pid, max(ts) FILTER (WHERE maps) AS mapped, \
              max(ts) FILTER (WHERE NOT maps) AS unmapped, max(len) FILTER (WHERE maps) AS len \
@@ -125,24 +160,37 @@ fn leak_candidates(scope: &Scope<'_>, leak: u64) -> anyhow::Result<HashMap<u32, 
          kept AS (\
            SELECT pid FROM starts \
            WHERE mapped >= unmapped OR mapped IS NOT NULL AND unmapped IS NULL \
-           GROUP BY pid HAVING sum(CAST(len AS DECIMAL(38, 0))) > {leak}), \
-         names AS (\
-           SELECT pid, last_value(comm ORDER BY ts) AS comm FROM changes WHERE maps GROUP BY pid), \
-         ends AS (\
-           SELECT pid, max(ts) FILTER (WHERE kind = 'exit') AS exited, \
-             max(coalesce(ts_exit, ts)) FILTER (WHERE kind <> 'exit') AS seen FROM events \
-           WHERE kind IN ('syscall', 'snapshot', 'exec', 'exit') GROUP BY pid), \
-         born AS (\
-           SELECT child_pid AS pid, max(ts) AS born FROM events WHERE kind = 'fork' \
-           GROUP BY child_pid) \
-         SELECT kept.pid, names.comm FROM kept JOIN names ON names.pid = kept.pid \
-           LEFT JOIN ends ON ends.pid = kept.pid LEFT JOIN born ON born.pid = kept.pid \
-         WHERE ends.exited IS NULL OR ends.exited <= ends.seen OR ends.exited <= born.born",
-        mmaps = scope.where_clause(&anon_mmap()),
-        mremaps = scope.where_clause(&format!("syscall = 'mremap' AND {succeeded}")),
+           GROUP BY pid HAVING sum(CAST(len AS DECIMAL(38, 0))) > {leak}) \
+         SELECT pid FROM kept",
     );
+    let mut kept = HashSet::new();
+    for batch in scope.batches(&tight)? {
+        let rows = Columns::new(&batch);
+        kept.extend((0..batch.num_rows()).filter_map(|row| rows.u32("pid", row)));
+    }
+    pids.retain(|pid, _| replayed.contains(pid) || kept.contains(pid));
+    Ok(pids)
+}
+
+/// Per process: its last exit, and the last time anything else of it took effect
+/// (`ends`); per pid, the last fork that made a process of it (`born`).
+const ENDS: &str = "ends AS (\
+       SELECT pid, max(ts) FILTER (WHERE kind = 'exit') AS exited, \
+         max(coalesce(ts_exit, ts)) FILTER (WHERE kind <> 'exit') AS seen FROM events \
+       WHERE kind IN ('syscall', 'snapshot', 'exec', 'exit') GROUP BY pid), \
+     born AS (\
+       SELECT child_pid AS pid, max(ts) AS born FROM events WHERE kind = 'fork' \
+       GROUP BY child_pid)";
+
+/// The rows of `kept` whose process is alive at the end ([`ENDS`]).
+const ALIVE_AT_END: &str = "LEFT JOIN ends ON ends.pid = kept.pid \
+     LEFT JOIN born ON born.pid = kept.pid \
+     WHERE ends.exited IS NULL OR ends.exited <= ends.seen OR ends.exited <= born.born";
+
+/// The `pid` and `comm` columns of the rows of `query`.
+fn pid_names(scope: &Scope<'_>, query: &str) -> anyhow::Result<HashMap<u32, String>> {
     let mut pids = HashMap::new();
-    for batch in scope.batches(&query)? {
+    for batch in scope.batches(query)? {
         let rows = Columns::new(&batch);
         for row in 0..batch.num_rows() {
             if let Some(pid) = rows.u32("pid", row) {
@@ -153,8 +201,8 @@ fn leak_candidates(scope: &Scope<'_>, leak: u64) -> anyhow::Result<HashMap<u32, 
     Ok(pids)
 }
 
-/// `pids` and every ancestor of theirs that a fork row names.
-fn lineage(scope: &Scope<'_>, pids: &HashSet<u32>) -> anyhow::Result<HashSet<u32>> {
+/// The parent of every process a fork row made (one of them, for a pid made more than once).
+fn parents(scope: &Scope<'_>) -> anyhow::Result<HashMap<u32, u32>> {
     let query =
         "SELECT pid, child_pid FROM lifecycle WHERE kind = 'fork' AND child_pid IS NOT NULL";
     let mut parent = HashMap::new();
@@ -166,6 +214,11 @@ fn lineage(scope: &Scope<'_>, pids: &HashSet<u32>) -> anyhow::Result<HashSet<u32
             }
         }
     }
+    Ok(parent)
+}
+
+/// `pids` and every ancestor of theirs that a fork row names.
+fn lineage(parent: &HashMap<u32, u32>, pids: &HashSet<u32>) -> HashSet<u32> {
     let mut lineage = pids.clone();
     for &pid in pids {
         let mut pid = pid;
@@ -176,7 +229,7 @@ fn lineage(scope: &Scope<'_>, pids: &HashSet<u32>) -> anyhow::Result<HashSet<u32
             pid = up;
         }
     }
-    Ok(lineage)
+    lineage
 }
 
 /// Why an executable mprotect is a finding.

@@ -1,6 +1,6 @@
-//! `--where SQL` on `events` and `summary` (the rows go through the query engine), a wrong one on
-//! every command, and that
-//! `events --limit` prints the same first rows as a full listing.
+//! `--where SQL` on `events`, `summary`, `replay` and `export` (the rows go through the query
+//! engine), a wrong one on every command, and that `events --limit` prints the same first rows as
+//! a full listing.
 
 use mmap_format::{event::Event, metadata::Counters};
 use serde_json::Value;
@@ -75,6 +75,43 @@ fn events_where_selects_the_rows_the_predicate_says() {
         expected(|row| { row.ts_exit_ns.unwrap_or(0) - row.ts_ns > 10_000 && row.comm == "java" })
     );
     assert_eq!(events(&["--where", "false"]), Vec::<i64>::new());
+}
+
+/// `replay` and `export` read only the capture's columns, in time order; their --where may still
+/// use the decoded columns of the `calls` view.
+#[test]
+fn replay_and_export_where_may_use_the_decoded_columns() {
+    let fixture = Fixture::new();
+    let path = capture(&fixture);
+    let path = path.to_str().expect("UTF-8 path");
+    let out = fixture.path("export.jsonl");
+    let out = out.to_str().expect("UTF-8 path");
+    type Keep = fn(&Event<'_>) -> bool;
+    let cases: [(&str, Keep); 2] = [
+        ("errno_name = 'ENOMEM' AND pid = 8", |row| {
+            row.ret == Some(-12) && row.pid == 8
+        }),
+        ("dur_ns > 10000 AND comm = 'java'", |row| {
+            row.ts_exit_ns.unwrap_or(0) - row.ts_ns > 10_000 && row.comm == "java"
+        }),
+    ];
+    for (predicate, keep) in cases {
+        let replayed = run_ok(["replay", path, "--where", predicate, "--format", "json"]);
+        assert_eq!(
+            offsets(&json_lines(&replayed)),
+            expected(keep),
+            "{predicate}"
+        );
+        run_ok([
+            "export", path, "--where", predicate, "--format", "jsonl", "-o", out,
+        ]);
+        let exported = std::fs::read_to_string(out).expect("export written");
+        assert_eq!(
+            offsets(&json_lines(&exported)),
+            expected(keep),
+            "{predicate}"
+        );
+    }
 }
 
 #[test]

@@ -26,6 +26,8 @@ use parquet::{
     },
 };
 
+/// One record batch read row by row, in place (its strings borrowed from the batch).
+pub use crate::columns::BatchRows;
 use crate::{
     FormatError,
     event::Event,
@@ -679,27 +681,17 @@ impl Iterator for Events {
     }
 }
 
-/// Decodes one batch (current schema) into events that own their strings.
+/// Decodes one batch (current schema) into events that own their strings ([`BatchRows`] reads
+/// them in place).
 ///
 /// A `kind` or `syscall` name this version does not know (from a newer minor) decodes as
 /// `Other`.
 pub fn events_from_batch(batch: &RecordBatch) -> Result<Vec<Event<'static>>, FormatError> {
-    Ok(events_in_batch(batch)?
-        .into_iter()
-        .map(Event::into_owned)
-        .collect())
+    let rows = BatchRows::new(batch)?;
+    (0..rows.len())
+        .map(|row| rows.row(row).map(Event::into_owned))
+        .collect()
 }
-
-/// Decodes one batch (current schema) into events whose strings borrow from the batch: no
-/// string is copied, which is what a reader that looks at each row once wants.
-///
-/// A `kind` or `syscall` name this version does not know (from a newer minor) decodes as
-/// `Other`.
-pub fn events_in_batch(batch: &RecordBatch) -> Result<Vec<Event<'_>>, FormatError> {
-    crate::columns::decode(batch)
-}
-
-pub use crate::columns::BatchRows;
 
 #[cfg(test)]
 mod tests {
@@ -956,7 +948,6 @@ mod tests {
             assert_eq!(&row, owned);
             assert_eq!(row, events[i]);
         }
-        assert_eq!(events_in_batch(&batch).expect("decode"), owned);
     }
 
     /// Replaces the dictionary column `name` of `batch` by one holding `values`.

@@ -277,6 +277,7 @@ impl AddressSpace {
             .sum();
         self.bytes -= removed;
     }
+
     /// Copies of the parts of `[start, end)` that are mapped, in address order.
     pub(super) fn pieces(&self, start: u64, end: u64) -> Vec<Region> {
         self.overlapping(start, end)

@@ -7,7 +7,7 @@
 //!   every column alike;
 //! - `Event`: one field per stored column, with its `Default` and `into_owned`;
 //! - `Builders`: the writer's builder of every column (create, append, finish);
-//! - `BatchRows` and `decode`: the reader's decoding of a record batch into events.
+//! - `BatchRows`: the reader's decoding of a record batch into events.
 //!
 //! Every piece names the column's Rust type and storage once, so a column that misses one is a
 //! compile error, not a run-time one.
@@ -178,13 +178,6 @@ macro_rules! define_columns {
                     $field: <$ty as Read<'a, $storage>>::read(&self.$field, row)?,
                 )?)*)*})
             }
-        }
-
-        /// Decodes one batch of the current schema into events (the derived columns are not
-        /// read).
-        pub(crate) fn decode<'a>(batch: &'a RecordBatch) -> Result<Vec<Event<'a>>, FormatError> {
-            let rows = BatchRows::new(batch)?;
-            (0..rows.len()).map(|row| rows.row(row)).collect()
         }
     };
 }

@@ -2,13 +2,16 @@
 //!
 //! ```text
 //! cargo run --release -p mmap-format --example bench_writer -- [ROWS] [--v1.1] [--journal]
+//!     [--from CAPTURE] [--flush-every N]
 //! ```
 //!
 //! Rows look like a busy system's mmap calls (8 comms, a third of them file-backed); the writer
-//! flushes every 100 000 rows, as the recorder does about once a second under such a load.
-//! `--v1.1` also fills the 1.1 columns a tracepoint row has (source, cgroup path, pid
-//! namespace); `--journal` writes with the crash-safety journal (an fdatasync of each file per
-//! row group). Prints each of 5 runs and the best.
+//! flushes every 100 000 rows (`--flush-every`), as the recorder does about once a second under
+//! such a load. `--v1.1` also fills the 1.1 columns a tracepoint row has (source, cgroup path,
+//! pid namespace); `--from CAPTURE` writes the first ROWS rows of a capture instead (read into
+//! memory before the clock starts), so the columns have a real recording's values; `--journal`
+//! writes with the crash-safety journal (an fdatasync of each file per row group). Prints each
+//! of 5 runs and the best.
 
 use std::{borrow::Cow, error::Error, time::Instant};
 
@@ -16,6 +19,7 @@ use mmap_format::{
     event::{Event, RowKind, Syscall, sources},
     journal::{create, journal_path},
     metadata::CaptureMetadata,
+    reader::CaptureReader,
     writer::{CaptureWriter, WriterConfig},
 };
 
@@ -37,7 +41,6 @@ const CGROUPS: [&str; 5] = [
     "/system.slice/sshd.service",
     "/kubepods/burstable/pod1234/abcd",
 ];
-const FLUSH_EVERY: u64 = 100_000;
 
 fn event(i: u64, v1_1: bool) -> Event<'static> {
     let file = i.is_multiple_of(3).then(|| FILES[(i % 6) as usize]);
@@ -79,12 +82,30 @@ fn event(i: u64, v1_1: bool) -> Event<'static> {
 
 fn main() -> Result<(), Box<dyn Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let rows: u64 = args
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+    };
+    let mut rows: u64 = args
         .iter()
         .find_map(|a| a.parse().ok())
         .unwrap_or(2_000_000);
     let v1_1 = args.iter().any(|a| a == "--v1.1");
     let journaled = args.iter().any(|a| a == "--journal");
+    let flush_every: u64 = value("--flush-every").map_or(Ok(100_000), |n| n.parse())?;
+    let from: Option<Vec<Event<'static>>> = match value("--from") {
+        Some(capture) => {
+            let reader = CaptureReader::open(capture.as_ref())?;
+            let events = reader
+                .events()?
+                .take(usize::try_from(rows)?)
+                .collect::<Result<Vec<_>, _>>()?;
+            rows = events.len() as u64;
+            Some(events)
+        }
+        None => None,
+    };
     let path = std::env::temp_dir().join("mmap-format-bench.parquet");
     let mut best = f64::MAX;
     for run in 0..5 {
@@ -101,8 +122,11 @@ fn main() -> Result<(), Box<dyn Error>> {
             CaptureWriter::new(std::fs::File::create(&path)?, WriterConfig::default())?
         };
         for i in 0..rows {
-            writer.push(&event(i, v1_1))?;
-            if i % FLUSH_EVERY == FLUSH_EVERY - 1 {
+            match &from {
+                Some(events) => writer.push(&events[i as usize])?,
+                None => writer.push(&event(i, v1_1))?,
+            }
+            if i % flush_every == flush_every - 1 {
                 writer.flush()?;
             }
         }

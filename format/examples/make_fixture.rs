@@ -52,7 +52,7 @@ use mmap_format::{
     reader::CaptureReader,
     recover::recover,
     schema::col,
-    writer::{CaptureWriter, NO_DICTIONARY_COLUMNS, WriterConfig, created_by},
+    writer::{CaptureWriter, WriterConfig, created_by},
 };
 use parquet::{
     arrow::ArrowWriter,
@@ -304,7 +304,7 @@ fn write_v1_0(output: File) -> Result<u64, Box<dyn Error>> {
         .set_max_row_group_row_count(Some(row_group_rows))
         .set_max_row_group_bytes(None)
         .set_created_by(created_by());
-    for column in NO_DICTIONARY_COLUMNS {
+    for column in ["ts", "ts_exit", "ret"] {
         props = props.set_column_dictionary_enabled(ColumnPath::from(column), false);
     }
     let mut out = ArrowWriter::try_new(

@@ -12,7 +12,7 @@ use mmap_format::{
     metadata::{CaptureMetadata, FormatVersion, keys},
     reader::{CaptureReader, events_from_batch},
     schema::{COLUMNS, Value, col, schema},
-    writer::{CaptureWriter, NO_DICTIONARY_COLUMNS, WriterConfig},
+    writer::{CaptureWriter, DELTA_COLUMNS, NO_DICTIONARY_COLUMNS, WriterConfig},
 };
 use parquet::{
     basic::{Compression, Encoding, LogicalType, TimeUnit, Type as PhysicalType},
@@ -233,12 +233,19 @@ fn parquet_layout_is_the_documented_one() {
     );
     // Page statistics: the column index is written.
     assert!(comm.column_index_offset().is_some());
-    // Nearly unique columns are not dictionary encoded.
-    for name in NO_DICTIONARY_COLUMNS {
-        let index = col::ALL.iter().position(|c| *c == name).expect("column");
+    // Nearly unique columns are not dictionary encoded; the times are delta encoded.
+    for name in NO_DICTIONARY_COLUMNS.iter().chain(&DELTA_COLUMNS) {
+        let index = col::ALL.iter().position(|c| c == name).expect("column");
         let column = row_group.column(index);
         assert!(
             !column.encodings().any(|e| e == Encoding::RLE_DICTIONARY),
+            "{name}"
+        );
+        assert_eq!(
+            column
+                .encodings()
+                .any(|e| e == Encoding::DELTA_BINARY_PACKED),
+            DELTA_COLUMNS.contains(name),
             "{name}"
         );
     }

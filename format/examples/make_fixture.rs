@@ -295,7 +295,8 @@ fn write_v1_0(output: File) -> Result<u64, Box<dyn Error>> {
     let batches = reader.batches()?.collect::<Result<Vec<_>, _>>()?;
 
     // ...then out with the 1.0 columns and the 1.0 writer's settings (format/src/writer.rs of
-    // format 1.0): one row group per 8 rows.
+    // format 1.0): one row group per 8 rows, `ts`, `ts_exit` and `ret` PLAIN, the rest
+    // dictionary encoded.
     let v1_0 = Arc::new(reader_schema_v1_0(&batches[0])?);
     let mut props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
@@ -304,7 +305,7 @@ fn write_v1_0(output: File) -> Result<u64, Box<dyn Error>> {
         .set_max_row_group_row_count(Some(row_group_rows))
         .set_max_row_group_bytes(None)
         .set_created_by(created_by());
-    for column in ["ts", "ts_exit", "ret"] {
+    for column in [col::TS, col::TS_EXIT, col::RET] {
         props = props.set_column_dictionary_enabled(ColumnPath::from(column), false);
     }
     let mut out = ArrowWriter::try_new(

@@ -2,6 +2,7 @@
 //! segments and keeps the crash journal, so that the ring-buffer drain never waits for zstd or
 //! the disk.
 use std::{
+    collections::VecDeque,
     fs::File,
     os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
@@ -58,6 +59,9 @@ pub struct SinkSetup {
 
 /// Reads the kernel's cumulative counters (from the writer thread).
 pub type ReadCounters = Box<dyn Fn() -> anyhow::Result<Counters> + Send>;
+
+/// How long after midnight an idle segment of the old day is closed (see `maybe_rotate`).
+const MIDNIGHT_GRACE_NS: i64 = 1_000_000_000;
 
 /// Messages to the writer thread.
 pub enum SinkMsg {
@@ -386,9 +390,13 @@ struct Writer {
     chain: Option<Chain>,
     /// The last segment finished, for the next one's `previous_segment`.
     last_link: Option<SegmentLink>,
-    /// The time of the row of a new day that closed the last segment: the next one goes in
-    /// that day's directory even if the clock is a little behind the row.
-    new_day_row_ns: Option<i64>,
+    /// Partitioned by date: the day of the segment being written, or of the last one.
+    day: Option<String>,
+    /// Partitioned by date: snapshot rows of a later day than [`Self::day`], held until a row
+    /// from the ring at least as late as them arrives (or the recording ends). Snapshots are
+    /// taken when the drain reads an exec, so they can be ahead of records still in the ring:
+    /// written at once, they would start the new day's segment before those older rows.
+    held: VecDeque<Vec<Event<'static>>>,
     rows: u64,
     bytes: u64,
     deleted: Deleted,
@@ -452,7 +460,8 @@ impl Writer {
             unfinished: None,
             chain,
             last_link: None,
-            new_day_row_ns: None,
+            day: None,
+            held: VecDeque::new(),
             rows: 0,
             bytes: 0,
             deleted: Deleted::default(),
@@ -460,7 +469,7 @@ impl Writer {
             frames: Vec::new(),
         };
         // The first segment exists from the start, so a capture always has a file.
-        writer.open_segment()?;
+        writer.open_segment(None)?;
         Ok(writer)
     }
 
@@ -511,15 +520,9 @@ impl Writer {
                             batch.clear();
                             let _ = queue.spare.try_send(batch);
                         }
-                        SinkMsg::Rows(rows) => {
-                            for row in &rows {
-                                if let Some(stacks) = self.stacks.as_mut() {
-                                    stacks.observe(row);
-                                }
-                                self.push(row)?;
-                            }
-                        }
+                        SinkMsg::Rows(rows) => self.write_snapshot(rows)?,
                         SinkMsg::Finish => {
+                            self.release_held(i64::MAX)?;
                             self.finish()?;
                             self.publish(stats);
                             return Ok(self.report());
@@ -605,7 +608,7 @@ impl Writer {
     /// none is open (a rotation just closed one), an empty one is opened for them.
     fn finish(&mut self) -> anyhow::Result<()> {
         if self.current.is_none() && self.counters()? != self.at_last_close {
-            self.open_segment()?;
+            self.open_segment(None)?;
         }
         self.close_segment()?;
         if let Some(chain) = self.chain.as_mut() {
@@ -644,6 +647,7 @@ impl Writer {
             }
             match to_event(&rec, &anchor, source) {
                 Ok(mut event) => {
+                    self.release_held(event.ts_ns)?;
                     // Borrowed from the name cache: no allocation per row.
                     let cgroup = match event.cgroup_id {
                         0 => None,
@@ -676,12 +680,52 @@ impl Writer {
     /// Partitioned by day: a row of a later day than the segment's starts a new segment (in
     /// the new day's directory), so that a segment never holds two days.
     fn close_for_new_day(&mut self, ts_ns: i64) -> anyhow::Result<()> {
-        if let (Output::Dir { partition, .. }, Some(seg)) = (&self.setup.output, &self.current)
-            && let Some(day) = &seg.day
-            && partition.day_of(ts_ns) > *day
-        {
+        if self.current.is_some() && self.later_day(ts_ns) {
             self.close_segment()?;
-            self.new_day_row_ns = Some(ts_ns);
+        }
+        Ok(())
+    }
+
+    /// Whether `ts_ns` is of a later day than the segment being written (or the last one),
+    /// partitioned by date.
+    fn later_day(&self, ts_ns: i64) -> bool {
+        match (&self.setup.output, &self.day) {
+            (Output::Dir { partition, .. }, Some(day)) => partition.day_of(ts_ns) > *day,
+            _ => false,
+        }
+    }
+
+    /// Rows a snapshot made: written now, or held while they are of a later day than the
+    /// rows written so far (see [`Self::held`]).
+    fn write_snapshot(&mut self, rows: Vec<Event<'static>>) -> anyhow::Result<()> {
+        let ahead = rows.first().is_some_and(|row| self.later_day(row.ts_ns));
+        if ahead || !self.held.is_empty() {
+            self.held.push_back(rows);
+            return Ok(());
+        }
+        self.push_snapshot(&rows)
+    }
+
+    fn push_snapshot(&mut self, rows: &[Event<'_>]) -> anyhow::Result<()> {
+        for row in rows {
+            if let Some(stacks) = self.stacks.as_mut() {
+                stacks.observe(row);
+            }
+            self.push(row)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the held snapshots taken no later than `ts_ns`, in order.
+    fn release_held(&mut self, ts_ns: i64) -> anyhow::Result<()> {
+        while self
+            .held
+            .front()
+            .is_some_and(|rows| rows.first().is_none_or(|row| row.ts_ns <= ts_ns))
+        {
+            if let Some(rows) = self.held.pop_front() {
+                self.push_snapshot(&rows)?;
+            }
         }
         Ok(())
     }
@@ -689,7 +733,7 @@ impl Writer {
     fn push(&mut self, event: &Event<'_>) -> anyhow::Result<()> {
         self.close_for_new_day(event.ts_ns)?;
         if self.current.is_none() {
-            self.open_segment()?;
+            self.open_segment(Some(event.ts_ns))?;
         }
         let seg = self.current.as_mut().context("no open segment")?;
         seg.writer
@@ -725,7 +769,9 @@ impl Writer {
         Some(meta)
     }
 
-    fn open_segment(&mut self) -> anyhow::Result<()> {
+    /// Opens the next segment; `first_row_ns` is the time of the row it is opened for (`None`:
+    /// the capture's first segment, opened at the start).
+    fn open_segment(&mut self, first_row_ns: Option<i64>) -> anyhow::Result<()> {
         let index = self.next_index;
         let owner = self.setup.owner.as_ref();
         let start_ns = if index == 0 {
@@ -733,8 +779,10 @@ impl Writer {
         } else {
             clock::realtime_ns()
         };
-        // Where it goes: the day it starts, or that of the row that starts it if later.
-        let place_ns = start_ns.max(self.new_day_row_ns.take().unwrap_or(i64::MIN));
+        // Where it goes: the day of its first row. Not the clock's: rows reach the writer a
+        // little after they were made (more under load), and a segment opened just after
+        // midnight for rows of the day before belongs in that day's directory.
+        let place_ns = first_row_ns.unwrap_or(start_ns);
         let (path, file, dir) = match self.next_first.take() {
             Some(first) => first,
             None => {
@@ -766,6 +814,7 @@ impl Writer {
             }
             _ => None,
         };
+        self.day.clone_from(&day);
         let mut meta = self.setup.template.clone();
         meta.segment_index = Some(index);
         meta.capture_start_ns = start_ns;
@@ -903,11 +952,13 @@ impl Writer {
         let by_size = rotate_size.is_some_and(|max| size >= max);
         let by_time = rotate_time.is_some_and(|max| seg.opened.elapsed() >= max);
         let by_row_groups = seg.writer.row_groups() >= ROW_GROUP_SOFT_LIMIT;
-        // Midnight UTC passed (the next row of the new day would also rotate).
-        let by_day = seg
-            .day
-            .as_ref()
-            .is_some_and(|day| partition.day_of(clock::realtime_ns()) > *day);
+        // Midnight UTC passed a while ago and no row of the new day came to close the segment
+        // (an idle recording). The grace lets the rows of the old day still on their way in
+        // arrive first; one that comes later still goes in its own day's directory (in a
+        // segment of its own).
+        let by_day = seg.day.as_ref().is_some_and(|day| {
+            partition.day_of(clock::realtime_ns().saturating_sub(MIDNIGHT_GRACE_NS)) > *day
+        });
         if by_size || by_time || by_row_groups || by_day {
             self.close_segment()?;
         }
@@ -1199,6 +1250,97 @@ mod tests {
                 .as_ref()
                 .map(|l| l.file.as_str()),
             Some(relative[0].as_str())
+        );
+    }
+
+    /// Rows reach the writer after the clock passed midnight: a segment opened then (after a
+    /// rotation) for rows of the day before goes in that day's directory, and a snapshot taken
+    /// after midnight waits for the ring's older rows, so that no row of the old day follows
+    /// the new day's first row into the new day's segment.
+    #[test]
+    fn rows_that_arrive_after_midnight_go_in_their_own_days_directory() {
+        use mmap_format::{
+            event::RowKind::{self, Snapshot, Syscall},
+            partition::{PartitionKey, date_of},
+        };
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kernel = Arc::new(Mutex::new(Counters::default()));
+        let now = clock::realtime_ns();
+        let day_ns = 86_400 * 1_000_000_000_i64;
+        // The clock, as the partitioning sees it, is 2 s after a midnight.
+        let midnight = (now / day_ns + 1) * day_ns;
+        let offset = midnight + 2_000_000_000 - now;
+        let partition = crate::output::Partitioning {
+            keys: vec![PartitionKey::Date],
+            clock_offset_ns: offset,
+        };
+        let mut writer = writer_with(dir.path(), &kernel, partition, now - 3_000_000_000);
+        // Ring records made `before_ns` before the (shifted) midnight.
+        let anchor = writer.setup.anchor.realtime_ns;
+        let records = |before_ns: &[i64]| {
+            let mut batch = Vec::new();
+            for ns in before_ns {
+                let head = RecordHeader {
+                    event: EventKind::Brk as u16,
+                    ts_enter_ns: (midnight - offset - ns - anchor) as u64,
+                    ..Default::default()
+                };
+                push_frame(&mut batch, &head.to_bytes());
+            }
+            batch
+        };
+        let snapshot = |ts_ns| {
+            vec![Event {
+                ts_ns,
+                kind: Snapshot,
+                ..Default::default()
+            }]
+        };
+        writer
+            .write_records(&records(&[900_000_000]))
+            .expect("write");
+        // A rotation by size, at a clock already past midnight.
+        writer.close_segment().expect("rotate");
+        // An exec read now: its snapshot is of the new day, the ring's next rows of the old.
+        writer
+            .write_snapshot(snapshot(midnight - offset + 1_500_000_000))
+            .expect("snapshot");
+        writer
+            .write_records(&records(&[800_000_000, 300_000_000]))
+            .expect("write");
+        // The ring catches up: its first row of the new day lets the snapshot out.
+        writer
+            .write_records(&records(&[-1_600_000_000, -1_700_000_000]))
+            .expect("write");
+        writer.finish().expect("finish");
+
+        let before = format!("date={}", date_of(midnight - 1));
+        let after = format!("date={}", date_of(midnight));
+        let files = writer.report().files;
+        let placed: Vec<(String, Vec<RowKind>)> = files
+            .iter()
+            .map(|f| {
+                let day = f
+                    .parent()
+                    .and_then(Path::file_name)
+                    .expect("a date directory")
+                    .to_string_lossy()
+                    .into_owned();
+                let rows = CaptureReader::open(f)
+                    .expect("open")
+                    .events()
+                    .expect("read");
+                (day, rows.map(|e| e.expect("row").kind).collect())
+            })
+            .collect();
+        assert_eq!(
+            placed,
+            [
+                (before.clone(), vec![Syscall]),
+                (before, vec![Syscall, Syscall]),
+                (after, vec![Snapshot, Syscall, Syscall]),
+            ]
         );
     }
 

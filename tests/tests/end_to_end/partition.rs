@@ -184,8 +184,8 @@ fn a_recording_that_crosses_midnight_goes_on_in_the_next_days_directory() {
             .into_owned();
         let (_, events) = read_capture(segment);
         for event in &events {
-            // Rows are written as the ring buffer hands them over: one a few microseconds
-            // older than the row that started the new day may follow it.
+            // The ring buffer hands calls over as they end: a call that began just before
+            // midnight and ended after the new day's first row may follow it (by its length).
             let shifted = event.ts_ns + offset_ns;
             let slack = Duration::from_millis(50).as_nanos() as i64;
             let ok = format!("date={}", partition::date_of(shifted)) == day

@@ -22,7 +22,7 @@ use std::{
     io::{self, IsTerminal as _},
     num::NonZeroUsize,
     sync::Arc,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use arrow::{array::RecordBatch, datatypes::SchemaRef};
@@ -47,6 +47,10 @@ use crate::progress::Progress;
 
 /// How long the results wait for a batch before the progress line is updated.
 const PROGRESS_STEP: Duration = Duration::from_millis(250);
+
+/// Set (to anything but `0`), each query's text, time and rows go to stderr as its results end:
+/// which of a command's queries takes the time.
+pub const LOG_QUERIES_ENV: &str = "MMAP_ANALYZE_LOG_QUERIES";
 
 /// The memory a query may hold before its sorts, joins and aggregations spill to disk.
 pub const MEMORY_LIMIT: usize = 768 << 20;
@@ -185,12 +189,20 @@ impl Engine {
             let frame = self.plan(query).await?;
             frame.execute_stream().await
         });
-        Ok(Batches {
+        Ok(self.results(query, stream.map_err(EngineError::from_datafusion)?))
+    }
+
+    fn results(&self, query: &str, stream: SendableRecordBatchStream) -> Batches<'_> {
+        let log = std::env::var_os(LOG_QUERIES_ENV)
+            .is_some_and(|value| !value.is_empty() && value != "0")
+            .then(|| (query.to_owned(), Instant::now()));
+        Batches {
             runtime: &self.runtime,
-            stream: stream.map_err(EngineError::from_datafusion)?,
+            stream,
             progress: Progress::new(format!("querying {}", self.what), None),
             rows: 0,
-        })
+            log,
+        }
     }
 
     /// Like [`Engine::sql`], but the query runs at once in the background, up to its first
@@ -215,7 +227,7 @@ impl Engine {
             let batch = receiver.recv().await?;
             Some((batch, receiver))
         });
-        Ok(self.batches(schema, batches))
+        Ok(self.batches(query, schema, batches))
     }
 
     /// `query` planned, and the schema of its results.
@@ -231,15 +243,14 @@ impl Engine {
     /// The results of a query whose batches `stream` hands out.
     fn batches(
         &self,
+        query: &str,
         schema: SchemaRef,
         stream: impl futures::Stream<Item = Result<RecordBatch, DataFusionError>> + Send + 'static,
     ) -> Batches<'_> {
-        Batches {
-            runtime: &self.runtime,
-            stream: Box::pin(RecordBatchStreamAdapter::new(schema, stream)),
-            progress: Progress::new(format!("querying {}", self.what), None),
-            rows: 0,
-        }
+        self.results(
+            query,
+            Box::pin(RecordBatchStreamAdapter::new(schema, stream)),
+        )
     }
 
     /// Like [`Engine::sql`], for a scan of one file whose rows must come back in the order of
@@ -288,7 +299,7 @@ impl Engine {
                 Some((batch, receiver))
             })
         });
-        Ok(self.batches(schema, batches))
+        Ok(self.batches(query, schema, batches))
     }
 }
 
@@ -345,6 +356,23 @@ pub struct Batches<'e> {
     progress: Progress,
     /// Rows handed out so far.
     rows: u64,
+    /// With [`LOG_QUERIES_ENV`] set: the query and when it started, logged when the results
+    /// are dropped (the time includes the caller's, between batches).
+    log: Option<(String, Instant)>,
+}
+
+impl Drop for Batches<'_> {
+    fn drop(&mut self) {
+        if let Some((query, started)) = &self.log {
+            let query = query.split_whitespace().collect::<Vec<_>>().join(" ");
+            eprintln!(
+                "mmap-analyze: query: {:.3} s, {} rows: {}",
+                started.elapsed().as_secs_f64(),
+                self.rows,
+                results::escape(&query)
+            );
+        }
+    }
 }
 
 impl Batches<'_> {

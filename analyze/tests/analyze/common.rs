@@ -57,6 +57,7 @@ where
         .env("COLUMNS", "100")
         .env_remove("RUST_BACKTRACE")
         .env_remove("RUST_LIB_BACKTRACE")
+        .env_remove("MMAP_ANALYZE_LOG_QUERIES")
         .stdin(Stdio::null())
         .output()
         .expect("run mmap-analyze")

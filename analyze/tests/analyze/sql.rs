@@ -507,3 +507,46 @@ fn a_path_with_glob_characters_names_one_file() {
         ]
     );
 }
+
+/// `MMAP_ANALYZE_LOG_QUERIES=1`: each query a command runs goes to stderr, on one line with its
+/// time and rows (control characters escaped); the results on stdout are the same as without.
+#[test]
+fn queries_are_logged_to_stderr_when_asked() {
+    let fx = Fixture::new();
+    let sql = "SELECT pid, count(*) AS n FROM calls\nWHERE comm <> '\u{1b}[31m' GROUP BY pid ORDER BY pid";
+    let logged = |value: Option<&str>| {
+        let mut command = std::process::Command::new(crate::common::bin());
+        command
+            .args(["sql".as_ref(), fx.a.as_os_str(), sql.as_ref()])
+            .args(["--format", "csv"])
+            .env_remove("MMAP_ANALYZE_LOG_QUERIES");
+        if let Some(value) = value {
+            command.env("MMAP_ANALYZE_LOG_QUERIES", value);
+        }
+        let out = command.output().expect("run mmap-analyze");
+        assert!(out.status.success(), "{out:?}");
+        (
+            String::from_utf8(out.stdout).expect("UTF-8"),
+            String::from_utf8(out.stderr).expect("UTF-8"),
+        )
+    };
+    let (quiet, none) = logged(None);
+    assert_eq!(none, "");
+    assert_eq!(logged(Some("0")), (quiet.clone(), String::new()));
+    let (stdout, stderr) = logged(Some("1"));
+    assert_eq!(stdout, quiet);
+    let lines: Vec<&str> = stderr.lines().collect();
+    let rows = quiet.lines().count() - 1;
+    assert_eq!(lines.len(), 1, "{stderr}");
+    let line = lines[0];
+    assert!(
+        line.starts_with("mmap-analyze: query: ") && line.contains(&format!(" s, {rows} rows: ")),
+        "{line}"
+    );
+    assert!(
+        line.ends_with(
+            "rows: SELECT pid, count(*) AS n FROM calls WHERE comm <> '\\u{1b}[31m' GROUP BY pid ORDER BY pid"
+        ),
+        "{line}"
+    );
+}

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release -p mmap-format --example bench_writer -- [ROWS] [--v1.1] [--journal]
-//!     [--from CAPTURE] [--flush-every N]
+//!     [--from CAPTURE] [--flush-every N] [--keep FILE]
 //! ```
 //!
 //! Rows look like a busy system's mmap calls (8 comms, a third of them file-backed); the writer
@@ -10,7 +10,8 @@
 //! such a load. `--v1.1` also fills the 1.1 columns a tracepoint row has (source, cgroup path,
 //! pid namespace); `--from CAPTURE` writes the first ROWS rows of a capture instead (read into
 //! memory before the clock starts), so the columns have a real recording's values; `--journal`
-//! writes with the crash-safety journal (an fdatasync of each file per row group). Prints each
+//! writes with the crash-safety journal (an fdatasync of each file per row group); `--keep FILE`
+//! moves the last run's file to FILE instead of removing it. Prints each
 //! of 5 runs and the best.
 
 use std::{borrow::Cow, error::Error, time::Instant};
@@ -140,7 +141,12 @@ fn main() -> Result<(), Box<dyn Error>> {
         );
     }
     println!("best: {:.0} rows/s", rows as f64 / best);
-    std::fs::remove_file(&path)?;
+    if let Some(keep) = value("--keep") {
+        // The last run's file, to look at its column chunks (sizes, encodings).
+        std::fs::rename(&path, keep)?;
+    } else {
+        std::fs::remove_file(&path)?;
+    }
     if journaled {
         std::fs::remove_file(journal_path(&path))?;
     }

@@ -234,6 +234,8 @@ fn metadata(rows: u64) -> CaptureMetadata {
             decode_errors: 0,
             follow_map_full: 0,
         },
+        // A 1.3 key: the 1.0 file has none.
+        read_with: None,
         ..CaptureMetadata::default()
     }
 }

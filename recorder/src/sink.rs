@@ -348,8 +348,6 @@ struct Segment {
     dir: OutDir,
     /// Its name in the manifest: its path from the capture's directory.
     listed_as: String,
-    /// With `--partition ...date`: the UTC day of its `date=` directory.
-    day: Option<String>,
     /// The same file as the writer's, to see whether it was removed.
     file: File,
     index: u32,
@@ -390,7 +388,8 @@ struct Writer {
     chain: Option<Chain>,
     /// The last segment finished, for the next one's `previous_segment`.
     last_link: Option<SegmentLink>,
-    /// Partitioned by date: the day of the segment being written, or of the last one.
+    /// Partitioned by date: the UTC day of the `date=` directory of the segment being written,
+    /// or of the last one.
     day: Option<String>,
     /// Partitioned by date: snapshot rows of a later day than [`Self::day`], held until a row
     /// from the ring at least as late as them arrives (or the recording ends). Snapshots are
@@ -814,7 +813,7 @@ impl Writer {
             }
             _ => None,
         };
-        self.day.clone_from(&day);
+        self.day = day;
         let mut meta = self.setup.template.clone();
         meta.segment_index = Some(index);
         meta.capture_start_ns = start_ns;
@@ -827,7 +826,6 @@ impl Writer {
             path,
             dir,
             listed_as,
-            day,
             file: watched,
             index,
             writer,
@@ -956,7 +954,7 @@ impl Writer {
         // (an idle recording). The grace lets the rows of the old day still on their way in
         // arrive first; one that comes later still goes in its own day's directory (in a
         // segment of its own).
-        let by_day = seg.day.as_ref().is_some_and(|day| {
+        let by_day = self.day.as_ref().is_some_and(|day| {
             partition.day_of(clock::realtime_ns().saturating_sub(MIDNIGHT_GRACE_NS)) > *day
         });
         if by_size || by_time || by_row_groups || by_day {

@@ -72,7 +72,7 @@ $(SPARK_VENV)/.ok-$(PYSPARK_VERSION):
 
 ## test-spark: only the Spark test (as root: it records a capture first), with DuckDB and Polars.
 test-spark: spark venv
-	cargo build --workspace --exclude recorder-ebpf --bins
+	cargo build --workspace --exclude recorder-ebpf --bins --tests --examples
 	cargo test -p mmap-capture-tests --test end_to_end spark -- --include-ignored
 
 build: bootstrap
@@ -112,8 +112,11 @@ chromium:
 ## as ignored, never as passed.
 INCLUDE_IGNORED := $(shell [ "$$(id -u)" -eq 0 ] && echo --include-ignored)
 test: bootstrap venv spark tools chromium
-	@# The end-to-end tests run the binaries; cargo test builds only the test harnesses.
-	cargo build --workspace --exclude recorder-ebpf --bins
+	@# The end-to-end tests run the binaries, which cargo test does not build. They are built in
+	@# the same invocation as the tests and examples so that dev-dependencies' features (png turns
+	@# on flate2's defaults, which parquet also uses) are unified once: built with --bins alone,
+	@# cargo test would compile parquet, DataFusion and the eBPF programs a second time (~9 min).
+	cargo build --workspace --exclude recorder-ebpf --bins --tests --examples
 	@[ -n "$(INCLUDE_IGNORED)" ] || echo "make test: not root: the eBPF tests are ignored (run as root to include them)" >&2
 	cargo test --workspace --exclude recorder-ebpf -- $(INCLUDE_IGNORED)
 

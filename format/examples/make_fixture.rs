@@ -9,9 +9,11 @@
 //! cargo run -p mmap-format --example make_fixture -- --v1.4 [OUTPUT]      # synthetic-v1.4.parquet
 //! ```
 //!
-//! `--v1.1` and `--recovered` go through the current writer, which writes the latest minor: they
-//! made the committed 1.1 files with the writer of format 1.1, and now write the same rows as
-//! 1.2 files (the committed files, not the generator, are the reference).
+//! Every flag but `--v1.0` goes through the current writer, which writes the latest minor: each
+//! committed file was made with the writer of its version, and the generator now writes the same
+//! rows and metadata as a file of the latest minor, with today's encodings (the committed files,
+//! not the generator, are the reference). Its tests (`cargo test -p mmap-format --example
+//! make_fixture`, part of `cargo test`) check exactly that, and the 1.0 file byte for byte.
 //!
 //! Without a flag (or with `--v1.0`) it writes the 1.0 fixture, as it did when that was
 //! committed, to this folder or to OUTPUT.
@@ -1144,6 +1146,8 @@ fn metadata_v1_4(rows: u64) -> CaptureMetadata {
             max_frames: 127,
             stack_bytes: 0,
         }),
+        // Written by default since 1.3 (the 1.0-1.2 fixtures have no such key).
+        read_with: Some("0.1.0".into()),
         ..metadata_v1_2(rows)
     }
 }
@@ -1268,4 +1272,105 @@ fn main() -> Result<(), Box<dyn Error>> {
     let output = output.canonicalize().unwrap_or(output);
     println!("wrote {rows} rows to {}", output.display());
     Ok(())
+}
+
+/// `cargo test` runs these (`test = true` for this example in format/Cargo.toml): the generator
+/// still writes what is committed, so a fixture of a new minor version made with it describes
+/// the files it claims to.
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn committed(name: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../fixtures/v1")
+            .join(name)
+    }
+
+    fn events(path: &Path) -> Vec<Event<'static>> {
+        CaptureReader::open(path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .events()
+            .expect("events")
+            .collect::<Result<_, _>>()
+            .expect("decode")
+    }
+
+    fn metadata(path: &Path) -> CaptureMetadata {
+        CaptureReader::open(path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .metadata()
+            .clone()
+    }
+
+    /// Writes `name` with `write` into a temporary folder and returns its path.
+    fn generate(
+        dir: &tempfile::TempDir,
+        name: &str,
+        write: fn(File) -> Result<u64, Box<dyn Error>>,
+    ) -> PathBuf {
+        let path = dir.path().join(name);
+        write(File::create(&path).expect("create")).expect("write the fixture");
+        path
+    }
+
+    #[test]
+    fn the_1_0_fixture_is_written_byte_for_byte() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ours = generate(&dir, "synthetic-v1.0.parquet", write_v1_0);
+        let want = std::fs::read(committed("synthetic-v1.0.parquet")).expect("committed");
+        let got = std::fs::read(&ours).expect("generated");
+        assert!(
+            got == want,
+            "make_fixture's 1.0 output ({} bytes) differs from the committed file ({} bytes)",
+            got.len(),
+            want.len()
+        );
+    }
+
+    /// Every fixture after 1.0 goes through the current writer, which writes the latest minor
+    /// (the module's comment) with the encodings of today: the rows must be the committed ones,
+    /// and the metadata too, but for the version, and for the recovered file the end of the
+    /// capture (crash recovery takes it from the wall clock).
+    #[test]
+    fn the_later_fixtures_have_the_committed_rows_and_metadata() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut written = Vec::new();
+        let writers: [(&str, fn(File) -> Result<u64, Box<dyn Error>>, u32); 4] = [
+            ("synthetic-v1.1.parquet", write_v1_1, 1),
+            ("synthetic-v1.2.parquet", write_v1_2, 2),
+            ("synthetic-v1.3.parquet", write_v1_3, 3),
+            ("synthetic-v1.4.parquet", write_v1_4, 4),
+        ];
+        for (name, write, minor) in writers {
+            written.push((generate(&dir, name, write), name, minor));
+        }
+        let recovered = dir.path().join("recovered-v1.1.parquet");
+        write_recovered(&recovered).expect("write the recovered fixture");
+        written.push((recovered, "recovered-v1.1.parquet", 1));
+        for (ours, name, minor) in written {
+            let want = committed(name);
+            assert_eq!(events(&ours), events(&want), "{name}: rows");
+            let (got, want) = (metadata(&ours), metadata(&want));
+            assert_eq!(got.format_version, FormatVersion::CURRENT, "{name}");
+            assert_eq!(
+                want.format_version,
+                FormatVersion { major: 1, minor },
+                "{name}"
+            );
+            let end = if name.starts_with("recovered") {
+                want.capture_end_ns
+            } else {
+                got.capture_end_ns
+            };
+            let got = CaptureMetadata {
+                format_version: want.format_version,
+                capture_end_ns: end,
+                ..got
+            };
+            assert_eq!(got, want, "{name}: metadata");
+        }
+    }
 }

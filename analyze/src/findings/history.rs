@@ -117,16 +117,15 @@ fn leak_candidates(
     replayed: &HashSet<u32>,
 ) -> anyhow::Result<HashMap<u32, String>> {
     let succeeded = "errno IS NULL AND ret IS NOT NULL";
-    let mmaps = scope.where_clause(&anon_mmap());
-    let mremaps = scope.where_clause(&format!("syscall = 'mremap' AND {succeeded}"));
+    // Anonymous mmaps and mremaps, read in one scan (a UNION ALL of the two read the capture
+    // twice): a mremap maps `new_len` bytes at `ret`.
+    let maps = format!("({}) OR (syscall = 'mremap' AND {succeeded})", anon_mmap());
+    let maps_where = scope.where_clause(&maps);
+    let mapped_len = "CASE WHEN syscall = 'mremap' THEN new_len ELSE len END";
     let loose = format!(
-        "WITH maps AS (\
-           SELECT pid, CAST(comm AS VARCHAR) AS comm, ts, len FROM calls{mmaps} \
-           UNION ALL \
-           SELECT pid, CAST(comm AS VARCHAR), ts, new_len FROM calls{mremaps}), \
-         kept AS (\
-           SELECT pid, last_value(comm ORDER BY ts) AS comm FROM maps GROUP BY pid \
-           HAVING sum(CAST(len AS DECIMAL(38, 0))) > {leak}), \
+        "WITH kept AS (\
+           SELECT pid, last_value(CAST(comm AS VARCHAR) ORDER BY ts) AS comm FROM calls{maps_where} \
+           GROUP BY pid HAVING sum(CAST({mapped_len} AS DECIMAL(38, 0))) > {leak}), \
          {ends} \
          SELECT kept.pid, kept.comm FROM kept {alive}",
         ends = ENDS,
@@ -143,6 +142,8 @@ fn leak_candidates(
     }
     tighten.sort_unstable();
     let only = format!(" AND pid IN ({})", tighten.join(", "));
+    let mmaps = scope.where_clause(&anon_mmap());
+    let mremaps = scope.where_clause(&format!("syscall = 'mremap' AND {succeeded}"));
     let tight = format!(
         "WITH changes AS (\
            SELECT pid, CAST(comm AS VARCHAR) AS comm, CAST(ret AS BIGINT UNSIGNED) AS start, ts, \

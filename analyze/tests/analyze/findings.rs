@@ -563,20 +563,38 @@ fn leak_candidates_are_the_live_processes_at_the_end() {
         mmap_anon(SECOND, 302, "shrunk", 1024 * MIB, JIT),
         munmap(2 * SECOND, 302, "shrunk", JIT, 1024 * MIB),
         mmap_anon(3 * SECOND, 302, "shrunk", 100 * MIB, JIT),
+        // 303: 1 MiB mapped, then grown by mremap to 400 MiB (moved) and kept: the mremap's
+        // new length counts; 304: the same grown 1 MiB at a time (2 MiB in all), under any
+        // threshold here.
+        mmap_anon(SECOND, 303, "grower", MIB, LEAKY),
+        Event {
+            addr: Some(LEAKY),
+            len: Some(MIB),
+            new_len: Some(400 * MIB),
+            flags: Some(1), // MREMAP_MAYMOVE
+            ..call(Syscall::Mremap, 5 * SECOND, 303, "grower", HOG as i64)
+        },
+        mmap_anon(SECOND, 304, "small", MIB, BURST),
+        Event {
+            addr: Some(BURST),
+            len: Some(MIB),
+            new_len: Some(2 * MIB),
+            ..call(Syscall::Mremap, 2 * SECOND, 304, "small", BURST as i64)
+        },
     ];
     rows.sort_by_key(|e| e.ts_ns);
     let capture = capture(&rows);
     let found = findings(&capture, &[]);
     let leaks = by_id(&found, "leak-candidate");
-    assert_eq!(example_pids(leaks), [300], "{leaks}");
+    assert_eq!(example_pids(leaks), [300, 303], "{leaks}");
     assert_eq!(leaks["examples"][0]["comm"], "second", "{leaks}");
     assert_eq!(leaks["examples"][0]["len"], 400 * MIB, "{leaks}");
     // Under a lower threshold 302's 100 MiB counts (first, mapped before 300's), and 301's
-    // earlier life still does not.
+    // earlier life and 304's 2 MiB still do not.
     let found = findings(&capture, &["--leak", "50MiB"]);
     assert_eq!(
         example_pids(by_id(&found, "leak-candidate")),
-        [302, 300],
+        [302, 300, 303],
         "{found:?}"
     );
 }

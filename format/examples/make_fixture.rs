@@ -1305,12 +1305,11 @@ mod tests {
             .clone()
     }
 
+    /// One of the `write_v1_*` functions.
+    type Write = fn(File) -> Result<u64, Box<dyn Error>>;
+
     /// Writes `name` with `write` into a temporary folder and returns its path.
-    fn generate(
-        dir: &tempfile::TempDir,
-        name: &str,
-        write: fn(File) -> Result<u64, Box<dyn Error>>,
-    ) -> PathBuf {
+    fn generate(dir: &tempfile::TempDir, name: &str, write: Write) -> PathBuf {
         let path = dir.path().join(name);
         write(File::create(&path).expect("create")).expect("write the fixture");
         path
@@ -1338,7 +1337,7 @@ mod tests {
     fn the_later_fixtures_have_the_committed_rows_and_metadata() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut written = Vec::new();
-        let writers: [(&str, fn(File) -> Result<u64, Box<dyn Error>>, u32); 4] = [
+        let writers: [(&str, Write, u32); 4] = [
             ("synthetic-v1.1.parquet", write_v1_1, 1),
             ("synthetic-v1.2.parquet", write_v1_2, 2),
             ("synthetic-v1.3.parquet", write_v1_3, 3),

@@ -12,6 +12,7 @@
 
 pub mod bounded;
 pub mod filter;
+pub mod intern;
 pub mod results;
 pub mod stacks;
 pub mod tables;
@@ -203,6 +204,10 @@ impl Engine {
             rows: 0,
             log,
         }
+    }
+    /// Registers `function` for the queries that follow (replacing one of the same name).
+    pub fn register_udf(&self, function: datafusion::logical_expr::ScalarUDF) {
+        self.ctx.register_udf(function);
     }
 
     /// Like [`Engine::sql`], but the query runs at once in the background, up to its first

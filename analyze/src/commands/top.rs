@@ -4,14 +4,14 @@
 use std::{collections::HashMap, process::ExitCode, sync::Arc};
 
 use arrow::{
-    array::{ArrayRef, AsArray, Int64Array, RecordBatch, StringArray},
-    compute::{SortColumn, SortOptions, concat_batches, lexsort_to_indices, take_record_batch},
-    datatypes::{DataType, Field, Schema, UInt32Type},
+    array::{ArrayRef, Int64Array, RecordBatch},
+    compute::concat_batches,
+    datatypes::{DataType, Field, Schema},
 };
 use datafusion::{error::DataFusionError, scalar::ScalarValue};
 
 use super::{
-    calls::{self, Calls, Group, group_list, key_columns, select_list},
+    calls::{self, Calls, Group, interned_lists, key_columns},
     latency::{arrow_error, distributions},
 };
 use crate::{
@@ -19,7 +19,6 @@ use crate::{
     engine::{
         EngineError,
         filter::RowFilter,
-        intern,
         results::{TextFormat, Unit, write_batches},
     },
     output,
@@ -121,144 +120,39 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// The groups ranked by the column `rank` (`calls` or `bytes`). String keys are grouped by
-/// their [`intern`] numbers (each distinct string of a batch hashed once, not each row's), then
-/// turned back into strings.
-fn ranked(
-    calls: &Calls,
-    args: &Args,
-    columns: &[(&str, &str)],
-    rank: &str,
-) -> Result<RecordBatch, EngineError> {
-    let (function, strings) = intern::StringIds::function();
-    calls.engine.register_udf(function);
-    let keys: Vec<(String, &str, bool)> = columns
-        .iter()
-        .map(|&(expr, name)| match interned(expr) {
-            Some(call) => (call, name, true),
-            None => (expr.to_owned(), name, false),
-        })
-        .collect();
-    let positions: Vec<String> = (1..=keys.len()).map(|i| i.to_string()).collect();
-    // Ranked once the strings are back: ties are broken by the key, as in the query over the
-    // strings, and the numbers follow the order the strings were first seen, not theirs.
-    let query = format!(
-        "SELECT {}, count(*) AS calls, count(errno) AS failures, \
-         {SUM_BYTES_MAPPED} AS bytes, \
-         sum(dur_ns) AS total_ns \
-         FROM calls{} GROUP BY {}",
-        keys.iter()
-            .map(|(expr, name, _)| format!("{expr} AS {name}"))
-            .collect::<Vec<_>>()
-            .join(", "),
-        calls.where_clause(),
-        positions.join(", "),
-    );
-    let batches = calls.engine.sql(&query)?;
-    let schema = batches.schema();
-    let batches = batches.collect::<Result<Vec<_>, _>>()?;
-    let batch = concat_batches(&schema, &batches).map_err(arrow_error)?;
-    let strings = strings
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
-    let mut arrays: Vec<ArrayRef> = batch.columns().to_vec();
-    for (i, (_, name, was_interned)) in keys.iter().enumerate() {
-        if !was_interned {
-            continue;
-        }
-        let ids = arrays[i].as_primitive::<UInt32Type>();
-        let text: StringArray = ids
-            .iter()
-            .map(|id| id.and_then(|id| strings.get(id)))
-            .collect();
-        arrays[i] = Arc::new(text);
-        fields[i] = Field::new(*name, DataType::Utf8, true);
-    }
-    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).map_err(arrow_error)?;
-    rank_and_cut(&batch, rank, keys.len(), args.limit)
-}
-
-/// `batch`'s rows by the column `rank` (most first), then by the key columns (the first
-/// `keys`), the first `limit` of them (all for 0): what `ORDER BY rank DESC, 1, ... LIMIT` of
-/// the query over the strings gave.
-fn rank_and_cut(
-    batch: &RecordBatch,
-    rank: &str,
-    keys: usize,
-    limit: u64,
-) -> Result<RecordBatch, EngineError> {
-    let Some(rank) = batch.column_by_name(rank) else {
-        return Err(EngineError::Query(DataFusionError::Internal(format!(
-            "top: no column {rank}"
-        ))));
-    };
-    let mut order = vec![SortColumn {
-        values: Arc::clone(rank),
-        options: Some(SortOptions {
-            descending: true,
-            nulls_first: true,
-        }),
-    }];
-    order.extend(batch.columns().iter().take(keys).map(|values| SortColumn {
-        values: Arc::clone(values),
-        options: Some(SortOptions {
-            descending: false,
-            nulls_first: false,
-        }),
-    }));
-    let limit = (limit > 0).then(|| usize::try_from(limit).unwrap_or(usize::MAX));
-    let indices = lexsort_to_indices(&order, limit).map_err(arrow_error)?;
-    take_record_batch(batch, &indices).map_err(arrow_error)
-}
-
-/// The [`intern::NAME`] call that stands for a string key expression of [`Group::columns`].
-fn interned(expr: &str) -> Option<String> {
-    let args = match expr {
-        "comm" | "syscall" => expr,
-        "coalesce(file_path, file_name, '[anon]')" => "file_path, file_name, '[anon]'",
-        _ => return None,
-    };
-    Some(format!("{}({args})", intern::NAME))
-}
-
-/// The ranked groups.
+/// The ranked groups, with the 99th percentile of durations for --by latency.
 fn top(calls: &Calls, args: &Args) -> Result<RecordBatch, EngineError> {
     let columns = key_columns(&[args.group]);
-    match args.by {
-        By::Calls => ranked(calls, args, &columns, "calls"),
-        By::Bytes => ranked(calls, args, &columns, "bytes"),
-        By::Latency => by_latency(calls, args, &columns),
-    }
-}
-
-/// The groups ranked by time spent in calls, with the 99th percentile of their durations.
-fn by_latency(
-    calls: &Calls,
-    args: &Args,
-    columns: &[(&str, &str)],
-) -> Result<RecordBatch, EngineError> {
+    let (inner, outer) = interned_lists(&columns);
     let keys: Vec<String> = (1..=columns.len()).map(|i| i.to_string()).collect();
-    let rank = "total_ns DESC NULLS LAST";
+    let rank = match args.by {
+        By::Calls => "calls DESC",
+        By::Bytes => "bytes DESC",
+        By::Latency => "total_ns DESC NULLS LAST",
+    };
     let limit = match args.limit {
         0 => String::new(),
         n => format!(" LIMIT {n}"),
     };
     let query = format!(
-        "SELECT {}, count(*) AS calls, count(errno) AS failures, \
-         {SUM_BYTES_MAPPED} AS bytes, \
-         sum(dur_ns) AS total_ns \
-         FROM calls{} GROUP BY {} ORDER BY {rank}, {}{limit}",
-        select_list(columns),
+        "SELECT {outer}, calls, failures, bytes, total_ns FROM (\
+           SELECT {inner}, count(*) AS calls, count(errno) AS failures, \
+           {SUM_BYTES_MAPPED} AS bytes, \
+           sum(dur_ns) AS total_ns \
+           FROM calls{} GROUP BY {}) \
+         ORDER BY {rank}, {}{limit}",
         calls.where_clause(),
-        group_list(columns),
+        keys.join(", "),
         keys.join(", "),
     );
     let batches = calls.engine.sql(&query)?;
     let schema = batches.schema();
     let batches = batches.collect::<Result<Vec<_>, _>>()?;
     let batch = concat_batches(&schema, &batches).map_err(arrow_error)?;
-    let (_, groups) = distributions(calls, columns)?;
+    if args.by != By::Latency {
+        return Ok(batch);
+    }
+    let (_, groups) = distributions(calls, &columns)?;
     let by_key: HashMap<Vec<ScalarValue>, Option<i64>> = groups
         .into_iter()
         .map(|group| {

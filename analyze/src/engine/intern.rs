@@ -1,20 +1,31 @@
 //! `string_id(a, b, ...)`: the first non-null of its string arguments (as `coalesce`), as a
-//! number that stands for that string in the query that made it: equal strings, equal numbers.
+//! number that stands for that string; `string_of(id)`: the string again.
 //!
 //! A query that groups by a string column hashes the string of every row. Capture strings
-//! (paths, thread names) are dictionary encoded, and each batch of rows carries its dictionary:
-//! this function looks each distinct value of a batch up once, then gives each row the number
-//! of its value, so the engine groups by a number. The numbers are turned back into the
-//! strings afterwards ([`Strings::get`]). On the 10 M-row benchmark capture, `top --group file`
-//! (see docs/PERFORMANCE.md) spends most of its time over DuckDB's in that hashing.
+//! (paths, thread names, system calls) are dictionary encoded, and each batch of rows carries its
+//! dictionary: `string_id` looks each distinct value of a batch up once, then gives each row the
+//! number of its value, so the engine groups by a number; `string_of` turns the few groups'
+//! numbers back into strings, to be sorted and shown:
 //!
-//! The numbers belong to one [`StringIds`] (one query's): they mean nothing to another.
+//! ```sql
+//! SELECT string_of(f) AS file, n FROM
+//!   (SELECT string_id(file_path, file_name, '[anon]') AS f, count(*) AS n FROM calls GROUP BY 1)
+//! ORDER BY n DESC, 1
+//! ```
+//!
+//! gives the rows and order of the same query grouped by `coalesce(file_path, file_name,
+//! '[anon]')`. On the 10 M-row benchmark capture, `top --group file` spent most of its time over
+//! DuckDB's in that hashing (docs/PERFORMANCE.md).
+//!
+//! The numbers hold within one session (one command): they are given in the order the strings
+//! are first seen, so they sort as nothing in particular, and mean nothing to another run.
+//! `string_of` of a number not given is an error, never a wrong string.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
 use arrow::{
-    array::{Array, ArrayRef, AsArray, StringViewArray, UInt32Array},
-    datatypes::{DataType, Int32Type},
+    array::{Array, ArrayRef, AsArray, StringArray, StringViewArray, UInt32Array},
+    datatypes::{DataType, Int32Type, UInt32Type},
 };
 use datafusion::{
     common::{Result, ScalarValue, exec_err, plan_err},
@@ -24,8 +35,34 @@ use datafusion::{
 };
 use rustc_hash::FxHashMap;
 
-/// The SQL name of the function.
+/// The SQL name of the function that numbers strings.
 pub const NAME: &str = "string_id";
+/// The SQL name of the function that gives a number's string back.
+pub const STRING_OF: &str = "string_of";
+
+/// Both functions, sharing one numbering: to register with a session.
+pub fn functions() -> [ScalarUDF; 2] {
+    let strings = Arc::new(Mutex::new(Strings::default()));
+    [
+        ScalarUDF::new_from_impl(StringIds {
+            signature: Signature::variadic_any(Volatility::Immutable),
+            strings: Arc::clone(&strings),
+        }),
+        ScalarUDF::new_from_impl(StringOf {
+            signature: Signature::user_defined(Volatility::Immutable),
+            strings,
+        }),
+    ]
+}
+
+/// `string_id(args)`, `string_of(string_id(args))`: the SQL of a grouping key over `args` (the
+/// arguments of a `coalesce` of strings, or one string column) and of its string.
+pub fn key(args: &str, name: &str) -> (String, String) {
+    (
+        format!("{NAME}({args}) AS {name}"),
+        format!("{STRING_OF}({name}) AS {name}"),
+    )
+}
 
 /// The strings numbered so far, in the order they were first seen.
 #[derive(Debug, Default)]
@@ -55,36 +92,85 @@ impl Strings {
     }
 }
 
-/// The function, with the numbering it gives (shared by the engine's threads).
+/// `string_id`, with the numbering it gives (shared by the engine's threads and `string_of`).
 #[derive(Debug)]
 pub struct StringIds {
     signature: Signature,
     strings: Arc<Mutex<Strings>>,
 }
 
-impl PartialEq for StringIds {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.strings, &other.strings)
-    }
+/// Two functions are the same when they share a numbering.
+macro_rules! same_by_numbering {
+    ($function:ty) => {
+        impl PartialEq for $function {
+            fn eq(&self, other: &Self) -> bool {
+                Arc::ptr_eq(&self.strings, &other.strings)
+            }
+        }
+
+        impl Eq for $function {}
+
+        impl std::hash::Hash for $function {
+            fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+                Arc::as_ptr(&self.strings).hash(state);
+            }
+        }
+    };
 }
 
-impl Eq for StringIds {}
+same_by_numbering!(StringIds);
+same_by_numbering!(StringOf);
 
-impl std::hash::Hash for StringIds {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        Arc::as_ptr(&self.strings).hash(state);
-    }
+/// `string_of`: the string of a number `string_id` gave, in the same numbering.
+#[derive(Debug)]
+pub struct StringOf {
+    signature: Signature,
+    strings: Arc<Mutex<Strings>>,
 }
 
-impl StringIds {
-    /// The function to register, and the numbering it will fill.
-    pub fn function() -> (ScalarUDF, Arc<Mutex<Strings>>) {
-        let strings = Arc::new(Mutex::new(Strings::default()));
-        let function = Self {
-            signature: Signature::variadic_any(Volatility::Immutable),
-            strings: Arc::clone(&strings),
+impl ScalarUDFImpl for StringOf {
+    fn name(&self) -> &str {
+        STRING_OF
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        match arg_types {
+            [given] if given.is_integer() || *given == DataType::Null => Ok(vec![DataType::UInt32]),
+            _ => plan_err!("{STRING_OF} takes one number of {NAME}"),
+        }
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let [arg] = args.args.as_slice() else {
+            return exec_err!("{STRING_OF} takes one number");
         };
-        (ScalarUDF::new_from_impl(function), strings)
+        let ids = arg.to_array(args.number_rows)?;
+        let Some(ids) = ids.as_primitive_opt::<UInt32Type>() else {
+            return exec_err!(
+                "{STRING_OF} takes a number of {NAME}, not {}",
+                ids.data_type()
+            );
+        };
+        let strings = self.strings.lock().unwrap_or_else(PoisonError::into_inner);
+        let text = ids
+            .iter()
+            .map(|id| match id {
+                None => Ok(None),
+                Some(id) => match strings.get(id) {
+                    Some(text) => Ok(Some(text)),
+                    None => exec_err!("{STRING_OF}: {id} is not a number {NAME} gave"),
+                },
+            })
+            .collect::<Result<StringArray>>()?;
+        Ok(ColumnarValue::Array(Arc::new(text) as ArrayRef))
     }
 }
 
@@ -211,88 +297,113 @@ mod tests {
 
     use super::*;
 
-    fn call(function: &ScalarUDF, args: Vec<ColumnarValue>, rows: usize) -> Vec<Option<u32>> {
+    fn invoke(function: &ScalarUDF, args: Vec<ColumnarValue>, rows: usize) -> Result<ArrayRef> {
         let arg_fields = args
             .iter()
             .map(|arg| Arc::new(Field::new("a", arg.data_type(), true)))
             .collect();
-        let result = function
-            .invoke_with_args(ScalarFunctionArgs {
-                args,
-                arg_fields,
-                number_rows: rows,
-                return_field: Arc::new(Field::new(NAME, DataType::UInt32, true)),
-                config_options: Arc::new(ConfigOptions::default()),
-            })
-            .expect("invoke");
-        let ColumnarValue::Array(array) = result else {
-            panic!("not an array");
-        };
-        array
-            .as_primitive::<arrow::datatypes::UInt32Type>()
+        let result = function.invoke_with_args(ScalarFunctionArgs {
+            args,
+            arg_fields,
+            number_rows: rows,
+            return_field: Arc::new(Field::new(
+                "r",
+                function.return_type(&[]).expect("return type"),
+                true,
+            )),
+            config_options: Arc::new(ConfigOptions::default()),
+        })?;
+        result.to_array(rows)
+    }
+
+    fn ids(function: &ScalarUDF, args: Vec<ColumnarValue>, rows: usize) -> Vec<Option<u32>> {
+        let array = invoke(function, args, rows).expect("string_id");
+        array.as_primitive::<UInt32Type>().iter().collect()
+    }
+
+    fn strings(string_of: &ScalarUDF, ids: &[Option<u32>]) -> Result<Vec<Option<String>>> {
+        let array = invoke(
+            string_of,
+            vec![ColumnarValue::Array(Arc::new(UInt32Array::from(
+                ids.to_vec(),
+            )))],
+            ids.len(),
+        )?;
+        Ok(array
+            .as_string::<i32>()
             .iter()
-            .collect()
+            .map(|text| text.map(str::to_owned))
+            .collect())
+    }
+
+    fn dictionary(values: &[Option<&str>]) -> ColumnarValue {
+        let array: DictionaryArray<Int32Type> = values.iter().copied().collect();
+        ColumnarValue::Array(Arc::new(array))
     }
 
     #[test]
     fn equal_strings_get_equal_numbers_whatever_their_encoding() {
-        let (function, strings) = StringIds::function();
-        let paths: DictionaryArray<Int32Type> = vec![
+        let [string_id, string_of] = functions();
+        let paths = dictionary(&[
             Some("/lib/a.so"),
             None,
             Some("/lib/b.so"),
             None,
             Some("/lib/a.so"),
-        ]
-        .into_iter()
-        .collect();
-        let names = StringArray::from(vec![Some("x"), Some("a.so"), None, None, Some("y")]);
-        let ids = call(
-            &function,
+        ]);
+        let names = StringViewArray::from_iter(
+            StringArray::from(vec![Some("x"), Some("a.so"), None, None, Some("y")]).iter(),
+        );
+        let given = ids(
+            &string_id,
             vec![
-                ColumnarValue::Array(Arc::new(paths)),
-                ColumnarValue::Array(Arc::new(StringViewArray::from_iter(names.iter()))),
+                paths,
+                ColumnarValue::Array(Arc::new(names)),
                 ColumnarValue::Scalar(ScalarValue::Utf8(Some("[anon]".into()))),
             ],
             5,
         );
         // The first non-null of each row, as coalesce picks it.
-        let strings = strings.lock().expect("lock");
-        let text: Vec<Option<&str>> = ids
-            .iter()
-            .map(|id| id.and_then(|id| strings.get(id)))
-            .collect();
         assert_eq!(
-            text,
-            [
-                Some("/lib/a.so"),
-                Some("a.so"),
-                Some("/lib/b.so"),
-                Some("[anon]"),
-                Some("/lib/a.so")
-            ]
+            strings(&string_of, &given).expect("string_of"),
+            ["/lib/a.so", "a.so", "/lib/b.so", "[anon]", "/lib/a.so"].map(|s| Some(s.to_owned()))
         );
-        assert_eq!(ids[0], ids[4]);
-        assert_ne!(ids[0], ids[2]);
+        assert_eq!(given[0], given[4]);
+        assert_ne!(given[0], given[2]);
     }
 
     #[test]
     fn a_second_batch_with_another_dictionary_keeps_the_numbers() {
-        let (function, strings) = StringIds::function();
-        let first: DictionaryArray<Int32Type> = vec!["b", "a"].into_iter().collect();
-        let second: DictionaryArray<Int32Type> = vec!["a", "c", "b"].into_iter().collect();
-        let one = call(&function, vec![ColumnarValue::Array(Arc::new(first))], 2);
-        let two = call(&function, vec![ColumnarValue::Array(Arc::new(second))], 3);
+        let [string_id, string_of] = functions();
+        let one = ids(&string_id, vec![dictionary(&[Some("b"), Some("a")])], 2);
+        let two = ids(
+            &string_id,
+            vec![dictionary(&[Some("a"), Some("c"), Some("b")])],
+            3,
+        );
         assert_eq!((one[0], one[1]), (two[2], two[0]));
         assert_eq!(
-            strings.lock().expect("lock").get(two[1].expect("c")),
-            Some("c")
+            strings(&string_of, &[two[1]]).expect("string_of"),
+            [Some("c".to_owned())]
         );
-        // All null: null, as coalesce gives.
-        let none: DictionaryArray<Int32Type> = vec![None::<&str>].into_iter().collect();
-        assert_eq!(
-            call(&function, vec![ColumnarValue::Array(Arc::new(none))], 1),
-            [None]
+        // All null: null, as coalesce gives, and back.
+        let none = ids(&string_id, vec![dictionary(&[None])], 1);
+        assert_eq!(none, [None]);
+        assert_eq!(strings(&string_of, &none).expect("string_of"), [None]);
+    }
+
+    #[test]
+    fn a_number_not_given_is_an_error() {
+        let [string_id, string_of] = functions();
+        let given = ids(&string_id, vec![dictionary(&[Some("a")])], 1);
+        let wrong = given[0].map(|id| id + 1);
+        let err = strings(&string_of, &[wrong]).expect_err("an unknown number");
+        assert!(
+            err.to_string().contains("is not a number string_id gave"),
+            "{err}"
         );
+        // Another session's numbering does not know it either.
+        let [_, other] = functions();
+        assert!(strings(&other, &given).is_err());
     }
 }

@@ -142,7 +142,7 @@ impl Engine {
             .build()
             .map_err(EngineError::Start)?;
         let ctx = session().map_err(EngineError::from_datafusion)?;
-        for function in udf::all() {
+        for function in udf::all().into_iter().chain(intern::functions()) {
             ctx.register_udf(function);
         }
         crate::input::remote::register(&ctx, inputs)
@@ -205,11 +205,6 @@ impl Engine {
             log,
         }
     }
-    /// Registers `function` for the queries that follow (replacing one of the same name).
-    pub fn register_udf(&self, function: datafusion::logical_expr::ScalarUDF) {
-        self.ctx.register_udf(function);
-    }
-
     /// Like [`Engine::sql`], but the query runs at once in the background, up to its first
     /// batches ([`AHEAD_BATCHES`]): a sort finishes while the caller still works on something
     /// else (the slice before it, in [`crate::commands::rows::Sorted`]).

@@ -199,6 +199,59 @@ fn functions_work_in_any_query() {
 }
 
 #[test]
+fn grouping_by_string_id_gives_the_rows_of_grouping_by_the_strings() {
+    // Two real captures: their row groups carry different dictionaries.
+    let inputs = [
+        fixture("recorded-v1.0.parquet"),
+        fixture("recorded-v1.1.parquet"),
+    ];
+    let inputs: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
+    for (key, args) in [
+        (
+            "coalesce(file_path, file_name, '[anon]')",
+            "file_path, file_name, '[anon]'",
+        ),
+        ("comm", "comm"),
+        ("syscall", "syscall"),
+    ] {
+        let by_strings = query(
+            &inputs,
+            &format!(
+                "SELECT {key} AS k, count(*) AS n, sum(len) AS bytes FROM calls \
+                 GROUP BY 1 ORDER BY n DESC, 1"
+            ),
+        );
+        let by_numbers = query(
+            &inputs,
+            &format!(
+                "SELECT string_of(k) AS k, n, bytes FROM (SELECT string_id({args}) AS k, \
+                 count(*) AS n, sum(len) AS bytes FROM calls GROUP BY 1) ORDER BY n DESC, 1"
+            ),
+        );
+        // Files and system calls make several groups here (one thread name).
+        assert!(
+            by_strings.len() > usize::from(key != "comm"),
+            "{key}: {by_strings:?}"
+        );
+        assert_eq!(by_numbers, by_strings, "{key}");
+    }
+    // A number string_id did not give is an error, not a string.
+    let fx = Fixture::new();
+    let err = expect_error(
+        &[
+            "sql".as_ref(),
+            fx.a.as_os_str(),
+            "SELECT string_of(7777777)".as_ref(),
+        ],
+        1,
+    );
+    assert!(
+        err.contains("7777777 is not a number string_id gave"),
+        "{err}"
+    );
+}
+
+#[test]
 fn format_1_0_and_1_1_files_query_together() {
     let v10 = fixture("synthetic-v1.0.parquet");
     let v11 = fixture("synthetic-v1.1.parquet");

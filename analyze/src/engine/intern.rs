@@ -25,13 +25,16 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use arrow::{
     array::{Array, ArrayRef, AsArray, StringArray, StringViewArray, UInt32Array},
+    compute::cast,
     datatypes::{DataType, Int32Type, UInt32Type},
 };
 use datafusion::{
-    common::{Result, ScalarValue, exec_err, plan_err},
+    common::{Column, DFSchema, Result, ScalarValue, exec_err, plan_err, tree_node::Transformed},
     logical_expr::{
-        ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+        Aggregate, ColumnarValue, Expr, ExprSchemable, LogicalPlan, Projection, ScalarFunctionArgs,
+        ScalarUDF, ScalarUDFImpl, Signature, Volatility, expr::ScalarFunction,
     },
+    optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule},
 };
 use rustc_hash::FxHashMap;
 
@@ -40,19 +43,190 @@ pub const NAME: &str = "string_id";
 /// The SQL name of the function that gives a number's string back.
 pub const STRING_OF: &str = "string_of";
 
-/// Both functions, sharing one numbering: to register with a session.
-pub fn functions() -> [ScalarUDF; 2] {
-    let strings = Arc::new(Mutex::new(Strings::default()));
-    [
+/// Both functions, sharing one numbering.
+#[cfg(test)]
+fn functions() -> [ScalarUDF; 2] {
+    let numbering = Numbering::default();
+    [numbering.string_id(), numbering.string_of(DataType::Utf8)]
+}
+
+/// One numbering of strings (one session's), and the functions and rule that use it.
+#[derive(Clone, Debug, Default)]
+pub struct Numbering {
+    strings: Arc<Mutex<Strings>>,
+}
+
+impl Numbering {
+    pub fn string_id(&self) -> ScalarUDF {
         ScalarUDF::new_from_impl(StringIds {
             signature: Signature::variadic_any(Volatility::Immutable),
-            strings: Arc::clone(&strings),
-        }),
+            strings: Arc::clone(&self.strings),
+        })
+    }
+
+    /// `string_of`, giving its strings as `returns` (a string or dictionary-of-strings type).
+    pub fn string_of(&self, returns: DataType) -> ScalarUDF {
         ScalarUDF::new_from_impl(StringOf {
             signature: Signature::user_defined(Volatility::Immutable),
-            strings,
-        }),
-    ]
+            strings: Arc::clone(&self.strings),
+            returns,
+        })
+    }
+}
+
+/// The optimizer rule that groups by numbers wherever a query groups by a capture string: a
+/// `GROUP BY` key that is a dictionary-encoded string column (`comm`, `file_path`, `syscall`,
+/// ...), a cast of one to a string, or a `coalesce` of such columns and string literals becomes
+/// `string_id(...)`, and a projection above the aggregate gives the strings back
+/// (`string_of`), as the same columns of the same types: every query (`sql`, `summary`,
+/// `errors`, ...) gets the faster grouping with the same results. `GROUPING SETS`, `ROLLUP` and
+/// `CUBE` are left as they are.
+#[derive(Debug)]
+pub struct GroupByNumber {
+    numbering: Numbering,
+    string_id: Arc<ScalarUDF>,
+}
+
+impl GroupByNumber {
+    pub fn new(numbering: &Numbering) -> Self {
+        Self {
+            numbering: numbering.clone(),
+            string_id: Arc::new(numbering.string_id()),
+        }
+    }
+
+    /// The arguments `string_id` takes in place of the key `expr`, if it is one it numbers.
+    fn arguments(expr: &Expr, schema: &DFSchema) -> Option<Vec<Expr>> {
+        let dictionary = |expr: &Expr| {
+            matches!(expr, Expr::Column(_))
+                && expr.get_type(schema).is_ok_and(|t| {
+                    matches!(&t, DataType::Dictionary(key, value)
+                        if **key == DataType::Int32 && **value == DataType::Utf8)
+                })
+        };
+        let string_literal = |arg: &Expr| match arg {
+            Expr::Literal(value, _) => scalar_text(value).is_ok_and(|text| text.is_some()),
+            _ => false,
+        };
+        match expr {
+            Expr::Column(_) if dictionary(expr) => Some(vec![expr.clone()]),
+            Expr::Cast(cast)
+                if dictionary(&cast.expr)
+                    && matches!(
+                        cast.field.data_type(),
+                        DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8
+                    ) =>
+            {
+                Some(vec![(*cast.expr).clone()])
+            }
+            Expr::ScalarFunction(call) if call.name() == "coalesce" => {
+                (call.args.iter().any(dictionary)
+                    && call
+                        .args
+                        .iter()
+                        .all(|arg| dictionary(arg) || string_literal(arg)))
+                .then(|| call.args.clone())
+            }
+            // The form the simplifier gives coalesce: `CASE WHEN a IS NOT NULL THEN a WHEN b IS
+            // NOT NULL THEN b ELSE 'literal' END`.
+            Expr::Case(case) if case.expr.is_none() => {
+                let mut args = Vec::with_capacity(case.when_then_expr.len() + 1);
+                for (when, then) in &case.when_then_expr {
+                    match &**when {
+                        Expr::IsNotNull(tested) if **tested == **then && dictionary(then) => {
+                            args.push((**then).clone());
+                        }
+                        _ => return None,
+                    }
+                }
+                match &case.else_expr {
+                    Some(other) if string_literal(other) => args.push((**other).clone()),
+                    Some(_) => return None,
+                    None => {}
+                }
+                (!args.is_empty()).then_some(args)
+            }
+            Expr::Alias(alias) => Self::arguments(&alias.expr, schema),
+            _ => None,
+        }
+    }
+}
+
+impl OptimizerRule for GroupByNumber {
+    fn name(&self) -> &str {
+        "group_by_string_id"
+    }
+
+    fn apply_order(&self) -> Option<ApplyOrder> {
+        Some(ApplyOrder::BottomUp)
+    }
+
+    fn supports_rewrite(&self) -> bool {
+        true
+    }
+
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        _config: &dyn OptimizerConfig,
+    ) -> Result<Transformed<LogicalPlan>> {
+        let LogicalPlan::Aggregate(aggregate) = &plan else {
+            return Ok(Transformed::no(plan));
+        };
+        if aggregate
+            .group_expr
+            .iter()
+            .any(|expr| matches!(expr, Expr::GroupingSet(_)))
+        {
+            return Ok(Transformed::no(plan));
+        }
+        let input = aggregate.input.schema();
+        let mut numbered = Vec::with_capacity(aggregate.group_expr.len());
+        let group_expr: Vec<Expr> = aggregate
+            .group_expr
+            .iter()
+            .enumerate()
+            .map(|(i, expr)| match Self::arguments(expr, input) {
+                Some(args) => {
+                    numbered.push(true);
+                    Expr::ScalarFunction(ScalarFunction::new_udf(Arc::clone(&self.string_id), args))
+                        .alias(format!("__string_id_{i}"))
+                }
+                None => {
+                    numbered.push(false);
+                    expr.clone()
+                }
+            })
+            .collect();
+        if !numbered.contains(&true) {
+            return Ok(Transformed::no(plan));
+        }
+        let grouped = Aggregate::try_new(
+            Arc::clone(&aggregate.input),
+            group_expr,
+            aggregate.aggr_expr.clone(),
+        )?;
+        let before = Arc::clone(&aggregate.schema);
+        let after = Arc::clone(&grouped.schema);
+        let columns = (0..before.fields().len())
+            .map(|i| {
+                let (qualifier, field) = before.qualified_field(i);
+                let (new_qualifier, new_field) = after.qualified_field(i);
+                let column = Expr::Column(Column::new(new_qualifier.cloned(), new_field.name()));
+                if numbered.get(i).copied().unwrap_or(false) {
+                    let string_of = self.numbering.string_of(field.data_type().clone());
+                    Expr::ScalarFunction(ScalarFunction::new_udf(Arc::new(string_of), vec![column]))
+                        .alias_qualified(qualifier.cloned(), field.name())
+                } else if new_qualifier == qualifier && new_field.name() == field.name() {
+                    column
+                } else {
+                    column.alias_qualified(qualifier.cloned(), field.name())
+                }
+            })
+            .collect::<Vec<_>>();
+        let projection = Projection::try_new(columns, Arc::new(LogicalPlan::Aggregate(grouped)))?;
+        Ok(Transformed::yes(LogicalPlan::Projection(projection)))
+    }
 }
 
 /// `string_id(args)`, `string_of(string_id(args))`: the SQL of a grouping key over `args` (the
@@ -119,13 +293,29 @@ macro_rules! same_by_numbering {
 }
 
 same_by_numbering!(StringIds);
-same_by_numbering!(StringOf);
+
+impl PartialEq for StringOf {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.strings, &other.strings) && self.returns == other.returns
+    }
+}
+
+impl Eq for StringOf {}
+
+impl std::hash::Hash for StringOf {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        Arc::as_ptr(&self.strings).hash(state);
+        self.returns.hash(state);
+    }
+}
 
 /// `string_of`: the string of a number `string_id` gave, in the same numbering.
 #[derive(Debug)]
 pub struct StringOf {
     signature: Signature,
     strings: Arc<Mutex<Strings>>,
+    /// The type of the strings it gives: the type of the key it stands for.
+    returns: DataType,
 }
 
 impl ScalarUDFImpl for StringOf {
@@ -138,7 +328,7 @@ impl ScalarUDFImpl for StringOf {
     }
 
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Utf8)
+        Ok(self.returns.clone())
     }
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
@@ -170,7 +360,12 @@ impl ScalarUDFImpl for StringOf {
                 },
             })
             .collect::<Result<StringArray>>()?;
-        Ok(ColumnarValue::Array(Arc::new(text) as ArrayRef))
+        let text: ArrayRef = Arc::new(text);
+        Ok(ColumnarValue::Array(if self.returns == DataType::Utf8 {
+            text
+        } else {
+            cast(&text, &self.returns)?
+        }))
     }
 }
 
@@ -225,15 +420,9 @@ impl ScalarUDFImpl for StringIds {
         let mut sources = Vec::with_capacity(args.args.len());
         for arg in &args.args {
             sources.push(match arg {
-                ColumnarValue::Scalar(value) => Source::Scalar(match value {
-                    ScalarValue::Utf8(text)
-                    | ScalarValue::LargeUtf8(text)
-                    | ScalarValue::Utf8View(text) => match text {
-                        Some(text) => Some(strings.id(text)?),
-                        None => None,
-                    },
-                    ScalarValue::Null => None,
-                    other => return exec_err!("{NAME}: unexpected {other:?}"),
+                ColumnarValue::Scalar(value) => Source::Scalar(match scalar_text(value)? {
+                    Some(text) => Some(strings.id(text)?),
+                    None => None,
                 }),
                 ColumnarValue::Array(array) => match array.as_dictionary_opt::<Int32Type>() {
                     Some(dictionary) => {
@@ -279,6 +468,18 @@ impl ScalarUDFImpl for StringIds {
         Ok(ColumnarValue::Array(
             Arc::new(UInt32Array::from(ids)) as ArrayRef
         ))
+    }
+}
+
+/// The string of a constant argument (None for NULL).
+fn scalar_text(value: &ScalarValue) -> Result<Option<&str>> {
+    match value {
+        ScalarValue::Utf8(text) | ScalarValue::LargeUtf8(text) | ScalarValue::Utf8View(text) => {
+            Ok(text.as_deref())
+        }
+        ScalarValue::Dictionary(_, value) => scalar_text(value),
+        ScalarValue::Null => Ok(None),
+        other => exec_err!("{NAME}: unexpected {other:?}"),
     }
 }
 

@@ -26,7 +26,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use arrow::{array::RecordBatch, datatypes::SchemaRef};
+use arrow::{
+    array::RecordBatch,
+    datatypes::{DataType, SchemaRef},
+};
 use datafusion::{
     error::DataFusionError,
     execution::{
@@ -142,9 +145,14 @@ impl Engine {
             .build()
             .map_err(EngineError::Start)?;
         let ctx = session().map_err(EngineError::from_datafusion)?;
-        for function in udf::all().into_iter().chain(intern::functions()) {
+        let numbering = intern::Numbering::default();
+        for function in udf::all()
+            .into_iter()
+            .chain([numbering.string_id(), numbering.string_of(DataType::Utf8)])
+        {
             ctx.register_udf(function);
         }
+        ctx.add_optimizer_rule(Arc::new(intern::GroupByNumber::new(&numbering)));
         crate::input::remote::register(&ctx, inputs)
             .map_err(|err| EngineError::Input(DataFusionError::External(err.into())))?;
         let partitions = tables::register_events(&ctx, inputs).map_err(EngineError::Input)?;

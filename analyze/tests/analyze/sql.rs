@@ -251,6 +251,56 @@ fn grouping_by_string_id_gives_the_rows_of_grouping_by_the_strings() {
     );
 }
 
+/// Every `GROUP BY` of a capture string is grouped by number (the optimizer rule of
+/// analyze/src/engine/intern.rs): the same rows, columns and types as grouping by the strings.
+#[test]
+fn group_by_a_capture_string_is_grouped_by_number_with_the_same_results() {
+    let inputs = [
+        fixture("recorded-v1.0.parquet"),
+        fixture("recorded-v1.1.parquet"),
+    ];
+    let inputs: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
+    let numbered = |sql: &str| {
+        query(&inputs, &format!("EXPLAIN {sql}"))
+            .iter()
+            .any(|row| row["plan"].to_string().contains("string_id("))
+    };
+    for key in [
+        "file_path",
+        "CAST(comm AS VARCHAR)",
+        "coalesce(file_path, file_name, '[anon]')",
+        "syscall",
+    ] {
+        let grouped = format!(
+            "SELECT {key} AS k, count(*) AS n FROM calls GROUP BY {key} ORDER BY n DESC, k"
+        );
+        assert!(numbered(&grouped), "{key}");
+        // `substr(key, 1)` hides the column from the rule: grouped by the strings themselves.
+        let by_strings = format!(
+            "SELECT substr({key}, 1) AS k, count(*) AS n FROM calls GROUP BY substr({key}, 1) \
+             ORDER BY n DESC, k"
+        );
+        assert!(!numbered(&by_strings), "{key}");
+        let rows = query(&inputs, &grouped);
+        assert!(
+            rows.len() > usize::from(!key.contains("comm")),
+            "{key}: {rows:?}"
+        );
+        assert_eq!(rows, query(&inputs, &by_strings), "{key}");
+    }
+    // The key keeps its type: a dictionary column stays one above the aggregate.
+    let types = query(
+        &inputs,
+        "SELECT arrow_typeof(comm) AS t FROM (SELECT comm FROM calls GROUP BY comm) LIMIT 1",
+    );
+    assert_eq!(types, [json!({"t": "Dictionary(Int32, Utf8)"})]);
+    // ROLLUP is left as it is, and works: its total row has no system call.
+    let rollup = "SELECT syscall, count(*) AS n FROM calls GROUP BY ROLLUP(syscall) \
+                  ORDER BY n DESC LIMIT 1";
+    assert!(!numbered(rollup));
+    assert_eq!(query(&inputs, rollup)[0]["syscall"], json!(null));
+}
+
 #[test]
 fn format_1_0_and_1_1_files_query_together() {
     let v10 = fixture("synthetic-v1.0.parquet");

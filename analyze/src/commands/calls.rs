@@ -10,7 +10,7 @@ use mmap_format::reader::CaptureReader;
 
 use crate::{
     cli::Inputs,
-    engine::{Engine, EngineError, filter::RowFilter, intern},
+    engine::{Engine, EngineError, filter::RowFilter},
     input, output,
     timespec::Span,
 };
@@ -118,28 +118,22 @@ pub fn key_columns(groups: &[Group]) -> Vec<(&'static str, &'static str)> {
     columns
 }
 
-/// The SELECT lists of a query that groups by `columns` (from [`key_columns`]) in a subquery:
-/// the subquery's, where a string key is its number (`string_id`, [`intern`]), and the outer
-/// query's, where it is the string again (`string_of`), under the same name. The engine then
-/// groups by numbers, not by every row's string; the outer query sorts by the strings.
-pub fn interned_lists(columns: &[(&str, &str)]) -> (String, String) {
-    let (inner, outer): (Vec<String>, Vec<String>) = columns
+/// `expr AS name, ...` for a SELECT list.
+pub fn select_list(columns: &[(&str, &str)]) -> String {
+    columns
         .iter()
-        .map(|&(expr, name)| {
-            let strings = match expr {
-                "comm" | "syscall" => Some(expr),
-                "coalesce(file_path, file_name, '[anon]')" => {
-                    Some("file_path, file_name, '[anon]'")
-                }
-                _ => None,
-            };
-            match strings {
-                Some(args) => intern::key(args, name),
-                None => (format!("{expr} AS {name}"), name.to_owned()),
-            }
-        })
-        .unzip();
-    (inner.join(", "), outer.join(", "))
+        .map(|(expr, name)| format!("{expr} AS {name}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `expr, ...` for a GROUP BY list.
+pub fn group_list(columns: &[(&str, &str)]) -> String {
+    columns
+        .iter()
+        .map(|(expr, _)| *expr)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use datafusion::{error::DataFusionError, scalar::ScalarValue};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::calls::{self, Calls, Group, interned_lists, key_columns};
+use super::calls::{self, Calls, Group, group_list, key_columns, select_list};
 use crate::{
     cli::Inputs,
     engine::{
@@ -147,13 +147,12 @@ pub fn distributions(
     columns: &[(&str, &str)],
 ) -> Result<(SchemaRef, Vec<Distribution>), EngineError> {
     let order: Vec<String> = (1..=columns.len() + 1).map(|i| i.to_string()).collect();
-    let (inner, outer) = interned_lists(columns);
     let query = format!(
-        "SELECT {outer}, dur_ns, n FROM (\
-           SELECT {inner}, dur_ns, count(*) AS n FROM calls{} GROUP BY {}) \
+        "SELECT {}, dur_ns, count(*) AS n FROM calls{} GROUP BY {}, dur_ns \
          ORDER BY {} NULLS LAST",
+        select_list(columns),
         calls.where_clause(),
-        order.join(", "),
+        group_list(columns),
         order.join(", "),
     );
     let batches = calls.engine.sql(&query)?;

@@ -11,7 +11,7 @@ use arrow::{
 use datafusion::{error::DataFusionError, scalar::ScalarValue};
 
 use super::{
-    calls::{self, Calls, Group, interned_lists, key_columns},
+    calls::{self, Calls, Group, group_list, key_columns, select_list},
     latency::{arrow_error, distributions},
 };
 use crate::{
@@ -123,7 +123,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 /// The ranked groups, with the 99th percentile of durations for --by latency.
 fn top(calls: &Calls, args: &Args) -> Result<RecordBatch, EngineError> {
     let columns = key_columns(&[args.group]);
-    let (inner, outer) = interned_lists(&columns);
     let keys: Vec<String> = (1..=columns.len()).map(|i| i.to_string()).collect();
     let rank = match args.by {
         By::Calls => "calls DESC",
@@ -135,14 +134,13 @@ fn top(calls: &Calls, args: &Args) -> Result<RecordBatch, EngineError> {
         n => format!(" LIMIT {n}"),
     };
     let query = format!(
-        "SELECT {outer}, calls, failures, bytes, total_ns FROM (\
-           SELECT {inner}, count(*) AS calls, count(errno) AS failures, \
-           {SUM_BYTES_MAPPED} AS bytes, \
-           sum(dur_ns) AS total_ns \
-           FROM calls{} GROUP BY {}) \
-         ORDER BY {rank}, {}{limit}",
+        "SELECT {}, count(*) AS calls, count(errno) AS failures, \
+         {SUM_BYTES_MAPPED} AS bytes, \
+         sum(dur_ns) AS total_ns \
+         FROM calls{} GROUP BY {} ORDER BY {rank}, {}{limit}",
+        select_list(&columns),
         calls.where_clause(),
-        keys.join(", "),
+        group_list(&columns),
         keys.join(", "),
     );
     let batches = calls.engine.sql(&query)?;

@@ -229,15 +229,6 @@ impl OptimizerRule for GroupByNumber {
     }
 }
 
-/// `string_id(args)`, `string_of(string_id(args))`: the SQL of a grouping key over `args` (the
-/// arguments of a `coalesce` of strings, or one string column) and of its string.
-pub fn key(args: &str, name: &str) -> (String, String) {
-    (
-        format!("{NAME}({args}) AS {name}"),
-        format!("{STRING_OF}({name}) AS {name}"),
-    )
-}
-
 /// The strings numbered so far, in the order they were first seen.
 #[derive(Debug, Default)]
 pub struct Strings {

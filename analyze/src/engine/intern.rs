@@ -21,7 +21,7 @@
 //! are first seen, so they sort as nothing in particular, and mean nothing to another run.
 //! `string_of` of a number not given is an error, never a wrong string.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use arrow::{
     array::{Array, ArrayRef, AsArray, StringArray, StringViewArray, UInt32Array},
@@ -264,26 +264,22 @@ pub struct StringIds {
     strings: Arc<Mutex<Strings>>,
 }
 
-/// Two functions are the same when they share a numbering.
-macro_rules! same_by_numbering {
-    ($function:ty) => {
-        impl PartialEq for $function {
-            fn eq(&self, other: &Self) -> bool {
-                Arc::ptr_eq(&self.strings, &other.strings)
-            }
-        }
+// Two functions are the same when they share a numbering (and, for `string_of`, give the
+// same type).
 
-        impl Eq for $function {}
-
-        impl std::hash::Hash for $function {
-            fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-                Arc::as_ptr(&self.strings).hash(state);
-            }
-        }
-    };
+impl PartialEq for StringIds {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.strings, &other.strings)
+    }
 }
 
-same_by_numbering!(StringIds);
+impl Eq for StringIds {}
+
+impl std::hash::Hash for StringIds {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        Arc::as_ptr(&self.strings).hash(state);
+    }
+}
 
 impl PartialEq for StringOf {
     fn eq(&self, other: &Self) -> bool {
@@ -407,7 +403,8 @@ impl ScalarUDFImpl for StringIds {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let rows = args.number_rows;
-        let mut strings = self.strings.lock().unwrap_or_else(PoisonError::into_inner);
+        let lock = || self.strings.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut strings = lock();
         let mut sources = Vec::with_capacity(args.args.len());
         for arg in &args.args {
             sources.push(match arg {
@@ -435,6 +432,10 @@ impl ScalarUDFImpl for StringIds {
                 },
             });
         }
+        // The per-row loop needs the table only for strings without a dictionary: the engine's
+        // other threads number their batches meanwhile.
+        drop(strings);
+        let mut table: Option<MutexGuard<'_, Strings>> = None;
         let mut ids = Vec::with_capacity(rows);
         for row in 0..rows {
             let mut id = None;
@@ -446,7 +447,7 @@ impl ScalarUDFImpl for StringIds {
                         .flatten(),
                     Source::Rows(array) => array
                         .is_valid(row)
-                        .then(|| strings.id(array.value(row)))
+                        .then(|| table.get_or_insert_with(lock).id(array.value(row)))
                         .transpose()?,
                     Source::Scalar(id) => *id,
                 };

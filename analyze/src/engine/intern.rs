@@ -30,6 +30,7 @@ use arrow::{
 };
 use datafusion::{
     common::{Column, DFSchema, Result, ScalarValue, exec_err, plan_err, tree_node::Transformed},
+    execution::memory_pool::{MemoryConsumer, MemoryPool, MemoryReservation},
     logical_expr::{
         Aggregate, ColumnarValue, Expr, ExprSchemable, LogicalPlan, Projection, ScalarFunctionArgs,
         ScalarUDF, ScalarUDFImpl, Signature, Volatility, expr::ScalarFunction,
@@ -46,17 +47,33 @@ pub const STRING_OF: &str = "string_of";
 /// Both functions, sharing one numbering.
 #[cfg(test)]
 fn functions() -> [ScalarUDF; 2] {
-    let numbering = Numbering::default();
+    let pool: Arc<dyn MemoryPool> =
+        Arc::new(datafusion::execution::memory_pool::UnboundedMemoryPool::default());
+    let numbering = Numbering::new(&pool);
     [numbering.string_id(), numbering.string_of(DataType::Utf8)]
 }
 
 /// One numbering of strings (one session's), and the functions and rule that use it.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Numbering {
     strings: Arc<Mutex<Strings>>,
 }
 
 impl Numbering {
+    /// A numbering whose strings are counted in `pool`, the session's memory: they stay for
+    /// the session, so a capture with more distinct strings than the pool holds is an error
+    /// ("Resources exhausted", naming the numbering), not unbounded growth.
+    pub fn new(pool: &Arc<dyn MemoryPool>) -> Self {
+        let memory = MemoryConsumer::new("string_id numbering").register(pool);
+        Self {
+            strings: Arc::new(Mutex::new(Strings {
+                ids: FxHashMap::default(),
+                strings: Vec::new(),
+                memory,
+            })),
+        }
+    }
+
     pub fn string_id(&self) -> ScalarUDF {
         ScalarUDF::new_from_impl(StringIds {
             signature: Signature::variadic_any(Volatility::Immutable),
@@ -230,11 +247,17 @@ impl OptimizerRule for GroupByNumber {
 }
 
 /// The strings numbered so far, in the order they were first seen.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Strings {
     ids: FxHashMap<Arc<str>, u32>,
     strings: Vec<Arc<str>>,
+    /// The memory the strings take, in the session's pool.
+    memory: MemoryReservation,
 }
+
+/// What a string costs besides its bytes: the `Arc`'s counts, the map's entry and control
+/// byte, the list's pointer (with the spare capacity both keep, roughly).
+const OVERHEAD_PER_STRING: usize = 64;
 
 impl Strings {
     /// The number of `text`, given on first sight.
@@ -245,6 +268,7 @@ impl Strings {
         let Ok(id) = u32::try_from(self.strings.len()) else {
             return exec_err!("{NAME}: more than 2^32 distinct strings");
         };
+        self.memory.try_grow(text.len() + OVERHEAD_PER_STRING)?;
         let text: Arc<str> = Arc::from(text);
         self.strings.push(Arc::clone(&text));
         self.ids.insert(text, id);
@@ -598,5 +622,38 @@ mod tests {
         // Another session's numbering does not know it either.
         let [_, other] = functions();
         assert!(strings(&other, &given).is_err());
+    }
+
+    #[test]
+    fn strings_beyond_the_memory_pool_are_an_error_naming_the_numbering() {
+        let pool: Arc<dyn MemoryPool> = Arc::new(
+            datafusion::execution::memory_pool::GreedyMemoryPool::new(4096),
+        );
+        let numbering = Numbering::new(&pool);
+        let string_id = numbering.string_id();
+        // Ten distinct 100-byte strings fit; the same strings again take nothing more.
+        let short: Vec<String> = (0..10).map(|i| format!("{i:0>100}")).collect();
+        let batch = || dictionary(&short.iter().map(|s| Some(s.as_str())).collect::<Vec<_>>());
+        ids(&string_id, vec![batch()], short.len());
+        let used = pool.reserved();
+        assert_eq!(used, 10 * (100 + OVERHEAD_PER_STRING));
+        ids(&string_id, vec![batch()], short.len());
+        assert_eq!(pool.reserved(), used);
+        // Forty more do not: an error, not growth past the pool.
+        let long: Vec<String> = (10..50).map(|i| format!("{i:0>100}")).collect();
+        let err = invoke(
+            &string_id,
+            vec![dictionary(
+                &long.iter().map(|s| Some(s.as_str())).collect::<Vec<_>>(),
+            )],
+            long.len(),
+        )
+        .expect_err("past the pool");
+        let message = err.to_string();
+        assert!(
+            message.contains("Resources exhausted") && message.contains("string_id numbering"),
+            "{message}"
+        );
+        assert!(pool.reserved() <= 4096);
     }
 }

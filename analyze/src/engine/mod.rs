@@ -145,7 +145,7 @@ impl Engine {
             .build()
             .map_err(EngineError::Start)?;
         let ctx = session().map_err(EngineError::from_datafusion)?;
-        let numbering = intern::Numbering::default();
+        let numbering = intern::Numbering::new(&ctx.runtime_env().memory_pool);
         for function in udf::all()
             .into_iter()
             .chain([numbering.string_id(), numbering.string_of(DataType::Utf8)])

@@ -179,17 +179,51 @@ impl Engine {
     /// costs when it keeps many (a group-by over the mmap calls: 0.6-0.9 s with it, 0.33-0.66 s
     /// without), because the reader then builds and intersects selections of most rows.
     async fn plan(&self, query: &str) -> Result<DataFrame, DataFusionError> {
+        Ok(self.plan_scan(query, false).await?.0)
+    }
+
+    /// [`Engine::plan`]; for a scan read in order (`in_order`) that picks rows by an id, the
+    /// file is cut into [`SELECTIVE_SPLIT`] times as many partitions as the session has (the
+    /// number is returned with the plan). Such a scan decodes most of the file for few rows,
+    /// and more partitions than cores keep the cores busier: `maps --pid 1000 --at` four fifths
+    /// into 10 M rows took 1.7-2.1 s with 2 partitions, as long with 4, 1.4-1.7 s with 8 and no
+    /// less with 16 or 32 (the cause was not isolated). Each partition decodes results ahead
+    /// of the one being read, which only a selective scan can afford ([`IN_ORDER_AHEAD_KIB`]).
+    async fn plan_scan(
+        &self,
+        query: &str,
+        in_order: bool,
+    ) -> Result<(DataFrame, usize), DataFusionError> {
         let plan = self.ctx.state().create_logical_plan(query).await?;
         let late = filter::picks_by_id(&plan);
-        self.ctx
-            .state_ref()
-            .write()
-            .config_mut()
-            .options_mut()
-            .execution
-            .parquet
-            .pushdown_filters = late;
-        self.ctx.execute_logical_plan(plan).await
+        let state = self.ctx.state_ref();
+        let cores = {
+            let mut state = state.write();
+            let options = state.config_mut().options_mut();
+            options.execution.parquet.pushdown_filters = late;
+            options.execution.target_partitions
+        };
+        if !(in_order && late) {
+            return Ok((self.ctx.execute_logical_plan(plan).await?, cores));
+        }
+        let partitions = cores
+            .saturating_mul(SELECTIVE_SPLIT)
+            .min(SELECTIVE_PARTITIONS_MAX)
+            .max(cores);
+        let set = |partitions| {
+            state
+                .write()
+                .config_mut()
+                .options_mut()
+                .execution
+                .target_partitions = partitions;
+        };
+        // The frame keeps the session's settings as they are now; later queries get the
+        // session's own number back.
+        set(partitions);
+        let frame = self.ctx.execute_logical_plan(plan).await;
+        set(cores);
+        Ok((frame?, partitions))
     }
 
     /// Plans `query` and starts running it.
@@ -248,6 +282,17 @@ impl Engine {
             .map_err(EngineError::from_datafusion)
     }
 
+    /// [`Engine::frame`] for [`Engine::sql_in_order`], with the number of partitions its scan
+    /// is cut into ([`Engine::plan_scan`]).
+    fn frame_in_order(&self, query: &str) -> Result<(SchemaRef, DataFrame, usize), EngineError> {
+        self.runtime
+            .block_on(async {
+                let (frame, partitions) = self.plan_scan(query, true).await?;
+                Ok((Arc::clone(frame.schema().inner()), frame, partitions))
+            })
+            .map_err(EngineError::from_datafusion)
+    }
+
     /// The results of a query whose batches `stream` hands out.
     fn batches(
         &self,
@@ -265,13 +310,15 @@ impl Engine {
     /// the file. The session is first set so that a partition keeps the order of its rows
     /// ([`IN_ORDER`]; the settings stay for later queries); the partitions then run side by
     /// side, and their batches are handed back partition after partition, so the order of the
-    /// file is kept while every core decodes. A partition decodes at most [`PARTITION_AHEAD_KIB`] ahead of the one
-    /// being read.
+    /// file is kept while every core decodes. The partitions decode at most
+    /// [`IN_ORDER_AHEAD_KIB`] ahead of the one being read.
     pub fn sql_in_order(&self, query: &str) -> Result<Batches<'_>, EngineError> {
         for setting in IN_ORDER {
             self.sql(setting)?.try_for_each(|batch| batch.map(drop))?;
         }
-        let (schema, frame) = self.frame(query)?;
+        let (schema, frame, partitions) = self.frame_in_order(query)?;
+        let ahead = (IN_ORDER_AHEAD_KIB / u32::try_from(partitions).unwrap_or(u32::MAX))
+            .clamp(1, PARTITION_AHEAD_KIB);
         let streams = self
             .runtime
             .block_on(frame.execute_stream_partitioned())
@@ -279,7 +326,7 @@ impl Engine {
         let mut receivers = Vec::with_capacity(streams.len());
         for mut stream in streams {
             let (sender, receiver) = mpsc::unbounded_channel();
-            let budget = Arc::new(Semaphore::new(PARTITION_AHEAD_KIB as usize));
+            let budget = Arc::new(Semaphore::new(ahead as usize));
             // The task ends at the end of its partition, or when the results are dropped.
             self.runtime.spawn(async move {
                 while let Some(batch) = stream.next().await {
@@ -287,9 +334,7 @@ impl Engine {
                         Ok(batch) => batch.get_array_memory_size() / 1024 + 1,
                         Err(_) => 1,
                     };
-                    let cost = u32::try_from(kib)
-                        .unwrap_or(u32::MAX)
-                        .min(PARTITION_AHEAD_KIB);
+                    let cost = u32::try_from(kib).unwrap_or(u32::MAX).min(ahead);
                     let Ok(permit) = Arc::clone(&budget).acquire_many_owned(cost).await else {
                         break;
                     };
@@ -325,8 +370,25 @@ const IN_ORDER: [&str; 3] = [
 const AHEAD_BATCHES: usize = 2;
 
 /// How much memory (KiB of batches) a partition of [`Engine::sql_in_order`] may decode ahead of
-/// the one being read.
+/// the one being read, at most.
 const PARTITION_AHEAD_KIB: u32 = 64 * 1024;
+
+/// How much memory (KiB of batches) all partitions of [`Engine::sql_in_order`] together may
+/// decode ahead: 64 MiB each for up to 8 partitions (the 2 of a full scan, or the 8 of a
+/// selective one, on two cores), less each beyond. The partitions of a selective scan
+/// ([`SELECTIVE_SPLIT`]) need the full share to run side by side: `maps --pid 1000 --at` with 8
+/// partitions of 16 or 32 MiB each was no faster than with 2 partitions, as they stalled on
+/// their shares (a batch counts the capacity of its buffers and the whole dictionaries of its
+/// string columns, megabytes for a few rows).
+const IN_ORDER_AHEAD_KIB: u32 = 8 * PARTITION_AHEAD_KIB;
+
+/// How many partitions per core an in-order scan that picks rows by an id is cut into
+/// ([`Engine::plan_scan`]).
+const SELECTIVE_SPLIT: usize = 4;
+
+/// At most this many partitions for such a scan, whatever the number of cores: each may hold a
+/// row group's column chunks while it decodes.
+const SELECTIVE_PARTITIONS_MAX: usize = 16;
 
 /// A session set up for captures: late materialization of filtered columns, statistics read
 /// from each file's footer, bounded memory.

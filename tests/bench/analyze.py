@@ -14,8 +14,9 @@ process after `import duckdb` (so interpreter start and import, ~0.1 s, count ag
 against DuckDB); DuckDB's RSS includes the Python interpreter (~40 MiB).
 
 Questions: summary, `top --by bytes --group file`, an `sql` group-by with a filter, `events
---pid P --limit 100`, `maps --pid P --at T`, `latency`, each beside the DuckDB query that
-computes the same table. P is the process with the most rows, T four fifths into the capture.
+--pid P --limit 100`, `maps --pid P --at T`, `latency`, every row as CSV (`sql ... --format csv
+-o FILE`, DuckDB's `COPY ... TO`), each beside the DuckDB query that computes the same table.
+P is the process with the most rows, T four fifths into the capture.
 Then the commands DuckDB has no counterpart for (errors, findings, replay, export, report):
 their time and peak RSS alone. A command the analyzer does not have is skipped with a note.
 Prints a Markdown table (also to --out).
@@ -107,6 +108,20 @@ def questions(pid: int, at_ns: int, at_rfc: str):
                 f"SELECT syscall, quantile_cont({dur}, [0.5, 0.9, 0.99, 0.999]), max({dur}),"
                 f" histogram(floor(log2(greatest({dur}, 1)))) FROM {DUCK_CALLS} GROUP BY syscall"
             ],
+        ),
+        (
+            "all rows as CSV",
+            # The capture's own columns (not the inputs' names that `events` adds), every row,
+            # to a file. DuckDB writes times to the microsecond, we to the nanosecond.
+            [
+                "sql",
+                "SELECT * EXCLUDE (capture_id, host, file, date) FROM events",
+                "--format",
+                "csv",
+                "-o",
+                SCRATCH,
+            ],
+            [f"COPY (SELECT * FROM {{src}}) TO '{SCRATCH}' (HEADER)"],
         ),
         # Commands DuckDB has no counterpart for: time and peak RSS only.
         ("errors", ["errors"], None),
@@ -221,6 +236,7 @@ def main():
                 Path(SCRATCH).unlink(missing_ok=True)
                 if duck_queries is not None:
                     theirs.append(duck(duck_queries, src)[:2])
+                    Path(SCRATCH).unlink(missing_ok=True)
             our_wall = statistics.median(w for w, _ in ours)
             our_rss = statistics.median(r for _, r in ours)
             head = (

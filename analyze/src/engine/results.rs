@@ -9,6 +9,7 @@
 
 use std::{
     collections::VecDeque,
+    fmt::Write as _,
     fs::File,
     io::{self, BufWriter, Write},
     num::NonZeroUsize,
@@ -18,14 +19,15 @@ use std::{
 };
 
 use arrow::{
-    array::{Array, AsArray as _, Int64Array, RecordBatch},
+    array::{Array, ArrayRef, AsArray as _, Int64Array, RecordBatch, StringBuilder, timezone::Tz},
     compute::cast,
     csv,
-    datatypes::{DataType, Int64Type, Schema},
+    datatypes::{DataType, Field, Int64Type, Schema, TimeUnit, TimestampNanosecondType},
     error::ArrowError,
     json::{self, writer::LineDelimited},
     util::display::{ArrayFormatter, FormatOptions},
 };
+use chrono::{DateTime, format::StrftimeItems};
 use parquet::{
     arrow::ArrowWriter,
     basic::{Compression, ZstdLevel},
@@ -401,6 +403,7 @@ impl<'w, W: Write> Encoded<'w, W> {
 }
 
 fn encode_csv(batch: &RecordBatch, first: bool) -> Result<Vec<u8>, ArrowError> {
+    let batch = &timestamps_as_text(batch)?;
     let mut bytes = Vec::new();
     csv::WriterBuilder::new()
         .with_header(first)
@@ -412,6 +415,7 @@ fn encode_csv(batch: &RecordBatch, first: bool) -> Result<Vec<u8>, ArrowError> {
 }
 
 fn encode_json(batch: &RecordBatch, _first: bool) -> Result<Vec<u8>, ArrowError> {
+    let batch = &timestamps_as_text(batch)?;
     let mut bytes = Vec::new();
     let mut writer = json::WriterBuilder::new()
         .with_explicit_nulls(true)
@@ -421,6 +425,79 @@ fn encode_json(batch: &RecordBatch, _first: bool) -> Result<Vec<u8>, ArrowError>
     writer.write(batch)?;
     writer.finish()?;
     Ok(bytes)
+}
+
+/// `batch` with its nanosecond timestamp columns as the text the CSV and JSON writers would
+/// make of them ([`TIMESTAMP_FORMAT`], [`TIMESTAMP_TZ_FORMAT`]), the format parsed once per
+/// column. Arrow's writers format each value with chrono's `format`, which parses the format
+/// string again for every value: 18 % of the samples of `sql 'SELECT * FROM events' --format
+/// csv`. A text column is written as the timestamp was (unquoted in CSV, a string in JSON).
+fn timestamps_as_text(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
+    let schema = batch.schema();
+    let is_ns = |field: &Field| {
+        matches!(
+            field.data_type(),
+            DataType::Timestamp(TimeUnit::Nanosecond, _)
+        )
+    };
+    if !schema.fields().iter().any(|field| is_ns(field)) {
+        return Ok(batch.clone());
+    }
+    let parse = |format| {
+        StrftimeItems::new(format)
+            .parse()
+            .map_err(|err| ArrowError::InvalidArgumentError(err.to_string()))
+    };
+    let mut fields = Vec::with_capacity(schema.fields().len());
+    let mut columns = Vec::with_capacity(schema.fields().len());
+    for (field, column) in schema.fields().iter().zip(batch.columns()) {
+        let DataType::Timestamp(TimeUnit::Nanosecond, tz) = field.data_type() else {
+            fields.push(Arc::clone(field));
+            columns.push(Arc::clone(column));
+            continue;
+        };
+        let values = column.as_primitive::<TimestampNanosecondType>();
+        let mut text = StringBuilder::with_capacity(values.len(), values.len() * 35);
+        let written = match tz {
+            None => {
+                let items = parse(TIMESTAMP_FORMAT)?;
+                values.iter().try_for_each(|value| match value {
+                    None => {
+                        text.append_null();
+                        Ok(())
+                    }
+                    Some(ns) => {
+                        let time = DateTime::from_timestamp_nanos(ns).naive_utc();
+                        write!(text, "{}", time.format_with_items(items.iter()))
+                            .map(|()| text.append_value(""))
+                    }
+                })
+            }
+            Some(tz) => {
+                let tz: Tz = tz.parse()?;
+                let items = parse(TIMESTAMP_TZ_FORMAT)?;
+                values.iter().try_for_each(|value| match value {
+                    None => {
+                        text.append_null();
+                        Ok(())
+                    }
+                    Some(ns) => {
+                        let time = DateTime::from_timestamp_nanos(ns).with_timezone(&tz);
+                        write!(text, "{}", time.format_with_items(items.iter()))
+                            .map(|()| text.append_value(""))
+                    }
+                })
+            }
+        };
+        written.map_err(|err| ArrowError::ComputeError(err.to_string()))?;
+        fields.push(Arc::new(Field::new(
+            field.name(),
+            DataType::Utf8,
+            field.is_nullable(),
+        )));
+        columns.push(Arc::new(text.finish()) as ArrayRef);
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
 }
 
 /// Numbers align right, everything else left.
@@ -647,6 +724,57 @@ mod tests {
         };
         assert_eq!(none(ResultFormat::Csv), "n\n");
         assert_eq!(none(ResultFormat::Json), "");
+    }
+
+    #[test]
+    fn timestamps_are_written_as_arrows_writers_write_them() {
+        use arrow::array::TimestampNanosecondArray;
+        let values = vec![
+            Some(1_798_761_600_000_024_943),
+            None,
+            Some(0),
+            Some(-1_500),
+            Some(i64::MAX),
+        ];
+        let column = |tz: Option<&str>| {
+            let array = TimestampNanosecondArray::from(values.clone());
+            Arc::new(match tz {
+                Some(tz) => array.with_timezone(tz),
+                None => array,
+            }) as ArrayRef
+        };
+        let batch = RecordBatch::try_from_iter([
+            ("plain", column(None)),
+            ("utc", column(Some("UTC"))),
+            ("east", column(Some("+02:00"))),
+            ("named", column(Some("Europe/Paris"))),
+        ])
+        .expect("batch");
+        // What one Arrow writer makes of the timestamps themselves.
+        let mut csv_expected = Vec::new();
+        csv::WriterBuilder::new()
+            .with_timestamp_format(TIMESTAMP_FORMAT.to_owned())
+            .with_timestamp_tz_format(TIMESTAMP_TZ_FORMAT.to_owned())
+            .build(&mut csv_expected)
+            .write(&batch)
+            .expect("CSV");
+        let csv_written = encode_csv(&batch, true).expect("CSV");
+        assert_eq!(
+            String::from_utf8(csv_written).expect("UTF-8"),
+            String::from_utf8(csv_expected).expect("UTF-8")
+        );
+        let mut json_expected = Vec::new();
+        let mut writer = json::WriterBuilder::new()
+            .with_explicit_nulls(true)
+            .with_timestamp_format(TIMESTAMP_FORMAT.to_owned())
+            .with_timestamp_tz_format(TIMESTAMP_TZ_FORMAT.to_owned())
+            .build::<_, LineDelimited>(&mut json_expected);
+        writer.write(&batch).expect("JSON");
+        writer.finish().expect("JSON");
+        assert_eq!(
+            String::from_utf8(encode_json(&batch, true).expect("JSON")).expect("UTF-8"),
+            String::from_utf8(json_expected).expect("UTF-8")
+        );
     }
 
     #[test]

@@ -423,6 +423,8 @@ enum Sink<'w, W: Write> {
     Csv {
         layout: Layout<JsonDecoder>,
         writer: Box<csv::Writer<&'w mut W>>,
+        /// Where a number or a guarded text cell is formatted, reused from row to row.
+        scratch: String,
     },
 }
 
@@ -446,6 +448,7 @@ impl<'w, W: Write> Sink<'w, W> {
                 Self::Csv {
                     layout,
                     writer: Box::new(writer),
+                    scratch: String::new(),
                 }
             }
         })
@@ -478,8 +481,12 @@ impl<'w, W: Write> Sink<'w, W> {
                 )?;
                 out.write_all(b"\n")
             }
-            Self::Csv { layout, writer } => writer
-                .write_record(layout.csv_record(event))
+            Self::Csv {
+                layout,
+                writer,
+                scratch,
+            } => layout
+                .write_csv_record(event, writer, scratch)
                 .map_err(csv_to_io),
         }
     }
@@ -694,20 +701,36 @@ impl Layout<JsonDecoder> {
         Self::json_from(&JSON_PARTS)
     }
 
-    /// The CSV cells of `event`: numbers in decimal, `None` empty, text made safe to open in a
-    /// spreadsheet ([`spreadsheet_safe`]).
-    fn csv_record<'a>(&'a self, event: &'a Event<'_>) -> impl Iterator<Item = String> + 'a {
-        self.parts.iter().map(move |(_, slot)| match slot {
-            Slot::Column(column) => match column.value(event) {
-                Value::Str(text) => spreadsheet_safe(text),
-                value => value.to_string(),
-            },
-            Slot::Decoded(decode) => match decode(event) {
-                Decoded::Text(text) => text.map(|t| spreadsheet_safe(&t)).unwrap_or_default(),
-                Decoded::Name(name) => name.map(spreadsheet_safe).unwrap_or_default(),
-                Decoded::Int(int) => int.map(|i| i.to_string()).unwrap_or_default(),
-            },
-        })
+    /// Writes the CSV cells of `event` as one record: numbers in decimal, `None` empty, text
+    /// made safe to open in a spreadsheet ([`spreadsheet_safe`]). Text is written from where it
+    /// is and numbers are formatted into `scratch`, reused from row to row: no cell is a string
+    /// of its own (a row has 58 cells).
+    fn write_csv_record<W: Write>(
+        &self,
+        event: &Event<'_>,
+        writer: &mut csv::Writer<W>,
+        scratch: &mut String,
+    ) -> csv::Result<()> {
+        for (_, slot) in &self.parts {
+            match slot {
+                Slot::Column(column) => match column.value(event) {
+                    Value::Str(text) => write_text_cell(writer, text, scratch)?,
+                    Value::Null => writer.write_field(b"")?,
+                    value => write_number_cell(writer, value, scratch)?,
+                },
+                Slot::Decoded(decode) => match decode(event) {
+                    Decoded::Text(text) => {
+                        write_text_cell(writer, text.as_deref().unwrap_or_default(), scratch)?;
+                    }
+                    Decoded::Name(name) => {
+                        write_text_cell(writer, name.unwrap_or_default(), scratch)?;
+                    }
+                    Decoded::Int(None) => writer.write_field(b"")?,
+                    Decoded::Int(Some(int)) => write_number_cell(writer, int, scratch)?,
+                },
+            }
+        }
+        writer.write_record(None::<&[u8]>)
     }
 
     /// `parts`, then every column they do not list.
@@ -729,11 +752,44 @@ impl Layout<JsonDecoder> {
 /// tab or a carriage return) gets a leading `'`, as OWASP recommends for CSV; other text is as
 /// recorded. Any traced process can name itself or a file so.
 pub(crate) fn spreadsheet_safe(text: &str) -> String {
-    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+    if runs_in_a_spreadsheet(text) {
         format!("'{text}")
     } else {
         text.to_owned()
     }
+}
+
+/// Whether a spreadsheet would run `text` as a formula ([`spreadsheet_safe`]).
+fn runs_in_a_spreadsheet(text: &str) -> bool {
+    text.starts_with(['=', '+', '-', '@', '\t', '\r'])
+}
+
+/// Writes `text` as a CSV cell, made safe as [`spreadsheet_safe`] makes it (in `scratch` when
+/// it needs the leading `'`).
+fn write_text_cell<W: Write>(
+    writer: &mut csv::Writer<W>,
+    text: &str,
+    scratch: &mut String,
+) -> csv::Result<()> {
+    if !runs_in_a_spreadsheet(text) {
+        return writer.write_field(text);
+    }
+    scratch.clear();
+    scratch.push('\'');
+    scratch.push_str(text);
+    writer.write_field(scratch.as_bytes())
+}
+
+/// Writes `number` as a CSV cell, formatted in `scratch`.
+fn write_number_cell<W: Write>(
+    writer: &mut csv::Writer<W>,
+    number: impl std::fmt::Display,
+    scratch: &mut String,
+) -> csv::Result<()> {
+    use std::fmt::Write as _;
+    scratch.clear();
+    write!(scratch, "{number}").expect("formatting into a String does not fail");
+    writer.write_field(scratch.as_bytes())
 }
 
 /// The stack printed with a row (`--stacks`).

@@ -19,7 +19,10 @@ use std::{
 };
 
 use arrow::{
-    array::{Array, ArrayRef, AsArray as _, Int64Array, RecordBatch, StringBuilder, timezone::Tz},
+    array::{
+        Array, ArrayRef, AsArray as _, Int64Array, RecordBatch, StringArray, StringBuilder,
+        TimestampNanosecondArray, timezone::Tz,
+    },
     compute::cast,
     csv,
     datatypes::{DataType, Field, Int64Type, Schema, TimeUnit, TimestampNanosecondType},
@@ -457,47 +460,50 @@ fn timestamps_as_text(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
             continue;
         };
         let values = column.as_primitive::<TimestampNanosecondType>();
-        let mut text = StringBuilder::with_capacity(values.len(), values.len() * 35);
-        let written = match tz {
+        let text = match tz {
             None => {
                 let items = parse(TIMESTAMP_FORMAT)?;
-                values.iter().try_for_each(|value| match value {
-                    None => {
-                        text.append_null();
-                        Ok(())
-                    }
-                    Some(ns) => {
-                        let time = DateTime::from_timestamp_nanos(ns).naive_utc();
-                        write!(text, "{}", time.format_with_items(items.iter()))
-                            .map(|()| text.append_value(""))
-                    }
+                format_each(values, |ns| {
+                    let time = DateTime::from_timestamp_nanos(ns).naive_utc();
+                    time.format_with_items(items.iter())
                 })
             }
             Some(tz) => {
                 let tz: Tz = tz.parse()?;
                 let items = parse(TIMESTAMP_TZ_FORMAT)?;
-                values.iter().try_for_each(|value| match value {
-                    None => {
-                        text.append_null();
-                        Ok(())
-                    }
-                    Some(ns) => {
-                        let time = DateTime::from_timestamp_nanos(ns).with_timezone(&tz);
-                        write!(text, "{}", time.format_with_items(items.iter()))
-                            .map(|()| text.append_value(""))
-                    }
+                format_each(values, |ns| {
+                    let time = DateTime::from_timestamp_nanos(ns).with_timezone(&tz);
+                    time.format_with_items(items.iter())
                 })
             }
-        };
-        written.map_err(|err| ArrowError::ComputeError(err.to_string()))?;
+        }
+        .map_err(|err| ArrowError::ComputeError(err.to_string()))?;
         fields.push(Arc::new(Field::new(
             field.name(),
             DataType::Utf8,
             field.is_nullable(),
         )));
-        columns.push(Arc::new(text.finish()) as ArrayRef);
+        columns.push(Arc::new(text) as ArrayRef);
     }
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+}
+
+/// Each of `values` as text made by `format` (null stays null).
+fn format_each<T: std::fmt::Display>(
+    values: &TimestampNanosecondArray,
+    format: impl Fn(i64) -> T,
+) -> Result<StringArray, std::fmt::Error> {
+    let mut text = StringBuilder::with_capacity(values.len(), values.len() * 35);
+    for value in values {
+        match value {
+            None => text.append_null(),
+            Some(ns) => {
+                write!(text, "{}", format(ns))?;
+                text.append_value("");
+            }
+        }
+    }
+    Ok(text.finish())
 }
 
 /// Numbers align right, everything else left.

@@ -72,7 +72,8 @@ pub fn is_within(path: &str, cgroup: &str) -> bool {
 /// cgroup id -> path, rescanning the hierarchy (at most once a second) for ids it does not know.
 pub struct CgroupNames {
     mount: Option<PathBuf>,
-    names: HashMap<u64, Arc<str>>,
+    /// Looked up once per row the recorder writes: hashed with foldhash, not SipHash.
+    names: HashMap<u64, Arc<str>, foldhash::fast::RandomState>,
     last_scan: Option<Instant>,
 }
 
@@ -80,7 +81,7 @@ impl CgroupNames {
     pub fn new() -> Self {
         let mut names = Self {
             mount: cgroup2_mount(),
-            names: HashMap::new(),
+            names: HashMap::default(),
             last_scan: None,
         };
         names.rescan();

@@ -6,18 +6,19 @@
 //! code it generates only calls [`Cell`], [`read_column`] and the two writer layouts [`Dense`]
 //! and [`Sparse`]. A new column of an existing type needs nothing here.
 
-use std::{borrow::Cow, marker::PhantomData, sync::Arc};
+use std::{borrow::Cow, hash::BuildHasher as _, marker::PhantomData, sync::Arc};
 
 use arrow::buffer::{BooleanBuffer, Buffer, NullBuffer, ScalarBuffer};
 use arrow_array::{
     Array, ArrayRef, ArrowPrimitiveType, BooleanArray, DictionaryArray, Int32Array, PrimitiveArray,
     RecordBatch, StringArray,
-    builder::{BooleanBuilder, Int32Builder, PrimitiveBuilder, StringDictionaryBuilder},
+    builder::{BooleanBuilder, Int32Builder, PrimitiveBuilder, StringBuilder},
     cast::AsArray,
     new_empty_array, new_null_array,
     types::{Int32Type, Int64Type, TimestampNanosecondType, UInt32Type, UInt64Type},
 };
 use arrow_schema::DataType;
+use hashbrown::HashTable;
 
 use crate::{
     FormatError,
@@ -228,7 +229,7 @@ impl ColumnBuilder for BooleanBuilder {
 pub(crate) struct Text;
 
 impl Storage for Text {
-    type Builder = StringDictionaryBuilder<Int32Type>;
+    type Builder = TextBuilder;
     type Reader<'b> = DictColumn<'b>;
 
     fn data_type() -> DataType {
@@ -236,7 +237,7 @@ impl Storage for Text {
     }
 
     fn builder(rows: usize) -> Self::Builder {
-        StringDictionaryBuilder::with_capacity(rows, 256, 4096)
+        TextBuilder::with_capacity(rows)
     }
 
     fn reader<'b>(array: &'b ArrayRef, name: &'static str) -> Result<DictColumn<'b>, FormatError> {
@@ -252,9 +253,8 @@ impl Cell<Text> for Cow<'_, str> {
     }
 
     #[inline]
-    fn append(&self, builder: &mut StringDictionaryBuilder<Int32Type>) -> Result<(), FormatError> {
-        builder.append(&**self)?;
-        Ok(())
+    fn append(&self, builder: &mut TextBuilder) -> Result<(), FormatError> {
+        builder.append(self)
     }
 
     fn value(&self) -> Value<'_> {
@@ -278,12 +278,14 @@ impl Cell<Text> for Option<Cow<'_, str>> {
     }
 
     #[inline]
-    fn append(&self, builder: &mut StringDictionaryBuilder<Int32Type>) -> Result<(), FormatError> {
+    fn append(&self, builder: &mut TextBuilder) -> Result<(), FormatError> {
         match self {
-            Some(value) => builder.append(&**value).map(drop)?,
-            None => builder.append_null(),
+            Some(value) => builder.append(value),
+            None => {
+                builder.keys.append_null();
+                Ok(())
+            }
         }
-        Ok(())
     }
 
     fn value(&self) -> Value<'_> {
@@ -298,13 +300,87 @@ impl<'b> Read<'b, Text> for Option<Cow<'b, str>> {
     }
 }
 
-impl ColumnBuilder for StringDictionaryBuilder<Int32Type> {
+/// The builder of a [`Text`] column: the batch's distinct strings, each once, and a key per
+/// row. A string equal to the one appended last (a thread's name row after row, the
+/// recording's source, a process's cgroup) takes its key after one comparison; another is
+/// looked up by its hash (foldhash, seeded per builder: the strings come from the traced
+/// processes). Arrow's `StringDictionaryBuilder` hashes every row, and Parquet's dictionary
+/// encoder then hashes the value again; this halves the hashing on a recording's rows.
+pub(crate) struct TextBuilder {
+    keys: Int32Builder,
+    values: StringBuilder,
+    /// The keys of `values`, by the hash of their text.
+    index: HashTable<i32>,
+    hasher: foldhash::fast::RandomState,
+    /// The key appended last, if not null.
+    last: Option<i32>,
+}
+
+impl TextBuilder {
+    fn with_capacity(rows: usize) -> Self {
+        Self {
+            keys: Int32Builder::with_capacity(rows),
+            values: StringBuilder::with_capacity(256, 4096),
+            index: HashTable::new(),
+            hasher: foldhash::fast::RandomState::default(),
+            last: None,
+        }
+    }
+
+    /// The text of dictionary value `key`.
+    fn text(values: &StringBuilder, key: i32) -> &[u8] {
+        let offsets = values.offsets_slice();
+        let key = key as usize;
+        &values.values_slice()[offsets[key] as usize..offsets[key + 1] as usize]
+    }
+
+    #[inline]
+    fn append(&mut self, value: &str) -> Result<(), FormatError> {
+        let bytes = value.as_bytes();
+        if let Some(last) = self.last
+            && Self::text(&self.values, last) == bytes
+        {
+            self.keys.append_value(last);
+            return Ok(());
+        }
+        let key = self.intern(bytes, value)?;
+        self.last = Some(key);
+        self.keys.append_value(key);
+        Ok(())
+    }
+
+    fn intern(&mut self, bytes: &[u8], value: &str) -> Result<i32, FormatError> {
+        let hash = self.hasher.hash_one(bytes);
+        let values = &self.values;
+        if let Some(&key) = self
+            .index
+            .find(hash, |&key| Self::text(values, key) == bytes)
+        {
+            return Ok(key);
+        }
+        let key = i32::try_from(self.values.offsets_slice().len() - 1).map_err(|_| {
+            FormatError::InvalidEvent("more distinct strings in a column than Int32 keys".into())
+        })?;
+        self.values.append_value(value);
+        let (values, hasher) = (&self.values, &self.hasher);
+        self.index
+            .insert_unique(hash, key, |&key| hasher.hash_one(Self::text(values, key)));
+        Ok(key)
+    }
+}
+
+impl ColumnBuilder for TextBuilder {
     fn append_nulls(&mut self, n: usize) {
-        StringDictionaryBuilder::append_nulls(self, n);
+        self.keys.append_nulls(n);
     }
 
     fn finish(&mut self) -> Result<ArrayRef, FormatError> {
-        Ok(Arc::new(StringDictionaryBuilder::finish(self)))
+        self.index.clear();
+        self.last = None;
+        Ok(Arc::new(DictionaryArray::<Int32Type>::try_new(
+            self.keys.finish(),
+            Arc::new(self.values.finish()),
+        )?))
     }
 }
 
@@ -689,3 +765,42 @@ macro_rules! into_static_is_identity {
 }
 
 into_static_is_identity!(u32, u64, i32, i64, bool, RowKind, Syscall);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The builder's dictionary holds each distinct string once, in first-seen order, and every
+    /// row reads back its own string, whether it repeats the last one, an earlier one, or is
+    /// null; a finished builder starts over.
+    #[test]
+    fn text_builder_keys_each_row_to_its_string() {
+        let rows = [
+            Some("nginx"),
+            Some("nginx"),
+            None,
+            Some("nginx"),
+            Some("bash"),
+            Some("nginx"),
+            Some(""),
+            Some("bash"),
+            Some("bash"),
+            None,
+            Some("ngin"),
+        ];
+        let mut builder = Text::builder(4);
+        for _ in 0..2 {
+            for row in rows {
+                Cell::<Text>::append(&row.map(Cow::Borrowed), &mut builder).expect("append");
+            }
+            let array = builder.finish().expect("finish");
+            let column = DictColumn::new(&array, "test").expect("a text column");
+            let read: Vec<_> = (0..rows.len()).map(|row| column.str(row)).collect();
+            assert_eq!(read, rows);
+            let values: Vec<_> = (0..column.values.len())
+                .map(|i| column.values.value(i))
+                .collect();
+            assert_eq!(values, ["nginx", "bash", "", "ngin"]);
+        }
+    }
+}

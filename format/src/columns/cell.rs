@@ -646,27 +646,24 @@ impl<S: Storage> Sparse<S> {
     /// common case, kept inline).
     #[inline(always)]
     pub(crate) fn append<C: Cell<S>>(&mut self, value: &C) -> Result<(), FormatError> {
-        if value.is_null() && self.builder.is_none() {
-            self.nulls += 1;
-            return Ok(());
+        match &mut self.builder {
+            // A column with values in this row group (in a recording, `source` and the
+            // pid-namespace and cgroup columns of every row): the value goes straight in.
+            Some(builder) => value.append(builder),
+            None if value.is_null() => {
+                self.nulls += 1;
+                Ok(())
+            }
+            None => self.start_builder(value),
         }
-        self.append_to_builder(value)
     }
 
-    fn append_to_builder<C: Cell<S>>(&mut self, value: &C) -> Result<(), FormatError> {
-        if value.is_null() {
-            if let Some(builder) = &mut self.builder {
-                builder.append_nulls(1);
-            }
-            return Ok(());
-        }
-        let (nulls, rows) = (self.nulls, self.rows);
-        let builder = self.builder.get_or_insert_with(|| {
-            let mut builder = S::builder(rows);
-            builder.append_nulls(nulls);
-            builder
-        });
-        value.append(builder)
+    /// The row group's first value: a builder with the nulls so far, then the value.
+    #[cold]
+    fn start_builder<C: Cell<S>>(&mut self, value: &C) -> Result<(), FormatError> {
+        let mut builder = S::builder(self.rows);
+        builder.append_nulls(self.nulls);
+        value.append(self.builder.insert(builder))
     }
 
     /// The row group's column; the builder is dropped.

@@ -133,7 +133,11 @@ impl Drain {
         loop {
             self.send_waiting(sink, wait)?;
             if !wait && self.behind(sink) {
-                return Ok(());
+                sink.want_room();
+                // The writer may have taken a message before it saw the wish: look again.
+                if self.behind(sink) {
+                    return Ok(());
+                }
             }
             if self.batch.capacity() == 0 {
                 self.batch = sink.batch_buffer();
@@ -203,6 +207,8 @@ impl Drain {
                 match sink.try_send(msg) {
                     Ok(()) => {}
                     Err(NotSent::Full(msg)) => {
+                        // The queue is full: the writer takes a message soon, and signals.
+                        sink.want_room();
                         self.waiting.push_front(msg);
                         return Ok(());
                     }

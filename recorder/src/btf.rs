@@ -106,7 +106,6 @@ pub fn member_offset(btf: &Btf, strukt: &str, member: &str) -> Result<u32, BtfEr
     }
 }
 
-/// Bit offset of `member` inside `s`, searching anonymous members recursively.
 /// The BTF in `path`, read into memory before it is parsed: parsed from the file, btf-rs asks
 /// it for its position (an `lseek`) at every type: ~127,000 system calls for a 6.18 kernel's
 /// BTF, ~35 ms of system time at every start (recording `/bin/true`: 0.43-0.45 s -> 0.40-0.41 s).
@@ -114,6 +113,7 @@ fn read_btf(path: &Path) -> Result<Btf, btf_rs::Error> {
     Btf::from_bytes(&std::fs::read(path)?)
 }
 
+/// Bit offset of `member` inside `s`, searching anonymous members recursively.
 fn find_member(btf: &Btf, s: &btf_rs::Struct, member: &str) -> Result<Option<u32>, BtfError> {
     for m in &s.members {
         let name = btf.resolve_name(m).unwrap_or_default();

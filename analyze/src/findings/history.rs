@@ -653,4 +653,46 @@ mod tests {
         ranges.remove(0, 100);
         assert!(ranges.0.is_empty());
     }
+
+    /// Random inserts and removes against a set of unit cells: the ranges always hold exactly
+    /// the cells, disjoint and merged (no two ranges touch).
+    #[test]
+    fn ranges_match_a_set_of_cells() {
+        let mut ranges = Ranges::default();
+        let mut cells = [false; 64];
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for step in 0..20_000 {
+            let start = next(64);
+            let end = start + next(12);
+            let end = end.min(64);
+            let insert = next(3) != 0;
+            if insert {
+                ranges.insert(start, end);
+            } else {
+                ranges.remove(start, end);
+            }
+            for cell in &mut cells[start as usize..end as usize] {
+                *cell = insert;
+            }
+            let mut expected = BTreeMap::new();
+            let mut open: Option<u64> = None;
+            for (i, &set) in cells.iter().enumerate().chain([(64, &false)]) {
+                match (set, open) {
+                    (true, None) => open = Some(i as u64),
+                    (false, Some(s)) => {
+                        expected.insert(s, i as u64);
+                        open = None;
+                    }
+                    _ => {}
+                }
+            }
+            assert_eq!(ranges.0, expected, "step {step}: [{start}, {end})");
+        }
+    }
 }

@@ -12,6 +12,11 @@
 //!
 //! After every recorded round the capture is opened and its rows counted, so the numbers are for a
 //! recorder that really kept every call.
+//!
+//! With `--compile N`, a varied real workload too: the whole host recorded (no target) while
+//! `make -j` builds N generated C files with `cc -O2 -g` (the compiler driver, cc1, as and their
+//! libraries: file mappings, anonymous memory, brk, mprotect, fork, exec, exit), for the capture's
+//! bytes per row on something other than the loop.
 use std::{
     io::{BufRead as _, BufReader},
     os::unix::process::CommandExt as _,
@@ -62,6 +67,10 @@ struct Args {
     /// (`tracepoint`, `raw-tracepoint`, ...); default: the recorder's own choice.
     #[arg(long, value_name = "MODE")]
     attach: Option<String>,
+    /// Also record the whole host while `make -j` compiles N generated C files with `cc -O2 -g`
+    /// (needs make and cc), and report the capture's rows, loss and bytes per row. 0: no compile.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    compile: u32,
 }
 
 /// What the recorder process used, from `wait4`.
@@ -110,23 +119,20 @@ fn recorder_command(args: &Args) -> Command {
     cmd
 }
 
-/// Starts the recorder on `target` and waits until it has attached.
+/// Starts the recorder on `target` (without following its children), or on the whole host, and
+/// waits until it has attached.
 fn start_recorder(
     args: &Args,
-    target: u32,
+    target: Option<u32>,
     out: &std::path::Path,
     extra: &[&str],
 ) -> anyhow::Result<(Child, std::thread::JoinHandle<Vec<String>>)> {
     let mut cmd = recorder_command(args);
+    cmd.args(["record", "-q", "--force"]);
+    if let Some(target) = target {
+        cmd.args(["--no-follow", "--pid", &target.to_string()]);
+    }
     let mut child = cmd
-        .args([
-            "record",
-            "-q",
-            "--force",
-            "--no-follow",
-            "--pid",
-            &target.to_string(),
-        ])
         .args(
             args.attach
                 .iter()
@@ -219,6 +225,99 @@ fn flood(args: &Args, out: &std::path::Path, n: u64) -> anyhow::Result<Flood> {
     })
 }
 
+/// A system-wide recording of a compiler run (`--compile`).
+struct Compile {
+    files: u32,
+    jobs: usize,
+    wall_s: f64,
+    summary: serde_json::Value,
+    bytes: u64,
+}
+
+/// Writes `files` C files and a Makefile into `dir`: each file 60 functions that allocate,
+/// format, sort and free structs of their own type, enough for cc1's optimizer to work a while.
+fn write_sources(dir: &std::path::Path, files: u32) -> anyhow::Result<()> {
+    use std::fmt::Write as _;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for i in 0..files {
+        let mut src = String::from("#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n");
+        for j in 0..60 {
+            let _ = write!(
+                src,
+                "\nstruct s{j} {{ int a[{n}]; double d; char name[32]; }};\n\
+                 static int cmp{j}(const void *x, const void *y) {{ \
+                 return ((const struct s{j} *)x)->a[0] - ((const struct s{j} *)y)->a[0]; }}\n\
+                 long f{i}_{j}(int n) {{\n\
+                 \x20   struct s{j} *v = calloc(n, sizeof *v); long t = 0;\n\
+                 \x20   for (int k = 0; k < n; k++) {{ v[k].a[0] = (k * {m}) % 97; \
+                 v[k].d = k / {j}.5; snprintf(v[k].name, sizeof v[k].name, \"n%d\", k); }}\n\
+                 \x20   qsort(v, n, sizeof *v, cmp{j});\n\
+                 \x20   for (int k = 0; k < n; k++) t += v[k].a[0] * (long)v[k].d + \
+                 (long)strlen(v[k].name);\n\
+                 \x20   free(v); return t;\n}}\n",
+                n = j % 7 + 3,
+                m = j + 3,
+            );
+        }
+        std::fs::write(dir.join(format!("u{i}.c")), src)?;
+    }
+    std::fs::write(
+        dir.join("Makefile"),
+        "OBJS = $(patsubst %.c,%.o,$(wildcard *.c))\nall: $(OBJS)\n%.o: %.c\n\tcc -O2 -g -c $< -o $@\n",
+    )?;
+    Ok(())
+}
+
+/// Records the whole host while `make -j` (one job per CPU, unpinned) compiles `files` C files.
+fn compile(args: &Args, out: &std::path::Path, files: u32) -> anyhow::Result<Compile> {
+    let dir = args
+        .dir
+        .join(format!("mmap-bench-cc-{}", std::process::id()));
+    write_sources(&dir, files)?;
+    // Every online CPU (this process is pinned to one, which available_parallelism reports).
+    // SAFETY: sysconf has no preconditions.
+    let jobs = usize::try_from(unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) })
+        .unwrap_or(1)
+        .clamp(1, libc::CPU_SETSIZE as usize);
+    let (rec, _) = start_recorder(args, None, out, &[])?;
+    let start = Instant::now();
+    let mut make = Command::new("make");
+    make.args(["-s", &format!("-j{jobs}"), "-C"])
+        .arg(&dir)
+        .stdout(Stdio::null());
+    // SAFETY: sched_setaffinity in the forked child touches only a local cpu_set_t.
+    unsafe {
+        make.pre_exec(move || {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            for cpu in 0..jobs {
+                libc::CPU_SET(cpu, &mut set);
+            }
+            libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set);
+            Ok(())
+        });
+    }
+    let built = make.output();
+    let wall_s = start.elapsed().as_secs_f64();
+    stop_recorder(rec)?;
+    let _ = std::fs::remove_dir_all(&dir);
+    match built {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => bail!(
+            "--compile: make failed ({}): {}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Err(e) => bail!("--compile needs make and cc: running make: {e}"),
+    }
+    Ok(Compile {
+        files,
+        jobs,
+        wall_s,
+        summary: summary_json(out)?,
+        bytes: std::fs::metadata(out)?.len(),
+    })
+}
+
 /// Restricts the calling thread (and what it forks later) to one CPU.
 fn pin_to(cpu: usize) {
     // SAFETY: cpu_set_t is plain bits; CPU_SET and sched_setaffinity only touch the local set.
@@ -262,12 +361,12 @@ fn main() -> anyhow::Result<()> {
             match mode {
                 0 => base.push(pairs(args.calls)),
                 1 => {
-                    let (rec, _) = start_recorder(&args, 1, &out, &[])?;
+                    let (rec, _) = start_recorder(&args, Some(1), &out, &[])?;
                     filtered.push(pairs(args.calls));
                     idle_cpu.push(stop_recorder(rec)?.cpu_ns);
                 }
                 _ => {
-                    let (rec, _) = start_recorder(&args, me, &out, &[])?;
+                    let (rec, _) = start_recorder(&args, Some(me), &out, &[])?;
                     recorded.push(pairs(args.calls));
                     let usage = stop_recorder(rec)?;
                     let cpu_ns = usage.cpu_ns;
@@ -285,7 +384,7 @@ fn main() -> anyhow::Result<()> {
             }
         }
         for (mode, runs) in args.stacks.iter().zip(&mut with_stacks) {
-            let (rec, _) = start_recorder(&args, me, &out, &["--stacks", mode])?;
+            let (rec, _) = start_recorder(&args, Some(me), &out, &["--stacks", mode])?;
             let ns = pairs(args.calls);
             stop_recorder(rec)?;
             // Not a failure here: at this rate a mode may lose records (counted in the capture);
@@ -312,7 +411,7 @@ fn main() -> anyhow::Result<()> {
     }
     // One more recorded run with the kernel's own accounting of each program's run time
     // (outside the timed rounds: the accounting itself costs two clock reads per run).
-    let (rec, stderr) = start_recorder(&args, me, &out, &["--prog-stats"])?;
+    let (rec, stderr) = start_recorder(&args, Some(me), &out, &["--prog-stats"])?;
     pairs(args.calls);
     stop_recorder(rec)?;
     let prog_lines: Vec<String> = stderr
@@ -324,6 +423,10 @@ fn main() -> anyhow::Result<()> {
     let flooded = match args.flood {
         0 => None,
         n => Some(flood(&args, &out, n)?),
+    };
+    let compiled = match args.compile {
+        0 => None,
+        n => Some(compile(&args, &out, n)?),
     };
     let _ = std::fs::remove_file(&out);
     let _ = std::fs::remove_file(format!("{}.journal", out.display()));
@@ -407,6 +510,27 @@ fn main() -> anyhow::Result<()> {
             );
         }
     }
+    if let Some(cc) = &compiled {
+        let s = &cc.summary;
+        let rows = s["events"].as_u64().unwrap_or(0);
+        let kind = |k: &str| s["by_kind"][k].as_u64().unwrap_or(0);
+        let lifecycle = kind("fork") + kind("exec") + kind("exit");
+        println!(
+            "- the whole host recorded while `make -j{}` compiled {} generated C files (`cc -O2 \
+             -g`, {:.1} s): {rows} rows ({} calls, {lifecycle} fork/exec/exit, {} snapshot rows: the \
+             address spaces of the processes running at the start and after each exec) from {} processes, {} lost, {} bytes: {:.2} \
+             bytes per row",
+            cc.jobs,
+            cc.files,
+            cc.wall_s,
+            kind("syscall"),
+            kind("snapshot"),
+            s["processes"].as_u64().unwrap_or(0),
+            s["lost"].as_u64().unwrap_or(0),
+            cc.bytes,
+            cc.bytes as f64 / rows.max(1) as f64
+        );
+    }
     println!();
     println!(
         "{} rounds of {} pairs. Recorder process CPU (user + system) per record written, beyond \
@@ -438,6 +562,11 @@ fn main() -> anyhow::Result<()> {
                     "calls": fl.calls, "rows": fl.rows, "lost": fl.lost,
                     "recorder_max_rss_kib": fl.max_rss_kib,
                 })),
+                "compile": compiled.as_ref().map(|cc| serde_json::json!({
+                    "files": cc.files, "jobs": cc.jobs, "wall_s": cc.wall_s,
+                    "rows": cc.summary["events"], "by_kind": cc.summary["by_kind"],
+                    "lost": cc.summary["lost"], "bytes": cc.bytes,
+                })),
             })
         );
     }
@@ -451,6 +580,13 @@ fn count_rows(path: &std::path::Path) -> anyhow::Result<u64> {
 
 /// (rows, records lost) of a capture, as `mmap-analyze summary` counts them.
 fn count_rows_lost(path: &std::path::Path) -> anyhow::Result<(u64, u64)> {
+    let v = summary_json(path)?;
+    let rows = v["events"].as_u64().context("events in summary json")?;
+    Ok((rows, v["lost"].as_u64().unwrap_or(0)))
+}
+
+/// `mmap-analyze summary --format json` (built next to this binary) of a capture.
+fn summary_json(path: &std::path::Path) -> anyhow::Result<serde_json::Value> {
     let analyze = std::env::current_exe()?
         .parent()
         .context("exe dir")?
@@ -463,9 +599,7 @@ fn count_rows_lost(path: &std::path::Path) -> anyhow::Result<(u64, u64)> {
     if !out.status.success() {
         bail!("mmap-analyze: {}", String::from_utf8_lossy(&out.stderr));
     }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    let rows = v["events"].as_u64().context("events in summary json")?;
-    Ok((rows, v["lost"].as_u64().unwrap_or(0)))
+    Ok(serde_json::from_slice(&out.stdout)?)
 }
 
 /// (frame rows, distinct stacks, syscall rows) of a capture, by `mmap-analyze sql`.

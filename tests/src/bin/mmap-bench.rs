@@ -240,7 +240,8 @@ fn write_sources(dir: &std::path::Path, files: u32) -> anyhow::Result<()> {
     use std::fmt::Write as _;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     for i in 0..files {
-        let mut src = String::from("#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n");
+        let mut src =
+            String::from("#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n");
         for j in 0..60 {
             let _ = write!(
                 src,

@@ -11,6 +11,7 @@
 //! The session runs on its own tokio runtime; callers stay synchronous.
 
 pub mod bounded;
+pub mod dictcmp;
 pub mod filter;
 pub mod intern;
 pub mod results;
@@ -33,7 +34,7 @@ use arrow::{
 use datafusion::{
     error::DataFusionError,
     execution::{
-        SendableRecordBatchStream,
+        SendableRecordBatchStream, SessionStateBuilder,
         memory_pool::{FairSpillPool, TrackConsumersPool},
         runtime_env::RuntimeEnvBuilder,
     },
@@ -413,7 +414,13 @@ fn session() -> Result<SessionContext, DataFusionError> {
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_pool(Arc::new(pool))
         .build_arc()?;
-    let ctx = SessionContext::new_with_config_rt(config, runtime);
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_runtime_env(runtime)
+        .with_default_features()
+        .with_physical_optimizer_rule(Arc::new(dictcmp::DictCompare))
+        .build();
+    let ctx = SessionContext::new_with_state(state);
     ctx.add_optimizer_rule(Arc::new(tables::NeverTrue));
     Ok(ctx)
 }

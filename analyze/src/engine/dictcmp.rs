@@ -13,16 +13,10 @@
 //! statistics, and any input that is not a dictionary of the constant's type is compared by the
 //! original expression.
 
-use std::{fmt, hash::Hash, sync::Arc};
+use std::{fmt, sync::Arc};
 
 use arrow::{
-    array::{
-        Array, ArrayRef, AsArray as _, BooleanArray, Datum, PrimitiveArray, Scalar,
-        types::{
-            ArrowDictionaryKeyType, Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type,
-            UInt16Type, UInt32Type, UInt64Type,
-        },
-    },
+    array::{Array, ArrayRef, BooleanArray, Datum, Scalar, downcast_dictionary_array},
     buffer::BooleanBuffer,
     datatypes::{ArrowNativeType as _, DataType, Schema},
     record_batch::RecordBatch,
@@ -47,40 +41,34 @@ use datafusion::{
 };
 
 /// `column = constant` or `column <> constant` on a dictionary column.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq, Hash)]
 pub struct DictCmp {
     /// The comparison as planned: evaluated when the column is not a dictionary of the
     /// constant's type, and shown in plans.
-    original: Arc<dyn PhysicalExpr>,
-    column: Arc<dyn PhysicalExpr>,
+    original: BinaryExpr,
+    /// The column is the comparison's left side (else its right).
+    column_left: bool,
     /// The constant, as a dictionary value (not a dictionary scalar), never null.
     value: ScalarValue,
-    /// `<>` rather than `=`.
-    not: bool,
 }
 
 impl DictCmp {
     /// The fast form of `expr`, when it is `Column = Literal` or `Column <> Literal` (either way
     /// round) with a dictionary column in `schema` and a non-null constant.
     pub fn of(expr: &BinaryExpr, schema: &Schema) -> Option<Self> {
-        let not = match expr.op() {
-            Operator::Eq => false,
-            Operator::NotEq => true,
-            _ => return None,
+        if !matches!(expr.op(), Operator::Eq | Operator::NotEq) {
+            return None;
+        }
+        let column_left = expr.left().is::<Column>();
+        let (column, literal) = if column_left {
+            (expr.left(), expr.right())
+        } else {
+            (expr.right(), expr.left())
         };
-        let (column, literal) = match (
-            expr.left().downcast_ref::<Column>(),
-            expr.right().downcast_ref::<Literal>(),
-        ) {
-            (Some(_), Some(literal)) => (expr.left(), literal),
-            _ => match (
-                expr.right().downcast_ref::<Column>(),
-                expr.left().downcast_ref::<Literal>(),
-            ) {
-                (Some(_), Some(literal)) => (expr.right(), literal),
-                _ => return None,
-            },
-        };
+        let literal = literal.downcast_ref::<Literal>()?;
+        if !column.is::<Column>() {
+            return None;
+        }
         let DataType::Dictionary(_, value_type) = column.data_type(schema).ok()? else {
             return None;
         };
@@ -92,36 +80,10 @@ impl DictCmp {
             return None;
         }
         Some(Self {
-            original: Arc::new(BinaryExpr::new(
-                Arc::clone(expr.left()),
-                *expr.op(),
-                Arc::clone(expr.right()),
-            )),
-            column: Arc::clone(column),
+            original: expr.clone(),
+            column_left,
             value,
-            not,
         })
-    }
-
-    fn original(&self) -> &BinaryExpr {
-        self.original
-            .downcast_ref::<BinaryExpr>()
-            .expect("built from a BinaryExpr")
-    }
-}
-
-// Two are the same when they replace the same comparison: the rest follows from it.
-impl PartialEq for DictCmp {
-    fn eq(&self, other: &Self) -> bool {
-        self.original.as_ref() == other.original.as_ref()
-    }
-}
-
-impl Eq for DictCmp {}
-
-impl Hash for DictCmp {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.original.as_ref().hash(state);
     }
 }
 
@@ -141,30 +103,33 @@ impl PhysicalExpr for DictCmp {
     }
 
     fn evaluate(&self, batch: &RecordBatch) -> Result<ColumnarValue> {
-        let ColumnarValue::Array(array) = self.column.evaluate(batch)? else {
+        let column = match self.column_left {
+            true => self.original.left(),
+            false => self.original.right(),
+        };
+        let ColumnarValue::Array(array) = column.evaluate(batch)? else {
             return self.original.evaluate(batch);
         };
-        match compare(&array, &self.value, self.not)? {
+        let not = *self.original.op() == Operator::NotEq;
+        match compare(&array, &self.value, not)? {
             Some(result) => Ok(ColumnarValue::Array(Arc::new(result))),
             None => self.original.evaluate(batch),
         }
     }
 
     fn children(&self) -> Vec<&Arc<dyn PhysicalExpr>> {
-        let original = self.original();
-        vec![original.left(), original.right()]
+        vec![self.original.left(), self.original.right()]
     }
 
     fn with_new_children(
         self: Arc<Self>,
         children: Vec<Arc<dyn PhysicalExpr>>,
     ) -> Result<Arc<dyn PhysicalExpr>> {
-        let original = self.original();
         let [left, right]: [Arc<dyn PhysicalExpr>; 2] = children.try_into().map_err(|_| {
             datafusion::error::DataFusionError::Internal("DictCmp has two children".into())
         })?;
         // The new children may not be a column and a constant any more: plain then.
-        Ok(Arc::new(BinaryExpr::new(left, *original.op(), right)))
+        Ok(Arc::new(BinaryExpr::new(left, *self.original.op(), right)))
     }
 
     fn fmt_sql(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -174,47 +139,32 @@ impl PhysicalExpr for DictCmp {
 
 /// `array = value` (or `<>`) when `array` is a dictionary whose values have `value`'s type.
 fn compare(array: &ArrayRef, value: &ScalarValue, not: bool) -> Result<Option<BooleanArray>> {
-    let Some(dict) = array.as_any_dictionary_opt() else {
-        return Ok(None);
-    };
-    let values = dict.values();
-    if *values.data_type() != value.data_type() {
-        return Ok(None);
-    }
-    let scalar = Scalar::new(value.to_array()?);
-    let matched = if not {
-        arrow::compute::kernels::cmp::neq(values, &scalar as &dyn Datum)?
-    } else {
-        arrow::compute::kernels::cmp::eq(values, &scalar as &dyn Datum)?
-    };
-    // One byte per dictionary value: did it match (a null value matches nothing; its rows are
-    // null in the result anyway).
-    let table: Vec<bool> = (0..matched.len())
-        .map(|i| matched.is_valid(i) && matched.value(i))
-        .collect();
-    let keys = dict.keys();
-    let bits = match keys.data_type() {
-        DataType::Int8 => lookup::<Int8Type>(keys, &table),
-        DataType::Int16 => lookup::<Int16Type>(keys, &table),
-        DataType::Int32 => lookup::<Int32Type>(keys, &table),
-        DataType::Int64 => lookup::<Int64Type>(keys, &table),
-        DataType::UInt8 => lookup::<UInt8Type>(keys, &table),
-        DataType::UInt16 => lookup::<UInt16Type>(keys, &table),
-        DataType::UInt32 => lookup::<UInt32Type>(keys, &table),
-        DataType::UInt64 => lookup::<UInt64Type>(keys, &table),
-        _ => return Ok(None),
-    };
-    Ok(Some(BooleanArray::new(bits, array.logical_nulls())))
-}
-
-/// Each row's entry of `table`, by its key; false for a key outside the table (which only a
-/// null row may have).
-fn lookup<K: ArrowDictionaryKeyType>(keys: &dyn Array, table: &[bool]) -> BooleanBuffer {
-    let keys: &PrimitiveArray<K> = keys.as_primitive();
-    let keys = keys.values();
-    BooleanBuffer::collect_bool(keys.len(), |i| {
-        table.get(keys[i].as_usize()).copied().unwrap_or(false)
-    })
+    downcast_dictionary_array!(
+        array => {
+            let values = array.values();
+            if *values.data_type() != value.data_type() {
+                return Ok(None);
+            }
+            let scalar = Scalar::new(value.to_array()?);
+            let matched = if not {
+                arrow::compute::kernels::cmp::neq(values, &scalar as &dyn Datum)?
+            } else {
+                arrow::compute::kernels::cmp::eq(values, &scalar as &dyn Datum)?
+            };
+            // One byte per dictionary value: did it match (a null value matches nothing; its
+            // rows are null in the result anyway).
+            let table: Vec<bool> = (0..matched.len())
+                .map(|i| matched.is_valid(i) && matched.value(i))
+                .collect();
+            // A key outside the table (which only a null row may have) gives false.
+            let keys = array.keys().values();
+            let bits = BooleanBuffer::collect_bool(keys.len(), |i| {
+                table.get(keys[i].as_usize()).copied().unwrap_or(false)
+            });
+            Ok(Some(BooleanArray::new(bits, array.logical_nulls())))
+        }
+        _ => Ok(None)
+    )
 }
 
 /// The physical optimizer rule that puts [`DictCmp`] in filters.
@@ -267,7 +217,7 @@ impl PhysicalOptimizerRule for DictCompare {
 #[cfg(test)]
 mod tests {
     use arrow::{
-        array::{DictionaryArray, Int32Array, StringArray},
+        array::{AsArray as _, DictionaryArray, Int32Array, StringArray, types::Int32Type},
         compute::kernels::cmp,
         datatypes::Field,
     };
@@ -338,7 +288,13 @@ mod tests {
             BinaryExpr::new(Arc::clone(l), op, Arc::clone(r))
         };
         assert!(DictCmp::of(&binary(&kind, Operator::Eq, &x), &schema).is_some());
-        assert!(DictCmp::of(&binary(&x, Operator::NotEq, &kind), &schema).is_some_and(|d| d.not));
+        assert!(
+            DictCmp::of(&binary(&x, Operator::NotEq, &kind), &schema).is_some_and(|d| *d
+                .original
+                .op()
+                == Operator::NotEq
+                && !d.column_left)
+        );
         assert!(DictCmp::of(&binary(&comm, Operator::Eq, &x), &schema).is_none());
         assert!(DictCmp::of(&binary(&kind, Operator::Lt, &x), &schema).is_none());
         let null: Arc<dyn PhysicalExpr> = Arc::new(Literal::new(ScalarValue::Utf8(None)));

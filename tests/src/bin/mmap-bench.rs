@@ -269,31 +269,32 @@ fn write_sources(dir: &std::path::Path, files: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Records the whole host while `make -j` (one job per CPU, unpinned) compiles `files` C files.
-fn compile(args: &Args, out: &std::path::Path, files: u32) -> anyhow::Result<Compile> {
+/// Records the whole host while `make -j` compiles `files` C files, on the CPUs `allowed` (those
+/// of this process before it pinned itself), one job per CPU.
+fn compile(
+    args: &Args,
+    out: &std::path::Path,
+    files: u32,
+    allowed: libc::cpu_set_t,
+) -> anyhow::Result<Compile> {
     let dir = args
         .dir
         .join(format!("mmap-bench-cc-{}", std::process::id()));
     write_sources(&dir, files)?;
-    // Every online CPU (this process is pinned to one, which available_parallelism reports).
-    // SAFETY: sysconf has no preconditions.
-    let jobs = usize::try_from(unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) })
+    // SAFETY: CPU_COUNT only reads the set.
+    let jobs = usize::try_from(unsafe { libc::CPU_COUNT(&allowed) })
         .unwrap_or(1)
-        .clamp(1, libc::CPU_SETSIZE as usize);
+        .max(1);
     let (rec, _) = start_recorder(args, None, out, &[])?;
     let start = Instant::now();
     let mut make = Command::new("make");
     make.args(["-s", &format!("-j{jobs}"), "-C"])
         .arg(&dir)
         .stdout(Stdio::null());
-    // SAFETY: sched_setaffinity in the forked child touches only a local cpu_set_t.
+    // SAFETY: sched_setaffinity in the forked child only reads a copy of the set.
     unsafe {
         make.pre_exec(move || {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            for cpu in 0..jobs {
-                libc::CPU_SET(cpu, &mut set);
-            }
-            libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set);
+            set_affinity(&allowed);
             Ok(())
         });
     }
@@ -321,12 +322,30 @@ fn compile(args: &Args, out: &std::path::Path, files: u32) -> anyhow::Result<Com
 
 /// Restricts the calling thread (and what it forks later) to one CPU.
 fn pin_to(cpu: usize) {
-    // SAFETY: cpu_set_t is plain bits; CPU_SET and sched_setaffinity only touch the local set.
-    unsafe {
+    // SAFETY: cpu_set_t is plain bits (all-zero is the empty set); CPU_SET indexes the local
+    // set's words with a bounds check.
+    let set = unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set);
+        set
+    };
+    set_affinity(&set);
+}
+
+/// The CPUs the calling thread may run on.
+fn affinity() -> libc::cpu_set_t {
+    // SAFETY: cpu_set_t is plain bits; sched_getaffinity writes only into the local set.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set);
+        set
     }
+}
+
+/// Restricts the calling thread (and what it forks later) to `set`.
+fn set_affinity(set: &libc::cpu_set_t) {
+    // SAFETY: sched_setaffinity only reads the set.
+    unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), set) };
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -336,6 +355,8 @@ fn median(v: &mut [f64]) -> f64 {
 
 fn main() -> anyhow::Result<()> {
     let mut args = Args::parse();
+    // The CPUs this process may use before it pins itself: the compile runs on all of them.
+    let allowed = affinity();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     if cpus >= 2 {
         args.bench_cpu.get_or_insert(cpus - 1);
@@ -427,7 +448,7 @@ fn main() -> anyhow::Result<()> {
     };
     let compiled = match args.compile {
         0 => None,
-        n => Some(compile(&args, &out, n)?),
+        n => Some(compile(&args, &out, n, allowed)?),
     };
     let _ = std::fs::remove_file(&out);
     let _ = std::fs::remove_file(format!("{}.journal", out.display()));
@@ -517,10 +538,10 @@ fn main() -> anyhow::Result<()> {
         let kind = |k: &str| s["by_kind"][k].as_u64().unwrap_or(0);
         let lifecycle = kind("fork") + kind("exec") + kind("exit");
         println!(
-            "- the whole host recorded while `make -j{}` compiled {} generated C files (`cc -O2 \
-             -g`, {:.1} s): {rows} rows ({} calls, {lifecycle} fork/exec/exit, {} snapshot rows: the \
-             address spaces of the processes running at the start and after each exec) from {} processes, {} lost, {} bytes: {:.2} \
-             bytes per row",
+            "- the whole host recorded while `make -j{}` compiled {} generated C files \
+             (`cc -O2 -g`, {:.1} s): {rows} rows ({} calls, {lifecycle} fork/exec/exit, {} \
+             snapshot rows: the address spaces of the processes running at the start and after \
+             each exec) from {} processes, {} lost, {} bytes: {:.2} bytes per row",
             cc.jobs,
             cc.files,
             cc.wall_s,

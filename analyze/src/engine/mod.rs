@@ -14,6 +14,7 @@ pub mod bounded;
 pub mod dictcmp;
 pub mod filter;
 pub mod intern;
+pub mod mapped;
 pub mod results;
 pub mod stacks;
 pub mod tables;
@@ -147,10 +148,11 @@ impl Engine {
             .map_err(EngineError::Start)?;
         let ctx = session().map_err(EngineError::from_datafusion)?;
         let numbering = intern::Numbering::new(&ctx.runtime_env().memory_pool);
-        for function in udf::all()
-            .into_iter()
-            .chain([numbering.string_id(), numbering.string_of(DataType::Utf8)])
-        {
+        for function in udf::all().into_iter().chain([
+            mapped::function(),
+            numbering.string_id(),
+            numbering.string_of(DataType::Utf8),
+        ]) {
             ctx.register_udf(function);
         }
         ctx.add_optimizer_rule(Arc::new(intern::GroupByNumber::new(&numbering)));

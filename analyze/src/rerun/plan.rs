@@ -216,10 +216,14 @@ pub fn prepare(
     let baseline_ts = before.or(after);
     snapshots.retain(|e| Some(e.ts_ns) == baseline_ts && e.addr.is_some_and(|a| a < USER_TOP));
     snapshots.sort_by_key(|e| e.addr);
-    let made_before: Vec<(u64, u64)> = match after.filter(|_| before.is_none()) {
+    let mut made_before: Vec<(u64, u64)> = match after.filter(|_| before.is_none()) {
         Some(ts) => made_by_calls_until(&events, ts, options.page_size),
         None => Vec::new(),
     };
+    if let Some(ts) = baseline_ts {
+        made_before.extend(made_while_read(&events, ts, options.page_size));
+        made_before.sort_unstable();
+    }
     match (before, baseline_ts) {
         (Some(ts), _) => notes.push(format!(
             "the {} regions pid {pid} had before its first call (its snapshot at {}) are made \
@@ -433,7 +437,56 @@ fn made_by_calls_until(events: &[Event<'_>], until: i64, page_size: u64) -> Vec<
     ranges
 }
 
-/// `range` less every range of `holes` (sorted, not overlapping).
+/// The ranges that mmap calls after `snapshot_ts` got from the kernel without MAP_FIXED
+/// (successful, nothing at that range unmapped, moved or mapped over with MAP_FIXED before
+/// them): free when each call was made, so a snapshot showing them read the process's map
+/// while it was making them (reading /proc/PID/maps takes a while, the process runs on). The
+/// snapshot's regions there are not stand-ins: the calls make them again, where a stand-in
+/// would take the address (a MAP_FIXED_NOREPLACE would then fail with EEXIST).
+fn made_while_read(events: &[Event<'_>], snapshot_ts: i64, page_size: u64) -> Vec<(u64, u64)> {
+    let mut later: Vec<(i64, &Event<'_>)> = events
+        .iter()
+        .filter(|e| e.kind == RowKind::Syscall)
+        .filter_map(|e| {
+            replay::effect_time(e)
+                .filter(|t| *t > snapshot_ts)
+                .map(|t| (t, e))
+        })
+        .collect();
+    later.sort_by_key(|(t, _)| *t);
+    let page = page_size.max(1);
+    let range = |addr: Option<u64>, len: Option<u64>| {
+        let (addr, len) = (addr?, len?);
+        let end = addr.checked_add(len.checked_next_multiple_of(page)?)?;
+        (len > 0).then_some((addr, end))
+    };
+    let mut touched: Vec<(u64, u64)> = Vec::new();
+    let mut made = Vec::new();
+    for (_, e) in later {
+        let ret = e.ret.filter(|r| !(-4095..0).contains(r)).map(|r| r as u64);
+        match e.syscall {
+            Some(Syscall::Mmap) if e.flags.unwrap_or(0) & libc::MAP_FIXED as u64 != 0 => {
+                touched.extend(range(e.addr, e.len));
+            }
+            Some(Syscall::Mmap) => {
+                if let Some((start, end)) = range(ret, e.len)
+                    && !touched.iter().any(|&(t0, t1)| t0 < end && start < t1)
+                {
+                    made.push((start, end));
+                }
+            }
+            Some(Syscall::Munmap) => touched.extend(range(e.addr, e.len)),
+            Some(Syscall::Mremap) => {
+                touched.extend(range(e.addr, e.len));
+                touched.extend(range(ret, e.new_len));
+            }
+            _ => {}
+        }
+    }
+    made
+}
+
+/// `range` less every range of `holes` (sorted by start; they may overlap).
 fn subtract(range: (u64, u64), holes: &[(u64, u64)]) -> Vec<(u64, u64)> {
     let mut out = Vec::new();
     let mut start = range.0;
@@ -684,7 +737,41 @@ fn real_file(file: &FileUse, shared_write: bool, allowed: bool) -> Result<(), St
 
 #[cfg(test)]
 mod tests {
-    use super::subtract;
+    use super::{Event, RowKind, Syscall, made_while_read, subtract};
+
+    #[test]
+    fn regions_the_kernel_gave_after_the_snapshot_were_free_before_it() {
+        let call = |ts: i64, syscall: Syscall, addr: u64, len: u64, flags: u64, ret: i64| Event {
+            kind: RowKind::Syscall,
+            syscall: Some(syscall),
+            ts_ns: ts,
+            ts_exit_ns: Some(ts + 1),
+            addr: Some(addr),
+            len: Some(len),
+            flags: Some(flags),
+            ret: Some(ret),
+            ..Event::default()
+        };
+        let (anon, fixed, noreplace) = (0x22, 0x32, 0x10_0022);
+        let events = [
+            // Before the snapshot (at 100): not this function's.
+            call(50, Syscall::Mmap, 0, 4096, anon, 0x1000),
+            // A MAP_FIXED_NOREPLACE the kernel honoured, a page rounded up.
+            call(110, Syscall::Mmap, 0x5000, 100, noreplace, 0x5000),
+            // Unmapped first, then given again: may have been in the snapshot before.
+            call(120, Syscall::Munmap, 0x9000, 4096, 0, 0),
+            call(130, Syscall::Mmap, 0, 4096, anon, 0x9000),
+            // MAP_FIXED may replace what was there.
+            call(140, Syscall::Mmap, 0x20000, 4096, fixed, 0x20000),
+            // A failed call made nothing.
+            call(150, Syscall::Mmap, 0x30000, 4096, noreplace, -17),
+            call(160, Syscall::Mmap, 0, 8192, anon, 0x40000),
+        ];
+        assert_eq!(
+            made_while_read(&events, 100, 4096),
+            [(0x5000, 0x6000), (0x40000, 0x42000)]
+        );
+    }
 
     #[test]
     fn subtract_leaves_what_no_hole_covers() {

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use arrow::{
     array::{Array, ArrayRef, AsArray, UInt64Array},
-    datatypes::{DataType, Int32Type, UInt64Type},
+    datatypes::{DataType, UInt64Type},
 };
 use datafusion::{
     common::{Result, exec_err, plan_err},
@@ -128,7 +128,7 @@ fn mapped_bytes(args: &[ArrayRef]) -> Result<UInt64Array> {
             new_len.data_type()
         );
     };
-    let calls = calls(syscall)?;
+    let calls = super::udf::per_syscall(NAME, syscall, Call::of)?;
     let (ret, errno) = (ret.logical_nulls(), errno.logical_nulls());
     let (lens, new_lens) = (len.values(), new_len.values());
     let bytes = (0..calls.len()).map(|row| {
@@ -146,42 +146,12 @@ fn mapped_bytes(args: &[ArrayRef]) -> Result<UInt64Array> {
     Ok(UInt64Array::from_iter_values(bytes))
 }
 
-/// Each row's system call, a dictionary's values compared once each.
-fn calls(syscall: &ArrayRef) -> Result<Vec<Call>> {
-    if let Some(dictionary) = syscall.as_dictionary_opt::<Int32Type>() {
-        let Some(values) = dictionary.values().as_string_opt::<i32>() else {
-            return exec_err!("{NAME}: syscall must be strings");
-        };
-        let table: Vec<Call> = values.iter().map(Call::of).collect();
-        let valid = dictionary.logical_nulls();
-        return Ok(dictionary
-            .keys()
-            .values()
-            .iter()
-            .enumerate()
-            .map(|(row, &key)| {
-                let valid = valid.as_ref().is_none_or(|nulls| nulls.is_valid(row));
-                let call = usize::try_from(key).ok().and_then(|key| table.get(key));
-                match call {
-                    Some(&call) if valid => call,
-                    _ => Call::Other,
-                }
-            })
-            .collect());
-    }
-    match syscall.as_string_opt::<i32>() {
-        Some(strings) => Ok(strings.iter().map(Call::of).collect()),
-        None if *syscall.data_type() == DataType::Null => Ok(vec![Call::Other; syscall.len()]),
-        None => exec_err!(
-            "{NAME}: syscall must be a string, got {}",
-            syscall.data_type()
-        ),
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use arrow::array::{DictionaryArray, Int32Array, Int64Array, StringArray, UInt64Array};
+    use arrow::{
+        array::{DictionaryArray, Int32Array, Int64Array, StringArray, UInt64Array},
+        datatypes::Int32Type,
+    };
 
     use super::*;
 

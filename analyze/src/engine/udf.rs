@@ -99,24 +99,35 @@ fn integers<T: ArrowPrimitiveType>(array: &ArrayRef) -> Result<&PrimitiveArray<T
     }
 }
 
-/// Whether the system call of each row is mremap (NULL for NULL). A dictionary (the `syscall`
-/// column) is looked at once per distinct value.
+/// Whether the system call of each row is mremap (NULL for NULL).
 fn mremap_rows(syscall: &ArrayRef) -> Result<Vec<Option<bool>>> {
     let mremap = Syscall::Mremap.as_str();
+    per_syscall(Decoder::Flags.name(), syscall, |s| s.map(|s| s == mremap))
+}
+
+/// `of` each row's system call (`None` for NULL), for `function`. A dictionary (the `syscall`
+/// column) is looked at once per distinct value.
+pub(crate) fn per_syscall<T: Copy>(
+    function: &str,
+    syscall: &ArrayRef,
+    of: impl Fn(Option<&str>) -> T,
+) -> Result<Vec<T>> {
     let strings = |array: &ArrayRef| match array.as_string_opt::<i32>() {
-        Some(strings) => Ok(strings.iter().map(|s| s.map(|s| s == mremap)).collect()),
-        None => exec_err!("flags_names takes a string, got {}", array.data_type()),
+        Some(strings) => Ok(strings.iter().map(&of).collect::<Vec<T>>()),
+        None => exec_err!("{function} takes a string, got {}", array.data_type()),
     };
     let Some(dictionary) = syscall.as_dictionary_opt::<Int32Type>() else {
         return strings(syscall);
     };
-    let values: Vec<Option<bool>> = strings(dictionary.values())?;
+    let values = strings(dictionary.values())?;
+    let null = of(None);
     Ok(dictionary
         .keys()
         .iter()
         .map(|key| {
-            let key = usize::try_from(key?).ok()?;
-            values.get(key).copied().flatten()
+            key.and_then(|key| usize::try_from(key).ok())
+                .and_then(|key| values.get(key).copied())
+                .unwrap_or(null)
         })
         .collect())
 }

@@ -463,7 +463,7 @@ fn made_while_read(events: &[Event<'_>], snapshot_ts: i64, page_size: u64) -> Ve
     let mut touched: Vec<(u64, u64)> = Vec::new();
     let mut made = Vec::new();
     for (_, e) in later {
-        let ret = e.ret.filter(|r| !(-4095..0).contains(r)).map(|r| r as u64);
+        let ret = e.ret.filter(|_| e.errno().is_none()).map(|r| r as u64);
         match e.syscall {
             Some(Syscall::Mmap) if e.flags.unwrap_or(0) & libc::MAP_FIXED as u64 != 0 => {
                 touched.extend(range(e.addr, e.len));

@@ -250,28 +250,26 @@ impl Engine {
             log,
         }
     }
-    /// Like [`Engine::sql`], but the query runs at once in the background, up to its first
-    /// batches ([`AHEAD_BATCHES`]): a sort finishes while the caller still works on something
-    /// else (the slice before it, in [`crate::commands::rows::Sorted`]).
+    /// Like [`Engine::sql`], but the query runs at once in the background, to its end: its
+    /// rows are read while the caller still works on something else (the slice before it, in
+    /// [`crate::commands::rows::Sorted`]), and held until they are asked for. For a query
+    /// whose results are small enough to hold (a slice of [`crate::commands::rows::Sorted`]).
     pub fn sql_ahead(&self, query: &str) -> Result<Batches<'_>, EngineError> {
         let (schema, frame) = self.frame(query)?;
         let mut stream = self
             .runtime
             .block_on(frame.execute_stream())
             .map_err(EngineError::from_datafusion)?;
-        let (sender, receiver) = mpsc::channel(AHEAD_BATCHES);
+        let (sender, mut receiver) = mpsc::unbounded_channel();
         // The task ends at the end of the results, or when they are dropped.
         self.runtime.spawn(async move {
             while let Some(batch) = stream.next().await {
-                if sender.send(batch).await.is_err() {
+                if sender.send(batch).is_err() {
                     break;
                 }
             }
         });
-        let batches = futures::stream::unfold(receiver, |mut receiver| async move {
-            let batch = receiver.recv().await?;
-            Some((batch, receiver))
-        });
+        let batches = futures::stream::poll_fn(move |cx| receiver.poll_recv(cx));
         Ok(self.batches(query, schema, batches))
     }
 
@@ -368,9 +366,6 @@ const IN_ORDER: [&str; 3] = [
     "SET datafusion.optimizer.repartition_file_min_size = 0",
     "SET datafusion.execution.enable_file_stream_work_stealing = false",
 ];
-
-/// How many batches [`Engine::sql_ahead`] takes before they are asked for.
-const AHEAD_BATCHES: usize = 2;
 
 /// How much memory (KiB of batches) a partition of [`Engine::sql_in_order`] may decode ahead of
 /// the one being read, at most.

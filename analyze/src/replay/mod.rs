@@ -345,6 +345,7 @@ impl Replay {
             set_by: SetBy::Mmap,
             tid: e.tid,
             stack_id: e.stack_id,
+            written: e.prot.unwrap_or(0) & PROT_WRITE != 0,
         };
         self.live(e.pid).map.insert(region);
     }
@@ -358,6 +359,7 @@ impl Replay {
         let process = self.live(e.pid);
         let touched = process.map.update(start, end, |region| {
             region.prot = prot;
+            region.written |= prot & PROT_WRITE != 0;
             region.stamp(ts, SetBy::Mprotect, tid);
         });
         if touched < end - start {
@@ -464,6 +466,7 @@ impl Process {
                 tid,
                 // The heap's stack is not kept: brk grows one region over many calls.
                 stack_id: None,
+                written: true,
             }),
         }
     }
@@ -603,6 +606,7 @@ pub fn snapshot_region(e: &Event<'_>) -> Option<Region> {
         set_by: SetBy::Snapshot,
         tid: e.tid,
         stack_id: None,
+        written: e.prot.unwrap_or(0) & PROT_WRITE != 0,
     })
 }
 

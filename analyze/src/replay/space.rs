@@ -97,6 +97,10 @@ pub struct Region {
     /// The user call stack of the call that created it (format 1.4 captures with stacks; kept
     /// through later changes of the region, such as mprotect, a split or a move).
     pub stack_id: Option<u64>,
+    /// Whether it was writable (PROT_WRITE) at any time since it was mapped, as far as the
+    /// replay knows: since the row that mapped it, or the snapshot it is known from (kept
+    /// through mprotect, a split, a move or a fork's copy; `findings`' exec-after-write).
+    pub written: bool,
 }
 
 impl Region {
@@ -223,6 +227,7 @@ impl AddressSpace {
                 if last.stack_id != region.stack_id {
                     last.stack_id = None;
                 }
+                last.written |= region.written;
                 if region.since > last.since {
                     last.stamp(region.since, region.set_by, region.tid);
                 }

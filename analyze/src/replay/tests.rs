@@ -772,3 +772,50 @@ fn page_size_comes_from_the_caller() {
     rp.apply(&mmap(10, 0x40000, 100, RW, ANON));
     assert_eq!(raw(&rp, PID), [r(0x40000, 0x44000, "rw-p")]);
 }
+
+/// `(start, end, written)` of the raw pieces of `pid`.
+fn written(replay: &Replay, pid: u32) -> Vec<(u64, u64, bool)> {
+    replay
+        .process(pid)
+        .map(|p| {
+            p.map
+                .regions()
+                .map(|r| (r.start, r.end, r.written))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_region_remembers_it_was_writable_since_it_was_mapped() {
+    const MAP_FIXED: u64 = 0x10;
+    let (a, b, moved) = (0x10_000, 0x40_000, 0x80_000);
+    let child = PID + 1;
+    let replay = replay(&[
+        snap(0, PID, a, a + PAGE, "rw-p", None, None),
+        snap(0, PID, a + PAGE, a + 2 * PAGE, "r--p", None, None),
+        // Read-only when mapped; its middle page writable, then read-only again.
+        mmap(10, b, 3 * PAGE, PROT_READ, ANON),
+        mprotect(20, b + PAGE, PAGE, RW),
+        mprotect(30, b + PAGE, PAGE, PROT_READ),
+        // The writable snapshot region moves, and stays one that was writable.
+        mremap(40, a, PAGE, PAGE, MREMAP_MAYMOVE, moved),
+        Event {
+            child_pid: Some(child),
+            ..lifecycle(RowKind::Fork, 50, PID)
+        },
+        // The middle page mapped again, read-only: what was there before does not count.
+        mmap(60, b + PAGE, PAGE, PROT_READ, ANON | MAP_FIXED),
+    ]);
+    let at_fork = vec![
+        (a + PAGE, a + 2 * PAGE, false),
+        (b, b + PAGE, false),
+        (b + PAGE, b + 2 * PAGE, true),
+        (b + 2 * PAGE, b + 3 * PAGE, false),
+        (moved, moved + PAGE, true),
+    ];
+    assert_eq!(written(&replay, child), at_fork);
+    let mut now = at_fork;
+    now[2].2 = false;
+    assert_eq!(written(&replay, PID), now);
+}

@@ -14,7 +14,7 @@ use mmap_format::{
     event::{Event, RowKind, Syscall},
     reader::CaptureReader,
 };
-use rustc_hash::FxHashSet;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::{
     Example, Finding, Severity, Thresholds,
@@ -24,7 +24,7 @@ use super::{
 use crate::{
     commands::rows::{Order, Sorted},
     input, labels,
-    replay::{self, Backing, DEFAULT_PAGE_SIZE, Replay, SetBy},
+    replay::{self, Backing, DEFAULT_PAGE_SIZE, MREMAP_DONTUNMAP, PROT_WRITE, Replay, SetBy},
 };
 
 /// Successful mprotect calls that make memory executable.
@@ -256,6 +256,10 @@ struct History {
     candidates: FxHashSet<CallKey>,
     /// Its regions say whether they were writable since they were mapped ([`Region::written`]).
     replay: Replay,
+    /// Per process: memory that an mprotect made writable where the replayed map has nothing
+    /// (as in a process without a snapshot), until it is mapped, unmapped or moved: an
+    /// executable mprotect there later is judged as of memory that was writable.
+    unmapped_written: FxHashMap<u32, Ranges>,
     flagged: Vec<Flagged>,
 }
 
@@ -265,6 +269,7 @@ impl History {
             page_size,
             candidates,
             replay: Replay::new(page_size),
+            unmapped_written: FxHashMap::default(),
             flagged: Vec::new(),
         }
     }
@@ -291,28 +296,105 @@ impl History {
     /// Judges a candidate executable mprotect against the map as it was before the call, then
     /// replays the row.
     fn apply(&mut self, e: &Event<'_>) {
-        if e.kind == RowKind::Syscall
-            && e.syscall == Some(Syscall::Mprotect)
-            && e.ret.is_some()
-            && e.errno().is_none()
-            && let Some(addr) = e.addr
-        {
-            let key = CallKey {
-                pid: e.pid,
-                tid: e.tid,
-                ts: e.ts_ns,
-                addr,
-            };
-            if self.candidates.contains(&key) {
-                let len = e
-                    .len
-                    .unwrap_or(0)
-                    .checked_next_multiple_of(self.page_size)
-                    .unwrap_or(u64::MAX);
-                self.judge(e, key, addr, addr.saturating_add(len));
+        match e.kind {
+            RowKind::Syscall if e.ret.is_some() && e.errno().is_none() => self.call(e),
+            RowKind::Fork => {
+                if let Some(child) = e.child_pid {
+                    match self.unmapped_written.get(&e.pid).cloned() {
+                        Some(ranges) => self.unmapped_written.insert(child, ranges),
+                        None => self.unmapped_written.remove(&child),
+                    };
+                }
             }
+            RowKind::Exec | RowKind::Exit => {
+                self.unmapped_written.remove(&e.pid);
+            }
+            _ => {}
         }
         self.replay.apply(e);
+    }
+
+    /// A successful call, before the replay applies it.
+    fn call(&mut self, e: &Event<'_>) {
+        let (Some(addr), Some(ret)) = (e.addr, e.ret) else {
+            return;
+        };
+        let range = |start: u64, len: Option<u64>| {
+            let len = len
+                .unwrap_or(0)
+                .checked_next_multiple_of(self.page_size)
+                .unwrap_or(u64::MAX);
+            (start, start.saturating_add(len))
+        };
+        let unmapped = self.unmapped_written.get_mut(&e.pid);
+        match e.syscall {
+            Some(Syscall::Mprotect) => {
+                let (start, end) = range(addr, e.len);
+                let key = CallKey {
+                    pid: e.pid,
+                    tid: e.tid,
+                    ts: e.ts_ns,
+                    addr,
+                };
+                if self.candidates.contains(&key) {
+                    self.judge(e, key, start, end);
+                }
+                if e.prot.unwrap_or(0) & PROT_WRITE != 0 {
+                    self.note_unmapped_written(e.pid, start, end);
+                }
+            }
+            Some(Syscall::Mmap) => {
+                if let Some(ranges) = unmapped {
+                    let (start, end) = range(ret as u64, e.len);
+                    ranges.remove(start, end);
+                }
+            }
+            Some(Syscall::Munmap) => {
+                if let Some(ranges) = unmapped {
+                    let (start, end) = range(addr, e.len);
+                    ranges.remove(start, end);
+                }
+            }
+            Some(Syscall::Mremap) => {
+                if let Some(ranges) = unmapped {
+                    let (old, old_end) = range(addr, e.len);
+                    let (new, new_end) = range(ret as u64, e.new_len);
+                    let moved = ranges.intersects(old, old_end);
+                    if e.flags.unwrap_or(0) & MREMAP_DONTUNMAP == 0 {
+                        ranges.remove(old, old_end);
+                    }
+                    ranges.remove(new, new_end);
+                    if moved {
+                        ranges.insert(new, new_end);
+                    }
+                }
+            }
+            Some(Syscall::Brk | Syscall::Other) | None => {}
+        }
+    }
+
+    /// Keeps the parts of `[start, end)`, made writable, that the replayed map does not have.
+    fn note_unmapped_written(&mut self, pid: u32, start: u64, end: u64) {
+        let mut gaps = Vec::new();
+        let mut at = start;
+        if let Some(process) = self.replay.process(pid) {
+            for region in process.map.overlapping(start, end) {
+                if region.start > at {
+                    gaps.push((at, region.start));
+                }
+                at = at.max(region.end);
+            }
+        }
+        if at < end {
+            gaps.push((at, end));
+        }
+        if gaps.is_empty() {
+            return;
+        }
+        let ranges = self.unmapped_written.entry(pid).or_default();
+        for (start, end) in gaps {
+            ranges.insert(start, end);
+        }
     }
 
     /// Flags the executable mprotect of `[start, end)` when the replayed map has anonymous
@@ -325,7 +407,11 @@ impl History {
         let anonymous = regions
             .iter()
             .any(|r| matches!(r.backing, Backing::Anon { .. }));
-        let written = regions.iter().any(|r| r.written);
+        let written = regions.iter().any(|r| r.written)
+            || self
+                .unmapped_written
+                .get(&e.pid)
+                .is_some_and(|ranges| ranges.intersects(start, end));
         let reason = if anonymous {
             Reason::Anonymous
         } else if written {
@@ -492,6 +578,197 @@ impl History {
             exact: pids.is_empty(),
             note: Some(note),
             examples: leaks.into_iter().take(scope.examples).collect(),
+        }
+    }
+}
+
+/// A set of address ranges `[start, end)`, kept disjoint and merged.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Ranges(BTreeMap<u64, u64>);
+
+impl Ranges {
+    fn insert(&mut self, mut start: u64, mut end: u64) {
+        if start >= end {
+            return;
+        }
+        // Nothing there that overlaps or touches [start, end] (most inserts): one lookup.
+        if self
+            .0
+            .range(..=end)
+            .next_back()
+            .is_none_or(|(_, &e)| e < start)
+        {
+            self.0.insert(start, end);
+            return;
+        }
+        // Absorb every range that overlaps or touches [start, end).
+        if let Some((&s, &e)) = self.0.range(..=start).next_back()
+            && e >= start
+        {
+            start = s;
+            end = end.max(e);
+        }
+        let inside: Vec<u64> = self.0.range(start..=end).map(|(&s, _)| s).collect();
+        for s in inside {
+            if let Some(e) = self.0.remove(&s) {
+                end = end.max(e);
+            }
+        }
+        self.0.insert(start, end);
+    }
+
+    fn remove(&mut self, start: u64, end: u64) {
+        // Nothing there (most removes): one lookup.
+        if !self.intersects(start, end) {
+            return;
+        }
+        let first = match self.0.range(..start).next_back() {
+            Some((&s, &e)) if e > start => s,
+            _ => start,
+        };
+        let touched: Vec<(u64, u64)> = self.0.range(first..end).map(|(&s, &e)| (s, e)).collect();
+        for (s, e) in touched {
+            self.0.remove(&s);
+            if s < start {
+                self.0.insert(s, start);
+            }
+            if e > end {
+                self.0.insert(end, e);
+            }
+        }
+    }
+
+    fn intersects(&self, start: u64, end: u64) -> bool {
+        // The last range that starts before `end` is the only one that can reach past `start`.
+        start < end
+            && self
+                .0
+                .range(..end)
+                .next_back()
+                .is_some_and(|(_, &e)| e > start)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(syscall: Syscall, ts: i64, addr: u64, len: u64, prot: Option<u64>) -> Event<'static> {
+        Event {
+            kind: RowKind::Syscall,
+            syscall: Some(syscall),
+            ts_ns: ts,
+            ts_exit_ns: Some(ts + 1),
+            pid: 7,
+            tid: 7,
+            comm: std::borrow::Cow::Borrowed("t"),
+            addr: Some(addr),
+            len: Some(len),
+            prot,
+            ret: Some(0),
+            ..Default::default()
+        }
+    }
+
+    /// Executable mprotects of a process the replay has no map for (no snapshot): memory an
+    /// mprotect made writable is judged as written until it is unmapped; other memory is not
+    /// judged.
+    #[test]
+    fn memory_made_writable_outside_the_map_counts_until_unmapped() {
+        let (a, b, c) = (0x10_000, 0x20_000, 0x30_000);
+        let rows = [
+            call(Syscall::Mprotect, 10, a, 4096, Some(0x3)),
+            call(Syscall::Mprotect, 20, a, 4096, Some(0x5)),
+            call(Syscall::Mprotect, 30, b, 4096, Some(0x5)),
+            call(Syscall::Mprotect, 40, c, 4096, Some(0x3)),
+            call(Syscall::Munmap, 50, c, 4096, None),
+            call(Syscall::Mprotect, 60, c, 4096, Some(0x5)),
+        ];
+        let candidates = rows
+            .iter()
+            .filter(|e| e.prot == Some(0x5))
+            .map(|e| CallKey {
+                pid: e.pid,
+                tid: e.tid,
+                ts: e.ts_ns,
+                addr: e.addr.unwrap_or(0),
+            })
+            .collect();
+        let mut history = History::new(4096, candidates);
+        for row in &rows {
+            history.apply(row);
+        }
+        let flagged: Vec<(i64, Reason)> = history
+            .flagged
+            .iter()
+            .map(|f| (f.key.ts, f.reason))
+            .collect();
+        assert_eq!(flagged, vec![(20, Reason::Written)]);
+    }
+
+    #[test]
+    fn ranges_merge_split_and_intersect() {
+        let mut ranges = Ranges::default();
+        ranges.insert(10, 20);
+        ranges.insert(20, 30);
+        ranges.insert(40, 50);
+        assert_eq!(ranges.0, BTreeMap::from([(10, 30), (40, 50)]));
+        ranges.insert(25, 45);
+        assert_eq!(ranges.0, BTreeMap::from([(10, 50)]));
+        ranges.remove(15, 20);
+        assert_eq!(ranges.0, BTreeMap::from([(10, 15), (20, 50)]));
+        assert!(ranges.intersects(14, 16));
+        assert!(!ranges.intersects(15, 20));
+        assert!(ranges.intersects(0, 11));
+        assert!(!ranges.intersects(50, 60));
+        ranges.remove(60, 70);
+        ranges.insert(50, 55);
+        ranges.insert(5, 10);
+        ranges.insert(70, 80);
+        assert_eq!(ranges.0, BTreeMap::from([(5, 15), (20, 55), (70, 80)]));
+        ranges.remove(0, 100);
+        assert!(ranges.0.is_empty());
+    }
+
+    /// Random inserts and removes against a set of unit cells: the ranges always hold exactly
+    /// the cells, disjoint and merged (no two ranges touch).
+    #[test]
+    fn ranges_match_a_set_of_cells() {
+        let mut ranges = Ranges::default();
+        let mut cells = [false; 64];
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for step in 0..20_000 {
+            let start = next(64);
+            let end = start + next(12);
+            let end = end.min(64);
+            let insert = next(3) != 0;
+            if insert {
+                ranges.insert(start, end);
+            } else {
+                ranges.remove(start, end);
+            }
+            for cell in &mut cells[start as usize..end as usize] {
+                *cell = insert;
+            }
+            let mut expected = BTreeMap::new();
+            let mut open: Option<u64> = None;
+            for (i, &set) in cells.iter().enumerate().chain([(64, &false)]) {
+                match (set, open) {
+                    (true, None) => open = Some(i as u64),
+                    (false, Some(s)) => {
+                        expected.insert(s, i as u64);
+                        open = None;
+                    }
+                    _ => {}
+                }
+            }
+            assert_eq!(ranges.0, expected, "step {step}: [{start}, {end})");
         }
     }
 }

@@ -147,7 +147,7 @@ const SLICE_ROWS: i64 = 1 << 18;
 const BUCKETS: i64 = 4096;
 
 /// `ns` since the epoch as a timestamp literal of the type of `ts`.
-fn timestamp(ns: i64) -> String {
+pub fn timestamp(ns: i64) -> String {
     format!("arrow_cast({ns}, 'Timestamp(Nanosecond, Some(\"UTC\"))')")
 }
 

@@ -471,7 +471,7 @@ impl History {
             exact,
             note: Some(
                 "found by replaying each address space; an mprotect of memory the capture \
-                 never saw mapped is not judged"
+                 never saw mapped is judged only when an earlier mprotect made it writable"
                     .to_owned(),
             ),
             examples,

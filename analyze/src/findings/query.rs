@@ -11,6 +11,7 @@ use arrow::{
 
 use super::{Example, Finding, Severity};
 use crate::{
+    commands::rows::timestamp,
     engine::{Engine, EngineError, views},
     labels,
 };
@@ -58,7 +59,7 @@ impl Scope<'_> {
     /// The findings of `checks`: their rows and processes counted (one scan per view for all
     /// of them), their first rows as examples.
     pub fn row_findings(&self, checks: Vec<RowCheck>) -> anyhow::Result<Vec<Finding>> {
-        let mut counts = vec![(0, 0); checks.len()];
+        let mut counts = vec![(0, 0, None); checks.len()];
         let mut views: Vec<&str> = checks.iter().map(|check| check.view).collect();
         views.sort_unstable();
         views.dedup();
@@ -77,11 +78,10 @@ impl Scope<'_> {
             }
         }
         let mut findings = Vec::with_capacity(checks.len());
-        for (check, (count, processes)) in checks.into_iter().zip(counts) {
-            let examples = if count > 0 {
-                self.examples(check.view, &check.predicate)?
-            } else {
-                Vec::new()
+        for (check, (count, processes, first)) in checks.into_iter().zip(counts) {
+            let examples = match first {
+                Some(first) if count > 0 => self.examples(check.view, &check.predicate, first)?,
+                _ => Vec::new(),
             };
             findings.push(Finding {
                 id: check.id,
@@ -100,14 +100,19 @@ impl Scope<'_> {
         Ok(findings)
     }
 
-    /// For each of `predicates`: how many rows of `view` match it (and the filter), and of how
-    /// many processes. One scan for all.
-    fn counts(&self, view: &str, predicates: &[&str]) -> Result<Vec<(u64, u64)>, EngineError> {
+    /// For each of `predicates`: how many rows of `view` match it (and the filter), of how
+    /// many processes, and the time of the first. One scan for all.
+    fn counts(
+        &self,
+        view: &str,
+        predicates: &[&str],
+    ) -> Result<Vec<(u64, u64, Option<i64>)>, EngineError> {
         let mut columns = Vec::new();
         for (i, predicate) in predicates.iter().enumerate() {
             columns.push(format!(
                 "CAST(count(*) FILTER (WHERE {predicate}) AS BIGINT) AS n{i}, \
-                 CAST(count(DISTINCT pid) FILTER (WHERE {predicate}) AS BIGINT) AS pids{i}"
+                 CAST(count(DISTINCT pid) FILTER (WHERE {predicate}) AS BIGINT) AS pids{i}, \
+                 CAST(min(ts) FILTER (WHERE {predicate}) AS BIGINT) AS first{i}"
             ));
         }
         let any: Vec<String> = predicates.iter().map(|p| format!("({p})")).collect();
@@ -117,7 +122,7 @@ impl Scope<'_> {
             from(view),
             self.where_clause(&any.join(" OR "))
         );
-        let mut counts = vec![(0, 0); predicates.len()];
+        let mut counts = vec![(0, 0, None); predicates.len()];
         for batch in self.batches(&query)? {
             let rows = Columns::new(&batch);
             for (i, slot) in counts.iter_mut().enumerate() {
@@ -125,31 +130,61 @@ impl Scope<'_> {
                     rows.i64(&format!("n{i}"), 0),
                     rows.i64(&format!("pids{i}"), 0),
                 ) {
-                    *slot = (n.unsigned_abs(), pids.unsigned_abs());
+                    *slot = (
+                        n.unsigned_abs(),
+                        pids.unsigned_abs(),
+                        rows.i64(&format!("first{i}"), 0),
+                    );
                 }
             }
         }
         Ok(counts)
     }
 
-    /// The first rows of `view` that match `predicate` (and the filter), by time.
-    pub fn examples(&self, view: &str, predicate: &str) -> Result<Vec<Example>, EngineError> {
+    /// The first rows of `view` that match `predicate` (and the filter), by time; the first of
+    /// them is at `first` (ns since the epoch).
+    ///
+    /// They are looked for in a time window from `first` that grows eightfold until it holds
+    /// enough rows (or reaches the end of the captures): the reader then skips the row groups
+    /// after the window. An `ORDER BY ts LIMIT` alone read the whole capture, 0.4 s a question
+    /// on the 10 M-row benchmark capture.
+    pub fn examples(
+        &self,
+        view: &str,
+        predicate: &str,
+        first: i64,
+    ) -> Result<Vec<Example>, EngineError> {
         let what = if view == "calls" {
             "syscall"
         } else {
             "coalesce(syscall, kind)"
         };
-        let query = format!(
-            "SELECT pid, CAST(comm AS VARCHAR) AS comm, CAST(ts AS BIGINT) AS ts, \
-             CAST({what} AS VARCHAR) AS what, addr, len, ret, prot, \
-             CAST(coalesce(file_path, file_name) AS VARCHAR) AS file, errno \
-             FROM {}{} ORDER BY ts, pid LIMIT {}",
-            from(view),
-            self.where_clause(predicate),
-            self.examples
-        );
+        let mut window: i64 = 1_000_000_000;
+        let batches = loop {
+            let end = first.saturating_add(window);
+            let last = end > self.span.end;
+            let mut bounds = format!("ts >= {}", timestamp(first));
+            if !last {
+                bounds.push_str(&format!(" AND ts < {}", timestamp(end)));
+            }
+            let query = format!(
+                "SELECT pid, CAST(comm AS VARCHAR) AS comm, CAST(ts AS BIGINT) AS ts, \
+                 CAST({what} AS VARCHAR) AS what, addr, len, ret, prot, \
+                 CAST(coalesce(file_path, file_name) AS VARCHAR) AS file, errno \
+                 FROM {}{} ORDER BY ts, pid LIMIT {}",
+                from(view),
+                self.where_clause(&format!("({predicate}) AND {bounds}")),
+                self.examples
+            );
+            let batches = self.batches(&query)?;
+            let found: usize = batches.iter().map(RecordBatch::num_rows).sum();
+            if last || found >= self.examples {
+                break batches;
+            }
+            window = window.saturating_mul(8);
+        };
         let mut examples = Vec::new();
-        for batch in self.batches(&query)? {
+        for batch in batches {
             let rows = Columns::new(&batch);
             for row in 0..batch.num_rows() {
                 let what = rows.string("what", row).unwrap_or_default();

@@ -761,3 +761,33 @@ fn help() {
         String::from_utf8(output.stdout).expect("UTF-8 help")
     );
 }
+
+/// The examples are the first rows by time (then pid), however far apart they are: the search
+/// for them starts with a short window after the first and widens it until it holds enough.
+#[test]
+fn examples_are_the_first_rows_however_far_apart() {
+    let wx = |offset_ns: i64, pid: u32, at: u64| Event {
+        prot: Some(PROT_READ | PROT_WRITE | PROT_EXEC),
+        ..mmap_anon(offset_ns, pid, "jit", 4096, at)
+    };
+    let rows = vec![
+        wx(SECOND / 2, 201, RWX),
+        wx(5 * SECOND, 202, RWX + 0x1000),
+        wx(5 * SECOND, 199, RWX + 0x2000),
+        wx(12 * SECOND, 203, RWX + 0x3000),
+        wx(15 * SECOND, 204, RWX + 0x4000),
+    ];
+    let capture = capture(&rows);
+    for (examples, pids) in [
+        ("1", vec![201]),
+        ("2", vec![201, 199]),
+        ("3", vec![201, 199, 202]),
+        ("4", vec![201, 199, 202, 203]),
+        ("9", vec![201, 199, 202, 203, 204]),
+    ] {
+        let found = findings(&capture, &["--examples", examples]);
+        let wx = by_id(&found, "wx-mapping");
+        assert_eq!(wx["count"], 5, "{wx}");
+        assert_eq!(example_pids(wx), pids, "--examples {examples}: {wx}");
+    }
+}

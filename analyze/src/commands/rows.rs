@@ -145,6 +145,23 @@ impl Order {
 const SLICE_ROWS: i64 = 1 << 18;
 /// Time buckets counted to cut the capture into slices.
 const BUCKETS: i64 = 4096;
+/// Rows of a slice past which the engine sorts it instead ([`Slice::engine_sorts`]): a slice is
+/// held in memory whole, and one time bucket can hold any number of rows (a capture whose rows
+/// share one timestamp is one bucket); the engine's sort spills to disk past its memory limit.
+const HELD_ROWS: i64 = 4 * SLICE_ROWS;
+
+/// How many rows make a slice, and how many are held at most ([`SLICE_ROWS`], [`HELD_ROWS`];
+/// the tests make them small).
+#[derive(Clone, Copy, Debug)]
+struct Sizes {
+    slice_rows: i64,
+    held_rows: i64,
+}
+
+const SIZES: Sizes = Sizes {
+    slice_rows: SLICE_ROWS,
+    held_rows: HELD_ROWS,
+};
 
 /// `ns` since the epoch as a timestamp literal of the type of `ts`.
 pub fn timestamp(ns: i64) -> String {
@@ -168,9 +185,25 @@ pub fn timestamp(ns: i64) -> String {
 /// out ([`Engine::sql_ahead`]): reading the rows and replaying them overlap.
 pub struct Sorted<'e> {
     engine: &'e Engine,
-    slices: std::vec::IntoIter<String>,
-    /// The next slice, running.
+    slices: std::vec::IntoIter<Slice>,
+    /// The next slice, running (one that the engine does not sort).
     ahead: Option<Result<Batches<'e>, EngineError>>,
+}
+
+/// One time slice's query.
+struct Slice {
+    query: String,
+    /// The query sorts (`ORDER BY`): the slice has more than [`HELD_ROWS`] rows, too many to hold;
+    /// its rows are handed out as the engine sorts them, batch by batch.
+    engine_sorts: bool,
+}
+
+/// The rows of the next slice.
+enum Next<'e> {
+    /// Read whole, to be handed out in [`slice_order`].
+    Held(Vec<RecordBatch>),
+    /// Sorted by the engine.
+    Streamed(Batches<'e>),
 }
 
 /// The column a slice's query adds: the sort key ([`Order::key`]) as nanoseconds.
@@ -190,8 +223,18 @@ impl<'e> Sorted<'e> {
         query: &str,
         order: Order,
     ) -> anyhow::Result<Self> {
+        Self::sized(engine, span, query, order, SIZES)
+    }
+
+    fn sized(
+        engine: &'e Engine,
+        span: &Span,
+        query: &str,
+        order: Order,
+        sizes: Sizes,
+    ) -> anyhow::Result<Self> {
         let slices = match span.first_row {
-            Some(first) => slice_queries(engine, span, query, order, first)?,
+            Some(first) => slice_queries(engine, span, query, order, first, sizes)?,
             None => Vec::new(),
         };
         Ok(Self {
@@ -201,12 +244,22 @@ impl<'e> Sorted<'e> {
         })
     }
 
-    /// Starts the next slice, if there is one.
-    fn start_next(&mut self) {
+    /// Starts reading the next slice in the background, unless one is being read or the
+    /// engine sorts it.
+    fn prefetch(&mut self) {
+        if self.ahead.is_some()
+            || self
+                .slices
+                .as_slice()
+                .first()
+                .is_none_or(|slice| slice.engine_sorts)
+        {
+            return;
+        }
         self.ahead = self
             .slices
             .next()
-            .map(|query| self.engine.sql_ahead(&query));
+            .map(|slice| self.engine.sql_ahead(&slice.query));
     }
 }
 
@@ -217,7 +270,8 @@ fn slice_queries(
     query: &str,
     order: Order,
     first: i64,
-) -> anyhow::Result<Vec<String>> {
+    sizes: Sizes,
+) -> anyhow::Result<Vec<Slice>> {
     let key = order.key();
     // Every row takes effect between the first entry and the span's end.
     let width = (span.end.saturating_sub(first) / BUCKETS).saturating_add(1);
@@ -225,6 +279,7 @@ fn slice_queries(
         "SELECT CAST((CAST({key} AS BIGINT) - {first}) / {width} AS BIGINT) AS bucket, \
          count(*) AS n FROM ({query}) GROUP BY 1 ORDER BY 1"
     );
+    // Each slice's upper bound and rows.
     let mut bounds = Vec::new();
     let mut rows = 0;
     for batch in engine.sql(&histogram)? {
@@ -237,9 +292,9 @@ fn slice_queries(
         );
         for i in 0..batch.num_rows() {
             rows += counts.value(i);
-            if rows >= SLICE_ROWS {
+            if rows >= sizes.slice_rows {
                 let end = buckets.value(i).saturating_add(1);
-                bounds.push(first.saturating_add(end.saturating_mul(width)));
+                bounds.push((Some(first.saturating_add(end.saturating_mul(width))), rows));
                 rows = 0;
             }
         }
@@ -247,7 +302,7 @@ fn slice_queries(
     // The first slice has no lower bound and the last no upper bound: no row is left out.
     let mut queries = Vec::new();
     let mut lower: Option<i64> = None;
-    for upper in bounds.into_iter().map(Some).chain([None]) {
+    for (upper, rows) in bounds.into_iter().chain([(None, rows)]) {
         let mut terms = Vec::new();
         if let Some(lower) = lower {
             terms.push(format!("{key} >= {}", timestamp(lower)));
@@ -275,11 +330,23 @@ fn slice_queries(
         } else {
             format!(" WHERE {}", terms.join(" AND "))
         };
-        queries.push(format!(
-            "SELECT *, CAST({key} AS BIGINT) AS {ORDER_KEY}, CAST({ts} AS BIGINT) AS {ORDER_TS} \
-             FROM ({query}){filter}",
-            ts = col::TS
-        ));
+        let engine_sorts = rows > sizes.held_rows;
+        let query = if engine_sorts {
+            format!(
+                "SELECT * FROM ({query}){filter} ORDER BY {key}, {}",
+                col::TS
+            )
+        } else {
+            format!(
+                "SELECT *, CAST({key} AS BIGINT) AS {ORDER_KEY}, CAST({ts} AS BIGINT) AS \
+                 {ORDER_TS} FROM ({query}){filter}",
+                ts = col::TS
+            )
+        };
+        queries.push(Slice {
+            query,
+            engine_sorts,
+        });
         lower = upper;
     }
     Ok(queries)
@@ -293,44 +360,62 @@ impl Sorted<'_> {
         mut self,
         mut f: impl FnMut(&Event<'_>, bool) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
-        while let Some(batches) = self.next_slice()? {
-            let rows = batches
-                .iter()
-                .map(BatchRows::new)
-                .collect::<Result<Vec<_>, _>>()?;
-            let selected: Vec<Option<&BooleanArray>> = batches
-                .iter()
-                .map(|batch| {
-                    batch
-                        .column_by_name(SELECTED)
-                        .and_then(|column| column.as_boolean_opt())
-                })
-                .collect();
-            for (batch, row) in slice_order(&batches)? {
-                let (Some(rows), Some(selected)) = (rows.get(batch), selected.get(batch)) else {
-                    continue;
-                };
-                let event = rows.row(row)?;
-                f(
-                    &event,
-                    selected.is_none_or(|flags| flags.is_valid(row) && flags.value(row)),
-                )?;
+        while let Some(next) = self.next_slice()? {
+            match next {
+                Next::Held(batches) => {
+                    let rows = batches
+                        .iter()
+                        .map(BatchRows::new)
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let selected: Vec<_> = batches.iter().map(selected_column).collect();
+                    for (batch, row) in slice_order(&batches)? {
+                        let (Some(rows), Some(selected)) = (rows.get(batch), selected.get(batch))
+                        else {
+                            continue;
+                        };
+                        f(&rows.row(row)?, is_selected(*selected, row))?;
+                    }
+                }
+                Next::Streamed(batches) => {
+                    for batch in batches {
+                        let batch = batch?;
+                        let rows = BatchRows::new(&batch)?;
+                        let selected = selected_column(&batch);
+                        for row in 0..rows.len() {
+                            f(&rows.row(row)?, is_selected(selected, row))?;
+                        }
+                    }
+                }
             }
         }
         Ok(())
     }
 
-    /// Every batch of the next slice (the one after it starts as this one is handed out).
-    fn next_slice(&mut self) -> anyhow::Result<Option<Vec<RecordBatch>>> {
-        if self.ahead.is_none() {
-            self.start_next();
+    /// The next slice's rows (the one after it starts being read as this one is handed out).
+    fn next_slice(&mut self) -> anyhow::Result<Option<Next<'_>>> {
+        self.prefetch();
+        if let Some(ahead) = self.ahead.take() {
+            let batches = ahead?;
+            self.prefetch();
+            return Ok(Some(Next::Held(batches.collect::<Result<Vec<_>, _>>()?)));
         }
-        let Some(next) = self.ahead.take() else {
-            return Ok(None);
-        };
-        self.start_next();
-        Ok(Some(next?.collect::<Result<Vec<_>, _>>()?))
+        match self.slices.next() {
+            Some(slice) => Ok(Some(Next::Streamed(self.engine.sql(&slice.query)?))),
+            None => Ok(None),
+        }
     }
+}
+
+/// The [`SELECTED`] column of a batch, if the query has one.
+fn selected_column(batch: &RecordBatch) -> Option<&BooleanArray> {
+    batch
+        .column_by_name(SELECTED)
+        .and_then(|column| column.as_boolean_opt())
+}
+
+/// Whether row `row` is selected (true when the query has no [`SELECTED`] column).
+fn is_selected(selected: Option<&BooleanArray>, row: usize) -> bool {
+    selected.is_none_or(|flags| flags.is_valid(row) && flags.value(row))
 }
 
 /// The rows of a slice's batches in order, as (batch, row) numbers: by [`ORDER_KEY`], then
@@ -365,4 +450,112 @@ fn slice_order(batches: &[RecordBatch]) -> anyhow::Result<Vec<(usize, usize)>> {
         .into_iter()
         .map(|(_, _, batch, row)| (batch as usize, row as usize))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use mmap_format::{
+        event::Syscall,
+        metadata::CaptureMetadata,
+        writer::{CaptureWriter, WriterConfig},
+    };
+
+    use super::*;
+
+    /// Rows of 5 processes whose exits come in another order than their entries, and snapshot
+    /// rows between them, a row every µs but a burst of 100 within 400 ns (a few time buckets:
+    /// slices there are larger); no two rows share their (effect time, ts).
+    fn rows() -> Vec<Event<'static>> {
+        (0..600_i64)
+            .map(|i| {
+                let ts = if (300..400).contains(&i) {
+                    300_000 + 4 * (i - 300)
+                } else {
+                    1_000 * i
+                };
+                if i % 7 == 0 {
+                    Event {
+                        kind: RowKind::Snapshot,
+                        ts_ns: ts + 3,
+                        pid: 1,
+                        addr: Some(0x1000),
+                        len: Some(0x1000),
+                        ..Event::default()
+                    }
+                } else {
+                    Event {
+                        kind: RowKind::Syscall,
+                        syscall: Some(Syscall::Munmap),
+                        ts_ns: ts,
+                        // Up to 4.5 rows later: the effect order is not the entry order.
+                        ts_exit_ns: (i % 5 != 0).then_some(ts + 4_500 - 1_000 * (i % 5) + i % 3),
+                        pid: u32::try_from(i % 5).expect("pid"),
+                        comm: Cow::Borrowed("p"),
+                        addr: Some(u64::try_from(i).expect("addr")),
+                        ret: Some(0),
+                        ..Event::default()
+                    }
+                }
+            })
+            .collect()
+    }
+
+    /// `(effect time, ts)` of every row `Sorted` hands out.
+    fn read(engine: &Engine, span: &Span, order: Order, sizes: Sizes) -> Vec<(i64, i64)> {
+        let query = format!("SELECT {} FROM events", input::select_list(&[]));
+        let mut out = Vec::new();
+        Sorted::sized(engine, span, &query, order, sizes)
+            .expect("slices")
+            .for_each(|e, selected| {
+                assert!(selected);
+                let key = match order {
+                    Order::Entry => e.ts_ns,
+                    Order::Effect => crate::replay::effect_time(e).unwrap_or(e.ts_ns),
+                };
+                out.push((key, e.ts_ns));
+                Ok(())
+            })
+            .expect("rows");
+        out
+    }
+
+    /// Slices held and sorted here, slices sorted by the engine, and both mixed hand out every
+    /// row once, in order.
+    #[test]
+    fn slices_held_or_sorted_by_the_engine_give_every_row_in_order() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("rows.parquet");
+        let mut writer = CaptureWriter::new(Vec::new(), WriterConfig::default()).expect("writer");
+        for row in rows() {
+            writer.push(&row).expect("push");
+        }
+        let meta = CaptureMetadata::default();
+        std::fs::write(&path, writer.finish(&meta).expect("finish")).expect("write");
+        let readers = [CaptureReader::open(&path).expect("read back")];
+        let engine = Engine::open(&readers).expect("engine");
+        let span = engine.span(&readers).expect("span");
+        for order in [Order::Entry, Order::Effect] {
+            let mut expected: Vec<(i64, i64)> = rows()
+                .iter()
+                .map(|e| match order {
+                    Order::Entry => (e.ts_ns, e.ts_ns),
+                    Order::Effect => (crate::replay::effect_time(e).unwrap_or(e.ts_ns), e.ts_ns),
+                })
+                .collect();
+            expected.sort_unstable();
+            for (slice_rows, held_rows) in [(1 << 18, 1 << 20), (50, 1 << 20), (50, 0), (50, 60)] {
+                let sizes = Sizes {
+                    slice_rows,
+                    held_rows,
+                };
+                assert_eq!(
+                    read(&engine, &span, order, sizes),
+                    expected,
+                    "{order:?} {sizes:?}"
+                );
+            }
+        }
+    }
 }

@@ -366,7 +366,12 @@ fn checksummed_chunk(
         let (header, written) = (&page[0], &page[1]);
         let len = header.len() + written.len();
         let bytes = match zstd.as_mut() {
-            Some((_, compressor)) => Bytes::from(compress(compressor, written)?),
+            // One frame, as parquet's zstd codec compresses a page.
+            Some((_, compressor)) => Bytes::from(
+                compressor
+                    .compress(written)
+                    .map_err(|e| general(format!("zstd: {e}")))?,
+            ),
             None => written.clone(),
         };
         let (new_header, is_dictionary) =
@@ -450,18 +455,6 @@ fn to_i64(n: usize) -> Result<i64, ParquetError> {
 /// The largest allocation the Thrift decoder may make for one page header (statistics
 /// included); the headers are parquet's own, a few dozen bytes.
 const MAX_HEADER_ALLOC: usize = 1 << 20;
-
-/// `bytes` compressed with `compressor`, as parquet's zstd codec compresses a page: one frame.
-fn compress(
-    compressor: &mut zstd::bulk::Compressor<'static>,
-    bytes: &[u8],
-) -> Result<Vec<u8>, ParquetError> {
-    let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(bytes.len()));
-    compressor
-        .compress_to_buffer(bytes, &mut out)
-        .map_err(|e| general(format!("zstd: {e}")))?;
-    Ok(out)
-}
 
 /// `header` (a Thrift compact `PageHeader`, of a page of `written` bytes) with `crc` set to the
 /// CRC-32 of `bytes`, and whether it is a dictionary page's. With `compressed`, `bytes` are the

@@ -15,6 +15,7 @@ use mmap_format::{event::RowKind, reader::CaptureReader, schema::col};
 
 use crate::{
     cli::Inputs,
+    commands::rows::timestamp,
     derive::{self, Output, Parents, WrittenFormat},
     engine::{
         Engine,
@@ -338,9 +339,4 @@ fn with_frames(engine: &Engine, relation: &str, rows: &str) -> anyhow::Result<St
         kind = col::KIND,
         stack = col::STACK_ID,
     ))
-}
-
-/// `ns` as an SQL timestamp literal of the `ts` column's type.
-fn timestamp(ns: i64) -> String {
-    format!("arrow_cast({ns}, 'Timestamp(Nanosecond, Some(\"UTC\"))')")
 }

@@ -175,9 +175,10 @@ pub fn timestamp(ns: i64) -> String {
 /// at once would have to merge more than the engine's memory holds; a slice is held in memory,
 /// and the first rows come out after the first slice, not after the whole capture.
 ///
-/// A slice is not sorted by the engine: its rows are handed out in the order of their sort key
-/// (a column the slice's query adds), batch and row numbers sorted here, without copying a
-/// column ([`slice_order`]). The engine's `ORDER BY` copied every column of every row into new
+/// A slice is not sorted by the engine (unless it has more than [`HELD_ROWS`] rows,
+/// [`Slice::engine_sorts`]): its rows are handed out in the order of their sort key (a column
+/// the slice's query adds), batch and row numbers sorted here, without copying a column
+/// ([`slice_order`]). The engine's `ORDER BY` copied every column of every row into new
 /// batches: 2.0 of the 5.1 s it took to read the 10 M rows of the benchmark capture in order
 /// (`findings`, 1,319 processes replayed, the replay itself left out).
 ///

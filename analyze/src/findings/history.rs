@@ -252,7 +252,6 @@ struct Flagged {
 
 /// The replay and what it found.
 struct History {
-    page_size: u64,
     candidates: FxHashSet<CallKey>,
     /// Its regions say whether they were writable since they were mapped ([`Region::written`]).
     replay: Replay,
@@ -266,7 +265,6 @@ struct History {
 impl History {
     fn new(page_size: u64, candidates: FxHashSet<CallKey>) -> Self {
         Self {
-            page_size,
             candidates,
             replay: Replay::new(page_size),
             unmapped_written: FxHashMap::default(),
@@ -319,13 +317,7 @@ impl History {
         let (Some(addr), Some(ret)) = (e.addr, e.ret) else {
             return;
         };
-        let range = |start: u64, len: Option<u64>| {
-            let len = len
-                .unwrap_or(0)
-                .checked_next_multiple_of(self.page_size)
-                .unwrap_or(u64::MAX);
-            (start, start.saturating_add(len))
-        };
+        let range = |start: u64, len: Option<u64>| self.replay.range(start, len.unwrap_or(0));
         let unmapped = self.unmapped_written.get_mut(&e.pid);
         match e.syscall {
             Some(Syscall::Mprotect) => {

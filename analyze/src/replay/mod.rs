@@ -215,7 +215,7 @@ impl Replay {
     }
 
     /// `[addr, addr + len rounded up to pages)`, clamped at the top of the address space.
-    fn range(&self, addr: u64, len: u64) -> (u64, u64) {
+    pub fn range(&self, addr: u64, len: u64) -> (u64, u64) {
         (addr, addr.saturating_add(self.page_up(len)))
     }
 

@@ -132,9 +132,10 @@ BENCH_ROWS ?= 10000000
 BENCH_REPS ?= 3
 bench-analyze: release venv
 	@mkdir -p "$(BENCH)"
-	@[ -f "$(BENCH)/gen-$(BENCH_ROWS).parquet" ] || target/release/mmap-gen --rows $(BENCH_ROWS) \
+	@# Each capture is made again whenever its maker (and so the capture writer) was built after it.
+	@[ "$(BENCH)/gen-$(BENCH_ROWS).parquet" -nt target/release/mmap-gen ] || target/release/mmap-gen --rows $(BENCH_ROWS) \
 	  --file "$(BENCH)/gen-$(BENCH_ROWS).parquet" --dir "$(BENCH)/gen-$(BENCH_ROWS)"
-	@[ -f "$(BENCH)/real.parquet" ] || $(SUDO) target/release/mmap-recorder record --force \
+	@[ "$(BENCH)/real.parquet" -nt target/release/mmap-recorder ] || $(SUDO) target/release/mmap-recorder record --force \
 	  -o "$(BENCH)/real.parquet" -- target/release/mmap-workload --duration 5s --family
 	"$(VENV)/bin/python" tests/bench/analyze.py --bin target/release --reps $(BENCH_REPS) \
 	  --capture "$(BENCH)/gen-$(BENCH_ROWS).parquet" --capture "$(BENCH)/gen-$(BENCH_ROWS)" \

@@ -29,6 +29,12 @@
 //! uncompressed by parquet's column writers, and each page is compressed here with one context
 //! per level for the whole file, with what parquet calls (`zstd::bulk::Compressor::new(level)`,
 //! `compress_to_buffer`): the page bytes are the ones parquet would write.
+//!
+//! A column chunk is stored compressed only when zstd makes its pages at least 1/32 smaller
+//! ([`compression_pays`]); otherwise its pages are stored as encoded and the chunk's metadata says
+//! UNCOMPRESSED (Parquet gives every column chunk its own codec). Readers then make no zstd
+//! context for it: on the generated 10 M-row capture 21 of 60 columns do not shrink (the sparse
+//! ones, `ts` and `ts_exit`), and a context costs a reader the same CPUID traps.
 
 use std::{
     io::Write,
@@ -354,6 +360,27 @@ fn checksummed_chunk(
             close.metadata.compressed_size()
         )));
     }
+    // Each page's bytes as they will be stored: compressed when zstd pays for the chunk.
+    let mut stored_pages: Vec<Bytes> = pages.clone().map(|page| page[1].clone()).collect();
+    if let Some((_, compressor)) = zstd.as_mut() {
+        // One frame a page, as parquet's zstd codec compresses a page.
+        let compressed = stored_pages
+            .iter()
+            .map(|written| {
+                compressor
+                    .compress(written)
+                    .map(Bytes::from)
+                    .map_err(|e| general(format!("zstd: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let before: usize = stored_pages.iter().map(Bytes::len).sum();
+        let after: usize = compressed.iter().map(Bytes::len).sum();
+        if compression_pays(before, after) {
+            stored_pages = compressed;
+        } else {
+            zstd = None;
+        }
+    }
     let mut dictionary = None;
     let mut data_pages = Vec::with_capacity(blobs.len() / 2);
     // Where each data page's header was in the order written, and its length with the header.
@@ -362,18 +389,9 @@ fn checksummed_chunk(
     // What the new headers add to the old ones' length (parquet counts headers in the
     // uncompressed size too).
     let mut header_growth = 0;
-    for page in pages {
+    for (page, bytes) in pages.zip(stored_pages) {
         let (header, written) = (&page[0], &page[1]);
         let len = header.len() + written.len();
-        let bytes = match zstd.as_mut() {
-            // One frame, as parquet's zstd codec compresses a page.
-            Some((_, compressor)) => Bytes::from(
-                compressor
-                    .compress(written)
-                    .map_err(|e| general(format!("zstd: {e}")))?,
-            ),
-            None => written.clone(),
-        };
         let (new_header, is_dictionary) =
             checksummed_header(header, written.len(), &bytes, zstd.is_some())?;
         header_growth += to_i64(new_header.len())? - to_i64(header.len())?;
@@ -447,6 +465,18 @@ fn checksummed_chunk(
     close.bytes_written = total as u64;
     Ok((Bytes::from(chunk), close))
 }
+
+/// Whether a column chunk of `before` bytes of pages is stored compressed as `after` bytes: when
+/// zstd saves at least [`PAYS_FRACTION`] of it. A compressed chunk costs every reader a zstd
+/// context and a pass over its bytes; sparse columns (null in most rows), `ts` and `ts_exit`
+/// (delta encoded, their bit-packed deltas leave zstd nothing to find) do not shrink.
+fn compression_pays(before: usize, after: usize) -> bool {
+    after < before && before - after >= before.div_ceil(PAYS_FRACTION)
+}
+
+/// zstd must save one part in this many of a column chunk's bytes for the chunk to be stored
+/// compressed (see [`compression_pays`]).
+pub const PAYS_FRACTION: usize = 32;
 
 fn to_i64(n: usize) -> Result<i64, ParquetError> {
     i64::try_from(n).map_err(|_| general(format!("{n} bytes")))
@@ -566,6 +596,92 @@ mod tests {
     fn the_same_pages_as_arrow_writer_with_data_page_v2() {
         // Data page v2: parquet compresses the values, when that pays.
         same_pages_as_arrow_writer(WriterVersion::PARQUET_2_0);
+    }
+
+    #[test]
+    fn a_column_chunk_zstd_cannot_shrink_is_stored_uncompressed() {
+        use parquet::arrow::arrow_reader::ParquetRecordBatchReader;
+
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("noise", DataType::Int64, false),
+            Field::new("same", DataType::Int64, true),
+        ]));
+        // xorshift64: values zstd finds nothing in, where the first row group has them.
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        let rows = 8_000;
+        let noise: ArrayRef = Arc::new(Int64Array::from_iter_values((0..2 * rows).map(|i| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            if i < rows { x as i64 } else { 42 }
+        })));
+        let same: ArrayRef = Arc::new(Int64Array::from_iter(
+            (0..2 * rows).map(|i| (i % 3 != 0).then_some(7)),
+        ));
+        let batch = RecordBatch::try_new(Arc::clone(&schema), vec![noise, same]).expect("batch");
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("level")))
+            .set_dictionary_enabled(false)
+            .set_statistics_enabled(EnabledStatistics::Page)
+            .set_data_page_row_count_limit(1000)
+            .build();
+        let mut writer =
+            PageCrcWriter::try_new(Vec::new(), Arc::clone(&schema), props).expect("writer");
+        for start in [0, rows as usize] {
+            writer
+                .write_row_group(&batch.slice(start, rows as usize))
+                .expect("write");
+        }
+        let file = Bytes::from(writer.into_inner().expect("close"));
+
+        let metadata = ParquetMetaDataReader::new()
+            .parse_and_finish(&file)
+            .expect("footer");
+        // (The level is not stored: a reader sees its default.)
+        let codecs: Vec<Vec<&str>> = metadata
+            .row_groups()
+            .iter()
+            .map(|rg| {
+                rg.columns()
+                    .iter()
+                    .map(|c| match c.compression() {
+                        Compression::ZSTD(_) => "zstd",
+                        Compression::UNCOMPRESSED => "none",
+                        _ => "other",
+                    })
+                    .collect()
+            })
+            .collect();
+        assert_eq!(codecs, [["none", "zstd"], ["zstd", "zstd"]]);
+        // The noise is stored as encoded: 8 bytes a value, and each page's CRC is of its bytes.
+        let noise_chunk = metadata.row_group(0).column(0);
+        assert_eq!(
+            noise_chunk.compressed_size(),
+            noise_chunk.uncompressed_size()
+        );
+        assert!(noise_chunk.compressed_size() > 8 * rows);
+        for (header, bytes) in walk(&file) {
+            let crc = crc32fast::hash(&bytes);
+            assert_eq!(header.crc, Some(i32::from_ne_bytes(crc.to_ne_bytes())));
+        }
+
+        // Parquet's own reader gives the rows back, the chunks of either codec alike.
+        let read: Vec<RecordBatch> = ParquetRecordBatchReader::try_new(file, 100_000)
+            .expect("reader")
+            .collect::<Result<_, _>>()
+            .expect("read");
+        let read = arrow::compute::concat_batches(&schema, &read).expect("concat");
+        assert_eq!(read, batch);
+    }
+
+    #[test]
+    fn compression_pays_from_one_part_in_32() {
+        assert!(compression_pays(3200, 3100));
+        assert!(!compression_pays(3200, 3101));
+        assert!(!compression_pays(100, 100));
+        assert!(!compression_pays(100, 120));
+        assert!(!compression_pays(0, 0));
+        assert!(compression_pays(1, 0));
     }
 
     fn same_pages_as_arrow_writer(version: WriterVersion) {

@@ -93,11 +93,22 @@ struct StackRun {
     stacks: u64,
 }
 
-/// ns per mmap+munmap pair of a 4 KiB anonymous private mapping, touched once.
+/// ns per mmap+munmap pair of a 4 KiB anonymous private mapping, not touched (the issue's
+/// loop); see [`pairs_touched`].
 fn pairs(calls: u64) -> f64 {
+    loop_ns(calls, false)
+}
+
+/// ns per pair of the same loop with the mapping's first byte written once: a page fault, a
+/// zeroed page and its freeing in each pair, as a program that maps memory to use it pays.
+fn pairs_touched(calls: u64) -> f64 {
+    loop_ns(calls, true)
+}
+
+fn loop_ns(calls: u64, touch: bool) -> f64 {
     let start = Instant::now();
     for _ in 0..calls {
-        if let Err(err) = mmap_capture_tests::map_unmap(4096, false) {
+        if let Err(err) = mmap_capture_tests::map_unmap(4096, touch) {
             panic!("mmap failed: {err}");
         }
     }
@@ -369,7 +380,11 @@ fn main() -> anyhow::Result<()> {
     let out = args.dir.join(format!("mmap-bench-{me}.parquet"));
     // Warm up page tables and caches.
     pairs(args.calls / 10 + 1);
+    pairs_touched(args.calls / 10 + 1);
     let (mut base, mut filtered, mut recorded) = (vec![], vec![], vec![]);
+    // The same three modes with the page touched, timed right after the untouched loop under
+    // the same recorder.
+    let (mut base_t, mut filtered_t, mut recorded_t) = (vec![], vec![], vec![]);
     // Recorder CPU time: of a run that records nothing (start-up, attach, detach, idle drain),
     // and (CPU, rows) of each recording run.
     let (mut idle_cpu, mut recorded_cpu) = (Vec::new(), Vec::<(f64, u64)>::new());
@@ -381,23 +396,29 @@ fn main() -> anyhow::Result<()> {
         // Rotate the order of the three modes so no mode always runs first.
         for mode in (0..3).map(|i| (i + round) % 3) {
             match mode {
-                0 => base.push(pairs(args.calls)),
+                0 => {
+                    base.push(pairs(args.calls));
+                    base_t.push(pairs_touched(args.calls));
+                }
                 1 => {
                     let (rec, _) = start_recorder(&args, Some(1), &out, &[])?;
                     filtered.push(pairs(args.calls));
+                    filtered_t.push(pairs_touched(args.calls));
                     idle_cpu.push(stop_recorder(rec)?.cpu_ns);
                 }
                 _ => {
                     let (rec, _) = start_recorder(&args, Some(me), &out, &[])?;
                     recorded.push(pairs(args.calls));
+                    recorded_t.push(pairs_touched(args.calls));
                     let usage = stop_recorder(rec)?;
                     let cpu_ns = usage.cpu_ns;
                     recorded_rss.push(usage.max_rss_kib as f64);
                     let rows = count_rows(&out)?;
-                    if rows < args.calls {
+                    // Both loops: 2 calls a pair.
+                    if rows < 4 * args.calls {
                         bail!(
                             "round {round}: the capture holds {rows} rows for {} calls",
-                            args.calls
+                            4 * args.calls
                         );
                     }
                     recorded_cpu.push((cpu_ns, rows));
@@ -424,11 +445,15 @@ fn main() -> anyhow::Result<()> {
             eprintln!("round {}: --stacks {mode}: {ns:.0} ns per pair", round + 1);
         }
         eprintln!(
-            "round {}: baseline {:.0} ns, filtered {:.0} ns, recorded {:.0} ns per pair",
+            "round {}: baseline {:.0} ns, filtered {:.0} ns, recorded {:.0} ns per pair; page \
+             touched: {:.0}, {:.0}, {:.0} ns",
             round + 1,
             base[round],
             filtered[round],
             recorded[round],
+            base_t[round],
+            filtered_t[round],
+            recorded_t[round],
         );
     }
     // One more recorded run with the kernel's own accounting of each program's run time
@@ -461,6 +486,12 @@ fn main() -> anyhow::Result<()> {
         median(&mut filtered),
         median(&mut recorded),
     );
+    let (btm, ftm, rtm) = (min(&base_t), min(&filtered_t), min(&recorded_t));
+    let (bt, ft, rt) = (
+        median(&mut base_t),
+        median(&mut filtered_t),
+        median(&mut recorded_t),
+    );
     let idle = median(&mut idle_cpu);
     let mut per_record: Vec<f64> = recorded_cpu
         .iter()
@@ -488,6 +519,15 @@ fn main() -> anyhow::Result<()> {
         mib(rss),
         mib(max_rss)
     );
+    println!("| baseline, page touched | {bt:.0} | | 1.00 | {btm:.0} | | |");
+    for (mode, m, mm) in [("filtered", ft, ftm), ("recorded", rt, rtm)] {
+        println!(
+            "| {mode}, page touched | {m:.0} | {:+.0} | {:.2} | {mm:.0} | {:+.0} | |",
+            m - bt,
+            m / bt,
+            mm - btm
+        );
+    }
     if let Some(fl) = &flooded {
         println!(
             "| recorded flood: 2 threads, {} calls (`mmap-workload --flood {}`) | | | | | | \
@@ -578,6 +618,10 @@ fn main() -> anyhow::Result<()> {
                 "calls": args.calls, "rounds": args.rounds,
                 "baseline_ns": b, "filtered_ns": f, "recorded_ns": r,
                 "baseline_min_ns": bm, "filtered_min_ns": fm, "recorded_min_ns": rm,
+                "touched": {
+                    "baseline_ns": bt, "filtered_ns": ft, "recorded_ns": rt,
+                    "baseline_min_ns": btm, "filtered_min_ns": ftm, "recorded_min_ns": rtm,
+                },
                 "recorder_cpu_ns_per_record": c,
                 "recorder_max_rss_kib": rss, "recorder_max_rss_kib_max": max_rss,
                 "flood": flooded.as_ref().map(|fl| serde_json::json!({

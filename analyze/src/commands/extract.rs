@@ -15,11 +15,10 @@ use mmap_format::{event::RowKind, reader::CaptureReader, schema::col};
 
 use crate::{
     cli::Inputs,
-    commands::rows::timestamp,
     derive::{self, Output, Parents, WrittenFormat},
     engine::{
         Engine,
-        filter::{RowFilter, literal},
+        filter::{RowFilter, literal, timestamp},
     },
     input, output,
     replay::EFFECT_TIME,

@@ -17,7 +17,10 @@ use mmap_format::{
 
 use crate::{
     cli::Inputs,
-    engine::{Batches, Engine, EngineError, filter::RowFilter},
+    engine::{
+        Batches, Engine, EngineError,
+        filter::{RowFilter, timestamp},
+    },
     input,
     timespec::Span,
 };
@@ -162,11 +165,6 @@ const SIZES: Sizes = Sizes {
     slice_rows: SLICE_ROWS,
     held_rows: HELD_ROWS,
 };
-
-/// `ns` since the epoch as a timestamp literal of the type of `ts`.
-pub fn timestamp(ns: i64) -> String {
-    format!("arrow_cast({ns}, 'Timestamp(Nanosecond, Some(\"UTC\"))')")
-}
 
 /// The rows of a query in time order, sorted slice by slice: the rows are counted per time
 /// bucket (an aggregate over the time column alone), cut into consecutive time slices of about
@@ -369,12 +367,9 @@ impl Sorted<'_> {
                         .map(BatchRows::new)
                         .collect::<Result<Vec<_>, _>>()?;
                     let selected: Vec<_> = batches.iter().map(selected_column).collect();
+                    // slice_order numbers rows of these batches only.
                     for (batch, row) in slice_order(&batches)? {
-                        let (Some(rows), Some(selected)) = (rows.get(batch), selected.get(batch))
-                        else {
-                            continue;
-                        };
-                        f(&rows.row(row)?, is_selected(*selected, row))?;
+                        f(&rows[batch].row(row)?, is_selected(selected[batch], row))?;
                     }
                 }
                 Next::Streamed(batches) => {

@@ -124,11 +124,7 @@ impl RowFilter {
                 if let Some(warning) = time.warning {
                     output::warn(&format!("{option} {warning}"));
                 }
-                terms.push(format!(
-                    "{} {op} arrow_cast({}, 'Timestamp(Nanosecond, Some(\"UTC\"))')",
-                    col::TS,
-                    time.ns
-                ));
+                terms.push(format!("{} {op} {}", col::TS, timestamp(time.ns)));
             }
         }
         if let Some(predicate) = &self.predicate {
@@ -236,6 +232,11 @@ fn in_list(column: &str, values: impl Iterator<Item = String>) -> String {
 /// `text` as an SQL string literal.
 pub fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
+}
+
+/// `ns` since the epoch as an SQL timestamp literal of the type of `ts`.
+pub fn timestamp(ns: i64) -> String {
+    format!("arrow_cast({ns}, 'Timestamp(Nanosecond, Some(\"UTC\"))')")
 }
 
 impl Engine {

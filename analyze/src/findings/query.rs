@@ -11,8 +11,7 @@ use arrow::{
 
 use super::{Example, Finding, Severity};
 use crate::{
-    commands::rows::timestamp,
-    engine::{Engine, EngineError, views},
+    engine::{Engine, EngineError, filter::timestamp, views},
     labels,
 };
 

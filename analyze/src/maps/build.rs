@@ -12,7 +12,10 @@ use mmap_format::{
 
 use super::{Args, BaselineJson, ExecJson, ForkJson, RegionJson, Report, State, scan::Scan};
 use crate::{
-    engine::{Engine, filter::literal},
+    engine::{
+        Engine,
+        filter::{literal, timestamp},
+    },
     input, labels,
     loss::{LossWindow, LossWindows},
     output,
@@ -339,13 +342,14 @@ fn rows_until(
     // A row takes effect at or after its entry time, so none entered after `at` is needed.
     let predicate = format!(
         "({kind} = {lost} OR {pid} IN ({pids}) OR ({kind} = {fork} AND {child} IN ({pids}))) \
-         AND {ts} <= arrow_cast({at}, 'Timestamp(Nanosecond, Some(\"UTC\"))')",
+         AND {ts} <= {at}",
         kind = col::KIND,
         lost = literal(RowKind::Lost.as_str()),
         pid = col::PID,
         fork = literal(RowKind::Fork.as_str()),
         child = col::CHILD_PID,
         ts = col::TS,
+        at = timestamp(at),
     );
     let mut rows: Vec<(i64, usize, Event<'static>)> = Vec::new();
     let mut loss_windows = LossWindows::default();

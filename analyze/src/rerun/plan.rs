@@ -19,7 +19,10 @@ use super::{
     protocol::{Call, Op, Plan, PlanFile, Standin},
 };
 use crate::{
-    engine::{Engine, filter::literal},
+    engine::{
+        Engine,
+        filter::{literal, timestamp},
+    },
     input, labels,
     loss::{LossWindow, LossWindows},
     replay::{self, MAP_ANONYMOUS, MAP_SHARED, MAP_SHARED_VALIDATE, PROT_WRITE, Replay},
@@ -112,10 +115,7 @@ pub fn prepare(
         pid_col = col::PID,
     );
     if let Some(until) = options.until {
-        predicate.push_str(&format!(
-            " AND {ts} <= arrow_cast({until}, 'Timestamp(Nanosecond, Some(\"UTC\"))')",
-            ts = col::TS
-        ));
+        predicate.push_str(&format!(" AND {} <= {}", col::TS, timestamp(until)));
     }
     let mut calls: Vec<(i64, usize, Event<'static>)> = Vec::new();
     let mut loss = LossWindows::default();

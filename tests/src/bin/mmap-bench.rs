@@ -6,9 +6,13 @@
 //! - `baseline`: no recorder attached.
 //! - `filtered`: the recorder attached with another process as its target, so every call runs the
 //!   programs, which only filter (the cost paid by processes you do not record).
-//! - `recorded`: the recorder attached with this process as its target: every call is recorded.
+//! - `recorded`: the recorder attached with the loop's process as its target: every call is
+//!   recorded.
 //! - with `--stacks fp,dwarf`: `recorded` again with `--stacks MODE` for each mode given (the
 //!   user call stack of every call, see docs/PERFORMANCE.md for what the loop's stacks are).
+//!
+//! The loop runs in a fresh `mmap-workload --pairs N --wait-stdin` each time (pinned to this
+//! process's CPU), which the recorder attaches to while it waits: the cost any process pays.
 //!
 //! After every recorded round the capture is opened and its rows counted, so the numbers are for a
 //! recorder that really kept every call.
@@ -42,7 +46,7 @@ struct Args {
     /// Directory for the captures.
     #[arg(long, default_value_os_t = std::env::temp_dir())]
     dir: PathBuf,
-    /// Pin this process (the traced loop) to this CPU; default: the last CPU.
+    /// Pin this process, and so the loops it starts, to this CPU; default: the last CPU.
     #[arg(long)]
     bench_cpu: Option<usize>,
     /// Pin the recorder to this CPU; default: CPU 0 (when there are two or more CPUs).
@@ -93,26 +97,78 @@ struct StackRun {
     stacks: u64,
 }
 
-/// ns per mmap+munmap pair of a 4 KiB anonymous private mapping, not touched (the issue's
-/// loop); see [`pairs_touched`].
-fn pairs(calls: u64) -> f64 {
-    loop_ns(calls, false)
+/// `mmap-workload`, built beside this program.
+fn workload_path() -> anyhow::Result<PathBuf> {
+    Ok(std::env::current_exe()?
+        .parent()
+        .context("exe dir")?
+        .join("mmap-workload"))
 }
 
-/// ns per pair of the same loop with the mapping's first byte written once: a page fault, a
-/// zeroed page and its freeing in each pair, as a program that maps memory to use it pays.
-fn pairs_touched(calls: u64) -> f64 {
-    loop_ns(calls, true)
-}
-
-fn loop_ns(calls: u64, touch: bool) -> f64 {
-    let start = Instant::now();
-    for _ in 0..calls {
-        if let Err(err) = mmap_capture_tests::map_unmap(4096, touch) {
-            panic!("mmap failed: {err}");
-        }
+/// Times the loop in a fresh `mmap-workload --pairs N --wait-stdin` on this process's CPU: ns
+/// per mmap+munmap pair of a 4 KiB anonymous private mapping not touched (the loop),
+/// and, with `touched`, of the same loop with each mapping's first byte written once (a page
+/// fault, a zeroed page and its freeing in each pair, as a program that maps memory to use it
+/// pays). The child warms up, then waits; `attach` gets its pid meanwhile (to start a
+/// recorder), the child is let go once `attach` returns, and what `attach` returned (the
+/// running recorder) is handed back after both loops.
+///
+/// The loop runs in a child, not in this process: timed here, under a recorder this process had
+/// started, the loop paid either what every separately started process pays or ~250 ns a pair
+/// less, even less than with no recorder, one or the other for each recorder instance (see
+/// docs/PERFORMANCE.md, 2026-12-04 late).
+fn child_loops<T>(
+    args: &Args,
+    touched: bool,
+    attach: impl FnOnce(u32) -> anyhow::Result<T>,
+) -> anyhow::Result<(f64, Option<f64>, T)> {
+    let mut cmd = Command::new(workload_path()?);
+    cmd.args(["--pairs", &args.calls.to_string(), "--wait-stdin"]);
+    if touched {
+        cmd.arg("--touched");
     }
-    start.elapsed().as_nanos() as f64 / calls as f64
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting mmap-workload")?;
+    let held = match attach(child.id()) {
+        Ok(held) => held,
+        Err(err) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(err);
+        }
+    };
+    // Closing its stdin starts the timed loops.
+    drop(child.stdin.take());
+    let out = child
+        .wait_with_output()
+        .context("waiting for mmap-workload")?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        bail!("mmap-workload failed: {stderr}");
+    }
+    let timing = |touched: bool| {
+        stderr
+            .lines()
+            .filter_map(ns_per_pair)
+            .find(|&(t, _)| t == touched)
+            .map(|(_, ns)| ns)
+            .with_context(|| format!("no timing from mmap-workload: {stderr}"))
+    };
+    let untouched = timing(false)?;
+    let touched = if touched { Some(timing(true)?) } else { None };
+    Ok((untouched, touched, held))
+}
+
+/// (touched, ns per pair) of a timing line of `mmap-workload --pairs`.
+fn ns_per_pair(line: &str) -> Option<(bool, f64)> {
+    let rest = line.strip_prefix("mmap-workload: ")?;
+    let (what, ns) = rest.split_once(", ")?;
+    let ns = ns.strip_suffix(" ns per pair")?.parse().ok()?;
+    Some((what.ends_with(" touched"), ns))
 }
 
 /// The recorder's command, pinned to `--recorder-cpu` when given.
@@ -378,9 +434,6 @@ fn main() -> anyhow::Result<()> {
     }
     let me = std::process::id();
     let out = args.dir.join(format!("mmap-bench-{me}.parquet"));
-    // Warm up page tables and caches.
-    pairs(args.calls / 10 + 1);
-    pairs_touched(args.calls / 10 + 1);
     let (mut base, mut filtered, mut recorded) = (vec![], vec![], vec![]);
     // The same three modes with the page touched, timed right after the untouched loop under
     // the same recorder.
@@ -397,19 +450,23 @@ fn main() -> anyhow::Result<()> {
         for mode in (0..3).map(|i| (i + round) % 3) {
             match mode {
                 0 => {
-                    base.push(pairs(args.calls));
-                    base_t.push(pairs_touched(args.calls));
+                    let (ns, touched, ()) = child_loops(&args, true, |_| Ok(()))?;
+                    base.push(ns);
+                    base_t.extend(touched);
                 }
                 1 => {
-                    let (rec, _) = start_recorder(&args, Some(1), &out, &[])?;
-                    filtered.push(pairs(args.calls));
-                    filtered_t.push(pairs_touched(args.calls));
+                    let (ns, touched, (rec, _)) =
+                        child_loops(&args, true, |_| start_recorder(&args, Some(1), &out, &[]))?;
+                    filtered.push(ns);
+                    filtered_t.extend(touched);
                     idle_cpu.push(stop_recorder(rec)?.cpu_ns);
                 }
                 _ => {
-                    let (rec, _) = start_recorder(&args, Some(me), &out, &[])?;
-                    recorded.push(pairs(args.calls));
-                    recorded_t.push(pairs_touched(args.calls));
+                    let (ns, touched, (rec, _)) = child_loops(&args, true, |pid| {
+                        start_recorder(&args, Some(pid), &out, &[])
+                    })?;
+                    recorded.push(ns);
+                    recorded_t.extend(touched);
                     let usage = stop_recorder(rec)?;
                     let cpu_ns = usage.cpu_ns;
                     recorded_rss.push(usage.max_rss_kib as f64);
@@ -427,8 +484,9 @@ fn main() -> anyhow::Result<()> {
             }
         }
         for (mode, runs) in args.stacks.iter().zip(&mut with_stacks) {
-            let (rec, _) = start_recorder(&args, Some(me), &out, &["--stacks", mode])?;
-            let ns = pairs(args.calls);
+            let (ns, _, (rec, _)) = child_loops(&args, false, |pid| {
+                start_recorder(&args, Some(pid), &out, &["--stacks", mode])
+            })?;
             stop_recorder(rec)?;
             // Not a failure here: at this rate a mode may lose records (counted in the capture);
             // the table says how many calls it kept.
@@ -458,8 +516,9 @@ fn main() -> anyhow::Result<()> {
     }
     // One more recorded run with the kernel's own accounting of each program's run time
     // (outside the timed rounds: the accounting itself costs two clock reads per run).
-    let (rec, stderr) = start_recorder(&args, Some(me), &out, &["--prog-stats"])?;
-    pairs(args.calls);
+    let (_, _, (rec, stderr)) = child_loops(&args, false, |pid| {
+        start_recorder(&args, Some(pid), &out, &["--prog-stats"])
+    })?;
     stop_recorder(rec)?;
     let prog_lines: Vec<String> = stderr
         .join()
@@ -695,12 +754,8 @@ fn count_frames(path: &std::path::Path) -> anyhow::Result<(u64, u64, u64)> {
 
 /// ns per pair that `mmap-workload --pairs N` reports for itself when run under `wrapper`.
 fn workload_under(wrapper: &[String], calls: u64) -> anyhow::Result<f64> {
-    let workload = std::env::current_exe()?
-        .parent()
-        .context("exe dir")?
-        .join("mmap-workload");
     let mut argv: Vec<String> = wrapper.to_vec();
-    argv.push(workload.display().to_string());
+    argv.push(workload_path()?.display().to_string());
     argv.push("--pairs".into());
     argv.push(calls.to_string());
     let out = Command::new(&argv[0])
@@ -714,11 +769,7 @@ fn workload_under(wrapper: &[String], calls: u64) -> anyhow::Result<f64> {
     }
     stderr
         .lines()
-        .find_map(|l| {
-            let rest = l.strip_prefix("mmap-workload: ")?;
-            let ns = rest.split(", ").nth(1)?.strip_suffix(" ns per pair")?;
-            ns.parse().ok()
-        })
+        .find_map(|l| ns_per_pair(l).map(|(_, ns)| ns))
         .with_context(|| format!("no timing from the workload: {stderr}"))
 }
 

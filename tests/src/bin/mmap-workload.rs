@@ -35,6 +35,14 @@ struct Args {
     /// exit (a steady load for measuring overhead).
     #[arg(long, value_name = "N")]
     pairs: Option<u64>,
+    /// With --pairs: then as many pairs again with the first byte of each mapping written (a
+    /// page fault, a zeroed page and its freeing in each pair), timed apart.
+    #[arg(long, requires = "pairs")]
+    touched: bool,
+    /// With --pairs: first warm up (a tenth of the pairs, each loop), then wait until stdin has
+    /// a line or is closed before the timed loops, so a recorder can attach in between.
+    #[arg(long, requires = "pairs")]
+    wait_stdin: bool,
     /// Only fork this many children as fast as possible, each making one anonymous mmap of
     /// `FORK_CHILD_LEN` bytes and its munmap before it exits, then wait for them all and print
     /// `{"pid":..,"children":[..]}` on stdout (a fork storm).
@@ -720,15 +728,19 @@ fn main() -> anyhow::Result<()> {
         return flood(n);
     }
     if let Some(n) = args.pairs {
-        let start = Instant::now();
-        for _ in 0..n {
-            map_unmap(4096)?;
+        if args.wait_stdin {
+            timed_pairs(n / 10 + 1, false)?;
+            if args.touched {
+                timed_pairs(n / 10 + 1, true)?;
+            }
+            std::io::stdin().read_line(&mut String::new())?;
         }
-        let ns = start.elapsed().as_nanos() as f64;
-        eprintln!(
-            "mmap-workload: {n} pairs, {:.0} ns per pair",
-            ns / n.max(1) as f64
-        );
+        let ns = timed_pairs(n, false)?;
+        eprintln!("mmap-workload: {n} pairs, {ns:.0} ns per pair");
+        if args.touched {
+            let ns = timed_pairs(n, true)?;
+            eprintln!("mmap-workload: {n} pairs touched, {ns:.0} ns per pair");
+        }
         if let Some(out) = &args.report {
             let report = Report {
                 pid: std::process::id(),
@@ -830,6 +842,15 @@ const AFTER_LEN: usize = 7 * 4096;
 const AFTER_CALLS: u64 = 100;
 
 /// An anonymous read-write mmap of `len` bytes and its munmap.
+/// ns per pair of `n` anonymous 4 KiB mmap + munmap pairs, the page written once when `touch`.
+fn timed_pairs(n: u64, touch: bool) -> anyhow::Result<f64> {
+    let start = Instant::now();
+    for _ in 0..n {
+        mmap_capture_tests::map_unmap(4096, touch).context("mmap")?;
+    }
+    Ok(start.elapsed().as_nanos() as f64 / n.max(1) as f64)
+}
+
 fn map_unmap(len: usize) -> anyhow::Result<()> {
     mmap_capture_tests::map_unmap(len, false).context("mmap")
 }

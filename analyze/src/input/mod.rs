@@ -82,13 +82,57 @@ fn open_local(
             ));
         }
     }
-    let readers = found
-        .files
-        .iter()
-        .map(|path| open_one(path))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let readers = open_each(&found.files)?;
     partitions::check(&readers)?;
     Ok(readers)
+}
+
+/// Opens `paths` on every core, in their order. Opening a file is most of a short command's
+/// time (its footer and page walk, see [`mmap_format::pages`]), and a small file's walk is one
+/// thread's work, so the segments of a capture open side by side. The error is that of the
+/// first file that fails in `paths`' order, as when they open one after another; once a file
+/// has failed no further file is started.
+fn open_each(paths: &[std::path::PathBuf]) -> anyhow::Result<Vec<CaptureReader>> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let workers = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(paths.len());
+    if workers <= 1 {
+        return paths.iter().map(|path| open_one(path)).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let mut opened: Vec<(usize, anyhow::Result<CaptureReader>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    while !failed.load(Ordering::Relaxed) {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(path) = paths.get(i) else { break };
+                        let reader = open_one(path);
+                        if reader.is_err() {
+                            failed.store(true, Ordering::Relaxed);
+                        }
+                        mine.push((i, reader));
+                    }
+                    mine
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|handle| {
+                handle.join().unwrap_or_else(|_| {
+                    vec![(0, Err(anyhow::anyhow!("opening the capture files failed")))]
+                })
+            })
+            .collect()
+    });
+    // Every file before the first failure was started (files are taken in order), so sorting
+    // puts that failure first among the errors.
+    opened.sort_by_key(|(i, _)| *i);
+    opened.into_iter().map(|(_, reader)| reader).collect()
 }
 
 /// Opens one capture; a capture that cannot be read and has a crash journal next to it says

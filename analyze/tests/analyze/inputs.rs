@@ -131,3 +131,41 @@ fn links_and_special_files_in_a_directory_are_skipped_with_a_note() {
     let output = run(["summary".as_ref(), fifo.as_os_str()]);
     assert_eq!(output.status.code(), Some(2));
 }
+
+#[test]
+fn of_several_damaged_segments_the_first_in_order_is_the_error() {
+    // The segments open side by side; the error must still be the first damaged one in name
+    // order, whichever fails first in time.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let indices: Vec<u32> = (0..12).collect();
+    let paths = write_segments(dir.path(), &indices);
+    for damaged in [8, 3, 11] {
+        fs::write(&paths[damaged], b"not a capture at all").expect("damage");
+    }
+    for _ in 0..5 {
+        let output = run(["summary".as_ref(), dir.path().as_os_str()]);
+        assert_eq!(output.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(&segment_name(3)), "{stderr}");
+        for later in [8, 11] {
+            assert!(!stderr.contains(&segment_name(later)), "{stderr}");
+        }
+    }
+    // With the damaged ones whole again, every segment opens, in order.
+    let paths = write_segments(dir.path(), &indices);
+    let s: serde_json::Value = serde_json::from_str(&run_ok([
+        "summary".as_ref(),
+        dir.path().as_os_str(),
+        "--format".as_ref(),
+        "json".as_ref(),
+    ]))
+    .expect("JSON");
+    let opened: Vec<String> = s["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .map(|f| f["path"].as_str().expect("path").to_owned())
+        .collect();
+    let expected: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    assert_eq!(opened, expected);
+}

@@ -841,7 +841,6 @@ const FLOOD_LEN: usize = 5 * 4096;
 const AFTER_LEN: usize = 7 * 4096;
 const AFTER_CALLS: u64 = 100;
 
-/// An anonymous read-write mmap of `len` bytes and its munmap.
 /// ns per pair of `n` anonymous 4 KiB mmap + munmap pairs, the page written once when `touch`.
 fn timed_pairs(n: u64, touch: bool) -> anyhow::Result<f64> {
     let start = Instant::now();
@@ -851,6 +850,7 @@ fn timed_pairs(n: u64, touch: bool) -> anyhow::Result<f64> {
     Ok(start.elapsed().as_nanos() as f64 / n.max(1) as f64)
 }
 
+/// An anonymous read-write mmap of `len` bytes and its munmap.
 fn map_unmap(len: usize) -> anyhow::Result<()> {
     mmap_capture_tests::map_unmap(len, false).context("mmap")
 }

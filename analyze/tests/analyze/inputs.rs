@@ -40,21 +40,8 @@ fn a_quoted_pattern_is_expanded_in_name_order() {
     let dir = tempfile::tempdir().expect("temp dir");
     write_segments(dir.path(), &[2, 0, 1]);
     let pattern = dir.path().join("mmap-*-0000[01].parquet");
-    let s: serde_json::Value = serde_json::from_str(&run_ok([
-        "summary".as_ref(),
-        pattern.as_os_str(),
-        "--format".as_ref(),
-        "json".as_ref(),
-    ]))
-    .expect("JSON");
-    let paths: Vec<String> = s["files"]
-        .as_array()
-        .expect("files")
-        .iter()
-        .map(|f| f["path"].as_str().expect("path").to_owned())
-        .collect();
     assert_eq!(
-        paths,
+        summary_files(pattern.as_os_str()),
         [0, 1].map(|i| dir.path().join(segment_name(i)).display().to_string())
     );
     let none = run([
@@ -153,19 +140,23 @@ fn of_several_damaged_segments_the_first_in_order_is_the_error() {
     }
     // With the damaged ones whole again, every segment opens, in order.
     let paths = write_segments(dir.path(), &indices);
+    let expected: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    assert_eq!(summary_files(dir.path().as_os_str()), expected);
+}
+
+/// The paths of the files `summary --format json` says it read from `input`, in its order.
+fn summary_files(input: &OsStr) -> Vec<String> {
     let s: serde_json::Value = serde_json::from_str(&run_ok([
         "summary".as_ref(),
-        dir.path().as_os_str(),
+        input,
         "--format".as_ref(),
         "json".as_ref(),
     ]))
     .expect("JSON");
-    let opened: Vec<String> = s["files"]
+    s["files"]
         .as_array()
         .expect("files")
         .iter()
         .map(|f| f["path"].as_str().expect("path").to_owned())
-        .collect();
-    let expected: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-    assert_eq!(opened, expected);
+        .collect()
 }

@@ -89,16 +89,24 @@ fn open_local(
 
 /// Opens `paths` on every core, in their order. Opening a file is most of a short command's
 /// time (its footer and page walk, see [`mmap_format::pages`]), and a small file's walk is one
-/// thread's work, so the segments of a capture open side by side. The error is that of the
-/// first file that fails in `paths`' order, as when they open one after another; once a file
-/// has failed no further file is started.
+/// thread's work, so the segments of a capture open side by side.
 fn open_each(paths: &[std::path::PathBuf]) -> anyhow::Result<Vec<CaptureReader>> {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    open_in_order(paths, cores, |path| open_one(path))
+}
+
+/// `open` of each of `items`, on up to `workers` threads taking the items in order; the
+/// readers in `items`' order. The error is that of the first item that fails in that order, as
+/// when they open one after another; once one has failed no further item is started.
+pub(crate) fn open_in_order<T: Sync>(
+    items: &[T],
+    workers: usize,
+    open: impl Fn(&T) -> anyhow::Result<CaptureReader> + Sync,
+) -> anyhow::Result<Vec<CaptureReader>> {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    let workers = std::thread::available_parallelism()
-        .map_or(1, std::num::NonZeroUsize::get)
-        .min(paths.len());
+    let workers = workers.min(items.len());
     if workers <= 1 {
-        return paths.iter().map(|path| open_one(path)).collect();
+        return items.iter().map(open).collect();
     }
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
@@ -109,8 +117,8 @@ fn open_each(paths: &[std::path::PathBuf]) -> anyhow::Result<Vec<CaptureReader>>
                     let mut mine = Vec::new();
                     while !failed.load(Ordering::Relaxed) {
                         let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(path) = paths.get(i) else { break };
-                        let reader = open_one(path);
+                        let Some(item) = items.get(i) else { break };
+                        let reader = open(item);
                         if reader.is_err() {
                             failed.store(true, Ordering::Relaxed);
                         }
@@ -129,7 +137,7 @@ fn open_each(paths: &[std::path::PathBuf]) -> anyhow::Result<Vec<CaptureReader>>
             })
             .collect()
     });
-    // Every file before the first failure was started (files are taken in order), so sorting
+    // Every item before the first failure was started (items are taken in order), so sorting
     // puts that failure first among the errors.
     opened.sort_by_key(|(i, _)| *i);
     opened.into_iter().map(|(_, reader)| reader).collect()

@@ -48,6 +48,9 @@ const RETRY_TIMEOUT: Duration = Duration::from_secs(20);
 /// Ranged reads of one object run this many at a time.
 const CONCURRENT_READS: usize = 8;
 
+/// Objects opened at once ([`open`]), each with up to [`CONCURRENT_READS`] requests.
+const CONCURRENT_OBJECTS: usize = 4;
+
 /// The extension of capture objects under a prefix.
 const CAPTURE_EXTENSION: &str = ".parquet";
 
@@ -278,16 +281,12 @@ fn decoded(key: &str) -> String {
 /// Opens every object an `s3://` argument names.
 pub fn open(url: &Url) -> anyhow::Result<Vec<CaptureReader>> {
     let runtime = runtime()?;
-    expand(url)?
-        .into_iter()
-        .map(|object| {
-            let source = Source {
-                object: &object,
-                runtime,
-            };
-            CaptureReader::open_ranges(&object.url, &source).map_err(anyhow::Error::new)
-        })
-        .collect()
+    // Opening an object is a few round trips (its footer, then its page headers); the objects
+    // of a prefix open CONCURRENT_OBJECTS at a time.
+    super::open_in_order(&expand(url)?, CONCURRENT_OBJECTS, |object| {
+        let source = Source { object, runtime };
+        CaptureReader::open_ranges(&object.url, &source).map_err(anyhow::Error::new)
+    })
 }
 
 /// Ranged reads of one object, on the opening runtime.

@@ -457,6 +457,36 @@ fn a_missing_object_bucket_or_server_is_one_line_and_exit_2() {
         );
         assert!(out.stdout.is_empty(), "{url}: nothing on stdout");
     }
+    // The objects of a prefix open several at a time; the error is still the first damaged
+    // object's in key order.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let indices: Vec<u32> = (0..9).collect();
+    let paths = write_segments(dir.path(), &indices);
+    for damaged in [6, 2] {
+        fs::write(&paths[damaged], b"not a capture at all").expect("damage");
+    }
+    let name = |i: usize| {
+        paths[i]
+            .file_name()
+            .expect("file name")
+            .to_string_lossy()
+            .into_owned()
+    };
+    let objects: Vec<(String, &Path)> = (0..paths.len())
+        .map(|i| (format!("segments/{}", name(i)), paths[i].as_path()))
+        .collect();
+    moto.upload(BUCKET, &objects);
+    let out = analyze(&[
+        "summary",
+        "--endpoint",
+        &endpoint,
+        &format!("s3://{BUCKET}/segments/"),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&name(2)), "{stderr}");
+    assert!(!stderr.contains(&name(6)), "{stderr}");
+
     // The commands that need whole local files refuse objects.
     let url = format!("s3://{BUCKET}/a.parquet");
     for command in [&["verify"][..], &["recover"], &["pack", "-o", "x.parquet"]] {

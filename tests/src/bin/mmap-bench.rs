@@ -193,7 +193,7 @@ fn start_recorder(
     target: Option<u32>,
     out: &std::path::Path,
     extra: &[&str],
-) -> anyhow::Result<(Child, std::thread::JoinHandle<Vec<String>>)> {
+) -> anyhow::Result<(Recorder, std::thread::JoinHandle<Vec<String>>)> {
     let mut cmd = recorder_command(args);
     cmd.args(["record", "-q", "--force"]);
     if let Some(target) = target {
@@ -225,11 +225,30 @@ fn start_recorder(
     }
     // Keep reading its stderr in the background so it never blocks on a full pipe.
     let rest = std::thread::spawn(move || lines.map_while(Result::ok).collect());
-    Ok((child, rest))
+    Ok((Recorder(Some(child)), rest))
+}
+
+/// A running recorder: stopped by [`stop_recorder`], or with SIGINT when dropped (the bench
+/// failed while it ran), so that no recorder outlives the bench.
+struct Recorder(Option<Child>);
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.take() {
+            let pid = child.id() as libc::pid_t;
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe { libc::kill(pid, libc::SIGINT) };
+            let _ = wait_recorder(pid);
+        }
+    }
 }
 
 /// Stops the recorder with SIGINT; returns the CPU time and peak RSS it used.
-fn stop_recorder(child: Child) -> anyhow::Result<Usage> {
+fn stop_recorder(mut recorder: Recorder) -> anyhow::Result<Usage> {
+    let child = recorder
+        .0
+        .take()
+        .context("the recorder was stopped already")?;
     let pid = child.id() as libc::pid_t;
     // SAFETY: kill has no memory-safety preconditions.
     unsafe { libc::kill(pid, libc::SIGINT) };

@@ -97,12 +97,12 @@ struct StackRun {
     stacks: u64,
 }
 
-/// `mmap-workload`, built beside this program.
-fn workload_path() -> anyhow::Result<PathBuf> {
+/// The program `name` of this workspace, built beside this one (`mmap-workload`, `mmap-analyze`).
+fn sibling(name: &str) -> anyhow::Result<PathBuf> {
     Ok(std::env::current_exe()?
         .parent()
         .context("exe dir")?
-        .join("mmap-workload"))
+        .join(name))
 }
 
 /// Times the loop in a fresh `mmap-workload --pairs N --wait-stdin` on this process's CPU: ns
@@ -122,7 +122,7 @@ fn child_loops<T>(
     touched: bool,
     attach: impl FnOnce(u32) -> anyhow::Result<T>,
 ) -> anyhow::Result<(f64, Option<f64>, T)> {
-    let mut cmd = Command::new(workload_path()?);
+    let mut cmd = Command::new(sibling("mmap-workload")?);
     cmd.args(["--pairs", &args.calls.to_string(), "--wait-stdin"]);
     if touched {
         cmd.arg("--touched");
@@ -235,20 +235,21 @@ struct Recorder(Option<Child>);
 impl Drop for Recorder {
     fn drop(&mut self) {
         if let Some(child) = self.0.take() {
-            let pid = child.id() as libc::pid_t;
-            // SAFETY: kill has no memory-safety preconditions.
-            unsafe { libc::kill(pid, libc::SIGINT) };
-            let _ = wait_recorder(pid);
+            let _ = interrupt(&child);
         }
     }
 }
 
 /// Stops the recorder with SIGINT; returns the CPU time and peak RSS it used.
 fn stop_recorder(mut recorder: Recorder) -> anyhow::Result<Usage> {
-    let child = recorder
-        .0
-        .take()
-        .context("the recorder was stopped already")?;
+    match recorder.0.take() {
+        Some(child) => interrupt(&child),
+        None => bail!("the recorder was stopped already"),
+    }
+}
+
+/// Sends `child` (a recorder) SIGINT and waits for it to exit; what it used.
+fn interrupt(child: &Child) -> anyhow::Result<Usage> {
     let pid = child.id() as libc::pid_t;
     // SAFETY: kill has no memory-safety preconditions.
     unsafe { libc::kill(pid, libc::SIGINT) };
@@ -286,10 +287,7 @@ struct Flood {
 /// Records `mmap-workload --flood n` (the recorder runs it as its command, so the recording
 /// ends with it) and reads what the recorder used and the capture holds.
 fn flood(args: &Args, out: &std::path::Path, n: u64) -> anyhow::Result<Flood> {
-    let workload = std::env::current_exe()?
-        .parent()
-        .context("exe dir")?
-        .join("mmap-workload");
+    let workload = sibling("mmap-workload")?;
     let mut cmd = recorder_command(args);
     let child = cmd
         .args(["record", "-q", "--force", "-o"])
@@ -731,10 +729,7 @@ fn count_rows_lost(path: &std::path::Path) -> anyhow::Result<(u64, u64)> {
 
 /// `mmap-analyze summary --format json` (built next to this binary) of a capture.
 fn summary_json(path: &std::path::Path) -> anyhow::Result<serde_json::Value> {
-    let analyze = std::env::current_exe()?
-        .parent()
-        .context("exe dir")?
-        .join("mmap-analyze");
+    let analyze = sibling("mmap-analyze")?;
     let out = Command::new(&analyze)
         .args(["summary", "--format", "json"])
         .arg(path)
@@ -748,10 +743,7 @@ fn summary_json(path: &std::path::Path) -> anyhow::Result<serde_json::Value> {
 
 /// (frame rows, distinct stacks, syscall rows) of a capture, by `mmap-analyze sql`.
 fn count_frames(path: &std::path::Path) -> anyhow::Result<(u64, u64, u64)> {
-    let analyze = std::env::current_exe()?
-        .parent()
-        .context("exe dir")?
-        .join("mmap-analyze");
+    let analyze = sibling("mmap-analyze")?;
     let out = Command::new(&analyze)
         .arg("sql")
         .arg(path)
@@ -774,7 +766,7 @@ fn count_frames(path: &std::path::Path) -> anyhow::Result<(u64, u64, u64)> {
 /// ns per pair that `mmap-workload --pairs N` reports for itself when run under `wrapper`.
 fn workload_under(wrapper: &[String], calls: u64) -> anyhow::Result<f64> {
     let mut argv: Vec<String> = wrapper.to_vec();
-    argv.push(workload_path()?.display().to_string());
+    argv.push(sibling("mmap-workload")?.display().to_string());
     argv.push("--pairs".into());
     argv.push(calls.to_string());
     let out = Command::new(&argv[0])

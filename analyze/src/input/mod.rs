@@ -88,8 +88,8 @@ fn open_local(
 }
 
 /// Opens `paths` on every core, in their order. Opening a file is most of a short command's
-/// time (its footer and page walk, see [`mmap_format::pages`]), and a small file's walk is one
-/// thread's work, so the segments of a capture open side by side.
+/// time (its footer, its checks and its page walk, see [`mmap_format::pages`]), and only the
+/// walk of a file uses more than one thread, so the segments of a capture open side by side.
 fn open_each(paths: &[std::path::PathBuf]) -> anyhow::Result<Vec<CaptureReader>> {
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     open_in_order(paths, cores, |path| open_one(path))

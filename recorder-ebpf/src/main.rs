@@ -35,12 +35,11 @@ use aya_ebpf::{
         BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, bpf_map_type,
     },
     helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
-        bpf_probe_read_kernel,
+        bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_probe_read_kernel,
         generated::{
-            bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_current_task,
-            bpf_get_current_task_btf, bpf_get_smp_processor_id, bpf_get_stack,
-            bpf_ktime_get_boot_ns, bpf_probe_read_kernel as generated_read_kernel,
+            bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_current_comm,
+            bpf_get_current_task, bpf_get_current_task_btf, bpf_get_smp_processor_id,
+            bpf_get_stack, bpf_ktime_get_boot_ns, bpf_probe_read_kernel as generated_read_kernel,
             bpf_probe_read_kernel_str, bpf_probe_read_user, bpf_task_pt_regs, bpf_task_storage_get,
         },
     },
@@ -298,7 +297,7 @@ fn wanted(tgid: u32) -> bool {
         return true;
     }
     if mode & filter::BY_COMM != 0
-        && let Ok(comm) = bpf_get_current_comm()
+        && let Some(comm) = current_comm()
         // SAFETY: as above.
         && unsafe { TARGET_COMMS.get(comm) }.is_some()
     {
@@ -319,6 +318,18 @@ fn wanted(tgid: u32) -> bool {
         }
     }
     false
+}
+
+/// The current thread's command name, NUL padded (aya's helper zeroes its buffer first, which
+/// is a byte-by-byte memset call in BPF; the kernel helper pads the name itself).
+#[inline(always)]
+fn current_comm() -> Option<[u8; COMM_LEN]> {
+    let mut comm = core::mem::MaybeUninit::<[u8; COMM_LEN]>::uninit();
+    // SAFETY: the helper writes all COMM_LEN bytes (the name, then NULs; zeroes on failure).
+    unsafe {
+        (bpf_get_current_comm(comm.as_mut_ptr().cast(), COMM_LEN as u32) == 0)
+            .then(|| comm.assume_init())
+    }
 }
 
 /// Reads a `T` at `base + offset` in kernel memory.
@@ -368,12 +379,59 @@ fn fill_identity(head: &mut RecordHeader, kind: EventKind, pid_tgid: u64, cache:
     if cache.read_ns == 0 || head.ts_enter_ns.wrapping_sub(cache.read_ns) >= IDENTITY_TTL_NS {
         *cache = read_identity(head.ts_enter_ns);
     }
-    head.comm = cache.comm;
+    copy_comm(&mut head.comm, &cache.comm);
     head.ppid = cache.ppid;
     head.pidns_ino = cache.pidns_ino;
     head.ns_pid = cache.ns_pid;
     head.ns_tid = cache.ns_tid;
 }
+
+/// Copies a command name as two u64s: an array assignment can become a call to a byte-by-byte
+/// memmove in BPF.
+#[inline(always)]
+fn copy_comm(to: &mut [u8; COMM_LEN], from: &[u8; COMM_LEN]) {
+    let (to, from) = (to.as_mut_ptr().cast::<u64>(), from.as_ptr().cast::<u64>());
+    // SAFETY: both arrays are COMM_LEN = 16 bytes and 8-aligned (asserted below).
+    unsafe {
+        to.write(from.read());
+        to.add(1).write(from.add(1).read());
+    }
+}
+const _: () = assert!(
+    COMM_LEN == 16
+        && core::mem::offset_of!(RecordHeader, comm).is_multiple_of(8)
+        && core::mem::offset_of!(Identity, comm).is_multiple_of(8)
+        && align_of::<RecordHeader>() == 8
+        && align_of::<Identity>() == 8
+);
+
+/// Stores a call's arguments one by one: LLVM turns an array assignment with zeros in it into a
+/// call to a byte-by-byte memset in BPF; volatile stores keep them stores.
+#[inline(always)]
+fn set_args(head: &mut RecordHeader, args: &[u64; 6]) {
+    for (i, arg) in args.iter().enumerate() {
+        // SAFETY: a write to an element of `head.args`.
+        unsafe { core::ptr::write_volatile(&raw mut head.args[i], *arg) };
+    }
+}
+
+/// Copies a record header 8 bytes at a time: a struct assignment becomes a call to a
+/// byte-by-byte memmove in BPF (152 loads and stores and a loop).
+#[inline(always)]
+fn copy_header(to: &mut RecordHeader, from: &RecordHeader) {
+    let (to, from) = (
+        (to as *mut RecordHeader).cast::<u64>(),
+        (from as *const RecordHeader).cast::<u64>(),
+    );
+    let mut i = 0;
+    while i < RECORD_HEADER / 8 {
+        // SAFETY: RecordHeader is RECORD_HEADER bytes (a multiple of 8) and 8-aligned; the
+        // two headers do not overlap.
+        unsafe { core::ptr::write_volatile(to.add(i), from.add(i).read()) };
+        i += 1;
+    }
+}
+const _: () = assert!(RECORD_HEADER.is_multiple_of(8));
 
 /// The parent's tgid and the pid-namespace identity of the current thread.
 #[inline(always)]
@@ -392,7 +450,7 @@ fn read_identity(now: u64) -> Identity {
         ns_pid,
         ns_tid,
         read_ns: now,
-        comm: bpf_get_current_comm().unwrap_or([0; COMM_LEN]),
+        comm: current_comm().unwrap_or([0; COMM_LEN]),
     }
 }
 
@@ -530,7 +588,7 @@ fn enter(kind: EventKind, args: [u64; 6], file: FileArg) {
     };
     let head = &mut state.head;
     fill_identity(head, kind, pid_tgid, &mut state.identity);
-    head.args = args;
+    set_args(head, &args);
     state.in_flight = 1;
     let file = match file {
         FileArg::None => return,
@@ -637,7 +695,7 @@ fn exit(ret: i64, stack: Option<StackCtx>) {
     } else if head.path_len == 0 {
         submit_header(head);
     } else if let (Some(rec), Some(path)) = (scratch(), PATHS.get_ptr(tid)) {
-        rec.head = *head;
+        copy_header(&mut rec.head, head);
         let len = (head.path_len as usize).min(PATH_BUF);
         // SAFETY: copies len <= PATH_BUF bytes between two PATH_BUF-byte map values.
         let copied =
@@ -657,7 +715,7 @@ fn exit(ret: i64, stack: Option<StackCtx>) {
 /// it. See recorder-common for the layout.
 #[inline(always)]
 fn submit_with_stack(s: &mut Scratch, head: &RecordHeader, tid: u32, stack: StackCtx) {
-    s.rec.head = *head;
+    copy_header(&mut s.rec.head, head);
     s.rec.head.flags |= record_flags::HAS_STACK;
     if head.path_len != 0 {
         let len = (head.path_len as usize).min(PATH_BUF);
@@ -825,10 +883,15 @@ fn report_loss(cpu: u32) {
         return;
     };
     let p = entry.as_mut_ptr().cast::<Record>();
-    // SAFETY: the reservation holds RECORD_HEADER bytes; only header fields (all below
-    // RECORD_HEADER) are written, through raw pointers, before the whole header is initialised.
+    // SAFETY: the reservation holds RECORD_HEADER bytes, 8-aligned (the ring aligns every
+    // record to 8); only header fields (all below RECORD_HEADER) are written, through raw
+    // pointers, before the whole header is initialised.
     unsafe {
-        core::ptr::write_bytes(p.cast::<u8>(), 0, RECORD_HEADER);
+        // Zeroed 8 bytes at a time: write_bytes becomes a byte-by-byte memset call in BPF.
+        let words = p.cast::<u64>();
+        for i in 0..RECORD_HEADER / 8 {
+            core::ptr::write_volatile(words.add(i), 0);
+        }
         (&raw mut (*p).head.event).write(EventKind::Lost as u16);
         (&raw mut (*p).head.cpu).write(cpu);
         (&raw mut (*p).head.ts_enter_ns).write(w.first_ns);
@@ -857,13 +920,9 @@ fn tp_u64(ctx: &TracePointContext, offset: usize) -> u64 {
 /// The first N arguments of a syscall tracepoint record: each `unsigned long` from offset 16.
 #[inline(always)]
 fn tp_args<const N: usize>(ctx: &TracePointContext) -> [u64; 6] {
-    let mut args = [0u64; 6];
-    let mut i = 0;
-    while i < N {
-        args[i] = tp_u64(ctx, 16 + 8 * i);
-        i += 1;
-    }
-    args
+    // Element by element: zeroing the array first becomes a byte-by-byte memset call in BPF.
+    let arg = |i: usize| if i < N { tp_u64(ctx, 16 + 8 * i) } else { 0 };
+    [arg(0), arg(1), arg(2), arg(3), arg(4), arg(5)]
 }
 
 // The syscall tracepoints' records (from /sys/kernel/tracing/events/syscalls/*/format) all start

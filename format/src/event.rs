@@ -135,6 +135,9 @@ impl Syscall {
 pub mod sources {
     /// Rows from eBPF programs attached to tracepoints.
     pub const TRACEPOINT: &str = "tracepoint";
+    /// Rows from an eBPF program attached to the exit tracepoints only: the call's time is its
+    /// exit, `ts_exit_ns` is null and its duration is not known.
+    pub const TRACEPOINT_EXIT: &str = "tracepoint_exit";
     /// Rows from eBPF programs attached to raw tracepoints.
     pub const RAW_TRACEPOINT: &str = "raw_tracepoint";
     /// Rows from eBPF programs attached to kprobes.

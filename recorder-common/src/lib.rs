@@ -108,6 +108,9 @@ pub mod record_flags {
     /// A [`StackHeader`](super::StackHeader) and the stack it describes follow the path, at
     /// [`stack_offset`](super::stack_offset)`(path_len)`.
     pub const HAS_STACK: u16 = 1 << 6;
+    /// The call was seen at its exit only (the exit-only attach mode): `ts_enter_ns` is the exit
+    /// time, as is `ts_exit_ns`, and the call's duration is not known.
+    pub const EXIT_ONLY: u16 = 1 << 7;
 }
 
 /// The fixed part of every record.

@@ -711,12 +711,86 @@ fn exit(ret: i64, stack: Option<StackCtx>) {
     }
 }
 
+/// Records a call at its exit only (the exit-only mode): the arguments are read from the user
+/// registers, which hold them at exit as at entry for these calls (only `ax` takes the result);
+/// an mmap's file is its fd's file at exit. There is no entry time: the record carries
+/// `record_flags::EXIT_ONLY` and the exit time in both times.
+#[inline(always)]
+fn exit_only(nr: u64, ret: i64, ctx: *mut c_void) {
+    if !recording() {
+        return;
+    }
+    let kind = match nr {
+        NR_MMAP => EventKind::Mmap,
+        NR_MUNMAP => EventKind::Munmap,
+        NR_MPROTECT => EventKind::Mprotect,
+        NR_MREMAP => EventKind::Mremap,
+        NR_BRK => EventKind::Brk,
+        _ => return,
+    };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !wanted((pid_tgid >> 32) as u32) {
+        return;
+    }
+    let (Some(state), Some(s)) = (TASKS.current(true), SCRATCH.get_ptr_mut(0)) else {
+        count(counters::ENTRY_MAP_FULL);
+        return;
+    };
+    // SAFETY: this CPU's slot; nothing else uses it while this program runs.
+    let s = unsafe { &mut *s };
+    let head = &mut s.rec.head;
+    fill_identity(head, kind, pid_tgid, &mut state.identity);
+    head.flags = record_flags::EXIT_ONLY;
+    head.ts_exit_ns = head.ts_enter_ns;
+    head.ret = ret;
+    // r10, r9, r8, ax, cx, dx, si, di: one read of struct pt_regs from offset 56, into a
+    // local left uninitialised (zeroing it costs a byte-by-byte memset call in BPF).
+    let mut window = core::mem::MaybeUninit::<[u64; 8]>::uninit();
+    // SAFETY: reads 64 bytes of the current task's pt_regs into a local of that size; the
+    // helper fails cleanly, and then zeroes the destination, on a bad address: either way all
+    // 64 bytes are written.
+    let window = unsafe {
+        let regs = bpf_task_pt_regs(bpf_get_current_task_btf()) as *const u8;
+        generated_read_kernel(
+            window.as_mut_ptr().cast(),
+            64,
+            regs.wrapping_add(PT_REGS_R10 as usize).cast(),
+        );
+        window.assume_init()
+    };
+    set_args(
+        head,
+        &[
+            window[7], window[6], window[5], window[0], window[2], window[1],
+        ],
+    );
+    if let FileArg::Fd(fd) = match kind {
+        EventKind::Mmap => mmap_file(head.args[3], head.args[4]),
+        _ => FileArg::None,
+    } {
+        let file = file_of_fd(current_task(), fd).unwrap_or_default();
+        if !file.is_null() {
+            let _ = describe_file(head, &mut s.rec.path, file);
+        }
+    }
+    if wants_stack(s.rec.head.event) {
+        send_with_stack(
+            s,
+            StackCtx {
+                ctx,
+                regs: Regs::Task,
+            },
+        );
+    } else {
+        submit(&s.rec, false);
+    }
+}
+
 /// Builds the record of a completed call in `s` (header, path, stack header, stack) and sends
 /// it. See recorder-common for the layout.
 #[inline(always)]
 fn submit_with_stack(s: &mut Scratch, head: &RecordHeader, tid: u32, stack: StackCtx) {
     copy_header(&mut s.rec.head, head);
-    s.rec.head.flags |= record_flags::HAS_STACK;
     if head.path_len != 0 {
         let len = (head.path_len as usize).min(PATH_BUF);
         let copied = match PATHS.get_ptr(tid) {
@@ -731,6 +805,13 @@ fn submit_with_stack(s: &mut Scratch, head: &RecordHeader, tid: u32, stack: Stac
         }
         let _ = PATHS.remove(tid);
     }
+    send_with_stack(s, stack);
+}
+
+/// Adds the user call stack to the record in `s` (its header and path complete) and sends it.
+#[inline(always)]
+fn send_with_stack(s: &mut Scratch, stack: StackCtx) {
+    s.rec.head.flags |= record_flags::HAS_STACK;
     // Where the stack header goes: after the path rounded up to 8 bytes (at most PATH_BUF, which
     // is a multiple of 8; the bound is said again for the verifier).
     let mut at = (s.rec.head.path_len as usize + 7) & !7;
@@ -810,7 +891,7 @@ fn submit_with_stack(s: &mut Scratch, head: &RecordHeader, tid: u32, stack: Stac
     }
     // SAFETY: `base` points at a whole Scratch and total <= size_of::<Scratch>().
     let bytes = unsafe { core::slice::from_raw_parts(base.cast_const(), total) };
-    output(bytes, head.cpu, false);
+    output(bytes, s.rec.head.cpu, false);
 }
 
 /// Sends `rec` (its header and the used part of its path) to user space.
@@ -975,6 +1056,18 @@ pub fn sys_enter_brk(ctx: *mut c_void) -> u32 {
     1
 }
 
+/// The exit-only program (`--attach tracepoint-exit`), attached to every sys_exit_* tracepoint of
+/// the family and to no sys_enter_*: half the program runs of the tracepoint mode. The call is
+/// told by the record's `__syscall_nr` (an int at offset 8).
+#[unsafe(no_mangle)]
+#[unsafe(link_section = "tracepoint/syscalls/sys_exit_mmap")]
+pub fn sys_exit_only(ctx: *mut c_void) -> u32 {
+    let tp = TracePointContext::new(ctx);
+    let nr = tp_u64(&tp, 8) & 0xffff_ffff;
+    exit_only(nr, tp_u64(&tp, 16) as i64, ctx);
+    1
+}
+
 /// One exit program, attached to every sys_exit_* tracepoint of the family: the entry map says
 /// which call is completing.
 #[unsafe(no_mangle)]
@@ -1000,6 +1093,8 @@ const NR_MREMAP: u64 = 25;
 
 /// struct pt_regs (x86_64): argument registers di, si, dx, r10, r8, r9 and orig_ax.
 const PT_REGS_ARGS: [u32; 6] = [112, 104, 96, 56, 72, 64];
+/// The lowest of them, r10: r10, r9, r8, ax, cx, dx, si, di lie in that order from there.
+const PT_REGS_R10: u32 = 56;
 const PT_REGS_ORIG_AX: u32 = 120;
 
 #[raw_tracepoint(tracepoint = "sys_enter")]

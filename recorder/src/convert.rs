@@ -97,7 +97,11 @@ pub fn to_event<'a>(
         | EventKind::Mprotect
         | EventKind::Mremap
         | EventKind::Brk => {
-            event.ts_exit_ns = Some(wall(head.ts_exit_ns));
+            // A call seen at its exit only has no entry time: its time is its exit, and
+            // `ts_exit_ns` stays null so that no duration is made up.
+            if head.flags & record_flags::EXIT_ONLY == 0 {
+                event.ts_exit_ns = Some(wall(head.ts_exit_ns));
+            }
             syscall_columns(&mut event, kind, rec);
         }
         EventKind::Fork => {
@@ -261,6 +265,21 @@ mod tests {
         rec.head.args = args;
         rec.head.ret = ret;
         rec
+    }
+
+    #[test]
+    fn a_call_seen_at_its_exit_only_has_its_exit_time_and_no_ts_exit() {
+        let mut rec = call(EventKind::Munmap, [0x7000_0000, 4096, 0, 0, 0, 0], 0);
+        rec.head.flags = record_flags::EXIT_ONLY;
+        rec.head.ts_enter_ns = 7_500;
+        let ev = event(&rec, sources::TRACEPOINT_EXIT).expect("kind");
+        assert_eq!(ev.ts_ns, ANCHOR.boot_to_wall_ns(7_500));
+        assert_eq!((ev.ts_exit_ns, ev.ret), (None, Some(0)));
+        assert_eq!(ev.source.as_deref(), Some("tracepoint_exit"));
+        // Without the flag, the same record has both times.
+        rec.head.flags = 0;
+        let ev = event(&rec, sources::TRACEPOINT).expect("kind");
+        assert_eq!(ev.ts_exit_ns, Some(ANCHOR.boot_to_wall_ns(7_500)));
     }
 
     fn set_path(rec: &mut Rec, bytes: &[u8], flags: u16) {

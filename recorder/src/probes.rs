@@ -22,6 +22,9 @@ pub enum AttachMode {
     /// syscalls/sys_{enter,exit}_{mmap,munmap,mprotect,mremap,brk}: only the family's calls run
     /// the programs.
     Tracepoint,
+    /// syscalls/sys_exit_* only: each call is recorded at its exit, its arguments read from the
+    /// user registers; half the program runs of `Tracepoint`, but no entry time (no duration).
+    TracepointExit,
     /// raw sys_enter/sys_exit: every system call runs the programs, which filter by number.
     RawTracepoint,
     /// kprobe + kretprobe on do_mmap: also mappings the kernel makes itself (exec).
@@ -36,6 +39,7 @@ impl AttachMode {
     pub fn name(self) -> &'static str {
         match self {
             Self::Tracepoint => sources::TRACEPOINT,
+            Self::TracepointExit => sources::TRACEPOINT_EXIT,
             Self::RawTracepoint => sources::RAW_TRACEPOINT,
             Self::Kprobe => sources::KPROBE,
             Self::Fentry => sources::FENTRY,
@@ -61,6 +65,15 @@ const SYSCALL_TRACEPOINTS: &[(&str, &str)] = &[
     ("sys_exit_mm", "sys_exit_mprotect"),
     ("sys_exit_mm", "sys_exit_mremap"),
     ("sys_exit_mm", "sys_exit_brk"),
+];
+
+/// The exit tracepoints of the exit-only mode.
+const EXIT_TRACEPOINTS: [&str; 5] = [
+    "sys_exit_mmap",
+    "sys_exit_munmap",
+    "sys_exit_mprotect",
+    "sys_exit_mremap",
+    "sys_exit_brk",
 ];
 
 /// Process lifecycle raw tracepoints, attached in every mode.
@@ -262,6 +275,18 @@ impl Probes {
                     prog.attach("syscalls", name)
                         .map_err(attach_error(program, format!("tracepoint syscalls/{name}")))?;
                     self.attached.push(program);
+                }
+            }
+            AttachMode::TracepointExit => {
+                const PROGRAM: &str = "sys_exit_only";
+                for name in EXIT_TRACEPOINTS {
+                    let prog: &mut TracePoint = self.program(PROGRAM)?;
+                    if prog.fd().is_err() {
+                        prog.load().map_err(load_error(PROGRAM))?;
+                    }
+                    prog.attach("syscalls", name)
+                        .map_err(attach_error(PROGRAM, format!("tracepoint syscalls/{name}")))?;
+                    self.attached.push(PROGRAM);
                 }
             }
             AttachMode::RawTracepoint => {

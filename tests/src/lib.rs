@@ -8,7 +8,7 @@ use std::{
 };
 
 use mmap_format::{
-    event::{Event, RowKind, Syscall},
+    event::{Event, RowKind, Syscall, sources},
     metadata::CaptureMetadata,
 };
 use serde::{Deserialize, Serialize};
@@ -445,7 +445,7 @@ pub fn check_calls(meta: &CaptureMetadata, events: &[Event<'_>], report: &Report
         assert_eq!(ev.ret, Some(call.ret), "{}: ret", call.label);
         assert_eq!(ev.errno(), call.errno, "{}: errno", call.label);
         assert_eq!(ev.comm, "mmap-workload", "{}: comm", call.label);
-        let ts_exit = ev.ts_exit_ns.expect("ts_exit");
+        let ts_exit = exit_time(ev);
         assert!(
             call.before_ns - slack <= ev.ts_ns
                 && ev.ts_ns <= ts_exit
@@ -489,6 +489,20 @@ fn syscall_name(s: Syscall) -> &'static str {
         Syscall::Mremap => "mremap",
         Syscall::Brk => "brk",
         _ => "other",
+    }
+}
+
+/// The exit time of a call row: `ts_exit`, or for a call recorded at its exit only (`source`
+/// `tracepoint_exit`) `ts`, its `ts_exit` being null (checked).
+pub fn exit_time(ev: &Event<'_>) -> i64 {
+    if ev.source.as_deref() == Some(sources::TRACEPOINT_EXIT) {
+        assert_eq!(
+            ev.ts_exit_ns, None,
+            "an exit-only call has no ts_exit: {ev:?}"
+        );
+        ev.ts_ns
+    } else {
+        ev.ts_exit_ns.expect("ts_exit")
     }
 }
 
@@ -548,7 +562,7 @@ pub fn check_family_call<'a>(
         assert_eq!(ev.file_memfd, call.memfd, "{}: memfd", call.label);
         assert_eq!(ev.file_deleted, call.deleted, "{}: deleted", call.label);
     }
-    let exit = ev.ts_exit_ns.expect("ts_exit");
+    let exit = exit_time(ev);
     assert!(
         call.before_ns - slack <= ev.ts_ns && ev.ts_ns <= exit && exit <= call.after_ns + slack,
         "{}: {}..{} outside {}..{}",

@@ -210,10 +210,17 @@ impl<'w, W: Write> Trace<'w, W> {
                          \"tid\":{tid},\"ts\":{ts},\"dur\":{}",
                         micros(dur)
                     ))?,
+                    // No duration: the exit was not seen, or the call was recorded at its exit
+                    // only (it has a result; `ts` is its exit).
                     None => self.event(format_args!(
                         "\"ph\":\"i\",\"s\":\"t\",\"cat\":\"syscall\",\
-                         \"name\":\"{name} (exit not seen)\",\"pid\":{pid},\"tid\":{tid},\
-                         \"ts\":{ts}"
+                         \"name\":\"{name}{}\",\"pid\":{pid},\"tid\":{tid},\
+                         \"ts\":{ts}",
+                        if event.ret.is_some() {
+                            ""
+                        } else {
+                            " (exit not seen)"
+                        }
                     ))?,
                 }
                 self.args(&args)?;

@@ -610,8 +610,9 @@ impl Redactor {
 /// Words of the recorder's command line that stay: its subcommand.
 const RECORDER_WORDS: [&str; 1] = ["record"];
 
-const KNOWN_SOURCES: [&str; 9] = [
+const KNOWN_SOURCES: [&str; 10] = [
     sources::TRACEPOINT,
+    sources::TRACEPOINT_EXIT,
     sources::RAW_TRACEPOINT,
     sources::KPROBE,
     sources::FENTRY,

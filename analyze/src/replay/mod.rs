@@ -85,14 +85,16 @@ const UNUSED: [&str; UNUSED_BY_CALLS.len() + FRAME_COLUMNS.len() - 1] = {
 };
 
 /// [`effect_time`] in SQL over the `events` columns: a call when it returns, any other row at
-/// its time. A call whose exit was not seen is put at its entry.
+/// its time. A call whose exit was not seen is put at its entry (and one recorded at its exit
+/// only, whose `ts` is its exit, at that).
 pub const EFFECT_TIME: &str = "CASE WHEN kind = 'syscall' THEN coalesce(ts_exit, ts) ELSE ts END";
 
 /// When a row takes effect: a system call when it returns (`ts_exit`, the moment its effect is
-/// complete; `None` when the exit was not seen), every other kind at `ts`.
+/// complete; for a call recorded at its exit only, which has a result but no `ts_exit`, `ts`,
+/// which is its exit; `None` when the exit was not seen, `ret` null), every other kind at `ts`.
 pub fn effect_time(event: &Event<'_>) -> Option<i64> {
     match event.kind {
-        RowKind::Syscall => event.ts_exit_ns,
+        RowKind::Syscall => event.ts_exit_ns.or_else(|| event.ret.map(|_| event.ts_ns)),
         _ => Some(event.ts_ns),
     }
 }

@@ -191,9 +191,16 @@ fn effect_time_is_exit_for_syscalls_and_ts_otherwise() {
     assert_eq!(effect_time(&call), Some(11));
     let no_exit = Event {
         ts_exit_ns: None,
-        ..call
+        ret: None,
+        ..call.clone()
     };
     assert_eq!(effect_time(&no_exit), None);
+    // Recorded at its exit only (`tracepoint_exit`): a result, no ts_exit, `ts` is the exit.
+    let exit_only = Event {
+        ts_exit_ns: None,
+        ..call
+    };
+    assert_eq!(effect_time(&exit_only), Some(10));
     assert_eq!(effect_time(&lifecycle(RowKind::Exit, 7, 1)), Some(7));
 }
 

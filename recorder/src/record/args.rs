@@ -15,6 +15,11 @@ pub enum AttachArg {
     Auto,
     /// syscalls/sys_{enter,exit}_* tracepoints of the five calls (needs tracefs).
     Tracepoint,
+    /// The sys_exit_* tracepoints only: each call is recorded at its exit, its arguments read
+    /// from the registers. About half the cost to the traced process of tracepoint, but the
+    /// calls have no duration (ts_exit and dur_ns are null) and their time is their exit (needs
+    /// tracefs).
+    TracepointExit,
     /// Raw sys_enter/sys_exit tracepoints (no tracefs; runs for every system call).
     RawTracepoint,
     /// kprobe + kretprobe on do_mmap: mmap only, including mappings the kernel makes itself
@@ -30,6 +35,7 @@ impl From<AttachArg> for Option<AttachMode> {
         match arg {
             AttachArg::Auto => None,
             AttachArg::Tracepoint => Some(AttachMode::Tracepoint),
+            AttachArg::TracepointExit => Some(AttachMode::TracepointExit),
             AttachArg::RawTracepoint => Some(AttachMode::RawTracepoint),
             AttachArg::Kprobe => Some(AttachMode::Kprobe),
             AttachArg::Fentry => Some(AttachMode::Fentry),

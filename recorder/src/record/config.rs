@@ -232,7 +232,7 @@ impl RecordConfig {
 /// auto uses it when it can.
 fn tracefs_for(attach: Option<AttachMode>) -> anyhow::Result<bool> {
     Ok(match attach {
-        Some(AttachMode::Tracepoint | AttachMode::Kprobe) => {
+        Some(AttachMode::Tracepoint | AttachMode::TracepointExit | AttachMode::Kprobe) => {
             preflight::ensure_tracefs()?;
             true
         }
@@ -255,7 +255,7 @@ pub(super) fn stack_plan(args: &RecordArgs) -> anyhow::Result<Option<StackPlan>>
     };
     if let Some(AttachMode::Kprobe | AttachMode::Fentry) = args.attach.into() {
         bail!(
-            "--stacks needs --attach tracepoint or raw-tracepoint (or auto): the kprobe and \
+            "--stacks needs --attach tracepoint, tracepoint-exit or raw-tracepoint (or auto): the kprobe and \
              fentry modes hook do_mmap, which the kernel also calls for itself, and take no user \
              stacks"
         );

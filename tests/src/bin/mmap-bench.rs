@@ -71,6 +71,10 @@ struct Args {
     /// (`tracepoint`, `raw-tracepoint`, ...); default: the recorder's own choice.
     #[arg(long, value_name = "MODE")]
     attach: Option<String>,
+    /// Also time the filtered and recorded loops with `--attach tracepoint-exit` (calls recorded
+    /// at their exit only, no durations) in every round, beside the default mode.
+    #[arg(long, conflicts_with = "attach")]
+    exit_only: bool,
     /// Also record the whole host while `make -j` compiles N generated C files with `cc -O2 -g`
     /// (needs make and cc), and report the capture's rows, loss and bytes per row. 0: no compile.
     #[arg(long, value_name = "N", default_value_t = 0)]
@@ -213,13 +217,18 @@ fn start_recorder(
         .with_context(|| format!("starting {}", args.recorder.display()))?;
     let stderr = child.stderr.take().context("stderr")?;
     let mut lines = BufReader::new(stderr).lines();
+    let mut said = Vec::new();
     loop {
         match lines.next() {
             Some(Ok(line)) if line.starts_with("mmap-recorder: recording ") => break,
-            Some(Ok(_)) => {}
+            Some(Ok(line)) => said.push(line),
             other => {
                 let _ = child.kill();
-                bail!("recorder did not start: {other:?}");
+                let _ = child.wait();
+                bail!(
+                    "recorder did not start ({other:?}); it said:\n{}",
+                    said.join("\n")
+                );
             }
         }
     }
@@ -455,6 +464,10 @@ fn main() -> anyhow::Result<()> {
     // The same three modes with the page touched, timed right after the untouched loop under
     // the same recorder.
     let (mut base_t, mut filtered_t, mut recorded_t) = (vec![], vec![], vec![]);
+    // With --exit-only: filtered and recorded with --attach tracepoint-exit, then page touched.
+    let (mut filtered_x, mut recorded_x) = (vec![], vec![]);
+    let (mut filtered_xt, mut recorded_xt) = (vec![], vec![]);
+    const EXIT_ONLY: [&str; 2] = ["--attach", "tracepoint-exit"];
     // Recorder CPU time: of a run that records nothing (start-up, attach, detach, idle drain),
     // and (CPU, rows) of each recording run.
     let (mut idle_cpu, mut recorded_cpu) = (Vec::new(), Vec::<(f64, u64)>::new());
@@ -463,8 +476,9 @@ fn main() -> anyhow::Result<()> {
     let mut recorded_rss = Vec::new();
     let mut with_stacks: Vec<Vec<StackRun>> = args.stacks.iter().map(|_| Vec::new()).collect();
     for round in 0..args.rounds {
-        // Rotate the order of the three modes so no mode always runs first.
-        for mode in (0..3).map(|i| (i + round) % 3) {
+        // Rotate the order of the modes so no mode always runs first.
+        let modes = if args.exit_only { 5 } else { 3 };
+        for mode in (0..modes).map(|i| (i + round) % modes) {
             match mode {
                 0 => {
                     let (ns, touched, ()) = child_loops(&args, true, |_| Ok(()))?;
@@ -477,6 +491,29 @@ fn main() -> anyhow::Result<()> {
                     filtered.push(ns);
                     filtered_t.extend(touched);
                     idle_cpu.push(stop_recorder(rec)?.cpu_ns);
+                }
+                3 => {
+                    let (ns, touched, (rec, _)) = child_loops(&args, true, |_| {
+                        start_recorder(&args, Some(1), &out, &EXIT_ONLY)
+                    })?;
+                    filtered_x.push(ns);
+                    filtered_xt.extend(touched);
+                    stop_recorder(rec)?;
+                }
+                4 => {
+                    let (ns, touched, (rec, _)) = child_loops(&args, true, |pid| {
+                        start_recorder(&args, Some(pid), &out, &EXIT_ONLY)
+                    })?;
+                    recorded_x.push(ns);
+                    recorded_xt.extend(touched);
+                    stop_recorder(rec)?;
+                    let rows = count_rows(&out)?;
+                    if rows < 4 * args.calls {
+                        bail!(
+                            "round {round}: the exit-only capture holds {rows} rows for {} calls",
+                            4 * args.calls
+                        );
+                    }
                 }
                 _ => {
                     let (ns, touched, (rec, _)) = child_loops(&args, true, |pid| {
@@ -518,6 +555,17 @@ fn main() -> anyhow::Result<()> {
                 stacks,
             });
             eprintln!("round {}: --stacks {mode}: {ns:.0} ns per pair", round + 1);
+        }
+        if args.exit_only {
+            eprintln!(
+                "round {}: exit-only: filtered {:.0} ns, recorded {:.0} ns per pair; page \
+                 touched: {:.0}, {:.0} ns",
+                round + 1,
+                filtered_x[round],
+                recorded_x[round],
+                filtered_xt[round],
+                recorded_xt[round],
+            );
         }
         eprintln!(
             "round {}: baseline {:.0} ns, filtered {:.0} ns, recorded {:.0} ns per pair; page \
@@ -603,6 +651,39 @@ fn main() -> anyhow::Result<()> {
             m / bt,
             mm - btm
         );
+    }
+    // The exit-only rows, against the same baselines: (label, runs, baseline, baseline min).
+    let mut exit_only_json = serde_json::Map::new();
+    if args.exit_only {
+        for (label, key, runs, base_ns, base_min) in [
+            ("filtered, exit-only", "filtered_ns", &mut filtered_x, b, bm),
+            ("recorded, exit-only", "recorded_ns", &mut recorded_x, b, bm),
+            (
+                "filtered, exit-only, page touched",
+                "filtered_touched_ns",
+                &mut filtered_xt,
+                bt,
+                btm,
+            ),
+            (
+                "recorded, exit-only, page touched",
+                "recorded_touched_ns",
+                &mut recorded_xt,
+                bt,
+                btm,
+            ),
+        ] {
+            let least = min(runs);
+            let m = median(runs);
+            println!(
+                "| {label} (`--attach tracepoint-exit`) | {m:.0} | {:+.0} | {:.2} | {least:.0} | \
+                 {:+.0} | |",
+                m - base_ns,
+                m / base_ns,
+                least - base_min
+            );
+            exit_only_json.insert(key.to_owned(), m.into());
+        }
     }
     if let Some(fl) = &flooded {
         println!(
@@ -698,6 +779,7 @@ fn main() -> anyhow::Result<()> {
                     "baseline_ns": bt, "filtered_ns": ft, "recorded_ns": rt,
                     "baseline_min_ns": btm, "filtered_min_ns": ftm, "recorded_min_ns": rtm,
                 },
+                "exit_only": args.exit_only.then_some(exit_only_json),
                 "recorder_cpu_ns_per_record": c,
                 "recorder_max_rss_kib": rss, "recorder_max_rss_kib_max": max_rss,
                 "flood": flooded.as_ref().map(|fl| serde_json::json!({

@@ -278,6 +278,53 @@ fn raw_tracepoint_mode_records_the_same_calls() {
     mmap_capture_tests::check_calls(&meta, &events, &report);
 }
 
+/// `--attach tracepoint-exit` records every call at its exit alone: the same calls, arguments,
+/// results and files as the tracepoint mode (its arguments come from the registers, its file
+/// from the fd at exit), each with its exit time in `ts` and no `ts_exit`; and `maps` replays
+/// such a capture to the exec'd child's own /proc/self/maps reading.
+#[test]
+#[ignore = "needs root"]
+fn exit_only_mode_records_the_same_calls_without_durations() {
+    require_root!();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (stderr, report) = record_command(
+        dir.path(),
+        "exit.parquet",
+        &["--attach", "tracepoint-exit"],
+        &["--family"],
+    );
+    assert!(stderr.contains("attach: tracepoint_exit"), "{stderr}");
+    let (meta, events) = read_capture(&dir.path().join("exit.parquet"));
+    assert_eq!(meta.attach_mode, "tracepoint_exit");
+    assert_eq!(meta.counters.lost(), 0, "{:?}", meta.counters);
+    let calls: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == RowKind::Syscall)
+        .collect();
+    assert!(calls.len() >= report.calls.len() + report.family.len());
+    for call in &calls {
+        assert_eq!(call.source.as_deref(), Some("tracepoint_exit"), "{call:?}");
+        assert_eq!(call.ts_exit_ns, None, "{call:?}");
+        assert!(call.ret.is_some(), "{call:?}");
+    }
+    let slack = meta.clock_anchors[0].uncertainty_ns as i64 + 1_000;
+    for call in &report.family {
+        check_family_call(&events, call, slack);
+    }
+    mmap_capture_tests::check_calls(&meta, &events, &report);
+    let child = report.exec_child.as_ref().expect("exec child report");
+    for call in &child.calls {
+        check_family_call(&events, call, slack);
+    }
+    check_replay_matches_maps(
+        dir.path(),
+        "exit.parquet",
+        child.pid,
+        child.maps_after_ns,
+        &child.maps,
+    );
+}
+
 #[test]
 #[ignore = "needs root"]
 fn kprobe_and_fentry_modes_name_the_missing_kernel_feature() {

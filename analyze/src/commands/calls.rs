@@ -6,7 +6,7 @@ use std::{
     process::ExitCode,
 };
 
-use mmap_format::reader::CaptureReader;
+use mmap_format::{event::sources, reader::CaptureReader};
 
 use crate::{
     cli::Inputs,
@@ -22,6 +22,8 @@ pub struct Calls {
     where_clause: String,
     /// Whether the row filter narrows the calls.
     filtered: bool,
+    /// Input files recorded with `--attach tracepoint-exit`, whose calls have no duration.
+    exit_only_files: usize,
 }
 
 impl Calls {
@@ -41,11 +43,28 @@ impl Calls {
             Span::of_files(readers)
         };
         let where_clause = filter.where_clause(&engine, "calls", &span)?;
+        let exit_only_files = readers
+            .iter()
+            .filter(|r| r.metadata().attach_mode == sources::TRACEPOINT_EXIT)
+            .count();
         Ok(Self {
             engine,
             where_clause,
             filtered: filter.is_set(),
+            exit_only_files,
         })
+    }
+
+    /// Says on stderr that calls of files recorded at their exit only have no duration (for the
+    /// commands about durations).
+    pub fn note_exit_only(&self) {
+        if self.exit_only_files > 0 {
+            output::note(&format!(
+                "{} input file(s) recorded with --attach tracepoint-exit: their calls have no \
+                 duration",
+                self.exit_only_files
+            ));
+        }
     }
 
     /// Whether the row filter narrows the calls.

@@ -102,6 +102,7 @@ const BAR_WIDTH: u64 = 40;
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     calls::run(&args.inputs, &args.filter, |calls| {
+        calls.note_exit_only();
         let (keys, groups) = distributions(calls, &key_columns(&args.per))?;
         let mut out = output::stdout();
         write(args.format, &keys, &groups, &mut out)?;

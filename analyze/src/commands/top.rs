@@ -105,6 +105,9 @@ pub(crate) const SUM_BYTES_MAPPED: &str = "\
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     calls::run(&args.inputs, &args.filter, |calls| {
+        if args.by == By::Latency {
+            calls.note_exit_only();
+        }
         let batch = top(calls, &args)?;
         let schema = batch.schema();
         write_batches(

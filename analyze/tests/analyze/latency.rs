@@ -399,3 +399,64 @@ fn times_of_the_filter_apply() {
     assert_eq!(rows[0]["syscall"], "mmap");
     assert_eq!(rows[0]["calls"], 100);
 }
+
+/// A capture recorded with `--attach tracepoint-exit`: its calls have a result and `ts` (their
+/// exit) but no `ts_exit`. `latency` counts them as `no_exit` and says why on stderr; `maps`
+/// places each call at `ts`, so a mapping shows up and an unmapping removes it.
+#[test]
+fn calls_recorded_at_their_exit_only_have_no_duration_and_still_replay() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("exit-only.parquet");
+    let mut meta = metadata("host-x", Counters::default());
+    meta.attach_mode = "tracepoint_exit".to_owned();
+    let exit_only = |mut e: Event<'static>| {
+        e.ts_exit_ns = None;
+        e.source = Some(Cow::Borrowed("tracepoint_exit"));
+        e
+    };
+    let (a, b) = (0x7f00_0000_0000_u64, 0x7f00_0010_0000_u64);
+    let events = vec![
+        exit_only(mmap_anon(1_000, 10, "x", 4096, a)),
+        exit_only(mmap_anon(2_000, 10, "x", 8192, b)),
+        exit_only(Event {
+            addr: Some(a),
+            len: Some(4096),
+            ..call(Syscall::Munmap, 3_000, 10, "x", 0)
+        }),
+    ];
+    write_capture_with(&path, &meta, &events, 1024);
+
+    let out = run([
+        OsStr::new("latency"),
+        path.as_os_str(),
+        OsStr::new("--format"),
+        OsStr::new("json"),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("1 input file(s) recorded with --attach tracepoint-exit"),
+        "{stderr}"
+    );
+    let rows = json_lines(&String::from_utf8_lossy(&out.stdout));
+    let no_exit: u64 = rows.iter().map(|r| r["no_exit"].as_u64().expect("n")).sum();
+    let calls: u64 = rows.iter().map(|r| r["calls"].as_u64().expect("n")).sum();
+    assert_eq!((calls, no_exit), (0, 3), "{rows:?}");
+
+    let maps: Value = serde_json::from_str(&run_ok([
+        OsStr::new("maps"),
+        path.as_os_str(),
+        OsStr::new("--pid"),
+        OsStr::new("10"),
+        OsStr::new("--format"),
+        OsStr::new("json"),
+    ]))
+    .expect("json");
+    let starts: Vec<u64> = maps["regions"]
+        .as_array()
+        .expect("regions")
+        .iter()
+        .map(|r| r["start"].as_u64().expect("start"))
+        .collect();
+    assert_eq!(starts, [b], "{maps:#}");
+}

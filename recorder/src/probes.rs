@@ -67,13 +67,13 @@ const SYSCALL_TRACEPOINTS: &[(&str, &str)] = &[
     ("sys_exit_mm", "sys_exit_brk"),
 ];
 
-/// The exit tracepoints of the exit-only mode.
-const EXIT_TRACEPOINTS: [&str; 5] = [
-    "sys_exit_mmap",
-    "sys_exit_munmap",
-    "sys_exit_mprotect",
-    "sys_exit_mremap",
-    "sys_exit_brk",
+/// Syscall tracepoints (program, tracepoint) of the exit-only mode: one program at every exit.
+const EXIT_TRACEPOINTS: &[(&str, &str)] = &[
+    ("sys_exit_only", "sys_exit_mmap"),
+    ("sys_exit_only", "sys_exit_munmap"),
+    ("sys_exit_only", "sys_exit_mprotect"),
+    ("sys_exit_only", "sys_exit_mremap"),
+    ("sys_exit_only", "sys_exit_brk"),
 ];
 
 /// Process lifecycle raw tracepoints, attached in every mode.
@@ -266,29 +266,8 @@ impl Probes {
     /// Loads and attaches the programs of `mode` and the lifecycle programs.
     pub fn attach(&mut self, mode: AttachMode) -> Result<(), ProbeError> {
         match mode {
-            AttachMode::Tracepoint => {
-                for &(program, name) in SYSCALL_TRACEPOINTS {
-                    let prog: &mut TracePoint = self.program(program)?;
-                    if prog.fd().is_err() {
-                        prog.load().map_err(load_error(program))?;
-                    }
-                    prog.attach("syscalls", name)
-                        .map_err(attach_error(program, format!("tracepoint syscalls/{name}")))?;
-                    self.attached.push(program);
-                }
-            }
-            AttachMode::TracepointExit => {
-                const PROGRAM: &str = "sys_exit_only";
-                for name in EXIT_TRACEPOINTS {
-                    let prog: &mut TracePoint = self.program(PROGRAM)?;
-                    if prog.fd().is_err() {
-                        prog.load().map_err(load_error(PROGRAM))?;
-                    }
-                    prog.attach("syscalls", name)
-                        .map_err(attach_error(PROGRAM, format!("tracepoint syscalls/{name}")))?;
-                    self.attached.push(PROGRAM);
-                }
-            }
+            AttachMode::Tracepoint => self.attach_syscall_tracepoints(SYSCALL_TRACEPOINTS)?,
+            AttachMode::TracepointExit => self.attach_syscall_tracepoints(EXIT_TRACEPOINTS)?,
             AttachMode::RawTracepoint => {
                 for (program, point) in
                     [("raw_sys_enter", "sys_enter"), ("raw_sys_exit", "sys_exit")]
@@ -348,6 +327,24 @@ impl Probes {
             prog.load().map_err(load_error(program))?;
             prog.attach(point)
                 .map_err(attach_error(program, format!("raw tracepoint {point}")))?;
+            self.attached.push(program);
+        }
+        Ok(())
+    }
+
+    /// Loads each (program, tracepoint) pair's program once and attaches it to
+    /// syscalls/tracepoint.
+    fn attach_syscall_tracepoints(
+        &mut self,
+        pairs: &[(&'static str, &'static str)],
+    ) -> Result<(), ProbeError> {
+        for &(program, name) in pairs {
+            let prog: &mut TracePoint = self.program(program)?;
+            if prog.fd().is_err() {
+                prog.load().map_err(load_error(program))?;
+            }
+            prog.attach("syscalls", name)
+                .map_err(attach_error(program, format!("tracepoint syscalls/{name}")))?;
             self.attached.push(program);
         }
         Ok(())

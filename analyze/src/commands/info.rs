@@ -18,7 +18,7 @@ use arrow::{
 };
 use clap::ValueEnum;
 use mmap_format::{
-    event::RowKind,
+    event::{RowKind, sources},
     manifest::manifest_name,
     metadata::{CaptureMetadata, Counters, Derivation, ParentFile},
     reader::CaptureReader,
@@ -605,7 +605,17 @@ fn write_table(out: &mut impl Write, info: &Info) -> std::io::Result<()> {
                 ),
             ),
             ("targets", targets.join("; ")),
-            ("attach mode", capture.attach_mode.clone()),
+            (
+                "attach mode",
+                if capture.attach_mode == sources::TRACEPOINT_EXIT {
+                    format!(
+                        "{} (calls recorded at their exit only: no durations)",
+                        capture.attach_mode
+                    )
+                } else {
+                    capture.attach_mode.clone()
+                },
+            ),
             (
                 "call stacks",
                 match &capture.stacks {

@@ -402,7 +402,8 @@ fn times_of_the_filter_apply() {
 
 /// A capture recorded with `--attach tracepoint-exit`: its calls have a result and `ts` (their
 /// exit) but no `ts_exit`. `latency` counts them as `no_exit` and says why on stderr; `maps`
-/// places each call at `ts`, so a mapping shows up and an unmapping removes it.
+/// places each call at `ts`, so a mapping shows up and an unmapping removes it; `info` says the
+/// calls have no durations.
 #[test]
 fn calls_recorded_at_their_exit_only_have_no_duration_and_still_replay() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -459,4 +460,13 @@ fn calls_recorded_at_their_exit_only_have_no_duration_and_still_replay() {
         .map(|r| r["start"].as_u64().expect("start"))
         .collect();
     assert_eq!(starts, [b], "{maps:#}");
+
+    // `info` says what the attach mode means for durations.
+    let info = run_ok([OsStr::new("info"), path.as_os_str()]);
+    assert!(
+        info.contains(
+            "attach mode  tracepoint_exit (calls recorded at their exit only: no durations)"
+        ),
+        "{info}"
+    );
 }

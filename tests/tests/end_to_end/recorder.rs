@@ -973,11 +973,14 @@ fn perf_still_sees_the_tracepoint_and_two_recorders_each_get_everything() {
     let dir = tempfile::tempdir().expect("tempdir");
     let a = dir.path().join("a.parquet");
     let b = dir.path().join("b.parquet");
+    // One recorder of each mode on the syscall tracepoints: both programs must leave the events
+    // to perf (return 1), the exit-only one on sys_exit_* too.
     let (rec_a, err_a) = start_recorder(&["-q"], &a);
-    let (rec_b, err_b) = start_recorder(&["-q"], &b);
+    let (rec_b, err_b) = start_recorder(&["-q", "--attach", "tracepoint-exit"], &b);
     let perf_data = dir.path().join("perf.data");
     let perf = Command::new("perf")
-        .args(["record", "-q", "-e", "syscalls:sys_enter_mmap", "-a", "-o"])
+        .args(["record", "-q", "-e", "syscalls:sys_enter_mmap"])
+        .args(["-e", "syscalls:sys_exit_mmap", "-a", "-o"])
         .arg(&perf_data)
         .arg("--")
         .arg(workspace_bin("mmap-workload"))
@@ -1004,14 +1007,13 @@ fn perf_still_sees_the_tracepoint_and_two_recorders_each_get_everything() {
         .output()
         .expect("perf script");
     let text = String::from_utf8_lossy(&script.stdout);
-    let samples = text
-        .lines()
-        .filter(|l| l.contains("sys_enter_mmap"))
-        .count();
-    assert!(
-        samples >= report.calls.len(),
-        "perf saw {samples} mmap events while we recorded"
-    );
+    for event in ["sys_enter_mmap", "sys_exit_mmap"] {
+        let samples = text.lines().filter(|l| l.contains(event)).count();
+        assert!(
+            samples >= report.calls.len(),
+            "perf saw {samples} {event} events while we recorded"
+        );
+    }
     for capture in [&a, &b] {
         let (meta, events) = read_capture(capture);
         assert_eq!(meta.counters.lost(), 0, "{:?}", meta.counters);

@@ -720,14 +720,7 @@ fn exit_only(nr: u64, ret: i64, ctx: *mut c_void) {
     if !recording() {
         return;
     }
-    let kind = match nr {
-        NR_MMAP => EventKind::Mmap,
-        NR_MUNMAP => EventKind::Munmap,
-        NR_MPROTECT => EventKind::Mprotect,
-        NR_MREMAP => EventKind::Mremap,
-        NR_BRK => EventKind::Brk,
-        _ => return,
-    };
+    let Some(kind) = family_call(nr) else { return };
     let pid_tgid = bpf_get_current_pid_tgid();
     if !wanted((pid_tgid >> 32) as u32) {
         return;
@@ -1097,16 +1090,23 @@ const PT_REGS_ARGS: [u32; 6] = [112, 104, 96, 56, 72, 64];
 const PT_REGS_R10: u32 = 56;
 const PT_REGS_ORIG_AX: u32 = 120;
 
+/// The call of the family that x86_64 syscall number `nr` is, if any.
+#[inline(always)]
+fn family_call(nr: u64) -> Option<EventKind> {
+    match nr {
+        NR_MMAP => Some(EventKind::Mmap),
+        NR_MUNMAP => Some(EventKind::Munmap),
+        NR_MPROTECT => Some(EventKind::Mprotect),
+        NR_MREMAP => Some(EventKind::Mremap),
+        NR_BRK => Some(EventKind::Brk),
+        _ => None,
+    }
+}
+
 #[raw_tracepoint(tracepoint = "sys_enter")]
 pub fn raw_sys_enter(ctx: RawTracePointContext) -> i32 {
-    let id: u64 = ctx.arg(1);
-    let kind = match id {
-        NR_MMAP => EventKind::Mmap,
-        NR_MUNMAP => EventKind::Munmap,
-        NR_MPROTECT => EventKind::Mprotect,
-        NR_MREMAP => EventKind::Mremap,
-        NR_BRK => EventKind::Brk,
-        _ => return 0,
+    let Some(kind) = family_call(ctx.arg(1)) else {
+        return 0;
     };
     let regs: *const u8 = ctx.arg(0);
     let mut args = [0u64; 6];
@@ -1126,7 +1126,7 @@ pub fn raw_sys_enter(ctx: RawTracePointContext) -> i32 {
 pub fn raw_sys_exit(ctx: RawTracePointContext) -> i32 {
     let regs: *const u8 = ctx.arg(0);
     let id: u64 = kread(regs, PT_REGS_ORIG_AX).unwrap_or(u64::MAX);
-    if matches!(id, NR_MMAP | NR_MUNMAP | NR_MPROTECT | NR_MREMAP | NR_BRK) {
+    if family_call(id).is_some() {
         let stack = StackCtx {
             ctx: ctx.as_ptr(),
             regs: Regs::Raw(regs),

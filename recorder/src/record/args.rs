@@ -16,9 +16,10 @@ pub enum AttachArg {
     /// syscalls/sys_{enter,exit}_* tracepoints of the five calls (needs tracefs).
     Tracepoint,
     /// The sys_exit_* tracepoints only: each call is recorded at its exit, its arguments read
-    /// from the registers. About half the cost to the traced process of tracepoint, but the
-    /// calls have no duration (ts_exit and dur_ns are null) and their time is their exit (needs
-    /// tracefs).
+    /// from the registers. One program run a call instead of two: measured 40-60 % less cost
+    /// than tracepoint for the processes not recorded and about a fifth less for recorded ones,
+    /// but the calls have no duration (ts_exit and dur_ns are null) and their time is their
+    /// exit (needs tracefs).
     TracepointExit,
     /// Raw sys_enter/sys_exit tracepoints (no tracefs; runs for every system call).
     RawTracepoint,

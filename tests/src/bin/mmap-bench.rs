@@ -237,6 +237,34 @@ fn start_recorder(
     Ok((Recorder(Some(child)), rest))
 }
 
+/// Times both loops (untouched, touched) in a child under a recorder started with `extra`, whose
+/// target is the child when `record_loop` (recorded) and another process otherwise (filtered,
+/// `--pid 1`); then stops it. (ns per pair, touched ns per pair, the recorder's usage.)
+fn under_recorder(
+    args: &Args,
+    out: &std::path::Path,
+    record_loop: bool,
+    extra: &[&str],
+) -> anyhow::Result<(f64, Option<f64>, Usage)> {
+    let (ns, touched, (rec, _)) = child_loops(args, true, |pid| {
+        start_recorder(args, Some(if record_loop { pid } else { 1 }), out, extra)
+    })?;
+    Ok((ns, touched, stop_recorder(rec)?))
+}
+
+/// The rows of a recorded round's capture; an error when it holds fewer than the calls of both
+/// loops (2 calls a pair each).
+fn kept_every_call(args: &Args, out: &std::path::Path, round: usize) -> anyhow::Result<u64> {
+    let rows = count_rows(out)?;
+    if rows < 4 * args.calls {
+        bail!(
+            "round {round}: the capture holds {rows} rows for {} calls",
+            4 * args.calls
+        );
+    }
+    Ok(rows)
+}
+
 /// A running recorder: stopped by [`stop_recorder`], or with SIGINT when dropped (the bench
 /// failed while it ran), so that no recorder outlives the bench.
 struct Recorder(Option<Child>);
@@ -486,53 +514,29 @@ fn main() -> anyhow::Result<()> {
                     base_t.extend(touched);
                 }
                 1 => {
-                    let (ns, touched, (rec, _)) =
-                        child_loops(&args, true, |_| start_recorder(&args, Some(1), &out, &[]))?;
+                    let (ns, touched, usage) = under_recorder(&args, &out, false, &[])?;
                     filtered.push(ns);
                     filtered_t.extend(touched);
-                    idle_cpu.push(stop_recorder(rec)?.cpu_ns);
+                    idle_cpu.push(usage.cpu_ns);
                 }
                 3 => {
-                    let (ns, touched, (rec, _)) = child_loops(&args, true, |_| {
-                        start_recorder(&args, Some(1), &out, &EXIT_ONLY)
-                    })?;
+                    let (ns, touched, _) = under_recorder(&args, &out, false, &EXIT_ONLY)?;
                     filtered_x.push(ns);
                     filtered_xt.extend(touched);
-                    stop_recorder(rec)?;
                 }
                 4 => {
-                    let (ns, touched, (rec, _)) = child_loops(&args, true, |pid| {
-                        start_recorder(&args, Some(pid), &out, &EXIT_ONLY)
-                    })?;
+                    let (ns, touched, _) = under_recorder(&args, &out, true, &EXIT_ONLY)?;
                     recorded_x.push(ns);
                     recorded_xt.extend(touched);
-                    stop_recorder(rec)?;
-                    let rows = count_rows(&out)?;
-                    if rows < 4 * args.calls {
-                        bail!(
-                            "round {round}: the exit-only capture holds {rows} rows for {} calls",
-                            4 * args.calls
-                        );
-                    }
+                    kept_every_call(&args, &out, round)?;
                 }
                 _ => {
-                    let (ns, touched, (rec, _)) = child_loops(&args, true, |pid| {
-                        start_recorder(&args, Some(pid), &out, &[])
-                    })?;
+                    let (ns, touched, usage) = under_recorder(&args, &out, true, &[])?;
                     recorded.push(ns);
                     recorded_t.extend(touched);
-                    let usage = stop_recorder(rec)?;
-                    let cpu_ns = usage.cpu_ns;
                     recorded_rss.push(usage.max_rss_kib as f64);
-                    let rows = count_rows(&out)?;
-                    // Both loops: 2 calls a pair.
-                    if rows < 4 * args.calls {
-                        bail!(
-                            "round {round}: the capture holds {rows} rows for {} calls",
-                            4 * args.calls
-                        );
-                    }
-                    recorded_cpu.push((cpu_ns, rows));
+                    let rows = kept_every_call(&args, &out, round)?;
+                    recorded_cpu.push((usage.cpu_ns, rows));
                     recorded_bytes.push(std::fs::metadata(&out)?.len() as f64 / rows as f64);
                 }
             }

@@ -636,6 +636,15 @@ fn mmap_file(flags: u64, fd: u64) -> FileArg {
     }
 }
 
+/// The file argument of a call of `kind` with `args`: an mmap's fd, for the others none.
+#[inline(always)]
+fn file_arg(kind: EventKind, args: &[u64; 6]) -> FileArg {
+    match kind {
+        EventKind::Mmap => mmap_file(args[3], args[4]),
+        _ => FileArg::None,
+    }
+}
+
 /// What the exit of a call needs to take its user stack: the program's context (for
 /// bpf_get_stack) and where the user registers are.
 #[derive(Clone, Copy)]
@@ -757,10 +766,7 @@ fn exit_only(nr: u64, ret: i64, ctx: *mut c_void) {
             window[7], window[6], window[5], window[0], window[2], window[1],
         ],
     );
-    if let FileArg::Fd(fd) = match kind {
-        EventKind::Mmap => mmap_file(head.args[3], head.args[4]),
-        _ => FileArg::None,
-    } {
+    if let FileArg::Fd(fd) = file_arg(kind, &head.args) {
         let file = file_of_fd(current_task(), fd).unwrap_or_default();
         if !file.is_null() {
             let _ = describe_file(head, &mut s.rec.path, file);
@@ -1113,12 +1119,7 @@ pub fn raw_sys_enter(ctx: RawTracePointContext) -> i32 {
     for (i, off) in PT_REGS_ARGS.iter().enumerate() {
         args[i] = kread(regs, *off).unwrap_or(0);
     }
-    let file = if matches!(kind, EventKind::Mmap) {
-        mmap_file(args[3], args[4])
-    } else {
-        FileArg::None
-    };
-    enter(kind, args, file);
+    enter(kind, args, file_arg(kind, &args));
     0
 }
 

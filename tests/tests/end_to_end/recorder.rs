@@ -18,7 +18,10 @@ use mmap_capture_tests::{
     Report, check_family_call, check_replay_matches_maps, read_capture, reported, require_root,
     start_recorder, workspace_bin,
 };
-use mmap_format::event::{RowKind, Syscall};
+use mmap_format::{
+    event::{Event, RowKind, Syscall},
+    metadata::CaptureMetadata,
+};
 
 /// Records `mmap-workload ARGS --report R --dir DIR` as a command with `extra` recorder args.
 fn record_command(dir: &Path, name: &str, extra: &[&str], workload: &[&str]) -> (String, Report) {
@@ -256,26 +259,32 @@ fn pid_namespace_identity_is_recorded() {
 fn raw_tracepoint_mode_records_the_same_calls() {
     require_root!();
     let dir = tempfile::tempdir().expect("tempdir");
-    let (stderr, report) = record_command(
-        dir.path(),
-        "raw.parquet",
-        &["--attach", "raw-tracepoint"],
-        &["--family"],
-    );
-    assert!(stderr.contains("attach: raw_tracepoint"), "{stderr}");
-    let (meta, events) = read_capture(&dir.path().join("raw.parquet"));
-    assert_eq!(meta.attach_mode, "raw_tracepoint");
-    assert!(
-        events
-            .iter()
-            .filter(|e| e.kind == RowKind::Syscall)
-            .all(|e| e.source.as_deref() == Some("raw_tracepoint"))
-    );
+    record_family_in_mode(dir.path(), "raw-tracepoint");
+}
+
+/// Records `mmap-workload --family` into DIR/family.parquet with `--attach attach` and checks
+/// that the recorder says the mode, the capture names it (`-` as `_`), every call row has it as
+/// its `source`, and every call the workload reports (its set and the family's) is there, field
+/// by field; the capture's metadata and rows, the workload's report and the time slack used.
+fn record_family_in_mode(
+    dir: &Path,
+    attach: &str,
+) -> (CaptureMetadata, Vec<Event<'static>>, Report, i64) {
+    let (stderr, report) =
+        record_command(dir, "family.parquet", &["--attach", attach], &["--family"]);
+    let name = attach.replace('-', "_");
+    assert!(stderr.contains(&format!("attach: {name}")), "{stderr}");
+    let (meta, events) = read_capture(&dir.join("family.parquet"));
+    assert_eq!(meta.attach_mode, name);
+    for call in events.iter().filter(|e| e.kind == RowKind::Syscall) {
+        assert_eq!(call.source.as_deref(), Some(name.as_str()), "{call:?}");
+    }
     let slack = meta.clock_anchors[0].uncertainty_ns as i64 + 1_000;
     for call in &report.family {
         check_family_call(&events, call, slack);
     }
     mmap_capture_tests::check_calls(&meta, &events, &report);
+    (meta, events, report, slack)
 }
 
 /// `--attach tracepoint-exit` records every call at its exit alone: the same calls, arguments,
@@ -287,15 +296,7 @@ fn raw_tracepoint_mode_records_the_same_calls() {
 fn exit_only_mode_records_the_same_calls_without_durations() {
     require_root!();
     let dir = tempfile::tempdir().expect("tempdir");
-    let (stderr, report) = record_command(
-        dir.path(),
-        "exit.parquet",
-        &["--attach", "tracepoint-exit"],
-        &["--family"],
-    );
-    assert!(stderr.contains("attach: tracepoint_exit"), "{stderr}");
-    let (meta, events) = read_capture(&dir.path().join("exit.parquet"));
-    assert_eq!(meta.attach_mode, "tracepoint_exit");
+    let (meta, events, report, slack) = record_family_in_mode(dir.path(), "tracepoint-exit");
     assert_eq!(meta.counters.lost(), 0, "{:?}", meta.counters);
     let calls: Vec<_> = events
         .iter()
@@ -303,22 +304,16 @@ fn exit_only_mode_records_the_same_calls_without_durations() {
         .collect();
     assert!(calls.len() >= report.calls.len() + report.family.len());
     for call in &calls {
-        assert_eq!(call.source.as_deref(), Some("tracepoint_exit"), "{call:?}");
         assert_eq!(call.ts_exit_ns, None, "{call:?}");
         assert!(call.ret.is_some(), "{call:?}");
     }
-    let slack = meta.clock_anchors[0].uncertainty_ns as i64 + 1_000;
-    for call in &report.family {
-        check_family_call(&events, call, slack);
-    }
-    mmap_capture_tests::check_calls(&meta, &events, &report);
     let child = report.exec_child.as_ref().expect("exec child report");
     for call in &child.calls {
         check_family_call(&events, call, slack);
     }
     check_replay_matches_maps(
         dir.path(),
-        "exit.parquet",
+        "family.parquet",
         child.pid,
         child.maps_after_ns,
         &child.maps,

@@ -21,10 +21,11 @@
 //! are first seen, so they sort as nothing in particular, and mean nothing to another run.
 //! `string_of` of a number not given is an error, never a wrong string.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use arrow::{
     array::{Array, ArrayRef, AsArray, StringArray, StringViewArray, UInt32Array},
+    buffer::NullBuffer,
     compute::cast,
     datatypes::{DataType, Int32Type, UInt32Type},
 };
@@ -265,14 +266,28 @@ impl Strings {
         if let Some(&id) = self.ids.get(text) {
             return Ok(id);
         }
-        let Ok(id) = u32::try_from(self.strings.len()) else {
-            return exec_err!("{NAME}: more than 2^32 distinct strings");
+        let id = match u32::try_from(self.strings.len()) {
+            Ok(id) if id != EMPTY => id,
+            _ => return exec_err!("{NAME}: more than 2^32 - 1 distinct strings"),
         };
         self.memory.try_grow(text.len() + OVERHEAD_PER_STRING)?;
         let text: Arc<str> = Arc::from(text);
         self.strings.push(Arc::clone(&text));
         self.ids.insert(text, id);
         Ok(id)
+    }
+
+    /// The number of each value of a dictionary ([`EMPTY`] for a NULL value).
+    fn dictionary(&mut self, values: &ArrayRef) -> Result<Vec<u32>> {
+        let Some(strings) = values.as_string_opt::<i32>() else {
+            return exec_err!("{NAME}: a dictionary of {}", values.data_type());
+        };
+        (0..strings.len())
+            .map(|i| match strings.is_valid(i) {
+                true => self.id(strings.value(i)),
+                false => Ok(EMPTY),
+            })
+            .collect()
     }
 
     /// The string numbered `id`.
@@ -383,7 +398,7 @@ impl ScalarUDFImpl for StringOf {
 /// Where each row's string is in one argument.
 enum Source<'a> {
     /// Dictionary keys, and the number of each dictionary value (None for a null value).
-    Dictionary(&'a arrow::array::Int32Array, Vec<Option<u32>>),
+    Dictionary(&'a arrow::array::Int32Array, Vec<u32>),
     /// Strings read row by row (no dictionary).
     Rows(StringViewArray),
     /// One value for every row.
@@ -438,53 +453,85 @@ impl ScalarUDFImpl for StringIds {
                 }),
                 ColumnarValue::Array(array) => match array.as_dictionary_opt::<Int32Type>() {
                     Some(dictionary) => {
-                        let values = dictionary.values();
-                        let Some(values) = values.as_string_opt::<i32>() else {
-                            return exec_err!("{NAME}: a dictionary of {}", values.data_type());
-                        };
-                        let ids = (0..values.len())
-                            .map(|i| {
-                                values
-                                    .is_valid(i)
-                                    .then(|| strings.id(values.value(i)))
-                                    .transpose()
-                            })
-                            .collect::<Result<Vec<_>>>()?;
+                        let ids = strings.dictionary(dictionary.values())?;
                         Source::Dictionary(dictionary.keys(), ids)
                     }
                     None => Source::Rows(view(array)?),
                 },
             });
         }
-        // The per-row loop needs the table only for strings without a dictionary: the engine's
-        // other threads number their batches meanwhile.
+        // The rows are filled one argument at a time, each argument only for the rows the
+        // ones before it left empty. Only strings without a dictionary need the table: the
+        // engine's other threads number their batches meanwhile.
         drop(strings);
-        let mut table: Option<MutexGuard<'_, Strings>> = None;
-        let mut ids = Vec::with_capacity(rows);
-        for row in 0..rows {
-            let mut id = None;
-            for source in &sources {
-                id = match source {
-                    Source::Dictionary(keys, ids) => keys
-                        .is_valid(row)
-                        .then(|| ids.get(keys.value(row) as usize).copied().flatten())
-                        .flatten(),
-                    Source::Rows(array) => array
-                        .is_valid(row)
-                        .then(|| table.get_or_insert_with(lock).id(array.value(row)))
-                        .transpose()?,
-                    Source::Scalar(id) => *id,
-                };
-                if id.is_some() {
-                    break;
+        let mut ids = vec![EMPTY; rows];
+        let mut empty = rows;
+        for source in &sources {
+            empty = match source {
+                Source::Dictionary(keys, numbers) => fill_from_keys(&mut ids, keys, numbers),
+                Source::Rows(array) => {
+                    let mut table = lock();
+                    let mut left = 0;
+                    for (row, id) in ids.iter_mut().enumerate() {
+                        if *id == EMPTY && array.is_valid(row) {
+                            *id = table.id(array.value(row))?;
+                        }
+                        left += usize::from(*id == EMPTY);
+                    }
+                    left
                 }
+                Source::Scalar(Some(number)) => {
+                    for id in ids.iter_mut().filter(|id| **id == EMPTY) {
+                        *id = *number;
+                    }
+                    0
+                }
+                Source::Scalar(None) => empty,
+            };
+            if empty == 0 {
+                break;
             }
-            ids.push(id);
         }
+        let nulls = (empty > 0).then(|| NullBuffer::from_iter(ids.iter().map(|id| *id != EMPTY)));
         Ok(ColumnarValue::Array(
-            Arc::new(UInt32Array::from(ids)) as ArrayRef
+            Arc::new(UInt32Array::new(ids.into(), nulls)) as ArrayRef,
         ))
     }
+}
+
+/// A row no argument has given a string yet: never a number [`Strings::id`] gives.
+const EMPTY: u32 = u32::MAX;
+
+/// Gives each row still [`EMPTY`] the number of its dictionary value (`by_key`: EMPTY for a NULL
+/// value), where its key is not NULL; the rows left empty.
+fn fill_from_keys(ids: &mut [u32], keys: &arrow::array::Int32Array, by_key: &[u32]) -> usize {
+    // A key out of range (a NULL row's key may be anything) gives nothing.
+    let number = |key: i32| {
+        usize::try_from(key)
+            .ok()
+            .and_then(|k| by_key.get(k))
+            .copied()
+    };
+    let mut left = 0;
+    match keys.nulls() {
+        None => {
+            for (id, &key) in ids.iter_mut().zip(keys.values().iter()) {
+                if *id == EMPTY {
+                    *id = number(key).unwrap_or(EMPTY);
+                }
+                left += usize::from(*id == EMPTY);
+            }
+        }
+        Some(nulls) => {
+            for ((id, &key), valid) in ids.iter_mut().zip(keys.values().iter()).zip(nulls.iter()) {
+                if *id == EMPTY && valid {
+                    *id = number(key).unwrap_or(EMPTY);
+                }
+                left += usize::from(*id == EMPTY);
+            }
+        }
+    }
+    left
 }
 
 /// The string of a constant argument (None for NULL).
@@ -607,6 +654,46 @@ mod tests {
         let none = ids(&string_id, vec![dictionary(&[None])], 1);
         assert_eq!(none, [None]);
         assert_eq!(strings(&string_of, &none).expect("string_of"), [None]);
+    }
+
+    #[test]
+    fn batches_sharing_one_dictionary_are_numbered_by_their_own_keys() {
+        let [string_id, string_of] = functions();
+        // As Parquet's reader gives them: every batch of a column chunk holds the same values
+        // array, with its own keys (a NULL row's key may be anything, here out of range).
+        let values: ArrayRef = Arc::new(StringArray::from(vec![Some("/a"), None, Some("/b")]));
+        let batch = |keys: Vec<Option<i32>>| {
+            let keys = arrow::array::Int32Array::from(keys);
+            let keys = match keys.nulls() {
+                Some(nulls) => arrow::array::Int32Array::new(
+                    keys.values()
+                        .iter()
+                        .zip(nulls.iter())
+                        .map(|(k, valid)| if valid { *k } else { 99 })
+                        .collect(),
+                    Some(nulls.clone()),
+                ),
+                None => keys,
+            };
+            let dictionary = DictionaryArray::<Int32Type>::try_new(keys, Arc::clone(&values))
+                .expect("dictionary");
+            vec![
+                ColumnarValue::Array(Arc::new(dictionary)),
+                ColumnarValue::Scalar(ScalarValue::Utf8(Some("[anon]".into()))),
+            ]
+        };
+        let names = |given: &[Option<u32>]| {
+            strings(&string_of, given)
+                .expect("string_of")
+                .into_iter()
+                .map(|s| s.expect("a string"))
+                .collect::<Vec<_>>()
+        };
+        let one = ids(&string_id, batch(vec![Some(0), Some(2), None]), 3);
+        let two = ids(&string_id, batch(vec![Some(2), Some(1), Some(0), None]), 4);
+        assert_eq!(names(&one), ["/a", "/b", "[anon]"]);
+        assert_eq!(names(&two), ["/b", "[anon]", "/a", "[anon]"]);
+        assert_eq!((one[0], one[1]), (two[2], two[0]));
     }
 
     #[test]

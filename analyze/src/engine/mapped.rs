@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use arrow::{
     array::{Array, ArrayRef, AsArray, UInt64Array},
+    buffer::{BooleanBuffer, NullBuffer},
     datatypes::{DataType, UInt64Type},
 };
 use datafusion::{
@@ -129,19 +130,23 @@ fn mapped_bytes(args: &[ArrayRef]) -> Result<UInt64Array> {
         );
     };
     let calls = super::udf::per_syscall(NAME, syscall, Call::of)?;
-    let (ret, errno) = (ret.logical_nulls(), errno.logical_nulls());
+    let rows = calls.len();
+    // The rows whose call finished without an error and has a length: `ret` not NULL, `errno`
+    // NULL, `len` not NULL, 64 rows at a time.
+    let all = || BooleanBuffer::new_set(rows);
+    let valid = |nulls: Option<NullBuffer>| nulls.map_or_else(all, |n| n.inner().clone());
+    let done = &(&valid(ret.logical_nulls()) & &valid(len.logical_nulls()))
+        & &!&valid(errno.logical_nulls());
+    let grown = valid(new_len.logical_nulls());
     let (lens, new_lens) = (len.values(), new_len.values());
-    let bytes = (0..calls.len()).map(|row| {
-        let done = ret.as_ref().is_none_or(|nulls| nulls.is_valid(row))
-            && errno.as_ref().is_some_and(|nulls| nulls.is_null(row));
-        match calls[row] {
-            _ if !done => 0,
-            Call::Mmap if len.is_valid(row) => lens[row],
-            Call::Mremap if len.is_valid(row) && new_len.is_valid(row) => {
-                new_lens[row].saturating_sub(lens[row])
-            }
-            _ => 0,
-        }
+    let bytes = (0..rows).map(|row| {
+        // Branch-free: each arm's value masked by whether it applies.
+        let mask = |applies: bool| u64::from(applies).wrapping_neg();
+        let call = calls[row];
+        let mmap = lens[row] & mask(call == Call::Mmap);
+        let mremap = new_lens[row].saturating_sub(lens[row])
+            & mask(call == Call::Mremap && grown.value(row));
+        (mmap | mremap) & mask(done.value(row))
     });
     Ok(UInt64Array::from_iter_values(bytes))
 }

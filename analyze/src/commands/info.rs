@@ -578,7 +578,7 @@ fn write_table(out: &mut impl Write, info: &Info) -> std::io::Result<()> {
             "none".to_owned()
         } else {
             format!(
-                "{} (ring buffer full {}, entry map full {}, undecodable {}) in {}",
+                "{} (ring buffer full {}, no room for call {}, undecodable {}) in {}",
                 labels::thousands(capture.lost),
                 labels::thousands(c.lost_ringbuf_full),
                 labels::thousands(c.entry_map_full),

@@ -272,14 +272,15 @@ impl Report {
         if untimed.entry_map_full > 0 {
             self.complete = false;
             self.notes.push(format!(
-                "{} system call entr{} dropped by the recorder, which had no room for the call in \
-                 flight (the capture does not say when nor whose): those calls have no row, \
+                "{} system call{} dropped by the recorder, which had no room for {} state in \
+                 the kernel (the capture does not say when nor whose): those calls have no row, \
                  changes may be missing",
                 labels::thousands(untimed.entry_map_full),
+                labels::plural(untimed.entry_map_full),
                 if untimed.entry_map_full == 1 {
-                    "y"
+                    "its"
                 } else {
-                    "ies"
+                    "their"
                 },
             ));
         }

@@ -221,7 +221,7 @@ fn completeness(h: &mut Html, report: &Report) {
     h.fields(&[
         ("lost records", count(&s["lost"])),
         ("  ring buffer full", count(&c["lost_ringbuf_full"])),
-        ("  entry map full", count(&c["entry_map_full"])),
+        ("  no room for call", count(&c["entry_map_full"])),
         ("  decode errors", count(&c["decode_errors"])),
         (
             "new processes not followed (map of followed processes full)",

@@ -134,11 +134,13 @@ const COUNTS: [Count; 10] = [
         bytes: false,
     },
     Count {
-        label: "  entry map full",
+        label: "  no room for call",
         json: "counters.entry_map_full",
-        unit: "calls whose entry could not be kept",
-        help: "system call entries the kernel side could not keep until their exit (its map of \
-               calls in progress was full): those calls have no row.",
+        unit: "calls the kernel side could not keep",
+        help: "system calls the kernel side dropped because it had no room for their state: its \
+               map of calls in progress was full, or the kernel could not allocate a thread's \
+               task-local storage (the only case with --attach tracepoint-exit). Those calls \
+               have no row.",
         value: |s| s.counters.entry_map_full,
         bytes: false,
     },

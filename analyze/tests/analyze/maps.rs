@@ -676,8 +676,8 @@ fn counted_losses_without_a_time_make_every_answer_incomplete() {
                 entry_map_full: 3,
                 ..lost
             },
-            "3 system call entries dropped by the recorder, which had no room for the call in \
-             flight",
+            "3 system calls dropped by the recorder, which had no room for their state in the \
+             kernel",
         ),
         (
             Counters {

@@ -37,7 +37,7 @@ fn json_counts_equal_what_was_written() {
         ])
     );
     assert_eq!(s["processes"], 3);
-    // lost = ring buffer full 2 + entry map full 1 + decode errors 0; orphan exits apart.
+    // lost = ring buffer full 2 + no room for call 1 + decode errors 0; orphan exits apart.
     assert_eq!(s["lost"], 3);
     assert_eq!(s["orphan_exits"], 1);
     assert_eq!(
@@ -290,7 +290,7 @@ fn every_count_says_what_it_counts() {
         "Orphan exits        1 calls in progress at the start, not lost",
         "Kernel records      9 delivered by the eBPF programs",
         "Lost records        3 not in the files, though they happened",
-        "  entry map full    1 calls whose entry could not be kept",
+        "  no room for call  1 calls the kernel side could not keep",
     ] {
         assert!(table.contains(line), "{line:?} in:\n{table}");
     }

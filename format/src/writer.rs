@@ -63,6 +63,26 @@ pub const NO_DICTIONARY_COLUMNS: [&str; 3] = [col::RET, col::ADDR, col::NEW_ADDR
 /// fewer bytes per row, with a faster writer).
 pub const DELTA_COLUMNS: [&str; 2] = [col::TS, col::TS_EXIT];
 
+/// Columns with statistics per page (a column index) besides those per column chunk: the ones
+/// queries select rows by, where a page's range or null count can rule it out (times, the
+/// process and thread, the kind of row and call, failures, deleted files and memfds). Every other
+/// column has statistics per column chunk only. A reader decodes the whole column index of a file
+/// to open it; with every column's (60), that was 960 KB of the 10 M-row benchmark capture's
+/// footer and 12-16 ms of each open, against 100 KB and about 2 ms now (docs/PERFORMANCE.md). A
+/// page of paths, names, addresses or lengths mixes so many processes that its range rules
+/// nothing out.
+pub const PAGE_STATISTICS_COLUMNS: [&str; 9] = [
+    col::KIND,
+    col::TS,
+    col::TS_EXIT,
+    col::PID,
+    col::TID,
+    col::SYSCALL,
+    col::ERRNO,
+    col::FILE_DELETED,
+    col::FILE_MEMFD,
+];
+
 /// Rows held in Arrow builders before they are encoded into the row group being written: the
 /// writer's memory follows this, not `row_group_rows` (65,536 rows in Arrow form took ~20 MiB).
 const ENCODE_ROWS: usize = 4096;
@@ -121,10 +141,14 @@ impl<W: Write + Send> CaptureWriter<W> {
         let mut props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(level))
             .set_dictionary_enabled(true)
-            .set_statistics_enabled(EnabledStatistics::Page)
+            .set_statistics_enabled(EnabledStatistics::Chunk)
             .set_max_row_group_row_count(Some(config.row_group_rows))
             .set_max_row_group_bytes(None)
             .set_created_by(created_by());
+        for column in PAGE_STATISTICS_COLUMNS {
+            props = props
+                .set_column_statistics_enabled(ColumnPath::from(column), EnabledStatistics::Page);
+        }
         for column in NO_DICTIONARY_COLUMNS {
             props = props.set_column_dictionary_enabled(ColumnPath::from(column), false);
         }

@@ -12,7 +12,9 @@ use mmap_format::{
     metadata::{CaptureMetadata, FormatVersion, keys},
     reader::{CaptureReader, events_from_batch},
     schema::{COLUMNS, Value, col, schema},
-    writer::{CaptureWriter, DELTA_COLUMNS, NO_DICTIONARY_COLUMNS, WriterConfig},
+    writer::{
+        CaptureWriter, DELTA_COLUMNS, NO_DICTIONARY_COLUMNS, PAGE_STATISTICS_COLUMNS, WriterConfig,
+    },
 };
 use parquet::{
     basic::{Compression, Encoding, LogicalType, TimeUnit, Type as PhysicalType},
@@ -246,8 +248,17 @@ fn parquet_layout_is_the_documented_one() {
         comm.encodings().any(|e| e == Encoding::RLE_DICTIONARY),
         "comm is dictionary encoded"
     );
-    // Page statistics: the column index is written.
-    assert!(comm.column_index_offset().is_some());
+    // Page statistics (a column index) for the columns queries select rows by, and only them;
+    // an offset index for every column.
+    for (index, name) in col::ALL.iter().enumerate() {
+        let column = row_group.column(index);
+        assert_eq!(
+            column.column_index_offset().is_some(),
+            PAGE_STATISTICS_COLUMNS.contains(name),
+            "{name}"
+        );
+        assert!(column.offset_index_offset().is_some(), "{name}");
+    }
     // Nearly unique columns are not dictionary encoded; the times are delta encoded.
     for name in NO_DICTIONARY_COLUMNS.iter().chain(&DELTA_COLUMNS) {
         let index = col::ALL.iter().position(|c| c == name).expect("column");

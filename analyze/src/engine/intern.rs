@@ -397,7 +397,7 @@ impl ScalarUDFImpl for StringOf {
 
 /// Where each row's string is in one argument.
 enum Source<'a> {
-    /// Dictionary keys, and the number of each dictionary value (None for a null value).
+    /// Dictionary keys, and the number of each dictionary value ([`EMPTY`] for a null value).
     Dictionary(&'a arrow::array::Int32Array, Vec<u32>),
     /// Strings read row by row (no dictionary).
     Rows(StringViewArray),

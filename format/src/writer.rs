@@ -68,7 +68,7 @@ pub const DELTA_COLUMNS: [&str; 2] = [col::TS, col::TS_EXIT];
 /// process and thread, the kind of row and call, failures, deleted files and memfds). Every other
 /// column has statistics per column chunk only. A reader decodes the whole column index of a file
 /// to open it; with every column's (60), that was 960 KB on the 10 M-row benchmark capture,
-/// 12-16 ms of each open, against 153 KB now (opening it 8 ms faster, docs/PERFORMANCE.md). A
+/// 6-15 ms of each open, against 153 KB now (opening it 8 ms faster, docs/PERFORMANCE.md). A
 /// page of paths, names, addresses or lengths mixes so many processes that its range rules
 /// nothing out.
 pub const PAGE_STATISTICS_COLUMNS: [&str; 9] = [

@@ -61,6 +61,15 @@ enum Source {
     Remote(u64),
 }
 
+/// When a local file's page headers are walked ([`crate::pages`]).
+#[derive(Clone, Copy)]
+enum Walk {
+    /// When it is opened.
+    Now,
+    /// As its pages are read ([`CaptureReader::open_deferred`]).
+    AsRead,
+}
+
 /// An open, validated capture.
 #[derive(Debug)]
 pub struct CaptureReader {
@@ -69,13 +78,32 @@ pub struct CaptureReader {
     parquet: ArrowReaderMetadata,
     metadata: CaptureMetadata,
     fixup: Arc<FixUp>,
+    /// The page checks still to make, for a capture opened with
+    /// [`CaptureReader::open_deferred`].
+    pages: Option<Arc<crate::pages::PageGuard>>,
 }
 
 impl CaptureReader {
     /// Opens and validates: exists, not empty, Parquet magic + footer readable, capture keys
     /// present, supported major version. Every failure is a FormatError naming the path.
     pub fn open(path: &Path) -> Result<Self, FormatError> {
-        Self::open_file(path, &schema(), COLUMNS_ADDED_BY_MINOR)
+        Self::open_file(path, &schema(), COLUMNS_ADDED_BY_MINOR, Walk::Now)
+    }
+
+    /// [`CaptureReader::open`] but for the walk of the page headers ([`crate::pages`]), made
+    /// when pages are read instead: by a reader of column chunks through
+    /// [`CaptureReader::page_guard`] (the analyzer's query engine), chunk by chunk as it
+    /// fetches them, and by [`CaptureReader::batches`] for the whole file before its first
+    /// batch. A query then walks the pages it reads, not the whole file's before it starts.
+    pub fn open_deferred(path: &Path) -> Result<Self, FormatError> {
+        Self::open_file(path, &schema(), COLUMNS_ADDED_BY_MINOR, Walk::AsRead)
+    }
+
+    /// The page checks a reader of column chunks must make on the bytes it fetches before it
+    /// decodes them ([`crate::pages::PageGuard::check_fetched`]), for a capture opened with
+    /// [`CaptureReader::open_deferred`]; `None` when they were made when it was opened.
+    pub fn page_guard(&self) -> Option<&Arc<crate::pages::PageGuard>> {
+        self.pages.as_ref()
     }
 
     /// Reads a capture held in memory (e.g. written into a `Vec<u8>`), with the same checks as
@@ -159,6 +187,7 @@ impl CaptureReader {
         path: &Path,
         target: &SchemaRef,
         added: &[(u32, &[&str])],
+        walk: Walk,
     ) -> Result<Self, FormatError> {
         let mut file = open_existing(path)?;
         let io = |source| FormatError::FileIo {
@@ -175,8 +204,19 @@ impl CaptureReader {
         }
         check_magic(path, len, &head, &tail)?;
         let parquet = load_footer(path, &file, len)?;
-        crate::pages::check_file_pages(path, &file, parquet.metadata())?;
-        Self::validate(path.to_path_buf(), Source::File, parquet, target, added)
+        let pages = match walk {
+            Walk::Now => {
+                crate::pages::check_file_pages(path, &file, parquet.metadata())?;
+                None
+            }
+            Walk::AsRead => Some(Arc::new(crate::pages::PageGuard::new(
+                path,
+                file,
+                Arc::clone(parquet.metadata()),
+            ))),
+        };
+        let reader = Self::validate(path.to_path_buf(), Source::File, parquet, target, added)?;
+        Ok(Self { pages, ..reader })
     }
 
     fn open_bytes(
@@ -257,6 +297,7 @@ impl CaptureReader {
             parquet,
             metadata,
             fixup: Arc::new(fixup),
+            pages: None,
         })
     }
 
@@ -320,7 +361,13 @@ impl CaptureReader {
     /// Record batches in the current schema (older minors fixed up).
     pub fn batches(&self) -> Result<BatchIter, FormatError> {
         match &self.source {
-            Source::File => self.batches_from(open_existing(&self.path)?),
+            Source::File => {
+                let file = open_existing(&self.path)?;
+                if let Some(pages) = &self.pages {
+                    pages.check_all(&file)?;
+                }
+                self.batches_from(file)
+            }
             Source::Memory(data) => self.batches_from(data.clone()),
             Source::Remote(_) => Err(FormatError::FileIo {
                 path: self.path.clone(),

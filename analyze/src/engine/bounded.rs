@@ -91,13 +91,21 @@ fn limit_of(column: &str) -> Option<(usize, &'static str)> {
 pub struct BoundedTable {
     inner: ListingTable,
     file: Arc<str>,
+    /// The page checks its reads make, for a file opened without them
+    /// ([`super::pages`]).
+    pages: Option<Arc<mmap_format::pages::PageGuard>>,
 }
 
 impl BoundedTable {
-    pub fn new(inner: ListingTable, file: impl Into<Arc<str>>) -> Self {
+    pub fn new(
+        inner: ListingTable,
+        file: impl Into<Arc<str>>,
+        pages: Option<Arc<mmap_format::pages::PageGuard>>,
+    ) -> Self {
         Self {
             inner,
             file: file.into(),
+            pages,
         }
     }
 }
@@ -127,6 +135,10 @@ impl TableProvider for BoundedTable {
         )
         .await
         .map_err(|e| damaged(&self.file, e))?;
+        let scan = match &self.pages {
+            Some(pages) => super::pages::guard_reads(scan, pages, state)?,
+            None => scan,
+        };
         Ok(Arc::new(CutStringsExec::new(scan, Arc::clone(&self.file))))
     }
 
@@ -291,7 +303,10 @@ fn damaged(file: &Arc<str>, err: DataFusionError) -> DataFusionError {
     if !from_file {
         return err;
     }
-    let detail = err.find_root().strip_backtrace();
+    let detail = match super::pages::page_damage(&err) {
+        Some(detail) => detail.to_owned(),
+        None => err.find_root().strip_backtrace(),
+    };
     DataFusionError::External(Box::new(DamagedInput {
         file: Arc::clone(file),
         detail: detail.split_whitespace().collect::<Vec<_>>().join(" "),

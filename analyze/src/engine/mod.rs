@@ -15,6 +15,7 @@ pub mod dictcmp;
 pub mod filter;
 pub mod intern;
 pub mod mapped;
+pub mod pages;
 pub mod results;
 pub mod stacks;
 pub mod tables;

@@ -122,7 +122,11 @@ fn file_rows(
     } else {
         parquet_scan(ctx, input.path())?
     };
-    let bounded = BoundedTable::new(scan, input.path().display().to_string());
+    let bounded = BoundedTable::new(
+        scan,
+        input.path().display().to_string(),
+        input.page_guard().cloned(),
+    );
     let scan = ctx.read_table(Arc::new(bounded))?;
     let mut columns: Vec<Expr> = schema::col::ALL.iter().map(|name| col(*name)).collect();
     columns.extend([

@@ -88,8 +88,9 @@ fn open_local(
 }
 
 /// Opens `paths` on every core, in their order. Opening a file is most of a short command's
-/// time (its footer, its checks and its page walk, see [`mmap_format::pages`]), and only the
-/// walk of a file uses more than one thread, so the segments of a capture open side by side.
+/// time (its footer, page index and checks), so the segments of a capture open side by side.
+/// The walk of their page headers ([`mmap_format::pages`]) is left to the reads
+/// ([`open_one`]).
 fn open_each(paths: &[std::path::PathBuf]) -> anyhow::Result<Vec<CaptureReader>> {
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     open_in_order(paths, cores, |path| open_one(path))
@@ -144,9 +145,11 @@ pub(crate) fn open_in_order<T: Sync>(
 }
 
 /// Opens one capture; a capture that cannot be read and has a crash journal next to it says
-/// how to complete it.
+/// how to complete it. Its page headers are checked as its pages are read
+/// ([`CaptureReader::open_deferred`]): by the query engine chunk by chunk
+/// ([`crate::engine::pages`]), by [`CaptureReader::batches`] for the whole file.
 pub fn open_one(path: &Path) -> anyhow::Result<CaptureReader> {
-    CaptureReader::open(path).map_err(|err| with_recover_hint(err, path))
+    CaptureReader::open_deferred(path).map_err(|err| with_recover_hint(err, path))
 }
 
 /// The error as it is, or, when a crash journal lies next to the capture, with the command that

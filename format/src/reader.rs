@@ -734,9 +734,19 @@ impl Iterator for Events {
 /// A `kind` or `syscall` name this version does not know (from a newer minor) decodes as
 /// `Other`.
 pub fn events_from_batch(batch: &RecordBatch) -> Result<Vec<Event<'static>>, FormatError> {
-    let rows = BatchRows::new(batch)?;
-    (0..rows.len())
-        .map(|row| rows.row(row).map(Event::into_owned))
+    events_in_rows(batch, 0..batch.num_rows())
+}
+
+/// [`events_from_batch`] for the rows `rows` of `batch` only (cut to the batch's), for a
+/// reader that may stop before the end of a batch.
+pub fn events_in_rows(
+    batch: &RecordBatch,
+    rows: std::ops::Range<usize>,
+) -> Result<Vec<Event<'static>>, FormatError> {
+    let decoded = BatchRows::new(batch)?;
+    let end = rows.end.min(decoded.len());
+    (rows.start.min(end)..end)
+        .map(|row| decoded.row(row).map(Event::into_owned))
         .collect()
 }
 
@@ -995,6 +1005,17 @@ mod tests {
             assert_eq!(&row, owned);
             assert_eq!(row, events[i]);
         }
+    }
+
+    #[test]
+    fn rows_of_a_batch_decode_in_parts() {
+        let events: Vec<_> = (0..5).map(|i| event(i, Some("libc.so.6"))).collect();
+        let batch = current_batch(&events);
+        let whole = events_from_batch(&batch).expect("decode");
+        assert_eq!(whole, events);
+        assert_eq!(events_in_rows(&batch, 1..3).expect("part"), events[1..3]);
+        assert_eq!(events_in_rows(&batch, 3..99).expect("cut"), events[3..]);
+        assert!(events_in_rows(&batch, 7..9).expect("past").is_empty());
     }
 
     /// Replaces the dictionary column `name` of `batch` by one holding `values`.

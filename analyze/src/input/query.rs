@@ -10,7 +10,7 @@ use arrow::array::RecordBatch;
 use datafusion::error::DataFusionError;
 use mmap_format::{
     event::Event,
-    reader::{CaptureReader, events_from_batch},
+    reader::{CaptureReader, events_in_rows},
     schema::{self, col},
 };
 
@@ -24,8 +24,15 @@ use crate::engine::{
 /// Rows of one file that pass a predicate, in the file's order, as the engine reads them.
 pub struct FileRows<'e> {
     batches: Batches<'e>,
+    /// The batch being handed out, and its first row not yet decoded.
+    batch: Option<(RecordBatch, usize)>,
     current: vec::IntoIter<Event<'static>>,
 }
+
+/// Rows of a batch decoded into events at a time: a reader that stops early (`events
+/// --limit`) decodes (and copies the strings of) about this many rows past its last, not the
+/// rest of a batch of thousands.
+const DECODED_ROWS: usize = 256;
 
 impl Iterator for FileRows<'_> {
     type Item = Result<Event<'static>, EngineError>;
@@ -35,11 +42,17 @@ impl Iterator for FileRows<'_> {
             if let Some(event) = self.current.next() {
                 return Some(Ok(event));
             }
-            let batch: RecordBatch = match self.batches.next()? {
-                Ok(batch) => batch,
-                Err(err) => return Some(Err(err)),
+            let (batch, from) = match self.batch.take() {
+                Some((batch, from)) if from < batch.num_rows() => (batch, from),
+                _ => match self.batches.next()? {
+                    Ok(batch) => (batch, 0),
+                    Err(err) => return Some(Err(err)),
+                },
             };
-            match events_from_batch(&batch) {
+            let to = from.saturating_add(DECODED_ROWS);
+            let decoded = events_in_rows(&batch, from..to);
+            self.batch = Some((batch, to));
+            match decoded {
                 Ok(events) => self.current = events.into_iter(),
                 Err(err) => {
                     let err = DataFusionError::External(Box::new(err));
@@ -93,6 +106,7 @@ pub fn file_rows<'e>(
     }
     Ok(FileRows {
         batches: engine.sql_in_order(&query)?,
+        batch: None,
         current: Vec::new().into_iter(),
     })
 }

@@ -284,7 +284,6 @@ fn check_file_pages_within(
 /// walk of the whole file bounds the whole row group.
 pub struct PageGuard {
     path: PathBuf,
-    file: File,
     metadata: Arc<ParquetMetaData>,
     limits: Limits,
     /// The column chunks by start: (start, end, row group, column).
@@ -315,12 +314,12 @@ impl std::fmt::Debug for PageGuard {
 }
 
 impl PageGuard {
-    /// The guard of the capture at `path`, open as `file`, whose footer is `metadata` (with its
-    /// offset index, when it has one).
-    pub fn new(path: &Path, file: File, metadata: Arc<ParquetMetaData>) -> Self {
+    /// The guard of the capture at `path`, whose footer is `metadata` (with its offset index,
+    /// when it has one). It holds no open file (an analyzer may open thousands of captures):
+    /// a chunk fetched in part is walked from the file opened again.
+    pub fn new(path: &Path, metadata: Arc<ParquetMetaData>) -> Self {
         Self::with_limits(
             path,
-            file,
             metadata,
             Limits {
                 max_page: MAX_PAGE_BYTES,
@@ -329,12 +328,7 @@ impl PageGuard {
         )
     }
 
-    fn with_limits(
-        path: &Path,
-        file: File,
-        metadata: Arc<ParquetMetaData>,
-        limits: Limits,
-    ) -> Self {
+    fn with_limits(path: &Path, metadata: Arc<ParquetMetaData>, limits: Limits) -> Self {
         let mut chunks: Vec<(u64, u64, usize, usize)> = metadata
             .row_groups()
             .iter()
@@ -365,7 +359,6 @@ impl PageGuard {
         let groups = metadata.num_row_groups();
         Self {
             path: path.to_path_buf(),
-            file,
             limits,
             chunks,
             reach,
@@ -415,7 +408,8 @@ impl PageGuard {
                 };
                 self.walk(&fetched, rg_index, column_index, &mut buf)?
             } else {
-                let windowed = Windowed::new(&self.file);
+                let file = crate::reader::open_existing(&self.path)?;
+                let windowed = Windowed::new(&file);
                 windowed.prefetch(
                     &expected_headers(&self.metadata, rg_index, column_index).collect::<Vec<_>>(),
                 );
@@ -905,10 +899,7 @@ mod tests {
             max_page: 4_000,
             max_row_group: MAX_ROW_GROUP_PAGE_BYTES,
         };
-        let guard = || {
-            let input = File::open(&path).expect("open");
-            PageGuard::with_limits(&path, input, Arc::clone(&meta), limits)
-        };
+        let guard = || PageGuard::with_limits(&path, Arc::clone(&meta), limits);
         let bytes = |range: &Range<u64>| &crafted[range.start as usize..range.end as usize];
         let refused = "a page of column addr in row group 17 declares 6000 bytes decompressed; a \
                        capture's pages hold at most 4000";
@@ -982,12 +973,7 @@ mod tests {
             max_page: MAX_PAGE_BYTES,
             max_row_group: first + second - 1,
         };
-        let checks = PageGuard::with_limits(
-            &path,
-            File::open(&path).expect("open"),
-            Arc::clone(&meta),
-            limits,
-        );
+        let checks = PageGuard::with_limits(&path, Arc::clone(&meta), limits);
         let fetch = |column: usize| {
             let (start, len) = meta.row_group(0).column(column).byte_range();
             checks.check_fetched(

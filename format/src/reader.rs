@@ -211,7 +211,6 @@ impl CaptureReader {
             }
             Walk::AsRead => Some(Arc::new(crate::pages::PageGuard::new(
                 path,
-                file,
                 Arc::clone(parquet.metadata()),
             ))),
         };
@@ -425,7 +424,7 @@ impl CaptureReader {
 
 /// Opens a capture for reading: a regular file only, without blocking on a FIFO or a device
 /// (`O_NONBLOCK`, then a check of what was opened).
-fn open_existing(path: &Path) -> Result<File, FormatError> {
+pub(crate) fn open_existing(path: &Path) -> Result<File, FormatError> {
     let io = |source: std::io::Error| match source.kind() {
         ErrorKind::NotFound => FormatError::NotFound {
             path: path.to_path_buf(),

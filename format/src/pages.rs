@@ -148,10 +148,11 @@ impl HeaderSource for Windowed<'_> {
 
 impl HeaderSource for Bytes {
     fn read_into(&self, at: u64, buf: &mut [u8]) -> usize {
-        let start = usize::try_from(at).unwrap_or(usize::MAX).min(self.len());
-        let n = buf.len().min(self.len() - start);
-        buf[..n].copy_from_slice(&self[start..start + n]);
-        n
+        Fetched {
+            start: 0,
+            bytes: self,
+        }
+        .read_into(at, buf)
     }
 }
 
@@ -391,6 +392,8 @@ impl PageGuard {
         }
         let first = self.reach.partition_point(|&reach| reach <= range.start);
         let mut buf = Vec::new();
+        // Opened for the first chunk fetched in part, once for all of them.
+        let mut file: Option<File> = None;
         for &(start, end, rg_index, column_index) in &self.chunks[first..] {
             if start >= range.end {
                 break;
@@ -408,8 +411,11 @@ impl PageGuard {
                 };
                 self.walk(&fetched, rg_index, column_index, &mut buf)?
             } else {
-                let file = crate::reader::open_existing(&self.path)?;
-                let windowed = Windowed::new(&file);
+                let file = match &mut file {
+                    Some(file) => file,
+                    None => file.insert(crate::reader::open_existing(&self.path)?),
+                };
+                let windowed = Windowed::new(file);
                 windowed.prefetch(
                     &expected_headers(&self.metadata, rg_index, column_index).collect::<Vec<_>>(),
                 );

@@ -14,6 +14,7 @@ pub mod bounded;
 pub mod dictcmp;
 pub mod filter;
 pub mod intern;
+pub mod lazy;
 pub mod mapped;
 pub mod pages;
 pub mod results;
@@ -135,8 +136,16 @@ fn damaged_input(err: &DataFusionError) -> Option<&bounded::DamagedInput> {
 pub struct Engine {
     runtime: Runtime,
     ctx: SessionContext,
+    /// The session's tables (which hold the session until the engine is dropped).
+    tables: Arc<lazy::Tables>,
     /// What is queried, for the progress line: "1 file", "12 files".
     what: String,
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.tables.release();
+    }
 }
 
 impl Engine {
@@ -148,6 +157,9 @@ impl Engine {
             .build()
             .map_err(EngineError::Start)?;
         let ctx = session().map_err(EngineError::from_datafusion)?;
+        let tables = runtime
+            .block_on(lazy::Tables::install(&ctx))
+            .map_err(EngineError::from_datafusion)?;
         let numbering = intern::Numbering::new(&ctx.runtime_env().memory_pool);
         for function in udf::all().into_iter().chain([
             mapped::function(),
@@ -165,15 +177,21 @@ impl Engine {
                 for input in inputs.iter().filter(|input| !input.is_remote()) {
                     tables::share_footer(&ctx, input).await?;
                 }
-                views::register(&ctx, &partitions).await?;
-                stacks::register(&ctx, &partitions).await
+                Ok(())
             })
             .map_err(EngineError::from_datafusion)?;
+        views::define(&tables, &partitions);
+        stacks::define(&ctx, &tables, &partitions);
         let what = match inputs.len() {
             1 => "1 file".to_owned(),
             n => format!("{n} files"),
         };
-        Ok(Self { runtime, ctx, what })
+        Ok(Self {
+            runtime,
+            ctx,
+            tables,
+            what,
+        })
     }
 
     /// Plans `query` (a `SET` or `CREATE VIEW` takes effect here), with late materialization

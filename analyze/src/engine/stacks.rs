@@ -30,6 +30,7 @@ use serde::Serialize;
 
 use super::{
     Engine, EngineError,
+    lazy::Tables,
     tables::{CAPTURE_ID, DATE, EVENTS, FILE, HOST},
 };
 
@@ -86,9 +87,9 @@ const NAME: &str = "coalesce(\
      regexp_replace(frame_module, '^.*/', '') || '+0x' || to_hex(frame_offset), \
      '0x' || to_hex(frame_addr))";
 
-/// Registers `folded_name` and the views `frames` and `stacks` over `events` (registered
-/// before), which has the partition columns `partitions` besides `host` and `date`.
-pub async fn register(ctx: &SessionContext, partitions: &[String]) -> Result<()> {
+/// Registers `folded_name` and defines the views `frames` and `stacks` over `events`
+/// (registered before), which has the partition columns `partitions` besides `host` and `date`.
+pub fn define(ctx: &SessionContext, tables: &Tables, partitions: &[String]) {
     ctx.register_udf(ScalarUDF::new_from_impl(FoldedName::new()));
     // Quoted: a partition column may be named like an SQL keyword (`order=1/`).
     let input: Vec<String> = [CAPTURE_ID, HOST, FILE, DATE]
@@ -119,13 +120,16 @@ pub async fn register(ctx: &SessionContext, partitions: &[String]) -> Result<()>
         frame_index = col::FRAME_INDEX,
         source = col::SOURCE,
     );
-    // Planned and registered as views, not run as `CREATE VIEW` (which plans an empty result
-    // too): a millisecond of every command.
+    // Planned as views, not run as `CREATE VIEW` (which plans an empty result too).
     for (name, view) in [(FRAMES, frames), (STACKS, stacks)] {
-        let rows = ctx.sql(&view).await?;
-        ctx.register_table(name, rows.into_view())?;
+        tables.define(
+            name,
+            Box::new(move |ctx| {
+                let view = view.clone();
+                Box::pin(async move { ctx.sql(&view).await })
+            }),
+        );
     }
-    Ok(())
 }
 
 /// One frame of a stack, as `events --stacks` and `stacks --format json` show it.

@@ -15,14 +15,11 @@
 //! filter on `events`.
 
 use arrow::datatypes::DataType;
-use datafusion::{
-    error::Result,
-    logical_expr::{Expr, cast, col, lit},
-    prelude::SessionContext,
-};
+use datafusion::logical_expr::{Expr, cast, col, lit};
 use mmap_format::{event::RowKind, schema::col::*};
 
 use super::{
+    lazy::Tables,
     tables::{CAPTURE_ID, DATE, EVENTS, FILE, HOST},
     udf::Decoder,
 };
@@ -200,13 +197,35 @@ const VIEWS: [View; 4] = [
     },
 ];
 
-/// Registers every view over the table `events` (registered before), which has the partition
+/// Defines every view over the table `events` (registered before), which has the partition
 /// columns `partitions` besides `host` and `date` (they end every view).
-pub async fn register(ctx: &SessionContext, partitions: &[String]) -> Result<()> {
+pub fn define(tables: &Tables, partitions: &[String]) {
     for view in &VIEWS {
-        let kinds = view.kinds.iter().map(|kind| lit(kind.as_str())).collect();
-        let columns = view
-            .columns
+        let partitions = partitions.to_vec();
+        tables.define(
+            view.name,
+            Box::new(move |ctx| {
+                let (kinds, columns) = (view.kinds(), view.columns(&partitions));
+                Box::pin(async move {
+                    ctx.table(EVENTS)
+                        .await?
+                        .filter(col(KIND).in_list(kinds, false))?
+                        .select(columns)
+                })
+            }),
+        );
+    }
+}
+
+impl View {
+    /// The values of `kind` of the view's rows.
+    fn kinds(&self) -> Vec<Expr> {
+        self.kinds.iter().map(|kind| lit(kind.as_str())).collect()
+    }
+
+    /// The view's columns, then the `partitions` columns.
+    fn columns(&self, partitions: &[String]) -> Vec<Expr> {
+        self.columns
             .iter()
             .copied()
             .flatten()
@@ -214,15 +233,9 @@ pub async fn register(ctx: &SessionContext, partitions: &[String]) -> Result<()>
                 Events(name) => col(*name),
                 Derived(name, expr) => expr().alias(*name),
             })
-            .chain(partitions.iter().map(|name| col(name.as_str())));
-        let rows = ctx
-            .table(EVENTS)
-            .await?
-            .filter(col(KIND).in_list(kinds, false))?
-            .select(columns)?;
-        ctx.register_table(view.name, rows.into_view())?;
+            .chain(partitions.iter().map(|name| col(name.as_str())))
+            .collect()
     }
-    Ok(())
 }
 
 fn duration_ns() -> Expr {

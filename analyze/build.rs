@@ -14,6 +14,14 @@ use std::{env, fs, path::PathBuf, process::Command};
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo::rustc-check-cfg=cfg(zstd_contexts)");
+    // zstd's compression contexts kept for reuse (src/zstd_contexts.rs): every call in the
+    // binary to the two functions reaches the wrappers there. GNU ld, gold and lld all know
+    // --wrap.
+    if env::var("CARGO_CFG_TARGET_OS").is_ok_and(|os| os == "linux") {
+        println!("cargo:rustc-cfg=zstd_contexts");
+        println!("cargo:rustc-link-arg-bins=-Wl,--wrap=ZSTD_createCCtx,--wrap=ZSTD_freeCCtx");
+    }
     println!("cargo:rerun-if-env-changed=MMAP_ANALYZE_NO_RELR");
     if env::var_os("MMAP_ANALYZE_NO_RELR").is_some() {
         return;

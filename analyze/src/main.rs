@@ -28,6 +28,8 @@ mod summary;
 mod symbolize;
 mod table;
 mod timespec;
+#[cfg(zstd_contexts)]
+mod zstd_contexts;
 
 /// Replay and query mmap-capture files offline.
 ///

@@ -15,6 +15,10 @@
 //! their defaults, no dictionary) and kept, up to [`KEPT`]; the next context asked for is one
 //! of those. A context that compressed (the writers of `redact`, `extract`, `pack`) is freed as
 //! before, so the pool never holds their megabytes of work space.
+//!
+//! Every context in this binary comes from `ZSTD_createCCtx` (the `zstd` crate's `CCtx::create`,
+//! which parquet and the format crate use); none is a static context (`ZSTD_initStaticCCtx`),
+//! whose memory belongs to its caller and which could not be kept.
 
 use std::sync::Mutex;
 

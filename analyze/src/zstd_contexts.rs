@@ -30,7 +30,7 @@ use zstd::zstd_safe::zstd_sys::{
 /// partition).
 const KEPT: usize = 64;
 
-/// A kept context is at most this large: one that never compressed (about 5 KB here).
+/// A kept context is at most this large: one that never compressed has no work space.
 const SMALL: usize = 64 * 1024;
 
 /// The kept contexts, as addresses (a context may move between threads; it is used by one at

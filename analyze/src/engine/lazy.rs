@@ -57,8 +57,8 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Tables {
-    /// Makes this the default schema of `ctx` (the tables already in it move over).
-    pub async fn install(ctx: &SessionContext) -> Result<Arc<Self>> {
+    /// Makes this the default schema of `ctx`, a new session (its default schema empty).
+    pub fn install(ctx: &SessionContext) -> Result<Arc<Self>> {
         let tables = Arc::new(Self {
             registered: MemorySchemaProvider::new(),
             defined: Mutex::default(),
@@ -76,12 +76,9 @@ impl Tables {
         let Some(catalog) = ctx.catalog(&catalog) else {
             return exec_err!("the session has no catalog {catalog}");
         };
-        if let Some(old) = catalog.register_schema(&schema, tables.clone())? {
-            for name in old.table_names() {
-                if let Some(table) = old.table(&name).await? {
-                    tables.registered.register_table(name, table)?;
-                }
-            }
+        let old = catalog.register_schema(&schema, tables.clone())?;
+        if let Some(name) = old.and_then(|old| old.table_names().pop()) {
+            return exec_err!("the session's schema {schema} already had a table {name}");
         }
         Ok(tables)
     }
@@ -180,7 +177,7 @@ mod tests {
         let ctx = SessionContext::new_with_config(
             datafusion::prelude::SessionConfig::new().with_information_schema(true),
         );
-        let tables = Tables::install(&ctx).await.expect("install");
+        let tables = Tables::install(&ctx).expect("install");
         let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::UInt32, false)]));
         let rows = RecordBatch::try_new(schema, vec![Arc::new(UInt32Array::from(vec![1, 2, 3]))])
             .expect("batch");

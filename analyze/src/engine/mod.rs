@@ -157,9 +157,7 @@ impl Engine {
             .build()
             .map_err(EngineError::Start)?;
         let ctx = session().map_err(EngineError::from_datafusion)?;
-        let tables = runtime
-            .block_on(lazy::Tables::install(&ctx))
-            .map_err(EngineError::from_datafusion)?;
+        let tables = lazy::Tables::install(&ctx).map_err(EngineError::from_datafusion)?;
         let numbering = intern::Numbering::new(&ctx.runtime_env().memory_pool);
         for function in udf::all().into_iter().chain([
             mapped::function(),

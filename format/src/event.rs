@@ -140,6 +140,18 @@ pub mod sources {
     pub const TRACEPOINT_EXIT: &str = "tracepoint_exit";
     /// Rows from eBPF programs attached to raw tracepoints.
     pub const RAW_TRACEPOINT: &str = "raw_tracepoint";
+    /// Rows from eBPF programs attached to the BTF-typed `sys_enter`/`sys_exit` tracepoints
+    /// (tp_btf) (1.6).
+    pub const TP_BTF: &str = "tp_btf";
+    /// Rows from an eBPF program attached to the BTF-typed `sys_exit` tracepoint only: as
+    /// [`TRACEPOINT_EXIT`], the call's time is its exit and `ts_exit_ns` is null (1.6).
+    pub const TP_BTF_EXIT: &str = "tp_btf_exit";
+
+    /// Whether rows of this `source` (or a capture of this `attach_mode`) are calls recorded at
+    /// their exit only: no entry time, no duration.
+    pub fn exit_only(source: &str) -> bool {
+        source == TRACEPOINT_EXIT || source == TP_BTF_EXIT
+    }
     /// Rows from eBPF programs attached to kprobes.
     pub const KPROBE: &str = "kprobe";
     /// Rows from eBPF programs attached with fentry/fexit.

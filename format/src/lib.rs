@@ -63,4 +63,4 @@ pub use error::FormatError;
 /// The format major version this crate writes and reads. A reader refuses other majors.
 pub const FORMAT_MAJOR: u32 = 1;
 /// The format minor version this crate writes. A reader reads every minor of its major.
-pub const FORMAT_MINOR: u32 = 5;
+pub const FORMAT_MINOR: u32 = 6;

@@ -787,7 +787,7 @@ mod tests {
                 .expect("key present")
         };
         assert_eq!(get(keys::FORMAT_MAJOR), "1");
-        assert_eq!(get(keys::FORMAT_MINOR), "5");
+        assert_eq!(get(keys::FORMAT_MINOR), "6");
         assert_eq!(
             get(keys::STACKS),
             r#"{"mode":"dwarf","syscalls":["mmap","brk"],"max_frames":127,"stack_bytes":8192}"#

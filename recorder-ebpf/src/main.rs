@@ -12,10 +12,12 @@
 //! raw tracepoints. Records that do not fit in the ring are counted per CPU with the time window
 //! they fell in, and that window is reported in-band, before the next record of that CPU.
 //!
-//! Four attach modes share the entry/exit logic: syscall tracepoints, raw `sys_enter`/`sys_exit`
-//! tracepoints, and a kprobe or fentry pair on `do_mmap` (the last two see mappings the kernel
-//! makes itself too, such as the ELF segments at exec; they need kernel features some kernels
-//! lack, and user space says which).
+//! The attach modes share the entry/exit logic: syscall tracepoints, raw and BTF-typed (tp_btf)
+//! `sys_enter`/`sys_exit` tracepoints, and a kprobe or fentry pair on `do_mmap` (the last two see
+//! mappings the kernel makes itself too, such as the ELF segments at exec; they need kernel
+//! features some kernels lack, and user space says which). The exit-only modes (syscall
+//! tracepoints or tp_btf `sys_exit`) record each call at its exit alone, its arguments read from
+//! the user registers.
 //!
 //! Nothing is recorded until user space turns recording on (the `RECORDING` map), once every
 //! program is attached; it turns it off before detaching them. Target-set upkeep (following a
@@ -46,8 +48,8 @@ use aya_ebpf::{
     macros::{btf_map, fentry, fexit, kprobe, kretprobe, map, raw_tracepoint},
     maps::{Array, HashMap, PerCpuArray, RingBuf},
     programs::{
-        FEntryContext, FExitContext, ProbeContext, RawTracePointContext, RetProbeContext,
-        TracePointContext,
+        BtfTracePointContext, FEntryContext, FExitContext, ProbeContext, RawTracePointContext,
+        RetProbeContext, TracePointContext,
     },
 };
 use recorder_common::{
@@ -657,8 +659,50 @@ struct StackCtx {
 enum Regs {
     /// bpf_task_pt_regs of the current task (syscall tracepoints).
     Task,
-    /// The `struct pt_regs *` the raw sys_exit tracepoint gets.
+    /// The `struct pt_regs *` the raw sys_exit tracepoint gets (read through probe reads).
     Raw(*const u8),
+    /// The same pointer as a BTF-typed tracepoint (tp_btf) gets it: the verifier knows its
+    /// type, so its fields are read with plain loads.
+    Btf(*const u8),
+}
+
+/// The six argument registers of the current call: di, si, dx, r10, r8, r9. They hold at the
+/// exit what they held at the entry for the calls of the family (only `ax` takes the result).
+#[inline(always)]
+fn user_args(regs: Regs) -> [u64; 6] {
+    match regs {
+        Regs::Btf(regs) => PT_REGS_ARGS.map(|off| btf_u64(regs, off)),
+        Regs::Raw(regs) => PT_REGS_ARGS.map(|off| kread(regs, off).unwrap_or(0)),
+        Regs::Task => {
+            // r10, r9, r8, ax, cx, dx, si, di: one read of struct pt_regs from offset 56, into
+            // a local left uninitialised (zeroing it costs a byte-by-byte memset call in BPF).
+            let mut window = core::mem::MaybeUninit::<[u64; 8]>::uninit();
+            // SAFETY: reads 64 bytes of the current task's pt_regs into a local of that size;
+            // the helper fails cleanly, and then zeroes the destination, on a bad address:
+            // either way all 64 bytes are written.
+            let window = unsafe {
+                let regs = bpf_task_pt_regs(bpf_get_current_task_btf()) as *const u8;
+                generated_read_kernel(
+                    window.as_mut_ptr().cast(),
+                    64,
+                    regs.wrapping_add(PT_REGS_R10 as usize).cast(),
+                );
+                window.assume_init()
+            };
+            [
+                window[7], window[6], window[5], window[0], window[2], window[1],
+            ]
+        }
+    }
+}
+
+/// A u64 field of a BTF-typed kernel pointer, as a plain load (the verifier turns it into a
+/// checked load that reads 0 from a bad address).
+#[inline(always)]
+fn btf_u64(base: *const u8, offset: u32) -> u64 {
+    // SAFETY: `base` is a tp_btf argument of a known struct type and `offset` one of its u64
+    // fields; the verifier checks the access against the type.
+    unsafe { core::ptr::read_volatile(base.wrapping_add(offset as usize).cast::<u64>()) }
 }
 
 /// Does this call get a stack? The configuration is read-only after load, so the verifier
@@ -725,7 +769,7 @@ fn exit(ret: i64, stack: Option<StackCtx>) {
 /// an mmap's file is its fd's file at exit. There is no entry time: the record carries
 /// `record_flags::EXIT_ONLY` and the exit time in both times.
 #[inline(always)]
-fn exit_only(nr: u64, ret: i64, ctx: *mut c_void) {
+fn exit_only(nr: u64, ret: i64, ctx: *mut c_void, regs: Regs) {
     if !recording() {
         return;
     }
@@ -745,27 +789,7 @@ fn exit_only(nr: u64, ret: i64, ctx: *mut c_void) {
     head.flags = record_flags::EXIT_ONLY;
     head.ts_exit_ns = head.ts_enter_ns;
     head.ret = ret;
-    // r10, r9, r8, ax, cx, dx, si, di: one read of struct pt_regs from offset 56, into a
-    // local left uninitialised (zeroing it costs a byte-by-byte memset call in BPF).
-    let mut window = core::mem::MaybeUninit::<[u64; 8]>::uninit();
-    // SAFETY: reads 64 bytes of the current task's pt_regs into a local of that size; the
-    // helper fails cleanly, and then zeroes the destination, on a bad address: either way all
-    // 64 bytes are written.
-    let window = unsafe {
-        let regs = bpf_task_pt_regs(bpf_get_current_task_btf()) as *const u8;
-        generated_read_kernel(
-            window.as_mut_ptr().cast(),
-            64,
-            regs.wrapping_add(PT_REGS_R10 as usize).cast(),
-        );
-        window.assume_init()
-    };
-    set_args(
-        head,
-        &[
-            window[7], window[6], window[5], window[0], window[2], window[1],
-        ],
-    );
+    set_args(head, &user_args(regs));
     if let FileArg::Fd(fd) = file_arg(kind, &head.args) {
         let file = file_of_fd(current_task(), fd).unwrap_or_default();
         if !file.is_null() {
@@ -773,13 +797,7 @@ fn exit_only(nr: u64, ret: i64, ctx: *mut c_void) {
         }
     }
     if wants_stack(s.rec.head.event) {
-        send_with_stack(
-            s,
-            StackCtx {
-                ctx,
-                regs: Regs::Task,
-            },
-        );
+        send_with_stack(s, StackCtx { ctx, regs });
     } else {
         submit(&s.rec, false);
     }
@@ -826,7 +844,7 @@ fn send_with_stack(s: &mut Scratch, stack: StackCtx) {
     };
     // The user registers: the same at exit as at entry for these calls.
     let regs: *const u8 = match stack.regs {
-        Regs::Raw(regs) => regs,
+        Regs::Raw(regs) | Regs::Btf(regs) => regs,
         // SAFETY: helpers without preconditions; the pointer is only read through probe reads.
         Regs::Task => unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) as *const u8 },
     };
@@ -1063,7 +1081,7 @@ pub fn sys_enter_brk(ctx: *mut c_void) -> u32 {
 pub fn sys_exit_only(ctx: *mut c_void) -> u32 {
     let tp = TracePointContext::new(ctx);
     let nr = tp_u64(&tp, 8) & 0xffff_ffff;
-    exit_only(nr, tp_u64(&tp, 16) as i64, ctx);
+    exit_only(nr, tp_u64(&tp, 16) as i64, ctx, Regs::Task);
     1
 }
 
@@ -1114,11 +1132,7 @@ pub fn raw_sys_enter(ctx: RawTracePointContext) -> i32 {
     let Some(kind) = family_call(ctx.arg(1)) else {
         return 0;
     };
-    let regs: *const u8 = ctx.arg(0);
-    let mut args = [0u64; 6];
-    for (i, off) in PT_REGS_ARGS.iter().enumerate() {
-        args[i] = kread(regs, *off).unwrap_or(0);
-    }
+    let args = user_args(Regs::Raw(ctx.arg(0)));
     enter(kind, args, file_arg(kind, &args));
     0
 }
@@ -1134,6 +1148,56 @@ pub fn raw_sys_exit(ctx: RawTracePointContext) -> i32 {
         };
         exit(ctx.arg::<i64>(1), Some(stack));
     }
+    0
+}
+
+// ---- BTF-typed sys_enter / sys_exit (tp_btf) ---------------------------------------------
+//
+// The same two tracepoints as the raw ones, attached as BPF_TRACE_RAW_TP tracing programs: the
+// verifier knows `regs` is a `struct pt_regs *`, so the registers are plain loads, where a raw
+// tracepoint reads each through bpf_probe_read_kernel. They run for every system call of the
+// host, as the raw ones do, and skip the syscall tracepoints' per-call work (the perf trace
+// buffer and the copy of the arguments into it). Their return value is ignored.
+
+#[unsafe(no_mangle)]
+#[unsafe(link_section = "tp_btf/sys_enter")]
+pub fn btf_sys_enter(ctx: *mut c_void) -> i32 {
+    let ctx = BtfTracePointContext::new(ctx);
+    let Some(kind) = family_call(ctx.arg(1)) else {
+        return 0;
+    };
+    let args = user_args(Regs::Btf(ctx.arg(0)));
+    enter(kind, args, file_arg(kind, &args));
+    0
+}
+
+#[unsafe(no_mangle)]
+#[unsafe(link_section = "tp_btf/sys_exit")]
+pub fn btf_sys_exit(ctx: *mut c_void) -> i32 {
+    let tp = BtfTracePointContext::new(ctx);
+    let regs: *const u8 = tp.arg(0);
+    if family_call(btf_u64(regs, PT_REGS_ORIG_AX)).is_some() {
+        let stack = StackCtx {
+            ctx,
+            regs: Regs::Btf(regs),
+        };
+        exit(tp.arg::<i64>(1), Some(stack));
+    }
+    0
+}
+
+/// The exit-only program on the BTF-typed sys_exit (`--attach tp-btf-exit`).
+#[unsafe(no_mangle)]
+#[unsafe(link_section = "tp_btf/sys_exit")]
+pub fn btf_sys_exit_only(ctx: *mut c_void) -> i32 {
+    let tp = BtfTracePointContext::new(ctx);
+    let regs: *const u8 = tp.arg(0);
+    exit_only(
+        btf_u64(regs, PT_REGS_ORIG_AX),
+        tp.arg::<i64>(1),
+        ctx,
+        Regs::Btf(regs),
+    );
     0
 }
 

@@ -5,7 +5,7 @@ use std::{path::Path, sync::Arc};
 use aya::{
     Btf, Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, PerCpuArray},
-    programs::{FEntry, FExit, KProbe, ProgramError, RawTracePoint, TracePoint},
+    programs::{BtfTracePoint, FEntry, FExit, KProbe, ProgramError, RawTracePoint, TracePoint},
 };
 use mmap_format::{event::sources, metadata::Counters};
 use recorder_common::{COMM_LEN, Config, KernelOffsets, LossWindow, counters, recording};
@@ -27,6 +27,11 @@ pub enum AttachMode {
     TracepointExit,
     /// raw sys_enter/sys_exit: every system call runs the programs, which filter by number.
     RawTracepoint,
+    /// BTF-typed sys_enter/sys_exit (tp_btf): as `RawTracepoint`, with the registers read by
+    /// plain loads (needs BTF).
+    TpBtf,
+    /// BTF-typed sys_exit only: as `TracepointExit`, on the tp_btf sys_exit (needs BTF).
+    TpBtfExit,
     /// kprobe + kretprobe on do_mmap: also mappings the kernel makes itself (exec).
     Kprobe,
     /// fentry + fexit on do_mmap (BPF trampolines): the cheapest hook, also kernel mappings.
@@ -41,16 +46,20 @@ impl AttachMode {
             Self::Tracepoint => sources::TRACEPOINT,
             Self::TracepointExit => sources::TRACEPOINT_EXIT,
             Self::RawTracepoint => sources::RAW_TRACEPOINT,
+            Self::TpBtf => sources::TP_BTF,
+            Self::TpBtfExit => sources::TP_BTF_EXIT,
             Self::Kprobe => sources::KPROBE,
             Self::Fentry => sources::FENTRY,
         }
     }
 
     /// What `--attach auto` tries, best first: the syscall tracepoints fire only for the family's
-    /// calls; the raw sys_enter/sys_exit tracepoints need no tracefs but run for every system
-    /// call. kprobe and fentry are not candidates: they hook do_mmap, a different set of events
-    /// (mmap only, including mappings the kernel makes itself), so they are chosen explicitly.
-    pub const AUTO_ORDER: [Self; 2] = [Self::Tracepoint, Self::RawTracepoint];
+    /// calls; the BTF-typed and raw sys_enter/sys_exit tracepoints need no tracefs but run for
+    /// every system call (the BTF-typed ones read the registers with plain loads, the raw ones
+    /// through probe reads). The exit-only modes record no durations, so they are chosen
+    /// explicitly, as are kprobe and fentry: they hook do_mmap, a different set of events (mmap
+    /// only, including mappings the kernel makes itself).
+    pub const AUTO_ORDER: [Self; 3] = [Self::Tracepoint, Self::TpBtf, Self::RawTracepoint];
 }
 
 /// Syscall tracepoints (program, tracepoint) of the tracepoint mode.
@@ -279,6 +288,13 @@ impl Probes {
                     self.attached.push(program);
                 }
             }
+            AttachMode::TpBtf => self.attach_btf_tracepoints(
+                mode,
+                &[("btf_sys_enter", "sys_enter"), ("btf_sys_exit", "sys_exit")],
+            )?,
+            AttachMode::TpBtfExit => {
+                self.attach_btf_tracepoints(mode, &[("btf_sys_exit_only", "sys_exit")])?
+            }
             AttachMode::Kprobe => {
                 // Load first: the verifier checks the programs even where they cannot attach.
                 for program in ["kprobe_do_mmap", "kretprobe_do_mmap"] {
@@ -350,6 +366,27 @@ impl Probes {
         Ok(())
     }
 
+    /// Loads each (program, tracepoint) pair's program of `mode` as a BTF-typed tracepoint
+    /// (tp_btf) of that tracepoint and attaches it.
+    fn attach_btf_tracepoints(
+        &mut self,
+        mode: AttachMode,
+        pairs: &[(&'static str, &'static str)],
+    ) -> Result<(), ProbeError> {
+        let btf = Btf::from_sys_fs().map_err(|e| ProbeError::Unsupported {
+            mode,
+            reason: format!("needs the kernel's BTF (/sys/kernel/btf/vmlinux): {e}"),
+        })?;
+        for &(program, point) in pairs {
+            let prog: &mut BtfTracePoint = self.program(program)?;
+            prog.load(point, &btf).map_err(load_error(program))?;
+            prog.attach()
+                .map_err(attach_error(program, format!("tp_btf {point}")))?;
+            self.attached.push(program);
+        }
+        Ok(())
+    }
+
     /// Attaches in the `wanted` mode, or (auto, `None`) in the first mode of
     /// [`AttachMode::AUTO_ORDER`] that works, saying why better modes did not.
     pub fn attach_chosen(
@@ -402,6 +439,7 @@ impl Probes {
             let _ = match self.ebpf.program_mut(name) {
                 Some(Program::TracePoint(p)) => p.unload(),
                 Some(Program::RawTracePoint(p)) => p.unload(),
+                Some(Program::BtfTracePoint(p)) => p.unload(),
                 Some(Program::KProbe(p)) => p.unload(),
                 Some(Program::FEntry(p)) => p.unload(),
                 Some(Program::FExit(p)) => p.unload(),
@@ -602,8 +640,20 @@ mod tests {
     #[test]
     fn auto_order_prefers_syscall_tracepoints_and_never_picks_do_mmap_hooks() {
         assert_eq!(AttachMode::AUTO_ORDER[0], AttachMode::Tracepoint);
-        assert!(!AttachMode::AUTO_ORDER.contains(&AttachMode::Kprobe));
-        assert!(!AttachMode::AUTO_ORDER.contains(&AttachMode::Fentry));
+        // Without tracefs, the BTF-typed tracepoints before the raw ones (plain loads).
+        assert_eq!(
+            AttachMode::AUTO_ORDER[1..],
+            [AttachMode::TpBtf, AttachMode::RawTracepoint]
+        );
+        // Auto never gives up durations or the system-call view.
+        for mode in [
+            AttachMode::TracepointExit,
+            AttachMode::TpBtfExit,
+            AttachMode::Kprobe,
+            AttachMode::Fentry,
+        ] {
+            assert!(!AttachMode::AUTO_ORDER.contains(&mode), "{mode:?}");
+        }
     }
 
     #[test]

@@ -495,7 +495,7 @@ fn syscall_name(s: Syscall) -> &'static str {
 /// The exit time of a call row: `ts_exit`, or for a call recorded at its exit only (`source`
 /// `tracepoint_exit`) `ts`, its `ts_exit` being null (checked).
 pub fn exit_time(ev: &Event<'_>) -> i64 {
-    if ev.source.as_deref() == Some(sources::TRACEPOINT_EXIT) {
+    if ev.source.as_deref().is_some_and(sources::exit_only) {
         assert_eq!(
             ev.ts_exit_ns, None,
             "an exit-only call has no ts_exit: {ev:?}"

@@ -45,7 +45,7 @@ impl Calls {
         let where_clause = filter.where_clause(&engine, "calls", &span)?;
         let exit_only_files = readers
             .iter()
-            .filter(|r| r.metadata().attach_mode == sources::TRACEPOINT_EXIT)
+            .filter(|r| sources::exit_only(&r.metadata().attach_mode))
             .count();
         Ok(Self {
             engine,

@@ -607,7 +607,7 @@ fn write_table(out: &mut impl Write, info: &Info) -> std::io::Result<()> {
             ("targets", targets.join("; ")),
             (
                 "attach mode",
-                if capture.attach_mode == sources::TRACEPOINT_EXIT {
+                if sources::exit_only(&capture.attach_mode) {
                     format!(
                         "{} (calls recorded at their exit only: no durations)",
                         capture.attach_mode

@@ -610,10 +610,12 @@ impl Redactor {
 /// Words of the recorder's command line that stay: its subcommand.
 const RECORDER_WORDS: [&str; 1] = ["record"];
 
-const KNOWN_SOURCES: [&str; 10] = [
+const KNOWN_SOURCES: [&str; 12] = [
     sources::TRACEPOINT,
     sources::TRACEPOINT_EXIT,
     sources::RAW_TRACEPOINT,
+    sources::TP_BTF,
+    sources::TP_BTF_EXIT,
     sources::KPROBE,
     sources::FENTRY,
     sources::PROC_MAPS_START,

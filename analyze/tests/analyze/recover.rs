@@ -89,13 +89,13 @@ fn a_crashed_capture_is_completed_and_then_readable() {
     .expect("summary JSON");
     assert_eq!(summary["events"], 5);
     assert_eq!(summary["files"][0]["recovered"], true);
-    assert_eq!(summary["files"][0]["format_version"], "1.5");
+    assert_eq!(summary["files"][0]["format_version"], "1.6");
     assert_eq!(
         summary["counters"]["emitted"], 5,
         "the last journaled metadata"
     );
     let table = run_ok(["summary".as_ref(), path.as_os_str()]);
-    assert!(table.contains("1.5 (recovered)"), "{table}");
+    assert!(table.contains("1.6 (recovered)"), "{table}");
 
     // A second run finds it complete.
     let again = run_ok(["recover".as_ref(), path.as_os_str()]);

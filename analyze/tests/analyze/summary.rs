@@ -204,7 +204,7 @@ fn json_counts_by_kind_and_loss_windows() {
         }])
     );
     let file = &s["files"][0];
-    assert_eq!(file["format_version"], "1.5");
+    assert_eq!(file["format_version"], "1.6");
     assert_eq!(file["page_size"], 4096);
     assert_eq!(file["segment_index"], 0);
     assert_eq!(file["capture_id"], "c0ffee00-0000-4000-8000-000000000001");

@@ -180,7 +180,7 @@ fn parquet_layout_is_the_documented_one() {
             .expect("value")
     };
     assert_eq!(value(keys::FORMAT_MAJOR), "1");
-    assert_eq!(value(keys::FORMAT_MINOR), "5");
+    assert_eq!(value(keys::FORMAT_MINOR), "6");
     assert_eq!(value(keys::CAPTURE_START), "2026-01-01T00:00:00.123456789Z");
     assert_eq!(
         value(keys::TARGETS),

@@ -114,7 +114,13 @@ fn fp_stacks_start_at_the_wrapper_and_name_its_caller() {
         return;
     }
     let inner = range_of(stack_probe_inner as *const () as usize, "stack_probe_inner");
-    for attach in [AttachMode::Tracepoint, AttachMode::RawTracepoint] {
+    for attach in [
+        AttachMode::Tracepoint,
+        AttachMode::TracepointExit,
+        AttachMode::RawTracepoint,
+        AttachMode::TpBtf,
+        AttachMode::TpBtfExit,
+    ] {
         let item = record_own_call(stack_mode::FP, attach);
         let rec = RecordRef::decode(&item).expect("decodes");
         let stack = rec.stack.expect("the record has a stack");
@@ -155,7 +161,13 @@ fn dwarf_stacks_copy_the_stack_from_sp_with_the_callers_return_addresses() {
     }
     let inner = range_of(stack_probe_inner as *const () as usize, "stack_probe_inner");
     let outer = range_of(stack_probe_outer as *const () as usize, "stack_probe_outer");
-    for attach in [AttachMode::Tracepoint, AttachMode::RawTracepoint] {
+    for attach in [
+        AttachMode::Tracepoint,
+        AttachMode::TracepointExit,
+        AttachMode::RawTracepoint,
+        AttachMode::TpBtf,
+        AttachMode::TpBtfExit,
+    ] {
         let item = record_own_call(stack_mode::DWARF, attach);
         let rec = RecordRef::decode(&item).expect("decodes");
         let stack = rec.stack.expect("the record has a stack");

@@ -237,7 +237,12 @@ fn tracefs_for(attach: Option<AttachMode>) -> anyhow::Result<bool> {
             true
         }
         None => preflight::ensure_tracefs().is_ok(),
-        Some(AttachMode::RawTracepoint | AttachMode::Fentry) => false,
+        Some(
+            AttachMode::RawTracepoint
+            | AttachMode::TpBtf
+            | AttachMode::TpBtfExit
+            | AttachMode::Fentry,
+        ) => false,
     })
 }
 
@@ -255,7 +260,8 @@ pub(super) fn stack_plan(args: &RecordArgs) -> anyhow::Result<Option<StackPlan>>
     };
     if let Some(AttachMode::Kprobe | AttachMode::Fentry) = args.attach.into() {
         bail!(
-            "--stacks needs --attach tracepoint, tracepoint-exit or raw-tracepoint (or auto): the kprobe and \
+            "--stacks needs --attach tracepoint, tracepoint-exit, raw-tracepoint, tp-btf or tp-btf-exit \
+             (or auto): the kprobe and \
              fentry modes hook do_mmap, which the kernel also calls for itself, and take no user \
              stacks"
         );

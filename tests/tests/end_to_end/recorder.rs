@@ -262,6 +262,24 @@ fn raw_tracepoint_mode_records_the_same_calls() {
     record_family_in_mode(dir.path(), "raw-tracepoint");
 }
 
+#[test]
+#[ignore = "needs root"]
+fn tp_btf_mode_records_the_same_calls() {
+    require_root!();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, events, _, _) = record_family_in_mode(dir.path(), "tp-btf");
+    // Entry and exit: every call of the workload has both times.
+    for call in events
+        .iter()
+        .filter(|e| e.kind == RowKind::Syscall && e.comm == "mmap-workload")
+    {
+        assert!(
+            call.ts_exit_ns.is_some_and(|exit| exit >= call.ts_ns),
+            "{call:?}"
+        );
+    }
+}
+
 /// Records `mmap-workload --family` into DIR/family.parquet with `--attach attach` and checks
 /// that the recorder says the mode, the capture names it (`-` as `_`), every call row has it as
 /// its `source`, and every call the workload reports (its set and the family's) is there, field
@@ -295,8 +313,20 @@ fn record_family_in_mode(
 #[ignore = "needs root"]
 fn exit_only_mode_records_the_same_calls_without_durations() {
     require_root!();
+    exit_only_mode_records_the_same_calls("tracepoint-exit");
+}
+
+/// `--attach tp-btf-exit`: as `--attach tracepoint-exit`, on the BTF-typed sys_exit.
+#[test]
+#[ignore = "needs root"]
+fn tp_btf_exit_mode_records_the_same_calls_without_durations() {
+    require_root!();
+    exit_only_mode_records_the_same_calls("tp-btf-exit");
+}
+
+fn exit_only_mode_records_the_same_calls(attach: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (meta, events, report, slack) = record_family_in_mode(dir.path(), "tracepoint-exit");
+    let (meta, events, report, slack) = record_family_in_mode(dir.path(), attach);
     assert_eq!(meta.counters.lost(), 0, "{:?}", meta.counters);
     let calls: Vec<_> = events
         .iter()

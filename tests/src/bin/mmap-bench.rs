@@ -8,6 +8,8 @@
 //!   programs, which only filter (the cost paid by processes you do not record).
 //! - `recorded`: the recorder attached with the loop's process as its target: every call is
 //!   recorded.
+//! - with `--also MODE,...`: `filtered` and `recorded` again with `--attach MODE` for each mode
+//!   given (`--exit-only` is `--also tracepoint-exit`).
 //! - with `--stacks fp,dwarf`: `recorded` again with `--stacks MODE` for each mode given (the
 //!   user call stack of every call, see docs/PERFORMANCE.md for what the loop's stacks are).
 //!
@@ -71,14 +73,28 @@ struct Args {
     /// (`tracepoint`, `raw-tracepoint`, ...); default: the recorder's own choice.
     #[arg(long, value_name = "MODE")]
     attach: Option<String>,
-    /// Also time the filtered and recorded loops with `--attach tracepoint-exit` (calls recorded
-    /// at their exit only, no durations) in every round, beside the default mode.
-    #[arg(long, conflicts_with = "attach")]
+    /// Also time the filtered and recorded loops with each of these `--attach` modes in every
+    /// round, beside the default mode (`tracepoint-exit,tp-btf,tp-btf-exit`, ...).
+    #[arg(long, value_name = "MODE", value_delimiter = ',')]
+    also: Vec<String>,
+    /// The same as `--also tracepoint-exit` (calls recorded at their exit only, no durations).
+    #[arg(long)]
     exit_only: bool,
     /// Also record the whole host while `make -j` compiles N generated C files with `cc -O2 -g`
     /// (needs make and cc), and report the capture's rows, loss and bytes per row. 0: no compile.
     #[arg(long, value_name = "N", default_value_t = 0)]
     compile: u32,
+}
+
+/// The loops timed under one `--also` mode: ns per pair of each round.
+#[derive(Default)]
+struct AlsoRuns {
+    filtered: Vec<f64>,
+    recorded: Vec<f64>,
+    filtered_t: Vec<f64>,
+    recorded_t: Vec<f64>,
+    filtered_o: Vec<f64>,
+    recorded_o: Vec<f64>,
 }
 
 /// What the recorder process used, from `wait4`.
@@ -125,11 +141,11 @@ fn child_loops<T>(
     args: &Args,
     touched: bool,
     attach: impl FnOnce(u32) -> anyhow::Result<T>,
-) -> anyhow::Result<(f64, Option<f64>, T)> {
+) -> anyhow::Result<(f64, Option<Extra>, T)> {
     let mut cmd = Command::new(sibling("mmap-workload")?);
     cmd.args(["--pairs", &args.calls.to_string(), "--wait-stdin"]);
     if touched {
-        cmd.arg("--touched");
+        cmd.args(["--touched", "--other"]);
     }
     let mut child = cmd
         .stdin(Stdio::piped())
@@ -163,8 +179,34 @@ fn child_loops<T>(
             .with_context(|| format!("no timing from mmap-workload: {stderr}"))
     };
     let untouched = timing(false)?;
-    let touched = if touched { Some(timing(true)?) } else { None };
-    Ok((untouched, touched, held))
+    let extra = if touched {
+        let other = stderr
+            .lines()
+            .find_map(|line| {
+                line.strip_prefix("mmap-workload: ")?
+                    .split_once(" other calls (getppid), ")?
+                    .1
+                    .strip_suffix(" ns per call")?
+                    .parse()
+                    .ok()
+            })
+            .with_context(|| format!("no getppid timing from mmap-workload: {stderr}"))?;
+        Some(Extra {
+            touched: timing(true)?,
+            other,
+        })
+    } else {
+        None
+    };
+    Ok((untouched, extra, held))
+}
+
+/// The loops a child times after the untouched one: the touched loop (ns per pair) and the
+/// getppid loop (ns per call).
+#[derive(Clone, Copy)]
+struct Extra {
+    touched: f64,
+    other: f64,
 }
 
 /// (touched, ns per pair) of a timing line of `mmap-workload --pairs`.
@@ -207,6 +249,8 @@ fn start_recorder(
         .args(
             args.attach
                 .iter()
+                // An --also mode's own --attach (in `extra`) replaces --attach.
+                .filter(|_| !extra.contains(&"--attach"))
                 .flat_map(|mode| ["--attach", mode.as_str()]),
         )
         .args(extra)
@@ -239,13 +283,13 @@ fn start_recorder(
 
 /// Times both loops (untouched, touched) in a child under a recorder started with `extra`, whose
 /// target is the child when `record_loop` (recorded) and another process otherwise (filtered,
-/// `--pid 1`); then stops it. (ns per pair, touched ns per pair, the recorder's usage.)
+/// `--pid 1`); then stops it. (ns per pair, the touched and getppid loops, the recorder's usage.)
 fn under_recorder(
     args: &Args,
     out: &std::path::Path,
     record_loop: bool,
     extra: &[&str],
-) -> anyhow::Result<(f64, Option<f64>, Usage)> {
+) -> anyhow::Result<(f64, Option<Extra>, Usage)> {
     let (ns, touched, (rec, _)) = child_loops(args, true, |pid| {
         start_recorder(args, Some(if record_loop { pid } else { 1 }), out, extra)
     })?;
@@ -492,10 +536,13 @@ fn main() -> anyhow::Result<()> {
     // The same three modes with the page touched, timed right after the untouched loop under
     // the same recorder.
     let (mut base_t, mut filtered_t, mut recorded_t) = (vec![], vec![], vec![]);
-    // With --exit-only: filtered and recorded with --attach tracepoint-exit, then page touched.
-    let (mut filtered_x, mut recorded_x) = (vec![], vec![]);
-    let (mut filtered_xt, mut recorded_xt) = (vec![], vec![]);
-    const EXIT_ONLY: [&str; 2] = ["--attach", "tracepoint-exit"];
+    // And the getppid loop after them (ns per call).
+    let (mut base_o, mut filtered_o, mut recorded_o) = (vec![], vec![], vec![]);
+    // With --also: filtered and recorded with each mode, untouched and page touched.
+    if args.exit_only && !args.also.iter().any(|m| m == "tracepoint-exit") {
+        args.also.push("tracepoint-exit".to_owned());
+    }
+    let mut also: Vec<AlsoRuns> = args.also.iter().map(|_| AlsoRuns::default()).collect();
     // Recorder CPU time: of a run that records nothing (start-up, attach, detach, idle drain),
     // and (CPU, rows) of each recording run.
     let (mut idle_cpu, mut recorded_cpu) = (Vec::new(), Vec::<(f64, u64)>::new());
@@ -505,35 +552,44 @@ fn main() -> anyhow::Result<()> {
     let mut with_stacks: Vec<Vec<StackRun>> = args.stacks.iter().map(|_| Vec::new()).collect();
     for round in 0..args.rounds {
         // Rotate the order of the modes so no mode always runs first.
-        let modes = if args.exit_only { 5 } else { 3 };
+        let modes = 3 + 2 * also.len();
         for mode in (0..modes).map(|i| (i + round) % modes) {
             match mode {
                 0 => {
                     let (ns, touched, ()) = child_loops(&args, true, |_| Ok(()))?;
                     base.push(ns);
-                    base_t.extend(touched);
+                    base_t.extend(touched.map(|e| e.touched));
+                    base_o.extend(touched.map(|e| e.other));
                 }
                 1 => {
                     let (ns, touched, usage) = under_recorder(&args, &out, false, &[])?;
                     filtered.push(ns);
-                    filtered_t.extend(touched);
+                    filtered_t.extend(touched.map(|e| e.touched));
+                    filtered_o.extend(touched.map(|e| e.other));
                     idle_cpu.push(usage.cpu_ns);
                 }
-                3 => {
-                    let (ns, touched, _) = under_recorder(&args, &out, false, &EXIT_ONLY)?;
-                    filtered_x.push(ns);
-                    filtered_xt.extend(touched);
+                3.. => {
+                    let k = (mode - 3) / 2;
+                    let record = (mode - 3) % 2 == 1;
+                    let attach = ["--attach", args.also[k].as_str()];
+                    let (ns, touched, _) = under_recorder(&args, &out, record, &attach)?;
+                    let runs = &mut also[k];
+                    if record {
+                        runs.recorded.push(ns);
+                        runs.recorded_t.extend(touched.map(|e| e.touched));
+                        runs.recorded_o.extend(touched.map(|e| e.other));
+                        kept_every_call(&args, &out, round)?;
+                    } else {
+                        runs.filtered.push(ns);
+                        runs.filtered_t.extend(touched.map(|e| e.touched));
+                        runs.filtered_o.extend(touched.map(|e| e.other));
+                    }
                 }
-                4 => {
-                    let (ns, touched, _) = under_recorder(&args, &out, true, &EXIT_ONLY)?;
-                    recorded_x.push(ns);
-                    recorded_xt.extend(touched);
-                    kept_every_call(&args, &out, round)?;
-                }
-                _ => {
+                2 => {
                     let (ns, touched, usage) = under_recorder(&args, &out, true, &[])?;
                     recorded.push(ns);
-                    recorded_t.extend(touched);
+                    recorded_t.extend(touched.map(|e| e.touched));
+                    recorded_o.extend(touched.map(|e| e.other));
                     recorded_rss.push(usage.max_rss_kib as f64);
                     let rows = kept_every_call(&args, &out, round)?;
                     recorded_cpu.push((usage.cpu_ns, rows));
@@ -560,15 +616,15 @@ fn main() -> anyhow::Result<()> {
             });
             eprintln!("round {}: --stacks {mode}: {ns:.0} ns per pair", round + 1);
         }
-        if args.exit_only {
+        for (mode, runs) in args.also.iter().zip(&also) {
             eprintln!(
-                "round {}: exit-only: filtered {:.0} ns, recorded {:.0} ns per pair; page \
+                "round {}: --attach {mode}: filtered {:.0} ns, recorded {:.0} ns per pair; page \
                  touched: {:.0}, {:.0} ns",
                 round + 1,
-                filtered_x[round],
-                recorded_x[round],
-                filtered_xt[round],
-                recorded_xt[round],
+                runs.filtered[round],
+                runs.recorded[round],
+                runs.filtered_t[round],
+                runs.recorded_t[round],
             );
         }
         eprintln!(
@@ -656,23 +712,24 @@ fn main() -> anyhow::Result<()> {
             mm - btm
         );
     }
-    // The exit-only rows, against the same baselines: (label, runs, baseline, baseline min).
-    let mut exit_only_json = serde_json::Map::new();
-    if args.exit_only {
+    // The --also rows, against the same baselines: (label, runs, baseline, baseline min).
+    let mut also_json = serde_json::Map::new();
+    for (mode, runs) in args.also.iter().zip(&mut also) {
+        let mut json = serde_json::Map::new();
         for (label, key, runs, base_ns, base_min) in [
-            ("filtered, exit-only", "filtered_ns", &mut filtered_x, b, bm),
-            ("recorded, exit-only", "recorded_ns", &mut recorded_x, b, bm),
+            ("filtered", "filtered_ns", &mut runs.filtered, b, bm),
+            ("recorded", "recorded_ns", &mut runs.recorded, b, bm),
             (
-                "filtered, exit-only, page touched",
+                "filtered, page touched",
                 "filtered_touched_ns",
-                &mut filtered_xt,
+                &mut runs.filtered_t,
                 bt,
                 btm,
             ),
             (
-                "recorded, exit-only, page touched",
+                "recorded, page touched",
                 "recorded_touched_ns",
-                &mut recorded_xt,
+                &mut runs.recorded_t,
                 bt,
                 btm,
             ),
@@ -680,14 +737,14 @@ fn main() -> anyhow::Result<()> {
             let least = min(runs);
             let m = median(runs);
             println!(
-                "| {label} (`--attach tracepoint-exit`) | {m:.0} | {:+.0} | {:.2} | {least:.0} | \
-                 {:+.0} | |",
+                "| {label}, `--attach {mode}` | {m:.0} | {:+.0} | {:.2} | {least:.0} | {:+.0} | |",
                 m - base_ns,
                 m / base_ns,
                 least - base_min
             );
-            exit_only_json.insert(key.to_owned(), m.into());
+            json.insert(key.to_owned(), m.into());
         }
+        also_json.insert(mode.clone(), json.into());
     }
     if let Some(fl) = &flooded {
         println!(
@@ -713,6 +770,27 @@ fn main() -> anyhow::Result<()> {
             min(&ns),
             min(&ns) - bm
         );
+    }
+    // The getppid loop: what each mode costs the system calls it does not record.
+    println!();
+    println!("| mode | getppid, median ns per call | added |");
+    println!("|---|---|---|");
+    let bo = median(&mut base_o);
+    println!("| baseline | {bo:.1} | |");
+    let mut other_json = serde_json::json!({ "baseline_ns": bo });
+    let default_mode = args.attach.as_deref().unwrap_or("default");
+    let mut other_rows: Vec<(String, &mut Vec<f64>)> = vec![
+        (format!("filtered, `{default_mode}`"), &mut filtered_o),
+        (format!("recorded, `{default_mode}`"), &mut recorded_o),
+    ];
+    for (mode, runs) in args.also.iter().zip(&mut also) {
+        other_rows.push((format!("filtered, `--attach {mode}`"), &mut runs.filtered_o));
+        other_rows.push((format!("recorded, `--attach {mode}`"), &mut runs.recorded_o));
+    }
+    for (label, runs) in other_rows {
+        let m = median(runs);
+        println!("| {label} | {m:.1} | {:+.1} |", m - bo);
+        other_json[label.replace('`', "")] = m.into();
     }
     println!();
     println!(
@@ -783,7 +861,8 @@ fn main() -> anyhow::Result<()> {
                     "baseline_ns": bt, "filtered_ns": ft, "recorded_ns": rt,
                     "baseline_min_ns": btm, "filtered_min_ns": ftm, "recorded_min_ns": rtm,
                 },
-                "exit_only": args.exit_only.then_some(exit_only_json),
+                "also": also_json,
+                "getppid": other_json,
                 "recorder_cpu_ns_per_record": c,
                 "recorder_max_rss_kib": rss, "recorder_max_rss_kib_max": max_rss,
                 "flood": flooded.as_ref().map(|fl| serde_json::json!({

@@ -43,6 +43,10 @@ struct Args {
     /// a line or is closed before the timed loops, so a recorder can attach in between.
     #[arg(long, requires = "pairs")]
     wait_stdin: bool,
+    /// With --pairs: then as many getppid calls (a system call outside the mmap family), timed
+    /// apart: what a recorder costs the calls it does not record.
+    #[arg(long, requires = "pairs")]
+    other: bool,
     /// Only fork this many children as fast as possible, each making one anonymous mmap of
     /// `FORK_CHILD_LEN` bytes and its munmap before it exits, then wait for them all and print
     /// `{"pid":..,"children":[..]}` on stdout (a fork storm).
@@ -740,6 +744,15 @@ fn main() -> anyhow::Result<()> {
         if args.touched {
             let ns = timed_pairs(n, true)?;
             eprintln!("mmap-workload: {n} pairs touched, {ns:.0} ns per pair");
+        }
+        if args.other {
+            let start = Instant::now();
+            for _ in 0..n {
+                // SAFETY: getppid has no arguments and cannot fail.
+                unsafe { libc::syscall(libc::SYS_getppid) };
+            }
+            let ns = start.elapsed().as_nanos() as f64 / n.max(1) as f64;
+            eprintln!("mmap-workload: {n} other calls (getppid), {ns:.1} ns per call");
         }
         if let Some(out) = &args.report {
             let report = Report {

@@ -510,7 +510,9 @@ pub struct KernelOffsets {
     pub mount_mountpoint: u32,
     /// `linux_binprm.filename`
     pub binprm_filename: u32,
-    pub _pad: u32,
+    /// `task_struct.thread_info` + `thread_info.status` (x86: `TS_COMPAT` marks an ia32
+    /// system call in progress)
+    pub task_ti_status: u32,
 }
 
 const _: () = assert!(size_of::<KernelOffsets>() == 30 * 4);

@@ -111,7 +111,7 @@ static OFFSETS: KernelOffsets = KernelOffsets {
     mount_parent: 0,
     mount_mountpoint: 0,
     binprm_filename: 0,
-    _pad: 0,
+    task_ti_status: 0,
 };
 
 /// Reads a field of a configuration global. The volatile read keeps the compiler from folding
@@ -729,7 +729,8 @@ fn exit(ret: i64, stack: Option<StackCtx>) {
     // The call in flight, if its entry was recorded (which means the process is wanted): most
     // exits on a host belong to threads that have no state at all, found from the task at once.
     let Some(state) = TASKS.current(false).filter(|s| s.in_flight != 0) else {
-        if wanted((pid_tgid >> 32) as u32) {
+        // An ia32 call's entry was skipped (see in_compat_syscall): not an orphan.
+        if wanted((pid_tgid >> 32) as u32) && !in_compat_syscall() {
             count(counters::ORPHAN_EXIT);
         }
         return;
@@ -776,6 +777,10 @@ fn exit_only(nr: u64, ret: i64, ctx: *mut c_void, regs: Regs) {
     let Some(kind) = family_call(nr) else { return };
     let pid_tgid = bpf_get_current_pid_tgid();
     if !wanted((pid_tgid >> 32) as u32) {
+        return;
+    }
+    // The syscall tracepoints never run for an ia32 call; sys_exit runs for every call.
+    if !matches!(regs, Regs::Task) && in_compat_syscall() {
         return;
     }
     let (Some(state), Some(s)) = (TASKS.current(true), SCRATCH.get_ptr_mut(0)) else {
@@ -1114,6 +1119,18 @@ const PT_REGS_ARGS: [u32; 6] = [112, 104, 96, 56, 72, 64];
 const PT_REGS_R10: u32 = 56;
 const PT_REGS_ORIG_AX: u32 = 120;
 
+/// `thread_info.status` bit of a task in an ia32 system call (arch/x86/include/asm/thread_info.h).
+const TS_COMPAT: u32 = 0x0002;
+
+/// Is the current thread in an ia32 system call (a 32-bit process, or `int $0x80` from a 64-bit
+/// one)? Its number is then an ia32 one: 9 to 12 and 25 are link, unlink, execve, chdir and
+/// stime there, not calls of the family. The syscall tracepoints skip such calls in the kernel;
+/// the raw and BTF-typed sys_enter/sys_exit, which see every call, must skip them here.
+#[inline(always)]
+fn in_compat_syscall() -> bool {
+    kread::<u32>(current_task(), global!(OFFSETS.task_ti_status)).is_ok_and(|s| s & TS_COMPAT != 0)
+}
+
 /// The call of the family that x86_64 syscall number `nr` is, if any.
 #[inline(always)]
 fn family_call(nr: u64) -> Option<EventKind> {
@@ -1132,6 +1149,9 @@ pub fn raw_sys_enter(ctx: RawTracePointContext) -> i32 {
     let Some(kind) = family_call(ctx.arg(1)) else {
         return 0;
     };
+    if in_compat_syscall() {
+        return 0;
+    }
     let args = user_args(Regs::Raw(ctx.arg(0)));
     enter(kind, args, file_arg(kind, &args));
     0
@@ -1166,6 +1186,9 @@ pub fn btf_sys_enter(ctx: *mut c_void) -> i32 {
     let Some(kind) = family_call(ctx.arg(1)) else {
         return 0;
     };
+    if in_compat_syscall() {
+        return 0;
+    }
     let args = user_args(Regs::Btf(ctx.arg(0)));
     enter(kind, args, file_arg(kind, &args));
     0

@@ -65,7 +65,7 @@ pub fn kernel_offsets(path: &Path) -> Result<KernelOffsets, BtfError> {
         mount_parent: off("mount", "mnt_parent")?,
         mount_mountpoint: off("mount", "mnt_mountpoint")?,
         binprm_filename: off("linux_binprm", "filename")?,
-        _pad: 0,
+        task_ti_status: off("task_struct", "thread_info")? + off("thread_info", "status")?,
     })
 }
 

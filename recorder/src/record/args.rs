@@ -24,13 +24,13 @@ pub enum AttachArg {
     /// Raw sys_enter/sys_exit tracepoints (no tracefs; runs for every system call).
     RawTracepoint,
     /// BTF-typed sys_enter/sys_exit tracepoints (tp_btf; needs BTF, no tracefs): the registers
-    /// read with plain loads and no perf trace buffer per call. Measured: a recorded mmap/munmap
-    /// pair ~100 ns cheaper than tracepoint, but they run for every system call of the host, so
-    /// every other call pays ~25-30 ns more than under tracepoint.
+    /// read with plain loads and no perf trace buffer per call. Measured: a recorded mmap+munmap
+    /// pair ~115 ns cheaper than tracepoint, but they run for every system call of the host, so
+    /// every other call pays ~30 ns more than under tracepoint.
     TpBtf,
     /// The BTF-typed sys_exit tracepoint only: as tracepoint-exit (no durations), on the tp_btf
-    /// sys_exit: the cheapest mode for a recorded process, but every other system call of the
-    /// host pays ~20-25 ns more than under tracepoint-exit.
+    /// sys_exit: the cheapest mode for a recorded process (a pair ~50 ns cheaper than
+    /// tracepoint-exit), but every other system call of the host pays ~20 ns more.
     TpBtfExit,
     /// kprobe + kretprobe on do_mmap: mmap only, including mappings the kernel makes itself
     /// (needs CONFIG_KPROBES).

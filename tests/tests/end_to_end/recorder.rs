@@ -350,6 +350,74 @@ fn exit_only_mode_records_the_same_calls(attach: &str) {
     );
 }
 
+/// ia32 system calls whose numbers are x86_64's numbers of the family (`tests/workloads/
+/// ia32_calls.c`: link, unlink, execve, chdir and stime, from a 32-bit process and with
+/// `int $0x80` from a 64-bit one) are not taken for mmap-family calls in any syscall mode: the raw
+/// and BTF-typed sys_enter/sys_exit see every call and skip them as the syscall tracepoints do,
+/// without counting orphan exits. The 64-bit build's one real mmap is recorded in every mode.
+#[test]
+#[ignore = "needs root"]
+fn ia32_calls_are_not_taken_for_mmap_family_calls() {
+    require_root!();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads/ia32_calls.c");
+    for (name, flags) in [("ia32-calls-32", &["-m32"][..]), ("ia32-calls-64", &[][..])] {
+        let binary = dir.path().join(name);
+        let out = Command::new("cc")
+            .args(flags)
+            .args(["-nostdlib", "-static", "-O1", "-o"])
+            .arg(&binary)
+            .arg(&source)
+            .output()
+            .expect("run cc");
+        assert!(
+            out.status.success(),
+            "cc {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for mode in [
+            "tracepoint",
+            "tracepoint-exit",
+            "raw-tracepoint",
+            "tp-btf",
+            "tp-btf-exit",
+        ] {
+            let capture = dir.path().join(format!("{name}-{mode}.parquet"));
+            let out = Command::new(workspace_bin("mmap-recorder"))
+                .args(["record", "-q", "--attach", mode, "-o"])
+                .arg(&capture)
+                .arg("--")
+                .arg(&binary)
+                .output()
+                .expect("run mmap-recorder");
+            assert!(
+                out.status.success(),
+                "{name} --attach {mode}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let (meta, events) = read_capture(&capture);
+            assert!(
+                events
+                    .iter()
+                    .any(|e| e.kind == RowKind::Exec && e.comm == name),
+                "{name} --attach {mode}: its exec is recorded"
+            );
+            let calls: Vec<_> = events
+                .iter()
+                .filter(|e| e.kind == RowKind::Syscall && e.comm == name)
+                .map(|e| (e.syscall, e.len))
+                .collect();
+            let expected = if name.ends_with("64") {
+                vec![(Some(Syscall::Mmap), Some(12288))]
+            } else {
+                vec![]
+            };
+            assert_eq!(calls, expected, "{name} --attach {mode}");
+            assert_eq!(meta.counters.orphan_exits, 0, "{name} --attach {mode}");
+        }
+    }
+}
+
 #[test]
 #[ignore = "needs root"]
 fn kprobe_and_fentry_modes_name_the_missing_kernel_feature() {

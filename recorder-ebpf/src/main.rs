@@ -666,13 +666,30 @@ enum Regs {
     Btf(*const u8),
 }
 
+impl Regs {
+    /// The u64 of struct pt_regs at `offset` (0 when it cannot be read).
+    #[inline(always)]
+    fn get(self, offset: u32) -> u64 {
+        match self {
+            Self::Btf(regs) => btf_u64(regs, offset),
+            Self::Raw(regs) => kread(regs, offset).unwrap_or(0),
+            // SAFETY: helpers without preconditions; the pointer is only read through a probe
+            // read.
+            Self::Task => kread(
+                unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) as *const u8 },
+                offset,
+            )
+            .unwrap_or(0),
+        }
+    }
+}
+
 /// The six argument registers of the current call: di, si, dx, r10, r8, r9. They hold at the
 /// exit what they held at the entry for the calls of the family (only `ax` takes the result).
 #[inline(always)]
 fn user_args(regs: Regs) -> [u64; 6] {
     match regs {
-        Regs::Btf(regs) => PT_REGS_ARGS.map(|off| btf_u64(regs, off)),
-        Regs::Raw(regs) => PT_REGS_ARGS.map(|off| kread(regs, off).unwrap_or(0)),
+        Regs::Btf(_) | Regs::Raw(_) => PT_REGS_ARGS.map(|off| regs.get(off)),
         Regs::Task => {
             // r10, r9, r8, ax, cx, dx, si, di: one read of struct pt_regs from offset 56, into
             // a local left uninitialised (zeroing it costs a byte-by-byte memset call in BPF).
@@ -848,14 +865,9 @@ fn send_with_stack(s: &mut Scratch, stack: StackCtx) {
         (sh.cast::<StackHeader>(), sh.add(STACK_HEADER))
     };
     // The user registers: the same at exit as at entry for these calls.
-    let regs: *const u8 = match stack.regs {
-        Regs::Raw(regs) | Regs::Btf(regs) => regs,
-        // SAFETY: helpers without preconditions; the pointer is only read through probe reads.
-        Regs::Task => unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) as *const u8 },
-    };
-    let ip: u64 = kread(regs, PT_REGS_IP).unwrap_or(0);
-    let sp: u64 = kread(regs, PT_REGS_SP).unwrap_or(0);
-    let bp: u64 = kread(regs, PT_REGS_BP).unwrap_or(0);
+    let ip = stack.regs.get(PT_REGS_IP);
+    let sp = stack.regs.get(PT_REGS_SP);
+    let bp = stack.regs.get(PT_REGS_BP);
     let mut leaf_ret = 0u64;
     // SAFETY: reads 8 bytes of user memory into a local; the helper fails cleanly (and zeroes
     // the destination) when they are not mapped.
@@ -1144,30 +1156,34 @@ fn family_call(nr: u64) -> Option<EventKind> {
     }
 }
 
+/// sys_enter(struct pt_regs *regs, long id), raw or BTF-typed: every system call's entry.
+#[inline(always)]
+fn any_sys_enter(id: u64, regs: Regs) {
+    let Some(kind) = family_call(id) else { return };
+    if in_compat_syscall() {
+        return;
+    }
+    let args = user_args(regs);
+    enter(kind, args, file_arg(kind, &args));
+}
+
+/// sys_exit(struct pt_regs *regs, long ret), raw or BTF-typed: every system call's exit.
+#[inline(always)]
+fn any_sys_exit(ctx: *mut c_void, regs: Regs, ret: i64) {
+    if family_call(regs.get(PT_REGS_ORIG_AX)).is_some() {
+        exit(ret, Some(StackCtx { ctx, regs }));
+    }
+}
+
 #[raw_tracepoint(tracepoint = "sys_enter")]
 pub fn raw_sys_enter(ctx: RawTracePointContext) -> i32 {
-    let Some(kind) = family_call(ctx.arg(1)) else {
-        return 0;
-    };
-    if in_compat_syscall() {
-        return 0;
-    }
-    let args = user_args(Regs::Raw(ctx.arg(0)));
-    enter(kind, args, file_arg(kind, &args));
+    any_sys_enter(ctx.arg(1), Regs::Raw(ctx.arg(0)));
     0
 }
 
 #[raw_tracepoint(tracepoint = "sys_exit")]
 pub fn raw_sys_exit(ctx: RawTracePointContext) -> i32 {
-    let regs: *const u8 = ctx.arg(0);
-    let id: u64 = kread(regs, PT_REGS_ORIG_AX).unwrap_or(u64::MAX);
-    if family_call(id).is_some() {
-        let stack = StackCtx {
-            ctx: ctx.as_ptr(),
-            regs: Regs::Raw(regs),
-        };
-        exit(ctx.arg::<i64>(1), Some(stack));
-    }
+    any_sys_exit(ctx.as_ptr(), Regs::Raw(ctx.arg(0)), ctx.arg(1));
     0
 }
 
@@ -1182,15 +1198,8 @@ pub fn raw_sys_exit(ctx: RawTracePointContext) -> i32 {
 #[unsafe(no_mangle)]
 #[unsafe(link_section = "tp_btf/sys_enter")]
 pub fn btf_sys_enter(ctx: *mut c_void) -> i32 {
-    let ctx = BtfTracePointContext::new(ctx);
-    let Some(kind) = family_call(ctx.arg(1)) else {
-        return 0;
-    };
-    if in_compat_syscall() {
-        return 0;
-    }
-    let args = user_args(Regs::Btf(ctx.arg(0)));
-    enter(kind, args, file_arg(kind, &args));
+    let tp = BtfTracePointContext::new(ctx);
+    any_sys_enter(tp.arg(1), Regs::Btf(tp.arg(0)));
     0
 }
 
@@ -1198,14 +1207,7 @@ pub fn btf_sys_enter(ctx: *mut c_void) -> i32 {
 #[unsafe(link_section = "tp_btf/sys_exit")]
 pub fn btf_sys_exit(ctx: *mut c_void) -> i32 {
     let tp = BtfTracePointContext::new(ctx);
-    let regs: *const u8 = tp.arg(0);
-    if family_call(btf_u64(regs, PT_REGS_ORIG_AX)).is_some() {
-        let stack = StackCtx {
-            ctx,
-            regs: Regs::Btf(regs),
-        };
-        exit(tp.arg::<i64>(1), Some(stack));
-    }
+    any_sys_exit(ctx, Regs::Btf(tp.arg(0)), tp.arg(1));
     0
 }
 
@@ -1214,13 +1216,8 @@ pub fn btf_sys_exit(ctx: *mut c_void) -> i32 {
 #[unsafe(link_section = "tp_btf/sys_exit")]
 pub fn btf_sys_exit_only(ctx: *mut c_void) -> i32 {
     let tp = BtfTracePointContext::new(ctx);
-    let regs: *const u8 = tp.arg(0);
-    exit_only(
-        btf_u64(regs, PT_REGS_ORIG_AX),
-        tp.arg::<i64>(1),
-        ctx,
-        Regs::Btf(regs),
-    );
+    let regs = Regs::Btf(tp.arg(0));
+    exit_only(regs.get(PT_REGS_ORIG_AX), tp.arg(1), ctx, regs);
     0
 }
 

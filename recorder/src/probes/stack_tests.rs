@@ -57,6 +57,15 @@ fn range_of(function: usize, name: &str) -> Range<u64> {
     start..start + symbol.size()
 }
 
+/// The attach modes that hook the system calls (and take user stacks).
+const SYSCALL_MODES: [AttachMode; 5] = [
+    AttachMode::Tracepoint,
+    AttachMode::TracepointExit,
+    AttachMode::RawTracepoint,
+    AttachMode::TpBtf,
+    AttachMode::TpBtfExit,
+];
+
 /// Records this thread's `stack_probe_outer` mmap with stacks in `mode` through `attach`, and
 /// returns the record's bytes.
 fn record_own_call(mode: u32, attach: AttachMode) -> Vec<u8> {
@@ -114,13 +123,7 @@ fn fp_stacks_start_at_the_wrapper_and_name_its_caller() {
         return;
     }
     let inner = range_of(stack_probe_inner as *const () as usize, "stack_probe_inner");
-    for attach in [
-        AttachMode::Tracepoint,
-        AttachMode::TracepointExit,
-        AttachMode::RawTracepoint,
-        AttachMode::TpBtf,
-        AttachMode::TpBtfExit,
-    ] {
+    for attach in SYSCALL_MODES {
         let item = record_own_call(stack_mode::FP, attach);
         let rec = RecordRef::decode(&item).expect("decodes");
         let stack = rec.stack.expect("the record has a stack");
@@ -161,13 +164,7 @@ fn dwarf_stacks_copy_the_stack_from_sp_with_the_callers_return_addresses() {
     }
     let inner = range_of(stack_probe_inner as *const () as usize, "stack_probe_inner");
     let outer = range_of(stack_probe_outer as *const () as usize, "stack_probe_outer");
-    for attach in [
-        AttachMode::Tracepoint,
-        AttachMode::TracepointExit,
-        AttachMode::RawTracepoint,
-        AttachMode::TpBtf,
-        AttachMode::TpBtfExit,
-    ] {
+    for attach in SYSCALL_MODES {
         let item = record_own_call(stack_mode::DWARF, attach);
         let rec = RecordRef::decode(&item).expect("decodes");
         let stack = rec.stack.expect("the record has a stack");

@@ -627,6 +627,15 @@ mod tests {
         want.sort();
         have.sort();
         assert_eq!(have, want);
+        // The exit-only mode: every exit, and no entry.
+        let exits: Vec<&str> = want
+            .iter()
+            .map(String::as_str)
+            .filter(|t| t.starts_with("sys_exit_"))
+            .collect();
+        let mut have_exits: Vec<&str> = EXIT_TRACEPOINTS.iter().map(|&(_, t)| t).collect();
+        have_exits.sort();
+        assert_eq!(have_exits, exits);
     }
 
     #[test]

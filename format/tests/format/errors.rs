@@ -219,7 +219,7 @@ fn capture_keys_without_capture_columns_is_a_bad_schema() {
     assert_eq!(
         err.to_string(),
         format!(
-            "{}: bad capture schema: no column kind (a column of format 1.5)",
+            "{}: bad capture schema: no column kind (a column of format 1.6)",
             path.display()
         )
     );

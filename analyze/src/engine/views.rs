@@ -149,7 +149,7 @@ const LOST: &[&[Column]] = &[
 ];
 
 /// `ts_exit - ts` in nanoseconds; NULL when the exit was not seen or the call was recorded at
-/// its exit only (`source` `tracepoint_exit`).
+/// its exit only (`source` `tracepoint_exit` or `tp_btf_exit`).
 pub const DUR_NS: &str = "dur_ns";
 /// `prot_names(prot)`.
 pub const PROT_NAMES: &str = "prot_names";

@@ -43,12 +43,13 @@ bootstrap:
 	  --no-default-features --features llvm-22; \
 	mkdir -p "$(CACHE)"; echo "$$want" > "$$stamp"
 
-## venv: pyarrow and duckdb for the interoperability tests, moto's S3 server for the s3:// tests.
-## (The stamp's name changes when the list does, so an existing venv gets what was added.)
-venv: $(VENV)/.ok-moto
-$(VENV)/.ok-moto:
+## venv: pyarrow and duckdb for the interoperability tests, moto's S3 server for the s3:// tests,
+## DuckDB's command line tool for bench-analyze. (The stamp's name changes when the list does, so
+## an existing venv gets what was added.)
+venv: $(VENV)/.ok-duckdb-cli
+$(VENV)/.ok-duckdb-cli:
 	python3 -m venv "$(VENV)"
-	"$(VENV)/bin/pip" install --quiet --disable-pip-version-check pyarrow duckdb polars 'moto[server]'
+	"$(VENV)/bin/pip" install --quiet --disable-pip-version-check pyarrow duckdb duckdb-cli polars 'moto[server]'
 	touch "$@"
 
 ## spark: Java 17 (Debian openjdk-17-jre-headless, when no java is there) and PySpark in a venv of

@@ -11,7 +11,9 @@ DuckDB query in a fresh Python process, alternately, REPS times each, and report
 wall time and the median peak RSS (GNU time's %M of the child). mmap-analyze's time is
 the whole process (start, open, query, print); DuckDB's is the query alone, measured inside its
 process after `import duckdb` (so interpreter start and import, ~0.1 s, count against us, not
-against DuckDB); DuckDB's RSS includes the Python interpreter (~40 MiB).
+against DuckDB); DuckDB's RSS includes the Python interpreter (~40 MiB). When the DuckDB command
+line tool is there too (PyPI's `duckdb-cli`, in the venv of `make venv`), the same queries also
+run as a whole `duckdb -c` process beside ours: the same shape as our command, start to exit.
 
 Questions: summary, `top --by bytes --group file`, an `sql` group-by with a filter, `events
 --pid P --limit 100`, `maps --pid P --at T`, `latency`, every row as CSV (`sql ... --format csv
@@ -182,6 +184,31 @@ def duck(queries, src):
     return (float(out.decode().split()[-1]) if code == 0 else float("nan")), rss, code
 
 
+def duck_cli_binary():
+    """The DuckDB command line tool's own binary, or None. PyPI's `duckdb-cli` puts a Python
+    wrapper on the PATH (its start, ~20 ms, is not DuckDB's); the binary sits in its package."""
+    try:
+        import duckdb_cli
+    except ImportError:
+        return None
+    binary = Path(duckdb_cli.__file__).parent / "duckdb"
+    return str(binary) if os.access(binary, os.X_OK) else None
+
+
+def duck_cli(binary, queries, src):
+    """(wall seconds, peak RSS in MiB) of `duckdb -c QUERIES` (in memory, no init file), the
+    whole process; NaN when it fails."""
+    script = ";\n".join(q.replace("{src}", src) for q in queries)
+    wall, rss, _, code = run_measured([binary, "-no-init", "-batch", "-c", script])
+    return (wall if code == 0 else float("nan")), rss
+
+
+def version(argv, word):
+    """Word `word` of what `argv` prints: the version of a tool."""
+    out = subprocess.run(argv, capture_output=True, text=True).stdout.split()
+    return out[word] if len(out) > word else "?"
+
+
 def duck_value(src, query):
     import duckdb
 
@@ -205,11 +232,19 @@ def main():
     parser.add_argument("--out", help="also write the Markdown table here")
     args = parser.parse_args()
     analyze = str(Path(args.bin) / "mmap-analyze")
+    cli = duck_cli_binary()
+    import duckdb
+
+    tools = f"mmap-analyze {version([analyze, '--version'], 1)}, DuckDB {duckdb.__version__}"
+    tools += f", DuckDB CLI {version([cli, '-version'], 0)}" if cli else ", no DuckDB CLI"
     lines = [
-        "| capture | question | mmap-analyze wall | peak RSS | DuckDB query | DuckDB peak RSS | ratio |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        tools,
+        "",
+        "| capture | question | mmap-analyze wall | peak RSS | DuckDB query | DuckDB peak RSS | ratio "
+        "| DuckDB CLI process | its peak RSS | ratio |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    print(lines[0]), print(lines[1])
+    print("\n".join(lines))
     for capture in map(Path, args.capture):
         src = duck_src(capture)
         ((pid,),) = duck_value(
@@ -227,9 +262,9 @@ def main():
             if args.only and not name.startswith(args.only):
                 continue
             if not has_command(analyze, our_args[0]):
-                print(f"| {capture.name} | {name} | (no `{our_args[0]}` command yet) | | | | |")
+                print(f"| {capture.name} | {name} | (no `{our_args[0]}` command yet) | | | | | | | |")
                 continue
-            ours, theirs = [], []
+            ours, theirs, processes = [], [], []
             for _ in range(args.reps):
                 wall, rss, _, code = run_measured([analyze, our_args[0], str(capture), *our_args[1:]])
                 ours.append((wall if code == 0 else float("nan"), rss))
@@ -237,6 +272,9 @@ def main():
                 if duck_queries is not None:
                     theirs.append(duck(duck_queries, src)[:2])
                     Path(SCRATCH).unlink(missing_ok=True)
+                    if cli:
+                        processes.append(duck_cli(cli, duck_queries, src))
+                        Path(SCRATCH).unlink(missing_ok=True)
             our_wall = statistics.median(w for w, _ in ours)
             our_rss = statistics.median(r for _, r in ours)
             head = (
@@ -252,6 +290,12 @@ def main():
                 )
             else:
                 line = f"{head} | — | — | — |"
+            if processes:
+                cli_wall = statistics.median(w for w, _ in processes)
+                cli_rss = statistics.median(r for _, r in processes)
+                line += f" {human(cli_wall)} | {cli_rss:.0f} MiB | {our_wall / cli_wall:.2f} |"
+            else:
+                line += " — | — | — |"
             print(line, flush=True)
             lines.append(line)
     if args.out:

@@ -44,7 +44,8 @@ pub struct Scan {
 
 impl Scan {
     /// Reads the forks, the lost rows and the rows of `pid` (only the columns that tell: kind,
-    /// process, child, time), and the span from an aggregate; fails when `pid` is in none of the
+    /// process, child, time), grouped so that only the first time of each (kind, process,
+    /// child) comes back, and the span from an aggregate; fails when `pid` is in none of the
     /// rows.
     pub fn read(engine: &Engine, readers: &[CaptureReader], pid: u32) -> anyhow::Result<Self> {
         let mut scan = Self {
@@ -55,8 +56,9 @@ impl Scan {
             has_lost_rows: false,
         };
         let query = format!(
-            "SELECT {kind}, {pid_column}, {child}, CAST({EFFECT_TIME} AS BIGINT) AS time \
-             FROM events WHERE {kind} IN ({fork}, {lost}) OR {pid_column} = {pid}",
+            "SELECT {kind}, {pid_column}, {child}, min(CAST({EFFECT_TIME} AS BIGINT)) AS time \
+             FROM events WHERE {kind} IN ({fork}, {lost}) OR {pid_column} = {pid} \
+             GROUP BY {kind}, {pid_column}, {child}",
             kind = col::KIND,
             pid_column = col::PID,
             child = col::CHILD_PID,
@@ -89,8 +91,8 @@ impl Scan {
         Ok(scan)
     }
 
-    /// Takes in a row of `kind` of process `row_pid` (with the `child` of a fork) that takes
-    /// effect at `time`.
+    /// Takes in the first row of `kind` of process `row_pid` (with the `child` of a fork) that
+    /// takes effect at `time` (or any such row: each keeps the earliest time it is given).
     fn add(&mut self, kind: RowKind, row_pid: u32, child: Option<u32>, time: i64, pid: u32) {
         let is_pid = row_pid == pid;
         match kind {

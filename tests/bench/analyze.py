@@ -219,6 +219,11 @@ def has_command(analyze, name):
     return subprocess.run([analyze, name, "--help"], capture_output=True).returncode == 0
 
 
+def medians(samples):
+    """The median wall time and the median peak RSS of (wall, RSS) samples."""
+    return statistics.median(w for w, _ in samples), statistics.median(r for _, r in samples)
+
+
 def human(seconds):
     return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
 
@@ -275,27 +280,19 @@ def main():
                     if cli:
                         processes.append(duck_cli(cli, duck_queries, src))
                         Path(SCRATCH).unlink(missing_ok=True)
-            our_wall = statistics.median(w for w, _ in ours)
-            our_rss = statistics.median(r for _, r in ours)
-            head = (
+            our_wall, our_rss = medians(ours)
+
+            def beside(samples):
+                """A peer's cells: median wall, median peak RSS, our time over its."""
+                if not samples:
+                    return " | — | — | —"
+                wall, rss = medians(samples)
+                return f" | {human(wall)} | {rss:.0f} MiB | {our_wall / wall:.2f}"
+
+            line = (
                 f"| {capture.name} ({rows / 1e6:.1f}M rows) | {name} | {human(our_wall)} "
-                f"| {our_rss:.0f} MiB"
+                f"| {our_rss:.0f} MiB{beside(theirs)}{beside(processes)} |"
             )
-            if theirs:
-                duck_wall = statistics.median(w for w, _ in theirs)
-                duck_rss = statistics.median(r for _, r in theirs)
-                line = (
-                    f"{head} | {human(duck_wall)} | {duck_rss:.0f} MiB "
-                    f"| {our_wall / duck_wall:.2f} |"
-                )
-            else:
-                line = f"{head} | — | — | — |"
-            if processes:
-                cli_wall = statistics.median(w for w, _ in processes)
-                cli_rss = statistics.median(r for _, r in processes)
-                line += f" {human(cli_wall)} | {cli_rss:.0f} MiB | {our_wall / cli_wall:.2f} |"
-            else:
-                line += " — | — | — |"
             print(line, flush=True)
             lines.append(line)
     if args.out:

@@ -15,7 +15,7 @@ use mmap_format::{FormatError, journal::journal_path, reader::CaptureReader};
 pub use self::{
     discover::Discovered,
     merge::{EventIter, Source, merge},
-    query::{file_rows, rows, select_list},
+    query::{file_batches, file_rows, rows, select_list},
 };
 use crate::{cli::Inputs, output};
 

@@ -95,6 +95,21 @@ pub fn file_rows<'e>(
     predicate: Option<&str>,
     unread: &[&str],
 ) -> Result<FileRows<'e>, EngineError> {
+    Ok(FileRows {
+        batches: file_batches(engine, reader, predicate, unread)?,
+        batch: None,
+        current: Vec::new().into_iter(),
+    })
+}
+
+/// The batches of [`file_rows`], for a caller that decodes them itself (with
+/// [`BatchRows`](mmap_format::columns::BatchRows), whose events borrow their strings).
+pub fn file_batches<'e>(
+    engine: &'e Engine,
+    reader: &CaptureReader,
+    predicate: Option<&str>,
+    unread: &[&str],
+) -> Result<Batches<'e>, EngineError> {
     let mut query = format!(
         "SELECT {columns} FROM {rows} WHERE {FILE} = {file}",
         columns = select_list(unread),
@@ -104,11 +119,7 @@ pub fn file_rows<'e>(
     if let Some(predicate) = predicate {
         let _ = write!(query, " AND ({predicate})");
     }
-    Ok(FileRows {
-        batches: engine.sql_in_order(&query)?,
-        batch: None,
-        current: Vec::new().into_iter(),
-    })
+    engine.sql_in_order(&query)
 }
 
 /// Every column of the format's schema, in order; those in `unread` as a constant of the

@@ -4,9 +4,13 @@
 use std::collections::HashSet;
 
 use anyhow::{Context as _, anyhow};
+use arrow::{
+    array::{RecordBatch, UInt32Array},
+    compute::take_record_batch,
+};
 use mmap_format::{
     event::{Event, RowKind},
-    reader::CaptureReader,
+    reader::{BatchRows, CaptureReader},
     schema::col,
 };
 
@@ -77,7 +81,7 @@ impl Report {
         query: &Query,
     ) -> anyhow::Result<Self> {
         let (rows, loss_windows) = rows_until(engine, readers, &scan.lineage(query.pid), query.at)?;
-        let (replay, comm) = replay_rows(rows.in_order(), query);
+        let (replay, comm) = replay_rows(&rows, query)?;
         let mut report = Self::new(scan, query, comm, loss_windows);
         report.untimed = Untimed::sum(readers, scan);
         report.lost_without_time = report.untimed.records();
@@ -327,26 +331,22 @@ impl Report {
     }
 }
 
-/// Rows as they were read, and the order in which they take effect.
+/// The batches the rows were read in, and the order in which the rows that change a map take
+/// effect. The rows stay in their columns, decoded again when replayed: an owned `Event` is
+/// hundreds of bytes and a string allocation per text column, which on a 40 K-row recording
+/// cost more (allocation, copies, fresh pages) than the replay itself.
 struct TimedRows {
-    rows: Vec<Event<'static>>,
-    /// (time the row takes effect, its index in `rows`), sorted: equal times keep the order
-    /// the rows were read in. The rows themselves stay where they are: an `Event` is hundreds
-    /// of bytes, and collecting them again in order moved every one (~2 % of `maps`' CPU on a
-    /// 40 K-row recording, of the ~10 % it spent in `memmove`).
-    order: Vec<(i64, usize)>,
+    /// Only the batches that hold such a row.
+    batches: Vec<RecordBatch>,
+    /// (time the row takes effect, batch, row in it), sorted: equal times keep the order the
+    /// rows were read in.
+    order: Vec<(i64, u32, u32)>,
 }
 
-impl TimedRows {
-    fn in_order(&self) -> impl Iterator<Item = &Event<'static>> {
-        self.order.iter().map(|&(_, index)| &self.rows[index])
-    }
-}
-
-/// The rows that can change the map of a process in `lineage`, at or before `at`, in the order
-/// they take effect (equal times keep the order they were read in); and the loss windows before
-/// `at`, by start time. Only the rows of those processes, forks of them and lost rows are read
-/// (the predicate reaches the Parquet reader), up to `at`.
+/// The rows that can change the map of a process in `lineage`, at or before `at`, and when
+/// each takes effect; and the loss windows before `at`, by start time. Only the rows of those
+/// processes, forks of them and lost rows are read (the predicate reaches the Parquet reader),
+/// up to `at`.
 fn rows_until(
     engine: &Engine,
     readers: &[CaptureReader],
@@ -368,27 +368,51 @@ fn rows_until(
         ts = col::TS,
         at = timestamp(at),
     );
-    let mut rows = Vec::new();
+    let mut batches = Vec::new();
     let mut order = Vec::new();
     let mut loss_windows = LossWindows::default();
     for reader in readers {
-        for event in input::file_rows(engine, reader, Some(&predicate), replay::UNUSED_COLUMNS)? {
-            let event = event?;
-            let Some(time) = replay::effect_time(&event).filter(|time| *time <= at) else {
-                continue;
-            };
-            if event.kind == RowKind::Lost {
-                loss_windows.push(LossWindow::from_event(&event));
-            } else if changes_map_of(&event, lineage) {
-                order.push((time, rows.len()));
-                rows.push(event);
+        let read = input::file_batches(engine, reader, Some(&predicate), replay::UNUSED_COLUMNS)?;
+        for batch in read {
+            let batch = batch?;
+            let index = u32::try_from(batches.len()).context("too many batches")?;
+            let mut kept = Vec::new();
+            let mut times = Vec::new();
+            let rows = BatchRows::new(&batch)?;
+            for row in 0..rows.len() {
+                let event = rows.row(row)?;
+                let Some(time) = replay::effect_time(&event).filter(|time| *time <= at) else {
+                    continue;
+                };
+                if event.kind == RowKind::Lost {
+                    loss_windows.push(LossWindow::from_event(&event));
+                } else if changes_map_of(&event, lineage) {
+                    kept.push(u32::try_from(row).context("a batch of too many rows")?);
+                    times.push(time);
+                }
+            }
+            if kept.len() * 2 >= batch.num_rows() && batch.num_rows() >= FULL_BATCH {
+                // Kept as it is: its buffers hold at most four times the rows it keeps.
+                order.extend(times.into_iter().zip(kept).map(|(t, row)| (t, index, row)));
+                batches.push(batch);
+            } else if !kept.is_empty() {
+                // The kept rows copied out: a batch of a hundred rows filtered out of the scan
+                // can hold its columns' buffers of thousands (on the 10 M-row capture in
+                // segments, 80 MiB more at the peak).
+                batches.push(take_record_batch(&batch, &UInt32Array::from(kept))?);
+                order.extend((0..).zip(times).map(|(row, t)| (t, index, row)));
             }
         }
     }
-    // The indexes make every key distinct, so an unstable sort keeps the reading order.
+    // The (batch, row) numbers make every key distinct, so an unstable sort keeps the reading
+    // order.
     order.sort_unstable();
-    Ok((TimedRows { rows, order }, loss_windows.finish()))
+    Ok((TimedRows { batches, order }, loss_windows.finish()))
 }
+
+/// Rows of a batch read from the scan (of at most DataFusion's 8,192) from which it is kept
+/// without a copy, when at least half of them are.
+const FULL_BATCH: usize = 4096;
 
 /// Whether a row can change the map of a process in `lineage`.
 fn changes_map_of(event: &Event<'_>, lineage: &HashSet<u32>) -> bool {
@@ -404,21 +428,24 @@ fn changes_map_of(event: &Event<'_>, lineage: &HashSet<u32>) -> bool {
 }
 
 /// The replay of `rows`, and the thread name of the pid's last row.
-fn replay_rows<'r>(
-    rows: impl Iterator<Item = &'r Event<'static>>,
-    query: &Query,
-) -> (Replay, Option<String>) {
+fn replay_rows(rows: &TimedRows, query: &Query) -> anyhow::Result<(Replay, Option<String>)> {
+    let batches = rows
+        .batches
+        .iter()
+        .map(BatchRows::new)
+        .collect::<Result<Vec<_>, _>>()?;
     let mut replay = Replay::new(query.page_size);
     let mut comm = None;
-    for event in rows {
-        replay.apply(event);
+    for &(_, batch, row) in &rows.order {
+        let event = batches[batch as usize].row(row as usize)?;
+        replay.apply(&event);
         let names_pid = event.pid == query.pid
             || (event.kind == RowKind::Fork && event.child_pid == Some(query.pid));
         if names_pid {
-            comm = Some(event.comm.to_string());
+            comm = Some(event.comm);
         }
     }
-    (replay, comm)
+    Ok((replay, comm.map(|comm| comm.into_owned())))
 }
 
 /// What the recorder counted and the rows cannot place in time, summed over the inputs.

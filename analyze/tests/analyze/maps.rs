@@ -743,3 +743,68 @@ fn unfollowed_children_make_the_answer_for_forked_processes_incomplete() {
     );
     assert_eq!(maps_json(&path, &parent)["complete"], true);
 }
+
+/// A process with thousands of calls, some failed: the rows come in batches of thousands
+/// (replayed from where they were read) and in batches of a few kept rows (copied out), and
+/// every call still takes effect in time order: every other mapping of the first half is
+/// unmapped later, in another batch.
+#[test]
+fn thousands_of_calls_replay_in_order_across_batches() {
+    use mmap_format::event::{Event, Syscall};
+
+    use crate::common::{
+        metadata,
+        v11::{call, mmap_anon},
+        write_capture_with,
+    };
+
+    const MAPS: u64 = 12_000;
+    const BASE: u64 = 0x7f00_0000_0000;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("many.parquet");
+    let mut events = Vec::new();
+    let mut t = 1_000;
+    for i in 0..MAPS {
+        t += 1_000;
+        events.push(mmap_anon(t, 700, "many", 4096, BASE + i * 0x2000));
+        if i % 3 == 0 {
+            // Failed calls, read and not replayed: a batch keeps only some of its rows. Another
+            // process's would not be read at all.
+            events.push(mmap_anon(t + 1, 700, "many", 4096, -12_i64 as u64));
+        }
+    }
+    for i in (0..MAPS / 2).step_by(2) {
+        t += 1_000;
+        events.push(Event {
+            addr: Some(BASE + i * 0x2000),
+            len: Some(4096),
+            ..call(Syscall::Munmap, t, 700, "many", 0)
+        });
+        // Here a batch keeps fewer than half its rows: they are copied out.
+        for k in 1..3 {
+            events.push(mmap_anon(t + k, 700, "many", 4096, -12_i64 as u64));
+        }
+    }
+    let counters = Counters {
+        emitted: events.len() as u64,
+        ..Counters::default()
+    };
+    write_capture_with(&path, &metadata("host", counters), &events, 20_000);
+    // Not held while the children run (their peak RSS counts this process's at the fork).
+    drop(events);
+
+    let report = maps_json(&path, &["--pid", "700", "--no-merge"]);
+    let starts: Vec<u64> = regions(&report).iter().map(|r| r.0).collect();
+    let expected: Vec<u64> = (0..MAPS)
+        .filter(|i| *i >= MAPS / 2 || i % 2 == 1)
+        .map(|i| BASE + i * 0x2000)
+        .collect();
+    assert_eq!(starts.len(), expected.len());
+    assert_eq!(starts, expected);
+    assert!(
+        regions(&report)
+            .iter()
+            .all(|r| r.1 == r.0 + 4096 && r.4 == "mmap"),
+        "one page each, set by its mmap"
+    );
+}

@@ -122,7 +122,8 @@ pub struct Span {
     pub capture_start: i64,
     /// The earliest row, the origin of `+DURATION`.
     pub first_row: Option<i64>,
-    /// The later of the last row (when it takes effect) and the latest recorded capture end.
+    /// The later of the last time a row records (its `ts`, or `ts_exit`: a call's exit, the end of
+    /// a loss window) and the latest recorded capture end.
     pub end: i64,
 }
 

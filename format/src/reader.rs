@@ -324,26 +324,62 @@ impl CaptureReader {
     /// `None` when a row group has no minimum for it (a file with no rows: `i64::MAX`). A
     /// bound a reader may use to put off reading the file; the file itself may lie.
     pub fn min_ts_ns(&self) -> Option<i64> {
+        self.time_bound(crate::schema::col::TS, Bound::Min)
+            .map(|min| min.unwrap_or(i64::MAX))
+    }
+
+    /// The latest time (nanoseconds) any row of the file names, its `ts` or its `ts_exit`,
+    /// from its row groups' statistics: `Some(None)` for a file with no times, `None` when a
+    /// row group that has times has no exact maximum for them. As [`Self::min_ts_ns`], what
+    /// the file says of itself.
+    pub fn max_time_ns(&self) -> Option<Option<i64>> {
+        let ts = self.time_bound(crate::schema::col::TS, Bound::Max)?;
+        let exit = self.time_bound(crate::schema::col::TS_EXIT, Bound::Max)?;
+        Some(ts.into_iter().chain(exit).max())
+    }
+
+    /// The least or greatest value of the `Int64` (time) column `name` over the row groups,
+    /// from their statistics: `Some(None)` when no row group has a value (no rows, every value
+    /// null, or no such column, as `ts_exit` before 1.1), `None` when a row group with values
+    /// has no exact bound for them.
+    fn time_bound(&self, name: &str, bound: Bound) -> Option<Option<i64>> {
+        use parquet::file::statistics::Statistics;
         let metadata = self.parquet.metadata();
-        let column = metadata
+        let Some(column) = metadata
             .file_metadata()
             .schema_descr()
             .columns()
             .iter()
-            .position(|c| c.path().parts() == [crate::schema::col::TS])?;
-        let mut min = i64::MAX;
+            .position(|c| c.path().parts() == [name])
+        else {
+            return Some(None);
+        };
+        let mut found: Option<i64> = None;
         for rg in metadata.row_groups() {
-            if rg.num_rows() == 0 {
+            let rows = u64::try_from(rg.num_rows()).unwrap_or(0);
+            if rows == 0 {
                 continue;
             }
-            match rg.column(column).statistics()? {
-                parquet::file::statistics::Statistics::Int64(stats) => {
-                    min = min.min(*stats.min_opt()?);
-                }
-                _ => return None,
-            }
+            let Statistics::Int64(stats) = rg.column(column).statistics()? else {
+                return None;
+            };
+            let value = match bound {
+                Bound::Min => stats.min_opt().filter(|_| stats.min_is_exact()),
+                Bound::Max => stats.max_opt().filter(|_| stats.max_is_exact()),
+            };
+            let value = match value {
+                Some(value) => *value,
+                // Every value of the row group null: nothing to bound.
+                None if stats.null_count_opt() == Some(rows) => continue,
+                None => return None,
+            };
+            found = Some(match (found, bound) {
+                (None, _) => value,
+                (Some(old), Bound::Min) => old.min(value),
+                (Some(old), Bound::Max) => old.max(value),
+            });
         }
-        Some(min)
+        Some(found)
     }
 
     /// The file's Parquet footer, with its page index when it has one that decodes: what the
@@ -595,6 +631,13 @@ struct FixUp {
     projection: ProjectionMask,
     /// One per target column, in target order.
     columns: Vec<ColumnSource>,
+}
+
+/// Which end of a column's values [`CaptureReader::time_bound`] reads.
+#[derive(Clone, Copy)]
+enum Bound {
+    Min,
+    Max,
 }
 
 #[derive(Debug)]

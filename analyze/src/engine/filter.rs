@@ -241,31 +241,57 @@ pub fn timestamp(ns: i64) -> String {
 
 impl Engine {
     /// Where the captures start and end: the files' metadata, the first row, and the last time
-    /// a row takes effect ([`crate::replay::effect_time`]: a system call's exit, any other row's
-    /// time), from one aggregate over three columns instead of a read of every row.
+    /// a row records (its `ts`, or its `ts_exit`: a call's exit, the end of a loss window).
+    /// Read from the row groups' statistics when every file has them, from one aggregate over
+    /// the two columns otherwise.
     pub fn span(&self, inputs: &[CaptureReader]) -> Result<Span, EngineError> {
         let mut span = Span::of_files(inputs);
+        let (first, last) = match bounds_from_statistics(inputs) {
+            Some(bounds) => bounds,
+            None => self.bounds_from_rows()?,
+        };
+        span.first_row = first;
+        if let Some(last) = last {
+            span.end = span.end.max(last);
+        }
+        Ok(span)
+    }
+
+    /// The least `ts` and the greatest `ts` or `ts_exit` of the rows of `events`.
+    fn bounds_from_rows(&self) -> Result<(Option<i64>, Option<i64>), EngineError> {
         let query = format!(
-            "SELECT CAST(min({ts}) AS BIGINT) AS first, CAST(max({effect}) AS BIGINT) AS last \
-             FROM events",
+            "SELECT CAST(min({ts}) AS BIGINT) AS first, \
+             CAST(greatest(max({ts}), max({exit})) AS BIGINT) AS last FROM events",
             ts = col::TS,
-            effect = crate::replay::EFFECT_TIME,
+            exit = col::TS_EXIT,
         );
+        let (mut first, mut last) = (None, None);
         for batch in self.sql(&query)? {
             let batch: RecordBatch = batch?;
             let column = |index: usize| {
                 let values = batch.column(index).as_primitive::<Int64Type>();
                 (!values.is_empty() && values.is_valid(0)).then(|| values.value(0))
             };
-            if let Some(first) = column(0) {
-                span.first_row = Some(first);
-            }
-            if let Some(last) = column(1) {
-                span.end = span.end.max(last);
-            }
+            first = first.or(column(0));
+            last = last.or(column(1));
         }
-        Ok(span)
+        Ok((first, last))
     }
+}
+
+/// [`Engine::bounds_from_rows`] from the files' footers, when every file has the statistics.
+fn bounds_from_statistics(inputs: &[CaptureReader]) -> Option<(Option<i64>, Option<i64>)> {
+    let (mut first, mut last) = (None::<i64>, None::<i64>);
+    for reader in inputs {
+        let min = reader.min_ts_ns()?;
+        if reader.num_rows() > 0 {
+            first = Some(first.map_or(min, |first| first.min(min)));
+        }
+        if let Some(max) = reader.max_time_ns()? {
+            last = Some(last.map_or(max, |last| last.max(max)));
+        }
+    }
+    Some((first, last))
 }
 
 /// Columns whose equality picks few rows of a capture: a process, a thread, a stack, a file, a

@@ -156,7 +156,7 @@ fn capture(h: &mut Html, report: &Report) {
         ("capture start", text(&s["capture_start"])),
         ("capture end", text(&s["capture_end"])),
         (
-            "duration (to the last row's effect)",
+            "duration (to the last time a row records)",
             svg::duration_label((span.end - span.capture_start.min(span.start())) as f64),
         ),
         ("first row", text(&s["first_ts"])),

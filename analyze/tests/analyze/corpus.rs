@@ -95,7 +95,7 @@ fn base_capture(dir: &Path) -> Vec<u8> {
 /// The base capture rewritten by `ArrowWriter`: its rows with `last` as the last column (the
 /// reader looks columns up by name, so the file is still a valid capture), `props`, and its
 /// key-value metadata changed by `edit`.
-fn rewrite(
+pub(crate) fn rewrite(
     base: &[u8],
     last: Option<&str>,
     props: parquet::file::properties::WriterPropertiesBuilder,
@@ -140,7 +140,7 @@ fn rewrite(
     out
 }
 
-fn zstd_props() -> parquet::file::properties::WriterPropertiesBuilder {
+pub(crate) fn zstd_props() -> parquet::file::properties::WriterPropertiesBuilder {
     WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_max_row_group_row_count(Some(3))

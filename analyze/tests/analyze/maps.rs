@@ -808,3 +808,63 @@ fn thousands_of_calls_replay_in_order_across_batches() {
         "one page each, set by its mmap"
     );
 }
+
+/// `maps`' default time is the capture's end: the later of its recorded end and the last time a
+/// row records, a call's exit or a loss window's end. Read from the row groups' statistics, or
+/// from the rows of a file written without them: the same answer either way.
+#[test]
+fn the_default_time_is_the_last_time_a_row_records_with_or_without_statistics() {
+    use std::borrow::Cow;
+
+    use mmap_format::{event::Event, reader::CaptureReader};
+    use parquet::file::properties::EnabledStatistics;
+
+    use crate::{
+        common::{
+            metadata,
+            v11::{mmap_anon, row},
+        },
+        corpus,
+    };
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let with = dir.path().join("with.parquet");
+    // The recorded end is BASE + 10 ms; the rows go past it.
+    let loss_end = BASE_NS + 40_000_000;
+    let events = vec![
+        mmap_anon(2_000, 700, "app", 4096, 0x7f00_0000_0000),
+        Event {
+            ts_exit_ns: Some(loss_end),
+            lost_count: Some(3),
+            source: Some(Cow::Borrowed("kernel")),
+            pid: 0,
+            tid: 0,
+            comm: Cow::Borrowed(""),
+            ..row(RowKind::Lost, 20_000_000, 0, "")
+        },
+        mmap_anon(30_000_000, 700, "app", 4096, 0x7f00_0001_0000),
+    ];
+    write_capture(&with, &metadata("host", Counters::default()), &events);
+    let without = dir.path().join("without.parquet");
+    let bytes = corpus::rewrite(
+        &std::fs::read(&with).expect("read"),
+        None,
+        corpus::zstd_props().set_statistics_enabled(EnabledStatistics::None),
+        |_| {},
+    );
+    std::fs::write(&without, bytes).expect("write");
+    let bound = |path: &Path| CaptureReader::open(path).expect("open").max_time_ns();
+    assert_eq!(bound(&with), Some(Some(loss_end)), "from the statistics");
+    assert_eq!(bound(&without), None, "no statistics: read from the rows");
+
+    for (name, path) in [("statistics", &with), ("rows", &without)] {
+        let report = maps_json(path, &["--pid", "700"]);
+        assert_eq!(report["at_ns"], json!(loss_end), "{name}: {report}");
+        assert_eq!(
+            report["first_row"],
+            json!("2026-11-27T06:01:13.000002000Z"),
+            "{name}"
+        );
+        assert_eq!(regions(&report).len(), 2, "{name}");
+    }
+}

@@ -1,18 +1,16 @@
 //! Labels: how the values of a capture are shown to people (times, results, flags, devices,
 //! sizes, counts), shared by every command's table and JSON output.
 
-use chrono::{DateTime, SecondsFormat, Timelike as _, Utc};
+use chrono::{DateTime, Timelike as _, Utc};
+/// RFC 3339 in UTC with nanoseconds: `2026-11-27T06:01:13.123456789Z` (the format crate's, as
+/// the capture's metadata writes its times).
+pub use mmap_format::metadata::format_rfc3339_ns as rfc3339_ns;
 use mmap_format::{
     event::{Event, RowKind, Syscall},
     names,
 };
 
 use crate::replay::{MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE};
-
-/// RFC 3339 in UTC with nanoseconds: `2026-11-27T06:01:13.123456789Z`.
-pub fn rfc3339_ns(ts_ns: i64) -> String {
-    DateTime::<Utc>::from_timestamp_nanos(ts_ns).to_rfc3339_opts(SecondsFormat::Nanos, true)
-}
 
 /// Time of day in UTC with nanoseconds: `06:01:13.123456789`.
 pub fn time_of_day_ns(ts_ns: i64) -> String {

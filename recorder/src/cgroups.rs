@@ -74,6 +74,8 @@ pub struct CgroupNames {
     mount: Option<PathBuf>,
     /// Looked up once per row the recorder writes: hashed with foldhash, not SipHash.
     names: HashMap<u64, Arc<str>, foldhash::fast::RandomState>,
+    /// The id asked last and its name: rows come in runs of one thread (one cgroup).
+    last: Option<(u64, Arc<str>)>,
     last_scan: Option<Instant>,
 }
 
@@ -82,6 +84,7 @@ impl CgroupNames {
         let mut names = Self {
             mount: cgroup2_mount(),
             names: HashMap::default(),
+            last: None,
             last_scan: None,
         };
         names.rescan();
@@ -90,16 +93,23 @@ impl CgroupNames {
 
     /// The path of cgroup `id`, if it exists (or existed at the last scan).
     pub fn name(&mut self, id: u64) -> Option<Arc<str>> {
-        if let Some(name) = self.names.get(&id) {
+        if let Some((last, name)) = &self.last
+            && *last == id
+        {
             return Some(Arc::clone(name));
         }
-        if self
-            .last_scan
-            .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+        if !self.names.contains_key(&id)
+            && self
+                .last_scan
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
         {
             self.rescan();
         }
-        self.names.get(&id).cloned()
+        let name = self.names.get(&id).cloned();
+        if let Some(name) = &name {
+            self.last = Some((id, Arc::clone(name)));
+        }
+        name
     }
 
     /// The id of a path relative to the mount ("/a/b").
@@ -111,6 +121,7 @@ impl CgroupNames {
 
     fn rescan(&mut self) {
         self.last_scan = Some(Instant::now());
+        self.last = None;
         let Some(mount) = self.mount.clone() else {
             return;
         };

@@ -28,7 +28,7 @@ use crate::{
     cgroups::CgroupNames,
     chain::{self, Chain},
     clock,
-    convert::to_event,
+    convert::fill_event,
     launch::InvokingUser,
     output::{FirstFile, OutDir, Output, segment_name},
     stacks::{RawStack, StackMode, Stacks},
@@ -658,8 +658,10 @@ impl Writer {
             } else {
                 self.own.emitted += 1;
             }
-            match to_event(&rec, &anchor, source) {
-                Ok(mut event) => {
+            // Filled in place: see `fill_event`.
+            let mut event = Event::default();
+            match fill_event(&mut event, &rec, &anchor, source) {
+                Ok(()) => {
                     self.release_held(event.ts_ns)?;
                     // Borrowed from the name cache: no allocation per row.
                     let cgroup = match event.cgroup_id {

@@ -13,7 +13,7 @@ export MMAP_CAPTURE_PYTHON := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 DEMO_OUT ?= target/demo/demo.parquet
 
-.PHONY: all bootstrap venv spark test-spark tools chromium build release demo test bench bench-analyze soak fuzz fuzz-tools fuzz-seeds fmt lint clean
+.PHONY: all bootstrap venv spark test-spark tools peers chromium build release demo test bench bench-analyze soak fuzz fuzz-tools fuzz-seeds fmt lint clean
 
 all: build
 
@@ -122,7 +122,21 @@ test: bootstrap venv spark tools chromium
 	cargo test --workspace --exclude recorder-ebpf -- $(INCLUDE_IGNORED)
 
 ## bench: tracing overhead per mmap+munmap pair, then the analyzer (see docs/PERFORMANCE.md).
-bench: release
+## peers: the tracers `make bench` compares with (Debian packages strace and bpftrace; perf
+## comes from `tools`), installed when missing and root; a tracer still missing is listed as
+## "not installed" in the table.
+peers: tools
+	@for tool in strace bpftrace; do \
+	  command -v $$tool >/dev/null 2>&1 && continue; \
+	  if [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then \
+	    echo "peers: installing $$tool (Debian package $$tool)"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$tool >/dev/null || \
+	      { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$tool >/dev/null; } || \
+	      echo "peers: $$tool could not be installed; make bench lists it as not installed" >&2; \
+	  else echo "peers: $$tool is missing; make bench lists it as not installed" >&2; fi; \
+	done
+
+bench: release peers
 	$(SUDO) target/release/mmap-bench --recorder target/release/mmap-recorder --rounds 9 --calls 300000 --also tracepoint-exit,tp-btf,tp-btf-exit --compare --stacks fp,dwarf --flood 2000000 --compile 96
 	$(MAKE) bench-analyze
 

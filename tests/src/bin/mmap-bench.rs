@@ -929,11 +929,20 @@ fn count_frames(path: &std::path::Path) -> anyhow::Result<(u64, u64, u64)> {
 }
 
 /// ns per pair that `mmap-workload --pairs N` reports for itself when run under `wrapper`.
-fn workload_under(wrapper: &[String], calls: u64) -> anyhow::Result<f64> {
+/// With `joined`, the workload's command line goes to the wrapper as one argument (`bpftrace -c
+/// CMD`), not as the arguments after it.
+fn workload_under(wrapper: &[String], joined: bool, calls: u64) -> anyhow::Result<f64> {
     let mut argv: Vec<String> = wrapper.to_vec();
-    argv.push(sibling("mmap-workload")?.display().to_string());
-    argv.push("--pairs".into());
-    argv.push(calls.to_string());
+    let workload = [
+        sibling("mmap-workload")?.display().to_string(),
+        "--pairs".into(),
+        calls.to_string(),
+    ];
+    if joined {
+        argv.push(workload.join(" "));
+    } else {
+        argv.extend(workload);
+    }
     let out = Command::new(&argv[0])
         .args(&argv[1..])
         .stdout(Stdio::null())
@@ -955,20 +964,49 @@ fn compare(args: &Args) -> anyhow::Result<()> {
     let dir = &args.dir;
     let capture = dir.join(format!("mmap-bench-compare-{}.parquet", std::process::id()));
     let perf_out = dir.join(format!("mmap-bench-{}.perf", std::process::id()));
+    let recorder = |options: &[&str]| -> Vec<String> {
+        let mut argv = vec![args.recorder.display().to_string(), "record".into()];
+        argv.extend(options.iter().map(|o| o.to_string()));
+        argv.extend(["-q", "--force", "-o"].map(String::from));
+        argv.push(capture.display().to_string());
+        argv.push("--".into());
+        argv
+    };
     let family = "mmap,munmap,mprotect,mremap,brk";
-    let tools: Vec<(&str, Vec<String>)> = vec![
-        ("none", vec![]),
+    let calls = family.split(',');
+    // perf record: every entry and exit tracepoint of the family, each event a sample.
+    let tracepoints: Vec<String> = calls
+        .clone()
+        .flat_map(|c| {
+            [
+                format!("syscalls:sys_enter_{c}"),
+                format!("syscalls:sys_exit_{c}"),
+            ]
+        })
+        .collect();
+    // bpftrace: entry and exit paired per thread of the command, one line per call (pid, tid,
+    // call, result, duration), as a script user would write it.
+    let probes = |side: &str| {
+        calls
+            .clone()
+            .map(|c| format!("tracepoint:syscalls:sys_{side}_{c}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let script = format!(
+        "{} /pid == cpid/ {{ @start[tid] = nsecs; }} {} /@start[tid]/ {{ printf(\"%d %d %s %ld \
+         %ld\\n\", pid, tid, probe, args->ret, nsecs - @start[tid]); delete(@start[tid]); }}",
+        probes("enter"),
+        probes("exit")
+    );
+    // (name, wrapper, whether the command goes to it as one argument)
+    let tools: Vec<(&str, Vec<String>, bool)> = vec![
+        ("none", vec![], false),
+        ("mmap-recorder (this tool)", recorder(&[]), false),
         (
-            "mmap-recorder (this tool)",
-            vec![
-                args.recorder.display().to_string(),
-                "record".into(),
-                "-q".into(),
-                "--force".into(),
-                "-o".into(),
-                capture.display().to_string(),
-                "--".into(),
-            ],
+            "mmap-recorder --attach tp-btf-exit",
+            recorder(&["--attach", "tp-btf-exit"]),
+            false,
         ),
         (
             "strace -f",
@@ -981,6 +1019,7 @@ fn compare(args: &Args) -> anyhow::Result<()> {
                 "-o".into(),
                 "/dev/null".into(),
             ],
+            false,
         ),
         (
             "perf trace",
@@ -993,6 +1032,34 @@ fn compare(args: &Args) -> anyhow::Result<()> {
                 perf_out.display().to_string(),
                 "--".into(),
             ],
+            false,
+        ),
+        (
+            "perf record (the family's syscall tracepoints)",
+            vec![
+                "perf".into(),
+                "record".into(),
+                "-q".into(),
+                "-e".into(),
+                tracepoints.join(","),
+                "-o".into(),
+                perf_out.display().to_string(),
+                "--".into(),
+            ],
+            false,
+        ),
+        (
+            "bpftrace (entry and exit paired, a line per call)",
+            vec![
+                "bpftrace".into(),
+                "-q".into(),
+                "-o".into(),
+                "/dev/null".into(),
+                "-e".into(),
+                script,
+                "-c".into(),
+            ],
+            true,
         ),
     ];
     println!();
@@ -1004,7 +1071,7 @@ fn compare(args: &Args) -> anyhow::Result<()> {
     println!("| tracer | ns per pair | added |");
     println!("|---|---|---|");
     let mut base = None;
-    for (name, wrapper) in tools {
+    for (name, wrapper, joined) in tools {
         if let Some(tool) = wrapper.first()
             && Command::new(tool).arg("--version").output().is_err()
         {
@@ -1013,7 +1080,7 @@ fn compare(args: &Args) -> anyhow::Result<()> {
         }
         let mut best = f64::INFINITY;
         for _ in 0..args.rounds {
-            match workload_under(&wrapper, args.calls) {
+            match workload_under(&wrapper, joined, args.calls) {
                 Ok(ns) => best = best.min(ns),
                 Err(e) => {
                     eprintln!("{name}: {e:#}");

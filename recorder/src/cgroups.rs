@@ -166,6 +166,34 @@ mod tests {
         assert!(err.to_string().contains("is not a cgroup"), "{err}");
     }
 
+    /// The name asked last is kept, and asking another id, then the first again, gives each
+    /// its own name (a tree of plain directories stands for the hierarchy: ids are inodes).
+    #[test]
+    fn each_id_keeps_its_own_name_across_the_last_name_kept() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for sub in ["a", "a/b", "c"] {
+            std::fs::create_dir(dir.path().join(sub)).expect("mkdir");
+        }
+        let mut names = CgroupNames {
+            mount: Some(dir.path().to_path_buf()),
+            names: HashMap::default(),
+            last: None,
+            last_scan: None,
+        };
+        let ids: Vec<(u64, &str)> = ["/a", "/a/b", "/c", "/"]
+            .into_iter()
+            .map(|rel| (names.id_of(rel).expect("id"), rel))
+            .collect();
+        for _ in 0..2 {
+            for &(id, rel) in ids.iter().chain(ids.iter().rev()) {
+                assert_eq!(names.name(id).as_deref(), Some(rel));
+                assert_eq!(names.name(id).as_deref(), Some(rel));
+            }
+        }
+        assert_eq!(names.name(u64::MAX), None);
+        assert_eq!(names.name(ids[0].0).as_deref(), Some("/a"));
+    }
+
     #[test]
     fn descendants_are_within_and_siblings_are_not() {
         assert!(is_within("/a/b", "/"));

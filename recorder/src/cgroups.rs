@@ -98,18 +98,20 @@ impl CgroupNames {
         {
             return Some(Arc::clone(name));
         }
-        if !self.names.contains_key(&id)
-            && self
-                .last_scan
-                .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
-        {
-            self.rescan();
-        }
-        let name = self.names.get(&id).cloned();
-        if let Some(name) = &name {
-            self.last = Some((id, Arc::clone(name)));
-        }
-        name
+        let name = match self.names.get(&id) {
+            Some(name) => Arc::clone(name),
+            None => {
+                if self
+                    .last_scan
+                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+                {
+                    self.rescan();
+                }
+                Arc::clone(self.names.get(&id)?)
+            }
+        };
+        self.last = Some((id, Arc::clone(&name)));
+        Some(name)
     }
 
     /// The id of a path relative to the mount ("/a/b").

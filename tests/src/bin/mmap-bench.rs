@@ -930,7 +930,8 @@ fn count_frames(path: &std::path::Path) -> anyhow::Result<(u64, u64, u64)> {
 
 /// ns per pair that `mmap-workload --pairs N` reports for itself when run under `wrapper`.
 /// With `joined`, the workload's command line goes to the wrapper as one argument (`bpftrace -c
-/// CMD`), not as the arguments after it.
+/// CMD`, which splits it at spaces: the workload's path must have none), not as the arguments
+/// after it.
 fn workload_under(wrapper: &[String], joined: bool, calls: u64) -> anyhow::Result<f64> {
     let mut argv: Vec<String> = wrapper.to_vec();
     let workload = [

@@ -111,6 +111,29 @@ pub mod record_flags {
     /// The call was seen at its exit only (the exit-only attach mode): `ts_enter_ns` is the exit
     /// time, as is `ts_exit_ns`, and the call's duration is not known.
     pub const EXIT_ONLY: u16 = 1 << 7;
+    /// The record came in a batch: the ring item holds [`BATCH_RECORDS`](super::BATCH_RECORDS)
+    /// or fewer headers of [`RECORD_HEADER`](super::RECORD_HEADER) bytes each, one after another,
+    /// every one with this bit (see [`batch_items`](super::batch_items)).
+    pub const BATCHED: u16 = 1 << 8;
+}
+
+/// At most this many records of a CPU wait in its batch (the kernel side's `BATCH` map) before
+/// they go to the ring as one item: the records of calls with no path and no stack, the common
+/// case. Any other record of that CPU (a call with a path or a stack, a lifecycle event) and
+/// user space's periodic flush (`flush_batches`, run on each CPU) send the waiting ones first.
+pub const BATCH_RECORDS: usize = 32;
+
+/// The records of one ring item: the item itself, or the headers of a batch
+/// ([`record_flags::BATCHED`]) one by one.
+pub fn batch_items(item: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let batched = item.len() >= RECORD_HEADER
+        && u16::from_ne_bytes([item[2], item[3]]) & record_flags::BATCHED != 0;
+    let (whole, headers) = if batched {
+        (None, item.chunks_exact(RECORD_HEADER))
+    } else {
+        (Some(item), (&[] as &[u8]).chunks_exact(RECORD_HEADER))
+    };
+    whole.into_iter().chain(headers)
 }
 
 /// The fixed part of every record.
@@ -155,7 +178,9 @@ pub struct RecordHeader {
 
 /// Bytes of [`RecordHeader`].
 pub const RECORD_HEADER: usize = 152;
-const _: () = assert!(size_of::<RecordHeader>() == RECORD_HEADER);
+const _: () = assert!(
+    size_of::<RecordHeader>() == RECORD_HEADER && core::mem::offset_of!(RecordHeader, flags) == 2
+);
 
 impl RecordHeader {
     /// The header as the kernel side puts it in the ring buffer (for records user space makes:
@@ -378,6 +403,10 @@ pub mod counters {
 pub mod recording {
     pub const OFF: u32 = 0;
     pub const ON: u32 = 1;
+    /// With [`ON`]: the records of calls wait in per-CPU batches (see
+    /// [`BATCH_RECORDS`](super::BATCH_RECORDS)); user space sets it only once it has checked that
+    /// it can flush them.
+    pub const BATCHES: u32 = 2;
 }
 
 /// Loss not yet reported in-band, per CPU (the `LOSS` map).
@@ -565,6 +594,30 @@ mod tests {
         assert_eq!(decoded.head, head);
         assert!(decoded.path.is_empty());
         assert_eq!(decoded.stack, None);
+    }
+
+    #[test]
+    fn a_batch_item_yields_its_headers_and_any_other_item_itself() {
+        let head = |ts: u64, flags: u16| RecordHeader {
+            event: EventKind::Munmap as u16,
+            flags,
+            ts_enter_ns: ts,
+            ..Default::default()
+        };
+        let mut batch = [0u8; 3 * RECORD_HEADER];
+        for (ts, chunk) in (1..=3).zip(batch.chunks_exact_mut(RECORD_HEADER)) {
+            chunk.copy_from_slice(&head(ts, record_flags::BATCHED).to_bytes());
+        }
+        let times = batch_items(&batch).map(|b| RecordRef::decode(b).expect("a header").head);
+        assert!(times.map(|h| h.ts_enter_ns).eq([1, 2, 3]));
+        // A record with a path, whose length happens to be two headers: one item.
+        let (bytes, len) = item(&[b'x'; RECORD_HEADER], None);
+        assert_eq!(len, 2 * RECORD_HEADER);
+        assert!(batch_items(&bytes[..len]).eq([&bytes[..len]]));
+        // Shorter than a header: passed on whole, for the decoder to refuse.
+        assert_eq!(batch_items(&batch[..7]).count(), 1);
+        // A torn batch yields its whole headers only.
+        assert_eq!(batch_items(&batch[..2 * RECORD_HEADER + 5]).count(), 2);
     }
 
     /// An item as the kernel side builds it: header, path padded to 8, stack header, data.

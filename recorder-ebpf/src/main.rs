@@ -4,7 +4,9 @@
 //! brk): the entry program stores arguments, identity and (for a file-backed mmap) the file's
 //! device, inode and path in the thread's task-local storage (the path in a per-thread map); the
 //! exit program adds the return value and exit time and submits the record to the ring buffer
-//! without a wakeup. User space drains the ring on a short timer; once more than `wakeup_bytes`
+//! without a wakeup; a record with no path and no stack waits in a per-CPU batch that goes to the
+//! ring as one item when full (or when user space flushes it, at each drain tick, or that CPU
+//! sends any other record). User space drains the ring on a short timer; once more than `wakeup_bytes`
 //! are waiting (or after an exec, so user space can snapshot the new address space at once) the
 //! program forces a wakeup.
 //!
@@ -53,8 +55,8 @@ use aya_ebpf::{
     },
 };
 use recorder_common::{
-    COMM_LEN, COMPONENT_LEN, Config, DEFAULT_STACK_BYTES, EventKind, KernelOffsets, LossWindow,
-    MAX_CGROUPS, MAX_COMPONENTS, MAX_STACK_BYTES, MAX_STACK_FRAMES, PATH_BUF, PATH_CAP,
+    BATCH_RECORDS, COMM_LEN, COMPONENT_LEN, Config, DEFAULT_STACK_BYTES, EventKind, KernelOffsets,
+    LossWindow, MAX_CGROUPS, MAX_COMPONENTS, MAX_STACK_BYTES, MAX_STACK_FRAMES, PATH_BUF, PATH_CAP,
     RECORD_HEADER, Record, RecordHeader, STACK_AREA, STACK_HEADER, StackHeader, counters, filter,
     record_flags, recording, stack_mode,
 };
@@ -252,6 +254,24 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counters::COUN
 #[map]
 static RECORDING: Array<u32> = Array::with_max_entries(1, 0);
 
+/// Records of calls (no path, no stack) of this CPU waiting to go to the ring together: a ring
+/// reservation (a spinlock taken with interrupts off, the producer position moved, a commit)
+/// for every `BATCH_RECORDS` records instead of each one. User space flushes every CPU's batch at each
+/// drain tick (running `flush_batches` on that CPU) and reads what is left after detaching.
+#[map]
+static BATCH: PerCpuArray<Batch> = PerCpuArray::with_max_entries(1, 0);
+
+#[repr(C)]
+struct Batch {
+    /// Records waiting (at most BATCH_RECORDS).
+    n: u32,
+    /// Set while a program changes the batch: a flush that interrupts it (`flush_batches` runs
+    /// in an IPI on that CPU) leaves it alone, and so does a program that finds it set.
+    busy: u32,
+    /// `n` record headers, RECORD_HEADER bytes each, as u64 words.
+    words: [u64; BATCH_RECORDS * RECORD_HEADER / 8],
+}
+
 /// Records lost on this CPU and not yet reported in-band.
 #[map]
 static LOSS: PerCpuArray<LossWindow> = PerCpuArray::with_max_entries(1, 0);
@@ -266,16 +286,29 @@ static TARGET_COMMS: HashMap<[u8; COMM_LEN], u8> = HashMap::with_max_entries(64,
 
 #[inline(always)]
 fn count(index: u32) {
+    count_n(index, 1);
+}
+
+#[inline(always)]
+fn count_n(index: u32, n: u64) {
     if let Some(counter) = COUNTERS.get_ptr_mut(index) {
         // SAFETY: per-CPU slot of this CPU; programs do not migrate while they run.
-        unsafe { *counter += 1 };
+        unsafe { *counter += n };
     }
 }
 
 /// Is recording on? An array lookup, inlined by the verifier: a few instructions.
 #[inline(always)]
 fn recording() -> bool {
-    RECORDING.get(0).is_some_and(|on| *on == recording::ON)
+    RECORDING.get(0).is_some_and(|on| *on & recording::ON != 0)
+}
+
+/// Do the records of calls wait in this CPU's batch (`recording::BATCHES`)?
+#[inline(always)]
+fn batching() -> bool {
+    RECORDING
+        .get(0)
+        .is_some_and(|on| *on & recording::BATCHES != 0)
 }
 
 #[inline(always)]
@@ -953,26 +986,138 @@ fn submit_header(head: &RecordHeader) {
 }
 
 /// Puts `bytes` in the ring, after reporting any loss of this CPU not yet reported; wakes user
-/// space only when `urgent` or when the ring fills.
+/// space only when `urgent` or when the ring fills. With batches on, the record of a call with
+/// no path and no stack waits in this CPU's batch, which goes to the ring when full; any other record
+/// sends the batch first, so that a CPU's records reach the ring in the order they were made.
 #[inline(always)]
 fn output(bytes: &[u8], cpu: u32, urgent: bool) {
-    report_loss(cpu);
-    let wakeup = if urgent || EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= global!(CONFIG.wakeup_bytes)
-    {
+    // SAFETY: this CPU's slot. A program that interrupts this one on the same CPU (the flush,
+    // in an IPI) sees `busy` and leaves the batch, and the loss window, alone.
+    let batch = BATCH
+        .get_ptr_mut(0)
+        .filter(|_| batching())
+        .map(|b| unsafe { &mut *b })
+        .filter(|b| b.busy == 0);
+    if let Some(b) = batch {
+        // SAFETY: a store to this CPU's slot, kept a store before the changes below.
+        unsafe { core::ptr::write_volatile(&raw mut b.busy, 1) };
+        report_loss(cpu);
+        let waits = !urgent && is_plain_call(bytes) && append(b, bytes);
+        if !waits {
+            flush(b);
+            send(bytes, urgent);
+        }
+        // SAFETY: as above, after the changes.
+        unsafe { core::ptr::write_volatile(&raw mut b.busy, 0) };
+    } else {
+        report_loss(cpu);
+        send(bytes, urgent);
+    }
+}
+
+/// Is this the record of a call with no path and no stack (a header alone)? Lifecycle events
+/// do not wait: a process's exit stays after its calls of other CPUs that were sent already.
+#[inline(always)]
+fn is_plain_call(bytes: &[u8]) -> bool {
+    bytes.len() == RECORD_HEADER
+        && u16::from_ne_bytes([bytes[0], bytes[1]]) < EventKind::Fork as u16
+}
+
+/// Adds the record of a call to the batch, and sends the batch when that fills it; false when
+/// the batch was already full (not left so: a full batch is sent at once).
+#[inline(always)]
+fn append(b: &mut Batch, bytes: &[u8]) -> bool {
+    const WORDS: usize = RECORD_HEADER / 8;
+    let n = b.n as usize;
+    if n >= BATCH_RECORDS || bytes.len() < RECORD_HEADER {
+        return false;
+    }
+    let from = bytes.as_ptr().cast::<u64>();
+    // SAFETY: n < BATCH_RECORDS, so the WORDS words from n * WORDS lie inside `words`; `bytes`
+    // holds RECORD_HEADER = 8 * WORDS bytes, 8-aligned (a record header in a map value).
+    unsafe {
+        let to = b.words.as_mut_ptr().add(n * WORDS);
+        let mut i = 0;
+        while i < WORDS {
+            core::ptr::write_volatile(to.add(i), from.add(i).read());
+            i += 1;
+        }
+        // The flags (bytes 2-3 of the first word): one of a batch.
+        let first = to.read() | (u64::from(record_flags::BATCHED) << 16);
+        core::ptr::write_volatile(to, first);
+    }
+    b.n = (n + 1) as u32;
+    if n + 1 == BATCH_RECORDS {
+        flush(b);
+    }
+    true
+}
+
+/// Sends the waiting records of a batch as one ring item (they are counted emitted, or lost,
+/// together).
+#[inline(always)]
+fn flush(b: &mut Batch) {
+    let n = b.n as usize;
+    if n == 0 || n > BATCH_RECORDS {
+        b.n = 0;
+        return;
+    }
+    b.n = 0;
+    let len = n * RECORD_HEADER;
+    // SAFETY: `words` holds BATCH_RECORDS * RECORD_HEADER bytes and len is at most that.
+    let bytes = unsafe { core::slice::from_raw_parts(b.words.as_ptr().cast::<u8>(), len) };
+    if EVENTS.output::<[u8]>(bytes, wakeup(false) as u64).is_ok() {
+        count_n(counters::EMITTED, n as u64);
+    } else {
+        lost_n(n as u64);
+    }
+}
+
+/// The wakeup flag of a record put in the ring: user space is woken when `urgent` or when the
+/// ring fills past `wakeup_bytes`; otherwise it reads at its next tick.
+#[inline(always)]
+fn wakeup(urgent: bool) -> u32 {
+    if urgent || EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= global!(CONFIG.wakeup_bytes) {
         BPF_RB_FORCE_WAKEUP
     } else {
         BPF_RB_NO_WAKEUP
-    };
-    match EVENTS.output::<[u8]>(bytes, wakeup as u64) {
+    }
+}
+
+/// Puts one record in the ring.
+#[inline(always)]
+fn send(bytes: &[u8], urgent: bool) {
+    match EVENTS.output::<[u8]>(bytes, wakeup(urgent) as u64) {
         Ok(()) => count(counters::EMITTED),
         Err(_) => lost(),
     }
 }
 
+/// Sends this CPU's waiting records. Never attached: user space runs it on each CPU in turn
+/// (BPF_PROG_TEST_RUN with BPF_F_TEST_RUN_ON_CPU, in an IPI there) at every drain tick, so that
+/// the records of a CPU that went quiet wait no longer than that.
+#[raw_tracepoint(tracepoint = "sys_enter")]
+pub fn flush_batches(_ctx: RawTracePointContext) -> i32 {
+    if let Some(b) = BATCH.get_ptr_mut(0) {
+        // SAFETY: this CPU's slot; a program it interrupted has set `busy`.
+        let b = unsafe { &mut *b };
+        if b.busy == 0 {
+            flush(b);
+        }
+    }
+    0
+}
+
 /// Counts a record that did not fit, in this CPU's loss window.
 #[inline(always)]
 fn lost() {
-    count(counters::LOST_RINGBUF_FULL);
+    lost_n(1);
+}
+
+/// Counts `n` records that did not fit, in this CPU's loss window.
+#[inline(always)]
+fn lost_n(n: u64) {
+    count_n(counters::LOST_RINGBUF_FULL, n);
     if let Some(w) = LOSS.get_ptr_mut(0) {
         // SAFETY: this CPU's slot.
         let w = unsafe { &mut *w };
@@ -980,7 +1125,7 @@ fn lost() {
         if w.count == 0 {
             w.first_ns = t;
         }
-        w.count += 1;
+        w.count += n;
         w.last_ns = t;
     }
 }

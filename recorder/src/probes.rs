@@ -5,10 +5,15 @@ use std::{path::Path, sync::Arc};
 use aya::{
     Btf, Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, PerCpuArray},
-    programs::{BtfTracePoint, FEntry, FExit, KProbe, ProgramError, RawTracePoint, TracePoint},
+    programs::{
+        BtfTracePoint, FEntry, FExit, KProbe, ProgramError, RawTracePoint, RawTracePointRunOptions,
+        TestRun as _, TracePoint,
+    },
 };
 use mmap_format::{event::sources, metadata::Counters};
-use recorder_common::{COMM_LEN, Config, KernelOffsets, LossWindow, counters, recording};
+use recorder_common::{
+    BATCH_RECORDS, COMM_LEN, Config, KernelOffsets, LossWindow, RECORD_HEADER, counters, recording,
+};
 
 use crate::ring::Ring;
 
@@ -141,6 +146,13 @@ pub enum ProbeError {
     /// `--attach auto` found no mode that works; each candidate with its failure.
     #[error("no attach mode works on this kernel: {}", failures.join("; "))]
     NoAttachMode { failures: Vec<String> },
+    /// Running the flush program on a CPU (BPF_PROG_TEST_RUN) failed.
+    #[error("running {FLUSH_PROGRAM} on CPU {cpu} failed: {source}")]
+    Flush {
+        cpu: u32,
+        #[source]
+        source: Box<ProgramError>,
+    },
     #[error("mapping the ring buffer: {source}")]
     RingMap {
         #[source]
@@ -169,7 +181,17 @@ pub struct Probes {
     attached: Vec<&'static str>,
     /// Taken out of the object so that the writer thread can read it too.
     counters: Arc<KernelCounters>,
+    /// The CPUs whose batches [`Probes::flush_batches`] sends; empty when batches are off
+    /// (the flush program could not be run, see [`Probes::enable_batches`]).
+    batch_cpus: Vec<u32>,
 }
+
+/// The program that sends the waiting records of the CPU it runs on; never attached.
+const FLUSH_PROGRAM: &str = "flush_batches";
+
+/// A CPU's `BATCH` value as user space reads it: the count of waiting records and the busy
+/// flag (one u64 on this little-endian target, the count in its low half), then the headers.
+type BatchWords = [u64; 1 + BATCH_RECORDS * RECORD_HEADER / 8];
 
 /// The kernel side's per-CPU counters (the `COUNTERS` map), read by the drain and by the writer
 /// thread, which counts each segment's share.
@@ -227,6 +249,7 @@ impl Probes {
             ebpf,
             attached: Vec::new(),
             counters: Arc::new(KernelCounters(counters)),
+            batch_cpus: Vec::new(),
         })
     }
 
@@ -236,8 +259,77 @@ impl Probes {
         const MAP: &str = "RECORDING";
         let map = self.ebpf.map_mut(MAP).ok_or(ProbeError::MissingMap(MAP))?;
         let mut switch: Array<_, u32> = Array::try_from(map).map_err(ProbeError::map(MAP))?;
-        let value = if on { recording::ON } else { recording::OFF };
+        let value = match (on, self.batch_cpus.is_empty()) {
+            (false, _) => recording::OFF,
+            (true, true) => recording::ON,
+            (true, false) => recording::ON | recording::BATCHES,
+        };
         switch.set(0, value, 0).map_err(ProbeError::map(MAP))
+    }
+
+    /// Turns per-CPU batches on for the next [`Probes::set_recording`]: loads the flush program
+    /// and runs it once on every online CPU. Batches stay off when that fails (running a
+    /// program on a chosen CPU, BPF_PROG_TEST_RUN with BPF_F_TEST_RUN_ON_CPU, needs Linux 5.10):
+    /// records would then wait in a quiet CPU's batch until the end. Returns whether they are on.
+    pub fn enable_batches(&mut self) -> bool {
+        let Ok(cpus) = aya::util::online_cpus() else {
+            return false;
+        };
+        let loaded = self
+            .program::<RawTracePoint>(FLUSH_PROGRAM)
+            .and_then(|prog| prog.load().map_err(load_error(FLUSH_PROGRAM)));
+        if loaded.is_err() {
+            return false;
+        }
+        self.batch_cpus = cpus;
+        if self.flush_batches().is_err() {
+            self.batch_cpus.clear();
+        }
+        !self.batch_cpus.is_empty()
+    }
+
+    /// Sends the records waiting in each CPU's batch to the ring, running the flush program on
+    /// every CPU in turn (an IPI to each). The drain calls it at every tick, so that the records
+    /// of a CPU that went quiet wait no longer than that.
+    pub fn flush_batches(&self) -> Result<(), ProbeError> {
+        if self.batch_cpus.is_empty() {
+            return Ok(());
+        }
+        let Some(aya::programs::Program::RawTracePoint(prog)) = self.ebpf.program(FLUSH_PROGRAM)
+        else {
+            return Err(ProbeError::MissingProgram(FLUSH_PROGRAM));
+        };
+        for &cpu in &self.batch_cpus {
+            let mut opts = RawTracePointRunOptions::new();
+            opts.cpu = Some(cpu);
+            prog.test_run(opts).map_err(|source| ProbeError::Flush {
+                cpu,
+                source: Box::new(source),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The records still waiting in the CPUs' batches, each CPU's as one ring item (read after
+    /// the programs are detached, when nothing changes them any more).
+    pub fn waiting_batches(&self) -> Result<Vec<Vec<u8>>, ProbeError> {
+        const MAP: &str = "BATCH";
+        if self.batch_cpus.is_empty() {
+            return Ok(Vec::new());
+        }
+        let map = self.ebpf.map(MAP).ok_or(ProbeError::MissingMap(MAP))?;
+        let array: PerCpuArray<_, BatchWords> =
+            PerCpuArray::try_from(map).map_err(ProbeError::map(MAP))?;
+        let values = array.get(&0, 0).map_err(ProbeError::map(MAP))?;
+        Ok(values
+            .iter()
+            .filter_map(|words| {
+                let n = (words[0] as u32 as usize).min(BATCH_RECORDS);
+                let headers = words[1..].iter().take(n * RECORD_HEADER / 8);
+                let item: Vec<u8> = headers.flat_map(|w| w.to_ne_bytes()).collect();
+                (!item.is_empty()).then_some(item)
+            })
+            .collect())
     }
 
     /// Adds a process to the target set.
@@ -686,3 +778,7 @@ mod tests {
 /// The kernel side's stacks, read straight from the ring (root).
 #[cfg(test)]
 mod stack_tests;
+
+/// The per-CPU batches, read straight from the ring (root).
+#[cfg(test)]
+mod batch_tests;

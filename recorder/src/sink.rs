@@ -645,7 +645,7 @@ impl Writer {
     fn write_records(&mut self, batch: &[u8]) -> anyhow::Result<()> {
         let anchor = self.setup.anchor;
         let source = self.setup.source;
-        for item in frames(batch) {
+        for item in frames(batch).flat_map(recorder_common::batch_items) {
             let Some(rec) = RecordRef::decode(item) else {
                 self.own.emitted += 1;
                 self.own.decode_errors += 1;

@@ -173,16 +173,21 @@ impl Drain {
                 execs.push(rec.head.tgid);
             }
             sink::push_frame(&mut self.batch, item);
-            self.records_read += 1;
+            self.records_read += recorder_common::batch_items(item).count() as u64;
         }
         execs
     }
 
     /// After the programs are detached: moves everything left in the ring to the writer, then
-    /// the loss windows the kernel had not reported in-band yet.
+    /// the records left in the CPUs' batches, then the loss windows the kernel had not reported
+    /// in-band yet.
     pub fn read_rest(&mut self, sink: &Sink, probes: &Probes) -> anyhow::Result<()> {
         self.read_all(sink, true)?;
         let mut tail = Vec::new();
+        for item in probes.waiting_batches()? {
+            sink::push_frame(&mut tail, &item);
+            self.records_read += (item.len() / RECORD_HEADER) as u64;
+        }
         for (cpu, window) in probes.pending_loss()? {
             sink::push_frame(&mut tail, &loss_record(cpu, window));
         }
@@ -267,7 +272,12 @@ impl Drain {
                 return Err(WriterStopped.into());
             }
             tokio::select! {
-                _ = tick.tick() => self.read_all(sink, false)?,
+                _ = tick.tick() => {
+                    // A CPU's last records wait in its batch until it fills: sent now. (A
+                    // failure leaves them there, for the next tick or the end.)
+                    let _ = probes.flush_batches();
+                    self.read_all(sink, false)?;
+                }
                 // The writer took a message: a drain that had stopped at QUEUE_BYTES reads on.
                 _ = sink.room.notified() => self.read_all(sink, false)?,
                 guard = self.ring.readable() => {

@@ -130,6 +130,9 @@ impl Recording {
             stacks: self.config.stacks.as_ref().map(|plan| plan.mode.into()),
         })?;
         let sink = self.sink.insert(sink);
+        // Calls' records wait in per-CPU batches when the flush program runs here (the
+        // drain flushes them at every tick); without it each goes to the ring on its own.
+        self.probes.enable_batches();
         // From here on a call is recorded whole, or (already in progress) counted as an orphan
         // exit.
         self.probes.set_recording(true)?;

@@ -234,6 +234,12 @@ pub struct RecordArgs {
     #[arg(long)]
     pub prog_stats: bool,
 
+    /// Send every record to the ring buffer on its own. By default the records of calls with no
+    /// path and no stack wait in a batch per CPU (32 at most) that goes to the ring as one item,
+    /// flushed at every drain tick (50 ms): one ring reservation per batch instead of per call.
+    #[arg(long)]
+    pub no_batches: bool,
+
     /// No live progress on stderr (the start line and the final report are always printed).
     #[arg(short, long)]
     pub quiet: bool,

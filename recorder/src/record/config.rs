@@ -112,6 +112,8 @@ pub struct RecordConfig {
     pub duration: Option<Duration>,
     /// Measure and report the programs' kernel run time.
     pub prog_stats: bool,
+    /// --no-batches: each record goes to the ring on its own.
+    pub no_batches: bool,
     /// `--stacks`: the calls that get a user call stack, and how (`None`: no stacks).
     pub stacks: Option<StackPlan>,
     /// Live progress on stderr (not --quiet, and stderr is a terminal).
@@ -169,6 +171,7 @@ impl RecordConfig {
             flush_interval: args.flush_interval,
             duration: args.duration,
             prog_stats: args.prog_stats,
+            no_batches: args.no_batches,
             stacks,
             progress: !args.quiet && std::io::stderr().is_terminal(),
             user,

@@ -132,7 +132,9 @@ impl Recording {
         let sink = self.sink.insert(sink);
         // Calls' records wait in per-CPU batches when the flush program runs here (the
         // drain flushes them at every tick); without it each goes to the ring on its own.
-        self.probes.enable_batches();
+        if !self.config.no_batches {
+            self.probes.enable_batches();
+        }
         // From here on a call is recorded whole, or (already in progress) counted as an orphan
         // exit.
         self.probes.set_recording(true)?;

@@ -9,7 +9,8 @@
 //! - `recorded`: the recorder attached with the loop's process as its target: every call is
 //!   recorded.
 //! - with `--also MODE,...`: `filtered` and `recorded` again with `--attach MODE` for each mode
-//!   given (`--exit-only` is `--also tracepoint-exit`).
+//!   given (`--exit-only` is `--also tracepoint-exit`); an entry that starts with `--` is
+//!   recorder options instead (`--also=--no-batches`).
 //! - with `--stacks fp,dwarf`: `recorded` again with `--stacks MODE` for each mode given (the
 //!   user call stack of every call, see docs/PERFORMANCE.md for what the loop's stacks are).
 //!
@@ -74,7 +75,9 @@ struct Args {
     #[arg(long, value_name = "MODE")]
     attach: Option<String>,
     /// Also time the filtered and recorded loops with each of these `--attach` modes in every
-    /// round, beside the default mode (`tracepoint-exit,tp-btf,tp-btf-exit`, ...).
+    /// round, beside the default mode (`tracepoint-exit,tp-btf,tp-btf-exit`, ...). An entry that
+    /// starts with `--` is recorder options, separated by spaces, instead of a mode
+    /// (`--also=--no-batches,tp-btf-exit`).
     #[arg(long, value_name = "MODE", value_delimiter = ',')]
     also: Vec<String>,
     /// The same as `--also tracepoint-exit` (calls recorded at their exit only, no durations).
@@ -84,6 +87,16 @@ struct Args {
     /// (needs make and cc), and report the capture's rows, loss and bytes per row. 0: no compile.
     #[arg(long, value_name = "N", default_value_t = 0)]
     compile: u32,
+}
+
+/// The recorder options of an `--also` entry: `--attach MODE`, or the entry itself split at
+/// spaces when it starts with `--`.
+fn also_args(entry: &str) -> Vec<&str> {
+    if entry.starts_with("--") {
+        entry.split_whitespace().collect()
+    } else {
+        vec!["--attach", entry]
+    }
 }
 
 /// The loops timed under one `--also` mode: ns per pair of each round.
@@ -571,8 +584,8 @@ fn main() -> anyhow::Result<()> {
                 3.. => {
                     let k = (mode - 3) / 2;
                     let record = (mode - 3) % 2 == 1;
-                    let attach = ["--attach", args.also[k].as_str()];
-                    let (ns, touched, _) = under_recorder(&args, &out, record, &attach)?;
+                    let extra = also_args(&args.also[k]);
+                    let (ns, touched, _) = under_recorder(&args, &out, record, &extra)?;
                     let runs = &mut also[k];
                     if record {
                         runs.recorded.push(ns);
@@ -618,9 +631,10 @@ fn main() -> anyhow::Result<()> {
         }
         for (mode, runs) in args.also.iter().zip(&also) {
             eprintln!(
-                "round {}: --attach {mode}: filtered {:.0} ns, recorded {:.0} ns per pair; page \
-                 touched: {:.0}, {:.0} ns",
+                "round {}: {}: filtered {:.0} ns, recorded {:.0} ns per pair; page touched: \
+                 {:.0}, {:.0} ns",
                 round + 1,
+                also_args(mode).join(" "),
                 runs.filtered[round],
                 runs.recorded[round],
                 runs.filtered_t[round],
@@ -737,7 +751,8 @@ fn main() -> anyhow::Result<()> {
             let least = min(runs);
             let m = median(runs);
             println!(
-                "| {label}, `--attach {mode}` | {m:.0} | {:+.0} | {:.2} | {least:.0} | {:+.0} | |",
+                "| {label}, `{}` | {m:.0} | {:+.0} | {:.2} | {least:.0} | {:+.0} | |",
+                also_args(mode).join(" "),
                 m - base_ns,
                 m / base_ns,
                 least - base_min
@@ -784,8 +799,9 @@ fn main() -> anyhow::Result<()> {
         (format!("recorded, `{default_mode}`"), &mut recorded_o),
     ];
     for (mode, runs) in args.also.iter().zip(&mut also) {
-        other_rows.push((format!("filtered, `--attach {mode}`"), &mut runs.filtered_o));
-        other_rows.push((format!("recorded, `--attach {mode}`"), &mut runs.recorded_o));
+        let shown = also_args(mode).join(" ");
+        other_rows.push((format!("filtered, `{shown}`"), &mut runs.filtered_o));
+        other_rows.push((format!("recorded, `{shown}`"), &mut runs.recorded_o));
     }
     for (label, runs) in other_rows {
         let m = median(runs);

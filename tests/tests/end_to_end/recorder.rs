@@ -280,6 +280,27 @@ fn tp_btf_mode_records_the_same_calls() {
     }
 }
 
+/// `--no-batches` (every record sent to the ring on its own, as before the per-CPU batches)
+/// records the same calls, field by field; the other tests record with batches.
+#[test]
+#[ignore = "needs root"]
+fn unbatched_recording_records_the_same_calls() {
+    require_root!();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, report) = record_command(
+        dir.path(),
+        "family.parquet",
+        &["--no-batches"],
+        &["--family"],
+    );
+    let (meta, events) = read_capture(&dir.path().join("family.parquet"));
+    let slack = meta.clock_anchors[0].uncertainty_ns as i64 + 1_000;
+    for call in &report.family {
+        check_family_call(&events, call, slack);
+    }
+    mmap_capture_tests::check_calls(&meta, &events, &report);
+}
+
 /// Records `mmap-workload --family` into DIR/family.parquet with `--attach attach` and checks
 /// that the recorder says the mode, the capture names it (`-` as `_`), every call row has it as
 /// its `source`, and every call the workload reports (its set and the family's) is there, field

@@ -137,7 +137,7 @@ peers: tools
 	done
 
 bench: release peers
-	$(SUDO) target/release/mmap-bench --recorder target/release/mmap-recorder --rounds 9 --calls 300000 --also tracepoint-exit,tp-btf,tp-btf-exit --compare --stacks fp,dwarf --flood 2000000 --compile 96
+	$(SUDO) target/release/mmap-bench --recorder target/release/mmap-recorder --rounds 9 --calls 300000 --also=tracepoint-exit,tp-btf,tp-btf-exit,--no-batches --compare --stacks fp,dwarf --flood 2000000 --compile 96
 	$(MAKE) bench-analyze
 
 ## bench-analyze: mmap-analyze beside DuckDB on a generated 10-million-row capture (one file and

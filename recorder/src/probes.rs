@@ -313,15 +313,11 @@ impl Probes {
     /// The records still waiting in the CPUs' batches, each CPU's as one ring item (read after
     /// the programs are detached, when nothing changes them any more).
     pub fn waiting_batches(&self) -> Result<Vec<Vec<u8>>, ProbeError> {
-        const MAP: &str = "BATCH";
         if self.batch_cpus.is_empty() {
             return Ok(Vec::new());
         }
-        let map = self.ebpf.map(MAP).ok_or(ProbeError::MissingMap(MAP))?;
-        let array: PerCpuArray<_, BatchWords> =
-            PerCpuArray::try_from(map).map_err(ProbeError::map(MAP))?;
-        let values = array.get(&0, 0).map_err(ProbeError::map(MAP))?;
-        Ok(values
+        Ok(self
+            .per_cpu::<BatchWords>("BATCH")?
             .iter()
             .filter_map(|words| {
                 let n = (words[0] as u32 as usize).min(BATCH_RECORDS);
@@ -564,14 +560,20 @@ impl Probes {
         Arc::clone(&self.counters)
     }
 
+    /// Element 0 of the per-CPU array `map`, as every CPU has it.
+    fn per_cpu<T: aya::Pod>(
+        &self,
+        map: &'static str,
+    ) -> Result<aya::maps::PerCpuValues<T>, ProbeError> {
+        let data = self.ebpf.map(map).ok_or(ProbeError::MissingMap(map))?;
+        let array: PerCpuArray<_, T> = PerCpuArray::try_from(data).map_err(ProbeError::map(map))?;
+        array.get(&0, 0).map_err(ProbeError::map(map))
+    }
+
     /// Loss windows not yet reported in-band, by CPU (read after the programs are detached).
     pub fn pending_loss(&self) -> Result<Vec<(u32, LossWindow)>, ProbeError> {
-        const MAP: &str = "LOSS";
-        let map = self.ebpf.map(MAP).ok_or(ProbeError::MissingMap(MAP))?;
-        let array: PerCpuArray<_, LossWindow> =
-            PerCpuArray::try_from(map).map_err(ProbeError::map(MAP))?;
-        let values = array.get(&0, 0).map_err(ProbeError::map(MAP))?;
-        Ok(values
+        Ok(self
+            .per_cpu::<LossWindow>("LOSS")?
             .iter()
             .enumerate()
             .filter(|(_, w)| w.count > 0)

@@ -290,7 +290,8 @@ impl Probes {
 
     /// Sends the records waiting in each CPU's batch to the ring, running the flush program on
     /// every CPU in turn (an IPI to each). The drain calls it at every tick, so that the records
-    /// of a CPU that went quiet wait no longer than that.
+    /// of a CPU that went quiet wait no longer than that. A CPU that fails (it went offline: its
+    /// records wait for the end) does not stop the others; the first failure is returned.
     pub fn flush_batches(&self) -> Result<(), ProbeError> {
         if self.batch_cpus.is_empty() {
             return Ok(());
@@ -299,15 +300,20 @@ impl Probes {
         else {
             return Err(ProbeError::MissingProgram(FLUSH_PROGRAM));
         };
+        let mut first_failure = Ok(());
         for &cpu in &self.batch_cpus {
             let mut opts = RawTracePointRunOptions::new();
             opts.cpu = Some(cpu);
-            prog.test_run(opts).map_err(|source| ProbeError::Flush {
-                cpu,
-                source: Box::new(source),
-            })?;
+            if let Err(source) = prog.test_run(opts)
+                && first_failure.is_ok()
+            {
+                first_failure = Err(ProbeError::Flush {
+                    cpu,
+                    source: Box::new(source),
+                });
+            }
         }
-        Ok(())
+        first_failure
     }
 
     /// The records still waiting in the CPUs' batches, each CPU's as one ring item (read after

@@ -29,6 +29,9 @@
 //! the event for every perf user of the tracepoint.
 #![no_std]
 #![no_main]
+// atomic_xadd (see targets_changed).
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 
 use core::ffi::c_void;
 
@@ -280,6 +283,18 @@ static LOSS: PerCpuArray<LossWindow> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 static TARGET_TGIDS: HashMap<u32, u8> = HashMap::with_max_entries(16384, 0);
 
+/// How often the target set (`TARGET_TGIDS`) changed: element 0 counts the kernel side's
+/// changes (a followed fork, an exit; added atomically), element 1 user space's
+/// (`Probes::add_target`, its only writer). Both only grow, so their sum never comes back to a
+/// value it had: an answer of `target_tgid` cached at one sum holds while the sum stays.
+#[map]
+static TARGETS_CHANGED: Array<u64> = Array::with_max_entries(2, 0);
+
+/// Per CPU, the last answer of `target_tgid`, one word read and written whole: the low 31 bits
+/// of the change count (bits 33-63), the tgid (bits 1-32) and the answer (bit 0).
+#[map]
+static TARGET_CACHE: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
 /// Target command names (filter::BY_COMM), NUL padded to 16 bytes.
 #[map]
 static TARGET_COMMS: HashMap<[u8; COMM_LEN], u8> = HashMap::with_max_entries(64, 0);
@@ -327,8 +342,7 @@ fn wanted(tgid: u32) -> bool {
     if mode & (filter::BY_TGID | filter::BY_COMM | filter::BY_CGROUP) == 0 {
         return true;
     }
-    // SAFETY: map values are only tested for presence.
-    if mode & filter::BY_TGID != 0 && unsafe { TARGET_TGIDS.get(tgid) }.is_some() {
+    if mode & filter::BY_TGID != 0 && target_tgid(tgid) {
         return true;
     }
     if mode & filter::BY_COMM != 0
@@ -353,6 +367,49 @@ fn wanted(tgid: u32) -> bool {
         }
     }
     false
+}
+
+/// Is `tgid` in the target set? A process's calls on a CPU ask again and again: the answer is
+/// kept per CPU, with the change count read before the lookup, until the set changes (a
+/// hash lookup was a tenth of an entry program's time).
+#[inline(always)]
+fn target_tgid(tgid: u32) -> bool {
+    let changes = |i: u32| {
+        TARGETS_CHANGED
+            .get_ptr(i)
+            // SAFETY: an element of an array map, read once.
+            .map_or(0, |p| unsafe { core::ptr::read_volatile(p) })
+    };
+    let key = ((changes(0).wrapping_add(changes(1)) & 0x7fff_ffff) << 33) | (u64::from(tgid) << 1);
+    let cache = TARGET_CACHE.get_ptr_mut(0);
+    if let Some(cache) = cache {
+        // SAFETY: this CPU's slot, one aligned word.
+        let cached = unsafe { core::ptr::read_volatile(cache) };
+        if cached & !1 == key {
+            return cached & 1 != 0;
+        }
+    }
+    // SAFETY: map values are only tested for presence.
+    let found = unsafe { TARGET_TGIDS.get(tgid) }.is_some();
+    if let Some(cache) = cache {
+        // SAFETY: as above.
+        unsafe { core::ptr::write_volatile(cache, key | u64::from(found)) };
+    }
+    found
+}
+
+/// Counts a change of the target set made here (see `TARGETS_CHANGED`).
+#[inline(always)]
+fn targets_changed() {
+    if let Some(p) = TARGETS_CHANGED.get_ptr_mut(0) {
+        // SAFETY: an aligned u64 of an array map, changed only by atomic adds on this side.
+        // (The BPF target has no atomic types: the intrinsic is a BPF atomic add.)
+        unsafe {
+            core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::Relaxed }>(
+                p, 1,
+            )
+        };
+    }
 }
 
 /// The current thread's command name, NUL padded (aya's helper zeroes its buffer first, which
@@ -1454,14 +1511,15 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
         return 0;
     }
     let mode = global!(CONFIG.filter);
-    if mode & filter::FOLLOW_FORKS != 0
-        && mode & filter::BY_TGID != 0
-        && TARGET_TGIDS.insert(child_tgid, 1, BPF_ANY as u64).is_err()
-    {
-        // The map of followed processes is full: this child is not recorded. Counted, so that
-        // the capture says so (counted whether or not recording is on yet: a child missed
-        // before the start is missed all the same).
-        count(counters::FOLLOW_MAP_FULL);
+    if mode & filter::FOLLOW_FORKS != 0 && mode & filter::BY_TGID != 0 {
+        if TARGET_TGIDS.insert(child_tgid, 1, BPF_ANY as u64).is_ok() {
+            targets_changed();
+        } else {
+            // The map of followed processes is full: this child is not recorded. Counted, so
+            // that the capture says so (counted whether or not recording is on yet: a child
+            // missed before the start is missed all the same).
+            count(counters::FOLLOW_MAP_FULL);
+        }
     }
     if recording()
         && let Some(rec) = lifecycle(EventKind::Fork, child_tgid as u64)
@@ -1527,7 +1585,9 @@ pub fn sched_process_exit(ctx: RawTracePointContext) -> i32 {
     }
     if global!(CONFIG.filter) & filter::BY_TGID != 0 {
         // The pid may be reused by an unrelated process.
-        let _ = TARGET_TGIDS.remove(tgid);
+        if TARGET_TGIDS.remove(tgid).is_ok() {
+            targets_changed();
+        }
     }
     0
 }

@@ -340,7 +340,19 @@ impl Probes {
         let map = self.ebpf.map_mut(MAP).ok_or(ProbeError::MissingMap(MAP))?;
         let mut targets: HashMap<_, u32, u8> =
             HashMap::try_from(map).map_err(ProbeError::map(MAP))?;
-        targets.insert(tgid, 1, 0).map_err(ProbeError::map(MAP))
+        targets.insert(tgid, 1, 0).map_err(ProbeError::map(MAP))?;
+        // The kernel side caches its answers per CPU until the set changes: element 1 of
+        // TARGETS_CHANGED counts user space's changes (this is its only writer).
+        const CHANGED: &str = "TARGETS_CHANGED";
+        let map = self
+            .ebpf
+            .map_mut(CHANGED)
+            .ok_or(ProbeError::MissingMap(CHANGED))?;
+        let mut changed: Array<_, u64> = Array::try_from(map).map_err(ProbeError::map(CHANGED))?;
+        let count = changed.get(&1, 0).map_err(ProbeError::map(CHANGED))?;
+        changed
+            .set(1, count.wrapping_add(1), 0)
+            .map_err(ProbeError::map(CHANGED))
     }
 
     /// Adds a command name (as in /proc/PID/comm, at most 15 bytes) to the target set.

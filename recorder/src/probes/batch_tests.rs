@@ -1,7 +1,8 @@
 //! Per-CPU batches of header-only records (recorder-common's `BATCH_RECORDS`), checked on this
 //! test binary's own calls: the records of a CPU reach the ring as one item when user space
 //! flushes it, a record that cannot wait sends the waiting ones first, and what is left at the
-//! end is read from the batches.
+//! end is read from the batches. Also the kernel side's per-CPU cache of its target lookups,
+//! which a target added by user space must invalidate.
 use std::{os::fd::AsRawFd as _, path::Path};
 
 use recorder_common::{Config, EventKind, RecordRef, filter, record_flags};
@@ -146,4 +147,46 @@ fn records_wait_in_their_cpus_batch_until_flushed_and_keep_their_order() {
         left.extend(marks_in(&item, FILE_LEN));
     }
     assert_eq!(left, [(8, true), (9, true)]);
+}
+
+/// A process added to the target set while it runs is recorded from then on: the kernel side's
+/// cached "not a target" answers for it (its calls were seen before, on this CPU) are dropped
+/// when user space adds it.
+#[test]
+#[ignore = "needs root"]
+fn a_target_added_while_it_runs_is_recorded_at_once() {
+    if skip_without_root() {
+        return;
+    }
+    let offsets = btf::kernel_offsets(Path::new(btf::VMLINUX_BTF)).expect("kernel offsets");
+    let config = Config {
+        own_tgid: 0,
+        filter: filter::BY_TGID,
+        wakeup_bytes: 1 << 20,
+        ..Default::default()
+    };
+    let mut probes = Probes::load(&config, &offsets, 4 << 20, None).expect("load");
+    let mut ring = probes.take_ring().expect("ring");
+    probes.attach(AttachMode::Tracepoint).expect("attach");
+    probes.set_recording(true).expect("recording on");
+    stay_on_this_cpu();
+    // Not a target yet: asked, and answered "no", on this CPU.
+    for i in 0..3 {
+        marked_call(i);
+    }
+    probes.add_target(std::process::id()).expect("target");
+    for i in 3..6 {
+        marked_call(i);
+    }
+    probes.set_recording(false).expect("recording off");
+    probes.detach();
+    let marks: Vec<u64> = read_marks(&mut ring, 0)
+        .into_iter()
+        .map(|(mark, _)| mark)
+        .collect();
+    assert_eq!(
+        marks,
+        [3, 4, 5],
+        "only the calls made after it became a target"
+    );
 }

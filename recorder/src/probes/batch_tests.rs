@@ -77,12 +77,9 @@ fn marks_in(item: &[u8], len: u64) -> Vec<(u64, bool)> {
         .collect()
 }
 
-#[test]
-#[ignore = "needs root"]
-fn records_wait_in_their_cpus_batch_until_flushed_and_keep_their_order() {
-    if skip_without_root() {
-        return;
-    }
+/// The programs loaded to record processes by tgid (with this one a target when `target`) and
+/// attached to the syscall tracepoints, and their ring.
+fn attached(target: bool) -> (Probes, Ring) {
     let offsets = btf::kernel_offsets(Path::new(btf::VMLINUX_BTF)).expect("kernel offsets");
     let config = Config {
         own_tgid: 0,
@@ -91,9 +88,21 @@ fn records_wait_in_their_cpus_batch_until_flushed_and_keep_their_order() {
         ..Default::default()
     };
     let mut probes = Probes::load(&config, &offsets, 4 << 20, None).expect("load");
-    probes.add_target(std::process::id()).expect("target");
-    let mut ring = probes.take_ring().expect("ring");
+    if target {
+        probes.add_target(std::process::id()).expect("target");
+    }
+    let ring = probes.take_ring().expect("ring");
     probes.attach(AttachMode::Tracepoint).expect("attach");
+    (probes, ring)
+}
+
+#[test]
+#[ignore = "needs root"]
+fn records_wait_in_their_cpus_batch_until_flushed_and_keep_their_order() {
+    if skip_without_root() {
+        return;
+    }
+    let (mut probes, mut ring) = attached(true);
     assert!(
         probes.enable_batches(),
         "the flush program runs on every CPU of this kernel"
@@ -158,16 +167,7 @@ fn a_target_added_while_it_runs_is_recorded_at_once() {
     if skip_without_root() {
         return;
     }
-    let offsets = btf::kernel_offsets(Path::new(btf::VMLINUX_BTF)).expect("kernel offsets");
-    let config = Config {
-        own_tgid: 0,
-        filter: filter::BY_TGID,
-        wakeup_bytes: 1 << 20,
-        ..Default::default()
-    };
-    let mut probes = Probes::load(&config, &offsets, 4 << 20, None).expect("load");
-    let mut ring = probes.take_ring().expect("ring");
-    probes.attach(AttachMode::Tracepoint).expect("attach");
+    let (mut probes, mut ring) = attached(false);
     probes.set_recording(true).expect("recording on");
     stay_on_this_cpu();
     // Not a target yet: asked, and answered "no", on this CPU.

@@ -1125,8 +1125,30 @@ fn flush(b: &mut Batch) {
     let bytes = unsafe { core::slice::from_raw_parts(b.words.as_ptr().cast::<u8>(), len) };
     if EVENTS.output::<[u8]>(bytes, wakeup(false) as u64).is_ok() {
         count_n(counters::EMITTED, n as u64);
-    } else {
-        lost_n(n as u64);
+        return;
+    }
+    // No room for the whole batch (a small ring under a flood): as many of its records as fit,
+    // one by one, as they would have gone without batches; the rest are counted lost.
+    let mut sent = 0usize;
+    for i in 0..BATCH_RECORDS {
+        if i >= n {
+            break;
+        }
+        // SAFETY: record i < n <= BATCH_RECORDS lies inside `words`.
+        let one = unsafe {
+            core::slice::from_raw_parts(
+                b.words.as_ptr().add(i * (RECORD_HEADER / 8)).cast::<u8>(),
+                RECORD_HEADER,
+            )
+        };
+        if EVENTS.output::<[u8]>(one, BPF_RB_NO_WAKEUP as u64).is_err() {
+            break;
+        }
+        sent += 1;
+    }
+    count_n(counters::EMITTED, sent as u64);
+    if sent < n {
+        lost_n((n - sent) as u64);
     }
 }
 

@@ -226,8 +226,8 @@ fn a_fork_storm_of_1000_children_is_recorded_or_counted() {
 }
 
 /// Two threads mmap and munmap at full rate through a 16 KiB ring: the kernel drops records,
-/// and the capture counts each one (the flood's rows plus the lost count are exactly the
-/// flood's calls; the in-band lost rows add up to the counter); the recorder's memory stays
+/// and the capture counts each one (the flood's rows plus the lost count are the flood's calls,
+/// or a few more with batches; the in-band lost rows add up to the counter); the recorder's memory stays
 /// bounded; and the calls made after the flood are all recorded.
 #[test]
 #[ignore = "needs root"]
@@ -293,10 +293,16 @@ fn a_flood_through_a_small_ring_is_counted_exactly_and_recording_goes_on() {
         c.lost(),
         "the recorder's report and the capture count the same loss"
     );
-    assert_eq!(
-        flood_rows + c.lost_ringbuf_full,
-        flood_calls,
-        "each flood call is a row or counted lost, and nothing else was lost"
+    // Each flood call is a row or counted lost. With the per-CPU batches, a few of the
+    // workload's other calls made next to the flood (its threads' stacks and malloc arenas)
+    // can share a batch with flood calls and be lost with them, counted: the loss may exceed
+    // the flood's missing rows by those few, never fall short of them.
+    let surplus = (flood_rows + c.lost_ringbuf_full)
+        .checked_sub(flood_calls)
+        .expect("each flood call is a row or counted lost");
+    assert!(
+        surplus <= 64,
+        "{surplus} records lost beyond the flood's: more than its threads' other calls"
     );
     assert_eq!(after_rows, after_calls, "recording goes on after the flood");
     assert_eq!((c.entry_map_full, c.decode_errors), (0, 0));

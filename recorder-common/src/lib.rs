@@ -542,9 +542,24 @@ pub struct KernelOffsets {
     /// `task_struct.thread_info` + `thread_info.status` (x86: `TS_COMPAT` marks an ia32
     /// system call in progress)
     pub task_ti_status: u32,
+    /// `task_struct.cred`
+    pub task_cred: u32,
+    /// `cred.uid`
+    pub cred_uid: u32,
+    /// `cred.gid`
+    pub cred_gid: u32,
+    /// `task_struct.cgroups`
+    pub task_cgroups: u32,
+    /// `css_set.dfl_cgrp`
+    pub css_set_dfl_cgrp: u32,
+    /// `cgroup.kn`
+    pub cgroup_kn: u32,
+    /// `kernfs_node.id`
+    pub kernfs_node_id: u32,
+    pub _pad: u32,
 }
 
-const _: () = assert!(size_of::<KernelOffsets>() == 30 * 4);
+const _: () = assert!(size_of::<KernelOffsets>() == 38 * 4);
 
 #[cfg(feature = "user")]
 // SAFETY: KernelOffsets is #[repr(C)] and made only of u32 fields with no padding, so every bit

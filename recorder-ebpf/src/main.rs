@@ -42,11 +42,11 @@ use aya_ebpf::{
         BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, bpf_map_type,
     },
     helpers::{
-        bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_probe_read_kernel,
+        bpf_get_current_pid_tgid, bpf_probe_read_kernel,
         generated::{
-            bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_current_comm,
-            bpf_get_current_task, bpf_get_current_task_btf, bpf_get_smp_processor_id,
-            bpf_get_stack, bpf_ktime_get_boot_ns, bpf_probe_read_kernel as generated_read_kernel,
+            bpf_get_current_ancestor_cgroup_id, bpf_get_current_comm, bpf_get_current_task,
+            bpf_get_current_task_btf, bpf_get_smp_processor_id, bpf_get_stack,
+            bpf_ktime_get_boot_ns, bpf_probe_read_kernel as generated_read_kernel,
             bpf_probe_read_kernel_str, bpf_probe_read_user, bpf_task_pt_regs, bpf_task_storage_get,
         },
     },
@@ -117,6 +117,14 @@ static OFFSETS: KernelOffsets = KernelOffsets {
     mount_mountpoint: 0,
     binprm_filename: 0,
     task_ti_status: 0,
+    task_cred: 0,
+    cred_uid: 0,
+    cred_gid: 0,
+    task_cgroups: 0,
+    css_set_dfl_cgrp: 0,
+    cgroup_kn: 0,
+    kernfs_node_id: 0,
+    _pad: 0,
 };
 
 /// Reads a field of a configuration global. The volatile read keeps the compiler from folding
@@ -456,14 +464,16 @@ fn fill_identity(head: &mut RecordHeader, kind: EventKind, pid_tgid: u64, cache:
     head.ret = 0;
     head.tgid = (pid_tgid >> 32) as u32;
     head.tid = pid_tgid as u32;
-    let uid_gid = bpf_get_current_uid_gid();
-    head.uid = uid_gid as u32;
-    head.gid = (uid_gid >> 32) as u32;
-    // SAFETY: helpers without preconditions.
-    unsafe {
-        head.cgroup_id = bpf_get_current_cgroup_id();
-        head.cpu = bpf_get_smp_processor_id();
-    }
+    let task = current_task_btf();
+    let cred: *const u8 = btf_load(task, global!(OFFSETS.task_cred));
+    head.uid = btf_load(cred, global!(OFFSETS.cred_uid));
+    head.gid = btf_load(cred, global!(OFFSETS.cred_gid));
+    let css_set: *const u8 = btf_load(task, global!(OFFSETS.task_cgroups));
+    let cgroup: *const u8 = btf_load(css_set, global!(OFFSETS.css_set_dfl_cgrp));
+    let kn: *const u8 = btf_load(cgroup, global!(OFFSETS.cgroup_kn));
+    head.cgroup_id = btf_load(kn, global!(OFFSETS.kernfs_node_id));
+    // SAFETY: helper without preconditions.
+    head.cpu = unsafe { bpf_get_smp_processor_id() };
     head.file_dev = 0;
     head.file_ino = 0;
     head.path_len = 0;
@@ -761,7 +771,7 @@ impl Regs {
     #[inline(always)]
     fn get(self, offset: u32) -> u64 {
         match self {
-            Self::Btf(regs) => btf_u64(regs, offset),
+            Self::Btf(regs) => btf_load(regs, offset),
             Self::Raw(regs) => kread(regs, offset).unwrap_or(0),
             // SAFETY: helpers without preconditions; the pointer is only read through a probe
             // read.
@@ -803,13 +813,22 @@ fn user_args(regs: Regs) -> [u64; 6] {
     }
 }
 
-/// A u64 field of a BTF-typed kernel pointer, as a plain load (the verifier turns it into a
-/// checked load that reads 0 from a bad address).
+/// A field of a BTF-typed kernel pointer, as a plain load: the verifier checks the access
+/// against the type, and turns it into a checked load that reads 0 from a bad address. The
+/// offset must be known to the verifier: a constant, or a value of the read-only globals.
 #[inline(always)]
-fn btf_u64(base: *const u8, offset: u32) -> u64 {
-    // SAFETY: `base` is a tp_btf argument of a known struct type and `offset` one of its u64
-    // fields; the verifier checks the access against the type.
-    unsafe { core::ptr::read_volatile(base.wrapping_add(offset as usize).cast::<u64>()) }
+fn btf_load<T>(base: *const u8, offset: u32) -> T {
+    // SAFETY: `base` is a kernel pointer the verifier knows the type of (a tp_btf argument,
+    // the BTF-typed current task, or a pointer loaded from one of their fields), and `offset`
+    // that of a member of type `T` in it.
+    unsafe { core::ptr::read_volatile(base.wrapping_add(offset as usize).cast::<T>()) }
+}
+
+/// The current task, as a pointer the verifier knows the type of (`struct task_struct`).
+#[inline(always)]
+fn current_task_btf() -> *const u8 {
+    // SAFETY: helper without preconditions; the pointer is only read through `btf_load`.
+    unsafe { bpf_get_current_task_btf() as *const u8 }
 }
 
 /// Does this call get a stack? The configuration is read-only after load, so the verifier

@@ -66,6 +66,14 @@ pub fn kernel_offsets(path: &Path) -> Result<KernelOffsets, BtfError> {
         mount_mountpoint: off("mount", "mnt_mountpoint")?,
         binprm_filename: off("linux_binprm", "filename")?,
         task_ti_status: off("task_struct", "thread_info")? + off("thread_info", "status")?,
+        task_cred: off("task_struct", "cred")?,
+        cred_uid: off("cred", "uid")?,
+        cred_gid: off("cred", "gid")?,
+        task_cgroups: off("task_struct", "cgroups")?,
+        css_set_dfl_cgrp: off("css_set", "dfl_cgrp")?,
+        cgroup_kn: off("cgroup", "kn")?,
+        kernfs_node_id: off("kernfs_node", "id")?,
+        _pad: 0,
     })
 }
 
@@ -184,6 +192,9 @@ mod tests {
         );
         assert_eq!(o.upid_ns, 8);
         assert_eq!(o.dentry_hash_pprev % 8, 0);
+        assert!(o.task_cred > 1000 && o.task_cgroups > 1000);
+        assert_eq!(o.cred_gid, o.cred_uid + 4, "struct cred is {{ usage, uid, gid, ... }}");
+        assert_eq!(o.kernfs_node_id % 8, 0);
     }
 
     #[test]

@@ -507,24 +507,41 @@ fn comm_and_cgroup_targets_select_only_their_processes() {
     );
 
     // --cgroup: a workload moved into a new cgroup before it starts is recorded, no one else.
+    // It runs as a user and group of its own, so its rows show the identity the programs read
+    // (uid, gid, cgroup id) against what the test set.
     let Some(mount) = cgroup2_mount() else {
         panic!("no cgroup2 mount: the --cgroup test needs cgroup v2");
     };
     let cg = mount.join(format!("mmap-capture-test-{}", std::process::id()));
     std::fs::create_dir(&cg).expect("create cgroup");
+    let cgroup_id = std::fs::metadata(&cg).expect("cgroup").ino();
     let capture = dir.path().join("cgroup.parquet");
     let name = cg.file_name().expect("name").to_string_lossy().into_owned();
     let (rec, stderr) = start_recorder(&["-q", "--cgroup", &name], &capture);
     let procs = cg.join("cgroup.procs");
-    let report_path = dir.path().join("cg-report.json");
+    let shared = dir.path().join("cg");
+    std::fs::create_dir(&shared).expect("mkdir");
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let report_path = shared.join("cg-report.json");
+    let (uid, gid) = (54321, 54322);
     let mut cmd = Command::new(workspace_bin("mmap-workload"));
     cmd.arg("--report")
         .arg(&report_path)
         .arg("--dir")
-        .arg(dir.path());
-    // SAFETY: the child only writes its own pid into cgroup.procs (open/write/close).
+        .arg(&shared);
+    // SAFETY: the child only writes its own pid into cgroup.procs (open/write/close), then
+    // drops its groups, gid and uid (system calls; no locks taken).
     unsafe {
-        cmd.pre_exec(move || std::fs::write(&procs, std::process::id().to_string()));
+        cmd.pre_exec(move || {
+            std::fs::write(&procs, std::process::id().to_string())?;
+            if libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setgid(gid) != 0
+                || libc::setuid(uid) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
     assert!(cmd.status().expect("workload").success());
     let report: Report =
@@ -546,6 +563,13 @@ fn comm_and_cgroup_targets_select_only_their_processes() {
     assert!(
         rows.iter()
             .all(|e| e.cgroup_path.as_deref() == Some(&*format!("/{name}")))
+    );
+    let identities: std::collections::BTreeSet<_> =
+        rows.iter().map(|e| (e.uid, e.gid, e.cgroup_id)).collect();
+    assert_eq!(
+        identities,
+        [(uid, gid, cgroup_id)].into(),
+        "the workload's uid, gid and cgroup id"
     );
 }
 

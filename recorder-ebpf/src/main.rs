@@ -1383,7 +1383,7 @@ const TS_COMPAT: u32 = 0x0002;
 /// the raw and BTF-typed sys_enter/sys_exit, which see every call, must skip them here.
 #[inline(always)]
 fn in_compat_syscall() -> bool {
-    kread::<u32>(current_task(), global!(OFFSETS.task_ti_status)).is_ok_and(|s| s & TS_COMPAT != 0)
+    btf_load::<u32>(current_task_btf(), global!(OFFSETS.task_ti_status)) & TS_COMPAT != 0
 }
 
 /// The call of the family that x86_64 syscall number `nr` is, if any.

@@ -193,7 +193,11 @@ mod tests {
         assert_eq!(o.upid_ns, 8);
         assert_eq!(o.dentry_hash_pprev % 8, 0);
         assert!(o.task_cred > 1000 && o.task_cgroups > 1000);
-        assert_eq!(o.cred_gid, o.cred_uid + 4, "struct cred is {{ usage, uid, gid, ... }}");
+        assert_eq!(
+            o.cred_gid,
+            o.cred_uid + 4,
+            "struct cred is {{ usage, uid, gid, ... }}"
+        );
         assert_eq!(o.kernfs_node_id % 8, 0);
     }
 

@@ -60,8 +60,8 @@ use aya_ebpf::{
 use recorder_common::{
     BATCH_RECORDS, COMM_LEN, COMPONENT_LEN, Config, DEFAULT_STACK_BYTES, EventKind, KernelOffsets,
     LossWindow, MAX_CGROUPS, MAX_COMPONENTS, MAX_STACK_BYTES, MAX_STACK_FRAMES, PATH_BUF, PATH_CAP,
-    RECORD_HEADER, Record, RecordHeader, STACK_AREA, STACK_HEADER, StackHeader, counters, filter,
-    record_flags, recording, stack_mode,
+    RECORD_HEADER, Record, RecordHeader, STACK_AREA, STACK_HEADER, StackHeader, WAITING_CPUS,
+    counters, filter, record_flags, recording, stack_mode,
 };
 
 // ---- configuration, set by user space with EbpfLoader::override_global -------------------------
@@ -267,10 +267,18 @@ static RECORDING: Array<u32> = Array::with_max_entries(1, 0);
 
 /// Records of calls (no path, no stack) of this CPU waiting to go to the ring together: a ring
 /// reservation (a spinlock taken with interrupts off, the producer position moved, a commit)
-/// for every `BATCH_RECORDS` records instead of each one. User space flushes every CPU's batch at each
-/// drain tick (running `flush_batches` on that CPU) and reads what is left after detaching.
+/// for every `BATCH_RECORDS` records instead of each one. User space flushes the batches that
+/// hold records (`WAITING`) at each drain tick (running `flush_batches` on their CPUs) and reads
+/// what is left after detaching.
 #[map]
 static BATCH: PerCpuArray<Batch> = PerCpuArray::with_max_entries(1, 0);
+
+/// A byte per CPU (below `WAITING_CPUS`): 1 while its batch holds records. Set by the program
+/// that puts the first record in the batch and cleared by the one that sends it, both on that
+/// CPU; user space reads it at each tick and runs the flush only on the CPUs marked, so that
+/// quiet CPUs get no IPI.
+#[map]
+static WAITING: Array<[u8; WAITING_CPUS]> = Array::with_max_entries(1, 0);
 
 #[repr(C)]
 struct Batch {
@@ -1123,6 +1131,9 @@ fn append(b: &mut Batch, bytes: &[u8]) -> bool {
         core::ptr::write_volatile(to, first);
     }
     b.n = (n + 1) as u32;
+    if n == 0 {
+        mark_waiting(1);
+    }
     if n + 1 == BATCH_RECORDS {
         flush(b);
     }
@@ -1139,6 +1150,7 @@ fn flush(b: &mut Batch) {
         return;
     }
     b.n = 0;
+    mark_waiting(0);
     let len = n * RECORD_HEADER;
     // SAFETY: `words` holds BATCH_RECORDS * RECORD_HEADER bytes and len is at most that.
     let bytes = unsafe { core::slice::from_raw_parts(b.words.as_ptr().cast::<u8>(), len) };
@@ -1168,6 +1180,19 @@ fn flush(b: &mut Batch) {
     count_n(counters::EMITTED, sent as u64);
     if sent < n {
         lost_n((n - sent) as u64);
+    }
+}
+
+/// Marks whether this CPU's batch holds records (`WAITING`).
+#[inline(always)]
+fn mark_waiting(waiting: u8) {
+    // SAFETY: helper without preconditions.
+    let cpu = unsafe { bpf_get_smp_processor_id() } as usize;
+    if cpu < WAITING_CPUS
+        && let Some(marks) = WAITING.get_ptr_mut(0)
+    {
+        // SAFETY: byte `cpu` < WAITING_CPUS of the map's one value; only this CPU writes it.
+        unsafe { core::ptr::write_volatile((*marks).as_mut_ptr().add(cpu), waiting) };
     }
 }
 

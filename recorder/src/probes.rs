@@ -12,7 +12,8 @@ use aya::{
 };
 use mmap_format::{event::sources, metadata::Counters};
 use recorder_common::{
-    BATCH_RECORDS, COMM_LEN, Config, KernelOffsets, LossWindow, RECORD_HEADER, counters, recording,
+    BATCH_RECORDS, COMM_LEN, Config, KernelOffsets, LossWindow, RECORD_HEADER, WAITING_CPUS,
+    counters, recording,
 };
 
 use crate::ring::Ring;
@@ -282,26 +283,49 @@ impl Probes {
             return false;
         }
         self.batch_cpus = cpus;
-        if self.flush_batches().is_err() {
+        if self.run_flush(true).is_err() {
             self.batch_cpus.clear();
         }
         !self.batch_cpus.is_empty()
     }
 
-    /// Sends the records waiting in each CPU's batch to the ring, running the flush program on
-    /// every CPU in turn (an IPI to each). The drain calls it at every tick, so that the records
-    /// of a CPU that went quiet wait no longer than that. A CPU that fails (it went offline: its
-    /// records wait for the end) does not stop the others; the first failure is returned.
-    pub fn flush_batches(&self) -> Result<(), ProbeError> {
+    /// Sends the records waiting in the CPUs' batches to the ring, running the flush program on
+    /// each CPU whose batch holds records (an IPI to each; the `WAITING` map says which, and
+    /// every CPU is flushed when it cannot be read). The drain calls it at every tick, so that
+    /// the records of a CPU that went quiet wait no longer than that, and a quiet CPU is left
+    /// alone. A CPU that fails (it went offline: its records wait for the end) does not stop
+    /// the others; the first failure is returned. Returns the CPUs it ran on.
+    pub fn flush_batches(&self) -> Result<Vec<u32>, ProbeError> {
+        self.run_flush(false)
+    }
+
+    /// The CPUs whose batch holds records, as the kernel side marked them (`WAITING`), or
+    /// `None` when the map cannot be read.
+    fn waiting_cpus(&self) -> Option<[u8; WAITING_CPUS]> {
+        let marks: Array<_, [u8; WAITING_CPUS]> =
+            Array::try_from(self.ebpf.map("WAITING")?).ok()?;
+        marks.get(&0, 0).ok()
+    }
+
+    /// Runs the flush program on every CPU of `batch_cpus` (`every`), or on those marked
+    /// waiting; see [`Probes::flush_batches`].
+    fn run_flush(&self, every: bool) -> Result<Vec<u32>, ProbeError> {
         if self.batch_cpus.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let Some(aya::programs::Program::RawTracePoint(prog)) = self.ebpf.program(FLUSH_PROGRAM)
         else {
             return Err(ProbeError::MissingProgram(FLUSH_PROGRAM));
         };
+        let marks = if every { None } else { self.waiting_cpus() };
+        let waiting = |cpu: u32| match &marks {
+            Some(marks) => marks.get(cpu as usize).is_none_or(|&m| m != 0),
+            None => true,
+        };
         let mut first_failure = Ok(());
-        for &cpu in &self.batch_cpus {
+        let mut ran = Vec::new();
+        for cpu in self.batch_cpus.iter().copied().filter(|&cpu| waiting(cpu)) {
+            ran.push(cpu);
             let mut opts = RawTracePointRunOptions::new();
             opts.cpu = Some(cpu);
             if let Err(source) = prog.test_run(opts)
@@ -313,7 +337,7 @@ impl Probes {
                 });
             }
         }
-        first_failure
+        first_failure.map(|()| ran)
     }
 
     /// The records still waiting in the CPUs' batches, each CPU's as one ring item (read after

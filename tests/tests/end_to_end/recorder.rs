@@ -507,8 +507,9 @@ fn comm_and_cgroup_targets_select_only_their_processes() {
     );
 
     // --cgroup: a workload moved into a new cgroup before it starts is recorded, no one else.
-    // It runs as a user and group of its own, so its rows show the identity the programs read
-    // (uid, gid, cgroup id) against what the test set.
+    // It runs as a user and group of its own (real ids other than the effective ones), so its
+    // rows show the identity the programs read (the real uid and gid, the cgroup id) against
+    // what the test set.
     let Some(mount) = cgroup2_mount() else {
         panic!("no cgroup2 mount: the --cgroup test needs cgroup v2");
     };
@@ -523,20 +524,20 @@ fn comm_and_cgroup_targets_select_only_their_processes() {
     std::fs::create_dir(&shared).expect("mkdir");
     std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).expect("chmod");
     let report_path = shared.join("cg-report.json");
-    let (uid, gid) = (54321, 54322);
+    let (uid, gid, effective) = (54321, 54322, 54323);
     let mut cmd = Command::new(workspace_bin("mmap-workload"));
     cmd.arg("--report")
         .arg(&report_path)
         .arg("--dir")
         .arg(&shared);
     // SAFETY: the child only writes its own pid into cgroup.procs (open/write/close), then
-    // drops its groups, gid and uid (system calls; no locks taken).
+    // drops its groups and sets its gids and uids (system calls; no locks taken).
     unsafe {
         cmd.pre_exec(move || {
             std::fs::write(&procs, std::process::id().to_string())?;
             if libc::setgroups(0, std::ptr::null()) != 0
-                || libc::setgid(gid) != 0
-                || libc::setuid(uid) != 0
+                || libc::setresgid(gid, effective, effective) != 0
+                || libc::setresuid(uid, effective, effective) != 0
             {
                 return Err(std::io::Error::last_os_error());
             }
@@ -569,7 +570,7 @@ fn comm_and_cgroup_targets_select_only_their_processes() {
     assert_eq!(
         identities,
         [(uid, gid, cgroup_id)].into(),
-        "the workload's uid, gid and cgroup id"
+        "the workload's real uid and gid, and its cgroup id"
     );
 }
 

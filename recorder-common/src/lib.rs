@@ -123,11 +123,6 @@ pub mod record_flags {
 /// user space's periodic flush (`flush_batches`, run on each CPU) send the waiting ones first.
 pub const BATCH_RECORDS: usize = 32;
 
-/// The kernel side's `WAITING` map marks, a byte per CPU, the CPUs below this number whose batch
-/// holds records, so that user space's periodic flush runs only on those (an IPI each). CPUs
-/// from this number on are not marked, and are flushed at every tick.
-pub const WAITING_CPUS: usize = 1024;
-
 /// The records of one ring item: the item itself, or the headers of a batch
 /// ([`record_flags::BATCHED`]) one by one.
 pub fn batch_items(item: &[u8]) -> impl Iterator<Item = &[u8]> {

@@ -60,8 +60,8 @@ use aya_ebpf::{
 use recorder_common::{
     BATCH_RECORDS, COMM_LEN, COMPONENT_LEN, Config, DEFAULT_STACK_BYTES, EventKind, KernelOffsets,
     LossWindow, MAX_CGROUPS, MAX_COMPONENTS, MAX_STACK_BYTES, MAX_STACK_FRAMES, PATH_BUF, PATH_CAP,
-    RECORD_HEADER, Record, RecordHeader, STACK_AREA, STACK_HEADER, StackHeader, WAITING_CPUS,
-    counters, filter, record_flags, recording, stack_mode,
+    RECORD_HEADER, Record, RecordHeader, STACK_AREA, STACK_HEADER, StackHeader, counters, filter,
+    record_flags, recording, stack_mode,
 };
 
 // ---- configuration, set by user space with EbpfLoader::override_global -------------------------
@@ -273,12 +273,12 @@ static RECORDING: Array<u32> = Array::with_max_entries(1, 0);
 #[map]
 static BATCH: PerCpuArray<Batch> = PerCpuArray::with_max_entries(1, 0);
 
-/// A byte per CPU (below `WAITING_CPUS`): 1 while its batch holds records. Set by the program
-/// that puts the first record in the batch and cleared by the one that sends it, both on that
-/// CPU; user space reads it at each tick and runs the flush only on the CPUs marked, so that
-/// quiet CPUs get no IPI.
+/// 1 while this CPU's batch holds records. Set by the program that puts the first record in the
+/// batch and cleared by the one that sends it; user space reads every CPU's value at each tick
+/// (a few bytes each, where `BATCH` is kilobytes) and runs the flush only on the CPUs marked, so
+/// that quiet CPUs get no IPI. Per CPU, so no two CPUs write the same cache line.
 #[map]
-static WAITING: Array<[u8; WAITING_CPUS]> = Array::with_max_entries(1, 0);
+static WAITING: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
 
 #[repr(C)]
 struct Batch {
@@ -1185,14 +1185,10 @@ fn flush(b: &mut Batch) {
 
 /// Marks whether this CPU's batch holds records (`WAITING`).
 #[inline(always)]
-fn mark_waiting(waiting: u8) {
-    // SAFETY: helper without preconditions.
-    let cpu = unsafe { bpf_get_smp_processor_id() } as usize;
-    if cpu < WAITING_CPUS
-        && let Some(marks) = WAITING.get_ptr_mut(0)
-    {
-        // SAFETY: byte `cpu` < WAITING_CPUS of the map's one value; only this CPU writes it.
-        unsafe { core::ptr::write_volatile((*marks).as_mut_ptr().add(cpu), waiting) };
+fn mark_waiting(waiting: u32) {
+    if let Some(mark) = WAITING.get_ptr_mut(0) {
+        // SAFETY: this CPU's slot, one aligned u32.
+        unsafe { core::ptr::write_volatile(mark, waiting) };
     }
 }
 

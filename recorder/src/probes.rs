@@ -12,8 +12,7 @@ use aya::{
 };
 use mmap_format::{event::sources, metadata::Counters};
 use recorder_common::{
-    BATCH_RECORDS, COMM_LEN, Config, KernelOffsets, LossWindow, RECORD_HEADER, WAITING_CPUS,
-    counters, recording,
+    BATCH_RECORDS, COMM_LEN, Config, KernelOffsets, LossWindow, RECORD_HEADER, counters, recording,
 };
 
 use crate::ring::Ring;
@@ -299,12 +298,10 @@ impl Probes {
         self.run_flush(false)
     }
 
-    /// The CPUs whose batch holds records, as the kernel side marked them (`WAITING`), or
-    /// `None` when the map cannot be read.
-    fn waiting_cpus(&self) -> Option<[u8; WAITING_CPUS]> {
-        let marks: Array<_, [u8; WAITING_CPUS]> =
-            Array::try_from(self.ebpf.map("WAITING")?).ok()?;
-        marks.get(&0, 0).ok()
+    /// Whether each CPU's batch holds records, by CPU, as the kernel side marked them
+    /// (`WAITING`), or `None` when the map cannot be read.
+    fn waiting_cpus(&self) -> Option<aya::maps::PerCpuValues<u32>> {
+        self.per_cpu::<u32>("WAITING").ok()
     }
 
     /// Runs the flush program on every CPU of `batch_cpus` (`every`), or on those marked

@@ -556,10 +556,9 @@ pub struct KernelOffsets {
     pub cgroup_kn: u32,
     /// `kernfs_node.id`
     pub kernfs_node_id: u32,
-    pub _pad: u32,
 }
 
-const _: () = assert!(size_of::<KernelOffsets>() == 38 * 4);
+const _: () = assert!(size_of::<KernelOffsets>() == 37 * 4);
 
 #[cfg(feature = "user")]
 // SAFETY: KernelOffsets is #[repr(C)] and made only of u32 fields with no padding, so every bit

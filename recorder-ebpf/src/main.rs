@@ -124,7 +124,6 @@ static OFFSETS: KernelOffsets = KernelOffsets {
     css_set_dfl_cgrp: 0,
     cgroup_kn: 0,
     kernfs_node_id: 0,
-    _pad: 0,
 };
 
 /// Reads a field of a configuration global. The volatile read keeps the compiler from folding

@@ -73,7 +73,6 @@ pub fn kernel_offsets(path: &Path) -> Result<KernelOffsets, BtfError> {
         css_set_dfl_cgrp: off("css_set", "dfl_cgrp")?,
         cgroup_kn: off("cgroup", "kn")?,
         kernfs_node_id: off("kernfs_node", "id")?,
-        _pad: 0,
     })
 }
 

@@ -298,12 +298,6 @@ impl Probes {
         self.run_flush(false)
     }
 
-    /// Whether each CPU's batch holds records, by CPU, as the kernel side marked them
-    /// (`WAITING`), or `None` when the map cannot be read.
-    fn waiting_cpus(&self) -> Option<aya::maps::PerCpuValues<u32>> {
-        self.per_cpu::<u32>("WAITING").ok()
-    }
-
     /// Runs the flush program on every CPU of `batch_cpus` (`every`), or on those marked
     /// waiting; see [`Probes::flush_batches`].
     fn run_flush(&self, every: bool) -> Result<Vec<u32>, ProbeError> {
@@ -314,7 +308,13 @@ impl Probes {
         else {
             return Err(ProbeError::MissingProgram(FLUSH_PROGRAM));
         };
-        let marks = if every { None } else { self.waiting_cpus() };
+        // Which CPUs' batches hold records, as the kernel side marked them (`WAITING`); every
+        // CPU when the map cannot be read.
+        let marks = if every {
+            None
+        } else {
+            self.per_cpu::<u32>("WAITING").ok()
+        };
         let waiting = |cpu: u32| match &marks {
             Some(marks) => marks.get(cpu as usize).is_none_or(|&m| m != 0),
             None => true,

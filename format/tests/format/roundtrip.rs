@@ -13,7 +13,8 @@ use mmap_format::{
     reader::{CaptureReader, events_from_batch},
     schema::{COLUMNS, Value, col, schema},
     writer::{
-        CaptureWriter, DELTA_COLUMNS, NO_DICTIONARY_COLUMNS, PAGE_STATISTICS_COLUMNS, WriterConfig,
+        CaptureWriter, DELTA_COLUMNS, NO_DICTIONARY_COLUMNS, PAGE_STATISTICS_COLUMNS,
+        PLAIN_IDENTITY_COLUMNS, WriterConfig,
     },
 };
 use parquet::{
@@ -248,6 +249,11 @@ fn parquet_layout_is_the_documented_one() {
         comm.encodings().any(|e| e == Encoding::RLE_DICTIONARY),
         "comm is dictionary encoded"
     );
+    let len = row_group.column(col::ALL.iter().position(|c| *c == col::LEN).expect("len"));
+    assert!(
+        len.encodings().any(|e| e == Encoding::RLE_DICTIONARY),
+        "the arguments keep their dictionaries"
+    );
     // Page statistics (a column index) for the columns queries select rows by, and only them;
     // an offset index for every column.
     for (index, name) in col::ALL.iter().enumerate() {
@@ -259,8 +265,13 @@ fn parquet_layout_is_the_documented_one() {
         );
         assert!(column.offset_index_offset().is_some(), "{name}");
     }
-    // Nearly unique columns are not dictionary encoded; the times are delta encoded.
-    for name in NO_DICTIONARY_COLUMNS.iter().chain(&DELTA_COLUMNS) {
+    // Nearly unique columns and the identity columns are not dictionary encoded; the times
+    // are delta encoded.
+    for name in NO_DICTIONARY_COLUMNS
+        .iter()
+        .chain(&PLAIN_IDENTITY_COLUMNS)
+        .chain(&DELTA_COLUMNS)
+    {
         let index = col::ALL.iter().position(|c| c == name).expect("column");
         let column = row_group.column(index);
         assert!(

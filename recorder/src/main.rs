@@ -65,9 +65,11 @@ fn main() -> ExitCode {
     // The drain's batches (up to 4 MiB) are freed by the writer thread: with glibc's default,
     // the mmap threshold rises past them after the first frees and they come from the heap,
     // where they stay resident; a fixed threshold maps and returns each one (10 minutes at
-    // 5,000 calls a second: RSS 86 -> 62 MiB).
+    // 5,000 calls a second: RSS 86 -> 62 MiB). It is 1 MiB, above the writer's page buffers
+    // (a PLAIN page of 20,000 u64 values is 160 KB): at 128 KiB each of those was mapped and
+    // unmapped again, twice the page faults (docs/PERFORMANCE.md, 2026-12-06).
     // SAFETY: mallopt only sets an allocator parameter; called before any other thread exists.
-    unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024) };
+    unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 1024 * 1024) };
     // One heap for every thread: the writer thread then reuses what start-up freed (the kernel
     // BTF parsed twice, the eBPF object) instead of growing an arena of its own beside it (an
     // 8 M-call flood: peak RSS 91 -> 82 MiB). The drain allocates little, so the one lock is

@@ -854,25 +854,31 @@ const PT_REGS_SP: u32 = 152;
 /// Completes the current thread's call in flight with `ret` and submits it; with `stack`, and
 /// when stacks are on for this call, with the user call stack.
 ///
-/// With `filter_first` (the programs that run only for calls of the family), a process that is
-/// not a target returns before the task-local storage lookup, which costs ~48 ns a run even for
-/// a thread that has none (`--prog-stats` of a filtered recording, stop 55: `sys_exit_mm` 121 ->
-/// 73 ns a run; a recorded exit pays ~10 ns more for the target check). The raw and BTF-typed
-/// `sys_exit` programs, which run for every system call of the host, look up the storage first.
+/// Every caller passes only calls of the family (the raw and BTF-typed `sys_exit` programs check
+/// the number first). When the targets are processes (`--pid`, a command), a process that is
+/// not a target returns before the task-local storage lookup, which costs ~48 ns a run even
+/// for a thread that has none (`--prog-stats` of a filtered recording, stop 55: `sys_exit_mm`
+/// 121 -> 73 ns a run, `btf_sys_exit` 85 -> 64; a recorded exit pays ~10 ns more for the
+/// target check, a hit in the per-CPU cache). A process leaves that set only once it has
+/// exited, after the exits of its calls. A thread's command name or cgroup can change while
+/// one of its calls is in flight, so with `--comm` or `--cgroup` targets the exit looks up the
+/// storage first: a call whose entry was recorded is completed whatever its exit's target
+/// check would say.
 #[inline(always)]
-fn exit(ret: i64, stack: Option<StackCtx>, filter_first: bool) {
+fn exit(ret: i64, stack: Option<StackCtx>) {
     if !recording() {
         return;
     }
     let pid_tgid = bpf_get_current_pid_tgid();
-    if filter_first && !wanted((pid_tgid >> 32) as u32) {
+    // The configuration is read-only: the verifier keeps one of the two paths.
+    let by_process = global!(CONFIG.filter) & (filter::BY_COMM | filter::BY_CGROUP) == 0;
+    if by_process && !wanted((pid_tgid >> 32) as u32) {
         return;
     }
-    // The call in flight, if its entry was recorded (which means the process is wanted): most
-    // exits on a host belong to threads that have no state at all, found from the task at once.
+    // The call in flight, if its entry was recorded.
     let Some(state) = TASKS.current(false).filter(|s| s.in_flight != 0) else {
         // An ia32 call's entry was skipped (see in_compat_syscall): not an orphan.
-        if wanted((pid_tgid >> 32) as u32) && !in_compat_syscall() {
+        if (by_process || wanted((pid_tgid >> 32) as u32)) && !in_compat_syscall() {
             count(counters::ORPHAN_EXIT);
         }
         return;
@@ -1384,7 +1390,7 @@ pub fn sys_exit_mm(ctx: *mut c_void) -> u32 {
         regs: Regs::Task,
     };
     let ctx = TracePointContext::new(ctx);
-    exit(tp_u64(&ctx, 16) as i64, Some(stack), true);
+    exit(tp_u64(&ctx, 16) as i64, Some(stack));
     1
 }
 
@@ -1443,7 +1449,7 @@ fn any_sys_enter(id: u64, regs: Regs) {
 #[inline(always)]
 fn any_sys_exit(ctx: *mut c_void, regs: Regs, ret: i64) {
     if family_call(regs.get(PT_REGS_ORIG_AX)).is_some() {
-        exit(ret, Some(StackCtx { ctx, regs }), false);
+        exit(ret, Some(StackCtx { ctx, regs }));
     }
 }
 
@@ -1522,7 +1528,7 @@ pub fn kprobe_do_mmap(ctx: ProbeContext) -> u32 {
 #[kretprobe(function = "do_mmap")]
 pub fn kretprobe_do_mmap(ctx: RetProbeContext) -> u32 {
     // No stacks through do_mmap (user space refuses --stacks with this mode).
-    exit(ctx.ret::<i64>(), None, true);
+    exit(ctx.ret::<i64>(), None);
     0
 }
 
@@ -1539,7 +1545,7 @@ pub fn fentry_do_mmap(ctx: FEntryContext) -> i32 {
 
 #[fexit(function = "do_mmap")]
 pub fn fexit_do_mmap(ctx: FExitContext) -> i32 {
-    exit(ctx.arg::<i64>(9), None, true);
+    exit(ctx.arg::<i64>(9), None);
     0
 }
 

@@ -63,9 +63,10 @@ pub const NO_DICTIONARY_COLUMNS: [&str; 3] = [col::RET, col::ADDR, col::NEW_ADDR
 /// `file_dev`. A recorder sends each CPU's records in batches, so these come in long runs of
 /// one value, which zstd compresses at least as well in `PLAIN` as in dictionary indices, while
 /// the dictionary costs a hash lookup per value and column. Measured in docs/PERFORMANCE.md
-/// (2026-12-06, stop 55): the writer 14-16 % faster on the benchmark loop's rows (12 lookups a
-/// row fewer), a real recording 3.3 % smaller and a compiler run's 2.8 % smaller; the generated
-/// benchmark capture, whose rows come from 1,332 processes in random order, 12.7 % larger.
+/// (2026-12-06, stop 55): 12-16 % less writer time a row on recordings (10 lookups a row fewer
+/// on the benchmark loop's), a real recording 3.3 % smaller and a compiler run's 2.8 % smaller;
+/// the generated benchmark capture, whose rows come from 1,332 processes in random order, about
+/// 11 % larger (221 -> 247 MB).
 /// The call's arguments (`len`, `prot`, `flags`, `fd`, `off`) and `file_ino` keep their
 /// dictionaries: their files were larger without one.
 pub const PLAIN_IDENTITY_COLUMNS: [&str; 12] = [

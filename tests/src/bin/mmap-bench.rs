@@ -56,7 +56,9 @@ struct Args {
     #[arg(long)]
     recorder_cpu: Option<usize>,
     /// Also compare with other tracers recording the same calls (strace, perf trace, bpftrace,
-    /// where installed): the ns per pair the traced loop sees under each, best of --rounds.
+    /// where installed): the ns per pair the traced loop sees under each, best of --rounds; and
+    /// with bpftrace's empty programs on the same syscall tracepoints, the kernel's floor for
+    /// any tool that hooks them.
     #[arg(long)]
     compare: bool,
     /// Also print the results as JSON on stdout.
@@ -1019,6 +1021,17 @@ fn compare(args: &Args) -> anyhow::Result<()> {
     // (name, wrapper, whether the command goes to it as one argument)
     let tools: Vec<(&str, Vec<String>, bool)> = vec![
         ("none", vec![], false),
+        (
+            "bpftrace, empty programs on the same syscall tracepoints (the kernel's floor)",
+            vec![
+                "bpftrace".into(),
+                "-q".into(),
+                "-e".into(),
+                format!("{},{} {{ }}", probes("enter"), probes("exit")),
+                "-c".into(),
+            ],
+            true,
+        ),
         ("mmap-recorder (this tool)", recorder(&[]), false),
         (
             "mmap-recorder --attach tp-btf-exit",

@@ -52,24 +52,26 @@ impl Default for WriterConfig {
     }
 }
 
-/// Columns written `PLAIN`, without dictionary encoding: nearly every value is distinct (the
-/// addresses a call returns or is given), so a dictionary costs a hash lookup per row and keeps
-/// every value twice (measured in docs/PERFORMANCE.md: `addr` 25 % smaller in PLAIN on the
-/// generated benchmark capture).
-pub const NO_DICTIONARY_COLUMNS: [&str; 3] = [col::RET, col::ADDR, col::NEW_ADDR];
-
-/// Integer columns written `PLAIN` because a dictionary costs more than it saves: who made the
-/// call (process, thread, parent, ids, cgroup, namespace) and where (CPU), plus `errno` and
-/// `file_dev`. A recorder sends each CPU's records in batches, so these come in long runs of
-/// one value, which zstd compresses at least as well in `PLAIN` as in dictionary indices, while
-/// the dictionary costs a hash lookup per value and column. Measured in docs/PERFORMANCE.md
-/// (2026-12-06, stop 55): 12-16 % less writer time a row on recordings (10 lookups a row fewer
-/// on the benchmark loop's), a real recording 3.3 % smaller and a compiler run's 2.8 % smaller;
-/// the generated benchmark capture, whose rows come from 1,332 processes in random order, about
-/// 11 % larger (221 -> 247 MB).
+/// Columns written `PLAIN`, without dictionary encoding, where a dictionary costs a hash lookup
+/// per value and saves nothing:
+/// - the addresses a call returns or is given (`ret`, `addr`, `new_addr`): nearly every value is
+///   distinct, so a dictionary keeps every value twice (`addr` 25 % smaller in `PLAIN` on the
+///   generated benchmark capture, docs/PERFORMANCE.md);
+/// - who made the call and where (`cpu`, `pid`, `tid`, `ppid`, `uid`, `gid`, `cgroup_id`,
+///   `pidns_ino`, `ns_pid`, `ns_tid`), `errno` and `file_dev`: a recorder sends each CPU's
+///   records in batches, so these come in long runs of one value, which zstd compresses at
+///   least as well in `PLAIN` as dictionary indices. Since stop 55 (2026-12-06,
+///   docs/PERFORMANCE.md): 12-16 % less writer time a row on recordings (10 lookups a row fewer
+///   on the benchmark loop's), a real recording 3.3 % smaller and a compiler run's 2.8 %
+///   smaller; the generated benchmark capture, whose rows come from 1,332 processes in random
+///   order, about 11 % larger (221 -> 247 MB).
+///
 /// The call's arguments (`len`, `prot`, `flags`, `fd`, `off`) and `file_ino` keep their
 /// dictionaries: their files were larger without one.
-pub const PLAIN_IDENTITY_COLUMNS: [&str; 12] = [
+pub const NO_DICTIONARY_COLUMNS: [&str; 15] = [
+    col::RET,
+    col::ADDR,
+    col::NEW_ADDR,
     col::CPU,
     col::PID,
     col::TID,
@@ -175,8 +177,8 @@ impl<W: Write + Send> CaptureWriter<W> {
             props = props
                 .set_column_statistics_enabled(ColumnPath::from(column), EnabledStatistics::Page);
         }
-        for column in NO_DICTIONARY_COLUMNS.iter().chain(&PLAIN_IDENTITY_COLUMNS) {
-            props = props.set_column_dictionary_enabled(ColumnPath::from(*column), false);
+        for column in NO_DICTIONARY_COLUMNS {
+            props = props.set_column_dictionary_enabled(ColumnPath::from(column), false);
         }
         for column in DELTA_COLUMNS {
             props = props

@@ -13,8 +13,7 @@ use mmap_format::{
     reader::{CaptureReader, events_from_batch},
     schema::{COLUMNS, Value, col, schema},
     writer::{
-        CaptureWriter, DELTA_COLUMNS, NO_DICTIONARY_COLUMNS, PAGE_STATISTICS_COLUMNS,
-        PLAIN_IDENTITY_COLUMNS, WriterConfig,
+        CaptureWriter, DELTA_COLUMNS, NO_DICTIONARY_COLUMNS, PAGE_STATISTICS_COLUMNS, WriterConfig,
     },
 };
 use parquet::{
@@ -267,11 +266,7 @@ fn parquet_layout_is_the_documented_one() {
     }
     // Nearly unique columns and the identity columns are not dictionary encoded; the times
     // are delta encoded.
-    for name in NO_DICTIONARY_COLUMNS
-        .iter()
-        .chain(&PLAIN_IDENTITY_COLUMNS)
-        .chain(&DELTA_COLUMNS)
-    {
+    for name in NO_DICTIONARY_COLUMNS.iter().chain(&DELTA_COLUMNS) {
         let index = col::ALL.iter().position(|c| c == name).expect("column");
         let column = row_group.column(index);
         assert!(

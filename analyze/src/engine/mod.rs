@@ -246,6 +246,18 @@ impl Engine {
         Ok((frame?, partitions))
     }
 
+    /// The partitions of a query as the session plans them: one per core.
+    fn cores(&self) -> usize {
+        self.ctx
+            .state_ref()
+            .read()
+            .config()
+            .options()
+            .execution
+            .target_partitions
+            .max(1)
+    }
+
     /// Plans `query` and starts running it.
     pub fn sql(&self, query: &str) -> Result<Batches<'_>, EngineError> {
         let stream = self.runtime.block_on(async {
@@ -327,9 +339,10 @@ impl Engine {
     /// Like [`Engine::sql`], for a scan of one file whose rows must come back in the order of
     /// the file. The session is first set so that a partition keeps the order of its rows
     /// ([`IN_ORDER`]; the settings stay for later queries); the partitions then run side by
-    /// side, and their batches are handed back partition after partition, so the order of the
-    /// file is kept while every core decodes. The partitions decode at most
-    /// [`IN_ORDER_AHEAD_KIB`] ahead of the one being read.
+    /// side, one per core at a time and in the order of the file, and their batches are handed
+    /// back partition after partition, so the order of the file is kept while every core
+    /// decodes. The partitions decode at most [`IN_ORDER_AHEAD_KIB`] ahead of the one being
+    /// read.
     pub fn sql_in_order(&self, query: &str) -> Result<Batches<'_>, EngineError> {
         for setting in IN_ORDER {
             self.sql(setting)?.try_for_each(|batch| batch.map(drop))?;
@@ -341,28 +354,48 @@ impl Engine {
             .runtime
             .block_on(frame.execute_stream_partitioned())
             .map_err(EngineError::from_datafusion)?;
+        let running = Arc::new(Semaphore::new(self.cores()));
         let mut receivers = Vec::with_capacity(streams.len());
-        for mut stream in streams {
+        let mut partitions = Vec::with_capacity(streams.len());
+        for stream in streams {
             let (sender, receiver) = mpsc::unbounded_channel();
-            let budget = Arc::new(Semaphore::new(ahead as usize));
-            // The task ends at the end of its partition, or when the results are dropped.
-            self.runtime.spawn(async move {
-                while let Some(batch) = stream.next().await {
-                    let kib = match &batch {
-                        Ok(batch) => batch.get_array_memory_size() / 1024 + 1,
-                        Err(_) => 1,
-                    };
-                    let cost = u32::try_from(kib).unwrap_or(u32::MAX).min(ahead);
-                    let Ok(permit) = Arc::clone(&budget).acquire_many_owned(cost).await else {
-                        break;
-                    };
-                    if sender.send((batch, permit)).is_err() {
-                        break;
-                    }
-                }
-            });
+            partitions.push((stream, sender));
             receivers.push(receiver);
         }
+        // The partitions start in order, as many at a time as the session has cores, each
+        // when one before it has ended ([`IN_ORDER`]): a reader that stops early (`events
+        // --limit`) has the first ones decoded first, not all of them at once, and the later
+        // ones never start. A partition waits only for partitions before it, which the reader
+        // reads first, so the partition being read always runs.
+        self.runtime.spawn(async move {
+            for (mut stream, sender) in partitions {
+                let Ok(running) = Arc::clone(&running).acquire_owned().await else {
+                    break;
+                };
+                if sender.is_closed() {
+                    // The results were dropped.
+                    break;
+                }
+                let budget = Arc::new(Semaphore::new(ahead as usize));
+                // The task ends at the end of its partition, or when the results are dropped.
+                tokio::spawn(async move {
+                    let _running = running;
+                    while let Some(batch) = stream.next().await {
+                        let kib = match &batch {
+                            Ok(batch) => batch.get_array_memory_size() / 1024 + 1,
+                            Err(_) => 1,
+                        };
+                        let cost = u32::try_from(kib).unwrap_or(u32::MAX).min(ahead);
+                        let Ok(permit) = Arc::clone(&budget).acquire_many_owned(cost).await else {
+                            break;
+                        };
+                        if sender.send((batch, permit)).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
         // A batch's permit is given back as it is handed out.
         let batches = futures::stream::iter(receivers).flat_map(|receiver| {
             futures::stream::unfold(receiver, |mut receiver| async move {
@@ -514,5 +547,87 @@ impl Iterator for Batches<'_> {
                 None
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use mmap_format::{
+        event::{Event, RowKind, Syscall},
+        metadata::CaptureMetadata,
+        writer::{CaptureWriter, WriterConfig},
+    };
+
+    use super::*;
+    use crate::input;
+
+    /// 40 row groups of 50 calls, of processes 7 and 8 in turn, times rising: a file an
+    /// in-order scan by pid cuts into more partitions than there are cores.
+    fn capture(dir: &tempfile::TempDir) -> CaptureReader {
+        let config = WriterConfig {
+            row_group_rows: 50,
+            ..WriterConfig::default()
+        };
+        let mut writer = CaptureWriter::new(Vec::new(), config).expect("writer");
+        for i in 0..2_000_u32 {
+            let event = Event {
+                kind: RowKind::Syscall,
+                syscall: Some(Syscall::Mmap),
+                ts_ns: 1_000 + i64::from(i),
+                ts_exit_ns: Some(1_001 + i64::from(i)),
+                pid: 7 + (i % 2),
+                tid: 7 + (i % 2),
+                comm: Cow::Borrowed("a"),
+                ret: Some(0x1000),
+                ..Event::default()
+            };
+            writer.push(&event).expect("push");
+        }
+        let bytes = writer.finish(&CaptureMetadata::default()).expect("finish");
+        let path = dir.path().join("two-processes.parquet");
+        std::fs::write(&path, bytes).expect("write the capture");
+        CaptureReader::open(&path).expect("read back")
+    }
+
+    fn times(rows: impl Iterator<Item = Result<Event<'static>, EngineError>>) -> Vec<i64> {
+        rows.map(|row| row.expect("row").ts_ns).collect()
+    }
+
+    /// The partitions of an in-order scan start one per core at a time: the rows still come back
+    /// in the order of the file, whole, and a reader that stops early leaves the engine usable
+    /// (a later partition waiting for a core does not keep the results alive).
+    #[test]
+    fn partitions_started_in_turn_give_the_file_in_order() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let reader = capture(&dir);
+        let engine = Engine::open(std::slice::from_ref(&reader)).expect("engine");
+        // As on a 2-core machine, whatever this one has.
+        engine
+            .sql("SET datafusion.execution.target_partitions = 2")
+            .expect("set")
+            .try_for_each(|batch| batch.map(drop))
+            .expect("set");
+        let query = format!(
+            "SELECT ts FROM events WHERE file = '{}' AND pid IN (7)",
+            reader.path().display()
+        );
+        let (_, _, partitions) = engine.frame_in_order(&query).expect("plan");
+        assert!(
+            partitions > engine.cores(),
+            "{partitions} partitions for {} cores: the scan is not cut finer than the cores",
+            engine.cores()
+        );
+
+        let want: Vec<i64> = (0..2_000).step_by(2).map(|i| 1_000 + i).collect();
+        let all = input::file_rows(&engine, &reader, Some("pid IN (7)"), &[]).expect("rows");
+        assert_eq!(times(all), want);
+
+        let first = input::file_rows(&engine, &reader, Some("pid IN (7)"), &[]).expect("rows");
+        assert_eq!(times(first.take(3)), want[..3]);
+        let again = input::file_rows(&engine, &reader, Some("pid IN (8)"), &[]).expect("rows");
+        let odd: Vec<i64> = (1..2_000).step_by(2).map(|i| 1_000 + i).collect();
+        assert_eq!(times(again), odd);
     }
 }

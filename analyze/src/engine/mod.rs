@@ -363,7 +363,7 @@ impl Engine {
             receivers.push(receiver);
         }
         // The partitions start in order, as many at a time as the session has cores, each
-        // when one before it has ended ([`IN_ORDER`]): a reader that stops early (`events
+        // when one before it has ended: a reader that stops early (`events
         // --limit`) has the first ones decoded first, not all of them at once, and the later
         // ones never start. A partition waits only for partitions before it, which the reader
         // reads first, so the partition being read always runs.

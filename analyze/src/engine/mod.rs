@@ -217,12 +217,14 @@ impl Engine {
         let plan = self.ctx.state().create_logical_plan(query).await?;
         let late = filter::picks_by_id(&plan);
         let state = self.ctx.state_ref();
-        let cores = {
-            let mut state = state.write();
-            let options = state.config_mut().options_mut();
-            options.execution.parquet.pushdown_filters = late;
-            options.execution.target_partitions
-        };
+        let cores = self.cores();
+        state
+            .write()
+            .config_mut()
+            .options_mut()
+            .execution
+            .parquet
+            .pushdown_filters = late;
         if !(in_order && late) {
             return Ok((self.ctx.execute_logical_plan(plan).await?, cores));
         }
@@ -557,7 +559,7 @@ mod tests {
     use mmap_format::{
         event::{Event, RowKind, Syscall},
         metadata::CaptureMetadata,
-        writer::{CaptureWriter, WriterConfig},
+        writer::WriterConfig,
     };
 
     use super::*;
@@ -570,9 +572,8 @@ mod tests {
             row_group_rows: 50,
             ..WriterConfig::default()
         };
-        let mut writer = CaptureWriter::new(Vec::new(), config).expect("writer");
-        for i in 0..2_000_u32 {
-            let event = Event {
+        let events: Vec<Event<'_>> = (0..2_000_u32)
+            .map(|i| Event {
                 kind: RowKind::Syscall,
                 syscall: Some(Syscall::Mmap),
                 ts_ns: 1_000 + i64::from(i),
@@ -582,13 +583,15 @@ mod tests {
                 comm: Cow::Borrowed("a"),
                 ret: Some(0x1000),
                 ..Event::default()
-            };
-            writer.push(&event).expect("push");
-        }
-        let bytes = writer.finish(&CaptureMetadata::default()).expect("finish");
-        let path = dir.path().join("two-processes.parquet");
-        std::fs::write(&path, bytes).expect("write the capture");
-        CaptureReader::open(&path).expect("read back")
+            })
+            .collect();
+        input::capture_file(
+            dir,
+            "two-processes.parquet",
+            config,
+            &CaptureMetadata::default(),
+            &events,
+        )
     }
 
     fn times(rows: impl Iterator<Item = Result<Event<'static>, EngineError>>) -> Vec<i64> {

@@ -187,3 +187,23 @@ pub fn note_skipped(found: &Discovered) {
         output::note(skipped);
     }
 }
+
+/// `events` written with `config` and `meta` into the file `name` of `dir`, and opened: a
+/// capture for tests of what reads files (the engine).
+#[cfg(test)]
+pub(crate) fn capture_file(
+    dir: &tempfile::TempDir,
+    name: &str,
+    config: mmap_format::writer::WriterConfig,
+    meta: &mmap_format::metadata::CaptureMetadata,
+    events: &[mmap_format::event::Event<'_>],
+) -> CaptureReader {
+    let mut writer = mmap_format::writer::CaptureWriter::new(Vec::new(), config).expect("writer");
+    for event in events {
+        writer.push(event).expect("push");
+    }
+    let bytes = writer.finish(meta).expect("finish");
+    let path = dir.path().join(name);
+    std::fs::write(&path, bytes).expect("write the capture");
+    CaptureReader::open(&path).expect("read back")
+}

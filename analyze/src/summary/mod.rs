@@ -340,7 +340,7 @@ mod tests {
     use mmap_format::{
         event::{Event, RowKind, Syscall},
         metadata::CaptureMetadata,
-        writer::{CaptureWriter, WriterConfig},
+        writer::WriterConfig,
     };
 
     use super::*;
@@ -370,13 +370,13 @@ mod tests {
             },
             ..CaptureMetadata::default()
         };
-        let mut writer = CaptureWriter::new(Vec::new(), WriterConfig::default()).expect("writer");
-        writer.push(&call(0x1000)).expect("push");
-        writer.push(&call(-12)).expect("push");
-        let bytes = writer.finish(&meta).expect("finish");
-        let path = dir.path().join("two-calls.parquet");
-        std::fs::write(&path, bytes).expect("write the capture");
-        CaptureReader::open(&path).expect("read back")
+        input::capture_file(
+            dir,
+            "two-calls.parquet",
+            WriterConfig::default(),
+            &meta,
+            &[call(0x1000), call(-12)],
+        )
     }
 
     #[test]

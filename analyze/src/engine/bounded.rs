@@ -47,7 +47,7 @@ use datafusion::{
         filter_pushdown::{
             ChildPushdownResult, FilterDescription, FilterPushdownPhase, FilterPushdownPropagation,
         },
-        projection::ProjectionExec,
+        projection::{self, ProjectionExec},
         stream::RecordBatchStreamAdapter,
     },
 };
@@ -251,7 +251,13 @@ impl ExecutionPlan for CutStringsExec {
         projection: &ProjectionExec,
     ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
         // The projection goes into the scan (so unread columns are not decoded); the cut stays
-        // above it.
+        // above it. Only a projection of columns under their own names: the cut knows a
+        // column's bound by its name, so a renamed column (`frame_function AS function`) or an
+        // expression of one would pass through uncut. A plan of one partition puts such a
+        // projection right above the cut (with more, a repartition stands between them).
+        if !projection::all_alias_free_columns(projection.expr()) {
+            return Ok(None);
+        }
         Ok(self
             .input
             .try_swapping_with_projection(projection)?

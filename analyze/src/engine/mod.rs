@@ -598,6 +598,50 @@ mod tests {
         rows.map(|row| row.expect("row").ts_ns).collect()
     }
 
+    /// A text value longer than its bound is cut even when a query renames its column in a
+    /// plan of one partition, where the projection sits right on the cut
+    /// ([`bounded::CutStringsExec`]).
+    #[test]
+    fn a_renamed_column_is_cut_in_a_plan_of_one_partition() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let long = "c".repeat(1_000);
+        let events = [Event {
+            kind: RowKind::Syscall,
+            syscall: Some(Syscall::Mmap),
+            ts_ns: 1_000,
+            pid: 7,
+            tid: 7,
+            comm: Cow::Borrowed(long.as_str()),
+            ..Event::default()
+        }];
+        let reader = input::capture_file(
+            &dir,
+            "long-name.parquet",
+            WriterConfig::default(),
+            &CaptureMetadata::default(),
+            &events,
+        );
+        let engine = Engine::open(std::slice::from_ref(&reader)).expect("engine");
+        engine
+            .sql("SET datafusion.execution.target_partitions = 1")
+            .expect("set")
+            .try_for_each(|batch| batch.map(drop))
+            .expect("set");
+        for query in [
+            "SELECT comm AS name FROM events",
+            "SELECT comm AS name, pid FROM events WHERE pid = 7",
+        ] {
+            let batches: Vec<RecordBatch> = engine
+                .sql(query)
+                .expect("query")
+                .collect::<Result<_, _>>()
+                .expect("rows");
+            let name = arrow::compute::cast(batches[0].column(0), &DataType::Utf8).expect("cast");
+            let name = name.as_any().downcast_ref::<arrow::array::StringArray>();
+            assert_eq!(name.expect("text").value(0).len(), 48, "{query}");
+        }
+    }
+
     /// The partitions of an in-order scan start one per core at a time: the rows still come back
     /// in the order of the file, whole, and a reader that stops early leaves the engine usable
     /// (a later partition waiting for a core does not keep the results alive).

@@ -230,14 +230,13 @@ impl Engine {
         let plan = self.ctx.state().create_logical_plan(query).await?;
         let late = filter::picks_by_id(&plan);
         let state = self.ctx.state_ref();
-        let planned = partitions_of(&self.ctx);
-        state
-            .write()
-            .config_mut()
-            .options_mut()
-            .execution
-            .parquet
-            .pushdown_filters = late;
+        // The session's own number of partitions, given back after an in-order plan.
+        let planned = {
+            let mut state = state.write();
+            let options = state.config_mut().options_mut();
+            options.execution.parquet.pushdown_filters = late;
+            options.execution.target_partitions.max(1)
+        };
         if !(in_order && late) {
             return Ok((self.ctx.execute_logical_plan(plan).await?, planned));
         }
@@ -640,6 +639,15 @@ mod tests {
         )
     }
 
+    /// Every batch of `query` (a `SET` gives none).
+    fn all(engine: &Engine, query: &str) -> Vec<RecordBatch> {
+        engine
+            .sql(query)
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows")
+    }
+
     fn times(rows: impl Iterator<Item = Result<Event<'static>, EngineError>>) -> Vec<i64> {
         rows.map(|row| row.expect("row").ts_ns).collect()
     }
@@ -668,20 +676,12 @@ mod tests {
             &events,
         );
         let engine = Engine::open(std::slice::from_ref(&reader)).expect("engine");
-        engine
-            .sql("SET datafusion.execution.target_partitions = 1")
-            .expect("set")
-            .try_for_each(|batch| batch.map(drop))
-            .expect("set");
+        all(&engine, "SET datafusion.execution.target_partitions = 1");
         for query in [
             "SELECT comm AS name FROM events",
             "SELECT comm AS name, pid FROM events WHERE pid = 7",
         ] {
-            let batches: Vec<RecordBatch> = engine
-                .sql(query)
-                .expect("query")
-                .collect::<Result<_, _>>()
-                .expect("rows");
+            let batches = all(&engine, query);
             let name = arrow::compute::cast(batches[0].column(0), &DataType::Utf8).expect("cast");
             let name = name.as_any().downcast_ref::<arrow::array::StringArray>();
             assert_eq!(name.expect("text").value(0).len(), 48, "{query}");
@@ -711,12 +711,7 @@ mod tests {
         assert!(!small_input(&session, inputs));
 
         let text = |engine: &Engine, query: &str| -> String {
-            let batches: Vec<RecordBatch> = engine
-                .sql(query)
-                .expect("query")
-                .collect::<Result<_, _>>()
-                .expect("rows");
-            arrow::util::pretty::pretty_format_batches(&batches)
+            arrow::util::pretty::pretty_format_batches(&all(engine, query))
                 .expect("format")
                 .to_string()
         };
@@ -724,11 +719,7 @@ mod tests {
         let plan = text(&engine, &format!("EXPLAIN {query}"));
         assert!(!plan.contains("RepartitionExec"), "{plan}");
         let spread = Engine::open(inputs).expect("engine");
-        spread
-            .sql("SET datafusion.execution.target_partitions = 2")
-            .expect("set")
-            .try_for_each(|batch| batch.map(drop))
-            .expect("set");
+        all(&spread, "SET datafusion.execution.target_partitions = 2");
         assert!(text(&spread, &format!("EXPLAIN {query}")).contains("RepartitionExec"));
         assert_eq!(text(&engine, query), text(&spread, query));
     }

@@ -139,6 +139,9 @@ pub struct Engine {
     /// The cores the session may use (DataFusion's count, its default `target_partitions`),
     /// whatever the session's own number of partitions ([`small_input`]).
     cores: usize,
+    /// The inputs are small ([`small_input`]): every query, in-order scans too, is planned as
+    /// one partition.
+    small: bool,
     /// The session's tables (which hold the session until the engine is dropped).
     tables: Arc<lazy::Tables>,
     /// What is queried, for the progress line: "1 file", "12 files".
@@ -161,7 +164,8 @@ impl Engine {
             .map_err(EngineError::Start)?;
         let ctx = session().map_err(EngineError::from_datafusion)?;
         let cores = partitions_of(&ctx);
-        if small_input(&ctx, inputs) {
+        let small = small_input(&ctx, inputs);
+        if small {
             ctx.state_ref()
                 .write()
                 .config_mut()
@@ -200,6 +204,7 @@ impl Engine {
             runtime,
             ctx,
             cores,
+            small,
             tables,
             what,
         })
@@ -222,6 +227,8 @@ impl Engine {
     /// into 10 M rows took 1.7-2.1 s with 2 partitions, as long with 4, 1.4-1.7 s with 8 and no
     /// less with 16 or 32 (the cause was not isolated). Each partition decodes results ahead
     /// of the one being read, which only a selective scan can afford ([`IN_ORDER_AHEAD_KIB`]).
+    /// Small inputs ([`small_input`]) are not cut: their scan is one partition, as every query
+    /// of theirs is.
     async fn plan_scan(
         &self,
         query: &str,
@@ -237,7 +244,7 @@ impl Engine {
             options.execution.parquet.pushdown_filters = late;
             options.execution.target_partitions.max(1)
         };
-        if !(in_order && late) {
+        if !(in_order && late) || self.small {
             return Ok((self.ctx.execute_logical_plan(plan).await?, planned));
         }
         let cores = self.cores();
@@ -505,7 +512,11 @@ fn partitions_of(ctx: &SessionContext) -> usize {
 /// over a 268 KiB recording (38 K rows) planned as one partition took 0.5-1.2 ms less (`top`
 /// 17.9 → 16.8 ms, the `sql` group-by 14.0 → 13.1, `latency` 16.6 → 15.9, `summary` 17.9 →
 /// 17.4) and about 2 ms less CPU, where 2 MB of 800 K rows took 15 ms more (docs/PERFORMANCE.md,
-/// stop 57). Scans read in order keep their own partitions ([`Engine::cores`]).
+/// stop 57). A scan read in order that picks rows by an id is one partition too, not cut finer
+/// than the cores ([`Engine::plan_scan`]): on that recording `events --pid P --limit 100` took
+/// 1.0-3.0 ms less, all of P's 37,850 rows as text 5 ms less, `extract --pid` 1.4-3 ms less,
+/// `maps` within a millisecond either way (-0.9 to +1.2 ms), each with 3-9 ms less CPU
+/// (docs/PERFORMANCE.md, stop 58).
 fn small_input(ctx: &SessionContext, inputs: &[CaptureReader]) -> bool {
     let limit = ctx
         .state_ref()
@@ -690,16 +701,27 @@ mod tests {
 
     /// A capture smaller than the size under which DataFusion reads a file as one partition is
     /// planned as one partition (no rows dealt out to the cores and merged again), with the
-    /// same answer; the in-order scans keep the session's cores.
+    /// same answer; so is its scan in order by pid, which the rows of a larger file cut finer
+    /// than the cores (the next test). The engine still knows the session's cores.
     #[test]
     fn a_small_capture_is_planned_as_one_partition() {
         let dir = tempfile::tempdir().expect("temp dir");
         let reader = capture(&dir);
         let inputs = std::slice::from_ref(&reader);
         let engine = Engine::open(inputs).expect("engine");
+        assert!(engine.small);
         assert_eq!(partitions_of(&engine.ctx), 1);
         let session = session().expect("session");
         assert_eq!(engine.cores(), partitions_of(&session));
+        let by_pid = format!(
+            "SELECT ts FROM events WHERE file = '{}' AND pid IN (7)",
+            reader.path().display()
+        );
+        let (_, _, partitions) = engine.frame_in_order(&by_pid).expect("plan");
+        assert_eq!(partitions, 1);
+        let want: Vec<i64> = (0..2_000).step_by(2).map(|i| 1_000 + i).collect();
+        let rows = input::file_rows(&engine, &reader, Some("pid IN (7)"), &[]).expect("rows");
+        assert_eq!(times(rows), want);
         // The same capture is not small where every file is split.
         session
             .state_ref()
@@ -732,8 +754,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let reader = capture(&dir);
         let mut engine = Engine::open(std::slice::from_ref(&reader)).expect("engine");
-        // As on a 2-core machine, whatever this one has.
+        // As on a 2-core machine, whatever this one has, for a file large enough to be split.
         engine.cores = 2;
+        engine.small = false;
         let query = format!(
             "SELECT ts FROM events WHERE file = '{}' AND pid IN (7)",
             reader.path().display()

@@ -13,7 +13,7 @@ export MMAP_CAPTURE_PYTHON := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 DEMO_OUT ?= target/demo/demo.parquet
 
-.PHONY: all bootstrap venv spark test-spark tools peers chromium build release demo test bench bench-analyze soak fuzz fuzz-tools fuzz-seeds fmt lint clean
+.PHONY: all bootstrap venv spark test-spark tools peers chromium build release demo test bench bench-analyze link-order soak fuzz fuzz-tools fuzz-seeds fmt lint clean
 
 all: build
 
@@ -152,9 +152,19 @@ bench-analyze: release venv
 	  --file "$(BENCH)/gen-$(BENCH_ROWS).parquet" --dir "$(BENCH)/gen-$(BENCH_ROWS)"
 	@[ "$(BENCH)/real.parquet" -nt target/release/mmap-recorder ] || $(SUDO) target/release/mmap-recorder record --force \
 	  -o "$(BENCH)/real.parquet" -- target/release/mmap-workload --duration 5s --family
+	@python3 tests/bench/link_order.py --check
 	"$(VENV)/bin/python" tests/bench/analyze.py --bin target/release --reps $(BENCH_REPS) \
 	  --capture "$(BENCH)/gen-$(BENCH_ROWS).parquet" --capture "$(BENCH)/gen-$(BENCH_ROWS)" \
 	  --capture "$(BENCH)/real.parquet" --out "$(BENCH)/analyze.md"
+
+## link-order: write analyze/link-order.txt again (the functions the short commands run, which
+## the release build lays out together; see analyze/build.rs) after a toolchain or Cargo.lock
+## change. Needs valgrind (apt-get install valgrind).
+link-order: release
+	@command -v valgrind > /dev/null || { echo "link-order: needs valgrind (apt-get install valgrind)" >&2; exit 1; }
+	python3 tests/bench/link_order.py
+	$(MAKE) release
+	python3 tests/bench/link_order.py --check
 
 ## soak: the release recorder for SOAK_SECONDS (10 minutes) at a moderate rate into rotating
 ## segments: memory flat, nothing lost, every call recorded, every segment reads whole

@@ -37,8 +37,8 @@ HEADER = """\
 """
 
 
-def commands(binary: str, capture: str) -> list[list[str]]:
-    """The short commands, on `capture`: those a responder runs first."""
+def commands(binary: str, capture: str, scratch: Path) -> list[list[str]]:
+    """The short commands, on `capture`: those a responder runs first, then the longer ones."""
     pid = subprocess.run(
         [binary, "sql", capture,
          "SELECT pid FROM calls GROUP BY pid ORDER BY count(*) DESC LIMIT 1",
@@ -58,6 +58,9 @@ def commands(binary: str, capture: str) -> list[list[str]]:
         ["errors", capture],
         ["maps", capture, "--pid", pid, "--at", "end"],
         ["findings", capture],
+        ["replay", capture],
+        ["export", capture, "--format", "chrome-trace", "-o", str(scratch / "trace.json")],
+        ["report", capture, "-o", str(scratch / "report.html")],
     ]
 
 
@@ -109,7 +112,7 @@ def main() -> int:
         return 0
     seen: dict[str, None] = {}
     with tempfile.TemporaryDirectory() as scratch:
-        for argv in commands(args.bin, args.capture):
+        for argv in commands(args.bin, args.capture, Path(scratch)):
             for name in executed(args.bin, argv, Path(scratch)):
                 if name in have:
                     seen.setdefault(name)

@@ -1,5 +1,6 @@
 //! Links `mmap-analyze` with packed relative relocations (`-z pack-relative-relocs`, DT_RELR)
-//! where the toolchain and the C library support them.
+//! where the toolchain and the C library support them, and, in a release build, with the
+//! functions its commands run laid out together.
 //!
 //! The binary is position-independent (ASLR), so the dynamic loader relocates every pointer in
 //! its read-only data when it starts: about 233,000 relative relocations, 5.6 MB of `.rela.dyn`
@@ -9,15 +10,14 @@
 //! binary, and an older linker does not know the option, so the build first links and runs a
 //! small C program with it, and adds the option only when that works (never when cross
 //! compiling: the program could not run here).
-
 //!
-//! The release build also gives the linker `link-order.txt`, the functions the short commands
-//! run (`--symbol-ordering-file`, which lld knows), so that they lie together at the start of
-//! `.text` instead of spread over its ~100 MB: a short question on a small capture takes ~550
-//! fewer page faults and answers 1-2.4 ms sooner (docs/PERFORMANCE.md, stop 58). The names in
-//! the file carry hashes of the release profile, the compiler and Cargo.lock; tests/bench/
-//! link_order.py writes it again. A linker without the option (GNU ld) links as before, with a
-//! warning.
+//! The release build also gives the linker `link-order.txt`, the functions the commands run on
+//! a small capture (`--symbol-ordering-file`, which lld knows), so that they lie together at the
+//! start of `.text` instead of spread over its ~100 MB: a short question takes ~500 fewer page
+//! faults and answers 2-3 ms sooner (docs/PERFORMANCE.md, stop 58). The names in the file carry
+//! hashes of the release profile, the compiler and Cargo.lock; `make link-order` writes it
+//! again. A linker without the option (GNU ld) links as before, with a warning.
+
 use std::{env, fs, path::PathBuf, process::Command};
 
 fn main() {
@@ -103,7 +103,7 @@ fn link_order() {
     } else {
         println!(
             "cargo:warning=the linker does not take --symbol-ordering-file (lld does): \
-             mmap-analyze's short commands take ~550 more page faults"
+             mmap-analyze's short commands take ~500 more page faults"
         );
     }
 }
